@@ -1,0 +1,372 @@
+"""Diagnostics: one catalog of codes, the Diagnostic value, and its rendering.
+
+Every problem meshplay finds in user input is a :class:`Diagnostic` rendered as
+``file:line:col: level[CODE] Kind ns/name: message``, followed by the field path and a hint.
+Codes reuse Istio's ``IST`` numbers only where the meaning is exactly the one ``istioctl analyze``
+gives them; everything else uses meshplay's own families:
+
+* ``MPY1xxx`` YAML and document structure (syntax, kinds, metadata, duplicates);
+* ``MPY2xxx`` fields meshplay accepts but does not model, or that have no effect on the mesh;
+* ``MPY3xxx`` cross-resource analysis that Istio has no code for;
+* ``MPY4xxx`` lesson and app files (lesson.yaml, behavior.yaml).
+
+This module imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+__all__ = [
+    "CATALOG",
+    "Code",
+    "Diagnostic",
+    "DiagnosticError",
+    "Level",
+    "did_you_mean",
+    "format_path",
+    "render",
+]
+
+
+class Level(IntEnum):
+    """Severity, ordered as istioctl orders them (``--failure-threshold`` compares these)."""
+
+    INFO = 0
+    WARNING = 1
+    ERROR = 2
+
+    @property
+    def label(self) -> str:
+        """Lower-case name as printed in a diagnostic line."""
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """A catalog entry: the code, its name, default level and what it means."""
+
+    code: str
+    name: str
+    level: Level
+    description: str
+
+
+def _codes(*entries: Code) -> dict[str, Code]:
+    table: dict[str, Code] = {}
+    for entry in entries:
+        if entry.code in table:  # pragma: no cover - guarded by a test
+            raise ValueError(f"duplicate diagnostic code {entry.code}")
+        table[entry.code] = entry
+    return table
+
+
+E, W, I = Level.ERROR, Level.WARNING, Level.INFO  # noqa: E741 - short level aliases for the table
+
+CATALOG: dict[str, Code] = _codes(
+    # --- Istio's own codes, used with exactly istioctl analyze's meaning -------------------------
+    Code(
+        "IST0101",
+        "ReferencedResourceNotFound",
+        E,
+        "A referenced host, subset, gateway, selector or namespace does not exist.",
+    ),
+    Code(
+        "IST0106",
+        "SchemaValidationError",
+        E,
+        "The resource fails Istio's schema or validation webhook: unknown field, wrong type, "
+        "missing required field, value out of range.",
+    ),
+    Code(
+        "IST0109",
+        "ConflictingMeshGatewayVirtualServiceHosts",
+        E,
+        "Several VirtualServices bound to the mesh define the same host; a sidecar keeps one.",
+    ),
+    Code(
+        "IST0110",
+        "ConflictingSidecarWorkloadSelectors",
+        E,
+        "Several Sidecar resources select the same workload.",
+    ),
+    Code(
+        "IST0111",
+        "MultipleSidecarsWithoutWorkloadSelectors",
+        E,
+        "More than one Sidecar without a workloadSelector in one namespace.",
+    ),
+    Code(
+        "IST0112",
+        "VirtualServiceDestinationPortSelectorRequired",
+        E,
+        "The destination service has several ports and the route gives no destination.port.",
+    ),
+    Code(
+        "IST0118",
+        "PortNameIsNotUnderNamingConvention",
+        I,
+        "A Service port name has no protocol prefix and no appProtocol; Istio will sniff it.",
+    ),
+    Code(
+        "IST0127",
+        "NoMatchingWorkloadsFound",
+        W,
+        "A policy's selector matches no workload, so it has no effect.",
+    ),
+    Code(
+        "IST0128",
+        "NoServerCertificateVerificationDestinationLevel",
+        W,
+        "DestinationRule TLS SIMPLE/MUTUAL without caCertificates: the server is not verified.",
+    ),
+    Code(
+        "IST0130",
+        "VirtualServiceUnreachableRule",
+        W,
+        "An HTTP/TCP rule can never match: it follows a rule without match, or repeats earlier "
+        "matches exactly.",
+    ),
+    Code(
+        "IST0131",
+        "VirtualServiceIneffectiveMatch",
+        I,
+        "A match block is covered by an earlier one of the same VirtualService.",
+    ),
+    Code(
+        "IST0132",
+        "VirtualServiceHostNotFoundInGateway",
+        W,
+        "A VirtualService host is not admitted by any server of the Gateway it binds to.",
+    ),
+    Code(
+        "IST0145",
+        "ConflictingGateways",
+        E,
+        "Two Gateways on the same workload declare the same port and host.",
+    ),
+    Code(
+        "IST0173",
+        "DestinationRuleSubsetNotSelectPods",
+        E,
+        "A DestinationRule subset's labels match no pod: requests routed to it get 503 NR/UH.",
+    ),
+    Code(
+        "IST0174",
+        "UnknownDestinationRuleHost",
+        W,
+        "A DestinationRule's host matches no service or ServiceEntry.",
+    ),
+    # --- MPY1xxx: YAML and document structure ------------------------------------------------------
+    Code("MPY1001", "YAMLSyntaxError", E, "The file is not valid YAML."),
+    Code(
+        "MPY1002",
+        "NotAResource",
+        E,
+        "A YAML document is not a mapping with apiVersion, kind and metadata.",
+    ),
+    Code("MPY1003", "UnknownKind", E, "The kind (or its apiVersion) is not one meshplay loads."),
+    Code(
+        "MPY1004",
+        "DuplicateResource",
+        E,
+        "The same Kind namespace/name is defined twice; kubectl apply would keep the last one.",
+    ),
+    Code("MPY1005", "EmptyInput", W, "A file or document set contains no resources."),
+    Code(
+        "MPY1006",
+        "UnreadableFile",
+        E,
+        "The file cannot be read as UTF-8 text (binary junk, permissions, missing).",
+    ),
+    Code("MPY1007", "InvalidName", E, "metadata.name or namespace is not a valid DNS-1123 name."),
+    Code("MPY1008", "DuplicateKey", E, "A mapping repeats a key; YAML keeps only the last."),
+    Code(
+        "MPY1009",
+        "DeprecatedApiVersion",
+        I,
+        "The apiVersion is accepted but older than the current one.",
+    ),
+    Code(
+        "MPY1010",
+        "KubernetesSchemaError",
+        E,
+        "A Kubernetes manifest has an unknown field, a wrong type or a missing required field.",
+    ),
+    Code(
+        "MPY1011",
+        "InputTooComplex",
+        E,
+        "A document nests or aliases too deeply (YAML bomb protection).",
+    ),
+    # --- MPY2xxx: valid but not modelled / no effect ------------------------------------------------
+    Code(
+        "MPY2001",
+        "FieldNotModelled",
+        W,
+        "A valid Istio field that meshplay does not simulate or translate yet; it is ignored.",
+    ),
+    Code(
+        "MPY2002",
+        "FieldHasNoMeshEffect",
+        I,
+        "A valid Kubernetes field that does not change mesh behaviour; it is ignored.",
+    ),
+    Code(
+        "MPY2003",
+        "EnvoyFilterPatchNotModelled",
+        W,
+        "An EnvoyFilter patch other than the documented local-rate-limit form: not applied.",
+    ),
+    # --- MPY3xxx: cross-resource checks without an Istio code -------------------------------------
+    Code(
+        "MPY3001",
+        "DestinationRuleTLSConflictsWithPeerAuthentication",
+        E,
+        "A DestinationRule disables TLS (or uses SIMPLE) towards workloads whose "
+        "PeerAuthentication is STRICT: every request fails (503 UC/UF).",
+    ),
+    Code(
+        "MPY3002",
+        "ServiceSelectsNoPods",
+        W,
+        "A Service's selector matches no Deployment's pods; requests to it get 503 UH.",
+    ),
+    Code("MPY3003", "RouteWeightsZero", E, "All destinations of a route have weight 0."),
+    Code(
+        "MPY3004",
+        "ServiceAccountNotFound",
+        W,
+        "A Deployment runs as a ServiceAccount that is not defined.",
+    ),
+    # --- MPY4xxx: lesson and app files ------------------------------------------------------------
+    Code(
+        "MPY4001",
+        "LessonSchemaError",
+        E,
+        "lesson.yaml or behavior.yaml has an unknown field, a wrong type or a missing field.",
+    ),
+    Code("MPY4002", "LessonFileNotFound", E, "A file a lesson refers to does not exist."),
+    Code(
+        "MPY4003",
+        "LessonReferenceNotFound",
+        E,
+        "A lesson names a service, workload, subset, edge or resource that does not exist.",
+    ),
+    Code(
+        "MPY4004",
+        "InvalidExpectation",
+        E,
+        "An expectation has no bound, contradictory bounds or an unknown metric.",
+    ),
+)
+
+del E, W, I
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One finding, with where it is and what to do about it."""
+
+    code: str
+    message: str
+    file: str = ""
+    line: int = 0
+    column: int = 0
+    resource: str = ""
+    path: str = ""
+    hint: str = ""
+    level: Level | None = None
+
+    @property
+    def severity(self) -> Level:
+        """The level: explicit, or the catalog default of the code."""
+        if self.level is not None:
+            return self.level
+        return CATALOG[self.code].level
+
+    @property
+    def location(self) -> str:
+        """``file:line:col`` (or as much of it as is known)."""
+        if not self.file:
+            return ""
+        if self.line <= 0:
+            return self.file
+        return f"{self.file}:{self.line}:{self.column or 1}"
+
+    def sort_key(self) -> tuple[str, int, int, str, str]:
+        """Order by file, line, column, code, message."""
+        return (self.file, self.line, self.column, self.code, self.message)
+
+    def headline(self) -> str:
+        """The first line: ``file:line:col: level[CODE] Kind ns/name: message``."""
+        parts = []
+        if self.location:
+            parts.append(f"{self.location}:")
+        parts.append(f"{self.severity.label}[{self.code}]")
+        if self.resource:
+            parts.append(f"{self.resource}:")
+        parts.append(self.message)
+        return " ".join(parts)
+
+    def render(self) -> str:
+        """Headline plus ``at <field path>`` and ``hint:`` lines."""
+        lines = [self.headline()]
+        if self.path:
+            lines.append(f"    at {self.path}")
+        if self.hint:
+            lines.append(f"    hint: {self.hint}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-friendly dict (``meshplay analyze -o json``)."""
+        return {
+            "code": self.code,
+            "name": CATALOG[self.code].name,
+            "level": self.severity.name.capitalize(),
+            "message": self.message,
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "resource": self.resource,
+            "path": self.path,
+            "hint": self.hint,
+        }
+
+
+class DiagnosticError(ValueError):
+    """Raised once with every error found, after collecting them all."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+        self.diagnostics = tuple(sorted(diagnostics, key=Diagnostic.sort_key))
+        super().__init__(render(self.diagnostics))
+
+
+def render(diagnostics: Iterable[Diagnostic]) -> str:
+    """Render diagnostics sorted by file and line, one block each."""
+    return "\n".join(d.render() for d in sorted(diagnostics, key=Diagnostic.sort_key))
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """``did you mean "x"?`` for the closest candidate, or an empty string."""
+    options = sorted(set(candidates))
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in options}
+        if word.lower() in lowered:
+            close = [lowered[word.lower()]]
+    return f'did you mean "{close[0]}"?' if close else ""
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """``("spec", "http", 0, "route")`` -> ``spec.http[0].route``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out

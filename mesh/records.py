@@ -1,0 +1,138 @@
+"""RequestRecord: one request at one proxy hop, the same fields in every runner.
+
+Field names follow Envoy's access log (and Istio's standard metric labels), so the simulator emits
+records directly and the real runners parse them from Envoy's JSON access log. A request that
+crosses a client sidecar and a server sidecar yields two records with the same ``request_id``:
+``reporter="source"`` (client side, outbound) and ``reporter="destination"`` (server side,
+inbound), as Istio's ``reporter`` label distinguishes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "RESPONSE_FLAGS",
+    "ConnectionSecurityPolicy",
+    "Reporter",
+    "RequestRecord",
+    "parse_response_flags",
+]
+
+
+class Reporter(StrEnum):
+    """Which proxy reported the record (Istio's ``reporter`` label)."""
+
+    SOURCE = "source"
+    DESTINATION = "destination"
+
+
+class ConnectionSecurityPolicy(StrEnum):
+    """``connection_security_policy`` label: whether the hop was mutual TLS."""
+
+    MUTUAL_TLS = "mutual_tls"
+    NONE = "none"
+    UNKNOWN = "unknown"
+
+
+RESPONSE_FLAGS: Mapping[str, str] = {
+    "DC": "DownstreamConnectionTermination",
+    "DI": "DelayInjected",
+    "DPE": "DownstreamProtocolError",
+    "FI": "FaultInjected",
+    "IH": "InvalidEnvoyRequestHeaders",
+    "LH": "FailedLocalHealthCheck",
+    "LR": "LocalReset",
+    "NC": "NoClusterFound",
+    "NFCF": "NoFilterConfigFound",
+    "NR": "NoRouteFound",
+    "OM": "OverloadManagerTerminated",
+    "RL": "RateLimited",
+    "RLSE": "RateLimitServiceError",
+    "SI": "StreamIdleTimeout",
+    "UAEX": "UnauthorizedExternalService",
+    "UC": "UpstreamConnectionTermination",
+    "UF": "UpstreamConnectionFailure",
+    "UH": "NoHealthyUpstream",
+    "UMSDR": "UpstreamMaxStreamDurationReached",
+    "UO": "UpstreamOverflow",
+    "UPE": "UpstreamProtocolError",
+    "UR": "UpstreamRemoteReset",
+    "URX": "UpstreamRetryLimitExceeded",
+    "UT": "UpstreamRequestTimeout",
+    "DF": "DnsResolutionFailure",
+    "DO": "DropOverload",
+}
+"""Envoy's short response flags and their long names (``%RESPONSE_FLAGS_LONG%``)."""
+
+
+def parse_response_flags(text: str | None) -> tuple[str, ...]:
+    """``"UO,URX"`` or ``"-"`` (Envoy's empty value) -> ``("UO", "URX")`` / ``()``."""
+    if not text or text == "-":
+        return ()
+    return tuple(flag for flag in text.split(",") if flag)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestRecord:
+    """One request as one proxy saw it. Times are seconds since the run started."""
+
+    start_time: float
+    duration_ms: float
+    reporter: Reporter
+    source_workload: str
+    source_namespace: str
+    source_principal: str
+    destination_service: str
+    destination_workload: str
+    destination_namespace: str
+    destination_version: str
+    destination_principal: str = ""
+    route_name: str = ""
+    upstream_cluster: str = ""
+    upstream_host: str = ""
+    method: str = "GET"
+    path: str = "/"
+    authority: str = ""
+    response_code: int = 0
+    response_flags: tuple[str, ...] = ()
+    attempts: int = 1
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    request_id: str = ""
+    trace_id: str = ""
+    connection_security_policy: ConnectionSecurityPolicy = ConnectionSecurityPolicy.UNKNOWN
+    response_code_details: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Non-5xx, the way Istio dashboards count success (4xx are client errors, not failures)."""
+        return 0 < self.response_code < 500
+
+    @property
+    def flags_text(self) -> str:
+        """Response flags as Envoy prints them (``-`` when none)."""
+        return ",".join(self.response_flags) or "-"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-friendly dict (``--records out.jsonl``)."""
+        data = asdict(self)
+        data["reporter"] = self.reporter.value
+        data["connection_security_policy"] = self.connection_security_policy.value
+        data["response_flags"] = list(self.response_flags)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RequestRecord:
+        """Inverse of :meth:`to_json` (unknown keys are ignored)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["reporter"] = Reporter(values["reporter"])
+        values["connection_security_policy"] = ConnectionSecurityPolicy(
+            values.get("connection_security_policy", "unknown")
+        )
+        values["response_flags"] = tuple(values.get("response_flags", ()))
+        return cls(**values)
