@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from fastapi.responses import JSONResponse
 
-from services.common.errors import ServiceError
+from services.common.errors import ServiceError, error_body
 from services.common.tracing import current_trace_headers
 
 
@@ -51,6 +52,9 @@ class Downstream:
         sent = current_trace_headers()
         if headers:
             sent.update(headers)
+        for name, value in sent.items():
+            if not value.isascii():
+                raise ServiceError(400, "bad_request", f"header {name} is not ASCII")
         try:
             return await self._client.request(
                 method, self.url(service, path), json=json, params=params, headers=sent
@@ -92,3 +96,15 @@ def raise_for_upstream(response: httpx.Response, service: str) -> None:
     except ValueError:
         pass
     raise ServiceError(response.status_code, code, message)
+
+
+def relay(response: httpx.Response, service: str) -> JSONResponse:
+    """An upstream answer as ours: same status and JSON body; a JSON error when the body is not
+    JSON (for example Envoy's plain-text `no healthy upstream`)."""
+    try:
+        body = response.json()
+    except ValueError:
+        status = response.status_code if response.status_code >= 400 else 502
+        message = f"{service} answered {response.status_code} without JSON"
+        return JSONResponse(error_body("upstream_error", message), status_code=status)
+    return JSONResponse(body, status_code=response.status_code)
