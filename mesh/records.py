@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "RESPONSE_FLAGS",
@@ -78,7 +78,13 @@ def parse_response_flags(text: str | None) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RequestRecord:
-    """One request as one proxy saw it. Times are seconds since the run started."""
+    """One request as one proxy saw it. Times are seconds since the run started.
+
+    ``destination_service`` is the FQDN (Istio's ``destination_service`` label); a client outside
+    the mesh has ``source_workload`` ``"unknown"``, as in Istio's metrics.
+    """
+
+    UNKNOWN: ClassVar[str] = "unknown"
 
     start_time: float
     duration_ms: float
@@ -90,6 +96,9 @@ class RequestRecord:
     destination_workload: str
     destination_namespace: str
     destination_version: str
+    source_app: str = ""
+    source_version: str = ""
+    destination_app: str = ""
     destination_principal: str = ""
     route_name: str = ""
     upstream_cluster: str = ""
@@ -111,6 +120,11 @@ class RequestRecord:
     def ok(self) -> bool:
         """Non-5xx, the way Istio dashboards count success (4xx are client errors, not failures)."""
         return 0 < self.response_code < 500
+
+    @property
+    def destination_service_name(self) -> str:
+        """Short service name (Istio's ``destination_service_name`` label)."""
+        return self.destination_service.split(".", 1)[0]
 
     @property
     def flags_text(self) -> str:

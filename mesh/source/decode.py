@@ -54,9 +54,14 @@ def _hints(cls: Any) -> dict[str, Any]:
 
 @functools.cache
 def _fields(cls: Any) -> dict[str, dataclasses.Field[Any]]:
-    """YAML key -> dataclass field, for the decodable fields of ``cls``."""
+    """YAML key -> dataclass field, for the decodable fields of ``cls``.
+
+    Keys are camelCase (Kubernetes/Istio style) unless the class sets ``YAML_KEYS = "snake"``
+    (meshplay's own lesson format).
+    """
+    snake = getattr(cls, "YAML_KEYS", "camel") == "snake"
     return {
-        yaml_name(f.name): f
+        (f.name.rstrip("_") if snake else yaml_name(f.name)): f
         for f in dataclasses.fields(cls)
         if f.init and f.name not in {"metadata", "api_version", "source"}
     }

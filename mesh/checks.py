@@ -1,0 +1,150 @@
+"""Lesson expectations evaluated over RequestRecords: measured value, bounds, verdict.
+
+Selection is the same on every runner: ``edge``/``service`` pick the requests, ``version``,
+``subset`` and ``workload`` say where they should land (``share``), ``status``/``flag`` say what
+``rate`` counts. Expectations on traffic from ``outside`` the mesh read the server side's
+records, since such a client has no proxy to report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from mesh.lesson import Expectation, Selector
+from mesh.metrics import OUTSIDE, edge_key, percentile
+from mesh.records import Reporter, RequestRecord
+
+__all__ = ["CheckResult", "Verdict", "evaluate", "evaluate_all", "select"]
+
+
+class Verdict(StrEnum):
+    """Outcome of one expectation."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    NO_DATA = "no data"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """An expectation with its measured value, the sample size and the verdict."""
+
+    expectation: Expectation
+    value: float
+    samples: int
+    verdict: Verdict
+
+    @property
+    def passed(self) -> bool:
+        """Verdict is PASS."""
+        return self.verdict is Verdict.PASS
+
+    def describe(self) -> str:
+        """``share(product v2) in [0.07, 0.13]: 0.102 (n=500) pass``"""
+        shown = "-" if math.isnan(self.value) else f"{self.value:.4g}"
+        return f"{self.expectation.describe()}: {shown} (n={self.samples}) {self.verdict.value}"
+
+
+def _subset(record: RequestRecord) -> str:
+    # outbound|PORT|SUBSET|FQDN (see mesh.envoy.names); other clusters have no subset
+    parts = record.upstream_cluster.split("|")
+    return parts[2] if len(parts) == 4 else ""
+
+
+def _path_matches(pattern: str, path: str) -> bool:
+    path = path.split("?", 1)[0]
+    if pattern.endswith("*"):
+        return path.startswith(pattern[:-1])
+    return path == pattern
+
+
+def select(records: Sequence[RequestRecord], sel: Selector) -> list[RequestRecord]:
+    """Records on the selector's edge/service/path/method, from the right reporter."""
+    client = service = ""
+    if sel.edge:
+        client, _, service = (p.strip() for p in sel.edge.partition("->"))
+    service = service or sel.service
+    want_destination = sel.reporter == "destination" or client == OUTSIDE
+    out = []
+    for r in records:
+        if want_destination:
+            if r.reporter is not Reporter.DESTINATION:
+                continue
+        elif r.reporter is not Reporter.SOURCE:
+            continue
+        r_client, r_service = edge_key(r)
+        if client and r_client != client:
+            continue
+        if service and r_service != service:
+            continue
+        if sel.path and not _path_matches(sel.path, r.path):
+            continue
+        if sel.method and r.method != sel.method.upper():
+            continue
+        out.append(r)
+    return out
+
+
+def _status_matches(sel: Selector, r: RequestRecord) -> bool:
+    if sel.status is not None and r.response_code != sel.status:
+        return False
+    if sel.status_class and str(r.response_code)[:1] != sel.status_class[:1]:
+        return False
+    return not (sel.flag and sel.flag not in r.response_flags)
+
+
+def _lands(sel: Selector, r: RequestRecord) -> bool:
+    if sel.version and r.destination_version != sel.version:
+        return False
+    if sel.subset and _subset(r) != sel.subset:
+        return False
+    return not (sel.workload and r.destination_workload != sel.workload)
+
+
+def evaluate(exp: Expectation, records: Sequence[RequestRecord], duration_s: float) -> CheckResult:
+    """Measure one expectation over a step's records."""
+    sel = exp.selector
+    base = select(records, sel)
+    metric = exp.metric
+    value = math.nan
+    samples = len(base)
+    if metric == "share":
+        value = sum(1 for r in base if _lands(sel, r)) / samples if samples else math.nan
+    elif metric == "success_rate":
+        value = sum(1 for r in base if r.ok) / samples if samples else math.nan
+    elif metric == "error_rate":
+        value = sum(1 for r in base if not r.ok) / samples if samples else math.nan
+    elif metric == "rate":
+        value = sum(1 for r in base if _status_matches(sel, r)) / samples if samples else math.nan
+    else:
+        chosen = [r for r in base if _status_matches(sel, r) and _lands(sel, r)]
+        samples = len(chosen)
+        if metric == "count":
+            value = float(samples)
+        elif metric == "rps":
+            value = samples / duration_s if duration_s > 0 else math.nan
+        elif metric == "attempts_mean":
+            value = sum(r.attempts for r in chosen) / samples if samples else math.nan
+        else:
+            durations = [r.duration_ms for r in chosen]
+            if metric == "latency_p50_ms":
+                value = percentile(durations, 50)
+            elif metric == "latency_p99_ms":
+                value = percentile(durations, 99)
+            elif durations:
+                value = sum(durations) / len(durations)
+    if math.isnan(value):
+        return CheckResult(exp, value, samples, Verdict.NO_DATA)
+    low, high = exp.bounds
+    verdict = Verdict.PASS if low - 1e-12 <= value <= high + 1e-12 else Verdict.FAIL
+    return CheckResult(exp, value, samples, verdict)
+
+
+def evaluate_all(
+    expectations: Sequence[Expectation], records: Sequence[RequestRecord], duration_s: float
+) -> tuple[CheckResult, ...]:
+    """Evaluate every expectation of a step."""
+    return tuple(evaluate(e, records, duration_s) for e in expectations)
