@@ -199,7 +199,9 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
         transport=transport,
     )
 
-    @app.get("/products", tags=["catalog"], summary="All products")
+    @app.get(
+        "/products", tags=["catalog"], summary="All products", response_model_exclude_none=True
+    )
     async def list_products() -> ProductList:
         rows = await catalog.rows()
         return ProductList(items=[catalog.show(r) for r in rows], version=settings.version)
