@@ -10,6 +10,7 @@ parallel. The simulator executes this declaration; a test checks that the real s
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -79,8 +80,13 @@ class Call:
 
     @property
     def path(self) -> str:
-        """Concrete request path."""
+        """Request path; ``{param}`` segments are filled from the incoming request (see
+        :meth:`path_for`)."""
         return self.call.split()[2]
+
+    def path_for(self, params: dict[str, str]) -> str:
+        """The path with ``{param}`` segments replaced by the incoming request's values."""
+        return _PARAM.sub(lambda m: params.get(m.group(0)[1:-1], m.group(0)), self.path)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,6 +118,12 @@ class EndpointBehavior:
         """Path template of the route."""
         return self.route.split()[1]
 
+    def path_params(self, path: str) -> dict[str, str]:
+        """``{param}`` values of a concrete path (``/products/7`` -> ``{"id": "7"}``)."""
+        names = [m.group(0)[1:-1] for m in _PARAM.finditer(self.path_template)]
+        found = _template_regex(self.path_template).match(path.split("?", 1)[0])
+        return dict(zip(names, found.groups(), strict=True)) if found and names else {}
+
     def matches(self, method: str, path: str) -> bool:
         """Whether a concrete request ``method path`` is served by this endpoint."""
         if method.upper() != self.method:
@@ -129,7 +141,13 @@ class VersionBehavior:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceBehavior:
-    """A service's endpoints, concurrency per replica and per-version overrides."""
+    """A service's endpoints, concurrency per replica and per-version overrides.
+
+    ``concurrency`` is how many requests' own work (``serviceTime``) one replica performs at
+    once; further requests queue for a slot. Waiting on downstream calls does not hold a slot
+    (the services are async: one uvicorn worker interleaves requests while they wait), so a
+    single-worker async service is ``concurrency: 1``.
+    """
 
     name: str
     port: int = 8080
@@ -198,18 +216,13 @@ class App:
 _PARAM = re.compile(r"\{[^/}]+\}")
 
 
+@functools.cache
 def _template_regex(template: str) -> re.Pattern[str]:
-    return _TEMPLATE_CACHE.setdefault(
-        template,
-        re.compile(
-            "^"
-            + _PARAM.sub("[^/]+", re.escape(template).replace(r"\{", "{").replace(r"\}", "}"))
-            + "$"
-        ),
-    )
+    """``/products/{id}`` -> ``^/products/([^/]+)$`` (compiled once per template)."""
+    escaped = re.escape(template).replace(r"\{", "{").replace(r"\}", "}")
+    return re.compile("^" + _PARAM.sub("([^/]+)", escaped) + "$")
 
 
-_TEMPLATE_CACHE: dict[str, re.Pattern[str]] = {}
 _CALL_RE = re.compile(
     r"^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) [a-z0-9]([-a-z0-9]*[a-z0-9])? /\S*$"
 )

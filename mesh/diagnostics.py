@@ -210,6 +210,20 @@ CATALOG: dict[str, Code] = _codes(
         "A valid Istio field that meshplay does not simulate or translate yet; it is ignored.",
     ),
     Code(
+        "MPY2004",
+        "KindHasNoMeshEffect",
+        I,
+        "A valid Kubernetes kind that does not change mesh behaviour (ConfigMap, Secret, PVC...); "
+        "it is ignored by sim and local and applied as-is by kube.",
+    ),
+    Code(
+        "MPY2005",
+        "KindNotModelled",
+        W,
+        "A valid Istio or Kubernetes kind that affects the mesh but that meshplay does not model "
+        "yet (StatefulSet, Telemetry, WorkloadEntry, Gateway API...); it is ignored by sim and local.",
+    ),
+    Code(
         "MPY2002",
         "FieldHasNoMeshEffect",
         I,

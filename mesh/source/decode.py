@@ -19,7 +19,7 @@ from enum import Enum
 from typing import Any, TypeVar, Union, get_args, get_origin
 
 from mesh.diagnostics import Diagnostic, did_you_mean, format_path
-from mesh.model.common import Duration, FrozenMap, SourceMap, yaml_name
+from mesh.model.common import Duration, FrozenMap, Resource, SourceMap, yaml_name
 
 __all__ = ["Decoder", "type_name"]
 
@@ -60,10 +60,11 @@ def _fields(cls: Any) -> dict[str, dataclasses.Field[Any]]:
     (meshplay's own lesson format).
     """
     snake = getattr(cls, "YAML_KEYS", "camel") == "snake"
+    envelope = {"metadata", "api_version", "source"} if issubclass(cls, Resource) else set()
     return {
         (f.name.rstrip("_") if snake else yaml_name(f.name)): f
         for f in dataclasses.fields(cls)
-        if f.init and f.name not in {"metadata", "api_version", "source"}
+        if f.init and f.name not in envelope
     }
 
 
@@ -180,6 +181,12 @@ class Decoder:
                 return value
             if arg is str and isinstance(value, str):
                 return value
+        classes = [a for a in args if isinstance(a, type) and dataclasses.is_dataclass(a)]
+        if classes and isinstance(value, dict):
+            # A union of messages (a oneof of shapes): the class that knows every key wins.
+            keys = {k for k in value if isinstance(k, str)}
+            best = max(classes, key=lambda c: len(keys & set(_fields(c))))
+            return self.dataclass(best, value, path)
         self.error(path, f"expected {_describe(tp)}, got {type_name(value)}")
         return _MISSING
 

@@ -38,6 +38,20 @@ _METADATA_BOOKKEEPING = {
     "selfLink",
     "generateName",
 }
+NO_MESH_EFFECT_KINDS = frozenset({
+    "ConfigMap", "Secret", "PersistentVolumeClaim", "PersistentVolume", "StorageClass",
+    "HorizontalPodAutoscaler", "PodDisruptionBudget", "Role", "RoleBinding", "ClusterRole",
+    "ClusterRoleBinding", "ResourceQuota", "LimitRange", "PriorityClass", "Job", "CronJob",
+})  # fmt: skip
+"""Kubernetes kinds that do not change what the mesh does with a request."""
+NOT_MODELLED_KINDS = frozenset({
+    "StatefulSet", "DaemonSet", "ReplicaSet", "Pod", "Endpoints", "EndpointSlice", "Ingress",
+    "WorkloadEntry", "WorkloadGroup", "Telemetry", "ProxyConfig", "WasmPlugin",
+})  # fmt: skip
+"""Kinds that affect the mesh but that meshplay does not model yet."""
+NOT_MODELLED_GROUPS = frozenset(
+    {"gateway.networking.k8s.io", "telemetry.istio.io", "extensions.istio.io"}
+)
 _KINDS: dict[str, type[Resource]] = {cls.KIND: cls for cls in RESOURCE_KINDS}
 _LATEST: dict[str, str] = {cls.KIND: cls.API_VERSIONS[0] for cls in RESOURCE_KINDS}
 
@@ -202,6 +216,33 @@ def _decode_document(
     assert isinstance(kind, str)
     cls = _KINDS.get(kind)
     group, _, version = api_version.rpartition("/")
+    if cls is None and kind in NO_MESH_EFFECT_KINDS:
+        pos = source.position(("kind",))
+        diagnostics.append(
+            Diagnostic(
+                "MPY2004",
+                f"{kind} has no effect on the mesh; ignored",
+                file=pos.file,
+                line=pos.line,
+                column=pos.column,
+                resource=f"{kind} {_metadata_name(data)}",
+            )
+        )
+        return []
+    if cls is None and (kind in NOT_MODELLED_KINDS or group in NOT_MODELLED_GROUPS):
+        pos = source.position(("kind",))
+        diagnostics.append(
+            Diagnostic(
+                "MPY2005",
+                f"{kind} ({api_version}) is not modelled by meshplay yet; sim and local ignore it",
+                file=pos.file,
+                line=pos.line,
+                column=pos.column,
+                resource=f"{kind} {_metadata_name(data)}",
+                hint="the kube runner applies it as-is",
+            )
+        )
+        return []
     if cls is None:
         pos = source.position(("kind",))
         hint = did_you_mean(kind, _KINDS) or f"meshplay loads: {', '.join(sorted(_KINDS))}"

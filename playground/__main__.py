@@ -1,0 +1,5 @@
+"""``python -m playground`` is the ``meshplay`` command."""
+
+from playground.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""The ``meshplay`` command line: a thin layer over ``mesh`` and the runners.
+
+Verbs mirror istioctl where they overlap (``analyze``, ``proxy-config``, ``proxy-status``) so the
+skills carry over. Exit codes follow istioctl: 0 ok, 1 expectations failed (or warnings past
+``--failure-threshold``), 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+COMMANDS: tuple[str, ...] = (
+    "playground.commands.lessons",
+    "playground.commands.analyze",
+    "playground.commands.run",
+    "playground.commands.explain",
+    "playground.commands.proxy_config",
+    "playground.commands.proxy_status",
+    "playground.commands.up",
+    "playground.commands.down",
+    "playground.commands.compare",
+    "playground.commands.tui",
+)
+"""Sub-command modules, each with ``register(subparsers)``; listed explicitly, in help order."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command that this build contains."""
+    parser = argparse.ArgumentParser(
+        prog="meshplay",
+        description="The Cloud Networking Playground: learn Istio and Envoy by running them.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # this command is not part of the build yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``meshplay`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code: int = handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return code

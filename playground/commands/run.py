@@ -1,0 +1,149 @@
+"""``meshplay run LESSON``: run a lesson's steps on a runner and grade its expectations.
+
+Prints, per step, the traffic per edge and each expectation with its measured value and verdict.
+Exit code 0 when every expectation passed, 1 when one failed, 2 when the lesson does not load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from mesh.checks import Verdict
+from mesh.diagnostics import DiagnosticError, render
+from mesh.lesson import Lesson, load_lesson
+from mesh.metrics import edge_stats
+from mesh.runner import LessonRun, Progress, RunnerError, RunOptions
+from playground.runners import RUNNERS, get_runner
+
+__all__ = ["ProgressBar", "format_run", "register"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``run`` sub-command."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "run",
+        help="run a lesson on a runner and check its expectations",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "lesson", metavar="LESSON", help="lesson folder (e.g. lessons/01-request-routing)"
+    )
+    p.add_argument("--runner", choices=tuple(RUNNERS), default="sim")
+    p.add_argument("--seed", type=int, default=1, help="random seed (runs are repeatable per seed)")
+    p.add_argument("--step", type=int, metavar="K", help="run steps 1..K only")
+    p.add_argument(
+        "--records", type=Path, metavar="FILE", help="write every RequestRecord as JSON lines"
+    )
+    p.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
+    p.set_defaults(handler=_run)
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal, drawn only once a run has lasted a second."""
+
+    def __init__(self, out: TextIO, enabled: bool = True) -> None:
+        self.out = out
+        self.enabled = enabled and out.isatty()
+        self.started = time.monotonic()
+        self.drawn = False
+
+    def __call__(self, p: Progress) -> None:
+        if not self.enabled or time.monotonic() - self.started < 1.0:
+            return
+        width = 30
+        done = max(0.0, min(1.0, p.fraction))
+        bar = "#" * int(done * width) + "-" * (width - int(done * width))
+        self.out.write(f"\rstep {p.step + 1}/{p.steps} [{bar}] {done:4.0%} {p.requests} requests ")
+        self.out.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        """Clear the bar's line."""
+        if self.drawn:
+            self.out.write("\r" + " " * 79 + "\r")
+            self.out.flush()
+
+
+def _pct(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x * 100:.1f}%"
+
+
+def _ms(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.1f}"
+
+
+def format_run(run: LessonRun) -> str:
+    """The human report of a run: per step, edges then expectations with verdicts."""
+    lines = [f"{run.lesson.title}  (runner {run.runner}, seed {run.seed})", ""]
+    for s in run.steps:
+        lines.append(f"Step {s.index + 1}: {s.step.name}")
+        rows = edge_stats(s.records, s.duration_s)
+        if rows:
+            lines.append(
+                f"  {'EDGE':<34} {'REQS':>6} {'RPS':>7} {'SUCCESS':>8} {'P50 MS':>8} {'P99 MS':>8}  "
+                "VERSIONS / FLAGS"
+            )
+            for row in rows:
+                versions = " ".join(f"{v}:{n}" for v, n in row.versions)
+                flags = " ".join(f"{f}:{n}" for f, n in row.flags)
+                lines.append(
+                    f"  {row.name:<34} {row.requests:>6} {row.rps:>7.1f} {_pct(row.success_rate):>8} "
+                    f"{_ms(row.p50_ms):>8} {_ms(row.p99_ms):>8}  {versions}{'  ' + flags if flags else ''}"
+                )
+        for c in s.checks:
+            mark = "\u2714" if c.verdict is Verdict.PASS else "\u2718"
+            lines.append(f"  {mark} {c.describe()}")
+            if c.verdict is not Verdict.PASS and c.expectation.why:
+                lines.append(f"      why: {c.expectation.why}")
+        lines.append("")
+    total = sum(len(s.checks) for s in run.steps)
+    passed = sum(1 for s in run.steps for c in s.checks if c.passed)
+    verdict = "PASSED" if run.passed else "FAILED"
+    lines.append(f"{verdict}: {passed}/{total} expectations met")
+    return "\n".join(lines)
+
+
+def _hints(lesson: Lesson) -> str:
+    return "\n".join(f"  hint: {h}" for h in lesson.spec.hints)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        lesson = load_lesson(args.lesson)
+    except DiagnosticError as exc:
+        print(render(exc.diagnostics), file=sys.stderr)
+        return 2
+    if args.runner not in lesson.spec.runners:
+        print(f'lesson "{lesson.id}" does not run on "{args.runner}" (it runs on: '
+              f'{", ".join(lesson.spec.runners)})', file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        runner = get_runner(args.runner)
+    except RunnerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bar = ProgressBar(sys.stderr, enabled=not args.no_progress)
+    options = RunOptions(seed=args.seed, until_step=args.step, on_progress=bar)
+    try:
+        run = runner.run(lesson, options)
+    except RunnerError as exc:
+        bar.close()
+        print(f"error: runner {args.runner} failed: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    print(format_run(run))
+    if not run.passed and lesson.spec.hints:
+        print(_hints(lesson))
+    if args.records is not None:
+        with args.records.open("w", encoding="utf-8") as fh:
+            for r in run.records:
+                fh.write(json.dumps(r.to_json(), sort_keys=True) + "\n")
+    return 0 if run.passed else 1
