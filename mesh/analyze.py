@@ -29,7 +29,7 @@ from mesh.model import (
     TLSMode,
     VirtualService,
 )
-from mesh.model.common import WorkloadSelector
+from mesh.model.common import LabelsWorkloadSelector, WorkloadSelector
 from mesh.model.virtual_service import HTTPMatchRequest
 from mesh.topology import MeshConfig, Topology, build_topology
 
@@ -205,7 +205,7 @@ def check_unreachable_rules(resources: Sequence[Resource], topo: Topology) -> It
         seen: set[HTTPMatchRequest] = set()
         catch_all: int | None = None
         for i, http in enumerate(vs.http):
-            label = f'"{http.name}"' if http.name else f"{i}"
+            label = f'{i} "{http.name}"' if http.name else f"{i}"
             if catch_all is not None:
                 yield _diag("IST0130", vs, ("spec", "http", i),
                             f"VirtualService rule #{label} not used (only the last rule can have no "
@@ -277,7 +277,7 @@ def check_destination_rules(resources: Sequence[Resource], topo: Topology) -> It
 
 
 def _selector_matches_nothing(
-    selector: WorkloadSelector | None, namespace: str, topo: Topology
+    selector: WorkloadSelector | LabelsWorkloadSelector | None, namespace: str, topo: Topology
 ) -> bool:
     if selector is None or not selector.match_labels:
         return False
@@ -289,7 +289,7 @@ def _selector_matches_nothing(
 def check_selectors(resources: Sequence[Resource], topo: Topology) -> Iterator[Diagnostic]:
     """IST0127: policies whose selector matches no workload have no effect."""
     for r in resources:
-        selector: WorkloadSelector | None = None
+        selector: WorkloadSelector | LabelsWorkloadSelector | None = None
         field = "selector"
         if isinstance(r, AuthorizationPolicy | PeerAuthentication | RequestAuthentication):
             selector = r.selector
@@ -419,6 +419,46 @@ def check_sidecars(resources: Sequence[Resource], topo: Topology) -> Iterator[Di
                             f"workload pod {pod.name}")  # fmt: skip
 
 
+def check_tls_verification(resources: Sequence[Resource], topo: Topology) -> Iterator[Diagnostic]:
+    """IST0128: SIMPLE or MUTUAL client TLS without caCertificates does not verify the server."""
+    del topo
+    for dr in _of(resources, DestinationRule):
+        tls = dr.traffic_policy.tls if dr.traffic_policy is not None else None
+        if tls is None or tls.mode not in (TLSMode.SIMPLE, TLSMode.MUTUAL):
+            continue
+        if not tls.ca_certificates and not tls.credential_name and not tls.insecure_skip_verify:
+            yield _diag("IST0128", dr, ("spec", "trafficPolicy", "tls"),
+                        f"DestinationRule {dr.namespace}/{dr.name} in namespace {dr.namespace} has "
+                        f"TLS mode set to {tls.mode.value} but no caCertificates are set to validate "
+                        f"server identity for host: {dr.host}",
+                        "set caCertificates (or credentialName), or use ISTIO_MUTUAL inside the mesh")  # fmt: skip
+
+
+def check_conflicting_gateways(
+    resources: Sequence[Resource], topo: Topology
+) -> Iterator[Diagnostic]:
+    """IST0145: two Gateways on the same gateway pods declare the same port and host."""
+    gateways = _of(resources, Gateway)
+    for i, a in enumerate(gateways):
+        pods_a = {p.name for p in topo.select_pods(None, a.selector)}
+        for b in gateways[i + 1 :]:
+            if not pods_a & {p.name for p in topo.select_pods(None, b.selector)}:
+                continue
+            for sa in a.servers:
+                for sb in b.servers:
+                    if sa.port.number != sb.port.number or sa.bind != sb.bind:
+                        continue
+                    shared = sorted(
+                        {h.split("/")[-1] for h in sa.hosts} & {h.split("/")[-1] for h in sb.hosts}
+                    )
+                    if shared:
+                        yield _diag("IST0145", b, ("spec", "servers"),
+                                    f"conflict with gateways {a.namespace}/{a.name} (workload "
+                                    f"selector {','.join(f'{k}={v}' for k, v in b.selector.items())}, "
+                                    f"port {sb.port.number}, hosts {', '.join(shared)})",
+                                    "merge the servers into one Gateway or use distinct hosts")  # fmt: skip
+
+
 LOCAL_RATELIMIT = "envoy.filters.http.local_ratelimit"
 
 
@@ -449,6 +489,8 @@ ANALYZERS: tuple[Analyzer, ...] = (
     check_destination_rules,
     check_selectors,
     check_tls_conflicts,
+    check_tls_verification,
+    check_conflicting_gateways,
     check_services,
     check_service_accounts,
     check_sidecars,

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from mesh.app import App, load_app
-from mesh.diagnostics import Diagnostic, DiagnosticError, Level
+from mesh.diagnostics import Diagnostic, DiagnosticError, Level, did_you_mean, format_path
 from mesh.model.common import FrozenMap, Resource, SourceMap
+from mesh.model.kubernetes import Deployment, Service
 from mesh.source.decode import MISSING, Decoder
 from mesh.source.load import load_paths
 from mesh.source.yaml_nodes import parse_documents
@@ -343,21 +344,25 @@ def load_lesson(path: Path | str) -> Lesson:
 
     app_dir = _apps_root(folder) / spec.app
     app: App | None = None
-    try:
-        app = load_app(app_dir)
-    except DiagnosticError as exc:
+    if not (app_dir / "behavior.yaml").is_file():
         pos = source.position(("app",))
+        known = sorted(p.name for p in app_dir.parent.glob("*/behavior.yaml"))
         diagnostics.append(
             Diagnostic(
                 "MPY4002",
-                f'app "{spec.app}" cannot be loaded from {app_dir}',
+                f'app "{spec.app}" not found: no {app_dir}/behavior.yaml',
                 file=pos.file,
                 line=pos.line,
                 column=pos.column,
                 resource=f"Lesson {folder.name}",
-                hint="; ".join(d.headline() for d in exc.diagnostics[:3]),
+                hint=did_you_mean(spec.app, known) or f"apps: {', '.join(known) or 'none'}",
             )
         )
+    else:
+        try:
+            app = load_app(app_dir)
+        except DiagnosticError as exc:  # the app's own problems, at their own file:line
+            diagnostics.extend(exc.diagnostics)
 
     files: dict[str, tuple[Resource, ...]] = {}
     for i, step in enumerate(spec.steps):
@@ -398,6 +403,8 @@ def load_lesson(path: Path | str) -> Lesson:
             diagnostics.extend(loaded.diagnostics)
             files[ref] = loaded.resources
         _check_step(step, i, source, folder.name, diagnostics)
+        if app is not None:
+            _check_references(step, i, source, folder.name, app=app, out=diagnostics)
 
     if app is None or any(d.severity is Level.ERROR for d in diagnostics):
         raise DiagnosticError(diagnostics)
@@ -451,4 +458,82 @@ def _check_step(
                     resource=f"Lesson {lesson}",
                     path=f"steps[{index}].expect[{j}]",
                 )
+            )
+
+
+_CLIENTS = {"outside", "ingress"}
+
+
+def _check_references(
+    step: LessonStep, index: int, source: SourceMap, lesson: str, *, app: App, out: list[Diagnostic]
+) -> None:
+    """MPY4003: services, clients and workloads a step names must exist in the app."""
+    services = {r.name for r in app.resources if isinstance(r, Service)}
+    workloads = {r.name for r in app.resources if isinstance(r, Deployment)}
+    apps = {
+        r.spec.template.metadata.labels.get("app", "")
+        for r in app.resources
+        if isinstance(r, Deployment)
+    }
+
+    def report(path: tuple[str | int, ...], message: str, candidates: set[str]) -> None:
+        pos = source.position(path)
+        out.append(
+            Diagnostic(
+                "MPY4003",
+                message,
+                file=pos.file,
+                line=pos.line,
+                column=pos.column,
+                resource=f"Lesson {lesson}",
+                path=format_path(path),
+                hint=did_you_mean(message.split('"')[1], candidates),
+            )
+        )
+
+    for j, exp in enumerate(step.expect):
+        sel = (
+            getattr(exp, exp.metric) if any(getattr(exp, m) is not None for m in METRICS) else None
+        )
+        if not isinstance(sel, Selector):
+            continue
+        path: tuple[str | int, ...] = ("steps", index, "expect", j, exp.metric)
+        if sel.edge:
+            client, _, service = (p.strip() for p in sel.edge.partition("->"))
+            if client not in _CLIENTS and client not in apps:
+                report(
+                    (*path, "edge"),
+                    f'edge client "{client}" is not an app of the lesson',
+                    apps | _CLIENTS,
+                )
+            if service not in services:
+                report(
+                    (*path, "edge"),
+                    f'edge service "{service}" is not a Service of the app',
+                    services,
+                )
+        if sel.service and sel.service not in services:
+            report(
+                (*path, "service"), f'service "{sel.service}" is not a Service of the app', services
+            )
+        if sel.workload and sel.workload not in workloads:
+            report(
+                (*path, "workload"),
+                f'workload "{sel.workload}" is not a Deployment of the app',
+                workloads,
+            )
+    breaks: list[tuple[tuple[str | int, ...], BreakAction]] = [
+        (("steps", index, "break", k), b) for k, b in enumerate(step.break_)
+    ]
+    breaks += [
+        (("steps", index, "events", e, "break", k), b)
+        for e, event in enumerate(step.events)
+        for k, b in enumerate(event.break_)
+    ]
+    for path, b in breaks:
+        if b.workload not in workloads:
+            report(
+                (*path, "workload"),
+                f'workload "{b.workload}" is not a Deployment of the app',
+                workloads,
             )

@@ -6,6 +6,7 @@ kinds the mesh reads. Field names are the proto field names in snake_case; only 
 from mesh.model.common import (
     Duration,
     FrozenMap,
+    LabelsWorkloadSelector,
     ObjectMeta,
     Percent,
     PortSelector,
@@ -108,6 +109,7 @@ __all__ = [
     "HTTPRouteDestination",
     "HTTPSettings",
     "LabelSelector",
+    "LabelsWorkloadSelector",
     "LoadBalancerSettings",
     "MutualTLSMode",
     "Namespace",

@@ -16,6 +16,7 @@ __all__ = [
     "Duration",
     "FrozenMap",
     "JsonValue",
+    "LabelsWorkloadSelector",
     "ObjectMeta",
     "Percent",
     "PortSelector",
@@ -143,13 +144,34 @@ class StringMatch:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkloadSelector:
-    """istio.type.v1beta1.WorkloadSelector: pods whose labels contain all of ``match_labels``."""
+    """istio.type.v1beta1.WorkloadSelector (security policies, DestinationRule): pods whose labels
+    contain all of ``match_labels``."""
 
     match_labels: FrozenMap[str, str] = field(default_factory=FrozenMap)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         """Whether a pod with ``labels`` is selected (an empty selector selects every pod)."""
         return all(labels.get(k) == v for k, v in self.match_labels.items())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabelsWorkloadSelector:
+    """istio.networking.v1.WorkloadSelector (Sidecar, EnvoyFilter, ServiceEntry): ``labels``.
+
+    The networking API spells the field ``labels`` where the security API's selector says
+    ``matchLabels``; ``match_labels`` is offered too so callers can treat both selectors alike.
+    """
+
+    labels: FrozenMap[str, str] = field(default_factory=FrozenMap)
+
+    @property
+    def match_labels(self) -> FrozenMap[str, str]:
+        """The labels, under the security selector's name."""
+        return self.labels
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether a pod with ``labels`` is selected (an empty selector selects every pod)."""
+        return all(labels.get(k) == v for k, v in self.labels.items())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

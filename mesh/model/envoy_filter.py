@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from mesh.model.common import JsonValue, Resource, WorkloadSelector
+from mesh.model.common import JsonValue, LabelsWorkloadSelector, Resource
 
 __all__ = [
     "EnvoyConfigObjectMatch",
@@ -101,6 +101,6 @@ class EnvoyFilter(Resource):
     PLURAL: ClassVar[str] = "envoyfilters"
     UNMODELLED: ClassVar[frozenset[str]] = frozenset({"targetRefs"})
 
-    workload_selector: WorkloadSelector | None = None
+    workload_selector: LabelsWorkloadSelector | None = None
     config_patches: tuple[EnvoyConfigObjectPatch, ...] = ()
     priority: int = 0

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
-from mesh.model.common import FrozenMap, Resource, WorkloadSelector
+from mesh.model.common import FrozenMap, LabelsWorkloadSelector, Resource
 from mesh.model.virtual_service import Destination
 
 __all__ = [
@@ -145,7 +145,7 @@ class ServiceEntry(Resource):
     location: ServiceEntryLocation = ServiceEntryLocation.MESH_EXTERNAL
     resolution: ServiceEntryResolution = ServiceEntryResolution.NONE
     endpoints: tuple[WorkloadEntry, ...] = ()
-    workload_selector: WorkloadSelector | None = None
+    workload_selector: LabelsWorkloadSelector | None = None
     export_to: tuple[str, ...] = ()
     subject_alt_names: tuple[str, ...] = ()
 
@@ -204,7 +204,7 @@ class Sidecar(Resource):
     PLURAL: ClassVar[str] = "sidecars"
     UNMODELLED: ClassVar[frozenset[str]] = frozenset({"inboundConnectionPool"})
 
-    workload_selector: WorkloadSelector | None = None
+    workload_selector: LabelsWorkloadSelector | None = None
     ingress: tuple[IstioIngressListener, ...] = ()
     egress: tuple[IstioEgressListener, ...] = ()
     outbound_traffic_policy: OutboundTrafficPolicy | None = None

@@ -96,6 +96,8 @@ class ServiceSpec:
         }
     )
 
+    YAML_RENAMES: ClassVar[dict[str, str]] = {"cluster_ip": "clusterIP"}
+
     selector: FrozenMap[str, str] = field(default_factory=FrozenMap)
     ports: tuple[KubeServicePort, ...] = ()
     type: str = "ClusterIP"

@@ -61,8 +61,9 @@ def _fields(cls: Any) -> dict[str, dataclasses.Field[Any]]:
     """
     snake = getattr(cls, "YAML_KEYS", "camel") == "snake"
     envelope = {"metadata", "api_version", "source"} if issubclass(cls, Resource) else set()
+    renames: Mapping[str, str] = getattr(cls, "YAML_RENAMES", {})
     return {
-        (f.name.rstrip("_") if snake else yaml_name(f.name)): f
+        renames.get(f.name) or (f.name.rstrip("_") if snake else yaml_name(f.name)): f
         for f in dataclasses.fields(cls)
         if f.init and f.name not in envelope
     }

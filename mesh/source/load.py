@@ -339,7 +339,7 @@ def _decode_metadata(
             "metadata must be a mapping with at least a name"
             if meta is not None
             else "missing metadata",
-            "add metadata:\\n  name: <name>",
+            "add a metadata: mapping with a name:",
         )
         return None
     for key in meta:

@@ -18,7 +18,7 @@ from mesh.app import load_app
 from mesh.diagnostics import Diagnostic, DiagnosticError, Level, render
 from mesh.lesson import load_lesson
 from mesh.source import load_paths
-from mesh.state import lesson_states
+from mesh.state import MeshState, lesson_states
 
 __all__ = ["analyze_paths", "register"]
 
@@ -85,7 +85,8 @@ def analyze_paths(paths: list[str], app: str | None = None) -> list[Diagnostic]:
                 resources = [*load_app(_app_dir(app)).resources, *resources]
             except DiagnosticError as exc:
                 found.extend(exc.diagnostics)
-        found.extend(analyze(resources))
+        # kubectl apply keeps the last of same-named resources: analyze what it would keep
+        found.extend(analyze(MeshState().apply(resources).resources))
     unique = {(d.code, d.file, d.line, d.column, d.message): d for d in found}
     return sorted(unique.values(), key=Diagnostic.sort_key)
 
