@@ -1,0 +1,423 @@
+"""Clusters: ``outbound|port|subset|host`` per visible service port and subset, ``inbound|port||``
+to the local app, and the fixed BlackHole / Passthrough clusters.
+
+Discovery type follows istiod: Kubernetes services and STATIC ServiceEntries use EDS (endpoints in
+:mod:`mesh.envoy.endpoints`), DNS ServiceEntries STRICT_DNS (LOGICAL_DNS for DNS_ROUND_ROBIN), and
+``resolution: NONE`` ORIGINAL_DST (the app's original destination). DestinationRule policy is
+applied per (port, subset) by :mod:`mesh.envoy.policy`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mesh.envoy import type_urls as tu
+from mesh.envoy.endpoints import Endpoint, Locality, load_assignment
+from mesh.envoy.names import (
+    BLACKHOLE_CLUSTER,
+    INBOUND_PASSTHROUGH_CLUSTER,
+    PASSTHROUGH_CLUSTER,
+    Direction,
+    cluster_name,
+    sni_name,
+)
+from mesh.envoy.policy import (
+    ResolvedPolicy,
+    circuit_breakers,
+    common_http_options,
+    connect_timeout,
+    lb_fields,
+    outlier_detection,
+    resolve_policy,
+)
+from mesh.envoy.ports import Addressing
+from mesh.envoy.values import duration
+from mesh.model import DestinationRule, ServiceEntry, TLSMode
+from mesh.model.gateway import ServiceEntryLocation, ServiceEntryResolution
+from mesh.topology import MeshService, Pod, Protocol, ProxyKind, ServicePortInfo, Topology
+
+__all__ = [
+    "ADS",
+    "ClusterSet",
+    "inbound_cluster",
+    "outbound_clusters",
+    "special_clusters",
+]
+
+ADS: dict[str, Any] = {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"}
+"""The config source istiod writes for RDS/EDS/SDS (bootstrap() rewrites it per runner)."""
+
+
+@dataclass(slots=True)
+class ClusterSet:
+    """Clusters and the load assignments of their EDS clusters."""
+
+    clusters: list[dict[str, Any]]
+    endpoints: list[dict[str, Any]]
+
+
+def _metadata(
+    service: MeshService, port: int, subset: str, dr: DestinationRule | None
+) -> dict[str, Any]:
+    istio: dict[str, Any] = {
+        "default_original_port": port,
+        "services": [
+            {"host": service.hostname, "name": service.name, "namespace": service.namespace}
+        ],
+    }
+    if subset:
+        istio["subset"] = subset
+    if dr is not None:
+        istio["config"] = (
+            f"/apis/networking.istio.io/v1/namespaces/{dr.namespace}/destination-rule/{dr.name}"
+        )
+    return {"filter_metadata": {"istio": istio}}
+
+
+def _protocol_options(port: ServicePortInfo, policy: ResolvedPolicy) -> dict[str, Any] | None:
+    common = common_http_options(policy.connection_pool)
+    h2 = port.protocol in {Protocol.HTTP2, Protocol.GRPC}
+    if not common and not h2:
+        return None
+    body: dict[str, Any] = {}
+    if common:
+        body["common_http_protocol_options"] = common
+    body["explicit_http_config"] = (
+        {"http2_protocol_options": {}} if h2 else {"http_protocol_options": {}}
+    )
+    return {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": tu.typed(
+            tu.HTTP_PROTOCOL_OPTIONS, **body
+        )
+    }
+
+
+def _istio_mutual(
+    port: int, subset: str, service: MeshService, sans: Sequence[str], sni: str
+) -> dict[str, Any]:
+    """Istio's mTLS client context: SDS ``default`` cert, SDS ``ROOTCA`` trust, SAN + SNI."""
+    validation: dict[str, Any] = {}
+    if sans:
+        validation["match_typed_subject_alt_names"] = [
+            {"san_type": "URI", "matcher": {"exact": san}} for san in sans
+        ]
+    context = {
+        "alpn_protocols": ["istio-peer-exchange", "istio"],
+        "combined_validation_context": {
+            "default_validation_context": validation,
+            "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": ADS},
+        },
+        "tls_certificate_sds_secret_configs": [{"name": "default", "sds_config": ADS}],
+        "tls_params": {
+            "tls_maximum_protocol_version": "TLSv1_3",
+            "tls_minimum_protocol_version": "TLSv1_2",
+        },
+    }
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": tu.typed(
+            tu.UPSTREAM_TLS_CONTEXT,
+            common_tls_context=context,
+            sni=sni or sni_name(port, subset, service.hostname),
+        ),
+    }
+
+
+def _simple_tls(policy_tls: Any, service: MeshService) -> dict[str, Any]:
+    context: dict[str, Any] = {}
+    if policy_tls.ca_certificates:
+        context["validation_context"] = {"trusted_ca": {"filename": policy_tls.ca_certificates}}
+    if policy_tls.mode is TLSMode.MUTUAL and policy_tls.client_certificate:
+        context["tls_certificates"] = [
+            {
+                "certificate_chain": {"filename": policy_tls.client_certificate},
+                "private_key": {"filename": policy_tls.private_key},
+            }
+        ]
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": tu.typed(
+            tu.UPSTREAM_TLS_CONTEXT,
+            common_tls_context=context,
+            sni=policy_tls.sni or service.hostname,
+        ),
+    }
+
+
+def _service_entry(
+    index_entries: Sequence[ServiceEntry], service: MeshService
+) -> ServiceEntry | None:
+    return next(
+        (
+            se
+            for se in index_entries
+            if se.namespace == service.namespace and service.hostname in se.hosts
+        ),
+        None,
+    )
+
+
+def _entry_endpoints(se: ServiceEntry, port: ServicePortInfo, subset_labels: Any) -> list[Endpoint]:
+    out = []
+    for we in se.endpoints:
+        if subset_labels and any(we.labels.get(k) != v for k, v in subset_labels.items()):
+            continue
+        number = we.ports.get(port.name, port.target_port) if port.name else port.target_port
+        loc = [*we.locality.split("/"), "", "", ""]
+        identity = ""
+        if we.service_account:
+            identity = f"spiffe://cluster.local/ns/{se.namespace}/sa/{we.service_account}"
+        out.append(
+            Endpoint(
+                address=we.address,
+                port=number,
+                labels=we.labels,
+                locality=Locality(loc[0], loc[1], loc[2]),
+                weight=we.weight or 1,
+                workload=we.address,
+                namespace=se.namespace,
+                identity=identity,
+            )
+        )
+    return out
+
+
+def outbound_clusters(
+    services: Sequence[MeshService],
+    *,
+    drs: dict[str, DestinationRule | None],
+    topology: Topology,
+    entries: Sequence[ServiceEntry],
+    addressing: Addressing,
+    client_locality: Locality,
+) -> ClusterSet:
+    """Every ``outbound|...`` cluster (and EDS assignment) for the services a proxy sees."""
+    clusters: list[dict[str, Any]] = []
+    cla: list[dict[str, Any]] = []
+    cfg = topology.config
+    for service in services:
+        dr = drs.get(service.hostname)
+        se = _entry_service(entries, service)
+        subsets = [("", None)] + [(s.name, s.labels) for s in (dr.subsets if dr else ())]
+        for port in service.ports:
+            if port.protocol is Protocol.UDP:
+                continue
+            for subset, labels in subsets:
+                name = cluster_name(Direction.OUTBOUND, port.port, subset, service.hostname)
+                policy = resolve_policy(dr, port.port, subset)
+                cluster: dict[str, Any] = {
+                    "name": name,
+                    "connect_timeout": connect_timeout(
+                        policy.connection_pool, cfg.connect_timeout_s
+                    ),
+                    "circuit_breakers": circuit_breakers(policy.connection_pool),
+                    "metadata": _metadata(service, port.port, subset, dr),
+                }
+                cluster.update(lb_fields(policy.load_balancer))
+                od = policy.outlier_detection
+                lb = policy.load_balancer
+                locality_setting = lb.locality_lb_setting if lb is not None else None
+                if od is not None:
+                    cluster["outlier_detection"] = outlier_detection(od)
+                    cluster["common_lb_config"] = {
+                        "healthy_panic_threshold": {"value": float(od.min_health_percent or 0)}
+                    }
+                if locality_setting is not None and locality_setting.distribute:
+                    cluster.setdefault("common_lb_config", {})["locality_weighted_lb_config"] = {}
+                options = _protocol_options(port, policy)
+                if options is not None:
+                    cluster["typed_extension_protocol_options"] = options
+                endpoints = _endpoints(
+                    service, se, port=port, labels=labels, topology=topology, addressing=addressing
+                )
+                resolution = service.resolution if service.from_service_entry else None
+                if resolution is ServiceEntryResolution.NONE or "*" in service.hostname:
+                    cluster["type"] = "ORIGINAL_DST"
+                    cluster["lb_policy"] = "CLUSTER_PROVIDED"
+                    cluster.pop("ring_hash_lb_config", None)
+                    cluster.pop("maglev_lb_config", None)
+                elif resolution in {
+                    ServiceEntryResolution.DNS,
+                    ServiceEntryResolution.DNS_ROUND_ROBIN,
+                }:
+                    if not endpoints:
+                        endpoints = [
+                            Endpoint(
+                                service.hostname,
+                                port.target_port,
+                                labels=_EMPTY,
+                                locality=Locality(),
+                            )
+                        ]
+                    logical = resolution is ServiceEntryResolution.DNS_ROUND_ROBIN
+                    cluster["type"] = "LOGICAL_DNS" if logical else "STRICT_DNS"
+                    cluster["dns_lookup_family"] = "V4_ONLY"
+                    cluster["load_assignment"] = load_assignment(
+                        name, endpoints[:1] if logical else endpoints
+                    )
+                else:
+                    cluster["type"] = "EDS"
+                    cluster["eds_cluster_config"] = {"eds_config": ADS, "service_name": name}
+                    cla.append(
+                        load_assignment(
+                            name,
+                            endpoints,
+                            client=client_locality,
+                            setting=locality_setting,
+                            failover=od is not None
+                            and (locality_setting is None or locality_setting.enabled is not False),
+                        )
+                    )
+                tls = _transport_socket(
+                    policy, port.port, subset=subset, service=service, endpoints=endpoints, se=se
+                )
+                if tls is not None:
+                    cluster["transport_socket"] = tls
+                clusters.append(dict(sorted(cluster.items())))
+    return ClusterSet(clusters, cla)
+
+
+_EMPTY: Any = {}
+
+
+def _entry_service(entries: Sequence[ServiceEntry], service: MeshService) -> ServiceEntry | None:
+    if not service.from_service_entry:
+        return None
+    return _service_entry(entries, service)
+
+
+def _endpoints(
+    service: MeshService,
+    se: ServiceEntry | None,
+    *,
+    port: ServicePortInfo,
+    labels: Any,
+    topology: Topology,
+    addressing: Addressing,
+) -> list[Endpoint]:
+    if se is not None:
+        return _entry_endpoints(se, port, labels)
+    out = []
+    for pod in topology.endpoints(service, labels):
+        address, number = addressing.endpoint(pod, port.target_port)
+        out.append(Endpoint.of_pod(pod, address, number, pod.proxy is ProxyKind.SIDECAR))
+    return out
+
+
+def _transport_socket(
+    policy: ResolvedPolicy,
+    port: int,
+    *,
+    subset: str,
+    service: MeshService,
+    endpoints: Sequence[Endpoint],
+    se: ServiceEntry | None,
+) -> dict[str, Any] | None:
+    tls = policy.tls
+    if tls is None or tls.mode is TLSMode.DISABLE:
+        return None
+    if tls.mode is TLSMode.ISTIO_MUTUAL:
+        sans = list(tls.subject_alt_names)
+        if not sans:
+            sans = sorted({e.identity for e in endpoints if e.identity})
+            if se is not None:
+                sans = sorted(
+                    set(sans)
+                    | {f"spiffe://{s}" if "://" not in s else s for s in se.subject_alt_names}
+                )
+        return _istio_mutual(port, subset, service, sans, tls.sni)
+    return _simple_tls(tls, service)
+
+
+def inbound_cluster(
+    pod: Pod,
+    target_port: int,
+    *,
+    services: Sequence[tuple[MeshService, ServicePortInfo]],
+    dr_of: dict[str, DestinationRule | None],
+    addressing: Addressing,
+    connect_timeout_s: float,
+) -> dict[str, Any]:
+    """``inbound|<targetPort>||``: STATIC to the local app (its address comes from Addressing)."""
+    name = cluster_name(Direction.INBOUND, target_port)
+    address, port = addressing.app(pod, target_port)
+    pool = None
+    for service, sp in services:
+        dr = dr_of.get(service.hostname)
+        policy = resolve_policy(dr, sp.port)
+        if policy.connection_pool is not None:
+            pool = policy.connection_pool
+            break
+    cluster: dict[str, Any] = {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": connect_timeout(pool, connect_timeout_s),
+        "circuit_breakers": circuit_breakers(pool),
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {
+                            "endpoint": {
+                                "address": {
+                                    "socket_address": {"address": address, "port_value": port}
+                                }
+                            }
+                        }
+                    ]
+                }
+            ],
+        },
+        "metadata": {
+            "filter_metadata": {
+                "istio": {
+                    "services": [
+                        {"host": s.hostname, "name": s.name, "namespace": s.namespace}
+                        for s, _ in services
+                    ]
+                }
+            }
+        },
+    }
+    if any(sp.protocol in {Protocol.HTTP2, Protocol.GRPC} for _, sp in services):
+        cluster["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": tu.typed(
+                tu.HTTP_PROTOCOL_OPTIONS, explicit_http_config={"http2_protocol_options": {}}
+            )
+        }
+    return dict(sorted(cluster.items()))
+
+
+def special_clusters(proxy: ProxyKind, connect_timeout_s: float) -> list[dict[str, Any]]:
+    """``BlackHoleCluster``, ``PassthroughCluster`` and (sidecars) ``InboundPassthroughCluster``."""
+    timeout = duration(connect_timeout_s)
+    unlimited = circuit_breakers(None)
+    out: list[dict[str, Any]] = [
+        {"connect_timeout": timeout, "name": BLACKHOLE_CLUSTER, "type": "STATIC"},
+        {
+            "circuit_breakers": unlimited,
+            "connect_timeout": timeout,
+            "lb_policy": "CLUSTER_PROVIDED",
+            "name": PASSTHROUGH_CLUSTER,
+            "type": "ORIGINAL_DST",
+        },
+    ]
+    if proxy is ProxyKind.SIDECAR:
+        out.append(
+            {
+                "circuit_breakers": unlimited,
+                "connect_timeout": timeout,
+                "lb_policy": "CLUSTER_PROVIDED",
+                "name": INBOUND_PASSTHROUGH_CLUSTER,
+                "type": "ORIGINAL_DST",
+            }
+        )
+    return out
+
+
+def is_mesh_external(service: MeshService) -> bool:
+    """MESH_EXTERNAL ServiceEntries never get auto-mTLS."""
+    return service.from_service_entry and service.location is ServiceEntryLocation.MESH_EXTERNAL

@@ -1,0 +1,143 @@
+"""Gateway servers -> gateway listeners and ``http.<port>`` route configurations.
+
+A Gateway selects gateway pods by labels; each server port (a *Service* port, e.g. 80) becomes a
+listener on the pod's target port (``0.0.0.0_8080``). VirtualServices bound to the gateway
+(``gateways: [ns/name]`` or the bare name in the VS namespace) whose hosts intersect a server
+host are **merged** into one virtual host per host (unlike sidecars), in VS order, with all
+catch-all routes moved to the end. A server host no VS serves yields no virtual host; a port with
+no virtual hosts gets ``blackhole:<port>`` with no routes (404 NR).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mesh.envoy.names import gateway_route_name
+from mesh.envoy.routes import RouteContext, http_routes
+from mesh.envoy.scope import MeshIndex, exported_to
+from mesh.model import Gateway, Server
+from mesh.topology import Pod, Topology
+
+__all__ = ["GatewayPort", "gateway_ports", "gateway_route_config", "intersect_hosts"]
+
+_HTTP_PROTOCOLS = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayPort:
+    """One gateway listener: the pod port, the server (service) port and its servers."""
+
+    target_port: int
+    server_port: int
+    servers: tuple[tuple[Gateway, Server], ...]
+
+
+def gateway_ports(pod: Pod, index: MeshIndex, topology: Topology) -> list[GatewayPort]:
+    """Plain-HTTP server ports of every Gateway selecting ``pod`` (HTTPS/TLS servers need
+    certificates and are not translated yet)."""
+    mapping = {p.port: p.target_port for s in topology.services_of(pod) for p in s.ports}
+    grouped: dict[int, list[tuple[Gateway, Server]]] = {}
+    server_port: dict[int, int] = {}
+    for gw in index.gateways:
+        if any(pod.labels.get(k) != v for k, v in gw.selector.items()):
+            continue
+        for server in gw.servers:
+            if server.port.protocol.upper() not in _HTTP_PROTOCOLS:
+                continue
+            target = mapping.get(server.port.number, server.port.number)
+            grouped.setdefault(target, []).append((gw, server))
+            server_port.setdefault(target, server.port.number)
+    return [GatewayPort(t, server_port[t], tuple(grouped[t])) for t in sorted(grouped)]
+
+
+def intersect_hosts(server_host: str, vs_host: str) -> str | None:
+    """The more specific of two hosts when they overlap (wildcards on either side), else None."""
+    if server_host == vs_host:
+        return vs_host
+    if server_host == "*":
+        return vs_host
+    if vs_host == "*":
+        return server_host
+    if server_host.startswith("*.") and vs_host.endswith(server_host[1:]):
+        return vs_host
+    if vs_host.startswith("*.") and server_host.endswith(vs_host[1:]):
+        return server_host
+    return None
+
+
+def _gateway_ref(name: str, namespace: str) -> str:
+    return name if "/" in name else f"{namespace}/{name}"
+
+
+def gateway_route_config(
+    port: GatewayPort,
+    index: MeshIndex,
+    context: Callable[[str, int], RouteContext],
+) -> dict[str, Any]:
+    """Route config ``http.<targetPort>`` merging every bound VS per host."""
+    vhosts: dict[str, dict[str, Any]] = {}
+    redirect_tls: set[str] = set()
+    for gw, server in port.servers:
+        ref = f"{gw.namespace}/{gw.name}"
+        ctx = context(ref, server.port.number)
+        for entry in server.hosts:
+            ns_part, _, host_part = entry.rpartition("/")
+            for vs in index.virtual_services:
+                if ref not in {_gateway_ref(g, vs.namespace) for g in vs.gateways} and not any(
+                    ref in {_gateway_ref(g, vs.namespace) for g in m.gateways}
+                    for r in vs.http
+                    for m in r.match
+                ):
+                    continue
+                if ns_part not in {"", "*"} and not (
+                    ns_part == vs.namespace or (ns_part == "." and vs.namespace == gw.namespace)
+                ):
+                    continue
+                if not exported_to(vs.export_to, vs.namespace, gw.namespace):
+                    continue
+                for vs_host in vs.hosts:
+                    domain = intersect_hosts(host_part, vs_host)
+                    if domain is None:
+                        continue
+                    vhost = vhosts.setdefault(
+                        domain,
+                        {
+                            "domains": [domain, f"{domain}:{server.port.number}"]
+                            if domain != "*"
+                            else ["*"],
+                            "name": f"{domain}:{server.port.number}",
+                            "routes": [],
+                            "_vs": [],
+                        },
+                    )
+                    if vs.name + "/" + vs.namespace in vhost["_vs"]:
+                        continue
+                    vhost["_vs"].append(vs.name + "/" + vs.namespace)
+                    vhost["routes"].extend(http_routes(vs, ctx))
+                    if server.tls is not None and server.tls.https_redirect:
+                        redirect_tls.add(domain)
+    out = []
+    for domain in sorted(vhosts):
+        vhost = vhosts[domain]
+        vhost.pop("_vs")
+        routes = vhost["routes"]
+        catch_all = [r for r in routes if _catch_all(r)]
+        vhost["routes"] = [r for r in routes if not _catch_all(r)] + catch_all
+        if domain in redirect_tls:
+            vhost["require_tls"] = "ALL"
+        out.append(dict(sorted(vhost.items())))
+    if not out:
+        out.append({"domains": ["*"], "name": f"blackhole:{port.server_port}", "routes": []})
+    return {
+        "ignore_port_in_host_matching": True,
+        "name": gateway_route_name(port.target_port),
+        "validate_clusters": False,
+        "virtual_hosts": out,
+    }
+
+
+def _catch_all(route: dict[str, Any]) -> bool:
+    match = route.get("match", {})
+    return match.get("prefix") == "/" and len(match) == 1

@@ -1,0 +1,255 @@
+"""Listeners as istiod shapes them for a sidecar or a gateway.
+
+Sidecar: ``virtualOutbound`` (15001, original-destination hand-off, catch-all to Passthrough or
+BlackHole), one ``0.0.0.0_<port>`` HTTP listener per outbound HTTP port (RDS named ``"<port>"``,
+not bound itself: traffic arrives through the capture listener), one ``0.0.0.0_<port>`` TCP
+listener per outbound TCP port, and ``virtualInbound`` (15006) with a filter chain per container
+port (``0.0.0.0_<targetPort>``, matched by destination port) in front of ``inbound|<port>||``.
+Gateway: one bound ``0.0.0.0_<targetPort>`` per server port with RDS ``http.<targetPort>``.
+Every listener sets ``enable_reuse_port: false`` so a port clash fails loudly instead of silently
+sharing the port with another Envoy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mesh.envoy import type_urls as tu
+from mesh.envoy.accesslog import (
+    SOURCE_APP_HEADER,
+    SOURCE_NAMESPACE_HEADER,
+    SOURCE_VERSION_HEADER,
+    SOURCE_WORKLOAD_HEADER,
+    LogIdentity,
+    access_log,
+    json_format,
+)
+from mesh.envoy.clusters import ADS
+from mesh.envoy.names import (
+    BLACKHOLE_CLUSTER,
+    INBOUND_PASSTHROUGH_CLUSTER,
+    PASSTHROUGH_CLUSTER,
+    VIRTUAL_INBOUND,
+    VIRTUAL_OUTBOUND,
+    listener_name,
+)
+from mesh.envoy.ports import ListenerAddress
+from mesh.envoy.values import socket_address
+from mesh.records import Reporter
+
+__all__ = [
+    "INBOUND_CAPTURE_PORT",
+    "OUTBOUND_CAPTURE_PORT",
+    "HttpListenerSpec",
+    "http_connection_manager",
+    "inbound_http_filters",
+    "outbound_http_listener",
+    "tcp_listener",
+    "tcp_proxy",
+    "virtual_inbound",
+    "virtual_outbound",
+]
+
+OUTBOUND_CAPTURE_PORT = 15001
+INBOUND_CAPTURE_PORT = 15006
+
+
+def tcp_proxy(
+    stat_prefix: str, cluster: str = "", weighted: Sequence[tuple[str, int]] = ()
+) -> dict[str, Any]:
+    """A ``tcp_proxy`` network filter to one cluster or weighted clusters."""
+    body: dict[str, Any] = {"stat_prefix": stat_prefix}
+    if weighted:
+        body["weighted_clusters"] = {
+            "clusters": [{"name": name, "weight": weight} for name, weight in weighted]
+        }
+    else:
+        body["cluster"] = cluster
+    return {"name": tu.FILTER_TCP_PROXY, "typed_config": tu.typed(tu.TCP_PROXY, **body)}
+
+
+def _filter(name: str, type_url: str, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "typed_config": tu.typed(type_url, **fields)}
+
+
+def _source_headers(me: LogIdentity) -> dict[str, Any]:
+    """Tell the server sidecar who is calling (Istio's peer-metadata headers, in plain text)."""
+    values = (
+        (SOURCE_WORKLOAD_HEADER, me.workload),
+        (SOURCE_NAMESPACE_HEADER, me.namespace),
+        (SOURCE_APP_HEADER, me.app),
+        (SOURCE_VERSION_HEADER, me.version),
+    )
+    return _filter(
+        tu.FILTER_HEADER_MUTATION,
+        tu.HEADER_MUTATION,
+        mutations={
+            "request_mutations": [
+                {
+                    "append": {
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                        "header": {"key": key, "value": value},
+                    }
+                }
+                for key, value in values
+            ]
+        },
+    )
+
+
+def outbound_http_filters(me: LogIdentity) -> list[dict[str, Any]]:
+    """Client-side HTTP filters, in istiod's order: (peer metadata) -> fault -> cors -> router."""
+    return [
+        _source_headers(me),
+        _filter(tu.FILTER_FAULT, tu.FAULT),
+        _filter(tu.FILTER_CORS, tu.CORS),
+        _filter(tu.FILTER_ROUTER, tu.ROUTER),
+    ]
+
+
+def inbound_http_filters(security: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Server-side HTTP filters. ``security`` is the extension point for issue 7: jwt_authn,
+    RBAC (CUSTOM/DENY/ALLOW) and local_ratelimit filters go here, before the router."""
+    return [*security, _filter(tu.FILTER_ROUTER, tu.ROUTER)]
+
+
+class HttpListenerSpec:
+    """Inputs of one HTTP connection manager."""
+
+    __slots__ = ("access_log_path", "filters", "inbound", "me", "route_config", "stat_prefix")
+
+    def __init__(
+        self,
+        *,
+        stat_prefix: str,
+        route_config: str,
+        filters: list[dict[str, Any]],
+        me: LogIdentity,
+        access_log_path: str,
+        inbound: bool = False,
+    ) -> None:
+        self.stat_prefix = stat_prefix
+        self.route_config = route_config
+        self.filters = filters
+        self.me = me
+        self.access_log_path = access_log_path
+        self.inbound = inbound
+
+
+def http_connection_manager(
+    spec: HttpListenerSpec, destination_service: str = ""
+) -> dict[str, Any]:
+    """The HCM network filter, routes by RDS name (inlined by a static bootstrap)."""
+    reporter = Reporter.DESTINATION if spec.inbound else Reporter.SOURCE
+    body: dict[str, Any] = {
+        "access_log": access_log(
+            spec.access_log_path, json_format(reporter, spec.me, destination_service)
+        ),
+        "http_filters": spec.filters,
+        "normalize_path": True,
+        "rds": {"config_source": ADS, "route_config_name": spec.route_config},
+        "stat_prefix": spec.stat_prefix,
+        "stream_idle_timeout": "0s",
+        "upgrade_configs": [{"upgrade_type": "websocket"}],
+        "use_remote_address": False,
+    }
+    if spec.inbound:
+        body["forward_client_cert_details"] = "APPEND_FORWARD"
+        body["set_current_client_cert_details"] = {"dns": True, "subject": True, "uri": True}
+    return {"name": tu.FILTER_HCM, "typed_config": tu.typed(tu.HCM, **body)}
+
+
+def _address(where: ListenerAddress) -> dict[str, Any]:
+    return socket_address(where.address, where.port)
+
+
+def _base(name: str, where: ListenerAddress, direction: str) -> dict[str, Any]:
+    listener: dict[str, Any] = {
+        "name": name,
+        "address": _address(where),
+        "enable_reuse_port": False,
+        "traffic_direction": direction,
+    }
+    if not where.bind:
+        listener["bind_to_port"] = False
+    return listener
+
+
+def outbound_http_listener(
+    port: int, where: ListenerAddress, spec: HttpListenerSpec
+) -> dict[str, Any]:
+    """``0.0.0.0_<port>`` with an HCM using RDS ``spec.route_config``."""
+    listener = _base(listener_name("0.0.0.0", port), where, "OUTBOUND")
+    listener["filter_chains"] = [{"filters": [http_connection_manager(spec)]}]
+    return listener
+
+
+def tcp_listener(
+    port: int, where: ListenerAddress, cluster: str, weighted: Sequence[tuple[str, int]] = ()
+) -> dict[str, Any]:
+    """``0.0.0.0_<port>`` for a TCP service port: ``tcp_proxy`` to its cluster(s)."""
+    listener = _base(listener_name("0.0.0.0", port), where, "OUTBOUND")
+    listener["filter_chains"] = [{"filters": [tcp_proxy(cluster, cluster, weighted)]}]
+    return listener
+
+
+def virtual_outbound(where: ListenerAddress, allow_any: bool) -> dict[str, Any]:
+    """The capture listener: loop guard on its own port, then catch-all TCP per outbound policy."""
+    catchall = PASSTHROUGH_CLUSTER if allow_any else BLACKHOLE_CLUSTER
+    listener = _base(VIRTUAL_OUTBOUND, where, "OUTBOUND")
+    listener["use_original_dst"] = True
+    listener["filter_chains"] = [
+        {
+            "filter_chain_match": {"destination_port": OUTBOUND_CAPTURE_PORT},
+            "filters": [tcp_proxy(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER)],
+            "name": "virtualOutbound-blackhole",
+        },
+        {"filters": [tcp_proxy(catchall, catchall)], "name": "virtualOutbound-catchall-tcp"},
+    ]
+    return listener
+
+
+def virtual_inbound(
+    where: ListenerAddress,
+    chains: Sequence[dict[str, Any]],
+    additional: Sequence[ListenerAddress] = (),
+) -> dict[str, Any]:
+    """``virtualInbound``: blackhole loop guard, the per-port chains, then passthrough."""
+    listener = _base(VIRTUAL_INBOUND, where, "INBOUND")
+    if additional:
+        listener["additional_addresses"] = [{"address": _address(a)} for a in additional]
+    listener["listener_filters"] = [
+        {"name": "envoy.filters.listener.original_dst", "typed_config": tu.typed(tu.ORIGINAL_DST)}
+    ]
+    listener["filter_chains"] = [
+        {
+            "filter_chain_match": {"destination_port": INBOUND_CAPTURE_PORT},
+            "filters": [tcp_proxy(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER)],
+            "name": "virtualInbound-blackhole",
+        },
+        *chains,
+        {
+            "filters": [tcp_proxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
+            "name": VIRTUAL_INBOUND,
+        },
+    ]
+    return listener
+
+
+def inbound_chain(target_port: int, match_port: int, filter_: dict[str, Any]) -> dict[str, Any]:
+    """One ``virtualInbound`` chain ``0.0.0.0_<targetPort>`` matched by destination port."""
+    return {
+        "filter_chain_match": {"destination_port": match_port},
+        "filters": [filter_],
+        "name": listener_name("0.0.0.0", target_port),
+    }
+
+
+def gateway_listener(port: int, where: ListenerAddress, spec: HttpListenerSpec) -> dict[str, Any]:
+    """A gateway server port: a bound ``0.0.0.0_<targetPort>`` HTTP listener."""
+    listener = _base(listener_name("0.0.0.0", port), where, "OUTBOUND")
+    hcm = http_connection_manager(spec)
+    hcm["typed_config"]["use_remote_address"] = True
+    listener["filter_chains"] = [{"filters": [hcm]}]
+    return listener

@@ -1,0 +1,156 @@
+"""RouteConfigurations: outbound ones named by port, inbound ``inbound|<port>||`` ones.
+
+An outbound route config (``"8080"``) has one virtual host per visible service on that port,
+named ``<fqdn>:<port>`` with the domains istiod writes (FQDN, the short name for a service in the
+proxy's own namespace, ``name.ns.svc``, ``name.ns``, each also with ``:port``, and the FQDN with
+a trailing dot), then the catch-all ``allow_any`` (to PassthroughCluster) or ``block_all``
+(direct 502) host. Duplicate domains keep their first virtual host. Envoy routes by the Host /
+``:authority`` header, which is also what an absolute-form proxy request (``GET
+http://product:8080/x``) turns into, so apps can use their sidecar as a plain HTTP proxy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mesh.envoy.names import (
+    ALLOW_ANY_VHOST,
+    BLOCK_ALL_VHOST,
+    DEFAULT_ROUTE,
+    PASSTHROUGH_CLUSTER,
+    Direction,
+    cluster_name,
+    inbound_vhost_name,
+    vhost_name,
+)
+from mesh.envoy.routes import RouteContext, default_route, http_routes
+from mesh.model import VirtualService
+from mesh.topology import MeshService
+
+__all__ = [
+    "catch_all_vhost",
+    "inbound_route_config",
+    "outbound_route_config",
+    "service_domains",
+]
+
+
+def service_domains(service: MeshService, port: int, proxy_namespace: str) -> list[str]:
+    """The domains of a service's virtual host as seen from ``proxy_namespace``."""
+    fqdn = service.hostname
+    if service.from_service_entry:
+        names = [fqdn, *service.addresses]
+        return [d for name in names for d in (name, f"{name}:{port}")]
+    names = [fqdn]
+    if service.namespace == proxy_namespace:
+        names.append(service.name)
+    names += [f"{service.name}.{service.namespace}.svc", f"{service.name}.{service.namespace}"]
+    out = [d for name in names for d in (name, f"{name}:{port}")]
+    out.append(f"{fqdn}.")
+    return out
+
+
+def catch_all_vhost(allow_any: bool) -> dict[str, Any]:
+    """``allow_any`` (ALLOW_ANY -> PassthroughCluster, no retries, no timeout) or ``block_all``
+    (REGISTRY_ONLY -> 502 from the client sidecar)."""
+    if allow_any:
+        return {
+            "domains": ["*"],
+            "name": ALLOW_ANY_VHOST,
+            "routes": [
+                {
+                    "match": {"prefix": "/"},
+                    "name": ALLOW_ANY_VHOST,
+                    "route": {
+                        "cluster": PASSTHROUGH_CLUSTER,
+                        "max_grpc_timeout": "0s",
+                        "timeout": "0s",
+                    },
+                }
+            ],
+        }
+    return {
+        "domains": ["*"],
+        "name": BLOCK_ALL_VHOST,
+        "routes": [
+            {"direct_response": {"status": 502}, "match": {"prefix": "/"}, "name": BLOCK_ALL_VHOST}
+        ],
+    }
+
+
+def outbound_route_config(
+    port: int,
+    services: Sequence[MeshService],
+    virtual_service: Callable[[str], VirtualService | None],
+    ctx: RouteContext,
+    allow_any: bool,
+) -> dict[str, Any]:
+    """Route config ``"<port>"`` for a sidecar: one vhost per service with this HTTP port."""
+    vhosts: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for service in sorted(services, key=lambda s: s.hostname):
+        vs = virtual_service(service.hostname)
+        if vs is not None:
+            routes = http_routes(vs, ctx)
+            if not routes:
+                continue
+        else:
+            routes = [default_route(service, port, ctx)]
+        domains = [d for d in service_domains(service, port, ctx.proxy_namespace) if d not in seen]
+        if not domains:
+            continue
+        seen.update(domains)
+        vhosts.append(
+            {"domains": domains, "name": vhost_name(service.hostname, port), "routes": routes}
+        )
+    vhosts.append(catch_all_vhost(allow_any))
+    return {
+        "ignore_port_in_host_matching": True,
+        "name": str(port),
+        "validate_clusters": False,
+        "virtual_hosts": vhosts,
+    }
+
+
+def inbound_route_config(
+    target_port: int, service_port: int, hostname: str, istio_version: str
+) -> dict[str, Any]:
+    """``inbound|<targetPort>||``: everything to the local app, no timeout; since Istio 1.24 a
+    request reset before reaching the app is retried twice (``reset-before-request``)."""
+    cluster = cluster_name(Direction.INBOUND, target_port)
+    action: dict[str, Any] = {
+        "cluster": cluster,
+        "max_stream_duration": {"grpc_timeout_header_max": "0s", "max_stream_duration": "0s"},
+        "timeout": "0s",
+    }
+    parts = istio_version.split(".")
+    if (
+        len(parts) >= 2
+        and parts[0].isdigit()
+        and parts[1].isdigit()
+        and (
+            int(parts[0]),
+            int(parts[1]),
+        )
+        >= (1, 24)
+    ):
+        action["retry_policy"] = {"num_retries": 2, "retry_on": "reset-before-request"}
+    return {
+        "name": cluster,
+        "validate_clusters": False,
+        "virtual_hosts": [
+            {
+                "domains": ["*"],
+                "name": inbound_vhost_name(service_port),
+                "routes": [
+                    {
+                        "decorator": {"operation": f"{hostname}:{service_port}/*"},
+                        "match": {"prefix": "/"},
+                        "name": DEFAULT_ROUTE,
+                        "route": action,
+                    }
+                ],
+            }
+        ],
+    }

@@ -1,0 +1,379 @@
+"""``translate``: Istio + Kubernetes resources -> per-proxy Envoy configuration, like istiod.
+
+Pure and deterministic: no I/O, every output list sorted by name. Proxies that see the same
+outbound world (same namespace, Sidecar, DestinationRules, locality, outbound policy and — only
+when a VirtualService uses ``sourceLabels`` — labels) share one computed outbound part, the way
+istiod caches per sidecar scope; the per-pod parts (listeners with the pod's own log identity,
+inbound clusters and routes) are built for each pod. The dicts inside a :class:`ProxyConfig`
+may therefore be shared between proxies: treat them as read-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mesh.envoy.accesslog import LogIdentity
+from mesh.envoy.clusters import ClusterSet, inbound_cluster, outbound_clusters, special_clusters
+from mesh.envoy.endpoints import locality_of
+from mesh.envoy.gateway import gateway_ports, gateway_route_config
+from mesh.envoy.listeners import (
+    INBOUND_CAPTURE_PORT,
+    OUTBOUND_CAPTURE_PORT,
+    HttpListenerSpec,
+    gateway_listener,
+    http_connection_manager,
+    inbound_chain,
+    inbound_http_filters,
+    outbound_http_filters,
+    outbound_http_listener,
+    tcp_listener,
+    tcp_proxy,
+    virtual_inbound,
+    virtual_outbound,
+)
+from mesh.envoy.names import Direction, cluster_name, listener_name
+from mesh.envoy.ports import Addressing, ListenerAddress, PortMap
+from mesh.envoy.route_config import inbound_route_config, outbound_route_config
+from mesh.envoy.routes import RouteContext
+from mesh.envoy.scope import MeshIndex, ProxyScope
+from mesh.model import DestinationRule, FrozenMap, OutboundTrafficPolicyMode, Resource
+from mesh.topology import MeshService, Pod, Protocol, ProxyKind, ServicePortInfo, Topology
+
+__all__ = ["MeshEnvoyConfig", "ProxyConfig", "TranslateOptions", "translate", "translate_proxy"]
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TranslateOptions:
+    """Knobs that change addresses and files, never routing semantics.
+
+    ``access_log_path`` may contain ``{pod}`` and ``{namespace}``. ``port_map`` rewrites socket
+    addresses for the local runner (see :mod:`mesh.envoy.ports`).
+    """
+
+    port_map: PortMap | None = None
+    access_log_path: str = "/dev/stdout"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """Everything one Envoy needs, as plain Envoy v3 dicts sorted by name."""
+
+    pod: Pod
+    node: Json
+    listeners: tuple[Json, ...]
+    routes: tuple[Json, ...]
+    clusters: tuple[Json, ...]
+    endpoints: tuple[Json, ...]
+    secrets: tuple[Json, ...] = ()
+
+    def route(self, name: str) -> Json | None:
+        """The RouteConfiguration with this name."""
+        return next((r for r in self.routes if r["name"] == name), None)
+
+    def cluster(self, name: str) -> Json | None:
+        """The Cluster with this name."""
+        return next((c for c in self.clusters if c["name"] == name), None)
+
+    def listener(self, name: str) -> Json | None:
+        """The Listener with this name."""
+        return next((x for x in self.listeners if x["name"] == name), None)
+
+    def load_assignment(self, cluster: str) -> Json | None:
+        """The ClusterLoadAssignment of an EDS cluster."""
+        return next((e for e in self.endpoints if e["cluster_name"] == cluster), None)
+
+
+class MeshEnvoyConfig(FrozenMap[str, ProxyConfig]):
+    """Pod name -> ProxyConfig, for every pod that runs a sidecar or is a gateway."""
+
+    __slots__ = ()
+
+
+@dataclass(slots=True)
+class _Outbound:
+    clusters: list[Json]
+    endpoints: list[Json]
+    routes: list[Json]
+    http_ports: list[int]
+    tcp_ports: list[tuple[int, str, list[tuple[str, int]]]]
+    drs: dict[str, DestinationRule | None] = field(default_factory=dict)
+
+
+_HTTP_LIKE = {Protocol.HTTP, Protocol.HTTP2, Protocol.GRPC, Protocol.GRPC_WEB, Protocol.UNSUPPORTED}
+
+
+class _Translator:
+    def __init__(
+        self, resources: Sequence[Resource], topology: Topology, options: TranslateOptions
+    ) -> None:
+        self.topology = topology
+        self.options = options
+        self.index = MeshIndex(resources, topology)
+        self.addressing = Addressing(options.port_map)
+        self._outbound: dict[tuple[Any, ...], _Outbound] = {}
+        self._uses_source_labels = any(
+            m.source_labels for vs in self.index.virtual_services for r in vs.http for m in r.match
+        )
+
+    # -- shared pieces ---------------------------------------------------------------------
+    def _identity(self, pod: Pod) -> LogIdentity:
+        return LogIdentity(
+            workload=pod.workload,
+            namespace=pod.namespace,
+            app=pod.labels.get("app", pod.workload),
+            version=pod.labels.get("version", ""),
+            principal=pod.identity,
+        )
+
+    def _log_path(self, pod: Pod) -> str:
+        return self.options.access_log_path.format(pod=pod.name, namespace=pod.namespace)
+
+    def _context(self, pod: Pod, gateway: str, port: int) -> RouteContext:
+        return RouteContext(
+            proxy_namespace=pod.namespace,
+            proxy_labels=pod.labels,
+            gateway=gateway,
+            listener_port=port,
+            resolve_host=self.topology.resolve_host,
+            service=self.topology.service,
+            destination_rule=lambda s: self.index.destination_rule(pod, s),
+            istio_version=self.topology.config.istio_version,
+        )
+
+    def _outbound_part(self, pod: Pod, scope: ProxyScope) -> _Outbound:
+        selected = tuple(
+            f"{dr.namespace}/{dr.name}"
+            for dr in self.index.destination_rules
+            if dr.workload_selector is not None
+            and dr.namespace == pod.namespace
+            and dr.workload_selector.matches(pod.labels)
+        )
+        sidecar = scope.sidecar
+        key = (
+            pod.proxy,
+            pod.namespace,
+            None if sidecar is None else (sidecar.namespace, sidecar.name),
+            selected,
+            tuple(sorted(pod.labels.items())) if self._uses_source_labels else None,
+            str(locality_of(pod.labels, pod.locality)),
+            scope.outbound_policy,
+        )
+        cached = self._outbound.get(key)
+        if cached is None:
+            cached = self._build_outbound(pod, scope)
+            self._outbound[key] = cached
+        return cached
+
+    def _build_outbound(self, pod: Pod, scope: ProxyScope) -> _Outbound:
+        drs = {s.hostname: self.index.destination_rule(pod, s) for s in scope.services}
+        cset: ClusterSet = outbound_clusters(
+            scope.services,
+            drs=drs,
+            topology=self.topology,
+            entries=self.index.service_entries,
+            addressing=self.addressing,
+            client_locality=locality_of(pod.labels, pod.locality),
+        )
+        allow_any = scope.outbound_policy is OutboundTrafficPolicyMode.ALLOW_ANY
+        by_port: dict[int, list[MeshService]] = {}
+        tcp_by_port: dict[int, list[MeshService]] = {}
+        for service in scope.services:
+            for p in service.ports:
+                if p.protocol in _HTTP_LIKE:
+                    by_port.setdefault(p.port, []).append(service)
+                elif p.protocol is not Protocol.UDP:
+                    tcp_by_port.setdefault(p.port, []).append(service)
+        routes: list[Json] = []
+        if pod.proxy is ProxyKind.SIDECAR:
+            for port in sorted(by_port):
+                ctx = self._context(pod, "mesh", port)
+                routes.append(
+                    outbound_route_config(
+                        port, by_port[port], scope.virtual_service, ctx, allow_any
+                    )
+                )
+        tcp_ports = []
+        for port in sorted(tcp_by_port):
+            if port in by_port:
+                continue  # without VIPs an HTTP listener owns the port
+            service = sorted(tcp_by_port[port], key=lambda s: s.hostname)[0]
+            default = cluster_name(Direction.OUTBOUND, port, "", service.hostname)
+            tcp_ports.append((port, default, self._tcp_weights(scope, service, port)))
+        return _Outbound(
+            clusters=cset.clusters,
+            endpoints=cset.endpoints,
+            routes=routes,
+            http_ports=sorted(by_port),
+            tcp_ports=tcp_ports,
+            drs=drs,
+        )
+
+    def _tcp_weights(
+        self, scope: ProxyScope, service: MeshService, port: int
+    ) -> list[tuple[str, int]]:
+        """VS ``tcp`` routes for a TCP port: the first rule matching the port (or any port)."""
+        vs = scope.virtual_service(service.hostname)
+        if vs is None:
+            return []
+        for rule in vs.tcp:
+            if rule.match and not any(m.port in (None, port) for m in rule.match):
+                continue
+            out = []
+            for rd in rule.route:
+                host = self.topology.resolve_host(rd.destination.host, vs.namespace)
+                target = self.topology.service(host)
+                dport = rd.destination.port.number if rd.destination.port else 0
+                if not dport:
+                    dport = target.ports[0].port if target and len(target.ports) == 1 else port
+                out.append(
+                    (
+                        cluster_name(Direction.OUTBOUND, dport, rd.destination.subset, host),
+                        rd.weight or 0,
+                    )
+                )
+            if len(out) == 1:
+                return [(out[0][0], 100)]
+            return [o for o in out if o[1] > 0]
+        return []
+
+    # -- per pod ---------------------------------------------------------------------------
+    def proxy(self, pod: Pod) -> ProxyConfig:
+        scope = self.index.scope(pod)
+        outbound = self._outbound_part(pod, scope)
+        me = self._identity(pod)
+        log = self._log_path(pod)
+        listeners: list[Json] = []
+        clusters = [
+            *outbound.clusters,
+            *special_clusters(pod.proxy, self.topology.config.connect_timeout_s),
+        ]
+        routes = list(outbound.routes)
+        if pod.proxy is ProxyKind.SIDECAR:
+            allow_any = scope.outbound_policy is OutboundTrafficPolicyMode.ALLOW_ANY
+            listeners.append(
+                virtual_outbound(
+                    self.addressing.capture_listener(pod, OUTBOUND_CAPTURE_PORT), allow_any
+                )
+            )
+            for port in outbound.http_ports:
+                spec = HttpListenerSpec(
+                    stat_prefix=f"outbound_{listener_name('0.0.0.0', port)}",
+                    route_config=str(port),
+                    filters=outbound_http_filters(me),
+                    me=me,
+                    access_log_path=log,
+                )
+                listeners.append(
+                    outbound_http_listener(port, self.addressing.outbound_listener(pod, port), spec)
+                )
+            for port, default, weighted in outbound.tcp_ports:
+                where = self.addressing.outbound_listener(pod, port)
+                listeners.append(tcp_listener(port, where, default, weighted))
+            inbound_listeners, inbound_clusters, inbound_routes = self._inbound(pod, me, log)
+            listeners.extend(inbound_listeners)
+            clusters.extend(inbound_clusters)
+            routes.extend(inbound_routes)
+        elif pod.proxy is ProxyKind.ROUTER:
+            for gport in gateway_ports(pod, self.index, self.topology):
+                spec = HttpListenerSpec(
+                    stat_prefix=f"outbound_{listener_name('0.0.0.0', gport.target_port)}",
+                    route_config=f"http.{gport.target_port}",
+                    filters=outbound_http_filters(me),
+                    me=me,
+                    access_log_path=log,
+                )
+                where = self.addressing.outbound_listener(pod, gport.target_port)
+                listeners.append(gateway_listener(gport.target_port, where, spec))
+                routes.append(
+                    gateway_route_config(
+                        gport, self.index, lambda gw, port: self._context(pod, gw, port)
+                    )
+                )
+        return ProxyConfig(
+            pod=pod,
+            node={"cluster": f"{pod.workload}.{pod.namespace}", "id": pod.proxy_id},
+            listeners=tuple(sorted(listeners, key=lambda x: x["name"])),
+            routes=tuple(sorted(routes, key=lambda r: r["name"])),
+            clusters=tuple(sorted(clusters, key=lambda c: c["name"])),
+            endpoints=tuple(sorted(outbound.endpoints, key=lambda e: e["cluster_name"])),
+        )
+
+    def _inbound(
+        self, pod: Pod, me: LogIdentity, log: str
+    ) -> tuple[list[Json], list[Json], list[Json]]:
+        by_target: dict[int, list[tuple[MeshService, ServicePortInfo]]] = {}
+        for service in self.topology.services_of(pod):
+            for p in service.ports:
+                if p.protocol is not Protocol.UDP:
+                    by_target.setdefault(p.target_port, []).append((service, p))
+        targets = tuple(sorted(by_target))
+        match_ports = self.addressing.inbound_ports(pod, targets)
+        chains: list[Json] = []
+        clusters: list[Json] = []
+        routes: list[Json] = []
+        for target in targets:
+            members = by_target[target]
+            service, sp = members[0]
+            drs = {s.hostname: self.index.destination_rule(pod, s) for s, _ in members}
+            clusters.append(
+                inbound_cluster(
+                    pod,
+                    target,
+                    services=members,
+                    dr_of=drs,
+                    addressing=self.addressing,
+                    connect_timeout_s=self.topology.config.connect_timeout_s,
+                )
+            )
+            name = cluster_name(Direction.INBOUND, target)
+            if sp.protocol in _HTTP_LIKE:
+                spec = HttpListenerSpec(
+                    stat_prefix=f"inbound_{listener_name('0.0.0.0', target)}",
+                    route_config=name,
+                    filters=inbound_http_filters(),
+                    me=me,
+                    access_log_path=log,
+                    inbound=True,
+                )
+                network_filter = http_connection_manager(spec, service.hostname)
+                routes.append(
+                    inbound_route_config(
+                        target, sp.port, service.hostname, self.topology.config.istio_version
+                    )
+                )
+            else:
+                network_filter = tcp_proxy(name, name)
+            chains.append(inbound_chain(target, match_ports[target], network_filter))
+        local = [match_ports[t] for t in targets] if self.options.port_map is not None else []
+        where = self.addressing.inbound_listener(pod, INBOUND_CAPTURE_PORT, local)
+        additional = [ListenerAddress(where.address, p, True) for p in local[1:]]
+        return [virtual_inbound(where, chains, additional)], clusters, routes
+
+
+def _proxied(topology: Topology) -> list[Pod]:
+    return [p for p in topology.pods if p.proxy is not ProxyKind.NONE]
+
+
+def translate(
+    resources: Sequence[Resource], topology: Topology, options: TranslateOptions | None = None
+) -> MeshEnvoyConfig:
+    """Envoy config for every sidecar and gateway pod of ``topology``."""
+    t = _Translator(resources, topology, options or TranslateOptions())
+    return MeshEnvoyConfig({pod.name: t.proxy(pod) for pod in _proxied(topology)})
+
+
+def translate_proxy(
+    resources: Sequence[Resource],
+    topology: Topology,
+    pod_name: str,
+    options: TranslateOptions | None = None,
+) -> ProxyConfig:
+    """Envoy config for one pod (what istiod pushes to one proxy)."""
+    pod = topology.pod(pod_name)
+    if pod is None or pod.proxy is ProxyKind.NONE:
+        raise KeyError(f"no proxy in pod {pod_name!r}")
+    return _Translator(resources, topology, options or TranslateOptions()).proxy(pod)
