@@ -46,7 +46,9 @@ def _compare(actual: str, golden: Path) -> None:
 def test_bad_input_renders_pinned_diagnostics(case: str) -> None:
     """Each bad input yields its code(s) at the right file:line:col with message, path and hint."""
     path = CORPUS / case
-    found = [d for d in analyze_paths([str(CORPUS / "_context.yaml"), str(path)]) if d.file == str(path)]
+    found = [
+        d for d in analyze_paths([str(CORPUS / "_context.yaml"), str(path)]) if d.file == str(path)
+    ]
     code = case.split("-", 1)[0].upper()
     assert any(d.code == code for d in found), f"{case} should produce {code}"
     _compare(render(found) + "\n", path.with_suffix(".diag"))

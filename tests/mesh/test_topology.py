@@ -1,0 +1,84 @@
+"""The registry istiod would build from the manifests: hosts, protocols, pods, identities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mesh.app import load_app
+from mesh.source import load_text
+from mesh.topology import Protocol, ProxyKind, build_topology, port_protocol
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("name", "app_protocol", "transport", "port", "expected"),
+    [
+        ("http", "", "TCP", 8080, Protocol.HTTP),
+        ("http-web", "", "TCP", 8080, Protocol.HTTP),
+        ("grpc-web", "", "TCP", 8080, Protocol.GRPC_WEB),
+        ("tcp-db", "", "TCP", 5432, Protocol.TCP),
+        ("web", "", "TCP", 8080, Protocol.UNSUPPORTED),
+        ("web", "http", "TCP", 8080, Protocol.HTTP),
+        ("http", "kubernetes.io/h2c", "TCP", 8080, Protocol.HTTP2),
+        ("", "", "TCP", 3306, Protocol.TCP),
+        ("dns", "", "UDP", 53, Protocol.UDP),
+    ],
+)
+def test_port_protocol_follows_istio_rules(
+    name: str, app_protocol: str, transport: str, port: int, expected: Protocol
+) -> None:
+    """appProtocol wins over the name prefix; unknown names are sniffed except on 25/53/3306/27017."""
+    assert port_protocol(name, app_protocol, transport, port) is expected
+
+
+def test_ecommerce_app_topology() -> None:
+    """Seven services in namespace shop, product in two versions, identities per service account."""
+    app = load_app(ROOT / "lessons" / "apps" / "ecommerce")
+    topo = build_topology(app.resources)
+    product = topo.service("product.shop.svc.cluster.local")
+    assert product is not None
+    assert [p.protocol for p in product.ports] == [Protocol.HTTP]
+    versions = sorted(p.labels["version"] for p in topo.endpoints(product))
+    assert versions == ["v1", "v2"]
+    v2 = topo.endpoints(product, {"version": "v2"})
+    assert len(v2) == 1
+    assert v2[0].identity == "spiffe://cluster.local/ns/shop/sa/product"
+    assert v2[0].proxy is ProxyKind.SIDECAR
+    postgres = [p for p in topo.pods if p.workload == "postgres"]
+    assert postgres and postgres[0].proxy is ProxyKind.NONE  # sidecar.istio.io/inject: "false"
+    gateway = [p for p in topo.pods if p.namespace == "istio-system"]
+    assert gateway and gateway[0].proxy is ProxyKind.ROUTER
+    assert all(p.address.startswith("127.") for p in topo.pods)  # never routable off-box
+
+
+def test_resolve_host_short_namespaced_and_fqdn() -> None:
+    topo = build_topology(
+        load_text(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: bookinfo}\n"
+            "spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}\n"
+        ).resources
+    )
+    fqdn = "reviews.bookinfo.svc.cluster.local"
+    assert topo.resolve_host("reviews", "bookinfo") == fqdn
+    assert topo.resolve_host("reviews.bookinfo", "default") == fqdn
+    assert topo.resolve_host(fqdn, "default") == fqdn
+    assert topo.resolve_host("httpbin.org", "default") == "httpbin.org"
+    assert topo.resolve_host("*.example.com", "default") == "*.example.com"
+
+
+def test_named_target_port_resolves_to_container_port() -> None:
+    resources = load_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+        "spec: {selector: {app: web}, ports: [{name: http, port: 80, targetPort: web}]}\n"
+        "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+        "spec:\n  selector: {matchLabels: {app: web}}\n  replicas: 2\n"
+        "  template:\n    metadata: {labels: {app: web}}\n"
+        "    spec: {containers: [{name: web, ports: [{name: web, containerPort: 9000}]}]}\n"
+    ).resources
+    topo = build_topology(resources)
+    web = topo.service("web.default.svc.cluster.local")
+    assert web is not None and web.ports[0].target_port == 9000
+    assert [p.name for p in topo.endpoints(web)] == ["web-0", "web-1"]
