@@ -15,6 +15,7 @@ from fastapi import FastAPI, Header
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from services.common.app import Runtime, create_app
 from services.common.cache import Cache, make_cache
@@ -163,7 +164,7 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
         responses={409: {"description": "email already registered"}},
     )
     async def register(body: UserCreate) -> UserPublic:
-        password_hash = hash_password(body.password)
+        password_hash = await run_in_threadpool(hash_password, body.password)
 
         def _create(session: Session) -> UserPublic:
             user = User(
@@ -193,7 +194,8 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
             return session.scalars(select(User).where(User.email == body.email.lower())).first()
 
         user = await svc.store.run(_find)
-        ok = verify_password(body.password, user.password_hash if user else DUMMY_HASH)
+        stored = user.password_hash if user else DUMMY_HASH
+        ok = await run_in_threadpool(verify_password, body.password, stored)
         if user is None or not ok:
             raise _unauthorized("wrong email or password")
         return Token(access_token=svc.issue(user), expires_in=svc.ttl_s)

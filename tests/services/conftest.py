@@ -12,3 +12,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.services.stack import Stack, running_shop  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The seven services on SQLite, started once for the end-to-end, schemathesis and browser
+    tests, stopped by PID at the end."""
+    with running_shop(tmp_path_factory.mktemp("shop")) as stack:
+        yield stack

@@ -81,12 +81,17 @@ class Stack:
     def url(self, name: str) -> str:
         return self.procs[name].url
 
+    def admin_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.procs[name].env['ADMIN_PORT']}"
+
     def start(self, name: str, env: Mapping[str, str], port: int | None = None) -> Proc:
         port = port or free_port()
         full = clean_env()
         full.update(env)
         full.update({"HOST": "127.0.0.1", "PORT": str(port)})
-        full.setdefault("DATA_DIR", str(self.workdir / "data" / PACKAGES[name.split("@", maxsplit=1)[0]]))
+        full.setdefault(
+            "DATA_DIR", str(self.workdir / "data" / PACKAGES[name.split("@", maxsplit=1)[0]])
+        )
         log = self.workdir / f"{name.replace('@', '-')}.log"
         popen = subprocess.Popen(
             [sys.executable, "-m", f"services.{PACKAGES[name.split('@', maxsplit=1)[0]]}"],
@@ -131,13 +136,15 @@ class Stack:
 
 @contextmanager
 def running_shop(workdir: Path, common_env: Mapping[str, str] | None = None) -> Iterator[Stack]:
-    """All seven services wired to each other directly by 127.0.0.1 URLs (no proxy)."""
+    """All seven services wired to each other directly by 127.0.0.1 URLs (no proxy), each with
+    an `ADMIN_PORT` so a test can switch `refuse` off again."""
     stack = Stack(workdir)
     ports = {name: free_port() for name in PACKAGES}
     urls = {env_url_name(n): f"http://127.0.0.1:{p}" for n, p in ports.items()}
     try:
         for name, port in ports.items():
-            stack.start(name, {**urls, **(common_env or {})}, port=port)
+            env = {**urls, "ADMIN_PORT": str(free_port()), **(common_env or {})}
+            stack.start(name, env, port=port)
         stack.wait_ready()
         yield stack
     finally:
