@@ -1,0 +1,223 @@
+"""The translation runs on real Envoy: two sidecars on 127.0.0.1 through a PortMap.
+
+frontend's app uses its sidecar as a plain HTTP proxy (absolute-form URL, like ``HTTP_PROXY``)
+or sends ``Host: product:8080`` to it; the client sidecar routes by host to
+``outbound|8080||product...``, whose endpoint is product's sidecar inbound port, which forwards to
+product's app. Both sidecars' JSON access logs parse back into RequestRecords.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mesh.envoy import PodPorts, PortMap, TranslateOptions, bootstrap, record_from_access_log, translate
+from mesh.model import FrozenMap
+from mesh.records import Reporter
+from mesh.source import load_text
+from mesh.topology import build_topology
+
+ENVOY = Path(sys.executable).parent / "envoy"
+
+MESH = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: product, namespace: shop}
+spec:
+  selector: {app: product}
+  ports: [{name: http, port: 8080, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: product-v1, namespace: shop}
+spec:
+  selector: {matchLabels: {app: product}}
+  template:
+    metadata: {labels: {app: product, version: v1}}
+    spec:
+      serviceAccountName: product
+      containers: [{name: app, image: product, ports: [{containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: frontend, namespace: shop}
+spec:
+  selector: {app: frontend}
+  ports: [{name: http, port: 8080, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: frontend-v1, namespace: shop}
+spec:
+  selector: {matchLabels: {app: frontend}}
+  template:
+    metadata: {labels: {app: frontend, version: v1}}
+    spec:
+      containers: [{name: app, image: frontend, ports: [{containerPort: 8080}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: product, namespace: shop}
+spec:
+  hosts: [product]
+  http:
+  - name: teapot
+    match: [{uri: {prefix: /fault}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: product}}]
+  - name: all
+    route: [{destination: {host: product}}]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class _App(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps({"path": self.path, "host": self.headers.get("host")}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def app_server() -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _App)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _wait_ready(admin: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"envoy exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=0.5) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.05)
+    raise AssertionError("envoy did not become ready in time")
+
+
+def _read_log(path: Path, expected: int, deadline: float) -> list[dict[str, object]]:
+    while time.monotonic() < deadline:
+        if path.exists():
+            lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+            if len(lines) >= expected:
+                return lines
+        time.sleep(0.05)
+    raise AssertionError(f"{path.name}: fewer than {expected} access-log lines")
+
+
+@pytest.mark.envoy
+def test_two_sidecars_route_proxy_requests_and_log_records(tmp_path: Path, app_server: int) -> None:
+    loaded = load_text(MESH, "mesh.yaml")
+    assert loaded.ok, [d.render() for d in loaded.errors]
+    topology = build_topology(loaded.resources, include_istio_system=False)
+    front_out, front_in, product_in = free_port(), free_port(), free_port()
+    port_map = PortMap.of(
+        {
+            "frontend-v1-0": PodPorts(
+                listeners=FrozenMap({8080: front_out}),
+                inbound=FrozenMap({8080: front_in}),
+                app=FrozenMap({8080: free_port()}),
+            ),
+            "product-v1-0": PodPorts(
+                inbound=FrozenMap({8080: product_in}), app=FrozenMap({8080: app_server})
+            ),
+        }
+    )
+    options = TranslateOptions(port_map=port_map, access_log_path=str(tmp_path / "{pod}.log"))
+    config = translate(loaded.resources, topology, options)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        admins = {}
+        for pod in ("frontend-v1-0", "product-v1-0"):
+            admins[pod] = free_port()
+            path = tmp_path / f"{pod}.yaml"
+            path.write_text(yaml.safe_dump(bootstrap(config[pod], admin_port=admins[pod])))
+            cmd = [str(ENVOY), "-c", str(path), "--concurrency", "1", "--disable-hot-restart"]
+            cmd += ["--file-flush-interval-msec", "50", "-l", "error"]
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        deadline = time.monotonic() + 20
+        for proc, admin in zip(procs, admins.values(), strict=True):
+            _wait_ready(admin, proc, deadline)
+
+        proxy = urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{front_out}"})
+        opener = urllib.request.build_opener(proxy)
+        with opener.open("http://product:8080/items?id=1", timeout=5) as response:
+            assert response.status == 200
+            assert json.loads(response.read())["path"] == "/items?id=1"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{front_out}/plain", headers={"Host": "product.shop:8080"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert json.loads(response.read())["path"] == "/plain"
+        with pytest.raises(urllib.error.HTTPError) as fault:
+            opener.open("http://product:8080/fault", timeout=5)
+        assert fault.value.code == 418
+
+        client = [record_from_access_log(e) for e in _read_log(tmp_path / "frontend-v1-0.log", 3, deadline)]
+        server = [record_from_access_log(e) for e in _read_log(tmp_path / "product-v1-0.log", 2, deadline)]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    by_path = {r.path: r for r in client}
+    ok = by_path["/items?id=1"]
+    assert ok.reporter is Reporter.SOURCE
+    assert (ok.source_workload, ok.source_namespace) == ("frontend-v1", "shop")
+    assert ok.destination_service == "product.shop.svc.cluster.local"
+    assert (ok.destination_workload, ok.destination_version) == ("product-v1", "v1")
+    assert ok.upstream_cluster == "outbound|8080||product.shop.svc.cluster.local"
+    assert ok.route_name == "all"
+    assert (ok.response_code, ok.attempts) == (200, 1)
+    teapot = by_path["/fault"]
+    assert (teapot.response_code, teapot.response_flags, teapot.route_name) == (418, ("FI",), "teapot")
+
+    inbound = {r.path: r for r in server}["/items?id=1"]
+    assert inbound.reporter is Reporter.DESTINATION
+    assert (inbound.source_workload, inbound.source_app) == ("frontend-v1", "frontend")
+    assert inbound.destination_workload == "product-v1"
+    assert inbound.destination_service == "product.shop.svc.cluster.local"
+    assert inbound.upstream_cluster == "inbound|8080||"
+    assert inbound.request_id == ok.request_id != ""
+    assert "/fault" not in {r.path for r in server}, "a fault abort never reaches the server"
