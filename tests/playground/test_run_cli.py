@@ -1,0 +1,114 @@
+"""``meshplay run``: the report, the exit code and ``--records``, with a runner that replays
+fixed records (the runner protocol is all the CLI knows about)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mesh.checks import evaluate_all
+from mesh.lesson import Lesson
+from mesh.records import Reporter, RequestRecord
+from mesh.runner import LessonRun, RunOptions, StepResult
+from playground.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+LESSON = str(ROOT / "lessons" / "01-request-routing")
+
+
+def _record(version: str, path: str) -> RequestRecord:
+    return RequestRecord(
+        start_time=0.0, duration_ms=3.0, reporter=Reporter.SOURCE, source_workload="api-gateway-v1",
+        source_namespace="shop", source_principal="", source_app="api-gateway",
+        destination_service="product.shop.svc.cluster.local", destination_workload=f"product-{version}",
+        destination_namespace="shop", destination_version=version, path=path, response_code=200,
+        upstream_cluster=f"outbound|8080|{version}|product.shop.svc.cluster.local",
+    )  # fmt: skip
+
+
+class ReplayRunner:
+    """Sends every catalog request to v1 and every item page to ``item_version``."""
+
+    name = "sim"
+
+    def __init__(self, item_version: str) -> None:
+        self.item_version = item_version
+
+    def run(self, lesson: Lesson, options: RunOptions) -> LessonRun:
+        steps = []
+        for i, step in enumerate(lesson.steps[: options.until_step]):
+            records = [_record("v1", "/products")] * 50
+            item = {0: "v2", 1: "v1"}.get(i, self.item_version)  # step 2 pins everything to v1
+            records += [_record(item, "/products/grinder")] * 50
+            outside = [
+                RequestRecord(
+                    start_time=0.0,
+                    duration_ms=5.0,
+                    reporter=Reporter.DESTINATION,
+                    source_workload="unknown",
+                    source_namespace="",
+                    source_principal="",
+                    destination_service="api-gateway.shop.svc.cluster.local",
+                    destination_workload="api-gateway-v1",
+                    destination_namespace="shop",
+                    destination_version="v1",
+                    response_code=200,
+                )
+            ] * 100
+            records += outside
+            checks = evaluate_all(step.expect, records, 10.0)
+            steps.append(StepResult(i, step, tuple(records), checks, 10.0, 0.01))
+        return LessonRun(lesson, self.name, options.seed, tuple(steps))
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> ReplayRunner:
+    chosen = ReplayRunner("v2")
+    monkeypatch.setattr("playground.commands.run.get_runner", lambda name: chosen)
+    return chosen
+
+
+def test_passing_run_prints_edges_and_verdicts(
+    runner: ReplayRunner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", LESSON, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Step 3: Item pages go to v2, the catalog stays on v1" in out
+    assert "api-gateway->product" in out and "v1:50 v2:50" in out
+    assert "\u2714 share(api-gateway->product v2 /products/*) >= 0.999: 1 (n=50) pass" in out
+    assert out.rstrip().endswith("PASSED: 7/7 expectations met")
+
+
+def test_failing_run_exits_1_and_shows_why_and_hints(
+    runner: ReplayRunner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runner.item_version = "v1"  # the learner's URI rule does not match
+    assert main(["run", LESSON, "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "\u2718 share(api-gateway->product v2 /products/*) >= 0.999: 0 (n=50) fail" in out
+    assert "why: The first rule matches item pages by URI prefix." in out
+    assert "hint: A VirtualService rule without `match` matches everything" in out
+
+
+def test_step_limit_and_records_file(runner: ReplayRunner, tmp_path: Path) -> None:
+    out = tmp_path / "records.jsonl"
+    assert main(["run", LESSON, "--step", "1", "--records", str(out), "--no-progress"]) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 200
+    assert RequestRecord.from_json(json.loads(lines[0])).destination_version == "v1"
+
+
+def test_unknown_runner_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", LESSON, "--runner", "docker"])
+    assert info.value.code == 2
+
+
+def test_broken_lesson_exits_2_with_diagnostics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "lesson.yaml").write_text("title: x\nsteps: [{name: a, apply: [nope.yaml]}]\n")
+    assert main(["run", str(tmp_path)]) == 2
+    assert "error[MPY4002]" in capsys.readouterr().err
