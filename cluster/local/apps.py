@@ -1,0 +1,83 @@
+"""App processes: one per replica, launched from the Deployment's container ``command`` + ``env``.
+
+The kubelet would pull the image and run the container with its env; here the container's command
+(``python -m services.product``) runs as a process from the repository root with the
+interpreter running meshplay. What Kubernetes gives a container for free is set explicitly:
+
+* ``HOST``/``PORT``: the app listens on an allocated 127.0.0.1 port instead of the pod IP's 8080;
+* ``ADMIN_PORT``: a second port for ``/admin/knobs`` that stays open while ``refuse`` is on;
+* ``DATA_DIR``: a folder per replica in the run directory;
+* ``HTTP_PROXY``: the pod's sidecar outbound listener. In a pod, iptables sends every outbound
+  connection to the sidecar; here the app's HTTP client sends it there as to a proxy, and the
+  sidecar picks the route by the Host header (``product:8080``) exactly as after capture;
+* ``DATABASE_URL``/``REDIS_URL`` are dropped: PostgreSQL and Redis run outside the mesh
+  (``sidecar.istio.io/inject: "false"``) and are not started locally, so the services use their
+  SQLite default and no cache.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from mesh.model.kubernetes import Container
+
+__all__ = ["ROOT", "app_argv", "app_env", "is_python_service"]
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The repository root: services run as ``python -m services.<pkg>`` from here."""
+
+DROPPED_ENV = ("DATABASE_URL", "REDIS_URL")
+_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+def is_python_service(container: Container) -> bool:
+    """Whether the container runs one of our services (``python -m services.<pkg>``)."""
+    argv = (*container.command, *container.args)
+    return len(argv) >= 3 and argv[1] == "-m" and argv[2].startswith("services.")
+
+
+def app_argv(container: Container) -> list[str]:
+    """``command + args`` with ``python`` replaced by this interpreter."""
+    argv = [*container.command, *container.args]
+    if argv and Path(argv[0]).name in {"python", "python3"}:
+        argv[0] = sys.executable
+    return argv
+
+
+def app_env(
+    container: Container,
+    *,
+    port: int,
+    admin_port: int,
+    data_dir: Path,
+    http_proxy: str | None,
+    seed: int,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The process environment of one replica (see the module docstring)."""
+    source = os.environ if base is None else base
+    env = {
+        k: v
+        for k, v in source.items()
+        if k.upper() not in _PROXY_VARS and not k.upper().endswith("_URL")
+    }
+    env.update({e.name: e.value for e in container.env if e.value_from is None})
+    for name in DROPPED_ENV:
+        env.pop(name, None)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update(
+        HOST="127.0.0.1",
+        PORT=str(port),
+        ADMIN_PORT=str(admin_port),
+        DATA_DIR=str(data_dir),
+        SEED=str(seed),
+        PYTHONUNBUFFERED="1",
+    )
+    if http_proxy:
+        env["HTTP_PROXY"] = http_proxy
+        env["http_proxy"] = http_proxy
+        env["NO_PROXY"] = "127.0.0.1,localhost"
+    return env

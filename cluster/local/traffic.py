@@ -1,0 +1,227 @@
+"""The load generator: open loop (Poisson arrivals) or closed loop, always bounded.
+
+Open loop (``rate_rps``) sends requests at exponentially distributed intervals whatever the mesh
+does, like ``fortio load -qps`` with ``-jitter``; closed loop (``concurrency``) keeps N clients
+each sending the next request when the previous one answered, like ``fortio load -c N``. Both stop
+after ``count`` requests or ``duration_s`` seconds, whichever comes first, and when ``cancel`` is
+set; in-flight requests are bounded too. Randomness (arrival times, request mix, request ids)
+comes from the seeded ``random.Random`` passed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cluster.local.http1 import HttpConnection, HttpError
+from mesh.lesson import RequestSpec, TrafficSpec
+
+__all__ = ["Outcome", "Target", "TrafficReport", "drive"]
+
+MAX_IN_FLIGHT = 256
+"""Open loop never holds more than this many requests at once (extra arrivals are dropped and
+counted, so an overloaded mesh cannot make the generator grow without bound)."""
+DEFAULT_DURATION_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where requests go: a socket, the Host header, and whether to use absolute-form URIs
+    (when the socket is a sidecar acting as the client's HTTP proxy)."""
+
+    host: str
+    port: int
+    authority: str
+    via_proxy: bool = False
+
+    def request_target(self, path: str) -> str:
+        """The request-target for ``path``."""
+        return f"http://{self.authority}{path}" if self.via_proxy else path
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One request as the load generator saw it (0 = no HTTP answer)."""
+
+    start: float
+    duration_ms: float
+    status: int
+    request_id: str
+    error: str = ""
+
+
+@dataclass
+class TrafficReport:
+    """All outcomes, the wall time and requests the open loop had to drop."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    started_at: float = 0.0
+    wall_s: float = 0.0
+    dropped: int = 0
+
+    @property
+    def sent(self) -> int:
+        """Requests sent."""
+        return len(self.outcomes)
+
+
+def _limits(spec: TrafficSpec) -> tuple[int, float]:
+    count = spec.count if spec.count is not None else 10**9
+    duration = spec.duration_s if spec.duration_s is not None else DEFAULT_DURATION_S
+    if spec.count is not None and spec.duration_s is None and spec.rate_rps:
+        duration = spec.count / spec.rate_rps + spec.timeout_s
+    return count, duration
+
+
+class _Mix:
+    """Seeded choice of the next request."""
+
+    def __init__(self, spec: TrafficSpec, rng: random.Random) -> None:
+        self.requests = spec.requests or (RequestSpec(),)
+        self.weights = [max(r.weight, 0.0) for r in self.requests]
+        self.rng = rng
+
+    def next(self) -> tuple[RequestSpec, str]:
+        req = self.rng.choices(self.requests, weights=self.weights)[0]
+        rid = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        return req, rid
+
+
+async def _one(
+    conn: HttpConnection, target: Target, req: RequestSpec, rid: str, t0: float
+) -> Outcome:
+    headers = {"x-request-id": rid, **dict(req.headers.items())}
+    if req.body:
+        headers.setdefault("content-type", "application/json")
+    start = time.monotonic()
+    try:
+        resp = await conn.request(
+            req.method.upper(),
+            target.request_target(req.path),
+            authority=target.authority,
+            headers=headers,
+            body=req.body.encode(),
+        )
+        status, error = resp.status, ""
+    except HttpError as exc:
+        status, error = 0, str(exc)
+    end = time.monotonic()
+    return Outcome(start - t0, (end - start) * 1000.0, status, rid, error)
+
+
+async def _closed(
+    spec: TrafficSpec, target: Target, mix: _Mix, report: TrafficReport, stop: Callable[[], bool]
+) -> None:
+    count, _ = _limits(spec)
+    t0 = time.monotonic()
+    issued = 0
+
+    async def client() -> None:
+        nonlocal issued
+        conn = HttpConnection(target.host, target.port, spec.timeout_s)
+        try:
+            while not stop() and issued < count:
+                issued += 1
+                req, rid = mix.next()
+                report.outcomes.append(await _one(conn, target, req, rid, t0))
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(client() for _ in range(max(1, spec.concurrency or 1))))
+
+
+async def _open(
+    spec: TrafficSpec, target: Target, mix: _Mix, report: TrafficReport, stop: Callable[[], bool]
+) -> None:
+    count, _ = _limits(spec)
+    rate = spec.rate_rps or 1.0
+    idle: list[HttpConnection] = []
+    tasks: set[asyncio.Task[None]] = set()
+    t0 = time.monotonic()
+    next_at = 0.0
+    issued = 0
+
+    async def fire(req: RequestSpec, rid: str) -> None:
+        conn = idle.pop() if idle else HttpConnection(target.host, target.port, spec.timeout_s)
+        try:
+            report.outcomes.append(await _one(conn, target, req, rid, t0))
+        finally:
+            idle.append(conn)
+
+    while issued < count and not stop():
+        delay = next_at - (time.monotonic() - t0)
+        if delay > 0:
+            await asyncio.sleep(delay)
+            if stop():
+                break
+        req, rid = mix.next()
+        next_at += mix.rng.expovariate(rate)
+        issued += 1
+        if len(tasks) >= MAX_IN_FLIGHT:
+            report.dropped += 1
+            continue
+        task = asyncio.create_task(fire(req, rid))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.wait(tasks, timeout=spec.timeout_s)
+    for task in tasks:
+        task.cancel()
+    for conn in idle:
+        await conn.close()
+
+
+def drive(
+    spec: TrafficSpec,
+    target: Target,
+    rng: random.Random,
+    *,
+    cancel: threading.Event | None = None,
+    on_progress: Callable[[float, int], None] | None = None,
+) -> TrafficReport:
+    """Send the traffic ``spec`` describes to ``target``; blocks until done (bounded)."""
+    count, duration = _limits(spec)
+    report = TrafficReport(started_at=time.time())
+    began = time.monotonic()
+    stop_event = cancel or threading.Event()
+
+    def stop() -> bool:
+        return stop_event.is_set() or time.monotonic() - began >= duration
+
+    async def main() -> None:
+        mix = _Mix(spec, rng)
+        runner = _closed if spec.concurrency and not spec.rate_rps else _open
+
+        async def progress() -> None:
+            while on_progress is not None:
+                elapsed = time.monotonic() - began
+                done = max(elapsed / duration, report.sent / count if count < 10**9 else 0.0)
+                on_progress(min(1.0, done), report.sent)
+                await asyncio.sleep(0.25)
+
+        ticker = asyncio.create_task(progress())
+        try:
+            await runner(spec, target, mix, report, stop)
+        finally:
+            ticker.cancel()
+
+    asyncio.run(main())
+    report.wall_s = time.monotonic() - began
+    if on_progress is not None:
+        on_progress(1.0, report.sent)
+    report.outcomes.sort(key=lambda o: o.start)
+    return report
+
+
+def expected_requests(spec: TrafficSpec) -> float:
+    """How many requests a spec will send (for progress bars); ``inf`` when unbounded."""
+    count, duration = _limits(spec)
+    if spec.rate_rps:
+        return min(float(count), spec.rate_rps * duration)
+    return float(count) if count < 10**9 else math.inf

@@ -1,0 +1,285 @@
+"""File-based xDS: the local runner's istiod-to-Envoy channel.
+
+istiod pushes config to each sidecar over one gRPC stream (ADS). Envoy can read the same
+``DiscoveryResponse`` messages from files instead, and re-reads a file when it is *renamed* into a
+watched directory, so a config change is applied live, without a restart: write
+``.<name>.tmp``, then ``os.rename`` it onto the real name (atomic on one file system).
+
+Layout per proxy (one directory per resource type, so a rename reloads only that type)::
+
+    xds/lds/lds.json               every Listener
+    xds/cds/cds.json               every Cluster
+    xds/rds/<route config>.json    one RouteConfiguration per file (RDS is per name)
+    xds/eds/<cluster>.json         one ClusterLoadAssignment per EDS cluster
+    xds/sds/<secret>.json          one Secret per file (``default``, ``ROOTCA``)
+
+The translator writes ``{"ads": {}}`` config sources, as istiod does; :func:`to_file_sources`
+rewrites each into the ``path_config_source`` of the file above. Files are written in
+make-before-break order (SDS, EDS, CDS, then RDS, then LDS), so a route never points at a cluster
+Envoy has not seen yet.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mesh.envoy.values import socket_address
+
+__all__ = [
+    "KINDS",
+    "ProxyResources",
+    "XdsFiles",
+    "XdsWrite",
+    "bootstrap",
+    "static_bootstrap",
+    "to_file_sources",
+]
+
+_T = "type.googleapis.com/"
+TYPE_URLS: dict[str, str] = {
+    "lds": _T + "envoy.config.listener.v3.Listener",
+    "cds": _T + "envoy.config.cluster.v3.Cluster",
+    "rds": _T + "envoy.config.route.v3.RouteConfiguration",
+    "eds": _T + "envoy.config.endpoint.v3.ClusterLoadAssignment",
+    "sds": _T + "envoy.extensions.transport_sockets.tls.v3.Secret",
+}
+KINDS: tuple[str, ...] = ("sds", "eds", "cds", "rds", "lds")
+"""Write order: make before break."""
+
+KIND_NAMES: dict[str, str] = {
+    "lds": "Listener",
+    "cds": "Cluster",
+    "rds": "RouteConfiguration",
+    "eds": "ClusterLoadAssignment",
+    "sds": "Secret",
+}
+
+
+def _file_name(name: str) -> str:
+    """A resource name as a file name; reversible (``outbound|8080||x`` -> ``outbound%7C8080...``)."""
+    return urllib.parse.quote(name, safe="._-") + ".json"
+
+
+@dataclass
+class ProxyResources:
+    """The resources of one proxy, as plain Envoy v3 JSON dicts."""
+
+    listeners: list[dict[str, Any]] = field(default_factory=list)
+    routes: list[dict[str, Any]] = field(default_factory=list)
+    clusters: list[dict[str, Any]] = field(default_factory=list)
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
+    secrets: list[dict[str, Any]] = field(default_factory=list)
+
+    def by_kind(self) -> dict[str, list[dict[str, Any]]]:
+        """Resources keyed by xDS kind."""
+        return {
+            "lds": self.listeners,
+            "cds": self.clusters,
+            "rds": self.routes,
+            "eds": self.endpoints,
+            "sds": self.secrets,
+        }
+
+
+def resource_name(kind: str, resource: Mapping[str, Any]) -> str:
+    """The name Envoy subscribes by."""
+    if kind == "eds":
+        return str(resource.get("cluster_name", ""))
+    return str(resource.get("name", ""))
+
+
+def _path_source(path: Path) -> dict[str, Any]:
+    return {
+        "path_config_source": {
+            "path": str(path),
+            "watched_directory": {"path": str(path.parent)},
+        },
+        "resource_api_version": "V3",
+        "initial_fetch_timeout": "5s",
+    }
+
+
+def to_file_sources(resource: Any, root: Path) -> Any:
+    """A copy of ``resource`` whose RDS, EDS and SDS config sources read files under ``root``."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: walk(v) for k, v in node.items()}
+        rds = out.get("rds")
+        if isinstance(rds, dict) and "route_config_name" in rds:
+            rds["config_source"] = _path_source(
+                root / "rds" / _file_name(str(rds["route_config_name"]))
+            )
+        eds = out.get("eds_cluster_config")
+        if isinstance(eds, dict):
+            name = str(eds.get("service_name") or out.get("name", ""))
+            eds["eds_config"] = _path_source(root / "eds" / _file_name(name))
+        if "sds_config" in out and "name" in out:
+            out["sds_config"] = _path_source(root / "sds" / _file_name(str(out["name"])))
+        return out
+
+    return walk(copy.deepcopy(resource))
+
+
+@dataclass(frozen=True, slots=True)
+class XdsWrite:
+    """What one :meth:`XdsFiles.write` changed: kind -> names of added/changed/removed resources."""
+
+    changed: Mapping[str, tuple[str, ...]]
+    files: tuple[Path, ...]
+
+    @property
+    def empty(self) -> bool:
+        """Nothing changed."""
+        return not self.files
+
+
+class XdsFiles:
+    """The xDS files of one proxy, written atomically and only when their content changes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for kind in KINDS:
+            (root / kind).mkdir(parents=True, exist_ok=True)
+        self._version = 0
+        self._content: dict[Path, str] = {}
+        self._accepted: dict[Path, str] = {}
+        self._names: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
+
+    def path(self, kind: str, name: str = "") -> Path:
+        """The file a resource lives in."""
+        if kind in {"lds", "cds"}:
+            return self.root / kind / f"{kind}.json"
+        return self.root / kind / _file_name(name)
+
+    def _render(self, kind: str, resources: list[dict[str, Any]]) -> str:
+        body = {
+            "version_info": str(self._version),
+            "resources": [{"@type": TYPE_URLS[kind], **r} for r in resources],
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+    def _atomic(self, path: Path, text: str) -> None:
+        tmp = path.parent / f".{path.name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.rename(tmp, path)
+
+    def write(self, resources: ProxyResources) -> XdsWrite:
+        """Write every changed file in make-before-break order; return what changed."""
+        self._version += 1
+        changed: dict[str, tuple[str, ...]] = {}
+        written: list[Path] = []
+        for kind in KINDS:
+            items = [to_file_sources(r, self.root) for r in resources.by_kind()[kind]]
+            for r in items:
+                r.pop("@type", None)
+            plan: dict[Path, tuple[list[dict[str, Any]], list[str]]] = {}
+            if kind in {"lds", "cds"}:
+                plan[self.path(kind)] = (items, [resource_name(kind, r) for r in items])
+            else:
+                for r in items:
+                    plan[self.path(kind, resource_name(kind, r))] = ([r], [resource_name(kind, r)])
+            names_now = {
+                resource_name(kind, r): json.dumps(r, sort_keys=True) for r in items
+            }
+            before = self._names[kind]
+            diff = sorted(
+                {n for n in names_now if before.get(n) != names_now[n]}
+                | {n for n in before if n not in names_now}
+            )
+            for path, (group, _names) in plan.items():
+                # compare without the version so an unchanged resource is not rewritten
+                key = json.dumps(group, sort_keys=True)
+                if self._content.get(path) == key:
+                    continue
+                self._atomic(path, self._render(kind, group))
+                self._content[path] = key
+                written.append(path)
+            if diff:
+                changed[kind] = tuple(diff)
+            self._names[kind] = names_now
+        return XdsWrite(changed, tuple(written))
+
+    def commit(self) -> None:
+        """Remember the current files as accepted by Envoy (what :meth:`revert` goes back to)."""
+        for path in self._content:
+            self._accepted[path] = path.read_text(encoding="utf-8")
+
+    def revert(self, kinds: Iterable[str]) -> None:
+        """Put back the last accepted files of ``kinds`` (after Envoy rejected an update)."""
+        wanted = {self.root / k for k in kinds}
+        for path, text in self._accepted.items():
+            if path.parent in wanted:
+                self._atomic(path, text)
+                self._content.pop(path, None)
+        for kind in kinds:
+            self._names[kind] = {}
+
+
+def bootstrap(
+    *,
+    node_id: str,
+    node_cluster: str,
+    admin_port: int,
+    xds_root: Path,
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A bootstrap whose listeners and clusters come from the files under ``xds_root``."""
+    node: dict[str, Any] = {"id": node_id, "cluster": node_cluster}
+    if metadata:
+        node["metadata"] = dict(metadata)
+    return {
+        "node": node,
+        "admin": {"address": socket_address("127.0.0.1", admin_port)},
+        "dynamic_resources": {
+            "lds_config": _path_source(xds_root / "lds" / "lds.json"),
+            "cds_config": _path_source(xds_root / "cds" / "cds.json"),
+        },
+    }
+
+
+def static_bootstrap(
+    *, node_id: str, node_cluster: str, admin_port: int, resources: ProxyResources
+) -> dict[str, Any]:
+    """The same resources inlined in ``static_resources`` (for ``envoy --mode validate``, which
+    reads no xDS files): RDS becomes ``route_config``, EDS ``load_assignment``, SDS secrets."""
+    routes = {str(r.get("name", "")): r for r in resources.routes}
+    endpoints = {str(e.get("cluster_name", "")): e for e in resources.endpoints}
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: inline(v) for k, v in node.items()}
+        rds = out.pop("rds", None)
+        if isinstance(rds, dict):
+            out["route_config"] = routes.get(str(rds.get("route_config_name")), {})
+        eds = out.get("eds_cluster_config")
+        if isinstance(eds, dict) and out.get("type") == "EDS":
+            name = str(eds.get("service_name") or out.get("name", ""))
+            del out["eds_cluster_config"]
+            out["type"] = "STATIC"
+            out["load_assignment"] = endpoints.get(name, {"cluster_name": name})
+        out.pop("sds_config", None)
+        return out
+
+    return {
+        "node": {"id": node_id, "cluster": node_cluster},
+        "admin": {"address": socket_address("127.0.0.1", admin_port)},
+        "static_resources": {
+            "listeners": inline(copy.deepcopy(resources.listeners)),
+            "clusters": inline(copy.deepcopy(resources.clusters)),
+            "secrets": copy.deepcopy(resources.secrets),
+        },
+    }
