@@ -14,13 +14,14 @@ import asyncio
 import logging
 import socket
 import sys
+from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
 
 from services.common.app import knob_state
 from services.common.knobs import Knobs, KnobState
-from services.common.settings import Settings
+from services.common.settings import Settings, SettingsError
 
 log = logging.getLogger("services.server")
 
@@ -89,6 +90,21 @@ class RefusableServer(uvicorn.Server):
 
         knobs.on_change(_changed)
         await self.apply(knobs.current.refuse)
+
+
+def main(service: str, build_app: Callable[[Settings], FastAPI]) -> None:
+    """`python -m services.<pkg>`: read the environment, build the app, serve it. A bad setting
+    or a port in use ends the process with one line on stderr and exit status 2."""
+    try:
+        settings = Settings.from_env(service)
+        app = build_app(settings)
+        serve(app, settings)
+    except SettingsError as exc:
+        sys.stderr.write(f"{service}: error: {exc}\n")
+        raise SystemExit(2) from None
+    except OSError as exc:
+        sys.stderr.write(f"{service}: error: cannot listen: {exc.strerror or exc}\n")
+        raise SystemExit(2) from None
 
 
 def serve(app: FastAPI, settings: Settings) -> None:

@@ -1,8 +1,6 @@
 """`python -m services.frontend`."""
 
-from services.common.server import serve
-from services.common.settings import Settings
+from services.common.server import main
 from services.frontend.app import build_app
 
-settings = Settings.from_env("frontend")
-serve(build_app(settings), settings)
+main("frontend", build_app)

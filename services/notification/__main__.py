@@ -1,8 +1,6 @@
 """`python -m services.notification`."""
 
-from services.common.server import serve
-from services.common.settings import Settings
+from services.common.server import main
 from services.notification.app import build_app
 
-settings = Settings.from_env("notification")
-serve(build_app(settings), settings)
+main("notification", build_app)

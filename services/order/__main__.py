@@ -1,8 +1,6 @@
 """`python -m services.order`."""
 
-from services.common.server import serve
-from services.common.settings import Settings
+from services.common.server import main
 from services.order.app import build_app
 
-settings = Settings.from_env("order")
-serve(build_app(settings), settings)
+main("order", build_app)

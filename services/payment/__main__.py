@@ -1,8 +1,6 @@
 """`python -m services.payment`."""
 
-from services.common.server import serve
-from services.common.settings import Settings
+from services.common.server import main
 from services.payment.app import build_app
 
-settings = Settings.from_env("payment")
-serve(build_app(settings), settings)
+main("payment", build_app)
