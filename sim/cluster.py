@@ -1,0 +1,297 @@
+"""One client proxy's view of one cluster: hosts, load balancer, circuit breakers, outlier detection.
+
+Everything here is per client proxy, as in Envoy: each sidecar has its own connection pools,
+its own circuit-breaker counters and its own outlier detector, so one sidecar can eject a host
+that another still uses.
+
+* Circuit breakers (``circuit_breakers.thresholds``): an HTTP/1.1 connection carries one request
+  at a time, so at most ``min(max_connections, max_requests)`` requests are active; further
+  requests wait as *pending* up to ``max_pending_requests``; beyond that the request is rejected
+  at once with 503 ``UO`` (never retried, never reaching the server). ``max_retries`` caps
+  retries in flight.
+* Outlier detection: per host, consecutive 5xx (and consecutive gateway errors 502/503/504;
+  local connect failures and timeouts count as both) eject the host *immediately* when the
+  threshold is reached, unless that would exceed ``max_ejection_percent`` (at least one host may
+  always be ejected). The ejection lasts ``base_ejection_time x k`` (k = times ejected, capped at
+  ``max_ejection_time``) and ends at the first ``interval`` sweep after that.
+* Panic threshold: when the healthy share falls below it, Envoy balances over all hosts; Istio
+  sets it to 0 with outlier detection, so then an all-ejected cluster answers 503 ``UH``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from sim.lb import p2c, pick_hashed
+from sim.xds import ClusterSpec, EndpointSpec
+
+__all__ = ["ClusterRuntime", "HostState", "Pick"]
+
+
+@dataclass(slots=True, eq=False)
+class HostState:
+    """One upstream host as this client proxy tracks it."""
+
+    endpoint: EndpointSpec
+    active: int = 0
+    consecutive_5xx: int = 0
+    consecutive_gateway: int = 0
+    consecutive_local: int = 0
+    ejected_until: float = 0.0
+    ejections: int = 0
+    last_healthy_check: float = 0.0
+    requests: int = 0
+
+    @property
+    def key(self) -> str:
+        """``address:port``."""
+        return self.endpoint.host
+
+
+@dataclass(slots=True)
+class Pick:
+    """A load-balancing decision and why (for ``explain``)."""
+
+    host: HostState | None
+    reason: str
+    panic: bool = False
+
+
+@dataclass(slots=True)
+class ClusterRuntime:
+    """Mutable state of one cluster in one client proxy."""
+
+    spec: ClusterSpec
+    env: simpy.Environment
+    rng: random.Random
+    hosts: list[HostState] = field(default_factory=list)
+    active: int = 0
+    retries_active: int = 0
+    pending: deque[simpy.Event] = field(default_factory=deque)
+    rr_next: int = 0
+    created: float = 0.0
+    overflows: int = 0
+    ejections_total: int = 0
+
+    @classmethod
+    def create(
+        cls, spec: ClusterSpec, env: simpy.Environment, rng: random.Random
+    ) -> ClusterRuntime:
+        """Fresh state for a cluster (no requests in flight, nothing ejected)."""
+        return cls(spec, env, rng, [HostState(e) for e in spec.endpoints], created=env.now)
+
+    def update(self, spec: ClusterSpec) -> None:
+        """New config for the same cluster (a mid-run apply): keep the state of kept hosts."""
+        old = {h.key: h for h in self.hosts}
+        self.spec = spec
+        self.hosts = [old.get(e.host) or HostState(e) for e in spec.endpoints]
+        for h, e in zip(self.hosts, spec.endpoints, strict=True):
+            h.endpoint = e
+
+    # -- circuit breakers -------------------------------------------------------------------
+
+    @property
+    def max_active(self) -> int:
+        """Requests that can be active at once (one per HTTP/1.1 connection)."""
+        t = self.spec.thresholds
+        return min(t.max_connections, t.max_requests)
+
+    def acquire(self) -> simpy.Event | bool:
+        """Reserve an upstream request slot: True = granted now, False = overflow (UO),
+        an Event = queued as pending (granted when it fires)."""
+        if self.active < self.max_active and not self.pending:
+            self.active += 1
+            return True
+        if len(self.pending) < self.spec.thresholds.max_pending_requests:
+            ev = self.env.event()
+            self.pending.append(ev)
+            return ev
+        self.overflows += 1
+        return False
+
+    def abandon(self, ev: simpy.Event) -> None:
+        """A pending request gave up (route timeout) before it got a slot."""
+        if ev.triggered:
+            self.release()
+        else:
+            with contextlib.suppress(ValueError):
+                self.pending.remove(ev)
+
+    def release(self) -> None:
+        """A request finished: free its slot and hand it to the oldest pending request."""
+        if self.pending:
+            self.pending.popleft().succeed()
+        else:
+            self.active -= 1
+
+    def retry_allowed(self) -> bool:
+        """``max_retries``: whether another retry may be in flight."""
+        return self.retries_active < self.spec.thresholds.max_retries
+
+    # -- outlier detection ------------------------------------------------------------------
+
+    def is_ejected(self, h: HostState, now: float) -> bool:
+        """Ejected until the first sweep after its ejection time has passed."""
+        if h.ejected_until <= 0.0:
+            return False
+        od = self.spec.outlier
+        interval = od.interval if od is not None else 10.0
+        sweeps = math.ceil((h.ejected_until - self.created) / interval - 1e-9)
+        if now < self.created + sweeps * interval:
+            return True
+        h.ejected_until = 0.0
+        h.last_healthy_check = now
+        return False
+
+    def record_outcome(self, h: HostState, status: int, local_failure: bool) -> bool:
+        """Feed one attempt's outcome to the outlier detector; True when it ejected the host."""
+        od = self.spec.outlier
+        if od is None:
+            return False
+        if local_failure and od.split_external_local_origin_errors:
+            h.consecutive_local += 1
+            if h.consecutive_local >= od.consecutive_local_origin_failure:
+                return self._eject(h)
+            return False
+        if local_failure or status >= 500:
+            h.consecutive_5xx += 1
+            if local_failure or status in (502, 503, 504):
+                h.consecutive_gateway += 1
+            else:
+                h.consecutive_gateway = 0
+            if od.enforcing_consecutive_5xx and h.consecutive_5xx >= od.consecutive_5xx > 0:
+                return self._eject(h)
+            if (
+                od.enforcing_consecutive_gateway_failure
+                and h.consecutive_gateway >= od.consecutive_gateway_failure > 0
+            ):
+                return self._eject(h)
+            return False
+        h.consecutive_5xx = h.consecutive_gateway = h.consecutive_local = 0
+        return False
+
+    def _eject(self, h: HostState) -> bool:
+        od = self.spec.outlier
+        assert od is not None
+        now = self.env.now
+        h.consecutive_5xx = h.consecutive_gateway = h.consecutive_local = 0
+        if self.is_ejected(h, now):
+            return False
+        ejected = sum(1 for x in self.hosts if self.is_ejected(x, now))
+        allowed = max(1, math.floor(len(self.hosts) * od.max_ejection_percent / 100))
+        if ejected >= allowed:
+            return False
+        if h.ejections and h.last_healthy_check:
+            healthy_sweeps = int((now - h.last_healthy_check) / od.interval)
+            h.ejections = max(0, h.ejections - healthy_sweeps)
+        h.ejections += 1
+        duration = min(od.base_ejection_time * h.ejections, od.max_ejection_time)
+        h.ejected_until = now + duration
+        self.ejections_total += 1
+        return True
+
+    # -- load balancing ---------------------------------------------------------------------
+
+    def available(self, now: float) -> tuple[list[HostState], bool]:
+        """(hosts to balance over, panic?) for the best usable priority."""
+        hosts = self.hosts
+        if self.spec.outlier is None:
+            candidates = hosts
+        else:
+            candidates = [h for h in hosts if not self.is_ejected(h, now)]
+        if len(self.spec.priorities) > 1:
+            return self._by_priority(candidates)
+        if len(candidates) == len(hosts):
+            return candidates, False
+        threshold = self.spec.panic_threshold
+        if threshold > 0 and hosts and 100.0 * len(candidates) / len(hosts) < threshold:
+            return hosts, True
+        return candidates, False
+
+    def _by_priority(self, healthy: list[HostState]) -> tuple[list[HostState], bool]:
+        """Priority spill-over with Envoy's 1.4 overprovisioning factor."""
+        loads = []
+        remaining = 100.0
+        for p in self.spec.priorities:
+            total = [h for h in self.hosts if h.endpoint.priority == p]
+            ok = [h for h in healthy if h.endpoint.priority == p]
+            health = min(100.0, 140.0 * len(ok) / len(total)) if total else 0.0
+            share = min(remaining, health)
+            loads.append((share, ok))
+            remaining -= share
+        total_load = sum(s for s, _ in loads)
+        if total_load <= 0:
+            return [], False
+        r = self.rng.random() * total_load
+        for share, ok in loads:
+            if r < share:
+                return ok, False
+            r -= share
+        return loads[-1][1], False
+
+    def choose(self, hash_key: int | None, avoid: set[str] | None, attempts: int) -> Pick:
+        """Pick a host (``avoid`` = previous hosts, re-drawn up to ``attempts`` times)."""
+        hosts, panic = self.available(self.env.now)
+        if not hosts:
+            if not self.hosts:
+                return Pick(None, "the cluster has no endpoints")
+            return Pick(None, "every endpoint is ejected and panic mode is off")
+        policy = self.spec.lb_policy
+        tries = max(1, attempts) if avoid else 1
+        h = hosts[0]
+        for _ in range(tries):
+            h = self._pick(policy, hosts, hash_key)
+            if not avoid or h.key not in avoid:
+                break
+        reason = _REASONS.get(policy, policy)
+        if panic:
+            reason += " (panic: fewer healthy hosts than the panic threshold, all hosts used)"
+        return Pick(h, reason, panic)
+
+    def _pick(self, policy: str, hosts: list[HostState], hash_key: int | None) -> HostState:
+        n = len(hosts)
+        if n == 1:
+            return hosts[0]
+        if policy == "LEAST_REQUEST":
+            return hosts[p2c([h.active for h in hosts], self.rng)]
+        if policy == "ROUND_ROBIN":
+            i = self.rr_next % n
+            self.rr_next += 1
+            return hosts[i]
+        if policy in ("RING_HASH", "MAGLEV"):
+            keys = tuple(h.key for h in hosts)
+            i = pick_hashed(
+                policy,
+                keys,
+                hash_key,
+                ring_size=self.spec.ring_size,
+                maglev_size=self.spec.maglev_size,
+                rng=self.rng,
+            )
+            return hosts[i]
+        return hosts[self.rng.randrange(n)]
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for ``explain`` and tests."""
+        return {
+            "active": self.active,
+            "pending": len(self.pending),
+            "overflows": self.overflows,
+            "ejections": self.ejections_total,
+        }
+
+
+_REASONS = {
+    "LEAST_REQUEST": "LEAST_REQUEST: two random hosts drawn, the one with fewer active requests kept",
+    "ROUND_ROBIN": "ROUND_ROBIN: next host in turn",
+    "RANDOM": "RANDOM: uniform choice",
+    "RING_HASH": "RING_HASH: first ring point clockwise of the request's hash",
+    "MAGLEV": "MAGLEV: the Maglev table slot of the request's hash",
+}

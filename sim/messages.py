@@ -1,0 +1,104 @@
+"""What flows between simulated apps and proxies: requests, responses, attempts, traces.
+
+Bodies and response-code details are Envoy's own strings (reference §7), so a learner reading a
+simulated access log sees what a real Envoy would print.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "BODY_FAULT_ABORT",
+    "BODY_NO_HEALTHY_UPSTREAM",
+    "BODY_OVERFLOW",
+    "BODY_TIMEOUT",
+    "BODY_UF",
+    "PROPAGATED_HEADERS",
+    "Attempt",
+    "Request",
+    "Response",
+    "Trace",
+]
+
+BODY_OVERFLOW = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+BODY_UF = (
+    "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+)
+BODY_TIMEOUT = "upstream request timeout"
+BODY_NO_HEALTHY_UPSTREAM = "no healthy upstream"
+BODY_FAULT_ABORT = "fault filter abort"
+
+PROPAGATED_HEADERS = (
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "b3",
+    "authorization",
+    "idempotency-key",
+)
+"""Headers the e-commerce services copy from an incoming request onto their downstream calls
+(trace context, plus the credentials and idempotency key the gateway forwards)."""
+
+
+class Trace:
+    """Decisions taken for one request, in order (what ``meshplay explain`` prints)."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[float, str, str]] = []
+
+    def add(self, now: float, where: str, text: str) -> None:
+        """Record one decision at simulated time ``now``."""
+        self.lines.append((now, where, text))
+
+
+@dataclass(slots=True)
+class Request:
+    """One HTTP request as a proxy or app sees it (header names lower case)."""
+
+    method: str
+    path: str
+    authority: str
+    port: int
+    headers: dict[str, str]
+    request_id: str
+    trace_id: str
+    trace: Trace | None = None
+
+
+@dataclass(slots=True)
+class Response:
+    """The answer to a request, with what Envoy would log about it."""
+
+    status: int
+    flags: tuple[str, ...] = ()
+    details: str = "via_upstream"
+    body: str = ""
+    upstream_cluster: str = ""
+    upstream_host: str = ""
+    route_name: str = ""
+    destination_service: str = ""
+    workload: str = ""
+    namespace: str = ""
+    app: str = ""
+    version: str = ""
+    principal: str = ""
+    attempts: int = 1
+    local_failure: str = ""  # "connect" when no connection could be made, "" for a response
+
+
+@dataclass(slots=True, eq=False)
+class Attempt:
+    """One upstream try; ``abandoned`` once the client side gave up on it (timeout)."""
+
+    abandoned: bool = False
+    done: bool = False
+    waiting: object = None
+    holds_slot: bool = False
+    extra: dict[str, str] = field(default_factory=dict)

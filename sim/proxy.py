@@ -1,0 +1,339 @@
+"""A client sidecar (or gateway) handling one outbound request, the way Envoy's HCM does.
+
+Listener by destination port -> route configuration -> virtual host by ``:authority`` -> first
+matching route -> the route's action: ``redirect`` / ``direct_response`` answer locally; a
+``route`` picks a cluster (``weighted_clusters``: uniform draw over the weight sum), runs the
+fault filter (delay, then abort: ``DI``/``FI``, never retried, no upstream host), sends mirror
+copies (fire and forget), and hands over to the router (:mod:`sim.router`): retries, timeouts,
+circuit breakers and load balancing. Every request ends with one ``reporter=source`` record.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from typing import Any
+
+from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
+from mesh.topology import MeshService
+from sim.inbound import inbound
+from sim.matchers import split_path
+from sim.messages import BODY_FAULT_ABORT, Request, Response
+from sim.router import route_request
+from sim.world import PodRuntime, ProxyRuntime, World
+from sim.xds import RouteSpec, VirtualHostSpec, redirect_status
+
+__all__ = ["direct", "outbound", "outside"]
+
+Proc = Generator[Any, Any, Any]
+
+
+def _pick_cluster(route: RouteSpec, world: World, req: Request) -> str:
+    clusters = route.clusters
+    if route.cluster_header:
+        return req.headers.get(route.cluster_header, "")
+    if len(clusters) == 1:
+        return clusters[0][0]
+    if route.total_weight <= 0:
+        return clusters[0][0] if clusters else ""
+    r = world.rng.random() * route.total_weight
+    for name, weight in clusters:
+        if r < weight:
+            return name
+        r -= weight
+    return clusters[-1][0]
+
+
+def _upstream_request(route: RouteSpec, req: Request) -> Request:
+    """Apply rewrites and header operations (a copy: the original is what gets logged)."""
+    path = req.path
+    if route.prefix_rewrite is not None:
+        base, sep, query = path.partition("?")
+        if route.path.kind == "path":
+            base = route.prefix_rewrite
+        elif route.path.kind in ("prefix", "separated"):
+            base = route.prefix_rewrite + base[len(route.path.value) :]
+        path = base + sep + query
+    elif route.regex_rewrite is not None:
+        base, sep, query = path.partition("?")
+        pattern, substitution = route.regex_rewrite
+        path = pattern.sub(substitution.replace("\\", "\\\\"), base) + sep + query
+    headers = req.headers
+    if route.request_headers_to_add or route.request_headers_to_remove:
+        headers = dict(headers)
+        for name in route.request_headers_to_remove:
+            headers.pop(name, None)
+        for name, value, append in route.request_headers_to_add:
+            if append and name in headers:
+                headers[name] = headers[name] + "," + value
+            else:
+                headers[name] = value
+    authority = route.host_rewrite or req.authority
+    if path is req.path and headers is req.headers and authority is req.authority:
+        return req
+    return Request(
+        req.method, path, authority, req.port, headers, req.request_id, req.trace_id, req.trace
+    )
+
+
+def _match(vh: VirtualHostSpec, req: Request) -> RouteSpec | None:
+    base, query = split_path(req.path)
+    headers = req.headers
+    if vh.pseudo_headers:
+        headers = {
+            **headers,
+            ":method": req.method,
+            ":authority": req.authority,
+            ":path": req.path,
+            ":scheme": "http",
+        }
+    return vh.match(base, query, headers)
+
+
+def _local(status: int, flags: tuple[str, ...], details: str, body: str = "") -> Response:
+    return Response(status, flags, details, body)
+
+
+def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
+    """Handle ``req`` sent by the proxy's app (or by a client of a gateway); returns a Response."""
+    env = world.env
+    start = env.now
+    trace = req.trace
+    client = proxy.pod
+    yield env.timeout(world.hop())
+    table = proxy.tables.route_table(req.port)
+    route: RouteSpec | None = None
+    vh: VirtualHostSpec | None = None
+    service_host = req.authority.rsplit(":", 1)[0]
+    if table is None:
+        resp = _local(404, ("NR",), "route_not_found")
+        if trace:
+            trace.add(env.now, client.name, f"no listener for port {req.port}: 404 NR")
+    else:
+        vh = table.vhost(req.authority)
+        if vh is None:
+            resp = _local(404, ("NR",), "route_not_found")
+            if trace:
+                trace.add(
+                    env.now,
+                    client.name,
+                    f"route config {table.name!r}: no virtual host for {req.authority!r}: 404 NR",
+                )
+        else:
+            if vh.name.rsplit(":", 1)[0].count(".") >= 2:
+                service_host = vh.name.rsplit(":", 1)[0]
+            route = _match(vh, req)
+            if trace:
+                trace.add(
+                    env.now,
+                    client.name,
+                    f"listener {proxy.tables.listener_of_port.get(req.port, req.port)!s} -> "
+                    f"route config {table.name!r} -> virtual host {vh.name!r}",
+                )
+            if route is None:
+                resp = _local(404, ("NR",), "route_not_found")
+                if trace:
+                    trace.add(env.now, client.name, "no route of the virtual host matches: 404 NR")
+            else:
+                resp = yield from _act(world, proxy, req, route, trace)
+    yield env.timeout(world.hop())
+    if not resp.destination_service:
+        resp.destination_service = service_host
+    world.record(_source_record(client, req, resp, route, start=start, end=env.now))
+    return resp
+
+
+def _act(world: World, proxy: ProxyRuntime, req: Request, route: RouteSpec, trace: Any) -> Proc:
+    env = world.env
+    where = proxy.pod.name
+    if trace:
+        trace.add(
+            env.now,
+            where,
+            f"matched route {route.name or '#' + str(route.index)}"
+            f" ({_describe_match(route)})" + _source(route),
+        )
+    if route.action == "redirect":
+        status = redirect_status(route.redirect)
+        if trace:
+            trace.add(env.now, where, f"redirect: {status} generated by the client proxy")
+        return _local(status, (), "via_route_redirect")
+    if route.action == "direct_response":
+        return _local(route.direct_status, (), "direct_response", route.direct_body)
+    if route.action != "route":
+        return _local(404, ("NR",), "route_not_found")
+    cluster = _pick_cluster(route, world, req)
+    if trace and len(route.clusters) > 1:
+        weights = ", ".join(f"{n} ({w})" for n, w in route.clusters)
+        trace.add(env.now, where, f"weighted clusters {weights}: picked {cluster}")
+    flags: tuple[str, ...] = ()
+    fault = route.fault
+    if fault is not None:
+        if fault.delay_fraction > 0 and world.rng.random() < fault.delay_fraction:
+            flags = ("DI",)
+            if trace:
+                trace.add(env.now, where, f"fault filter: delay {fault.delay_s:g}s injected (DI)")
+            yield env.timeout(fault.delay_s)
+        if fault.abort_fraction > 0 and world.rng.random() < fault.abort_fraction:
+            if trace:
+                trace.add(
+                    env.now,
+                    where,
+                    f"fault filter: abort with {fault.abort_status} (FI); "
+                    "never retried, no upstream host chosen",
+                )
+            resp = _local(
+                fault.abort_status, (*flags, "FI"), "fault_filter_abort", BODY_FAULT_ABORT
+            )
+            resp.upstream_cluster = cluster
+            resp.route_name = route.name
+            resp.destination_service = _cluster_host(cluster)
+            return resp
+    crt = proxy.cluster(cluster, world)
+    if crt is None:
+        if trace:
+            trace.add(env.now, where, f"cluster {cluster!r} does not exist: 503 NC")
+        resp = _local(503, (*flags, "NC"), "cluster_not_found")
+        resp.upstream_cluster = cluster
+        resp.destination_service = _cluster_host(cluster)
+        resp.route_name = route.name
+        return resp
+    upstream = _upstream_request(route, req)
+    for m in route.mirrors:
+        if m.fraction >= 1.0 or world.rng.random() < m.fraction:
+            env.process(_mirror(world, proxy, upstream, m.cluster))
+            if trace:
+                trace.add(env.now, where, f"mirror: a copy sent to {m.cluster} (response ignored)")
+    resp = yield from route_request(world, proxy, upstream, route, crt)
+    if flags:
+        resp.flags = tuple(sorted({*flags, *resp.flags}))
+    resp.route_name = route.name
+    return resp
+
+
+def _describe_match(route: RouteSpec) -> str:
+    parts = [route.path.describe()]
+    parts += [h.describe() for h in route.headers]
+    parts += [f"?{q.name}" for q in route.query]
+    return ", ".join(parts)
+
+
+def _source(route: RouteSpec) -> str:
+    if route.config_source:
+        return f" from {route.config_source}"
+    if route.name == "default":
+        return " (istiod's default route: no VirtualService for this host)"
+    if route.decorator:
+        return f" (decorator {route.decorator})"
+    return ""
+
+
+def _cluster_host(cluster: str) -> str:
+    parts = cluster.split("|")
+    return parts[3] if len(parts) == 4 else cluster
+
+
+def _mirror(world: World, proxy: ProxyRuntime, req: Request, cluster: str) -> Proc:
+    """A shadow copy: sent to one host of the mirror cluster; nobody waits for the answer."""
+    crt = proxy.cluster(cluster, world)
+    if crt is None:
+        return
+    pick = crt.choose(None, None, 1)
+    if pick.host is None:
+        return
+    target = world.by_address.get(pick.host.endpoint.address)
+    yield world.env.timeout(world.hop())
+    if target is None or target.dead or target.refuse:
+        return
+    copy = Request(
+        req.method,
+        req.path,
+        req.authority,
+        req.port,
+        dict(req.headers),
+        req.request_id,
+        req.trace_id,
+        None,
+    )
+    yield from inbound(
+        world,
+        target,
+        copy,
+        client=proxy.pod,
+        service_host=crt.spec.service_host,
+        attempt=None,
+        mtls=pick.host.endpoint.istio_tls,
+    )
+
+
+def _source_record(
+    client: PodRuntime,
+    req: Request,
+    resp: Response,
+    route: RouteSpec | None,
+    *,
+    start: float,
+    end: float,
+) -> RequestRecord:
+    pod = client.pod
+    return RequestRecord(
+        start_time=start,
+        duration_ms=(end - start) * 1000.0,
+        reporter=Reporter.SOURCE,
+        source_workload=pod.workload,
+        source_namespace=pod.namespace,
+        source_principal=pod.identity,
+        source_app=client.app,
+        source_version=client.version,
+        destination_service=resp.destination_service,
+        destination_workload=resp.workload or RequestRecord.UNKNOWN,
+        destination_namespace=resp.namespace or _namespace_of(resp.destination_service),
+        destination_version=resp.version or RequestRecord.UNKNOWN,
+        destination_app=resp.app or RequestRecord.UNKNOWN,
+        destination_principal=resp.principal,
+        route_name=resp.route_name or (route.name if route is not None else ""),
+        upstream_cluster=resp.upstream_cluster,
+        upstream_host=resp.upstream_host,
+        method=req.method,
+        path=req.path,
+        authority=req.authority,
+        response_code=resp.status,
+        response_flags=resp.flags,
+        attempts=resp.attempts,
+        request_id=req.request_id,
+        trace_id=req.trace_id,
+        connection_security_policy=ConnectionSecurityPolicy.UNKNOWN,
+        response_code_details=resp.details,
+    )
+
+
+def _namespace_of(host: str) -> str:
+    parts = host.split(".")
+    return parts[1] if len(parts) > 2 else RequestRecord.UNKNOWN
+
+
+def direct(world: World, client: PodRuntime | None, req: Request, service: MeshService) -> Proc:
+    """A call without a client proxy: kube-proxy picks a random pod of the Service."""
+    env = world.env
+    pods = world.pods_of_service.get(service.hostname) or []
+    yield env.timeout(world.hop())
+    if not pods:
+        return Response(503, (), "no_endpoints", local_failure="connect")
+    target = pods[world.rng.randrange(len(pods))] if len(pods) > 1 else pods[0]
+    if target.dead or (target.refuse and not target.sidecar):
+        yield env.timeout(world.hop())
+        return Response(503, (), "connection_refused", local_failure="connect")
+    resp: Response = yield from inbound(
+        world, target, req, client=client, service_host=service.hostname, attempt=None, mtls=False
+    )
+    yield env.timeout(world.hop())
+    return resp
+
+
+def outside(world: World, req: Request, service: MeshService) -> Proc:
+    """A request from a load generator outside the mesh straight to a Service."""
+    resp: Response = yield from direct(world, None, req, service)
+    return resp
+
+
+INF = math.inf

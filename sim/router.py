@@ -1,0 +1,299 @@
+"""Envoy's router filter: upstream attempts, retries, back-off and timeouts.
+
+* The route ``timeout`` (Istio: 0 = off unless the VirtualService sets one) starts when the
+  router has the request and covers every attempt, back-off wait and pending-queue wait; on expiry
+  the client gets 504 ``UT`` ``upstream request timeout`` and nothing is retried.
+* ``per_try_timeout`` ends one attempt with a local timeout; it is retried only when
+  ``retry_on`` has ``5xx``, ``gateway-error`` or ``reset``; otherwise 504 ``UT``.
+* Retries: up to ``num_retries`` more attempts for outcomes ``retry_on`` names (see
+  :class:`sim.xds.RetrySpec`). Before retry k Envoy waits uniform[0, (2^k - 1) x base), base 25 ms,
+  capped at ``max_interval`` (10 x base). ``previous_hosts`` re-draws a host already tried (up
+  to ``host_selection_retry_max_attempts`` times). A circuit-breaker overflow (``UO``) and a
+  missing healthy host (``UH``) are never retried. Exhausted retries on a retriable response return
+  that response with ``URX``; exhausted connect failures return 503 ``UF,URX``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Mapping
+from typing import Any
+
+from sim.cluster import ClusterRuntime, HostState
+from sim.inbound import inbound
+from sim.lb import stable_hash
+from sim.matchers import split_path
+from sim.messages import (
+    BODY_NO_HEALTHY_UPSTREAM,
+    BODY_OVERFLOW,
+    BODY_TIMEOUT,
+    BODY_UF,
+    Attempt,
+    Request,
+    Response,
+)
+from sim.world import ProxyRuntime, World
+from sim.xds import RouteSpec
+
+__all__ = ["hash_key", "route_request"]
+
+Proc = Generator[Any, Any, Any]
+INF = math.inf
+
+
+def hash_key(policies: tuple[Mapping[str, Any], ...], req: Request, source_ip: str) -> int | None:
+    """The request's consistent-hash key from the route ``hash_policy`` (None = no key)."""
+    for p in policies:
+        value: str | None = None
+        if "header" in p:
+            value = req.headers.get(str(p["header"]["header_name"]).lower())
+        elif "cookie" in p:
+            name = str(p["cookie"]["name"])
+            for part in req.headers.get("cookie", "").split(";"):
+                k, _, v = part.strip().partition("=")
+                if k == name:
+                    value = v
+        elif "query_parameter" in p:
+            _, query = split_path(req.path)
+            value = (query or {}).get(str(p["query_parameter"]["name"]))
+        elif "connection_properties" in p:
+            value = source_ip
+        if value is not None:
+            return stable_hash(value)
+    return None
+
+
+def _finish(attempt: Attempt, crt: ClusterRuntime, host: HostState) -> None:
+    if attempt.holds_slot and not attempt.done:
+        attempt.done = True
+        crt.release()
+        host.active -= 1
+
+
+def _abandon(attempt: Attempt, crt: ClusterRuntime, host: HostState) -> None:
+    """The client stopped waiting (timeout): Envoy resets the upstream stream."""
+    attempt.abandoned = True
+    if attempt.waiting is not None:
+        crt.abandon(attempt.waiting)  # type: ignore[arg-type]
+        attempt.waiting = None
+    _finish(attempt, crt, host)
+
+
+def upstream(
+    world: World,
+    proxy: ProxyRuntime,
+    crt: ClusterRuntime,
+    host: HostState,
+    req: Request,
+    *,
+    attempt: Attempt,
+) -> Proc:
+    """One attempt: circuit breaker, connection, the server sidecar, the response."""
+    env = world.env
+    slot = crt.acquire()
+    if slot is False:
+        return Response(
+            503,
+            ("UO",),
+            "upstream_reset_before_response_started{overflow}",
+            BODY_OVERFLOW,
+            local_failure="overflow",
+        )
+    if slot is not True:
+        attempt.waiting = slot
+        yield slot
+        attempt.waiting = None
+        if attempt.abandoned:
+            return None
+    attempt.holds_slot = True
+    host.active += 1
+    host.requests += 1
+    ep = host.endpoint
+    target = world.by_address.get(ep.address)
+    yield env.timeout(world.hop())
+    if target is None or target.dead:
+        _finish(attempt, crt, host)
+        return Response(503, (), "connection_failure", local_failure="connect")
+    mtls = ep.istio_tls and proxy.pod.sidecar
+    resp: Response = yield from inbound(
+        world,
+        target,
+        req,
+        client=proxy.pod,
+        service_host=crt.spec.service_host,
+        attempt=attempt,
+        mtls=mtls,
+    )
+    yield env.timeout(world.hop())
+    _finish(attempt, crt, host)
+    return resp
+
+
+def _fill(resp: Response, crt: ClusterRuntime, host: HostState | None, attempts: int) -> Response:
+    resp.upstream_cluster = crt.spec.name
+    resp.destination_service = crt.spec.service_host
+    resp.attempts = attempts
+    if host is not None:
+        ep = host.endpoint
+        resp.upstream_host = ep.host
+        resp.workload = ep.workload
+        resp.namespace = ep.namespace
+        resp.app = ep.app
+        resp.version = ep.version
+        resp.principal = ep.identity
+    return resp
+
+
+def route_request(
+    world: World, proxy: ProxyRuntime, req: Request, route: RouteSpec, crt: ClusterRuntime
+) -> Proc:
+    """The router: attempts with retries and timeouts; returns the final Response."""
+    env = world.env
+    rng = world.rng
+    trace = req.trace
+    where = proxy.pod.name
+    retry = route.retry
+    deadline = env.now + route.timeout if route.timeout > 0 else INF
+    key = None
+    if route.hash_policy and crt.spec.lb_policy in ("RING_HASH", "MAGLEV"):
+        key = hash_key(route.hash_policy, req, proxy.pod.pod.address)
+    tried: set[str] | None = set() if retry is not None and retry.previous_hosts else None
+    num_retries = retry.num_retries if retry is not None else 0
+    per_try = retry.per_try_timeout if retry is not None else 0.0
+    select_attempts = retry.host_selection_max_attempts if retry is not None else 1
+    attempts = 0
+    if trace:
+        policy = (
+            f"retries {num_retries} on {','.join(sorted(retry.retry_on))}"
+            if retry is not None
+            else "no retry policy"
+        )
+        trace.add(
+            env.now,
+            where,
+            f"router: cluster {crt.spec.name} ({crt.spec.lb_policy}), "
+            f"timeout {route.timeout:g}s (0 = none), {policy}",
+        )
+    while True:
+        attempts += 1
+        pick = crt.choose(key, tried, select_attempts)
+        host = pick.host
+        if host is None:
+            if trace:
+                trace.add(env.now, where, f"no host to pick: {pick.reason}: 503 UH")
+            return _fill(
+                Response(503, ("UH",), "no_healthy_upstream", BODY_NO_HEALTHY_UPSTREAM),
+                crt,
+                None,
+                attempts,
+            )
+        if tried is not None:
+            tried.add(host.key)
+        if trace:
+            trace.add(
+                env.now,
+                where,
+                f"attempt {attempts}: endpoint {host.endpoint.host} "
+                f"({host.endpoint.pod or host.endpoint.workload}) by {pick.reason}",
+            )
+        now = env.now
+        end = deadline if per_try <= 0 else min(deadline, now + per_try)
+        attempt = Attempt()
+        is_retry = attempts > 1
+        if is_retry:
+            crt.retries_active += 1
+        if end == INF:
+            resp: Response | None = yield from upstream(
+                world, proxy, crt, host, req, attempt=attempt
+            )
+        else:
+            proc = env.process(upstream(world, proxy, crt, host, req, attempt=attempt))
+            yield proc | env.timeout(end - now)
+            if proc.triggered:
+                resp = proc.value
+            else:
+                resp = None
+                _abandon(attempt, crt, host)
+        if is_retry:
+            crt.retries_active -= 1
+        retriable = False
+        final: Response
+        if resp is None:
+            if crt.record_outcome(host, 504, True) and trace:
+                trace.add(env.now, where, f"outlier detection ejected {host.endpoint.host}")
+            if env.now >= deadline - 1e-12:
+                if trace:
+                    trace.add(env.now, where, "route timeout expired: 504 UT (never retried)")
+                return _fill(
+                    Response(504, ("UT",), "upstream_response_timeout", BODY_TIMEOUT),
+                    crt,
+                    host,
+                    attempts,
+                )
+            final = Response(504, ("UT",), "upstream_per_try_timeout", BODY_TIMEOUT)
+            retriable = retry is not None and retry.retries_per_try_timeout()
+            if trace:
+                trace.add(
+                    env.now,
+                    where,
+                    f"per-try timeout after {per_try:g}s"
+                    + ("" if retriable else " (retry_on has no 5xx/gateway-error: not retried)"),
+                )
+        elif resp.local_failure == "overflow":
+            if trace:
+                trace.add(
+                    env.now, where, "circuit breaker: pending queue full: 503 UO (never retried)"
+                )
+            return _fill(resp, crt, None, attempts)
+        elif resp.local_failure == "connect":
+            if crt.record_outcome(host, 503, True) and trace:
+                trace.add(env.now, where, f"outlier detection ejected {host.endpoint.host}")
+            final = Response(
+                503, ("UF",), "upstream_reset_before_response_started{connection_failure}", BODY_UF
+            )
+            retriable = retry is not None and retry.retries_connect_failure()
+            if trace:
+                trace.add(env.now, where, "connection failure (UF)")
+        else:
+            if crt.record_outcome(host, resp.status, False) and trace:
+                trace.add(
+                    env.now,
+                    where,
+                    f"outlier detection ejected {host.endpoint.host} after consecutive errors",
+                )
+            final = resp
+            retriable = retry is not None and retry.retries_status(resp.status)
+            if trace:
+                trace.add(
+                    env.now,
+                    where,
+                    f"upstream answered {resp.status}" + (" (retriable)" if retriable else ""),
+                )
+        _fill(final, crt, host, attempts)
+        if not retriable:
+            return final
+        if attempts > num_retries:
+            final.flags = tuple(sorted({*final.flags, "URX"}))
+            if trace:
+                trace.add(env.now, where, f"retries exhausted after {attempts} attempts: URX")
+            return final
+        if not crt.retry_allowed():
+            if trace:
+                trace.add(env.now, where, "max_retries circuit breaker: no retry")
+            return final
+        assert retry is not None
+        upper = min((2**attempts - 1) * retry.base_interval, retry.max_interval)
+        wait = rng.random() * upper
+        if env.now + wait >= deadline:
+            yield env.timeout(max(0.0, deadline - env.now))
+            if trace:
+                trace.add(env.now, where, "route timeout expired during back-off: 504 UT")
+            return _fill(
+                Response(504, ("UT",), "upstream_response_timeout", BODY_TIMEOUT),
+                crt,
+                host,
+                attempts,
+            )
+        if trace:
+            trace.add(env.now, where, f"retry {attempts} after back-off {wait * 1000:.1f} ms")
+        yield env.timeout(wait)

@@ -1,0 +1,170 @@
+"""Load generators: open loop (Poisson arrivals at a rate) and closed loop (N concurrent clients).
+
+Open loop is what a steady stream of users looks like: arrivals do not wait for answers, so a
+slow service builds queues. Closed loop is ``fortio load -c N``: each of N clients sends its next
+request when the previous one has answered, so at most N requests are in flight — what trips a
+circuit breaker with small limits. Either ends after ``duration_s`` of simulated time or
+``count`` requests, whichever comes first.
+
+Where requests enter: ``outside`` = a client outside the mesh talking straight to a pod of the
+Service (kube-proxy picks one at random; only the server sidecar reports); ``ingress`` = through
+the ingress gateway's listener; any workload (Deployment name or ``app`` label) = from inside
+that workload's pod, through its sidecar.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from mesh.lesson import RequestSpec, TrafficSpec
+from mesh.runner import RunnerError
+from mesh.topology import INGRESS_GATEWAY, MeshService
+from sim.messages import Request, Response, Trace
+from sim.proxy import direct, outbound
+from sim.world import PodRuntime, World
+
+__all__ = ["TrafficDriver"]
+
+Proc = Generator[Any, Any, Any]
+
+
+class TrafficDriver:
+    """Drives one TrafficSpec into a World."""
+
+    def __init__(self, world: World, spec: TrafficSpec) -> None:
+        self.world = world
+        self.spec = spec
+        self.sent = 0
+        self.completed = 0
+        self.generating = True
+        self.mix = spec.requests or (RequestSpec(),)
+        self._weights = list(itertools.accumulate(max(0.0, r.weight) for r in self.mix))
+        namespace = world.behavior.namespace
+        service = world.service_by_name(spec.to, namespace)
+        if service is None:
+            raise RunnerError(f'traffic target "{spec.to}" is not a Service of the app')
+        self.service: MeshService = service
+        self.clients: list[PodRuntime] = []
+        source = spec.from_
+        if source == "ingress":
+            self.clients = [p for p in world.pods.values() if p.app == INGRESS_GATEWAY]
+            self.port = spec.port or 80
+        elif source == "outside":
+            self.port = spec.port or service.ports[0].port
+        else:
+            self.clients = sorted(
+                (p for p in world.pods.values() if source in (p.pod.workload, p.app)),
+                key=lambda p: p.name,
+            )
+            self.port = spec.port or service.ports[0].port
+        if source != "outside" and not self.clients:
+            raise RunnerError(f'traffic source "{source}" has no pods')
+        self._next_client = 0
+        self.end_time = spec.duration_s if spec.duration_s is not None else float("inf")
+        self.limit = spec.count if spec.count is not None else None
+        if self.end_time == float("inf") and self.limit is None:
+            self.end_time = 10.0
+
+    def start(self) -> None:
+        """Schedule the generator processes."""
+        env = self.world.env
+        if self.spec.concurrency:
+            for _ in range(self.spec.concurrency):
+                env.process(self._closed_client())
+            env.process(self._closed_watch())
+        else:
+            env.process(self._open())
+
+    @property
+    def finished(self) -> bool:
+        """No more requests will be sent and every sent one has been answered."""
+        return not self.generating and self.completed >= self.sent
+
+    def _more(self) -> bool:
+        if self.world.env.now >= self.end_time:
+            return False
+        return self.limit is None or self.sent < self.limit
+
+    def _open(self) -> Proc:
+        env = self.world.env
+        rng = self.world.rng
+        rate = self.spec.rate_rps or 10.0
+        while True:
+            yield env.timeout(rng.expovariate(rate))
+            if not self._more():
+                break
+            self.sent += 1
+            env.process(self._one())
+        self.generating = False
+
+    def _closed_client(self) -> Proc:
+        while self._more():
+            self.sent += 1
+            yield from self._one()
+
+    def _closed_watch(self) -> Proc:
+        env = self.world.env
+        while self._more():
+            step = 0.05 if self.end_time == float("inf") else max(0.0, self.end_time - env.now)
+            yield env.timeout(max(step, 1e-3))
+        self.generating = False
+
+    def request(self, spec: RequestSpec, trace: Trace | None = None) -> Request:
+        """A new top-level request of the mix entry ``spec``."""
+        request_id, trace_id = self.world.new_ids()
+        headers = {k.lower(): v for k, v in spec.headers.items()}
+        authority = headers.pop("host", "") or headers.pop(":authority", "")
+        if not authority:
+            authority = (
+                self.spec.to if self.spec.from_ == "ingress" else f"{self.spec.to}:{self.port}"
+            )
+        headers["x-request-id"] = request_id
+        return Request(
+            spec.method.upper(),
+            spec.path,
+            authority,
+            self.port,
+            headers,
+            request_id,
+            trace_id,
+            trace,
+        )
+
+    def _pick(self) -> RequestSpec:
+        if len(self.mix) == 1:
+            return self.mix[0]
+        r = self.world.rng.random() * self._weights[-1]
+        for spec, bound in zip(self.mix, self._weights, strict=True):
+            if r < bound:
+                return spec
+        return self.mix[-1]
+
+    def send(self, req: Request) -> Proc:
+        """Deliver one request from the configured source; returns the Response."""
+        world = self.world
+        if self.spec.from_ == "outside":
+            resp: Response = yield from direct(world, None, req, self.service)
+            return resp
+        client = self.clients[self._next_client % len(self.clients)]
+        self._next_client += 1
+        if client.proxy is not None:
+            resp = yield from outbound(world, client.proxy, req)
+        else:
+            resp = yield from direct(world, client, req, self.service)
+        return resp
+
+    def _one(self) -> Proc:
+        try:
+            yield from self.send(self.request(self._pick()))
+        finally:
+            self.completed += 1
+
+
+def run_until_quiet(env: simpy.Environment, driver: TrafficDriver, hard_limit: float) -> None:
+    """Advance the clock until the driver is finished (or ``hard_limit`` is reached)."""
+    while not driver.finished and env.now < hard_limit:
+        env.run(until=min(hard_limit, env.now + 1.0))

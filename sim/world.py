@@ -1,0 +1,276 @@
+"""The simulated mesh: pods with their apps and proxies, built from the topology and the Envoy config.
+
+One :class:`World` per lesson step. Pods, labels and SPIFFE identities come from the app's
+Kubernetes manifests (``mesh.topology``); each proxy executes the config ``mesh.envoy.translate``
+produced for its pod (compiled by :mod:`sim.xds`). Apps follow the behaviour declaration. The
+world owns the simpy environment, the one seeded ``random.Random`` and the RequestRecords.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from mesh.app import AppBehavior, EndpointBehavior, ServiceBehavior
+from mesh.envoy.translate import MeshEnvoyConfig
+from mesh.lesson import BreakAction
+from mesh.records import RequestRecord
+from mesh.topology import MeshService, Pod, ProxyKind, Topology
+from sim.cluster import ClusterRuntime
+from sim.messages import PROPAGATED_HEADERS, Request, Response
+from sim.xds import ProxyTables, compile_proxy
+
+__all__ = ["PodRuntime", "ProxyRuntime", "World"]
+
+Proc = Generator[Any, Any, Any]
+
+
+@dataclass(slots=True, eq=False)
+class PodRuntime:
+    """One replica: the app's worker slots, its lesson knobs, and its proxy (if any)."""
+
+    pod: Pod
+    app: str
+    version: str
+    sidecar: bool
+    service: ServiceBehavior | None
+    service_host: str
+    target_port: int
+    workers: simpy.Resource | None
+    dead: bool = False
+    refuse: bool = False
+    latency_s: float = 0.0
+    error_rate: float = 0.0
+    once_done: set[str] = field(default_factory=set)
+    endpoints: dict[tuple[str, str], EndpointBehavior | None] = field(default_factory=dict)
+    proxy: ProxyRuntime | None = None
+    served: int = 0
+
+    @property
+    def name(self) -> str:
+        """Pod name."""
+        return self.pod.name
+
+    def endpoint(self, method: str, path: str) -> EndpointBehavior | None:
+        """The declared endpoint serving ``method path`` (cached per distinct request line)."""
+        key = (method, path)
+        try:
+            return self.endpoints[key]
+        except KeyError:
+            found = (
+                self.service.endpoint(method, path, self.version)
+                if self.service is not None
+                else None
+            )
+            self.endpoints[key] = found
+            return found
+
+
+@dataclass(slots=True, eq=False)
+class ProxyRuntime:
+    """A sidecar or gateway: its compiled config and its per-cluster state."""
+
+    pod: PodRuntime
+    tables: ProxyTables
+    kind: ProxyKind
+    clusters: dict[str, ClusterRuntime] = field(default_factory=dict)
+
+    def cluster(self, name: str, world: World) -> ClusterRuntime | None:
+        """This proxy's state of cluster ``name`` (None when the proxy has no such cluster)."""
+        rt = self.clusters.get(name)
+        if rt is None:
+            spec = self.tables.clusters.get(name)
+            if spec is None:
+                return None
+            rt = ClusterRuntime.create(spec, world.env, world.rng)
+            self.clusters[name] = rt
+        return rt
+
+    def reload(self, tables: ProxyTables) -> None:
+        """A config push: new tables, cluster state kept where the cluster still exists."""
+        self.tables = tables
+        for name in list(self.clusters):
+            spec = tables.clusters.get(name)
+            if spec is None:
+                del self.clusters[name]
+            else:
+                self.clusters[name].update(spec)
+
+
+class World:
+    """Pods, proxies, the clock, the random source and the records of one simulated run."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        behavior: AppBehavior,
+        envoy: MeshEnvoyConfig,
+        *,
+        seed: int = 1,
+        env: simpy.Environment | None = None,
+    ) -> None:
+        self.env = env or simpy.Environment()
+        self.rng = random.Random(seed)
+        self.behavior = behavior
+        self.topology = topology
+        self.records: list[RequestRecord] = []
+        self.keep_records = True
+        hop = behavior.network.hop_latency
+        self._hop_mu = hop.mu
+        self._hop_sigma = hop.sigma
+        self._ids = 0
+        self._seed_tag = f"{seed & 0xFFFFFFFF:08x}"
+        self.pods: dict[str, PodRuntime] = {}
+        self.by_address: dict[str, PodRuntime] = {}
+        self.services: dict[str, MeshService] = {}
+        self._service_names: dict[tuple[str, str], MeshService | None] = {}
+        self.pods_of_service: dict[str, list[PodRuntime]] = {}
+        self._build_pods(topology)
+        self.proxies: dict[str, ProxyRuntime] = {}
+        self.load_config(topology, envoy)
+        self.completed = 0
+
+    # -- construction -----------------------------------------------------------------------
+
+    def _build_pods(self, topology: Topology) -> None:
+        for pod in topology.pods:
+            if pod.name in self.pods:
+                continue
+            services = topology.services_of(pod)
+            svc = services[0] if services else None
+            behavior = self.behavior.service(svc.name) if svc is not None else None
+            version = pod.labels.get("version", "")
+            target = svc.ports[0].target_port if svc is not None and svc.ports else 0
+            workers = None
+            if behavior is not None:
+                workers = simpy.Resource(
+                    self.env, capacity=max(1, behavior.concurrency_of(version))
+                )
+            rt = PodRuntime(
+                pod=pod,
+                app=pod.labels.get("app", pod.workload),
+                version=version,
+                sidecar=pod.proxy is ProxyKind.SIDECAR,
+                service=behavior,
+                service_host=svc.hostname if svc is not None else "",
+                target_port=target,
+                workers=workers,
+            )
+            self.pods[pod.name] = rt
+            self.by_address[pod.address] = rt
+        for svc in topology.services:
+            self.services[svc.hostname] = svc
+            self.pods_of_service[svc.hostname] = [
+                self.pods[p.name] for p in topology.endpoints(svc) if p.name in self.pods
+            ]
+
+    def load_config(self, topology: Topology, envoy: MeshEnvoyConfig) -> None:
+        """Install (or push) Envoy config to every proxy; compiled once per shared dict."""
+        memo: dict[int, Any] = {}
+        self.topology = topology
+        self._service_names.clear()
+        self._build_pods(topology)
+        for name, cfg in envoy.items():
+            pod = self.pods.get(name)
+            if pod is None:
+                continue
+            tables = compile_proxy(
+                cfg.listeners, cfg.routes, cfg.clusters, cfg.endpoints, memo=memo
+            )
+            existing = self.proxies.get(name)
+            if existing is None:
+                proxy = ProxyRuntime(pod, tables, cfg.pod.proxy)
+                self.proxies[name] = proxy
+                pod.proxy = proxy
+            else:
+                existing.reload(tables)
+
+    # -- knobs ------------------------------------------------------------------------------
+
+    def apply_break(self, action: BreakAction) -> None:
+        """Slow, fail, refuse, kill or restore a workload's pods (the services' lesson knobs)."""
+        pods = [p for p in self.pods.values() if action.workload in (p.pod.workload, p.app)]
+        pods.sort(key=lambda p: p.name)
+        for p in pods:
+            if action.restore:
+                p.dead = p.refuse = False
+                p.latency_s = 0.0
+                p.error_rate = 0.0
+            if action.latency_ms is not None:
+                p.latency_s = action.latency_ms / 1000.0
+            if action.error_rate is not None:
+                p.error_rate = action.error_rate
+            if action.refuse is not None:
+                p.refuse = action.refuse
+        if action.kill:
+            for p in pods[: action.kill]:
+                p.dead = True
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def hop(self) -> float:
+        """Latency of one network hop (lognormal from the behaviour declaration)."""
+        if self._hop_sigma <= 0.0:
+            return float(2.718281828459045**self._hop_mu)
+        return self.rng.lognormvariate(self._hop_mu, self._hop_sigma)
+
+    def new_ids(self) -> tuple[str, str]:
+        """(x-request-id, trace id), deterministic for a seed."""
+        self._ids += 1
+        n = self._ids
+        return (
+            f"{self._seed_tag}-{n >> 16 & 0xFFFF:04x}-4000-8000-{n:012x}",
+            f"{self._seed_tag}{n:024x}",
+        )
+
+    def record(self, rec: RequestRecord) -> None:
+        """Keep one RequestRecord."""
+        if self.keep_records:
+            self.records.append(rec)
+
+    def service_by_name(self, name: str, namespace: str) -> MeshService | None:
+        """A Kubernetes service by short name (in ``namespace`` first)."""
+        key = (name, namespace)
+        try:
+            return self._service_names[key]
+        except KeyError:
+            found = self.services.get(self.topology.resolve_host(name, namespace))
+            self._service_names[key] = found
+            return found
+
+    def downstream_request(
+        self, parent: Request, method: str, service: str, port: int, path: str
+    ) -> Request:
+        """The request an app sends for a declared call, carrying the propagated headers."""
+        headers = {k: v for k in PROPAGATED_HEADERS if (v := parent.headers.get(k)) is not None}
+        return Request(
+            method=method,
+            path=path,
+            authority=f"{service}:{port}",
+            port=port,
+            headers=headers,
+            request_id=parent.request_id,
+            trace_id=parent.trace_id,
+            trace=parent.trace,
+        )
+
+    def call(self, pod: PodRuntime, req: Request, service: MeshService) -> Proc:
+        """An app's downstream call: through its sidecar, or straight to a pod without one."""
+        from sim.proxy import direct, outbound
+
+        if pod.proxy is not None and pod.sidecar:
+            response: Response = yield from outbound(self, pod.proxy, req)
+        else:
+            response = yield from direct(self, pod, req, service)
+        return response
+
+    def summary(self) -> Mapping[str, Any]:
+        """Per-proxy cluster counters (tests, explain)."""
+        return {
+            name: {c: rt.stats() for c, rt in proxy.clusters.items()}
+            for name, proxy in self.proxies.items()
+        }
