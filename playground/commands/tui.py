@@ -1,0 +1,92 @@
+"""``meshplay tui``: the terminal app (lessons, live runs, topology, compare, traces).
+
+The TUI never builds runners itself: this command hands it one factory per runner name from
+``playground.runners``; a runner whose implementation is missing from the build fails when it is
+run, with the reason shown in the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from mesh.runner import Runner
+from playground.runners import RUNNERS, available_runners, get_runner
+
+__all__ = ["default_runners", "register", "runner_factories"]
+
+
+def kube_configured() -> bool:
+    """A kubeconfig exists ($KUBECONFIG or ~/.kube/config): the ``kube`` runner may reach a
+    cluster."""
+    if os.environ.get("KUBECONFIG"):
+        return True
+    return (Path.home() / ".kube" / "config").is_file()
+
+
+def default_runners() -> tuple[str, ...]:
+    """Runners this build can offer: available ones, ``kube`` only when configured."""
+    names = available_runners() or list(RUNNERS)
+    return tuple(n for n in names if n != "kube" or kube_configured())
+
+
+def runner_factories(names: tuple[str, ...] = tuple(RUNNERS)) -> dict[str, Any]:
+    """``{"sim": <factory>, ...}``: each factory builds its runner when the TUI runs it."""
+
+    def factory(name: str) -> Any:
+        def build() -> Runner:
+            return get_runner(name)
+
+        return build
+
+    return {name: factory(name) for name in names}
+
+
+def register(sub: Any) -> None:
+    """Add the ``tui`` sub-command."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "tui",
+        help="open the terminal app: lessons, live runs, topology, sim-vs-real compare, traces",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--root", type=Path, default=Path("lessons"), help="lessons folder")
+    p.add_argument("--lesson", default="", help="lesson to open (folder name)")
+    p.add_argument("--seed", type=int, default=1, help="random seed of the runs")
+    p.add_argument(
+        "--runners",
+        default="",
+        help="comma-separated runners to offer (default: those in this build; kube when a "
+        "kubeconfig exists)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where progress is kept (default: $MESHPLAY_DATA_DIR or $XDG_DATA_HOME/meshplay)",
+    )
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tui.app import MeshplayApp
+
+    names = tuple(n.strip() for n in args.runners.split(",") if n.strip()) or default_runners()
+    unknown = [n for n in names if n not in RUNNERS]
+    if unknown:
+        print(
+            f"error: unknown runner(s) {', '.join(unknown)}: choose from {', '.join(RUNNERS)}",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.root.is_dir():
+        print(f"error: no lessons folder at {args.root}", file=sys.stderr)
+        return 2
+    app = MeshplayApp(
+        args.root, runner_factories(names), args.data_dir, seed=args.seed, lesson=args.lesson
+    )
+    app.run()
+    return 0

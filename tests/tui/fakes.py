@@ -1,0 +1,180 @@
+"""A deterministic runner for the TUI tests: lesson 01's traffic without a simulator.
+
+It emits, per request, the records the real runners emit for ``outside -> api-gateway ->
+product`` (the gateway's server-side record, and the client- and server-side records of the call
+to product), in batches through ``on_records`` with a small sleep between batches, so the screen
+sees a live run. Product versions follow lesson 01's steps: alternate v1/v2 without rules, all
+v1 once pinned, item pages on v2 once routed by URI. ``slow_version`` makes one version's latency
+and failures differ so compare views have something to show.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+from mesh.checks import evaluate_all
+from mesh.lesson import Lesson
+from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
+from mesh.runner import LessonRun, Progress, RunOptions, StepResult
+
+NS = "shop"
+PATHS = ("/api/products", "/api/products/grinder")
+PODS = {"v1": "127.10.0.21:8080", "v2": "127.10.0.22:8080"}
+
+
+def _version(step: int, index: int, path: str) -> str:
+    if step == 0:
+        return "v1" if index % 2 == 0 else "v2"
+    if step == 1:
+        return "v1"
+    return "v2" if path.startswith("/products/") else "v1"
+
+
+@dataclass
+class FakeRunner:
+    """Runner protocol implementation with deterministic records."""
+
+    name: str = "fake"
+    requests_per_step: int = 40
+    batch: int = 10
+    delay_s: float = 0.0
+    rate_rps: float = 40.0
+    latency_ms: float = 3.0
+    fail_every: int = 0
+    runs: list[int] = field(default_factory=list)
+
+    def _records(self, step: int, i: int, rng: random.Random) -> list[RequestRecord]:
+        outer = PATHS[i % 2]
+        inner = outer.removeprefix("/api")
+        version = _version(step, i, inner)
+        t = i / self.rate_rps
+        inner_ms = round(self.latency_ms * (0.5 + rng.random()), 3)
+        outer_ms = round(inner_ms + 1.5 + rng.random(), 3)
+        failed = self.fail_every > 0 and i % self.fail_every == self.fail_every - 1
+        code = 503 if failed else 200
+        flags = ("UO",) if failed else ()
+        rid = f"{step:02d}-{i:05d}"
+        trace = f"{step:04x}{i:012x}"
+        product = "product.shop.svc.cluster.local"
+        gateway = "api-gateway.shop.svc.cluster.local"
+        common = {"request_id": rid, "trace_id": trace, "method": "GET"}
+        return [
+            RequestRecord(
+                start_time=t,
+                duration_ms=outer_ms,
+                reporter=Reporter.DESTINATION,
+                source_workload="unknown",
+                source_namespace="unknown",
+                source_principal="unknown",
+                destination_service=gateway,
+                destination_workload="api-gateway",
+                destination_namespace=NS,
+                destination_version="v1",
+                destination_app="api-gateway",
+                route_name="default",
+                upstream_cluster="inbound|8080||",
+                upstream_host="127.10.0.11:8080",
+                path=outer,
+                authority="api-gateway",
+                response_code=code,
+                connection_security_policy=ConnectionSecurityPolicy.NONE,
+                **common,
+            ),
+            RequestRecord(
+                start_time=t + 0.0005,
+                duration_ms=inner_ms,
+                reporter=Reporter.SOURCE,
+                source_workload="api-gateway",
+                source_namespace=NS,
+                source_principal="spiffe://cluster.local/ns/shop/sa/api-gateway",
+                source_app="api-gateway",
+                destination_service=product,
+                destination_workload=f"product-{version}",
+                destination_namespace=NS,
+                destination_version=version,
+                destination_app="product",
+                route_name="product.shop.svc.cluster.local:8080",
+                upstream_cluster=f"outbound|8080|{version if step else ''}|{product}",
+                upstream_host="" if failed else PODS[version],
+                path=inner,
+                authority="product:8080",
+                response_code=code,
+                response_flags=flags,
+                **common,
+            ),
+            *(
+                []
+                if failed
+                else [
+                    RequestRecord(
+                        start_time=t + 0.0007,
+                        duration_ms=round(inner_ms - 0.4, 3),
+                        reporter=Reporter.DESTINATION,
+                        source_workload="api-gateway",
+                        source_namespace=NS,
+                        source_principal="spiffe://cluster.local/ns/shop/sa/api-gateway",
+                        source_app="api-gateway",
+                        destination_service=product,
+                        destination_workload=f"product-{version}",
+                        destination_namespace=NS,
+                        destination_version=version,
+                        destination_app="product",
+                        route_name="default",
+                        upstream_cluster="inbound|8080||",
+                        upstream_host=PODS[version],
+                        path=inner,
+                        authority="product:8080",
+                        response_code=200,
+                        connection_security_policy=ConnectionSecurityPolicy.MUTUAL_TLS,
+                        **common,
+                    )
+                ]
+            ),
+        ]
+
+    def run(self, lesson: Lesson, options: RunOptions) -> LessonRun:
+        """Emit each step's records in batches, then evaluate the step's expectations."""
+        self.runs.append(options.seed)
+        rng = random.Random(options.seed)
+        last = len(lesson.steps) if options.until_step is None else options.until_step
+        results = []
+        for index, step in enumerate(lesson.steps[:last]):
+            records: list[RequestRecord] = []
+            for start in range(0, self.requests_per_step, self.batch):
+                if options.cancel.is_set():
+                    break
+                batch = [
+                    r
+                    for i in range(start, min(start + self.batch, self.requests_per_step))
+                    for r in self._records(index, i, rng)
+                ]
+                records.extend(batch)
+                if options.on_records is not None:
+                    options.on_records(index, batch)
+                if options.on_progress is not None:
+                    done = min(start + self.batch, self.requests_per_step)
+                    options.on_progress(
+                        Progress(index, last, done / self.requests_per_step, done)
+                    )
+                if self.delay_s:
+                    time.sleep(self.delay_s)
+            duration = self.requests_per_step / self.rate_rps
+            checks = evaluate_all(step.expect, records, duration)
+            results.append(StepResult(index, step, tuple(records), checks, duration, 0.0))
+            if options.cancel.is_set():
+                break
+        return LessonRun(lesson, self.name, options.seed, tuple(results))
+
+
+class BrokenRunner:
+    """A runner whose backend is missing: run() raises, as a real runner does."""
+
+    name = "broken"
+
+    def run(self, lesson: Lesson, options: RunOptions) -> LessonRun:
+        """Always fails."""
+        from mesh.runner import RunnerError
+
+        raise RunnerError("envoy binary not found")

@@ -1,0 +1,249 @@
+"""The run view: pick a runner, run the lesson, watch each edge live, read the verdicts.
+
+The runner runs in a worker thread (``@work(thread=True)``-style, via ``run_worker``); its
+callbacks feed a :class:`~tui.live.LiveRun`, which posts a ready-made view at most four times a
+second. ``[``/``]`` step through the lesson's steps (while running, the view follows the running
+step until you move); ``r`` runs every step, ``s`` runs up to the step on screen, ``c`` cancels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Button, ProgressBar, Select, Static
+
+from mesh.lesson import Lesson
+from mesh.runner import LessonRun
+from tui.live import LiveRun, StepView
+from tui.session import Session
+from tui.tables import ChecksTable, EdgeTable, SplitView
+
+__all__ = ["RunPane"]
+
+
+class RunPane(Vertical):
+    """Runner choice, progress, per-edge table, split bars, expectations."""
+
+    @dataclass
+    class Update(Message):
+        """A fresh view of the running step (posted from the runner thread)."""
+
+        live: LiveRun
+        view: StepView
+
+    @dataclass
+    class Finished(Message):
+        """The runner returned (``run``) or failed (``error``)."""
+
+        live: LiveRun
+        run: LessonRun | None
+        error: str
+
+    @dataclass
+    class Done(Message):
+        """A run ended; other views may refresh (bubbles to the app)."""
+
+        live: LiveRun
+
+    def __init__(self, session: Session, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.session = session
+        self.live: LiveRun | None = None
+        self.running = False
+        self.follow = True
+        self._views: dict[tuple[int, int], StepView] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="run-title")
+        with Horizontal(id="run-controls"):
+            names = list(self.session.runner_factories)
+            yield Select(
+                [(n, n) for n in names],
+                value=names[0] if names else Select.NULL,
+                allow_blank=not names,
+                compact=True,
+                id="runner",
+            )
+            yield Button("Run ▶ r", id="run-btn", compact=True, variant="primary")
+            yield Button("Cancel c", id="cancel-btn", compact=True, disabled=True)
+            yield Static(id="run-status")
+        yield ProgressBar(total=1.0, show_eta=False, id="run-progress")
+        yield Static(id="step-title")
+        yield EdgeTable(id="edges")
+        yield SplitView(id="split")
+        yield ChecksTable(id="checks")
+
+    def on_mount(self) -> None:
+        self.set_lesson(self.session.current)
+
+    @property
+    def runner_name(self) -> str:
+        """The runner chosen in the selector."""
+        value = self.query_one("#runner", Select).value
+        return str(value) if isinstance(value, str) else ""
+
+    def set_lesson(self, lesson: Lesson | None) -> None:
+        """Show a lesson (its latest run on the chosen runner, if any)."""
+        title = self.query_one("#run-title", Static)
+        if lesson is None:
+            title.update(Text("No lesson chosen: pick one in Lessons (1).", style="dim"))
+            return
+        title.update(Text.assemble((lesson.title, "bold"), f"  ·  seed {self.session.seed}"))
+        if self.live is None or self.live.lesson is not lesson:
+            if not self.running:
+                self.live = self.session.runs.get((lesson.id, self.runner_name))
+            self.session.step = 0
+        self.show_step(self.session.step)
+
+    # --- running -------------------------------------------------------------------------------
+
+    def start(self, until_step: int | None = None) -> None:
+        """Run the current lesson on the chosen runner in a worker thread."""
+        lesson = self.session.current
+        name = self.runner_name
+        if lesson is None or self.running or not name:
+            if lesson is None:
+                self.notify("Choose a lesson first (1, then enter).", severity="warning")
+            return
+        if name not in lesson.spec.runners:
+            self.notify(f"{lesson.id} does not list runner {name}; running anyway.")
+        live = LiveRun(lesson, name, self.session.seed)
+
+        def publish(view: StepView) -> None:
+            self.post_message(self.Update(live, view))
+
+        live.publish = publish
+        self.live, self.running, self.follow = live, True, True
+        self.session.runs[(lesson.id, name)] = live
+        self.session.last_runner = name
+        self.session.step = 0
+        self.query_one("#cancel-btn", Button).disabled = False
+        self.query_one("#run-btn", Button).disabled = True
+        self._status(f"running on {name}…", "yellow")
+        self.show_step(0)
+        factory = self.session.runner_factories[name]
+
+        def work() -> None:
+            try:
+                run = factory().run(lesson, live.options(until_step))
+            except Exception as exc:
+                self.post_message(self.Finished(live, None, f"{type(exc).__name__}: {exc}"))
+                return
+            live.finish(run)
+            self.post_message(self.Finished(live, run, ""))
+
+        self.run_worker(work, thread=True, group="run", name=f"run {lesson.id} on {name}")
+
+    def cancel(self) -> None:
+        """Ask the running runner to stop."""
+        if self.live is not None and self.running:
+            self.live.cancel.set()
+            self._status("cancelling…", "yellow")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "run-btn":
+            self.start()
+        elif event.button.id == "cancel-btn":
+            self.cancel()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        lesson = self.session.current
+        if lesson is not None and not self.running:
+            self.live = self.session.runs.get((lesson.id, self.runner_name))
+            self.show_step(self.session.step)
+
+    def on_run_pane_update(self, message: Update) -> None:
+        message.stop()
+        if message.live is not self.live:
+            return
+        view = message.view
+        if self.follow and view.index != self.session.step:
+            self.session.step = view.index
+        if view.index == self.session.step:
+            self._draw(view)
+
+    def on_run_pane_finished(self, message: Finished) -> None:
+        message.stop()
+        live = message.live
+        if live is self.live:
+            self.running = False
+            self.query_one("#cancel-btn", Button).disabled = True
+            self.query_one("#run-btn", Button).disabled = False
+        if message.run is None:
+            self._status(f"failed: {message.error}", "red")
+            self.notify(message.error, title="run failed", severity="error")
+        else:
+            run = message.run
+            complete = len(run.steps) == len(run.lesson.steps) and not live.cancel.is_set()
+            if complete:
+                self.session.progress.record(
+                    run.lesson.id, live.runner, passed=run.passed, seed=live.seed
+                )
+            verdict = "PASSED" if run.passed else "FAILED"
+            checks = [c for s in run.steps for c in s.checks]
+            passed = sum(1 for c in checks if c.passed)
+            suffix = "" if complete else " (partial run)"
+            self._status(
+                f"{verdict}: {passed}/{len(checks)} expectations met on {live.runner}{suffix}",
+                "green" if run.passed else "red",
+            )
+            if self.follow and run.steps:
+                self.session.step = len(run.steps) - 1
+        if live is self.live:
+            self.show_step(self.session.step)
+        self.post_message(self.Done(live))
+
+    # --- showing ---------------------------------------------------------------------------------
+
+    def move_step(self, delta: int) -> None:
+        """Show the previous/next step."""
+        lesson = self.session.current
+        if lesson is None or not lesson.steps:
+            return
+        self.follow = False
+        self.session.step = max(0, min(len(lesson.steps) - 1, self.session.step + delta))
+        self.show_step(self.session.step)
+
+    def show_step(self, index: int) -> None:
+        """Draw step ``index`` of the current lesson from the current run (or empty)."""
+        lesson = self.session.current
+        if lesson is None or not lesson.steps:
+            return
+        index = max(0, min(index, len(lesson.steps) - 1))
+        live = self.live if self.live is not None and self.live.lesson is lesson else None
+        if live is None:
+            step = lesson.steps[index]
+            self._draw(StepView(index, step.name, len(lesson.steps), 0.0, 0, 0.0, (), (), ()))
+            if not self.running:
+                self._status(f"not run yet: press r to run on {self.runner_name}", "dim")
+            return
+        key = (id(live), index)
+        view = self._views.get(key)
+        if view is None:
+            view = live.view(index)
+            if view.final:
+                self._views[key] = view
+        self._draw(view)
+
+    def _status(self, text: str, style: str) -> None:
+        self.query_one("#run-status", Static).update(Text(text, style=style))
+
+    def _draw(self, view: StepView) -> None:
+        self.query_one("#run-progress", ProgressBar).update(progress=view.fraction)
+        head = Text.assemble(
+            (f"Step {view.index + 1}/{view.steps}: ", "bold"),
+            (view.name, "bold cyan"),
+            f"   {view.requests} requests",
+            (f" in {view.duration_s:.1f}s" if view.duration_s else "", ""),
+            ("   [ ] steps · s run to here", "dim"),
+        )
+        self.query_one("#step-title", Static).update(head)
+        self.query_one("#edges", EdgeTable).show_rows(view.rows)
+        self.query_one("#split", SplitView).show_split(view.split)
+        self.query_one("#checks", ChecksTable).show_checks(view.checks)

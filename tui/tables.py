@@ -1,0 +1,93 @@
+"""The run view's tables: per-edge traffic, per-destination split bars and expectations.
+
+Columns follow Istio's standard metrics: requests (``istio_requests_total``), rate, success
+(non-5xx share), p50/p99 of ``istio_request_duration_milliseconds``, and Envoy's response flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.widgets import DataTable, Static
+
+from mesh.checks import CheckResult
+from mesh.metrics import EdgeStats
+from tui import fmt
+from tui.graph import Health
+from tui.live import Split
+
+__all__ = ["ChecksTable", "EdgeTable", "SplitView"]
+
+
+class EdgeTable(DataTable[str | Text]):
+    """Per-edge rows: EDGE, REQS, RPS, SUCCESS, P50, P99, FLAGS."""
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        for label, width in (
+            ("EDGE", 28), ("REQS", 6), ("RPS", 7), ("OK", 6), ("P50 ms", 7), ("P99 ms", 7),
+            ("FLAGS", 14),
+        ):  # fmt: skip
+            self.add_column(label, width=width, key=label)
+
+    def show_rows(self, rows: Sequence[EdgeStats]) -> None:
+        """Replace the rows, keeping the cursor where it was."""
+        keep = self.cursor_row
+        self.clear()
+        for row in rows:
+            colour = Health.of(row).value
+            self.add_row(
+                Text(row.name, style=colour),
+                str(row.requests),
+                fmt.rps(row.rps),
+                Text(fmt.pct(row.success_rate), style=colour),
+                fmt.ms(row.p50_ms),
+                fmt.ms(row.p99_ms),
+                fmt.flags(row.flags),
+                key=row.name,
+            )
+        if rows:
+            self.move_cursor(row=min(keep, len(rows) - 1), animate=False)
+
+
+class SplitView(Static):
+    """One bar per destination service, coloured by version: where the traffic went."""
+
+    def show_split(self, split: Split, width: int = 30) -> None:
+        """Draw the bars (only services with more than one version, or all when few)."""
+        if not split:
+            self.update(Text("no traffic yet", style="dim"))
+            return
+        shown = [s for s in split if len(s[1]) > 1] or list(split)
+        lines = Text("traffic split by destination version\n", style="bold")
+        for i, (service, versions) in enumerate(shown):
+            if i:
+                lines.append("\n")
+            lines.append_text(fmt.split_bar(service, versions, width))
+        self.update(lines)
+
+
+class ChecksTable(DataTable[str | Text]):
+    """Expectations: VERDICT, MEASURED, N, EXPECTATION (last, so narrow screens cut only its tail)."""
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        for label, width in (("VERDICT", 9), ("MEASURED", 8), ("N", 6), ("EXPECTATION", 80)):
+            self.add_column(label, width=width, key=label)
+
+    def show_checks(self, checks: Sequence[CheckResult]) -> None:
+        """Replace the rows."""
+        keep = self.cursor_row
+        self.clear()
+        for i, c in enumerate(checks):
+            self.add_row(
+                fmt.verdict(c.verdict),
+                fmt.value(c.value),
+                str(c.samples),
+                c.expectation.describe(),
+                key=str(i),
+            )
+        if checks:
+            self.move_cursor(row=min(keep, len(checks) - 1), animate=False)

@@ -1,0 +1,119 @@
+"""Traces as a waterfall: the spans of one request tree, placed on a shared time axis.
+
+Each sidecar a request crosses emits a span (Envoy's tracer: the client sidecar's span is the
+parent of the server sidecar's span of the same hop); in meshplay every RequestRecord is such a
+span, keyed by its trace id, on the simulator and on real Envoys alike. The waterfall shows where
+the time of a request went: which downstream call was slow, which ran in parallel, which retried.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from mesh.metrics import edge_key
+from mesh.records import Reporter, RequestRecord
+
+__all__ = ["Span", "Trace", "bar", "group_traces"]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One proxy's view of one hop."""
+
+    name: str
+    kind: str
+    start_ms: float
+    duration_ms: float
+    code: int
+    flags: str
+    depth: int = 0
+
+    @property
+    def end_ms(self) -> float:
+        """Offset of the span's end from the trace start."""
+        return self.start_ms + self.duration_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """A request tree: its id, root request and spans ordered by start."""
+
+    trace_id: str
+    root: str
+    start_s: float
+    duration_ms: float
+    code: int
+    spans: tuple[Span, ...]
+
+    @property
+    def ok(self) -> bool:
+        """The root answered without a 5xx."""
+        return 0 < self.code < 500
+
+
+def _span(r: RequestRecord, t0: float, depth: int) -> Span:
+    client, service = edge_key(r)
+    kind = "client" if r.reporter is Reporter.SOURCE else "server"
+    return Span(
+        depth=depth,
+        name=f"{client} → {service} {r.method} {r.path}",
+        kind=kind,
+        start_ms=(r.start_time - t0) * 1000.0,
+        duration_ms=r.duration_ms,
+        code=r.response_code,
+        flags=r.flags_text,
+    )
+
+
+def group_traces(records: Iterable[RequestRecord], limit: int = 50) -> list[Trace]:
+    """The ``limit`` most recent traces, newest first."""
+    groups: dict[str, list[RequestRecord]] = defaultdict(list)
+    for r in records:
+        key = r.trace_id or r.request_id
+        if key:
+            groups[key].append(r)
+    traces = []
+    for trace_id, rs in groups.items():
+        rs.sort(key=lambda r: (r.start_time, -r.duration_ms, r.reporter is Reporter.DESTINATION))
+        t0 = rs[0].start_time
+        end = max(r.start_time + r.duration_ms / 1000.0 for r in rs)
+        root = rs[0]
+        node_depth: dict[str, int] = {}
+        spans = []
+        for r in rs:
+            client, service = edge_key(r)
+            depth = node_depth.get(client, 0)
+            node_depth.setdefault(service, depth + 1)
+            spans.append(_span(r, t0, depth))
+        traces.append(
+            Trace(
+                trace_id=trace_id,
+                root=f"{root.method} {root.path}",
+                start_s=t0,
+                duration_ms=(end - t0) * 1000.0,
+                code=root.response_code,
+                spans=tuple(spans),
+            )
+        )
+    traces.sort(key=lambda t: (t.start_s, t.trace_id), reverse=True)
+    return traces[:limit]
+
+
+def bar(span: Span, total_ms: float, width: int) -> tuple[int, int]:
+    """(offset, length) in cells of a span drawn over ``width`` cells; at least one cell."""
+    if total_ms <= 0 or width <= 0:
+        return 0, max(width, 1)
+    offset = min(width - 1, int(span.start_ms / total_ms * width))
+    length = max(1, round(span.duration_ms / total_ms * width))
+    return offset, min(length, width - offset)
+
+
+def spans_text(trace: Trace, width: int) -> Sequence[tuple[Span, str]]:
+    """Each span with its bar drawn as text (``·`` before, ``█`` during, spaces after)."""
+    out = []
+    for span in trace.spans:
+        offset, length = bar(span, trace.duration_ms, width)
+        out.append((span, "·" * offset + "█" * length + " " * (width - offset - length)))
+    return out

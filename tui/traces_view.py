@@ -1,0 +1,98 @@
+"""The traces view: recent traces of the step on screen, and the chosen one as a waterfall.
+
+Spans come from the RequestRecords (one per proxy per hop): the simulator's own spans, or the
+spans real Envoys reported on the local runner. A client span (the caller's sidecar) contains the
+server span of the same hop; the gap between them is the network and the server's queue.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import DataTable, Static
+
+from tui.session import Session
+from tui.traces import Trace, group_traces, spans_text
+
+__all__ = ["TracesPane"]
+
+NAME_WIDTH = 40
+
+
+class TracesPane(Vertical):
+    """Trace list (newest first) above the waterfall of the highlighted trace."""
+
+    def __init__(self, session: Session, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.session = session
+        self.traces: list[Trace] = []
+
+    def compose(self) -> ComposeResult:
+        table: DataTable[str | Text] = DataTable(id="trace-table", cursor_type="row")
+        yield table
+        with VerticalScroll(id="waterfall-box"):
+            yield Static(id="waterfall")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#trace-table", DataTable)
+        for label, width in (("TRACE", 10), ("START s", 9), ("REQUEST", 26), ("CODE", 5),
+                             ("MS", 8), ("SPANS", 5)):  # fmt: skip
+            table.add_column(label, width=width, key=label)
+
+    def refresh_traces(self) -> None:
+        """Reload the traces of the latest run's step on screen."""
+        live = self.session.latest_run()
+        records = live.records(self.session.step) if live is not None else ()
+        self.traces = group_traces(records, limit=50)
+        table = self.query_one("#trace-table", DataTable)
+        table.clear()
+        for t in self.traces:
+            colour = "" if t.ok else "red"
+            table.add_row(
+                t.trace_id[-8:],
+                f"{t.start_s:.3f}",
+                Text(t.root, style=colour),
+                Text(str(t.code), style=colour),
+                f"{t.duration_ms:.1f}",
+                str(len(t.spans)),
+                key=t.trace_id,
+            )
+        table.border_title = f"traces · step {self.session.step + 1}"
+        if self.traces:
+            self.show_trace(self.traces[0])
+        else:
+            self.query_one("#waterfall", Static).update(
+                Text("No traces yet: run the lesson (2, then r).", style="dim")
+            )
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        key = event.row_key.value
+        trace = next((t for t in self.traces if t.trace_id == key), None)
+        if trace is not None:
+            self.show_trace(trace)
+
+    def show_trace(self, trace: Trace) -> None:
+        """Draw a trace's waterfall to fit the pane's width."""
+        width = max(10, self.size.width - NAME_WIDTH - 14)
+        out = Text()
+        out.append(
+            f"trace {trace.trace_id}  {trace.root}  {trace.duration_ms:.1f} ms\n", style="bold"
+        )
+        for span, bar in spans_text(trace, width):
+            colour = (
+                "red"
+                if span.code >= 500 or span.flags != "-"
+                else ("cyan" if span.kind == "client" else "green")
+            )
+            name = "  " * span.depth + (" " if span.kind == "server" else "") + span.name
+            out.append(f"{name:<{NAME_WIDTH}.{NAME_WIDTH}} ", style=colour)
+            out.append(bar, style=colour)
+            out.append(f" {span.duration_ms:7.1f}ms", style="dim")
+            if span.flags != "-":
+                out.append(f" {span.flags}", style="bold red")
+            out.append("\n")
+        out.append("client span (caller's sidecar) ", style="cyan")
+        out.append("server span (callee's sidecar)", style="green")
+        self.query_one("#waterfall", Static).update(out)
