@@ -33,6 +33,7 @@ from mesh.envoy.policy import (
     resolve_policy,
 )
 from mesh.envoy.ports import Addressing
+from mesh.envoy.registry import Registry
 from mesh.envoy.values import duration
 from mesh.model import DestinationRule, ServiceEntry, TLSMode
 from mesh.model.gateway import ServiceEntryLocation, ServiceEntryResolution
@@ -189,6 +190,7 @@ def outbound_clusters(
     *,
     drs: dict[str, DestinationRule | None],
     topology: Topology,
+    registry: Registry,
     entries: Sequence[ServiceEntry],
     addressing: Addressing,
     client_locality: Locality,
@@ -230,7 +232,7 @@ def outbound_clusters(
                 if options is not None:
                     cluster["typed_extension_protocol_options"] = options
                 endpoints = _endpoints(
-                    service, se, port=port, labels=labels, topology=topology, addressing=addressing
+                    service, se, port=port, labels=labels, registry=registry, addressing=addressing
                 )
                 resolution = service.resolution if service.from_service_entry else None
                 if resolution is ServiceEntryResolution.NONE or "*" in service.hostname:
@@ -294,13 +296,13 @@ def _endpoints(
     *,
     port: ServicePortInfo,
     labels: Any,
-    topology: Topology,
+    registry: Registry,
     addressing: Addressing,
 ) -> list[Endpoint]:
     if se is not None:
         return _entry_endpoints(se, port, labels)
     out = []
-    for pod in topology.endpoints(service, labels):
+    for pod in registry.endpoints(service, labels):
         address, number = addressing.endpoint(pod, port.target_port)
         out.append(Endpoint.of_pod(pod, address, number, pod.proxy is ProxyKind.SIDECAR))
     return out

@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mesh.envoy.registry import Registry
 from mesh.model import (
     DestinationRule,
     Gateway,
@@ -70,19 +71,26 @@ class ProxyScope:
 class MeshIndex:
     """Indexes over all resources, built once per ``translate`` call."""
 
-    def __init__(self, resources: Sequence[Resource], topology: Topology) -> None:
+    def __init__(
+        self, resources: Sequence[Resource], topology: Topology, registry: Registry | None = None
+    ) -> None:
         self.topology = topology
+        self.registry = registry or Registry(topology)
         self.root_namespace = topology.config.root_namespace
         self.virtual_services = tuple(r for r in resources if isinstance(r, VirtualService))
         self.destination_rules = tuple(r for r in resources if isinstance(r, DestinationRule))
+        self.selector_rules = tuple(
+            dr for dr in self.destination_rules if dr.workload_selector is not None
+        )
         self.gateways = tuple(r for r in resources if isinstance(r, Gateway))
         self.sidecars = tuple(r for r in resources if isinstance(r, Sidecar))
         self.service_entries = tuple(r for r in resources if isinstance(r, ServiceEntry))
         self._dr_hosts: dict[str, list[tuple[str, DestinationRule]]] = {}
         for dr in self.destination_rules:
-            host = topology.resolve_host(dr.host, dr.namespace)
+            host = self.registry.resolve_host(dr.host, dr.namespace)
             self._dr_hosts.setdefault(host, []).append((host, dr))
         self._dr_wild = [(h, dr) for h, lst in self._dr_hosts.items() if "*" in h for _, dr in lst]
+        self._services_cache: dict[tuple[str, str], tuple[MeshService, ...]] = {}
         self._vs_cache: dict[tuple[str, str], tuple[tuple[str, VirtualService], ...]] = {}
         self._dr_cache: dict[tuple[str, str, tuple[str, ...]], DestinationRule | None] = {}
 
@@ -124,16 +132,19 @@ class MeshIndex:
     def scope(self, pod: Pod) -> ProxyScope:
         """Compute what ``pod``'s proxy sees."""
         sidecar = self.sidecar_for(pod)
-        services = tuple(
-            s
-            for s in self.topology.services
-            if exported_to(s.export_to, s.namespace, pod.namespace)
-            and self.imports(sidecar, pod, s)
-        )
+        key = (pod.namespace, "" if sidecar is None else f"{sidecar.namespace}/{sidecar.name}")
+        services = self._services_cache.get(key)
+        if services is None:
+            services = tuple(
+                s
+                for s in self.topology.services
+                if exported_to(s.export_to, s.namespace, pod.namespace)
+                and self.imports(sidecar, pod, s)
+            )
+            self._services_cache[key] = services
         mode = OutboundTrafficPolicyMode(self.topology.config.outbound_traffic_policy)
         if sidecar is not None and sidecar.outbound_traffic_policy is not None:
             mode = sidecar.outbound_traffic_policy.mode
-        key = (pod.namespace, "" if sidecar is None else f"{sidecar.namespace}/{sidecar.name}")
         vss = self._vs_cache.get(key)
         if vss is None:
             vss = self._mesh_virtual_services(pod.namespace, {s.hostname for s in services})
@@ -164,7 +175,7 @@ class MeshIndex:
         wildcard: list[tuple[str, VirtualService]] = []
         for vs in candidates:
             for host in vs.hosts:
-                fqdn = self.topology.resolve_host(host, vs.namespace)
+                fqdn = self.registry.resolve_host(host, vs.namespace)
                 if "*" in fqdn:
                     wildcard.append((fqdn, vs))
                 elif fqdn in visible:
@@ -193,19 +204,22 @@ class MeshIndex:
     # -- DestinationRule lookup -----------------------------------------------------------
     def destination_rule(self, pod: Pod, service: MeshService) -> DestinationRule | None:
         """The DR a client ``pod`` uses for ``service`` (istiod's three-tier lookup, merged)."""
-        selected = tuple(
-            f"{dr.namespace}/{dr.name}"
-            for dr in self.destination_rules
-            if dr.workload_selector is not None
-            and dr.namespace == pod.namespace
-            and dr.workload_selector.matches(pod.labels)
-        )
-        key = (pod.namespace, service.hostname, selected)
+        key = (pod.namespace, service.hostname, self.selected_rules(pod))
         if key in self._dr_cache:
             return self._dr_cache[key]
         found = self._lookup_dr(pod, service)
         self._dr_cache[key] = found
         return found
+
+    def selected_rules(self, pod: Pod) -> tuple[str, ...]:
+        """Names of the workload-selector DRs in the pod's namespace that select it."""
+        return tuple(
+            f"{dr.namespace}/{dr.name}"
+            for dr in self.selector_rules
+            if dr.namespace == pod.namespace
+            and dr.workload_selector is not None
+            and dr.workload_selector.matches(pod.labels)
+        )
 
     def _lookup_dr(self, pod: Pod, service: MeshService) -> DestinationRule | None:
         exact = [dr for _, dr in self._dr_hosts.get(service.hostname, ())]

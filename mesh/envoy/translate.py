@@ -10,6 +10,7 @@ may therefore be shared between proxies: treat them as read-only.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ from mesh.envoy.listeners import (
 )
 from mesh.envoy.names import Direction, cluster_name, listener_name
 from mesh.envoy.ports import Addressing, ListenerAddress, PortMap
+from mesh.envoy.registry import Registry
 from mesh.envoy.route_config import inbound_route_config, outbound_route_config
 from mesh.envoy.routes import RouteContext
 from mesh.envoy.scope import MeshIndex, ProxyScope
@@ -112,7 +114,8 @@ class _Translator:
     ) -> None:
         self.topology = topology
         self.options = options
-        self.index = MeshIndex(resources, topology)
+        self.registry = Registry(topology)
+        self.index = MeshIndex(resources, topology, self.registry)
         self.addressing = Addressing(options.port_map)
         self._outbound: dict[tuple[Any, ...], _Outbound] = {}
         self._uses_source_labels = any(
@@ -138,20 +141,14 @@ class _Translator:
             proxy_labels=pod.labels,
             gateway=gateway,
             listener_port=port,
-            resolve_host=self.topology.resolve_host,
-            service=self.topology.service,
+            resolve_host=self.registry.resolve_host,
+            service=self.registry.service,
             destination_rule=lambda s: self.index.destination_rule(pod, s),
             istio_version=self.topology.config.istio_version,
         )
 
     def _outbound_part(self, pod: Pod, scope: ProxyScope) -> _Outbound:
-        selected = tuple(
-            f"{dr.namespace}/{dr.name}"
-            for dr in self.index.destination_rules
-            if dr.workload_selector is not None
-            and dr.namespace == pod.namespace
-            and dr.workload_selector.matches(pod.labels)
-        )
+        selected = self.index.selected_rules(pod)
         sidecar = scope.sidecar
         key = (
             pod.proxy,
@@ -174,6 +171,7 @@ class _Translator:
             scope.services,
             drs=drs,
             topology=self.topology,
+            registry=self.registry,
             entries=self.index.service_entries,
             addressing=self.addressing,
             client_locality=locality_of(pod.labels, pod.locality),
@@ -204,9 +202,9 @@ class _Translator:
             default = cluster_name(Direction.OUTBOUND, port, "", service.hostname)
             tcp_ports.append((port, default, self._tcp_weights(scope, service, port)))
         return _Outbound(
-            clusters=cset.clusters,
-            endpoints=cset.endpoints,
-            routes=routes,
+            clusters=sorted(cset.clusters, key=_by_name),
+            endpoints=sorted(cset.endpoints, key=lambda e: e["cluster_name"]),
+            routes=sorted(routes, key=_by_name),
             http_ports=sorted(by_port),
             tcp_ports=tcp_ports,
             drs=drs,
@@ -224,8 +222,8 @@ class _Translator:
                 continue
             out = []
             for rd in rule.route:
-                host = self.topology.resolve_host(rd.destination.host, vs.namespace)
-                target = self.topology.service(host)
+                host = self.registry.resolve_host(rd.destination.host, vs.namespace)
+                target = self.registry.service(host)
                 dport = rd.destination.port.number if rd.destination.port else 0
                 if not dport:
                     dport = target.ports[0].port if target and len(target.ports) == 1 else port
@@ -247,11 +245,8 @@ class _Translator:
         me = self._identity(pod)
         log = self._log_path(pod)
         listeners: list[Json] = []
-        clusters = [
-            *outbound.clusters,
-            *special_clusters(pod.proxy, self.topology.config.connect_timeout_s),
-        ]
-        routes = list(outbound.routes)
+        clusters = special_clusters(pod.proxy, self.topology.config.connect_timeout_s)
+        routes: list[Json] = []
         if pod.proxy is ProxyKind.SIDECAR:
             allow_any = scope.outbound_policy is OutboundTrafficPolicyMode.ALLOW_ANY
             listeners.append(
@@ -296,17 +291,17 @@ class _Translator:
         return ProxyConfig(
             pod=pod,
             node={"cluster": f"{pod.workload}.{pod.namespace}", "id": pod.proxy_id},
-            listeners=tuple(sorted(listeners, key=lambda x: x["name"])),
-            routes=tuple(sorted(routes, key=lambda r: r["name"])),
-            clusters=tuple(sorted(clusters, key=lambda c: c["name"])),
-            endpoints=tuple(sorted(outbound.endpoints, key=lambda e: e["cluster_name"])),
+            listeners=tuple(sorted(listeners, key=_by_name)),
+            routes=_merged(outbound.routes, routes),
+            clusters=_merged(outbound.clusters, clusters),
+            endpoints=tuple(outbound.endpoints),
         )
 
     def _inbound(
         self, pod: Pod, me: LogIdentity, log: str
     ) -> tuple[list[Json], list[Json], list[Json]]:
         by_target: dict[int, list[tuple[MeshService, ServicePortInfo]]] = {}
-        for service in self.topology.services_of(pod):
+        for service in self.registry.services_of(pod):
             for p in service.ports:
                 if p.protocol is not Protocol.UDP:
                     by_target.setdefault(p.target_port, []).append((service, p))
@@ -352,6 +347,24 @@ class _Translator:
         where = self.addressing.inbound_listener(pod, INBOUND_CAPTURE_PORT, local)
         additional = [ListenerAddress(where.address, p, True) for p in local[1:]]
         return [virtual_inbound(where, chains, additional)], clusters, routes
+
+
+def _by_name(item: Json) -> str:
+    name: str = item["name"]
+    return name
+
+
+def _merged(shared: list[Json], own: list[Json]) -> tuple[Json, ...]:
+    """The pre-sorted shared part with this pod's few own items inserted, sorted by name."""
+    out: list[Json] = []
+    start = 0
+    for item in sorted(own, key=_by_name):
+        cut = bisect.bisect_left(shared, item["name"], lo=start, key=_by_name)
+        out.extend(shared[start:cut])
+        out.append(item)
+        start = cut
+    out.extend(shared[start:])
+    return tuple(out)
 
 
 def _proxied(topology: Topology) -> list[Pod]:
