@@ -25,7 +25,7 @@ from typing import Any
 
 from cluster.local.admin import AdminClient
 from cluster.local.procs import ManagedProcess, Supervisor
-from cluster.local.xds import KIND_NAMES, ProxyResources, XdsFiles, XdsWrite, bootstrap
+from cluster.local.xds import KIND_NAMES, ProxyResources, XdsFiles, XdsWrite, bootstrap, fold_eds
 from mesh.runner import RunnerError
 
 __all__ = [
@@ -160,7 +160,7 @@ class EnvoyProxy:
     def start(self, resources: ProxyResources) -> None:
         """Write the first config and start Envoy (see :meth:`wait_ready`)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.files.write(resources)
+        self.files.write(fold_eds(resources))
         self.files.commit()
         config = bootstrap(
             node_id=self.node_id,
@@ -186,9 +186,16 @@ class EnvoyProxy:
         if self.process is None:
             raise RunnerError(f"proxy {self.name} was never started")
         if not self.process.running():
+            tail = self.process.log_tail()
+            hint = ""
+            if "inotify" in tail:
+                hint = (
+                    "\n  hint: every xDS file Envoy watches costs an inotify instance; raise "
+                    "fs.inotify.max_user_instances (sysctl) or run fewer Envoys at once"
+                )
             raise RunnerError(
                 f"Envoy of {self.name} exited with code {self.process.popen.returncode}:\n"
-                f"{self.process.log_tail()}"
+                f"{tail[-1500:]}{hint}"
             )
         return self.admin.ready()
 
@@ -223,7 +230,7 @@ class EnvoyProxy:
         """Write a new config live and wait for Envoy's verdict; raise ConfigRejectedError on a NACK."""
         before = self.admin.stats(_UPDATE_STATS)
         offset = self._log_offset()
-        written = self.files.write(resources)
+        written = self.files.write(fold_eds(resources))
         if written.empty:
             return written
         after = self._settle(before, timeout_s)

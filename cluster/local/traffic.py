@@ -16,7 +16,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cluster.local.http1 import HttpConnection, HttpError
@@ -115,8 +115,24 @@ async def _one(
     return Outcome(start - t0, (end - start) * 1000.0, status, rid, error)
 
 
+class _Targets:
+    """Round robin over the targets, one choice per new connection (like kube-proxy picking a
+    pod per connection)."""
+
+    def __init__(self, targets: Sequence[Target]) -> None:
+        if not targets:
+            raise ValueError("no traffic target")
+        self.targets = list(targets)
+        self.next = 0
+
+    def connect(self, timeout_s: float) -> tuple[HttpConnection, Target]:
+        target = self.targets[self.next % len(self.targets)]
+        self.next += 1
+        return HttpConnection(target.host, target.port, timeout_s), target
+
+
 async def _closed(
-    spec: TrafficSpec, target: Target, mix: _Mix, report: TrafficReport, stop: Callable[[], bool]
+    spec: TrafficSpec, targets: _Targets, mix: _Mix, report: TrafficReport, stop: Callable[[], bool]
 ) -> None:
     count, _ = _limits(spec)
     t0 = time.monotonic()
@@ -124,7 +140,7 @@ async def _closed(
 
     async def client() -> None:
         nonlocal issued
-        conn = HttpConnection(target.host, target.port, spec.timeout_s)
+        conn, target = targets.connect(spec.timeout_s)
         try:
             while not stop() and issued < count:
                 issued += 1
@@ -137,22 +153,22 @@ async def _closed(
 
 
 async def _open(
-    spec: TrafficSpec, target: Target, mix: _Mix, report: TrafficReport, stop: Callable[[], bool]
+    spec: TrafficSpec, targets: _Targets, mix: _Mix, report: TrafficReport, stop: Callable[[], bool]
 ) -> None:
     count, _ = _limits(spec)
     rate = spec.rate_rps or 1.0
-    idle: list[HttpConnection] = []
+    idle: list[tuple[HttpConnection, Target]] = []
     tasks: set[asyncio.Task[None]] = set()
     t0 = time.monotonic()
     next_at = 0.0
     issued = 0
 
     async def fire(req: RequestSpec, rid: str) -> None:
-        conn = idle.pop() if idle else HttpConnection(target.host, target.port, spec.timeout_s)
+        conn, target = idle.pop() if idle else targets.connect(spec.timeout_s)
         try:
             report.outcomes.append(await _one(conn, target, req, rid, t0))
         finally:
-            idle.append(conn)
+            idle.append((conn, target))
 
     while issued < count and not stop():
         delay = next_at - (time.monotonic() - t0)
@@ -173,19 +189,21 @@ async def _open(
         await asyncio.wait(tasks, timeout=spec.timeout_s)
     for task in tasks:
         task.cancel()
-    for conn in idle:
+    for conn, _target in idle:
         await conn.close()
 
 
 def drive(
     spec: TrafficSpec,
-    target: Target,
+    target: Target | Sequence[Target],
     rng: random.Random,
     *,
     cancel: threading.Event | None = None,
     on_progress: Callable[[float, int], None] | None = None,
 ) -> TrafficReport:
-    """Send the traffic ``spec`` describes to ``target``; blocks until done (bounded)."""
+    """Send the traffic ``spec`` describes to ``target`` (round robin over several targets);
+    blocks until done (bounded)."""
+    pool = _Targets([target] if isinstance(target, Target) else target)
     count, duration = _limits(spec)
     report = TrafficReport(started_at=time.time())
     began = time.monotonic()
@@ -207,7 +225,7 @@ def drive(
 
         ticker = asyncio.create_task(progress())
         try:
-            await runner(spec, target, mix, report, stop)
+            await runner(spec, pool, mix, report, stop)
         finally:
             ticker.cancel()
 

@@ -13,6 +13,12 @@ Layout per proxy (one directory per resource type, so a rename reloads only that
     xds/eds/<cluster>.json         one ClusterLoadAssignment per EDS cluster
     xds/sds/<secret>.json          one Secret per file (``default``, ``ROOTCA``)
 
+Every file subscription costs Envoy one inotify instance, and Linux allows 128 per user by default
+(``fs.inotify.max_user_instances``), shared by every Envoy on the machine. A sidecar sees a dozen
+EDS clusters, so :func:`fold_eds` inlines each ``ClusterLoadAssignment`` into its cluster
+(``type: STATIC`` with ``load_assignment``): endpoint changes then travel with CDS, and a proxy
+needs about six watches (LDS, CDS, its RDS names, ``default``, ``ROOTCA``).
+
 The translator writes ``{"ads": {}}`` config sources, as istiod does; :func:`to_file_sources`
 rewrites each into the ``path_config_source`` of the file above. Files are written in
 make-before-break order (SDS, EDS, CDS, then RDS, then LDS), so a route never points at a cluster
@@ -38,6 +44,7 @@ __all__ = [
     "XdsFiles",
     "XdsWrite",
     "bootstrap",
+    "fold_eds",
     "static_bootstrap",
     "to_file_sources",
 ]
@@ -86,6 +93,32 @@ class ProxyResources:
             "eds": self.endpoints,
             "sds": self.secrets,
         }
+
+
+def fold_eds(resources: ProxyResources) -> ProxyResources:
+    """EDS clusters become STATIC clusters carrying their load assignment (see module docs)."""
+    loads = {str(e.get("cluster_name", "")): e for e in resources.endpoints}
+    clusters = []
+    for cluster in resources.clusters:
+        eds = cluster.get("eds_cluster_config")
+        if cluster.get("type") == "EDS" and isinstance(eds, dict):
+            name = str(eds.get("service_name") or cluster.get("name", ""))
+            folded = {k: v for k, v in cluster.items() if k != "eds_cluster_config"}
+            folded["type"] = "STATIC"
+            folded["load_assignment"] = {
+                **loads.get(name, {"endpoints": []}),
+                "cluster_name": str(cluster.get("name", "")),
+            }
+            clusters.append(folded)
+        else:
+            clusters.append(cluster)
+    return ProxyResources(
+        listeners=resources.listeners,
+        routes=resources.routes,
+        clusters=clusters,
+        endpoints=[],
+        secrets=resources.secrets,
+    )
 
 
 def resource_name(kind: str, resource: Mapping[str, Any]) -> str:

@@ -1,0 +1,320 @@
+"""A running local mesh: one process per replica, each with its Envoy sidecar, plus the ingress
+gateway, all on 127.0.0.1 with allocated ports, configured by the translator through file xDS.
+
+What Kubernetes + istiod do, done by hand:
+
+* the pods come from :func:`mesh.topology.build_topology` over the app manifests (and
+  ``istio-system``'s ingress gateway);
+* every pod gets ports from the kernel (:class:`~mesh.envoy.ports.PortMap`): the sidecar's
+  outbound listener per HTTP service port (the app's ``HTTP_PROXY``), its inbound port (what other
+  sidecars' endpoints point at), the app port, Envoy's admin port and the app's knob port;
+* :func:`mesh.envoy.translate` produces every proxy's listeners, routes, clusters and endpoints
+  with those ports; the local CA's certificate for the pod's service account is added as the SDS
+  secrets ``default`` and ``ROOTCA``;
+* :meth:`LocalMesh.apply` re-translates after a step's ``apply``/``delete`` and pushes the change
+  to every Envoy live, like an istiod push; a NACK from any Envoy surfaces as
+  :class:`~cluster.local.envoy.ConfigRejectedError`;
+* :meth:`LocalMesh.break_workload` turns the services' knobs (``PUT /admin/knobs``) or kills and
+  restarts replicas (app and sidecar: the whole pod).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cluster.local.apps import ROOT, app_argv, app_env, is_python_service
+from cluster.local.ca import LocalCA
+from cluster.local.envoy import ConfigRejectedError, EnvoyProxy, XdsRejection
+from cluster.local.ports import LOOPBACK, free_ports
+from cluster.local.procs import Supervisor
+from cluster.local.xds import ProxyResources
+from mesh.envoy import PodPorts, PortMap, ProxyConfig, TranslateOptions, translate
+from mesh.lesson import BreakAction
+from mesh.model import FrozenMap, Resource
+from mesh.runner import RunnerError
+from mesh.topology import Pod, ProxyKind, Topology, build_topology
+
+__all__ = ["LocalMesh", "PodProcesses"]
+
+_NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass
+class PodProcesses:
+    """One pod on this machine: its ports, its app process name and its Envoy."""
+
+    pod: Pod
+    ports: PodPorts
+    admin_port: int = 0
+    knob_port: int = 0
+    app: str = ""
+    proxy: EnvoyProxy | None = None
+    skipped: str = ""
+    dead: bool = False
+
+    @property
+    def outbound_proxy_port(self) -> int | None:
+        """The sidecar listener apps use as ``HTTP_PROXY`` (the 8080 one, else the first)."""
+        if not self.ports.listeners:
+            return None
+        return self.ports.listeners.get(8080, next(iter(self.ports.listeners.values())))
+
+
+@dataclass
+class LocalMesh:
+    """The processes of one app on 127.0.0.1; use as a context manager (stops everything)."""
+
+    workdir: Path
+    seed: int = 1
+    pods: dict[str, PodProcesses] = field(default_factory=dict)
+    topology: Topology | None = None
+    resources: tuple[Resource, ...] = ()
+    started_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.supervisor = Supervisor(self.workdir / "logs")
+        self.ca = LocalCA(self.workdir / "ca")
+        self.port_map: PortMap | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalMesh:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop every process by PID."""
+        self.supervisor.stop_all()
+
+    def access_log(self, pod: str) -> Path:
+        """The JSON access log of a pod's proxy."""
+        return self.workdir / "access" / f"{pod}.log"
+
+    def access_logs(self) -> list[Path]:
+        """Every proxy's access log."""
+        return [self.access_log(name) for name, p in self.pods.items() if p.proxy is not None]
+
+    def start(self, resources: Sequence[Resource], timeout_s: float = 30.0) -> None:
+        """Launch every pod of the manifests and wait until all apps and proxies are ready."""
+        began = time.monotonic()
+        self.resources = tuple(resources)
+        topology = build_topology(self.resources)
+        self.topology = topology
+        self._plan(topology)
+        (self.workdir / "access").mkdir(exist_ok=True)
+        configs = self._translate()
+        for name, pp in self.pods.items():
+            if pp.pod.proxy is not ProxyKind.NONE:
+                pp.proxy = EnvoyProxy(
+                    name=name,
+                    workdir=self.workdir / "envoy" / name,
+                    supervisor=self.supervisor,
+                    node_id=pp.pod.proxy_id,
+                    node_cluster=f"{pp.pod.workload}.{pp.pod.namespace}",
+                    admin_port=pp.admin_port,
+                )
+                pp.proxy.start(self._resources(pp, configs[name]))
+        for pp in self.pods.values():
+            self._start_app(pp)
+        self._wait_ready(began + timeout_s)
+        self.started_s = time.monotonic() - began
+
+    def _plan(self, topology: Topology) -> None:
+        http_ports = sorted(
+            {p.port for s in topology.services for p in s.ports if p.protocol.is_http}
+            | {p.port for s in topology.services for p in s.ports if p.protocol.value == "UNSUPPORTED"}
+        )
+        plans: dict[str, PodPorts] = {}
+        for pod in topology.pods:
+            container = self._container(pod)
+            runnable = container is not None and is_python_service(container)
+            if pod.proxy is ProxyKind.NONE and not runnable:
+                self.pods[pod.name] = PodProcesses(
+                    pod, PodPorts(), skipped="not one of the project's Python services"
+                )
+                continue
+            targets = sorted(
+                {p.target_port for s in topology.services_of(pod) for p in s.ports}
+                | set(pod.container_ports)
+            )
+            if pod.proxy is ProxyKind.ROUTER:
+                listeners = targets
+                inbound: list[int] = []
+                app: list[int] = []
+            else:
+                listeners = http_ports if pod.proxy is ProxyKind.SIDECAR else []
+                inbound = targets if pod.proxy is ProxyKind.SIDECAR else []
+                app = targets
+            ports = iter(free_ports(len(listeners) + len(inbound) + len(app) + 2))
+            plan = PodPorts(
+                listeners=FrozenMap({p: next(ports) for p in listeners}),
+                inbound=FrozenMap({p: next(ports) for p in inbound}),
+                app=FrozenMap({p: next(ports) for p in app}),
+            )
+            plans[pod.name] = plan
+            self.pods[pod.name] = PodProcesses(
+                pod, plan, admin_port=next(ports), knob_port=next(ports)
+            )
+        self.port_map = PortMap.of(plans, LOOPBACK)
+
+    def _container(self, pod: Pod) -> Any:
+        assert self.topology is not None
+        workload = self.topology.workload(pod.workload, pod.namespace)
+        if workload is None or not workload.containers:
+            return None
+        return workload.containers[0]
+
+    def _translate(self) -> dict[str, ProxyConfig]:
+        assert self.topology is not None
+        options = TranslateOptions(
+            port_map=self.port_map,
+            access_log_path=str(self.workdir / "access" / "{pod}.log"),
+        )
+        return dict(translate(self.resources, self.topology, options).items())
+
+    def _resources(self, pp: PodProcesses, config: ProxyConfig) -> ProxyResources:
+        issued = self.ca.issue(pp.pod.namespace, pp.pod.service_account)
+        return ProxyResources(
+            listeners=list(config.listeners),
+            routes=list(config.routes),
+            clusters=list(config.clusters),
+            endpoints=list(config.endpoints),
+            secrets=[*config.secrets, *issued.secrets().values()],
+        )
+
+    def _start_app(self, pp: PodProcesses) -> None:
+        container = self._container(pp.pod)
+        if pp.skipped or pp.pod.proxy is ProxyKind.ROUTER or container is None:
+            return
+        if not is_python_service(container):
+            pp.skipped = "not one of the project's Python services"
+            return
+        port = next(iter(pp.ports.app.values()))
+        proxy_port = pp.outbound_proxy_port
+        env = app_env(
+            container,
+            port=port,
+            admin_port=pp.knob_port,
+            data_dir=self.workdir / "data" / pp.pod.name,
+            http_proxy=f"http://{LOOPBACK}:{proxy_port}" if proxy_port else None,
+            seed=self.seed,
+        )
+        pp.app = f"app-{pp.pod.name}"
+        self.supervisor.start(pp.app, app_argv(container), env=env, cwd=ROOT)
+
+    def _app_ready(self, pp: PodProcesses) -> bool:
+        proc = self.supervisor.procs[pp.app]
+        if not proc.running():
+            raise RunnerError(
+                f"app of pod {pp.pod.name} exited with code {proc.popen.returncode}:\n"
+                f"{proc.log_tail()}"
+            )
+        try:
+            url = f"http://{LOOPBACK}:{pp.knob_port}/readyz"
+            with _NO_PROXY_OPENER.open(url, timeout=1.0) as resp:
+                return int(resp.status) == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _wait_ready(self, deadline: float, only: Sequence[PodProcesses] | None = None) -> None:
+        pending: list[tuple[str, PodProcesses]] = []
+        for pp in only if only is not None else self.pods.values():
+            if pp.proxy is not None:
+                pending.append(("proxy", pp))
+            if pp.app:
+                pending.append(("app", pp))
+        while pending:
+            kind, pp = pending[0]
+            assert pp.proxy is not None or kind == "app"
+            ready = pp.proxy.poll_ready() if kind == "proxy" and pp.proxy else self._app_ready(pp)
+            if ready:
+                pending.pop(0)
+                continue
+            if time.monotonic() > deadline:
+                what = f"Envoy of {pp.pod.name}" if kind == "proxy" else f"app of {pp.pod.name}"
+                raise RunnerError(f"{what} not ready in time")
+            time.sleep(0.02)
+
+    # -- changes --------------------------------------------------------------------------------
+
+    def apply(self, resources: Sequence[Resource]) -> None:
+        """Push the config for ``resources`` to every proxy live (no restart).
+
+        Every proxy gets its update even if another rejects its own; all NACKs are raised
+        together, and each rejecting proxy keeps serving its previous config.
+        """
+        self.resources = tuple(resources)
+        configs = self._translate()
+        rejections: list[XdsRejection] = []
+        for name, pp in self.pods.items():
+            if pp.proxy is None or pp.dead:
+                continue
+            try:
+                pp.proxy.apply(self._resources(pp, configs[name]))
+            except ConfigRejectedError as exc:
+                rejections.extend(exc.rejections)
+        if rejections:
+            raise ConfigRejectedError(rejections)
+
+    def pods_of(self, workload: str) -> list[PodProcesses]:
+        """The pods of a Deployment (or of an app label), in name order."""
+        return sorted(
+            (p for p in self.pods.values() if workload in (p.pod.workload, p.pod.labels.get("app"))),
+            key=lambda p: p.pod.name,
+        )
+
+    def set_knobs(self, pp: PodProcesses, knobs: dict[str, Any]) -> None:
+        """``PUT /admin/knobs`` on one replica."""
+        req = urllib.request.Request(
+            f"http://{LOOPBACK}:{pp.knob_port}/admin/knobs",
+            data=json.dumps(knobs).encode(),
+            method="PUT",
+            headers={"content-type": "application/json"},
+        )
+        try:
+            with _NO_PROXY_OPENER.open(req, timeout=5.0) as resp:
+                resp.read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise RunnerError(f"cannot set knobs of {pp.pod.name}: {exc}") from exc
+
+    def break_workload(self, action: BreakAction) -> None:
+        """Apply a lesson's ``break`` to every replica of ``action.workload``."""
+        pods = [p for p in self.pods_of(action.workload) if p.app]
+        if not pods:
+            raise RunnerError(f"no running replica of {action.workload}")
+        if action.restore:
+            revived = [p for p in pods if p.dead]
+            for p in revived:
+                self.supervisor.restart(p.app)
+                if p.proxy is not None:
+                    p.proxy.restart()
+                p.dead = False
+            self._wait_ready(time.monotonic() + 30.0, revived)
+            for p in pods:
+                self.set_knobs(p, {"latency_ms": 0.0, "error_rate": 0.0, "refuse": False})
+        knobs: dict[str, Any] = {}
+        if action.latency_ms is not None:
+            knobs["latency_ms"] = action.latency_ms
+        if action.error_rate is not None:
+            knobs["error_rate"] = action.error_rate
+        if action.refuse is not None:
+            knobs["refuse"] = action.refuse
+        if knobs:
+            for p in pods:
+                if not p.dead:
+                    self.set_knobs(p, knobs)
+        for p in [p for p in pods if not p.dead][: action.kill or 0]:
+            self.supervisor.stop(p.app)
+            if p.proxy is not None:
+                self.supervisor.stop(p.proxy.process_name)
+            p.dead = True
