@@ -99,7 +99,7 @@ class LocalRunner:
     ) -> None:
         self.workdir = workdir
         self.time_scale = time_scale
-        self.report = report or (lambda text: print(text, file=sys.stderr))
+        self.report = report or _to_stderr
         self.rejections: list[ConfigRejectedError] = []
         self.started_s = 0.0
 
@@ -133,7 +133,11 @@ class LocalRunner:
             state = self._change(mesh, lesson, state, step)
             if step.runners and self_name_missing(step):
                 continue
-            results.append(self._step(mesh, lesson, index, len(steps), step, run_started, options))
+            result = self._step(
+                mesh, lesson=lesson, index=index, total=len(steps), step=step,
+                run_started=run_started, options=options,
+            )  # fmt: skip
+            results.append(result)
             state = MeshState(mesh.resources)  # includes what timed events applied
         return LessonRun(lesson=lesson, runner=self.name, seed=options.seed, steps=tuple(results))
 
@@ -177,6 +181,7 @@ class LocalRunner:
     def _step(
         self,
         mesh: LocalMesh,
+        *,
         lesson: Lesson,
         index: int,
         total: int,
@@ -251,6 +256,10 @@ class LocalRunner:
                 timer.start()
                 timers.append(timer)
         return timers
+
+
+def _to_stderr(text: str) -> None:
+    sys.stderr.write(text + "\n")
 
 
 def self_name_missing(step: LessonStep) -> bool:
