@@ -21,7 +21,7 @@ import argparse
 import time
 
 from mesh.envoy import translate, translate_proxy
-from mesh.model import FrozenMap, ObjectMeta, Resource
+from mesh.model import Resource
 from mesh.source import load_text
 from mesh.topology import build_topology
 
@@ -41,9 +41,8 @@ spec:
   selector: {{app: {name}}}
   ports: [{{name: http, port: 8080, targetPort: 8080}}]"""
         )
-        for version in ("v1", "v2", "v3"):
-            docs.append(
-                f"""apiVersion: apps/v1
+        docs.extend(
+            f"""apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: {name}-{version}, namespace: bench}}
 spec:
@@ -53,7 +52,8 @@ spec:
     metadata: {{labels: {{app: {name}, version: {version}}}}}
     spec:
       containers: [{{name: app, image: app, ports: [{{containerPort: 8080}}]}}]"""
-            )
+            for version in ("v1", "v2", "v3")
+        )
         docs.append(
             f"""apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -115,7 +115,6 @@ def main() -> None:
     parser.add_argument("--services", type=int, nargs="+", default=[50, 1000])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    _ = (FrozenMap, ObjectMeta)
     for n in args.services:
         run(n, args.repeat)
 

@@ -38,6 +38,7 @@ __all__ = [
     "default_route",
     "http_routes",
     "retry_policy",
+    "virtual_service_path",
 ]
 
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
@@ -226,6 +227,11 @@ def _is_catch_all(m: HTTPMatchRequest | None) -> bool:
         and m.authority is None
         and m.scheme is None
     )
+
+
+def virtual_service_path(vs: VirtualService) -> str:
+    """The config path istiod writes into route metadata (``istioctl`` shows it)."""
+    return f"/apis/networking.istio.io/v1/namespaces/{vs.namespace}/virtual-service/{vs.name}"
 
 
 def _gateway_ref(name: str, namespace: str) -> str:
@@ -422,7 +428,10 @@ def _mirrors(http: HTTPRoute, dests: _Destinations) -> list[dict[str, Any]]:
 def _route(
     vs: VirtualService, http: HTTPRoute, m: HTTPMatchRequest | None, ctx: RouteContext
 ) -> dict[str, Any] | None:
-    route: dict[str, Any] = {"match": route_match(m)}
+    route: dict[str, Any] = {
+        "match": route_match(m),
+        "metadata": {"filter_metadata": {"istio": {"config": virtual_service_path(vs)}}},
+    }
     name = http.name
     if m is not None and m.name:
         name = f"{http.name}.{m.name}" if http.name else m.name

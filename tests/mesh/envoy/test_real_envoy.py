@@ -23,7 +23,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mesh.envoy import PodPorts, PortMap, TranslateOptions, bootstrap, record_from_access_log, translate
+from mesh.envoy import (
+    PodPorts,
+    PortMap,
+    TranslateOptions,
+    bootstrap,
+    record_from_access_log,
+    translate,
+)
 from mesh.model import FrozenMap
 from mesh.records import Reporter
 from mesh.source import load_text
@@ -189,8 +196,13 @@ def test_two_sidecars_route_proxy_requests_and_log_records(tmp_path: Path, app_s
             opener.open("http://product:8080/fault", timeout=5)
         assert fault.value.code == 418
 
-        client = [record_from_access_log(e) for e in _read_log(tmp_path / "frontend-v1-0.log", 3, deadline)]
-        server = [record_from_access_log(e) for e in _read_log(tmp_path / "product-v1-0.log", 2, deadline)]
+        client = [
+            record_from_access_log(e)
+            for e in _read_log(tmp_path / "frontend-v1-0.log", 3, deadline)
+        ]
+        server = [
+            record_from_access_log(e) for e in _read_log(tmp_path / "product-v1-0.log", 2, deadline)
+        ]
     finally:
         for proc in procs:
             proc.terminate()
@@ -211,7 +223,11 @@ def test_two_sidecars_route_proxy_requests_and_log_records(tmp_path: Path, app_s
     assert ok.route_name == "all"
     assert (ok.response_code, ok.attempts) == (200, 1)
     teapot = by_path["/fault"]
-    assert (teapot.response_code, teapot.response_flags, teapot.route_name) == (418, ("FI",), "teapot")
+    assert (teapot.response_code, teapot.response_flags, teapot.route_name) == (
+        418,
+        ("FI",),
+        "teapot",
+    )
 
     inbound = {r.path: r for r in server}["/items?id=1"]
     assert inbound.reporter is Reporter.DESTINATION

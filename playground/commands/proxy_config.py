@@ -1,0 +1,274 @@
+"""``meshplay proxy-config {listeners|routes|clusters|endpoints|all} PATH... --proxy WORKLOAD``
+
+Shows the Envoy configuration meshplay's translator generates for one proxy, in the tables
+``istioctl proxy-config`` prints for a real cluster (``-o json|yaml`` for the raw Envoy dicts).
+PATH may be a lesson folder (the mesh after ``--step``, default the last step), YAML files or
+folders (``--app`` adds an app's manifests, e.g. ``lessons/apps/ecommerce``). ``--proxy`` takes a
+pod (``product-v1-0``), ``pod.namespace`` or a workload (``product-v1``, its first pod).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mesh.diagnostics import Diagnostic, DiagnosticError, Level, render
+from mesh.envoy import ProxyConfig, parse_cluster_name, translate_proxy
+from mesh.model import Resource
+from mesh.source import load_paths
+from mesh.topology import Pod, ProxyKind, build_topology
+
+__all__ = ["format_table", "register", "render_proxy_config"]
+
+KINDS = ("listeners", "routes", "clusters", "endpoints", "all")
+
+
+def register(sub: Any) -> None:
+    """Add the ``proxy-config`` sub-command."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "proxy-config",
+        aliases=["pc"],
+        help="show the Envoy config meshplay generates for a proxy (like istioctl proxy-config)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("kind", choices=KINDS, help="which part of the config to show")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="lesson folder or YAML file/folder")
+    p.add_argument("--proxy", required=True, metavar="WORKLOAD", help="pod or workload name")
+    p.add_argument("--app", help="app folder (or name under lessons/apps) for plain YAML input")
+    p.add_argument("--step", help="lesson step (name or 1-based number; default: the last)")
+    p.add_argument("-o", "--output", choices=("short", "yaml", "json"), default="short")
+    p.set_defaults(handler=_run)
+
+
+def _app_dir(value: str) -> Path:
+    path = Path(value)
+    return path if path.is_dir() else Path("lessons") / "apps" / value
+
+
+def _load(args: argparse.Namespace) -> tuple[list[Resource], list[Diagnostic]]:
+    resources: list[Resource] = []
+    found: list[Diagnostic] = []
+    plain: list[str] = []
+    for raw in args.paths:
+        path = Path(raw)
+        if (path / "lesson.yaml").is_file() or path.name == "lesson.yaml":
+            from mesh.lesson import load_lesson
+            from mesh.state import lesson_states
+
+            try:
+                lesson = load_lesson(path)
+            except DiagnosticError as exc:
+                found.extend(exc.diagnostics)
+                continue
+            states = lesson_states(lesson)
+            index = len(states) - 1
+            if args.step:
+                names = [s.name for s in lesson.steps]
+                index = int(args.step) - 1 if args.step.isdigit() else names.index(args.step)
+            resources.extend(states[index].resources if states else lesson.app.resources)
+        else:
+            plain.append(raw)
+    if plain:
+        result = load_paths(plain)
+        found.extend(result.diagnostics)
+        resources.extend(result.resources)
+    if args.app:
+        from mesh.app import load_app
+
+        try:
+            resources = [*load_app(_app_dir(args.app)).resources, *resources]
+        except DiagnosticError as exc:
+            found.extend(exc.diagnostics)
+    return resources, found
+
+
+def _find_pod(pods: tuple[Pod, ...], wanted: str) -> Pod | None:
+    name, _, namespace = wanted.partition(".")
+    for pod in pods:
+        if pod.name == name and namespace in ("", pod.namespace):
+            return pod
+    for pod in pods:
+        if pod.workload == name and namespace in ("", pod.namespace):
+            return pod
+    return None
+
+
+def format_table(headers: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns separated by spaces, like istioctl's tabwriter output."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = [
+        "     ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [headers, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def _clusters(proxy: ProxyConfig) -> str:
+    rows = []
+    for c in proxy.clusters:
+        parsed = parse_cluster_name(c["name"])
+        istio = c.get("metadata", {}).get("filter_metadata", {}).get("istio", {})
+        config = istio.get("config", "")
+        dr = ""
+        if config:
+            parts = config.split("/")
+            dr = f"{parts[-1]}.{parts[-3]}"
+        kind = c.get("type", "STATIC")
+        if parsed is None:
+            rows.append([c["name"], "-", "-", "-", kind, dr])
+        else:
+            rows.append(
+                [
+                    parsed.host,
+                    str(parsed.port),
+                    parsed.subset or "-",
+                    parsed.direction.value,
+                    kind,
+                    dr,
+                ]
+            )
+    return format_table(
+        ["SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE", "DESTINATION RULE"], rows
+    )
+
+
+def _network_destination(f: dict[str, Any]) -> str:
+    cfg = f.get("typed_config", {})
+    if "rds" in cfg:
+        return f"Route: {cfg['rds']['route_config_name']}"
+    if "route_config" in cfg:
+        return f"Inline Route: {cfg['route_config'].get('name', '')}"
+    if "weighted_clusters" in cfg:
+        return "Weighted: " + ", ".join(
+            f"{w['name']} {w['weight']}" for w in cfg["weighted_clusters"]["clusters"]
+        )
+    if "cluster" in cfg:
+        return f"Cluster: {cfg['cluster']}"
+    return str(f.get("name", ""))
+
+
+def _listeners(proxy: ProxyConfig) -> str:
+    rows = []
+    for listener in proxy.listeners:
+        sock = listener["address"]["socket_address"]
+        for chain in listener.get("filter_chains", []):
+            match = chain.get("filter_chain_match", {})
+            text = f"Port: {match['destination_port']}" if "destination_port" in match else "ALL"
+            dest = "; ".join(_network_destination(f) for f in chain.get("filters", []))
+            rows.append([sock["address"], str(sock["port_value"]), text, dest])
+    return format_table(["ADDRESSES", "PORT", "MATCH", "DESTINATION"], rows)
+
+
+def _match_text(match: dict[str, Any]) -> str:
+    text: str
+    if "path" in match:
+        text = str(match["path"])
+    elif "safe_regex" in match:
+        text = str(match["safe_regex"]["regex"])
+    else:
+        text = f"{match.get('prefix', '/')}*"
+    extra = [h["name"] for h in match.get("headers", [])]
+    extra += [f"?{q['name']}" for q in match.get("query_parameters", [])]
+    return text + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _domains(domains: list[str]) -> str:
+    short = sorted((d for d in domains if ":" not in d and not d.endswith(".")), key=len)
+    shown = short[:2]
+    more = len(domains) - len(shown)
+    return ", ".join(shown) + (f" + {more} more..." if more > 0 else "")
+
+
+def _routes(proxy: ProxyConfig) -> str:
+    rows = []
+    for rc in proxy.routes:
+        for vh in rc.get("virtual_hosts", []):
+            routes = vh.get("routes", []) or [{}]
+            for route in routes:
+                config = (
+                    route.get("metadata", {})
+                    .get("filter_metadata", {})
+                    .get("istio", {})
+                    .get("config", "")
+                )
+                vs = ""
+                if config:
+                    parts = config.split("/")
+                    vs = f"{parts[-1]}.{parts[-3]}"
+                rows.append(
+                    [
+                        rc["name"],
+                        vh["name"],
+                        _domains(vh["domains"]),
+                        _match_text(route.get("match", {})) if route else "-",
+                        vs,
+                    ]
+                )
+    return format_table(["NAME", "VHOST NAME", "DOMAINS", "MATCH", "VIRTUAL SERVICE"], rows)
+
+
+def _endpoints(proxy: ProxyConfig) -> str:
+    rows = []
+    for cla in proxy.endpoints:
+        for group in cla.get("endpoints", []):
+            for ep in group.get("lb_endpoints", []):
+                sock = ep["endpoint"]["address"]["socket_address"]
+                rows.append(
+                    [
+                        f"{sock['address']}:{sock['port_value']}",
+                        ep.get("health_status", "HEALTHY"),
+                        "OK",
+                        cla["cluster_name"],
+                    ]
+                )
+    return format_table(["ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER"], rows)
+
+
+_TABLES = {
+    "clusters": _clusters,
+    "listeners": _listeners,
+    "routes": _routes,
+    "endpoints": _endpoints,
+}
+
+
+def render_proxy_config(proxy: ProxyConfig, kind: str, output: str = "short") -> str:
+    """The text ``meshplay proxy-config`` prints for one proxy."""
+    kinds = ["clusters", "listeners", "routes", "endpoints"] if kind == "all" else [kind]
+    if output == "short":
+        return "\n\n".join(_TABLES[k](proxy) for k in kinds)
+    data: dict[str, Any] = {k: list(getattr(proxy, k)) for k in kinds}
+    payload: Any = data if kind == "all" else data[kind]
+    if output == "json":
+        return json.dumps(payload, indent=2)
+    text: str = yaml.safe_dump(payload, sort_keys=False, width=100)
+    return text.rstrip()
+
+
+def _run(args: argparse.Namespace) -> int:
+    resources, diagnostics = _load(args)
+    errors = [d for d in diagnostics if d.severity is Level.ERROR]
+    if errors:
+        print(render(errors), file=sys.stderr)
+        return 2
+    from mesh.state import MeshState
+
+    resources = list(MeshState().apply(resources).resources)  # kubectl apply keeps the last
+    topology = build_topology(resources)
+    pod = _find_pod(topology.pods, args.proxy)
+    proxied = sorted(p.name for p in topology.pods if p.proxy is not ProxyKind.NONE)
+    if pod is None or pod.proxy is ProxyKind.NONE:
+        why = "has no sidecar" if pod is not None else "not found"
+        print(f"error: proxy {args.proxy!r} {why}; proxies: {', '.join(proxied)}", file=sys.stderr)
+        return 2
+    proxy = translate_proxy(resources, topology, pod.name)
+    print(render_proxy_config(proxy, args.kind, args.output))
+    return 0
