@@ -66,8 +66,22 @@ def hash_key(policies: tuple[Mapping[str, Any], ...], req: Request, source_ip: s
 def _finish(attempt: Attempt, crt: ClusterRuntime, host: HostState) -> None:
     if attempt.holds_slot and not attempt.done:
         attempt.done = True
-        crt.release()
         host.active -= 1
+        if crt.spec.max_requests_per_connection == 1:
+            # no keep-alive: the connection still counts against max_connections until it is
+            # closed and a new one is opened (one round trip)
+            crt.env.process(_release_later(crt, 2 * CONNECTION_SETUP_S))
+        else:
+            crt.release()
+
+
+CONNECTION_SETUP_S = 0.0005
+"""Time to close a connection and open a new one (TCP + mTLS handshake on loopback)."""
+
+
+def _release_later(crt: ClusterRuntime, delay: float) -> Proc:
+    yield crt.env.timeout(delay)
+    crt.release()
 
 
 def _abandon(attempt: Attempt, crt: ClusterRuntime, host: HostState) -> None:

@@ -23,7 +23,7 @@ from mesh.records import RequestRecord
 from mesh.runner import LessonRun, Progress, RunOptions, StepResult
 from mesh.state import MeshState, step_state
 from mesh.topology import Topology, build_topology
-from sim.traffic import TrafficDriver
+from sim.traffic import TrafficDriver, drain
 from sim.world import World
 
 __all__ = ["SimRunner", "build_world", "configure"]
@@ -103,7 +103,7 @@ class SimRunner:
         _drive(
             world, driver, timeout_s=traffic.timeout_s, index=index, total=total, options=options
         )
-        duration = driver.end_time if driver.end_time != float("inf") else world.env.now
+        duration = driver.end_time if driver.end_time != float("inf") else driver.last_time
         warm = traffic.warmup_s
         records = tuple(world.records)
         graded = [r for r in records if r.start_time >= warm] if warm > 0 else records
@@ -145,6 +145,7 @@ def _drive(
             else:
                 fraction = driver.completed / limit if limit else 0.0
             report(Progress(index, total, min(1.0, fraction), driver.completed))
+    drain(env, hard_limit)
     if report is not None:
         report(Progress(index, total, 1.0, driver.completed))
 

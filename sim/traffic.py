@@ -40,6 +40,7 @@ class TrafficDriver:
         self.spec = spec
         self.sent = 0
         self.completed = 0
+        self.last_time = 0.0
         self.generating = True
         self.mix = spec.requests or (RequestSpec(),)
         self._weights = list(itertools.accumulate(max(0.0, r.weight) for r in self.mix))
@@ -162,9 +163,18 @@ class TrafficDriver:
             yield from self.send(self.request(self._pick()))
         finally:
             self.completed += 1
+            self.last_time = self.world.env.now
 
 
 def run_until_quiet(env: simpy.Environment, driver: TrafficDriver, hard_limit: float) -> None:
-    """Advance the clock until the driver is finished (or ``hard_limit`` is reached)."""
+    """Advance the clock until the driver is finished (or ``hard_limit`` is reached), then let
+    work the clients no longer wait for (abandoned attempts, mirrors) finish."""
     while not driver.finished and env.now < hard_limit:
         env.run(until=min(hard_limit, env.now + 1.0))
+    drain(env, hard_limit)
+
+
+def drain(env: simpy.Environment, hard_limit: float) -> None:
+    """Process the remaining events scheduled before ``hard_limit``."""
+    while env.peek() < hard_limit:
+        env.step()

@@ -360,6 +360,7 @@ class ClusterSpec:
     subset: str = ""
     connect_timeout: float = 10.0
     mtls: bool = False
+    max_requests_per_connection: int = 0
 
     @property
     def priorities(self) -> tuple[int, ...]:
@@ -558,6 +559,10 @@ def compile_cluster(cluster: Mapping[str, Any], cla: Mapping[str, Any] | None) -
     tls = cluster.get("transport_socket") or {}
     matches = cluster.get("transport_socket_matches") or ()
     mtls = "tls" in str(tls.get("name", "")) or bool(matches)
+    options = (cluster.get("typed_extension_protocol_options") or {}).get(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ) or {}
+    common = options.get("common_http_protocol_options") or {}
     return ClusterSpec(
         name=name,
         type=str(cluster.get("type", "EDS")),
@@ -572,6 +577,7 @@ def compile_cluster(cluster: Mapping[str, Any], cla: Mapping[str, Any] | None) -
         subset=subset,
         connect_timeout=parse_duration(cluster.get("connect_timeout"), 5.0),
         mtls=mtls,
+        max_requests_per_connection=int(common.get("max_requests_per_connection", 0)),
     )
 
 
