@@ -1,0 +1,227 @@
+"""The access-log format and its inverse, PortMap addressing, and the file-xDS bootstrap."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mesh.envoy import PodPorts, PortMap, TranslateOptions, bootstrap, translate, xds_files
+from mesh.envoy.accesslog import LogIdentity, json_format, record_from_access_log
+from mesh.model import FrozenMap
+from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
+from mesh.source import load_paths
+from mesh.topology import build_topology
+
+TESTDATA = Path(__file__).parent / "testdata"
+ENVOY = Path(sys.executable).parent / "envoy"
+ME = LogIdentity(
+    "frontend-v1", "shop", "frontend", "v1", "spiffe://cluster.local/ns/shop/sa/frontend"
+)
+
+# What Envoy's command operators evaluate to for one request (as a JSON log line types them).
+OPERATORS: dict[str, Any] = {
+    "%START_TIME%": "2026-11-25T10:00:01.500Z",
+    "%DURATION%": 12,
+    "%ROUTE_NAME%": "canary",
+    "%UPSTREAM_CLUSTER_RAW%": "outbound|8080|v2|product.shop.svc.cluster.local",
+    "%UPSTREAM_HOST%": "127.10.0.3:8080",
+    "%REQ(:METHOD)%": "POST",
+    "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%": "/api/products?id=1",
+    "%REQ(:AUTHORITY)%": "product:8080",
+    "%RESPONSE_CODE%": 503,
+    "%RESPONSE_FLAGS%": "UF,URX",
+    "%RESPONSE_CODE_DETAILS%": "upstream_reset_before_response_started{connection_failure}",
+    "%UPSTREAM_REQUEST_ATTEMPT_COUNT%": 3,
+    "%BYTES_RECEIVED%": 10,
+    "%BYTES_SENT%": 91,
+    "%REQ(X-REQUEST-ID)%": "7e1f0c2a-1111-4222-8333-944455556666",
+    "%REQ(X-B3-TRACEID)%": None,
+    "%REQ(TRACEPARENT)%": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    "%UPSTREAM_METADATA(istio:workload)%": "product-v2;shop;product;v2;Kubernetes",
+    "%UPSTREAM_PEER_URI_SAN%": None,
+    "%REQ(X-MESHPLAY-SOURCE-WORKLOAD)%": "frontend-v1",
+    "%REQ(X-MESHPLAY-SOURCE-NAMESPACE)%": "shop",
+    "%REQ(X-MESHPLAY-SOURCE-APP)%": "frontend",
+    "%REQ(X-MESHPLAY-SOURCE-VERSION)%": "v1",
+    "%DOWNSTREAM_PEER_URI_SAN%": "spiffe://cluster.local/ns/shop/sa/frontend",
+    "%DOWNSTREAM_LOCAL_URI_SAN%": "spiffe://cluster.local/ns/shop/sa/product",
+    "%DOWNSTREAM_TLS_VERSION%": "TLSv1.3",
+}
+
+
+def envoy_line(fmt: dict[str, str]) -> dict[str, Any]:
+    """What Envoy writes for ``fmt``: operators replaced, literal strings kept."""
+    return {key: OPERATORS.get(value, value) for key, value in fmt.items()}
+
+
+def test_every_request_record_field_comes_back_from_a_source_log_line() -> None:
+    record = record_from_access_log(
+        envoy_line(json_format(Reporter.SOURCE, ME)),
+        run_started_at=datetime(2026, 11, 25, 10, 0, tzinfo=UTC).timestamp(),
+    )
+    assert record == RequestRecord(
+        start_time=1.5,
+        duration_ms=12.0,
+        reporter=Reporter.SOURCE,
+        source_workload="frontend-v1",
+        source_namespace="shop",
+        source_principal="cluster.local/ns/shop/sa/frontend",
+        source_app="frontend",
+        source_version="v1",
+        destination_service="product.shop.svc.cluster.local",
+        destination_workload="product-v2",
+        destination_namespace="shop",
+        destination_app="product",
+        destination_version="v2",
+        destination_principal="unknown",
+        route_name="canary",
+        upstream_cluster="outbound|8080|v2|product.shop.svc.cluster.local",
+        upstream_host="127.10.0.3:8080",
+        method="POST",
+        path="/api/products?id=1",
+        authority="product:8080",
+        response_code=503,
+        response_flags=("UF", "URX"),
+        attempts=3,
+        bytes_received=10,
+        bytes_sent=91,
+        request_id="7e1f0c2a-1111-4222-8333-944455556666",
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+        connection_security_policy=ConnectionSecurityPolicy.UNKNOWN,
+        response_code_details="upstream_reset_before_response_started{connection_failure}",
+    )
+
+
+def test_destination_log_line_carries_the_caller_and_mtls() -> None:
+    me = LogIdentity(
+        "product-v2", "shop", "product", "v2", "spiffe://cluster.local/ns/shop/sa/product"
+    )
+    fmt = json_format(Reporter.DESTINATION, me, "product.shop.svc.cluster.local")
+    record = record_from_access_log(envoy_line(fmt))
+    assert record.reporter is Reporter.DESTINATION
+    assert (record.source_workload, record.source_app) == ("frontend-v1", "frontend")
+    assert record.source_principal == "cluster.local/ns/shop/sa/frontend"
+    assert (record.destination_workload, record.destination_version) == ("product-v2", "v2")
+    assert record.destination_service == "product.shop.svc.cluster.local"
+    assert record.connection_security_policy is ConnectionSecurityPolicy.MUTUAL_TLS
+
+
+def test_missing_values_become_unknown_or_empty() -> None:
+    fmt = json_format(Reporter.DESTINATION, ME, "frontend.shop.svc.cluster.local")
+    line = {k: (None if v.startswith("%") else v) for k, v in fmt.items()}
+    record = record_from_access_log(line)
+    assert record.source_workload == RequestRecord.UNKNOWN
+    assert record.connection_security_policy is ConnectionSecurityPolicy.NONE
+    assert (record.response_code, record.response_flags, record.attempts) == (0, (), 1)
+
+
+def _case_config(case: str, options: TranslateOptions) -> Any:
+    loaded = load_paths([TESTDATA / "base.yaml", TESTDATA / case / "input.yaml"])
+    topology = build_topology(loaded.resources, include_istio_system=False)
+    return translate(loaded.resources, topology, options)
+
+
+def test_port_map_moves_sockets_but_not_semantics() -> None:
+    plain = _case_config("weights", TranslateOptions())
+    port_map = PortMap.of(
+        {
+            "frontend-v1-0": PodPorts(
+                listeners=FrozenMap({8080: 41001}),
+                inbound=FrozenMap({8080: 41002}),
+                app=FrozenMap({8080: 41003}),
+            ),
+            "product-v2-0": PodPorts(
+                inbound=FrozenMap({8080: 41012}), app=FrozenMap({8080: 41013})
+            ),
+        }
+    )
+    local = _case_config("weights", TranslateOptions(port_map=port_map))
+    front, front_plain = local["frontend-v1-0"], plain["frontend-v1-0"]
+    assert front.routes == front_plain.routes
+    assert [c["name"] for c in front.clusters] == [c["name"] for c in front_plain.clusters]
+    out = front.listener("0.0.0.0_8080")
+    assert out is not None and out["address"]["socket_address"] == {
+        "address": "127.0.0.1",
+        "port_value": 41001,
+    }
+    assert "bind_to_port" not in out
+    unmapped = front.listener("0.0.0.0_9080")
+    assert unmapped is not None and unmapped["bind_to_port"] is False
+    inbound = front.listener("virtualInbound")
+    assert inbound is not None and inbound["address"]["socket_address"]["port_value"] == 41002
+    chain = next(c for c in inbound["filter_chains"] if c["name"] == "0.0.0.0_8080")
+    assert chain["filter_chain_match"] == {"destination_port": 41002}
+    app = front.cluster("inbound|8080||")
+    assert app is not None
+    assert app["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] == {
+        "socket_address": {"address": "127.0.0.1", "port_value": 41003}
+    }
+    v2 = front.load_assignment("outbound|8080|v2|product.shop.svc.cluster.local")
+    assert v2 is not None
+    sock = v2["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    assert sock == {"address": "127.0.0.1", "port_value": 41012}  # product-v2's sidecar
+
+
+def test_without_port_map_sidecar_listeners_are_istio_shaped() -> None:
+    front = _case_config("default-routing", TranslateOptions())["frontend-v1-0"]
+    listeners = {x["name"]: x for x in front.listeners}
+    assert set(listeners) == {"0.0.0.0_8080", "0.0.0.0_9080", "virtualInbound", "virtualOutbound"}
+    assert listeners["0.0.0.0_8080"]["bind_to_port"] is False
+    assert listeners["virtualOutbound"]["address"]["socket_address"]["port_value"] == 15001
+    assert listeners["virtualInbound"]["address"]["socket_address"]["port_value"] == 15006
+    assert all(x["enable_reuse_port"] is False for x in front.listeners)
+    assert front.node == {"cluster": "frontend-v1.shop", "id": front.pod.proxy_id}
+
+
+def test_access_log_path_is_per_pod() -> None:
+    config = _case_config(
+        "default-routing", TranslateOptions(access_log_path="/logs/{namespace}/{pod}.log")
+    )
+    hcm = config["product-v2-0"].listeners[0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["access_log"][0]["typed_config"]["path"] == "/logs/shop/product-v2-0.log"
+
+
+def test_dynamic_bootstrap_points_every_source_at_the_xds_files(tmp_path: Path) -> None:
+    proxy = _case_config("mirror", TranslateOptions())["frontend-v1-0"]
+    boot = bootstrap(proxy, admin_port=0, xds_dir=str(tmp_path), static=False)
+    assert (
+        boot["dynamic_resources"]["lds_config"]["path_config_source"]["path"]
+        == f"{tmp_path}/lds.yaml"
+    )
+    files = xds_files(proxy, str(tmp_path))
+    text = yaml.safe_dump(files)
+    assert "ads: {}" not in text
+    rds = files["rds.yaml"]["resources"]
+    assert [r["name"] for r in rds] == [r["name"] for r in proxy.routes]
+    eds_cluster = next(c for c in files["cds.yaml"]["resources"] if c.get("type") == "EDS")
+    source = eds_cluster["eds_cluster_config"]["eds_config"]["path_config_source"]
+    assert source == {"path": f"{tmp_path}/eds.yaml", "watched_directory": {"path": str(tmp_path)}}
+    with pytest.raises(ValueError, match="xds_dir"):
+        bootstrap(proxy, admin_port=0, static=False)
+
+
+@pytest.mark.envoy
+def test_dynamic_bootstrap_is_accepted_by_real_envoy(tmp_path: Path) -> None:
+    proxy = _case_config("mirror", TranslateOptions())["frontend-v1-0"]
+    proxy = dataclasses.replace(proxy)
+    for name, body in xds_files(proxy, str(tmp_path)).items():
+        (tmp_path / name).write_text(yaml.safe_dump(body))
+    path = tmp_path / "bootstrap.yaml"
+    path.write_text(
+        yaml.safe_dump(bootstrap(proxy, admin_port=0, xds_dir=str(tmp_path), static=False))
+    )
+    proc = subprocess.run(
+        [str(ENVOY), "--mode", "validate", "-c", str(path), "-l", "error"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
