@@ -55,6 +55,17 @@ def _resources(path: Path, step: int) -> tuple[str, tuple[Any, ...]]:
     return app.name, app.resources
 
 
+def _already_up(state_file: Path) -> bool:
+    from cluster.local.state import MeshStateFile
+
+    existing = MeshStateFile.read(state_file)
+    if existing is not None and existing.alive():
+        print(f"a local mesh is already up ({len(existing.alive())} processes, "
+              f"{state_file}); run meshplay down first", file=sys.stderr)  # fmt: skip
+        return True
+    return False
+
+
 def _detach(args: argparse.Namespace) -> int:
     """Run ``up --foreground`` as a detached owner process (Envoy stops when its parent exits,
     so the parent must outlive this command), wait for its state file and print it."""
@@ -63,6 +74,8 @@ def _detach(args: argparse.Namespace) -> int:
     from cluster.local.state import MeshStateFile, state_dir
 
     state_file = state_dir() / "local.json"
+    if _already_up(state_file):
+        return 2
     state_file.unlink(missing_ok=True)
     state_dir().mkdir(parents=True, exist_ok=True)
     log = state_dir() / "up.log"
@@ -97,10 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     from cluster.local.state import MeshStateFile, state_dir
 
     state_file = state_dir() / "local.json"
-    existing = MeshStateFile.read(state_file)
-    if existing is not None and existing.alive():
-        print(f"a local mesh is already up ({len(existing.alive())} processes, "
-              f"{state_file}); run meshplay down first", file=sys.stderr)  # fmt: skip
+    if _already_up(state_file):
         return 2
     try:
         name, resources = _resources(args.path, args.step)
