@@ -1,0 +1,92 @@
+"""``meshplay compare LESSON [--a sim --b local]``: run a lesson on two runners and diff them.
+
+Per step and edge: traffic share per destination version, success rate, response-flag mix, p50
+and p99 latency, each with both values, the difference, the tolerance and a verdict; then every
+expectation's verdict on both runners. Exit code 0 when everything agrees, 1 when a metric
+differs beyond its tolerance, 2 when the lesson or a runner cannot run.
+``--calibrate`` (with a real runner as ``--b``) fits the simulator's per-hop latency and
+per-endpoint service times from the real run and writes them into the app's behavior.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from mesh.diagnostics import DiagnosticError, render
+from mesh.runner import Runner, RunnerError, RunOptions
+from playground.runners import RUNNERS, get_runner
+
+__all__ = ["compare", "register"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``compare`` sub-command."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "compare",
+        help="run a lesson on two runners and compare their metrics",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("lesson", metavar="LESSON", type=Path)
+    p.add_argument("--a", dest="runner_a", choices=tuple(RUNNERS), default="sim")
+    p.add_argument("--b", dest="runner_b", choices=tuple(RUNNERS), default="local")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--step", type=int, metavar="K", help="compare steps 1..K only")
+    p.add_argument("--share-tolerance", type=float, default=0.05, metavar="X",
+                   help="absolute floor of the tolerance on shares and rates (default 0.05)")  # fmt: skip
+    p.add_argument("--strict-latency", action="store_true",
+                   help="latency outside --latency-ratio counts as a disagreement")  # fmt: skip
+    p.add_argument("--latency-ratio", type=float, default=3.0, metavar="R")
+    p.add_argument("--calibrate", action="store_true",
+                   help="fit sim latency parameters from runner b and write behavior.yaml")  # fmt: skip
+    p.set_defaults(handler=_run)
+
+
+def compare(
+    lesson: Any, a: Runner, b: Runner, options: RunOptions, tolerances: Any = None
+) -> tuple[Any, Any, Any]:
+    """Run ``lesson`` on both runners; return (comparison, run a, run b)."""
+    from cluster.compare import compare_runs
+
+    run_a = a.run(lesson, options)
+    run_b = b.run(lesson, options)
+    return compare_runs(run_a, run_b, tolerances), run_a, run_b
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cluster.compare import Tolerances, format_comparison
+    from mesh.lesson import load_lesson
+
+    try:
+        lesson = load_lesson(args.lesson)
+    except DiagnosticError as exc:
+        print(render(exc.diagnostics), file=sys.stderr)
+        return 2
+    try:
+        a, b = get_runner(args.runner_a), get_runner(args.runner_b)
+        tol = Tolerances(
+            share_tolerance=args.share_tolerance,
+            latency_ratio=args.latency_ratio,
+            strict_latency=args.strict_latency,
+        )
+        result, _run_a, run_b = compare(
+            lesson, a, b, RunOptions(seed=args.seed, until_step=args.step), tol
+        )
+    except RunnerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    titles = {i: s.name for i, s in enumerate(lesson.steps)}
+    print(f"{lesson.title}: {args.runner_a} vs {args.runner_b} (seed {args.seed})")
+    print(format_comparison(result, titles))
+    if args.calibrate:
+        from cluster.calibrate import calibrate, write_calibration
+
+        fit = calibrate(run_b.records, lesson.app.behavior)
+        path = lesson.app.path / "behavior.yaml"
+        changed = write_calibration(path, fit)
+        print(f"\ncalibrated from {args.runner_b}: {fit.describe()}")
+        print(f"wrote {changed} values to {path}")
+    return 0 if result.agrees else 1
