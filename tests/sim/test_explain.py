@@ -1,0 +1,44 @@
+"""``meshplay explain``: one request's path, with the decisions that shaped it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mesh.lesson import load_lesson
+from sim.explain import explain, parse_request
+
+LESSONS = Path(__file__).resolve().parents[2] / "lessons"
+
+
+def test_parse_request_reads_method_path_and_headers() -> None:
+    spec = parse_request("post /api/orders -H 'End-User: jason' -H x:1")
+    assert (spec.method, spec.path, dict(spec.headers)) == (
+        "POST",
+        "/api/orders",
+        {"end-user": "jason", "x": "1"},
+    )
+    with pytest.raises(ValueError, match="name: value"):
+        parse_request("GET / -H broken")
+
+
+def test_explain_names_the_matched_rule_and_subset() -> None:
+    lesson = load_lesson(LESSONS / "03-ab-testing-by-header")
+    result = explain(lesson, parse_request("GET /products -H end-user:alice"))
+    text = result.render()
+    assert result.response.status == 200
+    assert "matched route testers" in text
+    assert "virtual-service/product" in text
+    assert "outbound|8080|v2|product.shop.svc.cluster.local" in text
+    assert "product-v2-0" in text
+
+
+def test_explain_gives_the_chain_of_causes_of_a_timeout() -> None:
+    lesson = load_lesson(LESSONS / "05-request-timeouts")
+    result = explain(lesson, parse_request("GET /products"), step=2)
+    text = result.render()
+    assert (result.response.status, result.response.flags) == (504, ("UT",))
+    assert "UT (UpstreamRequestTimeout)" in text
+    assert "route timeout expired" in text
+    assert "0 DC (DownstreamConnectionTermination)" in text
