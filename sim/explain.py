@@ -141,5 +141,6 @@ def explain(
     proc = world.env.process(driver.send(req))
     world.env.run(until=proc)
     drain(world.env, world.env.now + 600.0)
-    response: Response = proc.value
+    response = proc.value
+    assert isinstance(response, Response)
     return Explanation(req, response, tuple(trace.lines), tuple(world.records), traffic.from_)
