@@ -8,8 +8,10 @@ describes, ``local`` launches one process per pod, the translator emits endpoint
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -233,9 +235,38 @@ class Topology:
     pods: tuple[Pod, ...]
     namespaces: tuple[str, ...]
 
+    # -- indexes, built once on first use (the registry is immutable) -------------------------
+    @functools.cached_property
+    def _services_by_host(self) -> dict[str, MeshService]:
+        return {s.hostname: s for s in self.services}
+
+    @functools.cached_property
+    def _pods_by_label(self) -> dict[tuple[str, str], list[Pod]]:
+        index: dict[tuple[str, str], list[Pod]] = defaultdict(list)
+        for p in self.pods:
+            for item in p.labels.items():
+                index[item].append(p)
+        return index
+
+    @functools.cached_property
+    def _pods_by_workload(self) -> dict[tuple[str, str], tuple[Pod, ...]]:
+        index: dict[tuple[str, str], list[Pod]] = defaultdict(list)
+        for p in self.pods:
+            index[(p.namespace, p.workload)].append(p)
+        return {k: tuple(v) for k, v in index.items()}
+
+    @functools.cached_property
+    def _services_by_namespace(self) -> dict[str, list[MeshService]]:
+        index: dict[str, list[MeshService]] = defaultdict(list)
+        for s in self.services:
+            if not s.from_service_entry and s.selector:
+                index[s.namespace].append(s)
+        return index
+
+    # -- lookups ----------------------------------------------------------------------------
     def service(self, hostname: str) -> MeshService | None:
         """The service with this FQDN host name."""
-        return next((s for s in self.services if s.hostname == hostname), None)
+        return self._services_by_host.get(hostname)
 
     def resolve_host(self, host: str, namespace: str) -> str:
         """A host as written in a resource -> the registry FQDN (short names are namespace-local).
@@ -245,7 +276,7 @@ class Topology:
         """
         if "*" in host or host.endswith("." + self.config.domain_suffix):
             return host
-        if any(s.hostname == host for s in self.services):
+        if host in self._services_by_host:
             return host
         parts = host.split(".")
         if len(parts) == 1:
@@ -264,17 +295,19 @@ class Topology:
 
     def pods_of(self, workload: Workload) -> tuple[Pod, ...]:
         """The pods of a workload."""
-        return tuple(
-            p
-            for p in self.pods
-            if p.workload == workload.name and p.namespace == workload.namespace
-        )
+        return self._pods_by_workload.get((workload.namespace, workload.name), ())
 
     def select_pods(self, namespace: str | None, labels: Mapping[str, str]) -> tuple[Pod, ...]:
         """Pods (in ``namespace``, or anywhere for ``None``) whose labels contain ``labels``."""
+        if labels:
+            # start from the rarest label's pods instead of scanning every pod
+            lists = [self._pods_by_label.get(item, []) for item in labels.items()]
+            candidates: Sequence[Pod] = min(lists, key=len)
+        else:
+            candidates = self.pods
         return tuple(
             p
-            for p in self.pods
+            for p in candidates
             if (namespace is None or p.namespace == namespace)
             and all(p.labels.get(k) == v for k, v in labels.items())
         )
@@ -285,22 +318,14 @@ class Topology:
         """The pods behind a Kubernetes service, optionally narrowed to a subset's labels."""
         if service.from_service_entry or not service.selector:
             return ()
-        pods = self.select_pods(service.namespace, service.selector)
-        if subset_labels:
-            pods = tuple(
-                p for p in pods if all(p.labels.get(k) == v for k, v in subset_labels.items())
-            )
-        return pods
+        return self.select_pods(service.namespace, {**service.selector, **(subset_labels or {})})
 
     def services_of(self, pod: Pod) -> tuple[MeshService, ...]:
         """The Kubernetes services whose selector selects this pod."""
         return tuple(
             s
-            for s in self.services
-            if not s.from_service_entry
-            and s.namespace == pod.namespace
-            and s.selector
-            and all(pod.labels.get(k) == v for k, v in s.selector.items())
+            for s in self._services_by_namespace.get(pod.namespace, ())
+            if all(pod.labels.get(k) == v for k, v in s.selector.items())
         )
 
     def pod(self, name: str) -> Pod | None:
@@ -448,10 +473,14 @@ def build_topology(
                 )
             )
 
+    workloads_by_label: dict[tuple[str, str, str], list[Workload]] = defaultdict(list)
+    for w in workloads:
+        for k, v in w.labels.items():
+            workloads_by_label[(w.namespace, k, v)].append(w)
     services: list[MeshService] = []
     for r in items:
         if isinstance(r, Service):
-            services.append(_kube_service(r, cfg, workloads))
+            services.append(_kube_service(r, cfg, workloads_by_label))
         elif isinstance(r, ServiceEntry):
             services.extend(_entry_services(r))
     services.sort(key=lambda s: s.hostname)
@@ -464,14 +493,19 @@ def build_topology(
     )
 
 
-def _kube_service(svc: Service, cfg: MeshConfig, workloads: list[Workload]) -> MeshService:
-    selected = [
-        w
-        for w in workloads
-        if w.namespace == svc.namespace
-        and svc.spec.selector
-        and all(w.labels.get(k) == v for k, v in svc.spec.selector.items())
-    ]
+def _kube_service(
+    svc: Service, cfg: MeshConfig, workloads_by_label: Mapping[tuple[str, str, str], list[Workload]]
+) -> MeshService:
+    selector = svc.spec.selector
+    candidates = (
+        min(
+            (workloads_by_label.get((svc.namespace, k, v), []) for k, v in selector.items()),
+            key=len,
+        )
+        if selector
+        else []
+    )
+    selected = [w for w in candidates if all(w.labels.get(k) == v for k, v in selector.items())]
     ports = []
     for p in svc.spec.ports:
         target = p.target_port

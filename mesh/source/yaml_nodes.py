@@ -18,6 +18,9 @@ from mesh.model.common import SourcePosition
 
 __all__ = ["MAX_DEPTH", "MAX_NODES", "RawDocument", "parse_documents"]
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's composer when PyYAML was built with it (about 10x faster), else the pure-Python one."""
+
 MAX_DEPTH = 64
 MAX_NODES = 200_000
 
@@ -117,12 +120,21 @@ def parse_documents(text: str, file: str) -> tuple[list[RawDocument], list[Diagn
 
     Returns the documents that parsed (empty ones skipped) and diagnostics for the rest. A syntax
     error stops at the broken document, as ``kubectl apply`` does; the documents before it are kept.
+    The fast libyaml composer is used first; on a syntax error the text is parsed again with
+    PyYAML's own composer, whose messages are the same on every machine.
     """
+    docs, diagnostics = _parse(text, file, _LOADER)
+    if _LOADER is not yaml.SafeLoader and any(d.code == "MPY1001" for d in diagnostics):
+        docs, diagnostics = _parse(text, file, yaml.SafeLoader)
+    return docs, diagnostics
+
+
+def _parse(text: str, file: str, loader: Any) -> tuple[list[RawDocument], list[Diagnostic]]:
     docs: list[RawDocument] = []
     diagnostics: list[Diagnostic] = []
     index = 0
     try:
-        for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
+        for node in yaml.compose_all(text, Loader=loader):
             index += 1
             conv = _Converter(file)
             try:
