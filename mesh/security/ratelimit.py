@@ -66,7 +66,7 @@ def _snake(node: Any) -> Any:
             (k if k.startswith("@") else _CAMEL.sub("_", k).lower()): _snake(v)
             for k, v in node.items()
         }
-    if isinstance(node, list):
+    if isinstance(node, list | tuple):
         return [_snake(v) for v in node]
     return node
 
