@@ -134,7 +134,7 @@ class LocalMesh:
             {p.port for s in topology.services for p in s.ports if p.protocol.is_http}
             | {p.port for s in topology.services for p in s.ports if p.protocol.value == "UNSUPPORTED"}
         )
-        plans: dict[str, PodPorts] = {}
+        needs: list[tuple[Pod, list[int], list[int], list[int]]] = []
         for pod in topology.pods:
             container = self._container(pod)
             runnable = container is not None and is_python_service(container)
@@ -148,14 +148,16 @@ class LocalMesh:
                 | set(pod.container_ports)
             )
             if pod.proxy is ProxyKind.ROUTER:
-                listeners = targets
-                inbound: list[int] = []
-                app: list[int] = []
+                needs.append((pod, targets, [], []))
+            elif pod.proxy is ProxyKind.SIDECAR:
+                needs.append((pod, http_ports, targets, targets))
             else:
-                listeners = http_ports if pod.proxy is ProxyKind.SIDECAR else []
-                inbound = targets if pod.proxy is ProxyKind.SIDECAR else []
-                app = targets
-            ports = iter(free_ports(len(listeners) + len(inbound) + len(app) + 2))
+                needs.append((pod, [], [], targets))
+        # one allocation for the whole mesh, so no two pods can be handed the same port
+        total = sum(len(a) + len(b) + len(c) + 2 for _, a, b, c in needs)
+        ports = iter(free_ports(total))
+        plans: dict[str, PodPorts] = {}
+        for pod, listeners, inbound, app in needs:
             plan = PodPorts(
                 listeners=FrozenMap({p: next(ports) for p in listeners}),
                 inbound=FrozenMap({p: next(ports) for p in inbound}),

@@ -1,29 +1,64 @@
-"""Free TCP ports on 127.0.0.1, allocated by the kernel (bind port 0), never fixed.
+"""Free TCP ports on 127.0.0.1, allocated per run, never fixed.
 
-All sockets of one allocation are held open together, so the ports handed out are distinct; they
-are closed just before the processes bind them. Envoy listeners are emitted with
-``enable_reuse_port: false``, so should another program grab a port in between, the Envoy exits
-with "Address already in use" instead of silently sharing it.
+Ports are picked below the kernel's ephemeral range (``net.ipv4.ip_local_port_range``, usually
+32768-60999), where nothing else gets ports implicitly: a port handed out by ``bind(0)`` is in
+that range, and between the moment we release it and the moment Envoy or the app binds it, any
+outgoing connection on the machine may take it as its source port. Candidates are checked by
+binding them; all sockets of one allocation are held together, so the ports are distinct, and
+closed just before the processes start. Istio's own 150xx ports are avoided. Envoy listeners
+carry ``enable_reuse_port: false``, so a clash that still happens fails loudly ("Address
+already in use") instead of two processes silently sharing a port.
 """
 
 from __future__ import annotations
 
+import os
+import random
 import socket
+import time
+from pathlib import Path
 
 __all__ = ["LOOPBACK", "free_ports"]
 
 LOOPBACK = "127.0.0.1"
+LOW = 20000
+AVOID = range(15000, 15100)
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports on 127.0.0.1."""
-    socks: list[socket.socket] = []
+def _ephemeral_low() -> int:
     try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((LOOPBACK, 0))
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(low, LOW + 1000)
+
+
+def free_ports(count: int, rng: random.Random | None = None) -> list[int]:
+    """``count`` distinct ports on 127.0.0.1 that are free right now."""
+    chooser = rng or random.Random(os.getpid() ^ time.monotonic_ns())
+    high = _ephemeral_low()
+    socks: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        attempts = 0
+        while len(ports) < count:
+            attempts += 1
+            if attempts > count * 50:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.bind((LOOPBACK, 0))  # crowded range: let the kernel choose
+            else:
+                port = chooser.randrange(LOW, high)
+                if port in AVOID or port in ports:
+                    continue
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    sock.bind((LOOPBACK, port))
+                except OSError:
+                    sock.close()
+                    continue
             socks.append(sock)
-        return [int(s.getsockname()[1]) for s in socks]
+            ports.append(int(sock.getsockname()[1]))
+        return ports
     finally:
         for sock in socks:
             sock.close()

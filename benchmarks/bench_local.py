@@ -1,0 +1,256 @@
+"""The local runner's data plane: added latency per sidecar hop, and the 7-service mesh's capacity.
+
+1. **Per-hop latency** (issue 6 target: project sidecar hop <= 1.5x a bare Envoy hop at p50).
+   One upstream (an Envoy ``direct_response``), reached three ways in the same run, interleaved:
+   directly; through two *bare* Envoys (router only, no logs, static config); through two
+   *project* sidecars (the translator's client sidecar -> server sidecar, file xDS, JSON access
+   logs, the header filters). The added latency per hop is ``(p50(path) - p50(direct)) / 2``.
+2. **Capacity**: the e-commerce app on LocalMesh (8 replicas + sidecars); open-loop load at
+   rising rates through ``frontend`` (``GET /api/products``: frontend -> api-gateway -> product);
+   capacity is the highest rate served with p99 < 50 ms and no errors (target >= 300 rps).
+
+Run: ``.venv/bin/python benchmarks/bench_local.py [--seconds 4] [--reps 3] [--rates 100,200,300,400]``
+Every process is started through the supervisor and stopped by PID at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from cluster.local.envoy import EnvoyProxy, envoy_argv  # noqa: E402
+from cluster.local.mesh import LocalMesh  # noqa: E402
+from cluster.local.ports import free_ports  # noqa: E402
+from cluster.local.procs import Supervisor  # noqa: E402
+from cluster.local.runner import traffic_targets  # noqa: E402
+from cluster.local.traffic import Target, TrafficReport, drive  # noqa: E402
+from cluster.local.xds import ProxyResources  # noqa: E402
+from mesh.app import load_app  # noqa: E402
+from mesh.envoy import PodPorts, PortMap, TranslateOptions, translate  # noqa: E402
+from mesh.lesson import RequestSpec, TrafficSpec  # noqa: E402
+from mesh.metrics import percentile  # noqa: E402
+from mesh.model import FrozenMap  # noqa: E402
+from mesh.source import load_text  # noqa: E402
+from mesh.topology import build_topology  # noqa: E402
+
+HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+
+PAIR = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: product, namespace: shop}
+spec: {selector: {app: product}, ports: [{name: http, port: 8080, targetPort: 8080}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: product-v1, namespace: shop}
+spec:
+  selector: {matchLabels: {app: product}}
+  template:
+    metadata: {labels: {app: product, version: v1}}
+    spec: {serviceAccountName: product, containers: [{name: app, image: x, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: frontend, namespace: shop}
+spec: {selector: {app: frontend}, ports: [{name: http, port: 8080, targetPort: 8080}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: frontend-v1, namespace: shop}
+spec:
+  selector: {matchLabels: {app: frontend}}
+  template:
+    metadata: {labels: {app: frontend, version: v1}}
+    spec: {serviceAccountName: frontend, containers: [{name: app, image: x, ports: [{containerPort: 8080}]}]}
+"""
+
+
+def _listener(port: int, route: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": f"l{port}",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "enable_reuse_port": False,
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {"@type": HCM, "stat_prefix": f"l{port}",
+                "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"],
+                    "routes": [{"match": {"prefix": "/"}, **route}]}]},
+                "http_filters": [{"name": "envoy.filters.http.router",
+                                  "typed_config": {"@type": ROUTER}}]}}]}],
+    }  # fmt: skip
+
+
+def _static(admin: int, listen: int, upstream: int | None) -> dict[str, Any]:
+    if upstream is None:
+        route = {"direct_response": {"status": 200, "body": {"inline_string": '{"ok":true}'}}}
+        clusters: list[dict[str, Any]] = []
+    else:
+        route = {"route": {"cluster": "up"}}
+        clusters = [{"name": "up", "type": "STATIC", "connect_timeout": "1s",
+                     "load_assignment": {"cluster_name": "up", "endpoints": [{"lb_endpoints": [
+                         {"endpoint": {"address": {"socket_address": {
+                             "address": "127.0.0.1", "port_value": upstream}}}}]}]}}]  # fmt: skip
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {"listeners": [_listener(listen, route)], "clusters": clusters},
+    }
+
+
+def _start_static(sup: Supervisor, work: Path, name: str, config: dict[str, Any]) -> None:
+    path = work / f"{name}.json"
+    path.write_text(json.dumps(config))
+    sup.start(name, envoy_argv(path), env={"PATH": "/usr/bin:/bin"})
+
+
+def _wait_port(port: int, deadline: float) -> None:
+    import socket
+
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise RuntimeError(f"port {port} not listening")
+
+
+def _load(target: Target, seconds: float, rate: float, seed: int) -> TrafficReport:
+    spec = TrafficSpec(requests=(RequestSpec(path="/hello"),), rate_rps=rate, duration_s=seconds)
+    return drive(spec, target, random.Random(seed))
+
+
+def _p(report: TrafficReport, q: float) -> float:
+    return percentile([o.duration_ms for o in report.outcomes if o.status == 200], q)
+
+
+def bench_hops(seconds: float, reps: int, rate: float) -> dict[str, Any]:
+    """Direct vs two bare Envoys vs two project sidecars, interleaved, medians over reps."""
+    work = Path(tempfile.mkdtemp(prefix="bench-local-"))
+    with Supervisor(work / "logs") as sup:
+        up, up_admin, b1, b1a, b2, b2a = free_ports(6)
+        _start_static(sup, work, "upstream", _static(up_admin, up, None))
+        _start_static(sup, work, "bare-server", _static(b2a, b2, up))
+        _start_static(sup, work, "bare-client", _static(b1a, b1, b2))
+        loaded = load_text(PAIR, "pair.yaml")
+        topology = build_topology(loaded.resources, include_istio_system=False)
+        f_out, f_in, f_app, p_in, f_admin, p_admin = free_ports(6)
+        port_map = PortMap.of({
+            "frontend-v1-0": PodPorts(listeners=FrozenMap({8080: f_out}),
+                                      inbound=FrozenMap({8080: f_in}), app=FrozenMap({8080: f_app})),
+            "product-v1-0": PodPorts(inbound=FrozenMap({8080: p_in}), app=FrozenMap({8080: up})),
+        })  # fmt: skip
+        options = TranslateOptions(port_map=port_map, access_log_path=str(work / "{pod}.log"))
+        configs = translate(loaded.resources, topology, options)
+        proxies = []
+        for pod, admin in (("frontend-v1-0", f_admin), ("product-v1-0", p_admin)):
+            cfg = configs[pod]
+            proxy = EnvoyProxy(name=pod, workdir=work / pod, supervisor=sup, node_id=cfg.node["id"],
+                               node_cluster=cfg.node["cluster"], admin_port=admin)  # fmt: skip
+            proxy.start(ProxyResources(list(cfg.listeners), list(cfg.routes), list(cfg.clusters),
+                                       list(cfg.endpoints), list(cfg.secrets)))  # fmt: skip
+            proxies.append(proxy)
+        deadline = time.monotonic() + 15
+        for port in (up, b1, b2):
+            _wait_port(port, deadline)
+        for proxy in proxies:
+            proxy.wait_ready()
+        paths = {
+            "direct": Target("127.0.0.1", up, "product:8080"),
+            "bare x2": Target("127.0.0.1", b1, "product:8080"),
+            "project x2": Target("127.0.0.1", f_out, "product:8080", via_proxy=True),
+        }
+        for target in paths.values():  # warm connections and caches
+            _load(target, 0.5, rate, 0)
+        samples: dict[str, list[tuple[float, float, float]]] = {k: [] for k in paths}
+        for rep in range(reps):
+            for name, target in paths.items():
+                r = _load(target, seconds, rate, rep + 1)
+                samples[name].append((_p(r, 50), _p(r, 99), r.sent / r.wall_s))
+    med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3)) for k, v in samples.items()}
+    direct = med["direct"][0]
+    bare_hop = (med["bare x2"][0] - direct) / 2
+    project_hop = (med["project x2"][0] - direct) / 2
+    return {
+        "rate_rps": rate,
+        "seconds": seconds,
+        "reps": reps,
+        "paths": {k: {"p50_ms": v[0], "p99_ms": v[1], "rps": v[2]} for k, v in med.items()},
+        "bare_hop_p50_ms": bare_hop,
+        "project_hop_p50_ms": project_hop,
+        "ratio": project_hop / bare_hop if bare_hop > 0 else float("inf"),
+    }
+
+
+def bench_capacity(seconds: float, rates: list[float]) -> dict[str, Any]:
+    """Open-loop load at rising rates through the frontend of the full app."""
+    app = load_app(ROOT / "lessons" / "apps" / "ecommerce")
+    rows = []
+    with LocalMesh(Path(tempfile.mkdtemp(prefix="bench-mesh-")), seed=1) as mesh:
+        mesh.start(app.resources)
+        started = mesh.started_s
+        spec0 = TrafficSpec(to="frontend", requests=(RequestSpec(path="/api/products"),))
+        targets = traffic_targets(mesh, spec0)
+        drive(TrafficSpec(to="frontend", requests=spec0.requests, rate_rps=50, duration_s=1.0),
+              targets, random.Random(0))  # fmt: skip
+        for i, rate in enumerate(rates):
+            spec = TrafficSpec(to="frontend", requests=spec0.requests, rate_rps=rate,
+                               duration_s=seconds, timeout_s=5.0)  # fmt: skip
+            r = drive(spec, targets, random.Random(i + 1))
+            ok = [o.duration_ms for o in r.outcomes if o.status == 200]
+            rows.append({
+                "offered_rps": rate, "achieved_rps": len(ok) / r.wall_s,
+                "errors": r.sent - len(ok), "dropped": r.dropped,
+                "p50_ms": percentile(ok, 50), "p99_ms": percentile(ok, 99),
+            })  # fmt: skip
+    good = [row for row in rows if row["p99_ms"] < 50 and row["errors"] == 0]
+    return {
+        "startup_s": started,
+        "rows": rows,
+        "capacity_rps": max((row["achieved_rps"] for row in good), default=0.0),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--hop-rate", type=float, default=500.0)
+    parser.add_argument("--rates", default="100,200,300,400")
+    parser.add_argument("--out", type=Path, help="write the results as JSON")
+    args = parser.parse_args()
+    hops = bench_hops(args.seconds, args.reps, args.hop_rate)
+    print(f"per-hop latency at {hops['rate_rps']:g} rps ({hops['reps']} reps x {hops['seconds']:g}s, medians):")
+    for name, v in hops["paths"].items():
+        print(f"  {name:<11} p50 {v['p50_ms']:.3f} ms  p99 {v['p99_ms']:.3f} ms  {v['rps']:.0f} rps")
+    verdict = "ok" if hops["ratio"] <= 1.5 else "ABOVE TARGET"
+    print(f"  added per hop p50: bare {hops['bare_hop_p50_ms']:.3f} ms, project "
+          f"{hops['project_hop_p50_ms']:.3f} ms -> {hops['ratio']:.2f}x bare (target <= 1.5x) {verdict}")  # fmt: skip
+    cap = bench_capacity(args.seconds, [float(x) for x in args.rates.split(",")])
+    print(f"\n7-service mesh: ready in {cap['startup_s']:.2f}s (target < 5 s)")
+    for row in cap["rows"]:
+        print(f"  offered {row['offered_rps']:>5.0f} rps: achieved {row['achieved_rps']:>6.1f}  "
+              f"p50 {row['p50_ms']:>6.1f} ms  p99 {row['p99_ms']:>6.1f} ms  errors {row['errors']}")  # fmt: skip
+    target = "ok" if cap["capacity_rps"] >= 300 else "BELOW TARGET"
+    print(f"  capacity at p99 < 50 ms: {cap['capacity_rps']:.0f} rps (target >= 300) {target}")
+    if args.out:
+        args.out.write_text(json.dumps({"hops": hops, "capacity": cap}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
