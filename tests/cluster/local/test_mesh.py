@@ -127,6 +127,19 @@ def test_storefront_request_crosses_the_call_graph_through_sidecars(mesh: LocalM
     assert all(r.response_code == 200 for r in records)
 
 
+def test_sidecars_use_mutual_tls_and_outside_callers_stay_plaintext(mesh: LocalMesh) -> None:
+    records = send(mesh, products(10))
+    inbound = [r for r in records if r.reporter is Reporter.DESTINATION]
+    product = [r for r in inbound if r.destination_service_name == "product"]
+    gateway = [r for r in inbound if r.destination_service_name == "api-gateway"]
+    assert product and {r.connection_security_policy.value for r in product} == {"mutual_tls"}
+    assert {r.source_principal for r in product} == {"cluster.local/ns/shop/sa/api-gateway"}
+    assert {r.destination_principal for r in product} == {"cluster.local/ns/shop/sa/product"}
+    assert gateway and {r.connection_security_policy.value for r in gateway} == {"none"}
+    outbound = client_records(records, ("api-gateway", "product"))
+    assert {r.destination_principal for r in outbound} == {"cluster.local/ns/shop/sa/product"}
+
+
 def test_applied_virtual_service_pins_traffic_live(mesh: LocalMesh) -> None:
     state = MeshState(mesh.resources).apply(
         _files("destination-rule.yaml", "virtual-service-all-v1.yaml")
