@@ -80,6 +80,7 @@ class LiveRun:
     fraction: float = 0.0
     _records: dict[int, list[RequestRecord]] = field(default_factory=lambda: defaultdict(list))
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    views: dict[int, StepView] = field(default_factory=dict)
     _last: float = 0.0
     _cost: float = 0.0
 
@@ -95,27 +96,54 @@ class LiveRun:
 
     def on_progress(self, progress: Progress) -> None:
         """Runner callback: where the run is."""
+        self._enter(progress.step)
         with self._lock:
-            self.step = progress.step
             self.fraction = progress.fraction
         self._maybe_publish()
 
     def on_records(self, step: int, records: Sequence[RequestRecord]) -> None:
         """Runner callback: a batch of records of ``step``."""
+        self._enter(step)
         with self._lock:
             self._records[step].extend(records)
-            self.step = step
         self._maybe_publish()
 
+    def _enter(self, step: int) -> None:
+        """A new step began: publish the complete view of the one before, whatever the throttle."""
+        with self._lock:
+            previous, self.step = self.step, step
+        if step > previous:
+            self._publish(previous)  # drawn as complete: view() gives past steps fraction 1
+
     def _maybe_publish(self) -> None:
-        now = time.monotonic()
         # never spend more than ~20% of the runner's time on views
-        if self.publish is None or now - self._last < max(self.interval, 4 * self._cost):
-            return
+        if time.monotonic() - self._last >= max(self.interval, 4 * self._cost):
+            self._publish(self.step)
+
+    def _publish(self, step: int) -> None:
+        now = time.monotonic()
         self._last = now
-        view = self.view(self.step)
+        view = self.view(step)
+        self.views[step] = view
         self._cost = time.monotonic() - now
-        self.publish(view)
+        if self.publish is not None:
+            self.publish(view)
+
+    def finish(self, run: LessonRun) -> None:
+        """The runner returned: its own results replace the live ones; the views of every step
+        are computed here, in the worker thread, so the screen only draws them."""
+        self.result = run
+        self.fraction = 1.0
+        for index in range(len(run.steps)):
+            self.views[index] = self.view(index)
+
+    def latest_view(self, step: int) -> StepView:
+        """The last view computed for ``step`` (an empty one when none was yet)."""
+        view = self.views.get(step)
+        if view is not None:
+            return view
+        spec = self.lesson.steps[step]
+        return StepView(step, spec.name, len(self.lesson.steps), 0.0, 0, 0.0, (), (), ())
 
     def records(self, step: int) -> tuple[RequestRecord, ...]:
         """Records of a step (the final ones once the run finished)."""
@@ -130,11 +158,6 @@ class LiveRun:
             return self.result.records
         with self._lock:
             return tuple(r for step in sorted(self._records) for r in self._records[step])
-
-    def finish(self, run: LessonRun) -> None:
-        """The runner returned: the run's own results replace the live ones."""
-        self.result = run
-        self.fraction = 1.0
 
     def view(self, step: int) -> StepView:
         """The view of one step: final results when the runner gave them, else live ones."""

@@ -55,7 +55,7 @@ class RunPane(Vertical):
         self.live: LiveRun | None = None
         self.running = False
         self.follow = True
-        self._views: dict[tuple[int, int], StepView] = {}
+        self._drawn: StepView | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="run-title")
@@ -223,18 +223,15 @@ class RunPane(Vertical):
             if not self.running:
                 self._status(f"not run yet: press r to run on {self.runner_name}", "dim")
             return
-        key = (id(live), index)
-        view = self._views.get(key)
-        if view is None:
-            view = live.view(index)
-            if view.final:
-                self._views[key] = view
-        self._draw(view)
+        self._draw(live.latest_view(index))
 
     def _status(self, text: str, style: str) -> None:
         self.query_one("#run-status", Static).update(Text(text, style=style))
 
     def _draw(self, view: StepView) -> None:
+        if view is self._drawn:
+            return
+        self._drawn = view
         self.query_one("#run-progress", ProgressBar).update(progress=view.fraction)
         head = Text.assemble(
             (f"Step {view.index + 1}/{view.steps}: ", "bold"),

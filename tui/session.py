@@ -58,7 +58,8 @@ class Session:
             except DiagnosticError as exc:
                 first = exc.diagnostics[0].headline() if exc.diagnostics else "does not load"
                 self.broken.append(BrokenLesson(folder.name, folder, first))
-        self.lessons.sort(key=lambda lesson: (lesson.spec.track, lesson.spec.order, lesson.id))
+        # course order: by the lessons' numbers; tracks appear where their first lesson does
+        self.lessons.sort(key=lambda lesson: (lesson.spec.order, lesson.id))
 
     def lesson(self, lesson_id: str) -> Lesson | None:
         """A loaded lesson by id (folder name)."""

@@ -9,7 +9,8 @@ to it (recent requests, codes, flags); ``x`` explains one request on that edge h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -64,6 +65,10 @@ class TopologyPane(Horizontal):
         self.records: tuple[RequestRecord, ...] = ()
         self.row: TreeRow | None = None
         self.mode = "node"
+        self._drawn: tuple[int, int, int, int] | None = None
+        self._configs: dict[tuple[int, int, str], Mapping[str, Any]] = {}
+        """Translated Envoy config per (lesson, step, pod): translation is pure, so it is done
+        once."""
 
     def compose(self) -> ComposeResult:
         tree: Tree[TreeRow] = Tree("mesh", id="graph")
@@ -76,16 +81,22 @@ class TopologyPane(Horizontal):
         """Rebuild the graph from the current lesson and its latest run's displayed step."""
         tree = self.query_one("#graph", Tree)
         lesson = self.session.current
-        tree.clear()
         if lesson is None:
+            tree.clear()
             self.graph = None
             self._detail(Text("No lesson chosen: pick one in Lessons (1).", style="dim"))
             return
         live = self.session.latest_run()
         step = self.session.step
+        view = live.latest_view(step) if live is not None else None
+        key = (id(lesson), id(live), step, id(view))
+        if key == self._drawn and self.graph is not None:
+            return  # nothing new to draw: keep the tree and the cursor as they are
+        self._drawn = key
         self.records = live.records(step) if live is not None else ()
-        rows = live.view(step).rows if live is not None and self.records else ()
+        rows = view.rows if view is not None and self.records else ()
         self.graph = build_graph(lesson, rows, self.records)
+        tree.clear()
         tree.root.set_label(f"step {step + 1}")
         stack: list[TreeNode[TreeRow]] = [tree.root]
         selected = self.row
@@ -219,11 +230,26 @@ class TopologyPane(Horizontal):
         if source is None or not pod:
             out.append("  translator not available in this build\n", style="dim")
             return
-        try:
-            summary = summarise_config(source(tuple(resources), pod))  # type: ignore[arg-type]
-        except Exception as exc:
-            out.append(f"  cannot translate: {exc}\n", style="red")
+        key = (id(self.session.current), self.session.step, pod)
+        config = self._configs.get(key)
+        if config is None:
+            out.append("  translating…\n", style="dim")
+            items = tuple(resources)
+
+            def translate() -> None:
+                try:
+                    result: Mapping[str, Any] = source(items, pod)  # type: ignore[arg-type]
+                except Exception as exc:
+                    result = {"error": f"{type(exc).__name__}: {exc}"}
+                self._configs[key] = result
+                self.app.call_from_thread(self._show)
+
+            self.run_worker(translate, thread=True, group="translate", name=f"translate {pod}")
             return
+        if "error" in config:
+            out.append(f"  cannot translate: {config['error']}\n", style="red")
+            return
+        summary = summarise_config(config)
         for label, names in (
             ("listeners", summary.listeners),
             ("routes", summary.routes),

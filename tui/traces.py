@@ -70,12 +70,17 @@ def _span(r: RequestRecord, t0: float, depth: int) -> Span:
 def group_traces(records: Iterable[RequestRecord], limit: int = 50) -> list[Trace]:
     """The ``limit`` most recent traces, newest first."""
     groups: dict[str, list[RequestRecord]] = defaultdict(list)
+    latest: dict[str, float] = {}
     for r in records:
         key = r.trace_id or r.request_id
         if key:
             groups[key].append(r)
+            if r.start_time > latest.get(key, -1.0):
+                latest[key] = r.start_time
+    newest = sorted(latest, key=lambda k: (latest[k], k), reverse=True)[: limit * 2]
     traces = []
-    for trace_id, rs in groups.items():
+    for trace_id in newest:
+        rs = groups[trace_id]
         rs.sort(key=lambda r: (r.start_time, -r.duration_ms, r.reporter is Reporter.DESTINATION))
         t0 = rs[0].start_time
         end = max(r.start_time + r.duration_ms / 1000.0 for r in rs)

@@ -27,6 +27,7 @@ class TracesPane(Vertical):
         super().__init__(id=id)
         self.session = session
         self.traces: list[Trace] = []
+        self._drawn: tuple[int, int, int] | None = None
 
     def compose(self) -> ComposeResult:
         table: DataTable[str | Text] = DataTable(id="trace-table", cursor_type="row")
@@ -43,6 +44,11 @@ class TracesPane(Vertical):
     def refresh_traces(self) -> None:
         """Reload the traces of the latest run's step on screen."""
         live = self.session.latest_run()
+        view = live.latest_view(self.session.step) if live is not None else None
+        key = (id(live), self.session.step, id(view))
+        if key == self._drawn:
+            return
+        self._drawn = key
         records = live.records(self.session.step) if live is not None else ()
         self.traces = group_traces(records, limit=50)
         table = self.query_one("#trace-table", DataTable)

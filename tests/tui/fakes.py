@@ -155,9 +155,7 @@ class FakeRunner:
                     options.on_records(index, batch)
                 if options.on_progress is not None:
                     done = min(start + self.batch, self.requests_per_step)
-                    options.on_progress(
-                        Progress(index, last, done / self.requests_per_step, done)
-                    )
+                    options.on_progress(Progress(index, last, done / self.requests_per_step, done))
                 if self.delay_s:
                     time.sleep(self.delay_s)
             duration = self.requests_per_step / self.rate_rps

@@ -1,0 +1,66 @@
+"""SVG snapshots of every view at 120x40 (``pytest --snapshot-update`` after a deliberate change).
+
+The fake runners make every number on screen deterministic; lesson 01 is the only lesson shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from textual.pilot import Pilot
+
+from tests.tui.pilot_helpers import wait_compare, wait_for, wait_run
+from tests.tui.test_pilot import text_of
+from tui.app import MeshplayApp
+from tui.topology_view import TopologyPane
+
+SIZE = (120, 40)
+
+
+async def run_lesson(pilot: Pilot[None]) -> None:
+    await pilot.press("enter", "r")
+    await wait_run(pilot)
+
+
+def test_lessons_view(snap_compare: Any, make_app: Callable[..., MeshplayApp]) -> None:
+    async def show(pilot: Pilot[None]) -> None:
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=show)
+
+
+def test_run_view_after_a_run(snap_compare: Any, make_app: Callable[..., MeshplayApp]) -> None:
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_lesson)
+
+
+def test_topology_view_with_an_edge_selected(
+    snap_compare: Any, make_app: Callable[..., MeshplayApp]
+) -> None:
+    async def topology(pilot: Pilot[None]) -> None:
+        await run_lesson(pilot)
+        await pilot.press("3")
+        app = pilot.app
+        pane = app.query_one("#topology", TopologyPane)
+        assert pane.select("product", "api-gateway->product")
+        await wait_for(pilot, lambda: "listeners (" in text_of(app, "#topo-text"))  # type: ignore[arg-type]
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=topology)
+
+
+def test_compare_view(snap_compare: Any, make_app: Callable[..., MeshplayApp]) -> None:
+    async def compare(pilot: Pilot[None]) -> None:
+        await pilot.press("4", "m")
+        await wait_compare(pilot)
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=compare)
+
+
+def test_traces_view(snap_compare: Any, make_app: Callable[..., MeshplayApp]) -> None:
+    async def traces(pilot: Pilot[None]) -> None:
+        await run_lesson(pilot)
+        await pilot.press("5")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=traces)
