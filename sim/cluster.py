@@ -79,6 +79,7 @@ class ClusterRuntime:
     created: float = 0.0
     overflows: int = 0
     ejections_total: int = 0
+    ejected_hosts: int = 0
 
     @classmethod
     def create(
@@ -147,6 +148,7 @@ class ClusterRuntime:
         if now < self.created + sweeps * interval:
             return True
         h.ejected_until = 0.0
+        self.ejected_hosts -= 1
         h.last_healthy_check = now
         return False
 
@@ -195,6 +197,7 @@ class ClusterRuntime:
         duration = min(od.base_ejection_time * h.ejections, od.max_ejection_time)
         h.ejected_until = now + duration
         self.ejections_total += 1
+        self.ejected_hosts += 1
         return True
 
     # -- load balancing ---------------------------------------------------------------------
@@ -202,6 +205,8 @@ class ClusterRuntime:
     def available(self, now: float) -> tuple[list[HostState], bool]:
         """(hosts to balance over, panic?) for the best usable priority."""
         hosts = self.hosts
+        if self.ejected_hosts == 0 and len(self.spec.priorities) <= 1:
+            return hosts, False
         if self.spec.outlier is None:
             candidates = hosts
         else:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
 from sim.app import serve
 from sim.messages import BODY_UF, Attempt, Request, Response
+from sim.records import make_record
 
 if TYPE_CHECKING:
     from sim.world import PodRuntime, World
@@ -32,6 +33,9 @@ InboundFilter = Callable[
 """(world, server pod, request, client pod or None, mTLS?) -> a local reply, or None to continue."""
 
 INBOUND_FILTERS: list[InboundFilter] = []
+
+UNKNOWN = RequestRecord.UNKNOWN
+_UNKNOWN_SOURCE = (UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN)
 
 
 def inbound(
@@ -105,36 +109,42 @@ def _destination_record(
     flags: tuple[str, ...],
     details: str,
 ) -> RequestRecord:
-    known = client is not None and mtls
     p = pod.pod
-    return RequestRecord(
-        start_time=start,
-        duration_ms=(end - start) * 1000.0,
-        reporter=Reporter.DESTINATION,
-        source_workload=client.pod.workload if known and client else RequestRecord.UNKNOWN,
-        source_namespace=client.pod.namespace if known and client else RequestRecord.UNKNOWN,
-        source_principal=client.pod.identity if known and client else RequestRecord.UNKNOWN,
-        source_app=client.app if known and client else RequestRecord.UNKNOWN,
-        source_version=client.version if known and client else RequestRecord.UNKNOWN,
-        destination_service=service_host or pod.service_host,
-        destination_workload=p.workload,
-        destination_namespace=p.namespace,
-        destination_version=pod.version or RequestRecord.UNKNOWN,
-        destination_app=pod.app,
-        destination_principal=p.identity,
-        route_name="default",
-        upstream_cluster=f"inbound|{pod.target_port}||",
-        upstream_host=f"{p.address}:{pod.target_port}",
-        method=req.method,
-        path=req.path,
-        authority=req.authority,
-        response_code=status,
-        response_flags=flags,
-        attempts=1,
-        request_id=req.request_id,
-        trace_id=req.trace_id,
-        connection_security_policy=(
-            ConnectionSecurityPolicy.MUTUAL_TLS if mtls else ConnectionSecurityPolicy.NONE
-        ),
-        response_code_details=details,
+    if client is not None and mtls:
+        cp = client.pod
+        source = (cp.workload, cp.namespace, cp.identity, client.app, client.version)
+        policy = ConnectionSecurityPolicy.MUTUAL_TLS
+    else:
+        source = _UNKNOWN_SOURCE
+        policy = ConnectionSecurityPolicy.MUTUAL_TLS if mtls else ConnectionSecurityPolicy.NONE
+    return make_record(
+        start,
+        (end - start) * 1000.0,
+        Reporter.DESTINATION,
+        source[0],
+        source[1],
+        source[2],
+        service_host or pod.service_host,
+        p.workload,
+        p.namespace,
+        pod.version or UNKNOWN,
+        source[3],
+        source[4],
+        pod.app,
+        p.identity,
+        "default",
+        pod.inbound_cluster,
+        pod.inbound_host,
+        req.method,
+        req.path,
+        req.authority,
+        status,
+        flags,
+        1,
+        0,
+        0,
+        req.request_id,
+        req.trace_id,
+        policy,
+        details,
     )

@@ -70,6 +70,8 @@ class Request:
     request_id: str
     trace_id: str
     trace: Trace | None = None
+    lead: float = 0.0
+    """App-to-sidecar hop not yet paid: folded into the next hop's delay (one event less)."""
 
 
 @dataclass(slots=True)

@@ -19,11 +19,14 @@ from mesh.topology import MeshService
 from sim.inbound import inbound
 from sim.matchers import split_path
 from sim.messages import BODY_FAULT_ABORT, Request, Response
+from sim.records import make_record
 from sim.router import route_request
 from sim.world import PodRuntime, ProxyRuntime, World
 from sim.xds import RouteSpec, VirtualHostSpec, redirect_status
 
 __all__ = ["direct", "outbound", "outside"]
+
+UNKNOWN = RequestRecord.UNKNOWN
 
 Proc = Generator[Any, Any, Any]
 
@@ -100,7 +103,7 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
     start = env.now
     trace = req.trace
     client = proxy.pod
-    yield env.timeout(world.hop())
+    req.lead = world.hop()
     table = proxy.tables.route_table(req.port)
     route: RouteSpec | None = None
     vh: VirtualHostSpec | None = None
@@ -120,8 +123,8 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
                     f"route config {table.name!r}: no virtual host for {req.authority!r}: 404 NR",
                 )
         else:
-            if vh.name.rsplit(":", 1)[0].count(".") >= 2:
-                service_host = vh.name.rsplit(":", 1)[0]
+            if vh.service_host:
+                service_host = vh.service_host
             route = _match(vh, req)
             if trace:
                 trace.add(
@@ -136,7 +139,8 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
                     trace.add(env.now, client.name, "no route of the virtual host matches: 404 NR")
             else:
                 resp = yield from _act(world, proxy, req, route, trace)
-    yield env.timeout(world.hop())
+    yield env.timeout(req.lead + world.hop())
+    req.lead = 0.0
     if not resp.destination_service:
         resp.destination_service = service_host
     world.record(_source_record(client, req, resp, route, start=start, end=env.now))
@@ -311,34 +315,36 @@ def _source_record(
     end: float,
 ) -> RequestRecord:
     pod = client.pod
-    return RequestRecord(
-        start_time=start,
-        duration_ms=(end - start) * 1000.0,
-        reporter=Reporter.SOURCE,
-        source_workload=pod.workload,
-        source_namespace=pod.namespace,
-        source_principal=pod.identity,
-        source_app=client.app,
-        source_version=client.version,
-        destination_service=resp.destination_service,
-        destination_workload=resp.workload or RequestRecord.UNKNOWN,
-        destination_namespace=resp.namespace or _namespace_of(resp.destination_service),
-        destination_version=resp.version or RequestRecord.UNKNOWN,
-        destination_app=resp.app or RequestRecord.UNKNOWN,
-        destination_principal=resp.principal,
-        route_name=resp.route_name or (route.name if route is not None else ""),
-        upstream_cluster=resp.upstream_cluster,
-        upstream_host=resp.upstream_host,
-        method=req.method,
-        path=req.path,
-        authority=req.authority,
-        response_code=resp.status,
-        response_flags=resp.flags,
-        attempts=resp.attempts,
-        request_id=req.request_id,
-        trace_id=req.trace_id,
-        connection_security_policy=ConnectionSecurityPolicy.UNKNOWN,
-        response_code_details=resp.details,
+    return make_record(
+        start,
+        (end - start) * 1000.0,
+        Reporter.SOURCE,
+        pod.workload,
+        pod.namespace,
+        pod.identity,
+        resp.destination_service,
+        resp.workload or UNKNOWN,
+        resp.namespace or _namespace_of(resp.destination_service),
+        resp.version or UNKNOWN,
+        client.app,
+        client.version,
+        resp.app or UNKNOWN,
+        resp.principal,
+        resp.route_name or (route.name if route is not None else ""),
+        resp.upstream_cluster,
+        resp.upstream_host,
+        req.method,
+        req.path,
+        req.authority,
+        resp.status,
+        resp.flags,
+        resp.attempts,
+        0,
+        0,
+        req.request_id,
+        req.trace_id,
+        ConnectionSecurityPolicy.UNKNOWN,
+        resp.details,
     )
 
 

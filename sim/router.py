@@ -19,6 +19,8 @@ import math
 from collections.abc import Generator, Mapping
 from typing import Any
 
+import simpy
+
 from sim.cluster import ClusterRuntime, HostState
 from sim.inbound import inbound
 from sim.lb import stable_hash
@@ -61,6 +63,27 @@ def hash_key(policies: tuple[Mapping[str, Any], ...], req: Request, source_ip: s
         if value is not None:
             return stable_hash(value)
     return None
+
+
+class _Wake:
+    """Timer callback racing an attempt: if the attempt is still running when the timer fires,
+    the waiting router stops waiting for it and resumes with the timer (cheaper than simpy's
+    ``proc | timer`` condition, which costs an extra event per attempt)."""
+
+    __slots__ = ("proc", "waiter")
+
+    def __init__(self, proc: simpy.Process, waiter: simpy.Process | None) -> None:
+        self.proc = proc
+        self.waiter = waiter
+
+    def __call__(self, timer: simpy.Event) -> None:
+        proc, waiter = self.proc, self.waiter
+        if proc.triggered or waiter is None or proc.callbacks is None:
+            return
+        resume = waiter._resume
+        if resume in proc.callbacks:
+            proc.callbacks.remove(resume)
+            resume(timer)
 
 
 def _finish(attempt: Attempt, crt: ClusterRuntime, host: HostState) -> None:
@@ -124,7 +147,8 @@ def upstream(
     host.requests += 1
     ep = host.endpoint
     target = world.by_address.get(ep.address)
-    yield env.timeout(world.hop())
+    yield env.timeout(req.lead + world.hop())
+    req.lead = 0.0
     if target is None or target.dead:
         _finish(attempt, crt, host)
         return Response(503, (), "connection_failure", local_failure="connect")
@@ -222,7 +246,9 @@ def route_request(
             )
         else:
             proc = env.process(upstream(world, proxy, crt, host, req, attempt=attempt))
-            yield proc | env.timeout(end - now)
+            timer = env.timeout(end - now)
+            timer.callbacks.append(_Wake(proc, env.active_process))
+            yield proc
             if proc.triggered:
                 resp = proc.value
             else:

@@ -8,6 +8,7 @@ world owns the simpy environment, the one seeded ``random.Random`` and the Reque
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,12 @@ class PodRuntime:
     endpoints: dict[tuple[str, str], EndpointBehavior | None] = field(default_factory=dict)
     proxy: ProxyRuntime | None = None
     served: int = 0
+    inbound_cluster: str = ""
+    inbound_host: str = ""
+
+    def __post_init__(self) -> None:
+        self.inbound_cluster = f"inbound|{self.target_port}||"
+        self.inbound_host = f"{self.pod.address}:{self.target_port}"
 
     @property
     def name(self) -> str:
@@ -122,6 +129,7 @@ class World:
         hop = behavior.network.hop_latency
         self._hop_mu = hop.mu
         self._hop_sigma = hop.sigma
+        self._gauss = self.rng.gauss
         self._ids = 0
         self._seed_tag = f"{seed & 0xFFFFFFFF:08x}"
         self.pods: dict[str, PodRuntime] = {}
@@ -214,9 +222,7 @@ class World:
 
     def hop(self) -> float:
         """Latency of one network hop (lognormal from the behaviour declaration)."""
-        if self._hop_sigma <= 0.0:
-            return float(2.718281828459045**self._hop_mu)
-        return self.rng.lognormvariate(self._hop_mu, self._hop_sigma)
+        return math.exp(self._hop_mu + self._hop_sigma * self._gauss(0.0, 1.0))
 
     def new_ids(self) -> tuple[str, str]:
         """(x-request-id, trace id), deterministic for a seed."""

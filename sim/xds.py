@@ -208,8 +208,11 @@ class VirtualHostSpec:
     domains: tuple[str, ...]
     routes: list[RouteSpec]
     pseudo_headers: bool = False
+    service_host: str = ""
 
     def __post_init__(self) -> None:
+        host = self.name.rsplit(":", 1)[0]
+        self.service_host = host if host.count(".") >= 2 else ""
         self.pseudo_headers = any(h.name.startswith(":") for r in self.routes for h in r.headers)
 
     def match(
@@ -362,10 +365,8 @@ class ClusterSpec:
     mtls: bool = False
     max_requests_per_connection: int = 0
 
-    @property
-    def priorities(self) -> tuple[int, ...]:
-        """Distinct endpoint priorities, best first."""
-        return tuple(sorted({e.priority for e in self.endpoints}))
+    priorities: tuple[int, ...] = (0,)
+    """Distinct endpoint priorities, best first."""
 
 
 @dataclass
@@ -556,6 +557,7 @@ def compile_cluster(cluster: Mapping[str, Any], cla: Mapping[str, Any] | None) -
     parts = name.split("|")
     service_host = str(services[0]["host"]) if services else (parts[3] if len(parts) == 4 else "")
     subset = str(meta.get("subset", parts[2] if len(parts) == 4 else ""))
+    endpoints = _endpoints(assignment)
     tls = cluster.get("transport_socket") or {}
     matches = cluster.get("transport_socket_matches") or ()
     mtls = "tls" in str(tls.get("name", "")) or bool(matches)
@@ -570,7 +572,7 @@ def compile_cluster(cluster: Mapping[str, Any], cla: Mapping[str, Any] | None) -
         thresholds=_thresholds(cluster),
         outlier=OutlierSpec.from_envoy(od) if od is not None else None,
         panic_threshold=float(panic),
-        endpoints=_endpoints(assignment),
+        endpoints=endpoints,
         ring_size=int((cluster.get("ring_hash_lb_config") or {}).get("minimum_ring_size", 1024)),
         maglev_size=int((cluster.get("maglev_lb_config") or {}).get("table_size", 65537)),
         service_host=service_host,
@@ -578,6 +580,7 @@ def compile_cluster(cluster: Mapping[str, Any], cla: Mapping[str, Any] | None) -
         connect_timeout=parse_duration(cluster.get("connect_timeout"), 5.0),
         mtls=mtls,
         max_requests_per_connection=int(common.get("max_requests_per_connection", 0)),
+        priorities=tuple(sorted({e.priority for e in endpoints})) or (0,),
     )
 
 

@@ -1,0 +1,70 @@
+"""Fast construction of :class:`mesh.records.RequestRecord` on the simulator's hot path.
+
+A simulated request yields two records per hop, so building them is a noticeable share of the
+run time. ``RequestRecord`` is a frozen, slotted, keyword-only dataclass; its generated
+``__init__`` binds 29 keyword arguments and sets each through ``object.__setattr__``. This module
+fills the same slots directly through their descriptors, which is about three times faster and
+yields an identical (equal, hashable, frozen) record. If the record's fields ever change, the
+field list check fails and the plain constructor is used instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from mesh.records import RequestRecord
+
+__all__ = ["FIELDS", "make_record"]
+
+FIELDS = (
+    "start_time",
+    "duration_ms",
+    "reporter",
+    "source_workload",
+    "source_namespace",
+    "source_principal",
+    "destination_service",
+    "destination_workload",
+    "destination_namespace",
+    "destination_version",
+    "source_app",
+    "source_version",
+    "destination_app",
+    "destination_principal",
+    "route_name",
+    "upstream_cluster",
+    "upstream_host",
+    "method",
+    "path",
+    "authority",
+    "response_code",
+    "response_flags",
+    "attempts",
+    "bytes_received",
+    "bytes_sent",
+    "request_id",
+    "trace_id",
+    "connection_security_policy",
+    "response_code_details",
+)
+"""RequestRecord's fields in declaration order: ``make_record`` takes its values in this order."""
+
+_SLOTS_MATCH = tuple(f.name for f in dataclasses.fields(RequestRecord)) == FIELDS and hasattr(
+    RequestRecord, "__slots__"
+)
+_SETTERS: list[Callable[[Any, Any], None]] = (
+    [getattr(RequestRecord, name).__set__ for name in FIELDS] if _SLOTS_MATCH else []
+)
+_new = object.__new__
+
+
+def make_record(*values: Any) -> RequestRecord:
+    """A RequestRecord from its 29 field values in :data:`FIELDS` order."""
+    if not _SLOTS_MATCH:
+        return RequestRecord(**dict(zip(FIELDS, values, strict=True)))
+    record: RequestRecord = _new(RequestRecord)
+    for setter, value in zip(_SETTERS, values, strict=True):
+        setter(record, value)
+    return record
