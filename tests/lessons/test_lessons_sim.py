@@ -13,8 +13,25 @@ from sim import SimRunner
 
 LESSONS = Path(__file__).resolve().parents[2] / "lessons"
 
+SECURITY_PENDING = {"11-mtls-migration", "12-http-authorization"}
+"""Lessons that need PeerAuthentication/RBAC in the simulator's inbound filters (issue 7).
+xfail is strict: once the filters land these start passing and this set must be emptied."""
 
-@pytest.mark.parametrize("folder", find_lessons(LESSONS), ids=lambda p: p.name)
+
+def _params() -> list[object]:
+    return [
+        pytest.param(
+            folder,
+            id=folder.name,
+            marks=pytest.mark.xfail(reason="security filters not in sim yet (issue 7)")
+            if folder.name in SECURITY_PENDING
+            else (),
+        )
+        for folder in find_lessons(LESSONS)
+    ]
+
+
+@pytest.mark.parametrize("folder", _params())
 def test_lesson_passes_on_sim(folder: Path) -> None:
     lesson = load_lesson(folder)
     if "sim" not in lesson.spec.runners:
