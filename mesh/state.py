@@ -7,13 +7,13 @@ the earlier one; deleting removes it. ``lesson_states`` gives the state after ea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from mesh.lesson import Lesson, LessonStep
 from mesh.model.common import Resource
 
-__all__ = ["MeshState", "ResourceKey", "lesson_states", "step_state"]
+__all__ = ["MeshState", "ResourceKey", "apply_event", "lesson_states", "step_state"]
 
 ResourceKey = tuple[str, str, str]
 
@@ -68,18 +68,24 @@ class MeshState:
 
 def step_state(lesson: Lesson, before: MeshState, step: LessonStep) -> MeshState:
     """The state after a step's ``apply`` and ``delete`` (events at t > 0 are the runner's job)."""
-    state = before
-    for file in step.apply:
+    state = apply_event(lesson, before, step.apply, step.delete)
+    for event in step.events:
+        if event.at_s <= 0:
+            state = apply_event(lesson, state, event.apply, event.delete)
+    return state
+
+
+def apply_event(
+    lesson: Lesson, state: MeshState, apply: Sequence[str], delete: Sequence[str]
+) -> MeshState:
+    """Apply files, then delete files or ``Kind/[ns/]name`` references, as a step or event does."""
+    for file in apply:
         state = state.apply(lesson.resources_of(file))
-    for ref in step.delete:
+    for ref in delete:
         if ref.endswith((".yaml", ".yml")):
             state = state.delete(lesson.resources_of(ref))
         else:
             state = state.delete_refs([ref])
-    for event in step.events:
-        if event.at_s <= 0:
-            for file in event.apply:
-                state = state.apply(lesson.resources_of(file))
     return state
 
 
