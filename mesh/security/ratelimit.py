@@ -218,8 +218,8 @@ class TokenBucket:
         """Take one token at ``now``; False when none is left (the request is limited)."""
         self._tokens = self.tokens(now)
         self._last = max(self._last, now)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= 1.0 - 1e-9:  # float dust must not eat a whole token
+            self._tokens = max(0.0, self._tokens - 1.0)
             return True
         return False
 
