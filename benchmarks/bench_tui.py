@@ -64,7 +64,7 @@ async def measure(runs: int, gap_s: float) -> dict[str, list[float]]:
                     key = "right_square_bracket" if before == 0 else "left_square_bracket"
                     target = 1 if before == 0 else 0
                     done = app.handled + 1
-                    latency = await key_latency(app, key, lambda: app.handled >= done)
+                    latency = await key_latency(app, key, lambda done=done: app.handled >= done)
                     assert app.session.step == target
                     if app.run_pane.running:
                         out["step [ ]"].append(latency)
@@ -72,7 +72,7 @@ async def measure(runs: int, gap_s: float) -> dict[str, list[float]]:
                     name = views[i % 3]
                     tab = {"2": "run", "3": "topology", "5": "traces"}[name]
                     done = app.handled + 1
-                    latency = await key_latency(app, name, lambda: app.handled >= done)
+                    latency = await key_latency(app, name, lambda done=done: app.handled >= done)
                     assert app.active_tab == tab
                     if app.run_pane.running:
                         out["view 2/3/5"].append(latency)
@@ -110,7 +110,9 @@ def main() -> int:
         return 0
     print(f"TUI key-press latency during a 6,000-request simulation ({args.runs} runs, "
           f"{time.perf_counter() - started:.1f} s)")  # fmt: skip
-    print(f"{'KEYS':<12} {'N':>4} {'P50 ms':>8} {'P95 ms':>8} {'MAX ms':>8}  target <= {TARGET_MS:g} ms")
+    print(
+        f"{'KEYS':<12} {'N':>4} {'P50 ms':>8} {'P95 ms':>8} {'MAX ms':>8}  target <= {TARGET_MS:g} ms"
+    )
     for kind, s in summary.items():
         print(f"{kind:<12} {s['keys']:>4} {s['p50_ms']!s:>8} {s['p95_ms']!s:>8} {s['max_ms']!s:>8}")
     return 0

@@ -72,7 +72,7 @@ def _hop_lines(r: RequestRecord) -> tuple[str, ...]:
     if r.upstream_cluster:
         host = f" host {r.upstream_host}" if r.upstream_host else ""
         lines.append(f"cluster {r.upstream_cluster}{host}")
-    if r.destination_version:
+    if r.destination_version not in ("", RequestRecord.UNKNOWN):
         lines.append(f"answered by {r.destination_workload} (version {r.destination_version})")
     if r.attempts > 1:
         lines.append(f"{r.attempts} attempts: the retry policy tried again")

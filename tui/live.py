@@ -57,6 +57,13 @@ class StepView:
         return bool(self.checks) and all(c.passed for c in self.checks)
 
 
+def _requests(records: Sequence[RequestRecord]) -> int:
+    """Requests that entered the mesh: distinct request ids (every hop of one request shares its
+    ``x-request-id``)."""
+    ids = {r.request_id for r in records if r.request_id}
+    return len(ids) if ids else len(records)
+
+
 def _duration(records: Sequence[RequestRecord]) -> float:
     if not records:
         return 0.0
@@ -171,7 +178,7 @@ class LiveRun:
                 name=spec.name,
                 steps=len(steps),
                 fraction=1.0,
-                requests=sum(r.requests for r in rows),
+                requests=_requests(res.records),
                 duration_s=res.duration_s,
                 rows=rows,
                 split=traffic_split(rows),
@@ -189,7 +196,7 @@ class LiveRun:
             name=spec.name,
             steps=len(steps),
             fraction=fraction if not math.isnan(fraction) else 0.0,
-            requests=sum(r.requests for r in rows),
+            requests=_requests(records),
             duration_s=duration,
             rows=rows,
             split=traffic_split(rows),

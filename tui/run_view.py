@@ -70,7 +70,7 @@ class RunPane(Vertical):
             )
             yield Button("Run ▶ r", id="run-btn", compact=True, variant="primary")
             yield Button("Cancel c", id="cancel-btn", compact=True, disabled=True)
-            yield Static(id="run-status")
+        yield Static(id="run-status")
         yield ProgressBar(total=1.0, show_eta=False, id="run-progress")
         yield Static(id="step-title")
         yield EdgeTable(id="edges")

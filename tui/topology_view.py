@@ -171,7 +171,9 @@ class TopologyPane(Horizontal):
         return False
 
     def _detail(self, text: Text) -> None:
-        self.query_one("#topo-text", Static).update(text)
+        static = self.query_one("#topo-text", Static)
+        static.set_class(self.mode != "explain", "-nowrap")  # explanations wrap, tables do not
+        static.update(text)
 
     def _show(self) -> None:
         row = self.row
@@ -309,7 +311,7 @@ class TopologyPane(Horizontal):
         for r in recent_requests(self.records, e.client, e.service, limit=10):
             colour = "red" if not r.ok else ""
             out.append(
-                f"  {r.start_time:8.3f}s {r.method:<4} {r.path:<28.28} {r.response_code:>3} "
+                f"  {r.start_time:8.3f}s {r.method:<4} {r.path:<22.22} {r.response_code:>3} "
                 f"{r.duration_ms:7.1f} ms {r.destination_version or '-':<3} {r.flags_text}\n",
                 style=colour,
             )

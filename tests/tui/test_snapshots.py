@@ -5,17 +5,31 @@ The fake runners make every number on screen deterministic; lesson 01 is the onl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from textual.pilot import Pilot
 
+from mesh.model import Resource
 from tests.tui.pilot_helpers import wait_compare, wait_for, wait_run
 from tests.tui.test_pilot import text_of
 from tui.app import MeshplayApp
 from tui.topology_view import TopologyPane
 
 SIZE = (120, 40)
+
+
+def fixed_proxy_config(resources: Sequence[Resource], pod: str) -> Mapping[str, Any]:
+    """A stand-in for the translator, so this snapshot changes only when the TUI does."""
+    return {
+        "listeners": [{"name": "virtualOutbound"}, {"name": "virtualInbound"}],
+        "routes": [
+            {"name": "8080", "virtual_hosts": [{"name": "product.shop.svc.cluster.local:8080"}]}
+        ],
+        "clusters": [
+            {"name": f"outbound|8080|{v}|product.shop.svc.cluster.local"} for v in ("v1", "v2")
+        ],
+    }
 
 
 async def run_lesson(pilot: Pilot[None]) -> None:
@@ -46,7 +60,8 @@ def test_topology_view_with_an_edge_selected(
         await wait_for(pilot, lambda: "listeners (" in text_of(app, "#topo-text"))  # type: ignore[arg-type]
         await pilot.pause()
 
-    assert snap_compare(make_app(), terminal_size=SIZE, run_before=topology)
+    app = make_app(proxy_config=fixed_proxy_config)
+    assert snap_compare(app, terminal_size=SIZE, run_before=topology)
 
 
 def test_compare_view(snap_compare: Any, make_app: Callable[..., MeshplayApp]) -> None:

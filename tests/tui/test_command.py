@@ -1,0 +1,46 @@
+"""``meshplay tui`` wiring: arguments, runner factories, errors before the app starts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from playground.commands import tui as command
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    return parser.parse_args(["tui", *argv])
+
+
+def test_tui_command_parses_its_options() -> None:
+    args = parse(["--root", "x", "--lesson", "01-request-routing", "--runners", "sim"])
+    assert args.root == Path("x") and args.lesson == "01-request-routing"
+    assert args.runners == "sim" and args.handler is not None
+
+
+def test_factories_build_runners_only_when_called() -> None:
+    factories = command.runner_factories(("sim", "kube"))
+    assert set(factories) == {"sim", "kube"}  # nothing imported or connected yet
+    assert callable(factories["kube"])
+
+
+def test_kube_is_offered_only_with_a_kubeconfig(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    assert "kube" not in command.default_runners()
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
+    assert command.kube_configured()
+
+
+def test_unknown_runner_and_missing_root_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse(["--runners", "warp"]).handler(parse(["--runners", "warp"])) == 2
+    assert "unknown runner" in capsys.readouterr().err
+    args = parse(["--root", "/nonexistent/lessons"])
+    assert args.handler(args) == 2
+    assert "no lessons folder" in capsys.readouterr().err

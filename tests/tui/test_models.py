@@ -1,0 +1,141 @@
+"""The TUI's pure parts: progress file, live views, graph, traces, explain, compare, config."""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import pytest
+
+from mesh.checks import Verdict
+from mesh.lesson import Lesson, load_lesson
+from mesh.runner import RunOptions
+from tests.tui.conftest import LESSONS
+from tests.tui.fakes import FakeRunner
+from tui.compare import compare_runs
+from tui.explain import explain_request, recent_requests
+from tui.graph import Health, build_graph
+from tui.live import LiveRun, StepView
+from tui.progress import ProgressStore, default_data_dir
+from tui.proxy import summarise_config
+from tui.traces import bar, group_traces
+
+
+@pytest.fixture(scope="module")
+def lesson() -> Lesson:
+    return load_lesson(LESSONS / "01-request-routing")
+
+
+def test_data_dir_prefers_meshplay_then_xdg_then_home() -> None:
+    assert default_data_dir({"MESHPLAY_DATA_DIR": "/a", "XDG_DATA_HOME": "/b"}) == Path("/a")
+    assert default_data_dir({"XDG_DATA_HOME": "/b"}) == Path("/b/meshplay")
+    assert default_data_dir({}) == Path.home() / ".local/share/meshplay"
+
+
+def test_progress_survives_a_restart_and_a_later_failure_keeps_the_pass(tmp_path: Path) -> None:
+    store = ProgressStore(tmp_path)
+    store.record("01-request-routing", "sim", passed=True, seed=1)
+    store.record("01-request-routing", "sim", passed=False, seed=2)
+    again = ProgressStore(tmp_path)
+    p = again.get("01-request-routing", "sim")
+    assert (p.passed, p.last_passed, p.runs, p.seed) == (True, False, 2, 2)
+    assert again.passed_on("01-request-routing") == ("sim",)
+    assert again.passed_on("02-traffic-shifting") == ()
+
+
+def test_corrupt_progress_file_starts_empty(tmp_path: Path) -> None:
+    (tmp_path / "progress.json").write_text("{not json", encoding="utf-8")
+    assert ProgressStore(tmp_path).passed_on("01-request-routing") == ()
+
+
+def test_live_run_publishes_every_step_complete_and_throttles_the_rest(lesson: Lesson) -> None:
+    views: list[StepView] = []
+    live = LiveRun(lesson, "fake", publish=views.append, interval=60.0)
+    run = FakeRunner(requests_per_step=40, batch=5).run(lesson, live.options())
+    # with a one-minute throttle only the first batch and each step's completion get through
+    completed = [v for v in views if v.fraction == 1.0]
+    assert [v.index for v in completed] == [0, 1]
+    assert completed[0].requests == 40
+    live.finish(run)
+    final = live.latest_view(2)
+    assert final.final and final.passed
+    assert [c.verdict for c in final.checks] == [Verdict.PASS] * 3
+
+
+def test_live_run_cancel_reaches_the_runner(lesson: Lesson) -> None:
+    live = LiveRun(lesson, "fake", cancel=threading.Event())
+    live.cancel.set()
+    run = FakeRunner().run(lesson, live.options())
+    assert len(run.steps) == 1 and run.steps[0].records == ()
+
+
+def test_graph_colours_edges_by_success_and_locks_mtls_edges(lesson: Lesson) -> None:
+    live = LiveRun(lesson, "fake")
+    run = FakeRunner(fail_every=5).run(lesson, live.options())
+    live.finish(run)
+    view = live.latest_view(0)
+    graph = build_graph(lesson, view.rows, run.steps[0].records)
+    product = graph.edge("api-gateway", "product")
+    assert product is not None and product.health is Health.FAILING  # 80 % success
+    assert product.padlock == "🔒"
+    gateway = graph.edge("outside", "api-gateway")
+    assert gateway is not None and gateway.padlock == "🔓"  # the load generator has no sidecar
+    assert graph.edge("order", "payment") is not None  # declared in behavior.yaml, idle here
+    assert graph.edge("order", "payment").health is Health.IDLE  # type: ignore[union-attr]
+    rows = graph.tree()
+    assert rows[0].node == "outside"
+    assert [r.node for r in rows[1:3]] == ["api-gateway", "product"]  # the busy path first
+    assert sum(1 for r in rows if r.node == "product" and not r.repeated) == 1
+
+
+def test_traces_are_newest_first_with_nested_spans(lesson: Lesson) -> None:
+    run = FakeRunner().run(lesson, RunOptions(until_step=1))
+    traces = group_traces(run.records, limit=5)
+    assert len(traces) == 5
+    assert traces[0].start_s > traces[-1].start_s
+    spans = traces[0].spans
+    assert [s.depth for s in spans] == [0, 1, 1]
+    assert spans[0].duration_ms >= spans[1].duration_ms  # the gateway's span contains the call
+    offset, length = bar(spans[1], traces[0].duration_ms, 40)
+    assert 0 < offset < 40 and offset + length <= 40
+
+
+def test_explain_tells_each_hop_and_what_a_flag_means(lesson: Lesson) -> None:
+    run = FakeRunner(fail_every=2).run(lesson, RunOptions(until_step=1))
+    failed = next(r for r in recent_requests(run.records, "api-gateway", "product") if not r.ok)
+    hops = explain_request(run.records, failed)
+    assert [h.edge for h in hops] == ["outside->api-gateway", "api-gateway->product"]
+    text = "\n".join(hops[1].lines)
+    assert "flag UO: upstream overflow" in text
+    assert "cluster outbound|8080||product.shop.svc.cluster.local" in text
+
+
+def test_compare_flags_latency_outside_tolerance_and_disagreeing_verdicts(
+    lesson: Lesson,
+) -> None:
+    a = FakeRunner("sim").run(lesson, RunOptions())
+    b = FakeRunner("local", latency_ms=12.0, fail_every=10).run(lesson, RunOptions())
+    rows = compare_runs(a, b)
+    assert next(r.what for r in rows if r.kind == "step") == "Step 1: No routing rules yet"
+    p99 = next(r for r in rows if r.what == "api-gateway->product p99")
+    assert not p99.agree and p99.delta > 0
+    success = next(r for r in rows if r.what == "outside->api-gateway success")
+    assert not success.agree and math.isclose(success.delta, -0.1)
+    checks = [r for r in rows if r.kind == "check"]
+    assert any(not r.agree and r.verdict_b is Verdict.FAIL for r in checks)
+    same = compare_runs(a, a)
+    assert all(r.agree for r in same)
+
+
+def test_config_summary_names_listeners_route_vhosts_and_clusters() -> None:
+    summary = summarise_config(
+        {
+            "listeners": [{"name": "virtualOutbound"}, {"name": "0.0.0.0_8080"}],
+            "routes": [{"name": "8080", "virtual_hosts": [{"name": f"h{i}"} for i in range(5)]}],
+            "clusters": [{"name": "outbound|8080|v1|product.shop.svc.cluster.local"}],
+        }
+    )
+    assert summary.listeners == ("virtualOutbound", "0.0.0.0_8080")
+    assert summary.routes == ("8080: h0, h1, h2 +2",)
+    assert summary.clusters == ("outbound|8080|v1|product.shop.svc.cluster.local",)
