@@ -13,7 +13,13 @@ from sim import SimRunner
 
 LESSONS = Path(__file__).resolve().parents[2] / "lessons"
 
-SECURITY_PENDING = {"11-mtls-migration", "12-http-authorization"}
+SECURITY_PENDING = {
+    "11-mtls-migration",
+    "12-http-authorization",
+    "13-jwt-authentication",
+    "14-local-rate-limiting",
+    "15-network-policy",
+}
 """Lessons that need PeerAuthentication/RBAC in the simulator's inbound filters (issue 7).
 xfail is strict: once the filters land these start passing and this set must be emptied."""
 
