@@ -91,7 +91,9 @@ def pct(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--gap-ms", type=float, default=20.0, help="pause between keys")
+    parser.add_argument(
+        "--gap-ms", type=float, default=100.0, help="pause between keys (fast typing: 100)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
