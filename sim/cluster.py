@@ -132,6 +132,10 @@ class ClusterRuntime:
         else:
             self.active -= 1
 
+    def released(self, _event: simpy.Event) -> None:
+        """:meth:`release` as an event callback (a connection closed after a delay)."""
+        self.release()
+
     def retry_allowed(self) -> bool:
         """``max_retries``: whether another retry may be in flight."""
         return self.retries_active < self.spec.thresholds.max_retries

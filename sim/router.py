@@ -65,25 +65,80 @@ def hash_key(policies: tuple[Mapping[str, Any], ...], req: Request, source_ip: s
     return None
 
 
-class _Wake:
-    """Timer callback racing an attempt: if the attempt is still running when the timer fires,
-    the waiting router stops waiting for it and resumes with the timer (cheaper than simpy's
-    ``proc | timer`` condition, which costs an extra event per attempt)."""
+class _Race:
+    """An attempt raced against its timeout without a process of its own.
 
-    __slots__ = ("proc", "waiter")
+    The attempt's generator runs inside the router's process (see :func:`_raced`); ``ev`` is
+    the event it is waiting for. When the timer fires first, the callback takes the waiting
+    process off ``ev`` and resumes it with the timer, whose value is this object, so the router
+    knows its own timer from a nested attempt's. A finished attempt sets ``done``: the timer
+    is cancelled lazily (it still fires, and does nothing).
+    """
 
-    def __init__(self, proc: simpy.Process, waiter: simpy.Process | None) -> None:
-        self.proc = proc
-        self.waiter = waiter
+    __slots__ = ("done", "ev")
+
+    def __init__(self, ev: simpy.Event) -> None:
+        self.ev = ev
+        self.done = False
 
     def __call__(self, timer: simpy.Event) -> None:
-        proc, waiter = self.proc, self.waiter
-        if proc.triggered or waiter is None or proc.callbacks is None:
+        if self.done:
             return
-        resume = waiter._resume
-        if resume in proc.callbacks:
-            proc.callbacks.remove(resume)
-            resume(timer)
+        ev = self.ev
+        for cb in ev.callbacks or ():  # None once processed (then the attempt is done)
+            if isinstance(getattr(cb, "__self__", None), simpy.Process):
+                ev.callbacks.remove(cb)
+                cb(timer)
+                return
+
+
+def _raced(env: simpy.Environment, gen: Proc, delay: float) -> Proc:
+    """Run ``gen`` (an attempt) in the caller's process until it returns or ``delay`` passes.
+
+    Returns ``(True, response)`` when the attempt finished in time, ``(False, (gen, event))``
+    when the timer won: ``gen`` is suspended on ``event`` and can be left to run on its own.
+    """
+    try:
+        ev = gen.send(None)
+    except StopIteration as stop:
+        return True, stop.value
+    race = _Race(ev)
+    env.timeout(delay, race).callbacks.append(race)
+    while True:
+        try:
+            value = yield ev
+        except Exception as exc:  # a failed event: the attempt gets to handle it
+            try:
+                ev = gen.throw(exc)
+            except StopIteration as stop:
+                race.done = True
+                return True, stop.value
+        else:
+            if value is race:
+                return False, (gen, ev)
+            try:
+                ev = gen.send(value)
+            except StopIteration as stop:
+                race.done = True
+                return True, stop.value
+        race.ev = ev
+
+
+def _detached(gen: Proc, ev: simpy.Event) -> Proc:
+    """The rest of an abandoned attempt: the server still does the work (and logs ``DC``)."""
+    while True:
+        try:
+            value = yield ev
+        except Exception as exc:
+            try:
+                ev = gen.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                ev = gen.send(value)
+            except StopIteration:
+                return
 
 
 def _finish(attempt: Attempt, crt: ClusterRuntime, host: HostState) -> None:
@@ -93,18 +148,13 @@ def _finish(attempt: Attempt, crt: ClusterRuntime, host: HostState) -> None:
         if crt.spec.max_requests_per_connection == 1:
             # no keep-alive: the connection still counts against max_connections until it is
             # closed and a new one is opened (one round trip)
-            crt.env.process(_release_later(crt, 2 * CONNECTION_SETUP_S))
+            crt.env.timeout(2 * CONNECTION_SETUP_S).callbacks.append(crt.released)
         else:
             crt.release()
 
 
 CONNECTION_SETUP_S = 0.0005
 """Time to close a connection and open a new one (TCP + mTLS handshake on loopback)."""
-
-
-def _release_later(crt: ClusterRuntime, delay: float) -> Proc:
-    yield crt.env.timeout(delay)
-    crt.release()
 
 
 def _abandon(attempt: Attempt, crt: ClusterRuntime, host: HostState) -> None:
@@ -245,15 +295,20 @@ def route_request(
                 world, proxy, crt, host, req, attempt=attempt
             )
         else:
-            proc = env.process(upstream(world, proxy, crt, host, req, attempt=attempt))
-            timer = env.timeout(end - now)
-            timer.callbacks.append(_Wake(proc, env.active_process))
-            yield proc
-            if proc.triggered:
-                resp = proc.value
+            in_time, out = yield from _raced(
+                env, upstream(world, proxy, crt, host, req, attempt=attempt), end - now
+            )
+            if in_time:
+                resp = out
             else:
                 resp = None
+                pending = attempt.waiting is not None
                 _abandon(attempt, crt, host)
+                gen, waiting_on = out
+                if pending:
+                    gen.close()  # still queued for a connection: nothing left to do
+                else:
+                    env.process(_detached(gen, waiting_on))
         if is_retry:
             crt.retries_active -= 1
         retriable = False
