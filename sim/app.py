@@ -48,11 +48,14 @@ def serve(world: World, pod: PodRuntime, req: Request) -> Proc:
     if ep is None:
         return 404
     model = ep.service_time
-    if model is not None and pod.workers is not None:
+    workers = pod.workers
+    if model is not None and workers is not None:
         mu, sigma = _shape(model)
-        with pod.workers.request() as slot:
-            yield slot
-            yield env.timeout(rng.lognormvariate(mu, sigma) if sigma > 0 else model.median.seconds)
+        queued = workers.acquire()
+        if queued is not None:
+            yield queued
+        yield env.timeout(rng.lognormvariate(mu, sigma) if sigma > 0 else model.median.seconds)
+        workers.release()
     if ep.error_rate > 0.0 and rng.random() < ep.error_rate:
         return 500
     if not ep.calls:

@@ -23,6 +23,7 @@ from mesh.records import RequestRecord
 from mesh.topology import MeshService, Pod, ProxyKind, Topology
 from sim.cluster import ClusterRuntime
 from sim.messages import PROPAGATED_HEADERS, Request, Response
+from sim.workers import Workers
 from sim.xds import ProxyTables, compile_proxy
 
 __all__ = ["PodRuntime", "ProxyRuntime", "World"]
@@ -41,7 +42,7 @@ class PodRuntime:
     service: ServiceBehavior | None
     service_host: str
     target_port: int
-    workers: simpy.Resource | None
+    workers: Workers | None
     dead: bool = False
     refuse: bool = False
     latency_s: float = 0.0
@@ -155,9 +156,7 @@ class World:
             target = svc.ports[0].target_port if svc is not None and svc.ports else 0
             workers = None
             if behavior is not None:
-                workers = simpy.Resource(
-                    self.env, capacity=max(1, behavior.concurrency_of(version))
-                )
+                workers = Workers(self.env, max(1, behavior.concurrency_of(version)))
             rt = PodRuntime(
                 pod=pod,
                 app=pod.labels.get("app", pod.workload),
