@@ -3,7 +3,8 @@
 A simulated request yields two records per hop, so building them is a noticeable share of the
 run time. ``RequestRecord`` is a frozen, slotted, keyword-only dataclass; its generated
 ``__init__`` binds 29 keyword arguments and sets each through ``object.__setattr__``. This module
-fills the same slots directly through their descriptors, which is about three times faster and
+fills the same slots directly through their descriptors (straight-line code generated once
+from the field list), which is several times faster and
 yields an identical (equal, hashable, frozen) record. If the record's fields ever change, the
 field list check fails and the plain constructor is used instead.
 """
@@ -54,17 +55,28 @@ FIELDS = (
 _SLOTS_MATCH = tuple(f.name for f in dataclasses.fields(RequestRecord)) == FIELDS and hasattr(
     RequestRecord, "__slots__"
 )
-_SETTERS: list[Callable[[Any, Any], None]] = (
-    [getattr(RequestRecord, name).__set__ for name in FIELDS] if _SLOTS_MATCH else []
-)
-_new = object.__new__
 
 
-def make_record(*values: Any) -> RequestRecord:
-    """A RequestRecord from its 29 field values in :data:`FIELDS` order."""
-    if not _SLOTS_MATCH:
-        return RequestRecord(**dict(zip(FIELDS, values, strict=True)))
-    record: RequestRecord = _new(RequestRecord)
-    for setter, value in zip(_SETTERS, values, strict=True):
-        setter(record, value)
-    return record
+def _plain(*values: Any) -> RequestRecord:
+    return RequestRecord(**dict(zip(FIELDS, values, strict=True)))
+
+
+def _unrolled() -> Callable[..., RequestRecord]:
+    """``make_record`` as straight-line code: one slot setter call per field, no loop."""
+    params = ", ".join(f"v{i}" for i in range(len(FIELDS)))
+    defaults = ", ".join(f"_s{i}=_s{i}" for i in range(len(FIELDS)))
+    body = "".join(f"    _s{i}(r, v{i})\n" for i in range(len(FIELDS)))
+    source = (
+        f"def make_record({params}, *, _new=_new, _cls=_cls, {defaults}):\n"
+        f"    r = _new(_cls)\n{body}    return r\n"
+    )
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": RequestRecord}
+    for i, name in enumerate(FIELDS):
+        namespace[f"_s{i}"] = getattr(RequestRecord, name).__set__
+    exec(source, namespace)  # generated from the constant FIELDS above
+    fn: Callable[..., RequestRecord] = namespace["make_record"]
+    return fn
+
+
+make_record: Callable[..., RequestRecord] = _unrolled() if _SLOTS_MATCH else _plain
+"""A RequestRecord from its 29 field values in :data:`FIELDS` order (positional)."""
