@@ -19,8 +19,6 @@ import math
 from collections.abc import Generator, Mapping
 from typing import Any
 
-import simpy
-
 from sim.cluster import ClusterRuntime, HostState
 from sim.inbound import inbound
 from sim.lb import stable_hash
@@ -34,6 +32,7 @@ from sim.messages import (
     Request,
     Response,
 )
+from sim.timeouts import detached, raced
 from sim.world import ProxyRuntime, World
 from sim.xds import RouteSpec
 
@@ -63,82 +62,6 @@ def hash_key(policies: tuple[Mapping[str, Any], ...], req: Request, source_ip: s
         if value is not None:
             return stable_hash(value)
     return None
-
-
-class _Race:
-    """An attempt raced against its timeout without a process of its own.
-
-    The attempt's generator runs inside the router's process (see :func:`_raced`); ``ev`` is
-    the event it is waiting for. When the timer fires first, the callback takes the waiting
-    process off ``ev`` and resumes it with the timer, whose value is this object, so the router
-    knows its own timer from a nested attempt's. A finished attempt sets ``done``: the timer
-    is cancelled lazily (it still fires, and does nothing).
-    """
-
-    __slots__ = ("done", "ev")
-
-    def __init__(self, ev: simpy.Event) -> None:
-        self.ev = ev
-        self.done = False
-
-    def __call__(self, timer: simpy.Event) -> None:
-        if self.done:
-            return
-        ev = self.ev
-        for cb in ev.callbacks or ():  # None once processed (then the attempt is done)
-            if isinstance(getattr(cb, "__self__", None), simpy.Process):
-                ev.callbacks.remove(cb)
-                cb(timer)
-                return
-
-
-def _raced(env: simpy.Environment, gen: Proc, delay: float) -> Proc:
-    """Run ``gen`` (an attempt) in the caller's process until it returns or ``delay`` passes.
-
-    Returns ``(True, response)`` when the attempt finished in time, ``(False, (gen, event))``
-    when the timer won: ``gen`` is suspended on ``event`` and can be left to run on its own.
-    """
-    try:
-        ev = gen.send(None)
-    except StopIteration as stop:
-        return True, stop.value
-    race = _Race(ev)
-    env.timeout(delay, race).callbacks.append(race)
-    while True:
-        try:
-            value = yield ev
-        except Exception as exc:  # a failed event: the attempt gets to handle it
-            try:
-                ev = gen.throw(exc)
-            except StopIteration as stop:
-                race.done = True
-                return True, stop.value
-        else:
-            if value is race:
-                return False, (gen, ev)
-            try:
-                ev = gen.send(value)
-            except StopIteration as stop:
-                race.done = True
-                return True, stop.value
-        race.ev = ev
-
-
-def _detached(gen: Proc, ev: simpy.Event) -> Proc:
-    """The rest of an abandoned attempt: the server still does the work (and logs ``DC``)."""
-    while True:
-        try:
-            value = yield ev
-        except Exception as exc:
-            try:
-                ev = gen.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                ev = gen.send(value)
-            except StopIteration:
-                return
 
 
 def _finish(attempt: Attempt, crt: ClusterRuntime, host: HostState) -> None:
@@ -295,8 +218,8 @@ def route_request(
                 world, proxy, crt, host, req, attempt=attempt
             )
         else:
-            in_time, out = yield from _raced(
-                env, upstream(world, proxy, crt, host, req, attempt=attempt), end - now
+            in_time, out = yield from raced(
+                world.deadlines, upstream(world, proxy, crt, host, req, attempt=attempt), end - now
             )
             if in_time:
                 resp = out
@@ -308,7 +231,7 @@ def route_request(
                 if pending:
                     gen.close()  # still queued for a connection: nothing left to do
                 else:
-                    env.process(_detached(gen, waiting_on))
+                    env.process(detached(gen, waiting_on))
         if is_retry:
             crt.retries_active -= 1
         retriable = False

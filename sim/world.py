@@ -23,6 +23,7 @@ from mesh.records import RequestRecord
 from mesh.topology import MeshService, Pod, ProxyKind, Topology
 from sim.cluster import ClusterRuntime
 from sim.messages import PROPAGATED_HEADERS, Request, Response
+from sim.timeouts import Deadlines
 from sim.workers import Workers
 from sim.xds import ProxyTables, compile_proxy
 
@@ -123,6 +124,7 @@ class World:
     ) -> None:
         self.env = env or simpy.Environment()
         self.rng = random.Random(seed)
+        self.deadlines = Deadlines(self.env)
         self.behavior = behavior
         self.topology = topology
         self.records: list[RequestRecord] = []
