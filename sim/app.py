@@ -11,11 +11,15 @@ request with that status, as the services pass upstream errors through.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import simpy
 
 from mesh.app import Call, LatencyModel
+from mesh.topology import MeshService
 from sim.matchers import split_path
-from sim.messages import Request
+from sim.messages import PROPAGATED_HEADERS, Request, Response
 
 if TYPE_CHECKING:
     from sim.world import PodRuntime, World
@@ -60,39 +64,86 @@ def serve(world: World, pod: PodRuntime, req: Request) -> Proc:
         return 500
     if not ep.calls:
         return 200
-    params = ep.path_params(path) if "{" in ep.path_template else {}
+    params = ep.path_params(path) if "{" in ep.route else {}
     for step in ep.calls:
         if isinstance(step, Call):
             if step.once:
                 if step.call in pod.once_done:
                     continue
                 pod.once_done.add(step.call)
-            status = yield from _call(world, pod, req, step, params)
-            if status >= 400:
-                return status
+            plan = _plan(world, pod, step)
+            if plan is None:
+                return 503
+            resp = yield from world.call(pod, _request(req, plan, step, params), plan.service)
+            if resp.status >= 400:
+                return int(resp.status)
         else:
-            procs = []
+            results: list[int | simpy.Process] = []
             for c in step.parallel:
                 if c.once:
                     if c.call in pod.once_done:
                         continue
                     pod.once_done.add(c.call)
-                procs.append(env.process(_call(world, pod, req, c, params)))
+                plan = _plan(world, pod, c)
+                if plan is None:
+                    results.append(503)
+                else:
+                    down = _request(req, plan, c, params)
+                    results.append(env.process(world.call(pod, down, plan.service)))
+            procs = [r for r in results if not isinstance(r, int)]
             if procs:
                 yield env.all_of(procs)
-                for p in procs:
-                    code = int(p.value or 0)
-                    if code >= 400:
-                        return code
+            for r in results:
+                code = r if isinstance(r, int) else cast(Response, r.value).status
+                if code >= 400:
+                    return code
     return 200
 
 
-def _call(world: World, pod: PodRuntime, req: Request, call: Call, params: dict[str, str]) -> Proc:
-    service = world.service_by_name(call.service, pod.pod.namespace)
-    if service is None:
-        return 503
-    behavior = world.behavior.service(call.service)
-    port = behavior.port if behavior is not None else service.ports[0].port
-    down = world.downstream_request(req, call.method, call.service, port, call.path_for(params))
-    resp = yield from world.call(pod, down, service)
-    return int(resp.status)
+@dataclass(frozen=True, slots=True)
+class CallPlan:
+    """A declared call resolved once per world (and config push): the Service it goes to and
+    the request line the app sends (``service:port`` as the Host header)."""
+
+    service: MeshService
+    method: str
+    authority: str
+    port: int
+    path: str
+    templated: bool
+
+
+def _plan(world: World, pod: PodRuntime, call: Call) -> CallPlan | None:
+    namespace = pod.pod.namespace
+    key = (id(call), namespace)
+    try:
+        return world.call_plans[key]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    plan: CallPlan | None = None
+    service = world.service_by_name(call.service, namespace)
+    if service is not None:
+        behavior = world.behavior.service(call.service)
+        port = behavior.port if behavior is not None else service.ports[0].port
+        path = call.path
+        plan = CallPlan(service, call.method, f"{call.service}:{port}", port, path, "{" in path)
+    world.call_plans[key] = plan  # ids are stable: the behaviour (owning the call) outlives it
+    return plan
+
+
+def _request(parent: Request, plan: CallPlan, call: Call, params: dict[str, str]) -> Request:
+    """The request the app sends for a declared call, carrying the propagated headers."""
+    forward = parent.forward
+    if forward is None:
+        get = parent.headers.get
+        forward = parent.forward = {k: v for k in PROPAGATED_HEADERS if (v := get(k)) is not None}
+    return Request(
+        plan.method,
+        call.path_for(params) if plan.templated else plan.path,
+        plan.authority,
+        plan.port,
+        dict(forward),
+        parent.request_id,
+        parent.trace_id,
+        parent.trace,
+    )

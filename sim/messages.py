@@ -72,6 +72,9 @@ class Request:
     trace: Trace | None = None
     lead: float = 0.0
     """App-to-sidecar hop not yet paid: folded into the next hop's delay (one event less)."""
+    forward: dict[str, str] | None = None
+    """The headers an app copies from this request onto its downstream calls (worked out on
+    the first call)."""
 
 
 @dataclass(slots=True)

@@ -138,7 +138,12 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
                 if trace:
                     trace.add(env.now, client.name, "no route of the virtual host matches: 404 NR")
             else:
-                resp = yield from _act(world, proxy, req, route, trace)
+                act = _act(world, proxy, req, route, trace)
+                if isinstance(act, Response):
+                    resp = act
+                else:
+                    resp = yield from act
+                    resp.route_name = route.name
     yield env.timeout(req.lead + world.hop())
     req.lead = 0.0
     if not resp.destination_service:
@@ -147,7 +152,11 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
     return resp
 
 
-def _act(world: World, proxy: ProxyRuntime, req: Request, route: RouteSpec, trace: Any) -> Proc:
+def _act(
+    world: World, proxy: ProxyRuntime, req: Request, route: RouteSpec, trace: Any
+) -> Response | Proc:
+    """The matched route's action: a local answer now, or the generator that forwards the
+    request (run by the caller with ``yield from``: one generator level less per event)."""
     env = world.env
     where = proxy.pod.name
     if trace:
@@ -173,29 +182,57 @@ def _act(world: World, proxy: ProxyRuntime, req: Request, route: RouteSpec, trac
     if trace and len(route.clusters) > 1:
         weights = ", ".join(f"{n} ({w})" for n, w in route.clusters)
         trace.add(env.now, where, f"weighted clusters {weights}: picked {cluster}")
+    if route.fault is not None:
+        return _faulted(world, proxy, req, route, cluster, trace=trace)
+    return _forward(world, proxy, req, route, cluster, flags=(), trace=trace)
+
+
+def _faulted(
+    world: World, proxy: ProxyRuntime, req: Request, route: RouteSpec, cluster: str, *, trace: Any
+) -> Proc:
+    """The fault filter (delay, then abort) before the router."""
+    env = world.env
+    where = proxy.pod.name
     flags: tuple[str, ...] = ()
     fault = route.fault
-    if fault is not None:
-        if fault.delay_fraction > 0 and world.rng.random() < fault.delay_fraction:
-            flags = ("DI",)
-            if trace:
-                trace.add(env.now, where, f"fault filter: delay {fault.delay_s:g}s injected (DI)")
-            yield env.timeout(fault.delay_s)
-        if fault.abort_fraction > 0 and world.rng.random() < fault.abort_fraction:
-            if trace:
-                trace.add(
-                    env.now,
-                    where,
-                    f"fault filter: abort with {fault.abort_status} (FI); "
-                    "never retried, no upstream host chosen",
-                )
-            resp = _local(
-                fault.abort_status, (*flags, "FI"), "fault_filter_abort", BODY_FAULT_ABORT
+    assert fault is not None
+    if fault.delay_fraction > 0 and world.rng.random() < fault.delay_fraction:
+        flags = ("DI",)
+        if trace:
+            trace.add(env.now, where, f"fault filter: delay {fault.delay_s:g}s injected (DI)")
+        yield env.timeout(fault.delay_s)
+    if fault.abort_fraction > 0 and world.rng.random() < fault.abort_fraction:
+        if trace:
+            trace.add(
+                env.now,
+                where,
+                f"fault filter: abort with {fault.abort_status} (FI); "
+                "never retried, no upstream host chosen",
             )
-            resp.upstream_cluster = cluster
-            resp.route_name = route.name
-            resp.destination_service = _cluster_host(cluster)
-            return resp
+        resp = _local(fault.abort_status, (*flags, "FI"), "fault_filter_abort", BODY_FAULT_ABORT)
+        resp.upstream_cluster = cluster
+        resp.destination_service = _cluster_host(cluster)
+        return resp
+    act = _forward(world, proxy, req, route, cluster, flags=flags, trace=trace)
+    if isinstance(act, Response):
+        return act
+    resp = yield from act
+    return resp
+
+
+def _forward(
+    world: World,
+    proxy: ProxyRuntime,
+    req: Request,
+    route: RouteSpec,
+    cluster: str,
+    *,
+    flags: tuple[str, ...],
+    trace: Any,
+) -> Response | Proc:
+    """Cluster lookup, rewrites, mirrors, then the router (or the passthrough cluster)."""
+    env = world.env
+    where = proxy.pod.name
     crt = proxy.cluster(cluster, world)
     if crt is None:
         if trace:
@@ -207,23 +244,27 @@ def _act(world: World, proxy: ProxyRuntime, req: Request, route: RouteSpec, trac
         return resp
     upstream = _upstream_request(route, req)
     if crt.spec.type == "ORIGINAL_DST" and not crt.spec.endpoints:
-        resp = yield from _passthrough(world, proxy, upstream, crt.spec.name)
-        resp.flags = tuple(sorted({*flags, *resp.flags}))
-        resp.route_name = route.name
-        return resp
+        return _passthrough(world, proxy, upstream, crt.spec.name, flags)
     for m in route.mirrors:
         if m.fraction >= 1.0 or world.rng.random() < m.fraction:
             env.process(_mirror(world, proxy, upstream, m.cluster))
             if trace:
                 trace.add(env.now, where, f"mirror: a copy sent to {m.cluster} (response ignored)")
-    resp = yield from route_request(world, proxy, upstream, route, crt)
     if flags:
-        resp.flags = tuple(sorted({*flags, *resp.flags}))
-    resp.route_name = route.name
+        return _flagged(route_request(world, proxy, upstream, route, crt), flags)
+    return route_request(world, proxy, upstream, route, crt)
+
+
+def _flagged(router: Proc, flags: tuple[str, ...]) -> Proc:
+    """The router's answer with the fault filter's flags added."""
+    resp: Response = yield from router
+    resp.flags = tuple(sorted({*flags, *resp.flags}))
     return resp
 
 
-def _passthrough(world: World, proxy: ProxyRuntime, req: Request, cluster: str) -> Proc:
+def _passthrough(
+    world: World, proxy: ProxyRuntime, req: Request, cluster: str, flags: tuple[str, ...]
+) -> Proc:
     """ORIGINAL_DST (``PassthroughCluster``): forwarded as is to the address the app dialled,
     without retries or timeouts. Outside the simulated mesh that is an external server, which
     answers 200 after one network hop each way."""
@@ -247,6 +288,7 @@ def _passthrough(world: World, proxy: ProxyRuntime, req: Request, cluster: str) 
     resp.upstream_cluster = cluster
     resp.destination_service = cluster
     resp.upstream_host = req.authority
+    resp.flags = tuple(sorted({*flags, *resp.flags}))
     return resp
 
 

@@ -22,7 +22,7 @@ from mesh.lesson import BreakAction
 from mesh.records import RequestRecord
 from mesh.topology import MeshService, Pod, ProxyKind, Topology
 from sim.cluster import ClusterRuntime
-from sim.messages import PROPAGATED_HEADERS, Request, Response
+from sim.messages import Request
 from sim.timeouts import Deadlines
 from sim.workers import Workers
 from sim.xds import ProxyTables, compile_proxy
@@ -139,11 +139,17 @@ class World:
         self.by_address: dict[str, PodRuntime] = {}
         self.services: dict[str, MeshService] = {}
         self._service_names: dict[tuple[str, str], MeshService | None] = {}
+        self.call_plans: dict[tuple[int, str], Any] = {}
+        """Declared calls resolved per (call, namespace) by :mod:`sim.app`; reset on a push."""
         self.pods_of_service: dict[str, list[PodRuntime]] = {}
         self._build_pods(topology)
         self.proxies: dict[str, ProxyRuntime] = {}
         self.load_config(topology, envoy)
         self.completed = 0
+        from sim.proxy import direct, outbound  # sim.proxy imports this module
+
+        self._outbound = outbound
+        self._direct = direct
 
     # -- construction -----------------------------------------------------------------------
 
@@ -182,6 +188,7 @@ class World:
         memo: dict[int, Any] = {}
         self.topology = topology
         self._service_names.clear()
+        self.call_plans.clear()
         self._build_pods(topology)
         for name, cfg in envoy.items():
             pod = self.pods.get(name)
@@ -249,31 +256,14 @@ class World:
             self._service_names[key] = found
             return found
 
-    def downstream_request(
-        self, parent: Request, method: str, service: str, port: int, path: str
-    ) -> Request:
-        """The request an app sends for a declared call, carrying the propagated headers."""
-        headers = {k: v for k in PROPAGATED_HEADERS if (v := parent.headers.get(k)) is not None}
-        return Request(
-            method=method,
-            path=path,
-            authority=f"{service}:{port}",
-            port=port,
-            headers=headers,
-            request_id=parent.request_id,
-            trace_id=parent.trace_id,
-            trace=parent.trace,
-        )
-
     def call(self, pod: PodRuntime, req: Request, service: MeshService) -> Proc:
-        """An app's downstream call: through its sidecar, or straight to a pod without one."""
-        from sim.proxy import direct, outbound
+        """An app's downstream call: through its sidecar, or straight to a pod without one.
 
+        Returns the generator to run (``yield from``), not a generator of its own: one level
+        less for every event of the call to pass through."""
         if pod.proxy is not None and pod.sidecar:
-            response: Response = yield from outbound(self, pod.proxy, req)
-        else:
-            response = yield from direct(self, pod, req, service)
-        return response
+            return self._outbound(self, pod.proxy, req)
+        return self._direct(self, pod, req, service)
 
     def summary(self) -> Mapping[str, Any]:
         """Per-proxy cluster counters (tests, explain)."""
