@@ -4,7 +4,7 @@
    One upstream (an Envoy ``direct_response``), reached three ways in the same run, interleaved:
    directly; through two *bare* Envoys (router only, no logs, static config); through two
    *project* sidecars (the translator's client sidecar -> server sidecar, file xDS, JSON access
-   logs, the header filters). The added latency per hop is ``(p50(path) - p50(direct)) / 2``.
+   logs, the header filters, auto mTLS between them as in the local runner). The added latency per hop is ``(p50(path) - p50(direct)) / 2``.
 2. **Capacity**: the e-commerce app on LocalMesh (8 replicas + sidecars); open-loop load at
    rising rates through ``frontend`` (``GET /api/products``: frontend -> api-gateway -> product);
    capacity is the highest rate served with p99 < 50 ms and no errors (target >= 300 rps).
@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from cluster.local.automtls import add_auto_mtls  # noqa: E402
+from cluster.local.ca import LocalCA  # noqa: E402
 from cluster.local.envoy import EnvoyProxy, envoy_argv  # noqa: E402
 from cluster.local.mesh import LocalMesh  # noqa: E402
 from cluster.local.ports import free_ports  # noqa: E402
@@ -156,13 +158,17 @@ def bench_hops(seconds: float, reps: int, rate: float) -> dict[str, Any]:
         })  # fmt: skip
         options = TranslateOptions(port_map=port_map, access_log_path=str(work / "{pod}.log"))
         configs = translate(loaded.resources, topology, options)
+        ca = LocalCA(work / "ca")
         proxies = []
         for pod, admin in (("frontend-v1-0", f_admin), ("product-v1-0", p_admin)):
             cfg = configs[pod]
+            issued = ca.issue(cfg.pod.namespace, cfg.pod.service_account)
             proxy = EnvoyProxy(name=pod, workdir=work / pod, supervisor=sup, node_id=cfg.node["id"],
                                node_cluster=cfg.node["cluster"], admin_port=admin)  # fmt: skip
-            proxy.start(ProxyResources(list(cfg.listeners), list(cfg.routes), list(cfg.clusters),
-                                       list(cfg.endpoints), list(cfg.secrets)))  # fmt: skip
+            resources = ProxyResources(list(cfg.listeners), list(cfg.routes), list(cfg.clusters),
+                                       list(cfg.endpoints),
+                                       [*cfg.secrets, *issued.secrets().values()])  # fmt: skip
+            proxy.start(add_auto_mtls(resources))
             proxies.append(proxy)
         deadline = time.monotonic() + 15
         for port in (up, b1, b2):

@@ -53,21 +53,31 @@ class IssuedCert:
     private_key: Path
     root: Path
 
-    def secrets(self) -> dict[str, dict[str, Any]]:
-        """The two SDS secrets a sidecar with this identity gets, by name."""
+    def secrets(self, *, inline: bool = True) -> dict[str, dict[str, Any]]:
+        """The two SDS secrets a sidecar with this identity gets, by name.
+
+        ``inline`` (default) carries the PEM text in the secret, as istio-agent's SDS does;
+        a ``filename`` secret makes Envoy watch the certificate files too, which costs an
+        inotify instance per folder (see :mod:`cluster.local.xds`)."""
+
+        def source(path: Path) -> dict[str, str]:
+            if inline:
+                return {"inline_string": path.read_text(encoding="ascii")}
+            return {"filename": str(path)}
+
         return {
             WORKLOAD_SECRET: {
                 "@type": _SECRET_TYPE,
                 "name": WORKLOAD_SECRET,
                 "tls_certificate": {
-                    "certificate_chain": {"filename": str(self.cert_chain)},
-                    "private_key": {"filename": str(self.private_key)},
+                    "certificate_chain": source(self.cert_chain),
+                    "private_key": source(self.private_key),
                 },
             },
             ROOT_SECRET: {
                 "@type": _SECRET_TYPE,
                 "name": ROOT_SECRET,
-                "validation_context": {"trusted_ca": {"filename": str(self.root)}},
+                "validation_context": {"trusted_ca": source(self.root)},
             },
         }
 

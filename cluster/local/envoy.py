@@ -73,6 +73,8 @@ def envoy_argv(config: Path, *, log_level: str = "warning") -> list[str]:
         "100",
         "--drain-time-s",
         "1",
+        "--drain-strategy",
+        "immediate",
     ]
 
 
@@ -138,6 +140,7 @@ class EnvoyProxy:
         admin_port: int,
         metadata: Mapping[str, Any] | None = None,
         log_level: str = "warning",
+        inline_routes: bool = True,
     ) -> None:
         self.name = name
         self.workdir = workdir
@@ -146,7 +149,7 @@ class EnvoyProxy:
         self.node_cluster = node_cluster
         self.admin_port = admin_port
         self.admin = AdminClient(admin_port)
-        self.files = XdsFiles(workdir / "xds")
+        self.files = XdsFiles(workdir / "xds", inline_routes=inline_routes)
         self.metadata = dict(metadata or {})
         self.log_level = log_level
         self.bootstrap_path = workdir / "bootstrap.json"
@@ -243,6 +246,8 @@ class EnvoyProxy:
         ]
         if not rejected:
             self.files.commit()
+            if "lds" in written.changed:
+                self._wait_drained(timeout_s)
             return written
         messages = [
             m.group(1).strip()
@@ -258,10 +263,24 @@ class EnvoyProxy:
             resource = sub_name or next((n for n in changed if n and n in message), "")
             if not resource and changed:
                 resource = ", ".join(changed)
+            routes = written.changed.get("rds", ())
+            if kind == "lds" and self.files.inline_routes and routes:
+                resource = f"{resource or 'listeners'} (RouteConfiguration {', '.join(routes)})"
             file = self.files.path(kind, sub_name)
             out.append(XdsRejection(self.name, kind, resource, str(file), message))
         self.files.revert(kinds)
         raise ConfigRejectedError(out)
+
+    def _wait_drained(self, timeout_s: float) -> None:
+        """Wait until replaced listeners and filter chains finished draining: connections
+        opened before the update (the app's keep-alive connections) still run the old filter
+        chain, and with routes inside listeners that means the old routes, until then."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            gauges = self.admin.stats(r"^listener_manager\.total_(filter_chains|listeners)_draining$")
+            if not any(gauges.values()):
+                return
+            time.sleep(0.02)
 
     def _settle(self, before: Mapping[str, int], timeout_s: float) -> dict[str, int]:
         """Poll the update counters until they moved and then stayed still for ~60 ms."""

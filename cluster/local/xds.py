@@ -14,10 +14,12 @@ Layout per proxy (one directory per resource type, so a rename reloads only that
     xds/sds/<secret>.json          one Secret per file (``default``, ``ROOTCA``)
 
 Every file subscription costs Envoy one inotify instance, and Linux allows 128 per user by default
-(``fs.inotify.max_user_instances``), shared by every Envoy on the machine. A sidecar sees a dozen
-EDS clusters, so :func:`fold_eds` inlines each ``ClusterLoadAssignment`` into its cluster
-(``type: STATIC`` with ``load_assignment``): endpoint changes then travel with CDS, and a proxy
-needs about six watches (LDS, CDS, its RDS names, ``default``, ``ROOTCA``).
+(``fs.inotify.max_user_instances``), shared by every Envoy on the machine (two test meshes of 9
+Envoys each must fit). A sidecar sees a dozen EDS clusters and three route configurations, so
+:func:`fold_eds` inlines each ``ClusterLoadAssignment`` into its cluster (``type: STATIC`` with
+``load_assignment``: endpoint changes travel with CDS) and, with ``inline_routes``,
+:func:`inline_route_configs` puts each route configuration into its listener (route changes
+travel with LDS). A proxy then needs four watches: LDS, CDS, ``default`` and ``ROOTCA``.
 
 The translator writes ``{"ads": {}}`` config sources, as istiod does; :func:`to_file_sources`
 rewrites each into the ``path_config_source`` of the file above. Files are written in
@@ -45,6 +47,7 @@ __all__ = [
     "XdsWrite",
     "bootstrap",
     "fold_eds",
+    "inline_route_configs",
     "static_bootstrap",
     "to_file_sources",
 ]
@@ -93,6 +96,28 @@ class ProxyResources:
             "eds": self.endpoints,
             "sds": self.secrets,
         }
+
+
+def inline_route_configs(listener: dict[str, Any], routes: Mapping[str, Any]) -> dict[str, Any]:
+    """A listener whose HCMs carry their route configuration (``route_config``) instead of an
+    RDS subscription: a route change then travels as a listener update (Envoy swaps only the
+    filter chains that changed and drains their connections), and the proxy needs no RDS watch."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: walk(v) for k, v in node.items()}
+        rds = out.get("rds")
+        if isinstance(rds, dict) and "route_config_name" in rds:
+            name = str(rds["route_config_name"])
+            del out["rds"]
+            out["route_config"] = copy.deepcopy(routes.get(name, {"name": name}))
+        return out
+
+    result: dict[str, Any] = walk(listener)
+    return result
 
 
 def fold_eds(resources: ProxyResources) -> ProxyResources:
@@ -180,8 +205,9 @@ class XdsWrite:
 class XdsFiles:
     """The xDS files of one proxy, written atomically and only when their content changes."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, inline_routes: bool = False) -> None:
         self.root = root
+        self.inline_routes = inline_routes
         for kind in KINDS:
             (root / kind).mkdir(parents=True, exist_ok=True)
         self._version = 0
@@ -212,12 +238,18 @@ class XdsFiles:
         self._version += 1
         changed: dict[str, tuple[str, ...]] = {}
         written: list[Path] = []
+        routes = {str(r.get("name", "")): r for r in resources.routes}
         for kind in KINDS:
-            items = [to_file_sources(r, self.root) for r in resources.by_kind()[kind]]
+            source = resources.by_kind()[kind]
+            if kind == "lds" and self.inline_routes:
+                source = [inline_route_configs(x, routes) for x in source]
+            items = [to_file_sources(r, self.root) for r in source]
             for r in items:
                 r.pop("@type", None)
             plan: dict[Path, tuple[list[dict[str, Any]], list[str]]] = {}
-            if kind in {"lds", "cds"}:
+            if kind == "rds" and self.inline_routes:
+                pass  # carried inside the listeners: only the change is tracked
+            elif kind in {"lds", "cds"}:
                 plan[self.path(kind)] = (items, [resource_name(kind, r) for r in items])
             else:
                 for r in items:

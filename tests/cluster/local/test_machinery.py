@@ -85,9 +85,12 @@ def test_ca_issues_spiffe_certificates_signed_by_its_root(tmp_path: Path) -> Non
     assert isinstance(public, ec.EllipticCurvePublicKey)
     cert.verify_directly_issued_by(root)
     assert oct(issued.private_key.stat().st_mode & 0o777) == "0o600"
-    secrets = issued.secrets()
-    assert secrets["default"]["tls_certificate"]["certificate_chain"]["filename"] == str(issued.cert_chain)
-    assert secrets["ROOTCA"]["validation_context"]["trusted_ca"]["filename"] == str(issued.root)
+    files = issued.secrets(inline=False)
+    assert files["default"]["tls_certificate"]["certificate_chain"]["filename"] == str(issued.cert_chain)
+    assert files["ROOTCA"]["validation_context"]["trusted_ca"]["filename"] == str(issued.root)
+    inline = issued.secrets()
+    key = inline["default"]["tls_certificate"]["private_key"]["inline_string"]
+    assert key.startswith("-----BEGIN PRIVATE KEY-----")
 
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]

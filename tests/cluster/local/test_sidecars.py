@@ -92,7 +92,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             logs.append(log)
             proxy = EnvoyProxy(name=f"product-{version}", workdir=work / f"envoy-{version}",
                                supervisor=sup, node_id=f"sidecar~product-{version}",
-                               node_cluster="product.shop", admin_port=envoy_admin)  # fmt: skip
+                               node_cluster="product.shop", admin_port=envoy_admin,
+                               inline_routes=False)  # fmt: skip
             proxy.start(server_sidecar(me, log, inbound, app_port, mtls=True,
                                        secrets=product_secrets))  # fmt: skip
             servers[version] = proxy
@@ -103,7 +104,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         logs.append(client_log)
         client = EnvoyProxy(name="api-gateway", workdir=work / "envoy-client", supervisor=sup,
                             node_id="sidecar~api-gateway", node_cluster="api-gateway.shop",
-                            admin_port=client_admin)  # fmt: skip
+                            admin_port=client_admin, inline_routes=False)  # fmt: skip
         m = Mesh(sup, client, servers, logs, outbound_port, endpoints, me, ca, client_log)
         client.start(m.outbound({"v1": 90, "v2": 10}))  # type: ignore[arg-type]
         for proxy in (client, *servers.values()):
