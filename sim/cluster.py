@@ -29,7 +29,7 @@ from typing import Any
 
 import simpy
 
-from sim.lb import p2c, pick_hashed
+from sim.lb import pick_hashed
 from sim.xds import ClusterSpec, EndpointSpec
 
 __all__ = ["ClusterRuntime", "HostState", "Pick"]
@@ -48,11 +48,11 @@ class HostState:
     ejections: int = 0
     last_healthy_check: float = 0.0
     requests: int = 0
+    key: str = ""
+    """``address:port`` (the endpoint's ``%UPSTREAM_HOST%``)."""
 
-    @property
-    def key(self) -> str:
-        """``address:port``."""
-        return self.endpoint.host
+    def __post_init__(self) -> None:
+        self.key = self.endpoint.host
 
 
 @dataclass(slots=True)
@@ -264,12 +264,35 @@ class ClusterRuntime:
             reason += " (panic: fewer healthy hosts than the panic threshold, all hosts used)"
         return Pick(h, reason, panic)
 
+    def pick_host(
+        self, hash_key: int | None, avoid: set[str] | None, attempts: int
+    ) -> HostState | None:
+        """:meth:`choose` without the reasons (the router's path when nobody traces)."""
+        if self.ejected_hosts == 0 and len(self.spec.priorities) <= 1:
+            hosts = self.hosts
+        else:
+            hosts = self.available(self.env.now)[0]
+        if not hosts:
+            return None
+        policy = self.spec.lb_policy
+        if not avoid:
+            return self._pick(policy, hosts, hash_key)
+        h = hosts[0]
+        for _ in range(max(1, attempts)):
+            h = self._pick(policy, hosts, hash_key)
+            if h.key not in avoid:
+                break
+        return h
+
     def _pick(self, policy: str, hosts: list[HostState], hash_key: int | None) -> HostState:
         n = len(hosts)
         if n == 1:
             return hosts[0]
-        if policy == "LEAST_REQUEST":
-            return hosts[p2c([h.active for h in hosts], self.rng)]
+        if policy == "LEAST_REQUEST":  # lb.p2c, inlined
+            rng = self.rng
+            a = hosts[rng.randrange(n)]
+            b = hosts[rng.randrange(n)]
+            return b if b.active < a.active else a
         if policy == "ROUND_ROBIN":
             i = self.rr_next % n
             self.rr_next += 1

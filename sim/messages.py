@@ -6,7 +6,7 @@ simulated access log sees what a real Envoy would print.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = [
     "BODY_FAULT_ABORT",
@@ -106,4 +106,5 @@ class Attempt:
     done: bool = False
     waiting: object = None
     holds_slot: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] | None = None
+    """Free-form notes on the attempt (none yet: created by whoever needs them)."""

@@ -146,7 +146,7 @@ def _fill(resp: Response, crt: ClusterRuntime, host: HostState | None, attempts:
     resp.attempts = attempts
     if host is not None:
         ep = host.endpoint
-        resp.upstream_host = ep.host
+        resp.upstream_host = host.key
         resp.workload = ep.workload
         resp.namespace = ep.namespace
         resp.app = ep.app
@@ -187,8 +187,11 @@ def route_request(
         )
     while True:
         attempts += 1
-        pick = crt.choose(key, tried, select_attempts)
-        host = pick.host
+        if trace:
+            pick = crt.choose(key, tried, select_attempts)
+            host = pick.host
+        else:
+            host = crt.pick_host(key, tried, select_attempts)
         if host is None:
             if trace:
                 trace.add(env.now, where, f"no host to pick: {pick.reason}: 503 UH")

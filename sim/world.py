@@ -230,7 +230,7 @@ class World:
 
     def hop(self) -> float:
         """Latency of one network hop (lognormal from the behaviour declaration)."""
-        return math.exp(self._hop_mu + self._hop_sigma * self._gauss(0.0, 1.0))
+        return math.exp(self._hop_mu + self._hop_sigma * self._gauss())  # mu 0, sigma 1
 
     def new_ids(self) -> tuple[str, str]:
         """(x-request-id, trace id), deterministic for a seed."""
