@@ -81,14 +81,14 @@ def inbound(
             _destination_record(
                 pod,
                 req,
-                client=client,
-                service_host=service_host,
-                mtls=mtls,
-                start=start,
-                end=env.now,
-                status=logged_status,
-                flags=logged_flags,
-                details=details,
+                client,
+                service_host,
+                mtls,
+                start,
+                env.now,
+                logged_status,
+                logged_flags,
+                details,
             )
         )
     elif pod.refuse:
@@ -96,10 +96,9 @@ def inbound(
     return Response(status, flags, details, body)
 
 
-def _destination_record(
+def _destination_record(  # noqa: PLR0917 - positional on the hot path
     pod: PodRuntime,
     req: Request,
-    *,
     client: PodRuntime | None,
     service_host: str,
     mtls: bool,
@@ -112,7 +111,7 @@ def _destination_record(
     p = pod.pod
     if client is not None and mtls:
         cp = client.pod
-        source = (cp.workload, cp.namespace, cp.identity, client.app, client.version)
+        source = (cp.workload, cp.namespace, client.identity, client.app, client.version)
         policy = ConnectionSecurityPolicy.MUTUAL_TLS
     else:
         source = _UNKNOWN_SOURCE
@@ -131,7 +130,7 @@ def _destination_record(
         source[3],
         source[4],
         pod.app,
-        p.identity,
+        pod.identity,
         "default",
         pod.inbound_cluster,
         pod.inbound_host,

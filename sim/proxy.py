@@ -363,7 +363,7 @@ def _source_record(
         Reporter.SOURCE,
         pod.workload,
         pod.namespace,
-        pod.identity,
+        client.identity,
         resp.destination_service,
         resp.workload or UNKNOWN,
         resp.namespace or _namespace_of(resp.destination_service),

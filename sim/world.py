@@ -54,10 +54,13 @@ class PodRuntime:
     served: int = 0
     inbound_cluster: str = ""
     inbound_host: str = ""
+    identity: str = ""
+    """The pod's SPIFFE identity (``Pod.identity``, worked out once)."""
 
     def __post_init__(self) -> None:
         self.inbound_cluster = f"inbound|{self.target_port}||"
         self.inbound_host = f"{self.pod.address}:{self.target_port}"
+        self.identity = self.pod.identity
 
     @property
     def name(self) -> str:
