@@ -10,13 +10,16 @@ service (route timeout, explicit retries with a per-try timeout), a DestinationR
 Targets (issue 4): engine >= 0.5x the plain model's simulated requests per wall-second (stretch
 1x), and a default lesson (up to 1,000 requests) simulated in under 300 ms.
 
-Run: ``.venv/bin/python benchmarks/bench_sim.py [--seconds 20] [--rate 200]``
+Medians of interleaved runs (plain, engine, plain, engine, ...): the machine may be shared.
+
+Run: ``.venv/bin/python benchmarks/bench_sim.py [--seconds 20] [--rate 200] [--repeat 5]``
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -185,29 +188,37 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--repeat", type=int, default=3, help="best of N, interleaved")
+    parser.add_argument("--repeat", type=int, default=5, help="median of N, interleaved")
     args = parser.parse_args()
-    t_plain = t_engine = float("inf")
+    plain_times: list[float] = []
+    engine_times: list[float] = []
     n_plain = n_engine = n_records = 0
-    for _ in range(args.repeat):  # interleaved, best of N: the machine may be shared
+    run_plain(1.0, args.rate, args.seed)  # warm up imports and caches
+    run_engine(1.0, args.rate, args.seed)
+    for _ in range(args.repeat):  # interleaved: the machine may be shared and noisy
         n_plain, t = run_plain(args.seconds, args.rate, args.seed)
-        t_plain = min(t_plain, t)
+        plain_times.append(t)
         n_engine, n_records, t = run_engine(args.seconds, args.rate, args.seed)
-        t_engine = min(t_engine, t)
+        engine_times.append(t)
+    t_plain = statistics.median(plain_times)
+    t_engine = statistics.median(engine_times)
     plain_rate = n_plain / t_plain
     engine_rate = n_engine / t_engine
     print(
-        f"plain simpy model : {n_plain} requests in {t_plain:.3f} s = {plain_rate:,.0f} req/wall-s"
+        f"plain simpy model : {n_plain} requests in {t_plain:.3f} s (median of {args.repeat}) "
+        f"= {plain_rate:,.0f} req/wall-s"
     )
     print(
         f"engine, all on    : {n_engine} requests ({n_records} records) in {t_engine:.3f} s "
-        f"= {engine_rate:,.0f} req/wall-s"
+        f"(median of {args.repeat}) = {engine_rate:,.0f} req/wall-s"
     )
     ratio = engine_rate / plain_rate
     verdict = "stretch met" if ratio >= 1 else "target met" if ratio >= 0.5 else "BELOW TARGET"
     print(f"ratio engine/plain: {ratio:.2f}x (target >= 0.5x, stretch 1x): {verdict}")
     for name in ("01-request-routing", "02-traffic-shifting"):
-        served, seconds = min((lesson_time(name) for _ in range(args.repeat)), key=lambda x: x[1])
+        runs = [lesson_time(name) for _ in range(args.repeat)]
+        served = runs[0][0]
+        seconds = statistics.median(t for _, t in runs)
         per_step = seconds / len(load_lesson(ROOT / "lessons" / name).steps)
         print(
             f"lesson {name}: {served} server-side requests, {seconds * 1000:.0f} ms "
