@@ -54,7 +54,11 @@ def _walk(node: Any, visit: Any) -> Any:
 
 
 def _static_listener(listener: Json, routes: dict[str, Json]) -> Json:
+    """Inline each HCM's route configuration; strip ``sds_config`` from the secret references
+    of DownstreamTlsContexts (a static bootstrap supplies them as static secrets)."""
+
     def visit(d: Json) -> Json:
+        d = _strip_sds_source(d)
         rds = d.get("rds")
         if d.get("@type") == tu.HCM and isinstance(rds, dict):
             name = rds["route_config_name"]
@@ -118,7 +122,7 @@ def bootstrap(
     ``static=True`` inlines everything (what ``envoy --mode validate`` checks). ``static=False``
     needs ``xds_dir`` and reads listeners/clusters/routes/endpoints from the files
     :func:`xds_files` writes there. ``secrets`` (static mode) supplies the SDS secrets named
-    by ISTIO_MUTUAL clusters (``default``, ``ROOTCA``).
+    by Istio mTLS clusters and PeerAuthentication chains (``default``, ``ROOTCA``).
     """
     base: Json = {
         "admin": {"address": socket_address(admin_address, admin_port)},

@@ -9,9 +9,9 @@ applied per (port, subset) by :mod:`mesh.envoy.policy`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mesh.envoy import type_urls as tu
 from mesh.envoy.endpoints import Endpoint, Locality, load_assignment
@@ -34,21 +34,36 @@ from mesh.envoy.policy import (
 )
 from mesh.envoy.ports import Addressing
 from mesh.envoy.registry import Registry
-from mesh.envoy.values import duration
-from mesh.model import DestinationRule, ServiceEntry, TLSMode
+from mesh.envoy.values import ADS, duration
+from mesh.model import DestinationRule, MutualTLSMode, ServiceEntry, TLSMode
 from mesh.model.gateway import ServiceEntryLocation, ServiceEntryResolution
+from mesh.security.mtls_client import istio_mutual_socket
 from mesh.topology import MeshService, Pod, Protocol, ProxyKind, ServicePortInfo, Topology
+
+if TYPE_CHECKING:
+    from mesh.security.peer_authn import MtlsPolicy
 
 __all__ = [
     "ADS",
     "ClusterSet",
+    "PeerModes",
     "inbound_cluster",
     "outbound_clusters",
     "special_clusters",
 ]
 
-ADS: dict[str, Any] = {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"}
-"""The config source istiod writes for RDS/EDS/SDS (bootstrap() rewrites it per runner)."""
+RAW_BUFFER_SOCKET = "envoy.transport_sockets.raw_buffer"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerModes:
+    """What a client's auto mTLS needs to know about the servers' PeerAuthentication: each
+    pod's resolved policy and each namespace's mode (mesh + namespace levels); whether auto mTLS
+    is on at all (``MeshConfig.enableAutoMtls``)."""
+
+    of_pod: Callable[[Pod], MtlsPolicy]
+    of_namespace: Callable[[str], MutualTLSMode]
+    auto_mtls: bool = True
 
 
 @dataclass(slots=True)
@@ -194,8 +209,11 @@ def outbound_clusters(
     entries: Sequence[ServiceEntry],
     addressing: Addressing,
     client_locality: Locality,
+    peer_modes: PeerModes | None = None,
 ) -> ClusterSet:
-    """Every ``outbound|...`` cluster (and EDS assignment) for the services a proxy sees."""
+    """Every ``outbound|...`` cluster (and EDS assignment) for the services a proxy sees.
+
+    Without ``peer_modes`` every server is taken as PERMISSIVE (auto mTLS to every sidecar)."""
     clusters: list[dict[str, Any]] = []
     cla: list[dict[str, Any]] = []
     cfg = topology.config
@@ -232,7 +250,13 @@ def outbound_clusters(
                 if options is not None:
                     cluster["typed_extension_protocol_options"] = options
                 endpoints = _endpoints(
-                    service, se, port=port, labels=labels, registry=registry, addressing=addressing
+                    service,
+                    se,
+                    port=port,
+                    labels=labels,
+                    registry=registry,
+                    addressing=addressing,
+                    peer_modes=peer_modes,
                 )
                 resolution = service.resolution if service.from_service_entry else None
                 if resolution is ServiceEntryResolution.NONE or "*" in service.hostname:
@@ -277,6 +301,16 @@ def outbound_clusters(
                 )
                 if tls is not None:
                     cluster["transport_socket"] = tls
+                elif policy.tls is None and cluster["type"] != "ORIGINAL_DST":
+                    auto = _auto_mtls(
+                        service,
+                        port,
+                        subset,
+                        endpoints,
+                        peer_modes=peer_modes,
+                        auto_mtls=cfg.enable_auto_mtls,
+                    )
+                    cluster.update(auto)
                 clusters.append(dict(sorted(cluster.items())))
     return ClusterSet(clusters, cla)
 
@@ -298,14 +332,62 @@ def _endpoints(
     labels: Any,
     registry: Registry,
     addressing: Addressing,
+    peer_modes: PeerModes | None,
 ) -> list[Endpoint]:
     if se is not None:
         return _entry_endpoints(se, port, labels)
     out = []
     for pod in registry.endpoints(service, labels):
         address, number = addressing.endpoint(pod, port.target_port)
-        out.append(Endpoint.of_pod(pod, address, number, pod.proxy is ProxyKind.SIDECAR))
+        sidecar = pod.proxy is ProxyKind.SIDECAR
+        mode = MutualTLSMode.PERMISSIVE
+        if sidecar and peer_modes is not None:
+            mode = peer_modes.of_pod(pod).for_port(port.target_port)
+        out.append(Endpoint.of_pod(pod, address, number, sidecar, mode))
     return out
+
+
+def _auto_mtls(
+    service: MeshService,
+    port: ServicePortInfo,
+    subset: str,
+    endpoints: Sequence[Endpoint],
+    *,
+    peer_modes: PeerModes | None,
+    auto_mtls: bool,
+) -> dict[str, Any]:
+    """Istio auto mTLS when no DestinationRule sets ``tls`` (``cluster_tls.go``).
+
+    Nothing to MESH_EXTERNAL services, nothing when auto mTLS is off or the service's namespace
+    (or the mesh) is DISABLE. Otherwise istiod emits ISTIO_MUTUAL as two
+    ``transport_socket_matches`` - ``tlsMode-istio`` for endpoints tagged ``tlsMode: istio`` (a
+    sidecar, not DISABLE on the port), ``tlsMode-disabled`` (plaintext) for the rest - whatever
+    the endpoints are today, so EDS updates never need a new cluster. The SAN list holds the
+    SPIFFE identities of the endpoints that take mTLS.
+    """
+    namespace_mode = (
+        peer_modes.of_namespace(service.namespace)
+        if peer_modes is not None
+        else MutualTLSMode.PERMISSIVE
+    )
+    if peer_modes is not None:
+        auto_mtls = auto_mtls and peer_modes.auto_mtls
+    if not auto_mtls or is_mesh_external(service) or namespace_mode is MutualTLSMode.DISABLE:
+        return {}
+    socket = istio_mutual_socket(
+        port=port.port,
+        subset=subset,
+        hostname=service.hostname,
+        identities=[e.identity for e in endpoints if e.takes_mtls and e.identity],
+        h2=port.protocol in {Protocol.HTTP2, Protocol.GRPC},
+    )
+    plaintext = {"name": RAW_BUFFER_SOCKET, "typed_config": tu.typed(tu.RAW_BUFFER)}
+    return {
+        "transport_socket_matches": [
+            {"match": {"tlsMode": "istio"}, "name": "tlsMode-istio", "transport_socket": socket},
+            {"match": {}, "name": "tlsMode-disabled", "transport_socket": plaintext},
+        ]
+    }
 
 
 def _transport_socket(

@@ -2,7 +2,10 @@
 
 Each endpoint carries istiod's ``istio.workload`` metadata (``name;namespace;app;version;cluster``)
 plus the pod's labels, SPIFFE identity and pod name, so a simulator (and
-``%UPSTREAM_METADATA(istio:...)%`` in access logs) can tell which workload answered. Locality
+``%UPSTREAM_METADATA(istio:...)%`` in access logs) can tell which workload answered. An endpoint
+that takes Istio mTLS (a sidecar whose PeerAuthentication mode on the port is not DISABLE) is
+tagged ``envoy.transport_socket_match: {tlsMode: istio}``, which the cluster's auto-mTLS
+``transport_socket_matches`` select on. Locality
 priorities follow Istio: they are assigned only when the cluster has outlier detection (failover
 needs health information); then same region/zone/subzone = priority 0, same zone 1, same region
 2, the failover target region 3, everything else 4, compacted to 0..N.
@@ -14,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mesh.model import FrozenMap
+from mesh.model import FrozenMap, MutualTLSMode
 from mesh.model.destination_rule import LocalityLoadBalancerSetting
 from mesh.topology import Pod
 
@@ -76,9 +79,23 @@ class Endpoint:
     identity: str = ""
     pod: str = ""
     sidecar: bool = False
+    mtls_mode: MutualTLSMode = MutualTLSMode.PERMISSIVE
+
+    @property
+    def takes_mtls(self) -> bool:
+        """Auto mTLS tags the endpoint ``tlsMode: istio``: it has a sidecar and its
+        PeerAuthentication mode on the target port is not DISABLE."""
+        return self.sidecar and self.mtls_mode is not MutualTLSMode.DISABLE
 
     @classmethod
-    def of_pod(cls, pod: Pod, address: str, port: int, sidecar: bool) -> Endpoint:
+    def of_pod(
+        cls,
+        pod: Pod,
+        address: str,
+        port: int,
+        sidecar: bool,
+        mtls_mode: MutualTLSMode = MutualTLSMode.PERMISSIVE,
+    ) -> Endpoint:
         """An endpoint backed by a pod of the topology."""
         return cls(
             address=address,
@@ -90,6 +107,7 @@ class Endpoint:
             identity=pod.identity,
             pod=pod.name,
             sidecar=sidecar,
+            mtls_mode=mtls_mode,
         )
 
     def to_envoy(self) -> dict[str, Any]:
@@ -105,7 +123,7 @@ class Endpoint:
         if self.pod:
             istio["pod"] = self.pod
         metadata: dict[str, Any] = {"istio": istio}
-        if self.sidecar:
+        if self.takes_mtls:
             metadata["envoy.transport_socket_match"] = {"tlsMode": "istio"}
         return {
             "endpoint": {

@@ -37,6 +37,7 @@ from mesh.envoy.names import (
 from mesh.envoy.ports import ListenerAddress
 from mesh.envoy.values import socket_address
 from mesh.records import Reporter
+from mesh.security.peer_authn import tls_inspector
 
 __all__ = [
     "INBOUND_CAPTURE_PORT",
@@ -109,8 +110,9 @@ def outbound_http_filters(me: LogIdentity) -> list[dict[str, Any]]:
 
 
 def inbound_http_filters(security: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
-    """Server-side HTTP filters. ``security`` is the extension point for issue 7: jwt_authn,
-    RBAC (CUSTOM/DENY/ALLOW) and local_ratelimit filters go here, before the router."""
+    """Server-side HTTP filters: the workload's security filters (jwt_authn, RBAC AUDIT/DENY/
+    ALLOW, local_ratelimit, from :func:`mesh.security.inbound_security_filters`), then the
+    router."""
     return [*security, _filter(tu.FILTER_ROUTER, tu.ROUTER)]
 
 
@@ -215,13 +217,18 @@ def virtual_inbound(
     chains: Sequence[dict[str, Any]],
     additional: Sequence[ListenerAddress] = (),
 ) -> dict[str, Any]:
-    """``virtualInbound``: blackhole loop guard, the per-port chains, then passthrough."""
+    """``virtualInbound``: blackhole loop guard, the per-port chains, then passthrough. When a
+    chain matches on ``transport_protocol`` (PeerAuthentication STRICT/PERMISSIVE/DISABLE), the
+    ``tls_inspector`` listener filter follows ``original_dst``."""
     listener = _base(VIRTUAL_INBOUND, where, "INBOUND")
     if additional:
         listener["additional_addresses"] = [{"address": _address(a)} for a in additional]
     listener["listener_filters"] = [
         {"name": "envoy.filters.listener.original_dst", "typed_config": tu.typed(tu.ORIGINAL_DST)}
     ]
+    if any("transport_protocol" in c.get("filter_chain_match", {}) for c in chains):
+        # PeerAuthentication chains match on what the TLS inspector saw (tls / raw_buffer)
+        listener["listener_filters"].append(tls_inspector())
     listener["filter_chains"] = [
         {
             "filter_chain_match": {"destination_port": INBOUND_CAPTURE_PORT},
@@ -235,15 +242,6 @@ def virtual_inbound(
         },
     ]
     return listener
-
-
-def inbound_chain(target_port: int, match_port: int, filter_: dict[str, Any]) -> dict[str, Any]:
-    """One ``virtualInbound`` chain ``0.0.0.0_<targetPort>`` matched by destination port."""
-    return {
-        "filter_chain_match": {"destination_port": match_port},
-        "filters": [filter_],
-        "name": listener_name("0.0.0.0", target_port),
-    }
 
 
 def gateway_listener(port: int, where: ListenerAddress, spec: HttpListenerSpec) -> dict[str, Any]:

@@ -114,10 +114,18 @@ def outbound_route_config(
 
 
 def inbound_route_config(
-    target_port: int, service_port: int, hostname: str, istio_version: str
+    target_port: int,
+    service_port: int,
+    hostname: str,
+    istio_version: str,
+    per_filter_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``inbound|<targetPort>||``: everything to the local app, no timeout; since Istio 1.24 a
-    request reset before reaching the app is retried twice (``reset-before-request``)."""
+    request reset before reaching the app is retried twice (``reset-before-request``).
+
+    ``per_filter_config`` becomes the vhost's ``typed_per_filter_config`` (filter name -> typed
+    config), e.g. the per-route local rate limit an EnvoyFilter ``VIRTUAL_HOST``/``HTTP_ROUTE``
+    patch merges into the inbound route (the inbound route configuration has one vhost)."""
     cluster = cluster_name(Direction.INBOUND, target_port)
     action: dict[str, Any] = {
         "cluster": cluster,
@@ -136,21 +144,18 @@ def inbound_route_config(
         >= (1, 24)
     ):
         action["retry_policy"] = {"num_retries": 2, "retry_on": "reset-before-request"}
-    return {
-        "name": cluster,
-        "validate_clusters": False,
-        "virtual_hosts": [
+    vhost: dict[str, Any] = {
+        "domains": ["*"],
+        "name": inbound_vhost_name(service_port),
+        "routes": [
             {
-                "domains": ["*"],
-                "name": inbound_vhost_name(service_port),
-                "routes": [
-                    {
-                        "decorator": {"operation": f"{hostname}:{service_port}/*"},
-                        "match": {"prefix": "/"},
-                        "name": DEFAULT_ROUTE,
-                        "route": action,
-                    }
-                ],
+                "decorator": {"operation": f"{hostname}:{service_port}/*"},
+                "match": {"prefix": "/"},
+                "name": DEFAULT_ROUTE,
+                "route": action,
             }
         ],
     }
+    if per_filter_config:
+        vhost["typed_per_filter_config"] = dict(sorted(per_filter_config.items()))
+    return {"name": cluster, "validate_clusters": False, "virtual_hosts": [vhost]}

@@ -11,12 +11,19 @@ may therefore be shared between proxies: treat them as read-only.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mesh import security  # the package's functions are looked up at call time (import cycle)
 from mesh.envoy.accesslog import LogIdentity
-from mesh.envoy.clusters import ClusterSet, inbound_cluster, outbound_clusters, special_clusters
+from mesh.envoy.clusters import (
+    ClusterSet,
+    PeerModes,
+    inbound_cluster,
+    outbound_clusters,
+    special_clusters,
+)
 from mesh.envoy.endpoints import locality_of
 from mesh.envoy.gateway import gateway_ports, gateway_route_config
 from mesh.envoy.listeners import (
@@ -25,7 +32,6 @@ from mesh.envoy.listeners import (
     HttpListenerSpec,
     gateway_listener,
     http_connection_manager,
-    inbound_chain,
     inbound_http_filters,
     outbound_http_filters,
     outbound_http_listener,
@@ -40,7 +46,21 @@ from mesh.envoy.registry import Registry
 from mesh.envoy.route_config import inbound_route_config, outbound_route_config
 from mesh.envoy.routes import RouteContext
 from mesh.envoy.scope import MeshIndex, ProxyScope
-from mesh.model import DestinationRule, FrozenMap, OutboundTrafficPolicyMode, Resource
+from mesh.model import (
+    DestinationRule,
+    FrozenMap,
+    OutboundTrafficPolicyMode,
+    PeerAuthentication,
+    Resource,
+)
+from mesh.security.envoy_types import FILTER_LOCAL_RATELIMIT
+from mesh.security.peer_authn import (
+    MtlsPolicy,
+    effective_mtls,
+    inbound_filter_chains,
+    namespace_mtls_mode,
+)
+from mesh.security.ratelimit import route_local_ratelimit
 from mesh.topology import MeshService, Pod, Protocol, ProxyKind, ServicePortInfo, Topology
 
 __all__ = ["MeshEnvoyConfig", "ProxyConfig", "TranslateOptions", "translate", "translate_proxy"]
@@ -53,11 +73,15 @@ class TranslateOptions:
     """Knobs that change addresses and files, never routing semantics.
 
     ``access_log_path`` may contain ``{pod}`` and ``{namespace}``. ``port_map`` rewrites socket
-    addresses for the local runner (see :mod:`mesh.envoy.ports`).
+    addresses for the local runner (see :mod:`mesh.envoy.ports`). ``jwks_resolver`` maps a
+    RequestAuthentication ``jwksUri`` to the JWKS JSON the runner fetched (istiod's default,
+    ``PILOT_JWT_ENABLE_REMOTE_JWKS=false``: the keys are inlined as ``local_jwks``); without
+    it, or when it returns None, Envoy fetches them itself (``remote_jwks``).
     """
 
     port_map: PortMap | None = None
     access_log_path: str = "/dev/stdout"
+    jwks_resolver: Callable[[str], str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +138,17 @@ class _Translator:
     ) -> None:
         self.topology = topology
         self.options = options
+        self.resources = resources
         self.registry = Registry(topology)
         self.index = MeshIndex(resources, topology, self.registry)
+        self._mtls: dict[str, MtlsPolicy] = {}
+        self._pas = [r for r in resources if isinstance(r, PeerAuthentication)]
+        self._root = topology.config.root_namespace
+        self.peer_modes = PeerModes(
+            of_pod=self.peer_authentication,
+            of_namespace=lambda ns: namespace_mtls_mode(ns, self._pas, self._root),
+            auto_mtls=topology.config.enable_auto_mtls,
+        )
         self.addressing = Addressing(options.port_map)
         self._outbound: dict[tuple[Any, ...], _Outbound] = {}
         self._uses_source_labels = any(
@@ -123,6 +156,13 @@ class _Translator:
         )
 
     # -- shared pieces ---------------------------------------------------------------------
+    def peer_authentication(self, pod: Pod) -> MtlsPolicy:
+        """The resolved PeerAuthentication of ``pod`` (computed once per translation)."""
+        found = self._mtls.get(pod.name)
+        if found is None:
+            found = self._mtls[pod.name] = effective_mtls(pod, self._pas, self._root)
+        return found
+
     def _identity(self, pod: Pod) -> LogIdentity:
         return LogIdentity(
             workload=pod.workload,
@@ -175,6 +215,7 @@ class _Translator:
             entries=self.index.service_entries,
             addressing=self.addressing,
             client_locality=locality_of(pod.labels, pod.locality),
+            peer_modes=self.peer_modes,
         )
         allow_any = scope.outbound_policy is OutboundTrafficPolicyMode.ALLOW_ANY
         by_port: dict[int, list[MeshService]] = {}
@@ -310,6 +351,10 @@ class _Translator:
         chains: list[Json] = []
         clusters: list[Json] = []
         routes: list[Json] = []
+        mtls = self.peer_authentication(pod)
+        per_route = route_local_ratelimit(
+            pod, self.resources, root_namespace=self.topology.config.root_namespace
+        )
         for target in targets:
             members = by_target[target]
             service, sp = members[0]
@@ -325,28 +370,60 @@ class _Translator:
                 )
             )
             name = cluster_name(Direction.INBOUND, target)
-            if sp.protocol in _HTTP_LIKE:
+            http = sp.protocol in _HTTP_LIKE
+            filters: list[Json]
+            if http:
+                security_filters = security.inbound_security_filters(
+                    pod,
+                    self.resources,
+                    self.topology,
+                    port=target,
+                    jwks_resolver=self.options.jwks_resolver,
+                )
                 spec = HttpListenerSpec(
                     stat_prefix=f"inbound_{listener_name('0.0.0.0', target)}",
                     route_config=name,
-                    filters=inbound_http_filters(),
+                    filters=inbound_http_filters(security=security_filters),
                     me=me,
                     access_log_path=log,
                     inbound=True,
                 )
-                network_filter = http_connection_manager(spec, service.hostname)
+                filters = [http_connection_manager(spec, service.hostname)]
                 routes.append(
                     inbound_route_config(
-                        target, sp.port, service.hostname, self.topology.config.istio_version
+                        target,
+                        sp.port,
+                        service.hostname,
+                        self.topology.config.istio_version,
+                        {FILTER_LOCAL_RATELIMIT: per_route} if per_route is not None else None,
                     )
                 )
             else:
-                network_filter = tcp_proxy(name, name)
-            chains.append(inbound_chain(target, match_ports[target], network_filter))
+                filters = [
+                    *security.inbound_tcp_security_filters(
+                        pod, self.resources, self.topology, stat_prefix=f"{name}."
+                    ),
+                    tcp_proxy(name, name),
+                ]
+            chains.extend(
+                inbound_filter_chains(
+                    mtls.for_port(target),
+                    target_port=target,
+                    match_port=match_ports[target],
+                    http=http,
+                    network_filters=_same(filters),
+                )
+            )
         local = [match_ports[t] for t in targets] if self.options.port_map is not None else []
         where = self.addressing.inbound_listener(pod, INBOUND_CAPTURE_PORT, local)
         additional = [ListenerAddress(where.address, p, True) for p in local[1:]]
         return [virtual_inbound(where, chains, additional)], clusters, routes
+
+
+def _same(filters: list[Json]) -> Callable[[bool], list[Json]]:
+    """The chains of one port share their network filters whether or not they terminate mTLS
+    (the peer identity reaches RBAC and the access log from the connection itself)."""
+    return lambda _mtls: filters
 
 
 def _by_name(item: Json) -> str:

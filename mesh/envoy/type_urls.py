@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mesh.security.envoy_types import SECURITY_TYPE_URLS
+
 __all__ = [
     "ACCESS_LOG_FILE",
     "CLUSTER",
@@ -36,6 +38,7 @@ __all__ = [
     "SECRET",
     "TCP_PROXY",
     "UPSTREAM_TLS_CONTEXT",
+    "URI_TEMPLATE_MATCH",
     "typed",
 ]
 
@@ -63,6 +66,7 @@ PREVIOUS_PRIORITIES = (
 HTTP_PROTOCOL_OPTIONS = _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 UPSTREAM_TLS_CONTEXT = _T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 RAW_BUFFER = _T + "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
+URI_TEMPLATE_MATCH = _T + "envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig"
 
 FILTER_HCM = "envoy.filters.network.http_connection_manager"
 FILTER_TCP_PROXY = "envoy.filters.network.tcp_proxy"
@@ -92,9 +96,12 @@ KNOWN_TYPE_URLS: frozenset[str] = frozenset(
         HTTP_PROTOCOL_OPTIONS,
         UPSTREAM_TLS_CONTEXT,
         RAW_BUFFER,
+        URI_TEMPLATE_MATCH,
+        *SECURITY_TYPE_URLS,
     }
 )
-"""The closed set of ``@type`` values the translator may emit (checked by the tests)."""
+"""The closed set of ``@type`` values the translator may emit (checked by the tests), the
+security filters' and TLS contexts' (:data:`mesh.security.SECURITY_TYPE_URLS`) included."""
 
 
 def typed(type_url: str, **fields: Any) -> dict[str, Any]:

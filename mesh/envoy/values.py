@@ -11,6 +11,7 @@ from typing import Any
 from mesh.model import Duration, Percent, StringMatch
 
 __all__ = [
+    "ADS",
     "MAX_UINT32",
     "duration",
     "fractional_percent",
@@ -18,6 +19,9 @@ __all__ = [
     "socket_address",
     "string_matcher",
 ]
+
+ADS: dict[str, Any] = {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"}
+"""The config source istiod writes for RDS/EDS/SDS (bootstrap() rewrites it per runner)."""
 
 MAX_UINT32 = 4294967295
 """What Istio writes for "no limit" in circuit breakers (2^32 - 1)."""

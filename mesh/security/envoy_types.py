@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mesh.envoy.clusters import ADS
+from mesh.envoy.values import ADS
 
 __all__ = [
     "ADS",

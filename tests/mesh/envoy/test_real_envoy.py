@@ -3,7 +3,9 @@
 frontend's app uses its sidecar as a plain HTTP proxy (absolute-form URL, like ``HTTP_PROXY``)
 or sends ``Host: product:8080`` to it; the client sidecar routes by host to
 ``outbound|8080||product...``, whose endpoint is product's sidecar inbound port, which forwards to
-product's app. Both sidecars' JSON access logs parse back into RequestRecords.
+product's app. Between the sidecars the translation's auto mTLS applies (SPIFFE certificates from
+the local CA; product's default PERMISSIVE chains also take a plaintext client). Both sidecars'
+JSON access logs parse back into RequestRecords, with the peer principal from the certificate.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cluster.local.ca import LocalCA
 from mesh.envoy import (
     PodPorts,
     PortMap,
@@ -32,7 +35,7 @@ from mesh.envoy import (
     translate,
 )
 from mesh.model import FrozenMap
-from mesh.records import Reporter
+from mesh.records import ConnectionSecurityPolicy, Reporter
 from mesh.source import load_text
 from mesh.topology import build_topology
 
@@ -168,13 +171,20 @@ def test_two_sidecars_route_proxy_requests_and_log_records(tmp_path: Path, app_s
     )
     options = TranslateOptions(port_map=port_map, access_log_path=str(tmp_path / "{pod}.log"))
     config = translate(loaded.resources, topology, options)
+    ca = LocalCA(tmp_path / "ca")
     procs: list[subprocess.Popen[bytes]] = []
     try:
         admins = {}
         for pod in ("frontend-v1-0", "product-v1-0"):
             admins[pod] = free_port()
             path = tmp_path / f"{pod}.yaml"
-            path.write_text(yaml.safe_dump(bootstrap(config[pod], admin_port=admins[pod])))
+            _, ns, _, sa = config[pod].pod.identity.removeprefix("spiffe://cluster.local/").split("/")
+            secrets = tuple(
+                {k: v for k, v in secret.items() if k != "@type"}
+                for secret in ca.issue(ns, sa).secrets().values()
+            )
+            doc = bootstrap(config[pod], admin_port=admins[pod], secrets=secrets)
+            path.write_text(yaml.safe_dump(doc))
             cmd = [str(ENVOY), "-c", str(path), "--concurrency", "1", "--disable-hot-restart"]
             cmd += ["--file-flush-interval-msec", "50", "-l", "error"]
             procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
@@ -195,13 +205,19 @@ def test_two_sidecars_route_proxy_requests_and_log_records(tmp_path: Path, app_s
         with pytest.raises(urllib.error.HTTPError) as fault:
             opener.open("http://product:8080/fault", timeout=5)
         assert fault.value.code == 418
+        # a client without a sidecar, in plaintext, straight to product's inbound port
+        direct = urllib.request.Request(
+            f"http://127.0.0.1:{product_in}/direct", headers={"Host": "product.shop:8080"}
+        )
+        with urllib.request.urlopen(direct, timeout=5) as response:
+            assert json.loads(response.read())["path"] == "/direct"
 
         client = [
             record_from_access_log(e)
             for e in _read_log(tmp_path / "frontend-v1-0.log", 3, deadline)
         ]
         server = [
-            record_from_access_log(e) for e in _read_log(tmp_path / "product-v1-0.log", 2, deadline)
+            record_from_access_log(e) for e in _read_log(tmp_path / "product-v1-0.log", 3, deadline)
         ]
     finally:
         for proc in procs:
@@ -229,9 +245,16 @@ def test_two_sidecars_route_proxy_requests_and_log_records(tmp_path: Path, app_s
         "teapot",
     )
 
+    assert ok.destination_principal == "cluster.local/ns/shop/sa/product"
     inbound = {r.path: r for r in server}["/items?id=1"]
     assert inbound.reporter is Reporter.DESTINATION
     assert (inbound.source_workload, inbound.source_app) == ("frontend-v1", "frontend")
+    assert inbound.connection_security_policy is ConnectionSecurityPolicy.MUTUAL_TLS
+    assert inbound.source_principal == config["frontend-v1-0"].pod.identity.removeprefix("spiffe://")
+    assert inbound.destination_principal == "cluster.local/ns/shop/sa/product"
+    plain = {r.path: r for r in server}["/direct"]
+    assert plain.connection_security_policy is ConnectionSecurityPolicy.NONE
+    assert (plain.source_principal, plain.response_code) == ("unknown", 200)
     assert inbound.destination_workload == "product-v1"
     assert inbound.destination_service == "product.shop.svc.cluster.local"
     assert inbound.upstream_cluster == "inbound|8080||"
