@@ -33,6 +33,7 @@ from cluster.local.apps import ROOT, app_argv, app_env, is_python_service
 from cluster.local.automtls import add_auto_mtls
 from cluster.local.ca import LocalCA
 from cluster.local.envoy import ConfigRejectedError, EnvoyProxy, XdsRejection
+from cluster.local.identity import Identity
 from cluster.local.ports import LOOPBACK, free_ports
 from cluster.local.procs import Supervisor
 from cluster.local.xds import ProxyResources
@@ -87,6 +88,7 @@ class LocalMesh:
         self.supervisor = Supervisor(self.workdir / "logs")
         self.ca = LocalCA(self.workdir / "ca")
         self.port_map: PortMap | None = None
+        self.identity = Identity(self)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -185,6 +187,7 @@ class LocalMesh:
         options = TranslateOptions(
             port_map=self.port_map,
             access_log_path=str(self.workdir / "access" / "{pod}.log"),
+            jwks_resolver=self.identity.jwks,
         )
         return dict(translate(self.resources, self.topology, options).items())
 

@@ -190,7 +190,7 @@ class LocalRunner:
         options: RunOptions,
     ) -> StepResult:
         began = time.monotonic()
-        spec = lesson.traffic_of(step)
+        spec = mesh.identity.expand(lesson.traffic_of(step))
         if self.time_scale != 1.0 and spec.duration_s is not None:
             spec = replace(spec, duration_s=spec.duration_s * self.time_scale)
         tails = [AccessLogTail(p) for p in mesh.access_logs()]
