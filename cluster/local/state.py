@@ -23,6 +23,7 @@ __all__ = [
     "MeshStateFile",
     "PodEntry",
     "ProxyStatus",
+    "live_config_dump",
     "proxy_status",
     "state_dir",
     "stop_recorded",
@@ -192,3 +193,19 @@ def proxy_status(pod: PodEntry) -> ProxyStatus:
         sds=_sync(of("sds."), "update_success", "update_rejected"),
         version=version[0] if version else "?",
     )
+
+
+def live_config_dump(pod: str, resource: str = "") -> dict[str, Any]:
+    """``/config_dump`` of the running Envoy of ``pod`` (``meshplay proxy-config --live``).
+
+    ``resource`` narrows it (``dynamic_active_clusters``, ``dynamic_listeners``, ...). Raises
+    LookupError when no mesh is up or the pod is unknown, AdminError when Envoy does not answer.
+    """
+    record = MeshStateFile.read(state_dir() / "local.json")
+    if record is None:
+        raise LookupError("no local mesh is up: start one with meshplay up")
+    entry = next((p for p in record.pods if pod in (p.name, p.workload)), None)
+    if entry is None or not entry.admin_port:
+        names = ", ".join(p.name for p in record.pods if p.admin_port)
+        raise LookupError(f"no running proxy {pod!r}; proxies: {names}")
+    return AdminClient(entry.admin_port).config_dump(resource)

@@ -17,7 +17,7 @@ from cluster.local.apps import ROOT
 from cluster.local.envoy import ConfigRejectedError
 from cluster.local.mesh import LocalMesh
 from cluster.local.runner import traffic_targets
-from cluster.local.state import MeshStateFile, proxy_status
+from cluster.local.state import MeshStateFile, live_config_dump, proxy_status
 from cluster.local.traffic import drive
 from mesh.app import load_app
 from mesh.lesson import BreakAction, RequestSpec, TrafficSpec
@@ -218,7 +218,10 @@ def test_ingress_gateway_routes_by_gateway_virtual_service(mesh: LocalMesh) -> N
     assert len(records) == 10 and {r.response_code for r in records} == {200}
 
 
-def test_proxy_status_reads_every_envoy_live(mesh: LocalMesh, tmp_path: Path) -> None:
+def test_proxy_status_reads_every_envoy_live(
+    mesh: LocalMesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MESHPLAY_STATE_DIR", str(tmp_path))
     record = MeshStateFile.of(mesh, "ecommerce")
     record.write(tmp_path / "local.json")
     again = MeshStateFile.read(tmp_path / "local.json")
@@ -231,3 +234,6 @@ def test_proxy_status_reads_every_envoy_live(mesh: LocalMesh, tmp_path: Path) ->
     rejected = {r.name for r in rows if r.lds.startswith("REJECTED")}
     assert "api-gateway-v1-0" in rejected
     assert "istio-ingressgateway-0" not in rejected
+    dump = live_config_dump("product-v1", "dynamic_active_clusters")
+    names = {c["cluster"]["name"] for c in dump["configs"]}
+    assert "outbound|8080|v1|product.shop.svc.cluster.local" in names
