@@ -1,17 +1,25 @@
-"""The server sidecar: inbound listener -> (security filters) -> ``inbound|<port>||`` -> the app.
+"""The server sidecar: inbound listener -> security filters -> ``inbound|<port>||`` -> the app.
 
-Every request that reaches a pod with a sidecar yields one ``reporter=destination`` record. Its
-``source_*`` labels come from the peer's mTLS identity: a caller with a sidecar (auto mTLS) is
-known, anything else is ``unknown`` with ``connection_security_policy=none``. When the client side
-gave up on the attempt (timeout), the record shows code 0 with flag ``DC`` (downstream
-disconnected), as the server's Envoy logs it, while the app still did the work.
+First the connection must match a filter chain of ``virtualInbound``: PeerAuthentication decides
+whether this port takes mTLS, plaintext or both (:meth:`sim.security.SimSecurity.admits`); a
+refused connection is closed before any HTTP exchange, so the server logs nothing and the caller
+sees a reset (``local_failure="reset"``: a client sidecar answers 503 UC).
 
-``INBOUND_FILTERS`` is the hook where PeerAuthentication, jwt_authn, RBAC and local rate limit
-plug in (issue 7): each filter may answer the request before the app sees it.
+Every request that gets in yields one ``reporter=destination`` record. Its ``source_*`` labels
+come from the caller's proxy (the peer-metadata headers every client sidecar or gateway adds);
+``source_principal`` and ``connection_security_policy=mutual_tls`` only from an mTLS peer
+certificate. A caller without a proxy is ``unknown`` with ``connection_security_policy=none``.
+When the client side gave up on the attempt (timeout), the record shows code 0 with flag ``DC``
+(downstream disconnected), as the server's Envoy logs it, while the app still did the work.
+
+``INBOUND_FILTERS`` are the HTTP filters in front of the router, in istiod's order: jwt_authn
+and RBAC (:func:`authn_authz`), then the local rate limit (:func:`local_rate_limit`); each may
+answer the request before the app sees it.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +27,12 @@ from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
 from sim.app import serve
 from sim.messages import BODY_UF, Attempt, Request, Response
 from sim.records import make_record
+from sim.security import InboundVerdict
 
 if TYPE_CHECKING:
     from sim.world import PodRuntime, World
 
-__all__ = ["INBOUND_FILTERS", "InboundFilter", "inbound"]
+__all__ = ["INBOUND_FILTERS", "InboundFilter", "authn_authz", "inbound", "local_rate_limit"]
 
 Proc = Generator[Any, Any, Any]
 
@@ -32,7 +41,47 @@ InboundFilter = Callable[
 ]
 """(world, server pod, request, client pod or None, mTLS?) -> a local reply, or None to continue."""
 
-INBOUND_FILTERS: list[InboundFilter] = []
+
+def _reply(verdict: InboundVerdict) -> Response:
+    return Response(verdict.status, verdict.flags, verdict.details, verdict.body)
+
+
+def authn_authz(
+    world: World, pod: PodRuntime, req: Request, client: PodRuntime | None, mtls: bool
+) -> Response | None:
+    """``envoy.filters.http.jwt_authn`` then ``envoy.filters.http.rbac``: 401 with Envoy's
+    body for a bad token, 403 ``RBAC: access denied``; a verified token's header mutations
+    (token stripped unless ``forwardOriginalToken``) apply to what the app receives."""
+    verdict, outcome = world.security.check(
+        pod.pod,
+        method=req.method,
+        path=req.path,
+        authority=req.authority,
+        headers=req.headers,
+        port=pod.target_port,
+        source=client.pod if client is not None else None,
+        mtls=mtls,
+        now=world.env.now,
+    )
+    if verdict is not None:
+        return _reply(verdict)
+    if outcome is not None and (outcome.remove_headers or outcome.set_headers):
+        headers = {k: v for k, v in req.headers.items() if k not in outcome.remove_headers}
+        headers.update(outcome.set_headers)
+        req.headers = headers  # req is the server's own copy (see inbound)
+        req.forward = None
+    return None
+
+
+def local_rate_limit(
+    world: World, pod: PodRuntime, req: Request, client: PodRuntime | None, mtls: bool
+) -> Response | None:
+    """``envoy.filters.http.local_ratelimit``: 429 ``local_rate_limited``, flag RL."""
+    verdict = world.security.rate_limit(pod.pod, pod.target_port, world.env.now, world.rng)
+    return _reply(verdict) if verdict is not None else None
+
+
+INBOUND_FILTERS: list[InboundFilter] = [authn_authz, local_rate_limit]
 
 UNKNOWN = RequestRecord.UNKNOWN
 _UNKNOWN_SOURCE = (UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN)
@@ -57,10 +106,23 @@ def inbound(
     body = ""
     reply: Response | None = None
     if pod.sidecar:
-        for f in INBOUND_FILTERS:
-            reply = f(world, pod, req, client, mtls)
-            if reply is not None:
-                break
+        security = world.security
+        if not security.admits(pod.pod, pod.target_port, mtls):
+            # PeerAuthentication: no filter chain matches; Envoy closes the connection unlogged
+            if req.trace:
+                req.trace.add(
+                    start,
+                    pod.name,
+                    f"port {pod.target_port} takes no {'mTLS' if mtls else 'plaintext'} "
+                    "connection (PeerAuthentication): closed before any HTTP exchange",
+                )
+            return Response(0, (), "connection_termination", local_failure="reset")
+        if security.http_policies:
+            req = copy.copy(req)  # filters may rewrite headers for the app, never the client's
+            for f in INBOUND_FILTERS:
+                reply = f(world, pod, req, client, mtls)
+                if reply is not None:
+                    break
     if reply is not None:
         status, flags, details, body = reply.status, reply.flags, reply.details, reply.body
     elif pod.refuse:

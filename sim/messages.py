@@ -13,6 +13,7 @@ __all__ = [
     "BODY_NO_HEALTHY_UPSTREAM",
     "BODY_OVERFLOW",
     "BODY_TIMEOUT",
+    "BODY_UC",
     "BODY_UF",
     "PROPAGATED_HEADERS",
     "Attempt",
@@ -25,6 +26,7 @@ BODY_OVERFLOW = "upstream connect error or disconnect/reset before headers. rese
 BODY_UF = (
     "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
 )
+BODY_UC = "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
 BODY_TIMEOUT = "upstream request timeout"
 BODY_NO_HEALTHY_UPSTREAM = "no healthy upstream"
 BODY_FAULT_ABORT = "fault filter abort"
@@ -95,7 +97,9 @@ class Response:
     version: str = ""
     principal: str = ""
     attempts: int = 1
-    local_failure: str = ""  # "connect" when no connection could be made, "" for a response
+    local_failure: str = ""
+    """``connect`` when no connection could be made, ``reset`` when the server closed it before
+    any response (a PeerAuthentication mismatch), ``overflow``; "" for a response."""
 
 
 @dataclass(slots=True, eq=False)

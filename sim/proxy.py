@@ -343,7 +343,8 @@ def _mirror(world: World, proxy: ProxyRuntime, req: Request, cluster: str) -> Pr
         client=proxy.pod,
         service_host=crt.spec.service_host,
         attempt=None,
-        mtls=pick.host.endpoint.istio_tls,
+        mtls=crt.spec.istio_mtls == "all"
+        or (crt.spec.istio_mtls == "auto" and pick.host.endpoint.istio_tls),
     )
 
 
@@ -403,6 +404,13 @@ def direct(world: World, client: PodRuntime | None, req: Request, service: MeshS
     if not pods:
         return Response(503, (), "no_endpoints", local_failure="connect")
     target = pods[world.rng.randrange(len(pods))] if len(pods) > 1 else pods[0]
+    security = world.security
+    if security.network is not None and not security.connect_allowed(
+        client.pod if client is not None else None, target.pod, target.target_port
+    ):
+        # NetworkPolicy drops the SYN: a client without a sidecar waits for its connect timeout
+        yield env.timeout(world.topology.config.connect_timeout_s)
+        return Response(0, (), "connection_timeout", local_failure="connect")
     if target.dead or (target.refuse and not target.sidecar):
         yield env.timeout(world.hop())
         return Response(503, (), "connection_refused", local_failure="connect")

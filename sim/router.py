@@ -27,6 +27,7 @@ from sim.messages import (
     BODY_NO_HEALTHY_UPSTREAM,
     BODY_OVERFLOW,
     BODY_TIMEOUT,
+    BODY_UC,
     BODY_UF,
     Attempt,
     Request,
@@ -120,12 +121,24 @@ def upstream(
     host.requests += 1
     ep = host.endpoint
     target = world.by_address.get(ep.address)
+    security = world.security
+    if (
+        security.network is not None
+        and target is not None
+        and not security.connect_allowed(proxy.pod.pod, target.pod, ep.port)
+    ):
+        # NetworkPolicy: the CNI drops the SYN, nothing answers until connect_timeout
+        yield env.timeout(req.lead + crt.spec.connect_timeout)
+        req.lead = 0.0
+        _finish(attempt, crt, host)
+        return Response(503, (), "connection_failure", local_failure="connect")
     yield env.timeout(req.lead + world.hop())
     req.lead = 0.0
     if target is None or target.dead:
         _finish(attempt, crt, host)
         return Response(503, (), "connection_failure", local_failure="connect")
-    mtls = ep.istio_tls and proxy.pod.sidecar
+    istio_mtls = crt.spec.istio_mtls
+    mtls = istio_mtls == "all" or (istio_mtls == "auto" and ep.istio_tls)
     resp: Response = yield from inbound(
         world,
         target,
@@ -275,6 +288,23 @@ def route_request(
             retriable = retry is not None and retry.retries_connect_failure()
             if trace:
                 trace.add(env.now, where, "connection failure (UF)")
+        elif resp.local_failure == "reset":
+            if crt.record_outcome(host, 503, True) and trace:
+                trace.add(env.now, where, f"outlier detection ejected {host.endpoint.host}")
+            final = Response(
+                503,
+                ("UC",),
+                "upstream_reset_before_response_started{connection_termination}",
+                BODY_UC,
+            )
+            retriable = retry is not None and retry.retries_reset()
+            if trace:
+                trace.add(
+                    env.now,
+                    where,
+                    "the server sidecar closed the connection: no filter chain takes this "
+                    "connection (PeerAuthentication); 503 UC",
+                )
         else:
             if crt.record_outcome(host, resp.status, False) and trace:
                 trace.add(

@@ -41,7 +41,7 @@ def configure(state: MeshState) -> tuple[Topology, MeshEnvoyConfig]:
 def build_world(lesson: Lesson, state: MeshState, seed: int) -> World:
     """A world running ``state`` for ``lesson``'s app."""
     topology, envoy = configure(state)
-    return World(topology, lesson.app.behavior, envoy, seed=seed)
+    return World(topology, lesson.app.behavior, envoy, seed=seed, resources=state.resources)
 
 
 def step_seed(seed: int, index: int) -> int:
@@ -172,7 +172,7 @@ def _fire(
         changed = True
     if changed:
         topology, envoy = configure(state)
-        world.load_config(topology, envoy)
+        world.load_config(topology, envoy, state.resources)
     for action in event.break_:
         world.apply_break(action)
         breaks.append(action)

@@ -6,6 +6,9 @@ request when the previous one has answered, so at most N requests are in flight 
 circuit breaker with small limits. Either ends after ``duration_s`` of simulated time or
 ``count`` requests, whichever comes first.
 
+Header values may name a user's token, ``${jwt:EMAIL}``: the simulated user service mints it
+(:class:`sim.tokens.UserTokens`).
+
 Where requests enter: ``outside`` = a client outside the mesh talking straight to a pod of the
 Service (kube-proxy picks one at random; only the server sidecar reports); ``ingress`` = through
 the ingress gateway's listener; any workload (Deployment name or ``app`` label) = from inside
@@ -117,7 +120,8 @@ class TrafficDriver:
     def request(self, spec: RequestSpec, trace: Trace | None = None) -> Request:
         """A new top-level request of the mix entry ``spec``."""
         request_id, trace_id = self.world.new_ids()
-        headers = {k.lower(): v for k, v in spec.headers.items()}
+        fill = self.world.tokens.fill
+        headers = {k.lower(): fill(v) for k, v in spec.headers.items()}
         authority = headers.pop("host", "") or headers.pop(":authority", "")
         if not authority:
             authority = (

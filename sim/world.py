@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +19,14 @@ import simpy
 from mesh.app import AppBehavior, EndpointBehavior, ServiceBehavior
 from mesh.envoy.translate import MeshEnvoyConfig
 from mesh.lesson import BreakAction
+from mesh.model import Resource
 from mesh.records import RequestRecord
 from mesh.topology import MeshService, Pod, ProxyKind, Topology
 from sim.cluster import ClusterRuntime
 from sim.messages import Request
+from sim.security import SimSecurity
 from sim.timeouts import Deadlines
+from sim.tokens import UserTokens
 from sim.workers import Workers
 from sim.xds import ProxyTables, compile_proxy
 
@@ -124,6 +127,7 @@ class World:
         *,
         seed: int = 1,
         env: simpy.Environment | None = None,
+        resources: Sequence[Resource] = (),
     ) -> None:
         self.env = env or simpy.Environment()
         self.rng = random.Random(seed)
@@ -147,7 +151,10 @@ class World:
         self.pods_of_service: dict[str, list[PodRuntime]] = {}
         self._build_pods(topology)
         self.proxies: dict[str, ProxyRuntime] = {}
-        self.load_config(topology, envoy)
+        self.tokens = UserTokens(behavior.namespace)
+        """The user service as a token issuer (``${jwt:EMAIL}``, its JWKS)."""
+        self.security = SimSecurity((), topology, tokens=self.tokens)
+        self.load_config(topology, envoy, resources)
         self.completed = 0
         from sim.proxy import direct, outbound  # sim.proxy imports this module
 
@@ -186,10 +193,24 @@ class World:
                 self.pods[p.name] for p in topology.endpoints(svc) if p.name in self.pods
             ]
 
-    def load_config(self, topology: Topology, envoy: MeshEnvoyConfig) -> None:
-        """Install (or push) Envoy config to every proxy; compiled once per shared dict."""
+    def load_config(
+        self,
+        topology: Topology,
+        envoy: MeshEnvoyConfig,
+        resources: Sequence[Resource] | None = None,
+    ) -> None:
+        """Install (or push) Envoy config to every proxy; compiled once per shared dict.
+
+        ``resources`` (the applied Istio/Kubernetes resources the config was translated from)
+        feed the security path (:mod:`sim.security`); None keeps the previous ones."""
         memo: dict[int, Any] = {}
         self.topology = topology
+        self.security = SimSecurity(
+            self.security.resources if resources is None else resources,
+            topology,
+            tokens=self.tokens,
+            limiters=self.security.limiters,
+        )
         self._service_names.clear()
         self.call_plans.clear()
         self._build_pods(topology)

@@ -116,6 +116,10 @@ class RetrySpec:
         """Connect failures (refused, connect timeout) are retried by these conditions."""
         return bool(self.retry_on & {"5xx", "gateway-error", "connect-failure", "reset"})
 
+    def retries_reset(self) -> bool:
+        """A connection closed before the response (``UC``) is retried by these conditions."""
+        return bool(self.retry_on & {"5xx", "gateway-error", "reset"})
+
     def retries_per_try_timeout(self) -> bool:
         """A per-try timeout is retried only with ``5xx``/``gateway-error`` (or ``reset``)."""
         return bool(self.retry_on & {"5xx", "gateway-error", "reset"})
@@ -364,6 +368,11 @@ class ClusterSpec:
     connect_timeout: float = 10.0
     mtls: bool = False
     max_requests_per_connection: int = 0
+    istio_mtls: str = ""
+    """Istio mTLS to the endpoints: ``all`` (a ``transport_socket`` with the SDS ``default``
+    certificate: DestinationRule ISTIO_MUTUAL), ``auto`` (istiod's ``tlsMode-istio`` socket
+    match: endpoints tagged ``tlsMode: istio``) or ``""`` (plaintext, or TLS that is not
+    Istio's)."""
 
     priorities: tuple[int, ...] = (0,)
     """Distinct endpoint priorities, best first."""
@@ -545,6 +554,14 @@ def _thresholds(cluster: Mapping[str, Any]) -> Thresholds:
     return Thresholds()
 
 
+def _is_istio_mutual(socket: Mapping[str, Any]) -> bool:
+    """An UpstreamTlsContext presenting the workload certificate (SDS ``default``)."""
+    context = (socket.get("typed_config") or {}).get("common_tls_context") or {}
+    return any(
+        s.get("name") == "default" for s in context.get("tls_certificate_sds_secret_configs") or ()
+    )
+
+
 def compile_cluster(cluster: Mapping[str, Any], cla: Mapping[str, Any] | None) -> ClusterSpec:
     """A Cluster dict (+ its ClusterLoadAssignment for EDS) -> ClusterSpec."""
     name = str(cluster["name"])
@@ -561,6 +578,15 @@ def compile_cluster(cluster: Mapping[str, Any], cla: Mapping[str, Any] | None) -
     tls = cluster.get("transport_socket") or {}
     matches = cluster.get("transport_socket_matches") or ()
     mtls = "tls" in str(tls.get("name", "")) or bool(matches)
+    istio_mtls = ""
+    if _is_istio_mutual(tls):
+        istio_mtls = "all"
+    elif any(
+        (m.get("match") or {}).get("tlsMode") == "istio"
+        and _is_istio_mutual(m.get("transport_socket") or {})
+        for m in matches
+    ):
+        istio_mtls = "auto"
     options = (cluster.get("typed_extension_protocol_options") or {}).get(
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
     ) or {}
@@ -579,6 +605,7 @@ def compile_cluster(cluster: Mapping[str, Any], cla: Mapping[str, Any] | None) -
         subset=subset,
         connect_timeout=parse_duration(cluster.get("connect_timeout"), 5.0),
         mtls=mtls,
+        istio_mtls=istio_mtls,
         max_requests_per_connection=int(common.get("max_requests_per_connection", 0)),
         priorities=tuple(sorted({e.priority for e in endpoints})) or (0,),
     )
