@@ -171,13 +171,13 @@ def _destination_record(  # noqa: PLR0917 - positional on the hot path
     details: str,
 ) -> RequestRecord:
     p = pod.pod
-    if client is not None and mtls:
+    policy = ConnectionSecurityPolicy.MUTUAL_TLS if mtls else ConnectionSecurityPolicy.NONE
+    if client is not None and (mtls or client.proxy is not None):
         cp = client.pod
-        source = (cp.workload, cp.namespace, client.identity, client.app, client.version)
-        policy = ConnectionSecurityPolicy.MUTUAL_TLS
+        principal = client.identity if mtls else UNKNOWN
+        source = (cp.workload, cp.namespace, principal, client.app, client.version)
     else:
         source = _UNKNOWN_SOURCE
-        policy = ConnectionSecurityPolicy.MUTUAL_TLS if mtls else ConnectionSecurityPolicy.NONE
     return make_record(
         start,
         (end - start) * 1000.0,

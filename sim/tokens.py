@@ -111,26 +111,33 @@ class UserTokens:
             return self.jwks()
         return None
 
+    def claims(self, email: str) -> dict[str, Any]:
+        """The claims of the token the user service issues to ``email``."""
+        return {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": hashlib.sha256(email.encode()).hexdigest()[:32],
+            "email": email,
+            "iat": int(SIM_EPOCH),
+            "exp": int(SIM_EPOCH) + TOKEN_LIFETIME_S,
+        }
+
+    @staticmethod
+    def mint(claims: Mapping[str, Any]) -> str:
+        """An RS256 token with ``claims``, signed with the user service's key."""
+        header = {"alg": "RS256", "kid": _KID, "typ": "JWT"}
+        signing_input = (
+            _b64(json.dumps(header, separators=(",", ":")).encode())
+            + "."
+            + _b64(json.dumps(dict(claims), separators=(",", ":")).encode())
+        )
+        return signing_input + "." + _b64(_sign(signing_input.encode()))
+
     def token(self, email: str) -> str:
         """An RS256 token for ``email``, valid for an hour from :data:`SIM_EPOCH`."""
         found = self._tokens.get(email)
         if found is None:
-            claims: Mapping[str, Any] = {
-                "iss": self.issuer,
-                "aud": self.audience,
-                "sub": hashlib.sha256(email.encode()).hexdigest()[:32],
-                "email": email,
-                "iat": int(SIM_EPOCH),
-                "exp": int(SIM_EPOCH) + TOKEN_LIFETIME_S,
-            }
-            header = {"alg": "RS256", "kid": _KID, "typ": "JWT"}
-            signing_input = (
-                _b64(json.dumps(header, separators=(",", ":")).encode())
-                + "."
-                + _b64(json.dumps(claims, separators=(",", ":")).encode())
-            )
-            found = signing_input + "." + _b64(_sign(signing_input.encode()))
-            self._tokens[email] = found
+            found = self._tokens[email] = self.mint(self.claims(email))
         return found
 
     def fill(self, value: str) -> str:

@@ -31,7 +31,9 @@ def make_world(istio: str = "", *, seed: int = 1, config: MeshConfig | None = No
     extra = load_text(istio, default_namespace="t").resources if istio.strip() else ()
     resources = [*app.resources, *extra]
     topology = build_topology(resources, config)
-    return World(topology, app.behavior, translate(resources, topology), seed=seed)
+    return World(
+        topology, app.behavior, translate(resources, topology), seed=seed, resources=resources
+    )
 
 
 Req = tuple[str, str] | tuple[str, str, dict[str, str]]
