@@ -12,6 +12,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
+from mesh.analyze_security import (
+    check_allow_without_rules,
+    check_authorization_conditions,
+    check_custom_authorization,
+    check_source_namespaces,
+)
 from mesh.diagnostics import Diagnostic, did_you_mean, format_path
 from mesh.model import (
     AuthorizationPolicy,
@@ -495,8 +501,12 @@ ANALYZERS: tuple[Analyzer, ...] = (
     check_service_accounts,
     check_sidecars,
     check_envoy_filters,
+    check_custom_authorization,
+    check_authorization_conditions,
+    check_source_namespaces,
+    check_allow_without_rules,
 )
-"""Every check ``meshplay analyze`` runs, in order."""
+"""Every check ``meshplay analyze`` runs, in order (security ones: :mod:`mesh.analyze_security`)."""
 
 
 def analyze(resources: Sequence[Resource], config: MeshConfig | None = None) -> list[Diagnostic]:

@@ -235,6 +235,13 @@ CATALOG: dict[str, Code] = _codes(
         W,
         "An EnvoyFilter patch other than the documented local-rate-limit form: not applied.",
     ),
+    Code(
+        "MPY2006",
+        "AuthorizationPolicyCustomNotModelled",
+        W,
+        "An AuthorizationPolicy with action CUSTOM (an external authorizer): no filter is "
+        "installed on sim and local, so it denies nothing there.",
+    ),
     # --- MPY3xxx: cross-resource checks without an Istio code -------------------------------------
     Code(
         "MPY3001",
@@ -255,6 +262,13 @@ CATALOG: dict[str, Code] = _codes(
         "ServiceAccountNotFound",
         W,
         "A Deployment runs as a ServiceAccount that is not defined.",
+    ),
+    Code(
+        "MPY3005",
+        "AllowPolicyWithoutRules",
+        W,
+        "An ALLOW AuthorizationPolicy without rules matches nothing: it denies every request to "
+        "the workloads it selects.",
     ),
     # --- MPY4xxx: lesson and app files ------------------------------------------------------------
     Code(
