@@ -25,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,14 +286,21 @@ class LocalMesh:
         """
         self.resources = tuple(resources)
         configs = self._translate()
-        rejections: list[XdsRejection] = []
-        for name, pp in self.pods.items():
-            if pp.proxy is None or pp.dead:
-                continue
+        live = [(pp, self._resources(pp, configs[n])) for n, pp in self.pods.items()
+                if pp.proxy is not None and not pp.dead]  # fmt: skip
+
+        def push(item: tuple[PodProcesses, ProxyResources]) -> list[XdsRejection]:
+            pp, res = item
+            assert pp.proxy is not None
             try:
-                pp.proxy.apply(self._resources(pp, configs[name]))
+                pp.proxy.apply(res)
             except ConfigRejectedError as exc:
-                rejections.extend(exc.rejections)
+                return exc.rejections
+            return []
+
+        # like an istiod push: every proxy at once (each waits for its own verdict and drain)
+        with ThreadPoolExecutor(max_workers=max(1, len(live))) as pool:
+            rejections = [r for found in pool.map(push, live) for r in found]
         if rejections:
             raise ConfigRejectedError(rejections)
 
