@@ -13,13 +13,7 @@ from sim import SimRunner
 
 LESSONS = Path(__file__).resolve().parents[2] / "lessons"
 
-SECURITY_PENDING: dict[str, str] = {
-    "14-local-rate-limiting": (
-        "the lesson expects 45-70 % 429s from one 10 rps bucket, but its selector (app: product) "
-        "puts a bucket in each of product's two pods (v1, v2) and outside traffic is split "
-        "between them: about 25 % are limited (lesson data to fix, not the simulator)"
-    ),
-}
+SECURITY_PENDING: dict[str, str] = {}
 """Lessons whose expectations the simulator cannot meet, with the reason. xfail is strict: a
 lesson listed here that passes fails the suite, so the entry must then be removed."""
 
