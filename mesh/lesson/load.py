@@ -1,284 +1,30 @@
-"""The lesson format: ``lesson.yaml`` plus plain Istio/Kubernetes YAML files.
+"""Loading a lesson folder: lesson.yaml, its explanation, its app and every file it names.
 
-A lesson is a folder. ``lesson.yaml`` names the app it runs on, explains the concept, and lists
-steps; each step applies or deletes resources (files ``kubectl apply -f`` accepts unchanged),
-changes traffic or breaks things, then states expectations with explicit bounds. Expectations are
-the grader: a learner who edits the YAML is graded by the behaviour it produces.
-The full format is documented in ``docs/lesson-format.md``.
+Every problem is collected and reported once (MPY4xxx codes, see docs/diagnostics.md), at the
+``file:line:col`` of the offending key.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 from mesh.app import App, load_app
 from mesh.diagnostics import Diagnostic, DiagnosticError, Level, did_you_mean, format_path
+from mesh.lesson.model import (
+    METRICS,
+    BreakAction,
+    Lesson,
+    LessonSpec,
+    LessonStep,
+    Selector,
+)
 from mesh.model.common import FrozenMap, Resource, SourceMap
 from mesh.model.kubernetes import Deployment, Service
 from mesh.source.decode import MISSING, Decoder
 from mesh.source.load import load_paths
 from mesh.source.yaml_nodes import parse_documents
 
-__all__ = [
-    "METRICS",
-    "BreakAction",
-    "Event",
-    "Expectation",
-    "Lesson",
-    "LessonStep",
-    "RequestSpec",
-    "Selector",
-    "TrafficSpec",
-    "find_lessons",
-    "load_lesson",
-]
-
-METRICS: dict[str, str] = {
-    "share": "fraction of the selected requests that reached the given version/subset/workload",
-    "success_rate": "fraction of requests answered with a non-5xx status",
-    "error_rate": "fraction of requests answered with a 5xx status",
-    "rate": "fraction of requests with the given status and/or response flag",
-    "count": "number of matching requests",
-    "rps": "matching requests per second of traffic",
-    "latency_p50_ms": "median duration in milliseconds",
-    "latency_p99_ms": "99th-percentile duration in milliseconds",
-    "latency_mean_ms": "mean duration in milliseconds",
-    "attempts_mean": "mean upstream attempts per request (1 = no retries)",
-}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Selector:
-    """Which records an expectation looks at.
-
-    ``edge`` is ``client->service`` (the client is a workload's ``app`` label, ``outside`` for the
-    load generator or ``ingress`` for the ingress gateway). ``version``/``subset``/``workload``
-    narrow the destination; ``status``/``flag`` define what ``rate`` counts; ``reporter`` picks the
-    client (``source``, default) or server (``destination``) side record.
-    """
-
-    YAML_KEYS: ClassVar[str] = "snake"
-
-    edge: str = ""
-    service: str = ""
-    version: str = ""
-    subset: str = ""
-    workload: str = ""
-    path: str = ""
-    method: str = ""
-    status: int | None = None
-    status_class: str = ""
-    flag: str = ""
-    reporter: str = "source"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Expectation:
-    """One measured value and its bounds; exactly one metric key is set."""
-
-    YAML_KEYS: ClassVar[str] = "snake"
-
-    ONEOF: ClassVar[tuple[tuple[str, ...], ...]] = (tuple(METRICS),)
-
-    share: Selector | None = None
-    success_rate: Selector | None = None
-    error_rate: Selector | None = None
-    rate: Selector | None = None
-    count: Selector | None = None
-    rps: Selector | None = None
-    latency_p50_ms: Selector | None = None
-    latency_p99_ms: Selector | None = None
-    latency_mean_ms: Selector | None = None
-    attempts_mean: Selector | None = None
-    between: tuple[float, ...] = ()
-    at_least: float | None = None
-    at_most: float | None = None
-    equals: float | None = None
-    tolerance: float = 0.0
-    why: str = ""
-
-    @property
-    def metric(self) -> str:
-        """The metric this expectation measures."""
-        return next(name for name in METRICS if getattr(self, name) is not None)
-
-    @property
-    def selector(self) -> Selector:
-        """The selector of the metric."""
-        value = getattr(self, self.metric)
-        assert isinstance(value, Selector)
-        return value
-
-    @property
-    def bounds(self) -> tuple[float, float]:
-        """Inclusive [low, high] accepted range."""
-        low, high = float("-inf"), float("inf")
-        if self.between:
-            low, high = self.between[0], self.between[1]
-        if self.at_least is not None:
-            low = max(low, self.at_least)
-        if self.at_most is not None:
-            high = min(high, self.at_most)
-        if self.equals is not None:
-            low, high = self.equals - self.tolerance, self.equals + self.tolerance
-        return low, high
-
-    def describe(self) -> str:
-        """``share(product v2) in [0.07, 0.13]``-style text."""
-        sel = self.selector
-        parts = [p for p in (sel.edge, sel.service, sel.workload, sel.version, sel.subset) if p]
-        if sel.status is not None:
-            parts.append(f"status={sel.status}")
-        if sel.status_class:
-            parts.append(f"status={sel.status_class}")
-        if sel.flag:
-            parts.append(f"flag={sel.flag}")
-        if sel.path:
-            parts.append(sel.path)
-        low, high = self.bounds
-        if low == high:
-            bound = f"= {low:g}"
-        elif low == float("-inf"):
-            bound = f"<= {high:g}"
-        elif high == float("inf"):
-            bound = f">= {low:g}"
-        else:
-            bound = f"in [{low:g}, {high:g}]"
-        return f"{self.metric}({' '.join(parts)}) {bound}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RequestSpec:
-    """One kind of request in the traffic mix, chosen with probability proportional to weight."""
-
-    YAML_KEYS: ClassVar[str] = "snake"
-
-    method: str = "GET"
-    path: str = "/"
-    headers: FrozenMap[str, str] = field(default_factory=FrozenMap)
-    body: str = ""
-    weight: float = 1.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrafficSpec:
-    """Load to drive during a step.
-
-    Open loop: ``rate_rps`` Poisson arrivals. Closed loop: ``concurrency`` clients each sending the
-    next request when the previous answers (like ``fortio load -c N``). Ends after ``duration_s``
-    of simulated/real time or ``count`` requests, whichever comes first.
-    """
-
-    YAML_KEYS: ClassVar[str] = "snake"
-
-    from_: str = "outside"
-    to: str = "frontend"
-    port: int | None = None
-    requests: tuple[RequestSpec, ...] = ()
-    rate_rps: float | None = None
-    concurrency: int | None = None
-    duration_s: float | None = None
-    count: int | None = None
-    warmup_s: float = 0.0
-    timeout_s: float = 30.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BreakAction:
-    """Change a workload's behaviour (through the services' knobs on real runners)."""
-
-    YAML_KEYS: ClassVar[str] = "snake"
-
-    workload: str
-    latency_ms: float | None = None
-    error_rate: float | None = None
-    refuse: bool | None = None
-    kill: int | None = None
-    restore: bool = False
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
-    """Something that happens ``at_s`` seconds into a step's traffic."""
-
-    YAML_KEYS: ClassVar[str] = "snake"
-
-    at_s: float = 0.0
-    apply: tuple[str, ...] = ()
-    delete: tuple[str, ...] = ()
-    break_: tuple[BreakAction, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LessonStep:
-    """A step: change the mesh, drive traffic, check expectations."""
-
-    YAML_KEYS: ClassVar[str] = "snake"
-
-    name: str
-    explain: str = ""
-    apply: tuple[str, ...] = ()
-    delete: tuple[str, ...] = ()
-    break_: tuple[BreakAction, ...] = ()
-    events: tuple[Event, ...] = ()
-    traffic: TrafficSpec | None = None
-    expect: tuple[Expectation, ...] = ()
-    runners: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LessonSpec:
-    """lesson.yaml as written."""
-
-    YAML_KEYS: ClassVar[str] = "snake"
-
-    title: str
-    track: str = "traffic-management"
-    level: str = "beginner"
-    order: int = 0
-    objectives: tuple[str, ...] = ()
-    explanation: str = ""
-    app: str = "ecommerce"
-    runners: tuple[str, ...] = ("sim", "local", "kube")
-    traffic: TrafficSpec | None = None
-    steps: tuple[LessonStep, ...] = ()
-    hints: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Lesson:
-    """A loaded lesson: its spec, app, explanation text and the resources of every file it names."""
-
-    id: str
-    path: Path
-    spec: LessonSpec
-    app: App
-    explanation: str
-    files: FrozenMap[str, tuple[Resource, ...]]
-    diagnostics: tuple[Diagnostic, ...] = ()
-
-    @property
-    def title(self) -> str:
-        """The lesson title."""
-        return self.spec.title
-
-    @property
-    def steps(self) -> tuple[LessonStep, ...]:
-        """The steps in order."""
-        return self.spec.steps
-
-    def traffic_of(self, step: LessonStep) -> TrafficSpec:
-        """The step's traffic, falling back to the lesson's default."""
-        traffic = step.traffic or self.spec.traffic
-        if traffic is None:
-            return TrafficSpec(requests=(RequestSpec(),), rate_rps=20.0, duration_s=10.0)
-        return traffic
-
-    def resources_of(self, file: str) -> tuple[Resource, ...]:
-        """The resources of a file the lesson names (relative to the lesson folder)."""
-        return self.files[file]
+__all__ = ["find_lessons", "load_lesson"]
 
 
 def find_lessons(root: Path) -> list[Path]:

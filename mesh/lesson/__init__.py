@@ -1,0 +1,34 @@
+"""The lesson format: ``lesson.yaml`` plus plain Istio/Kubernetes YAML files.
+
+``mesh.lesson.model`` holds the decoded values, ``mesh.lesson.load`` reads a lesson folder with
+positioned diagnostics. Documented in ``docs/lesson-format.md``.
+"""
+
+from mesh.lesson.load import find_lessons, load_lesson
+from mesh.lesson.model import (
+    METRICS,
+    BreakAction,
+    Event,
+    Expectation,
+    Lesson,
+    LessonSpec,
+    LessonStep,
+    RequestSpec,
+    Selector,
+    TrafficSpec,
+)
+
+__all__ = [
+    "METRICS",
+    "BreakAction",
+    "Event",
+    "Expectation",
+    "Lesson",
+    "LessonSpec",
+    "LessonStep",
+    "RequestSpec",
+    "Selector",
+    "TrafficSpec",
+    "find_lessons",
+    "load_lesson",
+]
