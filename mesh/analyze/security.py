@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from mesh.diagnostics import Diagnostic, did_you_mean, format_path
+from mesh.analyze.common import Path, diag
+from mesh.diagnostics import Diagnostic, did_you_mean
 from mesh.model import AuthorizationPolicy, AuthorizationPolicyAction, Namespace, Resource
 from mesh.security.rbac_match import UnsupportedKeyError, check_key
 from mesh.topology import Topology
@@ -25,16 +26,6 @@ __all__ = [
     "check_custom_authorization",
     "check_source_namespaces",
 ]
-
-Path = tuple[str | int, ...]
-
-
-def _diag(code: str, r: Resource, path: Path, message: str, hint: str = "") -> Diagnostic:
-    pos = r.source.position(path)
-    return Diagnostic(
-        code, message, file=pos.file, line=pos.line, column=pos.column, resource=r.ref,
-        path=format_path(path), hint=hint,
-    )  # fmt: skip
 
 
 def _policies(resources: Sequence[Resource]) -> list[AuthorizationPolicy]:
@@ -48,7 +39,7 @@ def check_custom_authorization(
     for p in _policies(resources):
         if p.action is AuthorizationPolicyAction.CUSTOM:
             provider = p.provider.name if p.provider is not None else "?"
-            yield _diag("MPY2006", p, ("spec", "action"),
+            yield diag("MPY2006", p, ("spec", "action"),
                         f"action CUSTOM (external authorizer {provider!r}) is not modelled: sim and "
                         "local install no filter for it, so it denies nothing",
                         "use ALLOW/DENY rules to see the decision in sim and local; kube applies it "
@@ -67,10 +58,10 @@ def check_authorization_conditions(
                 except UnsupportedKeyError as exc:
                     path: Path = ("spec", "rules", i, "when", j, "key")
                     if condition.key.startswith("experimental.envoy.filters."):
-                        yield _diag("MPY2001", p, path, f"{exc}; the condition is ignored",
+                        yield diag("MPY2001", p, path, f"{exc}; the condition is ignored",
                                     "kube applies it as-is")  # fmt: skip
                     else:
-                        yield _diag("IST0106", p, path, f"{exc}: Istio rejects the policy",
+                        yield diag("IST0106", p, path, f"{exc}: Istio rejects the policy",
                                     "keys are request.headers[...], source.ip, source.namespace, "
                                     "source.principal, request.auth.*, destination.port, "
                                     "connection.sni, ...")  # fmt: skip
@@ -99,7 +90,7 @@ def check_source_namespaces(resources: Sequence[Resource], topo: Topology) -> It
                         if "*" in ns or ns in known:
                             continue
                         path: Path = ("spec", "rules", i, "from", j, "source", field, k)
-                        yield _diag("IST0101", p, path,
+                        yield diag("IST0101", p, path,
                                     f"referenced namespace not found: {ns!r}",
                                     did_you_mean(ns, sorted(known))
                                     or "no resource of the mesh lives in it")  # fmt: skip
@@ -111,7 +102,7 @@ def check_allow_without_rules(
     """MPY3005: an ALLOW policy with no rules denies every request to what it selects."""
     for p in _policies(resources):
         if p.action is AuthorizationPolicyAction.ALLOW and not p.rules:
-            yield _diag("MPY3005", p, ("spec",),
+            yield diag("MPY3005", p, ("spec",),
                         "ALLOW policy without rules matches no request: every request to the "
                         "workloads it selects is denied (403 RBAC: access denied)",
                         "add rules for what should be allowed, or write `rules: [{}]` to allow "
