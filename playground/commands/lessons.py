@@ -35,7 +35,8 @@ def _run(args: argparse.Namespace) -> int:
             rows.append((folder.name, "?", "(does not load: run meshplay analyze on it)", ""))
             continue
         rows.append((lesson.id, lesson.spec.track, lesson.title, ", ".join(lesson.spec.runners)))
-    print(f"{'LESSON':<28} {'TRACK':<20} {'TITLE':<46} RUNNERS")
+    print(f"{'LESSON':<26} {'TRACK':<19} {'TITLE':<50} RUNNERS")
     for lesson_id, track, title, runners in rows:
-        print(f"{lesson_id:<28} {track:<20} {title:<46} {runners}")
+        short = title if len(title) <= 50 else title[:49] + "\u2026"
+        print(f"{lesson_id:<26} {track:<19} {short:<50} {runners}")
     return 2 if broken else 0
