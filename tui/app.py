@@ -12,11 +12,13 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.widgets import Header, TabbedContent, TabPane
 
 from tui.compare_view import ComparePane
+from tui.footer import KeyFooter
 from tui.lessons_view import LessonsPane
 from tui.progress import ProgressStore, default_data_dir
 from tui.proxy import ProxyConfigSource, translator_config
@@ -95,6 +97,20 @@ class MeshplayApp(App[None]):
 
     def on_unmount(self) -> None:
         sys.setswitchinterval(self._switch_interval)
+        self.session.heap.reset()
+        self.session.turn.release()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, (events.Key, events.MouseDown)) and not event.is_forwarded:
+            # a person waits: the runner thread pauses until the answer is drawn (or 150 ms)
+            self.session.turn.claim()
+        await super().on_event(event)
+
+    def _handled(self) -> None:
+        """A view switch or step move is done: count it, and once it is drawn let the runner
+        thread have the interpreter again."""
+        self.handled += 1
+        self.call_after_refresh(self.session.turn.release)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -109,7 +125,7 @@ class MeshplayApp(App[None]):
                 yield ComparePane(self.session, id="compare")
             with TabPane("5 Traces", id="tab-traces"):
                 yield TracesPane(self.session, id="traces")
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def run_pane(self) -> RunPane:
@@ -131,7 +147,7 @@ class MeshplayApp(App[None]):
         if name in FOCUS:
             self.query_one(FOCUS[name]).focus()
         self._refresh(name)
-        self.handled += 1
+        self._handled()
 
     def _refresh(self, name: str) -> None:
         if name == "topology":
@@ -170,7 +186,7 @@ class MeshplayApp(App[None]):
         self.run_pane.move_step(delta)
         if self.active_tab in ("topology", "traces"):
             self._refresh(self.active_tab)
-        self.handled += 1
+        self._handled()
 
     def action_compare(self) -> None:
         """Compare the current lesson on the two chosen runners."""

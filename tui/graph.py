@@ -11,7 +11,7 @@ then as a reference.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -164,11 +164,20 @@ def mtls_share(records: Iterable[RequestRecord]) -> dict[tuple[str, str], float]
 
 
 def build_graph(
-    lesson: Lesson, rows: Sequence[EdgeStats] = (), records: Iterable[RequestRecord] = ()
+    lesson: Lesson,
+    rows: Sequence[EdgeStats] = (),
+    records: Iterable[RequestRecord] = (),
+    *,
+    shares: Mapping[tuple[str, str], float] | None = None,
 ) -> ServiceGraph:
-    """The lesson app's graph with the traffic of ``rows`` (``mesh.metrics.edge_stats``)."""
+    """The lesson app's graph with the traffic of ``rows`` (``mesh.metrics.edge_stats``).
+
+    ``shares`` are the edges' mutual-TLS shares when already known (a live run keeps them up to
+    date as records arrive); else they are worked out from ``records``.
+    """
     stats = {(r.client, r.service): r for r in rows}
-    shares = mtls_share(records)
+    if shares is None:
+        shares = mtls_share(records)
     pairs = _declared_calls(lesson) | _entries(lesson) | set(stats)
     edges = tuple(Edge(c, s, stats.get((c, s)), shares.get((c, s))) for c, s in sorted(pairs))
     nodes = sorted({c for c, _ in pairs} | {s for _, s in pairs})

@@ -1,10 +1,12 @@
 """A run as the screen sees it: records arriving step by step, summarised in throttled views.
 
 The runner calls ``on_progress``/``on_records`` from its worker thread. :class:`LiveRun` keeps the
-records under a lock and, at most every ``interval`` seconds, computes a :class:`StepView` (the
-per-edge table, the per-destination traffic split and the expectations measured so far) *in that
-thread* and hands it to ``publish``. The UI thread only draws finished views, so a long run never
-makes the screen wait and key presses are handled while records pour in.
+records under a lock, aggregating what is cheap to keep up to date as they arrive (distinct
+requests, time span, mutual-TLS counts per edge, spans grouped by trace), and at most every
+``interval`` seconds computes a :class:`StepView` (the per-edge table, the per-destination traffic
+split, the expectations measured so far, the share of mutual TLS per edge) *in that thread* and
+hands it to ``publish``. The UI thread only draws finished views, so a long run never makes the
+screen wait and key presses are handled while records pour in.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from dataclasses import dataclass, field
 
 from mesh.checks import CheckResult, evaluate_all
 from mesh.lesson import Lesson
-from mesh.metrics import EdgeStats, edge_stats
-from mesh.records import RequestRecord
+from mesh.metrics import EdgeStats, edge_key, edge_stats
+from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
 from mesh.runner import LessonRun, Progress, RunOptions
+from tui.interpreter import UiTurn
+from tui.traces import Trace, TraceIndex
 
-__all__ = ["LiveRun", "StepView", "traffic_split"]
+__all__ = ["LiveRun", "StepRecords", "StepView", "traffic_split"]
 
 Split = tuple[tuple[str, tuple[tuple[str, int], ...]], ...]
+Shares = tuple[tuple[tuple[str, str], float], ...]
 
 
 def traffic_split(rows: Sequence[EdgeStats]) -> Split:
@@ -50,6 +55,8 @@ class StepView:
     split: Split
     checks: tuple[CheckResult, ...]
     final: bool = False
+    mtls: Shares = ()
+    """Per edge ``(client, service)``, the share of requests the server saw over mutual TLS."""
 
     @property
     def passed(self) -> bool:
@@ -57,19 +64,53 @@ class StepView:
         return bool(self.checks) and all(c.passed for c in self.checks)
 
 
-def _requests(records: Sequence[RequestRecord]) -> int:
-    """Requests that entered the mesh: distinct request ids (every hop of one request shares its
-    ``x-request-id``)."""
-    ids = {r.request_id for r in records if r.request_id}
-    return len(ids) if ids else len(records)
+class StepRecords:
+    """The records of one step and what is kept up to date as they arrive.
 
+    Istio counts a request once per proxy that reports it, so requests are the distinct
+    ``x-request-id`` values; mutual TLS is what the server side (``reporter=destination``) saw,
+    as ``connection_security_policy`` says; spans are grouped by trace for the traces view.
+    """
 
-def _duration(records: Sequence[RequestRecord]) -> float:
-    if not records:
-        return 0.0
-    start = min(r.start_time for r in records)
-    end = max(r.start_time + r.duration_ms / 1000.0 for r in records)
-    return max(end - start, 1e-9)
+    def __init__(self, records: Sequence[RequestRecord] = ()) -> None:
+        self.records: list[RequestRecord] = []
+        self._ids: set[str] = set()
+        self._start = math.inf
+        self._end = -math.inf
+        self._tls: dict[tuple[str, str], list[int]] = {}
+        self.traces = TraceIndex()
+        self.add(records)
+
+    def add(self, records: Sequence[RequestRecord]) -> None:
+        """Aggregate a batch."""
+        self.records.extend(records)
+        ids, tls = self._ids, self._tls
+        for r in records:
+            if r.request_id:
+                ids.add(r.request_id)
+            self._start = min(self._start, r.start_time)
+            self._end = max(self._end, r.start_time + r.duration_ms / 1000.0)
+            if r.reporter is Reporter.DESTINATION:
+                counts = tls.setdefault(edge_key(r), [0, 0])
+                counts[1] += 1
+                counts[0] += r.connection_security_policy is ConnectionSecurityPolicy.MUTUAL_TLS
+        self.traces.add(records)
+
+    @property
+    def requests(self) -> int:
+        """Requests that entered the mesh: distinct request ids (every hop of one request shares
+        its ``x-request-id``)."""
+        return len(self._ids) if self._ids else len(self.records)
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first request's start to the last one's end."""
+        return max(self._end - self._start, 1e-9) if self.records else 0.0
+
+    @property
+    def mtls(self) -> Shares:
+        """Per edge, the share of server-side reports over mutual TLS."""
+        return tuple((edge, n / total) for edge, (n, total) in sorted(self._tls.items()))
 
 
 @dataclass
@@ -82,10 +123,13 @@ class LiveRun:
     publish: Callable[[StepView], None] | None = None
     interval: float = 0.25
     cancel: threading.Event = field(default_factory=threading.Event)
+    turn: UiTurn | None = None
+    """When set, the runner's callbacks wait while the UI thread claims the interpreter."""
     result: LessonRun | None = None
     step: int = 0
     fraction: float = 0.0
-    _records: dict[int, list[RequestRecord]] = field(default_factory=lambda: defaultdict(list))
+    _records: dict[int, StepRecords] = field(default_factory=lambda: defaultdict(StepRecords))
+    _final: dict[int, StepRecords] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     views: dict[int, StepView] = field(default_factory=dict)
     _last: float = 0.0
@@ -103,6 +147,8 @@ class LiveRun:
 
     def on_progress(self, progress: Progress) -> None:
         """Runner callback: where the run is."""
+        if self.turn is not None:
+            self.turn.wait()
         self._enter(progress.step)
         with self._lock:
             self.fraction = progress.fraction
@@ -110,9 +156,11 @@ class LiveRun:
 
     def on_records(self, step: int, records: Sequence[RequestRecord]) -> None:
         """Runner callback: a batch of records of ``step``."""
+        if self.turn is not None:
+            self.turn.wait()
         self._enter(step)
         with self._lock:
-            self._records[step].extend(records)
+            self._records[step].add(records)
         self._maybe_publish()
 
     def _enter(self, step: int) -> None:
@@ -139,7 +187,10 @@ class LiveRun:
     def finish(self, run: LessonRun) -> None:
         """The runner returned: its own results replace the live ones; the views of every step
         are computed here, in the worker thread, so the screen only draws them."""
-        self.result = run
+        final = {index: StepRecords(step.records) for index, step in enumerate(run.steps)}
+        with self._lock:
+            self._final = final
+            self.result = run
         self.fraction = 1.0
         for index in range(len(run.steps)):
             self.views[index] = self.view(index)
@@ -154,23 +205,33 @@ class LiveRun:
 
     def records(self, step: int) -> tuple[RequestRecord, ...]:
         """Records of a step (the final ones once the run finished)."""
-        if self.result is not None and step < len(self.result.steps):
-            return self.result.steps[step].records
         with self._lock:
-            return tuple(self._records.get(step, ()))
+            final = self._final.get(step)
+            if final is not None:
+                return tuple(final.records)
+            live = self._records.get(step)
+            return tuple(live.records) if live is not None else ()
 
     def all_records(self) -> tuple[RequestRecord, ...]:
         """Records of every step so far."""
         if self.result is not None:
             return self.result.records
         with self._lock:
-            return tuple(r for step in sorted(self._records) for r in self._records[step])
+            return tuple(r for step in sorted(self._records) for r in self._records[step].records)
+
+    def traces(self, step: int, limit: int = 50) -> list[Trace]:
+        """The newest traces of a step, newest first (from spans grouped as they arrived)."""
+        with self._lock:
+            held = self._final.get(step) or self._records.get(step)
+            return held.traces.newest(limit) if held is not None else []
 
     def view(self, step: int) -> StepView:
         """The view of one step: final results when the runner gave them, else live ones."""
         steps = self.lesson.steps
         spec = steps[step]
-        if self.result is not None and step < len(self.result.steps):
+        with self._lock:
+            final = self._final.get(step)
+        if self.result is not None and final is not None:
             res = self.result.steps[step]
             rows = tuple(edge_stats(res.records, res.duration_s))
             return StepView(
@@ -178,27 +239,30 @@ class LiveRun:
                 name=spec.name,
                 steps=len(steps),
                 fraction=1.0,
-                requests=_requests(res.records),
+                requests=final.requests,
                 duration_s=res.duration_s,
                 rows=rows,
                 split=traffic_split(rows),
                 checks=res.checks,
                 final=True,
+                mtls=final.mtls,
             )
-        records = self.records(step)
-        duration = _duration(records)
+        with self._lock:
+            held = self._records.get(step) or StepRecords()
+            records = tuple(held.records)
+            requests, duration, mtls = held.requests, held.duration, held.mtls
+            fraction = self.fraction if step == self.step else (1.0 if step < self.step else 0.0)
         rows = tuple(edge_stats(records, duration)) if records else ()
         checks = evaluate_all(spec.expect, records, duration) if records else ()
-        with self._lock:
-            fraction = self.fraction if step == self.step else (1.0 if step < self.step else 0.0)
         return StepView(
             index=step,
             name=spec.name,
             steps=len(steps),
             fraction=fraction if not math.isnan(fraction) else 0.0,
-            requests=_requests(records),
+            requests=requests,
             duration_s=duration,
             rows=rows,
             split=traffic_split(rows),
             checks=checks,
+            mtls=mtls,
         )

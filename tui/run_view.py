@@ -14,6 +14,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Button, ProgressBar, Select, Static
 
 from mesh.lesson import Lesson
@@ -81,6 +82,11 @@ class RunPane(Vertical):
         self.set_lesson(self.session.current)
 
     @property
+    def on_screen(self) -> bool:
+        """The run view is the view shown (not a hidden tab)."""
+        return all(node.display for node in self.ancestors_with_self if isinstance(node, Widget))
+
+    @property
     def runner_name(self) -> str:
         """The runner chosen in the selector."""
         value = self.query_one("#runner", Select).value
@@ -111,7 +117,7 @@ class RunPane(Vertical):
             return
         if name not in lesson.spec.runners:
             self.notify(f"{lesson.id} does not list runner {name}; running anyway.")
-        live = LiveRun(lesson, name, self.session.seed)
+        live = LiveRun(lesson, name, self.session.seed, turn=self.session.turn)
 
         def publish(view: StepView) -> None:
             self.post_message(self.Update(live, view))
@@ -126,6 +132,7 @@ class RunPane(Vertical):
         self._status(f"running on {name}…", "yellow")
         self.show_step(0)
         factory = self.session.runner_factories[name]
+        self.session.heap.hold()  # released when Finished arrives
 
         def work() -> None:
             try:
@@ -165,11 +172,12 @@ class RunPane(Vertical):
         view = message.view
         if self.follow and view.index != self.session.step:
             self.session.step = view.index
-        if view.index == self.session.step:
-            self._draw(view)
+        if view.index == self.session.step and self.on_screen:
+            self._draw(view)  # hidden, it is drawn when shown (the app calls show_step)
 
     def on_run_pane_finished(self, message: Finished) -> None:
         message.stop()
+        self.session.heap.release()
         live = message.live
         if live is self.live:
             self.running = False
@@ -226,7 +234,8 @@ class RunPane(Vertical):
         self._draw(live.latest_view(index))
 
     def _status(self, text: str, style: str) -> None:
-        self.query_one("#run-status", Static).update(Text(text, style=style))
+        # one line high (app.tcss): a new text needs no relayout of the screen
+        self.query_one("#run-status", Static).update(Text(text, style=style), layout=False)
 
     def _draw(self, view: StepView) -> None:
         if view is self._drawn:
@@ -240,7 +249,7 @@ class RunPane(Vertical):
             (f" in {view.duration_s:.1f}s" if view.duration_s else "", ""),
             ("   [ ] steps · s run to here", "dim"),
         )
-        self.query_one("#step-title", Static).update(head)
+        self.query_one("#step-title", Static).update(head, layout=False)
         self.query_one("#edges", EdgeTable).show_rows(view.rows)
         self.query_one("#split", SplitView).show_split(view.split)
         self.query_one("#checks", ChecksTable).show_checks(view.checks)

@@ -15,6 +15,7 @@ from mesh.diagnostics import DiagnosticError
 from mesh.lesson import Lesson, find_lessons, load_lesson
 from mesh.runner import Runner
 from mesh.state import MeshState, lesson_states
+from tui.interpreter import QuietHeap, UiTurn
 from tui.live import LiveRun
 from tui.progress import ProgressStore
 from tui.proxy import ProxyConfigSource
@@ -48,6 +49,10 @@ class Session:
     step: int = 0
     runs: dict[tuple[str, str], LiveRun] = field(default_factory=dict)
     last_runner: str = ""
+    turn: UiTurn = field(default_factory=UiTurn)
+    """The UI thread's claim on the interpreter while a runner thread runs."""
+    heap: QuietHeap = field(default_factory=QuietHeap)
+    """Frozen for the garbage collector while a run goes on."""
 
     def load(self) -> None:
         """Load every lesson under the root (broken ones are listed with their error)."""

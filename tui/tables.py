@@ -2,6 +2,9 @@
 
 Columns follow Istio's standard metrics: requests (``istio_requests_total``), rate, success
 (non-5xx share), p50/p99 of ``istio_request_duration_milliseconds``, and Envoy's response flags.
+Tables are updated in place (:func:`sync_rows`): during a run the same edges and expectations
+come back four times a second with new numbers, and rewriting only the cells that changed keeps
+the cursor and spares a rebuild of every row.
 """
 
 from __future__ import annotations
@@ -17,7 +20,36 @@ from tui import fmt
 from tui.graph import Health
 from tui.live import Split
 
-__all__ = ["ChecksTable", "EdgeTable", "SplitView"]
+__all__ = ["ChecksTable", "EdgeTable", "SplitView", "sync_rows"]
+
+Cell = str | Text
+Row = tuple[str, tuple[Cell, ...]]
+
+
+def sync_rows(table: DataTable[Cell], rows: Sequence[Row]) -> bool:
+    """Show ``rows`` (key, cells in column order) in ``table``.
+
+    Rows whose key is where it already is get only their changed cells rewritten
+    (``update_cell``); rows past the common prefix of keys are removed or added. Returns True
+    when the table's keys changed (rows were added, removed or replaced).
+    """
+    current = [str(row_key.value) for row_key in table.rows]
+    wanted = [key for key, _ in rows]
+    common = 0
+    for have, want in zip(current, wanted, strict=False):
+        if have != want:
+            break
+        common += 1
+    columns = list(table.columns)
+    for key, cells in rows[:common]:
+        for column, old, new in zip(columns, table.get_row(key), cells, strict=True):
+            if old != new:
+                table.update_cell(key, column, new)
+    for gone in current[common:]:
+        table.remove_row(gone)
+    for key, cells in rows[common:]:
+        table.add_row(*cells, key=key)
+    return current != wanted
 
 
 class EdgeTable(DataTable[str | Text]):
@@ -33,22 +65,26 @@ class EdgeTable(DataTable[str | Text]):
             self.add_column(label, width=width, key=label)
 
     def show_rows(self, rows: Sequence[EdgeStats]) -> None:
-        """Replace the rows, keeping the cursor where it was."""
+        """Show the rows, keeping the cursor where it was."""
         keep = self.cursor_row
-        self.clear()
+        cells = []
         for row in rows:
             colour = Health.of(row).value
-            self.add_row(
-                Text(row.name, style=colour),
-                str(row.requests),
-                fmt.rps(row.rps),
-                Text(fmt.pct(row.success_rate), style=colour),
-                fmt.ms(row.p50_ms),
-                fmt.ms(row.p99_ms),
-                fmt.flags(row.flags),
-                key=row.name,
+            cells.append(
+                (
+                    row.name,
+                    (
+                        Text(row.name, style=colour),
+                        str(row.requests),
+                        fmt.rps(row.rps),
+                        Text(fmt.pct(row.success_rate), style=colour),
+                        fmt.ms(row.p50_ms),
+                        fmt.ms(row.p99_ms),
+                        fmt.flags(row.flags),
+                    ),
+                )
             )
-        if rows:
+        if sync_rows(self, cells) and rows:
             self.move_cursor(row=min(keep, len(rows) - 1), animate=False)
 
 
@@ -57,8 +93,9 @@ class SplitView(Static):
 
     def show_split(self, split: Split, width: int = 30) -> None:
         """Draw the bars (only services with more than one version, or all when few)."""
+        # four lines high (app.tcss): new bars need no relayout of the screen
         if not split:
-            self.update(Text("no traffic yet", style="dim"))
+            self.update(Text("no traffic yet", style="dim"), layout=False)
             return
         shown = [s for s in split if len(s[1]) > 1] or list(split)
         lines = Text("traffic split by destination version\n", style="bold")
@@ -66,7 +103,7 @@ class SplitView(Static):
             if i:
                 lines.append("\n")
             lines.append_text(fmt.split_bar(service, versions, width))
-        self.update(lines)
+        self.update(lines, layout=False)
 
 
 class ChecksTable(DataTable[str | Text]):
@@ -78,16 +115,19 @@ class ChecksTable(DataTable[str | Text]):
             self.add_column(label, width=width, key=label)
 
     def show_checks(self, checks: Sequence[CheckResult]) -> None:
-        """Replace the rows."""
+        """Show the expectations, keeping the cursor where it was."""
         keep = self.cursor_row
-        self.clear()
-        for i, c in enumerate(checks):
-            self.add_row(
-                fmt.verdict(c.verdict),
-                fmt.value(c.value),
-                str(c.samples),
-                c.expectation.describe(),
-                key=str(i),
+        rows = [
+            (
+                str(i),
+                (
+                    fmt.verdict(c.verdict),
+                    fmt.value(c.value),
+                    str(c.samples),
+                    c.expectation.describe(),
+                ),
             )
-        if checks:
+            for i, c in enumerate(checks)
+        ]
+        if sync_rows(self, rows) and checks:
             self.move_cursor(row=min(keep, len(checks) - 1), animate=False)

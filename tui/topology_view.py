@@ -66,6 +66,10 @@ class TopologyPane(Horizontal):
         self.row: TreeRow | None = None
         self.mode = "node"
         self._drawn: tuple[int, int, int, int] | None = None
+        self._lines: list[TreeNode[TreeRow]] = []
+        """The tree's nodes, one per graph line, in drawing order."""
+        self._shape: tuple[tuple[str, str, int, bool], ...] = ()
+        """(node, edge, depth, repeated) of every drawn line: what an in-place update keeps."""
         self._configs: dict[tuple[int, int, str], Mapping[str, Any]] = {}
         """Translated Envoy config per (lesson, step, pod): translation is pure, so it is done
         once."""
@@ -78,12 +82,18 @@ class TopologyPane(Horizontal):
             yield Static(id="topo-text")
 
     def refresh_graph(self) -> None:
-        """Rebuild the graph from the current lesson and its latest run's displayed step."""
+        """Show the graph of the current lesson and its latest run's displayed step.
+
+        When the drawn tree has the same lines (nodes, edges, depths) as the new graph, which is
+        the rule while a run goes on or when moving between steps of one lesson, the lines'
+        labels are updated in place and the cursor stays; the tree is rebuilt only when its
+        shape changes.
+        """
         tree = self.query_one("#graph", Tree)
         lesson = self.session.current
         if lesson is None:
             tree.clear()
-            self.graph = None
+            self.graph, self._lines, self._shape = None, [], ()
             self._detail(Text("No lesson chosen: pick one in Lessons (1).", style="dim"))
             return
         live = self.session.latest_run()
@@ -94,30 +104,54 @@ class TopologyPane(Horizontal):
             return  # nothing new to draw: keep the tree and the cursor as they are
         self._drawn = key
         self.records = live.records(step) if live is not None else ()
-        rows = view.rows if view is not None and self.records else ()
-        self.graph = build_graph(lesson, rows, self.records)
-        tree.clear()
+        traffic = view is not None and bool(self.records)
+        rows = view.rows if view is not None and traffic else ()
+        shares = dict(view.mtls) if view is not None and traffic else {}
+        self.graph = build_graph(lesson, rows, shares=shares)
+        lines = self.graph.tree()
+        shape = tuple((r.node, self._edge_name(r), r.depth, r.repeated) for r in lines)
         tree.root.set_label(f"step {step + 1}")
+        title = "no run yet: edges from the app's declared calls" if not self.records else ""
+        tree.border_title = f"service graph · step {step + 1}" + (f" · {title}" if title else "")
+        if shape == self._shape and self._lines:
+            self._relabel(lines)
+        else:
+            self._rebuild(tree, lines)
+            self._shape = shape
+
+    def _relabel(self, rows: list[TreeRow]) -> None:
+        """Same lines as drawn: new labels and data, the cursor where it is."""
+        for tnode, row in zip(self._lines, rows, strict=True):
+            tnode.data = row
+            label = edge_label(row)
+            if label != tnode.label:
+                tnode.set_label(label)
+        if self.row is not None:
+            current = self.query_one("#graph", Tree).cursor_node
+            if current is not None and current.data is not None:
+                self.row = current.data
+                self.mode = "node"  # as after a highlight
+                self._show()
+
+    def _rebuild(self, tree: Tree[TreeRow], rows: list[TreeRow]) -> None:
+        """Draw the tree anew, the cursor back on the node it was on (if still there)."""
+        tree.clear()
         stack: list[TreeNode[TreeRow]] = [tree.root]
+        self._lines = []
         selected = self.row
         cursor: TreeNode[TreeRow] | None = None
-        for row in self.graph.tree():
+        for row in rows:
             del stack[row.depth + 1 :]
             parent = stack[-1]
             node = parent.add(edge_label(row), data=row, expand=True, allow_expand=False)
             stack.append(node)
+            self._lines.append(node)
             if (
                 selected is not None
                 and cursor is None
-                and (row.node, self._edge_name(row))
-                == (
-                    selected.node,
-                    self._edge_name(selected),
-                )
+                and (row.node, self._edge_name(row)) == (selected.node, self._edge_name(selected))
             ):
                 cursor = node
-        title = "no run yet: edges from the app's declared calls" if not self.records else ""
-        tree.border_title = f"service graph · step {step + 1}" + (f" · {title}" if title else "")
         if cursor is not None:
             self.call_after_refresh(tree.move_cursor, cursor)
         else:

@@ -8,14 +8,14 @@ the time of a request went: which downstream call was slow, which ran in paralle
 
 from __future__ import annotations
 
-from collections import defaultdict
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from mesh.metrics import edge_key
 from mesh.records import Reporter, RequestRecord
 
-__all__ = ["Span", "Trace", "bar", "group_traces"]
+__all__ = ["Span", "Trace", "TraceIndex", "bar", "group_traces"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,43 +67,83 @@ def _span(r: RequestRecord, t0: float, depth: int) -> Span:
     )
 
 
-def group_traces(records: Iterable[RequestRecord], limit: int = 50) -> list[Trace]:
-    """The ``limit`` most recent traces, newest first."""
-    groups: dict[str, list[RequestRecord]] = defaultdict(list)
-    latest: dict[str, float] = {}
-    for r in records:
-        key = r.trace_id or r.request_id
-        if key:
-            groups[key].append(r)
+def _trace(trace_id: str, records: Sequence[RequestRecord]) -> Trace:
+    """A trace from its spans' records (in any order)."""
+    rs = sorted(
+        records, key=lambda r: (r.start_time, -r.duration_ms, r.reporter is Reporter.DESTINATION)
+    )
+    t0 = rs[0].start_time
+    end = max(r.start_time + r.duration_ms / 1000.0 for r in rs)
+    root = rs[0]
+    node_depth: dict[str, int] = {}
+    spans = []
+    for r in rs:
+        client, service = edge_key(r)
+        depth = node_depth.get(client, 0)
+        node_depth.setdefault(service, depth + 1)
+        spans.append(_span(r, t0, depth))
+    return Trace(
+        trace_id=trace_id,
+        root=f"{root.method} {root.path}",
+        start_s=t0,
+        duration_ms=(end - t0) * 1000.0,
+        code=root.response_code,
+        spans=tuple(spans),
+    )
+
+
+class TraceIndex:
+    """Spans grouped by trace as records arrive, so the newest traces of a step with thousands
+    of requests are found without regrouping every record (the traces view asks on every step
+    move and view switch during a run).
+
+    Not thread safe: the owner (``tui.live.LiveRun``) adds and reads under its lock.
+    """
+
+    def __init__(self, records: Iterable[RequestRecord] = ()) -> None:
+        self._groups: dict[str, list[RequestRecord]] = {}
+        self._latest: dict[str, float] = {}
+        self._built: dict[str, tuple[int, Trace]] = {}
+        self.records = 0
+        """Records indexed so far."""
+        self.add(records)
+
+    def add(self, records: Iterable[RequestRecord]) -> None:
+        """Index more spans (records without a trace or request id are not traces)."""
+        groups, latest = self._groups, self._latest
+        for r in records:
+            self.records += 1
+            key = r.trace_id or r.request_id
+            if not key:
+                continue
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [r]
+            else:
+                group.append(r)
             if r.start_time > latest.get(key, -1.0):
                 latest[key] = r.start_time
-    newest = sorted(latest, key=lambda k: (latest[k], k), reverse=True)[: limit * 2]
-    traces = []
-    for trace_id in newest:
-        rs = groups[trace_id]
-        rs.sort(key=lambda r: (r.start_time, -r.duration_ms, r.reporter is Reporter.DESTINATION))
-        t0 = rs[0].start_time
-        end = max(r.start_time + r.duration_ms / 1000.0 for r in rs)
-        root = rs[0]
-        node_depth: dict[str, int] = {}
-        spans = []
-        for r in rs:
-            client, service = edge_key(r)
-            depth = node_depth.get(client, 0)
-            node_depth.setdefault(service, depth + 1)
-            spans.append(_span(r, t0, depth))
-        traces.append(
-            Trace(
-                trace_id=trace_id,
-                root=f"{root.method} {root.path}",
-                start_s=t0,
-                duration_ms=(end - t0) * 1000.0,
-                code=root.response_code,
-                spans=tuple(spans),
-            )
-        )
-    traces.sort(key=lambda t: (t.start_s, t.trace_id), reverse=True)
-    return traces[:limit]
+
+    def newest(self, limit: int = 50) -> list[Trace]:
+        """The ``limit`` most recent traces, newest first (a trace is rebuilt only when it got
+        new spans since it was last asked for)."""
+        latest = self._latest
+        keys = heapq.nlargest(limit * 2, latest, key=lambda k: (latest[k], k))
+        traces = []
+        for key in keys:
+            group = self._groups[key]
+            built = self._built.get(key)
+            if built is None or built[0] != len(group):
+                built = (len(group), _trace(key, group))
+                self._built[key] = built
+            traces.append(built[1])
+        traces.sort(key=lambda t: (t.start_s, t.trace_id), reverse=True)
+        return traces[:limit]
+
+
+def group_traces(records: Iterable[RequestRecord], limit: int = 50) -> list[Trace]:
+    """The ``limit`` most recent traces, newest first."""
+    return TraceIndex(records).newest(limit)
 
 
 def bar(span: Span, total_ms: float, width: int) -> tuple[int, int]:

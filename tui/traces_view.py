@@ -13,7 +13,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
 from tui.session import Session
-from tui.traces import Trace, group_traces, spans_text
+from tui.tables import sync_rows
+from tui.traces import Trace, spans_text
 
 __all__ = ["TracesPane"]
 
@@ -42,42 +43,47 @@ class TracesPane(Vertical):
             table.add_column(label, width=width, key=label)
 
     def refresh_traces(self) -> None:
-        """Reload the traces of the latest run's step on screen."""
+        """Reload the traces of the latest run's step on screen.
+
+        The run keeps its spans grouped by trace as they arrive, so this asks only for the
+        newest 50; rows are keyed by position and rewritten in place, cell by cell.
+        """
         live = self.session.latest_run()
         view = live.latest_view(self.session.step) if live is not None else None
         key = (id(live), self.session.step, id(view))
         if key == self._drawn:
             return
         self._drawn = key
-        records = live.records(self.session.step) if live is not None else ()
-        self.traces = group_traces(records, limit=50)
-        table = self.query_one("#trace-table", DataTable)
-        table.clear()
-        for t in self.traces:
+        traces = live.traces(self.session.step, limit=50) if live is not None else []
+        changed = traces != self.traces
+        self.traces = traces
+        rows = []
+        for i, t in enumerate(traces):
             colour = "" if t.ok else "red"
-            table.add_row(
+            cells = (
                 t.trace_id[-8:],
                 f"{t.start_s:.3f}",
                 Text(t.root, style=colour),
                 Text(str(t.code), style=colour),
                 f"{t.duration_ms:.1f}",
                 str(len(t.spans)),
-                key=t.trace_id,
             )
+            rows.append((str(i), cells))
+        table = self.query_one("#trace-table", DataTable)
+        sync_rows(table, rows)
         table.border_title = f"traces · step {self.session.step + 1}"
-        if self.traces:
-            self.show_trace(self.traces[0])
-        else:
+        if not traces:
             self.query_one("#waterfall", Static).update(
                 Text("No traces yet: run the lesson (2, then r).", style="dim")
             )
+        elif changed:  # the newest trace, highlighted, as after a reload
+            table.move_cursor(row=0, animate=False)
+            self.show_trace(traces[0])
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
-        key = event.row_key.value
-        trace = next((t for t in self.traces if t.trace_id == key), None)
-        if trace is not None:
-            self.show_trace(trace)
+        if 0 <= event.cursor_row < len(self.traces):
+            self.show_trace(self.traces[event.cursor_row])
 
     def show_trace(self, trace: Trace) -> None:
         """Draw a trace's waterfall to fit the pane's width."""
