@@ -116,19 +116,44 @@ async def _one(
 
 
 class _Targets:
-    """Round robin over the targets, one choice per new connection (like kube-proxy picking a
-    pod per connection)."""
+    """Round robin over the targets, one choice per request (as many independent clients
+    behind a Service would spread); idle keep-alive connections are kept per target."""
 
-    def __init__(self, targets: Sequence[Target]) -> None:
+    def __init__(self, targets: Sequence[Target], timeout_s: float) -> None:
         if not targets:
             raise ValueError("no traffic target")
         self.targets = list(targets)
+        self.timeout_s = timeout_s
         self.next = 0
+        self.idle: dict[int, list[HttpConnection]] = {i: [] for i in range(len(self.targets))}
 
-    def connect(self, timeout_s: float) -> tuple[HttpConnection, Target]:
-        target = self.targets[self.next % len(self.targets)]
+    def take(self) -> tuple[int, HttpConnection, Target]:
+        """The next target and an idle connection to it (or a new one)."""
+        index = self.next % len(self.targets)
         self.next += 1
-        return HttpConnection(target.host, target.port, timeout_s), target
+        target = self.targets[index]
+        pool = self.idle[index]
+        conn = pool.pop() if pool else HttpConnection(target.host, target.port, self.timeout_s)
+        return index, conn, target
+
+    def give_back(self, index: int, conn: HttpConnection) -> None:
+        """Return a connection for reuse."""
+        self.idle[index].append(conn)
+
+    async def close(self) -> None:
+        """Close every idle connection."""
+        for pool in self.idle.values():
+            for conn in pool:
+                await conn.close()
+            pool.clear()
+
+
+async def _send(targets: _Targets, req: RequestSpec, rid: str, t0: float) -> Outcome:
+    index, conn, target = targets.take()
+    try:
+        return await _one(conn, target, req, rid, t0)
+    finally:
+        targets.give_back(index, conn)
 
 
 async def _closed(
@@ -140,16 +165,15 @@ async def _closed(
 
     async def client() -> None:
         nonlocal issued
-        conn, target = targets.connect(spec.timeout_s)
-        try:
-            while not stop() and issued < count:
-                issued += 1
-                req, rid = mix.next()
-                report.outcomes.append(await _one(conn, target, req, rid, t0))
-        finally:
-            await conn.close()
+        while not stop() and issued < count:
+            issued += 1
+            req, rid = mix.next()
+            report.outcomes.append(await _send(targets, req, rid, t0))
 
-    await asyncio.gather(*(client() for _ in range(max(1, spec.concurrency or 1))))
+    try:
+        await asyncio.gather(*(client() for _ in range(max(1, spec.concurrency or 1))))
+    finally:
+        await targets.close()
 
 
 async def _open(
@@ -157,18 +181,13 @@ async def _open(
 ) -> None:
     count, _ = _limits(spec)
     rate = spec.rate_rps or 1.0
-    idle: list[tuple[HttpConnection, Target]] = []
     tasks: set[asyncio.Task[None]] = set()
     t0 = time.monotonic()
     next_at = 0.0
     issued = 0
 
     async def fire(req: RequestSpec, rid: str) -> None:
-        conn, target = idle.pop() if idle else targets.connect(spec.timeout_s)
-        try:
-            report.outcomes.append(await _one(conn, target, req, rid, t0))
-        finally:
-            idle.append((conn, target))
+        report.outcomes.append(await _send(targets, req, rid, t0))
 
     while issued < count and not stop():
         delay = next_at - (time.monotonic() - t0)
@@ -189,8 +208,7 @@ async def _open(
         await asyncio.wait(tasks, timeout=spec.timeout_s)
     for task in tasks:
         task.cancel()
-    for conn, _target in idle:
-        await conn.close()
+    await targets.close()
 
 
 def drive(
@@ -203,7 +221,7 @@ def drive(
 ) -> TrafficReport:
     """Send the traffic ``spec`` describes to ``target`` (round robin over several targets);
     blocks until done (bounded)."""
-    pool = _Targets([target] if isinstance(target, Target) else target)
+    pool = _Targets([target] if isinstance(target, Target) else target, spec.timeout_s)
     count, duration = _limits(spec)
     report = TrafficReport(started_at=time.time())
     began = time.monotonic()
