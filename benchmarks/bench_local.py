@@ -4,7 +4,7 @@
    One upstream (an Envoy ``direct_response``), reached three ways in the same run, interleaved:
    directly; through two *bare* Envoys (router only, no logs, static config); through two
    *project* sidecars (the translator's client sidecar -> server sidecar, file xDS, JSON access
-   logs, the header filters, auto mTLS between them as in the local runner). The added latency per hop is ``(p50(path) - p50(direct)) / 2``.
+   logs, the header filters, the translator's auto mTLS between them). The added latency per hop is ``(p50(path) - p50(direct)) / 2``.
 2. **Capacity**: the e-commerce app on LocalMesh (8 replicas + sidecars); open-loop load at
    rising rates through ``frontend`` (``GET /api/products``: frontend -> api-gateway -> product);
    capacity is the highest rate served with p99 < 50 ms and no errors (target >= 300 rps).
@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cluster.local.automtls import add_auto_mtls  # noqa: E402
 from cluster.local.ca import LocalCA  # noqa: E402
 from cluster.local.envoy import EnvoyProxy, envoy_argv  # noqa: E402
 from cluster.local.mesh import LocalMesh  # noqa: E402
@@ -168,7 +167,7 @@ def bench_hops(seconds: float, reps: int, rate: float) -> dict[str, Any]:
             resources = ProxyResources(list(cfg.listeners), list(cfg.routes), list(cfg.clusters),
                                        list(cfg.endpoints),
                                        [*cfg.secrets, *issued.secrets().values()])  # fmt: skip
-            proxy.start(add_auto_mtls(resources))
+            proxy.start(resources)
             proxies.append(proxy)
         deadline = time.monotonic() + 15
         for port in (up, b1, b2):

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from cluster.local.apps import ROOT, app_argv, app_env, is_python_service
-from cluster.local.automtls import add_auto_mtls
 from cluster.local.ca import LocalCA
 from cluster.local.envoy import ConfigRejectedError, EnvoyProxy, XdsRejection
 from cluster.local.identity import Identity
@@ -39,10 +38,8 @@ from cluster.local.ports import LOOPBACK, free_ports
 from cluster.local.procs import Supervisor
 from cluster.local.xds import ProxyResources
 from mesh.envoy import PodPorts, PortMap, ProxyConfig, TranslateOptions, translate
-from mesh.envoy.names import parse_cluster_name
-from mesh.envoy.policy import resolve_policy
 from mesh.lesson import BreakAction
-from mesh.model import DestinationRule, FrozenMap, Resource
+from mesh.model import FrozenMap, Resource
 from mesh.runner import RunnerError
 from mesh.topology import Pod, ProxyKind, Topology, build_topology
 
@@ -78,7 +75,6 @@ class LocalMesh:
 
     workdir: Path
     seed: int = 1
-    auto_mtls: bool = True
     pods: dict[str, PodProcesses] = field(default_factory=dict)
     topology: Topology | None = None
     resources: tuple[Resource, ...] = ()
@@ -194,34 +190,13 @@ class LocalMesh:
 
     def _resources(self, pp: PodProcesses, config: ProxyConfig) -> ProxyResources:
         issued = self.ca.issue(pp.pod.namespace, pp.pod.service_account)
-        resources = ProxyResources(
+        return ProxyResources(
             listeners=list(config.listeners),
             routes=list(config.routes),
             clusters=list(config.clusters),
             endpoints=list(config.endpoints),
             secrets=[*config.secrets, *issued.secrets().values()],
         )
-        if not self.auto_mtls:
-            return resources
-        assert self.topology is not None
-        return add_auto_mtls(
-            resources,
-            trust_domain=self.topology.config.trust_domain,
-            dr_sets_tls=self._dr_sets_tls,
-        )
-
-    def _dr_sets_tls(self, cluster: str) -> bool:
-        """Whether a DestinationRule states ``tls`` for this outbound cluster (then it wins)."""
-        parsed = parse_cluster_name(cluster)
-        if parsed is None or self.topology is None:
-            return False
-        for dr in self.resources:
-            if not isinstance(dr, DestinationRule):
-                continue
-            host = self.topology.resolve_host(dr.host, dr.namespace)
-            if host == parsed.host and resolve_policy(dr, parsed.port, parsed.subset).tls:
-                return True
-        return False
 
     def _start_app(self, pp: PodProcesses) -> None:
         container = self._container(pp.pod)
