@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,8 +46,16 @@ def lesson_root(tmp: Path, rate_rps: int = 200) -> Path:
     return root
 
 
-async def measure(runs: int, gap_s: float) -> dict[str, list[float]]:
-    """Latencies (seconds) per key kind, over ``runs`` runs."""
+def handled_once_more(app: MeshplayApp) -> Callable[[], bool]:
+    """Holds once the app completed one more view switch or step move than now."""
+    done = app.handled + 1
+    return lambda: app.handled >= done
+
+
+async def measure(
+    runs: int, gap_s: float, walls: list[float] | None = None
+) -> dict[str, list[float]]:
+    """Latencies (seconds) per key kind, over ``runs`` runs (each run's wall time to ``walls``)."""
     out: dict[str, list[float]] = {"step [ ]": [], "view 2/3/5": []}
     with tempfile.TemporaryDirectory() as tmp:
         root = lesson_root(Path(tmp))
@@ -55,6 +65,7 @@ async def measure(runs: int, gap_s: float) -> dict[str, list[float]]:
             for _ in range(runs):
                 await key_latency(app, "2", lambda: app.active_tab == "run")
                 await pilot.pause(0.2)
+                started = time.perf_counter()
                 await key_latency(app, "r", lambda: app.run_pane.running)
                 await key_latency(app, "left_square_bracket", lambda: not app.run_pane.follow)
                 views = ["3", "5", "2"]
@@ -63,22 +74,24 @@ async def measure(runs: int, gap_s: float) -> dict[str, list[float]]:
                     before = app.session.step
                     key = "right_square_bracket" if before == 0 else "left_square_bracket"
                     target = 1 if before == 0 else 0
-                    done = app.handled + 1
-                    latency = await key_latency(app, key, lambda done=done: app.handled >= done)
+                    latency = await key_latency(app, key, handled_once_more(app))
                     assert app.session.step == target
                     if app.run_pane.running:
                         out["step [ ]"].append(latency)
                     await asyncio.sleep(gap_s)
                     name = views[i % 3]
                     tab = {"2": "run", "3": "topology", "5": "traces"}[name]
-                    done = app.handled + 1
-                    latency = await key_latency(app, name, lambda done=done: app.handled >= done)
+                    latency = await key_latency(app, name, handled_once_more(app))
                     assert app.active_tab == tab
                     if app.run_pane.running:
                         out["view 2/3/5"].append(latency)
                     i += 1
                     await asyncio.sleep(gap_s)
+                if walls is not None:
+                    walls.append(time.perf_counter() - started)
                 await wait_run(pilot)
+            turn = getattr(app.session, "turn", None)
+            out["paused"] = [turn.waited_s if turn is not None else 0.0]
     return out
 
 
@@ -97,7 +110,11 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
-    results = asyncio.run(measure(args.runs, args.gap_ms / 1000))
+    load_before = os.getloadavg()[0]
+    walls: list[float] = []
+    results = asyncio.run(measure(args.runs, args.gap_ms / 1000, walls))
+    load_after = os.getloadavg()[0]
+    paused = results.pop("paused", [0.0])[0]
     summary = {
         kind: {
             "keys": len(values),
@@ -107,11 +124,22 @@ def main() -> int:
         }
         for kind, values in results.items()
     }
+    machine = {
+        "load_avg_1m": [round(load_before, 2), round(load_after, 2)],
+        "cpus": os.cpu_count(),
+        "run_wall_s": [round(w, 2) for w in walls],
+        "runner_paused_s": round(paused, 2),
+    }
     if args.json:
-        print(json.dumps({"target_ms": TARGET_MS, "latency": summary}, indent=2))
+        print(json.dumps({"target_ms": TARGET_MS, "latency": summary, **machine}, indent=2))
         return 0
     print(f"TUI key-press latency during a 6,000-request simulation ({args.runs} runs, "
           f"{time.perf_counter() - started:.1f} s)")  # fmt: skip
+    print(
+        f"load average (1 min) {load_before:.2f} -> {load_after:.2f} on {os.cpu_count()} CPUs; "
+        f"runs took {', '.join(f'{w:.1f}' for w in walls)} s; "
+        f"the runner paused {paused:.2f} s in all for the keys"
+    )
     print(
         f"{'KEYS':<12} {'N':>4} {'P50 ms':>8} {'P95 ms':>8} {'MAX ms':>8}  target <= {TARGET_MS:g} ms"
     )

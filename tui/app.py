@@ -98,19 +98,24 @@ class MeshplayApp(App[None]):
     def on_unmount(self) -> None:
         sys.setswitchinterval(self._switch_interval)
         self.session.heap.reset()
-        self.session.turn.release()
+        self.session.turn.reset()
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, (events.Key, events.MouseDown)) and not event.is_forwarded:
-            # a person waits: the runner thread pauses until the answer is drawn (or 150 ms)
+            # a person waits: the runner thread pauses until the answer is drawn (or 300 ms)
             self.session.turn.claim()
+            try:
+                await super().on_event(event)
+            finally:
+                # the messages the key posted (a tab switch) are handled before the next
+                # refresh ends; the one after that has drawn their result
+                self.call_after_refresh(self.call_after_refresh, self.session.turn.release)
+            return
         await super().on_event(event)
 
     def _handled(self) -> None:
-        """A view switch or step move is done: count it, and once it is drawn let the runner
-        thread have the interpreter again."""
+        """A view switch or step move is done (the benchmark counts them)."""
         self.handled += 1
-        self.call_after_refresh(self.session.turn.release)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -125,7 +130,7 @@ class MeshplayApp(App[None]):
                 yield ComparePane(self.session, id="compare")
             with TabPane("5 Traces", id="tab-traces"):
                 yield TracesPane(self.session, id="traces")
-        yield KeyFooter()
+        yield KeyFooter(self.session.turn)
 
     @property
     def run_pane(self) -> RunPane:

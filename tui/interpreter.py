@@ -27,28 +27,40 @@ __all__ = ["QuietHeap", "UiTurn"]
 
 
 class UiTurn:
-    """The UI thread's claim on the interpreter, honoured by the runner thread's callbacks."""
+    """The UI thread's claims on the interpreter, honoured by the runner thread's callbacks.
 
-    def __init__(self, claim_s: float = 0.15, max_wait_s: float = 0.25) -> None:
+    Claims nest: each :meth:`claim` is ended by one :meth:`release`, and the runner goes on
+    when none is left, or when the newest claim is ``claim_s`` old (a forgotten release never
+    stops a run).
+    """
+
+    def __init__(self, claim_s: float = 0.3, max_wait_s: float = 0.3) -> None:
         self.claim_s = claim_s
-        """How long one claim holds at most (the runner goes on after that, key handled or not)."""
+        """How long a claim holds at most (the runner goes on after that, key handled or not)."""
         self.max_wait_s = max_wait_s
-        """The longest a runner callback waits, whatever the claims."""
+        """The longest one runner callback waits, whatever the claims."""
         self._free = threading.Event()
         self._free.set()
+        self._claims = 0
         self._until = 0.0
         self.waited_s = 0.0
         """Seconds the runner spent waiting so far (for measurements)."""
 
     def claim(self) -> None:
-        """UI thread: a key arrived; have the runner pause until :meth:`release` or the claim
-        expires."""
+        """UI thread: work a person waits for begins (a key arrived, the footer is rebuilt)."""
+        self._claims += 1
         self._until = time.monotonic() + self.claim_s
         self._free.clear()
 
     def release(self) -> None:
-        """UI thread: the key is handled and its result drawn."""
-        self._until = 0.0
+        """UI thread: one claimed piece of work is done and drawn."""
+        self._claims = max(0, self._claims - 1)
+        if self._claims == 0:
+            self._free.set()
+
+    def reset(self) -> None:
+        """UI thread: drop every claim (the app exits)."""
+        self._claims = 0
         self._free.set()
 
     def wait(self) -> None:

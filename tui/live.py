@@ -30,6 +30,8 @@ __all__ = ["LiveRun", "StepRecords", "StepView", "traffic_split"]
 
 Split = tuple[tuple[str, tuple[tuple[str, int], ...]], ...]
 Shares = tuple[tuple[tuple[str, str], float], ...]
+CHUNK = 1000
+"""Records aggregated between two looks at the UI thread's claim."""
 
 
 def traffic_split(rows: Sequence[EdgeStats]) -> Split:
@@ -155,12 +157,14 @@ class LiveRun:
         self._maybe_publish()
 
     def on_records(self, step: int, records: Sequence[RequestRecord]) -> None:
-        """Runner callback: a batch of records of ``step``."""
-        if self.turn is not None:
-            self.turn.wait()
+        """Runner callback: a batch of records of ``step`` (the simulator hands over a whole
+        step at once: aggregated in chunks, so a key press waits for one chunk at most)."""
         self._enter(step)
-        with self._lock:
-            self._records[step].add(records)
+        for start in range(0, len(records), CHUNK):
+            if self.turn is not None:
+                self.turn.wait()
+            with self._lock:
+                self._records[step].add(records[start : start + CHUNK])
         self._maybe_publish()
 
     def _enter(self, step: int) -> None:
@@ -176,6 +180,8 @@ class LiveRun:
             self._publish(self.step)
 
     def _publish(self, step: int) -> None:
+        if self.turn is not None:
+            self.turn.wait()
         now = time.monotonic()
         self._last = now
         view = self.view(step)
@@ -193,6 +199,8 @@ class LiveRun:
             self.result = run
         self.fraction = 1.0
         for index in range(len(run.steps)):
+            if self.turn is not None:
+                self.turn.wait()
             self.views[index] = self.view(index)
 
     def latest_view(self, step: int) -> StepView:
