@@ -104,6 +104,8 @@ class TraceIndex:
         self._groups: dict[str, list[RequestRecord]] = {}
         self._latest: dict[str, float] = {}
         self._built: dict[str, tuple[int, Trace]] = {}
+        self._newest: tuple[tuple[int, int], tuple[Trace, ...]] | None = None
+        """The last answer of :meth:`newest`, for (records indexed, limit)."""
         self.records = 0
         """Records indexed so far."""
         self.add(records)
@@ -127,6 +129,8 @@ class TraceIndex:
     def newest(self, limit: int = 50) -> list[Trace]:
         """The ``limit`` most recent traces, newest first (a trace is rebuilt only when it got
         new spans since it was last asked for)."""
+        if self._newest is not None and self._newest[0] == (self.records, limit):
+            return list(self._newest[1])
         latest = self._latest
         keys = heapq.nlargest(limit * 2, latest, key=lambda k: (latest[k], k))
         traces = []
@@ -138,6 +142,7 @@ class TraceIndex:
                 self._built[key] = built
             traces.append(built[1])
         traces.sort(key=lambda t: (t.start_s, t.trace_id), reverse=True)
+        self._newest = ((self.records, limit), tuple(traces[:limit]))
         return traces[:limit]
 
 
