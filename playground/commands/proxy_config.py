@@ -10,6 +10,7 @@ pod (``product-v1-0``), ``pod.namespace`` or a workload (``product-v1``, its fir
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -43,6 +44,12 @@ def register(sub: Any) -> None:
     p.add_argument("--app", help="app folder (or name under lessons/apps) for plain YAML input")
     p.add_argument("--step", help="lesson step (name or 1-based number; default: the last)")
     p.add_argument("-o", "--output", choices=("short", "yaml", "json"), default="short")
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="read the running Envoy's /config_dump (a mesh started by meshplay up) instead of "
+        "translating PATH",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -270,5 +277,55 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: proxy {args.proxy!r} {why}; proxies: {', '.join(proxied)}", file=sys.stderr)
         return 2
     proxy = translate_proxy(resources, topology, pod.name)
+    if args.live:
+        try:
+            proxy = live_proxy_config(proxy)
+        except (LookupError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     print(render_proxy_config(proxy, args.kind, args.output))
     return 0
+
+
+def _hcm_route_configs(listener: dict[str, Any]) -> list[dict[str, Any]]:
+    """Route configurations a listener carries inline (the local runner inlines RDS)."""
+    out = []
+    for chain in listener.get("filter_chains", []):
+        for f in chain.get("filters", []):
+            inline = f.get("typed_config", {}).get("route_config")
+            if isinstance(inline, dict):
+                out.append(inline)
+    return out
+
+
+def live_proxy_config(expected: ProxyConfig) -> ProxyConfig:
+    """What the running Envoy of ``expected.pod`` really holds, read from its admin
+    ``/config_dump``, in the same shape as the translation (so the same tables print it)."""
+    from cluster.local.state import live_config_dump
+
+    dump = live_config_dump(expected.pod.name)
+    listeners: list[dict[str, Any]] = []
+    clusters: list[dict[str, Any]] = []
+    routes: list[dict[str, Any]] = []
+    for config in dump.get("configs", []):
+        for entry in config.get("dynamic_listeners", []) + config.get("static_listeners", []):
+            listener = entry.get("active_state", {}).get("listener") or entry.get("listener")
+            if listener:
+                listeners.append(listener)
+                routes.extend(_hcm_route_configs(listener))
+        cluster_entries = config.get("dynamic_active_clusters", []) + config.get(
+            "static_clusters", []
+        )
+        clusters.extend(e["cluster"] for e in cluster_entries if "cluster" in e)
+        route_entries = config.get("dynamic_route_configs", []) + config.get(
+            "static_route_configs", []
+        )
+        routes.extend(e["route_config"] for e in route_entries if "route_config" in e)
+    endpoints = [c["load_assignment"] for c in clusters if "load_assignment" in c]
+    return dataclasses.replace(
+        expected,
+        listeners=tuple(sorted(listeners, key=lambda x: str(x.get("name")))),
+        clusters=tuple(sorted(clusters, key=lambda x: str(x.get("name")))),
+        routes=tuple(sorted(routes, key=lambda x: str(x.get("name")))),
+        endpoints=tuple(endpoints) or expected.endpoints,
+    )
