@@ -79,6 +79,8 @@ class MeshplayApp(App[None]):
         self._switch_interval = sys.getswitchinterval()
         self.handled = 0
         """View switches and step moves completed so far (the benchmark waits on it)."""
+        self._view_claims = 0
+        """View switches and step moves begun and not yet handled."""
         self.session = Session(
             lessons_root=Path(lessons_root),
             runner_factories=dict(runner_factories),
@@ -107,15 +109,24 @@ class MeshplayApp(App[None]):
             try:
                 await super().on_event(event)
             finally:
-                # the messages the key posted (a tab switch) are handled before the next
-                # refresh ends; the one after that has drawn their result
+                # the key's own claim ends after the next refreshes; a view switch or step
+                # move holds one more claim until its result is drawn (see _handled)
                 self.call_after_refresh(self.call_after_refresh, self.session.turn.release)
             return
         await super().on_event(event)
 
+    def _claim_view(self) -> None:
+        """A view switch or step move begins: the runner waits until its result is drawn."""
+        self.session.turn.claim()
+        self._view_claims += 1
+
     def _handled(self) -> None:
-        """A view switch or step move is done (the benchmark counts them)."""
+        """A view switch or step move is done (the benchmark counts them); the next refresh
+        draws it, and then the runner may go on."""
         self.handled += 1
+        if self._view_claims:
+            self._view_claims -= 1
+            self.call_after_refresh(self.session.turn.release)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -144,6 +155,8 @@ class MeshplayApp(App[None]):
 
     def action_tab(self, name: str) -> None:
         """Show a view and give the keyboard to its main widget."""
+        if self.active_tab != name:
+            self._claim_view()  # released once TabActivated's refresh is drawn
         self.query_one("#tabs", TabbedContent).active = f"tab-{name}"
         self.query_one(FOCUS[name]).focus()
 
@@ -188,6 +201,7 @@ class MeshplayApp(App[None]):
 
     def action_step(self, delta: int) -> None:
         """Show the previous/next step in every view."""
+        self._claim_view()
         self.run_pane.move_step(delta)
         if self.active_tab in ("topology", "traces"):
             self._refresh(self.active_tab)
