@@ -21,13 +21,16 @@ TESTDATA = Path(__file__).parent / "testdata"
 
 
 @functools.cache
-def test_app() -> App:
-    return load_app(TESTDATA / "app")
+def sample_app(name: str) -> App:
+    """A test app under ``testdata/`` (``app``: client, reviews v1-v3, shadow; ``locality``)."""
+    return load_app(TESTDATA / name)
 
 
-def make_world(istio: str = "", *, seed: int = 1, config: MeshConfig | None = None) -> World:
+def make_world(
+    istio: str = "", *, seed: int = 1, config: MeshConfig | None = None, app_name: str = "app"
+) -> World:
     """The test app plus ``istio`` (YAML text), translated and ready to run."""
-    app = test_app()
+    app = sample_app(app_name)
     extra = load_text(istio, default_namespace="t").resources if istio.strip() else ()
     resources = [*app.resources, *extra]
     topology = build_topology(resources, config)

@@ -234,3 +234,34 @@ def test_random_and_least_request_spread_evenly(policy: str) -> None:
     world = make_world(dr(f"""    loadBalancer: {{simple: {policy}}}"""))
     shares = by(src(drive(world, concurrency=1, count=900)), "destination_workload")
     assert all(240 < n < 360 for n in shares.values())
+
+
+def _zone_shares(outlier: bool, broken: tuple[str, ...]) -> tuple[float, list[str]]:
+    """Share of late requests (after the broken pods were ejected) served in zone1, and the
+    workloads that served them (client in us-east/zone1, four reviews pods per zone)."""
+    od = OD if outlier else "    loadBalancer: {simple: LEAST_REQUEST}"
+    world = make_world(dr(od), app_name="locality")
+    for workload in broken:
+        world.apply_break(BreakAction(workload=workload, error_rate=1.0))
+    late = [r for r in src(drive(world, rate=200, duration=30)) if r.start_time > 5]
+    zone1 = sum(1 for r in late if r.destination_workload.startswith("reviews-z1"))
+    return zone1 / len(late), sorted({r.destination_workload for r in late})
+
+
+def test_item46_locality_keeps_all_traffic_in_zone_while_75_percent_healthy() -> None:
+    share, served = _zone_shares(outlier=True, broken=())
+    assert share == 1.0 and "reviews-z2" not in served  # priority 0 = the client's own zone
+    share, served = _zone_shares(outlier=True, broken=("reviews-z1b",))
+    assert share == 1.0  # 3 of 4 healthy x 1.4 overprovisioning >= 100 %
+    assert "reviews-z1b" not in served
+
+
+def test_item46_locality_spills_30_percent_at_50_percent_healthy() -> None:
+    share, served = _zone_shares(outlier=True, broken=("reviews-z1b", "reviews-z1c"))
+    assert 0.66 <= share <= 0.74  # 2 of 4 healthy x 1.4 = 70 % stays, 30 % to zone2
+    assert served == ["reviews-z1a", "reviews-z2"]
+
+
+def test_item46_without_outlier_detection_zones_share_evenly() -> None:
+    share, _ = _zone_shares(outlier=False, broken=())
+    assert 0.45 <= share <= 0.55
