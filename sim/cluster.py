@@ -48,6 +48,8 @@ class HostState:
     ejections: int = 0
     last_healthy_check: float = 0.0
     requests: int = 0
+    idle_cx: int = 0
+    """Open keep-alive connections to this host with no request on them (reused first)."""
     key: str = ""
     """``address:port`` (the endpoint's ``%UPSTREAM_HOST%``)."""
 
@@ -80,6 +82,9 @@ class ClusterRuntime:
     overflows: int = 0
     ejections_total: int = 0
     ejected_hosts: int = 0
+    cx_total: int = 0
+    cx_destroy: int = 0
+    cx_connect_fail: int = 0
 
     @classmethod
     def create(
@@ -135,6 +140,21 @@ class ClusterRuntime:
     def released(self, _event: simpy.Event) -> None:
         """:meth:`release` as an event callback (a connection closed after a delay)."""
         self.release()
+
+    def open_connection(self, h: HostState) -> None:
+        """An attempt got its slot: reuse an idle keep-alive connection to ``h`` or open one."""
+        if h.idle_cx:
+            h.idle_cx -= 1
+        else:
+            self.cx_total += 1
+
+    def close_connection(self, h: HostState, *, reusable: bool) -> None:
+        """The attempt's exchange ended: the connection goes back to the pool or is closed
+        (``max_requests_per_connection: 1``, a reset, a timed-out stream, a failed connect)."""
+        if reusable and self.spec.max_requests_per_connection != 1:
+            h.idle_cx += 1
+        else:
+            self.cx_destroy += 1
 
     def retry_allowed(self) -> bool:
         """``max_retries``: whether another retry may be in flight."""
@@ -309,6 +329,23 @@ class ClusterRuntime:
             )
             return hosts[i]
         return hosts[self.rng.randrange(n)]
+
+    @property
+    def envoy_stats(self) -> dict[str, int]:
+        """This cluster's counters under Envoy's ``cluster.<name>.*`` stat names (a fresh copy).
+
+        One HTTP/1.1 connection carries one request at a time and is kept alive for the next
+        one unless ``max_requests_per_connection`` is 1 (or the stream was reset / timed out),
+        so ``upstream_cx_total`` grows by one per request only in that case."""
+        return {
+            "upstream_cx_total": self.cx_total,
+            "upstream_cx_active": self.cx_total - self.cx_destroy,
+            "upstream_cx_destroy": self.cx_destroy,
+            "upstream_cx_connect_fail": self.cx_connect_fail,
+            "upstream_rq_total": sum(h.requests for h in self.hosts),
+            "upstream_rq_pending_overflow": self.overflows,
+            "outlier_detection.ejections_enforced_total": self.ejections_total,
+        }
 
     def stats(self) -> dict[str, Any]:
         """Counters for ``explain`` and tests."""

@@ -65,10 +65,13 @@ def hash_key(policies: tuple[Mapping[str, Any], ...], req: Request, source_ip: s
     return None
 
 
-def _finish(attempt: Attempt, crt: ClusterRuntime, host: HostState) -> None:
+def _finish(
+    attempt: Attempt, crt: ClusterRuntime, host: HostState, *, reusable: bool = True
+) -> None:
     if attempt.holds_slot and not attempt.done:
         attempt.done = True
         host.active -= 1
+        crt.close_connection(host, reusable=reusable)
         if crt.spec.max_requests_per_connection == 1:
             # no keep-alive: the connection still counts against max_connections until it is
             # closed and a new one is opened (one round trip)
@@ -87,7 +90,7 @@ def _abandon(attempt: Attempt, crt: ClusterRuntime, host: HostState) -> None:
     if attempt.waiting is not None:
         crt.abandon(attempt.waiting)  # type: ignore[arg-type]
         attempt.waiting = None
-    _finish(attempt, crt, host)
+    _finish(attempt, crt, host, reusable=False)  # an HTTP/1.1 stream reset closes its connection
 
 
 def upstream(
@@ -119,6 +122,7 @@ def upstream(
     attempt.holds_slot = True
     host.active += 1
     host.requests += 1
+    crt.open_connection(host)
     ep = host.endpoint
     target = world.by_address.get(ep.address)
     security = world.security
@@ -130,12 +134,14 @@ def upstream(
         # NetworkPolicy: the CNI drops the SYN, nothing answers until connect_timeout
         yield env.timeout(req.lead + crt.spec.connect_timeout)
         req.lead = 0.0
-        _finish(attempt, crt, host)
+        crt.cx_connect_fail += 1
+        _finish(attempt, crt, host, reusable=False)
         return Response(503, (), "connection_failure", local_failure="connect")
     yield env.timeout(req.lead + world.hop())
     req.lead = 0.0
     if target is None or target.dead:
-        _finish(attempt, crt, host)
+        crt.cx_connect_fail += 1
+        _finish(attempt, crt, host, reusable=False)
         return Response(503, (), "connection_failure", local_failure="connect")
     istio_mtls = crt.spec.istio_mtls
     mtls = istio_mtls == "all" or (istio_mtls == "auto" and ep.istio_tls)
@@ -149,7 +155,9 @@ def upstream(
         mtls=mtls,
     )
     yield env.timeout(world.hop())
-    _finish(attempt, crt, host)
+    if resp.local_failure == "connect":  # a sidecar-less app that closed its socket
+        crt.cx_connect_fail += 1
+    _finish(attempt, crt, host, reusable=not resp.local_failure)
     return resp
 
 

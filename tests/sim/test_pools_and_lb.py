@@ -265,3 +265,29 @@ def test_item46_locality_spills_30_percent_at_50_percent_healthy() -> None:
 def test_item46_without_outlier_detection_zones_share_evenly() -> None:
     share, _ = _zone_shares(outlier=False, broken=())
     assert 0.45 <= share <= 0.55
+
+
+REVIEWS = "outbound|9080||reviews.t.svc.cluster.local"
+
+
+@pytest.mark.parametrize(("per_connection", "count"), [(1, 40), (None, 120)])
+def test_item38_max_requests_per_connection_1_opens_one_connection_per_request(
+    per_connection: int | None, count: int
+) -> None:
+    pool = (
+        f"""    connectionPool:
+      http: {{maxRequestsPerConnection: {per_connection}}}"""
+        if per_connection is not None
+        else "    loadBalancer: {simple: ROUND_ROBIN}"
+    )
+    world = make_world(dr(pool))
+    records = src(drive(world, concurrency=1, count=count))
+    assert len(records) == count and all(r.response_code == 200 for r in records)
+    stats = world.proxies["client-v1-0"].clusters[REVIEWS].envoy_stats
+    assert stats["upstream_rq_total"] == count
+    if per_connection == 1:
+        assert stats["upstream_cx_total"] == count  # one new connection per request
+        assert stats["upstream_cx_active"] == 0
+    else:
+        assert stats["upstream_cx_total"] == 3  # keep-alive: one per pod, reused
+        assert stats["upstream_cx_active"] == 3
