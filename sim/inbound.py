@@ -131,6 +131,11 @@ def inbound(
         flags = ("UF",)
         details = "upstream_reset_before_response_started{connection_failure}"
     else:
+        if req.trace:
+            headers = ", ".join(f"{k}: {v}" for k, v in sorted(req.headers.items()))
+            req.trace.add(
+                env.now, pod.name, f"the app receives {req.method} {req.path} ({headers})"
+            )
         status = yield from serve(world, pod, req)
     if pod.sidecar:
         logged_flags: tuple[str, ...]
@@ -155,6 +160,8 @@ def inbound(
         )
     elif pod.refuse:
         return Response(503, (), "connection_failure", local_failure="connect")
+    if reply is None and pod.response_headers and not pod.refuse:
+        return Response(status, flags, details, body, headers=dict(pod.response_headers))
     return Response(status, flags, details, body)
 
 

@@ -100,6 +100,9 @@ class Response:
     local_failure: str = ""
     """``connect`` when no connection could be made, ``reset`` when the server closed it before
     any response (a PeerAuthentication mismatch), ``overflow``; "" for a response."""
+    headers: dict[str, str] | None = None
+    """Response headers the model knows of (lower-case names; None = none): those the app
+    sets, after the client route's ``response_headers_to_remove`` / ``_to_add``."""
 
 
 @dataclass(slots=True, eq=False)

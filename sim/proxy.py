@@ -11,7 +11,7 @@ circuit breakers and load balancing. Every request ends with one ``reporter=sour
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import Any
 
 from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
@@ -63,20 +63,33 @@ def _upstream_request(route: RouteSpec, req: Request) -> Request:
         path = pattern.sub(substitution.replace("\\", "\\\\"), base) + sep + query
     headers = req.headers
     if route.request_headers_to_add or route.request_headers_to_remove:
-        headers = dict(headers)
-        for name in route.request_headers_to_remove:
-            headers.pop(name, None)
-        for name, value, append in route.request_headers_to_add:
-            if append and name in headers:
-                headers[name] = headers[name] + "," + value
-            else:
-                headers[name] = value
+        headers = _header_ops(
+            headers, route.request_headers_to_remove, route.request_headers_to_add
+        )
     authority = route.host_rewrite or req.authority
     if path is req.path and headers is req.headers and authority is req.authority:
         return req
     return Request(
         req.method, path, authority, req.port, headers, req.request_id, req.trace_id, req.trace
     )
+
+
+def _header_ops(
+    headers: Mapping[str, str],
+    remove: tuple[str, ...],
+    add: tuple[tuple[str, str, bool], ...],
+) -> dict[str, str]:
+    """Envoy's header evaluation for a route (a copy): removals first, then additions; an
+    appended value joins the existing one with a comma (the same header as a list)."""
+    out = dict(headers)
+    for name in remove:
+        out.pop(name, None)
+    for name, value, append in add:
+        if append and name in out:
+            out[name] = out[name] + "," + value
+        else:
+            out[name] = value
+    return out
 
 
 def _match(vh: VirtualHostSpec, req: Request) -> RouteSpec | None:
@@ -91,6 +104,10 @@ def _match(vh: VirtualHostSpec, req: Request) -> RouteSpec | None:
             ":scheme": "http",
         }
     return vh.match(base, query, headers)
+
+
+def _show(headers: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(headers.items())) or "no headers"
 
 
 def _local(status: int, flags: tuple[str, ...], details: str, body: str = "") -> Response:
@@ -144,6 +161,18 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
                 else:
                     resp = yield from act
                     resp.route_name = route.name
+                if route.response_headers_to_add or route.response_headers_to_remove:
+                    resp.headers = _header_ops(
+                        resp.headers or {},
+                        route.response_headers_to_remove,
+                        route.response_headers_to_add,
+                    )
+                    if trace:
+                        trace.add(
+                            env.now,
+                            client.name,
+                            f"route response headers: the app gets {_show(resp.headers)}",
+                        )
     yield env.timeout(req.lead + world.hop())
     req.lead = 0.0
     if not resp.destination_service:

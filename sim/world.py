@@ -59,6 +59,8 @@ class PodRuntime:
     inbound_host: str = ""
     identity: str = ""
     """The pod's SPIFFE identity (``Pod.identity``, worked out once)."""
+    response_headers: dict[str, str] | None = None
+    """Headers the app puts on its responses (behaviours declare none yet; set by tests)."""
 
     def __post_init__(self) -> None:
         self.inbound_cluster = f"inbound|{self.target_port}||"

@@ -180,6 +180,8 @@ class RouteSpec:
     host_rewrite: str = ""
     request_headers_to_add: tuple[tuple[str, str, bool], ...] = ()
     request_headers_to_remove: tuple[str, ...] = ()
+    response_headers_to_add: tuple[tuple[str, str, bool], ...] = ()
+    response_headers_to_remove: tuple[str, ...] = ()
     redirect: Mapping[str, Any] = field(default_factory=dict)
     direct_status: int = 0
     direct_body: str = ""
@@ -414,6 +416,19 @@ def _listener_port(listener: Mapping[str, Any]) -> int | None:
     return int(port) if port is not None else None
 
 
+def _header_values(entries: Any) -> tuple[tuple[str, str, bool], ...]:
+    """``*_headers_to_add`` as (lower-case name, value, append?): Istio's ``add`` is
+    ``APPEND_IF_EXISTS_OR_ADD``, ``set`` is ``OVERWRITE_IF_EXISTS_OR_ADD``."""
+    return tuple(
+        (
+            str(h["header"]["key"]).lower(),
+            str(h["header"].get("value", "")),
+            h.get("append_action", "APPEND_IF_EXISTS_OR_ADD") == "APPEND_IF_EXISTS_OR_ADD",
+        )
+        for h in entries or ()
+    )
+
+
 def _compile_route(route: Mapping[str, Any], index: int) -> RouteSpec:
     match = route.get("match") or {}
     path = PathMatcher.from_envoy(match)
@@ -431,16 +446,13 @@ def _compile_route(route: Mapping[str, Any], index: int) -> RouteSpec:
         config_source=str(meta.get("config", "")),
         raw=route,
     )
-    spec.request_headers_to_add = tuple(
-        (
-            str(h["header"]["key"]).lower(),
-            str(h["header"].get("value", "")),
-            h.get("append_action", "APPEND_IF_EXISTS_OR_ADD") == "APPEND_IF_EXISTS_OR_ADD",
-        )
-        for h in route.get("request_headers_to_add") or ()
-    )
+    spec.request_headers_to_add = _header_values(route.get("request_headers_to_add"))
     spec.request_headers_to_remove = tuple(
         str(h).lower() for h in route.get("request_headers_to_remove") or ()
+    )
+    spec.response_headers_to_add = _header_values(route.get("response_headers_to_add"))
+    spec.response_headers_to_remove = tuple(
+        str(h).lower() for h in route.get("response_headers_to_remove") or ()
     )
     fault = (route.get("typed_per_filter_config") or {}).get(FAULT_FILTER)
     if fault:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from mesh.lesson import RequestSpec, TrafficSpec
+from mesh.model import FrozenMap
 from mesh.topology import MeshConfig
+from sim.messages import Response, Trace
+from sim.traffic import TrafficDriver
+from sim.world import World
 from tests.sim.harness import by, drive, dst, make_world, src
 
 DR = """
@@ -226,6 +231,47 @@ def test_item15_rewrite_changes_the_upstream_path_not_the_logged_one() -> None:
     records = drive(world, requests=[("GET", "/old/rest")], count=5, rate=50)
     assert {r.path for r in src(records)} == {"/old/rest"}
     assert {r.path for r in dst(records)} == {"/new/rest"}
+
+
+def _one_traced(world: World, headers: dict[str, str]) -> tuple[Response, list[str]]:
+    """One GET /r from the client with a trace: the response and the trace lines."""
+    driver = TrafficDriver(world, TrafficSpec(from_="client", to="reviews", count=1))
+    trace = Trace()
+    req = driver.request(RequestSpec(method="GET", path="/r", headers=FrozenMap(headers)), trace)
+    proc = world.env.process(driver.send(req))
+    world.env.run(until=proc)
+    assert isinstance(proc.value, Response)
+    return proc.value, [text for _, _, text in trace.lines]
+
+
+HEADER_OPS = """
+    - route: [{destination: {host: reviews, subset: v1}}]
+      headers:
+        request: {set: {x-a: "1"}, add: {x-c: "2"}, remove: [x-gone]}
+        response: {remove: [x-b], add: {x-d: "4"}}
+"""
+
+
+def test_item16_header_operations_reach_the_app_and_the_client() -> None:
+    world = make_world(DR + vs(HEADER_OPS))
+    for pod in world.pods.values():
+        pod.response_headers = {"x-b": "secret", "x-e": "kept"}
+    resp, lines = _one_traced(world, {"x-a": "0", "x-c": "1", "x-gone": "y"})
+    assert resp.status == 200
+    received = next(t for t in lines if t.startswith("the app receives"))
+    assert "x-a: 1," in received  # set overwrites the client's 0
+    assert "x-c: 1,2" in received  # add appends to the client's value
+    assert "x-gone" not in received
+    assert resp.headers == {"x-d": "4", "x-e": "kept"}  # x-b stripped before the client app
+
+
+def test_item16_without_header_operations_the_app_headers_pass_unchanged() -> None:
+    world = make_world(DR + vs("    - route: [{destination: {host: reviews, subset: v1}}]"))
+    for pod in world.pods.values():
+        pod.response_headers = {"x-b": "secret"}
+    resp, lines = _one_traced(world, {"x-a": "0"})
+    assert resp.headers == {"x-b": "secret"}
+    assert any(t.startswith("the app receives") and "x-a: 0" in t for t in lines)
 
 
 def test_item17_mirror_copies_every_request_and_the_client_never_waits() -> None:
