@@ -34,7 +34,7 @@ from cluster.local.apps import ROOT, app_argv, app_env, is_python_service
 from cluster.local.ca import LocalCA
 from cluster.local.envoy import ConfigRejectedError, EnvoyProxy, XdsRejection
 from cluster.local.identity import Identity
-from cluster.local.ports import LOOPBACK, free_ports
+from cluster.local.ports import LOOPBACK, free_ports, start_lock
 from cluster.local.procs import Supervisor
 from cluster.local.xds import ProxyResources
 from mesh.envoy import PodPorts, PortMap, ProxyConfig, TranslateOptions, translate
@@ -113,6 +113,11 @@ class LocalMesh:
         self.resources = tuple(resources)
         topology = build_topology(self.resources)
         self.topology = topology
+        with start_lock():  # from port allocation until every process has bound its ports
+            self._start_all(topology, began + timeout_s)
+        self.started_s = time.monotonic() - began
+
+    def _start_all(self, topology: Topology, deadline: float) -> None:
         self._plan(topology)
         (self.workdir / "access").mkdir(exist_ok=True)
         configs = self._translate()
@@ -129,13 +134,17 @@ class LocalMesh:
                 pp.proxy.start(self._resources(pp, configs[name]))
         for pp in self.pods.values():
             self._start_app(pp)
-        self._wait_ready(began + timeout_s)
-        self.started_s = time.monotonic() - began
+        self._wait_ready(deadline)
 
     def _plan(self, topology: Topology) -> None:
         http_ports = sorted(
             {p.port for s in topology.services for p in s.ports if p.protocol.is_http}
-            | {p.port for s in topology.services for p in s.ports if p.protocol.value == "UNSUPPORTED"}
+            | {
+                p.port
+                for s in topology.services
+                for p in s.ports
+                if p.protocol.value == "UNSUPPORTED"
+            }
         )
         needs: list[tuple[Pod, list[int], list[int], list[int]]] = []
         for pod in topology.pods:
@@ -282,7 +291,11 @@ class LocalMesh:
     def pods_of(self, workload: str) -> list[PodProcesses]:
         """The pods of a Deployment (or of an app label), in name order."""
         return sorted(
-            (p for p in self.pods.values() if workload in (p.pod.workload, p.pod.labels.get("app"))),
+            (
+                p
+                for p in self.pods.values()
+                if workload in (p.pod.workload, p.pod.labels.get("app"))
+            ),
             key=lambda p: p.pod.name,
         )
 

@@ -12,13 +12,17 @@ already in use") instead of two processes silently sharing a port.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import random
 import socket
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["LOOPBACK", "free_ports"]
+__all__ = ["LOOPBACK", "free_ports", "start_lock"]
 
 LOOPBACK = "127.0.0.1"
 LOW = 20000
@@ -62,3 +66,21 @@ def free_ports(count: int, rng: random.Random | None = None) -> list[int]:
     finally:
         for sock in socks:
             sock.close()
+
+
+@contextlib.contextmanager
+def start_lock() -> Iterator[None]:
+    """Serialise mesh start-ups across meshplay processes on this machine.
+
+    Ports are checked free, released, then bound by Envoy and the apps a moment later; two meshes
+    starting at the same time (two test runs, ``meshplay up`` beside a lesson run) could pick the
+    same port in that gap. Holding this lock from allocation until every process has bound its
+    ports closes the gap between meshplay processes (a start takes a few seconds).
+    """
+    path = Path(tempfile.gettempdir()) / "meshplay-local-start.lock"
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
