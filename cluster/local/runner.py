@@ -27,9 +27,10 @@ from cluster.local.procs import terminate_on_signals
 from cluster.local.traffic import Target, drive
 from mesh.checks import evaluate_all
 from mesh.lesson import Event, Lesson, LessonStep, TrafficSpec
+from mesh.model import NetworkPolicy
 from mesh.records import RequestRecord
 from mesh.runner import LessonRun, Progress, RunnerError, RunOptions, StepResult
-from mesh.state import MeshState
+from mesh.state import MeshState, lesson_states
 from mesh.topology import INGRESS_GATEWAY, ProxyKind
 
 __all__ = ["LocalRunner", "traffic_targets"]
@@ -105,6 +106,7 @@ class LocalRunner:
 
     def run(self, lesson: Lesson, options: RunOptions) -> LessonRun:
         """Run the lesson's steps on a fresh local mesh and grade every step."""
+        _refuse_network_policies(lesson)
         workdir = self.workdir or Path(tempfile.mkdtemp(prefix="meshplay-local-"))
         try:
             with terminate_on_signals(), LocalMesh(workdir, seed=options.seed) as mesh:
@@ -265,3 +267,16 @@ def _to_stderr(text: str) -> None:
 def self_name_missing(step: LessonStep) -> bool:
     """A step restricted to other runners."""
     return "local" not in step.runners
+
+
+def _refuse_network_policies(lesson: Lesson) -> None:
+    """NetworkPolicy is enforced by the CNI below the sidecar; processes on 127.0.0.1 have none,
+    so a lesson that relies on one cannot be graded here (say so, rather than pass vacuously)."""
+    for state in lesson_states(lesson):
+        policies = [r for r in state.resources if isinstance(r, NetworkPolicy)]
+        if policies:
+            names = ", ".join(f"{p.namespace}/{p.name}" for p in policies)
+            raise RunnerError(
+                f"NetworkPolicy {names} needs a CNI to be enforced, which the local runner does "
+                "not have; run this lesson with --runner sim (or kube)"
+            )

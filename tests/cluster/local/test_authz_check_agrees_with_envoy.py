@@ -71,3 +71,12 @@ def test_every_request_real_envoy_decided_matches_authz_check(
             )
             compared += 1
     assert compared >= 8  # every step, both product versions, each request of the mix
+
+
+def test_network_policy_lesson_is_refused_with_the_reason() -> None:
+    """Without a CNI nothing enforces NetworkPolicy on 127.0.0.1: the runner says so up front."""
+    from mesh.runner import RunnerError
+
+    lesson = load_lesson(LESSON.parent / "15-network-policy")
+    with pytest.raises(RunnerError, match=r"NetworkPolicy shop/.* needs a CNI"):
+        LocalRunner().run(lesson, RunOptions(seed=1))
