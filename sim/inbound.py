@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
 from sim.app import serve
-from sim.messages import BODY_UF, Attempt, Request, Response
+from sim.messages import BODY_UC, BODY_UF, Attempt, Request, Response
 from sim.records import make_record
 from sim.security import InboundVerdict
 
@@ -130,6 +130,10 @@ def inbound(
         status, body = 503, BODY_UF
         flags = ("UF",)
         details = "upstream_reset_before_response_started{connection_failure}"
+    elif pod.resets_before_read and (reset := (yield from _resets_before_read(world, pod, req))):
+        if reset.local_failure:  # no sidecar: the caller's connection is reset
+            return reset
+        status, flags, details, body = reset.status, reset.flags, reset.details, reset.body
     else:
         if req.trace:
             headers = ", ".join(f"{k}: {v}" for k, v in sorted(req.headers.items()))
@@ -163,6 +167,44 @@ def inbound(
     if reply is None and pod.response_headers and not pod.refuse:
         return Response(status, flags, details, body, headers=dict(pod.response_headers))
     return Response(status, flags, details, body)
+
+
+def _resets_before_read(world: World, pod: PodRuntime, req: Request) -> Proc:
+    """The app resets the request before reading it: the server sidecar's inbound route
+    (``inbound|<port>||``) retries it under ``reset-before-request`` (Istio >= 1.24: twice, with
+    the router's jittered 25 ms back-off); returns the 503 ``UC`` it answers once the retries
+    are used up (``URX`` after retries; no retry policy: plain ``UC``), or None when an attempt
+    finally reaches the app. Without a sidecar the caller's connection is reset instead."""
+    env = world.env
+    retry = None
+    if pod.proxy is not None:
+        table = pod.proxy.tables.route_configs.get(pod.inbound_cluster)
+        vh = table.vhost(req.authority) if table is not None else None
+        if vh is not None and vh.routes:
+            retry = vh.routes[0].retry
+    allowed = retry.num_retries if retry and "reset-before-request" in retry.retry_on else 0
+    retries = 0
+    while pod.resets_before_read > 0:
+        pod.resets_before_read -= 1
+        if req.trace:
+            req.trace.add(env.now, pod.name, "the app reset the request before reading it")
+        if not pod.sidecar:
+            return Response(0, (), "connection_termination", local_failure="reset")
+        if retries >= allowed:
+            flags = ("UC", "URX") if retries else ("UC",)
+            return Response(
+                503,
+                flags,
+                "upstream_reset_before_response_started{connection_termination}",
+                BODY_UC,
+            )
+        retries += 1
+        assert retry is not None
+        upper = min((2**retries - 1) * retry.base_interval, retry.max_interval)
+        if req.trace:
+            req.trace.add(env.now, pod.name, f"inbound retry {retries} (reset-before-request)")
+        yield env.timeout(world.rng.random() * upper)
+    return None
 
 
 def _destination_record(  # noqa: PLR0917 - positional on the hot path

@@ -61,6 +61,9 @@ class PodRuntime:
     """The pod's SPIFFE identity (``Pod.identity``, worked out once)."""
     response_headers: dict[str, str] | None = None
     """Headers the app puts on its responses (behaviours declare none yet; set by tests)."""
+    resets_before_read: int = 0
+    """The app resets this many of the next requests before reading any of them (an idle
+    keep-alive connection it closed as the sidecar sent on it; set by tests, no lesson knob)."""
 
     def __post_init__(self) -> None:
         self.inbound_cluster = f"inbound|{self.target_port}||"

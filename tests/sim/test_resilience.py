@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mesh.lesson import BreakAction
+from mesh.records import RequestRecord
 from mesh.topology import MeshConfig
 from sim.matchers import split_path
 from tests.sim.harness import by, drive, dst, make_world, src
@@ -173,6 +174,51 @@ spec:
     codes = sorted(r.response_code for r in src(records))
     assert codes == [200, 504, 504]
     assert len([r for r in dst(records) if r.response_code == 200]) == 1
+
+
+def _reviews_v1_resets(resets: int, version: str = "1.28") -> tuple[list[RequestRecord], int]:
+    """One request to reviews v1 whose app resets the first ``resets`` requests unread:
+    (records, requests the app then served)."""
+    world = make_world(
+        vs("    - route: [{destination: {host: reviews, subset: v1}}]") + "---\n" + DR_V1,
+        config=MeshConfig(istio_version=version),
+    )
+    pod = world.pods["reviews-v1-0"]
+    pod.resets_before_read = resets
+    records = drive(world, count=1, rate=10)
+    return list(records), pod.served
+
+
+DR_V1 = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets: [{name: v1, labels: {version: v1}}]
+"""
+
+
+def test_item29_inbound_retries_a_reset_before_request_twice() -> None:
+    records, served = _reviews_v1_resets(2)
+    assert [r.response_code for r in src(records)] == [200]
+    server = dst(records)
+    assert [(r.response_code, r.response_flags) for r in server] == [(200, ())]
+    assert served == 1
+
+
+def test_item29_a_third_reset_exhausts_the_inbound_retries() -> None:
+    records, served = _reviews_v1_resets(3)
+    server = dst(records)
+    assert [(r.response_code, r.response_flags) for r in server] == [(503, ("UC", "URX"))]
+    assert served == 0
+
+
+def test_item29_before_istio_1_24_the_inbound_route_has_no_retry() -> None:
+    records, served = _reviews_v1_resets(1, version="1.23")
+    server = dst(records)
+    assert server[0].response_code == 503 and server[0].response_flags == ("UC",)
+    assert served == 1  # the pre-1.24 client default retries the 503: the next try is served
 
 
 def test_item30_abort_100_percent_is_fi_at_the_client_and_never_retried() -> None:
