@@ -321,3 +321,18 @@ def test_item19_block_all_is_labelled_blackhole() -> None:
     world = make_world(config=MeshConfig(outbound_traffic_policy="REGISTRY_ONLY"))
     records = src(drive(world, requests=[("GET", "/r", {"host": "example.com"})], count=3, rate=50))
     assert {r.destination_service_name for r in records} == {"BlackHoleCluster"}
+
+
+@pytest.mark.xfail(strict=True, reason="TCP traffic is not simulated")
+def test_item20_registry_only_tcp_to_an_unknown_ip_443_goes_to_the_blackhole() -> None:
+    # what the client's sidecar should do with a TLS/TCP connection to 203.0.113.9:443: accept
+    # it on virtualOutbound, tcp_proxy it to BlackHoleCluster and close it (TCP log flag UH);
+    # the sim only carries HTTP requests: this one is HTTP on the service port with that Host,
+    # which REGISTRY_ONLY answers with item 19's HTTP 502 (no flag), not a closed TCP connection
+    world = make_world(config=MeshConfig(outbound_traffic_policy="REGISTRY_ONLY"))
+    records = src(
+        drive(world, requests=[("GET", "/", {"host": "203.0.113.9:443"})], count=1, rate=10)
+    )
+    assert [(r.destination_service_name, r.response_flags) for r in records] == [
+        ("BlackHoleCluster", ("UH",))
+    ]
