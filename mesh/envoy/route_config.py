@@ -119,9 +119,12 @@ def inbound_route_config(
     hostname: str,
     istio_version: str,
     per_filter_config: dict[str, Any] | None = None,
+    *,
+    grpc: bool = False,
 ) -> dict[str, Any]:
     """``inbound|<targetPort>||``: everything to the local app, no timeout; since Istio 1.24 a
-    request reset before reaching the app is retried twice (``reset-before-request``).
+    request reset before reaching the app is retried twice (``reset-before-request``), except on
+    gRPC ports (``grpc``), where istiod sets no inbound retry policy.
 
     ``per_filter_config`` becomes the vhost's ``typed_per_filter_config`` (filter name -> typed
     config), e.g. the per-route local rate limit an EnvoyFilter ``VIRTUAL_HOST``/``HTTP_ROUTE``
@@ -134,7 +137,8 @@ def inbound_route_config(
     }
     parts = istio_version.split(".")
     if (
-        len(parts) >= 2
+        not grpc
+        and len(parts) >= 2
         and parts[0].isdigit()
         and parts[1].isdigit()
         and (

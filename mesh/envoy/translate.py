@@ -396,6 +396,7 @@ class _Translator:
                         service.hostname,
                         self.topology.config.istio_version,
                         {FILTER_LOCAL_RATELIMIT: per_route} if per_route is not None else None,
+                        grpc=sp.protocol in {Protocol.GRPC, Protocol.GRPC_WEB},
                     )
                 )
             else:
