@@ -8,7 +8,8 @@ gives them; everything else uses meshplay's own families:
 * ``MPY1xxx`` YAML and document structure (syntax, kinds, metadata, duplicates);
 * ``MPY2xxx`` fields meshplay accepts but does not model, or that have no effect on the mesh;
 * ``MPY3xxx`` cross-resource analysis that Istio has no code for;
-* ``MPY4xxx`` lesson and app files (lesson.yaml, behavior.yaml).
+* ``MPY4xxx`` lesson and app files (lesson.yaml, behavior.yaml);
+* ``MPY5xxx`` runners: what a real data plane said about the generated configuration.
 
 This module imports only the standard library.
 """
@@ -289,6 +290,14 @@ CATALOG: dict[str, Code] = _codes(
         "InvalidExpectation",
         E,
         "An expectation has no bound, contradictory bounds or an unknown metric.",
+    ),
+    # --- MPY5xxx: runners (what a real data plane said about the generated config) -------------
+    Code(
+        "MPY5001",
+        "EnvoyRejectedConfig",
+        E,
+        "A running Envoy rejected (NACKed) a configuration update; its own message and the "
+        "resource are shown, and the previous configuration keeps serving.",
     ),
 )
 
