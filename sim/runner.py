@@ -21,7 +21,7 @@ from mesh.envoy.translate import MeshEnvoyConfig, translate
 from mesh.lesson import BreakAction, Event, Lesson, LessonStep
 from mesh.records import RequestRecord
 from mesh.runner import LessonRun, Progress, RunOptions, StepResult
-from mesh.state import MeshState, step_state
+from mesh.state import MeshState, apply_event, step_state
 from mesh.topology import Topology, build_topology
 from sim.traffic import TrafficDriver, drain
 from sim.world import World
@@ -159,17 +159,11 @@ def _fire(
     *,
     initial: bool = False,
 ) -> MeshState:
-    changed = False
-    if not initial:
-        for file in event.apply:
-            state = state.apply(lesson.resources_of(file))
-            changed = True
-    for ref in event.delete:
-        if ref.endswith((".yaml", ".yml")):
-            state = state.delete(lesson.resources_of(ref))
-        else:
-            state = state.delete_refs([ref])
-        changed = True
+    """An event: config changes (``initial`` events at t <= 0 are already part of the step's state,
+    see ``mesh.state.step_state``), then breaks."""
+    changed = not initial and bool(event.apply or event.delete)
+    if changed:
+        state = apply_event(lesson, state, event.apply, event.delete)
     if changed:
         topology, envoy = configure(state)
         world.load_config(topology, envoy, state.resources)

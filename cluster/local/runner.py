@@ -30,7 +30,7 @@ from mesh.lesson import Event, Lesson, LessonStep, TrafficSpec
 from mesh.model import NetworkPolicy
 from mesh.records import RequestRecord
 from mesh.runner import LessonRun, Progress, RunnerError, RunOptions, StepResult
-from mesh.state import MeshState, lesson_states
+from mesh.state import MeshState, apply_event, lesson_states, step_state
 from mesh.topology import INGRESS_GATEWAY, ProxyKind
 
 __all__ = ["LocalRunner", "traffic_targets"]
@@ -146,18 +146,7 @@ class LocalRunner:
     def _change(
         self, mesh: LocalMesh, lesson: Lesson, state: MeshState, step: LessonStep
     ) -> MeshState:
-        new = state
-        for file in step.apply:
-            new = new.apply(lesson.resources_of(file))
-        for ref in step.delete:
-            new = (
-                new.delete(lesson.resources_of(ref))
-                if ref.endswith((".yaml", ".yml"))
-                else new.delete_refs([ref])
-            )
-        for event in step.events:
-            if event.at_s <= 0:
-                new = self._event_state(lesson, new, event)
+        new = step_state(lesson, state, step)
         if new.resources != state.resources:
             self._apply(mesh, new)
         for action in step.break_:
@@ -167,18 +156,6 @@ class LocalRunner:
                 for action in event.break_:
                     mesh.break_workload(action)
         return new
-
-    @staticmethod
-    def _event_state(lesson: Lesson, state: MeshState, event: Event) -> MeshState:
-        for file in event.apply:
-            state = state.apply(lesson.resources_of(file))
-        for ref in event.delete:
-            state = (
-                state.delete(lesson.resources_of(ref))
-                if ref.endswith((".yaml", ".yml"))
-                else state.delete_refs([ref])
-            )
-        return state
 
     def _step(
         self,
@@ -242,7 +219,7 @@ class LocalRunner:
 
         def fire(event: Event) -> None:
             try:
-                new = self._event_state(lesson, state_box[0], event)
+                new = apply_event(lesson, state_box[0], event.apply, event.delete)
                 if new.resources != state_box[0].resources:
                     self._apply(mesh, new)
                     state_box[0] = new
