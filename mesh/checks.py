@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mesh.envoy.names import parse_cluster_name
 from mesh.lesson import Expectation, Selector
 from mesh.metrics import OUTSIDE, edge_key, percentile
 from mesh.records import Reporter, RequestRecord
@@ -49,9 +50,8 @@ class CheckResult:
 
 
 def _subset(record: RequestRecord) -> str:
-    # outbound|PORT|SUBSET|FQDN (see mesh.envoy.names); other clusters have no subset
-    parts = record.upstream_cluster.split("|")
-    return parts[2] if len(parts) == 4 else ""
+    parsed = parse_cluster_name(record.upstream_cluster)  # other clusters have no subset
+    return parsed.subset if parsed is not None else ""
 
 
 def _path_matches(pattern: str, path: str) -> bool:

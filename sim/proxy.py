@@ -14,6 +14,7 @@ import math
 from collections.abc import Generator, Mapping
 from typing import Any
 
+from mesh.envoy.names import parse_cluster_name
 from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
 from mesh.topology import MeshService
 from sim.inbound import inbound
@@ -339,8 +340,8 @@ def _source(route: RouteSpec) -> str:
 
 
 def _cluster_host(cluster: str) -> str:
-    parts = cluster.split("|")
-    return parts[3] if len(parts) == 4 else cluster
+    parsed = parse_cluster_name(cluster)  # only on local replies (FI, NC): off the hot path
+    return parsed.host if parsed is not None else cluster
 
 
 def _mirror(world: World, proxy: ProxyRuntime, req: Request, cluster: str) -> Proc:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mesh.envoy.names import parse_cluster_name
 from sim.matchers import HeaderMatcher, PathMatcher, QueryMatcher, header_matcher, query_matcher
 
 __all__ = [
@@ -583,9 +584,9 @@ def compile_cluster(cluster: Mapping[str, Any], cla: Mapping[str, Any] | None) -
     panic = (lb_config.get("healthy_panic_threshold") or {}).get("value", 50.0)
     meta = ((cluster.get("metadata") or {}).get("filter_metadata") or {}).get("istio") or {}
     services = meta.get("services") or ()
-    parts = name.split("|")
-    service_host = str(services[0]["host"]) if services else (parts[3] if len(parts) == 4 else "")
-    subset = str(meta.get("subset", parts[2] if len(parts) == 4 else ""))
+    parsed = parse_cluster_name(name)
+    service_host = str(services[0]["host"]) if services else (parsed.host if parsed else "")
+    subset = str(meta.get("subset", parsed.subset if parsed else ""))
     endpoints = _endpoints(assignment)
     tls = cluster.get("transport_socket") or {}
     matches = cluster.get("transport_socket_matches") or ()
