@@ -19,6 +19,7 @@ from mesh.diagnostics import Diagnostic, DiagnosticError, Level, render
 from mesh.lesson import load_lesson
 from mesh.source import load_paths
 from mesh.state import MeshState, lesson_states
+from playground.inputs import app_dir, is_lesson
 
 __all__ = ["analyze_paths", "register"]
 
@@ -52,20 +53,13 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=_run)
 
 
-def _app_dir(value: str) -> Path:
-    path = Path(value)
-    if path.is_dir():
-        return path
-    return Path("lessons") / "apps" / value
-
-
 def analyze_paths(paths: list[str], app: str | None = None) -> list[Diagnostic]:
     """Diagnostics for lesson folders and YAML inputs, loader and analyzer findings together."""
     found: list[Diagnostic] = []
     plain: list[str] = []
     for raw in paths:
         path = Path(raw)
-        if raw != "-" and ((path / "lesson.yaml").is_file() or path.name == "lesson.yaml"):
+        if raw != "-" and is_lesson(path):
             try:
                 lesson = load_lesson(path)
             except DiagnosticError as exc:
@@ -82,7 +76,7 @@ def analyze_paths(paths: list[str], app: str | None = None) -> list[Diagnostic]:
         resources = list(result.resources)
         if app:
             try:
-                resources = [*load_app(_app_dir(app)).resources, *resources]
+                resources = [*load_app(app_dir(app)).resources, *resources]
             except DiagnosticError as exc:
                 found.extend(exc.diagnostics)
         # kubectl apply keeps the last of same-named resources: analyze what it would keep

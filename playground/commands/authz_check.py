@@ -23,14 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mesh.app import load_app
 from mesh.diagnostics import DiagnosticError, Level, render
-from mesh.lesson import load_lesson
 from mesh.model import Resource
 from mesh.security import AuthzVerdict, InboundRequest, check_request
-from mesh.source import load_paths
-from mesh.state import MeshState, lesson_states
 from mesh.topology import MeshService, Pod, Topology, build_topology
+from playground.inputs import InputError, mesh_resources
 
 __all__ = ["parse_request", "register"]
 
@@ -81,30 +78,15 @@ def parse_request(text: str) -> tuple[str, str, dict[str, str]]:
     return method, path, headers
 
 
-def _app_dir(value: str) -> Path:
-    path = Path(value)
-    return path if path.is_dir() else Path("lessons") / "apps" / value
-
-
 def _resources(args: argparse.Namespace) -> tuple[Resource, ...]:
-    first = Path(args.paths[0])
-    if (first / "lesson.yaml").is_file() or first.name == "lesson.yaml":
-        lesson = load_lesson(first)
-        states = lesson_states(lesson)
-        if not states:
-            return lesson.app.resources
-        index = len(states) if args.step is None else args.step
-        if not 1 <= index <= len(states):
-            raise BadInputError(f"--step {index}: the lesson has steps 1..{len(states)}")
-        return states[index - 1].resources
-    result = load_paths(args.paths)
-    errors = [d for d in result.diagnostics if d.severity is Level.ERROR]
+    try:
+        resources, found = mesh_resources(args.paths, app=args.app, step=args.step)
+    except InputError as exc:
+        raise BadInputError(str(exc)) from exc
+    errors = [d for d in found if d.severity is Level.ERROR]
     if errors:
         raise DiagnosticError(errors)
-    items = list(result.resources)
-    if args.app:
-        items = [*load_app(_app_dir(args.app)).resources, *items]
-    return MeshState().apply(items).resources
+    return resources
 
 
 def _source(topology: Topology, name: str) -> Pod | None:

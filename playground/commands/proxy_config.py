@@ -13,16 +13,14 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mesh.diagnostics import Diagnostic, DiagnosticError, Level, render
+from mesh.diagnostics import Level, render
 from mesh.envoy import ProxyConfig, parse_cluster_name, translate_proxy
-from mesh.model import Resource
-from mesh.source import load_paths
 from mesh.topology import Pod, ProxyKind, build_topology
+from playground.inputs import InputError, mesh_resources
 
 __all__ = ["format_table", "register", "render_proxy_config"]
 
@@ -51,48 +49,6 @@ def register(sub: Any) -> None:
         "translating PATH",
     )
     p.set_defaults(handler=_run)
-
-
-def _app_dir(value: str) -> Path:
-    path = Path(value)
-    return path if path.is_dir() else Path("lessons") / "apps" / value
-
-
-def _load(args: argparse.Namespace) -> tuple[list[Resource], list[Diagnostic]]:
-    resources: list[Resource] = []
-    found: list[Diagnostic] = []
-    plain: list[str] = []
-    for raw in args.paths:
-        path = Path(raw)
-        if (path / "lesson.yaml").is_file() or path.name == "lesson.yaml":
-            from mesh.lesson import load_lesson
-            from mesh.state import lesson_states
-
-            try:
-                lesson = load_lesson(path)
-            except DiagnosticError as exc:
-                found.extend(exc.diagnostics)
-                continue
-            states = lesson_states(lesson)
-            index = len(states) - 1
-            if args.step:
-                names = [s.name for s in lesson.steps]
-                index = int(args.step) - 1 if args.step.isdigit() else names.index(args.step)
-            resources.extend(states[index].resources if states else lesson.app.resources)
-        else:
-            plain.append(raw)
-    if plain:
-        result = load_paths(plain)
-        found.extend(result.diagnostics)
-        resources.extend(result.resources)
-    if args.app:
-        from mesh.app import load_app
-
-        try:
-            resources = [*load_app(_app_dir(args.app)).resources, *resources]
-        except DiagnosticError as exc:
-            found.extend(exc.diagnostics)
-    return resources, found
 
 
 def _find_pod(pods: tuple[Pod, ...], wanted: str) -> Pod | None:
@@ -261,14 +217,15 @@ def render_proxy_config(proxy: ProxyConfig, kind: str, output: str = "short") ->
 
 
 def _run(args: argparse.Namespace) -> int:
-    resources, diagnostics = _load(args)
+    try:
+        resources, diagnostics = mesh_resources(args.paths, app=args.app, step=args.step)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     errors = [d for d in diagnostics if d.severity is Level.ERROR]
     if errors:
         print(render(errors), file=sys.stderr)
         return 2
-    from mesh.state import MeshState
-
-    resources = list(MeshState().apply(resources).resources)  # kubectl apply keeps the last
     topology = build_topology(resources)
     pod = _find_pod(topology.pods, args.proxy)
     proxied = sorted(p.name for p in topology.pods if p.proxy is not ProxyKind.NONE)

@@ -1,0 +1,83 @@
+"""What a command's PATH arguments mean: the mesh configuration to inspect.
+
+A PATH is a lesson folder (the app plus what its steps applied, after ``step``, default the last)
+or ``kubectl apply -f`` input (files, folders, ``-``), optionally on top of an app's manifests
+(``app``: a folder, or a name under ``lessons/apps``). Used by ``proxy-config`` and
+``authz-check``; ``analyze`` checks every step of a lesson instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from mesh.app import load_app
+from mesh.diagnostics import Diagnostic, DiagnosticError
+from mesh.lesson import Lesson, load_lesson
+from mesh.model import Resource
+from mesh.source import load_paths
+from mesh.state import MeshState, lesson_states
+
+__all__ = ["InputError", "app_dir", "is_lesson", "mesh_resources", "step_index"]
+
+
+class InputError(ValueError):
+    """A command-line argument that names nothing (an unknown step, ...)."""
+
+
+def app_dir(value: str) -> Path:
+    """``--app``: a folder, or the name of an app under ``lessons/apps``."""
+    path = Path(value)
+    return path if path.is_dir() else Path("lessons") / "apps" / value
+
+
+def is_lesson(path: Path) -> bool:
+    """Whether PATH is a lesson folder (or its lesson.yaml)."""
+    return (path / "lesson.yaml").is_file() or path.name == "lesson.yaml"
+
+
+def step_index(lesson: Lesson, step: str | int | None) -> int:
+    """0-based index of ``--step`` (a 1-based number or a step name; default the last step)."""
+    count = len(lesson.steps)
+    if step is None:
+        return count - 1
+    text = str(step)
+    if text.isdigit() and 1 <= int(text) <= count:
+        return int(text) - 1
+    names = [s.name for s in lesson.steps]
+    if text in names:
+        return names.index(text)
+    raise InputError(f"--step {text!r}: the lesson has steps 1..{count} ({'; '.join(names)})")
+
+
+def mesh_resources(
+    paths: Sequence[str], *, app: str | None = None, step: str | int | None = None
+) -> tuple[tuple[Resource, ...], list[Diagnostic]]:
+    """The applied resources PATHs describe (``kubectl apply`` keeps the last of same-named ones),
+    and every diagnostic found loading them. Raises InputError for an unknown ``step``."""
+    resources: list[Resource] = []
+    found: list[Diagnostic] = []
+    plain: list[str] = []
+    for raw in paths:
+        if raw == "-" or not is_lesson(Path(raw)):
+            plain.append(raw)
+            continue
+        try:
+            lesson = load_lesson(raw)
+        except DiagnosticError as exc:
+            found.extend(exc.diagnostics)
+            continue
+        states = lesson_states(lesson)
+        resources.extend(
+            states[step_index(lesson, step)].resources if states else lesson.app.resources
+        )
+    if plain:
+        result = load_paths(plain)
+        found.extend(result.diagnostics)
+        resources.extend(result.resources)
+    if app:
+        try:
+            resources = [*load_app(app_dir(app)).resources, *resources]
+        except DiagnosticError as exc:
+            found.extend(exc.diagnostics)
+    return MeshState().apply(resources).resources, found
