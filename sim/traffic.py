@@ -121,7 +121,7 @@ class TrafficDriver:
         """A new top-level request of the mix entry ``spec``."""
         request_id, trace_id = self.world.new_ids()
         fill = self.world.tokens.fill
-        headers = {k.lower(): fill(v) for k, v in spec.headers.items()}
+        headers = {k.lower(): fill(v) for k, v in spec.headers_for(request_id).items()}
         authority = headers.pop("host", "") or headers.pop(":authority", "")
         if not authority:
             authority = (

@@ -96,7 +96,7 @@ class _Mix:
 async def _one(
     conn: HttpConnection, target: Target, req: RequestSpec, rid: str, t0: float
 ) -> Outcome:
-    headers = {"x-request-id": rid, **dict(req.headers.items())}
+    headers = {"x-request-id": rid, **req.headers_for(rid)}
     if req.body:
         headers.setdefault("content-type", "application/json")
     start = time.monotonic()

@@ -144,6 +144,10 @@ class Expectation:
         return f"{self.metric}({' '.join(parts)}) {bound}"
 
 
+REQUEST_ID_PLACEHOLDER = "${request_id}"
+"""In a request header value: replaced by the request's ``x-request-id`` when it is sent."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RequestSpec:
     """One kind of request in the traffic mix, chosen with probability proportional to weight."""
@@ -155,6 +159,15 @@ class RequestSpec:
     headers: FrozenMap[str, str] = field(default_factory=FrozenMap)
     body: str = ""
     weight: float = 1.0
+
+    def headers_for(self, request_id: str) -> dict[str, str]:
+        """The headers of one request with id ``request_id``: ``${request_id}`` in a value
+        becomes that id, so ``Idempotency-Key: ${request_id}`` gives every request its own key
+        (and every retry of it, which Envoy sends with the same headers, the same key)."""
+        return {
+            k: v.replace(REQUEST_ID_PLACEHOLDER, request_id) if "${" in v else v
+            for k, v in self.headers.items()
+        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
