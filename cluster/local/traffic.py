@@ -28,6 +28,8 @@ MAX_IN_FLIGHT = 256
 """Open loop never holds more than this many requests at once (extra arrivals are dropped and
 counted, so an overloaded mesh cannot make the generator grow without bound)."""
 DEFAULT_DURATION_S = 10.0
+MAX_COUNT_DURATION_S = 600.0
+"""Time bound of a closed-loop run given only a ``count`` (each round may take ``timeout_s``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +76,13 @@ class TrafficReport:
 def _limits(spec: TrafficSpec) -> tuple[int, float]:
     count = spec.count if spec.count is not None else 10**9
     duration = spec.duration_s if spec.duration_s is not None else DEFAULT_DURATION_S
-    if spec.count is not None and spec.duration_s is None and spec.rate_rps:
-        duration = spec.count / spec.rate_rps + spec.timeout_s
+    if spec.count is not None and spec.duration_s is None:
+        # "count requests" means all of them, as on sim; the time bound only stops a stuck run
+        if spec.rate_rps:
+            duration = spec.count / spec.rate_rps + spec.timeout_s
+        else:
+            rounds = -(-spec.count // max(spec.concurrency or 1, 1))
+            duration = min(MAX_COUNT_DURATION_S, rounds * spec.timeout_s)
     return count, duration
 
 

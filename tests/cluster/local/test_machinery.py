@@ -161,6 +161,18 @@ def test_closed_loop_stops_at_its_count(server: int) -> None:
     assert {o.request_id for o in again.outcomes} == {o.request_id for o in report.outcomes}
 
 
+def test_a_count_without_a_duration_means_all_of_them_within_a_time_bound() -> None:
+    # lesson 06 sends 20 orders one at a time, ~0.7 s each: a 10 s default cut it to 16
+    from cluster.local.traffic import MAX_COUNT_DURATION_S, _limits
+
+    one_at_a_time = TrafficSpec(concurrency=1, count=20, timeout_s=2.0)
+    assert _limits(one_at_a_time) == (20, 40.0)
+    assert _limits(TrafficSpec(concurrency=4, count=10, timeout_s=2.0)) == (10, 6.0)
+    assert _limits(TrafficSpec(concurrency=1, count=10**6))[1] == MAX_COUNT_DURATION_S
+    assert _limits(TrafficSpec(rate_rps=10, count=50, timeout_s=1.0)) == (50, 6.0)
+    assert _limits(TrafficSpec(concurrency=1, count=20, duration_s=3.0)) == (20, 3.0)
+
+
 def test_open_loop_keeps_its_rate_and_stops_at_its_duration(server: int) -> None:
     spec = TrafficSpec(requests=(RequestSpec(path="/ok"),), rate_rps=100, duration_s=1.0)
     report = drive(spec, Target("127.0.0.1", server, "x"), random.Random(2))
