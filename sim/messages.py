@@ -113,5 +113,7 @@ class Attempt:
     done: bool = False
     waiting: object = None
     holds_slot: bool = False
+    pool: object = None
+    """The connection pool (``sim.connpool.ConnPool``) that gave the attempt its connection."""
     extra: dict[str, str] | None = None
     """Free-form notes on the attempt (none yet: created by whoever needs them)."""
