@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from services.common.app import Runtime, create_app
-from services.common.downstream import Downstream, relay
+from services.common.downstream import Downstream, UpstreamResponse, relay
 from services.common.settings import Settings
 from services.order.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -103,7 +103,7 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
         if profile.status_code != 200:
             return relay(profile, "user")
         history = None
-        if isinstance(orders, httpx.Response) and orders.status_code == 200:
+        if isinstance(orders, UpstreamResponse) and orders.status_code == 200:
             history = orders.json().get("items")
         return JSONResponse({"user": profile.json(), "orders": history})
 

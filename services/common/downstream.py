@@ -1,21 +1,57 @@
 """Calls to other services.
 
-One `httpx.AsyncClient` per process with `trust_env=True`, so `HTTP_PROXY`/`NO_PROXY` put a
-sidecar in the path: the URL keeps the in-mesh name (`http://product:8080/...`), the proxy gets
-the request in absolute form and routes by its Host header, like Envoy's outbound listener after
-iptables capture. Every call carries the inbound trace headers and has a timeout. Transport
-failures become 503 (`upstream_unavailable`), timeouts 504; upstream answers pass through.
+One client per process that follows the environment (``trust_env``), so `HTTP_PROXY`/`NO_PROXY`
+put a sidecar in the path: the URL keeps the in-mesh name (`http://product:8080/...`), the proxy
+gets the request in absolute form and routes by its Host header, like Envoy's outbound listener
+after iptables capture. Every call carries the inbound trace headers and has a timeout (the
+whole exchange, connect to last byte). Transport failures become 503 (`upstream_unavailable`),
+timeouts 504; upstream answers pass through.
+
+The client is :class:`services.common.http1.HttpClient` (keep-alive HTTP/1.1 on the C parser
+uvicorn uses); when a test wires services in-process it passes an httpx transport instead, and
+the calls go through httpx over that transport.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json as jsonlib
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from fastapi.responses import JSONResponse
 
 from services.common.errors import ServiceError, error_body
+from services.common.http1 import HttpClient, TransportError
 from services.common.tracing import current_trace_headers
+
+JSON_TYPE = "application/json"
+
+
+class UpstreamResponse:
+    """An upstream answer: status, headers (lower-case names) and body."""
+
+    __slots__ = ("content", "headers", "status_code")
+
+    def __init__(self, status_code: int, headers: Mapping[str, str], content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+
+    def json(self) -> Any:
+        """The body as JSON (``ValueError`` when it is not)."""
+        return jsonlib.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+
+def _encode(json: Any) -> bytes:
+    # the encoding httpx uses for ``json=``: compact, UTF-8, no NaN
+    return jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 class Downstream:
@@ -27,16 +63,22 @@ class Downstream:
         timeout_s: float,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._urls = urls
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s),
-            trust_env=transport is None,
-            transport=transport,
-            follow_redirects=False,
+        self._urls = {name: url.rstrip("/") for name, url in urls.items()}
+        self._timeout_s = timeout_s
+        self._client = HttpClient(trust_env=True) if transport is None else None
+        self._httpx = (
+            None
+            if transport is None
+            else httpx.AsyncClient(
+                timeout=httpx.Timeout(timeout_s),
+                trust_env=False,
+                transport=transport,
+                follow_redirects=False,
+            )
         )
 
     def url(self, service: str, path: str) -> str:
-        return self._urls[service].rstrip("/") + path
+        return self._urls[service] + path
 
     async def call(
         self,
@@ -47,7 +89,7 @@ class Downstream:
         json: Any = None,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         """Send one request to `service`; raise :class:`ServiceError` if it cannot be had."""
         sent = current_trace_headers()
         if headers:
@@ -55,24 +97,43 @@ class Downstream:
         for name, value in sent.items():
             if not value.isascii():
                 raise ServiceError(400, "bad_request", f"header {name} is not ASCII")
+        url = self.url(service, path)
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(params)
+        body = b""
+        if json is not None:
+            body = _encode(json)
+            sent.setdefault("content-type", JSON_TYPE)
         try:
-            return await self._client.request(
-                method, self.url(service, path), json=json, params=params, headers=sent
-            )
-        except httpx.TimeoutException:
+            async with asyncio.timeout(self._timeout_s):
+                return await self._send(method, url, sent, body)
+        except TimeoutError:
             raise ServiceError(
                 504, "upstream_timeout", f"{service} did not answer in time"
             ) from None
-        except httpx.TransportError as exc:
+        except (TransportError, httpx.TransportError) as exc:
             raise ServiceError(
                 503, "upstream_unavailable", f"{service} is unreachable: {type(exc).__name__}"
             ) from None
 
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str], body: bytes
+    ) -> UpstreamResponse:
+        if self._client is not None:
+            raw = await self._client.request(method, url, headers, body)
+            return UpstreamResponse(raw.status, dict(raw.headers), raw.body)
+        assert self._httpx is not None
+        got = await self._httpx.request(method, url, content=body or None, headers=headers)
+        return UpstreamResponse(got.status_code, dict(got.headers), got.content)
+
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+        if self._httpx is not None:
+            await self._httpx.aclose()
 
 
-def json_or_error(response: httpx.Response, service: str) -> Any:
+def json_or_error(response: UpstreamResponse, service: str) -> Any:
     """The JSON body of an upstream answer, or a 502 when it is not JSON."""
     try:
         return response.json()
@@ -82,7 +143,7 @@ def json_or_error(response: httpx.Response, service: str) -> Any:
         ) from None
 
 
-def raise_for_upstream(response: httpx.Response, service: str) -> None:
+def raise_for_upstream(response: UpstreamResponse, service: str) -> None:
     """Pass an upstream error through with its status and body code."""
     if response.status_code < 400:
         return
@@ -98,7 +159,7 @@ def raise_for_upstream(response: httpx.Response, service: str) -> None:
     raise ServiceError(response.status_code, code, message)
 
 
-def relay(response: httpx.Response, service: str) -> JSONResponse:
+def relay(response: UpstreamResponse, service: str) -> JSONResponse:
     """An upstream answer as ours: same status and JSON body; a JSON error when the body is not
     JSON (for example Envoy's plain-text `no healthy upstream`)."""
     try:

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from services.api_gateway.app import Account
 from services.common.app import Runtime, create_app
-from services.common.downstream import Downstream, relay
+from services.common.downstream import Downstream, UpstreamResponse, relay
 from services.common.errors import ServiceError
 from services.common.settings import Settings
 from services.frontend.render import page
@@ -69,7 +69,7 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
 
     async def gateway(
         method: str, path: str, json: Any = None, headers: dict[str, str] | None = None
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         return await wired["downstream"].call(
             method, "api-gateway", path, json=json, headers=headers
         )
