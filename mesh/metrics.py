@@ -4,6 +4,12 @@ The same functions read records from every runner, so a lesson's numbers mean th
 ``sim``, ``local`` and ``kube``. ``edge_stats`` gives the per-edge table the CLI and TUI show;
 ``prometheus_text`` renders ``istio_requests_total`` and ``istio_request_duration_milliseconds``
 in the Prometheus exposition format, labelled as Istio's stats filter labels them.
+
+TCP connections (records with ``request_protocol="tcp"``) are not requests: Istio counts them in
+``istio_tcp_connections_opened_total`` / ``istio_tcp_connections_closed_total`` and their bytes
+in ``istio_tcp_sent_bytes_total`` (server to client, Envoy's ``%BYTES_SENT%`` towards the
+downstream) and ``istio_tcp_received_bytes_total`` (client to server), with the same labels
+(``request_protocol="tcp"``, ``response_code="0"``).
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from mesh.records import Reporter, RequestRecord
 
 __all__ = [
     "DURATION_BUCKETS_MS",
+    "TCP_METRICS",
     "EdgeStats",
     "edge_key",
     "edge_stats",
     "percentile",
     "prometheus_text",
+    "tcp_totals",
 ]
 
 DURATION_BUCKETS_MS: tuple[float, ...] = (
@@ -140,7 +148,7 @@ def _labels(r: RequestRecord) -> tuple[tuple[str, str], ...]:
         ("destination_service", r.destination_service or "unknown"),
         ("destination_service_name", r.destination_service_name or "unknown"),
         ("destination_service_namespace", r.destination_namespace or "unknown"),
-        ("request_protocol", "http"),
+        ("request_protocol", r.request_protocol),
         ("response_code", str(r.response_code)),
         ("response_flags", r.flags_text),
         ("connection_security_policy", r.connection_security_policy.value),
@@ -151,11 +159,41 @@ def _fmt(labels: Iterable[tuple[str, str]]) -> str:
     return ",".join(f'{k}="{v}"' for k, v in labels)
 
 
+TCP_METRICS: tuple[tuple[str, str], ...] = (
+    ("istio_tcp_connections_opened_total", "TCP connections opened."),
+    ("istio_tcp_connections_closed_total", "TCP connections closed."),
+    ("istio_tcp_sent_bytes_total", "Bytes sent during the response of TCP connections."),
+    ("istio_tcp_received_bytes_total", "Bytes received during the request of TCP connections."),
+)
+"""Istio's TCP metrics (name, help), in the order :func:`tcp_totals` gives their values."""
+
+
+def tcp_totals(
+    records: Iterable[RequestRecord],
+) -> dict[tuple[tuple[str, str], ...], tuple[int, int, int, int]]:
+    """Per label set of the TCP records: (opened, closed, sent bytes, received bytes).
+
+    Every simulated or logged connection is a finished one (its record is written at close),
+    so opened and closed are equal at the end of a run."""
+    out: dict[tuple[tuple[str, str], ...], tuple[int, int, int, int]] = {}
+    for r in records:
+        if not r.is_tcp:
+            continue
+        key = _labels(r)
+        opened, closed, sent, received = out.get(key, (0, 0, 0, 0))
+        out[key] = (opened + 1, closed + 1, sent + r.bytes_sent, received + r.bytes_received)
+    return out
+
+
 def prometheus_text(records: Iterable[RequestRecord]) -> str:
-    """``istio_requests_total`` and ``istio_request_duration_milliseconds`` as Prometheus text."""
+    """``istio_requests_total`` and ``istio_request_duration_milliseconds`` as Prometheus text,
+    then the ``istio_tcp_*`` counters when there are TCP connections."""
+    records = list(records)
     counts: Counter[tuple[tuple[str, str], ...]] = Counter()
     durations: dict[tuple[tuple[str, str], ...], list[float]] = defaultdict(list)
     for r in records:
+        if r.is_tcp:
+            continue
         key = _labels(r)
         counts[key] += 1
         durations[key].append(r.duration_ms)
@@ -179,4 +217,9 @@ def prometheus_text(records: Iterable[RequestRecord]) -> str:
         )
         lines.append(f"istio_request_duration_milliseconds_sum{{{_fmt(key)}}} {sum(values):g}")
         lines.append(f"istio_request_duration_milliseconds_count{{{_fmt(key)}}} {len(values)}")
+    tcp = sorted(tcp_totals(records).items())
+    if tcp:
+        for i, (name, text) in enumerate(TCP_METRICS):
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} counter"]
+            lines += [f"{name}{{{_fmt(k)}}} {values[i]}" for k, values in tcp]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""RequestRecord: one request at one proxy hop, the same fields in every runner.
+"""RequestRecord: one request (or TCP connection) at one proxy hop, the same fields in every runner.
 
 Field names follow Envoy's access log (and Istio's standard metric labels), so the simulator emits
 records directly and the real runners parse them from Envoy's JSON access log. A request that
@@ -115,11 +115,23 @@ class RequestRecord:
     trace_id: str = ""
     connection_security_policy: ConnectionSecurityPolicy = ConnectionSecurityPolicy.UNKNOWN
     response_code_details: str = ""
+    request_protocol: str = "http"
+    """Istio's ``request_protocol`` label: ``http`` (or ``grpc``), or ``tcp`` for a record of one
+    TCP connection (then ``method``/``path`` are empty, ``response_code`` is 0, the bytes are
+    the connection's and ``duration_ms`` is its lifetime)."""
 
     @property
     def ok(self) -> bool:
-        """Non-5xx, the way Istio dashboards count success (4xx are client errors, not failures)."""
+        """Non-5xx, the way Istio dashboards count success (4xx are client errors, not failures).
+        A TCP connection has no status: it succeeded when Envoy set no response flag."""
+        if self.request_protocol == "tcp":
+            return not self.response_flags
         return 0 < self.response_code < 500
+
+    @property
+    def is_tcp(self) -> bool:
+        """A record of one TCP connection (``request_protocol="tcp"``)."""
+        return self.request_protocol == "tcp"
 
     @property
     def destination_service_name(self) -> str:

@@ -49,8 +49,10 @@ FIELDS = (
     "trace_id",
     "connection_security_policy",
     "response_code_details",
+    "request_protocol",
 )
-"""RequestRecord's fields in declaration order: ``make_record`` takes its values in this order."""
+"""RequestRecord's fields in declaration order: ``make_record`` takes its values in this order
+(the last one, ``request_protocol``, may be left out: ``"http"``)."""
 
 _SLOTS_MATCH = tuple(f.name for f in dataclasses.fields(RequestRecord)) == FIELDS and hasattr(
     RequestRecord, "__slots__"
@@ -58,12 +60,14 @@ _SLOTS_MATCH = tuple(f.name for f in dataclasses.fields(RequestRecord)) == FIELD
 
 
 def _plain(*values: Any) -> RequestRecord:
+    if len(values) == len(FIELDS) - 1:
+        values = (*values, "http")
     return RequestRecord(**dict(zip(FIELDS, values, strict=True)))
 
 
 def _unrolled() -> Callable[..., RequestRecord]:
     """``make_record`` as straight-line code: one slot setter call per field, no loop."""
-    params = ", ".join(f"v{i}" for i in range(len(FIELDS)))
+    params = ", ".join(f"v{i}" for i in range(len(FIELDS) - 1)) + f', v{len(FIELDS) - 1}="http"'
     defaults = ", ".join(f"_s{i}=_s{i}" for i in range(len(FIELDS)))
     body = "".join(f"    _s{i}(r, v{i})\n" for i in range(len(FIELDS)))
     source = (
@@ -79,4 +83,5 @@ def _unrolled() -> Callable[..., RequestRecord]:
 
 
 make_record: Callable[..., RequestRecord] = _unrolled() if _SLOTS_MATCH else _plain
-"""A RequestRecord from its 29 field values in :data:`FIELDS` order (positional)."""
+"""A RequestRecord from its field values in :data:`FIELDS` order (positional; the protocol
+may be left out)."""

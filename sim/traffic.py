@@ -13,6 +13,9 @@ Where requests enter: ``outside`` = a client outside the mesh talking straight t
 Service (kube-proxy picks one at random; only the server sidecar reports); ``ingress`` = through
 the ingress gateway's listener; any workload (Deployment name or ``app`` label) = from inside
 that workload's pod, through its sidecar.
+
+``protocol: tcp`` traffic opens one TCP connection per "request" (:mod:`sim.tcp`), to a Service
+or to an ``IP:port`` outside the mesh.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from typing import Any
 
 import simpy
 
-from mesh.lesson import RequestSpec, TrafficSpec
+from mesh.lesson import RequestSpec, TrafficSpec, parse_address
 from mesh.runner import RunnerError
 from mesh.topology import INGRESS_GATEWAY, MeshService
 from sim.messages import Request, Trace
 from sim.proxy import direct, outbound
+from sim.tcp import Connection, connect, connect_direct
 from sim.world import PodRuntime, World
 
 __all__ = ["TrafficDriver"]
@@ -48,23 +52,25 @@ class TrafficDriver:
         self.mix = spec.requests or (RequestSpec(),)
         self._weights = list(itertools.accumulate(max(0.0, r.weight) for r in self.mix))
         namespace = world.behavior.namespace
-        service = world.service_by_name(spec.to, namespace)
-        if service is None:
+        address = parse_address(spec.to) if spec.is_tcp else None
+        service = world.service_by_name(spec.to, namespace) if address is None else None
+        if service is None and address is None:
             raise RunnerError(f'traffic target "{spec.to}" is not a Service of the app')
-        self.service: MeshService = service
+        self.address = address
+        self.service: MeshService = service or _EXTERNAL
         self.clients: list[PodRuntime] = []
         source = spec.from_
-        if source == "ingress":
+        if address is not None:
+            self.port = address[1]
+            self.clients = self._workload_clients(source)
+        elif source == "ingress":
             self.clients = [p for p in world.pods.values() if p.app == INGRESS_GATEWAY]
             self.port = spec.port or 80
         elif source == "outside":
-            self.port = spec.port or service.ports[0].port
+            self.port = spec.port or self.service.ports[0].port
         else:
-            self.clients = sorted(
-                (p for p in world.pods.values() if source in (p.pod.workload, p.app)),
-                key=lambda p: p.name,
-            )
-            self.port = spec.port or service.ports[0].port
+            self.clients = self._workload_clients(source)
+            self.port = spec.port or self.service.ports[0].port
         if source != "outside" and not self.clients:
             raise RunnerError(f'traffic source "{source}" has no pods')
         self._next_client = 0
@@ -72,6 +78,12 @@ class TrafficDriver:
         self.limit = spec.count if spec.count is not None else None
         if self.end_time == float("inf") and self.limit is None:
             self.end_time = 10.0
+
+    def _workload_clients(self, source: str) -> list[PodRuntime]:
+        return sorted(
+            (p for p in self.world.pods.values() if source in (p.pod.workload, p.app)),
+            key=lambda p: p.name,
+        )
 
     def start(self) -> None:
         """Schedule the generator processes."""
@@ -160,12 +172,43 @@ class TrafficDriver:
             return outbound(world, client.proxy, req)
         return direct(world, client, req, self.service)
 
+    def connection(self, trace: Trace | None = None) -> Connection:
+        """A new TCP connection of this traffic (``protocol: tcp``)."""
+        spec = self.spec
+        if self.address is not None:
+            ip, port = self.address
+            service = None
+        else:
+            ip, port, service = self.service.hostname, self.port, self.service
+        return Connection(
+            ip, port, spec.send_bytes, spec.receive_bytes, spec.hold_s, service, trace
+        )
+
+    def open(self, conn: Connection) -> Proc:
+        """Open ``conn`` from the configured source: the generator to run (it returns the
+        :class:`sim.tcp.TcpOutcome`)."""
+        world = self.world
+        if self.spec.from_ == "outside":
+            return connect_direct(world, None, conn)
+        client = self.clients[self._next_client % len(self.clients)]
+        self._next_client += 1
+        if client.proxy is not None and client.sidecar:
+            return connect(world, client.proxy, conn)
+        return connect_direct(world, client, conn)
+
     def _one(self) -> Proc:
         try:
-            yield from self.send(self.request(self._pick()))
+            if self.spec.is_tcp:
+                yield from self.open(self.connection())
+            else:
+                yield from self.send(self.request(self._pick()))
         finally:
             self.completed += 1
             self.last_time = self.world.env.now
+
+
+_EXTERNAL = MeshService(name="", namespace="", hostname="", ports=())
+"""Placeholder Service of traffic sent to an ``IP:port`` (no Service behind it)."""
 
 
 def run_until_quiet(env: simpy.Environment, driver: TrafficDriver, hard_limit: float) -> None:

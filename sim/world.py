@@ -98,6 +98,15 @@ class ProxyRuntime:
     tables: ProxyTables
     kind: ProxyKind
     clusters: dict[str, ClusterRuntime] = field(default_factory=dict)
+    tcp_active: dict[str, int] = field(default_factory=dict)
+    """Open ``tcp_proxy`` connections per cluster (what ``max_connections`` caps)."""
+    tcp_stats: dict[str, int] = field(default_factory=dict)
+    """Envoy counters of the TCP path, by stat name (``cluster.<name>.upstream_cx_total``,
+    ``..._connect_fail``, ``..._overflow``, ``..._none_healthy``)."""
+
+    def count(self, stat: str, n: int = 1) -> None:
+        """Add ``n`` to the counter ``stat``."""
+        self.tcp_stats[stat] = self.tcp_stats.get(stat, 0) + n
 
     def cluster(self, name: str, world: World) -> ClusterRuntime | None:
         """This proxy's state of cluster ``name`` (None when the proxy has no such cluster)."""
@@ -141,6 +150,9 @@ class World:
         self.topology = topology
         self.records: list[RequestRecord] = []
         self.keep_records = True
+        self.rbac_denied: dict[str, int] = {}
+        """Envoy's ``<stat_prefix>rbac.denied`` of the network RBAC filters, keyed
+        ``<pod>/<stat_prefix>rbac.denied`` (TCP connections closed by AuthorizationPolicy)."""
         hop = behavior.network.hop_latency
         self._hop_mu = hop.mu
         self._hop_sigma = hop.sigma

@@ -10,6 +10,7 @@ thresholds, outlier detection, endpoints with the workload metadata istiod attac
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +20,12 @@ from mesh.envoy.names import parse_cluster_name
 from sim.matchers import HeaderMatcher, PathMatcher, QueryMatcher, header_matcher, query_matcher
 
 __all__ = [
+    "ChainMatch",
     "ClusterSpec",
     "EndpointSpec",
     "FaultSpec",
+    "FilterChainSpec",
+    "ListenerSpec",
     "MirrorSpec",
     "OutlierSpec",
     "ProxyTables",
@@ -381,18 +385,200 @@ class ClusterSpec:
     """Distinct endpoint priorities, best first."""
 
 
+FILTER_TCP_PROXY = "envoy.filters.network.tcp_proxy"
+FILTER_NETWORK_RBAC = "envoy.filters.network.rbac"
+FILTER_HCM = "envoy.filters.network.http_connection_manager"
+VIRTUAL_OUTBOUND = "virtualOutbound"
+VIRTUAL_INBOUND = "virtualInbound"
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class ChainMatch:
+    """A ``filter_chain_match`` (unset criteria match anything)."""
+
+    destination_port: int | None = None
+    prefix_ranges: tuple[IpNetwork, ...] = ()
+    server_names: tuple[str, ...] = ()
+    transport_protocol: str = ""
+    application_protocols: tuple[str, ...] = ()
+
+    @classmethod
+    def from_envoy(cls, match: Mapping[str, Any]) -> ChainMatch:
+        """Compile ``filter_chain_match``."""
+        port = match.get("destination_port")
+        return cls(
+            destination_port=int(port) if port is not None else None,
+            prefix_ranges=tuple(
+                ipaddress.ip_network(
+                    f"{r['address_prefix']}/{r.get('prefix_len', 32)}", strict=False
+                )
+                for r in match.get("prefix_ranges") or ()
+            ),
+            server_names=tuple(str(n) for n in match.get("server_names") or ()),
+            transport_protocol=str(match.get("transport_protocol", "")),
+            application_protocols=tuple(str(a) for a in match.get("application_protocols") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FilterChainSpec:
+    """One filter chain: its match and the network filters the sim executes (``tcp_proxy``
+    with its cluster or weighted clusters, network RBAC; ``http`` when it ends in an HCM)."""
+
+    name: str
+    match: ChainMatch
+    clusters: tuple[tuple[str, int], ...] = ()
+    total_weight: int = 0
+    stat_prefix: str = ""
+    rbac: tuple[Mapping[str, Any], ...] = ()
+    http: bool = False
+    terminates_tls: bool = False
+
+    @classmethod
+    def from_envoy(cls, chain: Mapping[str, Any]) -> FilterChainSpec:
+        """Compile one entry of ``filter_chains`` (or ``default_filter_chain``)."""
+        clusters: tuple[tuple[str, int], ...] = ()
+        stat_prefix = ""
+        rbac: list[Mapping[str, Any]] = []
+        http = False
+        for f in chain.get("filters") or ():
+            name = f.get("name")
+            cfg = f.get("typed_config") or {}
+            if name == FILTER_TCP_PROXY:
+                stat_prefix = str(cfg.get("stat_prefix", ""))
+                if "weighted_clusters" in cfg:
+                    clusters = tuple(
+                        (str(c["name"]), int(c.get("weight", 0)))
+                        for c in cfg["weighted_clusters"].get("clusters", ())
+                    )
+                else:
+                    clusters = ((str(cfg.get("cluster", "")), 1),)
+            elif name == FILTER_NETWORK_RBAC:
+                rbac.append(f)
+            elif name == FILTER_HCM:
+                http = True
+        return cls(
+            name=str(chain.get("name", "")),
+            match=ChainMatch.from_envoy(chain.get("filter_chain_match") or {}),
+            clusters=clusters,
+            total_weight=sum(w for _, w in clusters),
+            stat_prefix=stat_prefix,
+            rbac=tuple(rbac),
+            http=http,
+            terminates_tls=bool(chain.get("transport_socket")),
+        )
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None  # a Service name: matches no prefix range
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSpec:
+    """A listener's filter chains, selected the way Envoy's FilterChainMatch does."""
+
+    name: str
+    port: int
+    chains: tuple[FilterChainSpec, ...]
+    default_chain: FilterChainSpec | None = None
+
+    @classmethod
+    def from_envoy(cls, listener: Mapping[str, Any]) -> ListenerSpec:
+        """Compile a Listener's filter chains."""
+        default = listener.get("default_filter_chain")
+        return cls(
+            name=str(listener.get("name", "")),
+            port=_listener_port(listener) or 0,
+            chains=tuple(
+                FilterChainSpec.from_envoy(c) for c in listener.get("filter_chains") or ()
+            ),
+            default_chain=FilterChainSpec.from_envoy(default) if default else None,
+        )
+
+    def select(
+        self, ip: str, port: int, transport: str = "raw_buffer", alpn: Sequence[str] = ()
+    ) -> FilterChainSpec | None:
+        """The chain a connection to ``ip:port`` takes, or None (Envoy closes it).
+
+        Envoy narrows the chains criterion by criterion, most specific first: destination port,
+        destination IP (longest prefix), server name (no SNI here), transport protocol
+        (``tls`` / ``raw_buffer``), ALPN. At each step the chains that name the value win; only
+        when none does, the chains that leave the criterion unset go on. A port with its own
+        chains therefore never falls back to port-less chains."""
+        stage = [c for c in self.chains if c.match.destination_port == port] or [
+            c for c in self.chains if c.match.destination_port is None
+        ]
+        addr = _address(ip)
+        best = -1
+        by_ip: list[FilterChainSpec] = []
+        for c in stage:
+            for net in c.match.prefix_ranges:
+                if addr is not None and addr.version == net.version and addr in net:
+                    if net.prefixlen > best:
+                        best, by_ip = net.prefixlen, [c]
+                    elif net.prefixlen == best:
+                        by_ip.append(c)
+        stage = by_ip or [c for c in stage if not c.match.prefix_ranges]
+        stage = [c for c in stage if not c.match.server_names]
+        stage = [c for c in stage if c.match.transport_protocol == transport] or [
+            c for c in stage if not c.match.transport_protocol
+        ]
+        offered = set(alpn)
+        stage = [c for c in stage if offered & set(c.match.application_protocols)] or [
+            c for c in stage if not c.match.application_protocols
+        ]
+        return stage[0] if stage else self.default_chain
+
+
+def _outbound(listener: Mapping[str, Any], port: int, ip: str) -> bool:
+    sock = (listener.get("address") or {}).get("socket_address") or {}
+    return (
+        _listener_port(listener) == port
+        and str(sock.get("address", "")) == ip
+        and listener.get("traffic_direction") == "OUTBOUND"
+        and listener.get("name") != VIRTUAL_OUTBOUND
+    )
+
+
 @dataclass
 class ProxyTables:
-    """Everything one proxy executes: route tables by listener port, clusters by name."""
+    """Everything one proxy executes: route tables by listener port, clusters by name, and the
+    listeners themselves (compiled on first use: only TCP connections need their chains)."""
 
     routes_by_port: dict[int, RouteTable]
     route_configs: dict[str, RouteTable]
     clusters: dict[str, ClusterSpec]
     listener_of_port: dict[int, str] = field(default_factory=dict)
+    listeners: tuple[Mapping[str, Any], ...] = ()
+    _compiled: dict[str, ListenerSpec | None] = field(default_factory=dict)
 
     def route_table(self, port: int) -> RouteTable | None:
         """The route configuration an outbound request to ``port`` is served by."""
         return self.routes_by_port.get(port)
+
+    def _listener(self, key: str, pick: Any) -> ListenerSpec | None:
+        if key not in self._compiled:
+            raw = next((x for x in self.listeners if pick(x)), None)
+            self._compiled[key] = ListenerSpec.from_envoy(raw) if raw is not None else None
+        return self._compiled[key]
+
+    def outbound_listener(self, ip: str, port: int) -> ListenerSpec | None:
+        """The outbound listener ``virtualOutbound`` hands a connection to ``ip:port`` to
+        (``use_original_dst``): the one bound to exactly that address (``<VIP>_<port>``), else
+        the wildcard ``0.0.0.0_<port>``; None when neither exists (the connection stays on
+        ``virtualOutbound``)."""
+        found = self._listener(f"{ip}:{port}", lambda x: _outbound(x, port, ip))
+        if found is None:
+            found = self._listener(f"0.0.0.0:{port}", lambda x: _outbound(x, port, "0.0.0.0"))
+        return found
+
+    def virtual_listener(self, name: str) -> ListenerSpec | None:
+        """``virtualOutbound`` or ``virtualInbound``."""
+        return self._listener(name, lambda x: x.get("name") == name)
 
 
 def _hcm_route_names(listener: Mapping[str, Any]) -> list[str]:
@@ -663,6 +849,7 @@ def compile_proxy(
         )
     by_port: dict[int, RouteTable] = {}
     listener_of_port: dict[int, str] = {}
+    listeners = tuple(listeners)
     for listener in listeners:
         port = _listener_port(listener)
         if port is None:
@@ -675,4 +862,4 @@ def compile_proxy(
         candidate = name.removeprefix("http.")
         if candidate.isdigit() and int(candidate) not in by_port:
             by_port[int(candidate)] = table
-    return ProxyTables(by_port, tables, compiled, listener_of_port)
+    return ProxyTables(by_port, tables, compiled, listener_of_port, tuple(listeners))

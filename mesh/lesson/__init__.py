@@ -7,6 +7,8 @@ positioned diagnostics. Documented in ``docs/lesson-format.md``.
 from mesh.lesson.load import find_lessons, load_lesson
 from mesh.lesson.model import (
     METRICS,
+    SPECIAL_SERVICES,
+    TRAFFIC_PROTOCOLS,
     BreakAction,
     Event,
     Expectation,
@@ -16,10 +18,13 @@ from mesh.lesson.model import (
     RequestSpec,
     Selector,
     TrafficSpec,
+    parse_address,
 )
 
 __all__ = [
     "METRICS",
+    "SPECIAL_SERVICES",
+    "TRAFFIC_PROTOCOLS",
     "BreakAction",
     "Event",
     "Expectation",
@@ -31,4 +36,5 @@ __all__ = [
     "TrafficSpec",
     "find_lessons",
     "load_lesson",
+    "parse_address",
 ]

@@ -12,11 +12,14 @@ from mesh.app import App, load_app
 from mesh.diagnostics import Diagnostic, DiagnosticError, Level, did_you_mean, format_path
 from mesh.lesson.model import (
     METRICS,
+    SPECIAL_SERVICES,
+    TRAFFIC_PROTOCOLS,
     BreakAction,
     Lesson,
     LessonSpec,
     LessonStep,
     Selector,
+    TrafficSpec,
 )
 from mesh.model.common import FrozenMap, Resource, SourceMap
 from mesh.model.kubernetes import Deployment, Service
@@ -110,8 +113,20 @@ def load_lesson(path: Path | str) -> Lesson:
         except DiagnosticError as exc:  # the app's own problems, at their own file:line
             diagnostics.extend(exc.diagnostics)
 
+    services = (
+        {r.name for r in app.resources if isinstance(r, Service)} if app is not None else None
+    )
+    if spec.traffic is not None:
+        _check_traffic(
+            spec.traffic, ("traffic",), source, folder.name, services=services, out=diagnostics
+        )
     files: dict[str, tuple[Resource, ...]] = {}
     for i, step in enumerate(spec.steps):
+        if step.traffic is not None:
+            where: tuple[str | int, ...] = ("steps", i, "traffic")
+            _check_traffic(
+                step.traffic, where, source, folder.name, services=services, out=diagnostics
+            )
         refs: list[tuple[tuple[str | int, ...], str]] = []
         refs += [(("steps", i, "apply", j), f) for j, f in enumerate(step.apply)]
         refs += [
@@ -207,6 +222,83 @@ def _check_step(
             )
 
 
+def _check_traffic(
+    traffic: TrafficSpec,
+    path: tuple[str | int, ...],
+    source: SourceMap,
+    lesson: str,
+    *,
+    services: set[str] | None,
+    out: list[Diagnostic],
+) -> None:
+    """MPY4001 for traffic fields that contradict each other (``protocol: tcp`` with HTTP
+    requests, TCP-only fields on HTTP traffic, an address target without ``protocol: tcp``),
+    MPY4003 for a TCP target that is neither a Service of the app nor an ``IP:port``."""
+
+    def report(key: str, message: str, hint: str = "", code: str = "MPY4001") -> None:
+        pos = source.position((*path, key))
+        out.append(
+            Diagnostic(
+                code,
+                message,
+                file=pos.file,
+                line=pos.line,
+                column=pos.column,
+                resource=f"Lesson {lesson}",
+                path=format_path((*path, key)),
+                hint=hint,
+            )
+        )
+
+    if traffic.protocol not in TRAFFIC_PROTOCOLS:
+        report(
+            "protocol",
+            f'invalid protocol "{traffic.protocol}": expected one of {", ".join(TRAFFIC_PROTOCOLS)}',
+            did_you_mean(traffic.protocol, list(TRAFFIC_PROTOCOLS)),
+        )
+        return
+    for key in ("send_bytes", "receive_bytes", "hold_s"):
+        value = getattr(traffic, key)
+        if value < 0:
+            report(key, f"{key} must not be negative, got {value:g}")
+        elif value and not traffic.is_tcp:
+            report(key, f"{key} describes a TCP connection", "add protocol: tcp")
+    if not traffic.is_tcp:
+        if traffic.address is not None:
+            report(
+                "to",
+                f'"{traffic.to}" is an address: only TCP traffic goes to an IP:port',
+                "add protocol: tcp, or name a Service",
+            )
+        return
+    if traffic.requests:
+        report(
+            "requests",
+            "a TCP connection carries no HTTP requests",
+            "remove requests (use send_bytes / receive_bytes), or use protocol: http",
+        )
+    if traffic.from_ == "ingress":
+        report(
+            "from",
+            "the ingress gateway only has HTTP listeners: TCP traffic cannot enter through it",
+            "send it from a workload or from outside",
+        )
+    if traffic.address is not None:
+        if traffic.from_ == "outside":
+            report(
+                "to",
+                f'a connection from outside to "{traffic.to}" never meets a sidecar',
+                "send it from a workload (from: <Deployment>)",
+            )
+    elif services is not None and traffic.to not in services:
+        report(
+            "to",
+            f'traffic target "{traffic.to}" is not a Service of the app nor an IP:port',
+            did_you_mean(traffic.to, sorted(services)),
+            code="MPY4003",
+        )
+
+
 _CLIENTS = {"outside", "ingress"}
 
 
@@ -252,7 +344,7 @@ def _check_references(
                     f'edge client "{client}" is not an app of the lesson',
                     apps | _CLIENTS,
                 )
-            if service not in services:
+            if service not in services and service not in SPECIAL_SERVICES:
                 report(
                     (*path, "edge"),
                     f'edge service "{service}" is not a Service of the app',

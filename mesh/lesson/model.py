@@ -19,6 +19,8 @@ from mesh.model.common import FrozenMap, Resource
 
 __all__ = [
     "METRICS",
+    "SPECIAL_SERVICES",
+    "TRAFFIC_PROTOCOLS",
     "BreakAction",
     "Event",
     "Expectation",
@@ -28,6 +30,7 @@ __all__ = [
     "RequestSpec",
     "Selector",
     "TrafficSpec",
+    "parse_address",
 ]
 
 METRICS: dict[str, str] = {
@@ -144,6 +147,26 @@ class Expectation:
         return f"{self.metric}({' '.join(parts)}) {bound}"
 
 
+TRAFFIC_PROTOCOLS = ("http", "tcp")
+"""Values of ``traffic.protocol``."""
+
+SPECIAL_SERVICES = ("PassthroughCluster", "BlackHoleCluster")
+"""``destination_service_name`` of traffic that matched no Service (Istio's metric label):
+valid as the service of an ``edge`` (``api-gateway->BlackHoleCluster``)."""
+
+
+def parse_address(text: str) -> tuple[str, int] | None:
+    """``"203.0.113.9:443"`` -> ``("203.0.113.9", 443)``; None when ``text`` is not an IPv4
+    address with a port (a Service name, say)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    parts = host.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
+        return None
+    return host, int(port)
+
+
 REQUEST_ID_PLACEHOLDER = "${request_id}"
 """In a request header value: replaced by the request's ``x-request-id`` when it is sent."""
 
@@ -177,6 +200,11 @@ class TrafficSpec:
     Open loop: ``rate_rps`` Poisson arrivals. Closed loop: ``concurrency`` clients each sending the
     next request when the previous answers (like ``fortio load -c N``). Ends after ``duration_s``
     of simulated/real time or ``count`` requests, whichever comes first.
+
+    ``protocol: tcp`` makes each "request" one TCP connection (no HTTP): the client sends
+    ``send_bytes``, the server answers ``receive_bytes``, and the connection stays open for
+    ``hold_s`` before the client closes it. ``to`` is then a Service name or an address
+    ``IP:port`` (e.g. ``203.0.113.9:443``, a host outside the mesh).
     """
 
     YAML_KEYS: ClassVar[str] = "snake"
@@ -191,6 +219,20 @@ class TrafficSpec:
     count: int | None = None
     warmup_s: float = 0.0
     timeout_s: float = 30.0
+    protocol: str = "http"
+    send_bytes: int = 0
+    receive_bytes: int = 0
+    hold_s: float = 0.0
+
+    @property
+    def is_tcp(self) -> bool:
+        """Each "request" is a TCP connection (``protocol: tcp``)."""
+        return self.protocol == "tcp"
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``(ip, port)`` when ``to`` is an ``IP:port`` address rather than a Service name."""
+        return parse_address(self.to)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -323,16 +323,27 @@ def test_item19_block_all_is_labelled_blackhole() -> None:
     assert {r.destination_service_name for r in records} == {"BlackHoleCluster"}
 
 
-@pytest.mark.xfail(strict=True, reason="TCP traffic is not simulated")
 def test_item20_registry_only_tcp_to_an_unknown_ip_443_goes_to_the_blackhole() -> None:
-    # what the client's sidecar should do with a TLS/TCP connection to 203.0.113.9:443: accept
-    # it on virtualOutbound, tcp_proxy it to BlackHoleCluster and close it (TCP log flag UH);
-    # the sim only carries HTTP requests: this one is HTTP on the service port with that Host,
-    # which REGISTRY_ONLY answers with item 19's HTTP 502 (no flag), not a closed TCP connection
-    world = make_world(config=MeshConfig(outbound_traffic_policy="REGISTRY_ONLY"))
-    records = src(
-        drive(world, requests=[("GET", "/", {"host": "203.0.113.9:443"})], count=1, rate=10)
+    # a TCP/TLS connection to 203.0.113.9:443: no outbound listener takes that address (the
+    # Sidecar imports only the namespace's own services), so virtualOutbound's catch-all chain
+    # tcp_proxies it to BlackHoleCluster, which has no endpoints: accepted, then closed (UH)
+    scope = """
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: t}
+spec:
+  egress: [{hosts: ["./*"]}]
+"""
+    world = make_world(scope, config=MeshConfig(outbound_traffic_policy="REGISTRY_ONLY"))
+    spec = TrafficSpec(
+        from_="client", to="203.0.113.9:443", protocol="tcp", count=1, send_bytes=517
     )
-    assert [(r.destination_service_name, r.response_flags) for r in records] == [
-        ("BlackHoleCluster", ("UH",))
-    ]
+    driver = TrafficDriver(world, spec)
+    driver.start()
+    world.env.run(until=5.0)
+    records = world.records
+    assert [
+        (r.destination_service_name, r.upstream_cluster, r.response_flags, r.request_protocol)
+        for r in records
+    ] == [("BlackHoleCluster", "BlackHoleCluster", ("UH",), "tcp")]
+    assert (records[0].response_code, records[0].bytes_sent) == (0, 0)
