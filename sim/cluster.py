@@ -4,11 +4,7 @@ Everything here is per client proxy, as in Envoy: each sidecar has its own conne
 its own circuit-breaker counters and its own outlier detector, so one sidecar can eject a host
 that another still uses.
 
-* Circuit breakers (``circuit_breakers.thresholds``): an HTTP/1.1 connection carries one request
-  at a time, so at most ``min(max_connections, max_requests)`` requests are active; further
-  requests wait as *pending* up to ``max_pending_requests``; beyond that the request is rejected
-  at once with 503 ``UO`` (never retried, never reaching the server). ``max_retries`` caps
-  retries in flight.
+* Circuit breakers and connection pools: :mod:`sim.connpool` (``ClusterRuntime.pool``).
 * Outlier detection: per host, consecutive 5xx (and consecutive gateway errors 502/503/504;
   local connect failures and timeouts count as both) eject the host *immediately* when the
   threshold is reached, unless that would exceed ``max_ejection_percent`` (at least one host may
@@ -20,15 +16,14 @@ that another still uses.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import simpy
 
+from sim.connpool import ConnPool, PoolStats
 from sim.lb import pick_hashed
 from sim.xds import ClusterSpec, EndpointSpec
 
@@ -48,8 +43,6 @@ class HostState:
     ejections: int = 0
     last_healthy_check: float = 0.0
     requests: int = 0
-    idle_cx: int = 0
-    """Open keep-alive connections to this host with no request on them (reused first)."""
     key: str = ""
     """``address:port`` (the endpoint's ``%UPSTREAM_HOST%``)."""
 
@@ -74,16 +67,13 @@ class ClusterRuntime:
     env: simpy.Environment
     rng: random.Random
     hosts: list[HostState] = field(default_factory=list)
-    active: int = 0
+    pool_stats: PoolStats = field(default_factory=PoolStats)
+    pool: ConnPool = field(init=False)
     retries_active: int = 0
-    pending: deque[simpy.Event] = field(default_factory=deque)
     rr_next: int = 0
     created: float = 0.0
-    overflows: int = 0
     ejections_total: int = 0
     ejected_hosts: int = 0
-    cx_total: int = 0
-    cx_destroy: int = 0
     cx_connect_fail: int = 0
 
     @classmethod
@@ -93,68 +83,28 @@ class ClusterRuntime:
         """Fresh state for a cluster (no requests in flight, nothing ejected)."""
         return cls(spec, env, rng, [HostState(e) for e in spec.endpoints], created=env.now)
 
+    def __post_init__(self) -> None:
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> ConnPool:
+        spec = self.spec
+        return ConnPool(
+            self.env, spec.thresholds, spec.max_requests_per_connection, self.pool_stats
+        )
+
     def update(self, spec: ClusterSpec) -> None:
-        """New config for the same cluster (a mid-run apply): keep the state of kept hosts."""
+        """New config for the same cluster (a mid-run apply): keep the state of kept hosts.
+        A change beyond the endpoints is a new cluster in Envoy: fresh connection pools and
+        circuit-breaker counters, while the old pools drain."""
         old = {h.key: h for h in self.hosts}
+        if replace(spec, endpoints=()) != replace(self.spec, endpoints=()):
+            self.pool.drain()
+            self.spec = spec
+            self.pool = self._new_pool()
         self.spec = spec
         self.hosts = [old.get(e.host) or HostState(e) for e in spec.endpoints]
         for h, e in zip(self.hosts, spec.endpoints, strict=True):
             h.endpoint = e
-
-    # -- circuit breakers -------------------------------------------------------------------
-
-    @property
-    def max_active(self) -> int:
-        """Requests that can be active at once (one per HTTP/1.1 connection)."""
-        t = self.spec.thresholds
-        return min(t.max_connections, t.max_requests)
-
-    def acquire(self) -> simpy.Event | bool:
-        """Reserve an upstream request slot: True = granted now, False = overflow (UO),
-        an Event = queued as pending (granted when it fires)."""
-        if self.active < self.max_active and not self.pending:
-            self.active += 1
-            return True
-        if len(self.pending) < self.spec.thresholds.max_pending_requests:
-            ev = self.env.event()
-            self.pending.append(ev)
-            return ev
-        self.overflows += 1
-        return False
-
-    def abandon(self, ev: simpy.Event) -> None:
-        """A pending request gave up (route timeout) before it got a slot."""
-        if ev.triggered:
-            self.release()
-        else:
-            with contextlib.suppress(ValueError):
-                self.pending.remove(ev)
-
-    def release(self) -> None:
-        """A request finished: free its slot and hand it to the oldest pending request."""
-        if self.pending:
-            self.pending.popleft().succeed()
-        else:
-            self.active -= 1
-
-    def released(self, _event: simpy.Event) -> None:
-        """:meth:`release` as an event callback (a connection closed after a delay)."""
-        self.release()
-
-    def open_connection(self, h: HostState) -> None:
-        """An attempt got its slot: reuse an idle keep-alive connection to ``h`` or open one."""
-        if h.idle_cx:
-            h.idle_cx -= 1
-        else:
-            self.cx_total += 1
-
-    def close_connection(self, h: HostState, *, reusable: bool) -> None:
-        """The attempt's exchange ended: the connection goes back to the pool or is closed
-        (``max_requests_per_connection: 1``, a reset, a timed-out stream, a failed connect)."""
-        if reusable and self.spec.max_requests_per_connection != 1:
-            h.idle_cx += 1
-        else:
-            self.cx_destroy += 1
 
     def retry_allowed(self) -> bool:
         """``max_retries``: whether another retry may be in flight."""
@@ -337,22 +287,24 @@ class ClusterRuntime:
         One HTTP/1.1 connection carries one request at a time and is kept alive for the next
         one unless ``max_requests_per_connection`` is 1 (or the stream was reset / timed out),
         so ``upstream_cx_total`` grows by one per request only in that case."""
+        st = self.pool_stats
         return {
-            "upstream_cx_total": self.cx_total,
-            "upstream_cx_active": self.cx_total - self.cx_destroy,
-            "upstream_cx_destroy": self.cx_destroy,
+            "upstream_cx_total": st.cx_total,
+            "upstream_cx_active": st.cx_total - st.cx_destroy,
+            "upstream_cx_destroy": st.cx_destroy,
             "upstream_cx_connect_fail": self.cx_connect_fail,
+            "upstream_cx_overflow": st.cx_overflow,
             "upstream_rq_total": sum(h.requests for h in self.hosts),
-            "upstream_rq_pending_overflow": self.overflows,
+            "upstream_rq_pending_overflow": st.rq_pending_overflow,
             "outlier_detection.ejections_enforced_total": self.ejections_total,
         }
 
     def stats(self) -> dict[str, Any]:
         """Counters for ``explain`` and tests."""
         return {
-            "active": self.active,
-            "pending": len(self.pending),
-            "overflows": self.overflows,
+            "active": self.pool.active,
+            "pending": self.pool.pending,
+            "overflows": self.pool_stats.rq_pending_overflow,
             "ejections": self.ejections_total,
         }
 

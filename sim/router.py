@@ -20,6 +20,7 @@ from collections.abc import Generator, Mapping
 from typing import Any
 
 from sim.cluster import ClusterRuntime, HostState
+from sim.connpool import ConnPool, Slot
 from sim.inbound import inbound
 from sim.lb import stable_hash
 from sim.matchers import split_path
@@ -71,26 +72,30 @@ def _finish(
     if attempt.holds_slot and not attempt.done:
         attempt.done = True
         host.active -= 1
-        crt.close_connection(host, reusable=reusable)
-        if crt.spec.max_requests_per_connection == 1:
-            # no keep-alive: the connection still counts against max_connections until it is
-            # closed and a new one is opened (one round trip)
-            crt.env.timeout(2 * CONNECTION_SETUP_S).callbacks.append(crt.released)
-        else:
-            crt.release()
-
-
-CONNECTION_SETUP_S = 0.0005
-"""Time to close a connection and open a new one (TCP + mTLS handshake on loopback)."""
+        pool = attempt.pool
+        assert isinstance(pool, ConnPool)
+        pool.release(host.key, reusable=reusable)
 
 
 def _abandon(attempt: Attempt, crt: ClusterRuntime, host: HostState) -> None:
     """The client stopped waiting (timeout): Envoy resets the upstream stream."""
     attempt.abandoned = True
     if attempt.waiting is not None:
-        crt.abandon(attempt.waiting)  # type: ignore[arg-type]
+        pool = attempt.pool
+        assert isinstance(pool, ConnPool)
+        pool.abandon(host.key, attempt.waiting)  # type: ignore[arg-type]
         attempt.waiting = None
     _finish(attempt, crt, host, reusable=False)  # an HTTP/1.1 stream reset closes its connection
+
+
+def _overflow(at_host: bool) -> Response:
+    return Response(
+        503,
+        ("UO",),
+        "upstream_reset_before_response_started{overflow}",
+        BODY_OVERFLOW,
+        local_failure="overflow_at_host" if at_host else "overflow",
+    )
 
 
 def upstream(
@@ -104,26 +109,26 @@ def upstream(
 ) -> Proc:
     """One attempt: circuit breaker, connection, the server sidecar, the response."""
     env = world.env
-    slot = crt.acquire()
-    if slot is False:
-        return Response(
-            503,
-            ("UO",),
-            "upstream_reset_before_response_started{overflow}",
-            BODY_OVERFLOW,
-            local_failure="overflow",
-        )
-    if slot is not True:
+    ep = host.endpoint
+    istio_mtls = crt.spec.istio_mtls
+    mtls = istio_mtls == "all" or (istio_mtls == "auto" and ep.istio_tls)
+    pool = attempt.pool = crt.pool
+    slot = pool.acquire(host.key, tls=mtls or crt.spec.mtls)
+    if slot is not Slot.GRANTED:
+        if slot is Slot.OVERFLOW:
+            return _overflow(False)
+        if slot is Slot.OVERFLOW_AT_HOST:
+            return _overflow(True)
         attempt.waiting = slot
-        yield slot
+        got = yield slot
         attempt.waiting = None
         if attempt.abandoned:
             return None
+        if got is Slot.OVERFLOW_AT_HOST:
+            return _overflow(True)
     attempt.holds_slot = True
     host.active += 1
     host.requests += 1
-    crt.open_connection(host)
-    ep = host.endpoint
     target = world.by_address.get(ep.address)
     security = world.security
     if (
@@ -143,8 +148,6 @@ def upstream(
         crt.cx_connect_fail += 1
         _finish(attempt, crt, host, reusable=False)
         return Response(503, (), "connection_failure", local_failure="connect")
-    istio_mtls = crt.spec.istio_mtls
-    mtls = istio_mtls == "all" or (istio_mtls == "auto" and ep.istio_tls)
     resp: Response = yield from inbound(
         world,
         target,
@@ -284,9 +287,21 @@ def route_request(
         elif resp.local_failure == "overflow":
             if trace:
                 trace.add(
-                    env.now, where, "circuit breaker: pending queue full: 503 UO (never retried)"
+                    env.now,
+                    where,
+                    "circuit breaker: max_pending_requests reached, no pool took the request: "
+                    "503 UO (never retried)",
                 )
             return _fill(resp, crt, None, attempts)
+        elif resp.local_failure == "overflow_at_host":
+            if trace:
+                trace.add(
+                    env.now,
+                    where,
+                    f"circuit breaker: max_requests reached when attaching to a connection to "
+                    f"{host.endpoint.host}: 503 UO (never retried)",
+                )
+            return _fill(resp, crt, host, attempts)
         elif resp.local_failure == "connect":
             if crt.record_outcome(host, 503, True) and trace:
                 trace.add(env.now, where, f"outlier detection ejected {host.endpoint.host}")

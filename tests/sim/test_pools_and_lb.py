@@ -29,20 +29,59 @@ def slow_all(world: object, ms: float) -> None:
         world.apply_break(BreakAction(workload=v, latency_ms=ms))  # type: ignore[attr-defined]
 
 
-def test_envoy_verified_10_concurrent_against_1_1_1_gives_8_uo() -> None:
-    world = make_world(
-        dr("""    connectionPool:
+ONE_ONE_ONE = """    connectionPool:
       tcp: {maxConnections: 1}
-      http: {http1MaxPendingRequests: 1, http2MaxRequests: 1}""")
-    )
+      http: {http1MaxPendingRequests: 1, http2MaxRequests: 1}"""
+
+TO_V1 = """
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
+"""
+
+
+def test_envoy_verified_10_concurrent_against_1_1_1_gives_8_uo() -> None:
+    # envoy-verified.md §4: one upstream host, plaintext, 10 concurrent 1 s requests
+    plaintext = ONE_ONE_ONE + "\n    tls: {mode: DISABLE}"
+    world = make_world(dr(plaintext, "  subsets: [{name: v1, labels: {version: v1}}]") + TO_V1)
     slow_all(world, 1000)
     records = drive(world, concurrency=10, count=10)
     client = src(records)
     assert by(client, "response_flags")[("UO",)] == 8
     overflow = [r for r in client if r.response_flags == ("UO",)]
     assert all(r.response_code == 503 and r.duration_ms < 5 for r in overflow)
+    # the pending request overflowed nowhere: it waited in the host's pool for its connection
     assert sorted(round(r.duration_ms / 1000) for r in client if r.response_code == 200) == [1, 2]
     assert len(dst(records)) == 2  # UO never reaches the server, never retried
+    stats = next(
+        rt.envoy_stats
+        for p in world.pods.values()
+        if p.proxy is not None
+        for name, rt in p.proxy.clusters.items()
+        if name.startswith("outbound|9080|v1|reviews")
+    )
+    assert stats["upstream_rq_pending_overflow"] == 8
+    assert stats["upstream_cx_total"] == 1 and stats["upstream_cx_overflow"] == 1
+
+
+def test_uo_names_the_host_when_max_requests_overflows_on_a_ready_connection() -> None:
+    # Envoy's pools are per host, the limits per cluster: with 3 hosts each may open one
+    # connection; a request that finds its host's connection idle but the cluster's one
+    # max_requests slot taken fails at attach, and the access log names that host. Overflowing
+    # max_pending_requests happens before any pool has the request: no upstream host.
+    world = make_world(dr(ONE_ONE_ONE))
+    slow_all(world, 20)
+    client = src(drive(world, concurrency=10, count=300))
+    overflow = [r for r in client if r.response_flags == ("UO",)]
+    assert len(overflow) > 250
+    at_host = [r for r in overflow if r.upstream_host]
+    assert len(at_host) > len(overflow) / 2
+    assert {r.destination_workload for r in at_host} <= {"reviews-v1", "reviews-v2", "reviews-v3"}
+    assert all(r.destination_workload in ("", "unknown") for r in overflow if not r.upstream_host)
 
 
 def _uo_share(clients: int) -> float:
@@ -68,8 +107,10 @@ def test_item36_http2_max_requests_1_rejects_the_second_concurrent_request() -> 
       http: {http2MaxRequests: 1, http1MaxPendingRequests: 1}""")
     )
     slow_all(world, 500)
-    records = src(drive(world, concurrency=3, count=3))
-    assert sorted(r.response_code for r in records) == [200, 200, 503]
+    records = src(drive(world, concurrency=2, count=2))
+    assert sorted(r.response_code for r in records) == [200, 503]
+    (overflow,) = (r for r in records if r.response_code == 503)
+    assert overflow.response_flags == ("UO",) and overflow.duration_ms < 5
 
 
 def test_item37_no_pool_settings_never_overflow() -> None:
@@ -80,11 +121,9 @@ def test_item37_no_pool_settings_never_overflow() -> None:
 
 
 def test_item39_limits_are_per_client_proxy() -> None:
-    world = make_world(
-        dr("""    connectionPool:
-      tcp: {maxConnections: 1}
-      http: {http1MaxPendingRequests: 1, http2MaxRequests: 1}""")
-    )
+    # one plaintext host, so one connection, one active and one pending request fit exactly
+    plaintext = ONE_ONE_ONE + "\n    tls: {mode: DISABLE}"
+    world = make_world(dr(plaintext, "  subsets: [{name: v1, labels: {version: v1}}]") + TO_V1)
     slow_all(world, 300)
     first = src(drive(world, concurrency=2, count=2))
     second = [

@@ -150,9 +150,10 @@ def test_item27_backoff_is_jittered_below_25ms_then_75ms() -> None:
 
 
 def test_item28_route_timeout_includes_the_pending_queue() -> None:
+    # one host (subset v1): its one connection serves one request at a time, the rest queue
     world = make_world(
         vs("""
-    - route: [{destination: {host: reviews}}]
+    - route: [{destination: {host: reviews, subset: v1}}]
       timeout: 0.5s
 """)
         + """
@@ -166,6 +167,7 @@ spec:
     connectionPool:
       tcp: {maxConnections: 1}
       http: {http1MaxPendingRequests: 100}
+  subsets: [{name: v1, labels: {version: v1}}]
 """
     )
     for v in ("reviews-v1", "reviews-v2", "reviews-v3"):

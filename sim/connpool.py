@@ -1,0 +1,221 @@
+"""Envoy's HTTP/1.1 connection pools and the cluster's circuit breakers, as one client proxy has them.
+
+Envoy keeps one connection pool per upstream host; the circuit-breaker counters
+(``circuit_breakers.thresholds``) belong to the cluster and are shared by all its hosts' pools.
+Following ``ConnPoolImplBase`` (source/common/conn_pool/conn_pool_base.cc):
+
+* A new request at host H with a **ready** (idle keep-alive) connection is attached to it at once,
+  unless ``max_requests`` active requests already exist in the cluster: then it fails with 503
+  ``UO`` *and the access log names H* (the pool's host).
+* Without a ready connection it becomes a **pending** request of H's pool, unless
+  ``max_pending_requests`` are already pending in the cluster: then it fails with 503 ``UO`` and
+  *no upstream host* (no pool had it). Both overflows count as ``upstream_rq_pending_overflow``.
+* A pending request makes H's pool open a connection when it has fewer connecting connections
+  than pending requests and the cluster is below ``max_connections`` — or when H has no
+  connection at all (Envoy always lets a host have one, so pending requests cannot starve).
+  Otherwise ``upstream_cx_overflow`` counts it and the request waits for one of H's connections.
+* When one of H's connections becomes ready (connected, or its request finished and it is kept
+  alive) H's pending requests are attached to it oldest first, each checked against
+  ``max_requests`` (an overflow there is again a ``UO`` naming H).
+
+An HTTP/1.1 connection carries one request at a time. ``max_requests_per_connection: 1`` closes it
+after each request. A changed cluster (a CDS push that changes more than its endpoints) gets a
+fresh pool with fresh counters, as Envoy builds a new cluster; requests in flight finish on the old
+pool, which then closes its connections instead of keeping them (draining).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+import simpy
+
+from sim.xds import Thresholds
+
+__all__ = ["CONNECTION_SETUP_S", "ConnPool", "HostPool", "PoolStats", "Slot"]
+
+CONNECTION_SETUP_S = 0.001
+"""Extra time to open an mTLS connection (the TLS 1.3 handshake round trip and its ECDSA work on
+loopback). A plaintext connection is ready at once (its TCP round trip is part of the hop)."""
+
+
+class Slot(Enum):
+    """What the pool did with a new request."""
+
+    GRANTED = "granted"
+    """Attached to a connection: the request goes upstream now."""
+    OVERFLOW = "overflow"
+    """``max_pending_requests`` overflow: 503 UO, no upstream host."""
+    OVERFLOW_AT_HOST = "overflow_at_host"
+    """``max_requests`` overflow when attaching to a ready connection: 503 UO naming the host."""
+
+
+@dataclass(slots=True)
+class PoolStats:
+    """Envoy's ``cluster.<name>.upstream_*`` counters, kept across pools (stats outlive a push)."""
+
+    cx_total: int = 0
+    cx_destroy: int = 0
+    cx_overflow: int = 0
+    rq_pending_overflow: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class HostPool:
+    """One host's connections and pending requests."""
+
+    setup_s: float = 0.0
+    """Time a new connection to this host takes to become ready."""
+    ready: int = 0
+    """Idle keep-alive connections."""
+    connecting: int = 0
+    connections: int = 0
+    """Open connections: connecting, ready or carrying a request."""
+    pending: deque[simpy.Event] = field(default_factory=deque)
+
+
+class ConnPool:
+    """The pools of one cluster in one client proxy, under its circuit breakers."""
+
+    __slots__ = (
+        "active",
+        "connections",
+        "draining",
+        "env",
+        "hosts",
+        "max_requests_per_connection",
+        "pending",
+        "setup_s",
+        "stats",
+        "thresholds",
+    )
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        thresholds: Thresholds,
+        max_requests_per_connection: int,
+        stats: PoolStats,
+        setup_s: float = CONNECTION_SETUP_S,
+    ) -> None:
+        self.env = env
+        self.thresholds = thresholds
+        self.max_requests_per_connection = max_requests_per_connection
+        self.stats = stats
+        self.setup_s = setup_s
+        self.hosts: dict[str, HostPool] = {}
+        self.active = 0
+        """Requests on a connection (the ``max_requests`` counter)."""
+        self.pending = 0
+        """Pending requests of all hosts (the ``max_pending_requests`` counter)."""
+        self.connections = 0
+        """Open connections of all hosts (the ``max_connections`` counter)."""
+        self.draining = False
+
+    def host(self, key: str, *, tls: bool = False) -> HostPool:
+        """The pool of host ``key`` (``address:port``); ``tls`` when its connections are mTLS."""
+        hp = self.hosts.get(key)
+        if hp is None:
+            hp = self.hosts[key] = HostPool(self.setup_s if tls else 0.0)
+        return hp
+
+    def acquire(self, key: str, *, tls: bool = False) -> Slot | simpy.Event:
+        """A new request at host ``key``: a :class:`Slot`, or an Event fired with one when a
+        connection takes the pending request."""
+        hp = self.host(key, tls=tls)
+        if hp.ready:
+            return self._attach(hp)
+        if self.pending >= self.thresholds.max_pending_requests:
+            self.stats.rq_pending_overflow += 1
+            return Slot.OVERFLOW
+        ev = self.env.event()
+        hp.pending.append(ev)
+        self.pending += 1
+        self._maybe_connect(key, hp)
+        if ev.triggered:  # a plaintext connection, ready at once, took it
+            value = ev.value
+            assert isinstance(value, Slot)
+            return value
+        return ev
+
+    def release(self, key: str, *, reusable: bool) -> None:
+        """A request finished on its connection: keep the connection for the next request, or
+        close it (``max_requests_per_connection: 1``, a reset or timed-out stream, a failed
+        connect, a draining pool)."""
+        self.active -= 1
+        hp = self.host(key)
+        if reusable and self.max_requests_per_connection != 1 and not self.draining:
+            self._ready(hp)
+            return
+        self._close(hp, was_ready=False)
+        if hp.pending:
+            self._maybe_connect(key, hp)
+
+    def abandon(self, key: str, ev: simpy.Event) -> None:
+        """A pending request gave up (route or per-try timeout) before it was sent."""
+        hp = self.host(key)
+        if ev.triggered:
+            if ev.value is Slot.GRANTED:  # attached in this instant: nothing was sent on it
+                self.release(key, reusable=True)
+            return
+        with contextlib.suppress(ValueError):
+            hp.pending.remove(ev)
+            self.pending -= 1
+
+    def drain(self) -> None:
+        """The cluster was replaced: close idle connections now, the others when their request
+        ends (Envoy drains the old cluster's pools)."""
+        self.draining = True
+        for hp in self.hosts.values():
+            while hp.ready:
+                self._close(hp, was_ready=True)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _attach(self, hp: HostPool) -> Slot:
+        if self.active >= self.thresholds.max_requests:
+            self.stats.rq_pending_overflow += 1
+            return Slot.OVERFLOW_AT_HOST
+        hp.ready -= 1
+        self.active += 1
+        return Slot.GRANTED
+
+    def _ready(self, hp: HostPool) -> None:
+        """One of the host's connections is ready: attach pending requests, oldest first."""
+        hp.ready += 1
+        while hp.pending and hp.ready:
+            ev = hp.pending.popleft()
+            self.pending -= 1
+            ev.succeed(self._attach(hp))
+        if self.draining:
+            while hp.ready:
+                self._close(hp, was_ready=True)
+
+    def _close(self, hp: HostPool, *, was_ready: bool) -> None:
+        if was_ready:
+            hp.ready -= 1
+        hp.connections -= 1
+        self.connections -= 1
+        self.stats.cx_destroy += 1
+
+    def _maybe_connect(self, key: str, hp: HostPool) -> None:
+        if len(hp.pending) <= hp.connecting:
+            return
+        if self.connections >= self.thresholds.max_connections and hp.connections > 0:
+            self.stats.cx_overflow += 1
+            return
+        hp.connecting += 1
+        hp.connections += 1
+        self.connections += 1
+        self.stats.cx_total += 1
+        if hp.setup_s > 0:
+            self.env.timeout(hp.setup_s).callbacks.append(lambda _ev: self._connected(hp))
+        else:
+            self._connected(hp)
+
+    def _connected(self, hp: HostPool) -> None:
+        hp.connecting -= 1
+        self._ready(hp)
