@@ -21,7 +21,9 @@ from mesh.runner import RunnerError
 from mesh.state import MeshState, step_state
 from sim.messages import Request, Response, Trace
 from sim.runner import build_world, step_seed
+from sim.tcp import TcpOutcome
 from sim.traffic import TrafficDriver, drain
+from sim.world import World
 
 __all__ = ["Explanation", "explain", "parse_request"]
 
@@ -137,6 +139,8 @@ def explain(
     )
     driver = TrafficDriver(world, traffic)
     trace = Trace()
+    if traffic.is_tcp:
+        return _explain_connection(world, driver, trace, traffic.from_)
     req = driver.request(request, trace)
     proc = world.env.process(driver.send(req))
     world.env.run(until=proc)
@@ -144,3 +148,21 @@ def explain(
     response = proc.value
     assert isinstance(response, Response)
     return Explanation(req, response, tuple(trace.lines), tuple(world.records), traffic.from_)
+
+
+def _explain_connection(
+    world: World, driver: TrafficDriver, trace: Trace, source: str
+) -> Explanation:
+    """``protocol: tcp`` traffic: one TCP connection instead of a request (shown as ``TCP``;
+    result 0, as Istio's TCP metrics have no response code)."""
+    conn = driver.connection(trace)
+    proc = world.env.process(driver.open(conn))
+    world.env.run(until=proc)
+    drain(world.env, world.env.now + 600.0)
+    out = proc.value
+    assert isinstance(out, TcpOutcome)
+    target = f"{conn.address}:{conn.port}"
+    req = Request("TCP", f"{conn.send_bytes} bytes", target, conn.port, {}, "", "", trace)
+    resp = Response(0, out.flags, out.details or "connection closed by the client")
+    resp.upstream_cluster, resp.upstream_host = out.upstream_cluster, out.upstream_host
+    return Explanation(req, resp, tuple(trace.lines), tuple(world.records), source)

@@ -42,3 +42,22 @@ def test_explain_gives_the_chain_of_causes_of_a_timeout() -> None:
     assert "UT (UpstreamRequestTimeout)" in text
     assert "route timeout expired" in text
     assert "0 DC (DownstreamConnectionTermination)" in text
+
+
+def test_explain_follows_a_tcp_connection_to_the_passthrough_cluster() -> None:
+    import dataclasses
+
+    from mesh.lesson import TrafficSpec
+
+    lesson = load_lesson(LESSONS / "01-request-routing")
+    step = dataclasses.replace(
+        lesson.steps[0],
+        traffic=TrafficSpec(from_="order", to="203.0.113.9:5555", protocol="tcp", send_bytes=9),
+    )
+    lesson = dataclasses.replace(lesson, spec=dataclasses.replace(lesson.spec, steps=(step,)))
+    result = explain(lesson, parse_request("GET /"))
+    text = result.render()
+    assert result.response.upstream_cluster == "PassthroughCluster"
+    assert "listener virtualOutbound, filter chain virtualOutbound-catchall-tcp" in text
+    assert "to the original destination 203.0.113.9:5555" in text
+    assert text.startswith("TCP 9 bytes")
