@@ -18,6 +18,7 @@ FilterChainMatch (:meth:`sim.xds.ListenerSpec.select`). Its ``tcp_proxy`` then:
 * the host comes from the cluster's load balancer (:meth:`sim.cluster.ClusterRuntime.pick_host`);
   a NetworkPolicy that drops the SYN fails after ``connect_timeout``, a dead pod refuses at once:
   both ``UF`` (and an outlier-detection local-origin failure; ``tcp_proxy`` does not retry).
+  An endpoint outside the simulated mesh (a ServiceEntry's address) is a server that accepts.
 
 Server sidecar (inbound). The connection must match a ``virtualInbound`` chain for its
 destination port, transport (``tls`` for Istio mTLS, else ``raw_buffer``) and ALPN
@@ -221,7 +222,12 @@ def _upstream(
         _note(conn, world, where, "NetworkPolicy dropped the SYN: connect timeout (UF)")
         return TcpOutcome(("UF",), "connection_failure")
     yield env.timeout(world.hop())
-    if target is None or target.dead:
+    if target is None:  # an address outside the simulated mesh (a ServiceEntry endpoint)
+        _note(conn, world, where, f"{ep.host} is outside the mesh: its server accepts")
+        crt.record_outcome(host, 200, False)
+        yield env.timeout(conn.hold_s + world.hop())
+        return TcpOutcome(bytes_sent=conn.receive_bytes, bytes_received=conn.send_bytes)
+    if target.dead:
         proxy.count(f"cluster.{crt.spec.name}.upstream_cx_connect_fail")
         crt.record_outcome(host, 503, True)
         _note(conn, world, where, "connection refused: the pod is gone (UF)")

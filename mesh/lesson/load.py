@@ -22,6 +22,7 @@ from mesh.lesson.model import (
     TrafficSpec,
 )
 from mesh.model.common import FrozenMap, Resource, SourceMap
+from mesh.model.gateway import ServiceEntry
 from mesh.model.kubernetes import Deployment, Service
 from mesh.source.decode import MISSING, Decoder
 from mesh.source.load import load_paths
@@ -164,8 +165,18 @@ def load_lesson(path: Path | str) -> Lesson:
             diagnostics.extend(loaded.diagnostics)
             files[ref] = loaded.resources
         _check_step(step, i, source, folder.name, diagnostics)
+    external = {
+        host.split(".", 1)[0]
+        for resources in files.values()
+        for r in resources
+        if isinstance(r, ServiceEntry)
+        for host in r.hosts
+    }
+    for i, step in enumerate(spec.steps):
         if app is not None:
-            _check_references(step, i, source, folder.name, app=app, out=diagnostics)
+            _check_references(
+                step, i, source, folder.name, app=app, external=external, out=diagnostics
+            )
 
     if app is None or any(d.severity is Level.ERROR for d in diagnostics):
         raise DiagnosticError(diagnostics)
@@ -303,9 +314,18 @@ _CLIENTS = {"outside", "ingress"}
 
 
 def _check_references(
-    step: LessonStep, index: int, source: SourceMap, lesson: str, *, app: App, out: list[Diagnostic]
+    step: LessonStep,
+    index: int,
+    source: SourceMap,
+    lesson: str,
+    *,
+    app: App,
+    external: set[str],
+    out: list[Diagnostic],
 ) -> None:
-    """MPY4003: services, clients and workloads a step names must exist in the app."""
+    """MPY4003: services, clients and workloads a step names must exist in the app (an edge may
+    also end at a ServiceEntry host of the lesson's files, by its first label, as Istio's
+    ``destination_service_name``, or at ``PassthroughCluster`` / ``BlackHoleCluster``)."""
     services = {r.name for r in app.resources if isinstance(r, Service)}
     workloads = {r.name for r in app.resources if isinstance(r, Deployment)}
     apps = {
@@ -344,7 +364,7 @@ def _check_references(
                     f'edge client "{client}" is not an app of the lesson',
                     apps | _CLIENTS,
                 )
-            if service not in services and service not in SPECIAL_SERVICES:
+            if service not in services | external and service not in SPECIAL_SERVICES:
                 report(
                     (*path, "edge"),
                     f'edge service "{service}" is not a Service of the app',

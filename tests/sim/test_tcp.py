@@ -313,3 +313,32 @@ def test_tcp_connections_feed_istios_tcp_metrics_not_requests_total() -> None:
     totals = tcp_totals(src(records))
     assert list(totals.values()) == [(4, 4, 4000, 40)]
     assert all(r.ok for r in records)
+
+
+def test_a_service_entry_address_makes_registry_only_tcp_reach_its_external_endpoint() -> None:
+    entry = """
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: psp, namespace: t}
+spec:
+  hosts: [psp.example.com]
+  addresses: [203.0.113.9]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: STATIC
+  endpoints: [{address: 203.0.113.9}]
+"""
+    world = make_world(DB + db_deployment("primary") + sidecar("REGISTRY_ONLY") + entry)
+    records = connect(world, "203.0.113.9:443", count=2)
+    assert [
+        (r.destination_service, r.upstream_cluster, r.upstream_host, r.response_flags, r.bytes_sent)
+        for r in records
+    ] == [
+        (
+            "psp.example.com",
+            "outbound|443||psp.example.com",
+            "203.0.113.9:443",
+            (),
+            2000,
+        )
+    ] * 2
