@@ -164,7 +164,11 @@ def _tcp_proxy(world: World, proxy: ProxyRuntime, conn: Connection, chain: Filte
     if spec.type == "ORIGINAL_DST" and not spec.endpoints:
         out: TcpOutcome = yield from _passthrough(world, proxy, conn, name)
         return out
-    host = crt.pick_host(None, None, 1)
+    if conn.trace is not None:
+        pick = crt.choose(None, None, 1)
+        host, why = pick.host, f" by {pick.reason}"
+    else:
+        host, why = crt.pick_host(None, None, 1), ""
     service = spec.service_host or name
     if host is None:
         reason = "no endpoints" if not crt.hosts else "no healthy endpoint"
@@ -177,7 +181,10 @@ def _tcp_proxy(world: World, proxy: ProxyRuntime, conn: Connection, chain: Filte
         _note(conn, world, where, f"{name}: max_connections reached: closed (UO)")
         return TcpOutcome(("UO",), "overflow", name, destination_service=service)
     _note(
-        conn, world, where, f"endpoint {host.key} ({host.endpoint.pod or host.endpoint.workload})"
+        conn,
+        world,
+        where,
+        f"endpoint {host.key} ({host.endpoint.pod or host.endpoint.workload}){why}",
     )
     proxy.tcp_active[name] = active + 1
     proxy.count(f"cluster.{name}.upstream_cx_total")
@@ -234,6 +241,7 @@ def _upstream(
         return TcpOutcome(("UF",), "connection_failure")
     istio = crt.spec.istio_mtls
     mtls = istio == "all" or (istio == "auto" and ep.istio_tls)
+    _note(conn, world, where, "Istio mTLS (ALPN istio-peer-exchange)" if mtls else "plaintext")
     out: TcpOutcome = yield from serve_tcp(
         world, target, conn, client=proxy.pod, port=ep.port, mtls=mtls
     )
@@ -296,6 +304,7 @@ def serve_tcp(
     where = pod.name
     proxy = pod.proxy
     if not pod.sidecar or proxy is None:
+        _note(conn, world, where, "no sidecar: the connection goes straight to the app")
         if pod.refuse:
             return TcpOutcome(local_failure="connect")
         yield env.timeout(conn.hold_s)
