@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import FastAPI, Header, Path
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from services.common.app import Runtime, create_app
@@ -65,32 +65,32 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
         path: str,
         json: Any = None,
         headers: dict[str, str] | None = None,
-    ) -> JSONResponse:
+    ) -> Response:
         response = await wired["downstream"].call(method, service, path, json=json, headers=headers)
         return relay(response, service)
 
     @app.get("/api/products", tags=["catalog"], response_model=ProductList, responses=Passed)
-    async def products() -> JSONResponse:
+    async def products() -> Response:
         return await forward("GET", "product", "/products")
 
     @app.get(
         "/api/products/{product_id}", tags=["catalog"], response_model=ProductOut, responses=Passed
     )
-    async def product(product_id: ProductId) -> JSONResponse:
+    async def product(product_id: ProductId) -> Response:
         return await forward("GET", "product", f"/products/{product_id}")
 
     @app.post(
         "/api/users", status_code=201, tags=["account"], response_model=UserPublic, responses=Passed
     )
-    async def register(body: UserCreate) -> JSONResponse:
+    async def register(body: UserCreate) -> Response:
         return await forward("POST", "user", "/users", json=body.model_dump())
 
     @app.post("/api/login", tags=["account"], response_model=Token, responses=Passed)
-    async def login(body: LoginRequest) -> JSONResponse:
+    async def login(body: LoginRequest) -> Response:
         return await forward("POST", "user", "/login", json=body.model_dump())
 
     @app.get("/api/me", tags=["account"], response_model=Account, responses=Passed)
-    async def me(authorization: Authorization = None) -> JSONResponse:
+    async def me(authorization: Authorization = None) -> Response:
         downstream = wired["downstream"]
         auth = _headers(authorization=authorization)
         profile, orders = await asyncio.gather(
@@ -120,12 +120,12 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
             str, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN)
         ],
         authorization: Authorization = None,
-    ) -> JSONResponse:
+    ) -> Response:
         headers = _headers(authorization=authorization, idempotency_key=idempotency_key)
         return await forward("POST", "order", "/orders", json=body.model_dump(), headers=headers)
 
     @app.get("/api/orders", tags=["orders"], response_model=OrderList, responses=Passed)
-    async def orders(authorization: Authorization = None) -> JSONResponse:
+    async def orders(authorization: Authorization = None) -> Response:
         return await forward(
             "GET", "order", "/orders", headers=_headers(authorization=authorization)
         )
@@ -136,7 +136,7 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
         response_model=OrderOut,
         responses={**Passed, 404: {"description": "no such order"}},
     )
-    async def order(order_id: OrderId, authorization: Authorization = None) -> JSONResponse:
+    async def order(order_id: OrderId, authorization: Authorization = None) -> Response:
         return await forward(
             "GET", "order", f"/orders/{order_id}", headers=_headers(authorization=authorization)
         )

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from services.common.errors import ServiceError, error_body
 from services.common.http1 import HttpClient, TransportError
@@ -159,13 +159,14 @@ def raise_for_upstream(response: UpstreamResponse, service: str) -> None:
     raise ServiceError(response.status_code, code, message)
 
 
-def relay(response: UpstreamResponse, service: str) -> JSONResponse:
-    """An upstream answer as ours: same status and JSON body; a JSON error when the body is not
-    JSON (for example Envoy's plain-text `no healthy upstream`)."""
+def relay(response: UpstreamResponse, service: str) -> Response:
+    """An upstream answer as ours: same status and JSON body (the upstream's bytes, checked to be
+    JSON, not re-encoded); a JSON error when the body is not JSON (for example Envoy's plain-text
+    `no healthy upstream`)."""
     try:
-        body = response.json()
+        response.json()
     except ValueError:
         status = response.status_code if response.status_code >= 400 else 502
         message = f"{service} answered {response.status_code} without JSON"
         return JSONResponse(error_body("upstream_error", message), status_code=status)
-    return JSONResponse(body, status_code=response.status_code)
+    return Response(response.content, status_code=response.status_code, media_type=JSON_TYPE)

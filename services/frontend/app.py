@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import Cookie, FastAPI, Header, Path
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
@@ -76,7 +76,7 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
 
     async def forward(
         method: str, path: str, json: Any = None, headers: dict[str, str] | None = None
-    ) -> JSONResponse:
+    ) -> Response:
         return relay(await gateway(method, path, json, headers), "api-gateway")
 
     @app.get(
@@ -99,23 +99,23 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
         return HTMLResponse(page(items, settings.version, None))
 
     @app.get("/api/products", tags=["api"], response_model=ProductList, responses=Passed)
-    async def products() -> JSONResponse:
+    async def products() -> Response:
         return await forward("GET", "/api/products")
 
     @app.get(
         "/api/products/{product_id}", tags=["api"], response_model=ProductOut, responses=Passed
     )
-    async def product(product_id: ProductId) -> JSONResponse:
+    async def product(product_id: ProductId) -> Response:
         return await forward("GET", f"/api/products/{product_id}")
 
     @app.post(
         "/api/users", status_code=201, tags=["api"], response_model=UserPublic, responses=Passed
     )
-    async def register(body: UserCreate) -> JSONResponse:
+    async def register(body: UserCreate) -> Response:
         return await forward("POST", "/api/users", json=body.model_dump())
 
     @app.post("/api/login", tags=["api"], response_model=LoggedIn, responses=Passed)
-    async def login(body: LoginRequest) -> JSONResponse:
+    async def login(body: LoginRequest) -> Response:
         response = await gateway("POST", "/api/login", json=body.model_dump())
         if response.status_code != 200:
             return relay(response, "api-gateway")
@@ -139,7 +139,7 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
         return out
 
     @app.get("/api/me", tags=["api"], response_model=Account, responses=Passed)
-    async def me(token: Token = None) -> JSONResponse:
+    async def me(token: Token = None) -> Response:
         return await forward("GET", "/api/me", headers=_auth(token))
 
     @app.post(
@@ -155,12 +155,12 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
             str, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN)
         ],
         token: Token = None,
-    ) -> JSONResponse:
+    ) -> Response:
         headers = {**_auth(token), "Idempotency-Key": idempotency_key}
         return await forward("POST", "/api/orders", json=body.model_dump(), headers=headers)
 
     @app.get("/api/orders", tags=["api"], response_model=OrderList, responses=Passed)
-    async def orders(token: Token = None) -> JSONResponse:
+    async def orders(token: Token = None) -> Response:
         return await forward("GET", "/api/orders", headers=_auth(token))
 
     @app.get(
@@ -169,7 +169,7 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
         response_model=OrderOut,
         responses={**Passed, 404: {"description": "no such order"}},
     )
-    async def order(order_id: OrderId, token: Token = None) -> JSONResponse:
+    async def order(order_id: OrderId, token: Token = None) -> Response:
         return await forward("GET", f"/api/orders/{order_id}", headers=_auth(token))
 
     return app
