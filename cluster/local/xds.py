@@ -48,7 +48,6 @@ __all__ = [
     "bootstrap",
     "fold_eds",
     "inline_route_configs",
-    "static_bootstrap",
     "to_file_sources",
 ]
 
@@ -254,9 +253,7 @@ class XdsFiles:
             else:
                 for r in items:
                     plan[self.path(kind, resource_name(kind, r))] = ([r], [resource_name(kind, r)])
-            names_now = {
-                resource_name(kind, r): json.dumps(r, sort_keys=True) for r in items
-            }
+            names_now = {resource_name(kind, r): json.dumps(r, sort_keys=True) for r in items}
             before = self._names[kind]
             diff = sorted(
                 {n for n in names_now if before.get(n) != names_now[n]}
@@ -309,42 +306,5 @@ def bootstrap(
         "dynamic_resources": {
             "lds_config": _path_source(xds_root / "lds" / "lds.json"),
             "cds_config": _path_source(xds_root / "cds" / "cds.json"),
-        },
-    }
-
-
-def static_bootstrap(
-    *, node_id: str, node_cluster: str, admin_port: int, resources: ProxyResources
-) -> dict[str, Any]:
-    """The same resources inlined in ``static_resources`` (for ``envoy --mode validate``, which
-    reads no xDS files): RDS becomes ``route_config``, EDS ``load_assignment``, SDS secrets."""
-    routes = {str(r.get("name", "")): r for r in resources.routes}
-    endpoints = {str(e.get("cluster_name", "")): e for e in resources.endpoints}
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, list):
-            return [inline(item) for item in node]
-        if not isinstance(node, dict):
-            return node
-        out = {k: inline(v) for k, v in node.items()}
-        rds = out.pop("rds", None)
-        if isinstance(rds, dict):
-            out["route_config"] = routes.get(str(rds.get("route_config_name")), {})
-        eds = out.get("eds_cluster_config")
-        if isinstance(eds, dict) and out.get("type") == "EDS":
-            name = str(eds.get("service_name") or out.get("name", ""))
-            del out["eds_cluster_config"]
-            out["type"] = "STATIC"
-            out["load_assignment"] = endpoints.get(name, {"cluster_name": name})
-        out.pop("sds_config", None)
-        return out
-
-    return {
-        "node": {"id": node_id, "cluster": node_cluster},
-        "admin": {"address": socket_address("127.0.0.1", admin_port)},
-        "static_resources": {
-            "listeners": inline(copy.deepcopy(resources.listeners)),
-            "clusters": inline(copy.deepcopy(resources.clusters)),
-            "secrets": copy.deepcopy(resources.secrets),
         },
     }

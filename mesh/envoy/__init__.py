@@ -7,7 +7,7 @@ bootstrap. Names come from :mod:`mesh.envoy.names`, type URLs from :mod:`mesh.en
 """
 
 from mesh.envoy.accesslog import record_from_access_log
-from mesh.envoy.bootstrap import bootstrap, xds_files
+from mesh.envoy.bootstrap import bootstrap
 from mesh.envoy.names import (
     BLACKHOLE_CLUSTER,
     PASSTHROUGH_CLUSTER,
@@ -37,5 +37,4 @@ __all__ = [
     "record_from_access_log",
     "translate",
     "translate_proxy",
-    "xds_files",
 ]

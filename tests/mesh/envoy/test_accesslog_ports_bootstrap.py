@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
-
-from mesh.envoy import PodPorts, PortMap, TranslateOptions, bootstrap, translate, xds_files
+from mesh.envoy import PodPorts, PortMap, TranslateOptions, translate
 from mesh.envoy.accesslog import LogIdentity, json_format, record_from_access_log
 from mesh.model import FrozenMap
 from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
@@ -185,41 +181,3 @@ def test_access_log_path_is_per_pod() -> None:
     )
     hcm = config["product-v2-0"].listeners[0]["filter_chains"][0]["filters"][0]["typed_config"]
     assert hcm["access_log"][0]["typed_config"]["path"] == "/logs/shop/product-v2-0.log"
-
-
-def test_dynamic_bootstrap_points_every_source_at_the_xds_files(tmp_path: Path) -> None:
-    proxy = _case_config("mirror", TranslateOptions())["frontend-v1-0"]
-    boot = bootstrap(proxy, admin_port=0, xds_dir=str(tmp_path), static=False)
-    assert (
-        boot["dynamic_resources"]["lds_config"]["path_config_source"]["path"]
-        == f"{tmp_path}/lds.yaml"
-    )
-    files = xds_files(proxy, str(tmp_path))
-    text = yaml.safe_dump(files)
-    assert "ads: {}" not in text
-    rds = files["rds.yaml"]["resources"]
-    assert [r["name"] for r in rds] == [r["name"] for r in proxy.routes]
-    eds_cluster = next(c for c in files["cds.yaml"]["resources"] if c.get("type") == "EDS")
-    source = eds_cluster["eds_cluster_config"]["eds_config"]["path_config_source"]
-    assert source == {"path": f"{tmp_path}/eds.yaml", "watched_directory": {"path": str(tmp_path)}}
-    with pytest.raises(ValueError, match="xds_dir"):
-        bootstrap(proxy, admin_port=0, static=False)
-
-
-@pytest.mark.envoy
-def test_dynamic_bootstrap_is_accepted_by_real_envoy(tmp_path: Path) -> None:
-    proxy = _case_config("mirror", TranslateOptions())["frontend-v1-0"]
-    for name, body in xds_files(proxy, str(tmp_path)).items():
-        (tmp_path / name).write_text(yaml.safe_dump(body))
-    path = tmp_path / "bootstrap.yaml"
-    path.write_text(
-        yaml.safe_dump(bootstrap(proxy, admin_port=0, xds_dir=str(tmp_path), static=False))
-    )
-    proc = subprocess.run(
-        [str(ENVOY), "--mode", "validate", "-c", str(path), "-l", "error"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
