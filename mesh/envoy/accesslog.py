@@ -40,6 +40,7 @@ SOURCE_VERSION_HEADER = "x-meshplay-source-version"
 _COMMON: dict[str, str] = {
     "start_time": "%START_TIME%",
     "duration_ms": "%DURATION%",
+    "duration_us": "%COMMON_DURATION(DS_RX_BEG:DS_TX_END:us)%",
     "route_name": "%ROUTE_NAME%",
     "upstream_cluster": "%UPSTREAM_CLUSTER_RAW%",
     "upstream_host": "%UPSTREAM_HOST%",
@@ -130,6 +131,15 @@ def _number(value: Any) -> int:
         return 0
 
 
+def _duration_ms(entry: Mapping[str, Any]) -> float:
+    """``duration_us`` (first byte in to last byte out, in microseconds) when Envoy has both
+    ends; else ``%DURATION%``, whole milliseconds (e.g. the client went away mid-response)."""
+    micros = entry.get("duration_us")
+    if isinstance(micros, int | float) and not isinstance(micros, bool):
+        return float(micros) / 1000.0
+    return float(_number(entry.get("duration_ms")))
+
+
 def _epoch(text: str) -> float:
     if not text:
         return 0.0
@@ -173,7 +183,7 @@ def record_from_access_log(
     dest_principal = _text(entry.get("destination_principal")).removeprefix("spiffe://")
     return RequestRecord(
         start_time=_epoch(_text(entry.get("start_time"))) - run_started_at,
-        duration_ms=float(_number(entry.get("duration_ms"))),
+        duration_ms=_duration_ms(entry),
         reporter=reporter,
         source_workload=_text(entry.get("source_workload")) or unknown,
         source_namespace=_text(entry.get("source_namespace")) or unknown,

@@ -24,6 +24,7 @@ ME = LogIdentity(
 OPERATORS: dict[str, Any] = {
     "%START_TIME%": "2026-11-25T10:00:01.500Z",
     "%DURATION%": 12,
+    "%COMMON_DURATION(DS_RX_BEG:DS_TX_END:us)%": 12345,
     "%ROUTE_NAME%": "canary",
     "%UPSTREAM_CLUSTER_RAW%": "outbound|8080|v2|product.shop.svc.cluster.local",
     "%UPSTREAM_HOST%": "127.10.0.3:8080",
@@ -63,7 +64,7 @@ def test_every_request_record_field_comes_back_from_a_source_log_line() -> None:
     )
     assert record == RequestRecord(
         start_time=1.5,
-        duration_ms=12.0,
+        duration_ms=12.345,
         reporter=Reporter.SOURCE,
         source_workload="frontend-v1",
         source_namespace="shop",
@@ -92,6 +93,14 @@ def test_every_request_record_field_comes_back_from_a_source_log_line() -> None:
         connection_security_policy=ConnectionSecurityPolicy.UNKNOWN,
         response_code_details="upstream_reset_before_response_started{connection_failure}",
     )
+
+
+def test_durations_are_microseconds_with_whole_milliseconds_as_the_fallback() -> None:
+    # %DURATION% is whole ms: a 0.6 ms hop logs 0 or 1; COMMON_DURATION(...:us) keeps 0.6 ms.
+    # Without a last downstream byte (the client went away) Envoy writes null for it.
+    line = envoy_line(json_format(Reporter.SOURCE, ME))
+    assert record_from_access_log({**line, "duration_us": 612}).duration_ms == 0.612
+    assert record_from_access_log({**line, "duration_us": None}).duration_ms == 12.0
 
 
 def test_destination_log_line_carries_the_caller_and_mtls() -> None:
