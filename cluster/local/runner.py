@@ -107,6 +107,7 @@ class LocalRunner:
     def run(self, lesson: Lesson, options: RunOptions) -> LessonRun:
         """Run the lesson's steps on a fresh local mesh and grade every step."""
         _refuse_network_policies(lesson)
+        _refuse_tcp_traffic(lesson, options)
         workdir = self.workdir or Path(tempfile.mkdtemp(prefix="meshplay-local-"))
         try:
             with terminate_on_signals(), LocalMesh(workdir, seed=options.seed) as mesh:
@@ -256,4 +257,18 @@ def _refuse_network_policies(lesson: Lesson) -> None:
             raise RunnerError(
                 f"NetworkPolicy {names} needs a CNI to be enforced, which the local runner does "
                 "not have; run this lesson with --runner sim (or kube)"
+            )
+
+
+def _refuse_tcp_traffic(lesson: Lesson, options: RunOptions) -> None:
+    """The local load generator speaks HTTP only: a step that drives ``protocol: tcp`` traffic
+    cannot be run here (say so before starting anything)."""
+    steps = lesson.steps[: options.until_step] if options.until_step else lesson.steps
+    for index, step in enumerate(steps):
+        if step.runners and self_name_missing(step):
+            continue
+        if lesson.traffic_of(step).is_tcp:
+            raise RunnerError(
+                f'step {index + 1} "{step.name}": protocol: tcp traffic is not carried by the '
+                "local runner; run this lesson with --runner sim (or kube)"
             )

@@ -80,3 +80,12 @@ def test_network_policy_lesson_is_refused_with_the_reason() -> None:
     lesson = load_lesson(LESSON.parent / "15-network-policy")
     with pytest.raises(RunnerError, match=r"NetworkPolicy shop/.* needs a CNI"):
         LocalRunner().run(lesson, RunOptions(seed=1))
+
+
+def test_tcp_traffic_lesson_is_refused_with_the_reason() -> None:
+    """The local load generator is HTTP only: a TCP step is refused before anything starts."""
+    from mesh.runner import RunnerError
+
+    lesson = load_lesson(LESSON.parent / "16-egress-registry-only")
+    with pytest.raises(RunnerError, match=r'step 1 ".*": protocol: tcp traffic is not carried'):
+        LocalRunner().run(lesson, RunOptions(seed=1))
