@@ -194,6 +194,23 @@ def load_lesson(path: Path | str) -> Lesson:
 def _check_step(
     step: LessonStep, index: int, source: SourceMap, lesson: str, out: list[Diagnostic]
 ) -> None:
+    if step.compare is not None:
+        for key in ("share", "success", "flag"):
+            value = getattr(step.compare, key)
+            if value is not None and not 0.0 <= value <= 1.0:
+                where: tuple[str | int, ...] = ("steps", index, "compare", key)
+                pos = source.position(where)
+                out.append(
+                    Diagnostic(
+                        "MPY4001",
+                        f"compare.{key} is a tolerance on a proportion: 0..1, got {value:g}",
+                        file=pos.file,
+                        line=pos.line,
+                        column=pos.column,
+                        resource=f"Lesson {lesson}",
+                        path=format_path(where),
+                    )
+                )
     for j, exp in enumerate(step.expect):
         path = ("steps", index, "expect", j)
         pos = source.position(path)

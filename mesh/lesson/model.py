@@ -262,6 +262,22 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CompareTolerance:
+    """How far two runners may differ on a step before ``meshplay compare`` calls it a
+    disagreement, for a step whose numbers are not independent draws: e.g. a consistent hash
+    pins each user to the pod their key hashes to, and which pod that is depends on the pods'
+    addresses, which differ between runners. Each value is an absolute tolerance on that kind of
+    proportion (0..1); unset keeps compare's default (binomial noise, at least 0.05)."""
+
+    YAML_KEYS: ClassVar[str] = "snake"
+
+    share: float | None = None
+    success: float | None = None
+    flag: float | None = None
+    why: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LessonStep:
     """A step: change the mesh, drive traffic, check expectations."""
 
@@ -276,6 +292,7 @@ class LessonStep:
     traffic: TrafficSpec | None = None
     expect: tuple[Expectation, ...] = ()
     runners: tuple[str, ...] = ()
+    compare: CompareTolerance | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
