@@ -144,7 +144,13 @@ def upstream(
         return Response(503, (), "connection_failure", local_failure="connect")
     yield env.timeout(req.lead + world.hop())
     req.lead = 0.0
-    if target is None or target.dead:
+    if target is None:
+        # an endpoint outside the simulated mesh (a ServiceEntry address): an external server,
+        # which answers 200 after one network hop back (as a passed-through request does)
+        yield env.timeout(world.hop())
+        _finish(attempt, crt, host)
+        return Response(200)
+    if target.dead:
         crt.cx_connect_fail += 1
         _finish(attempt, crt, host, reusable=False)
         return Response(503, (), "connection_failure", local_failure="connect")

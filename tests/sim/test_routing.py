@@ -299,6 +299,29 @@ def test_item17_mirror_percentage(percent: int, low: float, high: float) -> None
     assert low * 400 <= copies <= high * 400
 
 
+def test_registry_only_http_to_a_service_entry_host_reaches_its_external_server() -> None:
+    # the external server is outside the simulated mesh: it answers 200 (as a passed-through
+    # request's server does), through the ServiceEntry's own cluster (on the port the test app's
+    # clients call, so the request lands on that port's route configuration)
+    entry = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 203.0.113.7}]
+"""
+    world = make_world(entry, config=MeshConfig(outbound_traffic_policy="REGISTRY_ONLY"))
+    records = src(
+        drive(world, requests=[("GET", "/v1/x", {"host": "api.example.com"})], count=3, rate=50)
+    )
+    assert {(r.response_code, r.upstream_cluster, r.upstream_host) for r in records} == {
+        (200, "outbound|9080||api.example.com", "203.0.113.7:9080")
+    }
+
+
 def test_item19_registry_only_unknown_host_gets_502_from_the_client_proxy() -> None:
     world = make_world(config=MeshConfig(outbound_traffic_policy="REGISTRY_ONLY"))
     records = src(
