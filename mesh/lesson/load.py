@@ -80,32 +80,30 @@ def load_lesson(path: Path | str) -> Lesson:
         if md.is_file():
             explanation = md.read_text(encoding="utf-8")
         else:
-            pos = source.position(("explanation",))
             diagnostics.append(
-                Diagnostic(
+                _at(
                     "MPY4002",
                     f'explanation file "{explanation}" not found',
-                    file=pos.file,
-                    line=pos.line,
-                    column=pos.column,
-                    resource=f"Lesson {folder.name}",
+                    source,
+                    ("explanation",),
+                    folder.name,
+                    path="",
                 )
             )
 
     app_dir = _apps_root(folder) / spec.app
     app: App | None = None
     if not (app_dir / "behavior.yaml").is_file():
-        pos = source.position(("app",))
         known = sorted(p.name for p in app_dir.parent.glob("*/behavior.yaml"))
         diagnostics.append(
-            Diagnostic(
+            _at(
                 "MPY4002",
                 f'app "{spec.app}" not found: no {app_dir}/behavior.yaml',
-                file=pos.file,
-                line=pos.line,
-                column=pos.column,
-                resource=f"Lesson {folder.name}",
+                source,
+                ("app",),
+                folder.name,
                 hint=did_you_mean(spec.app, known) or f"apps: {', '.join(known) or 'none'}",
+                path="",
             )
         )
     else:
@@ -147,16 +145,15 @@ def load_lesson(path: Path | str) -> Lesson:
                 continue
             target = folder / ref
             if not target.exists():
-                pos = source.position(where)
                 diagnostics.append(
-                    Diagnostic(
+                    _at(
                         "MPY4002",
                         f'file "{ref}" not found in {folder}',
-                        file=pos.file,
-                        line=pos.line,
-                        column=pos.column,
-                        resource=f"Lesson {folder.name}",
+                        source,
+                        where,
+                        folder.name,
                         hint="paths are relative to the lesson folder",
+                        path="",
                     )
                 )
                 continue
@@ -191,6 +188,30 @@ def load_lesson(path: Path | str) -> Lesson:
     )
 
 
+def _at(
+    code: str,
+    message: str,
+    source: SourceMap,
+    where: tuple[str | int, ...],
+    lesson: str,
+    *,
+    hint: str = "",
+    path: str | None = None,
+) -> Diagnostic:
+    """A diagnostic positioned at ``where`` in lesson.yaml (its field path unless ``path``)."""
+    pos = source.position(where)
+    return Diagnostic(
+        code,
+        message,
+        file=pos.file,
+        line=pos.line,
+        column=pos.column,
+        resource=f"Lesson {lesson}",
+        path=format_path(where) if path is None else path,
+        hint=hint,
+    )
+
+
 def _check_step(
     step: LessonStep, index: int, source: SourceMap, lesson: str, out: list[Diagnostic]
 ) -> None:
@@ -198,22 +219,11 @@ def _check_step(
         for key in ("share", "success", "flag"):
             value = getattr(step.compare, key)
             if value is not None and not 0.0 <= value <= 1.0:
-                where: tuple[str | int, ...] = ("steps", index, "compare", key)
-                pos = source.position(where)
+                message = f"compare.{key} is a tolerance on a proportion: 0..1, got {value:g}"
                 out.append(
-                    Diagnostic(
-                        "MPY4001",
-                        f"compare.{key} is a tolerance on a proportion: 0..1, got {value:g}",
-                        file=pos.file,
-                        line=pos.line,
-                        column=pos.column,
-                        resource=f"Lesson {lesson}",
-                        path=format_path(where),
-                    )
+                    _at("MPY4001", message, source, ("steps", index, "compare", key), lesson)
                 )
     for j, exp in enumerate(step.expect):
-        path = ("steps", index, "expect", j)
-        pos = source.position(path)
         problem = ""
         if not any(getattr(exp, m) is not None for m in METRICS):
             problem = f"no metric: use one of {', '.join(METRICS)}"
@@ -237,17 +247,7 @@ def _check_step(
         ):
             problem = "share needs a version, subset or workload"
         if problem:
-            out.append(
-                Diagnostic(
-                    "MPY4004",
-                    problem,
-                    file=pos.file,
-                    line=pos.line,
-                    column=pos.column,
-                    resource=f"Lesson {lesson}",
-                    path=f"steps[{index}].expect[{j}]",
-                )
-            )
+            out.append(_at("MPY4004", problem, source, ("steps", index, "expect", j), lesson))
 
 
 def _check_traffic(
@@ -264,19 +264,7 @@ def _check_traffic(
     MPY4003 for a TCP target that is neither a Service of the app nor an ``IP:port``."""
 
     def report(key: str, message: str, hint: str = "", code: str = "MPY4001") -> None:
-        pos = source.position((*path, key))
-        out.append(
-            Diagnostic(
-                code,
-                message,
-                file=pos.file,
-                line=pos.line,
-                column=pos.column,
-                resource=f"Lesson {lesson}",
-                path=format_path((*path, key)),
-                hint=hint,
-            )
-        )
+        out.append(_at(code, message, source, (*path, key), lesson, hint=hint))
 
     if traffic.protocol not in TRAFFIC_PROTOCOLS:
         report(
@@ -352,19 +340,8 @@ def _check_references(
     }
 
     def report(path: tuple[str | int, ...], message: str, candidates: set[str]) -> None:
-        pos = source.position(path)
-        out.append(
-            Diagnostic(
-                "MPY4003",
-                message,
-                file=pos.file,
-                line=pos.line,
-                column=pos.column,
-                resource=f"Lesson {lesson}",
-                path=format_path(path),
-                hint=did_you_mean(message.split('"')[1], candidates),
-            )
-        )
+        hint = did_you_mean(message.split('"')[1], candidates)
+        out.append(_at("MPY4003", message, source, path, lesson, hint=hint))
 
     for j, exp in enumerate(step.expect):
         sel = (
