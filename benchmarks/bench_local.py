@@ -13,7 +13,7 @@
    average), and reports CPU per request from ``/proc/<pid>/stat`` for the apps, the Envoys and
    the generator (this process).
 
-Run: ``.venv/bin/python benchmarks/bench_local.py [--seconds 4] [--reps 3] [--rates 100,200,300,400,500]
+Run: ``.venv/bin/python benchmarks/bench_local.py [--seconds 4] [--reps 3] [--rates 100,200,300,400,500,600]
 [--cap-seconds 6] [--cap-reps 3] [--only hops|capacity]``
 Every process is started through the supervisor and stopped by PID at the end.
 """
@@ -310,7 +310,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--hop-rate", type=float, default=500.0)
-    parser.add_argument("--rates", default="100,200,300,400,500")
+    parser.add_argument("--rates", default="100,200,300,400,500,600")
     parser.add_argument("--cap-seconds", type=float, default=6.0, help="seconds per capacity rate")
     parser.add_argument("--cap-reps", type=int, default=3, help="capacity sweeps (medians)")
     parser.add_argument("--only", choices=["hops", "capacity"], help="run one part")
