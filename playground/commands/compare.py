@@ -1,6 +1,7 @@
 """``meshplay compare LESSON [--a sim --b local]``: run a lesson on two runners and diff them.
 
-Per step and edge: traffic share per destination version, success rate, response-flag mix, p50
+Per step and edge: traffic share per destination version (of the requests sent upstream: local
+replies such as UO, NR, NC, UH, FI, RL, UAEX are left out), success rate, response-flag mix, p50
 and p99 latency, each with both values, the difference, the tolerance and a verdict; then every
 expectation's verdict on both runners. Exit code 0 when everything agrees, 1 when a metric
 differs beyond its tolerance, 2 when the lesson or a runner cannot run.
@@ -15,8 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mesh.compare import Comparison, Tolerances, compare_runs, format_comparison
 from mesh.diagnostics import DiagnosticError, render
-from mesh.runner import Runner, RunnerError, RunOptions
+from mesh.lesson import Lesson, load_lesson
+from mesh.runner import LessonRun, Runner, RunnerError, RunOptions
 from playground.runners import RUNNERS, get_runner
 
 __all__ = ["compare", "register"]
@@ -46,19 +49,15 @@ def register(sub: Any) -> None:
 
 
 def compare(
-    lesson: Any, a: Runner, b: Runner, options: RunOptions, tolerances: Any = None
-) -> tuple[Any, Any, Any]:
+    lesson: Lesson, a: Runner, b: Runner, options: RunOptions, tolerances: Tolerances | None = None
+) -> tuple[Comparison, LessonRun, LessonRun]:
     """Run ``lesson`` on both runners; return (comparison, run a, run b)."""
-    from cluster.compare import compare_runs
-
     run_a = a.run(lesson, options)
     run_b = b.run(lesson, options)
     return compare_runs(run_a, run_b, tolerances), run_a, run_b
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cluster.compare import Tolerances, format_comparison
-    from mesh.lesson import load_lesson
 
     try:
         lesson = load_lesson(args.lesson)
@@ -78,9 +77,8 @@ def _run(args: argparse.Namespace) -> int:
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    titles = {i: s.name for i, s in enumerate(lesson.steps)}
     print(f"{lesson.title}: {args.runner_a} vs {args.runner_b} (seed {args.seed})")
-    print(format_comparison(result, titles))
+    print(format_comparison(result))
     if args.calibrate:
         from cluster.calibrate import calibrate, write_calibration
 
