@@ -1,5 +1,9 @@
 """The compare view: the current lesson on two runners, metrics side by side (``m`` runs it).
 
+Rows and verdicts are :mod:`mesh.compare`'s (via :mod:`tui.compare`), the same as ``meshplay
+compare`` prints: ``≈`` within tolerance, ``·`` information only (latency, small or one-sided
+samples), ``≠`` differs beyond tolerance.
+
 A completed run already in the session (same lesson, runner and seed) is reused; otherwise the
 runner runs in a worker thread, one after the other (the machine's cores are shared).
 """
@@ -40,6 +44,24 @@ def _delta(row: CompareRow) -> str:
     if row.unit == "%":
         return f"{d * 100:+.1f}pt"
     return f"{d:+.1f}" if row.unit == "ms" else f"{d:+.3g}"
+
+
+def _verdict(row: CompareRow) -> Text:
+    if row.kind == "metric":
+        if row.info:
+            return Text("· info", style="dim")
+        if row.agree:
+            return Text("≈ within tol.", style="green")
+        return Text("≠ differs", style="yellow")
+    va = fmt.verdict(row.verdict_a) if row.verdict_a else Text("-")
+    vb = fmt.verdict(row.verdict_b) if row.verdict_b else Text("-")
+    verdict = Text.assemble(va[:1], " ", vb[:1], "  ")
+    if row.info:
+        verdict.append("info", style="dim")
+    else:
+        verdict.append("agree" if row.agree else "DISAGREE",
+                       style="green" if row.agree else "bold red")  # fmt: skip
+    return verdict
 
 
 class ComparePane(Vertical):
@@ -162,23 +184,12 @@ class ComparePane(Vertical):
         table.columns[ColumnKey("A")].label = Text(a.runner, style="bold")
         table.columns[ColumnKey("B")].label = Text(b.runner, style="bold")
         for i, row in enumerate(self.rows):
-            if row.kind == "step":
-                table.add_row("", "", "", "", Text(row.what, style="bold cyan"), key=str(i))
+            if row.kind in ("step", "note"):
+                style = "bold cyan" if row.kind == "step" else "dim"
+                table.add_row("", "", "", "", Text(row.what, style=style), key=str(i))
                 continue
-            if row.kind == "metric":
-                verdict = (
-                    Text("≈ within tol.", style="green")
-                    if row.agree
-                    else Text("≠ differs", style="yellow")
-                )
-            else:
-                va = fmt.verdict(row.verdict_a) if row.verdict_a else Text("-")
-                vb = fmt.verdict(row.verdict_b) if row.verdict_b else Text("-")
-                verdict = Text.assemble(va[:1], " ", vb[:1], "  ")
-                verdict.append("agree" if row.agree else "DISAGREE",
-                               style="green" if row.agree else "bold red")  # fmt: skip
             table.add_row(
-                verdict,
+                _verdict(row),
                 _value(row, row.a),
                 _value(row, row.b),
                 _delta(row),
@@ -188,8 +199,9 @@ class ComparePane(Vertical):
         agree = sum(1 for r in self.rows if r.kind == "check" and r.agree)
         total = sum(1 for r in self.rows if r.kind == "check")
         differ = sum(1 for r in self.rows if r.kind == "metric" and not r.agree)
+        info = sum(1 for r in self.rows if r.kind == "metric" and r.info)
         self._status(
             f"{a.runner} vs {b.runner}: verdicts agree {agree}/{total}, "
-            f"{differ} metric(s) outside tolerance",
+            f"{differ} metric(s) outside tolerance, {info} for information",
             "green" if agree == total and not differ else "yellow",
         )

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from mesh.checks import Verdict
+from mesh.compare import AGREE, DIFFER
+from mesh.compare import compare_runs as mesh_compare_runs
 from mesh.lesson import Lesson, load_lesson
 from mesh.runner import RunOptions
 from tests.tui.conftest import LESSONS
 from tests.tui.fakes import FakeRunner
-from tui.compare import compare_runs
+from tui.compare import SHARE_FOOTNOTE, CompareRow, compare_runs
 from tui.explain import explain_request, recent_requests
 from tui.graph import Health, build_graph
 from tui.live import LiveRun, StepView
@@ -111,21 +113,35 @@ def test_explain_tells_each_hop_and_what_a_flag_means(lesson: Lesson) -> None:
     assert "cluster outbound|8080||product.shop.svc.cluster.local" in text
 
 
-def test_compare_flags_latency_outside_tolerance_and_disagreeing_verdicts(
+def test_compare_shows_mesh_compare_rows_latency_as_information_and_disagreeing_verdicts(
     lesson: Lesson,
 ) -> None:
-    a = FakeRunner("sim").run(lesson, RunOptions())
-    b = FakeRunner("local", latency_ms=12.0, fail_every=10).run(lesson, RunOptions())
+    a = FakeRunner("sim", requests_per_step=400).run(lesson, RunOptions())
+    b = FakeRunner("local", requests_per_step=400, latency_ms=12.0, fail_every=10).run(
+        lesson, RunOptions()
+    )
     rows = compare_runs(a, b)
     assert next(r.what for r in rows if r.kind == "step") == "Step 1: No routing rules yet"
     p99 = next(r for r in rows if r.what == "api-gateway->product p99")
-    assert not p99.agree and p99.delta > 0
+    assert p99.info and p99.agree and p99.delta > 0 and p99.unit == "ms"
     success = next(r for r in rows if r.what == "outside->api-gateway success")
     assert not success.agree and math.isclose(success.delta, -0.1)
+    share = next(r for r in rows if r.what == "api-gateway->product share v2")
+    assert share.verdict == AGREE and share.unit == "%"
+    assert any(r.what == "api-gateway->product flag UO" and not r.agree for r in rows)
     checks = [r for r in rows if r.kind == "check"]
     assert any(not r.agree and r.verdict_b is Verdict.FAIL for r in checks)
+    assert rows[-1] == CompareRow("note", SHARE_FOOTNOTE)
     same = compare_runs(a, a)
-    assert all(r.agree for r in same)
+    assert all(r.agree and not r.info for r in same if r.kind == "metric")
+
+
+def test_compare_gives_the_verdicts_meshplay_compare_prints(lesson: Lesson) -> None:
+    a = FakeRunner("sim", requests_per_step=400).run(lesson, RunOptions())
+    b = FakeRunner("local", requests_per_step=400, fail_every=10).run(lesson, RunOptions())
+    cli = [r.verdict for r in mesh_compare_runs(a, b).rows]
+    shown = [r.verdict for r in compare_runs(a, b) if r.kind in ("metric", "check")]
+    assert shown == cli and DIFFER in shown
 
 
 def test_config_summary_names_listeners_route_vhosts_and_clusters() -> None:

@@ -13,6 +13,7 @@ from tests.tui.conftest import fake_factories
 from tests.tui.fakes import BrokenRunner, FakeRunner
 from tests.tui.pilot_helpers import wait_compare, wait_for, wait_run
 from tui.app import MeshplayApp
+from tui.compare import SHARE_FOOTNOTE
 from tui.topology_view import TopologyPane
 
 
@@ -160,9 +161,12 @@ async def test_compare_view_shows_two_runners_side_by_side(
         what = column(table, "WHAT")
         assert what[0] == "Step 1: No routing rules yet"
         assert "  api-gateway->product p50" in what
+        assert "  api-gateway->product share v1" in what
         verdicts = column(table, "VERDICT")
-        assert any("≠" in v for v in verdicts)  # local's latency is twice sim's
+        p50 = verdicts[what.index("  api-gateway->product p50")]
+        assert "≈" in p50  # local's latency is twice sim's: within compare's 3x latency ratio
         assert any("DISAGREE" in v for v in verdicts)  # local fails 10 %: success check differs
+        assert what[-1] == SHARE_FOOTNOTE
         assert "sim vs local" in text_of(app, "#cmp-status")
 
 
