@@ -8,7 +8,9 @@ describes, ``local`` launches one process per pod, the translator emits endpoint
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -40,6 +42,7 @@ from mesh.model.kubernetes import (
 
 __all__ = [
     "INGRESS_GATEWAY",
+    "SERVICE_CIDR",
     "MeshConfig",
     "MeshService",
     "Pod",
@@ -51,6 +54,7 @@ __all__ = [
     "build_topology",
     "istio_system_resources",
     "port_protocol",
+    "service_vips",
 ]
 
 
@@ -170,7 +174,16 @@ class MeshService:
     location: ServiceEntryLocation = ServiceEntryLocation.MESH_INTERNAL
     resolution: ServiceEntryResolution = ServiceEntryResolution.STATIC
     addresses: tuple[str, ...] = ()
+    """The service's VIPs: a Kubernetes Service's ClusterIP, a ServiceEntry's ``addresses``
+    (IPs or CIDRs). Empty for a headless Service and a ServiceEntry without addresses."""
     export_to: tuple[str, ...] = ()
+    headless: bool = False
+    """A Kubernetes Service with ``clusterIP: None``: clients dial the pod IPs themselves."""
+
+    @property
+    def vip(self) -> str:
+        """The first VIP (what istiod's ``GetAddressForProxy`` returns), or ""."""
+        return self.addresses[0] if self.addresses else ""
 
     def port(self, number: int) -> ServicePortInfo | None:
         """The port with this service port number."""
@@ -478,9 +491,12 @@ def build_topology(
         for k, v in w.labels.items():
             workloads_by_label[(w.namespace, k, v)].append(w)
     services: list[MeshService] = []
+    vips = service_vips(r for r in items if isinstance(r, Service))
     for r in items:
         if isinstance(r, Service):
-            services.append(_kube_service(r, cfg, workloads_by_label))
+            services.append(
+                _kube_service(r, cfg, workloads_by_label, vips.get((r.namespace, r.name)))
+            )
         elif isinstance(r, ServiceEntry):
             services.extend(_entry_services(r))
     services.sort(key=lambda s: s.hostname)
@@ -493,8 +509,56 @@ def build_topology(
     )
 
 
+SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/16")
+"""Where :func:`service_vips` allocates ClusterIPs (kubeadm's default service CIDR)."""
+_RESERVED_OFFSETS = 2
+"""10.96.0.0 is the network, 10.96.0.1 the ``kubernetes`` API Service in a real cluster."""
+
+
+def service_vips(services: Iterable[Service]) -> dict[tuple[str, str], str | None]:
+    """(namespace, name) -> the Service's ClusterIP, or None for a headless Service.
+
+    A manifest's ``spec.clusterIP`` is used as written (``None`` = headless). Every other Service
+    gets an address in :data:`SERVICE_CIDR` derived from a SHA-256 of ``<namespace>/<name>``, so
+    its VIP is the same on every run and does not move when unrelated Services come or go. When
+    two Services hash to the same address (or onto a written clusterIP), the one later in
+    (namespace, name) order takes the next free address, as an allocator probing upwards would.
+    ``ExternalName`` Services have no VIP (they are DNS aliases) and are left out.
+    """
+    out: dict[tuple[str, str], str | None] = {}
+    taken: set[int] = set()
+    pending: list[tuple[str, str]] = []
+    base = int(SERVICE_CIDR.network_address)
+    for svc in services:
+        key = (svc.namespace, svc.name)
+        written = svc.spec.cluster_ip
+        if svc.spec.type == "ExternalName":
+            continue
+        if written == "None":
+            out[key] = None
+        elif written:
+            out[key] = written
+            # an IPv6 (or malformed) ClusterIP cannot collide with the IPv4 allocation
+            with contextlib.suppress(ValueError):
+                taken.add(int(ipaddress.IPv4Address(written)) - base)
+        else:
+            pending.append(key)
+    size = SERVICE_CIDR.num_addresses - _RESERVED_OFFSETS - 1  # no broadcast address either
+    for key in sorted(pending):
+        digest = hashlib.sha256(f"{key[0]}/{key[1]}".encode()).digest()
+        offset = int.from_bytes(digest[:4], "big") % size
+        while offset + _RESERVED_OFFSETS in taken:
+            offset = (offset + 1) % size
+        taken.add(offset + _RESERVED_OFFSETS)
+        out[key] = str(ipaddress.IPv4Address(base + offset + _RESERVED_OFFSETS))
+    return out
+
+
 def _kube_service(
-    svc: Service, cfg: MeshConfig, workloads_by_label: Mapping[tuple[str, str, str], list[Workload]]
+    svc: Service,
+    cfg: MeshConfig,
+    workloads_by_label: Mapping[tuple[str, str, str], list[Workload]],
+    vip: str | None,
 ) -> MeshService:
     selector = svc.spec.selector
     candidates = (
@@ -534,6 +598,8 @@ def _kube_service(
         hostname=f"{svc.name}.{svc.namespace}.{cfg.domain_suffix}",
         ports=tuple(ports),
         selector=svc.spec.selector,
+        addresses=(vip,) if vip else (),
+        headless=svc.spec.cluster_ip == "None",
     )
 
 

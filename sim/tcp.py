@@ -17,7 +17,7 @@ FilterChainMatch (:meth:`sim.xds.ListenerSpec.select`). Its ``tcp_proxy`` then:
   connections: one more is closed with flag ``UO``;
 * the host comes from the cluster's load balancer (:meth:`sim.cluster.ClusterRuntime.pick_host`);
   a NetworkPolicy that drops the SYN fails after ``connect_timeout``, a dead pod refuses at once:
-  both ``UF`` (and an outlier-detection local-origin failure; ``tcp_proxy`` does not retry).
+  both ``UF,URX`` (and an outlier-detection local-origin failure; ``tcp_proxy`` does not retry).
   An endpoint outside the simulated mesh (a ServiceEntry's address) is a server that accepts.
 
 Server sidecar (inbound). The connection must match a ``virtualInbound`` chain for its
@@ -61,6 +61,9 @@ Proc = Generator[Any, Any, Any]
 UNKNOWN = RequestRecord.UNKNOWN
 ISTIO_TCP_ALPNS = ("istio-peer-exchange", "istio")
 """What a client sidecar offers on an Istio mTLS connection carrying TCP."""
+CONNECT_FAILED = ("UF", "URX")
+"""Envoy 1.40's ``tcp_proxy`` flags for an upstream connect failure: UF, and URX because its
+connect attempts (one by default) are used up (checked on the real binary)."""
 
 
 @dataclass(slots=True)
@@ -124,6 +127,7 @@ def connect(world: World, proxy: ProxyRuntime, conn: Connection) -> Proc:
     one ``reporter=source`` record at close. Returns the :class:`TcpOutcome`."""
     env = world.env
     where = proxy.pod.name
+    conn.address = _dialled(world, conn)
     yield env.timeout(world.hop())  # the app's connect to its own sidecar
     start = env.now
     tables = proxy.tables
@@ -149,6 +153,25 @@ def connect(world: World, proxy: ProxyRuntime, conn: Connection) -> Proc:
     world.record(_source_record(proxy.pod, conn, out, start, env.now))
     yield env.timeout(world.hop())  # the close reaches the app
     return out
+
+
+def _dialled(world: World, conn: Connection) -> str:
+    """The address a Kubernetes client dials for ``conn``: a Service name resolves to its VIP
+    (ClusterIP), a headless Service's name to one of its pod IPs; an IP stays as it is."""
+    service = conn.service
+    if service is None or conn.address != service.hostname:
+        return conn.address
+    if service.vip and "/" not in service.vip:
+        return service.vip
+    if service.headless:
+        pods = world.pods_of_service.get(service.hostname) or []
+        if pods:
+            return (
+                pods[world.rng.randrange(len(pods))].pod.address
+                if len(pods) > 1
+                else pods[0].pod.address
+            )
+    return conn.address
 
 
 def _tcp_proxy(world: World, proxy: ProxyRuntime, conn: Connection, chain: FilterChainSpec) -> Proc:
@@ -227,7 +250,7 @@ def _upstream(
         proxy.count(f"cluster.{crt.spec.name}.upstream_cx_connect_fail")
         crt.record_outcome(host, 503, True)
         _note(conn, world, where, "NetworkPolicy dropped the SYN: connect timeout (UF)")
-        return TcpOutcome(("UF",), "connection_failure")
+        return TcpOutcome(CONNECT_FAILED, "connection_failure")
     yield env.timeout(world.hop())
     if target is None:  # an address outside the simulated mesh (a ServiceEntry endpoint)
         _note(conn, world, where, f"{ep.host} is outside the mesh: its server accepts")
@@ -238,7 +261,7 @@ def _upstream(
         proxy.count(f"cluster.{crt.spec.name}.upstream_cx_connect_fail")
         crt.record_outcome(host, 503, True)
         _note(conn, world, where, "connection refused: the pod is gone (UF)")
-        return TcpOutcome(("UF",), "connection_failure")
+        return TcpOutcome(CONNECT_FAILED, "connection_failure")
     istio = crt.spec.istio_mtls
     mtls = istio == "all" or (istio == "auto" and ep.istio_tls)
     _note(conn, world, where, "Istio mTLS (ALPN istio-peer-exchange)" if mtls else "plaintext")
@@ -250,7 +273,7 @@ def _upstream(
             proxy.count(f"cluster.{crt.spec.name}.upstream_cx_connect_fail")
         crt.record_outcome(host, 503, True)
         if mtls:  # the server closed during the TLS handshake: a failed connect
-            return TcpOutcome(("UF",), "connection_failure")
+            return TcpOutcome(CONNECT_FAILED, "connection_failure")
         return TcpOutcome(("UC",), "upstream_connection_termination", bytes_received=0)
     crt.record_outcome(host, 200, False)  # a connect success resets the consecutive errors
     yield env.timeout(world.hop())
@@ -273,7 +296,7 @@ def _passthrough(world: World, proxy: ProxyRuntime, conn: Connection, cluster: s
         yield env.timeout(conn.hold_s + world.hop())
         out = TcpOutcome(bytes_sent=conn.receive_bytes, bytes_received=conn.send_bytes)
     elif target.dead:
-        out = TcpOutcome(("UF",), "connection_failure")
+        out = TcpOutcome(CONNECT_FAILED, "connection_failure")
     else:
         port = target.target_port if conn.service is not None else conn.port
         out = yield from serve_tcp(world, target, conn, client=proxy.pod, port=port, mtls=False)
@@ -341,7 +364,7 @@ def serve_tcp(
     elif chain.http:
         flags, details = ("DPE",), "http1.codec_error"
     elif pod.refuse:
-        flags, details = ("UF",), "connection_failure"
+        flags, details = CONNECT_FAILED, "connection_failure"
         _note(conn, world, where, f"{cluster}: the app refuses the connection (UF)")
     else:
         _note(conn, world, where, f"{chain.name}: tcp_proxy to {cluster}, the app holds it")

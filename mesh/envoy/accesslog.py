@@ -30,6 +30,7 @@ __all__ = [
     "access_log",
     "json_format",
     "record_from_access_log",
+    "tcp_json_format",
 ]
 
 SOURCE_WORKLOAD_HEADER = "x-meshplay-source-workload"
@@ -57,6 +58,21 @@ _COMMON: dict[str, str] = {
     "trace_id": "%REQ(X-B3-TRACEID)%",
     "traceparent": "%REQ(TRACEPARENT)%",
 }
+
+
+_TCP_COMMON: dict[str, str] = {
+    "start_time": "%START_TIME%",
+    "duration_ms": "%DURATION%",
+    "upstream_cluster": "%UPSTREAM_CLUSTER_RAW%",
+    "upstream_host": "%UPSTREAM_HOST%",
+    "response_flags": "%RESPONSE_FLAGS%",
+    "connection_termination_details": "%CONNECTION_TERMINATION_DETAILS%",
+    "bytes_received": "%BYTES_RECEIVED%",
+    "bytes_sent": "%BYTES_SENT%",
+    "request_protocol": "tcp",
+}
+"""What a ``tcp_proxy`` log line can know about one connection: no request, so no method, path,
+authority, status, attempts or trace; ``duration_ms`` is the connection's lifetime."""
 
 
 class LogIdentity:
@@ -97,6 +113,38 @@ def json_format(
             source_namespace=f"%REQ({SOURCE_NAMESPACE_HEADER.upper()})%",
             source_app=f"%REQ({SOURCE_APP_HEADER.upper()})%",
             source_version=f"%REQ({SOURCE_VERSION_HEADER.upper()})%",
+            source_principal="%DOWNSTREAM_PEER_URI_SAN%",
+            destination_workload=f"{me.workload};{me.namespace};{me.app};{me.version};Kubernetes",
+            destination_principal="%DOWNSTREAM_LOCAL_URI_SAN%",
+            destination_service=destination_service,
+            connection_security_policy="%DOWNSTREAM_TLS_VERSION%",
+        )
+    return dict(sorted(fmt.items()))
+
+
+def tcp_json_format(
+    reporter: Reporter, me: LogIdentity, destination_service: str = ""
+) -> dict[str, str]:
+    """The ``json_format`` of a ``tcp_proxy`` on one proxy (one line per connection).
+
+    The client side knows itself and the upstream host's ``istio.workload`` metadata; the server
+    side knows itself and, over mTLS, the peer certificate (there are no request headers to carry
+    the caller's workload, so it stays unknown, as without Istio's TCP metadata exchange)."""
+    fmt = dict(_TCP_COMMON)
+    fmt["reporter"] = reporter.value
+    if reporter is Reporter.SOURCE:
+        fmt.update(
+            source_workload=me.workload,
+            source_namespace=me.namespace,
+            source_app=me.app,
+            source_version=me.version,
+            source_principal=me.principal,
+            destination_workload="%UPSTREAM_METADATA(istio:workload)%",
+            destination_principal="%UPSTREAM_PEER_URI_SAN%",
+            connection_security_policy="unknown",
+        )
+    else:
+        fmt.update(
             source_principal="%DOWNSTREAM_PEER_URI_SAN%",
             destination_workload=f"{me.workload};{me.namespace};{me.app};{me.version};Kubernetes",
             destination_principal="%DOWNSTREAM_LOCAL_URI_SAN%",
@@ -160,8 +208,12 @@ def record_from_access_log(
 ) -> RequestRecord:
     """One parsed JSON access-log line -> RequestRecord (start time relative to the run).
 
-    Envoy writes ``null`` (or ``-``) for values it does not have; they become ``""`` / 0.
+    Envoy writes ``null`` (or ``-``) for values it does not have; they become ``""`` / 0. A
+    ``tcp_proxy`` line (``request_protocol: tcp``) has no method, path or status: they stay empty
+    and 0, and its ``connection_termination_details`` become the record's details.
     """
+    protocol = _text(entry.get("request_protocol")) or "http"
+    tcp = protocol == "tcp"
     reporter = Reporter(_text(entry.get("reporter")) or Reporter.SOURCE.value)
     workload = _text(entry.get("destination_workload")).split(";")
     dest_workload, dest_ns, dest_app, dest_version = [*workload, "", "", "", ""][:4]
@@ -199,8 +251,8 @@ def record_from_access_log(
         route_name=_text(entry.get("route_name")),
         upstream_cluster=cluster,
         upstream_host=_text(entry.get("upstream_host")),
-        method=_text(entry.get("method")) or "GET",
-        path=_text(entry.get("path")) or "/",
+        method=_text(entry.get("method")) or ("" if tcp else "GET"),
+        path=_text(entry.get("path")) or ("" if tcp else "/"),
         authority=_text(entry.get("authority")),
         response_code=_number(entry.get("response_code")),
         response_flags=parse_response_flags(_text(entry.get("response_flags"))),
@@ -210,5 +262,7 @@ def record_from_access_log(
         request_id=_text(entry.get("request_id")),
         trace_id=_trace_id(entry),
         connection_security_policy=security,
-        response_code_details=_text(entry.get("response_code_details")),
+        response_code_details=_text(entry.get("response_code_details"))
+        or _text(entry.get("connection_termination_details")),
+        request_protocol=protocol,
     )

@@ -12,7 +12,9 @@ sharing the port with another Envoy.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mesh.envoy import type_urls as tu
@@ -24,6 +26,7 @@ from mesh.envoy.accesslog import (
     LogIdentity,
     access_log,
     json_format,
+    tcp_json_format,
 )
 from mesh.envoy.clusters import ADS
 from mesh.envoy.names import (
@@ -43,6 +46,8 @@ __all__ = [
     "INBOUND_CAPTURE_PORT",
     "OUTBOUND_CAPTURE_PORT",
     "HttpListenerSpec",
+    "TcpChain",
+    "TcpLog",
     "http_connection_manager",
     "inbound_http_filters",
     "outbound_http_listener",
@@ -52,15 +57,51 @@ __all__ = [
     "virtual_outbound",
 ]
 
+PASSTHROUGH_FILTER_CHAIN = "PassthroughFilterChain"
+"""istiod's name for the default chain of an outbound listener whose chains all match on a
+destination (it carries the outbound traffic policy's catch-all)."""
 OUTBOUND_CAPTURE_PORT = 15001
 INBOUND_CAPTURE_PORT = 15006
 
 
+@dataclass(frozen=True, slots=True)
+class TcpLog:
+    """Where and as whom a ``tcp_proxy`` writes its per-connection JSON line (the same file as
+    the proxy's HTTP log)."""
+
+    path: str
+    me: LogIdentity
+    reporter: Reporter
+    destination_service: str = ""
+
+    def access_log(self) -> list[dict[str, Any]]:
+        """The filter's ``access_log`` list."""
+        fmt = tcp_json_format(self.reporter, self.me, self.destination_service)
+        return access_log(self.path, fmt)
+
+
+@dataclass(frozen=True, slots=True)
+class TcpChain:
+    """One outbound TCP filter chain: ``tcp_proxy`` to ``cluster`` (or ``weighted``, VirtualService
+    ``tcp`` routes), for connections to ``cidr`` (a ServiceEntry CIDR on a wildcard listener)
+    or to any address of its listener (``cidr`` empty)."""
+
+    cluster: str
+    weighted: tuple[tuple[str, int], ...] = ()
+    cidr: str = ""
+
+
 def tcp_proxy(
-    stat_prefix: str, cluster: str = "", weighted: Sequence[tuple[str, int]] = ()
+    stat_prefix: str,
+    cluster: str = "",
+    weighted: Sequence[tuple[str, int]] = (),
+    log: TcpLog | None = None,
 ) -> dict[str, Any]:
-    """A ``tcp_proxy`` network filter to one cluster or weighted clusters."""
+    """A ``tcp_proxy`` network filter to one cluster or weighted clusters, logging each
+    connection when ``log`` is given."""
     body: dict[str, Any] = {"stat_prefix": stat_prefix}
+    if log is not None:
+        body["access_log"] = log.access_log()
     if weighted:
         body["weighted_clusters"] = {
             "clusters": [{"name": name, "weight": weight} for name, weight in weighted]
@@ -187,17 +228,54 @@ def outbound_http_listener(
     return listener
 
 
+def _prefix_range(cidr: str) -> dict[str, Any]:
+    net = ipaddress.ip_network(cidr, strict=False)
+    return {"address_prefix": str(net.network_address), "prefix_len": net.prefixlen}
+
+
 def tcp_listener(
-    port: int, where: ListenerAddress, cluster: str, weighted: Sequence[tuple[str, int]] = ()
+    where: ListenerAddress,
+    chains: Sequence[TcpChain],
+    log: TcpLog,
+    fallthrough: str,
 ) -> dict[str, Any]:
-    """``0.0.0.0_<port>`` for a TCP service port: ``tcp_proxy`` to its cluster(s)."""
-    listener = _base(listener_name("0.0.0.0", port), where, "OUTBOUND")
-    listener["filter_chains"] = [{"filters": [tcp_proxy(cluster, cluster, weighted)]}]
+    """An outbound TCP listener as istiod builds it: ``<VIP>_<port>`` for a Service VIP (or a
+    headless Service's endpoint IP), ``0.0.0.0_<port>`` for services without one.
+
+    Each chain ``tcp_proxy``s to its service's cluster(s); a chain for a CIDR matches on
+    ``prefix_ranges``. A chain without a CIDR matches everything: alone it is the only chain,
+    next to CIDR chains it becomes the ``default_filter_chain``. When every chain is for a CIDR,
+    the default chain is ``PassthroughFilterChain``: connections to other addresses go to
+    ``fallthrough`` (PassthroughCluster or BlackHoleCluster, the outbound traffic policy)."""
+    listener = _base(listener_name(where.address, where.port), where, "OUTBOUND")
+    built: list[dict[str, Any]] = []
+    default: dict[str, Any] | None = None
+    for chain in chains:
+        fc: dict[str, Any] = {
+            "filters": [tcp_proxy(chain.cluster, chain.cluster, chain.weighted, log)]
+        }
+        if chain.cidr:
+            fc["filter_chain_match"] = {"prefix_ranges": [_prefix_range(chain.cidr)]}
+            built.append(fc)
+        elif default is None:
+            default = fc
+    if not built:
+        listener["filter_chains"] = [default] if default is not None else []
+        return listener
+    listener["filter_chains"] = built
+    listener["default_filter_chain"] = default or {
+        "filter_chain_match": {},
+        "filters": [tcp_proxy(fallthrough, fallthrough, (), log)],
+        "name": PASSTHROUGH_FILTER_CHAIN,
+    }
     return listener
 
 
-def virtual_outbound(where: ListenerAddress, allow_any: bool) -> dict[str, Any]:
-    """The capture listener: loop guard on its own port, then catch-all TCP per outbound policy."""
+def virtual_outbound(
+    where: ListenerAddress, allow_any: bool, log: TcpLog | None = None
+) -> dict[str, Any]:
+    """The capture listener: loop guard on its own port, then catch-all TCP per outbound policy
+    (a connection no outbound listener takes; logged like any ``tcp_proxy`` connection)."""
     catchall = PASSTHROUGH_CLUSTER if allow_any else BLACKHOLE_CLUSTER
     listener = _base(VIRTUAL_OUTBOUND, where, "OUTBOUND")
     listener["use_original_dst"] = True
@@ -207,7 +285,10 @@ def virtual_outbound(where: ListenerAddress, allow_any: bool) -> dict[str, Any]:
             "filters": [tcp_proxy(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER)],
             "name": "virtualOutbound-blackhole",
         },
-        {"filters": [tcp_proxy(catchall, catchall)], "name": "virtualOutbound-catchall-tcp"},
+        {
+            "filters": [tcp_proxy(catchall, catchall, (), log)],
+            "name": "virtualOutbound-catchall-tcp",
+        },
     ]
     return listener
 

@@ -80,6 +80,13 @@ class Addressing:
             return ListenerAddress(self.port_map.address, ports.listeners[port], True)
         return ListenerAddress("0.0.0.0", port, False)
 
+    def vip_listener(self, address: str, port: int) -> ListenerAddress:
+        """``<VIP>_<port>``: a TCP service's listener at its VIP (or a headless Service's
+        endpoint IP). Never bound, in both modes: in Kubernetes ``virtualOutbound`` hands it the
+        connections to that exact address; the local runner carries no TCP traffic, and binding
+        a VIP (which is no local address) would fail."""
+        return ListenerAddress(address, port, False)
+
     def capture_listener(self, pod: Pod, port: int) -> ListenerAddress:
         """``virtualOutbound`` (15001): bound in Istio, unused (not bound) with a PortMap."""
         if self.port_map is None:

@@ -30,6 +30,8 @@ from mesh.envoy.listeners import (
     INBOUND_CAPTURE_PORT,
     OUTBOUND_CAPTURE_PORT,
     HttpListenerSpec,
+    TcpChain,
+    TcpLog,
     gateway_listener,
     http_connection_manager,
     inbound_http_filters,
@@ -40,7 +42,13 @@ from mesh.envoy.listeners import (
     virtual_inbound,
     virtual_outbound,
 )
-from mesh.envoy.names import Direction, cluster_name, listener_name
+from mesh.envoy.names import (
+    BLACKHOLE_CLUSTER,
+    PASSTHROUGH_CLUSTER,
+    Direction,
+    cluster_name,
+    listener_name,
+)
 from mesh.envoy.ports import Addressing, ListenerAddress, PortMap
 from mesh.envoy.registry import Registry
 from mesh.envoy.route_config import inbound_route_config, outbound_route_config
@@ -53,6 +61,7 @@ from mesh.model import (
     PeerAuthentication,
     Resource,
 )
+from mesh.records import Reporter
 from mesh.security.envoy_types import FILTER_LOCAL_RATELIMIT
 from mesh.security.peer_authn import (
     MtlsPolicy,
@@ -125,7 +134,8 @@ class _Outbound:
     endpoints: list[Json]
     routes: list[Json]
     http_ports: list[int]
-    tcp_ports: list[tuple[int, str, list[tuple[str, int]]]]
+    tcp_listeners: dict[tuple[str, int], list[TcpChain]]
+    """(bind address, port) -> chains: ``<VIP>_<port>`` and ``0.0.0.0_<port>`` TCP listeners."""
     drs: dict[str, DestinationRule | None] = field(default_factory=dict)
 
 
@@ -235,21 +245,52 @@ class _Translator:
                         port, by_port[port], scope.virtual_service, ctx, allow_any
                     )
                 )
-        tcp_ports = []
-        for port in sorted(tcp_by_port):
-            if port in by_port:
-                continue  # without VIPs an HTTP listener owns the port
-            service = sorted(tcp_by_port[port], key=lambda s: s.hostname)[0]
-            default = cluster_name(Direction.OUTBOUND, port, "", service.hostname)
-            tcp_ports.append((port, default, self._tcp_weights(scope, service, port)))
+        tcp_listeners = self._tcp_listeners(scope, set(by_port))
         return _Outbound(
             clusters=sorted(cset.clusters, key=_by_name),
             endpoints=sorted(cset.endpoints, key=lambda e: e["cluster_name"]),
             routes=sorted(routes, key=_by_name),
             http_ports=sorted(by_port),
-            tcp_ports=tcp_ports,
+            tcp_listeners=tcp_listeners,
             drs=drs,
         )
+
+    def _tcp_listeners(
+        self, scope: ProxyScope, http_ports: set[int]
+    ) -> dict[tuple[str, int], list[TcpChain]]:
+        """Where each TCP service port of the scope is listened for, as istiod binds it.
+
+        A Service with a VIP (ClusterIP, ServiceEntry address) gets ``<VIP>_<port>``; a CIDR
+        address becomes a ``prefix_ranges`` chain on ``0.0.0.0_<port>``; a headless Service gets
+        one listener per endpoint IP; a service with no address at all (a ServiceEntry without
+        ``addresses``) gets ``0.0.0.0_<port>``, unless an HTTP service already owns that wildcard
+        port (istiod would merge both into a sniffed listener; we keep the HTTP one). Two
+        services claiming the same listener and match: the first by host name wins, as istiod's
+        conflict handling keeps the first."""
+        out: dict[tuple[str, int], list[TcpChain]] = {}
+        for service in sorted(scope.services, key=lambda s: s.hostname):
+            for p in service.ports:
+                if p.protocol in _HTTP_LIKE or p.protocol is Protocol.UDP:
+                    continue
+                default = cluster_name(Direction.OUTBOUND, p.port, "", service.hostname)
+                weighted = tuple(self._tcp_weights(scope, service, p.port))
+                binds: list[tuple[str, str]] = []
+                if service.headless:
+                    binds = [(pod.address, "") for pod in self.registry.endpoints(service)]
+                elif service.addresses:
+                    for address in service.addresses:
+                        ip, _, bits = address.partition("/")
+                        if bits and bits not in {"32", "128"}:
+                            binds.append(("0.0.0.0", address))
+                        else:
+                            binds.append((ip, ""))
+                elif p.port not in http_ports:
+                    binds = [("0.0.0.0", "")]
+                for address, cidr in binds:
+                    chains = out.setdefault((address, p.port), [])
+                    if all(c.cidr != cidr for c in chains):
+                        chains.append(TcpChain(default, weighted, cidr))
+        return out
 
     def _tcp_weights(
         self, scope: ProxyScope, service: MeshService, port: int
@@ -292,7 +333,9 @@ class _Translator:
             allow_any = scope.outbound_policy is OutboundTrafficPolicyMode.ALLOW_ANY
             listeners.append(
                 virtual_outbound(
-                    self.addressing.capture_listener(pod, OUTBOUND_CAPTURE_PORT), allow_any
+                    self.addressing.capture_listener(pod, OUTBOUND_CAPTURE_PORT),
+                    allow_any,
+                    TcpLog(log, me, Reporter.SOURCE),
                 )
             )
             for port in outbound.http_ports:
@@ -306,9 +349,17 @@ class _Translator:
                 listeners.append(
                     outbound_http_listener(port, self.addressing.outbound_listener(pod, port), spec)
                 )
-            for port, default, weighted in outbound.tcp_ports:
-                where = self.addressing.outbound_listener(pod, port)
-                listeners.append(tcp_listener(port, where, default, weighted))
+            tcp_log = TcpLog(log, me, Reporter.SOURCE)
+            fallthrough = PASSTHROUGH_CLUSTER if allow_any else BLACKHOLE_CLUSTER
+            for (address, port), chains in outbound.tcp_listeners.items():
+                if address == pod.address:
+                    continue  # a headless Service's own endpoint: the app reaches itself directly
+                where = (
+                    self.addressing.outbound_listener(pod, port)
+                    if address == "0.0.0.0"
+                    else self.addressing.vip_listener(address, port)
+                )
+                listeners.append(tcp_listener(where, chains, tcp_log, fallthrough))
             inbound_listeners, inbound_clusters, inbound_routes = self._inbound(pod, me, log)
             listeners.extend(inbound_listeners)
             clusters.extend(inbound_clusters)
@@ -404,7 +455,9 @@ class _Translator:
                     *security.inbound_tcp_security_filters(
                         pod, self.resources, self.topology, stat_prefix=f"{name}."
                     ),
-                    tcp_proxy(name, name),
+                    tcp_proxy(
+                        name, name, (), TcpLog(log, me, Reporter.DESTINATION, service.hostname)
+                    ),
                 ]
             chains.extend(
                 inbound_filter_chains(

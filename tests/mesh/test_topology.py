@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
 
 from mesh.app import load_app
 from mesh.source import load_text
-from mesh.topology import Protocol, ProxyKind, build_topology, port_protocol
+from mesh.topology import (
+    SERVICE_CIDR,
+    Protocol,
+    ProxyKind,
+    build_topology,
+    port_protocol,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,3 +89,55 @@ def test_named_target_port_resolves_to_container_port() -> None:
     web = topo.service("web.default.svc.cluster.local")
     assert web is not None and web.ports[0].target_port == 9000
     assert [p.name for p in topo.endpoints(web)] == ["web-0", "web-1"]
+
+
+def _services(*specs: str) -> str:
+    return "\n---\n".join(
+        f"""apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: t}}
+spec:
+  {spec}
+  ports: [{{name: tcp-db, port: 5432}}]"""
+        for name, spec in (s.split(":", 1) for s in specs)
+    )
+
+
+def _vips(text: str) -> dict[str, tuple[str, ...]]:
+    loaded = load_text(text, "svc.yaml")
+    assert loaded.ok, [d.render() for d in loaded.errors]
+    topo = build_topology(loaded.resources, include_istio_system=False)
+    return {s.name: s.addresses for s in topo.services}
+
+
+def test_a_written_cluster_ip_is_the_vip_and_none_is_headless() -> None:
+    loaded = load_text(
+        _services("db:clusterIP: 10.96.7.7", "direct:clusterIP: None", "plain:selector: {}"),
+        "svc.yaml",
+    )
+    topo = build_topology(loaded.resources, include_istio_system=False)
+    by_name = {s.name: s for s in topo.services}
+    assert (by_name["db"].addresses, by_name["db"].vip, by_name["db"].headless) == (
+        ("10.96.7.7",),
+        "10.96.7.7",
+        False,
+    )
+    assert (by_name["direct"].addresses, by_name["direct"].headless) == ((), True)
+    assert by_name["plain"].vip != "10.96.7.7"
+
+
+def test_allocated_vips_are_stable_and_do_not_move_with_unrelated_services() -> None:
+    alone = _vips(_services("db:selector: {}"))
+    crowded = _vips(_services(*(f"s{i}:selector: {{}}" for i in range(300)), "db:selector: {}"))
+    assert alone["db"] == crowded["db"] == _vips(_services("db:selector: {}"))["db"]
+    vips = [v for vs in crowded.values() for v in vs]
+    assert len(set(vips)) == len(vips) == 301
+    assert all(ipaddress.ip_address(v) in SERVICE_CIDR for v in vips)
+    assert "10.96.0.1" not in vips  # the kubernetes API Service's address in a real cluster
+
+
+def test_an_allocation_never_takes_a_written_cluster_ip() -> None:
+    wanted = _vips(_services("db:selector: {}"))["db"][0]
+    both = _vips(_services("db:selector: {}", f"aaa:clusterIP: {wanted}"))
+    assert both["aaa"] == (wanted,)
+    assert both["db"] != (wanted,)

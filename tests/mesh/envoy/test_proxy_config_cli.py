@@ -67,7 +67,12 @@ def test_routes_table_shows_matches_and_the_virtual_service(
 def test_listeners_and_endpoints_tables(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "proxy-config", "all", *INPUT, "--proxy", "frontend-v1")
     assert code == 0
-    assert "0.0.0.0       15001     ALL             Cluster: PassthroughCluster" in out
+    rows = [line.split() for line in out.splitlines()]
+    assert ["0.0.0.0", "15001", "ALL", "Cluster:", "PassthroughCluster"] in rows
+    # the ingress gateway's TCP (https) port is a listener at the gateway Service's VIP only
+    gateway = [r for r in rows if r[1:2] == ["443"] and r[3:4] == ["Cluster:"]]
+    assert [r[0].startswith("10.96.") for r in gateway] == [True]
+    assert gateway[0][-1] == "outbound|443||istio-ingressgateway.istio-system.svc.cluster.local"
     assert "Route: 8080" in out
     endpoint_rows = [line for line in out.splitlines() if "outbound|8080|v1|product" in line]
     assert len(endpoint_rows) == 2  # the two v1 replicas

@@ -178,7 +178,9 @@ def test_two_sidecars_route_proxy_requests_and_log_records(tmp_path: Path, app_s
         for pod in ("frontend-v1-0", "product-v1-0"):
             admins[pod] = free_port()
             path = tmp_path / f"{pod}.yaml"
-            _, ns, _, sa = config[pod].pod.identity.removeprefix("spiffe://cluster.local/").split("/")
+            _, ns, _, sa = (
+                config[pod].pod.identity.removeprefix("spiffe://cluster.local/").split("/")
+            )
             secrets = tuple(
                 {k: v for k, v in secret.items() if k != "@type"}
                 for secret in ca.issue(ns, sa).secrets().values()
@@ -250,7 +252,9 @@ def test_two_sidecars_route_proxy_requests_and_log_records(tmp_path: Path, app_s
     assert inbound.reporter is Reporter.DESTINATION
     assert (inbound.source_workload, inbound.source_app) == ("frontend-v1", "frontend")
     assert inbound.connection_security_policy is ConnectionSecurityPolicy.MUTUAL_TLS
-    assert inbound.source_principal == config["frontend-v1-0"].pod.identity.removeprefix("spiffe://")
+    assert inbound.source_principal == config["frontend-v1-0"].pod.identity.removeprefix(
+        "spiffe://"
+    )
     assert inbound.destination_principal == "cluster.local/ns/shop/sa/product"
     plain = {r.path: r for r in server}["/direct"]
     assert plain.connection_security_policy is ConnectionSecurityPolicy.NONE
