@@ -19,8 +19,9 @@ rate, the share of each response flag, and p50/p99 latency, and gives each a ver
 * shares, success rate and flag mix *agree* when the difference is within the tolerance: an
   absolute floor (``share_tolerance``, default 0.05, or the step's own ``compare`` tolerance from
   lesson.yaml) widened to three standard errors of the difference of two binomial proportions;
-  with fewer than ``min_samples`` records on a side a difference is ``info``, and so is an edge
-  seen on one side only with fewer than ``min_samples`` records (a cached JWKS fetch, say);
+  with fewer than ``min_samples`` (20) records on a side the row is ``info`` (too few to judge
+  either way), and so is an edge seen on one side only with fewer than ``min_samples`` records (a
+  JWKS fetch one runner made and the other had cached, say);
 * latency is reported with the ratio b/a and judged against ``latency_ratio`` (default 3x)
   as ``info`` unless ``strict_latency`` is set: sim latencies are a model, local ones are what a
   2-core machine measures;
@@ -203,8 +204,10 @@ def _proportion(
     pooled = (hits_a + hits_b) / (n_a + n_b)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
     limit = max(floor, tol.sigmas * se)
-    small = min(n_a, n_b) < tol.min_samples
-    verdict = AGREE if abs(p_b - p_a) <= limit + 1e-12 else (INFO if small else DIFFER)
+    if min(n_a, n_b) < tol.min_samples:  # too few to judge either way
+        verdict = INFO
+    else:
+        verdict = AGREE if abs(p_b - p_a) <= limit + 1e-12 else DIFFER
     return MetricRow(step, metric, subject, p_a, p_b, n_a, n_b, limit, verdict)
 
 

@@ -75,6 +75,8 @@ def test_small_samples_and_latency_are_information_not_disagreement() -> None:
     b = [rec("v2", ms=40.0)] * 5
     result = compare_runs(run("sim", a), run("local", b), Tolerances(share_tolerance=0.01))
     assert {r.verdict for r in result.rows if r.metric == "share"} == {INFO}
+    same = compare_runs(run("sim", a), run("local", a))  # too few to judge, even when equal
+    assert {r.verdict for r in same.rows if r.metric in ("share", "success")} == {INFO}
     assert {r.verdict for r in result.rows if r.metric.startswith("p")} == {INFO}
     strict = compare_runs(run("sim", a), run("local", b), Tolerances(strict_latency=True))
     assert {r.verdict for r in strict.rows if r.metric.startswith("p")} == {DIFFER}
