@@ -1,10 +1,12 @@
 """TCP connections through the simulated mesh: ``tcp_proxy`` on both sidecars, no HTTP.
 
-Client sidecar (outbound). The app dials ``address:port``; iptables sends the connection to
-``virtualOutbound``, which hands it to the listener bound to that port (``use_original_dst``:
-``0.0.0.0_<port>``, the TCP listener istiod builds for a TCP service port) or, when there is
-none, keeps it on its own chains: ``virtualOutbound-catchall-tcp`` to ``PassthroughCluster``
-(ALLOW_ANY) or ``BlackHoleCluster`` (REGISTRY_ONLY). The chain is picked by Envoy's
+Client sidecar (outbound). The app dials ``address:port`` (a Service name resolves to its VIP,
+a headless Service's to one of its pod IPs); iptables sends the connection to
+``virtualOutbound``, which hands it to the listener at exactly that address
+(``use_original_dst``: ``<VIP>_<port>``, the TCP listener istiod builds for a TCP service port),
+else to ``0.0.0.0_<port>`` (a service without a VIP) or, when there is none, keeps it on its
+own chains: ``virtualOutbound-catchall-tcp`` to ``PassthroughCluster`` (ALLOW_ANY) or
+``BlackHoleCluster`` (REGISTRY_ONLY). The chain is picked by Envoy's
 FilterChainMatch (:meth:`sim.xds.ListenerSpec.select`). Its ``tcp_proxy`` then:
 
 * draws one of its ``weighted_clusters`` (VirtualService ``tcp`` routes), uniform over the

@@ -2,8 +2,8 @@
 
 Sidecar: ``virtualOutbound`` (15001, original-destination hand-off, catch-all to Passthrough or
 BlackHole), one ``0.0.0.0_<port>`` HTTP listener per outbound HTTP port (RDS named ``"<port>"``,
-not bound itself: traffic arrives through the capture listener), one ``0.0.0.0_<port>`` TCP
-listener per outbound TCP port, and ``virtualInbound`` (15006) with a filter chain per container
+not bound itself: traffic arrives through the capture listener), one ``<VIP>_<port>`` TCP
+listener per TCP service port and VIP (``0.0.0.0_<port>`` for a service without one), and ``virtualInbound`` (15006) with a filter chain per container
 port (``0.0.0.0_<targetPort>``, matched by destination port) in front of ``inbound|<port>||``.
 Gateway: one bound ``0.0.0.0_<targetPort>`` per server port with RDS ``http.<targetPort>``.
 Every listener sets ``enable_reuse_port: false`` so a port clash fails loudly instead of silently

@@ -110,7 +110,8 @@ def sni_name(port: int, subset: str, host: str) -> str:
 
 
 def listener_name(address: str, port: int) -> str:
-    """``0.0.0.0_9080``: outbound HTTP listeners and gateway listeners."""
+    """``0.0.0.0_9080`` (outbound HTTP and gateway listeners) or ``10.96.3.7_5432`` (a TCP
+    service's listener at its VIP)."""
     return f"{address}_{port}"
 
 
