@@ -37,7 +37,8 @@ __all__ = [
 
 
 def service_domains(service: MeshService, port: int, proxy_namespace: str) -> list[str]:
-    """The domains of a service's virtual host as seen from ``proxy_namespace``."""
+    """The domains of a service's virtual host as seen from ``proxy_namespace``: its names
+    (the short name only from its own namespace) and its VIPs, each also with ``:<port>``."""
     fqdn = service.hostname
     if service.from_service_entry:
         names = [fqdn, *service.addresses]
@@ -46,6 +47,7 @@ def service_domains(service: MeshService, port: int, proxy_namespace: str) -> li
     if service.namespace == proxy_namespace:
         names.append(service.name)
     names += [f"{service.name}.{service.namespace}.svc", f"{service.name}.{service.namespace}"]
+    names += service.addresses  # the ClusterIP: a request to http://<VIP>:<port>/ routes too
     out = [d for name in names for d in (name, f"{name}:{port}")]
     out.append(f"{fqdn}.")
     return out
