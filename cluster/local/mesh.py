@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cluster.local.admin import AdminClient, AdminError
 from cluster.local.apps import ROOT, app_argv, app_env, is_python_service
 from cluster.local.ca import LocalCA
 from cluster.local.envoy import ConfigRejectedError, EnvoyProxy, XdsRejection
@@ -106,6 +107,31 @@ class LocalMesh:
     def access_logs(self) -> list[Path]:
         """Every proxy's access log."""
         return [self.access_log(name) for name, p in self.pods.items() if p.proxy is not None]
+
+    def requests_in_flight(self) -> int:
+        """HTTP requests some proxy is still handling (``downstream_rq_active`` of every HTTP
+        connection manager, the admin listener's own left out)."""
+        total = 0
+        for pp in self.pods.values():
+            if pp.proxy is None:
+                continue
+            try:
+                stats = AdminClient(pp.admin_port).stats(r"^http\..*\.downstream_rq_active$")
+            except AdminError:
+                continue  # a proxy that is gone has nothing in flight
+            total += sum(v for k, v in stats.items() if not k.startswith("http.admin."))
+        return total
+
+    def wait_idle(self, timeout_s: float, poll_s: float = 0.05) -> bool:
+        """Wait until no proxy has a request in flight (work the load generator no longer
+        waits for: a call still delayed downstream after its caller timed out, a mirror).
+        False if ``timeout_s`` passed first."""
+        deadline = time.monotonic() + timeout_s
+        while self.requests_in_flight():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll_s)
+        return True
 
     def start(self, resources: Sequence[Resource], timeout_s: float = 30.0) -> None:
         """Launch every pod of the manifests and wait until all apps and proxies are ready."""

@@ -35,6 +35,10 @@ from mesh.topology import INGRESS_GATEWAY, ProxyKind
 
 __all__ = ["LocalRunner", "traffic_targets"]
 
+SETTLE_MAX_S = 15.0
+"""After a step's traffic, how long to wait for requests still in flight in the mesh (a call
+delayed downstream after its caller gave up finishes, and is logged, in the same step)."""
+
 LOG_FLUSH_S = 0.35
 """Envoy flushes access logs every 100 ms (``--file-flush-interval-msec``); wait a bit more."""
 
@@ -194,6 +198,7 @@ class LocalRunner:
         finally:
             for timer in timers:
                 timer.cancel()
+        mesh.wait_idle(SETTLE_MAX_S)
         time.sleep(LOG_FLUSH_S)
         cutoff = traffic_started - run_started + spec.warmup_s
         records: list[RequestRecord] = sorted(

@@ -148,7 +148,9 @@ def test_applied_virtual_service_pins_traffic_live(mesh: LocalMesh) -> None:
     records = client_records(send(mesh, products()), ("api-gateway", "product"))
     assert len(records) == 30
     assert {r.destination_version for r in records} == {"v1"}
-    assert {r.upstream_cluster for r in records} == {"outbound|8080|v1|product.shop.svc.cluster.local"}
+    assert {r.upstream_cluster for r in records} == {
+        "outbound|8080|v1|product.shop.svc.cluster.local"
+    }
 
 
 def test_envoy_rejection_surfaces_message_and_old_routes_keep_serving(mesh: LocalMesh) -> None:
@@ -196,6 +198,29 @@ def test_killed_pod_is_retried_on_the_other_version_then_restored(mesh: LocalMes
     mesh.break_workload(BreakAction(workload="product-v1", restore=True))
     records = client_records(send(mesh, products(40)), ("api-gateway", "product"))
     assert {r.destination_version for r in records} == {"v1", "v2"}
+
+
+def test_wait_idle_sees_a_call_that_outlives_its_callers_timeout(mesh: LocalMesh) -> None:
+    # the client gives up after 0.3 s; api-gateway's call to the slowed product goes on for
+    # ~0.8 s and is only logged then: the runner must wait for it before reading the logs
+    mesh.break_workload(BreakAction(workload="product-v1", latency_ms=800))
+    mesh.break_workload(BreakAction(workload="product-v2", latency_ms=800))
+    try:
+        tails = [AccessLogTail(p) for p in mesh.access_logs()]
+        for tail in tails:
+            tail.skip_to_end()
+        report = drive(
+            products(2, timeout_s=0.3), traffic_targets(mesh, products(2)), random.Random(3)
+        )
+        assert {o.status for o in report.outcomes} == {0}  # the client timed out
+        assert mesh.requests_in_flight() > 0
+        assert mesh.wait_idle(5.0)
+        time.sleep(0.35)
+        records = client_records([r for t in tails for r in t.read()], ("api-gateway", "product"))
+        assert len(records) == 2 and all(r.duration_ms >= 790 for r in records)
+    finally:
+        for v in ("product-v1", "product-v2"):
+            mesh.break_workload(BreakAction(workload=v, restore=True))
 
 
 def test_traffic_from_a_workload_leaves_through_its_sidecar(mesh: LocalMesh) -> None:
