@@ -509,6 +509,8 @@ def build_topology(
     )
 
 
+EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
+"""A Kubernetes Service's ``exportTo`` (comma-separated namespaces, ``.``, ``*``), as istiod reads it."""
 SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/16")
 """Where :func:`service_vips` allocates ClusterIPs (kubeadm's default service CIDR)."""
 _RESERVED_OFFSETS = 2
@@ -599,6 +601,11 @@ def _kube_service(
         ports=tuple(ports),
         selector=svc.spec.selector,
         addresses=(vip,) if vip else (),
+        export_to=tuple(
+            ns.strip()
+            for ns in svc.metadata.annotations.get(EXPORT_TO_ANNOTATION, "").split(",")
+            if ns.strip()
+        ),
         headless=svc.spec.cluster_ip == "None",
     )
 
