@@ -263,8 +263,9 @@ class _Translator:
         A Service with a VIP (ClusterIP, ServiceEntry address) gets ``<VIP>_<port>``; a CIDR
         address becomes a ``prefix_ranges`` chain on ``0.0.0.0_<port>``; a headless Service gets
         one listener per endpoint IP; a service with no address at all (a ServiceEntry without
-        ``addresses``) gets ``0.0.0.0_<port>``, unless an HTTP service already owns that wildcard
-        port (istiod would merge both into a sniffed listener; we keep the HTTP one). Two
+        ``addresses``) gets ``0.0.0.0_<port>``. Both wildcard forms yield to an HTTP service that
+        already owns that wildcard port (istiod would merge them into a sniffed listener; we
+        keep the HTTP one). Two
         services claiming the same listener and match: the first by host name wins, as istiod's
         conflict handling keeps the first."""
         out: dict[tuple[str, int], list[TcpChain]] = {}
@@ -281,7 +282,8 @@ class _Translator:
                     for address in service.addresses:
                         ip, _, bits = address.partition("/")
                         if bits and bits not in {"32", "128"}:
-                            binds.append(("0.0.0.0", address))
+                            if p.port not in http_ports:  # else: the HTTP wildcard's port
+                                binds.append(("0.0.0.0", address))
                         else:
                             binds.append((ip, ""))
                 elif p.port not in http_ports:

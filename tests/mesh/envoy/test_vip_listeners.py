@@ -65,3 +65,27 @@ def test_exported_tcp_services_and_the_gateway_get_vip_listeners_unexported_ones
 
 def test_sidecar_egress_scoping_drops_the_vip_listeners_of_services_it_does_not_import() -> None:
     assert _tcp_listener_names(MESH + SCOPED) == []
+
+
+CIDR_ON_HTTP_PORT = """
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: legacy, namespace: app}
+spec:
+  hosts: [legacy.example.com]
+  addresses: [192.0.2.0/24]
+  resolution: NONE
+  ports: [{number: 80, name: tcp-legacy, protocol: TCP}]
+"""
+
+
+def test_a_cidr_tcp_entry_on_an_http_wildcard_port_leaves_the_http_listener_alone() -> None:
+    loaded = load_text(MESH + CIDR_ON_HTTP_PORT, "mesh.yaml")
+    assert loaded.ok, [d.render() for d in loaded.errors]
+    proxy = translate_proxy(loaded.resources, build_topology(loaded.resources), "client-0")
+    names = [x["name"] for x in proxy.listeners]
+    assert len(names) == len(set(names))
+    http = proxy.listener("0.0.0.0_80")  # the ingress gateway's http2 port
+    assert http is not None
+    assert "default_filter_chain" not in http
