@@ -396,3 +396,33 @@ def test_a_headless_tcp_service_is_dialled_at_a_pod_ip_through_its_endpoint_list
     assert {r.upstream_cluster for r in records} == {"outbound|5432||db.t.svc.cluster.local"}
     assert {r.destination_workload for r in records} == {"db-primary"}
     assert {r.response_flags for r in records} == {()}
+
+
+MONGO_CIDR = """
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: mongo, namespace: t}
+spec:
+  hosts: [mongo.example.com]
+  addresses: [192.0.2.0/24]
+  location: MESH_EXTERNAL
+  resolution: NONE
+  ports: [{number: 27017, name: tcp-mongo, protocol: TCP}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "outside"),
+    [("ALLOW_ANY", "PassthroughCluster"), ("REGISTRY_ONLY", "BlackHoleCluster")],
+)
+def test_a_service_entry_cidr_takes_its_range_and_the_default_chain_the_rest(
+    mode: str, outside: str
+) -> None:
+    world = make_world(
+        DB + db_deployment("primary") + MONGO_CIDR, config=MeshConfig(outbound_traffic_policy=mode)
+    )
+    inside = connect(world, "192.0.2.7:27017", hold=0.01)
+    assert [r.upstream_cluster for r in inside] == ["outbound|27017||mongo.example.com"]
+    records = connect(world, "198.51.100.1:27017", hold=0.01)
+    assert [r.upstream_cluster for r in records if r not in inside] == [outside]
