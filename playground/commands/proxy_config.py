@@ -122,12 +122,38 @@ def _listeners(proxy: ProxyConfig) -> str:
     rows = []
     for listener in proxy.listeners:
         sock = listener["address"]["socket_address"]
-        for chain in listener.get("filter_chains", []):
-            match = chain.get("filter_chain_match", {})
-            text = f"Port: {match['destination_port']}" if "destination_port" in match else "ALL"
+        chains = [(c, _chain_match_text(c.get("filter_chain_match", {}))) for c in
+                  listener.get("filter_chains", [])]  # fmt: skip
+        if isinstance(listener.get("default_filter_chain"), dict):
+            chains.append((listener["default_filter_chain"], "ALL (default chain)"))
+        for chain, text in chains:
             dest = "; ".join(_network_destination(f) for f in chain.get("filters", []))
             rows.append([sock["address"], str(sock["port_value"]), text, dest])
     return format_table(["ADDRESSES", "PORT", "MATCH", "DESTINATION"], rows)
+
+
+def _cidr(prefix_range: dict[str, Any]) -> str:
+    """A CidrRange; ``prefix_len`` is a number here and ``{value: n}`` in a live config dump."""
+    length = prefix_range.get("prefix_len", 32)
+    if isinstance(length, dict):
+        length = length.get("value", 32)
+    return f"{prefix_range['address_prefix']}/{length}"
+
+
+def _chain_match_text(match: dict[str, Any]) -> str:
+    """A ``filter_chain_match`` as istioctl prints it: ``Trans: tls; App: h2; Addr: *:8080``."""
+    parts = []
+    if match.get("transport_protocol"):
+        parts.append(f"Trans: {match['transport_protocol']}")
+    if match.get("application_protocols"):
+        parts.append(f"App: {','.join(match['application_protocols'])}")
+    port = f":{match['destination_port']}" if "destination_port" in match else ""
+    ranges = [_cidr(r) for r in match.get("prefix_ranges", [])]
+    if ranges:
+        parts.append("Addr: " + ",".join(f"{r}{port}" for r in ranges))
+    elif port:
+        parts.append(f"Addr: *{port}")
+    return "; ".join(parts) or "ALL"
 
 
 def _match_text(match: dict[str, Any]) -> str:

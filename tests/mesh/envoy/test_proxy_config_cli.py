@@ -78,6 +78,33 @@ def test_listeners_and_endpoints_tables(capsys: pytest.CaptureFixture[str]) -> N
     assert len(endpoint_rows) == 2  # the two v1 replicas
 
 
+def test_listener_matches_read_like_istioctl(capsys: pytest.CaptureFixture[str]) -> None:
+    tcp = str(TESTDATA / "tcp" / "input.yaml")
+    code, out, _ = run(
+        capsys,
+        "proxy-config",
+        "listeners",
+        str(TESTDATA / "base.yaml"),
+        tcp,
+        "--proxy",
+        "frontend-v1",
+    )
+    assert code == 0
+    rows = [[cell for cell in line.split("  ") if cell.strip()] for line in out.splitlines()]
+    rows = [[c.strip() for c in r] for r in rows]
+    # a ServiceEntry CIDR is a chain matched on the destination address, the rest falls through
+    # to the listener's default chain; inbound chains show transport and ALPN
+    assert [
+        "0.0.0.0",
+        "27017",
+        "Addr: 192.0.2.0/24",
+        "Cluster: outbound|27017||mongo.example.com",
+    ] in rows
+    assert ["0.0.0.0", "27017", "ALL (default chain)", "Cluster: PassthroughCluster"] in rows
+    assert ["0.0.0.0", "15006", "Trans: raw_buffer; Addr: *:8080", "Route: inbound|8080||"] in rows
+    assert any(r[2].startswith("Trans: tls; App: istio-peer-exchange,") for r in rows)
+
+
 @pytest.mark.parametrize("fmt", ["json", "yaml"])
 def test_raw_output_is_the_envoy_config(capsys: pytest.CaptureFixture[str], fmt: str) -> None:
     code, out, _ = run(
