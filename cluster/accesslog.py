@@ -62,7 +62,9 @@ class AccessLogTail:
 
     def read(self, run_started_at: float = 0.0) -> list[RequestRecord]:
         """New records, start times relative to ``run_started_at`` (epoch seconds)."""
-        return [record_from_access_log(e, run_started_at=run_started_at) for e in self.read_entries()]
+        return [
+            record_from_access_log(e, run_started_at=run_started_at) for e in self.read_entries()
+        ]
 
 
 def read_records(paths: Iterable[Path], run_started_at: float = 0.0) -> list[RequestRecord]:

@@ -58,7 +58,9 @@ class Calibration:
 
     def describe(self) -> str:
         """One line for the CLI."""
-        hop = f"hop {self.hop.yaml()} (n={self.hop.samples})" if self.hop else "hop: too few samples"
+        hop = (
+            f"hop {self.hop.yaml()} (n={self.hop.samples})" if self.hop else "hop: too few samples"
+        )
         return f"{hop}; {len(self.service_times)} endpoint service times"
 
 

@@ -94,4 +94,3 @@ class AdminClient:
     def quit(self) -> None:
         """``POST /quitquitquit``: ask Envoy to exit."""
         self.request("/quitquitquit", method="POST")
-

@@ -67,7 +67,9 @@ def app_env(
     env.update({e.name: e.value for e in container.env if e.value_from is None})
     for name in DROPPED_ENV:
         env.pop(name, None)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(ROOT) + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
     env.update(
         HOST="127.0.0.1",
         PORT=str(port),

@@ -277,7 +277,9 @@ class EnvoyProxy:
         chain, and with routes inside listeners that means the old routes, until then."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            gauges = self.admin.stats(r"^listener_manager\.total_(filter_chains|listeners)_draining$")
+            gauges = self.admin.stats(
+                r"^listener_manager\.total_(filter_chains|listeners)_draining$"
+            )
             if not any(gauges.values()):
                 return
             time.sleep(0.02)

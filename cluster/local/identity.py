@@ -105,7 +105,10 @@ class Identity:
             replace(
                 r,
                 headers=FrozenMap(
-                    {k: _TOKEN.sub(lambda m: self.token(m.group(1)), v) for k, v in r.headers.items()}
+                    {
+                        k: _TOKEN.sub(lambda m: self.token(m.group(1)), v)
+                        for k, v in r.headers.items()
+                    }
                 ),
             )
             for r in spec.requests

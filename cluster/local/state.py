@@ -89,9 +89,7 @@ class MeshStateFile:
         procs = [p.info() for p in mesh.supervisor.procs.values() if p.running()]
         me = os.getpid()
         owner = ProcessInfo("owner", me, process_start_ticks(me), (), "")
-        return cls(
-            str(mesh.workdir), app, time.time(), [owner, *procs], pods, me, mesh.started_s
-        )
+        return cls(str(mesh.workdir), app, time.time(), [owner, *procs], pods, me, mesh.started_s)
 
     def write(self, path: Path) -> None:
         """Write atomically."""

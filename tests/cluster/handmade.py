@@ -66,7 +66,17 @@ def client_sidecar(
         "enable_reuse_port": False,
         "traffic_direction": "OUTBOUND",
         "filter_chains": [
-            {"filters": [_hcm("outbound_0.0.0.0_8080", "8080", log, json_format(Reporter.SOURCE, me), False)]}
+            {
+                "filters": [
+                    _hcm(
+                        "outbound_0.0.0.0_8080",
+                        "8080",
+                        log,
+                        json_format(Reporter.SOURCE, me),
+                        False,
+                    )
+                ]
+            }
         ],
     }
     route = {

@@ -38,14 +38,19 @@ def test_config_sources_point_at_one_file_per_resource_name(tmp_path: Path) -> N
     res = resources(tmp_path, {"v1": 1})
     listener = to_file_sources(res.listeners[0], tmp_path)
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    assert hcm["rds"]["config_source"]["path_config_source"]["path"] == str(tmp_path / "rds" / "8080.json")
+    assert hcm["rds"]["config_source"]["path_config_source"]["path"] == str(
+        tmp_path / "rds" / "8080.json"
+    )
     cluster = to_file_sources(res.clusters[0], tmp_path)
     sds = cluster["transport_socket"]["typed_config"]["common_tls_context"]
     path = sds["tls_certificate_sds_secret_configs"][0]["sds_config"]["path_config_source"]["path"]
     assert path == str(tmp_path / "sds" / "default.json")
     eds = cluster["eds_cluster_config"]["eds_config"]["path_config_source"]["path"]
     assert eds.endswith("outbound%7C8080%7Cv1%7Cproduct.shop.svc.cluster.local.json")
-    assert res.clusters[0]["eds_cluster_config"]["eds_config"] == {"ads": {}, "resource_api_version": "V3"}
+    assert res.clusters[0]["eds_cluster_config"]["eds_config"] == {
+        "ads": {},
+        "resource_api_version": "V3",
+    }
 
 
 def test_eds_is_folded_into_static_clusters_to_save_inotify_watches(tmp_path: Path) -> None:
@@ -86,7 +91,9 @@ def test_ca_issues_spiffe_certificates_signed_by_its_root(tmp_path: Path) -> Non
     cert.verify_directly_issued_by(root)
     assert oct(issued.private_key.stat().st_mode & 0o777) == "0o600"
     files = issued.secrets(inline=False)
-    assert files["default"]["tls_certificate"]["certificate_chain"]["filename"] == str(issued.cert_chain)
+    assert files["default"]["tls_certificate"]["certificate_chain"]["filename"] == str(
+        issued.cert_chain
+    )
     assert files["ROOTCA"]["validation_context"]["trusted_ca"]["filename"] == str(issued.root)
     inline = issued.secrets()
     key = inline["default"]["tls_certificate"]["private_key"]["inline_string"]
@@ -185,7 +192,9 @@ def test_cancel_stops_traffic_early_and_refused_connections_are_status_zero() ->
     timer = threading.Timer(0.3, cancel.set)
     timer.start()
     spec = TrafficSpec(requests=(RequestSpec(),), rate_rps=50, duration_s=30)
-    report = drive(spec, Target("127.0.0.1", free_ports(1)[0], "x"), random.Random(3), cancel=cancel)
+    report = drive(
+        spec, Target("127.0.0.1", free_ports(1)[0], "x"), random.Random(3), cancel=cancel
+    )
     timer.cancel()
     assert report.wall_s < 3.0
     assert report.sent > 0 and {o.status for o in report.outcomes} == {0}
