@@ -38,6 +38,7 @@ from mesh.model import FrozenMap
 from mesh.records import ConnectionSecurityPolicy, Reporter
 from mesh.source import load_text
 from mesh.topology import build_topology
+from tests.mesh.envoy.real_envoy import read_log, wait_ready
 
 ENVOY = Path(sys.executable).parent / "envoy"
 
@@ -128,29 +129,6 @@ def app_server() -> Iterator[int]:
         server.server_close()
 
 
-def _wait_ready(admin: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"envoy exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=0.5) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.05)
-    raise AssertionError("envoy did not become ready in time")
-
-
-def _read_log(path: Path, expected: int, deadline: float) -> list[dict[str, object]]:
-    while time.monotonic() < deadline:
-        if path.exists():
-            lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-            if len(lines) >= expected:
-                return lines
-        time.sleep(0.05)
-    raise AssertionError(f"{path.name}: fewer than {expected} access-log lines")
-
-
 @pytest.mark.envoy
 def test_two_sidecars_route_proxy_requests_and_log_records(tmp_path: Path, app_server: int) -> None:
     loaded = load_text(MESH, "mesh.yaml")
@@ -192,7 +170,7 @@ def test_two_sidecars_route_proxy_requests_and_log_records(tmp_path: Path, app_s
             procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         deadline = time.monotonic() + 20
         for proc, admin in zip(procs, admins.values(), strict=True):
-            _wait_ready(admin, proc, deadline)
+            wait_ready(admin, proc, deadline)
 
         proxy = urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{front_out}"})
         opener = urllib.request.build_opener(proxy)
@@ -215,11 +193,10 @@ def test_two_sidecars_route_proxy_requests_and_log_records(tmp_path: Path, app_s
             assert json.loads(response.read())["path"] == "/direct"
 
         client = [
-            record_from_access_log(e)
-            for e in _read_log(tmp_path / "frontend-v1-0.log", 3, deadline)
+            record_from_access_log(e) for e in read_log(tmp_path / "frontend-v1-0.log", 3, deadline)
         ]
         server = [
-            record_from_access_log(e) for e in _read_log(tmp_path / "product-v1-0.log", 3, deadline)
+            record_from_access_log(e) for e in read_log(tmp_path / "product-v1-0.log", 3, deadline)
         ]
     finally:
         for proc in procs:

@@ -4,14 +4,11 @@ parses back into a ``request_protocol="tcp"`` RequestRecord."""
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from mesh.envoy.listeners import TcpChain, TcpLog, tcp_listener
 from mesh.envoy.names import PASSTHROUGH_CLUSTER
 from mesh.envoy.ports import ListenerAddress
 from mesh.records import Reporter
+from tests.mesh.envoy.real_envoy import read_log, wait_ready
 
 ENVOY = Path(sys.executable).parent / "envoy"
 CLUSTER = "outbound|5432||db.shop.svc.cluster.local"
@@ -114,7 +112,7 @@ def test_tcp_proxy_access_log_line_parses_into_a_tcp_record(tmp_path: Path, db_s
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
-        _wait_ready(admin, proc, deadline)
+        wait_ready(admin, proc, deadline)
         with socket.create_connection(("127.0.0.1", listen), timeout=5) as s:
             s.sendall(b"query")
             answer = b""
@@ -124,7 +122,7 @@ def test_tcp_proxy_access_log_line_parses_into_a_tcp_record(tmp_path: Path, db_s
         with socket.create_connection(("127.0.0.1", refused), timeout=5) as s:
             s.settimeout(5)
             assert s.recv(100) == b""  # Envoy accepted, the upstream refused: closed
-        lines = _read_log(tmp_path / "client.log", 2, deadline)
+        lines = read_log(tmp_path / "client.log", 2, deadline)
     finally:
         proc.terminate()
         try:
@@ -148,27 +146,3 @@ def test_tcp_proxy_access_log_line_parses_into_a_tcp_record(tmp_path: Path, db_s
     # Envoy 1.40 tcp_proxy: a refused connect is UF, and URX (its one connect attempt used up)
     assert failed.response_flags == ("UF", "URX") and not failed.ok
     assert failed.bytes_sent == 0
-
-
-def _wait_ready(admin: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            raise AssertionError(f"envoy exited with {proc.returncode}: {err[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=0.5) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.05)
-    raise AssertionError("envoy did not become ready in time")
-
-
-def _read_log(path: Path, expected: int, deadline: float) -> list[dict[str, Any]]:
-    while time.monotonic() < deadline:
-        if path.exists():
-            lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-            if len(lines) >= expected:
-                return lines
-        time.sleep(0.05)
-    raise AssertionError(f"{path.name}: fewer than {expected} access-log lines")
