@@ -128,11 +128,12 @@ class LoadBalancerSettings:
     """Load-balancing policy: ``simple`` or ``consistent_hash``, plus locality settings."""
 
     ONEOF: ClassVar[tuple[tuple[str, ...], ...]] = (("simple", "consistentHash"),)
+    UNMODELLED: ClassVar[frozenset[str]] = frozenset({"warmupDurationSecs", "warmup"})
+    """Slow start (Envoy's ``slow_start_config``) is not translated yet: said, not dropped."""
 
     simple: SimpleLB | None = None
     consistent_hash: ConsistentHashLB | None = None
     locality_lb_setting: LocalityLoadBalancerSetting | None = None
-    warmup_duration_secs: Duration | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
