@@ -177,7 +177,37 @@ class ClusterRuntime:
     # -- load balancing ---------------------------------------------------------------------
 
     def available(self, now: float) -> tuple[list[HostState], bool]:
-        """(hosts to balance over, panic?) for the best usable priority."""
+        """(hosts to balance over, panic?) for the best usable priority (and, with
+        locality-weighted load balancing, the locality drawn by weight)."""
+        hosts, panic = self._available(now)
+        if self.spec.locality_weighted and hosts:
+            hosts = self._by_locality_weight(hosts)
+        return hosts, panic
+
+    def _by_locality_weight(self, usable: list[HostState]) -> list[HostState]:
+        """Envoy's locality-weighted choice: each locality's ``load_balancing_weight`` times its
+        availability (healthy share x 1.4, at most 1); then the LB policy picks inside it."""
+        groups: dict[str, list[HostState]] = {}
+        for h in usable:
+            if h.endpoint.locality_weight > 0:
+                groups.setdefault(h.endpoint.locality, []).append(h)
+        if not groups:
+            return usable
+        totals: dict[str, int] = {}
+        for h in self.hosts:
+            totals[h.endpoint.locality] = totals.get(h.endpoint.locality, 0) + 1
+        weighted = [
+            (hs[0].endpoint.locality_weight * min(1.0, 1.4 * len(hs) / totals[loc]), hs)
+            for loc, hs in sorted(groups.items())
+        ]
+        r = self.rng.random() * sum(w for w, _ in weighted)
+        for w, hs in weighted:
+            if r < w:
+                return hs
+            r -= w
+        return weighted[-1][1]
+
+    def _available(self, now: float) -> tuple[list[HostState], bool]:
         hosts = self.hosts
         if self.ejected_hosts == 0 and len(self.spec.priorities) <= 1:
             return hosts, False
@@ -238,7 +268,11 @@ class ClusterRuntime:
         self, hash_key: int | None, avoid: set[str] | None, attempts: int
     ) -> HostState | None:
         """:meth:`choose` without the reasons (the router's path when nobody traces)."""
-        if self.ejected_hosts == 0 and len(self.spec.priorities) <= 1:
+        if (
+            self.ejected_hosts == 0
+            and len(self.spec.priorities) <= 1
+            and not self.spec.locality_weighted
+        ):
             hosts = self.hosts
         else:
             hosts = self.available(self.env.now)[0]

@@ -303,6 +303,8 @@ class EndpointSpec:
     identity: str
     health: str = "HEALTHY"
     istio_tls: bool = False
+    locality_weight: int = 0
+    """The locality's ``load_balancing_weight`` (0 = none given)."""
 
     @property
     def host(self) -> str:
@@ -383,6 +385,8 @@ class ClusterSpec:
 
     priorities: tuple[int, ...] = (0,)
     """Distinct endpoint priorities, best first."""
+    locality_weighted: bool = False
+    """``common_lb_config.locality_weighted_lb_config``: pick a locality by weight first."""
 
 
 FILTER_TCP_PROXY = "envoy.filters.network.tcp_proxy"
@@ -703,7 +707,9 @@ def compile_route_config(rc: Mapping[str, Any]) -> RouteTable:
     )
 
 
-def _endpoint(lb: Mapping[str, Any], priority: int, locality: str) -> EndpointSpec:
+def _endpoint(
+    lb: Mapping[str, Any], priority: int, locality: str, locality_weight: int = 0
+) -> EndpointSpec:
     sock = lb["endpoint"]["address"]["socket_address"]
     filter_meta = (lb.get("metadata") or {}).get("filter_metadata") or {}
     meta = filter_meta.get("istio") or {}
@@ -724,6 +730,7 @@ def _endpoint(lb: Mapping[str, Any], priority: int, locality: str) -> EndpointSp
         identity=str(meta.get("identity", "")),
         health=str(lb.get("health_status", "HEALTHY")),
         istio_tls=tls_match.get("tlsMode") == "istio",
+        locality_weight=locality_weight,
     )
 
 
@@ -736,7 +743,8 @@ def _endpoints(cla: Mapping[str, Any] | None) -> tuple[EndpointSpec, ...]:
             str(v) for v in (group.get("locality") or {}).values() if v
         )  # region/zone/sub_zone
         prio = int(group.get("priority", 0))
-        out.extend(_endpoint(lb, prio, loc) for lb in group.get("lb_endpoints") or ())
+        weight = int(group.get("load_balancing_weight", 0) or 0)
+        out.extend(_endpoint(lb, prio, loc, weight) for lb in group.get("lb_endpoints") or ())
     return tuple(e for e in out if e.health in ("HEALTHY", "UNKNOWN"))
 
 
@@ -807,6 +815,7 @@ def compile_cluster(cluster: Mapping[str, Any], cla: Mapping[str, Any] | None) -
         istio_mtls=istio_mtls,
         max_requests_per_connection=int(common.get("max_requests_per_connection", 0)),
         priorities=tuple(sorted({e.priority for e in endpoints})) or (0,),
+        locality_weighted="locality_weighted_lb_config" in lb_config,
     )
 
 

@@ -330,3 +330,19 @@ def test_item38_max_requests_per_connection_1_opens_one_connection_per_request(
     else:
         assert stats["upstream_cx_total"] == 3  # keep-alive: one per pod, reused
         assert stats["upstream_cx_active"] == 3
+
+
+def test_locality_distribute_weights_split_traffic_between_zones() -> None:
+    # localityLbSetting.distribute: Envoy picks a locality by its load_balancing_weight
+    # (locality_weighted_lb_config), then a host inside it by the LB policy
+    distribute = """    loadBalancer:
+      simple: ROUND_ROBIN
+      localityLbSetting:
+        distribute:
+        - from: us-east/zone1/*
+          to: {"us-east/zone1/*": 80, "us-east/zone2/*": 20}
+"""
+    world = make_world(dr(distribute), app_name="locality")
+    records = src(drive(world, rate=200, duration=10))
+    zone1 = sum(1 for r in records if r.destination_workload.startswith("reviews-z1"))
+    assert 0.76 <= zone1 / len(records) <= 0.84
