@@ -69,6 +69,8 @@ class ClusterRuntime:
     hosts: list[HostState] = field(default_factory=list)
     pool_stats: PoolStats = field(default_factory=PoolStats)
     pool: ConnPool = field(init=False)
+    locality_sizes: dict[str, int] = field(init=False)
+    """Endpoints per locality (a locality's availability is its healthy share of these)."""
     retries_active: int = 0
     rr_next: int = 0
     created: float = 0.0
@@ -85,6 +87,7 @@ class ClusterRuntime:
 
     def __post_init__(self) -> None:
         self.pool = self._new_pool()
+        self.locality_sizes = _locality_sizes(self.spec)
 
     def _new_pool(self) -> ConnPool:
         spec = self.spec
@@ -102,6 +105,7 @@ class ClusterRuntime:
             self.spec = spec
             self.pool = self._new_pool()
         self.spec = spec
+        self.locality_sizes = _locality_sizes(spec)
         self.hosts = [old.get(e.host) or HostState(e) for e in spec.endpoints]
         for h, e in zip(self.hosts, spec.endpoints, strict=True):
             h.endpoint = e
@@ -193,9 +197,7 @@ class ClusterRuntime:
                 groups.setdefault(h.endpoint.locality, []).append(h)
         if not groups:
             return usable
-        totals: dict[str, int] = {}
-        for h in self.hosts:
-            totals[h.endpoint.locality] = totals.get(h.endpoint.locality, 0) + 1
+        totals = self.locality_sizes
         weighted = [
             (hs[0].endpoint.locality_weight * min(1.0, 1.4 * len(hs) / totals[loc]), hs)
             for loc, hs in sorted(groups.items())
@@ -341,6 +343,13 @@ class ClusterRuntime:
             "overflows": self.pool_stats.rq_pending_overflow,
             "ejections": self.ejections_total,
         }
+
+
+def _locality_sizes(spec: ClusterSpec) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for e in spec.endpoints:
+        sizes[e.locality] = sizes.get(e.locality, 0) + 1
+    return sizes
 
 
 _REASONS = {

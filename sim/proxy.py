@@ -373,8 +373,7 @@ def _mirror(world: World, proxy: ProxyRuntime, req: Request, cluster: str) -> Pr
         client=proxy.pod,
         service_host=crt.spec.service_host,
         attempt=None,
-        mtls=crt.spec.istio_mtls == "all"
-        or (crt.spec.istio_mtls == "auto" and pick.host.endpoint.istio_tls),
+        mtls=crt.spec.istio_mtls_to(pick.host.endpoint),
     )
 
 

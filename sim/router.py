@@ -110,8 +110,7 @@ def upstream(
     """One attempt: circuit breaker, connection, the server sidecar, the response."""
     env = world.env
     ep = host.endpoint
-    istio_mtls = crt.spec.istio_mtls
-    mtls = istio_mtls == "all" or (istio_mtls == "auto" and ep.istio_tls)
+    mtls = crt.spec.istio_mtls_to(ep)
     pool = attempt.pool = crt.pool
     slot = pool.acquire(host.key, tls=mtls or crt.spec.mtls)
     if slot is not Slot.GRANTED:

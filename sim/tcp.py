@@ -264,8 +264,7 @@ def _upstream(
         crt.record_outcome(host, 503, True)
         _note(conn, world, where, "connection refused: the pod is gone (UF)")
         return TcpOutcome(CONNECT_FAILED, "connection_failure")
-    istio = crt.spec.istio_mtls
-    mtls = istio == "all" or (istio == "auto" and ep.istio_tls)
+    mtls = crt.spec.istio_mtls_to(ep)
     _note(conn, world, where, "Istio mTLS (ALPN istio-peer-exchange)" if mtls else "plaintext")
     out: TcpOutcome = yield from serve_tcp(
         world, target, conn, client=proxy.pod, port=ep.port, mtls=mtls

@@ -388,6 +388,11 @@ class ClusterSpec:
     locality_weighted: bool = False
     """``common_lb_config.locality_weighted_lb_config``: pick a locality by weight first."""
 
+    def istio_mtls_to(self, ep: EndpointSpec) -> bool:
+        """Whether this cluster reaches ``ep`` over Istio mTLS: always (DestinationRule
+        ISTIO_MUTUAL) or by auto mTLS to an endpoint labelled ``tlsMode: istio``."""
+        return self.istio_mtls == "all" or (self.istio_mtls == "auto" and ep.istio_tls)
+
 
 FILTER_TCP_PROXY = "envoy.filters.network.tcp_proxy"
 FILTER_NETWORK_RBAC = "envoy.filters.network.rbac"

@@ -1,10 +1,6 @@
 """Lessons on the local runner: every expectation graded from real Envoy access logs, and the
 simulator's run of the same lesson agreeing with it (``mesh.compare``: traffic shares, success
-rates and flag mix within tolerance; latency is information only).
-
-Lessons whose pending reason still holds are not run (each costs ~15 s of real traffic); a cheap
-test checks instead that the reason still holds, so it fails, and reminds us to run the lesson,
-as soon as the lesson changes."""
+rates and flag mix within tolerance; latency is information only)."""
 
 from __future__ import annotations
 
