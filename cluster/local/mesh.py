@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster.local.admin import AdminClient, AdminError
+from cluster.local.admin import AdminError
 from cluster.local.apps import ROOT, app_argv, app_env, is_python_service
 from cluster.local.ca import LocalCA
 from cluster.local.envoy import ConfigRejectedError, EnvoyProxy, XdsRejection
@@ -116,7 +116,7 @@ class LocalMesh:
             if pp.proxy is None:
                 continue
             try:
-                stats = AdminClient(pp.admin_port).stats(r"^http\..*\.downstream_rq_active$")
+                stats = pp.proxy.admin.stats(r"^http\..*\.downstream_rq_active$")
             except AdminError:
                 continue  # a proxy that is gone has nothing in flight
             total += sum(v for k, v in stats.items() if not k.startswith("http.admin."))

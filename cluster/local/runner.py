@@ -132,7 +132,7 @@ class LocalRunner:
         mesh.start(state.resources)
         self.started_s = mesh.started_s
         run_started = time.time()
-        steps = lesson.steps[: options.until_step] if options.until_step else lesson.steps
+        steps = _steps_to_run(lesson, options)
         results: list[StepResult] = []
         for index, step in enumerate(steps):
             if options.cancel.is_set():
@@ -265,11 +265,15 @@ def _refuse_network_policies(lesson: Lesson) -> None:
             )
 
 
+def _steps_to_run(lesson: Lesson, options: RunOptions) -> tuple[LessonStep, ...]:
+    """The lesson's steps up to ``--step K`` (all without it)."""
+    return lesson.steps[: options.until_step] if options.until_step else lesson.steps
+
+
 def _refuse_tcp_traffic(lesson: Lesson, options: RunOptions) -> None:
     """The local load generator speaks HTTP only: a step that drives ``protocol: tcp`` traffic
     cannot be run here (say so before starting anything)."""
-    steps = lesson.steps[: options.until_step] if options.until_step else lesson.steps
-    for index, step in enumerate(steps):
+    for index, step in enumerate(_steps_to_run(lesson, options)):
         if step.runners and self_name_missing(step):
             continue
         if lesson.traffic_of(step).is_tcp:
