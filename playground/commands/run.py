@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from mesh.checks import Verdict
 from mesh.diagnostics import DiagnosticError, render
 from mesh.lesson import Lesson, load_lesson
 from mesh.metrics import edge_stats
-from mesh.runner import LessonRun, Progress, RunnerError, RunOptions
+from mesh.runner import LessonRun, Progress, RunnerError, RunOptions, StepSelectionError
 from playground.runners import RUNNERS, get_runner
 
 __all__ = ["ProgressBar", "format_run", "register"]
@@ -84,6 +85,9 @@ def format_run(run: LessonRun) -> str:
     lines = [f"{run.lesson.title}  (runner {run.runner}, seed {run.seed})", ""]
     for s in run.steps:
         lines.append(f"Step {s.index + 1}: {s.step.name}")
+        if s.skipped:
+            lines.extend((f"  skipped: {s.skipped}", ""))
+            continue
         rows = edge_stats(s.records, s.duration_s)
         if rows:
             lines.append(
@@ -106,12 +110,26 @@ def format_run(run: LessonRun) -> str:
     total = sum(len(s.checks) for s in run.steps)
     passed = sum(1 for s in run.steps for c in s.checks if c.passed)
     verdict = "PASSED" if run.passed else "FAILED"
+    if run.cancelled:
+        verdict = "INTERRUPTED"
     lines.append(f"{verdict}: {passed}/{total} expectations met")
     return "\n".join(lines)
 
 
 def _hints(lesson: Lesson) -> str:
     return "\n".join(f"  hint: {h}" for h in lesson.spec.hints)
+
+
+def _unwritable(path: Path) -> str:
+    """Why ``path`` cannot be written ("" when it can), checked before a run starts."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        return "is a folder"
+    if not folder.is_dir():
+        return f"no such folder {folder}"
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return "permission denied"
+    return ""
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -129,10 +147,17 @@ def _run(args: argparse.Namespace) -> int:
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.records is not None and (problem := _unwritable(args.records)):
+        print(f"error: --records {args.records}: {problem}", file=sys.stderr)
+        return 2
     bar = ProgressBar(sys.stderr, enabled=not args.no_progress)
     options = RunOptions(seed=args.seed, until_step=args.step, on_progress=bar)
     try:
         run = runner.run(lesson, options)
+    except StepSelectionError as exc:
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except RunnerError as exc:
         bar.close()
         print(f"error: runner {args.runner} failed: {exc}", file=sys.stderr)
@@ -144,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
         print(_hints(lesson))
     if args.records is not None:
         with args.records.open("w", encoding="utf-8") as fh:
-            for r in run.records:
-                fh.write(json.dumps(r.to_json(), sort_keys=True) + "\n")
-    return 0 if run.passed else 1
+            for s in run.steps:  # warm-up records too: every request the mesh saw
+                for r in sorted((*s.warmup_records, *s.records), key=lambda r: r.start_time):
+                    fh.write(json.dumps(r.to_json(), sort_keys=True) + "\n")
+    return 0 if run.passed and not run.cancelled else 1
