@@ -260,14 +260,16 @@ def test_a_failed_expectation_fails_the_run(lesson: Lesson) -> None:
 # -- callbacks, cancellation, errors ---------------------------------------------------------------
 
 
-def test_records_reach_on_records_once_whether_or_not_the_executor_streams(lesson: Lesson) -> None:
-    for batch in (0, 3):
-        got: list[tuple[int, int]] = []
-        ex = ScriptedExecutor(script=_ten, batch=batch)
-        run_lesson(ex, lesson, RunOptions(on_records=lambda i, rs: got.append((i, len(rs)))))
-        per_step = {i: sum(n for j, n in got if j == i) for i in (0, 2)}
-        assert per_step == {0: 10, 2: 10}, (batch, got)
-        assert all(i != 1 for i, _ in got)
+@pytest.mark.parametrize("batch", [0, 3])
+def test_records_reach_on_records_once_whether_or_not_the_executor_streams(
+    lesson: Lesson, batch: int
+) -> None:
+    got: list[tuple[int, int]] = []
+    ex = ScriptedExecutor(script=_ten, batch=batch)
+    run_lesson(ex, lesson, RunOptions(on_records=lambda i, rs: got.append((i, len(rs)))))
+    per_step = {i: sum(n for j, n in got if j == i) for i in (0, 2)}
+    assert per_step == {0: 10, 2: 10}, got
+    assert all(i != 1 for i, _ in got)
 
 
 def test_progress_names_the_step_and_the_total(lesson: Lesson) -> None:
