@@ -189,6 +189,7 @@ def _grade(plan: StepPlan, traffic: StepTraffic, wall_s: float) -> StepResult:
         duration_s=duration,
         wall_s=wall_s,
         warmup_records=warm,
+        started_at=traffic.started_at,
     )
 
 

@@ -95,6 +95,8 @@ class StepResult:
     wall_s: float
     warmup_records: tuple[RequestRecord, ...] = ()
     skipped: str = ""
+    started_at: float = 0.0
+    """When the step's traffic began, in its records' time base (``start_time``)."""
 
     @property
     def passed(self) -> bool:
