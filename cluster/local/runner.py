@@ -28,6 +28,7 @@ from cluster.local.traffic import Target, drive
 from mesh.engine import LessonRunner
 from mesh.lesson import BreakAction, Lesson, TrafficSpec
 from mesh.model import NetworkPolicy
+from mesh.records import RequestRecord
 from mesh.runner import DriveContext, RunnerError, StepPlan, StepTraffic, TimedChange
 from mesh.state import MeshState, lesson_states
 from mesh.topology import INGRESS_GATEWAY, ProxyKind
@@ -37,6 +38,9 @@ __all__ = ["LocalExecutor", "LocalRunner", "traffic_targets"]
 SETTLE_MAX_S = 15.0
 """After a step's traffic, how long to wait for requests still in flight in the mesh (a call
 delayed downstream after its caller gave up finishes, and is logged, in the same step)."""
+
+STREAM_INTERVAL_S = 0.5
+"""How often a running step's access logs are read for live views."""
 
 LOG_FLUSH_S = 0.35
 """Envoy flushes access logs every 100 ms (``--file-flush-interval-msec``); wait a bit more."""
@@ -165,7 +169,9 @@ class LocalExecutor:
             tail.skip_to_end()
         pending = list(timeline)
         timers = [self._timer(change, pending) for change in timeline]
+        stream = _Stream(tails, self.run_started, ctx)
         traffic_started = time.time()
+        stream.start()
         try:
             report = drive(
                 spec,
@@ -174,15 +180,19 @@ class LocalExecutor:
                 cancel=ctx.cancel,
                 on_progress=ctx.progress,
             )
+        except BaseException:
+            stream.stop()
+            raise
         finally:
             for timer in timers:
                 timer.cancel()
-            for change in list(pending):  # due after the traffic: they still happen
-                self._fire(change, pending)
+        for change in list(pending):  # due after the traffic: they still happen
+            self._fire(change, pending)
         mesh.wait_idle(SETTLE_MAX_S)
         time.sleep(LOG_FLUSH_S)
-        records = tuple(r for tail in tails for r in tail.read(self.run_started))
-        return StepTraffic(records, traffic_started - self.run_started, report.wall_s)
+        stream.stop()
+        stream.read()  # what the proxies logged last
+        return StepTraffic(tuple(stream.records), traffic_started - self.run_started, report.wall_s)
 
     def _timer(self, change: TimedChange, pending: list[TimedChange]) -> threading.Timer:
         timer = threading.Timer(change.at_s * self.time_scale, self._fire, args=(change, pending))
@@ -227,6 +237,42 @@ class LocalRunner(LessonRunner):
         super().__init__(
             "local", lambda: LocalExecutor(workdir, time_scale=time_scale, report=report)
         )
+
+
+class _Stream:
+    """Reads every proxy's access log while a step runs and hands new records to the live views
+    every ``STREAM_INTERVAL_S`` (the TUI shows a local step's traffic as it happens)."""
+
+    def __init__(self, tails: list[AccessLogTail], run_started: float, ctx: DriveContext) -> None:
+        self.tails = tails
+        self.run_started = run_started
+        self.ctx = ctx
+        self.records: list[RequestRecord] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="meshplay-log-stream", daemon=True)
+
+    def start(self) -> None:
+        """Begin tailing in the background."""
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(STREAM_INTERVAL_S):
+            self.read()
+
+    def read(self) -> list[RequestRecord]:
+        """Parse what was appended since the last read; emit and keep it."""
+        batch = [r for tail in self.tails for r in tail.read(self.run_started)]
+        if batch:
+            batch.sort(key=lambda r: r.start_time)
+            self.ctx.emit(batch)
+            self.records.extend(batch)
+        return batch
+
+    def stop(self) -> None:
+        """Stop tailing (the last read is the caller's, after the logs are flushed)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 def _to_stderr(text: str) -> None:
