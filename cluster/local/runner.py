@@ -111,11 +111,13 @@ class LocalExecutor:
         *,
         time_scale: float = 1.0,
         report: Callable[[str], None] | None = None,
+        rejections: list[ConfigRejectedError] | None = None,
     ) -> None:
         self.workdir = workdir
         self.time_scale = time_scale
         self.report = report or _to_stderr
-        self.rejections: list[ConfigRejectedError] = []
+        self.rejections: list[ConfigRejectedError] = [] if rejections is None else rejections
+        """Every push an Envoy NACKed (the previous config kept serving)."""
         self.mesh: LocalMesh | None = None
         self.run_started = 0.0
         self._stack = contextlib.ExitStack()
@@ -234,8 +236,13 @@ class LocalRunner(LessonRunner):
         time_scale: float = 1.0,
         report: Callable[[str], None] | None = None,
     ) -> None:
+        self.rejections: list[ConfigRejectedError] = []
+        """Every push an Envoy NACKed in this runner's runs."""
         super().__init__(
-            "local", lambda: LocalExecutor(workdir, time_scale=time_scale, report=report)
+            "local",
+            lambda: LocalExecutor(
+                workdir, time_scale=time_scale, report=report, rejections=self.rejections
+            ),
         )
 
 
