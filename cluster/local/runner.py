@@ -29,7 +29,14 @@ from mesh.engine import LessonRunner
 from mesh.lesson import BreakAction, Lesson, TrafficSpec
 from mesh.model import NetworkPolicy
 from mesh.records import RequestRecord
-from mesh.runner import DriveContext, RunnerError, StepPlan, StepTraffic, TimedChange
+from mesh.runner import (
+    DriveContext,
+    RunEvent,
+    RunnerError,
+    StepPlan,
+    StepTraffic,
+    TimedChange,
+)
 from mesh.state import MeshState, lesson_states
 from mesh.topology import INGRESS_GATEWAY, ProxyKind
 
@@ -122,6 +129,7 @@ class LocalExecutor:
         self.run_started = 0.0
         self._stack = contextlib.ExitStack()
         self._lock = threading.Lock()
+        self.events: list[RunEvent] = []
 
     def preflight(self, lesson: Lesson, steps: Sequence[StepPlan]) -> None:
         """NetworkPolicy needs a CNI and TCP traffic a TCP generator: refuse both up front."""
@@ -151,6 +159,11 @@ class LocalExecutor:
             except ConfigRejectedError as exc:
                 self.rejections.append(exc)
                 self.report(str(exc))
+                for rejection in exc.rejections:
+                    self._event("config-rejected", rejection.proxy, rejection.render())
+
+    def _event(self, kind: str, subject: str, detail: str) -> None:
+        self.events.append(RunEvent(time.time() - self.run_started, kind, subject, detail))
 
     def break_workload(self, action: BreakAction) -> None:
         """The services' knobs (``PUT /admin/knobs``), or kill and restart replicas."""
@@ -170,6 +183,7 @@ class LocalExecutor:
         for tail in tails:
             tail.skip_to_end()
         pending = list(timeline)
+        self.events = []
         timers = [self._timer(change, pending) for change in timeline]
         stream = _Stream(tails, self.run_started, ctx)
         traffic_started = time.time()
@@ -194,7 +208,8 @@ class LocalExecutor:
         time.sleep(LOG_FLUSH_S)
         stream.stop()
         stream.read()  # what the proxies logged last
-        return StepTraffic(tuple(stream.records), traffic_started - self.run_started, report.wall_s)
+        started = traffic_started - self.run_started
+        return StepTraffic(tuple(stream.records), started, report.wall_s, tuple(self.events))
 
     def _timer(self, change: TimedChange, pending: list[TimedChange]) -> threading.Timer:
         timer = threading.Timer(change.at_s * self.time_scale, self._fire, args=(change, pending))
@@ -207,6 +222,7 @@ class LocalExecutor:
             if change not in pending:
                 return
             pending.remove(change)
+        self._event("event", f"at {change.at_s:g} s", change.description)
         try:
             if change.state is not None:
                 self.push(change.state)

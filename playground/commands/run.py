@@ -104,6 +104,7 @@ def format_run(run: LessonRun) -> str:
                     f"  {row.name:<34} {row.requests:>6} {row.rps:>7.1f} {_pct(row.success_rate):>8} "
                     f"{_ms(row.p50_ms):>8} {_ms(row.p99_ms):>8}  {versions}{'  ' + flags if flags else ''}"
                 )
+        lines.extend(f"  event {event.describe(s.started_at)}" for event in s.events)
         seen = sorted({f for row in rows for f, _ in row.flags})
         if seen:
             lines.append("  flags: " + ", ".join(f"{f} = {RESPONSE_FLAGS.get(f, f)}" for f in seen))

@@ -172,6 +172,15 @@ def test_executor_honours_pushes_timeline_breaks_skips_and_warm_up(
     last_v1 = max(r.start_time for r in calls if r.destination_version == "v1") - switch
     assert _share(after, "v2") == 1.0, f"last v1 request {last_v1:.2f} s after the push"
 
+    # the runner reports when the lesson event took effect, in the records' time base
+    (event,) = first.events
+    assert (event.kind, event.subject, event.detail) == (
+        "event",
+        "at 4 s",
+        "apply istio/vs-v2.yaml",
+    )
+    assert abs(event.at - switch) < (0.5 if name == "local" else 1e-9), event.at - switch
+
     # a break holds until restored, across steps
     for step in (fails, still):
         codes = {r.response_code for r in _calls(step)}
