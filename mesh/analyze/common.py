@@ -28,6 +28,7 @@ __all__ = [
     "host_matches",
     "in_mesh",
     "is_istio_control_plane",
+    "labels_match",
     "of_kind",
     "resource_name_from_host",
     "selector_string",

@@ -50,6 +50,24 @@ def _identity(match: object) -> Hashable:
     return match
 
 
+def _unused(vs: VirtualService, rule: str, path: Path, reason: str) -> Diagnostic:
+    return diag("IST0130", vs, path, f"VirtualService rule {rule} not used ({reason}).",
+                "order rules from the most specific match to the catch-all, which goes last")  # fmt: skip
+
+
+def _ineffective(vs: VirtualService, rule: str, match: str, dup: str, path: Path) -> Diagnostic:
+    return diag("IST0131", vs, path,
+                f"VirtualService rule {rule} match {match} is not used (duplicate/overlapping match "
+                f"in rule {dup}).",
+                "remove the match, or move it before the rule that takes its requests")  # fmt: skip
+
+
+def _match_list(rule: object) -> Sequence[object]:
+    match = getattr(rule, "match", ())
+    assert isinstance(match, tuple)
+    return match
+
+
 def _ordered_rules(vs: VirtualService, kind: str, rules: Sequence[object]) -> Iterator[Diagnostic]:
     """The duplicate and catch-all analysis istiod runs on http, tcp and tls rules alike."""
     seen: dict[Hashable, int] = {}
@@ -163,24 +181,6 @@ def _http_overlaps(vs: VirtualService) -> list[_PrefixMatch]:
             if found is not None:
                 out.append(found)
     return out
-
-
-def _unused(vs: VirtualService, rule: str, path: Path, reason: str) -> Diagnostic:
-    return diag("IST0130", vs, path, f"VirtualService rule {rule} not used ({reason}).",
-                "order rules from the most specific match to the catch-all, which goes last")  # fmt: skip
-
-
-def _ineffective(vs: VirtualService, rule: str, match: str, dup: str, path: Path) -> Diagnostic:
-    return diag("IST0131", vs, path,
-                f"VirtualService rule {rule} match {match} is not used (duplicate/overlapping match "
-                f"in rule {dup}).",
-                "remove the match, or move it before the rule that takes its requests")  # fmt: skip
-
-
-def _match_list(rule: object) -> Sequence[object]:
-    match = getattr(rule, "match", ())
-    assert isinstance(match, tuple)
-    return match
 
 
 def check_unreachable_rules(resources: Sequence[Resource], topo: Topology) -> Iterator[Diagnostic]:
