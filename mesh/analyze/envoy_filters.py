@@ -19,13 +19,14 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from mesh.analyze.common import Path, diag, of_kind
 from mesh.diagnostics import Diagnostic
+from mesh.envoy_api.type_urls import FILTER_LOCAL_RATELIMIT
 from mesh.model import EnvoyFilter, Resource
 from mesh.model.envoy_filter import EnvoyConfigObjectPatch
 from mesh.topology import Topology
 
 __all__ = ["check_envoy_filter_operations", "check_envoy_filters"]
 
-LOCAL_RATELIMIT = "envoy.filters.http.local_ratelimit"
+LOCAL_RATELIMIT = FILTER_LOCAL_RATELIMIT
 ROUTE_LEVEL = {"ROUTE_CONFIGURATION", "HTTP_ROUTE"}
 REPLACEABLE = {"NETWORK_FILTER", "HTTP_FILTER", "VIRTUAL_HOST"}
 RELATIVE_HINT = "set spec.priority, or use INSERT_FIRST / ADD"
