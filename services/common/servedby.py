@@ -45,6 +45,11 @@ def parse(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def downstream_entries() -> list[str]:
+    """The downstream pods noted so far while serving the current request (a copy)."""
+    return list(_collected.get() or [])
+
+
 def note_downstream(headers: Mapping[str, str]) -> None:
     """Remember the pods a downstream response names (called by the downstream client; headers
     with lower-case names). Outside a request this does nothing."""
