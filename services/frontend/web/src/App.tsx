@@ -59,6 +59,8 @@ export function App({ embedded }: { embedded: EmbeddedCatalogue | null }) {
     void loadAccount();
   }, [embedded, loadCatalogue, loadAccount]);
 
+  useEffect(() => setAdded(""), [route]); // the "added to your cart" line belongs to one view
+
   const onAdd = useCallback(
     (product: Product, quantity = 1) => {
       cart.add(product, quantity);

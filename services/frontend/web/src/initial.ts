@@ -34,12 +34,18 @@ export function readInitialState(doc: Document = document): EmbeddedCatalogue | 
   if (!catalogue) return null;
   const hops = parseServedBy(catalogue.served_by);
   const ok = catalogue.status === 200 && Array.isArray((catalogue.body as ProductList | null)?.items);
-  recordCall({ method: "GET", path: "/ (page)", status: ok ? 200 : catalogue.status, ms: pageMs(), hops, upstreamMs: null });
+  // the page's own status (503 when the catalogue failed), else the catalogue's
+  const status = navigation()?.responseStatus || (ok ? 200 : catalogue.status);
+  recordCall({ method: "GET", path: "/ (page)", status, ms: pageMs(), hops, upstreamMs: null });
   return { status: catalogue.status, list: ok ? (catalogue.body as ProductList) : null, body: catalogue.body, hops };
 }
 
+function navigation(): (PerformanceNavigationTiming & { responseStatus?: number }) | undefined {
+  const entry = typeof performance !== "undefined" ? performance.getEntriesByType?.("navigation")[0] : undefined;
+  return entry as (PerformanceNavigationTiming & { responseStatus?: number }) | undefined;
+}
+
 function pageMs(): number {
-  const nav = typeof performance !== "undefined" ? performance.getEntriesByType?.("navigation")[0] : undefined;
-  const timing = nav as PerformanceNavigationTiming | undefined;
+  const timing = navigation();
   return timing ? timing.responseEnd - timing.requestStart : 0;
 }
