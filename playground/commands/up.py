@@ -114,7 +114,7 @@ def _detach(args: argparse.Namespace) -> int:
             with terminate_on_signals():
                 return _hand_over(owner, handover, state_file, log)
         except KeyboardInterrupt:
-            print("interrupted: stopping what was started so far", file=sys.stderr, flush=True)
+            print("stopping what was started so far", file=sys.stderr, flush=True)
             _stop_owner(owner, handover)
             raise
 
