@@ -150,7 +150,7 @@ def test_config_errors_are_shown_before_the_run_and_flags_are_spelled_out(
         "meshplay analyze finds 1 problem in this lesson's configuration (1 error); running it anyway:"
     )
     assert (
-        'error[IST0101] VirtualService shop/product: referenced host+subset in destinationrule not found: "product+v3"'
+        'error[IST0101] VirtualService shop/product: Referenced host+subset in destinationrule not found: "product+v3"'
         in captured.err
     )
     assert "  flags: NC = NoClusterFound" in captured.out
