@@ -72,6 +72,9 @@ def _output(popen: subprocess.Popen[str]) -> str:
 def test_a_killed_run_leaves_no_process_and_no_port(
     tmp_path: Path, sig: signal.Signals, when: str
 ) -> None:
+    """SIGKILL mid-run runs no clean-up code in the CLI at all; SIGTERM or Ctrl-C while the apps
+    are being started lands, often, inside a ``Popen`` call, after the fork and before the
+    child is recorded anywhere (before the watchdog, that child was left running)."""
     cli = _meshplay(tmp_path, "run", "lessons/01-request-routing", "--runner", "local")
     tree = Tree(cli.pid)
     try:
