@@ -10,6 +10,8 @@ runner end to end.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from mesh.engine import LessonRunner
 from mesh.lesson import load_lesson
 from mesh.lesson.model import Lesson
 from mesh.records import Reporter, RequestRecord
-from mesh.runner import LessonRun, RunOptions, StepResult
+from mesh.runner import LessonRun, Progress, RunOptions, StepResult
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_TIME_SCALE = 1.0
@@ -113,17 +115,32 @@ def _share(records: list[RequestRecord], version: str) -> float:
     return sum(r.destination_version == version for r in records) / len(records)
 
 
-def _run(name: str, lesson: Lesson, tmp_path: Path) -> tuple[LessonRun, float]:
+@dataclass
+class Live:
+    """What the live callbacks saw: per step, the traffic fraction when each batch arrived."""
+
+    fraction: float = 0.0
+    batches: dict[int, list[tuple[float, int]]] = field(default_factory=dict)
+
+    def on_progress(self, p: Progress) -> None:
+        self.fraction = p.fraction
+
+    def on_records(self, step: int, records: Sequence[RequestRecord]) -> None:
+        self.batches.setdefault(step, []).append((self.fraction, len(records)))
+
+
+def _run(name: str, lesson: Lesson, tmp_path: Path, live: Live) -> tuple[LessonRun, float]:
     """The run, and the factor by which its traffic times are scaled."""
+    options = RunOptions(seed=3, on_progress=live.on_progress, on_records=live.on_records)
     runner: LessonRunner
     if name == "sim":
         from sim import SimRunner
 
-        return SimRunner().run(lesson, RunOptions(seed=3)), 1.0
+        return SimRunner().run(lesson, options), 1.0
     from cluster.local import LocalRunner
 
     runner = LocalRunner(tmp_path, time_scale=LOCAL_TIME_SCALE)
-    return runner.run(lesson, RunOptions(seed=3)), LOCAL_TIME_SCALE
+    return runner.run(lesson, options), LOCAL_TIME_SCALE
 
 
 @pytest.mark.parametrize(
@@ -132,9 +149,17 @@ def _run(name: str, lesson: Lesson, tmp_path: Path) -> tuple[LessonRun, float]:
 def test_executor_honours_pushes_timeline_breaks_skips_and_warm_up(
     name: str, lesson: Lesson, tmp_path: Path
 ) -> None:
-    run, scale = _run(name, lesson, tmp_path)
+    live = Live()
+    run, scale = _run(name, lesson, tmp_path, live)
     assert not run.cancelled and len(run.steps) == 5
     first, fails, still, skipped, warm = run.steps
+
+    # every record of a step reached the live views once (warm-up included), none of a skipped one
+    for step in run.steps:
+        seen = sum(n for _, n in live.batches.get(step.index, []))
+        assert seen == len(step.records) + len(step.warmup_records), step.step.name
+    if name == "local":  # a real runner streams records while the traffic runs
+        assert any(fraction < 0.9 for fraction, _ in live.batches[0]), live.batches[0]
 
     # the timeline: a push at 4 s moves traffic from v1 to v2 mid-step
     calls = _calls(first)
@@ -146,6 +171,15 @@ def test_executor_honours_pushes_timeline_breaks_skips_and_warm_up(
     assert _share(before, "v1") == 1.0
     last_v1 = max(r.start_time for r in calls if r.destination_version == "v1") - switch
     assert _share(after, "v2") == 1.0, f"last v1 request {last_v1:.2f} s after the push"
+
+    # the runner reports when the lesson event took effect, in the records' time base
+    (event,) = first.events
+    assert (event.kind, event.subject, event.detail) == (
+        "event",
+        "at 4 s",
+        "apply istio/vs-v2.yaml",
+    )
+    assert abs(event.at - switch) < (0.5 if name == "local" else 1e-9), event.at - switch
 
     # a break holds until restored, across steps
     for step in (fails, still):

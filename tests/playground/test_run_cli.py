@@ -4,6 +4,7 @@ fixed records (the runner protocol is all the CLI knows about)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,26 @@ def test_an_unwritable_records_path_is_a_usage_error_before_running(
     assert captured.err.splitlines() == [
         f"error: --records {target}: no such folder {target.parent}"
     ]
+
+
+def test_config_errors_are_shown_before_the_run_and_flags_are_spelled_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A route to a subset that does not exist: the run still goes ahead on sim (503 NC), but
+    the analyzer's IST0101 that explains it comes first, and NC is spelled out."""
+    root = tmp_path / "lessons"
+    shutil.copytree(LESSON, root / "01-request-routing")
+    (root / "apps").symlink_to(ROOT / "lessons" / "apps")
+    vs = root / "01-request-routing" / "istio" / "virtual-service-all-v1.yaml"
+    vs.write_text(vs.read_text().replace("subset: v1", "subset: v3"))
+    assert main(["run", str(root / "01-request-routing"), "--no-progress", "--step", "2"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(
+        "meshplay analyze finds 1 problem in this lesson's configuration (1 error); running it anyway:"
+    )
+    assert (
+        'error[IST0101] VirtualService shop/product: Referenced host+subset in destinationrule not found: "product+v3"'
+        in captured.err
+    )
+    assert "  flags: NC = NoClusterFound" in captured.out
+    assert "note: the configuration problems reported before the run (IST0101)" in captured.out
