@@ -6,8 +6,9 @@ for the raw Envoy dicts). POD is a pod (``product-v1-0``), ``pod.namespace`` or 
 such as ``product-v1`` works there too).
 
 With PATH: the configuration meshplay's translator generates. PATH may be a lesson folder (the
-mesh after ``--step``, default the last step), an app folder (``lessons/apps/ecommerce``) or YAML
-files and folders (``--app`` adds an app's manifests). Without PATH (or with ``--live``): what the
+mesh after ``--step``, default the last step; ``--app`` runs it on another app), an app folder
+(``lessons/apps/ecommerce``) or YAML files and folders (``--app`` adds an app's manifests under
+them). Without PATH (or with ``--live``): what the
 running Envoy of the mesh ``meshplay up`` started really holds, read from its admin
 ``/config_dump``, as istioctl reads a cluster's.
 """
@@ -60,7 +61,10 @@ def register(sub: Any) -> None:
         "no PATH: the running mesh (meshplay up)",
     )
     p.add_argument("--proxy", metavar="POD", help="the proxy, when not given as POD")
-    p.add_argument("--app", help="app folder or name: adds its manifests to YAML input")
+    p.add_argument(
+        "--app",
+        help="app folder or name: under plain YAML input, or instead of a lesson's own app",
+    )
     p.add_argument("--step", help="lesson step (name or 1-based number; default: the last)")
     p.add_argument("-o", "--output", choices=("short", "yaml", "json"), default="short")
     p.add_argument(
