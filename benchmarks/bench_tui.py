@@ -61,6 +61,8 @@ async def measure(
         root = lesson_root(Path(tmp))
         app = MeshplayApp(root, {"sim": SimRunner}, Path(tmp) / "data")
         async with app.run_test(size=(120, 40)) as pilot:
+            while not app.session.loaded:  # the app paints first and reads lessons in a thread
+                await pilot.pause(0.05)
             await pilot.press("enter")
             for _ in range(runs):
                 await key_latency(app, "2", lambda: app.active_tab == "run")

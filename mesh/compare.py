@@ -56,6 +56,7 @@ __all__ = [
     "compare_runs",
     "format_comparison",
     "sent_upstream",
+    "summary_line",
 ]
 
 AGREE = "agree"
@@ -349,11 +350,16 @@ def format_comparison(cmp: Comparison, titles: Mapping[int, str] | None = None) 
             f"  {row.metric:<8} {row.subject[:52]:<52} {a:>9} {b:>9} {delta:>8} {tol:>7} "
             f"{n:>11}  {row.verdict}"
         )
-    differ = len(cmp.differing)
-    lines += [
-        "",
-        f"{SHARE_NOTE}.",
-        f"{'AGREE' if cmp.agrees else 'DIFFER'}: {len(cmp.rows) - differ}/"
-        f"{len(cmp.rows)} metrics within tolerance",
-    ]
+    lines += ["", f"{SHARE_NOTE}.", summary_line(cmp)]
     return "\n".join(lines).lstrip("\n")
+
+
+def summary_line(cmp: Comparison) -> str:
+    """``AGREE: 24 agree, 9 info (not judged), 0 differ (33 rows)``: an ``info`` row (latency,
+    too few samples, an edge or a grade seen on one side only) is counted as such, never as
+    agreeing."""
+    counts = Counter(row.verdict for row in cmp.rows)
+    return (
+        f"{'AGREE' if cmp.agrees else 'DIFFER'}: {counts[AGREE]} agree, {counts[INFO]} info "
+        f"(not judged), {counts[DIFFER]} differ ({len(cmp.rows)} rows)"
+    )

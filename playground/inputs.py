@@ -1,9 +1,11 @@
 """What a command's PATH arguments mean: the mesh configuration to inspect.
 
-A PATH is a lesson folder (the app plus what its steps applied, after ``step``, default the last)
-or ``kubectl apply -f`` input (files, folders, ``-``), optionally on top of an app's manifests
-(``app``: a folder, or a name under ``lessons/apps``). Used by ``proxy-config`` and
-``authz-check``; ``analyze`` checks every step of a lesson instead.
+A PATH is a lesson folder (the app plus what its steps applied, after ``step``, default the last),
+an app folder (its ``kubernetes/`` manifests; its ``behavior.yaml`` is not Kubernetes input) or
+``kubectl apply -f`` input (files, folders, ``-``), optionally on top of an app's manifests
+(``app``: a folder, or an app name looked up as lessons look theirs up). With a lesson, ``app``
+replaces the app its lesson.yaml names. Used by ``proxy-config`` and ``authz-check``; ``analyze``
+checks every step of a lesson instead.
 """
 
 from __future__ import annotations
@@ -13,12 +15,19 @@ from pathlib import Path
 
 from mesh.app import load_app
 from mesh.diagnostics import Diagnostic, DiagnosticError
-from mesh.lesson import Lesson, load_lesson
+from mesh.lesson import Lesson, app_search_path, find_app, load_lesson
 from mesh.model import Resource
 from mesh.source import load_paths
 from mesh.state import MeshState, lesson_states
 
-__all__ = ["InputError", "app_dir", "is_lesson", "mesh_resources", "step_index"]
+__all__ = [
+    "InputError",
+    "app_dir",
+    "is_app",
+    "is_lesson",
+    "mesh_resources",
+    "step_index",
+]
 
 
 class InputError(ValueError):
@@ -26,9 +35,18 @@ class InputError(ValueError):
 
 
 def app_dir(value: str) -> Path:
-    """``--app``: a folder, or the name of an app under ``lessons/apps``."""
+    """``--app``: a folder, or the name of an app (``lessons/apps/<name>`` from here, then the
+    search path lessons use: ``$MESHPLAY_APP_PATH``, meshplay's own apps)."""
     path = Path(value)
-    return path if path.is_dir() else Path("lessons") / "apps" / value
+    if path.is_dir():
+        return path
+    found = find_app(value, app_search_path(Path.cwd() / "lessons" / "_"))
+    return found if found is not None else Path("lessons") / "apps" / value
+
+
+def is_app(path: Path) -> bool:
+    """Whether PATH is an app folder (``behavior.yaml`` and ``kubernetes/``)."""
+    return (path / "behavior.yaml").is_file() and (path / "kubernetes").is_dir()
 
 
 def is_lesson(path: Path) -> bool:
@@ -58,12 +76,20 @@ def mesh_resources(
     resources: list[Resource] = []
     found: list[Diagnostic] = []
     plain: list[str] = []
+    lessons = False
     for raw in paths:
+        if raw != "-" and is_app(Path(raw)):
+            try:
+                resources.extend(load_app(Path(raw)).resources)
+            except DiagnosticError as exc:
+                found.extend(exc.diagnostics)
+            continue
         if raw == "-" or not is_lesson(Path(raw)):
             plain.append(raw)
             continue
+        lessons = True
         try:
-            lesson = load_lesson(raw)
+            lesson = load_lesson(raw, app=app)
         except DiagnosticError as exc:
             found.extend(exc.diagnostics)
             continue
@@ -75,7 +101,7 @@ def mesh_resources(
         result = load_paths(plain)
         found.extend(result.diagnostics)
         resources.extend(result.resources)
-    if app:
+    if app and not lessons:
         try:
             resources = [*load_app(app_dir(app)).resources, *resources]
         except DiagnosticError as exc:

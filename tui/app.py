@@ -1,29 +1,36 @@
 """``meshplay tui``: the Textual app where a learner lives.
 
-Five views, one key each: 1 lessons, 2 run, 3 topology, 4 compare, 5 traces. Runs happen in
-worker threads and reach the screen as throttled, precomputed views, so the interface stays
-responsive during long runs. The app receives its runners from the composition root as
+Five views, one key each: 1 lessons, 2 run, 3 topology, 4 compare, 5 traces. The screen is
+painted at once and the lessons are read in a background thread; runs happen in background
+threads and reach the screen as throttled, precomputed views, so the interface stays responsive
+during long runs. ``q`` cancels whatever runs and leaves at once (``meshplay tui`` then waits for
+the runners to stop their processes). The app receives its runners from the composition root as
 factories (``tui`` never imports ``sim`` or ``cluster``).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual import events
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.widgets import Header, TabbedContent, TabPane
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Header, Select, TabbedContent, TabPane
 
+from mesh.lesson import Lesson
 from tui.compare_view import ComparePane
 from tui.footer import KeyFooter
 from tui.lessons_view import LessonsPane
 from tui.progress import ProgressStore, default_data_dir
 from tui.proxy import ProxyConfigSource, translator_config
 from tui.run_view import RunPane
-from tui.session import RunnerFactory, Session
+from tui.session import BrokenLesson, RunnerFactory, Session, post, read_lessons
 from tui.topology_view import TopologyPane
 from tui.traces_view import TracesPane
 
@@ -51,11 +58,12 @@ class MeshplayApp(App[None]):
     TITLE = "meshplay"
     SUB_TITLE = "the Cloud Networking Playground"
     BINDINGS = [  # noqa: RUF012 (Textual's declaration style)
-        Binding("1", "tab('lessons')", "Lessons"),
-        Binding("2", "tab('run')", "Run"),
-        Binding("3", "tab('topology')", "Topology"),
-        Binding("4", "tab('compare')", "Compare"),
-        Binding("5", "tab('traces')", "Traces"),
+        # the tab bar shows the view keys: the footer keeps its room for the rest (80 columns)
+        Binding("1", "tab('lessons')", "Lessons", show=False),
+        Binding("2", "tab('run')", "Run", show=False),
+        Binding("3", "tab('topology')", "Topology", show=False),
+        Binding("4", "tab('compare')", "Compare", show=False),
+        Binding("5", "tab('traces')", "Traces", show=False),
         Binding("r", "run", "Run all"),
         Binding("s", "run_to_step", "Run to step", show=False),
         Binding("c", "cancel", "Cancel", show=False),
@@ -88,14 +96,54 @@ class MeshplayApp(App[None]):
             proxy_config=proxy_config or translator_config,
             seed=seed,
         )
-        self.session.load()
-        chosen = self.session.lesson(lesson) if lesson else None
-        self.session.current = chosen or (self.session.lessons[0] if self.session.lessons else None)
+        self.wanted_lesson = lesson
+        """``--lesson``: made the current lesson once the lessons are read."""
+
+    @dataclass
+    class Loading(Message):
+        """The loader thread read ``done`` of ``total`` lesson folders."""
+
+        done: int
+        total: int
+
+    @dataclass
+    class Loaded(Message):
+        """The loader thread read every lesson."""
+
+        lessons: list[Lesson]
+        broken: list[BrokenLesson]
 
     def on_mount(self) -> None:
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
         self.query_one("#lesson-tree").focus()
+        root = self.session.lessons_root
+        cancel = threading.Event()
+
+        def load() -> None:  # the screen is painted meanwhile
+            def progress(done: int, total: int) -> None:
+                post(self, self.Loading(done, total))
+
+            lessons, broken = read_lessons(root, progress, cancel)
+            if not cancel.is_set():
+                post(self, self.Loaded(lessons, broken))
+
+        # after the first paint: the screen is drawn before the loader competes for the GIL
+        self.call_after_refresh(self.session.start, "the loading of the lessons", load, cancel)
+
+    def on_meshplay_app_loading(self, message: Loading) -> None:
+        self.query_one("#lessons", LessonsPane).show_loading(message.done, message.total)
+
+    def on_meshplay_app_loaded(self, message: Loaded) -> None:
+        session = self.session
+        session.lessons, session.broken, session.loaded = message.lessons, message.broken, True
+        chosen = session.lesson(self.wanted_lesson) if self.wanted_lesson else None
+        if self.wanted_lesson and chosen is None:
+            self.notify(f"no lesson {self.wanted_lesson!r} here", severity="warning")
+        session.current = chosen or (session.lessons[0] if session.lessons else None)
+        self.query_one("#lessons", LessonsPane).rebuild()
+        self.run_pane.set_lesson(session.current)
+        self._refresh(self.active_tab)
 
     def on_unmount(self) -> None:
         sys.setswitchinterval(self._switch_interval)
@@ -211,3 +259,48 @@ class MeshplayApp(App[None]):
         """Compare the current lesson on the two chosen runners."""
         self.action_tab("compare")
         self.query_one("#compare", ComparePane).start()
+
+    async def action_quit(self) -> None:
+        """Leave at once: every run and comparison is asked to stop, and stops in the
+        background (``meshplay tui`` waits for the runners' processes to be stopped)."""
+        self.session.cancel_all()
+        self.exit()
+
+    def action_use_runner(self, name: str) -> None:
+        """Make ``name`` the runner of the run view."""
+        select = self.query_one("#runner", Select)
+        if name in self.session.runner_factories:
+            select.value = name
+
+    def action_open_lesson(self, lesson_id: str) -> None:
+        """Make a lesson the current one and show it in the run view."""
+        lesson = self.session.lesson(lesson_id)
+        if lesson is not None:
+            self.query_one("#lessons", LessonsPane).select(lesson)
+            self.on_lessons_pane_chosen(LessonsPane.Chosen(lesson))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """The command palette (``ctrl+p``): meshplay's actions, then Textual's own."""
+        runner = self.run_pane.runner_name or "the chosen runner"
+        yield SystemCommand(
+            f"Run the lesson on {runner}", "every step, graded (r)", self.action_run
+        )
+        yield SystemCommand(
+            "Run up to this step", "the steps up to the one on screen (s)", self.action_run_to_step
+        )
+        yield SystemCommand("Cancel the run", "stop the running lesson (c)", self.action_cancel)
+        yield SystemCommand(
+            "Compare runners", "the lesson on runners A and B, side by side (m)",
+            self.action_compare,
+        )  # fmt: skip
+        for name in self.session.runner_factories:
+            yield SystemCommand(
+                f"Use runner {name}", f"run lessons on {name}",
+                lambda name=name: self.action_use_runner(name),
+            )  # fmt: skip
+        for lesson in self.session.lessons:
+            yield SystemCommand(
+                f"Open lesson {lesson.id}", lesson.title,
+                lambda lesson_id=lesson.id: self.action_open_lesson(lesson_id),
+            )  # fmt: skip
+        yield from super().get_system_commands(screen)

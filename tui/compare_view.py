@@ -5,26 +5,33 @@ compare`` prints: ``≈`` within tolerance, ``·`` information only (latency, sm
 samples), ``≠`` differs beyond tolerance.
 
 A completed run already in the session (same lesson, runner and seed) is reused; otherwise the
-runner runs in a worker thread, one after the other (the machine's cores are shared).
+runner runs in a background thread, one after the other (the machine's cores are shared), and
+the status line and the progress bar say every half second which runner runs, which step and
+for how long (a local run takes tens of seconds). The summary counts verdicts as they are:
+an ``info`` row is neither agreement nor disagreement.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+import time
 from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Button, DataTable, Label, Select, Static
+from textual.widgets import Button, DataTable, Label, ProgressBar, Select, Static
 from textual.widgets.data_table import ColumnKey
 
+from mesh.compare import AGREE, DIFFER, INFO
 from mesh.runner import LessonRun
 from tui import fmt
 from tui.compare import CompareRow, compare_runs
 from tui.live import LiveRun
-from tui.session import Session
+from tui.session import Session, post
+from tui.tables import last_column_width
 
 __all__ = ["ComparePane"]
 
@@ -86,6 +93,10 @@ class ComparePane(Vertical):
         self.session = session
         self.busy = False
         self.rows: list[CompareRow] = []
+        self.running: tuple[str, int, LiveRun] | None = None
+        """(runner, its place 1 or 2, its live run) while a runner of the comparison runs."""
+        self._began = 0.0
+        self._shown: tuple[LessonRun, LessonRun] | None = None
 
     def compose(self) -> ComposeResult:
         names = list(self.session.runner_factories)
@@ -99,17 +110,42 @@ class ComparePane(Vertical):
                          compact=True, id="cmp-b")  # fmt: skip
             yield Button("Compare m", id="cmp-btn", compact=True, variant="primary")
         yield Static(id="cmp-status")
+        yield ProgressBar(total=1.0, show_eta=False, id="cmp-progress")
         table: DataTable[str | Text] = DataTable(id="cmp-table", cursor_type="row")
         yield table
 
     def on_mount(self) -> None:
         table = self.query_one("#cmp-table", DataTable)
-        for label, width in (("VERDICT", 13), ("A", 8), ("B", 8), ("Δ B-A", 8), ("WHAT", 60)):
+        for label, width in (("VERDICT", 13), ("A", 7), ("B", 7), ("Δ B-A", 8), ("WHAT", 30)):
             table.add_column(label, width=width, key=label)
         self._status("m compares the current lesson on runners A and B", "dim")
+        self.query_one("#cmp-progress", ProgressBar).display = False
+        self._ticker = self.set_interval(0.5, self._tick, pause=True)
+
+    def on_resize(self) -> None:
+        table = self.query_one("#cmp-table", DataTable)
+        if self._shown is not None and table.columns[ColumnKey("WHAT")].width != (
+            last_column_width(table, 24)
+        ):
+            self.show(*self._shown)
 
     def _status(self, text: str, style: str) -> None:
         self.query_one("#cmp-status", Static).update(Text(text, style=style))
+
+    def _tick(self) -> None:
+        """Which runner runs, its step and share done, and for how long (every half second)."""
+        if self.running is None:
+            return
+        name, place, live = self.running
+        lesson = live.lesson
+        seconds = f"{time.monotonic() - self._began:.0f} s"
+        if not live.started:
+            where = f"starting {name}"
+        else:
+            where = f"step {live.step + 1}/{len(lesson.steps)}, {live.fraction:.0%}"
+        self._status(f"{lesson.id} on {name} ({place}/2): {where} · {seconds}", "yellow")
+        done = (live.step + live.fraction) / max(1, len(lesson.steps)) if live.started else 0.0
+        self.query_one("#cmp-progress", ProgressBar).update(progress=(place - 1 + done) / 2)
 
     def _choice(self, widget_id: str) -> str:
         value = self.query_one(widget_id, Select).value
@@ -143,25 +179,34 @@ class ComparePane(Vertical):
         self.query_one("#cmp-btn", Button).disabled = True
         reuse = {name: self._reusable(name) for name in (a, b)}
         session = self.session
+        self._began = time.monotonic()
+        bar = self.query_one("#cmp-progress", ProgressBar)
+        bar.display = True
+        bar.update(progress=0.0)
+        self._ticker.resume()
+        cancel = threading.Event()
 
-        def work() -> None:
+        def run() -> None:
             runs: list[LessonRun] = []
-            for name in (a, b):
-                run = reuse[name]
-                if run is None:
-                    self.post_message(self.Status(f"running {lesson.id} on {name}…"))
-                    live = LiveRun(lesson, name, session.seed)
+            for place, name in enumerate((a, b), 1):
+                done = reuse[name]
+                if done is None:
+                    live = LiveRun(lesson, name, session.seed, cancel=cancel)
+                    self.running = (name, place, live)
                     try:
-                        run = session.runner_factories[name]().run(lesson, live.options())
+                        done = session.runner_factories[name]().run(lesson, live.options())
                     except Exception as exc:
-                        self.post_message(self.Compared(None, None, f"{name}: {exc}"))
+                        post(self, self.Compared(None, None, f"{name}: {exc}"))
                         return
-                    live.finish(run)
+                    if cancel.is_set():
+                        post(self, self.Compared(None, None, "cancelled"))
+                        return
+                    live.finish(done)
                     session.runs[(lesson.id, name)] = live
-                runs.append(run)
-            self.post_message(self.Compared(runs[0], runs[1], ""))
+                runs.append(done)
+            post(self, self.Compared(runs[0], runs[1], ""))
 
-        self.run_worker(work, thread=True, group="compare", name=f"compare {a} {b}")
+        session.start(f"the comparison of {lesson.id} on {a} and {b}", run, cancel)
 
     def on_compare_pane_status(self, message: Status) -> None:
         message.stop()
@@ -170,6 +215,9 @@ class ComparePane(Vertical):
     def on_compare_pane_compared(self, message: Compared) -> None:
         message.stop()
         self.busy = False
+        self.running = None
+        self._ticker.pause()
+        self.query_one("#cmp-progress", ProgressBar).display = False
         self.query_one("#cmp-btn", Button).disabled = False
         if message.a is None or message.b is None:
             self._status(f"failed: {message.error}", "red")
@@ -177,31 +225,49 @@ class ComparePane(Vertical):
         self.show(message.a, message.b)
 
     def show(self, a: LessonRun, b: LessonRun) -> None:
-        """Fill the table from two runs."""
+        """Fill the table from two runs (long lines folded to the table's width)."""
+        self._shown = (a, b)
         self.rows = compare_runs(a, b)
         table = self.query_one("#cmp-table", DataTable)
         table.clear()
+        width = last_column_width(table, 24)
+        table.columns[ColumnKey("WHAT")].width = width
         table.columns[ColumnKey("A")].label = Text(a.runner, style="bold")
         table.columns[ColumnKey("B")].label = Text(b.runner, style="bold")
         for i, row in enumerate(self.rows):
+            what = "\n".join(fmt.fold(row.what, width))
             if row.kind in ("step", "note"):
                 style = "bold cyan" if row.kind == "step" else "dim"
-                table.add_row("", "", "", "", Text(row.what, style=style), key=str(i))
+                table.add_row("", "", "", "", Text(what, style=style), key=str(i), height=None)
                 continue
             table.add_row(
                 _verdict(row),
                 _value(row, row.a),
                 _value(row, row.b),
                 _delta(row),
-                row.what if row.kind == "check" else Text("  " + row.what),
+                what if row.kind == "check" else Text("\n".join(fmt.fold("  " + row.what, width))),
                 key=str(i),
+                height=None,
             )
-        agree = sum(1 for r in self.rows if r.kind == "check" and r.agree)
-        total = sum(1 for r in self.rows if r.kind == "check")
-        differ = sum(1 for r in self.rows if r.kind == "metric" and not r.agree)
-        info = sum(1 for r in self.rows if r.kind == "metric" and r.info)
-        self._status(
-            f"{a.runner} vs {b.runner}: verdicts agree {agree}/{total}, "
-            f"{differ} metric(s) outside tolerance, {info} for information",
-            "green" if agree == total and not differ else "yellow",
-        )
+        self._status(summary(self.rows, a.runner, b.runner), "green" if _all_agree(self.rows)
+                     else "yellow")  # fmt: skip
+
+
+def _counts(rows: list[CompareRow], kind: str) -> tuple[int, int, int]:
+    verdicts = [r.verdict for r in rows if r.kind == kind]
+    return verdicts.count(AGREE), verdicts.count(INFO), verdicts.count(DIFFER)
+
+
+def _all_agree(rows: list[CompareRow]) -> bool:
+    return all(r.verdict != DIFFER for r in rows if r.kind in ("check", "metric"))
+
+
+def summary(rows: list[CompareRow], a: str, b: str) -> str:
+    """``sim vs local · grades 6 agree, 1 info, 0 DISAGREE · metrics 20 ≈, 9 info, 0 ≠``:
+    information rows counted as such, never as agreement."""
+    agree, info, disagree = _counts(rows, "check")
+    within, m_info, differ = _counts(rows, "metric")
+    return (
+        f"{a} vs {b} · grades {agree} agree, {info} info, {disagree} DISAGREE · "
+        f"metrics {within} ≈, {m_info} info, {differ} ≠"
+    )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from rich.text import Text
 
 from mesh.checks import CheckResult, Verdict
 
-__all__ = ["flags", "ms", "pct", "rps", "split_bar", "value", "verdict"]
+__all__ = ["flags", "fold", "ms", "pct", "rps", "split_bar", "value", "verdict"]
 
 VERSION_COLOURS = ("cyan", "magenta", "yellow", "green", "blue", "red")
 
@@ -74,3 +75,49 @@ def split_bar(service: str, versions: Sequence[tuple[str, int]], width: int) -> 
         text.append(f" {version} ", style=f"bold {VERSION_COLOURS[i % len(VERSION_COLOURS)]}")
         text.append(f"{n / total:.0%}")
     return text
+
+
+_PIECES = re.compile(r"[^|/.,:(>]+[|/.,:(>]*|[|/.,:(>]+")
+"""A long name's pieces, each ending at a separator: ``outbound|``, ``8080|``, ``product.``,
+``share(``, ``api-gateway->``."""
+
+
+def fold(text: str, width: int, indent: str = "  ") -> list[str]:
+    """``text`` as lines of at most ``width`` cells, broken at spaces; a name longer than a line
+    (``outbound|8080|v1|product.shop.svc.cluster.local``) is broken after its separators
+    (``|``, ``.``, ``/``, ``,``, ``:``, ``(``, ``>``), never inside a word unless one piece alone is wider than a
+    line. The first line keeps ``text``'s leading spaces; the others start with ``indent``."""
+    if width <= len(indent) + 4 or len(text) <= width:
+        return [text]
+    body = text.lstrip(" ")
+    lines: list[str] = []
+    line = text[: len(text) - len(body)]
+    empty = True
+
+    def put(piece: str, gap: str) -> None:
+        nonlocal line, empty
+        if len(line) + (0 if empty else len(gap)) + len(piece) <= width:
+            line += piece if empty else gap + piece
+            empty = False
+            return
+        if not empty:
+            lines.append(line)
+            line = indent
+        while len(line) + len(piece) > width:  # one piece wider than a line
+            room = width - len(line)
+            lines.append(line + piece[:room])
+            line, piece = indent, piece[room:]
+        line += piece
+        empty = False
+
+    for word in body.split(" "):
+        if not word:
+            continue
+        if len(word) + len(indent) <= width:
+            put(word, " ")
+            continue
+        for i, piece in enumerate(_PIECES.findall(word)):
+            put(piece, " " if i == 0 else "")
+    if not empty:
+        lines.append(line)
+    return lines

@@ -1,9 +1,9 @@
 """The lesson browser: tracks and lessons with progress, and the chosen lesson's material.
 
-Left, a tree of tracks and their lessons, each marked with the runners it has passed on. Right,
-the lesson: objectives, the explanation (markdown), every step with the Istio YAML it applies
-(highlighted), and hints on demand (``h``). ``enter`` makes the lesson the current one and opens
-the run view.
+Left, a tree of tracks and their lessons (number and short title, so it reads at 80 columns),
+each marked with the runners it has passed on. Right, the lesson: objectives, the explanation
+(markdown), every step with the Istio YAML it applies (highlighted), and hints on demand (``h``).
+``enter`` makes the lesson the current one and opens the run view.
 """
 
 from __future__ import annotations
@@ -20,7 +20,20 @@ from textual.widgets import Markdown, Tree
 from mesh.lesson import Lesson
 from tui.session import Session
 
-__all__ = ["LessonsPane", "lesson_markdown"]
+__all__ = ["LessonsPane", "lesson_markdown", "short_title"]
+
+
+def short_title(lesson: Lesson, width: int = 24) -> str:
+    """``02 Traffic shifting``: the lesson's number and its title up to the first " - " (then
+    " with ", " and ", then cut), to fit a narrow tree; the page shows the whole title."""
+    number = lesson.id.split("-", 1)[0]
+    title = lesson.spec.title.split(" - ", 1)[0]
+    for cut in (" with ", " and "):
+        if len(title) > width:
+            title = title.split(cut, 1)[0]
+    if len(title) > width:
+        title = title[: width - 1] + "…"
+    return f"{number} {title}" if number.isdigit() else title
 
 
 def _yaml_of(lesson: Lesson, file: str) -> str:
@@ -95,46 +108,67 @@ class LessonsPane(Horizontal):
         tree: Tree[str] = Tree("lessons", id="lesson-tree")
         tree.show_root = False
         tree.guide_depth = 2
+        tree.root.add_leaf("[dim]loading lessons…[/dim]")
         yield tree
         with VerticalScroll(id="lesson-page"):
-            yield Markdown("Select a lesson.", id="lesson-md")
+            yield Markdown("Loading the lessons…", id="lesson-md")
 
     def on_mount(self) -> None:
-        self.rebuild()
+        if self.session.loaded:
+            self.rebuild()
+
+    def show_loading(self, done: int, total: int) -> None:
+        """The loader's progress, while the tree has nothing else to show."""
+        if self.session.loaded:
+            return
+        tree = self.query_one("#lesson-tree", Tree)
+        if tree.root.children:
+            tree.root.children[0].set_label(f"[dim]loading lessons {done}/{total}…[/dim]")
 
     def rebuild(self) -> None:
-        """Redraw the tree (after a run changed the progress marks)."""
+        """Redraw the tree (the lessons were read, or a run changed the progress marks) and the
+        page of the lesson on it (its progress line)."""
         tree = self.query_one("#lesson-tree", Tree)
         tree.clear()
         tracks: dict[str, list[Lesson]] = defaultdict(list)
         for lesson in self.session.lessons:
             tracks[lesson.spec.track].append(lesson)
-        cursor_line = -1
+        if not self.session.lessons and not self.session.broken:
+            tree.root.add_leaf(f"[dim]no lessons under {self.session.lessons_root}[/dim]")
         for track, lessons in tracks.items():
             branch = tree.root.add(f"[b]{track}[/b]", expand=True)
             for lesson in lessons:
                 passed = self.session.progress.passed_on(lesson.id)
                 mark = "[green]✔[/green]" if passed else "[dim]·[/dim]"
-                label = f"{mark} {lesson.spec.title}"
+                label = f"{mark} {short_title(lesson)}"
                 if passed:
                     label += f" [dim]({', '.join(passed)})[/dim]"
-                node = branch.add_leaf(label, data=lesson.id)
-                if self.session.current is not None and lesson.id == self.session.current.id:
-                    cursor_line = node.line
+                branch.add_leaf(label, data=lesson.id)
         if self.session.broken:
             branch = tree.root.add("[b red]does not load[/b red]", expand=True)
             for broken in self.session.broken:
                 branch.add_leaf(f"[red]✘[/red] {broken.id}", data=f"!{broken.id}")
-        if cursor_line < 0 and self.session.lessons:
-            cursor_line = 1
-        if cursor_line >= 0:
-            self.call_after_refresh(self._move_cursor, cursor_line)
+        current = self.session.current or (
+            self.session.lessons[0] if self.session.lessons else None
+        )
+        if current is not None:
+            self.call_after_refresh(self._move_cursor, current.id)
+            if self.shown is not None:
+                self.show(self.shown)  # its progress line may have changed
 
-    def _move_cursor(self, line: int) -> None:
+    def _move_cursor(self, lesson_id: str) -> None:
+        """Put the cursor on a lesson's line (lines are numbered once the tree is laid out)."""
         tree = self.query_one("#lesson-tree", Tree)
-        node = tree.get_node_at_line(line)
-        if node is not None:
-            tree.move_cursor(node)
+        for line in range(tree.last_line + 1):
+            node = tree.get_node_at_line(line)
+            if node is not None and node.data == lesson_id:
+                tree.move_cursor(node)
+                return
+
+    def select(self, lesson: Lesson) -> None:
+        """Show ``lesson`` and put the cursor on it."""
+        self.show(lesson)
+        self._move_cursor(lesson.id)
 
     def show(self, lesson: Lesson) -> None:
         """Show a lesson's page."""

@@ -59,6 +59,8 @@ class StepView:
     final: bool = False
     mtls: Shares = ()
     """Per edge ``(client, service)``, the share of requests the server saw over mutual TLS."""
+    skipped: str = ""
+    """Why the step did not run on this runner (``StepResult.skipped``), once the run ended."""
 
     @property
     def passed(self) -> bool:
@@ -136,6 +138,8 @@ class LiveRun:
     views: dict[int, StepView] = field(default_factory=dict)
     _last: float = 0.0
     _cost: float = 0.0
+    started: bool = False
+    """The runner reported progress or records (it had opened the app)."""
 
     def options(self, until_step: int | None = None) -> RunOptions:
         """RunOptions wired to this live run's callbacks."""
@@ -169,6 +173,7 @@ class LiveRun:
 
     def _enter(self, step: int) -> None:
         """A new step began: publish the complete view of the one before, whatever the throttle."""
+        self.started = True
         with self._lock:
             previous, self.step = self.step, step
         if step > previous:
@@ -254,6 +259,7 @@ class LiveRun:
                 checks=res.checks,
                 final=True,
                 mtls=final.mtls,
+                skipped=res.skipped,
             )
         with self._lock:
             held = self._records.get(step) or StepRecords()

@@ -3,8 +3,10 @@
 The Envoy config comes from a ``ProxyConfigSource`` the composition root passes in (the
 translator, ``mesh.envoy``): plain Envoy v3 dicts per pod, as ``istioctl proxy-config`` shows
 them. Circuit breakers and outlier detection are what a DestinationRule's ``connectionPool`` and
-``outlierDetection`` become on the client's ``outbound|port|subset|host`` clusters; their live
-state is read off the records: ``UO`` means a breaker was full, ``UH`` that no endpoint was
+``outlierDetection`` become on the client's ``outbound|port|subset|host`` clusters (Istio gives
+every outbound cluster one DEFAULT-priority threshold, 2^32-1 for whatever the DestinationRule does
+not set, so "no circuit breaker" means four limits of 4294967295, not Envoy's own defaults of
+1024); their live state is read off the records: ``UO`` means a breaker was full, ``UH`` that no endpoint was
 healthy (all ejected), and 5xx per upstream host show which endpoints outlier detection would
 eject.
 """
@@ -22,9 +24,11 @@ from mesh.records import Reporter, RequestRecord
 from mesh.topology import Pod, Topology, build_topology
 
 __all__ = [
+    "MAX_UINT32",
     "ConfigSummary",
     "ProxyConfigSource",
     "ResilienceState",
+    "cluster_breakers",
     "node_pods",
     "resilience",
     "summarise_config",
@@ -71,6 +75,48 @@ def summarise_config(config: Mapping[str, Any]) -> ConfigSummary:
         routes=tuple(routes),
         clusters=tuple(_names(config.get("clusters", []))),
     )
+
+
+MAX_UINT32 = 4294967295
+"""What Istio writes for a circuit-breaker limit nobody set: 2^32-1, in effect no limit."""
+
+_LIMITS = {"max_connections": 1024, "max_pending_requests": 1024, "max_requests": 1024,
+           "max_retries": 3}  # fmt: skip
+"""Envoy's own defaults, for a threshold that leaves a limit out."""
+
+
+def cluster_breakers(config: Mapping[str, Any], service: str) -> list[tuple[str, list[str]]]:
+    """The circuit-breaker thresholds of the outbound clusters to ``service`` (a Service name)
+    in a translated Envoy config: ``[(cluster name, ["max_connections 1", ...]), ...]``; when
+    every limit is Istio's 2^32-1 one line says so."""
+    from mesh.envoy import parse_cluster_name
+
+    out = []
+    for cluster in config.get("clusters", []) or []:
+        if not isinstance(cluster, Mapping):
+            continue
+        name = str(cluster.get("name", ""))
+        parsed = parse_cluster_name(name)
+        if parsed is None or parsed.direction.value != "outbound":
+            continue
+        if parsed.host.split(".", 1)[0] != service:
+            continue
+        thresholds = (cluster.get("circuit_breakers") or {}).get("thresholds") or [{}]
+        first = thresholds[0]
+        values = {key: first.get(key) for key in _LIMITS}
+        if all(v is not None and int(v) == MAX_UINT32 for v in values.values()):
+            out.append((name, [f"every limit {MAX_UINT32} (Istio's 2^32-1: no limit)"]))
+            continue
+        limits = []
+        for key, value in values.items():
+            if value is None:
+                limits.append(f"{key} {_LIMITS[key]} (Envoy's default)")
+            elif int(value) == MAX_UINT32:
+                limits.append(f"{key} {MAX_UINT32} (no limit)")
+            else:
+                limits.append(f"{key} {value}")
+        out.append((name, limits))
+    return out
 
 
 def node_pods(topology: Topology, node: str) -> tuple[Pod, ...]:

@@ -1,13 +1,16 @@
 """The run view: pick a runner, run the lesson, watch each edge live, read the verdicts.
 
-The runner runs in a worker thread (``@work(thread=True)``-style, via ``run_worker``); its
-callbacks feed a :class:`~tui.live.LiveRun`, which posts a ready-made view at most four times a
-second. ``[``/``]`` step through the lesson's steps (while running, the view follows the running
+The runner runs in a background thread (:meth:`tui.session.Session.start`); its callbacks feed a
+:class:`~tui.live.LiveRun`, which posts a ready-made view at most four times a second, and the
+status line says where the run is every half second (starting the runner, step, share done,
+seconds). ``[``/``]`` step through the lesson's steps (while running, the view follows the running
 step until you move); ``r`` runs every step, ``s`` runs up to the step on screen, ``c`` cancels.
+A step the lesson restricts to other runners says so ("skipped on local: ...").
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -20,7 +23,7 @@ from textual.widgets import Button, ProgressBar, Select, Static
 from mesh.lesson import Lesson
 from mesh.runner import LessonRun
 from tui.live import LiveRun, StepView
-from tui.session import Session
+from tui.session import Session, post
 from tui.tables import ChecksTable, EdgeTable, SplitView
 
 __all__ = ["RunPane"]
@@ -57,6 +60,7 @@ class RunPane(Vertical):
         self.running = False
         self.follow = True
         self._drawn: StepView | None = None
+        self._began = 0.0
 
     def compose(self) -> ComposeResult:
         yield Static(id="run-title")
@@ -71,15 +75,20 @@ class RunPane(Vertical):
             )
             yield Button("Run ▶ r", id="run-btn", compact=True, variant="primary")
             yield Button("Cancel c", id="cancel-btn", compact=True, disabled=True)
-        yield Static(id="run-status")
-        yield ProgressBar(total=1.0, show_eta=False, id="run-progress")
+        with Horizontal(id="run-state"):
+            yield Static(id="run-status")
+            yield ProgressBar(total=1.0, show_eta=False, id="run-progress")
         yield Static(id="step-title")
         yield EdgeTable(id="edges")
         yield SplitView(id="split")
         yield ChecksTable(id="checks")
 
     def on_mount(self) -> None:
-        self.set_lesson(self.session.current)
+        self._ticker = self.set_interval(0.5, self._tick, pause=True)
+        if self.session.loaded:
+            self.set_lesson(self.session.current)
+        else:
+            self.query_one("#run-title", Static).update(Text("Loading the lessons…", style="dim"))
 
     @property
     def on_screen(self) -> bool:
@@ -120,7 +129,7 @@ class RunPane(Vertical):
         live = LiveRun(lesson, name, self.session.seed, turn=self.session.turn)
 
         def publish(view: StepView) -> None:
-            self.post_message(self.Update(live, view))
+            post(self, self.Update(live, view))
 
         live.publish = publish
         self.live, self.running, self.follow = live, True, True
@@ -129,7 +138,9 @@ class RunPane(Vertical):
         self.session.step = 0
         self.query_one("#cancel-btn", Button).disabled = False
         self.query_one("#run-btn", Button).disabled = True
-        self._status(f"running on {name}…", "yellow")
+        self._began = time.monotonic()
+        self._status(f"starting {name}…", "yellow")
+        self._ticker.resume()
         self.show_step(0)
         factory = self.session.runner_factories[name]
         self.session.heap.hold()  # released when Finished arrives
@@ -138,12 +149,31 @@ class RunPane(Vertical):
             try:
                 run = factory().run(lesson, live.options(until_step))
             except Exception as exc:
-                self.post_message(self.Finished(live, None, f"{type(exc).__name__}: {exc}"))
+                post(self, self.Finished(live, None, f"{type(exc).__name__}: {exc}"))
                 return
             live.finish(run)
-            self.post_message(self.Finished(live, run, ""))
+            post(self, self.Finished(live, run, ""))
 
-        self.run_worker(work, thread=True, group="run", name=f"run {lesson.id} on {name}")
+        self.session.start(f"the run of {lesson.id} on {name}", work, live.cancel)
+
+    def _tick(self) -> None:
+        """Where the run is, every half second (the runner may take seconds to start)."""
+        live = self.live
+        if live is None or not self.running:
+            self._ticker.pause()
+            return
+        seconds = f"{time.monotonic() - self._began:.0f} s"
+        if live.cancel.is_set():
+            self._status(f"cancelling… {seconds}", "yellow")
+        elif not live.started:
+            self._status(f"starting {live.runner}… {seconds}", "yellow")
+        else:
+            steps = len(live.lesson.steps)
+            self._status(
+                f"running on {live.runner}: step {live.step + 1}/{steps}, "
+                f"{live.fraction:.0%} of its traffic · {seconds}",
+                "yellow",
+            )
 
     def cancel(self) -> None:
         """Ask the running runner to stop."""
@@ -181,6 +211,7 @@ class RunPane(Vertical):
         live = message.live
         if live is self.live:
             self.running = False
+            self._ticker.pause()
             self.query_one("#cancel-btn", Button).disabled = True
             self.query_one("#run-btn", Button).disabled = False
         if message.run is None:
@@ -188,19 +219,25 @@ class RunPane(Vertical):
             self.notify(message.error, title="run failed", severity="error")
         else:
             run = message.run
-            complete = len(run.steps) == len(run.lesson.steps) and not live.cancel.is_set()
+            complete = (
+                len(run.steps) == len(run.lesson.steps)
+                and not run.cancelled
+                and not live.cancel.is_set()
+            )
             if complete:
                 self.session.progress.record(
                     run.lesson.id, live.runner, passed=run.passed, seed=live.seed
                 )
-            verdict = "PASSED" if run.passed else "FAILED"
             checks = [c for s in run.steps for c in s.checks]
             passed = sum(1 for c in checks if c.passed)
-            suffix = "" if complete else " (partial run)"
-            self._status(
-                f"{verdict}: {passed}/{len(checks)} expectations met on {live.runner}{suffix}",
-                "green" if run.passed else "red",
-            )
+            met = f"{passed}/{len(checks)} expectations met on {live.runner}"
+            if run.cancelled or live.cancel.is_set():
+                steps = f"{len(run.steps)} of {len(run.lesson.steps)} steps"
+                self._status(f"CANCELLED after {steps}: {met} (partial run)", "yellow")
+            else:
+                verdict = "PASSED" if run.passed else "FAILED"
+                suffix = "" if complete else " (partial run)"
+                self._status(f"{verdict}: {met}{suffix}", "green" if run.passed else "red")
             if self.follow and run.steps:
                 self.session.step = len(run.steps) - 1
         if live is self.live:
@@ -233,6 +270,9 @@ class RunPane(Vertical):
             return
         self._draw(live.latest_view(index))
 
+    def _runner_of_view(self) -> str:
+        return self.live.runner if self.live is not None else self.runner_name
+
     def _status(self, text: str, style: str) -> None:
         # one line high (app.tcss): a new text needs no relayout of the screen
         self.query_one("#run-status", Static).update(Text(text, style=style), layout=False)
@@ -245,10 +285,13 @@ class RunPane(Vertical):
         head = Text.assemble(
             (f"Step {view.index + 1}/{view.steps}: ", "bold"),
             (view.name, "bold cyan"),
-            f"   {view.requests} requests",
-            (f" in {view.duration_s:.1f}s" if view.duration_s else "", ""),
-            ("   [ ] steps · s run to here", "dim"),
         )
+        if view.skipped:
+            head.append(f"   skipped on {self._runner_of_view()}: {view.skipped}", "yellow")
+        else:
+            head.append(f"   {view.requests} requests")
+            head.append(f" in {view.duration_s:.1f}s" if view.duration_s else "")
+        head.append("   [ ] steps · s run to here", "dim")
         self.query_one("#step-title", Static).update(head, layout=False)
         self.query_one("#edges", EdgeTable).show_rows(view.rows)
         self.query_one("#split", SplitView).show_split(view.split)

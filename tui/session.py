@@ -2,14 +2,24 @@
 
 The TUI never builds runners itself (``tui`` may not import ``sim`` or ``cluster``): the
 composition root (``playground``) passes ``runner_factories``, one callable per runner name, and
-the run view calls the chosen one in a worker thread.
+the run view calls the chosen one in a background thread.
+
+Long work (loading the lessons, runs, comparisons) runs in threads the session starts and tracks
+(:meth:`Session.start`), each with a cancel flag: quitting cancels them all and leaves at once,
+and ``meshplay tui`` waits for them to finish stopping (a local run stops its processes) after
+the screen is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from textual.message import Message
+from textual.message_pump import MessagePump
 
 from mesh.diagnostics import DiagnosticError
 from mesh.lesson import Lesson, find_lessons, load_lesson
@@ -20,7 +30,14 @@ from tui.live import LiveRun
 from tui.progress import ProgressStore
 from tui.proxy import ProxyConfigSource
 
-__all__ = ["BrokenLesson", "RunnerFactory", "Session"]
+__all__ = [
+    "BackgroundWork",
+    "BrokenLesson",
+    "RunnerFactory",
+    "Session",
+    "post",
+    "read_lessons",
+]
 
 RunnerFactory = Callable[[], Runner]
 
@@ -32,6 +49,47 @@ class BrokenLesson:
     id: str
     path: Path
     error: str
+
+
+def post(target: MessagePump, message: Message) -> None:
+    """Post from a background thread; a message for an app that has exited is dropped (the
+    thread is only finishing its work, e.g. a cancelled run stopping its processes)."""
+    with contextlib.suppress(RuntimeError):  # the app's event loop is closed
+        target.post_message(message)
+
+
+@dataclass(frozen=True, slots=True)
+class BackgroundWork:
+    """A thread the session started, and the flag that asks it to stop."""
+
+    name: str
+    thread: threading.Thread
+    cancel: threading.Event
+
+
+def read_lessons(
+    root: Path,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[list[Lesson], list[BrokenLesson]]:
+    """Every lesson under ``root`` in course order (by the lessons' numbers) and the folders that
+    do not load, each with its first diagnostic; ``progress(done, total)`` after each folder;
+    ``cancel`` stops early (the app is quitting)."""
+    lessons: list[Lesson] = []
+    broken: list[BrokenLesson] = []
+    folders = find_lessons(root)
+    for done, folder in enumerate(folders, 1):
+        if cancel is not None and cancel.is_set():
+            break
+        try:
+            lessons.append(load_lesson(folder))
+        except DiagnosticError as exc:
+            first = exc.diagnostics[0].headline() if exc.diagnostics else "does not load"
+            broken.append(BrokenLesson(folder.name, folder, first))
+        if progress is not None:
+            progress(done, len(folders))
+    lessons.sort(key=lambda lesson: (lesson.spec.order, lesson.id))
+    return lessons, broken
 
 
 @dataclass
@@ -53,18 +111,33 @@ class Session:
     """The UI thread's claim on the interpreter while a runner thread runs."""
     heap: QuietHeap = field(default_factory=QuietHeap)
     """Frozen for the garbage collector while a run goes on."""
+    loaded: bool = False
+    """The lessons have been read (:meth:`load`, or the app's loader thread)."""
+    work: list[BackgroundWork] = field(default_factory=list)
+    """Threads started by :meth:`start` (finished ones are dropped as new ones start)."""
 
     def load(self) -> None:
         """Load every lesson under the root (broken ones are listed with their error)."""
-        self.lessons, self.broken = [], []
-        for folder in find_lessons(self.lessons_root):
-            try:
-                self.lessons.append(load_lesson(folder))
-            except DiagnosticError as exc:
-                first = exc.diagnostics[0].headline() if exc.diagnostics else "does not load"
-                self.broken.append(BrokenLesson(folder.name, folder, first))
-        # course order: by the lessons' numbers; tracks appear where their first lesson does
-        self.lessons.sort(key=lambda lesson: (lesson.spec.order, lesson.id))
+        self.lessons, self.broken = read_lessons(self.lessons_root)
+        self.loaded = True
+
+    def start(
+        self, name: str, target: Callable[[], None], cancel: threading.Event | None = None
+    ) -> BackgroundWork:
+        """Run ``target`` in a new thread (not a daemon: the process waits for it to stop)."""
+        self.work = [w for w in self.work if w.thread.is_alive()]
+        thread = threading.Thread(target=target, name=f"meshplay: {name}")
+        item = BackgroundWork(name, thread, cancel or threading.Event())
+        self.work.append(item)
+        thread.start()
+        return item
+
+    def cancel_all(self) -> list[BackgroundWork]:
+        """Ask every running thread to stop; the ones still running."""
+        running = [w for w in self.work if w.thread.is_alive()]
+        for item in running:
+            item.cancel.set()
+        return running
 
     def lesson(self, lesson_id: str) -> Lesson | None:
         """A loaded lesson by id (folder name)."""

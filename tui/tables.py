@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import ColumnKey
 
 from mesh.checks import CheckResult
 from mesh.metrics import EdgeStats
@@ -20,18 +21,19 @@ from tui import fmt
 from tui.graph import Health
 from tui.live import Split
 
-__all__ = ["ChecksTable", "EdgeTable", "SplitView", "sync_rows"]
+__all__ = ["ChecksTable", "EdgeTable", "SplitView", "last_column_width", "sync_rows"]
 
 Cell = str | Text
 Row = tuple[str, tuple[Cell, ...]]
 
 
-def sync_rows(table: DataTable[Cell], rows: Sequence[Row]) -> bool:
+def sync_rows(table: DataTable[Cell], rows: Sequence[Row], *, height: int | None = 1) -> bool:
     """Show ``rows`` (key, cells in column order) in ``table``.
 
     Rows whose key is where it already is get only their changed cells rewritten
-    (``update_cell``); rows past the common prefix of keys are removed or added. Returns True
-    when the table's keys changed (rows were added, removed or replaced).
+    (``update_cell``); rows past the common prefix of keys are removed or added (``height``
+    None: as many lines as their cells have). Returns True when the table's keys changed (rows
+    were added, removed or replaced).
     """
     current = [str(row_key.value) for row_key in table.rows]
     wanted = [key for key, _ in rows]
@@ -48,21 +50,39 @@ def sync_rows(table: DataTable[Cell], rows: Sequence[Row]) -> bool:
     for gone in current[common:]:
         table.remove_row(gone)
     for key, cells in rows[common:]:
-        table.add_row(*cells, key=key)
+        table.add_row(*cells, key=key, height=height)
     return current != wanted
 
 
+def last_column_width(table: DataTable[Cell], minimum: int) -> int:
+    """Cells left for the last column once the others (and each column's padding) are drawn:
+    the table's width, or 80 columns before it is laid out."""
+    columns = list(table.columns.values())
+    used = sum(c.width + 2 * table.cell_padding for c in columns[:-1]) + 2 * table.cell_padding
+    width = table.size.width or 80
+    return max(minimum, width - used - 2)  # the vertical scrollbar
+
+
 class EdgeTable(DataTable[str | Text]):
-    """Per-edge rows: EDGE, REQS, RPS, SUCCESS, P50, P99, FLAGS."""
+    """Per-edge rows: EDGE, REQS, RPS, SUCCESS, P50, P99, FLAGS (as wide as the screen allows:
+    every column fits in 80)."""
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
         for label, width in (
-            ("EDGE", 28), ("REQS", 6), ("RPS", 7), ("OK", 6), ("P50 ms", 7), ("P99 ms", 7),
-            ("FLAGS", 14),
+            ("EDGE", 24), ("REQS", 5), ("RPS", 6), ("OK", 6), ("P50 ms", 6), ("P99 ms", 6),
+            ("FLAGS", 10),
         ):  # fmt: skip
             self.add_column(label, width=width, key=label)
+
+    def on_resize(self) -> None:
+        flags = self.columns[ColumnKey("FLAGS")]
+        width = last_column_width(self, 10)
+        if flags.width != width:
+            flags.width = width
+            self._require_update_dimensions = True
+            self.refresh()
 
     def show_rows(self, rows: Sequence[EdgeStats]) -> None:
         """Show the rows, keeping the cursor where it was."""
@@ -107,27 +127,34 @@ class SplitView(Static):
 
 
 class ChecksTable(DataTable[str | Text]):
-    """Expectations: VERDICT, MEASURED, N, EXPECTATION (last, so narrow screens cut only its tail)."""
+    """Expectations: VERDICT, MEASURED, N, EXPECTATION (last, as wide as the screen allows and
+    folded onto more lines when it is narrow, so a threshold is never cut off)."""
+
+    _checks: Sequence[CheckResult] = ()
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
-        for label, width in (("VERDICT", 9), ("MEASURED", 8), ("N", 6), ("EXPECTATION", 80)):
+        for label, width in (("VERDICT", 9), ("MEASURED", 8), ("N", 6), ("EXPECTATION", 40)):
             self.add_column(label, width=width, key=label)
+
+    def on_resize(self) -> None:
+        if self.columns[ColumnKey("EXPECTATION")].width != last_column_width(self, 20):
+            self.show_checks(self._checks)
 
     def show_checks(self, checks: Sequence[CheckResult]) -> None:
         """Show the expectations, keeping the cursor where it was."""
+        self._checks = checks
         keep = self.cursor_row
-        rows = [
-            (
-                str(i),
-                (
-                    fmt.verdict(c.verdict),
-                    fmt.value(c.value),
-                    str(c.samples),
-                    c.expectation.describe(),
-                ),
-            )
-            for i, c in enumerate(checks)
-        ]
-        if sync_rows(self, rows) and checks:
+        width = last_column_width(self, 20)
+        column = self.columns[ColumnKey("EXPECTATION")]
+        if column.width != width:
+            column.width = width
+            self._require_update_dimensions = True
+        rows = []
+        for i, c in enumerate(checks):
+            text = "\n".join(fmt.fold(c.expectation.describe(), width))
+            # keyed by the folded text: another expectation (or width) is a new row of its height
+            cells = (fmt.verdict(c.verdict), fmt.value(c.value), str(c.samples), text)
+            rows.append((f"{i}:{text}", cells))
+        if sync_rows(self, rows, height=None) and checks:
             self.move_cursor(row=min(keep, len(checks) - 1), animate=False)

@@ -3,12 +3,15 @@
 Each line is a node reached over an edge (``client -> service``): green/yellow/red by success
 rate, grey when idle, 🔒 when the server saw mutual TLS (🔓 plaintext). Highlight a line to see
 the node: its pods, its sidecar's listeners, routes and clusters (as ``istioctl proxy-config``
-lists them) and its circuit-breaker and outlier-ejection state; ``e`` shows the edge that leads
-to it (recent requests, codes, flags); ``x`` explains one request on that edge hop by hop.
+lists them), its circuit breakers as the DestinationRules set them and as the generated Envoy
+clusters carry them, and its outlier-ejection state; ``e`` shows the edge that leads to it
+(recent requests, codes, flags); ``x`` explains one request on that edge hop by hop. Long Envoy
+names are folded after their separators (``|``, ``.``) to the pane's width, never mid-word.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,7 +27,7 @@ from mesh.topology import build_topology
 from tui import fmt
 from tui.explain import FLAG_MEANING, explain_request, recent_requests
 from tui.graph import Edge, ServiceGraph, TreeRow, build_graph
-from tui.proxy import node_pods, resilience, summarise_config
+from tui.proxy import cluster_breakers, node_pods, resilience, summarise_config
 from tui.session import Session
 
 __all__ = ["TopologyPane"]
@@ -220,13 +223,24 @@ class TopologyPane(Horizontal):
         else:
             self._detail(self._explain_text(row.edge))
 
+    @property
+    def _width(self) -> int:
+        """Cells per line of the detail pane (its padding left out)."""
+        width = self.query_one("#topo-detail").size.width - 3
+        return width if width > 20 else 60
+
+    def _line(self, out: Text, text: str, style: str = "", indent: str = "  ") -> None:
+        """``text`` folded to the pane's width (Envoy names after their separators)."""
+        for line in fmt.fold(text, self._width, indent):
+            out.append(f"{line}\n", style=style)
+
     def _node_text(self, node: str) -> Text:
         assert self.graph is not None
         state = self.session.state()
         out = Text(no_wrap=True, overflow="ellipsis")
         out.append(f"{node}\n", style="bold underline")
         if node == "outside":
-            out.append("The load generator: a client outside the mesh, without a sidecar.\n")
+            self._line(out, "The load generator: a client outside the mesh, without a sidecar.")
             self._edges_summary(out, node)
             return out
         topology = build_topology(state.resources)
@@ -234,23 +248,25 @@ class TopologyPane(Horizontal):
         out.append("pods\n", style="bold")
         for pod in pods:
             version = pod.labels.get("version", "-")
-            out.append(f"  {pod.name} {pod.address} {version} ", style="cyan")
-            out.append(f"{pod.proxy.value}\n", style="dim")
-            out.append(f"    {pod.principal}\n", style="dim")
+            self._line(out, f"  {pod.name} {pod.address} {version} {pod.proxy.value}", "cyan")
+            self._line(out, f"    {pod.principal}", "dim", "      ")
         if not pods:
             out.append("  (none: not a workload of this app)\n", style="dim")
-        self._sidecar(out, state.resources, pods[0].name if pods else "")
+        config = self._sidecar(out, state.resources, pods[0].name if pods else "")
         res = resilience(state.resources, node, self.records)
         out.append("circuit breakers ", style="bold")
-        out.append("(DestinationRule connectionPool)\n", style="dim")
-        for line in res.circuit_breakers or ("none configured: Envoy's defaults (1024)",):
-            out.append(f"  {line}\n")
+        out.append("(connectionPool)\n", style="dim")
+        for line in res.circuit_breakers:
+            self._line(out, f"  {line}", indent="    ")
+        if not res.circuit_breakers:
+            self._line(out, "  no connectionPool in a DestinationRule for it", "dim", "    ")
+        self._cluster_breakers(out, config, node)
         style = "bold red" if res.overflows else "green"
         out.append(f"  tripped (UO) {res.overflows} times in this step\n", style=style)
         out.append("outlier ejection ", style="bold")
-        out.append("(DestinationRule outlierDetection)\n", style="dim")
+        out.append("(outlierDetection)\n", style="dim")
         for line in res.outlier_detection or ("none configured: no host is ever ejected",):
-            out.append(f"  {line}\n")
+            self._line(out, f"  {line}", indent="    ")
         style = "bold red" if res.no_healthy else "green"
         out.append(f"  no healthy host (UH) {res.no_healthy} times\n", style=style)
         for host, errors, total in res.host_errors:
@@ -259,13 +275,25 @@ class TopologyPane(Horizontal):
         self._edges_summary(out, node)
         return out
 
-    def _sidecar(self, out: Text, resources: Sequence[object], pod: str) -> None:
+    def _cluster_breakers(self, out: Text, config: Mapping[str, Any] | None, node: str) -> None:
+        """What the generated outbound clusters to ``node`` say: Envoy's thresholds, as every
+        sidecar that calls it has them (Istio writes 2^32-1 where nothing is configured)."""
+        if config is None:
+            return
+        for name, limits in cluster_breakers(config, node):
+            self._line(out, f"  {name}", "cyan", "    ")
+            self._line(out, "    " + " · ".join(limits), "", "      ")
+
+    def _sidecar(
+        self, out: Text, resources: Sequence[object], pod: str
+    ) -> Mapping[str, Any] | None:
+        """The sidecar's listeners, routes and clusters (the config, once translated)."""
         source = self.session.proxy_config
         out.append("sidecar config", style="bold")
-        out.append(f" (proxy-config of {pod or '-'})\n", style="dim")
+        out.append(f" ({pod or '-'})\n", style="dim")
         if source is None or not pod:
             out.append("  translator not available in this build\n", style="dim")
-            return
+            return None
         key = (id(self.session.current), self.session.step, pod)
         config = self._configs.get(key)
         if config is None:
@@ -278,13 +306,14 @@ class TopologyPane(Horizontal):
                 except Exception as exc:
                     result = {"error": f"{type(exc).__name__}: {exc}"}
                 self._configs[key] = result
-                self.app.call_from_thread(self._show)
+                with contextlib.suppress(RuntimeError):  # the app has exited
+                    self.app.call_from_thread(self._show)
 
             self.run_worker(translate, thread=True, group="translate", name=f"translate {pod}")
-            return
+            return None
         if "error" in config:
-            out.append(f"  cannot translate: {config['error']}\n", style="red")
-            return
+            self._line(out, f"  cannot translate: {config['error']}", "red", "    ")
+            return None
         summary = summarise_config(config)
         for label, names in (
             ("listeners", summary.listeners),
@@ -293,9 +322,10 @@ class TopologyPane(Horizontal):
         ):
             out.append(f"  {label} ({len(names)})\n", style="bold")
             for name in names[:12]:
-                out.append(f"    {name}\n")
+                self._line(out, f"    {name}", indent="      ")
             if len(names) > 12:
                 out.append(f"    … {len(names) - 12} more\n", style="dim")
+        return config
 
     def _edges_summary(self, out: Text, node: str) -> None:
         assert self.graph is not None
@@ -305,49 +335,55 @@ class TopologyPane(Horizontal):
         ):
             for e in edges:
                 out.append(f"{label:<4}", style="bold")
-                out.append_text(self._edge_line(e))
+                out.append_text(self._edge_line(e, self._width - 4))
                 out.append("\n")
 
     @staticmethod
-    def _edge_line(e: Edge) -> Text:
+    def _edge_line(e: Edge, width: int = 0) -> Text:
+        """``🔒 client->service  40 req  100.0%  p99 4.4 ms`` (the numbers on a line of their own
+        when ``width`` is too narrow for both)."""
         colour = e.health.value
         text = Text(f"{e.padlock} {e.name}", style=colour)
         if e.stats is not None:
-            text.append(
-                f"  {e.stats.requests} req  {fmt.pct(e.stats.success_rate)}  "
-                f"p99 {fmt.ms(e.stats.p99_ms)} ms",
-                style=colour,
+            numbers = (
+                f"{e.stats.requests} req  {fmt.pct(e.stats.success_rate)}  "
+                f"p99 {fmt.ms(e.stats.p99_ms)} ms"
             )
+            gap = "\n      " if width and text.cell_len + 2 + len(numbers) > width else "  "
+            text.append(gap + numbers, style=colour)
         return text
 
     def _edge_text(self, e: Edge) -> Text:
         out = Text()
-        out.append_text(self._edge_line(e))
+        out.append_text(self._edge_line(e, self._width))
         out.append("\n")
         mtls = "no server-side records" if e.mtls is None else f"{e.mtls:.0%} mutual TLS"
-        out.append(f"connection security: {mtls}\n")
+        self._line(out, f"connection security: {mtls}")
         s = e.stats
         if s is None:
             out.append("No requests on this edge in this step.\n", style="dim")
             return out
-        out.append(
+        self._line(
+            out,
             f"{s.requests} requests · {fmt.rps(s.rps)} rps · success {fmt.pct(s.success_rate)} · "
-            f"p50 {fmt.ms(s.p50_ms)} ms · p99 {fmt.ms(s.p99_ms)} ms\n"
+            f"p50 {fmt.ms(s.p50_ms)} ms · p99 {fmt.ms(s.p99_ms)} ms",
         )
-        out.append("codes  " + "  ".join(f"{c}:{n}" for c, n in s.codes) + "\n")
-        out.append("versions  " + "  ".join(f"{v}:{n}" for v, n in s.versions) + "\n")
+        self._line(out, "codes  " + "  ".join(f"{c}:{n}" for c, n in s.codes))
+        self._line(out, "versions  " + "  ".join(f"{v}:{n}" for v, n in s.versions))
         out.append("flags\n", style="bold")
         for flag, n in s.flags:
-            out.append(f"  {flag:<5} {n:>6}  {FLAG_MEANING.get(flag, '')}\n", style="red")
+            self._line(out, f"  {flag:<5} {n:>6}  {FLAG_MEANING.get(flag, '')}", "red", "    ")
         if not s.flags:
             out.append("  none\n", style="green")
         out.append("recent requests  (x explains one)\n", style="bold")
         for r in recent_requests(self.records, e.client, e.service, limit=10):
             colour = "red" if not r.ok else ""
-            out.append(
+            self._line(
+                out,
                 f"  {r.start_time:8.3f}s {r.method:<4} {r.path:<22.22} {r.response_code:>3} "
-                f"{r.duration_ms:7.1f} ms {r.destination_version or '-':<3} {r.flags_text}\n",
-                style=colour,
+                f"{r.duration_ms:7.1f} ms {r.destination_version or '-':<3} {r.flags_text}",
+                colour,
+                "    ",
             )
         return out
 
@@ -362,5 +398,5 @@ class TopologyPane(Horizontal):
         for i, hop in enumerate(explain_request(self.records, request), 1):
             out.append(f"{i}. {hop.edge}\n", style="bold")
             for line in hop.lines:
-                out.append(f"   {line}\n", style="red" if line.startswith("flag") else "")
+                self._line(out, f"   {line}", "red" if line.startswith("flag") else "", "     ")
         return out

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from mesh.metrics import edge_key
 from mesh.records import Reporter, RequestRecord
 
-__all__ = ["Span", "Trace", "TraceIndex", "bar", "group_traces"]
+__all__ = ["Span", "Trace", "TraceIndex", "bar", "group_traces", "span_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +53,21 @@ class Trace:
         return 0 < self.code < 500
 
 
-def _span(r: RequestRecord, t0: float, depth: int) -> Span:
+def span_name(r: RequestRecord) -> str:
+    """What one proxy's span of a hop says, named from that proxy's side: ``client
+    api-gateway → product GET /products`` (the caller's sidecar sent it), ``server product ←
+    api-gateway GET /products`` (the callee's sidecar received it)."""
     client, service = edge_key(r)
+    if r.reporter is Reporter.SOURCE:
+        return f"client {client} → {service} {r.method} {r.path}"
+    return f"server {service} ← {client} {r.method} {r.path}"
+
+
+def _span(r: RequestRecord, t0: float, depth: int) -> Span:
     kind = "client" if r.reporter is Reporter.SOURCE else "server"
     return Span(
         depth=depth,
-        name=f"{client} → {service} {r.method} {r.path}",
+        name=span_name(r),
         kind=kind,
         start_ms=(r.start_time - t0) * 1000.0,
         duration_ms=r.duration_ms,

@@ -18,8 +18,6 @@ from tui.traces import Trace, spans_text
 
 __all__ = ["TracesPane"]
 
-NAME_WIDTH = 40
-
 
 class TracesPane(Vertical):
     """Trace list (newest first) above the waterfall of the highlighted trace."""
@@ -86,8 +84,14 @@ class TracesPane(Vertical):
             self.show_trace(self.traces[event.cursor_row])
 
     def show_trace(self, trace: Trace) -> None:
-        """Draw a trace's waterfall to fit the pane's width."""
-        width = max(10, self.size.width - NAME_WIDTH - 14)
+        """Draw a trace's waterfall to fit the pane's width: a span per line (name, then its bar),
+        or, when the names leave fewer than 20 cells for the bars, its name on one line and its
+        bar under it (names are never cut)."""
+        pane = self.size.width or 120
+        names = ["  " * span.depth + span.name for span in trace.spans]
+        name_width = max((len(n) for n in names), default=0)
+        narrow = pane - 14 - name_width - 1 < 20
+        width = max(10, pane - 14 - (4 if narrow else name_width + 1))
         out = Text()
         out.append(
             f"trace {trace.trace_id}  {trace.root}  {trace.duration_ms:.1f} ms\n", style="bold"
@@ -98,13 +102,17 @@ class TracesPane(Vertical):
                 if span.code >= 500 or span.flags != "-"
                 else ("cyan" if span.kind == "client" else "green")
             )
-            name = "  " * span.depth + (" " if span.kind == "server" else "") + span.name
-            out.append(f"{name:<{NAME_WIDTH}.{NAME_WIDTH}} ", style=colour)
+            name = "  " * span.depth + span.name
+            if narrow:
+                out.append(f"{name}\n", style=colour)
+                out.append("  " * span.depth + "  ")
+            else:
+                out.append(f"{name:<{name_width}} ", style=colour)
             out.append(bar, style=colour)
             out.append(f" {span.duration_ms:7.1f}ms", style="dim")
             if span.flags != "-":
                 out.append(f" {span.flags}", style="bold red")
             out.append("\n")
-        out.append("client span (caller's sidecar) ", style="cyan")
-        out.append("server span (callee's sidecar)", style="green")
+        out.append("client: the caller's sidecar sent it  ", style="cyan")
+        out.append("server: the callee's sidecar received it", style="green")
         self.query_one("#waterfall", Static).update(out)

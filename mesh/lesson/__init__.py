@@ -4,7 +4,7 @@
 positioned diagnostics. Documented in ``docs/lesson-format.md``.
 """
 
-from mesh.lesson.load import find_lessons, load_lesson
+from mesh.lesson.load import APP_PATH_ENV, app_search_path, find_app, find_lessons, load_lesson
 from mesh.lesson.model import (
     METRICS,
     SPECIAL_SERVICES,
@@ -23,6 +23,7 @@ from mesh.lesson.model import (
 )
 
 __all__ = [
+    "APP_PATH_ENV",
     "METRICS",
     "SPECIAL_SERVICES",
     "TRAFFIC_PROTOCOLS",
@@ -36,6 +37,8 @@ __all__ = [
     "RequestSpec",
     "Selector",
     "TrafficSpec",
+    "app_search_path",
+    "find_app",
     "find_lessons",
     "load_lesson",
     "parse_address",

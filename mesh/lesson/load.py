@@ -6,6 +6,7 @@ Every problem is collected and reported once (MPY4xxx codes, see docs/diagnostic
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from mesh.app import App, load_app
@@ -28,7 +29,14 @@ from mesh.source.decode import MISSING, Decoder
 from mesh.source.load import load_paths
 from mesh.source.yaml_nodes import parse_documents
 
-__all__ = ["find_lessons", "load_lesson"]
+__all__ = [
+    "APP_PATH_ENV",
+    "BUNDLED_APPS",
+    "app_search_path",
+    "find_app",
+    "find_lessons",
+    "load_lesson",
+]
 
 
 def find_lessons(root: Path) -> list[Path]:
@@ -36,17 +44,57 @@ def find_lessons(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.glob("*/lesson.yaml"))
 
 
-def _apps_root(lesson_dir: Path) -> Path:
-    for parent in (lesson_dir.parent, *lesson_dir.parents):
-        if (parent / "apps").is_dir():
-            return parent / "apps"
-    return lesson_dir.parent / "apps"
+APP_PATH_ENV = "MESHPLAY_APP_PATH"
+"""Environment variable: more folders holding apps (``os.pathsep``-separated), searched after the
+``apps/`` folders around a lesson."""
+
+BUNDLED_APPS = Path(__file__).resolve().parents[2] / "lessons" / "apps"
+"""The apps that come with meshplay (``lessons/apps`` of its source tree)."""
 
 
-def load_lesson(path: Path | str) -> Lesson:
+def app_search_path(lesson_dir: Path) -> tuple[Path, ...]:
+    """Folders searched, in order, for the app a lesson names (``app: ecommerce`` is
+    ``<folder>/ecommerce/behavior.yaml``): an ``apps/`` folder beside the lesson folder or beside
+    any folder above it, each folder of ``$MESHPLAY_APP_PATH``, then the apps that come with
+    meshplay. A lesson copied anywhere still finds the built-in apps."""
+    chain = list(lesson_dir.parents)  # relative stays relative: diagnostics name files as given
+    if not lesson_dir.is_absolute():
+        chain += Path.cwd().parents
+    out = [parent / "apps" for parent in chain]
+    out = [folder for folder in out if folder.is_dir()]
+    extra = os.environ.get(APP_PATH_ENV, "").split(os.pathsep)
+    out += [Path(entry.strip()) for entry in extra if entry.strip()]
+    if BUNDLED_APPS.is_dir():
+        out.append(BUNDLED_APPS)
+    unique: list[Path] = []
+    for folder in out:
+        if not any(_same(folder, seen) for seen in unique):
+            unique.append(folder)
+    return tuple(unique)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return a == b
+
+
+def find_app(name: str, search: tuple[Path, ...]) -> Path | None:
+    """The first ``<folder>/<name>`` of ``search`` that holds a behavior.yaml."""
+    for folder in search:
+        if (folder / name / "behavior.yaml").is_file():
+            return folder / name
+    return None
+
+
+def load_lesson(path: Path | str, *, app: Path | str | None = None) -> Lesson:
     """Load a lesson folder (or its lesson.yaml), the app it names and every file it refers to.
 
-    Raises DiagnosticError listing every error found; warnings are kept on ``Lesson.diagnostics``.
+    ``app`` (a command's ``--app``) replaces the app lesson.yaml names: a folder holding a
+    behavior.yaml, or an app name looked up like lesson.yaml's ``app`` (see
+    :func:`app_search_path`). Raises DiagnosticError listing every error found; warnings are
+    kept on ``Lesson.diagnostics``.
     """
     folder = Path(path)
     if folder.is_file():
@@ -91,29 +139,42 @@ def load_lesson(path: Path | str) -> Lesson:
                 )
             )
 
-    app_dir = _apps_root(folder) / spec.app
-    app: App | None = None
-    if not (app_dir / "behavior.yaml").is_file():
-        known = sorted(p.name for p in app_dir.parent.glob("*/behavior.yaml"))
+    search = app_search_path(folder)
+    wanted = spec.app if app is None else str(app)
+    app_dir = Path(app) if app is not None and Path(app).is_dir() else find_app(wanted, search)
+    loaded_app: App | None = None
+    if app_dir is None or not (app_dir / "behavior.yaml").is_file():
+        known = sorted({p.parent.name for f in search for p in f.glob("*/behavior.yaml")})
+        if app_dir is not None:
+            message = f'app "{wanted}" (--app) not found: no behavior.yaml in {app_dir}'
+        else:
+            looked = ", ".join(str(f) for f in search) or "no apps folder"
+            flag = " (--app)" if app is not None else ""
+            message = f'app "{wanted}"{flag} not found: no {wanted}/behavior.yaml in {looked}'
         diagnostics.append(
             _at(
                 "MPY4002",
-                f'app "{spec.app}" not found: no {app_dir}/behavior.yaml',
+                message,
                 source,
                 ("app",),
                 folder.name,
-                hint=did_you_mean(spec.app, known) or f"apps: {', '.join(known) or 'none'}",
+                hint=(did_you_mean(wanted, known) or f"apps found: {', '.join(known) or 'none'}")
+                + "; apps are looked up in an apps/ folder beside the lesson folder or above it, "
+                f"then in ${APP_PATH_ENV} ({os.environ.get(APP_PATH_ENV) or 'not set'}), then in "
+                "meshplay's own lessons/apps; point at the app's folder with --app DIR",
                 path="",
             )
         )
     else:
         try:
-            app = load_app(app_dir)
+            loaded_app = load_app(app_dir)
         except DiagnosticError as exc:  # the app's own problems, at their own file:line
             diagnostics.extend(exc.diagnostics)
 
     services = (
-        {r.name for r in app.resources if isinstance(r, Service)} if app is not None else None
+        {r.name for r in loaded_app.resources if isinstance(r, Service)}
+        if loaded_app is not None
+        else None
     )
     if spec.traffic is not None:
         _check_traffic(
@@ -157,7 +218,7 @@ def load_lesson(path: Path | str) -> Lesson:
                     )
                 )
                 continue
-            namespace = app.behavior.namespace if app is not None else "default"
+            namespace = loaded_app.behavior.namespace if loaded_app is not None else "default"
             loaded = load_paths([target], default_namespace=namespace)
             diagnostics.extend(loaded.diagnostics)
             files[ref] = loaded.resources
@@ -170,18 +231,18 @@ def load_lesson(path: Path | str) -> Lesson:
         for host in r.hosts
     }
     for i, step in enumerate(spec.steps):
-        if app is not None:
+        if loaded_app is not None:
             _check_references(
-                step, i, source, folder.name, app=app, external=external, out=diagnostics
+                step, i, source, folder.name, app=loaded_app, external=external, out=diagnostics
             )
 
-    if app is None or any(d.severity is Level.ERROR for d in diagnostics):
+    if loaded_app is None or any(d.severity is Level.ERROR for d in diagnostics):
         raise DiagnosticError(diagnostics)
     return Lesson(
         id=folder.name,
         path=folder,
         spec=spec,
-        app=app,
+        app=loaded_app,
         explanation=explanation,
         files=FrozenMap(files),
         diagnostics=tuple(sorted(diagnostics, key=Diagnostic.sort_key)),

@@ -52,7 +52,10 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=int, help="Service port (default: the Service's first port)")
     p.add_argument("--jwt", metavar="TOKEN", help="sent as 'Authorization: Bearer TOKEN'")
     p.add_argument("--jwks", metavar="FILE", help="JWKS JSON for RequestAuthentication jwksUri")
-    p.add_argument("--app", help="app folder (or name under lessons/apps) for plain YAML input")
+    p.add_argument(
+        "--app",
+        help="app folder or name: under plain YAML input, or instead of a lesson's own app",
+    )
     p.add_argument("--step", type=int, help="lesson state after this step (1-based; default last)")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.set_defaults(handler=_run)

@@ -37,6 +37,11 @@ def register(sub: Any) -> None:
     p.add_argument("--a", dest="runner_a", choices=tuple(RUNNERS), default="sim")
     p.add_argument("--b", dest="runner_b", choices=tuple(RUNNERS), default="local")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--app",
+        metavar="DIR",
+        help="the app to run the lesson on (a folder, or a name): replaces the lesson's own",
+    )
     p.add_argument("--step", type=int, metavar="K", help="compare steps 1..K only")
     p.add_argument("--share-tolerance", type=float, default=0.05, metavar="X",
                    help="absolute floor of the tolerance on shares and rates (default 0.05)")  # fmt: skip
@@ -60,7 +65,7 @@ def compare(
 def _run(args: argparse.Namespace) -> int:
 
     try:
-        lesson = load_lesson(args.lesson)
+        lesson = load_lesson(args.lesson, app=args.app)
     except DiagnosticError as exc:
         print(render(exc.diagnostics), file=sys.stderr)
         return 2

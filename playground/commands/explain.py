@@ -38,6 +38,11 @@ def register(sub: Any) -> None:
     p.add_argument("--to", help="destination Service (default: the lesson's traffic target)")
     p.add_argument("--step", type=int, metavar="K", help="state after step K (default: last)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--app",
+        metavar="DIR",
+        help="the app to run the lesson on (a folder, or a name): replaces the lesson's own",
+    )
     p.set_defaults(handler=_explain)
 
 
@@ -45,7 +50,7 @@ def _explain(args: argparse.Namespace) -> int:
     from sim.explain import explain, parse_request
 
     try:
-        lesson = load_lesson(args.lesson)
+        lesson = load_lesson(args.lesson, app=args.app)
     except DiagnosticError as exc:
         print(render(exc.diagnostics), file=sys.stderr)
         return 2

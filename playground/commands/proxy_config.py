@@ -1,10 +1,16 @@
-"""``meshplay proxy-config {listeners|routes|clusters|endpoints|all} PATH... --proxy WORKLOAD``
+"""``meshplay proxy-config {listeners|routes|clusters|endpoints|all} [POD] [PATH...]``
 
-Shows the Envoy configuration meshplay's translator generates for one proxy, in the tables
-``istioctl proxy-config`` prints for a real cluster (``-o json|yaml`` for the raw Envoy dicts).
-PATH may be a lesson folder (the mesh after ``--step``, default the last step), YAML files or
-folders (``--app`` adds an app's manifests, e.g. ``lessons/apps/ecommerce``). ``--proxy`` takes a
-pod (``product-v1-0``), ``pod.namespace`` or a workload (``product-v1``, its first pod).
+Shows an Envoy's configuration in the tables ``istioctl proxy-config`` prints (``-o json|yaml``
+for the raw Envoy dicts). POD is a pod (``product-v1-0``), ``pod.namespace`` or ``deploy/NAME``
+(the Deployment's first pod), as istioctl takes it; ``--proxy`` says the same (a workload name
+such as ``product-v1`` works there too).
+
+With PATH: the configuration meshplay's translator generates. PATH may be a lesson folder (the
+mesh after ``--step``, default the last step; ``--app`` runs it on another app), an app folder
+(``lessons/apps/ecommerce``) or YAML files and folders (``--app`` adds an app's manifests under
+them). Without PATH (or with ``--live``): what the
+running Envoy of the mesh ``meshplay up`` started really holds, read from its admin
+``/config_dump``, as istioctl reads a cluster's.
 """
 
 from __future__ import annotations
@@ -13,16 +19,26 @@ import argparse
 import dataclasses
 import json
 import sys
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import yaml
 
 from mesh.diagnostics import Level, render
 from mesh.envoy import ProxyConfig, parse_cluster_name, translate_proxy
+from mesh.model.common import FrozenMap
 from mesh.topology import Pod, ProxyKind, build_topology
 from playground.inputs import InputError, mesh_resources
 
-__all__ = ["format_table", "register", "render_proxy_config"]
+__all__ = [
+    "find_pod",
+    "format_table",
+    "live_proxy_config",
+    "register",
+    "render_proxy_config",
+    "split_targets",
+]
 
 KINDS = ("listeners", "routes", "clusters", "endpoints", "all")
 
@@ -37,29 +53,81 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("kind", choices=KINDS, help="which part of the config to show")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="lesson folder or YAML file/folder")
-    p.add_argument("--proxy", required=True, metavar="WORKLOAD", help="pod or workload name")
-    p.add_argument("--app", help="app folder (or name under lessons/apps) for plain YAML input")
+    p.add_argument(
+        "targets",
+        nargs="*",
+        metavar="[POD] [PATH]",
+        help="the proxy (pod, pod.namespace or deploy/NAME), then lesson/app folders or YAML; "
+        "no PATH: the running mesh (meshplay up)",
+    )
+    p.add_argument("--proxy", metavar="POD", help="the proxy, when not given as POD")
+    p.add_argument(
+        "--app",
+        help="app folder or name: under plain YAML input, or instead of a lesson's own app",
+    )
     p.add_argument("--step", help="lesson step (name or 1-based number; default: the last)")
     p.add_argument("-o", "--output", choices=("short", "yaml", "json"), default="short")
     p.add_argument(
         "--live",
         action="store_true",
-        help="read the running Envoy's /config_dump (a mesh started by meshplay up) instead of "
-        "translating PATH",
+        help="read the running Envoy's /config_dump (a mesh started by meshplay up), also when "
+        "PATH is given",
     )
     p.set_defaults(handler=_run)
 
 
-def _find_pod(pods: tuple[Pod, ...], wanted: str) -> Pod | None:
-    name, _, namespace = wanted.partition(".")
-    for pod in pods:
-        if pod.name == name and namespace in ("", pod.namespace):
-            return pod
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def workload(self) -> str: ...
+
+
+_P = TypeVar("_P", bound=_Named)
+
+DEPLOY_PREFIXES = ("deploy/", "deployment/", "deployments/")
+
+
+def find_pod(pods: Sequence[_P], wanted: str) -> _P | None:
+    """The pod ``wanted`` names, as istioctl reads it: ``pod``, ``pod.namespace``,
+    ``deploy/NAME[.namespace]`` (the Deployment's first pod); a bare workload name also works."""
+    deploy = wanted.startswith(DEPLOY_PREFIXES)
+    name, _, namespace = wanted.split("/", 1)[1].partition(".") if deploy else wanted.partition(".")
+    if not deploy:
+        for pod in pods:
+            if pod.name == name and namespace in ("", pod.namespace):
+                return pod
     for pod in pods:
         if pod.workload == name and namespace in ("", pod.namespace):
             return pod
     return None
+
+
+def split_targets(targets: Sequence[str], proxy: str | None) -> tuple[str, list[str]]:
+    """(the proxy, the PATHs) of ``[POD] [PATH...]``: the POD is the one argument that is not a
+    file or folder (``deploy/NAME`` or a name without ``/``); ``--proxy`` may name it instead."""
+    pods: list[str] = []
+    paths: list[str] = []
+    for target in targets:
+        if target == "-" or Path(target).exists():
+            paths.append(target)
+        elif "/" in target and not target.startswith(DEPLOY_PREFIXES):
+            raise InputError(f"{target}: no such file or folder")
+        else:
+            pods.append(target)
+    if proxy:
+        pods.insert(0, proxy)
+    if not pods:
+        raise InputError(
+            "which proxy? name a pod (product-v1-0), pod.namespace or deploy/NAME, "
+            "e.g. meshplay proxy-config routes deploy/api-gateway-v1"
+        )
+    if len(pods) > 1:
+        extra = pods[1]
+        raise InputError(f"{extra}: no such file or folder (the proxy is {pods[0]})")
+    return pods[0], paths
 
 
 def format_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -244,30 +312,59 @@ def render_proxy_config(proxy: ProxyConfig, kind: str, output: str = "short") ->
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        resources, diagnostics = mesh_resources(args.paths, app=args.app, step=args.step)
-    except InputError as exc:
+        wanted, paths = split_targets(args.targets, args.proxy)
+        proxy = _live(wanted) if args.live or not paths else _translated(wanted, paths, args)
+    except (InputError, LookupError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if proxy is None:
+        return 2
+    print(render_proxy_config(proxy, args.kind, args.output))
+    return 0
+
+
+def _translated(wanted: str, paths: list[str], args: argparse.Namespace) -> ProxyConfig | None:
+    """The translator's configuration of the proxy ``wanted`` in the mesh PATHs describe (None
+    after printing the diagnostics that stop it)."""
+    resources, diagnostics = mesh_resources(paths, app=args.app, step=args.step)
     errors = [d for d in diagnostics if d.severity is Level.ERROR]
     if errors:
         print(render(errors), file=sys.stderr)
-        return 2
+        return None
     topology = build_topology(resources)
-    pod = _find_pod(topology.pods, args.proxy)
+    pod = find_pod(topology.pods, wanted)
     proxied = sorted(p.name for p in topology.pods if p.proxy is not ProxyKind.NONE)
     if pod is None or pod.proxy is ProxyKind.NONE:
         why = "has no sidecar" if pod is not None else "not found"
-        print(f"error: proxy {args.proxy!r} {why}; proxies: {', '.join(proxied)}", file=sys.stderr)
-        return 2
-    proxy = translate_proxy(resources, topology, pod.name)
-    if args.live:
-        try:
-            proxy = live_proxy_config(proxy)
-        except (LookupError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    print(render_proxy_config(proxy, args.kind, args.output))
-    return 0
+        raise InputError(f"proxy {wanted!r} {why}; proxies: {', '.join(proxied)}")
+    return translate_proxy(resources, topology, pod.name)
+
+
+def _live(wanted: str) -> ProxyConfig:
+    """What the running Envoy of ``wanted`` holds, in the mesh ``meshplay up`` started."""
+    from cluster.local.state import MeshStateFile, state_dir
+
+    record = MeshStateFile.read(state_dir() / "local.json")
+    if record is None:
+        raise LookupError(
+            "no local mesh is up: start one with meshplay up, or give a PATH (a lesson, an app "
+            "folder or YAML) to see the configuration meshplay generates for it"
+        )
+    running = [p for p in record.pods if p.admin_port]
+    entry = find_pod(running, wanted)
+    if entry is None:
+        names = ", ".join(p.name for p in running)
+        raise LookupError(f"no running proxy {wanted!r}; proxies: {names}")
+    pod = Pod(
+        name=entry.name,
+        namespace=entry.namespace,
+        workload=entry.workload,
+        labels=FrozenMap(),
+        service_account="",
+        address="127.0.0.1",
+        proxy=ProxyKind(entry.proxy),
+    )
+    return live_proxy_config(ProxyConfig(pod, {}, (), (), (), ()))
 
 
 def _hcm_route_configs(listener: dict[str, Any]) -> list[dict[str, Any]]:
@@ -307,8 +404,17 @@ def live_proxy_config(expected: ProxyConfig) -> ProxyConfig:
     endpoints = [c["load_assignment"] for c in clusters if "load_assignment" in c]
     return dataclasses.replace(
         expected,
-        listeners=tuple(sorted(listeners, key=lambda x: str(x.get("name")))),
-        clusters=tuple(sorted(clusters, key=lambda x: str(x.get("name")))),
-        routes=tuple(sorted(routes, key=lambda x: str(x.get("name")))),
+        listeners=_by_name(listeners),
+        clusters=_by_name(clusters),
+        routes=_by_name(routes),
         endpoints=tuple(endpoints) or expected.endpoints,
     )
+
+
+def _by_name(items: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """Sorted by name, once per name: a route configuration inlined in several listeners (and
+    filter chains) is one route configuration, as RDS would have sent it once."""
+    unique: dict[str, dict[str, Any]] = {}
+    for item in items:
+        unique.setdefault(str(item.get("name")), item)
+    return tuple(unique[name] for name in sorted(unique))

@@ -16,7 +16,13 @@ from typing import Any
 from mesh.runner import Runner
 from playground.runners import RUNNERS, available_runners, get_runner
 
-__all__ = ["default_runners", "register", "runner_factories"]
+__all__ = [
+    "default_runners",
+    "finish_background_work",
+    "kube_configured",
+    "register",
+    "runner_factories",
+]
 
 
 def kube_configured() -> bool:
@@ -85,8 +91,22 @@ def _run(args: argparse.Namespace) -> int:
     if not args.root.is_dir():
         print(f"error: no lessons folder at {args.root}", file=sys.stderr)
         return 2
+    if args.lesson and not (args.root / args.lesson / "lesson.yaml").is_file():
+        known = ", ".join(p.parent.name for p in sorted(args.root.glob("*/lesson.yaml")))
+        print(f"error: no lesson {args.lesson!r} in {args.root}; lessons: {known}", file=sys.stderr)
+        return 2
     app = MeshplayApp(
         args.root, runner_factories(names), args.data_dir, seed=args.seed, lesson=args.lesson
     )
     app.run()
+    finish_background_work(app.session.cancel_all())
     return 0
+
+
+def finish_background_work(work: list[Any]) -> None:
+    """After the screen is gone: wait for cancelled runs to stop (a local run stops its
+    processes), saying so, so that no process outlives the command."""
+    for item in work:
+        if item.thread.is_alive():
+            print(f"meshplay: stopping {item.name}…", file=sys.stderr, flush=True)
+            item.thread.join()

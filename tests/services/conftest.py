@@ -41,9 +41,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's headless Chromium driven by playwright (no browser download: `executable_path`)."""
+    """Debian's headless Chromium driven by playwright (no browser download: `executable_path`).
+
+    Module-scoped: playwright's sync API keeps an event loop running in the main thread while it
+    is open, and every pytest-asyncio test after it (tests/tui) would fail with "Runner.run()
+    cannot be called from a running event loop"."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

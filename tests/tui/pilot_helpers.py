@@ -67,3 +67,14 @@ async def key_latency(
             raise AssertionError(f"key {key!r} not handled within {timeout_s} s")
         await asyncio.sleep(0.001)
     return time.perf_counter() - start
+
+
+async def wait_loaded(pilot: Pilot[None], timeout_s: float = 30.0) -> None:
+    """Until the app has read its lessons (it paints first and reads them in a thread)."""
+    app = pilot.app
+    assert isinstance(app, MeshplayApp)
+    deadline = time.monotonic() + timeout_s
+    while not getattr(app.session, "loaded", True):  # (an app that loads before it paints)
+        assert time.monotonic() < deadline, "lessons not loaded"
+        await pilot.pause(0.02)
+    await pilot.pause()

@@ -44,3 +44,13 @@ def test_unknown_runner_and_missing_root_exit_2(capsys: pytest.CaptureFixture[st
     args = parse(["--root", "/nonexistent/lessons"])
     assert args.handler(args) == 2
     assert "no lessons folder" in capsys.readouterr().err
+
+
+def test_an_unknown_lesson_is_an_error_before_the_app_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = Path(__file__).resolve().parents[2] / "lessons"
+    args = parse(["--root", str(root), "--lesson", "08-circuit-breakin"])
+    assert args.handler(args) == 2
+    err = capsys.readouterr().err
+    assert "no lesson '08-circuit-breakin'" in err and "08-circuit-breaking" in err

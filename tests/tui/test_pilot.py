@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Markdown, Static, Tree
 
 from tests.tui.conftest import fake_factories
 from tests.tui.fakes import BrokenRunner, FakeRunner
-from tests.tui.pilot_helpers import wait_compare, wait_for, wait_run
+from tests.tui.pilot_helpers import wait_compare, wait_for, wait_loaded, wait_run
 from tui.app import MeshplayApp
 from tui.compare import SHARE_FOOTNOTE
 from tui.topology_view import TopologyPane
@@ -37,6 +37,7 @@ async def test_open_lesson_run_it_and_see_verdicts(
 ) -> None:
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
         await pilot.pause()
         assert app.active_tab == "lessons"
         page = app.query_one("#lesson-md", Markdown).source
@@ -64,6 +65,7 @@ async def test_progress_marks_appear_in_the_lesson_tree_after_a_pass(
 ) -> None:
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
         tree = app.query_one("#lesson-tree", Tree)
         assert "(sim)" not in str(tree.get_node_at_line(1).label)  # type: ignore[union-attr]
         await pilot.press("enter", "r")
@@ -76,6 +78,7 @@ async def test_progress_marks_appear_in_the_lesson_tree_after_a_pass(
 async def test_hints_are_hidden_until_asked_for(make_app: Callable[..., MeshplayApp]) -> None:
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
         await pilot.pause()
         md = app.query_one("#lesson-md", Markdown)
         assert "trailing slash" not in md.source
@@ -86,6 +89,7 @@ async def test_hints_are_hidden_until_asked_for(make_app: Callable[..., Meshplay
 async def test_run_failure_is_shown_not_raised(make_app: Callable[..., MeshplayApp]) -> None:
     app = make_app({"broken": BrokenRunner})
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
         await pilot.press("enter", "r")
         await wait_run(pilot)
         assert "envoy binary not found" in text_of(app, "#run-status")
@@ -96,10 +100,12 @@ async def test_cancel_stops_a_run_early_and_keeps_no_progress(
 ) -> None:
     app = make_app({"sim": lambda: FakeRunner("sim", delay_s=0.05, requests_per_step=400)})
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
         await pilot.press("enter", "r")
         await pilot.pause(0.2)
         await pilot.press("c")
         await wait_run(pilot)
+        assert "CANCELLED after" in text_of(app, "#run-status")
         assert "partial run" in text_of(app, "#run-status")
     assert not (data_dir / "progress.json").exists()
 
@@ -109,6 +115,7 @@ async def test_topology_select_a_node_then_an_edge_then_explain(
 ) -> None:
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
         await pilot.press("enter", "r")
         await wait_run(pilot)
         await pilot.press("3")
@@ -137,6 +144,7 @@ async def test_topology_shows_failing_edge_flags_and_explains_the_failure(
 ) -> None:
     app = make_app({"local": lambda: FakeRunner("local", fail_every=4)})
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
         await pilot.press("enter", "r")
         await wait_run(pilot)
         await pilot.press("3")
@@ -155,6 +163,7 @@ async def test_compare_view_shows_two_runners_side_by_side(
 ) -> None:
     app = make_app(fake_factories())
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
         await pilot.press("4", "m")
         await wait_compare(pilot)
         table = app.query_one("#cmp-table", DataTable)
@@ -175,13 +184,14 @@ async def test_traces_view_draws_a_waterfall_of_the_latest_trace(
 ) -> None:
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
         await pilot.press("enter", "r")
         await wait_run(pilot)
         await pilot.press("5")
         table = app.query_one("#trace-table", DataTable)
         assert table.row_count == 40
         waterfall = text_of(app, "#waterfall")
-        assert "outside → api-gateway GET /api/products" in waterfall
+        assert "server api-gateway ← outside GET /api/products" in waterfall
         assert "█" in waterfall
         await pilot.press("down")
         assert text_of(app, "#waterfall") != waterfall
@@ -192,6 +202,7 @@ async def test_mouse_clicks_switch_views_and_start_a_run(
 ) -> None:
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
         await pilot.click("#--content-tab-tab-run")
         assert app.active_tab == "run"
         await pilot.click("#run-btn")
@@ -202,6 +213,7 @@ async def test_mouse_clicks_switch_views_and_start_a_run(
 async def test_usable_at_80x24(make_app: Callable[..., MeshplayApp]) -> None:
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
         await pilot.press("enter", "r")
         await wait_run(pilot)
         checks = app.query_one("#checks", DataTable)

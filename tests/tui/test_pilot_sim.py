@@ -10,7 +10,7 @@ import pytest
 from textual.widgets import DataTable
 
 from tests.tui.conftest import LESSONS
-from tests.tui.pilot_helpers import key_latency, wait_run
+from tests.tui.pilot_helpers import key_latency, wait_loaded, wait_run
 from tests.tui.test_pilot import column
 from tui.app import MeshplayApp
 
@@ -32,6 +32,7 @@ def big_lesson_root(tmp: Path, rate_rps: int) -> Path:
 async def test_run_lesson_on_sim_and_see_the_verdicts(make_app: Callable[..., MeshplayApp]) -> None:
     app = make_app({"sim": sim.SimRunner})
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
         await pilot.press("enter", "r")
         await wait_run(pilot)
         status = app.query_one("#run-status").content
@@ -46,6 +47,7 @@ async def test_keys_pressed_during_a_6000_request_simulation_are_handled_before_
     root = big_lesson_root(tmp_path, rate_rps=200)  # 3 steps x 10 s x 200/s = 6,000 requests
     app = make_app({"sim": sim.SimRunner}, root=root)
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
         await pilot.press("enter")
         await key_latency(app, "r", lambda: app.run_pane.running)
         seen = []

@@ -34,7 +34,7 @@ def test_up_then_down_leaves_no_process(tmp_path: Path) -> None:
         assert record is not None and len(record.alive()) == len(record.processes) > 10
         status = meshplay(tmp_path, "proxy-status")
         assert status.returncode == 0, status.stdout + status.stderr
-        assert status.stdout.count("LIVE") == 9
+        assert status.stdout.count("SYNCED") == 18  # CDS and LDS of 9 proxies
         again = meshplay(tmp_path, "up")
         assert again.returncode == 2 and "already up" in again.stderr
     finally:

@@ -1,0 +1,74 @@
+"""``meshplay lessons``: which runners each lesson runs on, which of them can run here, and
+whole titles when the terminal has room."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from playground.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+LESSONS = str(ROOT / "lessons")
+
+
+@pytest.fixture(autouse=True)
+def no_kubeconfig(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """This machine has no cluster: no $KUBECONFIG, no ~/.kube/config."""
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def rows(out: str) -> dict[str, str]:
+    return {line.split()[0]: line for line in out.splitlines() if line[:2].isdigit()}
+
+
+def test_runs_on_and_runs_here_are_separate_columns(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["lessons", "--root", LESSONS]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0]
+    assert header.split()[:6] == ["LESSON", "TRACK", "RUNS", "ON", "RUNS", "HERE"]
+    table = rows(out)
+    assert len(table) == 16
+    # lesson 15 lists sim and kube; without a cluster only sim can run it here
+    assert "sim, kube  " in table["15-network-policy"]
+    assert table["15-network-policy"].split("sim, kube", 1)[1].split()[0] == "sim"
+    # kube is listed for lesson 01 but is not offered as runnable here
+    lesson01 = table["01-request-routing"]
+    assert "sim, local, kube  sim, local  " in lesson01
+    assert "kube (" in out.splitlines()[-1]  # the footer says why kube is not here
+
+
+def test_kube_needs_a_kubeconfig_even_once_built() -> None:
+    from playground.commands.lessons import runners_here
+
+    why = runners_here()
+    assert why["sim"] == ""
+    assert why["kube"] != ""  # not built yet, or built without a kubeconfig
+
+
+def test_titles_are_whole_in_a_wide_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
+    main(["lessons", "--root", LESSONS])
+    table = rows(capsys.readouterr().out)
+    assert table["01-request-routing"].endswith(
+        "Request routing with VirtualService and DestinationRule"
+    )
+    assert "consistent hash with one slow pod" in table["04-load-balancing"]
+    assert all(len(line) <= 160 for line in table.values())
+
+
+def test_titles_are_cut_to_a_narrow_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    main(["lessons", "--root", LESSONS])
+    table = rows(capsys.readouterr().out)
+    assert all(len(line) <= 100 for line in table.values())
+    assert table["04-load-balancing"].endswith("\u2026")
