@@ -46,6 +46,11 @@ def register(sub: Any) -> None:
         "--records", type=Path, metavar="FILE", help="write every RequestRecord as JSON lines"
     )
     p.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
+    p.add_argument(
+        "--app",
+        metavar="DIR",
+        help="the app to run the lesson on (a folder, or a name): replaces the lesson's own",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -164,7 +169,7 @@ def _unwritable(path: Path) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        lesson = load_lesson(args.lesson)
+        lesson = load_lesson(args.lesson, app=args.app)
     except DiagnosticError as exc:
         print(render(exc.diagnostics), file=sys.stderr)
         return 2
