@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from mesh.security.envoy_types import SECURITY_TYPE_URLS
+from mesh.security.envoy_types import (
+    FILTER_JWT_AUTHN,
+    FILTER_LOCAL_RATELIMIT,
+    FILTER_NETWORK_RBAC,
+    FILTER_RBAC,
+    FILTER_TLS_INSPECTOR,
+    SECURITY_TYPE_URLS,
+    TLS_TRANSPORT_SOCKET,
+)
 
 __all__ = [
     "ACCESS_LOG_FILE",
@@ -22,8 +30,15 @@ __all__ = [
     "FILTER_FAULT",
     "FILTER_HCM",
     "FILTER_HEADER_MUTATION",
+    "FILTER_HTTP_INSPECTOR",
+    "FILTER_JWT_AUTHN",
+    "FILTER_LOCAL_RATELIMIT",
+    "FILTER_NETWORK_RBAC",
+    "FILTER_ORIGINAL_DST",
+    "FILTER_RBAC",
     "FILTER_ROUTER",
     "FILTER_TCP_PROXY",
+    "FILTER_TLS_INSPECTOR",
     "HCM",
     "HEADER_MUTATION",
     "HTTP_PROTOCOL_OPTIONS",
@@ -37,6 +52,7 @@ __all__ = [
     "ROUTE_CONFIGURATION",
     "SECRET",
     "TCP_PROXY",
+    "TLS_TRANSPORT_SOCKET",
     "UPSTREAM_TLS_CONTEXT",
     "URI_TEMPLATE_MATCH",
     "typed",
@@ -74,6 +90,14 @@ FILTER_ROUTER = "envoy.filters.http.router"
 FILTER_FAULT = "envoy.filters.http.fault"
 FILTER_CORS = "envoy.filters.http.cors"
 FILTER_HEADER_MUTATION = "envoy.filters.http.header_mutation"
+FILTER_ORIGINAL_DST = "envoy.filters.listener.original_dst"
+FILTER_HTTP_INSPECTOR = "envoy.filters.listener.http_inspector"
+"""Listener filter that detects plaintext HTTP/1.x or HTTP/2 (``http/1.1`` / ``h2c`` as the
+connection's application protocol, what istiod's sniffed-port chains match on)."""
+# The security filters' names (mesh.security.envoy_types) are re-exported here so that every
+# reader of Envoy config (the simulator included) spells Envoy names from one module:
+# FILTER_RBAC, FILTER_NETWORK_RBAC, FILTER_JWT_AUTHN, FILTER_LOCAL_RATELIMIT,
+# FILTER_TLS_INSPECTOR, TLS_TRANSPORT_SOCKET.
 
 KNOWN_TYPE_URLS: frozenset[str] = frozenset(
     {
