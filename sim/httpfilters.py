@@ -17,8 +17,9 @@ So the simulator follows whatever the config says, a hand-edited one included:
 * ``envoy.filters.http.rbac``: :func:`mesh.security.evaluate_rbac_filters` (a per-route
   ``RBACPerRoute`` replaces the filter's rules). A denial is ``403 RBAC: access denied``.
 * ``envoy.filters.http.local_ratelimit``: one :class:`mesh.security.LocalRateLimiter` per sidecar,
-  port and config (shared by all connections, kept across pushes that leave it unchanged); a
-  filter without a ``token_bucket`` of its own or from the route limits nothing. A request that
+  port, filter instance and config (shared by all connections, kept across pushes that leave it
+  unchanged; a route's bucket is shared by the filters it configures); a filter without a
+  ``token_bucket`` of its own or from the route limits nothing. A request that
   finds no token is ``429 local_rate_limited`` with flag ``RL``.
 
 None of these replies carries a response flag except the rate limit's. Time for JWT checks is
@@ -151,15 +152,23 @@ def _rbac(  # noqa: PLR0917
     return FilterReply(f.name, resp, f"{decision.action or 'ALLOW'} {decision.policy or 'none'}")
 
 
-def _local_ratelimit(
-    world: World, pod: PodRuntime, f: HttpFilterSpec, route: RouteSpec | None, port: int
+def _local_ratelimit(  # noqa: PLR0917
+    world: World,
+    pod: PodRuntime,
+    f: HttpFilterSpec,
+    index: int,
+    route: RouteSpec | None,
+    port: int,
 ) -> FilterReply | None:
     config = route.per_filter.get(f.name) if route is not None else None
+    # a filter's own bucket is its instance's (``index`` in the chain); a route's bucket is the
+    # route's, shared by every filter of that name
+    scope = "route" if config is not None else str(index)
     if config is None:
         config = f.config
     if not config.get("token_bucket"):
         return None  # a filter that only enables per-route buckets
-    key = (pod.name, port, json.dumps(config, sort_keys=True))
+    key = (pod.name, port, f"{scope}:{json.dumps(config, sort_keys=True)}")
     limiter = world.limiters.get(key)
     now = world.env.now
     if limiter is None:
@@ -190,14 +199,14 @@ def run_http_filters(  # noqa: PLR0917 - one call per request on the hot path
     """Run the HCM's jwt_authn / RBAC / local_ratelimit filters in order on ``req`` (the
     server's own copy: jwt_authn may rewrite its headers); the first local reply ends it."""
     state = _Request()
-    for f in hcm.executed:
+    for index, f in enumerate(hcm.executed):
         name = f.name
         if name == tu.FILTER_JWT_AUTHN:
             reply = _jwt_authn(world, pod, f, req, state)
         elif name == tu.FILTER_RBAC:
             reply = _rbac(world, pod, f, req, state, route, client, mtls, port)
         else:
-            reply = _local_ratelimit(world, pod, f, route, port)
+            reply = _local_ratelimit(world, pod, f, index, route, port)
         if reply is not None:
             return reply
     return None

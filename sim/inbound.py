@@ -27,7 +27,7 @@ import copy
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from mesh.envoy.names import DEFAULT_ROUTE
+from mesh.envoy.names import DEFAULT_ROUTE, VIRTUAL_INBOUND
 from sim.accesslog import http_destination
 from sim.app import serve
 from sim.httpfilters import run_http_filters
@@ -50,7 +50,7 @@ def _closed(world: World, pod: PodRuntime, req: Request, port: int, mtls: bool) 
         req.trace.add(
             world.env.now,
             pod.name,
-            f"virtualInbound: no filter chain takes a {'mTLS' if mtls else 'plaintext'} "
+            f"{VIRTUAL_INBOUND}: no filter chain takes a {'mTLS' if mtls else 'plaintext'} "
             f"connection to port {port} (PeerAuthentication): closed before any HTTP exchange",
         )
     return Response(0, (), "connection_termination", local_failure="reset")

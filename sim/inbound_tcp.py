@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+from mesh.envoy.names import VIRTUAL_INBOUND
 from mesh.security import RequestContext, evaluate_rbac_filters
 from sim.accesslog import TcpOutcome, tcp_destination
 from sim.app import serve
@@ -199,7 +200,7 @@ def serve_tcp(  # noqa: PLR0917
             trace,
             world,
             pod.name,
-            f"virtualInbound: no filter chain takes a {'mTLS' if mtls else 'plaintext'} "
+            f"{VIRTUAL_INBOUND}: no filter chain takes a {'mTLS' if mtls else 'plaintext'} "
             f"connection to port {port} (PeerAuthentication): closed",
         )
         return TcpOutcome(local_failure="reset")

@@ -85,8 +85,8 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
             trace.add(
                 env.now,
                 client.name,
-                f"{req.method} {req.path} to {address}:{req.port}: {landing.describe()} is "
-                "tcp_proxy: the request goes through as a TCP connection",
+                f"{req.method} {req.path} to {address}:{req.port}: the connection lands on a "
+                "tcp_proxy chain: the request goes through as TCP bytes",
             )
         lead, req.lead = req.lead, 0.0
         yield env.timeout(lead)

@@ -118,7 +118,7 @@ def http_over_tcp(
         world.record(tcp_source(proxy.pod, conn.address, out, start, env.now))
     if out.response is not None:
         return out.response
-    return Response(503, (), out.details or "connection_termination", local_failure="reset")
+    return Response(503, (), "connection_termination", local_failure="reset")
 
 
 def _through(world: World, proxy: ProxyRuntime, landing: Landing, conn: Connection) -> Proc:

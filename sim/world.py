@@ -222,7 +222,11 @@ class World:
             if pod.name in self.pods:
                 continue
             services = topology.services_of(pod)
-            svc = services[0] if services else None
+            # the app's behaviour is declared under the name of one of its Services
+            svc = next(
+                (s for s in services if self.behavior.service(s.name) is not None),
+                services[0] if services else None,
+            )
             behavior = self.behavior.service(svc.name) if svc is not None else None
             version = pod.labels.get("version", "")
             target = svc.ports[0].target_port if svc is not None and svc.ports else 0

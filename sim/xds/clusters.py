@@ -226,7 +226,7 @@ def compile_cluster(cluster: Mapping[str, Any], cla: Mapping[str, Any] | None) -
     endpoints = _endpoints(assignment)
     tls = cluster.get("transport_socket") or {}
     matches = cluster.get("transport_socket_matches") or ()
-    mtls = "tls" in str(tls.get("name", "")) or bool(matches)
+    mtls = tls.get("name") == tu.TLS_TRANSPORT_SOCKET or bool(matches)
     istio_mtls = ""
     alpn = _ISTIO_ALPN
     if _is_istio_mutual(tls):
