@@ -27,8 +27,7 @@ def _pick(world: World, pods: list[PodRuntime]) -> PodRuntime:
 
 
 def _dropped(world: World, client: PodRuntime | None, target: PodRuntime, port: int) -> bool:
-    cni = world.cni
-    return cni.enforcing and not cni.connect_allowed(
+    return not world.cni.connect_allowed(
         client.pod if client is not None else None, target.pod, port
     )
 
@@ -42,10 +41,9 @@ def direct(world: World, client: PodRuntime | None, req: Request, service: MeshS
     yield env.timeout(world.hop())
     if not pods:
         return Response(503, (), "no_endpoints", local_failure="connect")
-    target = _pick(world, pods)
-    sp = service.port(req.port)
-    port = sp.target_port if sp is not None else target.target_port
-    if _dropped(world, client, target, port):
+    target = pods[world.rng.randrange(len(pods))] if len(pods) > 1 else pods[0]
+    port = world.target_port(service, req.port) or target.target_port
+    if world.cni.enforcing and _dropped(world, client, target, port):
         # NetworkPolicy drops the SYN: a client without a sidecar waits for its connect timeout
         yield env.timeout(world.topology.config.connect_timeout_s)
         return Response(0, (), "connection_timeout", local_failure="connect")
@@ -80,9 +78,11 @@ def connect_direct(world: World, client: PodRuntime | None, conn: Connection) ->
     if not pods:
         return TcpOutcome(local_failure="connect")
     target = _pick(world, pods)
-    sp = service.port(conn.port) if service is not None else None
-    port = sp.target_port if sp is not None else (target.target_port if service else conn.port)
-    if _dropped(world, client, target, port):
+    if service is not None:
+        port = world.target_port(service, conn.port) or target.target_port
+    else:
+        port = conn.port
+    if world.cni.enforcing and _dropped(world, client, target, port):
         yield env.timeout(world.topology.config.connect_timeout_s)
         return TcpOutcome(local_failure="connect")
     if target.dead:

@@ -34,7 +34,7 @@ from sim.httpfilters import run_http_filters
 from sim.inbound_tcp import serve_http_over_tcp
 from sim.matchers import split_path
 from sim.messages import BODY_UC, BODY_UF, Attempt, Request, Response
-from sim.xds import RouteSpec
+from sim.xds import Landing, RouteSpec
 
 if TYPE_CHECKING:
     from sim.world import PodRuntime, World
@@ -76,9 +76,11 @@ def inbound(
     proxy = pod.proxy
     if not pod.sidecar or proxy is None:
         return (yield from _app_only(world, pod, req))
-    landing = proxy.tables.inbound(
-        pod.pod.address, port, tls=mtls, alpn=alpn if mtls else (), http=True
-    )
+    if not mtls:
+        alpn = ()
+    landing = proxy.tables.http_in.get((pod.pod.address, port, mtls, alpn))
+    if landing is None:
+        landing = proxy.tables.inbound(pod.pod.address, port, tls=mtls, alpn=alpn, http=True)
     chain = landing.chain
     if chain is None:
         return _closed(world, pod, req, port, mtls)
@@ -88,15 +90,9 @@ def inbound(
             world, pod, chain, port, req, client=client, mtls=mtls
         )
         return resp
-    route: RouteSpec | None = None
-    routes = landing.routes
-    vh = routes.vhost(req.authority) if routes is not None else None
-    if vh is not None:
-        if vh.catch_all is not None and req.path[:1] == "/":
-            route = vh.catch_all
-        else:
-            base, query = split_path(req.path)
-            route = vh.match(base, query, req.headers)
+    route = landing.route
+    if route is None or req.path[:1] != "/":
+        route = _route(landing, req)
     if req.trace:
         req.trace.add(
             start,
@@ -174,6 +170,18 @@ def inbound(
     if reply is not None and reply.headers:
         return Response(status, flags, details, body, headers=reply.headers)
     return Response(status, flags, details, body)
+
+
+def _route(landing: Landing, req: Request) -> RouteSpec | None:
+    """The route of the landing's route configuration for ``req`` (None: 404 NR)."""
+    routes = landing.routes
+    vh = routes.vhost(req.authority) if routes is not None else None
+    if vh is None:
+        return None
+    if vh.catch_all is not None and req.path[:1] == "/":
+        return vh.catch_all
+    base, query = split_path(req.path)
+    return vh.match(base, query, req.headers)
 
 
 def _app_only(world: World, pod: PodRuntime, req: Request) -> Proc:

@@ -202,7 +202,9 @@ class World:
         """Services by VIP (ClusterIP, ServiceEntry address): where kube-proxy sends a
         connection to a VIP."""
         self._service_names: dict[tuple[str, str], MeshService | None] = {}
-        self._dialled: dict[str, str] = {}
+        self.dialled: dict[str, str] = {}
+        """What a dialled name resolves to (:meth:`dial`), cached except for headless Services."""
+        self._target_ports: dict[tuple[str, int], int] = {}
         self.call_plans: dict[tuple[int, str], Any] = {}
         """Declared calls resolved per (call, namespace) by :mod:`sim.app`; reset on a push."""
         self.pods_of_service: dict[str, list[PodRuntime]] = {}
@@ -272,7 +274,8 @@ class World:
         self.cni = Cni(self.resources, topology)
         self.jwt_configs.clear()
         self._service_names.clear()
-        self._dialled.clear()
+        self.dialled.clear()
+        self._target_ports.clear()
         self.call_plans.clear()
         self._build_pods(topology)
         for name, cfg in envoy.items():
@@ -345,15 +348,16 @@ class World:
         """The address a Kubernetes client connects to when it dials ``address``: a Service
         hostname resolves to its VIP (ClusterIP), a headless Service's to one of its pod IPs
         (drawn at random, as DNS round-robin would); an IP or an unknown name stays."""
-        known = self._dialled.get(address)
+        known = self.dialled.get(address)
         if known is not None:
             return known
         service = self.services.get(address)
         if service is None:
+            self.dialled[address] = address
             return address
         vip = service.vip
         if vip and "/" not in vip:
-            self._dialled[address] = vip
+            self.dialled[address] = vip
             return vip
         if service.headless:
             pods = self.pods_of_service.get(service.hostname) or []
@@ -364,6 +368,15 @@ class World:
                     else pods[0].pod.address
                 )
         return address
+
+    def target_port(self, service: MeshService, port: int) -> int:
+        """The target port behind ``service``'s ``port`` (0: the Service has no such port)."""
+        key = (service.hostname, port)
+        found = self._target_ports.get(key)
+        if found is None:
+            sp = service.port(port)
+            found = self._target_ports[key] = sp.target_port if sp is not None else 0
+        return found
 
     def kube_proxy(self, address: str, port: int) -> tuple[PodRuntime | None, int]:
         """Where a plaintext connection to ``address:port`` ends up (what ``PassthroughCluster``

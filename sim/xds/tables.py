@@ -22,7 +22,7 @@ from typing import Any
 from mesh.envoy.names import VIRTUAL_INBOUND, VIRTUAL_OUTBOUND
 from sim.xds.clusters import ClusterSpec, compile_cluster
 from sim.xds.listeners import FilterChainSpec, ListenerSpec
-from sim.xds.routes import RouteTable, compile_route_config
+from sim.xds.routes import RouteSpec, RouteTable, compile_route_config
 from sim.xds.values import listener_port
 
 __all__ = ["Landing", "ProxyTables", "compile_proxy"]
@@ -42,6 +42,10 @@ class Landing:
     routes: RouteTable | None = None
     transport: str = "raw_buffer"
     alpn: tuple[str, ...] = ()
+    route: RouteSpec | None = None
+    """The route every request (path starting with ``/``) takes here, when the route
+    configuration is one ``*`` virtual host whose first route matches everything (istiod's
+    inbound ``inbound|<port>||``): no per-request lookup."""
 
     def describe(self) -> str:
         """``listener L, filter chain C (match)`` for traces."""
@@ -81,8 +85,12 @@ class ProxyTables:
         self.clusters = clusters
         self.listeners = tuple(listeners)
         self._compiled: dict[str, ListenerSpec | None] = {}
-        self._outbound: dict[tuple[str, int, bool], Landing] = {}
-        self._inbound: dict[tuple[str, int, bool, tuple[str, ...], bool], Landing] = {}
+        self.http_out: dict[tuple[str, int], Landing] = {}
+        """Landings of HTTP requests by (dialled address, port): what the hot path reads."""
+        self._tcp_out: dict[tuple[str, int], Landing] = {}
+        self.http_in: dict[tuple[str, int, bool, tuple[str, ...]], Landing] = {}
+        """Landings of HTTP requests on ``virtualInbound`` by (pod IP, port, mTLS, ALPN)."""
+        self._tcp_in: dict[tuple[str, int, bool, tuple[str, ...]], Landing] = {}
 
     def _listener(self, key: str, pick: Callable[[Json], bool]) -> ListenerSpec | None:
         if key not in self._compiled:
@@ -123,32 +131,39 @@ class ProxyTables:
         transport, offered = listener.detect(tls=tls, alpn=alpn, http=http)
         chain = listener.select(ip, port, transport, offered)
         routes = None
+        route = None
         if chain is not None and chain.hcm is not None:
             routes = self.route_config(chain.hcm.route_config, chain.hcm.inline_routes)
-        return Landing(listener, chain, routes, transport, offered)
+            if routes is not None and len(routes.vhosts) == 1:
+                (vhost,) = routes.vhosts
+                route = vhost.catch_all if "*" in vhost.domains else None
+        return Landing(listener, chain, routes, transport, offered, route)
 
     def outbound(self, ip: str, port: int, *, http: bool) -> Landing:
         """Where a plaintext connection the proxy's app (or a gateway's client) opens to
-        ``ip:port`` lands (``http``: its bytes are an HTTP/1.1 request)."""
-        key = (ip, port, http)
-        found = self._outbound.get(key)
+        ``ip:port`` lands (``http``: its bytes are an HTTP/1.1 request; cached in
+        :attr:`http_out`)."""
+        cache = self.http_out if http else self._tcp_out
+        found = cache.get((ip, port))
         if found is None:
             listener = self.outbound_listener(ip, port)
             if listener is None:
                 listener = self.virtual_listener(VIRTUAL_OUTBOUND)
-            found = self._outbound[key] = self._land(listener, ip, port, False, (), http)
+            found = cache[ip, port] = self._land(listener, ip, port, False, (), http)
         return found
 
     def inbound(
         self, ip: str, port: int, *, tls: bool, alpn: tuple[str, ...] = (), http: bool
     ) -> Landing:
         """Where a connection to the pod's ``ip:port`` lands on ``virtualInbound`` (``tls``:
-        Istio mTLS offering ``alpn``; ``http``: the bytes are an HTTP/1.1 request)."""
-        key = (ip, port, tls, alpn, http)
-        found = self._inbound.get(key)
+        Istio mTLS offering ``alpn``; ``http``: the bytes are an HTTP/1.1 request; cached in
+        :attr:`http_in`)."""
+        cache = self.http_in if http else self._tcp_in
+        key = (ip, port, tls, alpn)
+        found = cache.get(key)
         if found is None:
             listener = self.virtual_listener(VIRTUAL_INBOUND)
-            found = self._inbound[key] = self._land(listener, ip, port, tls, alpn, http)
+            found = cache[key] = self._land(listener, ip, port, tls, alpn, http)
         return found
 
 
