@@ -75,7 +75,9 @@ def serve(world: World, pod: PodRuntime, req: Request) -> Proc:
             plan = _plan(world, pod, step)
             if plan is None:
                 return 503
-            resp = yield from world.hops.call(pod, _request(req, plan, step, params), plan.service)
+            resp = yield from world.hops.call(
+                world, pod, _request(req, plan, step, params), plan.service
+            )
             if resp.status >= 400:
                 return int(resp.status)
         else:
@@ -90,7 +92,7 @@ def serve(world: World, pod: PodRuntime, req: Request) -> Proc:
                     results.append(503)
                 else:
                     down = _request(req, plan, c, params)
-                    results.append(env.process(world.hops.call(pod, down, plan.service)))
+                    results.append(env.process(world.hops.call(world, pod, down, plan.service)))
             procs = [r for r in results if not isinstance(r, int)]
             if procs:
                 yield env.all_of(procs)

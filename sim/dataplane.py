@@ -20,48 +20,49 @@ from sim.proxy import outbound
 from sim.tcp import Connection, connect
 from sim.world import PodRuntime, World
 
-__all__ = ["DataPlane", "wire"]
+__all__ = ["DATA_PLANE", "DataPlane", "wire"]
 
 Proc = Generator[Any, Any, Any]
 
 
 class DataPlane:
-    """The entry points of one world's data plane (an app's request or connection)."""
+    """The entry points of the data plane (an app's request or connection). It holds no state
+    (in particular no reference back to a world: a world must stay free of reference cycles,
+    or its records would outlive it until a full garbage collection)."""
 
-    __slots__ = ("world",)
+    __slots__ = ()
 
-    def __init__(self, world: World) -> None:
-        self.world = world
-
-    def call(self, pod: PodRuntime, req: Request, service: MeshService) -> Proc:
+    def call(self, world: World, pod: PodRuntime, req: Request, service: MeshService) -> Proc:
         """``pod``'s app sends ``req`` to ``service``: through its sidecar, or straight to a pod
         of the Service without one. Returns the generator to run (``yield from``), not a
         generator of its own: one level less for every event of the call to pass through."""
         if pod.proxy is not None and pod.sidecar:
-            return outbound(self.world, pod.proxy, req)
-        return direct(self.world, pod, req, service)
+            return outbound(world, pod.proxy, req)
+        return direct(world, pod, req, service)
 
-    def send(self, client: PodRuntime | None, req: Request, service: MeshService) -> Proc:
+    def send(
+        self, world: World, client: PodRuntime | None, req: Request, service: MeshService
+    ) -> Proc:
         """A request from a traffic source: ``client``'s proxy (a sidecar or the ingress
         gateway), its app without one, or (None) a client outside the mesh."""
         if client is None:
-            return direct(self.world, None, req, service)
+            return direct(world, None, req, service)
         if client.proxy is not None:
-            return outbound(self.world, client.proxy, req)
-        return direct(self.world, client, req, service)
+            return outbound(world, client.proxy, req)
+        return direct(world, client, req, service)
 
-    def open(self, client: PodRuntime | None, conn: Connection) -> Proc:
+    def open(self, world: World, client: PodRuntime | None, conn: Connection) -> Proc:
         """A TCP connection from a traffic source (None: outside the mesh)."""
         if client is not None and client.proxy is not None and client.sidecar:
-            return connect(self.world, client.proxy, conn)
-        return connect_direct(self.world, client, conn)
+            return connect(world, client.proxy, conn)
+        return connect_direct(world, client, conn)
+
+
+DATA_PLANE = DataPlane()
+"""The one data plane every world is wired to."""
 
 
 def wire(world: World) -> DataPlane:
-    """Give ``world`` its data plane (once; a wired world keeps its own)."""
-    hops = world.hops
-    if isinstance(hops, DataPlane) and hops.world is world:
-        return hops
-    plane = DataPlane(world)
-    world.hops = plane
-    return plane
+    """Give ``world`` its data plane (idempotent)."""
+    world.hops = DATA_PLANE
+    return DATA_PLANE

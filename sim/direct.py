@@ -42,7 +42,10 @@ def direct(world: World, client: PodRuntime | None, req: Request, service: MeshS
     if not pods:
         return Response(503, (), "no_endpoints", local_failure="connect")
     target = pods[world.rng.randrange(len(pods))] if len(pods) > 1 else pods[0]
-    port = world.target_port(service, req.port) or target.target_port
+    if service.hostname:
+        port = world.target_port(service, req.port) or target.target_port
+    else:  # a pod IP, dialled with its port
+        port = req.port
     if world.cni.enforcing and _dropped(world, client, target, port):
         # NetworkPolicy drops the SYN: a client without a sidecar waits for its connect timeout
         yield env.timeout(world.topology.config.connect_timeout_s)

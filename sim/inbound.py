@@ -76,9 +76,8 @@ def inbound(
     proxy = pod.proxy
     if not pod.sidecar or proxy is None:
         return (yield from _app_only(world, pod, req))
-    if not mtls:
-        alpn = ()
-    landing = proxy.tables.http_in.get((pod.pod.address, port, mtls, alpn))
+    by_alpn = proxy.tables.http_in.get(port)
+    landing = by_alpn.get(alpn if mtls else None) if by_alpn is not None else None
     if landing is None:
         landing = proxy.tables.inbound(pod.pod.address, port, tls=mtls, alpn=alpn, http=True)
     chain = landing.chain
@@ -147,7 +146,10 @@ def inbound(
     else:
         logged_status, logged_flags = status, flags
     if chain.logs:
-        cluster = route.clusters[0][0] if route is not None and route.clusters else ""
+        if route is not None:
+            route_name, cluster = route.name, route.cluster or pod.inbound_cluster
+        else:
+            route_name, cluster = DEFAULT_ROUTE, pod.inbound_cluster
         world.record(
             http_destination(
                 pod,
@@ -160,9 +162,9 @@ def inbound(
                 logged_status,
                 logged_flags,
                 details,
-                route.name if route is not None else DEFAULT_ROUTE,
-                cluster or pod.inbound_cluster,
-                pod.inbound_host if port == pod.target_port else f"{pod.pod.address}:{port}",
+                route_name,
+                cluster,
+                landing.host,
             )
         )
     if reply is None and pod.response_headers and not pod.refuse:

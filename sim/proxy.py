@@ -75,9 +75,10 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
     client = proxy.pod
     req.lead = world.hop()
     address = world.dialled.get(req.address) or dialled(world, proxy, req)
-    landing = proxy.tables.http_out.get((address, req.port)) or proxy.tables.outbound(
-        address, req.port, http=True
-    )
+    by_port = proxy.tables.http_out.get(address)
+    landing = by_port.get(req.port) if by_port is not None else None
+    if landing is None:
+        landing = proxy.tables.outbound(address, req.port, http=True)
     chain = landing.chain
     if chain is None or (chain.hcm is None and not chain.clusters):
         resp = yield from _refused(world, proxy, req, landing, address)

@@ -181,12 +181,12 @@ class TrafficDriver:
         """Deliver one request from the configured source: the generator to run (it returns
         the Response), handed back rather than wrapped, one level less for every event."""
         if self.spec.from_ == "outside":
-            return self.plane.send(None, req, self.service)
+            return self.plane.send(self.world, None, req, self.service)
         client = self.clients[self._next_client % len(self.clients)]
         self._next_client += 1
         if self.listener_port:  # ingress: the connection arrives at the gateway pod itself
             req.address, req.port = client.pod.address, self.listener_port
-        return self.plane.send(client, req, self.service)
+        return self.plane.send(self.world, client, req, self.service)
 
     def connection(self, trace: Trace | None = None) -> Connection:
         """A new TCP connection of this traffic (``protocol: tcp``)."""
@@ -204,10 +204,10 @@ class TrafficDriver:
         """Open ``conn`` from the configured source: the generator to run (it returns the
         :class:`sim.tcp.TcpOutcome`)."""
         if self.spec.from_ == "outside":
-            return self.plane.open(None, conn)
+            return self.plane.open(self.world, None, conn)
         client = self.clients[self._next_client % len(self.clients)]
         self._next_client += 1
-        return self.plane.open(client, conn)
+        return self.plane.open(self.world, client, conn)
 
     def _one(self) -> Proc:
         try:

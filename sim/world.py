@@ -47,7 +47,7 @@ Proc = Generator[Any, Any, Any]
 class Hops(Protocol):
     """The data plane as the apps see it (implemented by :class:`sim.dataplane.DataPlane`)."""
 
-    def call(self, pod: PodRuntime, req: Request, service: MeshService) -> Proc:
+    def call(self, world: World, pod: PodRuntime, req: Request, service: MeshService) -> Proc:
         """``pod``'s app sends ``req`` to ``service``: the generator that returns the Response."""
         ...
 
@@ -55,7 +55,7 @@ class Hops(Protocol):
 class _Unwired:
     """The hops of a world nobody wired yet: any call says how to wire it."""
 
-    def call(self, pod: PodRuntime, req: Request, service: MeshService) -> Proc:
+    def call(self, world: World, pod: PodRuntime, req: Request, service: MeshService) -> Proc:
         raise RuntimeError(
             "this World has no data plane: wire it with sim.dataplane.wire(world) "
             "(sim.traffic.TrafficDriver does)"
@@ -204,7 +204,7 @@ class World:
         self._service_names: dict[tuple[str, str], MeshService | None] = {}
         self.dialled: dict[str, str] = {}
         """What a dialled name resolves to (:meth:`dial`), cached except for headless Services."""
-        self._target_ports: dict[tuple[str, int], int] = {}
+        self._target_ports: dict[str, dict[int, int]] = {}
         self.call_plans: dict[tuple[int, str], Any] = {}
         """Declared calls resolved per (call, namespace) by :mod:`sim.app`; reset on a push."""
         self.pods_of_service: dict[str, list[PodRuntime]] = {}
@@ -371,11 +371,13 @@ class World:
 
     def target_port(self, service: MeshService, port: int) -> int:
         """The target port behind ``service``'s ``port`` (0: the Service has no such port)."""
-        key = (service.hostname, port)
-        found = self._target_ports.get(key)
+        ports = self._target_ports.get(service.hostname)
+        if ports is None:
+            ports = self._target_ports[service.hostname] = {}
+        found = ports.get(port)
         if found is None:
             sp = service.port(port)
-            found = self._target_ports[key] = sp.target_port if sp is not None else 0
+            found = ports[port] = sp.target_port if sp is not None else 0
         return found
 
     def kube_proxy(self, address: str, port: int) -> tuple[PodRuntime | None, int]:

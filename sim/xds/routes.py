@@ -140,6 +140,8 @@ class RouteSpec:
     action: str  # "route" | "redirect" | "direct_response" | "none"
     clusters: tuple[tuple[str, int], ...] = ()
     total_weight: int = 0
+    cluster: str = ""
+    """The first (or only) cluster of the route action."""
     cluster_header: str = ""
     timeout: float = 0.0
     retry: RetrySpec | None = None
@@ -303,6 +305,7 @@ def _compile_route(route: Mapping[str, Any], index: int, vhost_filters: Json) ->
         elif "cluster_header" in action:
             spec.cluster_header = str(action["cluster_header"]).lower()
         spec.total_weight = sum(w for _, w in spec.clusters)
+        spec.cluster = spec.clusters[0][0] if spec.clusters else ""
         spec.timeout = parse_duration(action.get("timeout"), 15.0)
         if action.get("retry_policy"):
             spec.retry = RetrySpec.from_envoy(action["retry_policy"])

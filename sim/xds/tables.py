@@ -15,7 +15,7 @@ push compiles new tables, so the caches never outlive the config they were compu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,8 @@ class Landing:
     """The route every request (path starting with ``/``) takes here, when the route
     configuration is one ``*`` virtual host whose first route matches everything (istiod's
     inbound ``inbound|<port>||``): no per-request lookup."""
+    host: str = ""
+    """``ip:port`` the connection was made to (``%UPSTREAM_HOST%`` of an inbound request)."""
 
     def describe(self) -> str:
         """``listener L, filter chain C (match)`` for traces."""
@@ -61,16 +63,6 @@ class Landing:
         return f"listener {self.listener.name}, filter chain {chain}"
 
 
-def _outbound(listener: Json, port: int, ip: str) -> bool:
-    sock = (listener.get("address") or {}).get("socket_address") or {}
-    return (
-        listener_port(listener) == port
-        and str(sock.get("address", "")) == ip
-        and listener.get("traffic_direction") == "OUTBOUND"
-        and listener.get("name") != VIRTUAL_OUTBOUND
-    )
-
-
 class ProxyTables:
     """Everything one proxy executes: route configurations and clusters by name, and its
     listeners (compiled on first use)."""
@@ -84,31 +76,50 @@ class ProxyTables:
         self.route_configs = route_configs
         self.clusters = clusters
         self.listeners = tuple(listeners)
-        self._compiled: dict[str, ListenerSpec | None] = {}
-        self.http_out: dict[tuple[str, int], Landing] = {}
-        """Landings of HTTP requests by (dialled address, port): what the hot path reads."""
-        self._tcp_out: dict[tuple[str, int], Landing] = {}
-        self.http_in: dict[tuple[str, int, bool, tuple[str, ...]], Landing] = {}
-        """Landings of HTTP requests on ``virtualInbound`` by (pod IP, port, mTLS, ALPN)."""
-        self._tcp_in: dict[tuple[str, int, bool, tuple[str, ...]], Landing] = {}
+        self._compiled: dict[str, ListenerSpec] = {}
+        self._bound: dict[tuple[str, int], Json] | None = None
+        # the caches are nested dicts: no key tuple to allocate on the hot path
+        self.http_out: dict[str, dict[int, Landing]] = {}
+        """Landings of HTTP requests by dialled address, then port: what the hot path reads."""
+        self._tcp_out: dict[str, dict[int, Landing]] = {}
+        self.http_in: dict[int, dict[tuple[str, ...] | None, Landing]] = {}
+        """Landings of HTTP requests on ``virtualInbound`` by port, then the ALPN of an mTLS
+        connection (None for plaintext): one proxy, one pod IP."""
+        self._tcp_in: dict[int, dict[tuple[str, ...] | None, Landing]] = {}
 
-    def _listener(self, key: str, pick: Callable[[Json], bool]) -> ListenerSpec | None:
-        if key not in self._compiled:
-            raw = next((x for x in self.listeners if pick(x)), None)
-            self._compiled[key] = ListenerSpec.from_envoy(raw) if raw is not None else None
-        return self._compiled[key]
+    def _compile(self, raw: Json | None) -> ListenerSpec | None:
+        if raw is None:
+            return None
+        name = str(raw.get("name", ""))
+        found = self._compiled.get(name)
+        if found is None:
+            found = self._compiled[name] = ListenerSpec.from_envoy(raw)
+        return found
+
+    def _index(self) -> dict[tuple[str, int], Json]:
+        """The outbound listeners by (bound address, port); the first of a pair wins."""
+        if self._bound is None:
+            self._bound = {}
+            for x in self.listeners:
+                sock = (x.get("address") or {}).get("socket_address") or {}
+                port = listener_port(x)
+                if (
+                    port is not None
+                    and x.get("traffic_direction") == "OUTBOUND"
+                    and x.get("name") != VIRTUAL_OUTBOUND
+                ):
+                    self._bound.setdefault((str(sock.get("address", "")), port), x)
+        return self._bound
 
     def outbound_listener(self, ip: str, port: int) -> ListenerSpec | None:
         """The outbound listener for ``ip:port``: the one bound to exactly that address
         (``<VIP>_<port>``), else the wildcard ``0.0.0.0_<port>``; None when neither exists."""
-        found = self._listener(f"{ip}:{port}", lambda x: _outbound(x, port, ip))
-        if found is None:
-            found = self._listener(f"0.0.0.0:{port}", lambda x: _outbound(x, port, "0.0.0.0"))
-        return found
+        bound = self._index()
+        return self._compile(bound.get((ip, port)) or bound.get(("0.0.0.0", port)))
 
     def virtual_listener(self, name: str) -> ListenerSpec | None:
         """``virtualOutbound`` or ``virtualInbound``."""
-        return self._listener(name, lambda x: x.get("name") == name)
+        return self._compile(next((x for x in self.listeners if x.get("name") == name), None))
 
     def route_config(self, name: str, inline: Json | None = None) -> RouteTable | None:
         """The route configuration ``name`` (an HCM's inline one compiled on first use)."""
@@ -137,19 +148,19 @@ class ProxyTables:
             if routes is not None and len(routes.vhosts) == 1:
                 (vhost,) = routes.vhosts
                 route = vhost.catch_all if "*" in vhost.domains else None
-        return Landing(listener, chain, routes, transport, offered, route)
+        return Landing(listener, chain, routes, transport, offered, route, f"{ip}:{port}")
 
     def outbound(self, ip: str, port: int, *, http: bool) -> Landing:
         """Where a plaintext connection the proxy's app (or a gateway's client) opens to
         ``ip:port`` lands (``http``: its bytes are an HTTP/1.1 request; cached in
         :attr:`http_out`)."""
-        cache = self.http_out if http else self._tcp_out
-        found = cache.get((ip, port))
+        cache = (self.http_out if http else self._tcp_out).setdefault(ip, {})
+        found = cache.get(port)
         if found is None:
             listener = self.outbound_listener(ip, port)
             if listener is None:
                 listener = self.virtual_listener(VIRTUAL_OUTBOUND)
-            found = cache[ip, port] = self._land(listener, ip, port, False, (), http)
+            found = cache[port] = self._land(listener, ip, port, False, (), http)
         return found
 
     def inbound(
@@ -158,8 +169,8 @@ class ProxyTables:
         """Where a connection to the pod's ``ip:port`` lands on ``virtualInbound`` (``tls``:
         Istio mTLS offering ``alpn``; ``http``: the bytes are an HTTP/1.1 request; cached in
         :attr:`http_in`)."""
-        cache = self.http_in if http else self._tcp_in
-        key = (ip, port, tls, alpn)
+        cache = (self.http_in if http else self._tcp_in).setdefault(port, {})
+        key = alpn if tls else None
         found = cache.get(key)
         if found is None:
             listener = self.virtual_listener(VIRTUAL_INBOUND)
