@@ -304,14 +304,15 @@ def _step_rows(sa: StepResult, sb: StepResult, tol: Tolerances) -> list[MetricRo
 
 
 def compare_runs(a: LessonRun, b: LessonRun, tol: Tolerances | None = None) -> Comparison:
-    """Every metric of every step that both runs executed (paired by step index)."""
+    """Every metric of every step that both runs executed (paired by step index; a step one
+    runner skipped is not compared)."""
     tol = tol or Tolerances()
     steps_b = {s.index: s for s in b.steps}
     rows: list[MetricRow] = []
     titles: list[tuple[int, str]] = []
     for sa in a.steps:
         sb = steps_b.get(sa.index)
-        if sb is None:
+        if sb is None or sa.skipped or sb.skipped:
             continue
         titles.append((sa.index, sa.step.name))
         rows += _step_rows(sa, sb, tol)

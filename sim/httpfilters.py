@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from mesh.envoy import type_urls as tu
+from mesh.envoy_api import type_urls as tu
 from mesh.model import FrozenMap
 from mesh.security import LocalRateLimiter, RequestContext, authenticate, evaluate_rbac_filters
 from mesh.security.jwt_verify import SignatureCheck, rs256_verifier

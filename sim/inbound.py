@@ -27,7 +27,7 @@ import copy
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from mesh.envoy.names import DEFAULT_ROUTE, VIRTUAL_INBOUND
+from mesh.envoy_api.names import DEFAULT_ROUTE, VIRTUAL_INBOUND
 from sim.accesslog import http_destination
 from sim.app import serve
 from sim.httpfilters import run_http_filters

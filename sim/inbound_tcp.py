@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from mesh.envoy.names import VIRTUAL_INBOUND
+from mesh.envoy_api.names import VIRTUAL_INBOUND
 from mesh.security import RequestContext, evaluate_rbac_filters
 from sim.accesslog import TcpOutcome, tcp_destination
 from sim.app import serve

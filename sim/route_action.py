@@ -12,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Generator, Mapping
 from typing import Any
 
-from mesh.envoy.names import BLACKHOLE_CLUSTER, BLOCK_ALL_VHOST, DEFAULT_ROUTE, parse_cluster_name
+from mesh.envoy_api.names import (
+    BLACKHOLE_CLUSTER,
+    BLOCK_ALL_VHOST,
+    DEFAULT_ROUTE,
+    parse_cluster_name,
+)
 from sim.inbound import inbound
 from sim.messages import BODY_FAULT_ABORT, BODY_UC, BODY_UF, Request, Response, Trace
 from sim.router import route_request

@@ -24,8 +24,8 @@ from typing import Any, Protocol
 import simpy
 
 from mesh.app import AppBehavior, EndpointBehavior, ServiceBehavior
-from mesh.envoy.names import Direction, cluster_name
 from mesh.envoy.translate import MeshEnvoyConfig
+from mesh.envoy_api.names import Direction, cluster_name
 from mesh.lesson import BreakAction
 from mesh.model import Resource
 from mesh.records import RequestRecord

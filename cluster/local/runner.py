@@ -1,22 +1,22 @@
-"""``LocalRunner``: a lesson on real Envoy sidecars and the real services, on this machine.
+"""``LocalExecutor``: the lesson engine's executor on real Envoy sidecars and the real services.
 
-A run starts the app's pods (:class:`~cluster.local.mesh.LocalMesh`), then per step: applies the
-step's resources live (file xDS; a NACK is reported and the previous config keeps serving, as
-with istiod), turns the services' knobs for ``break``, drives the step's traffic while firing
-its timed ``events``, reads the RequestRecords every proxy logged during the step, and grades
-them with :mod:`mesh.checks` exactly as the simulator's records are graded. Every process is
-stopped by PID at the end, on an error and on Ctrl-C.
+The engine (:func:`mesh.engine.run_lesson`) decides which steps run, what the configuration is,
+what is graded and how; this module starts the app's pods (:class:`~cluster.local.mesh.LocalMesh`),
+applies pushed states live, turns the services' knobs, drives the traffic from this machine and
+reads the RequestRecords every proxy logged. Every process is stopped by PID at ``close``, on an
+error and on Ctrl-C.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,19 +25,29 @@ from cluster.local.envoy import ConfigRejectedError
 from cluster.local.mesh import LocalMesh
 from cluster.local.procs import terminate_on_signals
 from cluster.local.traffic import Target, drive
-from mesh.checks import evaluate_all
-from mesh.lesson import Event, Lesson, LessonStep, TrafficSpec
+from mesh.engine import LessonRunner
+from mesh.lesson import BreakAction, Lesson, TrafficSpec
 from mesh.model import NetworkPolicy
 from mesh.records import RequestRecord
-from mesh.runner import LessonRun, Progress, RunnerError, RunOptions, StepResult
-from mesh.state import MeshState, apply_event, lesson_states, step_state
+from mesh.runner import (
+    DriveContext,
+    RunEvent,
+    RunnerError,
+    StepPlan,
+    StepTraffic,
+    TimedChange,
+)
+from mesh.state import MeshState, lesson_states
 from mesh.topology import INGRESS_GATEWAY, ProxyKind
 
-__all__ = ["LocalRunner", "traffic_targets"]
+__all__ = ["LocalExecutor", "LocalRunner", "traffic_targets"]
 
 SETTLE_MAX_S = 15.0
 """After a step's traffic, how long to wait for requests still in flight in the mesh (a call
 delayed downstream after its caller gave up finishes, and is logged, in the same step)."""
+
+STREAM_INTERVAL_S = 0.5
+"""How often a running step's access logs are read for live views."""
 
 LOG_FLUSH_S = 0.35
 """Envoy flushes access logs every 100 ms (``--file-flush-interval-msec``); wait a bit more."""
@@ -90,8 +100,15 @@ def traffic_targets(mesh: LocalMesh, spec: TrafficSpec) -> list[Target]:
     return [Target("127.0.0.1", listener, authority, via_proxy=True)]
 
 
-class LocalRunner:
-    """Runs lessons on real Envoy + the real services (the ``local`` runner)."""
+class LocalExecutor:
+    """Carries a lesson's traffic through real Envoys and the real services (the ``local`` runner).
+
+    ``open`` starts a fresh local mesh (in ``workdir``, or a temporary folder removed at
+    ``close``); a push is applied live (file xDS; a NACK is reported and the previous config keeps
+    serving, as with istiod); breaks turn the services' knobs; ``drive`` tails every proxy's
+    access log while the step's traffic runs and its timeline fires on timers, waits for requests
+    still in flight, and parses what the proxies logged.
+    """
 
     name = "local"
 
@@ -101,155 +118,188 @@ class LocalRunner:
         *,
         time_scale: float = 1.0,
         report: Callable[[str], None] | None = None,
+        rejections: list[ConfigRejectedError] | None = None,
     ) -> None:
         self.workdir = workdir
         self.time_scale = time_scale
         self.report = report or _to_stderr
-        self.rejections: list[ConfigRejectedError] = []
-        self.started_s = 0.0
+        self.rejections: list[ConfigRejectedError] = [] if rejections is None else rejections
+        """Every push an Envoy NACKed (the previous config kept serving)."""
+        self.mesh: LocalMesh | None = None
+        self.run_started = 0.0
+        self._stack = contextlib.ExitStack()
+        self._lock = threading.Lock()
+        self.events: list[RunEvent] = []
 
-    def run(self, lesson: Lesson, options: RunOptions) -> LessonRun:
-        """Run the lesson's steps on a fresh local mesh and grade every step."""
+    def preflight(self, lesson: Lesson, steps: Sequence[StepPlan]) -> None:
+        """NetworkPolicy needs a CNI and TCP traffic a TCP generator: refuse both up front."""
         _refuse_network_policies(lesson)
-        _refuse_tcp_traffic(lesson, options)
-        workdir = self.workdir or Path(tempfile.mkdtemp(prefix="meshplay-local-"))
-        try:
-            with terminate_on_signals(), LocalMesh(workdir, seed=options.seed) as mesh:
-                return self._run(mesh, lesson, options)
-        finally:
-            if self.workdir is None:
-                shutil.rmtree(workdir, ignore_errors=True)
+        _refuse_tcp_traffic(steps)
 
-    def _apply(self, mesh: LocalMesh, state: MeshState) -> None:
-        try:
-            mesh.apply(state.resources)
-        except ConfigRejectedError as exc:
-            self.rejections.append(exc)
-            self.report(str(exc))
-
-    def _run(self, mesh: LocalMesh, lesson: Lesson, options: RunOptions) -> LessonRun:
-        state = MeshState(lesson.app.resources)
+    def open(self, lesson: Lesson, state: MeshState, seed: int) -> None:
+        """Start the app's pods and the ingress gateway behind their sidecars."""
+        stack = self._stack
+        if self.workdir is None:
+            workdir = Path(tempfile.mkdtemp(prefix="meshplay-local-"))
+            stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        else:
+            workdir = self.workdir
+        stack.enter_context(terminate_on_signals())
+        mesh = stack.enter_context(LocalMesh(workdir, seed=seed))
         mesh.start(state.resources)
-        self.started_s = mesh.started_s
-        run_started = time.time()
-        steps = _steps_to_run(lesson, options)
-        results: list[StepResult] = []
-        for index, step in enumerate(steps):
-            if options.cancel.is_set():
-                break
-            state = self._change(mesh, lesson, state, step)
-            if step.runners and self_name_missing(step):
-                continue
-            result = self._step(
-                mesh, lesson=lesson, index=index, total=len(steps), step=step,
-                run_started=run_started, options=options,
-            )  # fmt: skip
-            results.append(result)
-            state = MeshState(mesh.resources)  # includes what timed events applied
-        return LessonRun(lesson=lesson, runner=self.name, seed=options.seed, steps=tuple(results))
+        self.mesh = mesh
+        self.run_started = time.time()
 
-    def _change(
-        self, mesh: LocalMesh, lesson: Lesson, state: MeshState, step: LessonStep
-    ) -> MeshState:
-        new = step_state(lesson, state, step)
-        if new.resources != state.resources:
-            self._apply(mesh, new)
-        for action in step.break_:
+    def push(self, state: MeshState) -> None:
+        """Translate and push to every Envoy; a rejection is reported, the old config serves."""
+        mesh = self._mesh()
+        with self._lock:
+            try:
+                mesh.apply(state.resources)
+            except ConfigRejectedError as exc:
+                self.rejections.append(exc)
+                self.report(str(exc))
+                for rejection in exc.rejections:
+                    self._event("config-rejected", rejection.proxy, rejection.render())
+
+    def _event(self, kind: str, subject: str, detail: str) -> None:
+        self.events.append(RunEvent(time.time() - self.run_started, kind, subject, detail))
+
+    def break_workload(self, action: BreakAction) -> None:
+        """The services' knobs (``PUT /admin/knobs``), or kill and restart replicas."""
+        mesh = self._mesh()
+        with self._lock:
             mesh.break_workload(action)
-        for event in step.events:
-            if event.at_s <= 0:
-                for action in event.break_:
-                    mesh.break_workload(action)
-        return new
 
-    def _step(
-        self,
-        mesh: LocalMesh,
-        *,
-        lesson: Lesson,
-        index: int,
-        total: int,
-        step: LessonStep,
-        run_started: float,
-        options: RunOptions,
-    ) -> StepResult:
-        began = time.monotonic()
-        spec = mesh.identity.expand(lesson.traffic_of(step))
+    def drive(
+        self, plan: StepPlan, timeline: Sequence[TimedChange], ctx: DriveContext
+    ) -> StepTraffic:
+        """Drive the step's traffic; returns every record the proxies logged during it."""
+        mesh = self._mesh()
+        spec = mesh.identity.expand(plan.traffic)
         if self.time_scale != 1.0 and spec.duration_s is not None:
             spec = replace(spec, duration_s=spec.duration_s * self.time_scale)
         tails = [AccessLogTail(p) for p in mesh.access_logs()]
         for tail in tails:
             tail.skip_to_end()
-        timers = self._schedule(mesh, lesson, step)
+        pending = list(timeline)
+        self.events = []
+        timers = [self._timer(change, pending) for change in timeline]
+        stream = _Stream(tails, self.run_started, ctx)
         traffic_started = time.time()
-
-        def progress(fraction: float, sent: int) -> None:
-            if options.on_progress is not None:
-                options.on_progress(Progress(index, total, fraction, sent))
-
+        stream.start()
         try:
             report = drive(
                 spec,
                 traffic_targets(mesh, spec),
-                random.Random(options.seed * 1000 + index),
-                cancel=options.cancel,
-                on_progress=progress,
+                random.Random(plan.seed),
+                cancel=ctx.cancel,
+                on_progress=ctx.progress,
             )
+        except BaseException:
+            stream.stop()
+            raise
         finally:
             for timer in timers:
                 timer.cancel()
+        for change in list(pending):  # due after the traffic: they still happen
+            self._fire(change, pending)
         mesh.wait_idle(SETTLE_MAX_S)
         time.sleep(LOG_FLUSH_S)
-        cutoff = traffic_started - run_started + spec.warmup_s
-        records: list[RequestRecord] = sorted(
-            (r for tail in tails for r in tail.read(run_started) if r.start_time >= cutoff),
-            key=lambda r: r.start_time,
+        stream.stop()
+        stream.read()  # what the proxies logged last
+        started = traffic_started - self.run_started
+        return StepTraffic(tuple(stream.records), started, report.wall_s, tuple(self.events))
+
+    def _timer(self, change: TimedChange, pending: list[TimedChange]) -> threading.Timer:
+        timer = threading.Timer(change.at_s * self.time_scale, self._fire, args=(change, pending))
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _fire(self, change: TimedChange, pending: list[TimedChange]) -> None:
+        with self._lock:
+            if change not in pending:
+                return
+            pending.remove(change)
+        self._event("event", f"at {change.at_s:g} s", change.description)
+        try:
+            if change.state is not None:
+                self.push(change.state)
+            for action in change.breaks:
+                self.break_workload(action)
+        except RunnerError as exc:
+            self.report(f"event at {change.at_s:g}s failed: {exc}")
+
+    def close(self) -> None:
+        """Stop every process by PID; remove a temporary work folder."""
+        self.mesh = None
+        self._stack.close()
+
+    def _mesh(self) -> LocalMesh:
+        if self.mesh is None:
+            raise RunnerError("the local mesh is not running (open() first)")
+        return self.mesh
+
+
+class LocalRunner(LessonRunner):
+    """Runs lessons on real Envoy + the real services (the ``local`` runner)."""
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        time_scale: float = 1.0,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        self.rejections: list[ConfigRejectedError] = []
+        """Every push an Envoy NACKed in this runner's runs."""
+        super().__init__(
+            "local",
+            lambda: LocalExecutor(
+                workdir, time_scale=time_scale, report=report, rejections=self.rejections
+            ),
         )
-        if options.on_records is not None:
-            options.on_records(index, records)
-        duration = max(report.wall_s - spec.warmup_s, 1e-9)
-        checks = evaluate_all(step.expect, records, duration)
-        return StepResult(
-            index=index,
-            step=step,
-            records=tuple(records),
-            checks=checks,
-            duration_s=duration,
-            wall_s=time.monotonic() - began,
-        )
 
-    def _schedule(self, mesh: LocalMesh, lesson: Lesson, step: LessonStep) -> list[threading.Timer]:
-        """Timers for the step's events at t > 0 (apply/delete live, break through knobs)."""
-        timers = []
-        state_box = [MeshState(mesh.resources)]
 
-        def fire(event: Event) -> None:
-            try:
-                new = apply_event(lesson, state_box[0], event.apply, event.delete)
-                if new.resources != state_box[0].resources:
-                    self._apply(mesh, new)
-                    state_box[0] = new
-                for action in event.break_:
-                    mesh.break_workload(action)
-            except RunnerError as exc:
-                self.report(f"event at {event.at_s:g}s failed: {exc}")
+class _Stream:
+    """Reads every proxy's access log while a step runs and hands new records to the live views
+    every ``STREAM_INTERVAL_S`` (the TUI shows a local step's traffic as it happens)."""
 
-        for event in step.events:
-            if event.at_s > 0:
-                timer = threading.Timer(event.at_s * self.time_scale, fire, args=(event,))
-                timer.daemon = True
-                timer.start()
-                timers.append(timer)
-        return timers
+    def __init__(self, tails: list[AccessLogTail], run_started: float, ctx: DriveContext) -> None:
+        self.tails = tails
+        self.run_started = run_started
+        self.ctx = ctx
+        self.records: list[RequestRecord] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="meshplay-log-stream", daemon=True)
+
+    def start(self) -> None:
+        """Begin tailing in the background."""
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(STREAM_INTERVAL_S):
+            self.read()
+
+    def read(self) -> list[RequestRecord]:
+        """Parse what was appended since the last read; emit and keep it."""
+        batch = [r for tail in self.tails for r in tail.read(self.run_started)]
+        if batch:
+            batch.sort(key=lambda r: r.start_time)
+            self.ctx.emit(batch)
+            self.records.extend(batch)
+        return batch
+
+    def stop(self) -> None:
+        """Stop tailing (the last read is the caller's, after the logs are flushed)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 def _to_stderr(text: str) -> None:
     sys.stderr.write(text + "\n")
-
-
-def self_name_missing(step: LessonStep) -> bool:
-    """A step restricted to other runners."""
-    return "local" not in step.runners
 
 
 def _refuse_network_policies(lesson: Lesson) -> None:
@@ -265,19 +315,12 @@ def _refuse_network_policies(lesson: Lesson) -> None:
             )
 
 
-def _steps_to_run(lesson: Lesson, options: RunOptions) -> tuple[LessonStep, ...]:
-    """The lesson's steps up to ``--step K`` (all without it)."""
-    return lesson.steps[: options.until_step] if options.until_step else lesson.steps
-
-
-def _refuse_tcp_traffic(lesson: Lesson, options: RunOptions) -> None:
+def _refuse_tcp_traffic(steps: Sequence[StepPlan]) -> None:
     """The local load generator speaks HTTP only: a step that drives ``protocol: tcp`` traffic
     cannot be run here (say so before starting anything)."""
-    for index, step in enumerate(_steps_to_run(lesson, options)):
-        if step.runners and self_name_missing(step):
-            continue
-        if lesson.traffic_of(step).is_tcp:
+    for plan in steps:
+        if plan.runs and plan.traffic.is_tcp:
             raise RunnerError(
-                f'step {index + 1} "{step.name}": protocol: tcp traffic is not carried by the '
-                "local runner; run this lesson with --runner sim (or kube)"
+                f'step {plan.index + 1} "{plan.step.name}": protocol: tcp traffic is not carried '
+                "by the local runner; run this lesson with --runner sim (or kube)"
             )

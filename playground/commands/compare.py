@@ -19,7 +19,7 @@ from typing import Any
 from mesh.compare import Comparison, Tolerances, compare_runs, format_comparison
 from mesh.diagnostics import DiagnosticError, render
 from mesh.lesson import Lesson, load_lesson
-from mesh.runner import LessonRun, Runner, RunnerError, RunOptions
+from mesh.runner import LessonRun, Runner, RunnerError, RunOptions, StepSelectionError
 from playground.runners import RUNNERS, get_runner
 
 __all__ = ["compare", "register"]
@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         result, _run_a, run_b = compare(
             lesson, a, b, RunOptions(seed=args.seed, until_step=args.step), tol
         )
-    except RunnerError as exc:
+    except (RunnerError, StepSelectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{lesson.title}: {args.runner_a} vs {args.runner_b} (seed {args.seed})")

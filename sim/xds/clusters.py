@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mesh.envoy import type_urls as tu
-from mesh.envoy.names import parse_cluster_name
+from mesh.envoy_api import type_urls as tu
+from mesh.envoy_api.names import parse_cluster_name
 from sim.xds.values import parse_duration, typed_config
 
 __all__ = [
@@ -27,8 +27,6 @@ __all__ = [
 ]
 
 MAX_UINT32 = 4294967295
-_HTTP_OPTIONS = tu.HTTP_PROTOCOL_OPTIONS.rsplit("/", 1)[1]
-"""The ``typed_extension_protocol_options`` key of the HTTP protocol options (the type name)."""
 _ISTIO_ALPN: tuple[str, ...] = ("istio-peer-exchange", "istio")
 """What an Istio mTLS socket offers when its context names no ALPN (istiod's ``ALPNInMeshWithMxc``)."""
 
@@ -150,7 +148,7 @@ def _endpoint(
     sock = lb["endpoint"]["address"]["socket_address"]
     filter_meta = (lb.get("metadata") or {}).get("filter_metadata") or {}
     meta = filter_meta.get("istio") or {}
-    tls_match = filter_meta.get("envoy.transport_socket_match") or {}
+    tls_match = filter_meta.get(tu.TRANSPORT_SOCKET_MATCH) or {}
     workload_parts = [*str(meta.get("workload", "")).split(";"), "", "", "", ""]
     labels = meta.get("labels") or {}
     return EndpointSpec(
@@ -237,7 +235,9 @@ def compile_cluster(cluster: Mapping[str, Any], cla: Mapping[str, Any] | None) -
             if (m.get("match") or {}).get("tlsMode") == "istio" and _is_istio_mutual(socket):
                 istio_mtls, alpn = "auto", _alpn(socket)
                 break
-    options = (cluster.get("typed_extension_protocol_options") or {}).get(_HTTP_OPTIONS) or {}
+    options = (cluster.get("typed_extension_protocol_options") or {}).get(
+        tu.HTTP_PROTOCOL_OPTIONS_KEY
+    ) or {}
     common = options.get("common_http_protocol_options") or {}
     return ClusterSpec(
         name=name,

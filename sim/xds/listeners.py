@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mesh.envoy import type_urls as tu
+from mesh.envoy_api import type_urls as tu
 from sim.xds.values import listener_port, typed_config
 
 __all__ = [

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mesh.envoy import type_urls as tu
+from mesh.envoy_api import type_urls as tu
 from sim.matchers import HeaderMatcher, PathMatcher, QueryMatcher, header_matcher, query_matcher
 from sim.xds.values import fraction, header_values, parse_duration
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mesh.envoy.names import VIRTUAL_INBOUND, VIRTUAL_OUTBOUND
+from mesh.envoy_api.names import VIRTUAL_INBOUND, VIRTUAL_OUTBOUND
 from sim.xds.clusters import ClusterSpec, compile_cluster
 from sim.xds.listeners import FilterChainSpec, ListenerSpec
 from sim.xds.routes import RouteSpec, RouteTable, compile_route_config

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mesh.envoy import type_urls as tu
-from mesh.security.envoy_types import LOCAL_RATELIMIT, RBAC
+from mesh.envoy_api import type_urls as tu
+from mesh.envoy_api.type_urls import LOCAL_RATELIMIT, RBAC
 from sim.tokens import UserTokens
 from tests.sim.harness import Listener, by, drive, dst, make_edited_world, src
 

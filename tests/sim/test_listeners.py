@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mesh.envoy import type_urls as tu
+from mesh.envoy_api import type_urls as tu
 from mesh.records import ConnectionSecurityPolicy
 from mesh.topology import MeshConfig
 from sim.world import World

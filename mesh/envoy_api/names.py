@@ -6,6 +6,9 @@ server sidecar's cluster pointing at its own app (container port 9080, no subset
 configurations are named by port (``"9080"``), outbound listeners ``0.0.0.0_<port>``, and the two
 capture listeners ``virtualOutbound`` / ``virtualInbound``. What a learner reads in ``meshplay
 proxy-config`` therefore matches ``istioctl proxy-config`` on a real cluster.
+
+This module and :mod:`mesh.envoy_api.type_urls` are the only places these names are spelled: the
+translator, the security builders, the runners and the lesson model all import them.
 """
 
 from __future__ import annotations
@@ -20,17 +23,26 @@ __all__ = [
     "DEFAULT_ROUTE",
     "INBOUND_PASSTHROUGH_CLUSTER",
     "PASSTHROUGH_CLUSTER",
+    "PASSTHROUGH_FILTER_CHAIN",
+    "SDS_ROOT_CA",
+    "SDS_WORKLOAD_CERT",
     "VIRTUAL_INBOUND",
+    "VIRTUAL_INBOUND_BLACKHOLE_CHAIN",
     "VIRTUAL_OUTBOUND",
+    "VIRTUAL_OUTBOUND_BLACKHOLE_CHAIN",
+    "VIRTUAL_OUTBOUND_CATCHALL_CHAIN",
     "ClusterName",
     "Direction",
     "cluster_name",
+    "gateway_blackhole_vhost_name",
     "gateway_route_name",
     "inbound_vhost_name",
     "is_special_cluster",
     "listener_name",
     "parse_cluster_name",
+    "route_config_name",
     "sni_name",
+    "stat_prefix",
     "vhost_name",
 ]
 
@@ -44,12 +56,24 @@ VIRTUAL_OUTBOUND = "virtualOutbound"
 """The outbound capture listener (15001 in Istio)."""
 VIRTUAL_INBOUND = "virtualInbound"
 """The inbound capture listener (15006 in Istio)."""
+VIRTUAL_OUTBOUND_BLACKHOLE_CHAIN = "virtualOutbound-blackhole"
+"""``virtualOutbound``'s loop guard: a connection to the capture port itself is black-holed."""
+VIRTUAL_OUTBOUND_CATCHALL_CHAIN = "virtualOutbound-catchall-tcp"
+"""``virtualOutbound``'s last chain: a connection no outbound listener takes."""
+VIRTUAL_INBOUND_BLACKHOLE_CHAIN = "virtualInbound-blackhole"
+"""``virtualInbound``'s loop guard (a connection to the inbound capture port itself)."""
+PASSTHROUGH_FILTER_CHAIN = "PassthroughFilterChain"
+"""The default chain of an outbound TCP listener whose chains all match on CIDRs."""
 ALLOW_ANY_VHOST = "allow_any"
 """Catch-all virtual host on outbound route configs under ALLOW_ANY."""
 BLOCK_ALL_VHOST = "block_all"
 """Catch-all virtual host on outbound route configs under REGISTRY_ONLY (direct 502)."""
 DEFAULT_ROUTE = "default"
 """Name of the route istiod emits when no VirtualService applies."""
+SDS_WORKLOAD_CERT = "default"
+"""The SDS secret with the workload's own certificate and key (what the proxy presents)."""
+SDS_ROOT_CA = "ROOTCA"
+"""The SDS secret with the mesh root certificate (what the proxy trusts)."""
 
 _SPECIAL = frozenset({BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER})
 
@@ -115,6 +139,12 @@ def listener_name(address: str, port: int) -> str:
     return f"{address}_{port}"
 
 
+def stat_prefix(direction: Direction, listener: str) -> str:
+    """An HTTP connection manager's ``stat_prefix``: ``outbound_0.0.0.0_9080`` /
+    ``inbound_0.0.0.0_9080`` (the direction, then the listener or filter chain name)."""
+    return f"{direction.value}_{listener}"
+
+
 def vhost_name(host: str, port: int) -> str:
     """Virtual host of a service on an outbound route config: ``reviews.default.svc...:9080``."""
     return f"{host}:{port}"
@@ -123,6 +153,16 @@ def vhost_name(host: str, port: int) -> str:
 def inbound_vhost_name(service_port: int) -> str:
     """The single virtual host of an inbound route config: ``inbound|http|9080``."""
     return f"inbound|http|{service_port}"
+
+
+def route_config_name(port: int) -> str:
+    """An outbound route configuration (RDS) name: the service port, ``"9080"``."""
+    return str(port)
+
+
+def gateway_blackhole_vhost_name(server_port: int) -> str:
+    """The only virtual host of a gateway server no VirtualService binds: ``blackhole:80``."""
+    return f"blackhole:{server_port}"
 
 
 def gateway_route_name(target_port: int) -> str:

@@ -1,0 +1,237 @@
+"""The lesson engine: the one definition of what running a lesson means, on any runner.
+
+:func:`run_lesson` owns every decision that is not about how traffic is carried:
+
+* **which steps run**: steps ``1..K`` with ``until_step=K`` (K outside the lesson is a
+  :class:`~mesh.runner.StepSelectionError`); a step whose ``runners`` list leaves this runner out
+  is *skipped*: its configuration changes and breaks still apply (later steps build on them, as
+  on a cluster), it drives no traffic and grades nothing;
+* **the configuration**: steps accumulate like ``kubectl apply`` (:mod:`mesh.state`); the
+  executor is pushed the whole state when it changes; an event at ``at_s <= 0`` is part of its
+  step's state, later ones become the step's timeline (:class:`~mesh.runner.TimedChange`);
+* **breaks** persist until a ``restore``, on every runner;
+* **warm-up**: records that started before ``traffic.warmup_s`` are kept apart and not graded;
+* **grading** with :func:`mesh.checks.evaluate_all` over the graded records and the traffic's
+  duration after warm-up;
+* **progress, records and cancellation**: callbacks get the step index and total; a cancel ends
+  the current step early (graded on what it has) and starts no other.
+
+The executor is always closed, whatever happens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from mesh.checks import evaluate_all
+from mesh.lesson import BreakAction, Event, Lesson, LessonStep
+from mesh.records import RequestRecord
+from mesh.runner import (
+    DriveContext,
+    Executor,
+    LessonRun,
+    Progress,
+    RunOptions,
+    StepPlan,
+    StepResult,
+    StepSelectionError,
+    StepTraffic,
+    TimedChange,
+)
+from mesh.state import MeshState, apply_event, step_state
+
+__all__ = ["LessonRunner", "plan_steps", "run_lesson", "step_seed", "timeline_of"]
+
+
+def step_seed(seed: int, index: int) -> int:
+    """Step ``index``'s random seed: its own stream, stable when other steps change."""
+    return (seed * 1_000_003 + index * 7919) & 0x7FFFFFFF
+
+
+def plan_steps(lesson: Lesson, options: RunOptions, runner: str) -> tuple[StepPlan, ...]:
+    """The steps a run goes through, in order (``until_step`` checked against the lesson)."""
+    count = len(lesson.steps)
+    until = options.until_step
+    if until is not None and not 1 <= until <= count:
+        span = f"1..{count}" if count > 1 else "1"
+        raise StepSelectionError(
+            f'--step {until}: lesson "{lesson.id}" has {count} step'
+            f"{'s' if count != 1 else ''} (choose {span})"
+        )
+    chosen = lesson.steps if until is None else lesson.steps[:until]
+    return tuple(
+        StepPlan(
+            index=index,
+            step=step,
+            traffic=lesson.traffic_of(step),
+            seed=step_seed(options.seed, index),
+            runs=not step.runners or runner in step.runners,
+        )
+        for index, step in enumerate(chosen)
+    )
+
+
+def timeline_of(
+    lesson: Lesson, step: LessonStep, state: MeshState
+) -> tuple[tuple[TimedChange, ...], MeshState]:
+    """The step's events after t = 0, each with the whole state it leads to (None when it
+    changes no resource), and the state at the end of the step."""
+    changes = []
+    for event in sorted((e for e in step.events if e.at_s > 0), key=lambda e: e.at_s):
+        new = apply_event(lesson, state, event.apply, event.delete)
+        changed = new.resources != state.resources
+        changes.append(
+            TimedChange(event.at_s, new if changed else None, event.break_, _describe(event))
+        )
+        state = new
+    return tuple(changes), state
+
+
+def _describe(event: Event) -> str:
+    """A lesson event in words: ``apply istio/vs.yaml; delete VirtualService/x; break product-v1
+    latency_ms=2000``."""
+    parts = [f"apply {f}" for f in event.apply] + [f"delete {r}" for r in event.delete]
+    for action in event.break_:
+        knobs = [
+            f"{name}={value}"
+            for name in ("latency_ms", "error_rate", "refuse", "kill")
+            if (value := getattr(action, name)) is not None
+        ]
+        if action.restore:
+            knobs.append("restore")
+        parts.append(f"break {action.workload} {' '.join(knobs)}".rstrip())
+    return "; ".join(parts) or "nothing"
+
+
+def _initial_breaks(step: LessonStep) -> list[BreakAction]:
+    """The step's ``break`` and the breaks of its events at t <= 0, in the lesson's order."""
+    out = list(step.break_)
+    for event in step.events:
+        if event.at_s <= 0:
+            out.extend(event.break_)
+    return out
+
+
+@dataclass
+class _Emitter:
+    """Forwards a step's records to ``on_records`` and counts what went out."""
+
+    index: int
+    sink: Callable[[int, Sequence[RequestRecord]], None] | None
+    sent: int = 0
+
+    def __call__(self, batch: Sequence[RequestRecord]) -> None:
+        self.sent += len(batch)
+        if self.sink is not None and batch:
+            self.sink(self.index, batch)
+
+
+def run_lesson(executor: Executor, lesson: Lesson, options: RunOptions) -> LessonRun:
+    """Run ``lesson`` on ``executor`` and grade every step that ran."""
+    plans = plan_steps(lesson, options, executor.name)
+    executor.preflight(lesson, plans)
+    state = MeshState(lesson.app.resources)
+    results: list[StepResult] = []
+    cancelled = False
+    try:
+        executor.open(lesson, state, options.seed)
+        for plan in plans:
+            if options.cancel.is_set():
+                cancelled = True
+                break
+            began = time.monotonic()
+            new = step_state(lesson, state, plan.step)
+            if new.resources != state.resources:
+                executor.push(new)
+            state = new
+            for action in _initial_breaks(plan.step):
+                executor.break_workload(action)
+            timeline, end_state = timeline_of(lesson, plan.step, state)
+            if not plan.runs:
+                for change in timeline:
+                    if change.state is not None:
+                        executor.push(change.state)
+                    for action in change.breaks:
+                        executor.break_workload(action)
+                state = end_state
+                results.append(_skipped(plan, executor.name, time.monotonic() - began))
+                continue
+            traffic = _drive(executor, plan, timeline, len(plans), options)
+            state = end_state
+            results.append(_grade(plan, traffic, time.monotonic() - began))
+        cancelled = cancelled or options.cancel.is_set()
+    finally:
+        executor.close()
+    if len(results) < len(plans):
+        cancelled = True
+    return LessonRun(lesson, executor.name, options.seed, tuple(results), cancelled=cancelled)
+
+
+def _drive(
+    executor: Executor,
+    plan: StepPlan,
+    timeline: Sequence[TimedChange],
+    total: int,
+    options: RunOptions,
+) -> StepTraffic:
+    report = options.on_progress
+
+    def progress(fraction: float, sent: int) -> None:
+        if report is not None:
+            report(Progress(plan.index, total, max(0.0, min(1.0, fraction)), sent))
+
+    emitter = _Emitter(plan.index, options.on_records)
+    traffic = executor.drive(plan, timeline, DriveContext(progress, emitter, options.cancel))
+    if emitter.sent == 0:
+        emitter(traffic.records)
+    return traffic
+
+
+def _grade(plan: StepPlan, traffic: StepTraffic, wall_s: float) -> StepResult:
+    warmup = plan.traffic.warmup_s
+    cutoff = traffic.started_at + warmup
+    records = tuple(sorted(traffic.records, key=lambda r: r.start_time))
+    if warmup > 0:
+        graded = tuple(r for r in records if r.start_time >= cutoff)
+        warm = tuple(r for r in records if r.start_time < cutoff)
+    else:
+        graded, warm = records, ()
+    duration = max(traffic.duration_s - warmup, 1e-9)
+    return StepResult(
+        index=plan.index,
+        step=plan.step,
+        records=graded,
+        checks=evaluate_all(plan.step.expect, graded, duration),
+        duration_s=duration,
+        wall_s=wall_s,
+        warmup_records=warm,
+        started_at=traffic.started_at,
+        events=tuple(sorted(traffic.events, key=lambda e: e.at)),
+    )
+
+
+def _skipped(plan: StepPlan, runner: str, wall_s: float) -> StepResult:
+    return StepResult(
+        index=plan.index,
+        step=plan.step,
+        records=(),
+        checks=(),
+        duration_s=0.0,
+        wall_s=wall_s,
+        skipped=f"this step runs on {', '.join(plan.step.runners)}, not on {runner}",
+    )
+
+
+class LessonRunner:
+    """A :class:`~mesh.runner.Runner` that runs each lesson through the engine on a fresh
+    executor from ``factory``."""
+
+    def __init__(self, name: str, factory: Callable[[], Executor]) -> None:
+        self.name = name
+        self.factory = factory
+
+    def run(self, lesson: Lesson, options: RunOptions) -> LessonRun:
+        """Run ``lesson`` on a new executor."""
+        return run_lesson(self.factory(), lesson, options)
