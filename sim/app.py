@@ -4,8 +4,9 @@ For a request, a replica applies its lesson knobs first (added latency, then an 
 the real services' middleware does), finds the declared endpoint (404 otherwise), does its own
 work (a lognormal service time) in one of its ``concurrency`` worker slots (requests queue for a
 slot), fails with the endpoint's ``errorRate``, then makes its downstream calls in order
-(``parallel`` steps concurrently) through its sidecar. A downstream answer >= 400 ends the
-request with that status, as the services pass upstream errors through.
+(``parallel`` steps concurrently) through its sidecar (``world.hops``, wired by
+:mod:`sim.dataplane`). A downstream answer >= 400 ends the request with that status, as the
+services pass upstream errors through.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def serve(world: World, pod: PodRuntime, req: Request) -> Proc:
             plan = _plan(world, pod, step)
             if plan is None:
                 return 503
-            resp = yield from world.call(pod, _request(req, plan, step, params), plan.service)
+            resp = yield from world.hops.call(
+                world, pod, _request(req, plan, step, params), plan.service
+            )
             if resp.status >= 400:
                 return int(resp.status)
         else:
@@ -89,7 +92,7 @@ def serve(world: World, pod: PodRuntime, req: Request) -> Proc:
                     results.append(503)
                 else:
                     down = _request(req, plan, c, params)
-                    results.append(env.process(world.call(pod, down, plan.service)))
+                    results.append(env.process(world.hops.call(world, pod, down, plan.service)))
             procs = [r for r in results if not isinstance(r, int)]
             if procs:
                 yield env.all_of(procs)
@@ -146,4 +149,5 @@ def _request(parent: Request, plan: CallPlan, call: Call, params: dict[str, str]
         parent.request_id,
         parent.trace_id,
         parent.trace,
+        address=plan.service.hostname,
     )

@@ -19,9 +19,9 @@ from mesh.model import FrozenMap
 from mesh.records import RESPONSE_FLAGS, RequestRecord
 from mesh.runner import RunnerError
 from mesh.state import MeshState, step_state
+from sim.accesslog import TcpOutcome
 from sim.messages import Request, Response, Trace
 from sim.runner import build_world, step_seed
-from sim.tcp import TcpOutcome
 from sim.traffic import TrafficDriver, drain
 from sim.world import World
 

@@ -1,90 +1,59 @@
-"""The server sidecar: inbound listener -> security filters -> ``inbound|<port>||`` -> the app.
+"""The server sidecar: ``virtualInbound`` -> filter chain -> HTTP connection manager (HTTP filters,
+the ``inbound|<port>||`` route) -> the app, all from the pod's translated inbound listener.
 
-First the connection must match a filter chain of ``virtualInbound``: PeerAuthentication decides
-whether this port takes mTLS, plaintext or both (:meth:`sim.security.SimSecurity.admits`); a
-refused connection is closed before any HTTP exchange, so the server logs nothing and the caller
-sees a reset (``local_failure="reset"``: a client sidecar answers 503 UC).
+A connection to the pod's ``ip:port`` lands on ``virtualInbound`` and takes the filter chain
+Envoy's FilterChainMatch selects for its destination port, transport (``tls`` for Istio mTLS,
+seen by ``tls_inspector``) and ALPN (what the client's mTLS socket offers). That *is*
+PeerAuthentication, executed from the chains istiod built for the port's mode: no chain for the
+connection (plaintext to STRICT, mTLS to DISABLE) and Envoy closes it before any HTTP exchange:
+the server logs nothing, the caller sees a reset (``local_failure="reset"``: a client sidecar
+answers 503 UC). A chain ending in ``tcp_proxy`` carries the request as bytes
+(:mod:`sim.inbound_tcp`).
 
-Every request that gets in yields one ``reporter=destination`` record. Its ``source_*`` labels
-come from the caller's proxy (the peer-metadata headers every client sidecar or gateway adds);
-``source_principal`` and ``connection_security_policy=mutual_tls`` only from an mTLS peer
-certificate. A caller without a proxy is ``unknown`` with ``connection_security_policy=none``.
-When the client side gave up on the attempt (timeout), the record shows code 0 with flag ``DC``
-(downstream disconnected), as the server's Envoy logs it, while the app still did the work.
+On an HTTP connection manager chain, the route of its route configuration is matched first (its
+per-filter config and retry policy apply), then the HCM's HTTP filters run in order
+(:mod:`sim.httpfilters`: jwt_authn, RBAC, local rate limit; each may answer the request), then
+the router hands the request to the app.
 
-``INBOUND_FILTERS`` are the HTTP filters in front of the router, in istiod's order: jwt_authn
-and RBAC (:func:`authn_authz`), then the local rate limit (:func:`local_rate_limit`); each may
-answer the request before the app sees it.
+Every request that gets through a chain yields one ``reporter=destination`` record (see
+:mod:`sim.accesslog`). When the client side gave up on the attempt (timeout), the record shows
+code 0 with flag ``DC`` (downstream disconnected), as the server's Envoy logs it, while the app
+still did the work.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
+from mesh.envoy_api.names import DEFAULT_ROUTE, VIRTUAL_INBOUND
+from sim.accesslog import http_destination
 from sim.app import serve
+from sim.httpfilters import run_http_filters
+from sim.inbound_tcp import serve_http_over_tcp
+from sim.matchers import split_path
 from sim.messages import BODY_UC, BODY_UF, Attempt, Request, Response
-from sim.records import make_record
-from sim.security import InboundVerdict
+from sim.xds import Landing, RouteSpec
 
 if TYPE_CHECKING:
     from sim.world import PodRuntime, World
 
-__all__ = ["INBOUND_FILTERS", "InboundFilter", "authn_authz", "inbound", "local_rate_limit"]
+__all__ = ["inbound"]
 
 Proc = Generator[Any, Any, Any]
 
-InboundFilter = Callable[
-    ["World", "PodRuntime", Request, "PodRuntime | None", bool], Response | None
-]
-"""(world, server pod, request, client pod or None, mTLS?) -> a local reply, or None to continue."""
 
-
-def _reply(verdict: InboundVerdict) -> Response:
-    return Response(verdict.status, verdict.flags, verdict.details, verdict.body)
-
-
-def authn_authz(
-    world: World, pod: PodRuntime, req: Request, client: PodRuntime | None, mtls: bool
-) -> Response | None:
-    """``envoy.filters.http.jwt_authn`` then ``envoy.filters.http.rbac``: 401 with Envoy's
-    body for a bad token, 403 ``RBAC: access denied``; a verified token's header mutations
-    (token stripped unless ``forwardOriginalToken``) apply to what the app receives."""
-    verdict, outcome = world.security.check(
-        pod.pod,
-        method=req.method,
-        path=req.path,
-        authority=req.authority,
-        headers=req.headers,
-        port=pod.target_port,
-        source=client.pod if client is not None else None,
-        mtls=mtls,
-        now=world.env.now,
-    )
-    if verdict is not None:
-        return _reply(verdict)
-    if outcome is not None and (outcome.remove_headers or outcome.set_headers):
-        headers = {k: v for k, v in req.headers.items() if k not in outcome.remove_headers}
-        headers.update(outcome.set_headers)
-        req.headers = headers  # req is the server's own copy (see inbound)
-        req.forward = None
-    return None
-
-
-def local_rate_limit(
-    world: World, pod: PodRuntime, req: Request, client: PodRuntime | None, mtls: bool
-) -> Response | None:
-    """``envoy.filters.http.local_ratelimit``: 429 ``local_rate_limited``, flag RL."""
-    verdict = world.security.rate_limit(pod.pod, pod.target_port, world.env.now, world.rng)
-    return _reply(verdict) if verdict is not None else None
-
-
-INBOUND_FILTERS: list[InboundFilter] = [authn_authz, local_rate_limit]
-
-UNKNOWN = RequestRecord.UNKNOWN
-_UNKNOWN_SOURCE = (UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN)
+def _closed(world: World, pod: PodRuntime, req: Request, port: int, mtls: bool) -> Response:
+    """No filter chain takes the connection: Envoy closes it, nothing is logged."""
+    if req.trace:
+        req.trace.add(
+            world.env.now,
+            pod.name,
+            f"{VIRTUAL_INBOUND}: no filter chain takes a {'mTLS' if mtls else 'plaintext'} "
+            f"connection to port {port} (PeerAuthentication): closed before any HTTP exchange",
+        )
+    return Response(0, (), "connection_termination", local_failure="reset")
 
 
 def inbound(
@@ -96,33 +65,62 @@ def inbound(
     service_host: str,
     attempt: Attempt | None,
     mtls: bool,
+    port: int = 0,
+    alpn: tuple[str, ...] = (),
 ) -> Proc:
-    """Serve ``req`` at ``pod``; returns the Response its sidecar sends back."""
+    """Serve ``req`` arriving at ``pod``'s ``port`` (0: its app's port), over Istio mTLS
+    offering ``alpn`` when ``mtls``; returns the Response its sidecar (or app) sends back."""
     env = world.env
     start = env.now
+    port = port or pod.target_port
+    proxy = pod.proxy
+    if not pod.sidecar or proxy is None:
+        return (yield from _app_only(world, pod, req))
+    by_alpn = proxy.tables.http_in.get(port)
+    landing = by_alpn.get(alpn if mtls else None) if by_alpn is not None else None
+    if landing is None:
+        landing = proxy.tables.inbound(pod.pod.address, port, tls=mtls, alpn=alpn, http=True)
+    chain = landing.chain
+    if chain is None:
+        return _closed(world, pod, req, port, mtls)
+    hcm = chain.hcm
+    if hcm is None:
+        resp: Response = yield from serve_http_over_tcp(
+            world, pod, chain, port, req, client=client, mtls=mtls
+        )
+        return resp
+    route = landing.route
+    if route is None or req.path[:1] != "/":
+        route = _route(landing, req)
+    if req.trace:
+        req.trace.add(
+            start,
+            pod.name,
+            f"{landing.describe()} -> route config {hcm.route_config!r}"
+            + (f" -> route {route.name!r}" if route is not None else ": no route (404 NR)"),
+        )
     status = 0
     flags: tuple[str, ...] = ()
     details = "via_upstream"
     body = ""
     reply: Response | None = None
-    if pod.sidecar:
-        security = world.security
-        if not security.admits(pod.pod, pod.target_port, mtls):
-            # PeerAuthentication: no filter chain matches; Envoy closes the connection unlogged
+    if route is None:
+        reply = Response(404, ("NR",), "route_not_found")
+    elif hcm.executed:
+        req = copy.copy(req)  # filters may rewrite headers for the app, never the client's
+        answered = run_http_filters(world, pod, hcm, route, req, client, mtls, port)
+        if answered is not None:
+            reply = answered.response
             if req.trace:
                 req.trace.add(
-                    start,
+                    env.now,
                     pod.name,
-                    f"port {pod.target_port} takes no {'mTLS' if mtls else 'plaintext'} "
-                    "connection (PeerAuthentication): closed before any HTTP exchange",
+                    f"HTTP filter {answered.filter} answered {reply.status}"
+                    f" ({answered.decision}): {reply.details}",
                 )
-            return Response(0, (), "connection_termination", local_failure="reset")
-        if security.http_policies:
-            req = copy.copy(req)  # filters may rewrite headers for the app, never the client's
-            for f in INBOUND_FILTERS:
-                reply = f(world, pod, req, client, mtls)
-                if reply is not None:
-                    break
+        elif req.trace:
+            names = ", ".join(f.name for f in hcm.executed)
+            req.trace.add(env.now, pod.name, f"HTTP filters {names}: the request goes on")
     if reply is not None:
         status, flags, details, body = reply.status, reply.flags, reply.details, reply.body
     elif pod.refuse:
@@ -130,9 +128,9 @@ def inbound(
         status, body = 503, BODY_UF
         flags = ("UF",)
         details = "upstream_reset_before_response_started{connection_failure}"
-    elif pod.resets_before_read and (reset := (yield from _resets_before_read(world, pod, req))):
-        if reset.local_failure:  # no sidecar: the caller's connection is reset
-            return reset
+    elif pod.resets_before_read and (
+        reset := (yield from _resets_before_read(world, pod, req, route))
+    ):
         status, flags, details, body = reset.status, reset.flags, reset.details, reset.body
     else:
         if req.trace:
@@ -141,15 +139,19 @@ def inbound(
                 env.now, pod.name, f"the app receives {req.method} {req.path} ({headers})"
             )
         status = yield from serve(world, pod, req)
-    if pod.sidecar:
-        logged_flags: tuple[str, ...]
-        if attempt is not None and attempt.abandoned:
-            logged_status, logged_flags = 0, ("DC",)
-            details = "downstream_remote_disconnect"
+    logged_flags: tuple[str, ...]
+    if attempt is not None and attempt.abandoned:
+        logged_status, logged_flags = 0, ("DC",)
+        details = "downstream_remote_disconnect"
+    else:
+        logged_status, logged_flags = status, flags
+    if chain.logs:
+        if route is not None:
+            route_name, cluster = route.name, route.cluster or pod.inbound_cluster
         else:
-            logged_status, logged_flags = status, flags
+            route_name, cluster = DEFAULT_ROUTE, pod.inbound_cluster
         world.record(
-            _destination_record(
+            http_destination(
                 pod,
                 req,
                 client,
@@ -160,36 +162,65 @@ def inbound(
                 logged_status,
                 logged_flags,
                 details,
+                route_name,
+                cluster,
+                landing.host,
             )
         )
-    elif pod.refuse:
-        return Response(503, (), "connection_failure", local_failure="connect")
     if reply is None and pod.response_headers and not pod.refuse:
         return Response(status, flags, details, body, headers=dict(pod.response_headers))
+    if reply is not None and reply.headers:
+        return Response(status, flags, details, body, headers=reply.headers)
     return Response(status, flags, details, body)
 
 
-def _resets_before_read(world: World, pod: PodRuntime, req: Request) -> Proc:
-    """The app resets the request before reading it: the server sidecar's inbound route
-    (``inbound|<port>||``) retries it under ``reset-before-request`` (Istio >= 1.24: twice, with
-    the router's jittered 25 ms back-off); returns the 503 ``UC`` it answers once the retries
-    are used up (``URX`` after retries; no retry policy: plain ``UC``), or None when an attempt
-    finally reaches the app. Without a sidecar the caller's connection is reset instead."""
+def _route(landing: Landing, req: Request) -> RouteSpec | None:
+    """The route of the landing's route configuration for ``req`` (None: 404 NR)."""
+    routes = landing.routes
+    vh = routes.vhost(req.authority) if routes is not None else None
+    if vh is None:
+        return None
+    if vh.catch_all is not None and req.path[:1] == "/":
+        return vh.catch_all
+    base, query = split_path(req.path)
+    return vh.match(base, query, req.headers)
+
+
+def _app_only(world: World, pod: PodRuntime, req: Request) -> Proc:
+    """A pod without a sidecar: the connection goes straight to the app."""
+    if pod.refuse:
+        return Response(503, (), "connection_failure", local_failure="connect")
+    if pod.resets_before_read > 0:
+        pod.resets_before_read -= 1
+        if req.trace:
+            req.trace.add(world.env.now, pod.name, "the app reset the request before reading it")
+        return Response(0, (), "connection_termination", local_failure="reset")
+    if req.trace:
+        headers = ", ".join(f"{k}: {v}" for k, v in sorted(req.headers.items()))
+        req.trace.add(
+            world.env.now, pod.name, f"the app receives {req.method} {req.path} ({headers})"
+        )
+    status = yield from serve(world, pod, req)
+    if pod.response_headers:
+        return Response(status, headers=dict(pod.response_headers))
+    return Response(status)
+
+
+def _resets_before_read(
+    world: World, pod: PodRuntime, req: Request, route: RouteSpec | None
+) -> Proc:
+    """The app resets the request before reading it: the server sidecar's inbound route retries
+    it under ``reset-before-request`` (Istio >= 1.24: twice, with the router's jittered 25 ms
+    back-off); returns the 503 ``UC`` it answers once the retries are used up (``URX`` after
+    retries; no retry policy: plain ``UC``), or None when an attempt finally reaches the app."""
     env = world.env
-    retry = None
-    if pod.proxy is not None:
-        table = pod.proxy.tables.route_configs.get(pod.inbound_cluster)
-        vh = table.vhost(req.authority) if table is not None else None
-        if vh is not None and vh.routes:
-            retry = vh.routes[0].retry
+    retry = route.retry if route is not None else None
     allowed = retry.num_retries if retry and "reset-before-request" in retry.retry_on else 0
     retries = 0
     while pod.resets_before_read > 0:
         pod.resets_before_read -= 1
         if req.trace:
             req.trace.add(env.now, pod.name, "the app reset the request before reading it")
-        if not pod.sidecar:
-            return Response(0, (), "connection_termination", local_failure="reset")
         if retries >= allowed:
             flags = ("UC", "URX") if retries else ("UC",)
             return Response(
@@ -205,56 +236,3 @@ def _resets_before_read(world: World, pod: PodRuntime, req: Request) -> Proc:
             req.trace.add(env.now, pod.name, f"inbound retry {retries} (reset-before-request)")
         yield env.timeout(world.rng.random() * upper)
     return None
-
-
-def _destination_record(  # noqa: PLR0917 - positional on the hot path
-    pod: PodRuntime,
-    req: Request,
-    client: PodRuntime | None,
-    service_host: str,
-    mtls: bool,
-    start: float,
-    end: float,
-    status: int,
-    flags: tuple[str, ...],
-    details: str,
-) -> RequestRecord:
-    p = pod.pod
-    policy = ConnectionSecurityPolicy.MUTUAL_TLS if mtls else ConnectionSecurityPolicy.NONE
-    if client is not None and (mtls or client.proxy is not None):
-        cp = client.pod
-        principal = client.identity if mtls else UNKNOWN
-        source = (cp.workload, cp.namespace, principal, client.app, client.version)
-    else:
-        source = _UNKNOWN_SOURCE
-    return make_record(
-        start,
-        (end - start) * 1000.0,
-        Reporter.DESTINATION,
-        source[0],
-        source[1],
-        source[2],
-        service_host or pod.service_host,
-        p.workload,
-        p.namespace,
-        pod.version or UNKNOWN,
-        source[3],
-        source[4],
-        pod.app,
-        pod.identity,
-        "default",
-        pod.inbound_cluster,
-        pod.inbound_host,
-        req.method,
-        req.path,
-        req.authority,
-        status,
-        flags,
-        1,
-        0,
-        0,
-        req.request_id,
-        req.trace_id,
-        policy,
-        details,
-    )

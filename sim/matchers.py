@@ -117,6 +117,11 @@ class PathMatcher:
             return path == self.value
         return path == self.value or path.startswith(self.value + "/")
 
+    @property
+    def matches_everything(self) -> bool:
+        """``prefix: /`` (or an empty prefix): every path that starts with ``/`` matches."""
+        return self.kind == "prefix" and self.value in ("", "/")
+
     def describe(self) -> str:
         """``prefix /api`` style text for ``explain``."""
         return f"{self.kind} {self.value}"

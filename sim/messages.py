@@ -77,6 +77,9 @@ class Request:
     forward: dict[str, str] | None = None
     """The headers an app copies from this request onto its downstream calls (worked out on
     the first call)."""
+    address: str = ""
+    """What the app dialled: a Service hostname (its sidecar sees the VIP it resolves to) or an
+    IP; "" = the host of ``authority``."""
 
 
 @dataclass(slots=True)

@@ -129,11 +129,11 @@ def upstream(
     host.active += 1
     host.requests += 1
     target = world.by_address.get(ep.address)
-    security = world.security
+    cni = world.cni
     if (
-        security.network is not None
+        cni.enforcing
         and target is not None
-        and not security.connect_allowed(proxy.pod.pod, target.pod, ep.port)
+        and not cni.connect_allowed(proxy.pod.pod, target.pod, ep.port)
     ):
         # NetworkPolicy: the CNI drops the SYN, nothing answers until connect_timeout
         yield env.timeout(req.lead + crt.spec.connect_timeout)
@@ -161,6 +161,8 @@ def upstream(
         service_host=crt.spec.service_host,
         attempt=attempt,
         mtls=mtls,
+        port=ep.port,
+        alpn=crt.spec.alpn,
     )
     yield env.timeout(world.hop())
     if resp.local_failure == "connect":  # a sidecar-less app that closed its socket

@@ -11,11 +11,14 @@ Header values may name a user's token, ``${jwt:EMAIL}``: the simulated user serv
 
 Where requests enter: ``outside`` = a client outside the mesh talking straight to a pod of the
 Service (kube-proxy picks one at random; only the server sidecar reports); ``ingress`` = through
-the ingress gateway's listener; any workload (Deployment name or ``app`` label) = from inside
-that workload's pod, through its sidecar.
+the ingress gateway: the gateway Service's port (80 unless ``port`` says otherwise) leads to the
+gateway pod's listener on the target port; any workload (Deployment name or ``app`` label) = from
+inside that workload's pod, through its sidecar. The target is a Service (the app dials its name)
+or an ``IP:port``.
 
 ``protocol: tcp`` traffic opens one TCP connection per "request" (:mod:`sim.tcp`), to a Service
-or to an ``IP:port`` outside the mesh.
+or to an ``IP:port``. Requests and connections enter the data plane through
+:class:`sim.dataplane.DataPlane`, which the driver wires into the world.
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ import simpy
 from mesh.lesson import RequestSpec, TrafficSpec, parse_address
 from mesh.runner import RunnerError
 from mesh.topology import INGRESS_GATEWAY, MeshService
+from sim.dataplane import wire
 from sim.messages import Request, Trace
-from sim.proxy import direct, outbound
-from sim.tcp import Connection, connect, connect_direct
+from sim.tcp import Connection
 from sim.world import PodRuntime, World
 
-__all__ = ["TrafficDriver"]
+__all__ = ["TrafficDriver", "drain", "run_until_quiet"]
 
 Proc = Generator[Any, Any, Any]
 
@@ -44,6 +47,7 @@ class TrafficDriver:
 
     def __init__(self, world: World, spec: TrafficSpec) -> None:
         self.world = world
+        self.plane = wire(world)
         self.spec = spec
         self.sent = 0
         self.completed = 0
@@ -52,13 +56,15 @@ class TrafficDriver:
         self.mix = spec.requests or (RequestSpec(),)
         self._weights = list(itertools.accumulate(max(0.0, r.weight) for r in self.mix))
         namespace = world.behavior.namespace
-        address = parse_address(spec.to) if spec.is_tcp else None
+        address = parse_address(spec.to)
         service = world.service_by_name(spec.to, namespace) if address is None else None
         if service is None and address is None:
             raise RunnerError(f'traffic target "{spec.to}" is not a Service of the app')
         self.address = address
         self.service: MeshService = service or _EXTERNAL
         self.clients: list[PodRuntime] = []
+        self.listener_port = 0
+        """Where ingress traffic lands on the gateway pod (the target port of its Service port)."""
         source = spec.from_
         if address is not None:
             self.port = address[1]
@@ -66,6 +72,7 @@ class TrafficDriver:
         elif source == "ingress":
             self.clients = [p for p in world.pods.values() if p.app == INGRESS_GATEWAY]
             self.port = spec.port or 80
+            self.listener_port = self._gateway_target_port(self.port)
         elif source == "outside":
             self.port = spec.port or self.service.ports[0].port
         else:
@@ -78,6 +85,15 @@ class TrafficDriver:
         self.limit = spec.count if spec.count is not None else None
         if self.end_time == float("inf") and self.limit is None:
             self.end_time = 10.0
+
+    def _gateway_target_port(self, port: int) -> int:
+        """The gateway pod's port behind the gateway Service's ``port`` (kube-proxy's mapping)."""
+        for client in self.clients:
+            for service in self.world.topology.services_of(client.pod):
+                sp = service.port(port)
+                if sp is not None:
+                    return sp.target_port
+        return port
 
     def _workload_clients(self, source: str) -> list[PodRuntime]:
         return sorted(
@@ -149,6 +165,7 @@ class TrafficDriver:
             request_id,
             trace_id,
             trace,
+            address=self.address[0] if self.address is not None else self.service.hostname,
         )
 
     def _pick(self) -> RequestSpec:
@@ -163,14 +180,13 @@ class TrafficDriver:
     def send(self, req: Request) -> Proc:
         """Deliver one request from the configured source: the generator to run (it returns
         the Response), handed back rather than wrapped, one level less for every event."""
-        world = self.world
         if self.spec.from_ == "outside":
-            return direct(world, None, req, self.service)
+            return self.plane.send(self.world, None, req, self.service)
         client = self.clients[self._next_client % len(self.clients)]
         self._next_client += 1
-        if client.proxy is not None:
-            return outbound(world, client.proxy, req)
-        return direct(world, client, req, self.service)
+        if self.listener_port:  # ingress: the connection arrives at the gateway pod itself
+            req.address, req.port = client.pod.address, self.listener_port
+        return self.plane.send(self.world, client, req, self.service)
 
     def connection(self, trace: Trace | None = None) -> Connection:
         """A new TCP connection of this traffic (``protocol: tcp``)."""
@@ -187,14 +203,11 @@ class TrafficDriver:
     def open(self, conn: Connection) -> Proc:
         """Open ``conn`` from the configured source: the generator to run (it returns the
         :class:`sim.tcp.TcpOutcome`)."""
-        world = self.world
         if self.spec.from_ == "outside":
-            return connect_direct(world, None, conn)
+            return self.plane.open(self.world, None, conn)
         client = self.clients[self._next_client % len(self.clients)]
         self._next_client += 1
-        if client.proxy is not None and client.sidecar:
-            return connect(world, client.proxy, conn)
-        return connect_direct(world, client, conn)
+        return self.plane.open(self.world, client, conn)
 
     def _one(self) -> Proc:
         try:

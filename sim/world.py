@@ -1,9 +1,16 @@
-"""The simulated mesh: pods with their apps and proxies, built from the topology and the Envoy config.
+"""The simulated mesh's state: pods with their apps and proxies, built from the topology and the
+Envoy config.
 
 One :class:`World` per lesson step. Pods, labels and SPIFFE identities come from the app's
-Kubernetes manifests (``mesh.topology``); each proxy executes the config ``mesh.envoy.translate``
-produced for its pod (compiled by :mod:`sim.xds`). Apps follow the behaviour declaration. The
-world owns the simpy environment, the one seeded ``random.Random`` and the RequestRecords.
+Kubernetes manifests (``mesh.topology``); each proxy holds the config ``mesh.envoy.translate``
+produced for its pod (compiled by :mod:`sim.xds`) and its per-cluster state. The world owns the
+simpy environment, the one seeded ``random.Random``, the RequestRecords and the state shared by
+the data plane (local rate-limit buckets, the CNI's NetworkPolicies).
+
+The world holds state only: what a request *does* lives in the data-plane modules above it
+(:mod:`sim.proxy`, :mod:`sim.router`, :mod:`sim.inbound`, :mod:`sim.tcp`, :mod:`sim.app`), wired
+together by :mod:`sim.dataplane`, which installs itself as :attr:`World.hops` (the one way back
+from an app to its sidecar for a downstream call).
 """
 
 from __future__ import annotations
@@ -12,27 +19,47 @@ import math
 import random
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import simpy
 
 from mesh.app import AppBehavior, EndpointBehavior, ServiceBehavior
 from mesh.envoy.translate import MeshEnvoyConfig
+from mesh.envoy_api.names import Direction, cluster_name
 from mesh.lesson import BreakAction
 from mesh.model import Resource
 from mesh.records import RequestRecord
+from mesh.security import LocalRateLimiter
 from mesh.topology import MeshService, Pod, ProxyKind, Topology
 from sim.cluster import ClusterRuntime
+from sim.cni import Cni
 from sim.messages import Request
-from sim.security import SimSecurity
 from sim.timeouts import Deadlines
 from sim.tokens import UserTokens
 from sim.workers import Workers
 from sim.xds import ProxyTables, compile_proxy
 
-__all__ = ["PodRuntime", "ProxyRuntime", "World"]
+__all__ = ["Hops", "PodRuntime", "ProxyRuntime", "World"]
 
 Proc = Generator[Any, Any, Any]
+
+
+class Hops(Protocol):
+    """The data plane as the apps see it (implemented by :class:`sim.dataplane.DataPlane`)."""
+
+    def call(self, world: World, pod: PodRuntime, req: Request, service: MeshService) -> Proc:
+        """``pod``'s app sends ``req`` to ``service``: the generator that returns the Response."""
+        ...
+
+
+class _Unwired:
+    """The hops of a world nobody wired yet: any call says how to wire it."""
+
+    def call(self, world: World, pod: PodRuntime, req: Request, service: MeshService) -> Proc:
+        raise RuntimeError(
+            "this World has no data plane: wire it with sim.dataplane.wire(world) "
+            "(sim.traffic.TrafficDriver does)"
+        )
 
 
 @dataclass(slots=True, eq=False)
@@ -66,7 +93,7 @@ class PodRuntime:
     keep-alive connection it closed as the sidecar sent on it; set by tests, no lesson knob)."""
 
     def __post_init__(self) -> None:
-        self.inbound_cluster = f"inbound|{self.target_port}||"
+        self.inbound_cluster = cluster_name(Direction.INBOUND, self.target_port)
         self.inbound_host = f"{self.pod.address}:{self.target_port}"
         self.identity = self.pod.identity
 
@@ -153,6 +180,15 @@ class World:
         self.rbac_denied: dict[str, int] = {}
         """Envoy's ``<stat_prefix>rbac.denied`` of the network RBAC filters, keyed
         ``<pod>/<stat_prefix>rbac.denied`` (TCP connections closed by AuthorizationPolicy)."""
+        self.limiters: dict[tuple[str, int, str], LocalRateLimiter] = {}
+        """The local_ratelimit token buckets, per (pod, port, filter config): kept across config
+        pushes, so a bucket survives a push that leaves its filter unchanged (a listener that
+        is not drained)."""
+        self.jwt_configs: dict[int, tuple[Any, Any]] = {}
+        """jwt_authn configs with their remote JWKS fetched, by id of the translated config
+        (see :mod:`sim.httpfilters`); reset on a push."""
+        self.hops: Hops = _Unwired()
+        """How an app's downstream call reaches its sidecar (installed by :mod:`sim.dataplane`)."""
         hop = behavior.network.hop_latency
         self._hop_mu = hop.mu
         self._hop_sigma = hop.sigma
@@ -162,7 +198,13 @@ class World:
         self.pods: dict[str, PodRuntime] = {}
         self.by_address: dict[str, PodRuntime] = {}
         self.services: dict[str, MeshService] = {}
+        self.by_vip: dict[str, MeshService] = {}
+        """Services by VIP (ClusterIP, ServiceEntry address): where kube-proxy sends a
+        connection to a VIP."""
         self._service_names: dict[tuple[str, str], MeshService | None] = {}
+        self.dialled: dict[str, str] = {}
+        """What a dialled name resolves to (:meth:`dial`), cached except for headless Services."""
+        self._target_ports: dict[str, dict[int, int]] = {}
         self.call_plans: dict[tuple[int, str], Any] = {}
         """Declared calls resolved per (call, namespace) by :mod:`sim.app`; reset on a push."""
         self.pods_of_service: dict[str, list[PodRuntime]] = {}
@@ -170,13 +212,10 @@ class World:
         self.proxies: dict[str, ProxyRuntime] = {}
         self.tokens = UserTokens(behavior.namespace)
         """The user service as a token issuer (``${jwt:EMAIL}``, its JWKS)."""
-        self.security = SimSecurity((), topology, tokens=self.tokens)
+        self.resources: tuple[Resource, ...] = ()
+        self.cni = Cni((), topology)
         self.load_config(topology, envoy, resources)
         self.completed = 0
-        from sim.proxy import direct, outbound  # sim.proxy imports this module
-
-        self._outbound = outbound
-        self._direct = direct
 
     # -- construction -----------------------------------------------------------------------
 
@@ -185,7 +224,11 @@ class World:
             if pod.name in self.pods:
                 continue
             services = topology.services_of(pod)
-            svc = services[0] if services else None
+            # the app's behaviour is declared under the name of one of its Services
+            svc = next(
+                (s for s in services if self.behavior.service(s.name) is not None),
+                services[0] if services else None,
+            )
             behavior = self.behavior.service(svc.name) if svc is not None else None
             version = pod.labels.get("version", "")
             target = svc.ports[0].target_port if svc is not None and svc.ports else 0
@@ -206,6 +249,9 @@ class World:
             self.by_address[pod.address] = rt
         for svc in topology.services:
             self.services[svc.hostname] = svc
+            for address in svc.addresses:
+                if "/" not in address:
+                    self.by_vip.setdefault(address, svc)
             self.pods_of_service[svc.hostname] = [
                 self.pods[p.name] for p in topology.endpoints(svc) if p.name in self.pods
             ]
@@ -219,16 +265,17 @@ class World:
         """Install (or push) Envoy config to every proxy; compiled once per shared dict.
 
         ``resources`` (the applied Istio/Kubernetes resources the config was translated from)
-        feed the security path (:mod:`sim.security`); None keeps the previous ones."""
+        feed only the CNI (NetworkPolicy is not Envoy config); None keeps the previous ones.
+        Everything a sidecar does comes from ``envoy``."""
         memo: dict[int, Any] = {}
         self.topology = topology
-        self.security = SimSecurity(
-            self.security.resources if resources is None else resources,
-            topology,
-            tokens=self.tokens,
-            limiters=self.security.limiters,
-        )
+        if resources is not None:
+            self.resources = tuple(resources)
+        self.cni = Cni(self.resources, topology)
+        self.jwt_configs.clear()
         self._service_names.clear()
+        self.dialled.clear()
+        self._target_ports.clear()
         self.call_plans.clear()
         self._build_pods(topology)
         for name, cfg in envoy.items():
@@ -297,14 +344,59 @@ class World:
             self._service_names[key] = found
             return found
 
-    def call(self, pod: PodRuntime, req: Request, service: MeshService) -> Proc:
-        """An app's downstream call: through its sidecar, or straight to a pod without one.
+    def dial(self, address: str) -> str:
+        """The address a Kubernetes client connects to when it dials ``address``: a Service
+        hostname resolves to its VIP (ClusterIP), a headless Service's to one of its pod IPs
+        (drawn at random, as DNS round-robin would); an IP or an unknown name stays."""
+        known = self.dialled.get(address)
+        if known is not None:
+            return known
+        service = self.services.get(address)
+        if service is None:
+            self.dialled[address] = address
+            return address
+        vip = service.vip
+        if vip and "/" not in vip:
+            self.dialled[address] = vip
+            return vip
+        if service.headless:
+            pods = self.pods_of_service.get(service.hostname) or []
+            if pods:
+                return (
+                    pods[self.rng.randrange(len(pods))].pod.address
+                    if len(pods) > 1
+                    else pods[0].pod.address
+                )
+        return address
 
-        Returns the generator to run (``yield from``), not a generator of its own: one level
-        less for every event of the call to pass through."""
-        if pod.proxy is not None and pod.sidecar:
-            return self._outbound(self, pod.proxy, req)
-        return self._direct(self, pod, req, service)
+    def target_port(self, service: MeshService, port: int) -> int:
+        """The target port behind ``service``'s ``port`` (0: the Service has no such port)."""
+        ports = self._target_ports.get(service.hostname)
+        if ports is None:
+            ports = self._target_ports[service.hostname] = {}
+        found = ports.get(port)
+        if found is None:
+            sp = service.port(port)
+            found = ports[port] = sp.target_port if sp is not None else 0
+        return found
+
+    def kube_proxy(self, address: str, port: int) -> tuple[PodRuntime | None, int]:
+        """Where a plaintext connection to ``address:port`` ends up (what ``PassthroughCluster``
+        reaches): a pod IP is that pod; a Service VIP one of the Service's pods (kube-proxy's
+        random pick) at the target port of that Service port. ``(None, port)``: a server
+        outside the simulated mesh (a ServiceEntry address included); ``(None, 0)``: nothing
+        answers (a VIP on a port its Service does not have, or without endpoints)."""
+        target = self.by_address.get(address)
+        if target is not None:
+            return target, port
+        service = self.by_vip.get(address) or self.services.get(address)
+        if service is None or service.from_service_entry:
+            return None, port
+        sp = service.port(port)
+        pods = self.pods_of_service.get(service.hostname) or []
+        if sp is None or not pods:
+            return None, 0
+        return pods[self.rng.randrange(len(pods))], sp.target_port
 
     def summary(self) -> Mapping[str, Any]:
         """Per-proxy cluster counters (tests, explain)."""

@@ -300,17 +300,29 @@ def virtual_inbound(
     where: ListenerAddress,
     chains: Sequence[dict[str, Any]],
     additional: Sequence[ListenerAddress] = (),
+    passthrough: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """``virtualInbound``: blackhole loop guard, the per-port chains, then passthrough. When a
-    chain matches on ``transport_protocol`` (PeerAuthentication STRICT/PERMISSIVE/DISABLE), the
-    ``tls_inspector`` listener filter follows ``original_dst``."""
+    """``virtualInbound``: blackhole loop guard, the per-port chains, then the passthrough
+    chains to ``InboundPassthroughCluster`` (``passthrough``: the workload's PeerAuthentication
+    mode's, :func:`mesh.security.peer_authn.passthrough_filter_chains`; default one chain that
+    takes anything). When a chain matches on ``transport_protocol`` (PeerAuthentication
+    STRICT/PERMISSIVE/DISABLE), the ``tls_inspector`` listener filter follows ``original_dst``."""
+    if passthrough is None:
+        passthrough = [
+            {
+                "filters": [tcp_proxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
+                "name": VIRTUAL_INBOUND,
+            }
+        ]
     listener = _base(VIRTUAL_INBOUND, where, "INBOUND")
     if additional:
         listener["additional_addresses"] = [{"address": _address(a)} for a in additional]
     listener["listener_filters"] = [
         {"name": tu.FILTER_ORIGINAL_DST, "typed_config": tu.typed(tu.ORIGINAL_DST)}
     ]
-    if any("transport_protocol" in c.get("filter_chain_match", {}) for c in chains):
+    if any(
+        "transport_protocol" in c.get("filter_chain_match", {}) for c in [*chains, *passthrough]
+    ):
         # PeerAuthentication chains match on what the TLS inspector saw (tls / raw_buffer)
         listener["listener_filters"].append(tls_inspector())
     listener["filter_chains"] = [
@@ -320,10 +332,7 @@ def virtual_inbound(
             "name": VIRTUAL_INBOUND_BLACKHOLE_CHAIN,
         },
         *chains,
-        {
-            "filters": [tcp_proxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
-            "name": VIRTUAL_INBOUND,
-        },
+        *passthrough,
     ]
     return listener
 

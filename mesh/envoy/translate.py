@@ -48,7 +48,9 @@ from mesh.envoy.routes import RouteContext
 from mesh.envoy.scope import MeshIndex, ProxyScope
 from mesh.envoy_api.names import (
     BLACKHOLE_CLUSTER,
+    INBOUND_PASSTHROUGH_CLUSTER,
     PASSTHROUGH_CLUSTER,
+    VIRTUAL_INBOUND,
     Direction,
     cluster_name,
     gateway_route_name,
@@ -71,6 +73,7 @@ from mesh.security.peer_authn import (
     effective_mtls,
     inbound_filter_chains,
     namespace_mtls_mode,
+    passthrough_filter_chains,
 )
 from mesh.security.ratelimit import route_local_ratelimit
 from mesh.topology import MeshService, Pod, Protocol, ProxyKind, ServicePortInfo, Topology
@@ -478,7 +481,12 @@ class _Translator:
         local = [match_ports[t] for t in targets] if self.options.port_map is not None else []
         where = self.addressing.inbound_listener(pod, INBOUND_CAPTURE_PORT, local)
         additional = [ListenerAddress(where.address, p, True) for p in local[1:]]
-        return [virtual_inbound(where, chains, additional)], clusters, routes
+        passthrough = passthrough_filter_chains(
+            mtls.mode,
+            VIRTUAL_INBOUND,
+            [tcp_proxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
+        )
+        return [virtual_inbound(where, chains, additional, passthrough)], clusters, routes
 
 
 def _same(filters: list[Json]) -> Callable[[bool], list[Json]]:

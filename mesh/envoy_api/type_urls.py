@@ -28,6 +28,7 @@ __all__ = [
     "FILTER_FAULT",
     "FILTER_HCM",
     "FILTER_HEADER_MUTATION",
+    "FILTER_HTTP_INSPECTOR",
     "FILTER_JWT_AUTHN",
     "FILTER_LOCAL_RATELIMIT",
     "FILTER_NETWORK_RBAC",
@@ -122,6 +123,9 @@ FILTER_JWT_AUTHN = "envoy.filters.http.jwt_authn"
 FILTER_LOCAL_RATELIMIT = "envoy.filters.http.local_ratelimit"
 FILTER_ORIGINAL_DST = "envoy.filters.listener.original_dst"
 FILTER_TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
+FILTER_HTTP_INSPECTOR = "envoy.filters.listener.http_inspector"
+"""Detects plaintext HTTP/1.x or HTTP/2 (``http/1.1`` / ``h2c`` as the connection's application
+protocol, what istiod's sniffed-port chains match on); the simulator reads it."""
 ACCESS_LOGGER_FILE = "envoy.access_loggers.file"
 TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
 RAW_BUFFER_TRANSPORT_SOCKET = "envoy.transport_sockets.raw_buffer"

@@ -49,6 +49,7 @@ __all__ = [
     "effective_mtls",
     "inbound_filter_chains",
     "namespace_mtls_mode",
+    "passthrough_filter_chains",
     "tls_inspector",
 ]
 
@@ -245,3 +246,23 @@ def inbound_filter_chains(
         chains.append(_chain(f"{name}-tls-passthrough", tls_match, network_filters(False)))
     chains.append(_chain(f"{name}-plaintext", plain_match, network_filters(False)))
     return chains
+
+
+def passthrough_filter_chains(mode: MutualTLSMode, name: str, filters: list[Json]) -> list[Json]:
+    """``virtualInbound``'s catch-all for ports no Service exposes, in the workload's mode
+    (istiod's ``ForPassthrough``): STRICT takes only mTLS (terminated, then passed through),
+    DISABLE only plaintext. PERMISSIVE keeps one chain that matches anything (istiod splits it
+    into a terminating mTLS chain and a plaintext one; a sidecar never sends Istio mTLS to a
+    port without a Service, so the effect is the same)."""
+    if mode is MutualTLSMode.STRICT:
+        return [
+            _chain(
+                name,
+                {"transport_protocol": "tls"},
+                filters,
+                downstream_tls_context(http=False),
+            )
+        ]
+    if mode is MutualTLSMode.DISABLE:
+        return [_chain(name, {"transport_protocol": "raw_buffer"}, filters)]
+    return [{"filters": filters, "name": name}]

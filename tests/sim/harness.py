@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from mesh.app import App, load_app
-from mesh.envoy.translate import translate
+from mesh.envoy.translate import MeshEnvoyConfig, translate
 from mesh.lesson import RequestSpec, TrafficSpec
 from mesh.model import FrozenMap
 from mesh.records import Reporter, RequestRecord
 from mesh.source.load import load_text
 from mesh.topology import MeshConfig, build_topology
-from sim.traffic import TrafficDriver, run_until_quiet
+from sim.accesslog import TcpOutcome
+from sim.messages import Response, Trace
+from sim.traffic import TrafficDriver, drain, run_until_quiet
 from sim.world import World
 
 TESTDATA = Path(__file__).parent / "testdata"
@@ -37,6 +42,71 @@ def make_world(
     return World(
         topology, app.behavior, translate(resources, topology), seed=seed, resources=resources
     )
+
+
+Listener = dict[str, Any]
+ListenerEdit = Callable[[str, Listener], Listener]
+"""(pod name, a deep copy of one of its listeners) -> the listener the pod gets instead."""
+
+
+def make_edited_world(
+    istio: str = "",
+    edit: ListenerEdit = lambda _pod, listener: listener,
+    *,
+    seed: int = 1,
+    config: MeshConfig | None = None,
+) -> World:
+    """Like :func:`make_world`, with every proxy's translated listeners passed through ``edit``
+    first: a hand-edited Envoy config, which the simulator must follow as it is."""
+    app = sample_app("app")
+    extra = load_text(istio, default_namespace="t").resources if istio.strip() else ()
+    resources = [*app.resources, *extra]
+    topology = build_topology(resources, config)
+    envoy = translate(resources, topology)
+    edited = MeshEnvoyConfig(
+        {
+            name: dataclasses.replace(
+                cfg, listeners=tuple(edit(name, copy.deepcopy(x)) for x in cfg.listeners)
+            )
+            for name, cfg in envoy.items()
+        }
+    )
+    return World(topology, app.behavior, edited, seed=seed, resources=resources)
+
+
+def one_request(
+    world: World,
+    *,
+    to: str = "reviews",
+    source: str = "client",
+    path: str = "/r",
+    headers: dict[str, str] | None = None,
+    port: int | None = None,
+) -> tuple[Response, list[str]]:
+    """Send one request and run the world until it is answered: what the client app gets, and
+    the trace of the decisions."""
+    driver = TrafficDriver(world, TrafficSpec(from_=source, to=to, count=1, port=port))
+    trace = Trace()
+    req = driver.request(RequestSpec(path=path, headers=FrozenMap(headers or {})), trace)
+    proc = world.env.process(driver.send(req))
+    world.env.run(until=proc)
+    drain(world.env, world.env.now + 600.0)  # what the client no longer waits for
+    assert isinstance(proc.value, Response)
+    return proc.value, [f"{where}: {text}" for _, where, text in trace.lines]
+
+
+def one_connection(
+    world: World, to: str, *, source: str = "client", send: int = 100, receive: int = 2000
+) -> TcpOutcome:
+    """Open one TCP connection (``to``: a Service or ``IP:port``) and return how it ended."""
+    spec = TrafficSpec(
+        from_=source, to=to, protocol="tcp", count=1, send_bytes=send, receive_bytes=receive
+    )
+    driver = TrafficDriver(world, spec)
+    proc = world.env.process(driver.open(driver.connection()))
+    world.env.run(until=proc)
+    assert isinstance(proc.value, TcpOutcome)
+    return proc.value
 
 
 Req = tuple[str, str] | tuple[str, str, dict[str, str]]

@@ -61,3 +61,15 @@ def test_explain_follows_a_tcp_connection_to_the_passthrough_cluster() -> None:
     assert "listener virtualOutbound, filter chain virtualOutbound-catchall-tcp" in text
     assert "to the original destination 203.0.113.9:5555" in text
     assert text.startswith("TCP 9 bytes")
+
+
+def test_explain_names_the_inbound_chain_and_the_filter_that_answered() -> None:
+    lesson = load_lesson(LESSONS / "12-http-authorization")
+    result = explain(lesson, parse_request("POST /products/grinder/release"), source="order")
+    text = result.render()
+    assert result.response.status == 403
+    assert "listener virtualInbound, filter chain 0.0.0.0_8080 [Trans: tls" in text
+    assert "route config 'inbound|8080||'" in text
+    assert "HTTP filter envoy.filters.http.rbac answered 403" in text
+    assert "ns[shop]-policy[deny-release]-rule[0]" in text
+    assert "listener 0.0.0.0_8080, filter chain #0 -> route config '8080'" in text

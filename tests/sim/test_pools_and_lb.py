@@ -255,7 +255,7 @@ def test_item47_consistent_hash_keeps_users_sticky_and_drops_previous_hosts() ->
         assert len(got) == 1  # one user always lands on the same pod
         placed[next(iter(got))] += 1
     assert len(placed) == 3  # users spread over all pods
-    route = world.proxies["client-v1-0"].tables.route_table(9080)
+    route = world.proxies["client-v1-0"].tables.route_configs.get("9080")
     assert route is not None
     vh = route.vhost("reviews:9080")
     assert vh is not None and vh.routes[0].retry is not None

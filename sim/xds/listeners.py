@@ -1,0 +1,266 @@
+"""Listeners compiled for execution: filter chains selected the way Envoy's FilterChainMatch does,
+and the network filters of each chain (an HTTP connection manager with its HTTP filters and route
+configuration, or ``tcp_proxy`` with network RBAC in front of it).
+
+What a connection offers to the match is worked out by the listener filters, as in Envoy: the
+transport protocol is ``tls`` only when ``tls_inspector`` runs and the bytes are TLS (otherwise
+``raw_buffer``, Envoy's default), the application protocols are the TLS ALPN the client offered
+(seen by ``tls_inspector``) or, for plaintext HTTP, ``http/1.1`` when ``http_inspector`` runs
+(istiod's sniffed ports match ``http/1.1`` / ``h2c``); nothing otherwise.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mesh.envoy_api import type_urls as tu
+from sim.xds.values import listener_port, typed_config
+
+__all__ = [
+    "HTTP1",
+    "ChainMatch",
+    "FilterChainSpec",
+    "HcmSpec",
+    "HttpFilterSpec",
+    "ListenerSpec",
+]
+
+Json = Mapping[str, Any]
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+HTTP1 = "http/1.1"
+"""The application protocol ``http_inspector`` reports for an HTTP/1.x request."""
+EXECUTED_HTTP_FILTERS = frozenset({tu.FILTER_JWT_AUTHN, tu.FILTER_RBAC, tu.FILTER_LOCAL_RATELIMIT})
+"""HTTP filters the simulator runs in front of the router, in the HCM's order (the fault filter
+runs from the route's per-filter config; the peer-metadata header mutation, CORS and the router
+itself have nothing to decide here)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainMatch:
+    """A ``filter_chain_match`` (unset criteria match anything)."""
+
+    destination_port: int | None = None
+    prefix_ranges: tuple[IpNetwork, ...] = ()
+    server_names: tuple[str, ...] = ()
+    transport_protocol: str = ""
+    application_protocols: tuple[str, ...] = ()
+
+    @classmethod
+    def from_envoy(cls, match: Mapping[str, Any]) -> ChainMatch:
+        """Compile ``filter_chain_match``."""
+        port = match.get("destination_port")
+        return cls(
+            destination_port=int(port) if port is not None else None,
+            prefix_ranges=tuple(
+                ipaddress.ip_network(
+                    f"{r['address_prefix']}/{r.get('prefix_len', 32)}", strict=False
+                )
+                for r in match.get("prefix_ranges") or ()
+            ),
+            server_names=tuple(str(n) for n in match.get("server_names") or ()),
+            transport_protocol=str(match.get("transport_protocol", "")),
+            application_protocols=tuple(str(a) for a in match.get("application_protocols") or ()),
+        )
+
+    def describe(self) -> str:
+        """What the match asks for, as ``istioctl proxy-config listeners`` prints it."""
+        parts = []
+        if self.transport_protocol:
+            parts.append(f"Trans: {self.transport_protocol}")
+        if self.application_protocols:
+            parts.append("App: " + ",".join(self.application_protocols))
+        if self.prefix_ranges:
+            parts.append("Addr: " + ",".join(str(n) for n in self.prefix_ranges))
+        if self.destination_port is not None:
+            parts.append(f"Port: {self.destination_port}")
+        return "; ".join(parts) or "ALL"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpFilterSpec:
+    """One entry of an HCM's ``http_filters``: its name and ``typed_config``."""
+
+    name: str
+    config: Json
+
+
+@dataclass(frozen=True, slots=True)
+class HcmSpec:
+    """An HTTP connection manager: the route configuration it serves (RDS name, or the name of
+    an inline ``route_config``) and its HTTP filters in order."""
+
+    stat_prefix: str
+    route_config: str
+    inline_routes: Json | None
+    filters: tuple[HttpFilterSpec, ...]
+    executed: tuple[HttpFilterSpec, ...]
+    """The filters the simulator runs before the router (jwt_authn, RBAC, local_ratelimit)."""
+    fault: bool
+    """The fault filter is in the chain (a route's fault config needs it to take effect)."""
+
+    @classmethod
+    def from_envoy(cls, config: Json) -> HcmSpec:
+        """Compile an HCM ``typed_config``."""
+        rds = config.get("rds") or {}
+        inline = config.get("route_config")
+        filters = tuple(
+            HttpFilterSpec(str(f.get("name", "")), typed_config(f))
+            for f in config.get("http_filters") or ()
+        )
+        return cls(
+            stat_prefix=str(config.get("stat_prefix", "")),
+            route_config=str(
+                rds.get("route_config_name") or (inline.get("name", "") if inline else "")
+            ),
+            inline_routes=inline,
+            filters=filters,
+            executed=tuple(f for f in filters if f.name in EXECUTED_HTTP_FILTERS),
+            fault=any(f.name == tu.FILTER_FAULT for f in filters),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FilterChainSpec:
+    """One filter chain: its match and the network filters the sim executes (``tcp_proxy``
+    with its cluster or weighted clusters, network RBAC; or an HTTP connection manager)."""
+
+    name: str
+    match: ChainMatch
+    clusters: tuple[tuple[str, int], ...] = ()
+    total_weight: int = 0
+    stat_prefix: str = ""
+    rbac: tuple[Json, ...] = ()
+    hcm: HcmSpec | None = None
+    terminates_tls: bool = False
+    logs: bool = False
+    """The chain's ``tcp_proxy`` writes an access log (Envoy logs a connection only then)."""
+
+    @property
+    def http(self) -> bool:
+        """The chain ends in an HTTP connection manager."""
+        return self.hcm is not None
+
+    @classmethod
+    def from_envoy(cls, chain: Mapping[str, Any]) -> FilterChainSpec:
+        """Compile one entry of ``filter_chains`` (or ``default_filter_chain``)."""
+        clusters: tuple[tuple[str, int], ...] = ()
+        stat_prefix = ""
+        rbac: list[Json] = []
+        hcm: HcmSpec | None = None
+        logs = False
+        for f in chain.get("filters") or ():
+            name = f.get("name")
+            cfg = typed_config(f)
+            if name == tu.FILTER_TCP_PROXY:
+                stat_prefix = str(cfg.get("stat_prefix", ""))
+                logs = bool(cfg.get("access_log"))
+                if "weighted_clusters" in cfg:
+                    clusters = tuple(
+                        (str(c["name"]), int(c.get("weight", 0)))
+                        for c in cfg["weighted_clusters"].get("clusters", ())
+                    )
+                else:
+                    clusters = ((str(cfg.get("cluster", "")), 1),)
+            elif name == tu.FILTER_NETWORK_RBAC:
+                rbac.append(f)
+            elif name == tu.FILTER_HCM:
+                hcm = HcmSpec.from_envoy(cfg)
+                logs = bool(cfg.get("access_log"))
+        return cls(
+            name=str(chain.get("name", "")),
+            match=ChainMatch.from_envoy(chain.get("filter_chain_match") or {}),
+            clusters=clusters,
+            total_weight=sum(w for _, w in clusters),
+            stat_prefix=stat_prefix,
+            rbac=tuple(rbac),
+            hcm=hcm,
+            terminates_tls=bool(chain.get("transport_socket")),
+            logs=logs,
+        )
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None  # a host name: matches no prefix range
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSpec:
+    """A listener's filter chains, selected the way Envoy's FilterChainMatch does."""
+
+    name: str
+    address: str
+    port: int
+    chains: tuple[FilterChainSpec, ...]
+    default_chain: FilterChainSpec | None = None
+    tls_inspector: bool = False
+    http_inspector: bool = False
+    use_original_dst: bool = False
+
+    @classmethod
+    def from_envoy(cls, listener: Mapping[str, Any]) -> ListenerSpec:
+        """Compile a Listener's filter chains and what its listener filters detect."""
+        default = listener.get("default_filter_chain")
+        names = {str(f.get("name", "")) for f in listener.get("listener_filters") or ()}
+        sock = (listener.get("address") or {}).get("socket_address") or {}
+        return cls(
+            name=str(listener.get("name", "")),
+            address=str(sock.get("address", "")),
+            port=listener_port(listener) or 0,
+            chains=tuple(
+                FilterChainSpec.from_envoy(c) for c in listener.get("filter_chains") or ()
+            ),
+            default_chain=FilterChainSpec.from_envoy(default) if default else None,
+            tls_inspector=tu.FILTER_TLS_INSPECTOR in names,
+            http_inspector=tu.FILTER_HTTP_INSPECTOR in names,
+            use_original_dst=bool(listener.get("use_original_dst")),
+        )
+
+    def detect(
+        self, *, tls: bool, alpn: Sequence[str] = (), http: bool = False
+    ) -> tuple[str, tuple[str, ...]]:
+        """(transport protocol, application protocols) the listener filters report for a
+        connection that is TLS offering ``alpn`` (``tls``) or plaintext (HTTP/1.1 when
+        ``http``)."""
+        if tls:
+            return ("tls", tuple(alpn)) if self.tls_inspector else ("raw_buffer", ())
+        return "raw_buffer", ((HTTP1,) if http and self.http_inspector else ())
+
+    def select(
+        self, ip: str, port: int, transport: str = "raw_buffer", alpn: Sequence[str] = ()
+    ) -> FilterChainSpec | None:
+        """The chain a connection to ``ip:port`` takes, or None (Envoy closes it).
+
+        Envoy narrows the chains criterion by criterion, most specific first: destination port,
+        destination IP (longest prefix), server name (no SNI here), transport protocol
+        (``tls`` / ``raw_buffer``), ALPN. At each step the chains that name the value win; only
+        when none does, the chains that leave the criterion unset go on. A port with its own
+        chains therefore never falls back to port-less chains."""
+        stage = [c for c in self.chains if c.match.destination_port == port] or [
+            c for c in self.chains if c.match.destination_port is None
+        ]
+        addr = _address(ip)
+        best = -1
+        by_ip: list[FilterChainSpec] = []
+        for c in stage:
+            for net in c.match.prefix_ranges:
+                if addr is not None and addr.version == net.version and addr in net:
+                    if net.prefixlen > best:
+                        best, by_ip = net.prefixlen, [c]
+                    elif net.prefixlen == best:
+                        by_ip.append(c)
+        stage = by_ip or [c for c in stage if not c.match.prefix_ranges]
+        stage = [c for c in stage if not c.match.server_names]
+        stage = [c for c in stage if c.match.transport_protocol == transport] or [
+            c for c in stage if not c.match.transport_protocol
+        ]
+        offered = set(alpn)
+        stage = [c for c in stage if offered & set(c.match.application_protocols)] or [
+            c for c in stage if not c.match.application_protocols
+        ]
+        return stage[0] if stage else self.default_chain
