@@ -41,12 +41,6 @@ APP_INFOS = {
     ("IST0135", "10-postgres.yaml"),
     ("IST0135", "11-redis.yaml"),
 }
-KNOWN = {
-    # deny-release names paths only: on a TCP port of product it would deny every connection.
-    # Adding ports: ["8080"] silences it, but the local runner does not map AuthorizationPolicy
-    # ports to its allocated ports yet (real Envoy then allows the request).
-    "12-http-authorization": {("IST0133", "deny-release.yaml")},
-}
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.name)
@@ -54,10 +48,10 @@ def test_every_lesson_analyzes_as_istioctl_would(
     lesson: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Each lesson (its app, then the state after every step) gets exactly the findings
-    istioctl analyze would report on it: none, apart from the listed ones."""
+    istioctl analyze would report on it: none, apart from the app's own infos."""
     main(["analyze", str(lesson), "-o", "json", "--output-threshold", "info"])
     found = {(d["code"], Path(d["file"]).name) for d in json.loads(capsys.readouterr().out)}
-    assert found == APP_INFOS | KNOWN.get(lesson.name, set())
+    assert found == APP_INFOS
 
 
 BROKEN = [
