@@ -141,9 +141,7 @@ def test_the_local_translation_writes_allocated_ports_and_istio_the_target_port(
         (TranslateOptions(), [8080, 9000]),
         (TranslateOptions(port_map=port_map), [41234, 41235]),
     ):
-        inbound = translate(resources, topology, options)["product-v1-0"].listener(
-            "virtualInbound"
-        )
+        inbound = translate(resources, topology, options)["product-v1-0"].listener("virtualInbound")
         assert inbound is not None
         hcm = _chain_filters(inbound, "0.0.0.0_8080")[0]
         rbac = [f for f in hcm["typed_config"]["http_filters"] if "rbac" in f["name"]]
