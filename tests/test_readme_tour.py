@@ -92,7 +92,8 @@ def test_tour_command(command: str, here: Path) -> None:
         argv, cwd=here, env=env, capture_output=True, text=True, timeout=600, check=False
     )
     assert done.returncode == code, done.stdout[-2000:] + done.stderr[-2000:]
-    assert line in done.stdout, done.stdout[-2000:]
+    shown = done.stdout + done.stderr  # istioctl-style summaries go to stderr
+    assert line in shown, shown[-2000:]
     if "--records out.jsonl" in command:
         records = (here / "out.jsonl").read_text().splitlines()
         assert len(records) > 100 and "response_code" in json.loads(records[0])

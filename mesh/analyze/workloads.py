@@ -71,10 +71,16 @@ def check_services(resources: Sequence[Resource], topo: Topology) -> Iterator[Di
                            'name it with its protocol ("http", "https-x", "tls-x", ...)')  # fmt: skip
                 continue
             target = port.target_port if port.target_port is not None else port.port
-            yield diag("IST0118", svc, ("spec", "ports", i, "name" if port.name else "port"),
+            field = "appProtocol" if port.app_protocol else "name" if port.name else "port"
+            hint = (
+                f'appProtocol "{port.app_protocol}" replaces the name and Istio does not know it: '
+                'use "http", "grpc", "tcp", ..., "kubernetes.io/h2c", or remove it'
+                if port.app_protocol
+                else 'name it "http", "http-<suffix>", "grpc", "tcp", ... or set appProtocol'
+            )
+            yield diag("IST0118", svc, ("spec", "ports", i, field),
                        f"Port name {port.name} (port: {port.port}, targetPort: {target}) doesn't "
-                       "follow the naming convention of Istio port.",
-                       'name it "http", "http-<suffix>", "grpc", "tcp", ... or set appProtocol')  # fmt: skip
+                       "follow the naming convention of Istio port.", hint)  # fmt: skip
 
 
 def _in_mesh(d: Deployment, topo: Topology) -> bool:

@@ -409,6 +409,9 @@ class _Translator:
                     by_target.setdefault(p.target_port, []).append((service, p))
         targets = tuple(sorted(by_target))
         match_ports = self.addressing.inbound_ports(pod, targets)
+        # RBAC ports name the port Envoy accepted the connection on: the target port in
+        # Kubernetes (original_dst), the allocated one on the local runner
+        rbac_ports = match_ports if self.options.port_map is not None else None
         chains: list[Json] = []
         clusters: list[Json] = []
         routes: list[Json] = []
@@ -440,6 +443,7 @@ class _Translator:
                     self.topology,
                     port=target,
                     jwks_resolver=self.options.jwks_resolver,
+                    destination_ports=rbac_ports,
                 )
                 spec = HttpListenerSpec(
                     stat_prefix=stat_prefix(Direction.INBOUND, listener_name("0.0.0.0", target)),
@@ -463,7 +467,11 @@ class _Translator:
             else:
                 filters = [
                     *inbound_tcp_security_filters(
-                        pod, self.resources, self.topology, stat_prefix=f"{name}."
+                        pod,
+                        self.resources,
+                        self.topology,
+                        stat_prefix=f"{name}.",
+                        destination_ports=rbac_ports,
                     ),
                     tcp_proxy(
                         name, name, (), TcpLog(log, me, Reporter.DESTINATION, service.hostname)

@@ -18,7 +18,7 @@ composes these builders; an import-linter layer keeps it that way).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mesh.envoy_api.type_urls import SECURITY_TYPE_URLS
@@ -89,27 +89,35 @@ def inbound_security_filters(
     *,
     port: int | None = None,
     jwks_resolver: JwksResolver | None = None,
+    destination_ports: Mapping[int, int] | None = None,
 ) -> list[dict[str, Any]]:
     """The HTTP filters the security policies put in front of ``pod``'s inbound router on
     container ``port`` (None: filters that apply to every port), in istiod's order:
-    ``jwt_authn``, RBAC (AUDIT as ``LOG``, DENY, ALLOW), ``local_ratelimit``."""
+    ``jwt_authn``, RBAC (AUDIT as ``LOG``, DENY, ALLOW), ``local_ratelimit``.
+    ``destination_ports``: where the local runner serves each target port (RBAC ports follow)."""
     root = topology.config.root_namespace
     out: list[dict[str, Any]] = []
     jwt = jwt_authn_filter(request_authentications_for(pod, resources, root), jwks_resolver)
     if jwt is not None:
         out.append(jwt)
-    out.extend(build_http_rbac(authorization_policies_for(pod, resources, root)).filters)
+    policies = authorization_policies_for(pod, resources, root)
+    out.extend(build_http_rbac(policies, destination_ports).filters)
     out.extend(local_ratelimit_filters(pod, resources, root_namespace=root, port=port))
     return out
 
 
 def inbound_tcp_security_filters(
-    pod: Pod, resources: Sequence[Resource], topology: Topology, *, stat_prefix: str = "tcp."
+    pod: Pod,
+    resources: Sequence[Resource],
+    topology: Topology,
+    *,
+    stat_prefix: str = "tcp.",
+    destination_ports: Mapping[int, int] | None = None,
 ) -> list[dict[str, Any]]:
     """The network RBAC filters in front of ``tcp_proxy`` on ``pod``'s TCP inbound chains."""
     root = topology.config.root_namespace
     policies = authorization_policies_for(pod, resources, root)
-    return list(build_network_rbac(policies, stat_prefix).filters)
+    return list(build_network_rbac(policies, stat_prefix, destination_ports).filters)
 
 
 def peer_authentication_of(

@@ -17,6 +17,16 @@ rules therefore denies everything on the workload, a DENY one does nothing); ``r
 one rule that matches everything. As soon as a workload has one ALLOW policy, a request no ALLOW
 rule matches gets **403** ``RBAC: access denied`` (no response flag).
 
+Ports (``to.operation.ports``/``notPorts`` and ``when`` ``destination.port``) become Envoy's
+``destination_port``, which Envoy compares with the local port of the downstream connection. On
+a Kubernetes sidecar that is the container (target) port the client dialled: iptables redirects
+the connection to 15006 and the ``original_dst`` listener filter restores the original
+destination, so istiod writes the port as the policy gives it. The local runner has no iptables:
+each target port is served on an allocated port, which is what Envoy sees; given
+``destination_ports`` (target port -> allocated port), the builders write the allocated port, so
+the same policy selects the same requests on both. A port nothing is served on there matches no
+connection (``destination_port`` 0).
+
 On TCP chains (``for_tcp``) HTTP-only attributes (hosts, methods, paths, requestPrincipals,
 ``request.*`` conditions) cannot be evaluated: an ALLOW rule using one is skipped (narrower), a
 DENY rule just drops it (wider: it may then deny every connection).
@@ -24,7 +34,7 @@ DENY rule just drops it (wider: it may then deny every connection).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +51,7 @@ from mesh.security import rbac_match as m
 
 __all__ = [
     "DRY_RUN_ANNOTATION",
+    "NO_CONNECTION_PORT",
     "AuthzFilters",
     "build_http_rbac",
     "build_network_rbac",
@@ -55,6 +66,8 @@ MATCH_NEVER: Json = {
     "principals": [{"not_id": {"any": True}}],
 }
 """istiod's ``rbacPolicyMatchNever``: the single rule of a policy without ``rules``."""
+NO_CONNECTION_PORT = 0
+"""``destination_port`` for a policy port that nothing listens on (no connection has port 0)."""
 
 _ENVOY_ACTION = {
     AuthorizationPolicyAction.AUDIT: "LOG",
@@ -128,16 +141,33 @@ def _is_http_only_key(key: str) -> bool:
     return key.startswith(m.HTTP_ONLY_KEYS)
 
 
-def _permission(op: Operation | None, when: Sequence[Condition], for_tcp: bool) -> Json:
+def _destination_port(value: str, ports: Mapping[int, int] | None) -> Json:
+    """A policy port -> Envoy's ``destination_port`` (the port the connection arrived on)."""
+    if not (value.isascii() and value.isdigit() and int(value) <= 65535):  # istiod's convertToPort
+        raise ValueError(f"invalid port {value!r}")
+    number = int(value)
+    if ports is None:
+        return {"destination_port": number}
+    return {"destination_port": ports.get(number, NO_CONNECTION_PORT)}
+
+
+def _permission(
+    op: Operation | None,
+    when: Sequence[Condition],
+    for_tcp: bool,
+    ports: Mapping[int, int] | None,
+) -> Json:
     rules: list[Json] = []
     if op is not None:
         if not for_tcp:
             _field(rules, op.hosts, op.not_hosts, m.host_permission, "rules")
             _field(rules, op.methods, op.not_methods, m.method_permission, "rules")
             _field(rules, op.paths, op.not_paths, m.path_permission, "rules")
-        _field(rules, op.ports, op.not_ports, lambda v: {"destination_port": int(v)}, "rules")
+        _field(rules, op.ports, op.not_ports, lambda v: _destination_port(v, ports), "rules")
     for c in when:
-        if c.key in m.PERMISSION_KEYS:
+        if c.key == "destination.port":
+            _field(rules, c.values, c.not_values, lambda v: _destination_port(v, ports), "rules")
+        elif c.key in m.PERMISSION_KEYS:
             _field(
                 rules,
                 c.values,
@@ -176,7 +206,11 @@ def _principal(src: Source | None, when: Sequence[Condition], ns: str, for_tcp: 
 
 
 def _rule_policy(
-    rule: Rule, ns: str, action: AuthorizationPolicyAction, for_tcp: bool
+    rule: Rule,
+    ns: str,
+    action: AuthorizationPolicyAction,
+    for_tcp: bool,
+    ports: Mapping[int, int] | None,
 ) -> Json | None:
     """One rule as an Envoy Policy; None when a TCP ALLOW rule needs HTTP attributes."""
     if for_tcp and action is AuthorizationPolicyAction.ALLOW:
@@ -192,13 +226,16 @@ def _rule_policy(
     sources: list[Source | None] = [f.source for f in rule.from_] or [None]
     operations: list[Operation | None] = [t.operation for t in rule.to] or [None]
     return {
-        "permissions": [_permission(op, rule.when, for_tcp) for op in operations],
+        "permissions": [_permission(op, rule.when, for_tcp, ports) for op in operations],
         "principals": [_principal(s, rule.when, ns, for_tcp) for s in sources],
     }
 
 
 def _group(
-    policies: Sequence[AuthorizationPolicy], action: AuthorizationPolicyAction, for_tcp: bool
+    policies: Sequence[AuthorizationPolicy],
+    action: AuthorizationPolicyAction,
+    for_tcp: bool,
+    ports: Mapping[int, int] | None,
 ) -> tuple[Json, Json, list[str]]:
     enforced: Json = {}
     shadow: Json = {}
@@ -214,7 +251,7 @@ def _group(
             continue
         for i, rule in enumerate(p.rules):
             try:
-                built = _rule_policy(rule, p.namespace, action, for_tcp)
+                built = _rule_policy(rule, p.namespace, action, for_tcp, ports)
             except (m.UnsupportedKeyError, ValueError) as exc:
                 problems.append(f"{p.ref} rule {i}: {exc}; the rule is skipped")
                 continue
@@ -242,7 +279,7 @@ def _rbac_body(
 
 
 def _build(
-    policies: Sequence[AuthorizationPolicy], for_tcp: bool
+    policies: Sequence[AuthorizationPolicy], for_tcp: bool, ports: Mapping[int, int] | None
 ) -> tuple[list[tuple[AuthorizationPolicyAction, Json]], list[str], list[str]]:
     out: list[tuple[AuthorizationPolicyAction, Json]] = []
     not_modelled = [p.ref for p in policies if p.action is AuthorizationPolicyAction.CUSTOM]
@@ -251,7 +288,7 @@ def _build(
         group = [p for p in policies if p.action is action]
         if not group:
             continue
-        enforced, shadow, found = _group(group, action, for_tcp)
+        enforced, shadow, found = _group(group, action, for_tcp, ports)
         problems.extend(found)
         has_enforced = any(
             p.metadata.annotations.get(DRY_RUN_ANNOTATION, "").lower() != "true" for p in group
@@ -260,19 +297,26 @@ def _build(
     return out, not_modelled, problems
 
 
-def build_http_rbac(policies: Sequence[AuthorizationPolicy]) -> AuthzFilters:
-    """The ``envoy.filters.http.rbac`` filters for a workload's HTTP chains, in istiod order."""
-    built, not_modelled, problems = _build(policies, for_tcp=False)
+def build_http_rbac(
+    policies: Sequence[AuthorizationPolicy], destination_ports: Mapping[int, int] | None = None
+) -> AuthzFilters:
+    """The ``envoy.filters.http.rbac`` filters for a workload's HTTP chains, in istiod order.
+    ``destination_ports``: target port -> the port Envoy accepts it on, when that differs (the
+    local runner); None writes policy ports as given, as istiod does."""
+    built, not_modelled, problems = _build(policies, False, destination_ports)
     filters = tuple({"name": FILTER_RBAC, "typed_config": typed(RBAC, **body)} for _, body in built)
     return AuthzFilters(filters, tuple(not_modelled), tuple(problems))
 
 
 def build_network_rbac(
-    policies: Sequence[AuthorizationPolicy], stat_prefix: str = "tcp."
+    policies: Sequence[AuthorizationPolicy],
+    stat_prefix: str = "tcp.",
+    destination_ports: Mapping[int, int] | None = None,
 ) -> AuthzFilters:
     """The ``envoy.filters.network.rbac`` filters for a workload's TCP chains (go before
-    ``tcp_proxy``); a denied connection is closed without a byte."""
-    built, not_modelled, problems = _build(policies, for_tcp=True)
+    ``tcp_proxy``); a denied connection is closed without a byte. ``destination_ports`` as for
+    :func:`build_http_rbac`."""
+    built, not_modelled, problems = _build(policies, True, destination_ports)
     filters = tuple(
         {
             "name": FILTER_NETWORK_RBAC,

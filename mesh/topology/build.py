@@ -93,8 +93,12 @@ def istio_system_resources() -> tuple[Resource, ...]:
     )
 
 
-def _injected(ns_labels: Mapping[str, str] | None, annotations: Mapping[str, str]) -> bool:
-    explicit = annotations.get("sidecar.istio.io/inject")
+def _injected(
+    ns_labels: Mapping[str, str] | None, labels: Mapping[str, str], annotations: Mapping[str, str]
+) -> bool:
+    """Istio's injection decision: the pod's ``sidecar.istio.io/inject`` label, else the
+    deprecated annotation of the same name, else the namespace's injection labels."""
+    explicit = labels.get("sidecar.istio.io/inject", annotations.get("sidecar.istio.io/inject"))
     if explicit is not None:
         return explicit.lower() == "true"
     if ns_labels is None:  # namespace not declared: assume it is part of the mesh
@@ -145,7 +149,7 @@ def build_topology(
         annotations = tmpl.metadata.annotations
         if annotations.get("meshplay.dev/proxy") == "router":
             proxy = ProxyKind.ROUTER
-        elif _injected(namespaces.get(d.namespace), annotations):
+        elif _injected(namespaces.get(d.namespace), tmpl.metadata.labels, annotations):
             proxy = ProxyKind.SIDECAR
         else:
             proxy = ProxyKind.NONE

@@ -4,6 +4,7 @@ istiod's service registry offers (:class:`Topology`)."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -177,23 +178,18 @@ class Topology:
         return self._services_by_host.get(hostname)
 
     def resolve_host(self, host: str, namespace: str) -> str:
-        """A host as written in a resource -> the registry FQDN (short names are namespace-local).
+        """A host as written in a resource -> the registry host (istiod's
+        ``ResolveShortnameToFQDN``).
 
-        ``product`` in namespace ``shop`` -> ``product.shop.svc.cluster.local``; ``product.shop`` ->
-        ``product.shop.svc.cluster.local``; FQDNs and wildcards are returned unchanged.
+        Only a short name, one without a dot, is namespace-local: ``product`` in namespace
+        ``shop`` -> ``product.shop.svc.cluster.local``. Any host with a dot is taken literally,
+        so ``product.shop`` or ``product.shop.svc`` is a host of its own (Kubernetes DNS search
+        paths play no part in Istio's host matching; such a host matches no service unless a
+        ServiceEntry declares it). ``*``, wildcards and IP addresses are returned unchanged.
         """
-        if "*" in host or host.endswith("." + self.config.domain_suffix):
+        if host == "*" or "." in host or _is_ip(host):
             return host
-        if host in self._services_by_host:
-            return host
-        parts = host.split(".")
-        if len(parts) == 1:
-            return f"{host}.{namespace}.{self.config.domain_suffix}"
-        if len(parts) == 2 and parts[1] in self.namespaces:
-            return f"{host}.{self.config.domain_suffix}"
-        if host.endswith(".svc") and len(parts) == 3:
-            return f"{host}.{self.config.domain_suffix.removeprefix('svc.')}"
-        return host
+        return f"{host}.{namespace}.{self.config.domain_suffix}"
 
     def workload(self, name: str, namespace: str | None = None) -> Workload | None:
         """A workload by Deployment name."""
@@ -223,10 +219,19 @@ class Topology:
     def endpoints(
         self, service: MeshService, subset_labels: Mapping[str, str] | None = None
     ) -> tuple[Pod, ...]:
-        """The pods behind a Kubernetes service, optionally narrowed to a subset's labels."""
+        """The pods behind a Kubernetes service, optionally narrowed to a subset's labels.
+
+        As istiod builds a subset's endpoints: the service's own endpoints (the pods its
+        selector picks), kept when their labels contain the subset's. A subset can only narrow:
+        a subset label that contradicts the selector (``app: other`` under ``app: product``)
+        leaves no endpoint, it never reaches another app's pods.
+        """
         if service.from_service_entry or not service.selector:
             return ()
-        return self.select_pods(service.namespace, {**service.selector, **(subset_labels or {})})
+        pods = self.select_pods(service.namespace, service.selector)
+        if not subset_labels:
+            return pods
+        return tuple(p for p in pods if all(p.labels.get(k) == v for k, v in subset_labels.items()))
 
     def services_of(self, pod: Pod) -> tuple[MeshService, ...]:
         """The Kubernetes services whose selector selects this pod."""
@@ -239,3 +244,11 @@ class Topology:
     def pod(self, name: str) -> Pod | None:
         """A pod by name."""
         return next((p for p in self.pods if p.name == name), None)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

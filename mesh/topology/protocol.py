@@ -35,7 +35,6 @@ _PREFIXES = {
     "http": Protocol.HTTP,
     "http2": Protocol.HTTP2,
     "grpc": Protocol.GRPC,
-    "grpc-web": Protocol.GRPC_WEB,
     "https": Protocol.HTTPS,
     "tls": Protocol.TLS,
     "tcp": Protocol.TCP,
@@ -44,38 +43,40 @@ _PREFIXES = {
     "mysql": Protocol.MYSQL,
     "redis": Protocol.REDIS,
 }
-_APP_PROTOCOLS = {
+"""``protocol.Parse`` on a name's prefix before the first ``-``, case-insensitive."""
+_KUBERNETES_APP_PROTOCOLS = {
     "kubernetes.io/h2c": Protocol.HTTP2,
     "kubernetes.io/ws": Protocol.HTTP,
     "kubernetes.io/wss": Protocol.HTTPS,
 }
+"""The ``appProtocol`` values Kubernetes itself defines, matched exactly (case-sensitive)."""
+_WELL_KNOWN_PORTS = frozenset({25, 53, 3306, 27017})
+"""SMTP, DNS, MySQL, MongoDB: never sniffed (a server-first protocol would hang)."""
 
 
 def port_protocol(
     name: str, app_protocol: str = "", transport: str = "TCP", port: int = 0
 ) -> Protocol:
-    """Istio's port -> protocol rule (``pkg/config/kube/conversion.go``).
+    """Istio's port -> protocol rule (``ConvertProtocol`` in ``pkg/config/kube/conversion.go``).
 
-    UDP stays UDP; ``appProtocol`` wins over the name; otherwise the name's prefix before the
-    first ``-``; unknown names on 25/53/3306/27017 are TCP; everything else is sniffed.
+    UDP stays UDP. A set ``appProtocol`` *replaces* the port name: one of Kubernetes' own values
+    (``kubernetes.io/h2c``, ``/ws``, ``/wss``) maps directly, anything else is read exactly as a
+    name would be, so an ``appProtocol`` Istio does not know makes the port unsupported (sniffed)
+    even when the name says ``http``: istiod never falls back to the name. The name (or
+    appProtocol) is read by its prefix before the first ``-`` (``grpc-web`` first, since it
+    contains one); an unknown one on 25/53/3306/27017 is TCP, anywhere else it is sniffed.
     """
     if transport.upper() == "UDP":
         return Protocol.UDP
-    for candidate in (app_protocol,):
-        if candidate:
-            lowered = candidate.lower()
-            if lowered in _APP_PROTOCOLS:
-                return _APP_PROTOCOLS[lowered]
-            if lowered in _PREFIXES:
-                return _PREFIXES[lowered]
-    lowered = name.lower()
-    if lowered in _PREFIXES:
-        return _PREFIXES[lowered]
+    text = name
+    if app_protocol:
+        if app_protocol in _KUBERNETES_APP_PROTOCOLS:
+            return _KUBERNETES_APP_PROTOCOLS[app_protocol]
+        text = app_protocol
+    lowered = text.lower()
     if lowered.startswith("grpc-web"):
         return Protocol.GRPC_WEB
-    prefix = lowered.split("-", 1)[0]
-    if prefix in _PREFIXES:
-        return _PREFIXES[prefix]
-    if port in {25, 53, 3306, 27017}:
+    found = _PREFIXES.get(lowered.split("-", 1)[0], Protocol.UNSUPPORTED)
+    if found is Protocol.UNSUPPORTED and port in _WELL_KNOWN_PORTS:
         return Protocol.TCP
-    return Protocol.UNSUPPORTED
+    return found

@@ -243,6 +243,23 @@ spec:
   host: vm.example.com
   subsets: [{name: blue, labels: {version: blue}}, {name: green, labels: {version: green}}]
 """, {"IST0173"}),
+    # --- IST0118: a set appProtocol replaces the port name (ConvertProtocol) ----------------------
+    ("an unknown appProtocol on an http-named port is sniffed", """
+apiVersion: v1
+kind: Service
+metadata: {name: reviews-alt, namespace: default}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9090, appProtocol: custom}]
+""", {"IST0118"}),
+    ("a known appProtocol names an oddly named port", """
+apiVersion: v1
+kind: Service
+metadata: {name: reviews-alt, namespace: default}
+spec:
+  selector: {app: reviews}
+  ports: [{name: web, port: 9090, appProtocol: kubernetes.io/h2c}]
+""", set()),
     # --- annotations: the label form of sidecar.istio.io/inject is not deprecated -----------------
     ("the inject label next to the annotation", """
 apiVersion: apps/v1

@@ -68,6 +68,6 @@ def test_postgres_and_redis_stay_out_of_the_mesh() -> None:
     images = {"postgres": "postgres:15", "redis": "redis:7"}
     for name, image in images.items():
         template = deployments[name]["spec"]["template"]
-        assert template["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
+        assert template["metadata"]["labels"]["sidecar.istio.io/inject"] == "false"
         assert template["spec"]["containers"][0]["image"] == image
         assert name in _by_kind("Service")
