@@ -9,7 +9,7 @@ applied per (port, subset) by :mod:`mesh.envoy.policy`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,22 +25,22 @@ from mesh.envoy.policy import (
 )
 from mesh.envoy.ports import Addressing
 from mesh.envoy.registry import Registry
+from mesh.envoy.upstream_tls import (
+    PeerModes,
+    auto_mtls_sockets,
+    transport_socket,
+)
 from mesh.envoy_api import type_urls as tu
 from mesh.envoy_api.names import (
     BLACKHOLE_CLUSTER,
     INBOUND_PASSTHROUGH_CLUSTER,
     PASSTHROUGH_CLUSTER,
-    SDS_ROOT_CA,
-    SDS_WORKLOAD_CERT,
     Direction,
     cluster_name,
-    sni_name,
 )
 from mesh.envoy_api.values import ADS, duration
-from mesh.model import DestinationRule, MutualTLSMode, ServiceEntry, TLSMode
-from mesh.model.gateway import ServiceEntryLocation, ServiceEntryResolution
-from mesh.security.mtls_client import istio_mutual_socket
-from mesh.security.peer_authn import MtlsPolicy
+from mesh.model import DestinationRule, MutualTLSMode, ServiceEntry
+from mesh.model.gateway import ServiceEntryResolution
 from mesh.topology import MeshService, Pod, Protocol, ProxyKind, ServicePortInfo, Topology
 
 __all__ = [
@@ -51,17 +51,6 @@ __all__ = [
     "outbound_clusters",
     "special_clusters",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class PeerModes:
-    """What a client's auto mTLS needs to know about the servers' PeerAuthentication: each
-    pod's resolved policy and each namespace's mode (mesh + namespace levels); whether auto mTLS
-    is on at all (``MeshConfig.enableAutoMtls``)."""
-
-    of_pod: Callable[[Pod], MtlsPolicy]
-    of_namespace: Callable[[str], MutualTLSMode]
-    auto_mtls: bool = True
 
 
 @dataclass(slots=True)
@@ -102,58 +91,6 @@ def _protocol_options(port: ServicePortInfo, policy: ResolvedPolicy) -> dict[str
         {"http2_protocol_options": {}} if h2 else {"http_protocol_options": {}}
     )
     return {tu.HTTP_PROTOCOL_OPTIONS_KEY: tu.typed(tu.HTTP_PROTOCOL_OPTIONS, **body)}
-
-
-def _istio_mutual(
-    port: int, subset: str, service: MeshService, sans: Sequence[str], sni: str
-) -> dict[str, Any]:
-    """Istio's mTLS client context: SDS ``default`` cert, SDS ``ROOTCA`` trust, SAN + SNI."""
-    validation: dict[str, Any] = {}
-    if sans:
-        validation["match_typed_subject_alt_names"] = [
-            {"san_type": "URI", "matcher": {"exact": san}} for san in sans
-        ]
-    context = {
-        "alpn_protocols": ["istio-peer-exchange", "istio"],
-        "combined_validation_context": {
-            "default_validation_context": validation,
-            "validation_context_sds_secret_config": {"name": SDS_ROOT_CA, "sds_config": ADS},
-        },
-        "tls_certificate_sds_secret_configs": [{"name": SDS_WORKLOAD_CERT, "sds_config": ADS}],
-        "tls_params": {
-            "tls_maximum_protocol_version": "TLSv1_3",
-            "tls_minimum_protocol_version": "TLSv1_2",
-        },
-    }
-    return {
-        "name": tu.TLS_TRANSPORT_SOCKET,
-        "typed_config": tu.typed(
-            tu.UPSTREAM_TLS_CONTEXT,
-            common_tls_context=context,
-            sni=sni or sni_name(port, subset, service.hostname),
-        ),
-    }
-
-
-def _simple_tls(policy_tls: Any, service: MeshService) -> dict[str, Any]:
-    context: dict[str, Any] = {}
-    if policy_tls.ca_certificates:
-        context["validation_context"] = {"trusted_ca": {"filename": policy_tls.ca_certificates}}
-    if policy_tls.mode is TLSMode.MUTUAL and policy_tls.client_certificate:
-        context["tls_certificates"] = [
-            {
-                "certificate_chain": {"filename": policy_tls.client_certificate},
-                "private_key": {"filename": policy_tls.private_key},
-            }
-        ]
-    return {
-        "name": tu.TLS_TRANSPORT_SOCKET,
-        "typed_config": tu.typed(
-            tu.UPSTREAM_TLS_CONTEXT,
-            common_tls_context=context,
-            sni=policy_tls.sni or service.hostname,
-        ),
-    }
 
 
 def _service_entry(
@@ -290,13 +227,13 @@ def outbound_clusters(
                             and (locality_setting is None or locality_setting.enabled is not False),
                         )
                     )
-                tls = _transport_socket(
+                tls = transport_socket(
                     policy, port.port, subset=subset, service=service, endpoints=endpoints, se=se
                 )
                 if tls is not None:
                     cluster["transport_socket"] = tls
                 elif policy.tls is None and cluster["type"] != "ORIGINAL_DST":
-                    auto = _auto_mtls(
+                    auto = auto_mtls_sockets(
                         service,
                         port,
                         subset,
@@ -339,74 +276,6 @@ def _endpoints(
             mode = peer_modes.of_pod(pod).for_port(port.target_port)
         out.append(Endpoint.of_pod(pod, address, number, sidecar, mode))
     return out
-
-
-def _auto_mtls(
-    service: MeshService,
-    port: ServicePortInfo,
-    subset: str,
-    endpoints: Sequence[Endpoint],
-    *,
-    peer_modes: PeerModes | None,
-    auto_mtls: bool,
-) -> dict[str, Any]:
-    """Istio auto mTLS when no DestinationRule sets ``tls`` (``cluster_tls.go``).
-
-    Nothing to MESH_EXTERNAL services, nothing when auto mTLS is off or the service's namespace
-    (or the mesh) is DISABLE. Otherwise istiod emits ISTIO_MUTUAL as two
-    ``transport_socket_matches`` - ``tlsMode-istio`` for endpoints tagged ``tlsMode: istio`` (a
-    sidecar, not DISABLE on the port), ``tlsMode-disabled`` (plaintext) for the rest - whatever
-    the endpoints are today, so EDS updates never need a new cluster. The SAN list holds the
-    SPIFFE identities of the endpoints that take mTLS.
-    """
-    namespace_mode = (
-        peer_modes.of_namespace(service.namespace)
-        if peer_modes is not None
-        else MutualTLSMode.PERMISSIVE
-    )
-    if peer_modes is not None:
-        auto_mtls = auto_mtls and peer_modes.auto_mtls
-    if not auto_mtls or is_mesh_external(service) or namespace_mode is MutualTLSMode.DISABLE:
-        return {}
-    socket = istio_mutual_socket(
-        port=port.port,
-        subset=subset,
-        hostname=service.hostname,
-        identities=[e.identity for e in endpoints if e.takes_mtls and e.identity],
-        h2=port.protocol in {Protocol.HTTP2, Protocol.GRPC},
-    )
-    plaintext = {"name": tu.RAW_BUFFER_TRANSPORT_SOCKET, "typed_config": tu.typed(tu.RAW_BUFFER)}
-    return {
-        "transport_socket_matches": [
-            {"match": {"tlsMode": "istio"}, "name": "tlsMode-istio", "transport_socket": socket},
-            {"match": {}, "name": "tlsMode-disabled", "transport_socket": plaintext},
-        ]
-    }
-
-
-def _transport_socket(
-    policy: ResolvedPolicy,
-    port: int,
-    *,
-    subset: str,
-    service: MeshService,
-    endpoints: Sequence[Endpoint],
-    se: ServiceEntry | None,
-) -> dict[str, Any] | None:
-    tls = policy.tls
-    if tls is None or tls.mode is TLSMode.DISABLE:
-        return None
-    if tls.mode is TLSMode.ISTIO_MUTUAL:
-        sans = list(tls.subject_alt_names)
-        if not sans:
-            sans = sorted({e.identity for e in endpoints if e.identity})
-            if se is not None:
-                sans = sorted(
-                    set(sans)
-                    | {f"spiffe://{s}" if "://" not in s else s for s in se.subject_alt_names}
-                )
-        return _istio_mutual(port, subset, service, sans, tls.sni)
-    return _simple_tls(tls, service)
 
 
 def inbound_cluster(
@@ -494,8 +363,3 @@ def special_clusters(proxy: ProxyKind, connect_timeout_s: float) -> list[dict[st
             }
         )
     return out
-
-
-def is_mesh_external(service: MeshService) -> bool:
-    """MESH_EXTERNAL ServiceEntries never get auto-mTLS."""
-    return service.from_service_entry and service.location is ServiceEntryLocation.MESH_EXTERNAL

@@ -15,7 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mesh.envoy.matches import is_catch_all, route_match
 from mesh.envoy.policy import hash_policy, resolve_policy
+from mesh.envoy.retries import (
+    DEFAULT_RETRY_ON,
+    default_retry_policy,
+    retry_policy,
+)
 from mesh.envoy_api import type_urls as tu
 from mesh.envoy_api.names import DEFAULT_ROUTE, Direction, cluster_name
 from mesh.envoy_api.values import duration, fractional_percent, percent_of, string_matcher
@@ -23,9 +29,7 @@ from mesh.model import (
     Destination,
     DestinationRule,
     HTTPMatchRequest,
-    HTTPRetry,
     HTTPRoute,
-    StringMatch,
     VirtualService,
 )
 from mesh.model.virtual_service import CorsPolicy, HeaderOperations, HTTPFaultInjection
@@ -40,8 +44,6 @@ __all__ = [
     "retry_policy",
     "virtual_service_path",
 ]
-
-DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 
 _GRPC_CODES = {
     "OK": 0,
@@ -72,14 +74,6 @@ _REDIRECT_CODES = {
 }
 
 
-def _version_at_least(version: str, major: int, minor: int) -> bool:
-    try:
-        parts = [int(p) for p in version.split(".")[:2]]
-    except ValueError:
-        return True
-    return (parts[0], parts[1] if len(parts) > 1 else 0) >= (major, minor)
-
-
 @dataclass(frozen=True, slots=True)
 class RouteContext:
     """What route translation needs to know about the proxy and the registry."""
@@ -92,141 +86,6 @@ class RouteContext:
     service: Callable[[str], MeshService | None]
     destination_rule: Callable[[MeshService], DestinationRule | None]
     istio_version: str = "1.28"
-
-
-def _previous_hosts() -> list[dict[str, Any]]:
-    return [
-        {
-            "name": tu.RETRY_PREVIOUS_HOSTS,
-            "typed_config": tu.typed(tu.PREVIOUS_HOSTS),
-        }
-    ]
-
-
-def default_retry_policy(consistent_hash: bool, istio_version: str) -> dict[str, Any]:
-    """Istio's outbound default: 2 retries on connect-failure, refused-stream, unavailable,
-    cancelled, retriable-status-codes; 503 is retriable only before Istio 1.24."""
-    policy: dict[str, Any] = {
-        "host_selection_retry_max_attempts": 5,
-        "num_retries": 2,
-        "retry_on": DEFAULT_RETRY_ON,
-    }
-    if not _version_at_least(istio_version, 1, 24):
-        policy["retriable_status_codes"] = [503]
-    if not consistent_hash:
-        policy["retry_host_predicate"] = _previous_hosts()
-    return dict(sorted(policy.items()))
-
-
-def retry_policy(
-    retries: HTTPRetry | None, consistent_hash: bool, istio_version: str
-) -> dict[str, Any] | None:
-    """VS ``retries`` -> Envoy ``retry_policy``; ``None`` retries = the default policy,
-    ``attempts: 0`` (or unset inside a ``retries`` block) = no retry policy."""
-    if retries is None:
-        return default_retry_policy(consistent_hash, istio_version)
-    if not retries.attempts or retries.attempts <= 0:
-        return None
-    policy: dict[str, Any] = {
-        "host_selection_retry_max_attempts": 5,
-        "num_retries": retries.attempts,
-    }
-    if retries.retry_on:
-        tokens: list[str] = []
-        codes: list[int] = []
-        for token in (t.strip() for t in retries.retry_on.split(",")):
-            if not token:
-                continue
-            if token.isdigit() and 100 <= int(token) <= 599:
-                codes.append(int(token))
-            elif token not in tokens:
-                tokens.append(token)
-        if codes:
-            if "retriable-status-codes" not in tokens:
-                tokens.append("retriable-status-codes")
-            policy["retriable_status_codes"] = codes
-        policy["retry_on"] = ",".join(tokens)
-    else:
-        policy["retry_on"] = DEFAULT_RETRY_ON
-    if retries.per_try_timeout is not None:
-        policy["per_try_timeout"] = duration(retries.per_try_timeout)
-    if retries.backoff is not None:
-        policy["retry_back_off"] = {"base_interval": duration(retries.backoff)}
-    if not consistent_hash:
-        policy["retry_host_predicate"] = _previous_hosts()
-    if retries.retry_remote_localities:
-        policy["retry_priority"] = {
-            "name": tu.RETRY_PREVIOUS_PRIORITIES,
-            "typed_config": tu.typed(tu.PREVIOUS_PRIORITIES, update_frequency=2),
-        }
-    return dict(sorted(policy.items()))
-
-
-def _header_matcher(name: str, match: StringMatch, *, invert: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": name}
-    if match.kind == "" or (match.kind == "regex" and match.regex == "*"):
-        out["present_match"] = True
-    else:
-        out["string_match"] = string_matcher(match)
-        if invert:
-            out["treat_missing_header_as_empty"] = True
-    if invert:
-        out["invert_match"] = True
-    return out
-
-
-def route_match(m: HTTPMatchRequest | None) -> dict[str, Any]:
-    """HTTPMatchRequest -> Envoy ``RouteMatch``."""
-    out: dict[str, Any] = {}
-    uri = m.uri if m is not None else None
-    if uri is None or uri.kind == "":
-        out["prefix"] = "/"
-    elif uri.exact is not None:
-        out["path"] = uri.exact
-    elif uri.prefix is not None:
-        out["prefix"] = uri.prefix
-    else:
-        out["safe_regex"] = {"regex": uri.regex}
-    if m is None:
-        return out
-    if m.ignore_uri_case and uri is not None and uri.regex is None:
-        out["case_sensitive"] = False
-    headers = [_header_matcher(k, v) for k, v in sorted(m.headers.items())]
-    headers += [_header_matcher(k, v, invert=True) for k, v in sorted(m.without_headers.items())]
-    for pseudo, value in (
-        (":method", m.method),
-        (":authority", m.authority),
-        (":scheme", m.scheme),
-    ):
-        if value is not None:
-            headers.append(_header_matcher(pseudo, value))
-    if headers:
-        out["headers"] = headers
-    params = []
-    for key, value in sorted(m.query_params.items()):
-        if value.kind == "" or (value.kind == "regex" and value.regex == "*"):
-            params.append({"name": key, "present_match": True})
-        else:
-            params.append({"name": key, "string_match": string_matcher(value)})
-    if params:
-        out["query_parameters"] = params
-    return out
-
-
-def _is_catch_all(m: HTTPMatchRequest | None) -> bool:
-    if m is None:
-        return True
-    uri = m.uri
-    uri_all = uri is None or uri.prefix == "/" or uri.regex in {".*", "/.*"} or uri.kind == ""
-    return (
-        uri_all
-        and not m.headers
-        and not m.without_headers
-        and not m.query_params
-        and m.method is None
-        and m.authority is None
-        and m.scheme is None
-    )
 
 
 def virtual_service_path(vs: VirtualService) -> str:
@@ -529,7 +388,7 @@ def http_routes(vs: VirtualService, ctx: RouteContext) -> list[dict[str, Any]]:
             route = _route(vs, http, m, ctx)
             if route is not None:
                 out.append(route)
-            if _is_catch_all(m):
+            if is_catch_all(m):
                 return out
     return out
 
