@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 
 from mesh.lesson import BreakAction, Lesson
 from mesh.records import Reporter, RequestRecord
-from mesh.runner import DriveContext, RunnerError, StepPlan, StepTraffic, TimedChange
+from mesh.runner import (
+    DriveContext,
+    RunEvent,
+    RunnerError,
+    StepPlan,
+    StepTraffic,
+    TimedChange,
+)
 from mesh.state import MeshState
 
 Script = Callable[[StepPlan, random.Random], Sequence[RequestRecord]]
@@ -88,6 +95,8 @@ class ScriptedExecutor:
     breaks: list[BreakAction] = field(default_factory=list)
     closed: bool = False
     on_drive: Callable[[StepPlan], None] | None = None
+    events: Callable[[StepPlan], Sequence[RunEvent]] | None = None
+    """What happened to the mesh in a step (pods dying...), as the test scripts it."""
     rng: random.Random = field(default_factory=random.Random)
     """Seeded with the run's seed at ``open``: what the script draws from."""
     app_keys: set[tuple[str, str, str]] = field(default_factory=set)
@@ -148,7 +157,8 @@ class ScriptedExecutor:
                     time.sleep(self.delay_s)
             records = sent
         ctx.progress(1.0, len(_requests(records)))
-        return StepTraffic(tuple(records), self.started_at, self.duration_s)
+        events = tuple(self.events(plan)) if self.events is not None else ()
+        return StepTraffic(tuple(records), self.started_at, self.duration_s, events)
 
     def close(self) -> None:
         self.calls.append(("close", None))

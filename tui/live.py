@@ -22,7 +22,7 @@ from mesh.checks import CheckResult, evaluate_all
 from mesh.lesson import Lesson
 from mesh.metrics import EdgeStats, edge_key, edge_stats
 from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
-from mesh.runner import LessonRun, Progress, RunOptions
+from mesh.runner import LessonRun, Progress, RunEvent, RunOptions
 from tui.interpreter import UiTurn
 from tui.traces import Trace, TraceIndex
 
@@ -61,6 +61,10 @@ class StepView:
     """Per edge ``(client, service)``, the share of requests the server saw over mutual TLS."""
     skipped: str = ""
     """Why the step did not run on this runner (``StepResult.skipped``), once the run ended."""
+    events: tuple[RunEvent, ...] = ()
+    """What happened to the mesh during the step (``StepResult.events``): lesson events, pods
+    that died or were restarted, rejected configs."""
+    started_at: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -260,6 +264,8 @@ class LiveRun:
                 final=True,
                 mtls=final.mtls,
                 skipped=res.skipped,
+                events=res.events,
+                started_at=res.started_at,
             )
         with self._lock:
             held = self._records.get(step) or StepRecords()

@@ -291,6 +291,11 @@ class RunPane(Vertical):
         else:
             head.append(f"   {view.requests} requests")
             head.append(f" in {view.duration_s:.1f}s" if view.duration_s else "")
+        if view.events:
+            shown = "; ".join(e.describe(view.started_at) for e in view.events[:2])
+            more = f" (+{len(view.events) - 2} more)" if len(view.events) > 2 else ""
+            alarm = any(e.kind in ("pod-died", "config-rejected") for e in view.events)
+            head.append(f"   events: {shown}{more}", "bold red" if alarm else "magenta")
         head.append("   [ ] steps · s run to here", "dim")
         self.query_one("#step-title", Static).update(head, layout=False)
         self.query_one("#edges", EdgeTable).show_rows(view.rows)

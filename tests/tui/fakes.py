@@ -11,12 +11,13 @@ The engine grades, selects steps and handles cancel exactly as for the real runn
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mesh.engine import LessonRunner
 from mesh.lesson import Lesson
 from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
-from mesh.runner import LessonRun, RunOptions, StepPlan
+from mesh.runner import LessonRun, RunEvent, RunOptions, StepPlan
 from tests.fakes import ScriptedExecutor
 
 NS = "shop"
@@ -151,6 +152,7 @@ class FakeRunner(LessonRunner):
         rate_rps: float = 40.0,
         latency_ms: float = 3.0,
         fail_every: int = 0,
+        events: Callable[[StepPlan], Sequence[RunEvent]] | None = None,
     ) -> None:
         self.runs: list[int] = []
         script = Lesson01Records(requests_per_step, rate_rps, latency_ms, fail_every)
@@ -162,6 +164,7 @@ class FakeRunner(LessonRunner):
                 duration_s=requests_per_step / rate_rps,
                 batch=batch,
                 delay_s=delay_s,
+                events=events,
             ),
         )
         self.script = script

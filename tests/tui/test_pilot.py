@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.text import Text
 from textual.widgets import DataTable, Markdown, Static, Tree
 
+from mesh.runner import RunEvent, StepPlan
 from tests.tui.conftest import fake_factories
 from tests.tui.fakes import BrokenRunner, FakeRunner
 from tests.tui.pilot_helpers import wait_compare, wait_for, wait_loaded, wait_run
@@ -222,3 +223,31 @@ async def test_usable_at_80x24(make_app: Callable[..., MeshplayApp]) -> None:
         for key in ("3", "4", "5", "1"):
             await pilot.press(key)
             assert app.screen.focused is not None
+
+
+async def test_a_pod_that_died_during_a_step_is_shown_with_the_step(
+    make_app: Callable[..., MeshplayApp],
+) -> None:
+    """Pod deaths and restarts the runner reported (``StepResult.events``) are on the step's
+    line, in red when something broke, with their time into the step."""
+
+    def events(plan: StepPlan) -> list[RunEvent]:
+        if plan.index != 0:
+            return []
+        return [
+            RunEvent(0.4, "pod-died", "product-v1-0", "app exited (signal 9)"),
+            RunEvent(1.1, "pod-restarted", "product-v1-0", "app ready again"),
+        ]
+
+    app = make_app({"local": lambda: FakeRunner("local", events=events)})
+    async with app.run_test(size=(200, 40)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("enter", "r")
+        await wait_run(pilot)
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        title = text_of(app, "#step-title")
+        assert "Step 1/3" in title
+        assert "events: +0.40 s  pod-died  product-v1-0: app exited (signal 9); " in title
+        assert "+1.10 s  pod-restarted  product-v1-0: app ready again" in title
+        await pilot.press("right_square_bracket")
+        assert "events:" not in text_of(app, "#step-title")
