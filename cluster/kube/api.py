@@ -81,6 +81,16 @@ def _status_message(exc: ApiException) -> tuple[str, str]:
     return message, str(body.get("reason") or exc.reason or "")
 
 
+def _why(exc: BaseException) -> str:
+    """The root cause of a transport error in a few words (``Connection refused``)."""
+    reason = getattr(exc, "reason", None)
+    text = str(reason if reason is not None else exc)
+    for marker in ("Failed to establish a new connection: ", "] "):
+        if marker in text:
+            text = text.rsplit(marker, 1)[1]
+    return text.strip("'\" )") or type(exc).__name__
+
+
 class KubeApi:
     """One cluster, reached through a kubeconfig context."""
 
@@ -132,7 +142,7 @@ class KubeApi:
             message, reason = _status_message(exc)
             raise KubeError(message, int(exc.status or 0), reason) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise KubeError(f"the Kubernetes API at {self.server} does not answer ({type(exc).__name__})") from exc
+            raise KubeError(f"the Kubernetes API at {self.server} does not answer ({_why(exc)})") from exc
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """A JSON request; the decoded answer (KubeError on a status >= 300)."""

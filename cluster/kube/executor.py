@@ -161,9 +161,9 @@ class KubeExecutor:
         cluster.apply(app)
         self.applied.current = dict(self.applied.app)
         cluster.wait_rollout([m for m in app if m.kind == "Deployment"])
+        if isinstance(cluster, PlanCluster):
+            cluster.end_section()
         self.run_started = time.time()
-        if state.resources:
-            self.push(state)
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -329,6 +329,8 @@ class KubeExecutor:
                 seen["ended_local"] = time.monotonic()
 
         bound = _traffic_bound_s(plan)
+        if isinstance(cluster, PlanCluster):
+            cluster.step(f"\n== step {plan.index + 1}: {plan.step.name}")
         try:
             cluster.run_generator(pod, on_event, ctx.cancel, bound)
         finally:
@@ -345,6 +347,7 @@ class KubeExecutor:
         if isinstance(cluster, PlanCluster):
             cluster.mesh_pods()
             cluster.delete([pod])
+            cluster.end_section()
             return StepTraffic((), 0.0, 0.0)
         time.sleep(self.timeouts.settle_s)
         since_s = time.time() - began + 5.0

@@ -78,6 +78,7 @@ _EXTRA_KINDS: dict[tuple[str, str], KindInfo] = {
     ("rbac.authorization.k8s.io", "ClusterRole"): KindInfo("clusterroles", False),
     ("rbac.authorization.k8s.io", "ClusterRoleBinding"): KindInfo("clusterrolebindings", False),
     ("telemetry.istio.io", "Telemetry"): KindInfo("telemetries", True),
+    ("storage.k8s.io", "StorageClass"): KindInfo("storageclasses", False),
     ("networking.istio.io", "WorkloadEntry"): KindInfo("workloadentries", True),
     ("apiextensions.k8s.io", "CustomResourceDefinition"): KindInfo(
         "customresourcedefinitions", False

@@ -30,6 +30,7 @@ class PlanCluster:
         self.app = list(app)
         self.timeouts = timeouts or Timeouts()
         self.lines: list[str] = []
+        self._section = 0
 
     def text(self) -> str:
         """The plan so far."""
@@ -38,6 +39,16 @@ class PlanCluster:
     def note(self, text: str) -> None:
         """A heading or remark in the plan."""
         self.lines.append(text)
+
+    def step(self, heading: str) -> None:
+        """Put ``heading`` before everything since the previous step (its configuration and
+        breaks came before its traffic), and start a new section."""
+        self.lines.insert(self._section, heading)
+        self._section = len(self.lines)
+
+    def end_section(self) -> None:
+        """What follows belongs to the next step."""
+        self._section = len(self.lines)
 
     # -- the LiveCluster verbs -------------------------------------------------------------
 
