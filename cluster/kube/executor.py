@@ -37,6 +37,7 @@ from cluster.kube.manifests import (
     Manifest,
     app_manifests,
     manifest_of,
+    ordered_for_apply,
     retarget_namespace,
     stamp,
 )
@@ -186,11 +187,12 @@ class KubeExecutor:
                 return
             istio = any(_is_istio(m) for m in (*changed, *removed))
             before = cluster.sync_state() if istio else {}
-            versions = cluster.apply(changed) if changed else {}
-            cluster.delete(removed)
-            for m in changed:
+            versions: dict[Key, str] = {}
+            for m in ordered_for_apply(changed):  # one by one: a failure leaves `current` exact
+                versions.update(cluster.apply([m]))
                 current[m.key] = m
-            for m in removed:
+            for m in reversed(ordered_for_apply(removed)):
+                cluster.delete([m])
                 current.pop(m.key, None)
             deployments = [m for m in changed if m.kind == "Deployment"]
             cluster.wait_rollout(deployments)

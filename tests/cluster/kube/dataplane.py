@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cluster.kube.loadgen import ENV_VAR, GeneratorJob
+from cluster.kube.manifests import Manifest, retarget_namespace
 from cluster.kube.telemetry import access_log_labels
 from mesh.lesson import BreakAction, Lesson
 from mesh.model import RESOURCE_KINDS
@@ -146,9 +147,13 @@ class SimDataPlane:
         kube.end_container(ns, name, "loadgen")
 
     def _simulate(self, kube: FakeKube, job: GeneratorJob, ns: str) -> list[RequestRecord]:
-        docs = [o for o in kube.objects.values() if o.get("kind") in _MODELLED]
-        text = "\n---\n".join(json.dumps(_clean(o)) for o in docs)
-        loaded = load_text(text, "<fake cluster>", ns)
+        home = self.lesson.app.behavior.namespace  # the simulator knows the app in its own namespace
+        docs = [
+            retarget_namespace(Manifest(_clean(o)), ns, home).body
+            for o in kube.objects.values() if o.get("kind") in _MODELLED
+        ]  # fmt: skip
+        text = "\n---\n".join(json.dumps(o) for o in docs)
+        loaded = load_text(text, "<fake cluster>", home)
         state = MeshState(loaded.resources)
         topology, envoy = configure(state)
         world = World(topology, self.lesson.app.behavior, envoy, seed=job.seed, resources=state.resources)

@@ -1,0 +1,245 @@
+"""The whole ``kube`` runner against the in-memory Kubernetes API (no real cluster exists here).
+
+What this proves: the runner's requests are what the API serves (the real ``kubernetes`` client
+over HTTP); what it applies and deletes per step is the lesson's state (the fake cluster's data
+plane simulates exactly the objects the API holds when a generator pod starts); breaks reach the
+pods' knobs; records come back from ``istio-proxy`` log lines written in meshplay's Istio
+access-log format, server-side callers included; and every failure — a conflict (409), an
+invalid object (422), a pod that never becomes ready, a proxy that never acknowledges, an API
+that goes away, Ctrl-C — ends with a clear error and nothing of the lesson left applied.
+What it cannot prove: how real istiod and Envoy behave (tests/cluster/kube/test_e2e.py, marked
+``kube``, runs the same lessons on a real cluster where one is reachable).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cluster.kube import admin
+from cluster.kube.api import KubeApi
+from cluster.kube.executor import KubeRunner
+from cluster.kube.live import Timeouts
+from cluster.kube.manifests import PART_LABEL
+from mesh.lesson import Lesson, load_lesson
+from mesh.runner import LessonRun, RunnerError, RunOptions
+from sim import SimRunner
+from tests.cluster.kube.dataplane import SimDataPlane
+from tests.cluster.kube.fake_api import FakeKube, Obj
+
+ROOT = Path(__file__).resolve().parents[3]
+FAST = Timeouts(rollout_s=3, converge_s=3, generator_start_s=5, settle_s=0.05, cleanup_s=3, poll_s=0.05)
+KUBE_LESSONS = sorted(
+    p.parent.name for p in (ROOT / "lessons").glob("*/lesson.yaml") if "kube" in load_lesson(p.parent).spec.runners
+)
+
+
+def _lesson(name: str) -> Lesson:
+    return load_lesson(ROOT / "lessons" / name)
+
+
+@pytest.fixture
+def ready(fake: FakeKube, api: KubeApi) -> FakeKube:
+    """The fake cluster after ``meshplay cluster up`` (app, Telemetry, access-log providers)."""
+    admin.up(api, _lesson("01-request-routing").app, "shop", report=lambda _t: None, timeouts=FAST)
+    return fake
+
+
+def _run(kubeconfig: Path, lesson: Lesson, **options: object) -> LessonRun:
+    reports: list[str] = []
+    runner = KubeRunner("fake", kubeconfig=str(kubeconfig), timeouts=FAST, report=reports.append)
+    return runner.run(lesson, RunOptions(**options))  # type: ignore[arg-type]
+
+
+def _left(fake: FakeKube) -> list[str]:
+    """What of a lesson run is still in the cluster (lesson resources, generator pods)."""
+    return sorted(
+        f"{o['kind']}/{o['metadata']['name']}"
+        for part in ("lesson", "loadgen")
+        for o in fake.labelled(PART_LABEL, part)
+    )
+
+
+def _knobs(fake: FakeKube) -> dict[str, dict[str, object]]:
+    return {name: dict(p.knobs) for (_ns, name), p in fake.pods.items() if any(p.knobs.values())}
+
+
+@pytest.mark.parametrize("name", KUBE_LESSONS)
+def test_every_kube_lesson_grades_like_sim_and_leaves_only_the_app(
+    ready: FakeKube, kubeconfig: Path, name: str
+) -> None:
+    """Each lesson's verdicts on the fake cluster equal the simulator's, expectation by
+    expectation; afterwards only the app is left, with no knob still turned."""
+    lesson = _lesson(name)
+    ready.data_plane = SimDataPlane(lesson)
+    run = _run(kubeconfig, lesson)
+    expected = SimRunner().run(lesson, RunOptions())
+    assert [[c.verdict for c in s.checks] for s in run.steps] == [
+        [c.verdict for c in s.checks] for s in expected.steps
+    ]
+    assert run.passed, [c.describe() for s in run.steps for c in s.checks if not c.passed]
+    assert all(s.records for s in run.steps if not s.skipped)
+    assert _left(ready) == []
+    assert _knobs(ready) == {}
+    deployments = {d["metadata"]["name"]: d["spec"].get("replicas", 1) for d in ready.find("Deployment", "shop")}
+    assert deployments["product-v2"] == 1
+
+
+def test_server_side_records_name_their_caller(ready: FakeKube, kubeconfig: Path) -> None:
+    """A destination-reported record gets the caller's workload from the client-side line of
+    the same request; a caller without a sidecar stays unknown (outside)."""
+    lesson = _lesson("01-request-routing")
+    ready.data_plane = SimDataPlane(lesson)
+    run = _run(kubeconfig, lesson, until_step=1)
+    server_side = [r for r in run.records if r.reporter.value == "destination"]
+    to_product = [r for r in server_side if r.destination_app == "product"]
+    to_gateway = [r for r in server_side if r.destination_app == "api-gateway"]
+    assert to_product and {r.source_app for r in to_product} == {"api-gateway"}
+    assert to_gateway and {r.source_workload for r in to_gateway} == {"unknown"}
+    assert {r.destination_service for r in to_product} == {"product.shop.svc.cluster.local"}
+
+
+def test_a_conflicting_field_owner_stops_the_run_and_nothing_is_left(
+    ready: FakeKube, kubeconfig: Path
+) -> None:
+    """Someone edited VirtualService product with kubectl: meshplay's apply gets 409 and says
+    who owns the field; the DestinationRule it had applied is deleted again."""
+    lesson = _lesson("01-request-routing")
+    ready.data_plane = SimDataPlane(lesson)
+    ready.put(
+        {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+         "metadata": {"name": "product", "namespace": "shop"},
+         "spec": {"hosts": ["product"], "http": [{"route": [{"destination": {"host": "product", "subset": "v2"}}]}]}},
+        manager="kubectl-edit",
+    )  # fmt: skip
+    with pytest.raises(RunnerError, match=r'conflict with "kubectl-edit".*\.spec\.http') as caught:
+        _run(kubeconfig, lesson)
+    assert "apply VirtualService shop/product (" in str(caught.value)
+    assert "lessons/01-request-routing/istio/virtual-service-all-v1.yaml:1:1): " in str(caught.value)
+    assert _left(ready) == []
+    assert ready.find("DestinationRule", "shop") == []
+    owned = ready.find("VirtualService", "shop", "product")[0]
+    assert owned["spec"]["http"][0]["route"][0]["destination"]["subset"] == "v2"
+
+
+def test_an_invalid_object_stops_the_run_with_the_apis_message(ready: FakeKube, kubeconfig: Path) -> None:
+    """422 from the API (say, Istio's validating webhook) is shown with its cause and file."""
+    lesson = _lesson("02-traffic-shifting")
+    ready.data_plane = SimDataPlane(lesson)
+    ready.reject[("VirtualService", "product")] = "spec.http[0].route[1].weight: must be non-negative"
+    with pytest.raises(RunnerError, match="is invalid: spec.http.0..route.1..weight: must be non-negative") as caught:
+        _run(kubeconfig, lesson)
+    assert "lessons/02-traffic-shifting/istio/" in str(caught.value)
+    assert _left(ready) == []
+
+
+def test_a_pod_that_never_becomes_ready_is_named(fake: FakeKube, api: KubeApi, kubeconfig: Path) -> None:
+    """A sidecar that never gets ready stops the run at open, within the rollout bound, with
+    the pod and the container in the message."""
+    fake.never_ready.add("product-v2")
+    lesson = _lesson("01-request-routing")
+    with pytest.raises(RunnerError, match="Deployment shop/product-v2 is not ready after 3s: pod product-v2-.*: container istio-proxy is running but not ready"):
+        admin.up(api, lesson.app, "shop", report=lambda _t: None, timeouts=FAST)
+    with pytest.raises(RunnerError, match="product-v2.*istio-proxy is running but not ready"):
+        _run(kubeconfig, lesson)
+    assert _left(fake) == []
+
+
+def test_a_proxy_that_never_acknowledges_is_named(ready: FakeKube, kubeconfig: Path) -> None:
+    """After an Istio apply the runner waits for istiod's sync status; a proxy whose last push
+    stays unacknowledged is named, with the xDS types it did not ACK."""
+    lesson = _lesson("01-request-routing")
+    ready.data_plane = SimDataPlane(lesson)
+    stuck = sorted(p["metadata"]["name"] for p in ready.find("Pod", "shop") if p["metadata"]["name"].startswith("order-v1"))[0]
+    ready.stuck_proxies.add(stuck)
+    with pytest.raises(RunnerError, match=rf"did not reach proxy {stuck}\.shop within 3s: CDS sent \d+, acked \d+"):
+        _run(kubeconfig, lesson, until_step=2)
+    assert _left(ready) == []
+
+
+def _go_away_when_traffic_starts(fake: FakeKube, for_s: float) -> None:
+    def plane(kube: FakeKube, pod: Obj) -> None:
+        kube.write_log(pod["metadata"]["namespace"], pod["metadata"]["name"], "loadgen", '{"event": "started", "at": 0}')
+        kube.go_away(for_s)
+
+    fake.data_plane = plane
+
+
+def test_an_api_that_goes_away_mid_step_is_reported_and_cleaned_up_when_it_returns(
+    ready: FakeKube, kubeconfig: Path
+) -> None:
+    """The API stops answering while a step's traffic runs: the step fails with that reason,
+    and cleanup retries until the API is back, then deletes the generator and the lesson's
+    resources."""
+    _go_away_when_traffic_starts(ready, for_s=1.0)
+    with pytest.raises(RunnerError, match="went away|does not answer"):
+        _run(kubeconfig, _lesson("01-request-routing"), until_step=2)
+    assert ready.up
+    assert _left(ready) == []
+
+
+def test_an_api_that_never_returns_leaves_a_report_with_the_command(
+    ready: FakeKube, kubeconfig: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When the API does not come back within the cleanup bound, the runner says what it could
+    not delete and how to delete it by hand."""
+    _go_away_when_traffic_starts(ready, for_s=0)
+    reports: list[str] = []
+    runner = KubeRunner("fake", kubeconfig=str(kubeconfig), timeouts=FAST, report=reports.append)
+    with pytest.raises(RunnerError, match="does not answer|went away"):
+        runner.run(_lesson("01-request-routing"), RunOptions(until_step=2))
+    assert any("cleanup incomplete" in r and "kubectl delete" in r and "meshplay.dev/run=" in r for r in reports), reports
+
+
+def test_ctrl_c_deletes_the_generator_and_the_lessons_resources(ready: FakeKube, kubeconfig: Path) -> None:
+    """A cancel during a step's traffic deletes the generator pod (its log stream ends), the
+    run is marked cancelled, and close removes the lesson's resources."""
+    cancel = threading.Event()
+    seen: list[str] = []
+
+    def plane(kube: FakeKube, pod: Obj) -> None:
+        seen.append(pod["metadata"]["name"])
+        kube.write_log(pod["metadata"]["namespace"], pod["metadata"]["name"], "loadgen", '{"event": "started", "at": 0}')
+        cancel.set()  # the user presses Ctrl-C while the traffic runs
+
+    ready.data_plane = plane
+    run = _run(kubeconfig, _lesson("01-request-routing"), cancel=cancel)
+    assert run.cancelled
+    assert len(seen) == 1
+    assert ready.find("Pod", "shop", seen[0]) == []
+    assert _left(ready) == []
+
+
+def test_a_break_turns_the_knobs_from_inside_the_service_container(ready: FakeKube, kubeconfig: Path) -> None:
+    """``error_rate`` reaches every replica through ``kubectl exec`` into the service container
+    (port 15999 on 127.0.0.1), and close turns it back."""
+    lesson = _lesson("06-retries")
+    ready.data_plane = SimDataPlane(lesson)
+    _run(kubeconfig, lesson, until_step=1)
+    knob_calls = [(pod, c, argv[-1]) for pod, c, argv in ready.execs if "knobs" in argv]
+    assert {(pod.rsplit("-", 2)[0], c) for pod, c, _ in knob_calls} >= {("product-v1", "product"), ("product-v2", "product")}
+    assert any('"error_rate": 0.3' in body for _, _, body in knob_calls)
+    assert all(argv[4] == "15999" for _, _, argv in ready.execs if "knobs" in argv)
+    assert _knobs(ready) == {}
+
+
+@pytest.fixture
+def other_namespace(fake: FakeKube, api: KubeApi) -> Iterator[FakeKube]:
+    admin.up(api, _lesson("12-http-authorization").app, "store", report=lambda _t: None, timeouts=FAST)
+    yield fake
+
+
+def test_namespace_moves_the_app_and_the_lesson(other_namespace: FakeKube, kubeconfig: Path) -> None:
+    """``--namespace store``: the app and the lesson's resources (hosts, principals) move to
+    ``store`` and the lesson grades the same."""
+    lesson = _lesson("12-http-authorization")
+    other_namespace.data_plane = SimDataPlane(lesson)
+    reports: list[str] = []
+    run = KubeRunner("fake", "store", kubeconfig=str(kubeconfig), timeouts=FAST, report=reports.append).run(
+        lesson, RunOptions()
+    )
+    assert run.passed, [c.describe() for s in run.steps for c in s.checks if not c.passed]
+    assert other_namespace.find("Deployment", "shop") == []
