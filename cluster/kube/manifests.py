@@ -102,7 +102,9 @@ class Manifest:
     __slots__ = ("body", "source")
 
     def __init__(self, body: Mapping[str, Any], source: str = "") -> None:
-        self.body: dict[str, Any] = copy.deepcopy(dict(body))
+        # a JSON round trip, not deepcopy: no two places of the body may share one dict (a
+        # label added to metadata.labels must not appear in the selector too)
+        self.body: dict[str, Any] = json.loads(json.dumps(dict(body)))
         self.source = source
 
     @property

@@ -1,0 +1,116 @@
+"""``meshplay cluster check|up|down`` against no cluster and against the in-memory API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster.kube import admin
+from cluster.kube.api import KubeApi
+from cluster.kube.live import Timeouts
+from cluster.kube.telemetry import has_providers
+from mesh.app import load_app
+from playground.cli import main
+from tests.cluster.kube.fake_api import FakeKube
+
+ROOT = Path(__file__).resolve().parents[3]
+APP = load_app(ROOT / "lessons/apps/ecommerce")
+FAST = Timeouts(rollout_s=3, converge_s=3, poll_s=0.05)
+
+
+def _cli(*args: str, kubeconfig: str) -> subprocess.CompletedProcess[str]:
+    env = {"KUBECONFIG": kubeconfig, "PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
+    return subprocess.run([sys.executable, "-m", "playground", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["no kubeconfig", "nothing listening"])
+def test_check_without_a_cluster_says_so_in_one_line(tmp_path: Path, kind: str) -> None:
+    """No kubeconfig, or an API that does not answer: one line, exit 1, no traceback."""
+    path = tmp_path / "kubeconfig"
+    if kind == "nothing listening":
+        with __import__("socket").socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "gone",
+            "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "gone", "context": {"cluster": "c", "user": "u"}}],
+        }))  # fmt: skip
+    out = _cli("cluster", "check", kubeconfig=str(path))
+    assert out.returncode == 1
+    assert out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("no Kubernetes cluster: ")
+    assert "Traceback" not in out.stderr
+
+
+def test_check_lists_what_is_missing_with_the_fix(fake: FakeKube, kubeconfig: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Before ``up``: the providers, the Telemetry and the namespace are missing (exit 1),
+    each with its command; after: everything required is there (exit 0)."""
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.chdir(ROOT)
+    assert main(["cluster", "check"]) == 1
+    out = capsys.readouterr().out
+    assert "\u2714 API server http://127.0.0.1:" in out and "Kubernetes v1.31.0-fake" in out
+    assert "\u2714 istiod istiod-7c9d8-abcde (1.28.0)" in out
+    assert "\u2714 Istio CRDs present" in out
+    assert "\u2718 mesh config: meshplay's JSON access-log providers missing\n    fix: meshplay cluster up" in out
+    assert "\u2718 namespace shop does not exist yet" in out
+    assert "- Prometheus: not found" in out
+    api = KubeApi.connect("fake", str(kubeconfig))
+    admin.up(api, APP, "shop", report=lambda _t: None, timeouts=FAST)
+    assert main(["cluster", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "\u2714 namespace shop: sidecar injection enabled" in out
+    assert "\u2714 Telemetry istio-system/meshplay-access-log" in out
+
+
+def test_check_names_missing_istio(fake: FakeKube, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Without istiod and Istio's CRDs, check says to install Istio with meshplay's profile."""
+    with fake.cond:
+        for key in [k for k, o in fake.objects.items() if o["kind"] in ("CustomResourceDefinition", "Pod")]:
+            fake.delete(key)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    assert main(["cluster", "check"]) == 1
+    out = capsys.readouterr().out
+    assert "\u2718 istiod: no running pod labelled app=istiod in istio-system" in out
+    assert "missing virtualservices.networking.istio.io" in out
+    assert "istioctl install -f cluster/kube/manifests/ecommerce/istio/istio-operator.yaml" in out
+
+
+def test_up_applies_the_app_and_mesh_settings_and_down_deletes_exactly_them(fake: FakeKube, api: KubeApi) -> None:
+    """``up``: the app with the knob port, the Telemetry, the providers in the mesh config,
+    every pod ready. ``down``: what meshplay applied is gone (a lesson's leftover included),
+    what others own stays, and the mesh config is as it was."""
+    original_mesh = fake.find("ConfigMap", "istio-system", "istio")[0]["data"]["mesh"]
+    applied = admin.up(api, APP, "shop", monitoring=True, report=lambda _t: None, timeouts=FAST)
+    assert {m.kind for m in applied} >= {"Namespace", "Deployment", "Service", "Telemetry", "ConfigMap"}
+    mesh = fake.find("ConfigMap", "istio-system", "istio")[0]["data"]["mesh"]
+    assert has_providers(mesh) and "discoveryAddress" in mesh
+    env = fake.find("Deployment", "shop", "product-v1")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "ADMIN_PORT", "value": "15999"} in env
+    assert len([p for p in fake.find("Pod", "shop")]) == 10
+    fake.put({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+              "metadata": {"name": "left-over", "namespace": "shop",
+                           "labels": {"app.kubernetes.io/managed-by": "meshplay", "meshplay.dev/part": "lesson"}},
+              "spec": {"hosts": ["product"]}}, manager="meshplay")  # fmt: skip
+    fake.put({"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": "theirs", "namespace": "istio-system", "labels": {"app.kubernetes.io/managed-by": "meshplay"}},
+              "data": {}}, manager="helm")  # fmt: skip
+    assert admin.down(api, report=lambda _t: None) >= len(applied)
+    assert fake.find("Namespace", name="shop") == []
+    assert fake.find("VirtualService") == []
+    assert fake.find("Telemetry") == [] and fake.find("Deployment", "istio-system", "prometheus") == []
+    assert fake.find("ConfigMap", "istio-system", "theirs")
+    assert fake.find("Namespace", name="istio-system")
+    assert yaml.safe_load(fake.find("ConfigMap", "istio-system", "istio")[0]["data"]["mesh"]) == yaml.safe_load(original_mesh) | {
+        "defaultConfig": {"discoveryAddress": "istiod.istio-system.svc:15012", "tracing": {"sampling": 100.0}}}
