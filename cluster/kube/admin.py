@@ -67,7 +67,9 @@ class Finding:
     def line(self) -> str:
         """``✔ what`` / ``✘ what  (fix: ...)``; an optional miss is ``-``."""
         mark = "\u2714" if self.ok else ("\u2718" if self.required else "-")
-        return f"{mark} {self.what}" + (f"\n    fix: {self.fix}" if self.fix and not self.ok else "")
+        return f"{mark} {self.what}" + (
+            f"\n    fix: {self.fix}" if self.fix and not self.ok else ""
+        )
 
 
 def _istiod_version(pod: dict[str, Any]) -> str:
@@ -80,25 +82,41 @@ def _istiod_version(pod: dict[str, Any]) -> str:
 
 def check(api: KubeApi, namespace: str) -> list[Finding]:
     """Every preflight finding about the cluster behind ``api`` (the API must answer)."""
-    out = [Finding(True, f"API server {api.server} (context {api.context}), Kubernetes {api.version()}")]
+    out = [
+        Finding(
+            True, f"API server {api.server} (context {api.context}), Kubernetes {api.version()}"
+        )
+    ]
     cluster = LiveCluster(api, namespace)
     istiod = cluster.istiod()
     install = "istioctl install -f cluster/kube/manifests/ecommerce/istio/istio-operator.yaml -y"
     if istiod is None:
-        out.append(Finding(False, f"istiod: no running pod labelled app=istiod in {ISTIO_NAMESPACE}", install))
+        out.append(
+            Finding(
+                False, f"istiod: no running pod labelled app=istiod in {ISTIO_NAMESPACE}", install
+            )
+        )
     else:
-        out.append(Finding(True, f"istiod {istiod['metadata']['name']} ({_istiod_version(istiod)})"))
+        out.append(
+            Finding(True, f"istiod {istiod['metadata']['name']} ({_istiod_version(istiod)})")
+        )
     crds, _ = api.list("apiextensions.k8s.io/v1", "CustomResourceDefinition")
     names = {c.get("metadata", {}).get("name") for c in crds}
     missing = [c for c in ISTIO_CRDS if c not in names]
     out.append(
-        Finding(not missing, "Istio CRDs" + (f": missing {', '.join(missing)}" if missing else " present"), install)
+        Finding(
+            not missing,
+            "Istio CRDs" + (f": missing {', '.join(missing)}" if missing else " present"),
+            install,
+        )
     )
     ns = api.get("v1", "Namespace", "", namespace)
     labels = (ns or {}).get("metadata", {}).get("labels") or {}
     injected = labels.get("istio-injection") == "enabled" or "istio.io/rev" in labels
     if ns is None:
-        out.append(Finding(False, f"namespace {namespace} does not exist yet", "meshplay cluster up"))
+        out.append(
+            Finding(False, f"namespace {namespace} does not exist yet", "meshplay cluster up")
+        )
     else:
         out.append(
             Finding(
@@ -111,30 +129,50 @@ def check(api: KubeApi, namespace: str) -> list[Finding]:
     mesh_yaml = str((mesh or {}).get("data", {}).get("mesh", ""))
     ok = bool(mesh_yaml) and has_providers(mesh_yaml)
     out.append(
-        Finding(ok, "mesh config: meshplay's JSON access-log providers " + ("present" if ok else "missing"),
-                "meshplay cluster up (or istioctl install -f the IstioOperator above)")  # fmt: skip
+        Finding(
+            ok,
+            "mesh config: meshplay's JSON access-log providers " + ("present" if ok else "missing"),
+            "meshplay cluster up (or istioctl install -f the IstioOperator above)",
+        )
     )
     telemetry = None
     if "telemetries.telemetry.istio.io" in names:
         telemetry = api.get("telemetry.istio.io/v1", "Telemetry", ISTIO_NAMESPACE, TELEMETRY_NAME)
     out.append(
-        Finding(telemetry is not None, f"Telemetry {ISTIO_NAMESPACE}/{TELEMETRY_NAME} (access logs on)",
-                "kubectl apply -k cluster/kube/manifests/ecommerce/istio")  # fmt: skip
+        Finding(
+            telemetry is not None,
+            f"Telemetry {ISTIO_NAMESPACE}/{TELEMETRY_NAME} (access logs on)",
+            "kubectl apply -k cluster/kube/manifests/ecommerce/istio",
+        )
     )
     classes, _ = api.list("storage.k8s.io/v1", "StorageClass")
     default = [
         c["metadata"]["name"]
         for c in classes
-        if (c.get("metadata", {}).get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class") == "true"
+        if (c.get("metadata", {}).get("annotations") or {}).get(
+            "storageclass.kubernetes.io/is-default-class"
+        )
+        == "true"
     ]
     out.append(
-        Finding(bool(default), "default StorageClass " + (default[0] if default else "none (postgres-data stays Pending)"),
-                "install a volume provisioner (kind, minikube and k3d ship one)", required=False)  # fmt: skip
+        Finding(
+            bool(default),
+            "default StorageClass "
+            + (default[0] if default else "none (postgres-data stays Pending)"),
+            "install a volume provisioner (kind, minikube and k3d ship one)",
+            required=False,
+        )
     )
     prom = find_prometheus(api)
     out.append(
-        Finding(prom is not None, f"Prometheus: {prom[0]}/{prom[1]}" if prom else "Prometheus: not found (the metrics cross-check is skipped)",
-                "meshplay cluster up --monitoring", required=False)  # fmt: skip
+        Finding(
+            prom is not None,
+            f"Prometheus: {prom[0]}/{prom[1]}"
+            if prom
+            else "Prometheus: not found (the metrics cross-check is skipped)",
+            "meshplay cluster up --monitoring",
+            required=False,
+        )
     )
     return out
 
@@ -178,7 +216,9 @@ def up(
     ``image`` replaces the services' image (a pushed registry copy)."""
     mesh = api.get("v1", "ConfigMap", ISTIO_NAMESPACE, "istio")
     if mesh is None:
-        raise RunnerError(f"no ConfigMap {ISTIO_NAMESPACE}/istio: is Istio installed? (meshplay cluster check)")
+        raise RunnerError(
+            f"no ConfigMap {ISTIO_NAMESPACE}/istio: is Istio installed? (meshplay cluster check)"
+        )
     data = mesh.get("data") or {}
     merged = merge_mesh_config(str(data.get("mesh", "")))
     if merged != data.get("mesh"):
@@ -217,7 +257,9 @@ def _owned(obj: dict[str, Any]) -> bool:
     meta = obj.get("metadata", {})
     labels = meta.get("labels") or {}
     managers = {f.get("manager") for f in meta.get("managedFields") or []}
-    return labels.get(MANAGED_BY[0]) == MANAGED_BY[1] and (not managers or FIELD_MANAGER in managers)
+    return labels.get(MANAGED_BY[0]) == MANAGED_BY[1] and (
+        not managers or FIELD_MANAGER in managers
+    )
 
 
 _DOWN_ORDER: Sequence[tuple[str, str]] = (
@@ -252,7 +294,9 @@ def down(api: KubeApi, report: Callable[[str], None] = print) -> int:
     for api_version, kind in _DOWN_ORDER:
         info = _KINDS[(api_version.rpartition("/")[0], kind)]
         try:
-            out = api.request("GET", object_path(api_version, info, ""), query=[("labelSelector", selector)])
+            out = api.request(
+                "GET", object_path(api_version, info, ""), query=[("labelSelector", selector)]
+            )
         except KubeError as exc:
             if exc.status == 404:  # the kind is not served (no Istio CRDs)
                 continue
@@ -263,7 +307,9 @@ def down(api: KubeApi, report: Callable[[str], None] = print) -> int:
             meta = obj["metadata"]
             if api.delete(api_version, kind, meta.get("namespace", ""), meta["name"]):
                 deleted += 1
-                report(f"deleted {kind} {meta.get('namespace', '') + '/' if meta.get('namespace') else ''}{meta['name']}")
+                report(
+                    f"deleted {kind} {meta.get('namespace', '') + '/' if meta.get('namespace') else ''}{meta['name']}"
+                )
     mesh = api.get("v1", "ConfigMap", ISTIO_NAMESPACE, "istio")
     if mesh is not None:
         text = str((mesh.get("data") or {}).get("mesh", ""))
@@ -274,7 +320,9 @@ def down(api: KubeApi, report: Callable[[str], None] = print) -> int:
                 body={"data": {"mesh": unmerge_mesh_config(text)}},
                 content_type="application/merge-patch+json",
             )
-            report(f"mesh config: removed meshplay's access-log providers from {ISTIO_NAMESPACE}/istio")
+            report(
+                f"mesh config: removed meshplay's access-log providers from {ISTIO_NAMESPACE}/istio"
+            )
     return deleted
 
 

@@ -27,6 +27,8 @@ from mesh.runner import RunnerError
 
 __all__ = ["KubeApi", "KubeError", "NoClusterError", "current_context"]
 
+_config: Any = config
+"""The client's kubeconfig loader (untyped)."""
 _TIMEOUT = (5.0, 60.0)
 """(connect, read) seconds of one API request."""
 
@@ -55,7 +57,7 @@ def current_context(kubeconfig: str | None = None) -> str:
     if not Path(path).is_file():
         return ""
     try:
-        _, current = config.list_kube_config_contexts(config_file=path)
+        _, current = _config.list_kube_config_contexts(config_file=path)
     except (ConfigException, OSError, ValueError):
         return ""
     return str(current.get("name", "")) if current else ""
@@ -74,7 +76,7 @@ def _status_message(exc: ApiException) -> tuple[str, str]:
     extra = [
         f"{c.get('field', '')}: {c.get('message', '')}".strip(": ")
         for c in causes
-        if isinstance(c, dict) and c.get("message") and c.get("message") not in message
+        if isinstance(c, dict) and c.get("message") and str(c.get("message")) not in message
     ]
     if extra:
         message += " (" + "; ".join(extra) + ")"
@@ -94,8 +96,8 @@ def _why(exc: BaseException) -> str:
 class KubeApi:
     """One cluster, reached through a kubeconfig context."""
 
-    def __init__(self, api_client: client.ApiClient, context: str = "") -> None:
-        self.client = api_client
+    def __init__(self, api_client: Any, context: str = "") -> None:
+        self.client: Any = api_client
         self.context = context
         self.server = str(api_client.configuration.host)
 
@@ -110,7 +112,7 @@ class KubeApi:
         if not name:
             raise NoClusterError(f"the kubeconfig {path} has no current context (pass --context)")
         try:
-            api_client = config.new_client_from_config(config_file=path, context=name)
+            api_client = _config.new_client_from_config(config_file=path, context=name)
         except (ConfigException, OSError, ValueError, TypeError) as exc:
             raise NoClusterError(f"context {name!r} in {path}: {exc}") from exc
         return cls(api_client, name)
@@ -137,12 +139,16 @@ class KubeApi:
                 body=body,
                 auth_settings=["BearerToken"],
             )
-            return self.client.call_api(m, url, header_params=hdrs, body=data, _request_timeout=timeout)
+            return self.client.call_api(
+                m, url, header_params=hdrs, body=data, _request_timeout=timeout
+            )
         except ApiException as exc:
             message, reason = _status_message(exc)
             raise KubeError(message, int(exc.status or 0), reason) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise KubeError(f"the Kubernetes API at {self.server} does not answer ({_why(exc)})") from exc
+            raise KubeError(
+                f"the Kubernetes API at {self.server} does not answer ({_why(exc)})"
+            ) from exc
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """A JSON request; the decoded answer (KubeError on a status >= 300)."""
@@ -153,8 +159,8 @@ class KubeApi:
             raise KubeError(f"the Kubernetes API at {self.server} went away mid-answer") from exc
         text = data.decode("utf-8", errors="replace") if data else ""
         if not 200 <= resp.status < 300:
-            exc = ApiException(status=resp.status, reason=resp.reason, body=text)
-            message, reason = _status_message(exc)
+            status = ApiException(status=resp.status, reason=resp.reason, body=text)
+            message, reason = _status_message(status)
             raise KubeError(message or f"HTTP {resp.status}", resp.status, reason)
         if not text:
             return None
@@ -211,7 +217,13 @@ class KubeApi:
         path = object_path(api_version, kind_info(api_version, kind), namespace, name)
         try:
             self.request(
-                "DELETE", path, body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+                "DELETE",
+                path,
+                body={
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "propagationPolicy": "Background",
+                },
             )
         except KubeError as exc:
             if exc.status == 404:
@@ -232,7 +244,10 @@ class KubeApi:
         """Watch events ``(ADDED|MODIFIED|DELETED, object)`` until the server ends the watch
         (after ``timeout_s``)."""
         path = object_path(api_version, kind_info(api_version, kind), namespace)
-        query: list[tuple[str, Any]] = [("watch", "true"), ("timeoutSeconds", max(1, int(timeout_s)))]
+        query: list[tuple[str, Any]] = [
+            ("watch", "true"),
+            ("timeoutSeconds", max(1, int(timeout_s))),
+        ]
         if label_selector:
             query.append(("labelSelector", label_selector))
         if resource_version:
@@ -290,11 +305,15 @@ class KubeApi:
         text: str = data.decode("utf-8", errors="replace") if data else ""
         return text
 
-    def follow_log(self, namespace: str, pod: str, container: str, timeout_s: float) -> Iterator[str]:
+    def follow_log(
+        self, namespace: str, pod: str, container: str, timeout_s: float
+    ) -> Iterator[str]:
         """A container's log lines as they are written, until the container ends."""
         path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
         query = [("container", container), ("follow", "true")]
-        resp = self._send("GET", path, query=query, content_type="text/plain", timeout=(5.0, timeout_s))
+        resp = self._send(
+            "GET", path, query=query, content_type="text/plain", timeout=(5.0, timeout_s)
+        )
         if not 200 <= resp.status < 300:
             text = resp.read().decode("utf-8", errors="replace")
             raise KubeError(f"log of {namespace}/{pod}: {text}", resp.status)
@@ -324,7 +343,9 @@ class KubeApi:
             ws.close()
         except ApiException as exc:
             message, reason = _status_message(exc)
-            raise KubeError(f"exec in {namespace}/{pod} ({container}): {message}", int(exc.status or 0), reason) from exc
+            raise KubeError(
+                f"exec in {namespace}/{pod} ({container}): {message}", int(exc.status or 0), reason
+            ) from exc
         except (OSError, urllib3.exceptions.HTTPError, ValueError) as exc:
             raise KubeError(f"exec in {namespace}/{pod} ({container}): {exc}") from exc
         return (code if code is not None else 1), str(out or ""), str(err or "")

@@ -181,7 +181,11 @@ class KubeExecutor:
         with self._lock:
             desired = self._desired(state)
             current = self.applied.current
-            changed = [m for k, m in desired.items() if k not in current or current[k].fingerprint() != m.fingerprint()]
+            changed = [
+                m
+                for k, m in desired.items()
+                if k not in current or current[k].fingerprint() != m.fingerprint()
+            ]
             removed = [m for k, m in current.items() if k not in desired]
             if not changed and not removed:
                 return
@@ -225,7 +229,9 @@ class KubeExecutor:
             for d in deployments:
                 self._break_one(cluster, d, action)
 
-    def _break_one(self, cluster: LiveCluster | PlanCluster, d: Manifest, action: BreakAction) -> None:
+    def _break_one(
+        self, cluster: LiveCluster | PlanCluster, d: Manifest, action: BreakAction
+    ) -> None:
         container = _service_container(d)
         if action.restore:
             if d.name in self.killed:
@@ -263,17 +269,22 @@ class KubeExecutor:
         for m in self.applied.current.values():
             if m.kind == "Service" and m.namespace == self.namespace:
                 out[m.name] = [
-                    (int(p["port"]), _target_port(p)) for p in m.body.get("spec", {}).get("ports") or []
+                    (int(p["port"]), _target_port(p))
+                    for p in m.body.get("spec", {}).get("ports") or []
                 ]
         return out
 
-    def _job(self, plan: StepPlan, cluster: LiveCluster | PlanCluster) -> tuple[GeneratorJob, Manifest | None]:
+    def _job(
+        self, plan: StepPlan, cluster: LiveCluster | PlanCluster
+    ) -> tuple[GeneratorJob, Manifest | None]:
         spec = plan.traffic
         client = None
         if spec.from_ not in ("outside", "ingress"):
             candidates = self._deployments(spec.from_)
             if not candidates:
-                raise RunnerError(f'traffic from "{spec.from_}": no such Deployment or app in the mesh')
+                raise RunnerError(
+                    f'traffic from "{spec.from_}": no such Deployment or app in the mesh'
+                )
             client = candidates[0]
         endpoints: list[str] = []
         if spec.from_ == "outside" and spec.address is None:
@@ -289,13 +300,17 @@ class KubeExecutor:
         return GeneratorJob(spec, targets, plan.seed, token_url), client
 
     def _image(self, client: Manifest | None) -> str:
-        for d in ([client] if client is not None else []) + sorted(self.app_deployments.values(), key=lambda m: m.name):
+        for d in ([client] if client is not None else []) + sorted(
+            self.app_deployments.values(), key=lambda m: m.name
+        ):
             if _service_container(d):
                 containers = d.body["spec"]["template"]["spec"]["containers"]
                 return str(containers[0]["image"])
         raise RunnerError("the app has no meshplay service image to run the load generator from")
 
-    def drive(self, plan: StepPlan, timeline: Sequence[TimedChange], ctx: DriveContext) -> StepTraffic:
+    def drive(
+        self, plan: StepPlan, timeline: Sequence[TimedChange], ctx: DriveContext
+    ) -> StepTraffic:
         """Run the step's generator pod, fire the timeline, read the proxies' records."""
         cluster = self._cluster()
         lesson = self.lesson
@@ -340,7 +355,7 @@ class KubeExecutor:
                 timer.cancel()
             for change in list(pending):  # due after the traffic: they still happen
                 if isinstance(cluster, PlanCluster):
-                    cluster.note(f"at {change.at_s:g}s after the generator's \"started\" line:")
+                    cluster.note(f'at {change.at_s:g}s after the generator\'s "started" line:')
                 self._fire(change, pending)
         error = seen.get("error")
         if isinstance(error, GeneratorEvent):
@@ -361,8 +376,12 @@ class KubeExecutor:
         done = seen.get("done")
         duration = done.number("wall_s") if isinstance(done, GeneratorEvent) else 0.0
         if not duration and "started_local" in seen:
-            duration = float(seen.get("ended_local", time.monotonic())) - float(seen["started_local"])
-        ctx.progress(1.0, int(done.number("sent")) if isinstance(done, GeneratorEvent) else len(records))
+            duration = float(seen.get("ended_local", time.monotonic())) - float(
+                seen["started_local"]
+            )
+        ctx.progress(
+            1.0, int(done.number("sent")) if isinstance(done, GeneratorEvent) else len(records)
+        )
         return StepTraffic(tuple(records), started - self.run_started, duration)
 
     def _fire(self, change: TimedChange, pending: list[TimedChange]) -> None:
@@ -429,7 +448,9 @@ class KubeExecutor:
     def _undo_breaks(self) -> None:
         cluster = self._cluster()
         for name, replicas in list(self.killed.items()):
-            d = self.applied.current.get(("Deployment", self.namespace, name)) or self.app_deployments.get(name)
+            d = self.applied.current.get(
+                ("Deployment", self.namespace, name)
+            ) or self.app_deployments.get(name)
             if d is not None:
                 cluster.scale(d, replicas)
             self.killed.pop(name, None)
@@ -444,7 +465,11 @@ class KubeExecutor:
         cluster = self._cluster()
         current, app = self.applied.current, self.applied.app
         lesson_only = [m for k, m in current.items() if k not in app]
-        changed_app = [m for k, m in app.items() if k not in current or current[k].fingerprint() != m.fingerprint()]
+        changed_app = [
+            m
+            for k, m in app.items()
+            if k not in current or current[k].fingerprint() != m.fingerprint()
+        ]
         cluster.delete(lesson_only)
         for m in lesson_only:
             current.pop(m.key, None)
@@ -521,7 +546,11 @@ def _traffic_bound_s(plan: StepPlan) -> float:
     spec = plan.traffic
     duration = spec.duration_s
     if duration is None:
-        duration = (spec.count or 0) / spec.rate_rps if spec.rate_rps else (spec.count or 1) * spec.timeout_s
+        duration = (
+            (spec.count or 0) / spec.rate_rps
+            if spec.rate_rps
+            else (spec.count or 1) * spec.timeout_s
+        )
     return min(duration, 3600.0) + spec.timeout_s + 60.0
 
 
@@ -541,7 +570,12 @@ class KubeRunner(LessonRunner):
         super().__init__(
             "kube",
             lambda: KubeExecutor(
-                context, namespace, dry_run=dry_run, kubeconfig=kubeconfig, timeouts=timeouts, report=report
+                context,
+                namespace,
+                dry_run=dry_run,
+                kubeconfig=kubeconfig,
+                timeouts=timeouts,
+                report=report,
             ),
         )
 

@@ -65,7 +65,9 @@ def generator_pod(
     service_account = "default"
     if client is not None:
         template = client.get("spec", {}).get("template", {})
-        labels.update({k: str(v) for k, v in (template.get("metadata", {}).get("labels") or {}).items()})
+        labels.update(
+            {k: str(v) for k, v in (template.get("metadata", {}).get("labels") or {}).items()}
+        )
         service_account = str(template.get("spec", {}).get("serviceAccountName") or "default")
         annotations[IMPERSONATES] = str(client.get("metadata", {}).get("name", ""))
         annotations["sidecar.istio.io/inject"] = "true"
@@ -74,7 +76,12 @@ def generator_pod(
     body = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
         "spec": {
             "restartPolicy": "Never",
             "serviceAccountName": service_account,
@@ -112,7 +119,9 @@ def is_generator(pod: Mapping[str, Any]) -> bool:
 
 
 def service_targets(
-    spec: TrafficSpec, namespace: str, ports: Mapping[str, Sequence[tuple[int, int]]],
+    spec: TrafficSpec,
+    namespace: str,
+    ports: Mapping[str, Sequence[tuple[int, int]]],
     endpoints: Sequence[str] = (),
 ) -> tuple[Target, ...]:
     """Where the step's requests go. ``ports``: Service name -> (port, targetPort) pairs;

@@ -59,7 +59,9 @@ def load_into_kind(cluster: str, report: Callable[[str], None], tag: str = IMAGE
     client = _client()
     nodes = client.containers.list(filters={"label": f"io.x-k8s.kind.cluster={cluster}"})
     if not nodes:
-        raise RunnerError(f'no node containers of kind cluster "{cluster}" (kind get nodes --name {cluster})')
+        raise RunnerError(
+            f'no node containers of kind cluster "{cluster}" (kind get nodes --name {cluster})'
+        )
     try:
         image = client.images.get(tag)
     except ImageNotFound as exc:
@@ -72,7 +74,15 @@ def load_into_kind(cluster: str, report: Callable[[str], None], tag: str = IMAGE
 
 def _import(api: Any, container: str, image: Any) -> None:
     """Stream ``docker save`` into ``ctr images import -`` inside one node container."""
-    cmd = ["ctr", "--namespace=k8s.io", "images", "import", "--digests", "--snapshotter=overlayfs", "-"]
+    cmd = [
+        "ctr",
+        "--namespace=k8s.io",
+        "images",
+        "import",
+        "--digests",
+        "--snapshotter=overlayfs",
+        "-",
+    ]
     exec_id = api.exec_create(container, cmd, stdin=True, stdout=True, stderr=True)["Id"]
     sock = api.exec_start(exec_id, socket=True)
     raw: socket.socket = getattr(sock, "_sock", sock)

@@ -105,21 +105,37 @@ def monitoring_manifests() -> list[Manifest]:
     ns = ISTIO_NAMESPACE
     labels = {"app": "prometheus"}
     bodies: list[dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "prometheus", "namespace": ns}},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "prometheus", "namespace": ns},
+        },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
             "metadata": {"name": "meshplay-prometheus"},
             "rules": [
-                {"apiGroups": [""], "resources": ["nodes", "services", "endpoints", "pods"], "verbs": ["get", "list", "watch"]},
-                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+                {
+                    "apiGroups": [""],
+                    "resources": ["nodes", "services", "endpoints", "pods"],
+                    "verbs": ["get", "list", "watch"],
+                },
+                {
+                    "apiGroups": ["discovery.k8s.io"],
+                    "resources": ["endpointslices"],
+                    "verbs": ["get", "list", "watch"],
+                },
             ],
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
             "metadata": {"name": "meshplay-prometheus"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "meshplay-prometheus"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "meshplay-prometheus",
+            },
             "subjects": [{"kind": "ServiceAccount", "name": "prometheus", "namespace": ns}],
         },
         {
@@ -136,7 +152,10 @@ def monitoring_manifests() -> list[Manifest]:
                 "replicas": 1,
                 "selector": {"matchLabels": labels},
                 "template": {
-                    "metadata": {"labels": labels, "annotations": {"sidecar.istio.io/inject": "false"}},
+                    "metadata": {
+                        "labels": labels,
+                        "annotations": {"sidecar.istio.io/inject": "false"},
+                    },
                     "spec": {
                         "serviceAccountName": "prometheus",
                         "containers": [
@@ -150,8 +169,14 @@ def monitoring_manifests() -> list[Manifest]:
                                     "--web.enable-lifecycle",
                                 ],
                                 "ports": [{"name": "http", "containerPort": 9090}],
-                                "readinessProbe": {"httpGet": {"path": "/-/ready", "port": 9090}, "periodSeconds": 5},
-                                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/-/ready", "port": 9090},
+                                    "periodSeconds": 5,
+                                },
+                                "resources": {
+                                    "requests": {"cpu": "100m", "memory": "256Mi"},
+                                    "limits": {"memory": "1Gi"},
+                                },
                                 "volumeMounts": [
                                     {"name": "config", "mountPath": "/etc/prometheus"},
                                     {"name": "data", "mountPath": "/prometheus"},
@@ -170,7 +195,10 @@ def monitoring_manifests() -> list[Manifest]:
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {"name": "prometheus", "namespace": ns, "labels": labels},
-            "spec": {"selector": labels, "ports": [{"name": "http", "port": 9090, "targetPort": 9090}]},
+            "spec": {
+                "selector": labels,
+                "ports": [{"name": "http", "port": 9090, "targetPort": 9090}],
+            },
         },
     ]
     return [Manifest(b) for b in bodies]
@@ -185,7 +213,7 @@ def _knob_patches(app: App) -> list[dict[str, Any]]:
             after = add_knob_port(before)
             if before.kind != "Deployment" or after.fingerprint() == before.fingerprint():
                 continue
-            ops = []
+            ops: list[dict[str, Any]] = []
             old = before.body["spec"]["template"]["spec"]["containers"]
             new = after.body["spec"]["template"]["spec"]["containers"]
             for i, (a, b) in enumerate(zip(old, new, strict=True)):
@@ -197,7 +225,12 @@ def _knob_patches(app: App) -> list[dict[str, Any]]:
                 else:
                     ops.append({"op": "add", "path": f"/spec/template/spec/containers/{i}/env",
                                 "value": [{"name": "ADMIN_PORT", "value": str(KNOB_PORT)}]})  # fmt: skip
-            out.append({"target": {"kind": "Deployment", "name": before.name}, "patch": dump_yaml(ops).rstrip()})
+            out.append(
+                {
+                    "target": {"kind": "Deployment", "name": before.name},
+                    "patch": dump_yaml(ops).rstrip(),
+                }
+            )
     return out
 
 
@@ -220,12 +253,18 @@ def render_layout(app: App) -> dict[Path, str]:
     files = sorted(p.relative_to(app.path).as_posix() for p in yaml_files(app.path / "kubernetes"))
     home = layout_dir(app)
     app_rel = Path(os.path.relpath(app.path.resolve(), home / "base")).as_posix()
-    root = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": files}
+    root = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": files,
+    }
     base = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": [app_rel],
-        "labels": [{"pairs": {MANAGED_BY[0]: MANAGED_BY[1], PART_LABEL: "app"}, "includeSelectors": False}],
+        "labels": [
+            {"pairs": {MANAGED_BY[0]: MANAGED_BY[1], PART_LABEL: "app"}, "includeSelectors": False}
+        ],
         "patches": _knob_patches(app),
     }
     istio = {
@@ -242,13 +281,15 @@ def render_layout(app: App) -> dict[Path, str]:
         app.path / "kustomization.yaml": HEADER + dump_yaml(root),
         home / "base/kustomization.yaml": HEADER + dump_yaml(base),
         home / "istio/kustomization.yaml": HEADER + dump_yaml(istio),
-        home / "istio/telemetry.yaml": HEADER + _labelled(istio_manifests(app.behavior.namespace), "mesh"),
+        home / "istio/telemetry.yaml": HEADER
+        + _labelled(istio_manifests(app.behavior.namespace), "mesh"),
         home / "istio/istio-operator.yaml": HEADER
         + "# Not a Kubernetes object: istioctl install -f this file (Istio's default profile plus\n"
         + "# meshplay's access-log providers and trace sampling in the mesh config).\n"
         + dump_yaml(istio_operator()),
         home / "monitoring/kustomization.yaml": HEADER + dump_yaml(monitoring),
-        home / "monitoring/prometheus.yaml": HEADER + _labelled(monitoring_manifests(), "monitoring"),
+        home / "monitoring/prometheus.yaml": HEADER
+        + _labelled(monitoring_manifests(), "monitoring"),
     }
 
 

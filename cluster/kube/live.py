@@ -7,6 +7,7 @@ there and why (the container's waiting reason, the proxy's unacknowledged xDS ty
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -15,8 +16,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from cluster.kube.api import KubeApi, KubeError, selector_text
-from cluster.kube.convergence import QUIET_S, ProxySync, config_versions, parse_syncz, pending_proxies
-from cluster.kube.generator import CONTAINER, IMPERSONATES, GeneratorEvent, is_generator, parse_event
+from cluster.kube.convergence import (
+    QUIET_S,
+    ProxySync,
+    config_versions,
+    parse_syncz,
+    pending_proxies,
+)
+from cluster.kube.generator import (
+    CONTAINER,
+    IMPERSONATES,
+    GeneratorEvent,
+    is_generator,
+    parse_event,
+)
 from cluster.kube.manifests import KNOB_PORT, Manifest, ordered_for_apply
 from cluster.kube.records import PodFacts
 from cluster.kube.telemetry import ISTIO_NAMESPACE
@@ -97,7 +110,9 @@ def pod_problem(pod: Mapping[str, Any]) -> str:
             return text
         if not cs.get("ready") and cs.get("name") != CONTAINER:
             if "terminated" in state and cs.get("name") != PROXY:
-                return f"container {cs.get('name')} exited ({state['terminated'].get('reason', '')})"
+                return (
+                    f"container {cs.get('name')} exited ({state['terminated'].get('reason', '')})"
+                )
             if "terminated" not in state:
                 return f"container {cs.get('name')} is running but not ready"
     return ""
@@ -139,7 +154,9 @@ class LiveCluster:
 
     # -- waits -----------------------------------------------------------------------------
 
-    def pods(self, namespace: str, selector: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    def pods(
+        self, namespace: str, selector: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
         """Pods of a namespace (matching ``selector``)."""
         items, _ = self.api.list("v1", "Pod", namespace, selector_text(selector or {}))
         return items
@@ -277,17 +294,34 @@ class LiveCluster:
             if not is_generator(p) and not p.get("metadata", {}).get("deletionTimestamp")
         ]  # fmt: skip
         return sorted(
-            (PodRef(p["metadata"]["name"], deployment.namespace, str(p.get("status", {}).get("podIP", "")), p) for p in pods),
+            (
+                PodRef(
+                    p["metadata"]["name"],
+                    deployment.namespace,
+                    str(p.get("status", {}).get("podIP", "")),
+                    p,
+                )
+                for p in pods
+            ),
             key=lambda r: r.name,
         )
 
     def set_knobs(self, pods: Sequence[PodRef], container: str, body: Mapping[str, Any]) -> None:
         """``PUT /admin/knobs`` on each pod's knob port, from inside its service container."""
-        argv = ["python", "-m", "cluster.kube.loadgen", "knobs", str(KNOB_PORT), json.dumps(dict(body))]
+        argv = [
+            "python",
+            "-m",
+            "cluster.kube.loadgen",
+            "knobs",
+            str(KNOB_PORT),
+            json.dumps(dict(body)),
+        ]
         for pod in pods:
             code, out, err = self.api.exec(pod.namespace, pod.name, container, argv)
             if code != 0:
-                raise KubeError(f"knobs of {pod.namespace}/{pod.name}: {(out + err).strip() or f'exit {code}'}")
+                raise KubeError(
+                    f"knobs of {pod.namespace}/{pod.name}: {(out + err).strip() or f'exit {code}'}"
+                )
 
     def kill(self, deployment: Manifest, pods: Sequence[PodRef], replicas: int) -> None:
         """Stop exactly ``pods``: mark them cheapest to delete, then scale the Deployment down to
@@ -296,7 +330,11 @@ class LiveCluster:
             self.api.request(
                 "PATCH",
                 f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}",
-                body={"metadata": {"annotations": {"controller.kubernetes.io/pod-deletion-cost": "-10000"}}},
+                body={
+                    "metadata": {
+                        "annotations": {"controller.kubernetes.io/pod-deletion-cost": "-10000"}
+                    }
+                },
                 content_type="application/merge-patch+json",
             )
         self.scale(deployment, replicas)
@@ -335,10 +373,8 @@ class LiveCluster:
         def on_cancel() -> None:
             while not stop.wait(0.2):
                 if cancel.is_set():
-                    try:
+                    with contextlib.suppress(KubeError):
                         self.api.delete("v1", "Pod", pod.namespace, pod.name)
-                    except KubeError:
-                        pass
                     return
 
         watcher = threading.Thread(target=on_cancel, name="meshplay-kube-cancel", daemon=True)
@@ -398,7 +434,7 @@ class LiveCluster:
         name = str(meta.get("name", ""))
         workload = str(annotations.get(IMPERSONATES) or "")
         if not workload:
-            owner = next(iter(meta.get("ownerReferences") or []), {})
+            owner: dict[str, Any] = next(iter(meta.get("ownerReferences") or []), {})
             workload = str(owner.get("name") or name)
             suffix = labels.get("pod-template-hash")
             if owner.get("kind") == "ReplicaSet" and suffix and workload.endswith("-" + suffix):
@@ -420,7 +456,9 @@ class LiveCluster:
             services=fqdns,
         )
 
-    def proxy_logs(self, pods: Iterable[Mapping[str, Any]], since_s: float | None) -> list[tuple[PodFacts, str]]:
+    def proxy_logs(
+        self, pods: Iterable[Mapping[str, Any]], since_s: float | None
+    ) -> list[tuple[PodFacts, str]]:
         """The ``istio-proxy`` log of each pod (since ``since_s`` seconds ago), with its facts."""
         pods = list(pods)
         services: dict[str, list[dict[str, Any]]] = {}

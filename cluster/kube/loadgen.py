@@ -17,6 +17,7 @@ this module runs inside the cluster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -45,9 +46,7 @@ ENV_VAR = "MESHPLAY_TRAFFIC"
 def traffic_to_json(spec: TrafficSpec) -> dict[str, Any]:
     """A TrafficSpec as plain JSON (snake_case keys, as the dataclass names them)."""
     data = asdict(spec)
-    data["requests"] = [
-        {**asdict(r), "headers": dict(r.headers)} for r in spec.requests
-    ]
+    data["requests"] = [{**asdict(r), "headers": dict(r.headers)} for r in spec.requests]
     return data
 
 
@@ -141,10 +140,8 @@ async def _tcp_one(target: Target, spec: TrafficSpec) -> bool:
         ok = False
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(OSError):
             await writer.wait_closed()
-        except OSError:
-            pass
     return ok
 
 

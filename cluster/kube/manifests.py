@@ -147,7 +147,11 @@ class Manifest:
     @property
     def ref(self) -> str:
         """``Kind ns/name`` (``Kind name`` when cluster-scoped)."""
-        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
+        return (
+            f"{self.kind} {self.namespace}/{self.name}"
+            if self.namespace
+            else f"{self.kind} {self.name}"
+        )
 
     def path(self) -> str:
         """The object's REST path, e.g. ``/apis/networking.istio.io/v1/namespaces/shop/virtualservices/product``."""
@@ -193,7 +197,11 @@ def _documents(file: str, mtime_ns: int) -> tuple[RawDocument, ...]:
     out: list[RawDocument] = []
     for doc in docs:
         data = doc.data
-        if isinstance(data, dict) and data.get("kind") == "List" and isinstance(data.get("items"), list):
+        if (
+            isinstance(data, dict)
+            and data.get("kind") == "List"
+            and isinstance(data.get("items"), list)
+        ):
             for i, item in enumerate(data["items"]):
                 origin = doc.positions.get(("items", i), doc.origin)
                 out.append(RawDocument(item, origin, {}, doc.index))

@@ -25,7 +25,9 @@ __all__ = ["PlanCluster"]
 class PlanCluster:
     """Records the runner's verbs as text lines (:meth:`text`)."""
 
-    def __init__(self, namespace: str, app: Sequence[Manifest], timeouts: Timeouts | None = None) -> None:
+    def __init__(
+        self, namespace: str, app: Sequence[Manifest], timeouts: Timeouts | None = None
+    ) -> None:
         self.namespace = namespace
         self.app = list(app)
         self.timeouts = timeouts or Timeouts()
@@ -116,15 +118,19 @@ class PlanCluster:
         )
 
     def scale(self, deployment: Manifest, replicas: int) -> None:
-        self.lines.append(f"scale Deployment {deployment.namespace}/{deployment.name} to {replicas}")
+        self.lines.append(
+            f"scale Deployment {deployment.namespace}/{deployment.name} to {replicas}"
+        )
 
     def endpoints(self, service: Mapping[str, Any]) -> list[str]:
         selector = service.get("spec", {}).get("selector") or {}
-        out = []
+        out: list[str] = []
         for d in self.app:
             if d.kind != "Deployment":
                 continue
-            labels = d.body.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+            labels = (
+                d.body.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+            )
             if selector and all(labels.get(k) == v for k, v in selector.items()):
                 replicas = int(d.body.get("spec", {}).get("replicas", 1))
                 out.extend(f"<IP of {d.name} pod {i + 1}>" for i in range(replicas))
@@ -136,14 +142,16 @@ class PlanCluster:
     ) -> None:  # fmt: skip
         self.apply([pod])
         self.lines.append(
-            f"follow the log of {pod.namespace}/{pod.name} ({CONTAINER}) until its \"done\" line "
-            f"(at most {timeout_s:g}s); the step's events are timed from its \"started\" line"
+            f'follow the log of {pod.namespace}/{pod.name} ({CONTAINER}) until its "done" line '
+            f'(at most {timeout_s:g}s); the step\'s events are timed from its "started" line'
         )
 
     def services(self, namespace: str) -> list[dict[str, Any]]:
         return [m.body for m in self.app if m.kind == "Service"]
 
-    def proxy_logs(self, pods: Iterable[Mapping[str, Any]], since_s: float | None) -> list[tuple[PodFacts, str]]:
+    def proxy_logs(
+        self, pods: Iterable[Mapping[str, Any]], since_s: float | None
+    ) -> list[tuple[PodFacts, str]]:
         names = [str(p.get("metadata", {}).get("name", "")) for p in pods]
         if names:
             self.lines.append(f"read the istio-proxy log of {', '.join(names)}")

@@ -59,8 +59,8 @@ def _blank(value: Any) -> bool:
 def parse_log(text: str) -> list[dict[str, Any]]:
     """The access-log entries of a container log (other lines skipped)."""
     out = []
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if not line.startswith("{"):
             continue
         try:

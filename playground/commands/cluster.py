@@ -37,13 +37,19 @@ def register(sub: Any) -> None:
         ("down", "delete everything meshplay applied"),
     ):
         v = verbs.add_parser(name, help=text, description=text)
-        v.add_argument("--context", default="", help="kubeconfig context (default: the current one)")
-        v.add_argument("--namespace", default="", help="namespace of the app (default: the app's own)")
+        v.add_argument(
+            "--context", default="", help="kubeconfig context (default: the current one)"
+        )
+        v.add_argument(
+            "--namespace", default="", help="namespace of the app (default: the app's own)"
+        )
         if name != "down":
             v.add_argument("--app", type=Path, default=DEFAULT_APP, help="app folder")
         if name == "up":
             v.add_argument("--monitoring", action="store_true", help="also apply Prometheus")
-            v.add_argument("--registry", default="", help="push the image here (not a kind cluster)")
+            v.add_argument(
+                "--registry", default="", help="push the image here (not a kind cluster)"
+            )
             v.add_argument("--no-build", action="store_true", help="use the image as it is")
         v.set_defaults(handler=_run)
 

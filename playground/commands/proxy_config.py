@@ -48,7 +48,24 @@ def register(sub: Any) -> None:
         help="read the running Envoy's /config_dump (a mesh started by meshplay up) instead of "
         "translating PATH",
     )
+    p.add_argument("--kube", action="store_true",
+                   help="with --live: read the pod's Envoy on a cluster (kubectl exec into istio-proxy)")  # fmt: skip
+    p.add_argument("--context", default="", help="kubeconfig context for --kube")
+    p.add_argument(
+        "--namespace", default="", help="namespace of the pod for --kube (default: the app's)"
+    )
     p.set_defaults(handler=_run)
+
+
+def _kube_dump(args: argparse.Namespace, namespace: str) -> dict[str, Any]:
+    from cluster.kube.api import KubeApi
+    from cluster.kube.inspect import config_dump, find_pod
+
+    api = KubeApi.connect(args.context)
+    try:
+        return config_dump(api, find_pod(api, args.namespace or namespace, args.proxy))
+    finally:
+        api.close()
 
 
 def _find_pod(pods: tuple[Pod, ...], wanted: str) -> Pod | None:
@@ -261,9 +278,12 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     proxy = translate_proxy(resources, topology, pod.name)
     if args.live:
+        from mesh.runner import RunnerError
+
         try:
-            proxy = live_proxy_config(proxy)
-        except (LookupError, OSError) as exc:
+            dump = _kube_dump(args, pod.namespace) if args.kube else None
+            proxy = live_proxy_config(proxy, dump)
+        except (LookupError, OSError, RunnerError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     print(render_proxy_config(proxy, args.kind, args.output))
@@ -281,12 +301,14 @@ def _hcm_route_configs(listener: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def live_proxy_config(expected: ProxyConfig) -> ProxyConfig:
+def live_proxy_config(expected: ProxyConfig, dump: dict[str, Any] | None = None) -> ProxyConfig:
     """What the running Envoy of ``expected.pod`` really holds, read from its admin
-    ``/config_dump``, in the same shape as the translation (so the same tables print it)."""
-    from cluster.local.state import live_config_dump
+    ``/config_dump`` (``dump``, e.g. a cluster pod's; default: the local mesh's Envoy), in the
+    same shape as the translation (so the same tables print it)."""
+    if dump is None:
+        from cluster.local.state import live_config_dump
 
-    dump = live_config_dump(expected.pod.name)
+        dump = live_config_dump(expected.pod.name)
     listeners: list[dict[str, Any]] = []
     clusters: list[dict[str, Any]] = []
     routes: list[dict[str, Any]] = []

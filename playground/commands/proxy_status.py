@@ -2,7 +2,8 @@
 
 Like ``istioctl proxy-status``: one row per proxy with, per xDS type, ``SYNCED`` when Envoy
 accepted every update, ``REJECTED(n)`` when it NACKed one (it keeps serving the previous config),
-read live from each Envoy's admin endpoint.
+read live from each Envoy's admin endpoint. ``--kube``: a cluster's proxies, as istiod's
+``/debug/syncz`` reports them (SYNCED, or STALE for a push not acknowledged).
 """
 
 from __future__ import annotations
@@ -19,10 +20,36 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "proxy-status", help="sync state of the running local Envoys", description=__doc__
     )
+    p.add_argument("--kube", action="store_true",
+                   help="the proxies of a cluster, as istiod reports them (kubectl exec into istiod)")  # fmt: skip
+    p.add_argument("--context", default="", help="kubeconfig context for --kube")
+    p.add_argument("--namespace", default="", help="only the proxies of this namespace (--kube)")
     p.set_defaults(handler=_run)
 
 
+def _kube(args: argparse.Namespace) -> int:
+    from cluster.kube.api import KubeApi, KubeError
+    from cluster.kube.inspect import proxy_status
+
+    try:
+        api = KubeApi.connect(args.context)
+        try:
+            rows = proxy_status(api, args.namespace)
+        finally:
+            api.close()
+    except KubeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'NAME':<50} {'CDS':<9} {'LDS':<9} {'EDS':<9} {'RDS':<9}")
+    for r in rows:
+        s = r.states
+        print(f"{r.proxy:<50} {s['CDS']:<9} {s['LDS']:<9} {s['EDS']:<9} {s['RDS']:<9}")
+    return 0 if all(r.synced for r in rows) else 1
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.kube:
+        return _kube(args)
     from cluster.local.state import MeshStateFile, proxy_status, state_dir
 
     record = MeshStateFile.read(state_dir() / "local.json")

@@ -45,7 +45,9 @@ def register(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
     kube = p.add_argument_group("kube runner")
     kube.add_argument("--context", default="", help="kubeconfig context (default: the current one)")
-    kube.add_argument("--namespace", default="", help="namespace of the app (default: the app's own)")
+    kube.add_argument(
+        "--namespace", default="", help="namespace of the app (default: the app's own)"
+    )
     kube.add_argument("--dry-run", action="store_true",
                       help="print every apply, delete, wait and traffic command; contact no cluster")  # fmt: skip
     p.set_defaults(handler=_run)
@@ -58,12 +60,16 @@ def kube_options(args: argparse.Namespace) -> dict[str, object]:
 
 def _dry_run(args: argparse.Namespace, lesson: Lesson) -> int:
     if args.runner != "kube":
-        print("error: --dry-run plans a run on a cluster: use it with --runner kube", file=sys.stderr)
+        print(
+            "error: --dry-run plans a run on a cluster: use it with --runner kube", file=sys.stderr
+        )
         return 2
     from cluster.kube import dry_run_plan
 
     try:
-        text = dry_run_plan(lesson, RunOptions(seed=args.seed, until_step=args.step), args.namespace)
+        text = dry_run_plan(
+            lesson, RunOptions(seed=args.seed, until_step=args.step), args.namespace
+        )
     except (StepSelectionError, RunnerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

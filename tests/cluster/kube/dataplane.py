@@ -68,7 +68,9 @@ def operator_values(r: RequestRecord, at: float, workload: str, namespace: str) 
         "%REQ(X-REQUEST-ID)%": r.request_id or None,
         "%REQ(X-B3-TRACEID)%": r.trace_id or None,
         "%REQ(TRACEPARENT)%": None,
-        "%UPSTREAM_METADATA(istio:workload)%": dest if r.destination_workload != RequestRecord.UNKNOWN else None,
+        "%UPSTREAM_METADATA(istio:workload)%": dest
+        if r.destination_workload != RequestRecord.UNKNOWN
+        else None,
         "%UPSTREAM_PEER_URI_SAN%": spiffe(r.destination_principal),
         "%DOWNSTREAM_PEER_URI_SAN%": spiffe(r.source_principal) if mtls else None,
         "%DOWNSTREAM_LOCAL_URI_SAN%": spiffe(r.destination_principal) if mtls else None,
@@ -120,10 +122,14 @@ class SimDataPlane:
         try:
             records = self._simulate(kube, job, ns)
         except Exception as exc:  # the generator's own error line
-            kube.write_log(ns, name, "loadgen", json.dumps({"event": "error", "message": repr(exc)}))
+            kube.write_log(
+                ns, name, "loadgen", json.dumps({"event": "error", "message": repr(exc)})
+            )
             kube.end_container(ns, name, "loadgen")
             raise
-        impersonated = (pod["metadata"].get("annotations") or {}).get("meshplay.dev/impersonates", "")
+        impersonated = (pod["metadata"].get("annotations") or {}).get(
+            "meshplay.dev/impersonates", ""
+        )
         pods = _pods_by_workload(kube, ns)
         for r in records:
             at = t0 + 0.01 + r.start_time
@@ -142,12 +148,32 @@ class SimDataPlane:
         duration = max((r.start_time + r.duration_ms / 1000 for r in records), default=0.0)
         with self.lock:
             self.clock = t0 + duration + 1.0
-        kube.write_log(ns, name, "loadgen", json.dumps({"event": "progress", "fraction": 1.0, "sent": len(records)}))
-        kube.write_log(ns, name, "loadgen", json.dumps({"event": "done", "sent": len(records), "failed": 0, "dropped": 0, "wall_s": duration}))
+        kube.write_log(
+            ns,
+            name,
+            "loadgen",
+            json.dumps({"event": "progress", "fraction": 1.0, "sent": len(records)}),
+        )
+        kube.write_log(
+            ns,
+            name,
+            "loadgen",
+            json.dumps(
+                {
+                    "event": "done",
+                    "sent": len(records),
+                    "failed": 0,
+                    "dropped": 0,
+                    "wall_s": duration,
+                }
+            ),
+        )
         kube.end_container(ns, name, "loadgen")
 
     def _simulate(self, kube: FakeKube, job: GeneratorJob, ns: str) -> list[RequestRecord]:
-        home = self.lesson.app.behavior.namespace  # the simulator knows the app in its own namespace
+        home = (
+            self.lesson.app.behavior.namespace
+        )  # the simulator knows the app in its own namespace
         docs = [
             retarget_namespace(Manifest(_clean(o)), ns, home).body
             for o in kube.objects.values() if o.get("kind") in _MODELLED
@@ -156,7 +182,9 @@ class SimDataPlane:
         loaded = load_text(text, "<fake cluster>", home)
         state = MeshState(loaded.resources)
         topology, envoy = configure(state)
-        world = World(topology, self.lesson.app.behavior, envoy, seed=job.seed, resources=state.resources)
+        world = World(
+            topology, self.lesson.app.behavior, envoy, seed=job.seed, resources=state.resources
+        )
         for action in _breaks(kube, ns):
             world.apply_break(action)
         driver = TrafficDriver(world, job.traffic)

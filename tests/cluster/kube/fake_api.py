@@ -18,6 +18,7 @@ What the generator pod "sends" is up to :attr:`data_plane`, called when one is c
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import json
@@ -130,10 +131,8 @@ class FakeKube:
             self._server.server_close()
             self._server = None
         for conn in list(self.connections):  # and every open connection, as a crash would
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         with self.cond:
             self.cond.notify_all()
 
@@ -158,7 +157,9 @@ class FakeKube:
                 {
                     "apiVersion": "v1",
                     "kind": "Config",
-                    "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}],
+                    "clusters": [
+                        {"name": "fake", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}
+                    ],
                     "users": [{"name": "fake", "user": {"token": "fake-token"}}],
                     "contexts": [{"name": context, "context": {"cluster": "fake", "user": "fake"}}],
                     "current-context": context,
@@ -207,7 +208,12 @@ class FakeKube:
     def _apply(self, patch: Obj, manager: str, force: bool, key: Key | None = None) -> Obj:
         group = patch.get("apiVersion", "v1").rpartition("/")[0]
         plural = _plural(group, patch["kind"])
-        key = key or (group, plural, patch["metadata"].get("namespace", ""), patch["metadata"]["name"])
+        key = key or (
+            group,
+            plural,
+            patch["metadata"].get("namespace", ""),
+            patch["metadata"]["name"],
+        )
         message = self.reject.get((patch["kind"], patch["metadata"]["name"]))
         if message is not None:
             raise _Status(422, "Invalid", f'{patch["kind"]}.{group or "core"} "{patch["metadata"]["name"]}" is invalid: {message}',
@@ -237,7 +243,9 @@ class FakeKube:
         meta = obj.setdefault("metadata", {})
         meta["resourceVersion"] = self._bump()
         meta.setdefault("uid", (current or {}).get("metadata", {}).get("uid") or str(uuid.uuid4()))
-        meta["managedFields"] = [{"manager": m, "operation": "Apply"} for m in sorted(set(owners.values()))]
+        meta["managedFields"] = [
+            {"manager": m, "operation": "Apply"} for m in sorted(set(owners.values()))
+        ]
         if current is not None and "status" in current:
             obj["status"] = current["status"]
         self.objects[key] = obj
@@ -281,7 +289,13 @@ class FakeKube:
         self.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
                   "data": {"mesh": "defaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\n"}}, "istio-operator")  # fmt: skip
         for name in self.crds:
-            self.put({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": name}})
+            self.put(
+                {
+                    "apiVersion": "apiextensions.k8s.io/v1",
+                    "kind": "CustomResourceDefinition",
+                    "metadata": {"name": name},
+                }
+            )
         self._make_pod("istio-system", "istiod-7c9d8-abcde", {"app": "istiod"}, ["discovery"], sidecar=False,
                        image="docker.io/istio/pilot:1.28.0")  # fmt: skip
         self._make_pod("istio-system", "istio-ingressgateway-5f7b-xyz12",
@@ -296,7 +310,10 @@ class FakeKube:
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": {"serviceAccountName": service_account, "containers": [{"name": c, "image": image} for c in names]},
+            "spec": {
+                "serviceAccountName": service_account,
+                "containers": [{"name": c, "image": image} for c in names],
+            },
         }
         if owner:
             pod["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": owner}]
@@ -313,7 +330,8 @@ class FakeKube:
             "phase": "Running",
             "podIP": f"10.0.0.{self.ip}",
             "containerStatuses": [
-                {"name": c, "ready": ready or c != "istio-proxy", "state": {"running": {}}} for c in containers
+                {"name": c, "ready": ready or c != "istio-proxy", "state": {"running": {}}}
+                for c in containers
             ],
         }
 
@@ -349,7 +367,9 @@ class FakeKube:
             self._set_status(obj, names, True)
             self.pods.setdefault((key[2], key[3]), FakePod())
             if self.data_plane is not None:
-                threading.Thread(target=self.data_plane, args=(self, copy.deepcopy(obj)), daemon=True).start()
+                threading.Thread(
+                    target=self.data_plane, args=(self, copy.deepcopy(obj)), daemon=True
+                ).start()
         elif kind not in ("Pod", "Namespace", "ConfigMap"):
             self.nonce += 1  # istiod pushes to every proxy
 
@@ -362,8 +382,18 @@ class FakeKube:
         for pod in pods:
             if pod["metadata"]["labels"].get("pod-template-hash") != digest:
                 self.delete(self._key(pod, "", "pods"))
-        pods = [p for p in self._pods_of(d) if p["metadata"]["labels"].get("pod-template-hash") == digest]
-        pods.sort(key=lambda p: int((p["metadata"].get("annotations") or {}).get("controller.kubernetes.io/pod-deletion-cost", "0")))
+        pods = [
+            p
+            for p in self._pods_of(d)
+            if p["metadata"]["labels"].get("pod-template-hash") == digest
+        ]
+        pods.sort(
+            key=lambda p: int(
+                (p["metadata"].get("annotations") or {}).get(
+                    "controller.kubernetes.io/pod-deletion-cost", "0"
+                )
+            )
+        )
         while len(pods) > want:
             self.delete(self._key(pods.pop(0), "", "pods"))
         used = {p["metadata"]["name"] for p in pods}
@@ -383,7 +413,9 @@ class FakeKube:
 
     # -- pods' runtime ---------------------------------------------------------------------
 
-    def write_log(self, namespace: str, pod: str, container: str, line: str, at: float | None = None) -> None:
+    def write_log(
+        self, namespace: str, pod: str, container: str, line: str, at: float | None = None
+    ) -> None:
         """Append a line to a container's log."""
         with self.cond:
             runtime = self.pods.setdefault((namespace, pod), FakePod())
@@ -396,7 +428,9 @@ class FakeKube:
             self.pods.setdefault((namespace, pod), FakePod()).ended.add(container)
             self.cond.notify_all()
 
-    def exec(self, namespace: str, pod: str, container: str, argv: list[str]) -> tuple[int, str, str]:
+    def exec(
+        self, namespace: str, pod: str, container: str, argv: list[str]
+    ) -> tuple[int, str, str]:
         """What running ``argv`` in a container answers."""
         self.execs.append((pod, container, argv))
         if argv[:4] == ["python", "-m", "cluster.kube.loadgen", "knobs"]:
@@ -417,7 +451,9 @@ class FakeKube:
     def _syncz(self) -> list[Obj]:
         out = []
         for o in self.objects.values():
-            if o["kind"] != "Pod" or not any(c["name"] == "istio-proxy" for c in o["spec"]["containers"]):
+            if o["kind"] != "Pod" or not any(
+                c["name"] == "istio-proxy" for c in o["spec"]["containers"]
+            ):
                 continue
             name = o["metadata"]["name"]
             if name not in self.stuck_proxies:
@@ -431,7 +467,9 @@ class FakeKube:
 
 
 class _Status(Exception):  # noqa: N818 - it is the API's Status object
-    def __init__(self, code: int, reason: str, message: str, causes: list[Obj] | None = None) -> None:
+    def __init__(
+        self, code: int, reason: str, message: str, causes: list[Obj] | None = None
+    ) -> None:
         super().__init__(message)
         self.body = {
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -482,7 +520,7 @@ class _Handler(BaseHTTPRequestHandler):
     kube: FakeKube
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def setup(self) -> None:
@@ -491,10 +529,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def finish(self) -> None:
         self.kube.connections.discard(self.connection)
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -588,7 +624,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if not manager:
                     raise _Status(400, "BadRequest", "PATCH with apply requires fieldManager")
                 if body.get("metadata", {}).get("name") != name:
-                    raise _Status(400, "BadRequest", "the name of the object does not match the URL")
+                    raise _Status(
+                        400, "BadRequest", "the name of the object does not match the URL"
+                    )
                 self._send(200, kube._apply(body, manager, query.get("force") == ["true"], key))
                 return
             if sub == "scale":
@@ -664,10 +702,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _exec(self, ns: str, name: str, query: dict[str, list[str]]) -> None:
         kube = self.kube
         key = self.headers.get("Sec-WebSocket-Key", "")
-        accept = base64.b64encode(hashlib.sha1((key + _GUID).encode()).digest()).decode()  # noqa: S324 - RFC 6455
+        accept = base64.b64encode(hashlib.sha1((key + _GUID).encode()).digest()).decode()
         if ("", "pods", ns, name) not in kube.objects:
             raise _Status(404, "NotFound", f'pods "{name}" not found')
-        code, out, err = kube.exec(ns, name, (query.get("container") or [""])[0], query.get("command") or [])
+        code, out, err = kube.exec(
+            ns, name, (query.get("container") or [""])[0], query.get("command") or []
+        )
         self.send_response(101, "Switching Protocols")
         self.send_header("Upgrade", "websocket")
         self.send_header("Connection", "Upgrade")
@@ -698,16 +738,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(header + payload)
         self.wfile.flush()
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         self._handle("GET")
 
-    def do_PATCH(self) -> None:  # noqa: N802
+    def do_PATCH(self) -> None:
         self._handle("PATCH")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._handle("DELETE")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._handle("POST")
 
 

@@ -62,7 +62,10 @@ def test_check_lists_what_is_missing_with_the_fix(fake: FakeKube, kubeconfig: Pa
     assert "\u2714 API server http://127.0.0.1:" in out and "Kubernetes v1.31.0-fake" in out
     assert "\u2714 istiod istiod-7c9d8-abcde (1.28.0)" in out
     assert "\u2714 Istio CRDs present" in out
-    assert "\u2718 mesh config: meshplay's JSON access-log providers missing\n    fix: meshplay cluster up" in out
+    assert (
+        "\u2718 mesh config: meshplay's JSON access-log providers missing\n    fix: meshplay cluster up"
+        in out
+    )
     assert "\u2718 namespace shop does not exist yet" in out
     assert "- Prometheus: not found" in out
     api = KubeApi.connect("fake", str(kubeconfig))
@@ -77,7 +80,9 @@ def test_check_names_missing_istio(fake: FakeKube, kubeconfig: Path, monkeypatch
                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     """Without istiod and Istio's CRDs, check says to install Istio with meshplay's profile."""
     with fake.cond:
-        for key in [k for k, o in fake.objects.items() if o["kind"] in ("CustomResourceDefinition", "Pod")]:
+        for key in [
+            k for k, o in fake.objects.items() if o["kind"] in ("CustomResourceDefinition", "Pod")
+        ]:
             fake.delete(key)
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     assert main(["cluster", "check"]) == 1
@@ -87,18 +92,28 @@ def test_check_names_missing_istio(fake: FakeKube, kubeconfig: Path, monkeypatch
     assert "istioctl install -f cluster/kube/manifests/ecommerce/istio/istio-operator.yaml" in out
 
 
-def test_up_applies_the_app_and_mesh_settings_and_down_deletes_exactly_them(fake: FakeKube, api: KubeApi) -> None:
+def test_up_applies_the_app_and_mesh_settings_and_down_deletes_exactly_them(
+    fake: FakeKube, api: KubeApi
+) -> None:
     """``up``: the app with the knob port, the Telemetry, the providers in the mesh config,
     every pod ready. ``down``: what meshplay applied is gone (a lesson's leftover included),
     what others own stays, and the mesh config is as it was."""
     original_mesh = fake.find("ConfigMap", "istio-system", "istio")[0]["data"]["mesh"]
     applied = admin.up(api, APP, "shop", monitoring=True, report=lambda _t: None, timeouts=FAST)
-    assert {m.kind for m in applied} >= {"Namespace", "Deployment", "Service", "Telemetry", "ConfigMap"}
+    assert {m.kind for m in applied} >= {
+        "Namespace",
+        "Deployment",
+        "Service",
+        "Telemetry",
+        "ConfigMap",
+    }
     mesh = fake.find("ConfigMap", "istio-system", "istio")[0]["data"]["mesh"]
     assert has_providers(mesh) and "discoveryAddress" in mesh
-    env = fake.find("Deployment", "shop", "product-v1")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    env = fake.find("Deployment", "shop", "product-v1")[0]["spec"]["template"]["spec"][
+        "containers"
+    ][0]["env"]
     assert {"name": "ADMIN_PORT", "value": "15999"} in env
-    assert len([p for p in fake.find("Pod", "shop")]) == 10
+    assert len(fake.find("Pod", "shop")) == 10
     fake.put({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
               "metadata": {"name": "left-over", "namespace": "shop",
                            "labels": {"app.kubernetes.io/managed-by": "meshplay", "meshplay.dev/part": "lesson"}},
@@ -109,8 +124,54 @@ def test_up_applies_the_app_and_mesh_settings_and_down_deletes_exactly_them(fake
     assert admin.down(api, report=lambda _t: None) >= len(applied)
     assert fake.find("Namespace", name="shop") == []
     assert fake.find("VirtualService") == []
-    assert fake.find("Telemetry") == [] and fake.find("Deployment", "istio-system", "prometheus") == []
+    assert (
+        fake.find("Telemetry") == [] and fake.find("Deployment", "istio-system", "prometheus") == []
+    )
     assert fake.find("ConfigMap", "istio-system", "theirs")
     assert fake.find("Namespace", name="istio-system")
-    assert yaml.safe_load(fake.find("ConfigMap", "istio-system", "istio")[0]["data"]["mesh"]) == yaml.safe_load(original_mesh) | {
-        "defaultConfig": {"discoveryAddress": "istiod.istio-system.svc:15012", "tracing": {"sampling": 100.0}}}
+    assert yaml.safe_load(
+        fake.find("ConfigMap", "istio-system", "istio")[0]["data"]["mesh"]
+    ) == yaml.safe_load(original_mesh) | {
+        "defaultConfig": {
+            "discoveryAddress": "istiod.istio-system.svc:15012",
+            "tracing": {"sampling": 100.0},
+        }
+    }
+
+
+def test_proxy_status_and_live_proxy_config_read_the_cluster(
+    fake: FakeKube, api: KubeApi, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """``proxy-status --kube`` lists istiod's proxies (STALE for one that did not ACK);
+    ``proxy-config --live --kube`` reads a pod's Envoy through ``pilot-agent`` in its sidecar."""
+    admin.up(api, APP, "shop", report=lambda _t: None, timeouts=FAST)
+    stuck = sorted(
+        p["metadata"]["name"]
+        for p in fake.find("Pod", "shop")
+        if p["metadata"]["name"].startswith("user-v1")
+    )[0]
+    fake.stuck_proxies.add(stuck)
+    fake.nonce += 1
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.chdir(ROOT)
+    assert main(["proxy-status", "--kube", "--namespace", "shop"]) == 1
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}
+    assert lines[f"{stuck}.shop"] == ["STALE"] * 4
+    assert sum(1 for v in lines.values() if v == ["SYNCED"] * 4) == 7  # 8 sidecars in shop
+    code = main(
+        [
+            "proxy-config",
+            "clusters",
+            "lessons/01-request-routing",
+            "--proxy",
+            "product-v1",
+            "--live",
+            "--kube",
+        ]
+    )
+    assert code == 0
+    assert [argv for _pod, c, argv in fake.execs if c == "istio-proxy"] == [
+        ["pilot-agent", "request", "GET", "config_dump"]
+    ]

@@ -25,7 +25,9 @@ from playground.cli import main
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = Path(__file__).parent / "testdata" / "plans"
 KUBE_LESSONS = sorted(
-    p.parent.name for p in (ROOT / "lessons").glob("*/lesson.yaml") if "kube" in load_lesson(p.parent).spec.runners
+    p.parent.name
+    for p in (ROOT / "lessons").glob("*/lesson.yaml")
+    if "kube" in load_lesson(p.parent).spec.runners
 )
 
 
@@ -52,7 +54,9 @@ def test_plan_is_pinned(name: str) -> None:
     if os.environ.get("REFRESH_GOLDEN") or not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(plan, encoding="utf-8")
-    assert plan == path.read_text(encoding="utf-8"), f"plan of {name} changed; REFRESH_GOLDEN=1 rewrites it"
+    assert plan == path.read_text(encoding="utf-8"), (
+        f"plan of {name} changed; REFRESH_GOLDEN=1 rewrites it"
+    )
 
 
 @pytest.mark.parametrize("name", KUBE_LESSONS)
@@ -76,15 +80,22 @@ def test_plan_shows_applies_deletes_waits_breaks_and_traffic() -> None:
     steps = plan.split("\n== step ")
     assert len(steps) == 5
     first = steps[1]
-    assert first.index("knobs 15999 '{\"error_rate\": 0.3}'") < first.index("apply Pod shop/meshplay-loadgen-dry-run-s1")
+    assert first.index("knobs 15999 '{\"error_rate\": 0.3}'") < first.index(
+        "apply Pod shop/meshplay-loadgen-dry-run-s1"
+    )
     assert "python -m cluster.kube.loadgen" in first and "MESHPLAY_TRAFFIC" in first
     assert "apply VirtualService shop/product (server-side, field manager meshplay)" in steps[2]
     assert "wait until the config reached the proxies" in steps[2]
-    assert "${jwt:alice@shop.example}" in steps[3] and "http://user.shop.svc.cluster.local:8080" in steps[3]
+    assert (
+        "${jwt:alice@shop.example}" in steps[3]
+        and "http://user.shop.svc.cluster.local:8080" in steps[3]
+    )
     assert "delete VirtualService shop/product" in plan.split("== close")[1]
 
 
-def test_cli_prints_the_plan_without_a_cluster(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_prints_the_plan_without_a_cluster(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No kubeconfig is read: the command works with none."""
     monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
     monkeypatch.chdir(ROOT)
@@ -104,7 +115,9 @@ def test_namespace_moves_the_plan() -> None:
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
-        plan = dry_run_plan(load_lesson("lessons/12-http-authorization"), RunOptions(), namespace="store")
+        plan = dry_run_plan(
+            load_lesson("lessons/12-http-authorization"), RunOptions(), namespace="store"
+        )
     finally:
         os.chdir(cwd)
     assert "shop" not in plan.replace("@shop.example", "")

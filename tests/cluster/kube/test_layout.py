@@ -24,7 +24,14 @@ import yaml
 
 from cluster.kube.layout import istio_manifests, layout_dir, monitoring_manifests, render_layout
 from cluster.kube.manifests import Manifest, app_manifests, stamp
-from cluster.kube.telemetry import access_log_labels, extension_providers, istio_operator, merge_mesh_config, telemetry_resource, unmerge_mesh_config
+from cluster.kube.telemetry import (
+    access_log_labels,
+    extension_providers,
+    istio_operator,
+    merge_mesh_config,
+    telemetry_resource,
+    unmerge_mesh_config,
+)
 from mesh.app import load_app
 from mesh.envoy.accesslog import LogIdentity, json_format
 from mesh.lesson import load_lesson
@@ -45,14 +52,22 @@ def test_committed_layout_is_what_the_code_generates() -> None:
         for path, text in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-    stale = [str(p.relative_to(ROOT)) for p, text in files.items() if not p.is_file() or p.read_text() != text]
+    stale = [
+        str(p.relative_to(ROOT))
+        for p, text in files.items()
+        if not p.is_file() or p.read_text() != text
+    ]
     assert not stale, f"regenerate with REFRESH_GOLDEN=1: {stale}"
 
 
 def _build(overlay: str) -> list[dict[str, Any]]:
     assert KUBECTL is not None
     out = subprocess.run(
-        [KUBECTL, "kustomize", str(layout_dir(APP) / overlay)], capture_output=True, text=True, timeout=120, check=False
+        [KUBECTL, "kustomize", str(layout_dir(APP) / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
@@ -97,7 +112,10 @@ def test_every_kubernetes_object_validates_against_the_schemas() -> None:
         lesson = load_lesson(lesson_dir.parent)
         for state in lesson_states(lesson):
             for r in state.resources:
-                if r.source.origin.file.startswith(str(lesson.path)) and "istio.io" not in r.api_version:
+                if (
+                    r.source.origin.file.startswith(str(lesson.path))
+                    and "istio.io" not in r.api_version
+                ):
                     from cluster.kube.manifests import manifest_of
 
                     bodies.append(manifest_of(r).body)
@@ -143,7 +161,10 @@ def test_providers_log_every_key_record_from_access_log_reads() -> None:
                 assert value == local[key], key
     providers = {p["name"]: p for p in extension_providers()}
     assert set(providers) == {"meshplay-source", "meshplay-destination"}
-    assert providers["meshplay-source"]["envoyFileAccessLog"]["logFormat"]["labels"]["source_workload"] == "%ENVIRONMENT(ISTIO_META_WORKLOAD_NAME)%"
+    assert (
+        providers["meshplay-source"]["envoyFileAccessLog"]["logFormat"]["labels"]["source_workload"]
+        == "%ENVIRONMENT(ISTIO_META_WORKLOAD_NAME)%"
+    )
     assert istio_operator()["spec"]["meshConfig"]["extensionProviders"] == extension_providers()
 
 
@@ -153,7 +174,11 @@ def test_mesh_config_merge_keeps_everything_else_and_is_undone_by_down() -> None
     original = "accessLogFile: /dev/stdout\nextensionProviders:\n- name: otel\n  opentelemetry: {service: c, port: 4317}\n"
     merged = yaml.safe_load(merge_mesh_config(original))
     assert merged["accessLogFile"] == "/dev/stdout"
-    assert [p["name"] for p in merged["extensionProviders"]] == ["otel", "meshplay-source", "meshplay-destination"]
+    assert [p["name"] for p in merged["extensionProviders"]] == [
+        "otel",
+        "meshplay-source",
+        "meshplay-destination",
+    ]
     assert merged["defaultConfig"]["tracing"]["sampling"] == 100.0
     assert yaml.safe_load(merge_mesh_config(merge_mesh_config(original))) == merged
     back = yaml.safe_load(unmerge_mesh_config(yaml.safe_dump(merged)))

@@ -22,7 +22,13 @@ from typing import Any
 import pytest
 import yaml
 
-from cluster.kube.records import PodFacts, complete_entry, link_callers, parse_log, records_from_logs
+from cluster.kube.records import (
+    PodFacts,
+    complete_entry,
+    link_callers,
+    parse_log,
+    records_from_logs,
+)
 from cluster.kube.telemetry import access_log_labels
 from cluster.local.envoy import envoy_binary
 from mesh.envoy.accesslog import record_from_access_log
@@ -30,7 +36,9 @@ from mesh.records import Reporter
 
 PRODUCT = PodFacts("product-v1-7d9f-abcde", "shop", "product-v1", "product", "v1", "product",
                    ("product.shop.svc.cluster.local",))  # fmt: skip
-GATEWAY = PodFacts("api-gateway-v1-5c6d-xyz12", "shop", "api-gateway-v1", "api-gateway", "v1", "api-gateway")
+GATEWAY = PodFacts(
+    "api-gateway-v1-5c6d-xyz12", "shop", "api-gateway-v1", "api-gateway", "v1", "api-gateway"
+)
 
 
 def _port() -> int:
@@ -131,7 +139,9 @@ def test_real_envoy_writes_lines_the_runner_reads(tmp_path: Path) -> None:
         deadline = time.monotonic() + 10
         text = ""
         while time.monotonic() < deadline:
-            text = (tmp_path / "access.log").read_text() if (tmp_path / "access.log").exists() else ""
+            text = (
+                (tmp_path / "access.log").read_text() if (tmp_path / "access.log").exists() else ""
+            )
             if len(text.splitlines()) >= 2:
                 break
             time.sleep(0.1)
@@ -144,8 +154,19 @@ def test_real_envoy_writes_lines_the_runner_reads(tmp_path: Path) -> None:
     assert http["source_workload"] == "api-gateway-v1" and http["source_namespace"] == "shop"
     assert http["protocol"] == "HTTP/1.1"
     r = record_from_access_log(complete_entry(http, GATEWAY))
-    assert (r.reporter, r.method, r.path, r.authority, r.response_code) == (Reporter.SOURCE, "GET", "/products/grinder", "product:8080", 503)
-    assert (r.source_app, r.source_version, r.request_id, r.trace_id) == ("api-gateway", "v1", "rid-1", "abc123")
+    assert (r.reporter, r.method, r.path, r.authority, r.response_code) == (
+        Reporter.SOURCE,
+        "GET",
+        "/products/grinder",
+        "product:8080",
+        503,
+    )
+    assert (r.source_app, r.source_version, r.request_id, r.trace_id) == (
+        "api-gateway",
+        "v1",
+        "rid-1",
+        "abc123",
+    )
     assert r.source_principal == "cluster.local/ns/shop/sa/api-gateway"
     t = record_from_access_log(complete_entry(tcp, GATEWAY))
     assert t.is_tcp and t.response_flags == ("UH",) and t.upstream_cluster == "BlackHoleCluster"
@@ -183,7 +204,10 @@ def test_server_side_lines_get_the_pod_and_the_caller() -> None:
     link_callers(entries)
     records = [record_from_access_log(e) for e in entries]
     assert records[1].source_app == "api-gateway" and records[1].source_workload == "api-gateway-v1"
-    assert records[1].destination_version == "v1" and records[1].destination_service == "product.shop.svc.cluster.local"
+    assert (
+        records[1].destination_version == "v1"
+        and records[1].destination_service == "product.shop.svc.cluster.local"
+    )
     assert records[1].connection_security_policy.value == "mutual_tls"
     assert records[2].source_workload == "unknown"
 
@@ -194,6 +218,8 @@ def test_records_before_the_step_and_lines_read_twice_are_left_out() -> None:
     text = _line(reporter="source", request_id="a", start_time="2026-12-04T20:00:01.000Z") + "\n" + _line(
         reporter="source", request_id="b", start_time="2026-12-04T20:00:09.000Z")  # fmt: skip
     since = 1796414405.0  # 2026-12-04T20:00:05Z
-    records = records_from_logs([(GATEWAY, text), (GATEWAY, text)], run_started_at=since - 5, since=since)
+    records = records_from_logs(
+        [(GATEWAY, text), (GATEWAY, text)], run_started_at=since - 5, since=since
+    )
     assert [r.request_id for r in records] == ["b"]
     assert records[0].start_time == pytest.approx(9.0)

@@ -14,7 +14,6 @@ What it cannot prove: how real istiod and Envoy behave (tests/cluster/kube/test_
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,9 +30,13 @@ from tests.cluster.kube.dataplane import SimDataPlane
 from tests.cluster.kube.fake_api import FakeKube, Obj
 
 ROOT = Path(__file__).resolve().parents[3]
-FAST = Timeouts(rollout_s=3, converge_s=3, generator_start_s=5, settle_s=0.05, cleanup_s=3, poll_s=0.05)
+FAST = Timeouts(
+    rollout_s=3, converge_s=3, generator_start_s=5, settle_s=0.05, cleanup_s=3, poll_s=0.05
+)
 KUBE_LESSONS = sorted(
-    p.parent.name for p in (ROOT / "lessons").glob("*/lesson.yaml") if "kube" in load_lesson(p.parent).spec.runners
+    p.parent.name
+    for p in (ROOT / "lessons").glob("*/lesson.yaml")
+    if "kube" in load_lesson(p.parent).spec.runners
 )
 
 
@@ -85,7 +88,10 @@ def test_every_kube_lesson_grades_like_sim_and_leaves_only_the_app(
     assert [len(s.records) for s in run.steps] == [len(s.records) for s in expected.steps]
     assert _left(ready) == []
     assert _knobs(ready) == {}
-    deployments = {d["metadata"]["name"]: d["spec"].get("replicas", 1) for d in ready.find("Deployment", "shop")}
+    deployments = {
+        d["metadata"]["name"]: d["spec"].get("replicas", 1)
+        for d in ready.find("Deployment", "shop")
+    }
     assert deployments["product-v2"] == 1
 
 
@@ -119,32 +125,45 @@ def test_a_conflicting_field_owner_stops_the_run_and_nothing_is_left(
     with pytest.raises(RunnerError, match=r'conflict with "kubectl-edit".*\.spec\.http') as caught:
         _run(kubeconfig, lesson)
     assert "apply VirtualService shop/product (" in str(caught.value)
-    assert "lessons/01-request-routing/istio/virtual-service-all-v1.yaml:1:1): " in str(caught.value)
+    assert "lessons/01-request-routing/istio/virtual-service-all-v1.yaml:1:1): " in str(
+        caught.value
+    )
     assert _left(ready) == []
     assert ready.find("DestinationRule", "shop") == []
     owned = ready.find("VirtualService", "shop", "product")[0]
     assert owned["spec"]["http"][0]["route"][0]["destination"]["subset"] == "v2"
 
 
-def test_an_invalid_object_stops_the_run_with_the_apis_message(ready: FakeKube, kubeconfig: Path) -> None:
+def test_an_invalid_object_stops_the_run_with_the_apis_message(
+    ready: FakeKube, kubeconfig: Path
+) -> None:
     """422 from the API (say, Istio's validating webhook) is shown with its cause and file."""
     lesson = _lesson("02-traffic-shifting")
     ready.data_plane = SimDataPlane(lesson)
-    ready.reject[("VirtualService", "product")] = "spec.http[0].route[1].weight: must be non-negative"
-    with pytest.raises(RunnerError, match="is invalid: spec.http.0..route.1..weight: must be non-negative") as caught:
+    ready.reject[("VirtualService", "product")] = (
+        "spec.http[0].route[1].weight: must be non-negative"
+    )
+    with pytest.raises(
+        RunnerError, match=r"is invalid: spec.http.0..route.1..weight: must be non-negative"
+    ) as caught:
         _run(kubeconfig, lesson)
     assert "lessons/02-traffic-shifting/istio/" in str(caught.value)
     assert _left(ready) == []
 
 
-def test_a_pod_that_never_becomes_ready_is_named(fake: FakeKube, api: KubeApi, kubeconfig: Path) -> None:
+def test_a_pod_that_never_becomes_ready_is_named(
+    fake: FakeKube, api: KubeApi, kubeconfig: Path
+) -> None:
     """A sidecar that never gets ready stops the run at open, within the rollout bound, with
     the pod and the container in the message."""
     fake.never_ready.add("product-v2")
     lesson = _lesson("01-request-routing")
-    with pytest.raises(RunnerError, match="Deployment shop/product-v2 is not ready after 3s: pod product-v2-.*: container istio-proxy is running but not ready"):
+    with pytest.raises(
+        RunnerError,
+        match=r"Deployment shop/product-v2 is not ready after 3s: pod product-v2-.*: container istio-proxy is running but not ready",
+    ):
         admin.up(api, lesson.app, "shop", report=lambda _t: None, timeouts=FAST)
-    with pytest.raises(RunnerError, match="product-v2.*istio-proxy is running but not ready"):
+    with pytest.raises(RunnerError, match=r"product-v2.*istio-proxy is running but not ready"):
         _run(kubeconfig, lesson)
     assert _left(fake) == []
 
@@ -154,16 +173,27 @@ def test_a_proxy_that_never_acknowledges_is_named(ready: FakeKube, kubeconfig: P
     stays unacknowledged is named, with the xDS types it did not ACK."""
     lesson = _lesson("01-request-routing")
     ready.data_plane = SimDataPlane(lesson)
-    stuck = sorted(p["metadata"]["name"] for p in ready.find("Pod", "shop") if p["metadata"]["name"].startswith("order-v1"))[0]
+    stuck = sorted(
+        p["metadata"]["name"]
+        for p in ready.find("Pod", "shop")
+        if p["metadata"]["name"].startswith("order-v1")
+    )[0]
     ready.stuck_proxies.add(stuck)
-    with pytest.raises(RunnerError, match=rf"did not reach proxy {stuck}\.shop within 3s: CDS sent \d+, acked \d+"):
+    with pytest.raises(
+        RunnerError, match=rf"did not reach proxy {stuck}\.shop within 3s: CDS sent \d+, acked \d+"
+    ):
         _run(kubeconfig, lesson, until_step=2)
     assert _left(ready) == []
 
 
 def _go_away_when_traffic_starts(fake: FakeKube, for_s: float) -> None:
     def plane(kube: FakeKube, pod: Obj) -> None:
-        kube.write_log(pod["metadata"]["namespace"], pod["metadata"]["name"], "loadgen", '{"event": "started", "at": 0}')
+        kube.write_log(
+            pod["metadata"]["namespace"],
+            pod["metadata"]["name"],
+            "loadgen",
+            '{"event": "started", "at": 0}',
+        )
         kube.go_away(for_s)
 
     fake.data_plane = plane
@@ -176,7 +206,7 @@ def test_an_api_that_goes_away_mid_step_is_reported_and_cleaned_up_when_it_retur
     and cleanup retries until the API is back, then deletes the generator and the lesson's
     resources."""
     _go_away_when_traffic_starts(ready, for_s=1.0)
-    with pytest.raises(RunnerError, match="went away|does not answer"):
+    with pytest.raises(RunnerError, match=r"went away|does not answer"):
         _run(kubeconfig, _lesson("01-request-routing"), until_step=2)
     assert ready.up
     assert _left(ready) == []
@@ -190,12 +220,17 @@ def test_an_api_that_never_returns_leaves_a_report_with_the_command(
     _go_away_when_traffic_starts(ready, for_s=0)
     reports: list[str] = []
     runner = KubeRunner("fake", kubeconfig=str(kubeconfig), timeouts=FAST, report=reports.append)
-    with pytest.raises(RunnerError, match="does not answer|went away"):
+    with pytest.raises(RunnerError, match=r"does not answer|went away"):
         runner.run(_lesson("01-request-routing"), RunOptions(until_step=2))
-    assert any("cleanup incomplete" in r and "kubectl delete" in r and "meshplay.dev/run=" in r for r in reports), reports
+    assert any(
+        "cleanup incomplete" in r and "kubectl delete" in r and "meshplay.dev/run=" in r
+        for r in reports
+    ), reports
 
 
-def test_ctrl_c_deletes_the_generator_and_the_lessons_resources(ready: FakeKube, kubeconfig: Path) -> None:
+def test_ctrl_c_deletes_the_generator_and_the_lessons_resources(
+    ready: FakeKube, kubeconfig: Path
+) -> None:
     """A cancel during a step's traffic deletes the generator pod (its log stream ends), the
     run is marked cancelled, and close removes the lesson's resources."""
     cancel = threading.Event()
@@ -203,7 +238,12 @@ def test_ctrl_c_deletes_the_generator_and_the_lessons_resources(ready: FakeKube,
 
     def plane(kube: FakeKube, pod: Obj) -> None:
         seen.append(pod["metadata"]["name"])
-        kube.write_log(pod["metadata"]["namespace"], pod["metadata"]["name"], "loadgen", '{"event": "started", "at": 0}')
+        kube.write_log(
+            pod["metadata"]["namespace"],
+            pod["metadata"]["name"],
+            "loadgen",
+            '{"event": "started", "at": 0}',
+        )
         cancel.set()  # the user presses Ctrl-C while the traffic runs
 
     ready.data_plane = plane
@@ -214,33 +254,42 @@ def test_ctrl_c_deletes_the_generator_and_the_lessons_resources(ready: FakeKube,
     assert _left(ready) == []
 
 
-def test_a_break_turns_the_knobs_from_inside_the_service_container(ready: FakeKube, kubeconfig: Path) -> None:
+def test_a_break_turns_the_knobs_from_inside_the_service_container(
+    ready: FakeKube, kubeconfig: Path
+) -> None:
     """``error_rate`` reaches every replica through ``kubectl exec`` into the service container
     (port 15999 on 127.0.0.1), and close turns it back."""
     lesson = _lesson("06-retries")
     ready.data_plane = SimDataPlane(lesson)
     _run(kubeconfig, lesson, until_step=1)
     knob_calls = [(pod, c, argv[-1]) for pod, c, argv in ready.execs if "knobs" in argv]
-    assert {(pod.rsplit("-", 2)[0], c) for pod, c, _ in knob_calls} >= {("product-v1", "product"), ("product-v2", "product")}
+    assert {(pod.rsplit("-", 2)[0], c) for pod, c, _ in knob_calls} >= {
+        ("product-v1", "product"),
+        ("product-v2", "product"),
+    }
     assert any('"error_rate": 0.3' in body for _, _, body in knob_calls)
     assert all(argv[4] == "15999" for _, _, argv in ready.execs if "knobs" in argv)
     assert _knobs(ready) == {}
 
 
 @pytest.fixture
-def other_namespace(fake: FakeKube, api: KubeApi) -> Iterator[FakeKube]:
-    admin.up(api, _lesson("12-http-authorization").app, "store", report=lambda _t: None, timeouts=FAST)
-    yield fake
+def other_namespace(fake: FakeKube, api: KubeApi) -> FakeKube:
+    admin.up(
+        api, _lesson("12-http-authorization").app, "store", report=lambda _t: None, timeouts=FAST
+    )
+    return fake
 
 
-def test_namespace_moves_the_app_and_the_lesson(other_namespace: FakeKube, kubeconfig: Path) -> None:
+def test_namespace_moves_the_app_and_the_lesson(
+    other_namespace: FakeKube, kubeconfig: Path
+) -> None:
     """``--namespace store``: the app and the lesson's resources (hosts, principals) move to
     ``store`` and the lesson grades the same."""
     lesson = _lesson("12-http-authorization")
     other_namespace.data_plane = SimDataPlane(lesson)
     reports: list[str] = []
-    run = KubeRunner("fake", "store", kubeconfig=str(kubeconfig), timeouts=FAST, report=reports.append).run(
-        lesson, RunOptions()
-    )
+    run = KubeRunner(
+        "fake", "store", kubeconfig=str(kubeconfig), timeouts=FAST, report=reports.append
+    ).run(lesson, RunOptions())
     assert run.passed, [c.describe() for s in run.steps for c in s.checks if not c.passed]
     assert other_namespace.find("Deployment", "shop") == []
