@@ -22,6 +22,7 @@ import secrets
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,8 @@ from cluster.kube.manifests import (
     stamp,
 )
 from cluster.kube.plan import PlanCluster
+from cluster.kube.prometheus import CrossCheck, compare_counts, edge_counts, parse_vector
+from cluster.kube.prometheus import query as prometheus_query
 from cluster.kube.records import records_from_logs
 from mesh.engine import LessonRunner, run_lesson
 from mesh.lesson import BreakAction, Lesson
@@ -102,6 +105,9 @@ class KubeExecutor:
         self._lock = threading.RLock()
         self._by_origin: dict[str, Manifest] = {}
         self._plan = ""
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.traffic_span: tuple[float, float] | None = None
+        self.cross_checks: list[CrossCheck] = []
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -373,6 +379,9 @@ class KubeExecutor:
         self._delete_quietly([pod])
         started = float(seen.get("started", began))
         records = records_from_logs(logs, self.run_started, since=started - 0.05)
+        self.counts.update(edge_counts(records))
+        first = self.traffic_span[0] if self.traffic_span else started
+        self.traffic_span = (first, time.time())
         done = seen.get("done")
         duration = done.number("wall_s") if isinstance(done, GeneratorEvent) else 0.0
         if not duration and "started_local" in seen:
@@ -413,6 +422,7 @@ class KubeExecutor:
         cluster = self.cluster
         if cluster is None:
             return
+        self._cross_check(cluster)
         if isinstance(cluster, PlanCluster):
             cluster.note("\n== close: back to the app as it was")
         problems: list[str] = []
@@ -437,6 +447,32 @@ class KubeExecutor:
         if self.api is not None:
             self.api.close()
         self.cluster = None
+
+    def _cross_check(self, cluster: LiveCluster | PlanCluster) -> None:
+        """Records per edge beside ``istio_requests_total`` (reported, never graded)."""
+        if isinstance(cluster, PlanCluster):
+            cluster.note("\n== after the last step: Istio's metrics as a cross-check")
+            cluster.prometheus(prometheus_query(0), 0.0)
+            return
+        if not self.counts or self.traffic_span is None:
+            return
+        start, end = self.traffic_span
+        wait = end + self.timeouts.scrape_s - time.time()
+        try:
+            if not cluster.has_prometheus():
+                return
+            if wait > 0:
+                time.sleep(wait)
+            now = time.time()
+            result = cluster.prometheus(prometheus_query(now - start + 5.0), now)
+        except KubeError as exc:
+            self.report(f"metrics cross-check skipped: {exc}")
+            return
+        if result is None:
+            return
+        self.cross_checks = compare_counts(self.counts, parse_vector(result))
+        for check in self.cross_checks:
+            self.report(f"istio_requests_total cross-check: {check.line()}")
 
     def _delete_generators(self) -> None:
         cluster = self._cluster()

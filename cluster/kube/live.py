@@ -56,6 +56,8 @@ class Timeouts:
     generator_start_s: float = 180.0
     settle_s: float = 5.0
     """After the generator is done: requests still in flight, Envoy's 1 s log flush."""
+    scrape_s: float = 20.0
+    """Before the metrics cross-check: Prometheus scrapes every 15 s."""
     cleanup_s: float = 20.0
     """How long cleanup keeps retrying an API that does not answer."""
     poll_s: float = 0.5
@@ -418,6 +420,33 @@ class LiveCluster:
             f"load generator {pod.namespace}/{pod.name} did not start within "
             f"{self.timeouts.generator_start_s:g}s: {problem}"
         )
+
+    # -- Istio's metrics --------------------------------------------------------------------
+
+    def has_prometheus(self) -> bool:
+        """A Prometheus Service is there to ask."""
+        from cluster.kube.admin import find_prometheus
+
+        return find_prometheus(self.api) is not None
+
+    def prometheus(self, promql: str, at: float) -> list[dict[str, Any]] | None:
+        """An instant query to the cluster's Prometheus through the API server's service proxy
+        (None when there is no Prometheus Service)."""
+        from cluster.kube.admin import find_prometheus
+
+        found = find_prometheus(self.api)
+        if found is None:
+            return None
+        namespace, name = found
+        out = self.api.request(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/services/{name}:9090/proxy/api/v1/query",
+            query=[("query", promql), ("time", f"{at:.3f}")],
+        )
+        if not isinstance(out, dict) or out.get("status") != "success":
+            raise KubeError(f"Prometheus {namespace}/{name}: {out}")
+        result = out.get("data", {}).get("result") or []
+        return [r for r in result if isinstance(r, dict)]
 
     # -- records ---------------------------------------------------------------------------
 

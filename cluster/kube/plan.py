@@ -146,6 +146,14 @@ class PlanCluster:
             f'(at most {timeout_s:g}s); the step\'s events are timed from its "started" line'
         )
 
+    def prometheus(self, promql: str, at: float) -> list[dict[str, Any]] | None:
+        self.lines.append(
+            f"wait {self.timeouts.scrape_s:g}s for Prometheus to scrape, then query it (when the cluster "
+            f"has one) through the API server's service proxy and set each edge's count beside "
+            f"the records': {promql}"
+        )
+        return None
+
     def services(self, namespace: str) -> list[dict[str, Any]]:
         return [m.body for m in self.app if m.kind == "Service"]
 

@@ -95,6 +95,8 @@ class FakeKube:
         self.stuck_proxies: set[str] = set()
         """Pod names whose proxy never acknowledges a push."""
         self.data_plane: Callable[[FakeKube, Obj], None] | None = None
+        self.prometheus: Callable[[str], list[Obj]] | None = None
+        """Answers PromQL queries sent to Service istio-system/prometheus (None: no Prometheus)."""
         self.requests: list[tuple[str, str]] = []
         self.execs: list[tuple[str, str, list[str]]] = []
         self.on_request: Callable[[str, str], None] | None = None
@@ -576,6 +578,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, {"gitVersion": "v1.31.0-fake", "major": "1", "minor": "31"})
                 return
             group, plural, ns, name, sub, query = self._route()
+            if plural == "services" and sub == "proxy":
+                self._service_proxy(ns, name, query)
+                return
             if sub == "exec":
                 self._exec(ns, name, query)
                 return
@@ -696,6 +701,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(b"")
         else:
             self.close_connection = True
+
+    def _service_proxy(self, ns: str, name: str, query: dict[str, list[str]]) -> None:
+        kube = self.kube
+        if kube.prometheus is None or (ns, name) != ("istio-system", "prometheus:9090"):
+            raise _Status(503, "ServiceUnavailable", f'no endpoints available for service "{name}"')
+        result = kube.prometheus((query.get("query") or [""])[0])
+        self._send(200, {"status": "success", "data": {"resultType": "vector", "result": result}})
 
     # -- exec over WebSocket ---------------------------------------------------------------
 

@@ -293,3 +293,50 @@ def test_namespace_moves_the_app_and_the_lesson(
     ).run(lesson, RunOptions())
     assert run.passed, [c.describe() for s in run.steps for c in s.checks if not c.passed]
     assert other_namespace.find("Deployment", "shop") == []
+
+
+def test_istio_metrics_are_set_beside_the_records(ready: FakeKube, kubeconfig: Path) -> None:
+    """With a Prometheus in the cluster, after the run each edge's record count is reported
+    beside ``increase(istio_requests_total)``; one that differs beyond the tolerance says so.
+    The query asks for client-side counts (``reporter="source"``, or the server side for
+    callers without a sidecar)."""
+    lesson = _lesson("01-request-routing")
+    plane = SimDataPlane(lesson)
+    ready.data_plane = plane
+    ready.put({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "prometheus", "namespace": "istio-system"},
+               "spec": {"ports": [{"port": 9090}]}})  # fmt: skip
+    queries: list[str] = []
+
+    def prometheus(promql: str) -> list[Obj]:
+        queries.append(promql)
+        return [
+            {
+                "metric": {"source_app": "unknown", "destination_service_name": "api-gateway"},
+                "value": [0, "385"],
+            },
+            {
+                "metric": {"source_app": "api-gateway", "destination_service_name": "product"},
+                "value": [0, "300.5"],
+            },
+        ]
+
+    ready.prometheus = prometheus
+    reports: list[str] = []
+    timeouts = Timeouts(**{**FAST.__dict__, "scrape_s": 0.1})
+    runner = KubeRunner(
+        "fake", kubeconfig=str(kubeconfig), timeouts=timeouts, report=reports.append
+    )
+    run = runner.run(lesson, RunOptions(until_step=1))
+    checks = [r for r in reports if "istio_requests_total cross-check" in r]
+    n = len(
+        [r for r in run.records if r.reporter.value == "source" and r.source_app == "api-gateway"]
+    )
+    assert checks == [
+        f"istio_requests_total cross-check: api-gateway->product: {n} records, istio_requests_total 300 (DIFFERS)",
+        "istio_requests_total cross-check: outside->api-gateway: 385 records, istio_requests_total 385 (agrees)",
+    ]
+    assert (
+        len(queries) == 1
+        and 'reporter="source"' in queries[0]
+        and "increase(istio_requests_total" in queries[0]
+    )
