@@ -9,6 +9,7 @@ generator pod with the exact job it runs. No cluster is contacted.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -147,6 +148,7 @@ class PlanCluster:
         )
 
     def prometheus(self, promql: str, at: float) -> list[dict[str, Any]] | None:
+        promql = re.sub(r"\[\d+s\]", "[<seconds since the first traffic>s]", promql)
         self.lines.append(
             f"wait {self.timeouts.scrape_s:g}s for Prometheus to scrape, then query it (when the cluster "
             f"has one) through the API server's service proxy and set each edge's count beside "

@@ -13,7 +13,9 @@ What it cannot prove: how real istiod and Envoy behave (tests/cluster/kube/test_
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -340,3 +342,93 @@ def test_istio_metrics_are_set_beside_the_records(ready: FakeKube, kubeconfig: P
         and 'reporter="source"' in queries[0]
         and "increase(istio_requests_total" in queries[0]
     )
+
+
+EVENT_LESSON = """title: Timed events on a cluster
+app: ecommerce
+runners: [kube]
+traffic:
+  from: api-gateway
+  to: product
+  requests: [{path: /products}]
+  rate_rps: 10
+  duration_s: 1
+steps:
+  - name: v1 only, then a fault at 0.3 s
+    apply: [istio/dr.yaml]
+    events:
+      - {at_s: 0.3, apply: [istio/vs.yaml], break: [{workload: product-v1, latency_ms: 50}]}
+"""
+VS = """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: product, namespace: shop}
+spec:
+  hosts: [product]
+  http:
+  - route:
+    - destination: {host: product, subset: v1}
+"""
+DR = """apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: product, namespace: shop}
+spec:
+  host: product
+  subsets:
+  - {name: v1, labels: {version: v1}}
+"""
+
+
+def test_timed_events_fire_from_the_generators_started_line(
+    ready: FakeKube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """An event at 0.3 s is applied (with its break) 0.3 s after the generator said
+    ``started``, while the traffic runs, and is undone at close."""
+    root = tmp_path / "lessons"
+    folder = root / "events"
+    (folder / "istio").mkdir(parents=True)
+    (root / "apps").symlink_to(ROOT / "lessons" / "apps")
+    (folder / "lesson.yaml").write_text(EVENT_LESSON)
+    (folder / "istio" / "vs.yaml").write_text(VS)
+    (folder / "istio" / "dr.yaml").write_text(DR)
+    lesson = load_lesson(folder)
+    timeline: dict[str, float] = {}
+
+    def plane(kube: FakeKube, pod: Obj) -> None:
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        timeline["started"] = time.monotonic()
+        kube.write_log(ns, name, "loadgen", json.dumps({"event": "started", "at": time.time()}))
+        assert kube.find("VirtualService", "shop") == []
+        while time.monotonic() - timeline["started"] < 3 and not kube.find(
+            "VirtualService", "shop"
+        ):
+            time.sleep(0.02)
+        timeline["applied"] = time.monotonic()
+        while time.monotonic() - timeline["started"] < 3 and not any(
+            p.knobs for p in kube.pods.values()
+        ):
+            time.sleep(0.02)
+        timeline["knobs"] = time.monotonic()
+        kube.write_log(
+            ns, name, "loadgen", json.dumps({"event": "done", "sent": 10, "wall_s": 1.0})
+        )
+        kube.end_container(ns, name, "loadgen")
+
+    ready.data_plane = plane
+    _run(kubeconfig, lesson)
+    assert 0.25 <= timeline["applied"] - timeline["started"] < 2.0
+    assert timeline["knobs"] - timeline["started"] < 2.5
+    assert _left(ready) == []
+    assert _knobs(ready) == {}
+
+
+def test_compare_sets_sim_against_kube(ready: FakeKube, kubeconfig: Path) -> None:
+    """``meshplay compare LESSON --a sim --b kube`` compares like sim vs local: here the fake
+    cluster's data plane is the simulator, so every row agrees."""
+    from playground.commands.compare import compare
+
+    lesson = _lesson("02-traffic-shifting")
+    ready.data_plane = SimDataPlane(lesson)
+    kube = KubeRunner("fake", kubeconfig=str(kubeconfig), timeouts=FAST, report=lambda _t: None)
+    result, run_a, run_b = compare(lesson, SimRunner(), kube, RunOptions())
+    assert (run_a.runner, run_b.runner) == ("sim", "kube")
+    assert result.agrees
