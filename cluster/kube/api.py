@@ -300,9 +300,14 @@ class KubeApi:
             raise
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise KubeError(f"the Kubernetes API at {self.server} went away mid-answer") from exc
-        if resp.status == 404:
-            return ""
         text: str = data.decode("utf-8", errors="replace") if data else ""
+        if resp.status in (400, 404):  # gone, or its container has not started
+            return ""
+        if not 200 <= resp.status < 300:
+            raise KubeError(
+                f"log of {namespace}/{pod} ({container}): HTTP {resp.status} {text[:200]}",
+                resp.status,
+            )
         return text
 
     def follow_log(

@@ -171,8 +171,9 @@ class LiveCluster:
         last: dict[str, str] = {}
         while pending:
             still = []
+            version = ""
             for d in pending:
-                problem = self._rollout_problem(d)
+                problem, version = self._rollout_problem(d)
                 if problem:
                     still.append(d)
                     last[d.name] = problem
@@ -187,37 +188,40 @@ class LiveCluster:
                     f"{self.timeouts.rollout_s:g}s: {last[d.name]} "
                     f"(kubectl -n {d.namespace} describe pods -l {selector_text(self._selector(d))})"
                 )
-            self._wait_for_pod_change(pending[0], min(remaining, 5.0))
+            self._wait_for_pod_change(pending[-1], version, min(remaining, 5.0))
 
     @staticmethod
     def _selector(d: Manifest) -> dict[str, str]:
         labels = d.body.get("spec", {}).get("selector", {}).get("matchLabels") or {}
         return {str(k): str(v) for k, v in labels.items()}
 
-    def _rollout_problem(self, d: Manifest) -> str:
+    def _rollout_problem(self, d: Manifest) -> tuple[str, str]:
+        """Why the Deployment is not ready ("" when it is), and the pod list's resourceVersion."""
         want = int(d.body.get("spec", {}).get("replicas", 1))
-        pods = [p for p in self.pods(d.namespace, self._selector(d)) if not is_generator(p)]
+        items, version = self.api.list("v1", "Pod", d.namespace, selector_text(self._selector(d)))
+        pods = [p for p in items if not is_generator(p)]
         live = [p for p in pods if not p.get("metadata", {}).get("deletionTimestamp")]
         ready = [p for p in live if pod_ready(p)]
         if len(ready) == want and len(live) == want:
-            return ""
+            return "", version
         bad = [p for p in live if not pod_ready(p)]
         if bad:
             name = bad[0].get("metadata", {}).get("name", "")
-            return f"pod {name}: {pod_problem(bad[0]) or 'not ready'}"
-        return f"{len(ready)}/{want} pods ready ({len(live)} running)"
+            return f"pod {name}: {pod_problem(bad[0]) or 'not ready'}", version
+        return f"{len(ready)}/{want} pods ready ({len(live)} running)", version
 
-    def _wait_for_pod_change(self, d: Manifest, timeout_s: float) -> None:
+    def _wait_for_pod_change(self, d: Manifest, version: str, timeout_s: float) -> None:
+        """Block until a pod of ``d`` changes after the list at ``version`` (or the timeout)."""
         try:
             for _ in self.api.watch(
                 "v1", "Pod", d.namespace, label_selector=selector_text(self._selector(d)),
-                timeout_s=max(1.0, timeout_s),
+                resource_version=version, timeout_s=max(1.0, timeout_s),
             ):  # fmt: skip
                 return
         except KubeError as exc:
             if exc.status == 0:
                 raise
-            time.sleep(min(timeout_s, self.timeouts.poll_s))
+            time.sleep(min(timeout_s, self.timeouts.poll_s))  # 410 Gone and the like: list again
 
     def istiod(self) -> dict[str, Any] | None:
         """A running istiod pod (None when there is none)."""

@@ -652,6 +652,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         deadline = time.monotonic() + timeout
+        if not query.get("resourceVersion"):  # "start at most recent": the current state first
+            for key, obj in sorted(kube.objects.items()):
+                if (
+                    key[0] == group
+                    and key[1] == plural
+                    and (not ns or key[2] == ns)
+                    and _selected(obj, selector)
+                ):
+                    self._chunk(json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n")
         seen = since
         while time.monotonic() < deadline and kube.up:
             for version, kind, key, obj in kube.events:

@@ -175,3 +175,14 @@ def test_proxy_status_and_live_proxy_config_read_the_cluster(
     assert [argv for _pod, c, argv in fake.execs if c == "istio-proxy"] == [
         ["pilot-agent", "request", "GET", "config_dump"]
     ]
+
+
+def test_run_on_kube_without_a_cluster_is_one_clear_error(tmp_path: Path) -> None:
+    """``meshplay run --runner kube`` with no kubeconfig: exit 2, one line, no traceback."""
+    out = _cli("run", "lessons/01-request-routing", "--runner", "kube", "--no-progress",
+               kubeconfig=str(tmp_path / "none"))  # fmt: skip
+    assert out.returncode == 2
+    assert (
+        out.stderr.strip()
+        == f"error: runner kube failed: no kubeconfig at {tmp_path / 'none'} (set KUBECONFIG or create a cluster)"
+    )

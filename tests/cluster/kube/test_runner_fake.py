@@ -165,9 +165,16 @@ def test_a_pod_that_never_becomes_ready_is_named(
         match=r"Deployment shop/product-v2 is not ready after 3s: pod product-v2-.*: container istio-proxy is running but not ready",
     ):
         admin.up(api, lesson.app, "shop", report=lambda _t: None, timeouts=FAST)
+    before = len(fake.requests)
     with pytest.raises(RunnerError, match=r"product-v2.*istio-proxy is running but not ready"):
         _run(kubeconfig, lesson)
     assert _left(fake) == []
+    pod_lists = [
+        p
+        for m, p in fake.requests[before:]
+        if m == "GET" and "/pods?" in p and "watch=true" not in p
+    ]
+    assert len(pod_lists) < 40, "waiting for a rollout must block on a watch, not poll the API"
 
 
 def test_a_proxy_that_never_acknowledges_is_named(ready: FakeKube, kubeconfig: Path) -> None:
