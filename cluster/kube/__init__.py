@@ -16,7 +16,11 @@ from typing import Any
 __all__ = ["KubeExecutor", "KubeRunner", "dry_run_plan"]
 
 
+_HOMES = {"KubeExecutor": "cluster.kube.executor", "KubeRunner": "cluster.kube.runner",
+          "dry_run_plan": "cluster.kube.runner"}  # fmt: skip
+
+
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        return getattr(importlib.import_module("cluster.kube.executor"), name)
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
     raise AttributeError(f"module 'cluster.kube' has no attribute {name!r}")

@@ -28,8 +28,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cluster.kube.api import KubeApi, KubeError
-from cluster.kube.generator import GeneratorEvent, generator_pod, service_targets, uses_tokens
-from cluster.kube.live import ISTIO_GROUPS, LiveCluster, Timeouts
+from cluster.kube.generator import (
+    GeneratorEvent,
+    generator_pod,
+    service_targets,
+    target_port,
+    traffic_bound_s,
+    uses_tokens,
+)
+from cluster.kube.live import LiveCluster, Timeouts
 from cluster.kube.loadgen import GeneratorJob
 from cluster.kube.manifests import (
     LESSON_LABEL,
@@ -37,21 +44,23 @@ from cluster.kube.manifests import (
     RUN_LABEL,
     Manifest,
     app_manifests,
+    is_istio,
+    is_modelled,
     manifest_of,
     ordered_for_apply,
     retarget_namespace,
     stamp,
 )
 from cluster.kube.plan import PlanCluster
+from cluster.kube.pods import service_container, template_labels
 from cluster.kube.prometheus import CrossCheck, compare_counts, edge_counts, parse_vector
 from cluster.kube.prometheus import query as prometheus_query
 from cluster.kube.records import records_from_logs
-from mesh.engine import LessonRunner, run_lesson
 from mesh.lesson import BreakAction, Lesson
-from mesh.runner import DriveContext, RunnerError, RunOptions, StepPlan, StepTraffic, TimedChange
+from mesh.runner import DriveContext, RunnerError, StepPlan, StepTraffic, TimedChange
 from mesh.state import MeshState, lesson_states
 
-__all__ = ["KubeExecutor", "KubeRunner", "dry_run_plan"]
+__all__ = ["KubeExecutor"]
 
 Key = tuple[str, str, str]
 TOKEN_SERVICE = "user"
@@ -175,7 +184,7 @@ class KubeExecutor:
     # -- configuration ---------------------------------------------------------------------
 
     def _desired(self, state: MeshState) -> dict[Key, Manifest]:
-        out = {k: m for k, m in self.applied.app.items() if not _modelled(m)}
+        out = {k: m for k, m in self.applied.app.items() if not is_modelled(m)}
         for r in state.resources:
             m = self._manifest(r)
             out[m.key] = m
@@ -195,7 +204,7 @@ class KubeExecutor:
             removed = [m for k, m in current.items() if k not in desired]
             if not changed and not removed:
                 return
-            istio = any(_is_istio(m) for m in (*changed, *removed))
+            istio = any(is_istio(m) for m in (*changed, *removed))
             before = cluster.sync_state() if istio else {}
             versions: dict[Key, str] = {}
             for m in ordered_for_apply(changed):  # one by one: a failure leaves `current` exact
@@ -208,8 +217,8 @@ class KubeExecutor:
             cluster.wait_rollout(deployments)
             if istio:
                 cluster.wait_converged(
-                    {k: v for k, v in versions.items() if _is_istio(desired[k])},
-                    [m.key for m in removed if _is_istio(m)],
+                    {k: v for k, v in versions.items() if is_istio(desired[k])},
+                    [m.key for m in removed if is_istio(m)],
                     before,
                 )
 
@@ -221,7 +230,7 @@ class KubeExecutor:
         if named:
             return named
         return sorted(
-            (m for m in current if _template_labels(m).get("app") == workload), key=lambda m: m.name
+            (m for m in current if template_labels(m).get("app") == workload), key=lambda m: m.name
         )
 
     def break_workload(self, action: BreakAction) -> None:
@@ -238,7 +247,7 @@ class KubeExecutor:
     def _break_one(
         self, cluster: LiveCluster | PlanCluster, d: Manifest, action: BreakAction
     ) -> None:
-        container = _service_container(d)
+        container = service_container(d)
         if action.restore:
             if d.name in self.killed:
                 original = self.killed.pop(d.name)
@@ -275,7 +284,7 @@ class KubeExecutor:
         for m in self.applied.current.values():
             if m.kind == "Service" and m.namespace == self.namespace:
                 out[m.name] = [
-                    (int(p["port"]), _target_port(p))
+                    (int(p["port"]), target_port(p))
                     for p in m.body.get("spec", {}).get("ports") or []
                 ]
         return out
@@ -309,7 +318,7 @@ class KubeExecutor:
         for d in ([client] if client is not None else []) + sorted(
             self.app_deployments.values(), key=lambda m: m.name
         ):
-            if _service_container(d):
+            if service_container(d):
                 containers = d.body["spec"]["template"]["spec"]["containers"]
                 return str(containers[0]["image"])
         raise RunnerError("the app has no meshplay service image to run the load generator from")
@@ -351,7 +360,7 @@ class KubeExecutor:
                 seen[event.kind] = event
                 seen["ended_local"] = time.monotonic()
 
-        bound = _traffic_bound_s(plan)
+        bound = traffic_bound_s(plan)
         if isinstance(cluster, PlanCluster):
             cluster.step(f"\n== step {plan.index + 1}: {plan.step.name}")
         try:
@@ -492,7 +501,7 @@ class KubeExecutor:
             self.killed.pop(name, None)
         for name in sorted(self.knobbed):
             d = self.app_deployments.get(name)
-            container = _service_container(d) if d is not None else ""
+            container = service_container(d) if d is not None else ""
             if d is not None and container:
                 cluster.set_knobs(cluster.workload_pods(d), container, _RESET)
             self.knobbed.discard(name)
@@ -538,86 +547,3 @@ def _retry(task: Callable[[], None], budget_s: float) -> str | None:
             return str(exc)
         time.sleep(delay)
         delay = min(delay * 2, 4.0)
-
-
-def _modelled(m: Manifest) -> bool:
-    from cluster.kube.manifests import kind_info
-    from mesh.model import RESOURCE_KINDS
-
-    kinds = {(c.API_GROUP, c.KIND) for c in RESOURCE_KINDS}
-    try:
-        kind_info(m.api_version, m.kind)
-    except KeyError:
-        return False
-    return (m.api_version.rpartition("/")[0], m.kind) in kinds
-
-
-def _is_istio(m: Manifest) -> bool:
-    return m.api_version.rpartition("/")[0] in ISTIO_GROUPS
-
-
-def _template_labels(d: Manifest) -> dict[str, str]:
-    labels = d.body.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
-    return {str(k): str(v) for k, v in labels.items()}
-
-
-def _service_container(d: Manifest) -> str:
-    """Name of the Deployment's meshplay service container ("" when it runs none)."""
-    for c in d.body.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []:
-        argv = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
-        if any(a.startswith("services.") for a in argv):
-            return str(c.get("name", ""))
-    return ""
-
-
-def _target_port(port: dict[str, Any]) -> int:
-    """A Service port's numeric targetPort (a named one is taken to equal the port, as in the
-    apps meshplay ships)."""
-    target = port.get("targetPort", port["port"])
-    return int(target) if str(target).isdigit() else int(port["port"])
-
-
-def _traffic_bound_s(plan: StepPlan) -> float:
-    """How long the generator may take before the runner gives up on it."""
-    spec = plan.traffic
-    duration = spec.duration_s
-    if duration is None:
-        duration = (
-            (spec.count or 0) / spec.rate_rps
-            if spec.rate_rps
-            else (spec.count or 1) * spec.timeout_s
-        )
-    return min(duration, 3600.0) + spec.timeout_s + 60.0
-
-
-class KubeRunner(LessonRunner):
-    """Runs lessons on real Istio in a real cluster (the ``kube`` runner)."""
-
-    def __init__(
-        self,
-        context: str = "",
-        namespace: str = "",
-        *,
-        dry_run: bool = False,
-        kubeconfig: str | None = None,
-        timeouts: Timeouts | None = None,
-        report: Callable[[str], None] | None = None,
-    ) -> None:
-        super().__init__(
-            "kube",
-            lambda: KubeExecutor(
-                context,
-                namespace,
-                dry_run=dry_run,
-                kubeconfig=kubeconfig,
-                timeouts=timeouts,
-                report=report,
-            ),
-        )
-
-
-def dry_run_plan(lesson: Lesson, options: RunOptions, namespace: str = "") -> str:
-    """What ``--dry-run`` prints: the whole plan of running ``lesson`` on a cluster."""
-    executor = KubeExecutor(namespace=namespace, dry_run=True)
-    run_lesson(executor, lesson, options)
-    return executor.plan_text()

@@ -26,7 +26,7 @@ from cluster.kube.loadgen import ENV_VAR, GeneratorJob
 from cluster.kube.manifests import LESSON_LABEL, PART_LABEL, RUN_LABEL, Manifest, stamp
 from cluster.local.traffic import Target
 from mesh.lesson import TrafficSpec
-from mesh.runner import RunnerError
+from mesh.runner import RunnerError, StepPlan
 
 __all__ = [
     "CONTAINER",
@@ -170,3 +170,23 @@ def parse_event(line: str) -> GeneratorEvent | None:
     if not isinstance(data, dict) or not isinstance(data.get("event"), str):
         return None
     return GeneratorEvent(data["event"], data)
+
+
+def target_port(port: dict[str, Any]) -> int:
+    """A Service port's numeric targetPort (a named one is taken to equal the port, as in the
+    apps meshplay ships)."""
+    target = port.get("targetPort", port["port"])
+    return int(target) if str(target).isdigit() else int(port["port"])
+
+
+def traffic_bound_s(plan: StepPlan) -> float:
+    """How long the generator may take before the runner gives up on it."""
+    spec = plan.traffic
+    duration = spec.duration_s
+    if duration is None:
+        duration = (
+            (spec.count or 0) / spec.rate_rps
+            if spec.rate_rps
+            else (spec.count or 1) * spec.timeout_s
+        )
+    return min(duration, 3600.0) + spec.timeout_s + 60.0

@@ -14,7 +14,8 @@ from typing import Any
 
 from cluster.kube.api import KubeApi, KubeError
 from cluster.kube.convergence import XDS_TYPES, ProxySync
-from cluster.kube.live import PROXY, LiveCluster, has_proxy
+from cluster.kube.live import LiveCluster
+from cluster.kube.pods import PROXY, has_proxy
 
 __all__ = ["ProxyRow", "config_dump", "find_pod", "proxy_status"]
 

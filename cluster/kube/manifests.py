@@ -337,6 +337,20 @@ def retarget_namespace(manifest: Manifest, old: str, new: str) -> Manifest:
     return Manifest(body, manifest.source)
 
 
+ISTIO_GROUPS = ("networking.istio.io", "security.istio.io", "telemetry.istio.io")
+
+
+def is_istio(manifest: Manifest) -> bool:
+    """An Istio resource (istiod reads it; ``/debug/configz`` lists it)."""
+    return manifest.api_version.rpartition("/")[0] in ISTIO_GROUPS
+
+
+def is_modelled(manifest: Manifest) -> bool:
+    """A kind meshplay's resource model has (so it is in a lesson's state when applied)."""
+    group = manifest.api_version.rpartition("/")[0]
+    return any(group == c.API_GROUP and manifest.kind == c.KIND for c in RESOURCE_KINDS)
+
+
 def ordered_for_apply(manifests: Iterable[Manifest]) -> list[Manifest]:
     """Namespaces and CRDs first, then accounts and config, then the rest (stable otherwise),
     as ``kubectl apply`` needs them to exist before what lives in them."""

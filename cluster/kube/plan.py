@@ -16,8 +16,9 @@ from typing import Any
 
 from cluster.kube.convergence import ProxySync
 from cluster.kube.generator import CONTAINER, GeneratorEvent
-from cluster.kube.live import PodRef, Timeouts
+from cluster.kube.live import Timeouts
 from cluster.kube.manifests import KNOB_PORT, PART_LABEL, Manifest, ordered_for_apply
+from cluster.kube.pods import PodRef
 from cluster.kube.records import PodFacts
 
 __all__ = ["PlanCluster"]

@@ -22,7 +22,7 @@ import pytest
 
 from cluster.kube import admin
 from cluster.kube.api import KubeApi
-from cluster.kube.executor import KubeRunner
+from cluster.kube.runner import KubeRunner
 from cluster.kube.live import Timeouts
 from cluster.kube.manifests import PART_LABEL
 from mesh.lesson import Lesson, load_lesson
