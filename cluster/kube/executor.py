@@ -31,10 +31,9 @@ from cluster.kube.api import KubeApi, KubeError
 from cluster.kube.generator import (
     GeneratorEvent,
     generator_pod,
-    service_targets,
-    target_port,
+    service_ports,
+    step_job,
     traffic_bound_s,
-    uses_tokens,
 )
 from cluster.kube.live import LiveCluster, Timeouts
 from cluster.kube.loadgen import GeneratorJob
@@ -63,8 +62,6 @@ from mesh.state import MeshState, lesson_states
 __all__ = ["KubeExecutor"]
 
 Key = tuple[str, str, str]
-TOKEN_SERVICE = "user"
-"""The app's service that issues ``${jwt:...}`` tokens (as on the local runner)."""
 
 
 @dataclass
@@ -279,16 +276,6 @@ class KubeExecutor:
 
     # -- traffic ---------------------------------------------------------------------------
 
-    def _service_ports(self) -> dict[str, list[tuple[int, int]]]:
-        out: dict[str, list[tuple[int, int]]] = {}
-        for m in self.applied.current.values():
-            if m.kind == "Service" and m.namespace == self.namespace:
-                out[m.name] = [
-                    (int(p["port"]), target_port(p))
-                    for p in m.body.get("spec", {}).get("ports") or []
-                ]
-        return out
-
     def _job(
         self, plan: StepPlan, cluster: LiveCluster | PlanCluster
     ) -> tuple[GeneratorJob, Manifest | None]:
@@ -306,13 +293,8 @@ class KubeExecutor:
             service = self.applied.current.get(("Service", self.namespace, spec.to))
             if service is not None:
                 endpoints = cluster.endpoints(service.body)
-        ports = self._service_ports()
-        targets = service_targets(spec, self.namespace, ports, endpoints)
-        token_url = ""
-        if uses_tokens(spec):
-            port = ports.get(TOKEN_SERVICE, [(8080, 8080)])[0][0]
-            token_url = f"http://{TOKEN_SERVICE}.{self.namespace}.svc.cluster.local:{port}"
-        return GeneratorJob(spec, targets, plan.seed, token_url), client
+        ports = service_ports(self.applied.current.values(), self.namespace)
+        return step_job(plan, self.namespace, ports, endpoints), client
 
     def _image(self, client: Manifest | None) -> str:
         for d in ([client] if client is not None else []) + sorted(

@@ -19,7 +19,7 @@ The program is the project's own generator (:mod:`cluster.kube.loadgen`) in the 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from cluster.kube.loadgen import ENV_VAR, GeneratorJob
@@ -41,6 +41,39 @@ CONTAINER = "loadgen"
 IMPERSONATES = "meshplay.dev/impersonates"
 """Annotation: the Deployment a generator pod stands in for."""
 INGRESS_HOST = "istio-ingressgateway.istio-system.svc.cluster.local"
+
+
+TOKEN_SERVICE = "user"
+"""The app's service that issues ``${jwt:...}`` tokens (as on the local runner)."""
+
+
+def service_ports(
+    manifests: Iterable[Manifest], namespace: str
+) -> dict[str, list[tuple[int, int]]]:
+    """Service name -> (port, targetPort) pairs of the Services in ``namespace``."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for m in manifests:
+        if m.kind == "Service" and m.namespace == namespace:
+            out[m.name] = [
+                (int(p["port"]), target_port(p)) for p in m.body.get("spec", {}).get("ports") or []
+            ]
+    return out
+
+
+def step_job(
+    plan: StepPlan,
+    namespace: str,
+    ports: Mapping[str, Sequence[tuple[int, int]]],
+    endpoints: Sequence[str],
+) -> GeneratorJob:
+    """The generator's job for one step: its traffic, targets, seed and token service."""
+    spec = plan.traffic
+    targets = service_targets(spec, namespace, ports, endpoints)
+    token_url = ""
+    if uses_tokens(spec):
+        port = (list(ports.get(TOKEN_SERVICE, ())) or [(8080, 8080)])[0][0]
+        token_url = f"http://{TOKEN_SERVICE}.{namespace}.svc.cluster.local:{port}"
+    return GeneratorJob(spec, targets, plan.seed, token_url)
 
 
 def uses_tokens(spec: TrafficSpec) -> bool:
