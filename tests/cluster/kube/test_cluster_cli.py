@@ -186,3 +186,25 @@ def test_run_on_kube_without_a_cluster_is_one_clear_error(tmp_path: Path) -> Non
         out.stderr.strip()
         == f"error: runner kube failed: no kubeconfig at {tmp_path / 'none'} (set KUBECONFIG or create a cluster)"
     )
+
+
+def test_up_and_down_from_the_command_line(
+    fake: FakeKube, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """``cluster up`` needs a Docker engine to build the image and says so in one line when
+    there is none; ``--no-build`` applies and waits; ``cluster down`` removes it all again."""
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    monkeypatch.chdir(ROOT)
+    assert main(["cluster", "up"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no Docker engine") and len(err.strip().splitlines()) == 1
+    assert fake.find("Namespace", name="shop") == []
+    assert main(["cluster", "up", "--no-build"]) == 0
+    out = capsys.readouterr().out
+    assert "every Deployment is rolled out and every pod's istio-proxy is ready" in out
+    assert fake.find("Deployment", "shop")
+    assert main(["cluster", "down"]) == 0
+    assert "deleted" in capsys.readouterr().out
+    assert fake.find("Namespace", name="shop") == []

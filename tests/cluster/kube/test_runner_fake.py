@@ -22,9 +22,9 @@ import pytest
 
 from cluster.kube import admin
 from cluster.kube.api import KubeApi
-from cluster.kube.runner import KubeRunner
 from cluster.kube.live import Timeouts
 from cluster.kube.manifests import PART_LABEL
+from cluster.kube.runner import KubeRunner
 from mesh.lesson import Lesson, load_lesson
 from mesh.runner import LessonRun, RunnerError, RunOptions
 from sim import SimRunner
