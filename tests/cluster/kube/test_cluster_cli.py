@@ -208,3 +208,27 @@ def test_up_and_down_from_the_command_line(
     assert main(["cluster", "down"]) == 0
     assert "deleted" in capsys.readouterr().out
     assert fake.find("Namespace", name="shop") == []
+
+
+@pytest.mark.parametrize("script", ["setup", "deploy", "cleanup"])
+def test_scripts_are_thin_wrappers_of_the_cli(script: str) -> None:
+    """``cluster/kube/scripts/{setup,deploy,cleanup}`` are valid bash and end in the CLI."""
+    path = ROOT / "cluster/kube/scripts" / script
+    assert subprocess.run(["bash", "-n", str(path)], check=False).returncode == 0
+    text = path.read_text()
+    verb = {"setup": "check", "deploy": "up", "cleanup": "down"}[script]
+    assert f'exec "$root/bin/meshplay" cluster {verb}' in text
+
+
+def test_deploy_and_cleanup_scripts_reach_the_cli(tmp_path: Path) -> None:
+    """The scripts run the real CLI: ``deploy --help`` is ``cluster up --help``, and
+    ``cleanup`` without a cluster is the CLI's one-line answer."""
+    env = {"KUBECONFIG": str(tmp_path / "none"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = subprocess.run([str(ROOT / "cluster/kube/scripts/deploy"), "--help"], env=env,
+                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert out.returncode == 0 and "--monitoring" in out.stdout
+    out = subprocess.run([str(ROOT / "cluster/kube/scripts/cleanup")], env=env,
+                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert out.returncode == 1 and out.stderr.strip().splitlines()[-1].startswith(
+        "no Kubernetes cluster: "
+    )
