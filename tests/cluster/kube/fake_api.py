@@ -92,6 +92,8 @@ class FakeKube:
         """(kind, name) -> the message of a 422 for that object."""
         self.never_ready: set[str] = set()
         """Deployments whose pods' istio-proxy never becomes ready."""
+        self.generator_waiting: tuple[str, str] | None = None
+        """(reason, message) a created pod's first container waits with (an image pull error)."""
         self.stuck_proxies: set[str] = set()
         """Pod names whose proxy never acknowledges a push."""
         self.data_plane: Callable[[FakeKube, Obj], None] | None = None
@@ -368,6 +370,12 @@ class FakeKube:
             self.ip += 1
             self._set_status(obj, names, True)
             self.pods.setdefault((key[2], key[3]), FakePod())
+            if self.generator_waiting is not None:
+                reason, message = self.generator_waiting
+                status = obj["status"]["containerStatuses"][0]
+                status["state"] = {"waiting": {"reason": reason, "message": message}}
+                status["ready"] = False
+                return
             if self.data_plane is not None:
                 threading.Thread(
                     target=self.data_plane, args=(self, copy.deepcopy(obj)), daemon=True

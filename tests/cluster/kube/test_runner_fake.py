@@ -439,3 +439,17 @@ def test_compare_sets_sim_against_kube(ready: FakeKube, kubeconfig: Path) -> Non
     result, run_a, run_b = compare(lesson, SimRunner(), kube, RunOptions())
     assert (run_a.runner, run_b.runner) == ("sim", "kube")
     assert result.agrees
+
+
+def test_a_generator_whose_image_cannot_be_pulled_is_explained(
+    ready: FakeKube, kubeconfig: Path
+) -> None:
+    """The generator pod waits on ErrImagePull: the step fails at once with the reason and the
+    command that loads the image, and the pod and the lesson's resources are deleted."""
+    ready.generator_waiting = ("ErrImagePull", "pull access denied for meshplay/ecommerce")
+    with pytest.raises(
+        RunnerError,
+        match=r"the image cannot be pulled \(ErrImagePull: pull access denied.*meshplay cluster up",
+    ):
+        _run(kubeconfig, _lesson("01-request-routing"))
+    assert _left(ready) == []
