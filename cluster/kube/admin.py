@@ -227,6 +227,7 @@ def up(
             f"/api/v1/namespaces/{ISTIO_NAMESPACE}/configmaps/istio",
             body={"data": {"mesh": merged}},
             content_type="application/merge-patch+json",
+            query=[("fieldManager", FIELD_MANAGER)],
         )
         report(f"mesh config: added meshplay's access-log providers to {ISTIO_NAMESPACE}/istio")
     manifests = [stamp(m, "app") for m in app_manifests(app, namespace)]
@@ -319,6 +320,7 @@ def down(api: KubeApi, report: Callable[[str], None] = print) -> int:
                 f"/api/v1/namespaces/{ISTIO_NAMESPACE}/configmaps/istio",
                 body={"data": {"mesh": unmerge_mesh_config(text)}},
                 content_type="application/merge-patch+json",
+                query=[("fieldManager", FIELD_MANAGER)],
             )
             report(
                 f"mesh config: removed meshplay's access-log providers from {ISTIO_NAMESPACE}/istio"

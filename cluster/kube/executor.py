@@ -122,13 +122,13 @@ class KubeExecutor:
         answers, runs istiod, has Istio's CRDs and meshplay's access-log providers."""
         self.lesson = lesson
         self.namespace = self.namespace_override or lesson.app.behavior.namespace
-        for state in lesson_states(lesson):
-            for r in state.resources:
-                self._manifest(r)
         app = [stamp(m, "app") for m in app_manifests(lesson.app, self.namespace)]
         self.applied.app = {m.key: m for m in app}
         self._by_origin = {m.source: m for m in app}
         self.app_deployments = {m.name: m for m in app if m.kind == "Deployment"}
+        for state in lesson_states(lesson):
+            for r in state.resources:
+                self._manifest(r)
         if self.dry_run:
             self.cluster = PlanCluster(self.namespace, app, self.timeouts)
             self.cluster.note(
@@ -139,8 +139,12 @@ class KubeExecutor:
         from cluster.kube.admin import require_ready
 
         api = KubeApi.connect(self.context, self.kubeconfig)
+        try:
+            require_ready(api, self.namespace)
+        except RunnerError:
+            api.close()
+            raise
         self.api = api
-        require_ready(api, self.namespace)
         self.cluster = LiveCluster(api, self.namespace, self.timeouts, self.report)
 
     def _manifest(self, resource: Any) -> Manifest:

@@ -29,7 +29,7 @@ from cluster.kube.generator import (
     is_generator,
     parse_event,
 )
-from cluster.kube.manifests import KNOB_PORT, Manifest, ordered_for_apply
+from cluster.kube.manifests import FIELD_MANAGER, KNOB_PORT, Manifest, ordered_for_apply
 from cluster.kube.pods import PROXY, PodRef, has_proxy, pod_facts, pod_problem, pod_ready
 from cluster.kube.records import PodFacts
 from cluster.kube.telemetry import ISTIO_NAMESPACE
@@ -274,6 +274,7 @@ class LiveCluster:
                     }
                 },
                 content_type="application/merge-patch+json",
+                query=[("fieldManager", FIELD_MANAGER)],
             )
         self.scale(deployment, replicas)
 
@@ -284,6 +285,7 @@ class LiveCluster:
             f"{deployment.path()}/scale",
             body={"spec": {"replicas": replicas}},
             content_type="application/merge-patch+json",
+            query=[("fieldManager", FIELD_MANAGER)],
         )
 
     def endpoints(self, service: Mapping[str, Any]) -> list[str]:
