@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from mesh.envoy.names import parse_cluster_name
+from mesh.envoy_api.names import parse_cluster_name
 from mesh.lesson import Expectation, Selector
 from mesh.metrics import OUTSIDE, edge_key, percentile
 from mesh.records import Reporter, RequestRecord

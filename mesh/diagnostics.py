@@ -17,6 +17,8 @@ This module imports only the standard library.
 from __future__ import annotations
 
 import difflib
+import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -68,19 +70,38 @@ def _codes(*entries: Code) -> dict[str, Code]:
 E, W, I = Level.ERROR, Level.WARNING, Level.INFO  # noqa: E741 - short level aliases for the table
 
 CATALOG: dict[str, Code] = _codes(
-    # --- Istio's own codes, used with exactly istioctl analyze's meaning -------------------------
+    # --- Istio's own codes, used with exactly istioctl analyze's meaning, level and text ---------
+    Code(
+        "IST0002",
+        "Deprecated",
+        W,
+        "A deprecated field is set (fault.delay.percent, Sidecar egressProxy).",
+    ),
     Code(
         "IST0101",
         "ReferencedResourceNotFound",
         E,
-        "A referenced host, subset, gateway, selector or namespace does not exist.",
+        "A referenced host, host:port, subset, gateway, selector or namespace does not exist.",
     ),
+    Code("IST0102", "NamespaceNotInjected", I, "A namespace has no sidecar injection label."),
     Code(
         "IST0106",
         "SchemaValidationError",
         E,
         "The resource fails Istio's schema or validation webhook: unknown field, wrong type, "
         "missing required field, value out of range.",
+    ),
+    Code(
+        "IST0107",
+        "MisplacedAnnotation",
+        W,
+        "An Istio annotation is on a kind it does not apply to.",
+    ),
+    Code(
+        "IST0108",
+        "UnknownAnnotation",
+        W,
+        "An annotation with an istio.io prefix that Istio does not define.",
     ),
     Code(
         "IST0109",
@@ -107,16 +128,35 @@ CATALOG: dict[str, Code] = _codes(
         "The destination service has several ports and the route gives no destination.port.",
     ),
     Code(
+        "IST0116",
+        "DeploymentAssociatedToMultipleServices",
+        W,
+        "Services of one workload give the same port different transport protocols.",
+    ),
+    Code(
         "IST0118",
         "PortNameIsNotUnderNamingConvention",
         I,
         "A Service port name has no protocol prefix and no appProtocol; Istio will sniff it.",
     ),
     Code(
+        "IST0123",
+        "NamespaceMultipleInjectionLabels",
+        W,
+        "A namespace carries several injection labels (istio-injection and istio.io/rev).",
+    ),
+    Code(
+        "IST0125",
+        "InvalidAnnotation",
+        W,
+        "A pod annotation has a value the sidecar injector rejects.",
+    ),
+    Code(
         "IST0127",
         "NoMatchingWorkloadsFound",
         W,
-        "A policy's selector matches no workload, so it has no effect.",
+        "A policy's selector (or, without selector, its namespace) matches no workload with a "
+        "proxy, so it has no effect.",
     ),
     Code(
         "IST0128",
@@ -125,23 +165,62 @@ CATALOG: dict[str, Code] = _codes(
         "DestinationRule TLS SIMPLE/MUTUAL without caCertificates: the server is not verified.",
     ),
     Code(
+        "IST0129",
+        "NoServerCertificateVerificationPortLevel",
+        W,
+        "The same, in a portLevelSettings entry.",
+    ),
+    Code(
         "IST0130",
         "VirtualServiceUnreachableRule",
         W,
-        "An HTTP/TCP rule can never match: it follows a rule without match, or repeats earlier "
+        "An HTTP/TCP/TLS rule can never match: it follows a rule without match, or repeats earlier "
         "matches exactly.",
     ),
     Code(
         "IST0131",
         "VirtualServiceIneffectiveMatch",
         I,
-        "A match block is covered by an earlier one of the same VirtualService.",
+        "A match repeats an earlier one, or an earlier shorter uri prefix with the same other "
+        "conditions takes all its requests.",
     ),
     Code(
         "IST0132",
         "VirtualServiceHostNotFoundInGateway",
         W,
-        "A VirtualService host is not admitted by any server of the Gateway it binds to.",
+        "None of a VirtualService's hosts is admitted by a Gateway it binds to.",
+    ),
+    Code(
+        "IST0133",
+        "SchemaWarning",
+        W,
+        "Istio's validation webhook accepts the resource with a warning.",
+    ),
+    Code(
+        "IST0134",
+        "ServiceEntryAddressesRequired",
+        W,
+        "A TCP port on a ServiceEntry that has no address: sidecars cannot route it to the entry.",
+    ),
+    Code("IST0135", "DeprecatedAnnotation", I, "A deprecated Istio annotation is used."),
+    Code(
+        "IST0137",
+        "DeploymentConflictingPorts",
+        W,
+        "Services of one workload send different ports to the same targetPort.",
+    ),
+    Code(
+        "IST0138",
+        "GatewayDuplicateCertificate",
+        W,
+        "Gateways on the same pods serve the same certificate: HTTP/2 connection reuse gives 404s.",
+    ),
+    Code(
+        "IST0140",
+        "IngressRouteRulesNotAffected",
+        W,
+        "A gateway route has no subset while a mesh VirtualService splits the host by subsets; "
+        "ingress traffic ignores that split.",
     ),
     Code(
         "IST0145",
@@ -150,16 +229,82 @@ CATALOG: dict[str, Code] = _codes(
         "Two Gateways on the same workload declare the same port and host.",
     ),
     Code(
+        "IST0146",
+        "ImageAutoWithoutInjectionWarning",
+        W,
+        "A Deployment's istio-proxy container has image: auto but no injection applies to it.",
+    ),
+    Code(
+        "IST0149",
+        "JwtClaimBasedRoutingWithoutRequestAuthN",
+        E,
+        "Routing on JWT claims at a gateway whose pods no RequestAuthentication selects.",
+    ),
+    Code(
+        "IST0150",
+        "ExternalNameServiceTypeInvalidPortName",
+        W,
+        "An ExternalName Service port without a protocol name: TCP traffic may not be forwarded.",
+    ),
+    Code(
+        "IST0151",
+        "EnvoyFilterUsesRelativeOperation",
+        W,
+        "A relative EnvoyFilter patch (INSERT_BEFORE/AFTER, REPLACE, REMOVE) without priority.",
+    ),
+    Code(
+        "IST0152",
+        "EnvoyFilterUsesReplaceOperationIncorrectly",
+        E,
+        "REPLACE outside HTTP_FILTER, NETWORK_FILTER and VIRTUAL_HOST.",
+    ),
+    Code(
+        "IST0153",
+        "EnvoyFilterUsesAddOperationIncorrectly",
+        E,
+        "ADD on ROUTE_CONFIGURATION or HTTP_ROUTE, which istiod ignores.",
+    ),
+    Code(
+        "IST0154",
+        "EnvoyFilterUsesRemoveOperationIncorrectly",
+        E,
+        "REMOVE on ROUTE_CONFIGURATION or HTTP_ROUTE, which istiod ignores.",
+    ),
+    Code(
+        "IST0155",
+        "EnvoyFilterUsesRelativeOperationWithProxyVersion",
+        W,
+        "A relative patch without priority on a filter an earlier patch limits to a proxyVersion.",
+    ),
+    Code(
+        "IST0162",
+        "GatewayPortNotDefinedOnService",
+        W,
+        "A Gateway server port that no Service of the gateway pods exposes.",
+    ),
+    Code(
+        "IST0165",
+        "ReferencedInternalGateway",
+        W,
+        "A VirtualService names a Gateway generated from a Kubernetes Gateway.",
+    ),
+    Code(
         "IST0173",
         "DestinationRuleSubsetNotSelectPods",
         E,
-        "A DestinationRule subset's labels match no pod: requests routed to it get 503 NR/UH.",
+        "No pod carries a DestinationRule subset's labels: requests routed to it get 503 UH.",
     ),
     Code(
         "IST0174",
         "UnknownDestinationRuleHost",
         W,
         "A DestinationRule's host matches no service or ServiceEntry.",
+    ),
+    Code(
+        "IST0177",
+        "ConflictingServiceEntryProtocol",
+        W,
+        "ServiceEntries give one host and port different protocols.",
     ),
     # --- MPY1xxx: YAML and document structure ------------------------------------------------------
     Code("MPY1001", "YAMLSyntaxError", E, "The file is not valid YAML."),
@@ -263,6 +408,19 @@ CATALOG: dict[str, Code] = _codes(
         "ServiceAccountNotFound",
         W,
         "A Deployment runs as a ServiceAccount that is not defined.",
+    ),
+    Code(
+        "MPY3006",
+        "DestinationRuleSubsetHasNoEndpoints",
+        E,
+        "A subset's labels exist, but on no pod behind the rule's Service: requests routed to it "
+        "get 503 UH.",
+    ),
+    Code(
+        "MPY3007",
+        "SidecarEgressHostNotFound",
+        W,
+        "A Sidecar egress host matches no service of the namespace it names; nothing is imported.",
     ),
     Code(
         "MPY3005",
@@ -398,12 +556,18 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     return f'did you mean "{close[0]}"?' if close else ""
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z_@][A-Za-z0-9_-]*$")
+
+
 def format_path(path: Sequence[str | int]) -> str:
-    """``("spec", "http", 0, "route")`` -> ``spec.http[0].route``."""
+    """``("spec", "http", 0, "route")`` -> ``spec.http[0].route``; a key with dots or slashes
+    (an annotation or label name) is bracketed: ``metadata.annotations["sidecar.istio.io/inject"]``."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not _PLAIN_KEY.match(part):
+            out += f"[{json.dumps(part)}]"
         else:
             out += f".{part}" if out else part
     return out

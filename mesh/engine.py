@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mesh.checks import evaluate_all
-from mesh.lesson import BreakAction, Lesson, LessonStep
+from mesh.lesson import BreakAction, Event, Lesson, LessonStep
 from mesh.records import RequestRecord
 from mesh.runner import (
     DriveContext,
@@ -82,9 +82,27 @@ def timeline_of(
     for event in sorted((e for e in step.events if e.at_s > 0), key=lambda e: e.at_s):
         new = apply_event(lesson, state, event.apply, event.delete)
         changed = new.resources != state.resources
-        changes.append(TimedChange(event.at_s, new if changed else None, event.break_))
+        changes.append(
+            TimedChange(event.at_s, new if changed else None, event.break_, _describe(event))
+        )
         state = new
     return tuple(changes), state
+
+
+def _describe(event: Event) -> str:
+    """A lesson event in words: ``apply istio/vs.yaml; delete VirtualService/x; break product-v1
+    latency_ms=2000``."""
+    parts = [f"apply {f}" for f in event.apply] + [f"delete {r}" for r in event.delete]
+    for action in event.break_:
+        knobs = [
+            f"{name}={value}"
+            for name in ("latency_ms", "error_rate", "refuse", "kill")
+            if (value := getattr(action, name)) is not None
+        ]
+        if action.restore:
+            knobs.append("restore")
+        parts.append(f"break {action.workload} {' '.join(knobs)}".rstrip())
+    return "; ".join(parts) or "nothing"
 
 
 def _initial_breaks(step: LessonStep) -> list[BreakAction]:
@@ -189,6 +207,8 @@ def _grade(plan: StepPlan, traffic: StepTraffic, wall_s: float) -> StepResult:
         duration_s=duration,
         wall_s=wall_s,
         warmup_records=warm,
+        started_at=traffic.started_at,
+        events=tuple(sorted(traffic.events, key=lambda e: e.at)),
     )
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "LessonRun",
     "MeshError",
     "Progress",
+    "RunEvent",
     "RunOptions",
     "Runner",
     "RunnerError",
@@ -77,6 +78,24 @@ class RunOptions:
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """Something that happened to the mesh during a step, other than a request: a timed lesson
+    event taking effect, a configuration an Envoy rejected, a pod that died or was restarted.
+    ``at`` is in the step's records' time base."""
+
+    at: float
+    kind: str
+    """``event`` (a lesson event fired), ``config-rejected``, ``pod-died``, ``pod-restarted``."""
+    subject: str
+    """What it happened to: the step for a lesson event, else a pod or proxy name."""
+    detail: str
+
+    def describe(self, started_at: float = 0.0) -> str:
+        """``+4.00 s  pod-died  product-v1-0: app exited (signal 9)``"""
+        return f"+{self.at - started_at:.2f} s  {self.kind}  {self.subject}: {self.detail}"
+
+
 @dataclass(frozen=True)
 class StepResult:
     """One step's outcome.
@@ -95,6 +114,10 @@ class StepResult:
     wall_s: float
     warmup_records: tuple[RequestRecord, ...] = ()
     skipped: str = ""
+    started_at: float = 0.0
+    """When the step's traffic began, in its records' time base (``start_time``)."""
+    events: tuple[RunEvent, ...] = ()
+    """What happened to the mesh while the step ran, in time order."""
 
     @property
     def passed(self) -> bool:
@@ -145,6 +168,8 @@ class TimedChange:
     at_s: float
     state: MeshState | None
     breaks: tuple[BreakAction, ...] = ()
+    description: str = ""
+    """What the lesson says happens (``apply istio/vs-v2.yaml; break product-v1 restore``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +197,7 @@ class StepTraffic:
     records: tuple[RequestRecord, ...]
     started_at: float
     duration_s: float
+    events: tuple[RunEvent, ...] = ()
 
 
 @dataclass(frozen=True)

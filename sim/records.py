@@ -6,18 +6,20 @@ run time. ``RequestRecord`` is a frozen, slotted, keyword-only dataclass; its ge
 fills the same slots directly through their descriptors (straight-line code generated once
 from the field list), which is several times faster and
 yields an identical (equal, hashable, frozen) record. If the record's fields ever change, the
-field list check fails and the plain constructor is used instead.
+field list check fails and the plain keyword constructor is used instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from mesh.records import RequestRecord
 
-__all__ = ["FIELDS", "make_record"]
+__all__ = ["FIELDS", "make_record", "record_maker"]
+
+R = TypeVar("R")
 
 FIELDS = (
     "start_time",
@@ -54,34 +56,48 @@ FIELDS = (
 """RequestRecord's fields in declaration order: ``make_record`` takes its values in this order
 (the last one, ``request_protocol``, may be left out: ``"http"``)."""
 
-_SLOTS_MATCH = tuple(f.name for f in dataclasses.fields(RequestRecord)) == FIELDS and hasattr(
-    RequestRecord, "__slots__"
-)
+
+def record_maker(cls: type[R], fields: tuple[str, ...]) -> Callable[..., R]:
+    """A maker of ``cls`` instances from field values given positionally in ``fields`` order
+    (the last one may be left out: ``"http"``).
+
+    The fast, unrolled maker when ``cls`` is a slotted dataclass whose fields are exactly
+    ``fields`` in that order and that has no ``__post_init__`` (filling the slots directly would
+    skip it); otherwise the plain keyword constructor, which maps values by name (a reordered or
+    a new defaulted field stays correct; a renamed or removed one fails loudly).
+    """
+    declared = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    fast = declared == fields and hasattr(cls, "__slots__") and not hasattr(cls, "__post_init__")
+    return _unrolled(cls, fields) if fast else _plain(cls, fields)
 
 
-def _plain(*values: Any) -> RequestRecord:
-    if len(values) == len(FIELDS) - 1:
-        values = (*values, "http")
-    return RequestRecord(**dict(zip(FIELDS, values, strict=True)))
+def _plain(cls: type[R], fields: tuple[str, ...]) -> Callable[..., R]:
+    def construct(*values: Any) -> R:
+        if len(values) == len(fields) - 1:
+            values = (*values, "http")
+        return cls(**dict(zip(fields, values, strict=True)))
+
+    return construct
 
 
-def _unrolled() -> Callable[..., RequestRecord]:
-    """``make_record`` as straight-line code: one slot setter call per field, no loop."""
-    params = ", ".join(f"v{i}" for i in range(len(FIELDS) - 1)) + f', v{len(FIELDS) - 1}="http"'
-    defaults = ", ".join(f"_s{i}=_s{i}" for i in range(len(FIELDS)))
-    body = "".join(f"    _s{i}(r, v{i})\n" for i in range(len(FIELDS)))
+def _unrolled(cls: type[R], fields: tuple[str, ...]) -> Callable[..., R]:
+    """The maker as straight-line code: one slot setter call per field, no loop."""
+    n = len(fields)
+    params = ", ".join(f"v{i}" for i in range(n - 1)) + f', v{n - 1}="http"'
+    defaults = ", ".join(f"_s{i}=_s{i}" for i in range(n))
+    body = "".join(f"    _s{i}(r, v{i})\n" for i in range(n))
     source = (
-        f"def make_record({params}, *, _new=_new, _cls=_cls, {defaults}):\n"
+        f"def make({params}, *, _new=_new, _cls=_cls, {defaults}):\n"
         f"    r = _new(_cls)\n{body}    return r\n"
     )
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": RequestRecord}
-    for i, name in enumerate(FIELDS):
-        namespace[f"_s{i}"] = getattr(RequestRecord, name).__set__
-    exec(source, namespace)  # generated from the constant FIELDS above
-    fn: Callable[..., RequestRecord] = namespace["make_record"]
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    for i, name in enumerate(fields):
+        namespace[f"_s{i}"] = getattr(cls, name).__set__
+    exec(source, namespace)  # generated from field names checked against the dataclass
+    fn: Callable[..., R] = namespace["make"]
     return fn
 
 
-make_record: Callable[..., RequestRecord] = _unrolled() if _SLOTS_MATCH else _plain
+make_record: Callable[..., RequestRecord] = record_maker(RequestRecord, FIELDS)
 """A RequestRecord from its field values in :data:`FIELDS` order (positional; the protocol
 may be left out)."""

@@ -18,7 +18,7 @@ import simpy
 from mesh.engine import LessonRunner, step_seed
 from mesh.envoy.translate import MeshEnvoyConfig, translate
 from mesh.lesson import BreakAction, Lesson
-from mesh.runner import DriveContext, StepPlan, StepTraffic, TimedChange
+from mesh.runner import DriveContext, RunEvent, StepPlan, StepTraffic, TimedChange
 from mesh.state import MeshState
 from mesh.topology import Topology, build_topology
 from sim.traffic import TrafficDriver, drain
@@ -51,6 +51,7 @@ class SimExecutor:
         self.lesson: Lesson | None = None
         self.state = MeshState()
         self.breaks: list[BreakAction] = []
+        self.events: list[RunEvent] = []
 
     def preflight(self, lesson: Lesson, steps: Sequence[StepPlan]) -> None:
         """The simulator runs every lesson the loader accepts."""
@@ -74,6 +75,7 @@ class SimExecutor:
     ) -> StepTraffic:
         """A fresh world at t = 0: breaks so far, the timeline as simpy processes, the traffic."""
         assert self.lesson is not None, "open() first"
+        self.events = []
         world = build_world(self.lesson, self.state, plan.seed)
         for action in self.breaks:
             world.apply_break(action)
@@ -86,7 +88,7 @@ class SimExecutor:
         for change in pending:  # due after the traffic ended: they still happen, for later steps
             self._apply(None, change)
         duration = driver.end_time if driver.end_time != float("inf") else driver.last_time
-        return StepTraffic(tuple(world.records), 0.0, duration)
+        return StepTraffic(tuple(world.records), 0.0, duration, tuple(self.events))
 
     def _at(
         self, world: World, change: TimedChange, pending: list[TimedChange]
@@ -94,6 +96,9 @@ class SimExecutor:
         yield world.env.timeout(change.at_s)
         pending.remove(change)
         self._apply(world, change)
+        self.events.append(
+            RunEvent(world.env.now, "event", f"at {change.at_s:g} s", change.description)
+        )
 
     def _apply(self, world: World | None, change: TimedChange) -> None:
         if change.state is not None:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from heapq import heappop, heappush
+from math import inf, nextafter
 from typing import Any
 
 import simpy
-from simpy.events import NORMAL
 
 __all__ = ["TIMED_OUT", "Deadlines", "Race", "detached", "raced"]
 
@@ -43,7 +43,15 @@ class Race:
         self.fired = False
 
     def fire(self, signal: simpy.Event) -> None:
-        """The deadline passed first: resume the waiting process with ``signal``."""
+        """The deadline passed first: resume the waiting process with ``signal``.
+
+        A process waits on an event through the callback it adds to the event's ``callbacks``
+        list (a bound method of the process). Taking that callback off and calling it with
+        another triggered event resumes the process with that event's value at once, as SimPy's
+        own ``Process.interrupt`` does one event later. An attempt's events are its own, so the
+        one process waiting on ``ev`` is the attempt's: the router's, or the process that
+        carries the attempt on after an outer race let it go (:func:`detached`).
+        """
         self.done = True
         ev = self.ev
         for cb in ev.callbacks or ():  # None once processed (then the attempt is done)
@@ -59,6 +67,16 @@ class Deadlines:
 
     Deadlines fire at exactly the time a per-attempt ``env.timeout`` would have fired, in the
     order they were set when several fall on the same instant.
+
+    The alarm is an ordinary ``env.timeout`` set for the earliest deadline. When it rings it
+    fires every deadline due by then and sets the next alarm, now from a later ``now``. A
+    deadline is an absolute float time ``at`` (``now + delay`` when it was set), and a timeout
+    lands on ``now + delay``: :meth:`_arm` uses ``at - now`` when adding it back gives ``at``
+    exactly, and otherwise (``at`` is not reachable by one float addition from ``now``; this
+    happens only when ``at > 2 * now``) first hops to the last float time before ``at`` and
+    sets it from there. (The hop's final timeout is then created later than a direct one would
+    be: only an unrelated event created in between for the very same float instant could be
+    processed before the alarm instead of after it.)
     """
 
     __slots__ = ("_alarms", "_env", "_heap", "_seq", "signal")
@@ -67,6 +85,7 @@ class Deadlines:
         self._env = env
         self._heap: list[tuple[float, int, Race]] = []
         self._alarms: list[float] = []
+        """Target times of the alarms set and not rung yet (distinct; a heap)."""
         self._seq = 0
         self.signal: simpy.Event = env.timeout(0, TIMED_OUT)
         """An already triggered event whose value is :data:`TIMED_OUT` (what a fired
@@ -74,24 +93,28 @@ class Deadlines:
 
     def add(self, delay: float, race: Race) -> None:
         """Fire ``race`` after ``delay`` unless it is done by then."""
-        at = self._env.now + delay
+        env = self._env
+        at = env.now + delay
         self._seq += 1
         heappush(self._heap, (at, self._seq, race))
         if not self._alarms or at < self._alarms[0]:
-            self._alarm(at)
+            heappush(self._alarms, at)
+            # ``env.timeout(delay)`` lands on ``now + delay``: the very float ``at``
+            env.timeout(delay).callbacks.append(self._ring)
 
-    def _alarm(self, at: float) -> None:
+    def _arm(self, at: float) -> None:
+        """Ring :meth:`_ring` at the absolute time ``at`` (>= now)."""
         env = self._env
-        heappush(self._alarms, at)
-        alarm = simpy.Event(env)
-        alarm.callbacks.append(self._ring)
-        alarm._ok = True
-        alarm._value = None
-        # schedule at the absolute time ``at`` (``env.timeout`` adds a delay to ``now``, which
-        # can round differently from the ``now + delay`` the deadline was computed as)
-        heappush(env._queue, (at, NORMAL, next(env._eid), alarm))
+        now = env.now
+        delay = at - now
+        if now + delay == at:
+            env.timeout(delay).callbacks.append(self._ring)
+            return
+        while now + delay >= at:  # the largest delay that stays before ``at``
+            delay = nextafter(delay, -inf)
+        env.timeout(delay).callbacks.append(lambda _hop: self._arm(at))
 
-    def _ring(self, alarm: simpy.Event) -> None:
+    def _ring(self, _alarm: simpy.Event) -> None:
         target = heappop(self._alarms)
         heap = self._heap
         last = self._seq  # deadlines set while firing wait for their own alarm
@@ -102,7 +125,8 @@ class Deadlines:
         while heap and heap[0][2].done:
             heappop(heap)
         if heap and (not self._alarms or heap[0][0] < self._alarms[0]):
-            self._alarm(heap[0][0])
+            heappush(self._alarms, heap[0][0])
+            self._arm(heap[0][0])
 
 
 def raced(deadlines: Deadlines, gen: Proc, delay: float) -> Proc:

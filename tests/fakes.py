@@ -7,6 +7,7 @@ wants the "mesh" to have done is the test's own data, handed in as the script.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,10 +17,11 @@ from mesh.records import Reporter, RequestRecord
 from mesh.runner import DriveContext, RunnerError, StepPlan, StepTraffic, TimedChange
 from mesh.state import MeshState
 
-Script = Callable[[StepPlan], Sequence[RequestRecord]]
+Script = Callable[[StepPlan, random.Random], Sequence[RequestRecord]]
+"""A step's records, given its plan and the run's random source (seeded at ``open``)."""
 
 
-def no_records(plan: StepPlan) -> Sequence[RequestRecord]:
+def no_records(plan: StepPlan, rng: random.Random) -> Sequence[RequestRecord]:
     """The default script: a step in which nothing was sent."""
     return ()
 
@@ -67,7 +69,8 @@ class ScriptedExecutor:
 
     ``calls`` lists ``(method, detail)`` in call order (a push as the lesson's resources in it); ``drive`` applies the timeline in order
     (logged as ``("at", at_s)``, then the push/breaks it holds), emits the scripted records in
-    batches of ``batch`` (0: never emits; the engine then emits them), sleeping ``delay_s``
+    batches of ``batch`` requests (consecutive records with one request id; 0: never emits, the
+    engine then emits them), sleeping ``delay_s``
     between batches and stopping early when cancelled. ``fail_in`` names a method that raises
     :class:`RunnerError` (``"drive:2"``: the drive of step index 2).
     """
@@ -85,6 +88,8 @@ class ScriptedExecutor:
     breaks: list[BreakAction] = field(default_factory=list)
     closed: bool = False
     on_drive: Callable[[StepPlan], None] | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    """Seeded with the run's seed at ``open``: what the script draws from."""
     app_keys: set[tuple[str, str, str]] = field(default_factory=set)
     """The app's own resources (``push`` logs only what the lesson added to them)."""
 
@@ -99,6 +104,7 @@ class ScriptedExecutor:
 
     def open(self, lesson: Lesson, state: MeshState, seed: int) -> None:
         self.calls.append(("open", seed))
+        self.rng = random.Random(seed)
         self.app_keys = {(r.KIND, r.namespace, r.name) for r in state}
         self.state = state
         self._maybe_fail("open")
@@ -126,20 +132,22 @@ class ScriptedExecutor:
                 self.push(change.state)
             for action in change.breaks:
                 self.break_workload(action)
-        records = list(self.script(plan))
+        records = list(self.script(plan, self.rng))
+        requests = _requests(records)
         if self.batch:
             sent: list[RequestRecord] = []
-            for start in range(0, len(records), self.batch):
+            for start in range(0, len(requests), self.batch):
                 if ctx.cancel.is_set():
                     break
-                chunk = records[start : start + self.batch]
+                chunk = [r for group in requests[start : start + self.batch] for r in group]
                 ctx.emit(chunk)
                 sent.extend(chunk)
-                ctx.progress((start + len(chunk)) / len(records), len(sent))
+                done = min(start + self.batch, len(requests))
+                ctx.progress(done / len(requests), done)
                 if self.delay_s:
                     time.sleep(self.delay_s)
             records = sent
-        ctx.progress(1.0, len(records))
+        ctx.progress(1.0, len(_requests(records)))
         return StepTraffic(tuple(records), self.started_at, self.duration_s)
 
     def close(self) -> None:
@@ -149,3 +157,14 @@ class ScriptedExecutor:
     def methods(self) -> list[str]:
         """The call names only, in order."""
         return [name for name, _ in self.calls]
+
+
+def _requests(records: Sequence[RequestRecord]) -> list[list[RequestRecord]]:
+    """Consecutive records sharing a request id, as one request each (no id: one record)."""
+    groups: list[list[RequestRecord]] = []
+    for r in records:
+        if groups and r.request_id and groups[-1][0].request_id == r.request_id:
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    return groups

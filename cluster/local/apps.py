@@ -10,6 +10,10 @@ interpreter running meshplay. What Kubernetes gives a container for free is set 
 * ``HTTP_PROXY``: the pod's sidecar outbound listener. In a pod, iptables sends every outbound
   connection to the sidecar; here the app's HTTP client sends it there as to a proxy, and the
   sidecar picks the route by the Host header (``product:8080``) exactly as after capture;
+* Downward API values (``valueFrom.fieldRef``): ``metadata.name`` (the pod name, e.g.
+  ``product-v2-0``), ``metadata.namespace``, ``metadata.labels['KEY']`` and
+  ``spec.serviceAccountName`` are filled in from the pod as the kubelet would; other
+  ``valueFrom`` sources (secrets, config maps, resources) are left out;
 * ``DATABASE_URL``/``REDIS_URL`` are dropped: PostgreSQL and Redis run outside the mesh
   (``sidecar.istio.io/inject: "false"``) and are not started locally, so the services use their
   SQLite default and no cache.
@@ -18,11 +22,13 @@ interpreter running meshplay. What Kubernetes gives a container for free is set 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from mesh.model.kubernetes import Container
+from mesh.model.kubernetes import Container, EnvVar
+from mesh.topology import Pod
 
 __all__ = ["ROOT", "app_argv", "app_env", "is_python_service"]
 
@@ -47,6 +53,28 @@ def app_argv(container: Container) -> list[str]:
     return argv
 
 
+_LABEL_FIELD = re.compile(r"^metadata\.labels\['([^']+)'\]$")
+
+
+def downward_value(var: EnvVar, pod: Pod) -> str | None:
+    """The value the kubelet gives an env var with ``valueFrom.fieldRef``, for the fields a
+    local pod has; None for any other ``valueFrom``."""
+    source = var.value_from
+    ref = source.get("fieldRef") if isinstance(source, Mapping) else None
+    path = ref.get("fieldPath") if isinstance(ref, Mapping) else None
+    if not isinstance(path, str):
+        return None
+    fields = {
+        "metadata.name": pod.name,
+        "metadata.namespace": pod.namespace,
+        "spec.serviceAccountName": pod.service_account,
+    }
+    if path in fields:
+        return fields[path]
+    label = _LABEL_FIELD.match(path)
+    return pod.labels.get(label.group(1)) if label else None
+
+
 def app_env(
     container: Container,
     *,
@@ -56,15 +84,22 @@ def app_env(
     http_proxy: str | None,
     seed: int,
     base: Mapping[str, str] | None = None,
+    pod: Pod | None = None,
 ) -> dict[str, str]:
-    """The process environment of one replica (see the module docstring)."""
+    """The process environment of one replica (see the module docstring); ``pod`` fills in
+    Downward API values."""
     source = os.environ if base is None else base
     env = {
         k: v
         for k, v in source.items()
         if k.upper() not in _PROXY_VARS and not k.upper().endswith("_URL")
     }
-    env.update({e.name: e.value for e in container.env if e.value_from is None})
+    for var in container.env:
+        value = var.value if var.value_from is None else None
+        if value is None and pod is not None:
+            value = downward_value(var, pod)
+        if value is not None:
+            env[var.name] = value
     for name in DROPPED_ENV:
         env.pop(name, None)
     env["PYTHONPATH"] = str(ROOT) + (

@@ -21,14 +21,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from mesh.envoy_api import type_urls as tu
+from mesh.envoy_api.names import SDS_ROOT_CA, SDS_WORKLOAD_CERT
+
 __all__ = ["ROOT_SECRET", "WORKLOAD_SECRET", "IssuedCert", "LocalCA", "spiffe_id"]
 
-WORKLOAD_SECRET = "default"
+WORKLOAD_SECRET = SDS_WORKLOAD_CERT
 """SDS name of a sidecar's own certificate, as istio-agent names it."""
-ROOT_SECRET = "ROOTCA"
+ROOT_SECRET = SDS_ROOT_CA
 """SDS name of the trust bundle."""
-
-_SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
 
 def spiffe_id(namespace: str, service_account: str, trust_domain: str = "cluster.local") -> str:
@@ -67,7 +68,7 @@ class IssuedCert:
 
         return {
             WORKLOAD_SECRET: {
-                "@type": _SECRET_TYPE,
+                "@type": tu.SECRET,
                 "name": WORKLOAD_SECRET,
                 "tls_certificate": {
                     "certificate_chain": source(self.cert_chain),
@@ -75,7 +76,7 @@ class IssuedCert:
                 },
             },
             ROOT_SECRET: {
-                "@type": _SECRET_TYPE,
+                "@type": tu.SECRET,
                 "name": ROOT_SECRET,
                 "validation_context": {"trusted_ca": source(self.root)},
             },

@@ -249,6 +249,7 @@ class LocalMesh:
             data_dir=self.workdir / "data" / pp.pod.name,
             http_proxy=f"http://{LOOPBACK}:{proxy_port}" if proxy_port else None,
             seed=self.seed,
+            pod=pp.pod,
         )
         pp.app = f"app-{pp.pod.name}"
         self.supervisor.start(pp.app, app_argv(container), env=env, cwd=ROOT)

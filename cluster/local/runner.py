@@ -28,7 +28,15 @@ from cluster.local.traffic import Target, drive
 from mesh.engine import LessonRunner
 from mesh.lesson import BreakAction, Lesson, TrafficSpec
 from mesh.model import NetworkPolicy
-from mesh.runner import DriveContext, RunnerError, StepPlan, StepTraffic, TimedChange
+from mesh.records import RequestRecord
+from mesh.runner import (
+    DriveContext,
+    RunEvent,
+    RunnerError,
+    StepPlan,
+    StepTraffic,
+    TimedChange,
+)
 from mesh.state import MeshState, lesson_states
 from mesh.topology import INGRESS_GATEWAY, ProxyKind
 
@@ -37,6 +45,9 @@ __all__ = ["LocalExecutor", "LocalRunner", "traffic_targets"]
 SETTLE_MAX_S = 15.0
 """After a step's traffic, how long to wait for requests still in flight in the mesh (a call
 delayed downstream after its caller gave up finishes, and is logged, in the same step)."""
+
+STREAM_INTERVAL_S = 0.5
+"""How often a running step's access logs are read for live views."""
 
 LOG_FLUSH_S = 0.35
 """Envoy flushes access logs every 100 ms (``--file-flush-interval-msec``); wait a bit more."""
@@ -107,15 +118,18 @@ class LocalExecutor:
         *,
         time_scale: float = 1.0,
         report: Callable[[str], None] | None = None,
+        rejections: list[ConfigRejectedError] | None = None,
     ) -> None:
         self.workdir = workdir
         self.time_scale = time_scale
         self.report = report or _to_stderr
-        self.rejections: list[ConfigRejectedError] = []
+        self.rejections: list[ConfigRejectedError] = [] if rejections is None else rejections
+        """Every push an Envoy NACKed (the previous config kept serving)."""
         self.mesh: LocalMesh | None = None
         self.run_started = 0.0
         self._stack = contextlib.ExitStack()
         self._lock = threading.Lock()
+        self.events: list[RunEvent] = []
 
     def preflight(self, lesson: Lesson, steps: Sequence[StepPlan]) -> None:
         """NetworkPolicy needs a CNI and TCP traffic a TCP generator: refuse both up front."""
@@ -145,6 +159,11 @@ class LocalExecutor:
             except ConfigRejectedError as exc:
                 self.rejections.append(exc)
                 self.report(str(exc))
+                for rejection in exc.rejections:
+                    self._event("config-rejected", rejection.proxy, rejection.render())
+
+    def _event(self, kind: str, subject: str, detail: str) -> None:
+        self.events.append(RunEvent(time.time() - self.run_started, kind, subject, detail))
 
     def break_workload(self, action: BreakAction) -> None:
         """The services' knobs (``PUT /admin/knobs``), or kill and restart replicas."""
@@ -164,8 +183,11 @@ class LocalExecutor:
         for tail in tails:
             tail.skip_to_end()
         pending = list(timeline)
+        self.events = []
         timers = [self._timer(change, pending) for change in timeline]
+        stream = _Stream(tails, self.run_started, ctx)
         traffic_started = time.time()
+        stream.start()
         try:
             report = drive(
                 spec,
@@ -174,15 +196,20 @@ class LocalExecutor:
                 cancel=ctx.cancel,
                 on_progress=ctx.progress,
             )
+        except BaseException:
+            stream.stop()
+            raise
         finally:
             for timer in timers:
                 timer.cancel()
-            for change in list(pending):  # due after the traffic: they still happen
-                self._fire(change, pending)
+        for change in list(pending):  # due after the traffic: they still happen
+            self._fire(change, pending)
         mesh.wait_idle(SETTLE_MAX_S)
         time.sleep(LOG_FLUSH_S)
-        records = tuple(r for tail in tails for r in tail.read(self.run_started))
-        return StepTraffic(records, traffic_started - self.run_started, report.wall_s)
+        stream.stop()
+        stream.read()  # what the proxies logged last
+        started = traffic_started - self.run_started
+        return StepTraffic(tuple(stream.records), started, report.wall_s, tuple(self.events))
 
     def _timer(self, change: TimedChange, pending: list[TimedChange]) -> threading.Timer:
         timer = threading.Timer(change.at_s * self.time_scale, self._fire, args=(change, pending))
@@ -195,6 +222,7 @@ class LocalExecutor:
             if change not in pending:
                 return
             pending.remove(change)
+        self._event("event", f"at {change.at_s:g} s", change.description)
         try:
             if change.state is not None:
                 self.push(change.state)
@@ -224,9 +252,50 @@ class LocalRunner(LessonRunner):
         time_scale: float = 1.0,
         report: Callable[[str], None] | None = None,
     ) -> None:
+        self.rejections: list[ConfigRejectedError] = []
+        """Every push an Envoy NACKed in this runner's runs."""
         super().__init__(
-            "local", lambda: LocalExecutor(workdir, time_scale=time_scale, report=report)
+            "local",
+            lambda: LocalExecutor(
+                workdir, time_scale=time_scale, report=report, rejections=self.rejections
+            ),
         )
+
+
+class _Stream:
+    """Reads every proxy's access log while a step runs and hands new records to the live views
+    every ``STREAM_INTERVAL_S`` (the TUI shows a local step's traffic as it happens)."""
+
+    def __init__(self, tails: list[AccessLogTail], run_started: float, ctx: DriveContext) -> None:
+        self.tails = tails
+        self.run_started = run_started
+        self.ctx = ctx
+        self.records: list[RequestRecord] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="meshplay-log-stream", daemon=True)
+
+    def start(self) -> None:
+        """Begin tailing in the background."""
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(STREAM_INTERVAL_S):
+            self.read()
+
+    def read(self) -> list[RequestRecord]:
+        """Parse what was appended since the last read; emit and keep it."""
+        batch = [r for tail in self.tails for r in tail.read(self.run_started)]
+        if batch:
+            batch.sort(key=lambda r: r.start_time)
+            self.ctx.emit(batch)
+            self.records.extend(batch)
+        return batch
+
+    def stop(self) -> None:
+        """Stop tailing (the last read is the caller's, after the logs are flushed)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 def _to_stderr(text: str) -> None:

@@ -16,8 +16,9 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cluster.local.http1 import HttpConnection, HttpError
 from mesh.lesson import RequestSpec, TrafficSpec
@@ -254,12 +255,35 @@ def drive(
         finally:
             ticker.cancel()
 
-    asyncio.run(main())
+    _run_loop(main)
     report.wall_s = time.monotonic() - began
     if on_progress is not None:
         on_progress(1.0, report.sent)
     report.outcomes.sort(key=lambda o: o.start)
     return report
+
+
+def _run_loop(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """``asyncio.run(main())``, in a thread of its own when the calling thread already runs an
+    event loop (a TUI worker, a Playwright sync session in the same test process)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(main())
+        return
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="meshplay-traffic")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
 
 
 def expected_requests(spec: TrafficSpec) -> float:

@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mesh.envoy.values import socket_address
+from mesh.envoy_api import type_urls as tu
+from mesh.envoy_api.values import socket_address
 
 __all__ = [
     "KINDS",
@@ -51,13 +52,12 @@ __all__ = [
     "to_file_sources",
 ]
 
-_T = "type.googleapis.com/"
 TYPE_URLS: dict[str, str] = {
-    "lds": _T + "envoy.config.listener.v3.Listener",
-    "cds": _T + "envoy.config.cluster.v3.Cluster",
-    "rds": _T + "envoy.config.route.v3.RouteConfiguration",
-    "eds": _T + "envoy.config.endpoint.v3.ClusterLoadAssignment",
-    "sds": _T + "envoy.extensions.transport_sockets.tls.v3.Secret",
+    "lds": tu.LISTENER,
+    "cds": tu.CLUSTER,
+    "rds": tu.ROUTE_CONFIGURATION,
+    "eds": tu.CLUSTER_LOAD_ASSIGNMENT,
+    "sds": tu.SECRET,
 }
 KINDS: tuple[str, ...] = ("sds", "eds", "cds", "rds", "lds")
 """Write order: make before break."""

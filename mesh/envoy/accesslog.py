@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from mesh.envoy import type_urls as tu
-from mesh.envoy.names import parse_cluster_name
+from mesh.envoy_api import type_urls as tu
+from mesh.envoy_api.names import parse_cluster_name
 from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord, parse_response_flags
 
 __all__ = [
@@ -158,7 +158,7 @@ def access_log(path: str, fmt: Mapping[str, str]) -> list[dict[str, Any]]:
     """The HCM ``access_log`` list: one file logger with the JSON format."""
     return [
         {
-            "name": "envoy.access_loggers.file",
+            "name": tu.ACCESS_LOGGER_FILE,
             "typed_config": tu.typed(
                 tu.ACCESS_LOG_FILE, path=path, log_format={"json_format": dict(fmt)}
             ),

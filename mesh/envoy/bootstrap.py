@@ -13,9 +13,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from mesh.envoy import type_urls as tu
 from mesh.envoy.translate import ProxyConfig
-from mesh.envoy.values import socket_address
+from mesh.envoy_api import type_urls as tu
+from mesh.envoy_api.values import socket_address
 
 __all__ = ["bootstrap"]
 

@@ -11,18 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mesh.envoy import type_urls as tu
 from mesh.envoy.endpoints import Endpoint, Locality, load_assignment
-from mesh.envoy.names import (
-    BLACKHOLE_CLUSTER,
-    INBOUND_PASSTHROUGH_CLUSTER,
-    PASSTHROUGH_CLUSTER,
-    Direction,
-    cluster_name,
-    sni_name,
-)
 from mesh.envoy.policy import (
     ResolvedPolicy,
     circuit_breakers,
@@ -34,14 +25,23 @@ from mesh.envoy.policy import (
 )
 from mesh.envoy.ports import Addressing
 from mesh.envoy.registry import Registry
-from mesh.envoy.values import ADS, duration
+from mesh.envoy_api import type_urls as tu
+from mesh.envoy_api.names import (
+    BLACKHOLE_CLUSTER,
+    INBOUND_PASSTHROUGH_CLUSTER,
+    PASSTHROUGH_CLUSTER,
+    SDS_ROOT_CA,
+    SDS_WORKLOAD_CERT,
+    Direction,
+    cluster_name,
+    sni_name,
+)
+from mesh.envoy_api.values import ADS, duration
 from mesh.model import DestinationRule, MutualTLSMode, ServiceEntry, TLSMode
 from mesh.model.gateway import ServiceEntryLocation, ServiceEntryResolution
 from mesh.security.mtls_client import istio_mutual_socket
+from mesh.security.peer_authn import MtlsPolicy
 from mesh.topology import MeshService, Pod, Protocol, ProxyKind, ServicePortInfo, Topology
-
-if TYPE_CHECKING:
-    from mesh.security.peer_authn import MtlsPolicy
 
 __all__ = [
     "ADS",
@@ -51,8 +51,6 @@ __all__ = [
     "outbound_clusters",
     "special_clusters",
 ]
-
-RAW_BUFFER_SOCKET = "envoy.transport_sockets.raw_buffer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +101,7 @@ def _protocol_options(port: ServicePortInfo, policy: ResolvedPolicy) -> dict[str
     body["explicit_http_config"] = (
         {"http2_protocol_options": {}} if h2 else {"http_protocol_options": {}}
     )
-    return {
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": tu.typed(
-            tu.HTTP_PROTOCOL_OPTIONS, **body
-        )
-    }
+    return {tu.HTTP_PROTOCOL_OPTIONS_KEY: tu.typed(tu.HTTP_PROTOCOL_OPTIONS, **body)}
 
 
 def _istio_mutual(
@@ -123,16 +117,16 @@ def _istio_mutual(
         "alpn_protocols": ["istio-peer-exchange", "istio"],
         "combined_validation_context": {
             "default_validation_context": validation,
-            "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": ADS},
+            "validation_context_sds_secret_config": {"name": SDS_ROOT_CA, "sds_config": ADS},
         },
-        "tls_certificate_sds_secret_configs": [{"name": "default", "sds_config": ADS}],
+        "tls_certificate_sds_secret_configs": [{"name": SDS_WORKLOAD_CERT, "sds_config": ADS}],
         "tls_params": {
             "tls_maximum_protocol_version": "TLSv1_3",
             "tls_minimum_protocol_version": "TLSv1_2",
         },
     }
     return {
-        "name": "envoy.transport_sockets.tls",
+        "name": tu.TLS_TRANSPORT_SOCKET,
         "typed_config": tu.typed(
             tu.UPSTREAM_TLS_CONTEXT,
             common_tls_context=context,
@@ -153,7 +147,7 @@ def _simple_tls(policy_tls: Any, service: MeshService) -> dict[str, Any]:
             }
         ]
     return {
-        "name": "envoy.transport_sockets.tls",
+        "name": tu.TLS_TRANSPORT_SOCKET,
         "typed_config": tu.typed(
             tu.UPSTREAM_TLS_CONTEXT,
             common_tls_context=context,
@@ -381,7 +375,7 @@ def _auto_mtls(
         identities=[e.identity for e in endpoints if e.takes_mtls and e.identity],
         h2=port.protocol in {Protocol.HTTP2, Protocol.GRPC},
     )
-    plaintext = {"name": RAW_BUFFER_SOCKET, "typed_config": tu.typed(tu.RAW_BUFFER)}
+    plaintext = {"name": tu.RAW_BUFFER_TRANSPORT_SOCKET, "typed_config": tu.typed(tu.RAW_BUFFER)}
     return {
         "transport_socket_matches": [
             {"match": {"tlsMode": "istio"}, "name": "tlsMode-istio", "transport_socket": socket},
@@ -468,7 +462,7 @@ def inbound_cluster(
     }
     if any(sp.protocol in {Protocol.HTTP2, Protocol.GRPC} for _, sp in services):
         cluster["typed_extension_protocol_options"] = {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": tu.typed(
+            tu.HTTP_PROTOCOL_OPTIONS_KEY: tu.typed(
                 tu.HTTP_PROTOCOL_OPTIONS, explicit_http_config={"http2_protocol_options": {}}
             )
         }

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mesh.envoy_api.type_urls import TRANSPORT_SOCKET_MATCH
 from mesh.model import FrozenMap, MutualTLSMode
 from mesh.model.destination_rule import LocalityLoadBalancerSetting
 from mesh.topology import Pod
@@ -124,7 +125,7 @@ class Endpoint:
             istio["pod"] = self.pod
         metadata: dict[str, Any] = {"istio": istio}
         if self.takes_mtls:
-            metadata["envoy.transport_socket_match"] = {"tlsMode": "istio"}
+            metadata[TRANSPORT_SOCKET_MATCH] = {"tlsMode": "istio"}
         return {
             "endpoint": {
                 "address": {"socket_address": {"address": self.address, "port_value": self.port}}

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mesh.envoy.names import gateway_route_name
 from mesh.envoy.routes import RouteContext, http_routes
 from mesh.envoy.scope import MeshIndex, exported_to
+from mesh.envoy_api.names import gateway_blackhole_vhost_name, gateway_route_name, vhost_name
 from mesh.model import Gateway, Server
 from mesh.topology import Pod, Topology
 
@@ -107,7 +107,7 @@ def gateway_route_config(
                             "domains": [domain, f"{domain}:{server.port.number}"]
                             if domain != "*"
                             else ["*"],
-                            "name": f"{domain}:{server.port.number}",
+                            "name": vhost_name(domain, server.port.number),
                             "routes": [],
                             "_vs": [],
                         },
@@ -129,7 +129,9 @@ def gateway_route_config(
             vhost["require_tls"] = "ALL"
         out.append(dict(sorted(vhost.items())))
     if not out:
-        out.append({"domains": ["*"], "name": f"blackhole:{port.server_port}", "routes": []})
+        out.append(
+            {"domains": ["*"], "name": gateway_blackhole_vhost_name(port.server_port), "routes": []}
+        )
     return {
         "ignore_port_in_host_matching": True,
         "name": gateway_route_name(port.target_port),

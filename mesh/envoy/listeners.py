@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mesh.envoy import type_urls as tu
 from mesh.envoy.accesslog import (
     SOURCE_APP_HEADER,
     SOURCE_NAMESPACE_HEADER,
@@ -29,16 +28,21 @@ from mesh.envoy.accesslog import (
     tcp_json_format,
 )
 from mesh.envoy.clusters import ADS
-from mesh.envoy.names import (
+from mesh.envoy.ports import ListenerAddress
+from mesh.envoy_api import type_urls as tu
+from mesh.envoy_api.names import (
     BLACKHOLE_CLUSTER,
     INBOUND_PASSTHROUGH_CLUSTER,
     PASSTHROUGH_CLUSTER,
+    PASSTHROUGH_FILTER_CHAIN,
     VIRTUAL_INBOUND,
+    VIRTUAL_INBOUND_BLACKHOLE_CHAIN,
     VIRTUAL_OUTBOUND,
+    VIRTUAL_OUTBOUND_BLACKHOLE_CHAIN,
+    VIRTUAL_OUTBOUND_CATCHALL_CHAIN,
     listener_name,
 )
-from mesh.envoy.ports import ListenerAddress
-from mesh.envoy.values import socket_address
+from mesh.envoy_api.values import socket_address
 from mesh.records import Reporter
 from mesh.security.peer_authn import tls_inspector
 
@@ -57,7 +61,6 @@ __all__ = [
     "virtual_outbound",
 ]
 
-PASSTHROUGH_FILTER_CHAIN = "PassthroughFilterChain"
 """istiod's name for the default chain of an outbound listener whose chains all match on a
 destination (it carries the outbound traffic policy's catch-all)."""
 OUTBOUND_CAPTURE_PORT = 15001
@@ -283,11 +286,11 @@ def virtual_outbound(
         {
             "filter_chain_match": {"destination_port": OUTBOUND_CAPTURE_PORT},
             "filters": [tcp_proxy(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER)],
-            "name": "virtualOutbound-blackhole",
+            "name": VIRTUAL_OUTBOUND_BLACKHOLE_CHAIN,
         },
         {
             "filters": [tcp_proxy(catchall, catchall, (), log)],
-            "name": "virtualOutbound-catchall-tcp",
+            "name": VIRTUAL_OUTBOUND_CATCHALL_CHAIN,
         },
     ]
     return listener
@@ -305,7 +308,7 @@ def virtual_inbound(
     if additional:
         listener["additional_addresses"] = [{"address": _address(a)} for a in additional]
     listener["listener_filters"] = [
-        {"name": "envoy.filters.listener.original_dst", "typed_config": tu.typed(tu.ORIGINAL_DST)}
+        {"name": tu.FILTER_ORIGINAL_DST, "typed_config": tu.typed(tu.ORIGINAL_DST)}
     ]
     if any("transport_protocol" in c.get("filter_chain_match", {}) for c in chains):
         # PeerAuthentication chains match on what the TLS inspector saw (tls / raw_buffer)
@@ -314,7 +317,7 @@ def virtual_inbound(
         {
             "filter_chain_match": {"destination_port": INBOUND_CAPTURE_PORT},
             "filters": [tcp_proxy(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER)],
-            "name": "virtualInbound-blackhole",
+            "name": VIRTUAL_INBOUND_BLACKHOLE_CHAIN,
         },
         *chains,
         {

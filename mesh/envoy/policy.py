@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mesh.envoy.values import MAX_UINT32, duration
+from mesh.envoy_api.values import MAX_UINT32, duration
 from mesh.model import (
     ClientTLSSettings,
     ConnectionPoolSettings,

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mesh.envoy.names import (
+from mesh.envoy.routes import RouteContext, default_route, http_routes
+from mesh.envoy_api.names import (
     ALLOW_ANY_VHOST,
     BLOCK_ALL_VHOST,
     DEFAULT_ROUTE,
@@ -22,9 +23,9 @@ from mesh.envoy.names import (
     Direction,
     cluster_name,
     inbound_vhost_name,
+    route_config_name,
     vhost_name,
 )
-from mesh.envoy.routes import RouteContext, default_route, http_routes
 from mesh.model import VirtualService
 from mesh.topology import MeshService
 
@@ -109,7 +110,7 @@ def outbound_route_config(
     vhosts.append(catch_all_vhost(allow_any))
     return {
         "ignore_port_in_host_matching": True,
-        "name": str(port),
+        "name": route_config_name(port),
         "validate_clusters": False,
         "virtual_hosts": vhosts,
     }

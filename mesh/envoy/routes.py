@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mesh.envoy import type_urls as tu
-from mesh.envoy.names import DEFAULT_ROUTE, Direction, cluster_name
 from mesh.envoy.policy import hash_policy, resolve_policy
-from mesh.envoy.values import duration, fractional_percent, percent_of, string_matcher
+from mesh.envoy_api import type_urls as tu
+from mesh.envoy_api.names import DEFAULT_ROUTE, Direction, cluster_name
+from mesh.envoy_api.values import duration, fractional_percent, percent_of, string_matcher
 from mesh.model import (
     Destination,
     DestinationRule,
@@ -97,7 +97,7 @@ class RouteContext:
 def _previous_hosts() -> list[dict[str, Any]]:
     return [
         {
-            "name": "envoy.retry_host_predicates.previous_hosts",
+            "name": tu.RETRY_PREVIOUS_HOSTS,
             "typed_config": tu.typed(tu.PREVIOUS_HOSTS),
         }
     ]
@@ -156,7 +156,7 @@ def retry_policy(
         policy["retry_host_predicate"] = _previous_hosts()
     if retries.retry_remote_localities:
         policy["retry_priority"] = {
-            "name": "envoy.retry_priorities.previous_priorities",
+            "name": tu.RETRY_PREVIOUS_PRIORITIES,
             "typed_config": tu.typed(tu.PREVIOUS_PRIORITIES, update_frequency=2),
         }
     return dict(sorted(policy.items()))

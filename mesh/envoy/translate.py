@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mesh import security  # the package's functions are looked up at call time (import cycle)
 from mesh.envoy.accesslog import LogIdentity
 from mesh.envoy.clusters import (
     ClusterSet,
@@ -42,18 +41,22 @@ from mesh.envoy.listeners import (
     virtual_inbound,
     virtual_outbound,
 )
-from mesh.envoy.names import (
-    BLACKHOLE_CLUSTER,
-    PASSTHROUGH_CLUSTER,
-    Direction,
-    cluster_name,
-    listener_name,
-)
 from mesh.envoy.ports import Addressing, ListenerAddress, PortMap
 from mesh.envoy.registry import Registry
 from mesh.envoy.route_config import inbound_route_config, outbound_route_config
 from mesh.envoy.routes import RouteContext
 from mesh.envoy.scope import MeshIndex, ProxyScope
+from mesh.envoy_api.names import (
+    BLACKHOLE_CLUSTER,
+    PASSTHROUGH_CLUSTER,
+    Direction,
+    cluster_name,
+    gateway_route_name,
+    listener_name,
+    route_config_name,
+    stat_prefix,
+)
+from mesh.envoy_api.type_urls import FILTER_LOCAL_RATELIMIT
 from mesh.model import (
     DestinationRule,
     FrozenMap,
@@ -62,7 +65,7 @@ from mesh.model import (
     Resource,
 )
 from mesh.records import Reporter
-from mesh.security.envoy_types import FILTER_LOCAL_RATELIMIT
+from mesh.security import inbound_security_filters, inbound_tcp_security_filters
 from mesh.security.peer_authn import (
     MtlsPolicy,
     effective_mtls,
@@ -342,8 +345,8 @@ class _Translator:
             )
             for port in outbound.http_ports:
                 spec = HttpListenerSpec(
-                    stat_prefix=f"outbound_{listener_name('0.0.0.0', port)}",
-                    route_config=str(port),
+                    stat_prefix=stat_prefix(Direction.OUTBOUND, listener_name("0.0.0.0", port)),
+                    route_config=route_config_name(port),
                     filters=outbound_http_filters(me),
                     me=me,
                     access_log_path=log,
@@ -369,8 +372,10 @@ class _Translator:
         elif pod.proxy is ProxyKind.ROUTER:
             for gport in gateway_ports(pod, self.index, self.topology):
                 spec = HttpListenerSpec(
-                    stat_prefix=f"outbound_{listener_name('0.0.0.0', gport.target_port)}",
-                    route_config=f"http.{gport.target_port}",
+                    stat_prefix=stat_prefix(
+                        Direction.OUTBOUND, listener_name("0.0.0.0", gport.target_port)
+                    ),
+                    route_config=gateway_route_name(gport.target_port),
                     filters=outbound_http_filters(me),
                     me=me,
                     access_log_path=log,
@@ -426,7 +431,7 @@ class _Translator:
             http = sp.protocol in _HTTP_LIKE
             filters: list[Json]
             if http:
-                security_filters = security.inbound_security_filters(
+                security_filters = inbound_security_filters(
                     pod,
                     self.resources,
                     self.topology,
@@ -434,7 +439,7 @@ class _Translator:
                     jwks_resolver=self.options.jwks_resolver,
                 )
                 spec = HttpListenerSpec(
-                    stat_prefix=f"inbound_{listener_name('0.0.0.0', target)}",
+                    stat_prefix=stat_prefix(Direction.INBOUND, listener_name("0.0.0.0", target)),
                     route_config=name,
                     filters=inbound_http_filters(security=security_filters),
                     me=me,
@@ -454,7 +459,7 @@ class _Translator:
                 )
             else:
                 filters = [
-                    *security.inbound_tcp_security_filters(
+                    *inbound_tcp_security_filters(
                         pod, self.resources, self.topology, stat_prefix=f"{name}."
                     ),
                     tcp_proxy(

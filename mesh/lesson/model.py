@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from mesh.app import App
 from mesh.diagnostics import Diagnostic
+from mesh.envoy_api.names import BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER
 from mesh.model.common import FrozenMap, Resource
 
 __all__ = [
@@ -150,7 +151,7 @@ class Expectation:
 TRAFFIC_PROTOCOLS = ("http", "tcp")
 """Values of ``traffic.protocol``."""
 
-SPECIAL_SERVICES = ("PassthroughCluster", "BlackHoleCluster")
+SPECIAL_SERVICES = (PASSTHROUGH_CLUSTER, BLACKHOLE_CLUSTER)
 """``destination_service_name`` of traffic that matched no Service (Istio's metric label):
 valid as the service of an ``edge`` (``api-gateway->BlackHoleCluster``)."""
 

@@ -11,7 +11,9 @@ Entry points for the translator (``mesh/envoy``), documented in ``docs/security.
   one port for its PeerAuthentication mode.
 * :func:`client_tls` -> the outbound cluster's TLS (DestinationRule or auto mTLS).
 
-Everything here is pure and imports only the standard library and ``mesh``.
+Everything here is pure and imports only the standard library and ``mesh``: Envoy names, type
+URLs and values from :mod:`mesh.envoy_api`, never :mod:`mesh.envoy` (the translator that
+composes these builders; an import-linter layer keeps it that way).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from mesh.envoy_api.type_urls import SECURITY_TYPE_URLS
 from mesh.model import PeerAuthentication, Resource
 from mesh.security.authz import AuthzVerdict, InboundRequest, check_request, client_sends_mtls
-from mesh.security.envoy_types import SECURITY_TYPE_URLS
 from mesh.security.jwt import JwksResolver, jwt_authn_filter
 from mesh.security.jwt_verify import JwtOutcome, JwtStatus, SignatureCheck, TokenCheck, authenticate
 from mesh.security.mtls_client import ClientTLS, UpstreamEndpoint, client_tls, client_tls_decision

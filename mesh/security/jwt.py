@@ -31,11 +31,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from mesh.envoy.names import Direction, cluster_name
-from mesh.envoy.values import duration
+from mesh.envoy_api.names import Direction, cluster_name
+from mesh.envoy_api.type_urls import FILTER_JWT_AUTHN, JWT_AUTHN, typed
+from mesh.envoy_api.values import duration
 from mesh.model import RequestAuthentication
 from mesh.model.security import JWTRule
-from mesh.security.envoy_types import FILTER_JWT_AUTHN, JWT_AUTHN, typed
 from mesh.security.rbac_match import JWT_PAYLOAD_KEY
 
 __all__ = [

@@ -27,8 +27,8 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qsl
 
+from mesh.envoy_api.type_urls import FILTER_JWT_AUTHN
 from mesh.model import FrozenMap
-from mesh.security.envoy_types import FILTER_JWT_AUTHN
 
 __all__ = [
     "CLOCK_SKEW_S",

@@ -21,10 +21,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from mesh.envoy.names import sni_name
+from mesh.envoy_api.names import SDS_ROOT_CA, SDS_WORKLOAD_CERT, sni_name
+from mesh.envoy_api.type_urls import (
+    RAW_BUFFER,
+    RAW_BUFFER_TRANSPORT_SOCKET,
+    TLS_TRANSPORT_SOCKET,
+    UPSTREAM_TLS_CONTEXT,
+    typed,
+)
+from mesh.envoy_api.values import ADS
 from mesh.model import MutualTLSMode, TLSMode
 from mesh.model.destination_rule import ClientTLSSettings
-from mesh.security.envoy_types import ADS, TLS_TRANSPORT_SOCKET, UPSTREAM_TLS_CONTEXT, typed
 
 __all__ = [
     "ClientTLS",
@@ -105,9 +112,9 @@ def istio_mutual_socket(
         "alpn_protocols": ["istio-peer-exchange", "istio", *(["h2"] if h2 else [])],
         "combined_validation_context": {
             "default_validation_context": validation,
-            "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": ADS},
+            "validation_context_sds_secret_config": {"name": SDS_ROOT_CA, "sds_config": ADS},
         },
-        "tls_certificate_sds_secret_configs": [{"name": "default", "sds_config": ADS}],
+        "tls_certificate_sds_secret_configs": [{"name": SDS_WORKLOAD_CERT, "sds_config": ADS}],
         "tls_params": {
             "tls_maximum_protocol_version": "TLSv1_3",
             "tls_minimum_protocol_version": "TLSv1_2",
@@ -173,11 +180,8 @@ def client_tls(
                 "match": {},
                 "name": "tlsMode-disabled",
                 "transport_socket": {
-                    "name": "envoy.transport_sockets.raw_buffer",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/"
-                        "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
-                    },
+                    "name": RAW_BUFFER_TRANSPORT_SOCKET,
+                    "typed_config": typed(RAW_BUFFER),
                 },
             },
         ]

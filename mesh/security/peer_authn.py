@@ -27,17 +27,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mesh.envoy.names import listener_name
-from mesh.model import FrozenMap, MutualTLSMode, PeerAuthentication
-from mesh.records import ConnectionSecurityPolicy
-from mesh.security.envoy_types import (
-    ADS,
+from mesh.envoy_api.names import SDS_ROOT_CA, SDS_WORKLOAD_CERT, listener_name
+from mesh.envoy_api.type_urls import (
     DOWNSTREAM_TLS_CONTEXT,
     FILTER_TLS_INSPECTOR,
     TLS_INSPECTOR,
     TLS_TRANSPORT_SOCKET,
     typed,
 )
+from mesh.envoy_api.values import ADS
+from mesh.model import FrozenMap, MutualTLSMode, PeerAuthentication
+from mesh.records import ConnectionSecurityPolicy
 from mesh.topology import Pod
 
 __all__ = [
@@ -180,9 +180,9 @@ def downstream_tls_context(*, http: bool = True) -> Json:
         "alpn_protocols": list(_HTTP_SERVER_ALPNS if http else _TCP_SERVER_ALPNS),
         "combined_validation_context": {
             "default_validation_context": {},
-            "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": ADS},
+            "validation_context_sds_secret_config": {"name": SDS_ROOT_CA, "sds_config": ADS},
         },
-        "tls_certificate_sds_secret_configs": [{"name": "default", "sds_config": ADS}],
+        "tls_certificate_sds_secret_configs": [{"name": SDS_WORKLOAD_CERT, "sds_config": ADS}],
         "tls_params": {
             "tls_maximum_protocol_version": "TLSv1_3",
             "tls_minimum_protocol_version": "TLSv1_2",

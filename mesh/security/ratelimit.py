@@ -25,16 +25,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mesh.model import Resource
-from mesh.model.common import Duration
-from mesh.model.envoy_filter import EnvoyConfigObjectPatch
-from mesh.security.envoy_types import (
+from mesh.envoy_api.type_urls import (
     FILTER_LOCAL_RATELIMIT,
     LOCAL_RATELIMIT,
     TYPED_STRUCT,
     XDS_TYPED_STRUCT,
     typed,
 )
+from mesh.model import Resource
+from mesh.model.common import Duration
+from mesh.model.envoy_filter import EnvoyConfigObjectPatch
 from mesh.security.selection import envoy_filters_for
 from mesh.topology import Pod
 

@@ -28,16 +28,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mesh.model import AuthorizationPolicy, AuthorizationPolicyAction
-from mesh.model.security import Condition, Operation, Rule, Source
-from mesh.security import rbac_match as m
-from mesh.security.envoy_types import (
+from mesh.envoy_api.type_urls import (
     FILTER_NETWORK_RBAC,
     FILTER_RBAC,
     NETWORK_RBAC,
     RBAC,
     typed,
 )
+from mesh.model import AuthorizationPolicy, AuthorizationPolicyAction
+from mesh.model.security import Condition, Operation, Rule, Source
+from mesh.security import rbac_match as m
 
 __all__ = [
     "DRY_RUN_ANNOTATION",

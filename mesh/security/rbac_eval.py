@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mesh.envoy_api.type_urls import FILTER_NETWORK_RBAC, FILTER_RBAC
 from mesh.model import FrozenMap
-from mesh.security.envoy_types import FILTER_NETWORK_RBAC, FILTER_RBAC
 from mesh.security.rbac import parse_policy_name
 
 __all__ = [

@@ -27,7 +27,12 @@ import ipaddress
 import re
 from typing import Any
 
-from mesh.security.envoy_types import FILTER_JWT_AUTHN
+from mesh.envoy_api.type_urls import (
+    FILTER_JWT_AUTHN,
+    URI_TEMPLATE_MATCH,
+    URI_TEMPLATE_MATCHER,
+    typed,
+)
 
 __all__ = [
     "ANY",
@@ -52,11 +57,6 @@ Json = dict[str, Any]
 ANY: Json = {"any": True}
 JWT_PAYLOAD_KEY = "payload"
 """``payload_in_metadata`` of every jwt_authn provider meshplay emits; RBAC reads claims there."""
-
-URI_TEMPLATE_EXTENSION = "envoy.path.match.uri_template.uri_template_matcher"
-URI_TEMPLATE_TYPE = (
-    "type.googleapis.com/envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig"
-)
 
 _META = set("\\.+*?()|[]{}^$")
 
@@ -203,8 +203,8 @@ def path_permission(value: str) -> Json:
         template = value.replace("{**}", "**").replace("{*}", "*")
         return {
             "uri_template": {
-                "name": URI_TEMPLATE_EXTENSION,
-                "typed_config": {"@type": URI_TEMPLATE_TYPE, "path_template": template},
+                "name": URI_TEMPLATE_MATCHER,
+                "typed_config": typed(URI_TEMPLATE_MATCH, path_template=template),
             }
         }
     return {"url_path": {"path": string_matcher(value)}}

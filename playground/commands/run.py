@@ -15,11 +15,14 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from mesh.analyze import analyze
 from mesh.checks import Verdict
-from mesh.diagnostics import DiagnosticError, render
+from mesh.diagnostics import Diagnostic, DiagnosticError, Level, render
 from mesh.lesson import Lesson, load_lesson
 from mesh.metrics import edge_stats
+from mesh.records import RESPONSE_FLAGS
 from mesh.runner import LessonRun, Progress, RunnerError, RunOptions, StepSelectionError
+from mesh.state import lesson_states
 from playground.runners import RUNNERS, get_runner
 
 __all__ = ["ProgressBar", "format_run", "register"]
@@ -132,6 +135,10 @@ def format_run(run: LessonRun) -> str:
                     f"  {row.name:<34} {row.requests:>6} {row.rps:>7.1f} {_pct(row.success_rate):>8} "
                     f"{_ms(row.p50_ms):>8} {_ms(row.p99_ms):>8}  {versions}{'  ' + flags if flags else ''}"
                 )
+        lines.extend(f"  event {event.describe(s.started_at)}" for event in s.events)
+        seen = sorted({f for row in rows for f, _ in row.flags})
+        if seen:
+            lines.append("  flags: " + ", ".join(f"{f} = {RESPONSE_FLAGS.get(f, f)}" for f in seen))
         for c in s.checks:
             mark = "\u2714" if c.verdict is Verdict.PASS else "\u2718"
             lines.append(f"  {mark} {c.describe()}")
@@ -149,6 +156,29 @@ def format_run(run: LessonRun) -> str:
 
 def _hints(lesson: Lesson) -> str:
     return "\n".join(f"  hint: {h}" for h in lesson.spec.hints)
+
+
+def config_problems(lesson: Lesson, until_step: int | None) -> str:
+    """What ``meshplay analyze`` reports (errors and warnings) for the configuration of the steps
+    about to run, as a block to print before the run: the run still goes ahead (seeing what the
+    mesh does with a broken config is part of learning), but the cause is named up front."""
+    states = lesson_states(lesson)
+    if until_step is not None and 1 <= until_step <= len(states):
+        states = states[:until_step]
+    found: dict[tuple[str, str, int, int, str], Diagnostic] = {}
+    for state in states:
+        for d in analyze(state.resources):
+            if d.severity >= Level.WARNING:
+                found.setdefault((d.code, d.file, d.line, d.column, d.message), d)
+    if not found:
+        return ""
+    shown = sorted(found.values(), key=Diagnostic.sort_key)
+    errors = sum(1 for d in shown if d.severity is Level.ERROR)
+    head = (
+        f"meshplay analyze finds {len(shown)} problem{'s' if len(shown) != 1 else ''} in this "
+        f"lesson's configuration ({errors} error{'s' if errors != 1 else ''}); running it anyway:"
+    )
+    return f"{head}\n{render(shown)}\n"
 
 
 def _unwritable(path: Path) -> str:
@@ -186,6 +216,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.records is not None and (problem := _unwritable(args.records)):
         print(f"error: --records {args.records}: {problem}", file=sys.stderr)
         return 2
+    problems = config_problems(lesson, args.step)
+    if problems:
+        print(problems, file=sys.stderr)
     bar = ProgressBar(sys.stderr, enabled=not args.no_progress)
     options = RunOptions(seed=args.seed, until_step=args.step, on_progress=bar)
     try:
@@ -203,6 +236,11 @@ def _run(args: argparse.Namespace) -> int:
     print(format_run(run))
     if not run.passed and lesson.spec.hints:
         print(_hints(lesson))
+    if not run.passed and problems:
+        codes = sorted({line.split("[", 1)[1].split("]", 1)[0] for line in problems.splitlines()
+                        if "error[" in line or "warning[" in line})  # fmt: skip
+        print(f"  note: the configuration problems reported before the run ({', '.join(codes)}) "
+              "may explain failed expectations")  # fmt: skip
     if args.records is not None:
         with args.records.open("w", encoding="utf-8") as fh:
             for s in run.steps:  # warm-up records too: every request the mesh saw

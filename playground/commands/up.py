@@ -49,10 +49,28 @@ def _resources(path: Path, step: int) -> tuple[str, tuple[Any, ...]]:
     if (path / "lesson.yaml").is_file():
         lesson = load_lesson(path)
         if step:
-            return lesson.id, lesson_states(lesson)[step - 1].resources
-        return lesson.id, lesson.app.resources
+            return lesson.id, _with_app_istio(
+                lesson.app.path, lesson_states(lesson)[step - 1].resources
+            )
+        return lesson.id, _with_app_istio(lesson.app.path, lesson.app.resources)
     app = load_app(path)
-    return app.name, app.resources
+    return app.name, _with_app_istio(app.path, app.resources)
+
+
+def _with_app_istio(app_path: Path, resources: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The app's own Istio config (``<app>/istio/``, e.g. the shop's Gateway + VirtualService, as
+    Istio's samples ship them) applied first, so that the ingress URL serves the app; a resource
+    of the same kind and name in ``resources`` wins."""
+    from mesh.source import load_paths
+    from mesh.state import MeshState
+
+    folder = app_path / "istio"
+    if not folder.is_dir():
+        return resources
+    loaded = load_paths([folder], default_namespace="default")
+    if not loaded.ok:
+        raise DiagnosticError(loaded.errors)
+    return MeshState(loaded.resources).apply(resources).resources
 
 
 def _already_up(state_file: Path) -> bool:
@@ -149,9 +167,14 @@ def _table(record: Any, started_s: float) -> str:
         for pod in record.pods
     )
     gateway = next((p for p in record.pods if p.proxy == "router"), None)
+    lines.append("")
     if gateway is not None and "8080" in gateway.listeners:
-        lines += ["", f"ingress: http://127.0.0.1:{gateway.listeners['8080']}/ "
-                      "(needs a Gateway + VirtualService)"]  # fmt: skip
+        lines.append(f"ingress: http://127.0.0.1:{gateway.listeners['8080']}/ "
+                     "(the storefront, through the ingress gateway)")  # fmt: skip
+    logs = {str(Path(p.access_log).parent) for p in record.pods if p.access_log}
+    apps = {str(Path(p.log).parent) for p in record.processes if p.name.startswith("app-")}
+    lines += [f"access logs: {d}/<pod>.log (Envoy, JSON lines)" for d in sorted(logs)]
+    lines += [f"app logs: {d}/app-<pod>.log (Envoy's own: envoy-<pod>.log)" for d in sorted(apps)]
     return "\n".join(lines)
 
 

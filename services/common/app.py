@@ -7,6 +7,8 @@ It adds what a mesh lesson relies on, identically in every service:
 - `GET /admin/knobs` and `PUT /admin/knobs` to read and change the lesson knobs live;
 - injected latency and errors on application routes (see :mod:`services.common.knobs`);
 - trace headers remembered for downstream calls (see :mod:`services.common.tracing`);
+- ``x-served-by`` on every response: this pod, then the pods downstream
+  (see :mod:`services.common.servedby`);
 - JSON errors without stack traces (see :mod:`services.common.errors`).
 """
 
@@ -28,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.common.downstream import Downstream
 from services.common.errors import error_body, install_error_handlers
 from services.common.knobs import Knobs, KnobState, KnobsUpdate
+from services.common.servedby import ServedByMiddleware, entry
 from services.common.settings import Settings
 from services.common.tracing import TracePropagationMiddleware
 
@@ -156,6 +159,9 @@ def create_app(
     _add_operational_routes(app, state)
     app.add_middleware(KnobsMiddleware, knobs=state)
     app.add_middleware(TracePropagationMiddleware)
+    app.add_middleware(
+        ServedByMiddleware, me=entry(settings.service, settings.version, settings.pod)
+    )
     return app
 
 

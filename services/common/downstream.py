@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 
 from services.common.errors import ServiceError, error_body
 from services.common.http1 import HttpClient, TransportError
+from services.common.servedby import note_downstream
 from services.common.tracing import current_trace_headers
 
 JSON_TYPE = "application/json"
@@ -106,7 +107,7 @@ class Downstream:
             sent.setdefault("content-type", JSON_TYPE)
         try:
             async with asyncio.timeout(self._timeout_s):
-                return await self._send(method, url, sent, body)
+                response = await self._send(method, url, sent, body)
         except TimeoutError:
             raise ServiceError(
                 504, "upstream_timeout", f"{service} did not answer in time"
@@ -115,6 +116,8 @@ class Downstream:
             raise ServiceError(
                 503, "upstream_unavailable", f"{service} is unreachable: {type(exc).__name__}"
             ) from None
+        note_downstream(response.headers)
+        return response
 
     async def _send(
         self, method: str, url: str, headers: dict[str, str], body: bytes

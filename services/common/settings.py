@@ -1,8 +1,8 @@
 """Service settings read from the environment (the container's `env:` in Kubernetes).
 
-Names are the contract the runners rely on: `HOST`, `PORT`, `ADMIN_PORT`, `VERSION`, `DATA_DIR`,
-`DATABASE_URL`, `REDIS_URL`, `SEED`, `LATENCY_MS`, `ERROR_RATE`, `REFUSE`, and `<SERVICE>_URL`
-for each downstream service, whose default is the in-mesh name `http://<service>:8080` so that a
+Names are the contract the runners rely on: `HOST`, `PORT`, `ADMIN_PORT`, `VERSION`, `POD_NAME`,
+`DATA_DIR`, `DATABASE_URL`, `REDIS_URL`, `SEED`, `LATENCY_MS`, `ERROR_RATE`, `REFUSE`, and
+`<SERVICE>_URL` for each downstream service, whose default is the in-mesh name `http://<service>:8080` so that a
 sidecar reached through `HTTP_PROXY` picks the route by the Host header, as Istio does after
 iptables capture.
 """
@@ -10,6 +10,7 @@ iptables capture.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,7 @@ class Settings:
     port: int = 8080
     admin_port: int | None = None
     version: str = "v1"
+    pod: str = ""
     data_dir: Path = Path("data")
     database_url: str | None = None
     redis_url: str | None = None
@@ -101,6 +103,8 @@ class Settings:
             port=_int(env, "PORT", 8080, 0, 65535),
             admin_port=admin_port,
             version=env.get("VERSION", "v1").strip() or "v1",
+            # the Downward API's metadata.name; a pod's host name is its name too
+            pod=env.get("POD_NAME", "").strip() or socket.gethostname(),
             data_dir=Path(env.get("DATA_DIR") or Path("data") / folder),
             database_url=env.get("DATABASE_URL") or None,
             redis_url=env.get("REDIS_URL") or None,

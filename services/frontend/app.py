@@ -1,21 +1,23 @@
-"""The frontend's routes: `GET /`, `/static/*`, and `/api/*` forwarded to api-gateway."""
+"""The frontend's routes: `GET /` (the React storefront, or the simple page when the bundle is
+not built), `/static/*`, and `/api/*` forwarded to api-gateway."""
 
 from __future__ import annotations
 
-from importlib.resources import files
+import logging
 from typing import Annotated, Any
 
 import httpx
 from fastapi import Cookie, FastAPI, Header, Path
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from services.api_gateway.app import Account
 from services.common.app import Runtime, create_app
 from services.common.downstream import Downstream, UpstreamResponse, relay
-from services.common.errors import ServiceError
+from services.common.errors import ServiceError, error_body
+from services.common.servedby import downstream_entries, entry
 from services.common.settings import Settings
+from services.frontend.bundle import find_bundle, static_files
 from services.frontend.render import page
 from services.order.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -44,6 +46,9 @@ class LoggedIn(BaseModel):
     expires_in: int
 
 
+log = logging.getLogger("services")
+
+
 def _auth(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
@@ -61,11 +66,14 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
         startup=startup,
         transport=transport,
     )
-    app.mount(
-        "/static",
-        StaticFiles(directory=str(files("services.frontend").joinpath("static"))),
-        name="static",
-    )
+    bundle = find_bundle(dict(settings.extra))
+    if bundle is None:
+        log.warning(
+            "frontend: the React storefront is not built (bin/setup --storefront builds it "
+            "with Node.js); serving the simple page"
+        )
+    app.mount("/static", static_files(bundle), name="static")
+    this_pod = entry(settings.service, settings.version, settings.pod)
 
     async def gateway(
         method: str, path: str, json: Any = None, headers: dict[str, str] | None = None
@@ -83,17 +91,29 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
         "/",
         response_class=HTMLResponse,
         tags=["storefront"],
-        summary="The storefront page with the catalog rendered on the server",
+        summary="The storefront page, with the catalog fetched on the server",
         responses={503: {"description": "the page, with the catalog unavailable"}},
     )
     async def index() -> HTMLResponse:
+        status: int | None = None
+        body: Any = None
         try:
             response = await gateway("GET", "/api/products")
-            problem = None if response.status_code == 200 else f"HTTP {response.status_code}"
-            items = response.json().get("items") if problem is None else None
-        except (ServiceError, ValueError, AttributeError) as exc:
-            items, problem = None, str(exc) or "unavailable"
-        if items is None:
+            status = response.status_code
+            body = response.json()
+        except ServiceError as exc:
+            status, body = exc.status, error_body(exc.code, exc.message)
+        except ValueError:
+            body = None
+        items = body.get("items") if status == 200 and isinstance(body, dict) else None
+        code = 200 if isinstance(items, list) else 503
+        if bundle is not None:
+            served_by = ", ".join([this_pod, *downstream_entries()])
+            state = {"catalogue": {"status": status, "body": body, "served_by": served_by}}
+            headers = {"cache-control": "no-store"}
+            return HTMLResponse(bundle.page(state), status_code=code, headers=headers)
+        if not isinstance(items, list):
+            problem = f"HTTP {status}" if status is not None else "unavailable"
             text = page(None, settings.version, f"The catalog is unavailable ({problem}).")
             return HTMLResponse(text, status_code=503)
         return HTMLResponse(page(items, settings.version, None))

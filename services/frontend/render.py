@@ -1,4 +1,5 @@
-"""Server-side rendering of the storefront page (every value escaped)."""
+"""The simple storefront page, rendered on the server (every value escaped): what the frontend
+serves when the React bundle is not built (see :mod:`services.frontend.bundle`)."""
 
 from __future__ import annotations
 

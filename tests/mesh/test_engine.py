@@ -105,7 +105,7 @@ def lesson(tmp_path_factory: pytest.TempPathFactory) -> Lesson:
     return load_lesson(folder)
 
 
-def _ten(plan: StepPlan) -> list[RequestRecord]:
+def _ten(plan: StepPlan, rng: object = None) -> list[RequestRecord]:
     """Ten requests one second apart, all to v2 after step 1."""
     version = "v1" if plan.index == 0 else "v2"
     return [
@@ -155,7 +155,8 @@ def test_a_step_for_other_runners_is_skipped_but_its_changes_still_apply(lesson:
 
 def test_the_same_step_runs_on_the_runner_it_names(lesson: Lesson) -> None:
     ex = ScriptedExecutor(
-        name="sim", script=lambda plan: [record(version="v2")] if plan.index == 1 else _ten(plan)
+        name="sim",
+        script=lambda plan, rng: [record(version="v2")] if plan.index == 1 else _ten(plan),
     )
     run = run_lesson(ex, lesson, RunOptions())
     assert not run.steps[1].skipped and run.steps[1].checks[0].verdict is Verdict.PASS
@@ -229,7 +230,7 @@ def test_an_event_that_changes_no_resource_pushes_nothing(lesson: Lesson) -> Non
 
 def test_warm_up_records_are_kept_apart_and_not_graded(lesson: Lesson) -> None:
     ex = ScriptedExecutor(script=_ten, started_at=100.0)
-    ex.script = lambda plan: [
+    ex.script = lambda plan, rng: [
         record(start=100.0 + i, version="v1" if i < 2 else "v2") for i in range(10)
     ]
     run = run_lesson(ex, lesson, RunOptions())
@@ -244,14 +245,14 @@ def test_warm_up_records_are_kept_apart_and_not_graded(lesson: Lesson) -> None:
 
 def test_the_warm_up_cut_is_in_the_executors_time_base(lesson: Lesson) -> None:
     ex = ScriptedExecutor(
-        script=lambda p: [record(start=5.0 + i) for i in range(10)], started_at=5.0
+        script=lambda p, rng: [record(start=5.0 + i) for i in range(10)], started_at=5.0
     )
     run = run_lesson(ex, lesson, RunOptions())
     assert len(run.steps[2].warmup_records) == 2 and len(run.steps[2].records) == 8
 
 
 def test_a_failed_expectation_fails_the_run(lesson: Lesson) -> None:
-    ex = ScriptedExecutor(script=lambda plan: _ten(plan)[:9])
+    ex = ScriptedExecutor(script=lambda plan, rng: _ten(plan)[:9])
     run = run_lesson(ex, lesson, RunOptions(until_step=1))
     assert not run.passed
     assert run.steps[0].checks[0].value == 9

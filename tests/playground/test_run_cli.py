@@ -4,15 +4,16 @@ fixed records (the runner protocol is all the CLI knows about)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from mesh.checks import evaluate_all
-from mesh.lesson import Lesson
+from mesh.engine import LessonRunner
 from mesh.records import Reporter, RequestRecord
-from mesh.runner import LessonRun, RunOptions, StepResult
+from mesh.runner import StepPlan
 from playground.cli import main
+from tests.fakes import ScriptedExecutor
 
 ROOT = Path(__file__).resolve().parents[2]
 LESSON = str(ROOT / "lessons" / "01-request-routing")
@@ -28,39 +29,34 @@ def _record(version: str, path: str) -> RequestRecord:
     )  # fmt: skip
 
 
-class ReplayRunner:
-    """Sends every catalog request to v1 and every item page to ``item_version``."""
-
-    name = "sim"
+class ReplayRunner(LessonRunner):
+    """The engine on a scripted executor: every catalog request to v1, every item page to
+    ``item_version`` (step 1 splits them, step 2 pins everything to v1)."""
 
     def __init__(self, item_version: str) -> None:
         self.item_version = item_version
+        super().__init__("sim", lambda: ScriptedExecutor("sim", script=self.records))
 
-    def run(self, lesson: Lesson, options: RunOptions) -> LessonRun:
-        steps = []
-        for i, step in enumerate(lesson.steps[: options.until_step]):
-            records = [_record("v1", "/products")] * 50
-            item = {0: "v2", 1: "v1"}.get(i, self.item_version)  # step 2 pins everything to v1
-            records += [_record(item, "/products/grinder")] * 50
-            outside = [
-                RequestRecord(
-                    start_time=0.0,
-                    duration_ms=5.0,
-                    reporter=Reporter.DESTINATION,
-                    source_workload="unknown",
-                    source_namespace="",
-                    source_principal="",
-                    destination_service="api-gateway.shop.svc.cluster.local",
-                    destination_workload="api-gateway-v1",
-                    destination_namespace="shop",
-                    destination_version="v1",
-                    response_code=200,
-                )
-            ] * 100
-            records += outside
-            checks = evaluate_all(step.expect, records, 10.0)
-            steps.append(StepResult(i, step, tuple(records), checks, 10.0, 0.01))
-        return LessonRun(lesson, self.name, options.seed, tuple(steps))
+    def records(self, plan: StepPlan, rng: object) -> list[RequestRecord]:
+        item = {0: "v2", 1: "v1"}.get(plan.index, self.item_version)
+        outside = RequestRecord(
+            start_time=0.0,
+            duration_ms=5.0,
+            reporter=Reporter.DESTINATION,
+            source_workload="unknown",
+            source_namespace="",
+            source_principal="",
+            destination_service="api-gateway.shop.svc.cluster.local",
+            destination_workload="api-gateway-v1",
+            destination_namespace="shop",
+            destination_version="v1",
+            response_code=200,
+        )
+        return (
+            [_record("v1", "/products")] * 50
+            + [_record(item, "/products/grinder")] * 50
+            + [outside] * 100
+        )
 
 
 @pytest.fixture
@@ -112,3 +108,50 @@ def test_broken_lesson_exits_2_with_diagnostics(
     (tmp_path / "lesson.yaml").write_text("title: x\nsteps: [{name: a, apply: [nope.yaml]}]\n")
     assert main(["run", str(tmp_path)]) == 2
     assert "error[MPY4002]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("step", ["0", "-1", "4", "99"])
+def test_a_step_outside_the_lesson_is_a_usage_error_before_running(
+    runner: ReplayRunner, step: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", LESSON, "--step", step, "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f'error: --step {step}: lesson "01-request-routing" has 3 steps (choose 1..3)'
+    ]
+
+
+def test_an_unwritable_records_path_is_a_usage_error_before_running(
+    runner: ReplayRunner, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "missing" / "out.jsonl"
+    assert main(["run", LESSON, "--records", str(target), "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"error: --records {target}: no such folder {target.parent}"
+    ]
+
+
+def test_config_errors_are_shown_before_the_run_and_flags_are_spelled_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A route to a subset that does not exist: the run still goes ahead on sim (503 NC), but
+    the analyzer's IST0101 that explains it comes first, and NC is spelled out."""
+    root = tmp_path / "lessons"
+    shutil.copytree(LESSON, root / "01-request-routing")
+    (root / "apps").symlink_to(ROOT / "lessons" / "apps")
+    vs = root / "01-request-routing" / "istio" / "virtual-service-all-v1.yaml"
+    vs.write_text(vs.read_text().replace("subset: v1", "subset: v3"))
+    assert main(["run", str(root / "01-request-routing"), "--no-progress", "--step", "2"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(
+        "meshplay analyze finds 1 problem in this lesson's configuration (1 error); running it anyway:"
+    )
+    assert (
+        'error[IST0101] VirtualService shop/product: Referenced host+subset in destinationrule not found: "product+v3"'
+        in captured.err
+    )
+    assert "  flags: NC = NoClusterFound" in captured.out
+    assert "note: the configuration problems reported before the run (IST0101)" in captured.out

@@ -89,6 +89,7 @@ class Stack:
         full = clean_env()
         full.update(env)
         full.update({"HOST": "127.0.0.1", "PORT": str(port)})
+        full.setdefault("POD_NAME", name.replace("@", "-") + "-0")  # as a Deployment's pod
         full.setdefault(
             "DATA_DIR", str(self.workdir / "data" / PACKAGES[name.split("@", maxsplit=1)[0]])
         )

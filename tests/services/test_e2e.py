@@ -182,3 +182,43 @@ def test_the_frontend_keeps_the_token_in_an_httponly_cookie(shop: Stack) -> None
         assert web.get("/api/me").json()["user"]["email"] == email
         web.post("/api/logout")
         assert web.get("/api/me").status_code == 401
+
+
+def _served_by(response: httpx.Response) -> list[str]:
+    return [e.strip() for e in response.headers["x-served-by"].split(",")]
+
+
+def test_every_response_names_the_pods_that_served_it_in_call_order(shop: Stack) -> None:
+    """x-served-by: the answering pod first, then each downstream pod as its answer arrived, so
+    the storefront can show which versions a click went through."""
+    with _client(shop, "frontend") as web:
+        catalog = web.get("/api/products")
+        assert _served_by(catalog) == [
+            "frontend/v1/frontend-0",
+            "api-gateway/v1/api-gateway-0",
+            "product/v1/product-0",
+        ]
+    with _client(shop) as api:
+        auth = _login(api)
+        placed = _order(
+            api, auth, uuid.uuid4().hex, [{"product_id": "espresso-cup", "quantity": 1}]
+        )
+        chain = _served_by(placed)
+        assert chain[:2] == ["api-gateway/v1/api-gateway-0", "order/v1/order-0"]
+        # the saga's calls in order: reserve, charge, confirm (a first order also fetches JWKS)
+        saga = [e for e in chain[2:] if not e.startswith("user/")]
+        assert saga == [
+            "product/v1/product-0",
+            "payment/v1/payment-0",
+            "notification/v1/notification-0",
+        ]
+        # a pod that answers with an injected fault still says who it is
+        admin = httpx.Client(base_url=shop.admin_url("product"), trust_env=False, timeout=5)
+        with admin:
+            admin.put("/admin/knobs", json={"error_rate": 1.0})
+            try:
+                failed = api.get("/api/products")
+            finally:
+                admin.put("/admin/knobs", json={"error_rate": 0.0})
+        assert failed.status_code == 500
+        assert _served_by(failed) == ["api-gateway/v1/api-gateway-0", "product/v1/product-0"]

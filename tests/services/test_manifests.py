@@ -54,8 +54,10 @@ def test_each_service_has_service_account_and_versioned_deployments() -> None:
             (container,) = pod["containers"]
             assert container["image"] == "meshplay/ecommerce:0.1"
             assert container["command"] == ["python", "-m", f"services.{pkg}"]
-            env = {e["name"]: e["value"] for e in container["env"]}
+            env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
             assert (env["VERSION"], env["PORT"]) == (version, "8080")
+            # the pod's own name, for the x-served-by header the storefront's mesh panel shows
+            assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
             assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
             assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
             assert set(container["resources"]) == {"requests", "limits"}

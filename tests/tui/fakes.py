@@ -1,23 +1,23 @@
-"""A deterministic runner for the TUI tests: lesson 01's traffic without a simulator.
+"""A deterministic runner for the TUI tests: the lesson engine on a scripted executor.
 
-It emits, per request, the records the real runners emit for ``outside -> api-gateway ->
-product`` (the gateway's server-side record, and the client- and server-side records of the call
-to product), in batches through ``on_records`` with a small sleep between batches, so the screen
-sees a live run. Product versions follow lesson 01's steps: alternate v1/v2 without rules, all
-v1 once pinned, item pages on v2 once routed by URI. ``slow_version`` makes one version's latency
-and failures differ so compare views have something to show.
+The script is test data: per request, the records the real runners emit for ``outside ->
+api-gateway -> product`` in lesson 01 (the gateway's server-side record, and the client- and
+server-side records of the call to product). Product versions follow lesson 01's steps:
+alternate v1/v2 without rules, all v1 once pinned, item pages on v2 once routed by URI;
+``latency_ms`` and ``fail_every`` make runners differ so compare views have something to show.
+The engine grades, selects steps and handles cancel exactly as for the real runners.
 """
 
 from __future__ import annotations
 
 import random
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from mesh.checks import evaluate_all
+from mesh.engine import LessonRunner
 from mesh.lesson import Lesson
 from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
-from mesh.runner import LessonRun, Progress, RunOptions, StepResult
+from mesh.runner import LessonRun, RunOptions, StepPlan
+from tests.fakes import ScriptedExecutor
 
 NS = "shop"
 PATHS = ("/api/products", "/api/products/grinder")
@@ -32,20 +32,21 @@ def _version(step: int, index: int, path: str) -> str:
     return "v2" if path.startswith("/products/") else "v1"
 
 
-@dataclass
-class FakeRunner:
-    """Runner protocol implementation with deterministic records."""
+@dataclass(frozen=True)
+class Lesson01Records:
+    """What a mesh did in lesson 01's steps, as test data: per request, the gateway's server
+    record and the client/server records of its call to product (none server-side when it
+    failed with 503 UO every ``fail_every``-th request)."""
 
-    name: str = "fake"
     requests_per_step: int = 40
-    batch: int = 10
-    delay_s: float = 0.0
     rate_rps: float = 40.0
     latency_ms: float = 3.0
     fail_every: int = 0
-    runs: list[int] = field(default_factory=list)
 
-    def _records(self, step: int, i: int, rng: random.Random) -> list[RequestRecord]:
+    def __call__(self, plan: StepPlan, rng: random.Random) -> list[RequestRecord]:
+        return [r for i in range(self.requests_per_step) for r in self.request(plan.index, i, rng)]
+
+    def request(self, step: int, i: int, rng: random.Random) -> list[RequestRecord]:
         outer = PATHS[i % 2]
         inner = outer.removeprefix("/api")
         version = _version(step, i, inner)
@@ -134,36 +135,43 @@ class FakeRunner:
             ),
         ]
 
+
+class FakeRunner(LessonRunner):
+    """The lesson engine on a :class:`~tests.fakes.ScriptedExecutor` replaying
+    :class:`Lesson01Records` in batches of ``batch`` (``delay_s`` apart), so the screen sees a
+    live run; ``runs`` lists the seed of every run."""
+
+    def __init__(
+        self,
+        name: str = "fake",
+        *,
+        requests_per_step: int = 40,
+        batch: int = 10,
+        delay_s: float = 0.0,
+        rate_rps: float = 40.0,
+        latency_ms: float = 3.0,
+        fail_every: int = 0,
+    ) -> None:
+        self.runs: list[int] = []
+        script = Lesson01Records(requests_per_step, rate_rps, latency_ms, fail_every)
+        super().__init__(
+            name,
+            lambda: ScriptedExecutor(
+                name,
+                script=script,
+                duration_s=requests_per_step / rate_rps,
+                batch=batch,
+                delay_s=delay_s,
+            ),
+        )
+        self.script = script
+        self.batch = batch
+        self.delay_s = delay_s
+
     def run(self, lesson: Lesson, options: RunOptions) -> LessonRun:
-        """Emit each step's records in batches, then evaluate the step's expectations."""
+        """Run through the engine, remembering the seed."""
         self.runs.append(options.seed)
-        rng = random.Random(options.seed)
-        last = len(lesson.steps) if options.until_step is None else options.until_step
-        results = []
-        for index, step in enumerate(lesson.steps[:last]):
-            records: list[RequestRecord] = []
-            for start in range(0, self.requests_per_step, self.batch):
-                if options.cancel.is_set():
-                    break
-                batch = [
-                    r
-                    for i in range(start, min(start + self.batch, self.requests_per_step))
-                    for r in self._records(index, i, rng)
-                ]
-                records.extend(batch)
-                if options.on_records is not None:
-                    options.on_records(index, batch)
-                if options.on_progress is not None:
-                    done = min(start + self.batch, self.requests_per_step)
-                    options.on_progress(Progress(index, last, done / self.requests_per_step, done))
-                if self.delay_s:
-                    time.sleep(self.delay_s)
-            duration = self.requests_per_step / self.rate_rps
-            checks = evaluate_all(step.expect, records, duration)
-            results.append(StepResult(index, step, tuple(records), checks, duration, 0.0))
-            if options.cancel.is_set():
-                break
-        return LessonRun(lesson, self.name, options.seed, tuple(results))
+        return super().run(lesson, options)
 
 
 class BrokenRunner:

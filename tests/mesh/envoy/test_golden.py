@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from mesh.envoy import MeshEnvoyConfig, ProxyConfig, bootstrap, translate
-from mesh.envoy.type_urls import KNOWN_TYPE_URLS
+from mesh.envoy_api.type_urls import KNOWN_TYPE_URLS
 from mesh.model import Gateway
 from mesh.source import load_paths
 from mesh.topology import build_topology

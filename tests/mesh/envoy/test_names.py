@@ -6,16 +6,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mesh.envoy.names import (
+from mesh.envoy_api.names import (
     BLACKHOLE_CLUSTER,
     PASSTHROUGH_CLUSTER,
     ClusterName,
     Direction,
     cluster_name,
+    gateway_blackhole_vhost_name,
+    gateway_route_name,
     is_special_cluster,
     parse_cluster_name,
+    route_config_name,
     sni_name,
+    stat_prefix,
 )
+from mesh.envoy_api.type_urls import KNOWN_TYPE_URLS, ROUTER, SECURITY_TYPE_URLS, typed
 
 _label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-.", max_size=40)
 
@@ -60,3 +65,19 @@ def test_special_clusters_are_recognised() -> None:
 def test_a_pipe_inside_a_part_is_rejected() -> None:
     with pytest.raises(ValueError, match="must not contain"):
         cluster_name("outbound", 80, "v|1", "h")
+
+
+def test_route_and_stat_names_are_spelled_as_istiod_spells_them() -> None:
+    assert route_config_name(9080) == "9080"
+    assert gateway_route_name(8080) == "http.8080"
+    assert gateway_blackhole_vhost_name(80) == "blackhole:80"
+    assert stat_prefix(Direction.OUTBOUND, "0.0.0.0_9080") == "outbound_0.0.0.0_9080"
+    assert stat_prefix(Direction.INBOUND, "0.0.0.0_9080") == "inbound_0.0.0.0_9080"
+
+
+def test_typed_accepts_known_type_urls_only() -> None:
+    """Both halves (traffic and security) share one closed set of ``@type`` values."""
+    assert SECURITY_TYPE_URLS <= KNOWN_TYPE_URLS
+    assert typed(ROUTER) == {"@type": ROUTER}
+    with pytest.raises(ValueError, match="unknown type URL"):
+        typed(ROUTER + "s")

@@ -18,8 +18,8 @@ import yaml
 
 from mesh.envoy.accesslog import LogIdentity, record_from_access_log
 from mesh.envoy.listeners import TcpChain, TcpLog, tcp_listener
-from mesh.envoy.names import PASSTHROUGH_CLUSTER
 from mesh.envoy.ports import ListenerAddress
+from mesh.envoy_api.names import PASSTHROUGH_CLUSTER
 from mesh.records import Reporter
 from tests.mesh.envoy.real_envoy import read_log, wait_ready
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from cluster.local.ca import LocalCA
+from mesh.envoy_api.type_urls import RBAC, SECURITY_TYPE_URLS
 from mesh.model import MutualTLSMode
 from mesh.security import (
     build_http_rbac,
@@ -21,7 +22,6 @@ from mesh.security import (
     jwt_authn_filter,
     tls_inspector,
 )
-from mesh.security.envoy_types import RBAC, SECURITY_TYPE_URLS
 from mesh.security.jwt import jwks_cluster
 from mesh.source import load_text
 from mesh.topology import build_topology

@@ -1,0 +1,201 @@
+"""``build_topology``: the registry istiod would build from the applied Kubernetes resources.
+
+Deployments become workloads and pods (named ``<deployment>-<index>``, addressed in a stable
+order, with a sidecar where injection applies), Services and ServiceEntries become registry
+entries; ``istio-system``'s ingress gateway is added as ``istioctl install`` would.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+
+from mesh.model import (
+    Deployment,
+    FrozenMap,
+    Namespace,
+    ObjectMeta,
+    Resource,
+    Service,
+    ServiceAccount,
+    ServiceEntry,
+)
+from mesh.model.kubernetes import (
+    Container,
+    ContainerPort,
+    DeploymentSpec,
+    KubeServicePort,
+    LabelSelector,
+    PodSpec,
+    PodTemplateSpec,
+    ServiceSpec,
+    TemplateMeta,
+)
+from mesh.topology.model import MeshConfig, MeshService, Pod, ProxyKind, Topology, Workload
+from mesh.topology.registry import entry_services, kube_service, service_vips
+
+__all__ = ["INGRESS_GATEWAY", "build_topology", "default_pod_address", "istio_system_resources"]
+
+
+INGRESS_GATEWAY = "istio-ingressgateway"
+
+
+def istio_system_resources() -> tuple[Resource, ...]:
+    """What ``istioctl install`` (default profile) adds that lessons rely on: the ingress gateway.
+
+    Its pods carry ``istio: ingressgateway`` (what Gateway selectors name) and its Service exposes
+    80 (http2) and 443 (https) to container ports 8080 and 8443, as in Istio's default profile.
+    """
+    ns = "istio-system"
+    labels = FrozenMap({"app": INGRESS_GATEWAY, "istio": "ingressgateway"})
+    return (
+        Namespace(metadata=ObjectMeta(name=ns)),
+        ServiceAccount(
+            metadata=ObjectMeta(name=f"{INGRESS_GATEWAY}-service-account", namespace=ns)
+        ),
+        Service(
+            metadata=ObjectMeta(name=INGRESS_GATEWAY, namespace=ns, labels=labels),
+            spec=ServiceSpec(
+                selector=labels,
+                type="LoadBalancer",
+                ports=(
+                    KubeServicePort(name="http2", port=80, target_port=8080),
+                    KubeServicePort(name="https", port=443, target_port=8443),
+                ),
+            ),
+        ),
+        Deployment(
+            metadata=ObjectMeta(name=INGRESS_GATEWAY, namespace=ns, labels=labels),
+            spec=DeploymentSpec(
+                replicas=1,
+                selector=LabelSelector(match_labels=labels),
+                template=PodTemplateSpec(
+                    metadata=TemplateMeta(
+                        labels=labels, annotations=FrozenMap({"meshplay.dev/proxy": "router"})
+                    ),
+                    spec=PodSpec(
+                        service_account_name=f"{INGRESS_GATEWAY}-service-account",
+                        containers=(
+                            Container(
+                                name="istio-proxy",
+                                image="docker.io/istio/proxyv2",
+                                ports=(
+                                    ContainerPort(container_port=8080),
+                                    ContainerPort(container_port=8443),
+                                ),
+                            ),
+                        ),
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
+def _injected(ns_labels: Mapping[str, str] | None, annotations: Mapping[str, str]) -> bool:
+    explicit = annotations.get("sidecar.istio.io/inject")
+    if explicit is not None:
+        return explicit.lower() == "true"
+    if ns_labels is None:  # namespace not declared: assume it is part of the mesh
+        return True
+    return ns_labels.get("istio-injection") == "enabled" or "istio.io/rev" in ns_labels
+
+
+def default_pod_address(index: int) -> str:
+    """Synthetic pod IPs in 127.10.0.0/16: loopback, so nothing can ever leave the machine."""
+    return str(ipaddress.IPv4Address("127.10.0.0") + index + 1)
+
+
+def build_topology(
+    resources: Iterable[Resource],
+    config: MeshConfig | None = None,
+    *,
+    pod_address: Callable[[int], str] = default_pod_address,
+    include_istio_system: bool = True,
+) -> Topology:
+    """Derive services, workloads and pods from the Kubernetes resources (and ServiceEntries).
+
+    Pods are named ``<deployment>-<index>`` (deterministic, unlike Kubernetes), addressed by
+    ``pod_address(n)`` in a stable order, and get a sidecar when their namespace has
+    ``istio-injection: enabled`` (or the namespace is not declared) unless the pod template says
+    ``sidecar.istio.io/inject: "false"``.
+    """
+    cfg = config or MeshConfig()
+    items = list(resources)
+    if include_istio_system and not any(
+        isinstance(r, Deployment) and r.name == INGRESS_GATEWAY for r in items
+    ):
+        items = [*istio_system_resources(), *items]
+    namespaces: dict[str, Mapping[str, str] | None] = {}
+    for r in items:
+        if isinstance(r, Namespace):
+            namespaces[r.name] = r.metadata.labels
+    for r in items:
+        if r.NAMESPACED and r.namespace not in namespaces:
+            namespaces[r.namespace] = None
+
+    deployments = sorted(
+        (r for r in items if isinstance(r, Deployment)), key=lambda d: (d.namespace, d.name)
+    )
+    workloads: list[Workload] = []
+    pods: list[Pod] = []
+    for d in deployments:
+        tmpl = d.spec.template
+        annotations = tmpl.metadata.annotations
+        if annotations.get("meshplay.dev/proxy") == "router":
+            proxy = ProxyKind.ROUTER
+        elif _injected(namespaces.get(d.namespace), annotations):
+            proxy = ProxyKind.SIDECAR
+        else:
+            proxy = ProxyKind.NONE
+        sa = tmpl.spec.service_account_name or "default"
+        w = Workload(
+            name=d.name,
+            namespace=d.namespace,
+            labels=tmpl.metadata.labels,
+            service_account=sa,
+            replicas=d.spec.replicas,
+            containers=tmpl.spec.containers,
+            proxy=proxy,
+            deployment=d,
+        )
+        workloads.append(w)
+        ports = tuple(p.container_port for c in tmpl.spec.containers for p in c.ports)
+        for i in range(d.spec.replicas):
+            pods.append(
+                Pod(
+                    name=f"{d.name}-{i}",
+                    namespace=d.namespace,
+                    workload=d.name,
+                    labels=tmpl.metadata.labels,
+                    service_account=sa,
+                    address=pod_address(len(pods)),
+                    proxy=proxy,
+                    container_ports=ports,
+                    locality=tmpl.metadata.labels.get("topology.kubernetes.io/zone", ""),
+                    trust_domain=cfg.trust_domain,
+                )
+            )
+
+    workloads_by_label: dict[tuple[str, str, str], list[Workload]] = defaultdict(list)
+    for w in workloads:
+        for k, v in w.labels.items():
+            workloads_by_label[(w.namespace, k, v)].append(w)
+    services: list[MeshService] = []
+    vips = service_vips(r for r in items if isinstance(r, Service))
+    for r in items:
+        if isinstance(r, Service):
+            services.append(
+                kube_service(r, cfg, workloads_by_label, vips.get((r.namespace, r.name)))
+            )
+        elif isinstance(r, ServiceEntry):
+            services.extend(entry_services(r))
+    services.sort(key=lambda s: s.hostname)
+    return Topology(
+        config=cfg,
+        services=tuple(services),
+        workloads=tuple(workloads),
+        pods=tuple(pods),
+        namespaces=tuple(sorted(namespaces)),
+    )
