@@ -56,7 +56,7 @@ from cluster.kube.prometheus import CrossCheck, compare_counts, edge_counts, par
 from cluster.kube.prometheus import query as prometheus_query
 from cluster.kube.records import records_from_logs
 from mesh.lesson import BreakAction, Lesson
-from mesh.runner import DriveContext, RunnerError, StepPlan, StepTraffic, TimedChange
+from mesh.runner import DriveContext, RunEvent, RunnerError, StepPlan, StepTraffic, TimedChange
 from mesh.state import MeshState, lesson_states
 
 __all__ = ["KubeExecutor"]
@@ -114,6 +114,7 @@ class KubeExecutor:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.traffic_span: tuple[float, float] | None = None
         self.cross_checks: list[CrossCheck] = []
+        self.events: list[RunEvent] = []
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -327,6 +328,7 @@ class KubeExecutor:
             lesson_id=lesson.id[:63],
         )
         pending = list(timeline)
+        self.events = []
         timers: list[threading.Timer] = []
         seen: dict[str, Any] = {}
         began = time.time()
@@ -386,13 +388,18 @@ class KubeExecutor:
         ctx.progress(
             1.0, int(done.number("sent")) if isinstance(done, GeneratorEvent) else len(records)
         )
-        return StepTraffic(tuple(records), started - self.run_started, duration)
+        return StepTraffic(tuple(records), started - self.run_started, duration, tuple(self.events))
 
     def _fire(self, change: TimedChange, pending: list[TimedChange]) -> None:
         with self._lock:
             if change not in pending:
                 return
             pending.remove(change)
+        self.events.append(
+            RunEvent(
+                time.time() - self.run_started, "event", f"at {change.at_s:g} s", change.description
+            )
+        )
         try:
             if change.state is not None:
                 self.push(change.state)

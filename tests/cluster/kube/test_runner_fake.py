@@ -421,7 +421,10 @@ def test_timed_events_fire_from_the_generators_started_line(
         kube.end_container(ns, name, "loadgen")
 
     ready.data_plane = plane
-    _run(kubeconfig, lesson)
+    run = _run(kubeconfig, lesson)
+    (event,) = run.steps[0].events
+    assert (event.kind, event.subject) == ("event", "at 0.3 s")
+    assert "istio/vs.yaml" in event.detail
     assert 0.25 <= timeline["applied"] - timeline["started"] < 4.0
     assert timeline["knobs"] - timeline["started"] < 6.0
     assert _left(ready) == []
