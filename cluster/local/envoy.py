@@ -1,8 +1,14 @@
 """One real Envoy process fed by file-based xDS, and live config updates with verdicts.
 
 Each proxy (a sidecar or the ingress gateway) runs ``envoy --concurrency 1
---reject-unknown-dynamic-fields --use-dynamic-base-id`` with its admin listener on an allocated
-port and a bootstrap that reads its listeners and clusters from files. :meth:`EnvoyProxy.apply`
+--reject-unknown-dynamic-fields --disable-hot-restart`` with its admin listener on an allocated
+port and a bootstrap that reads its listeners and clusters from files. Hot restart is off because
+it is of no use here (a config change is pushed live, a restart is a new process) and because,
+when on, Envoy asks the kernel to SIGTERM it when the *thread* that started it exits
+(``prctl(PR_SET_PDEATHSIG)``), which kills an Envoy started from a worker or timer thread while
+meshplay still runs; without it Envoy also leaves no ``/dev/shm/envoy_shared_memory_*`` file
+behind when it is SIGKILLed, and needs no base id. Its lifetime is the supervisor's business
+(:mod:`cluster.local.procs`). :meth:`EnvoyProxy.apply`
 writes a new config and then reads the admin counters Envoy keeps per subscription
 (``listener_manager.lds.update_rejected``, ``cluster_manager.cds.update_rejected``,
 ``http.<prefix>.rds.<name>.update_rejected``, ``cluster.<name>.update_rejected``,
@@ -66,7 +72,7 @@ def envoy_argv(config: Path, *, log_level: str = "warning") -> list[str]:
         "--concurrency",
         "1",
         "--reject-unknown-dynamic-fields",
-        "--use-dynamic-base-id",
+        "--disable-hot-restart",
         "--log-level",
         log_level,
         "--file-flush-interval-msec",

@@ -72,7 +72,10 @@ class PodProcesses:
 
 @dataclass
 class LocalMesh:
-    """The processes of one app on 127.0.0.1; use as a context manager (stops everything)."""
+    """The processes of one app on 127.0.0.1; use as a context manager (stops everything).
+
+    Every process belongs to this mesh's :class:`~cluster.local.procs.Supervisor`, so none of
+    them outlives the Python process holding the mesh, even when that one is SIGKILLed."""
 
     workdir: Path
     seed: int = 1
@@ -97,7 +100,7 @@ class LocalMesh:
         self.stop()
 
     def stop(self) -> None:
-        """Stop every process by PID."""
+        """Stop every process by PID, then let the watchdog sweep the mesh's process group."""
         self.supervisor.stop_all()
 
     def access_log(self, pod: str) -> Path:

@@ -6,15 +6,24 @@ its own Envoy sidecar, plus the ingress gateway, on allocated 127.0.0.1 ports. T
 and admin URLs go to a state file (``$MESHPLAY_STATE_DIR``, default ``~/.local/state/meshplay``)
 so ``meshplay down`` stops exactly those processes and ``meshplay proxy-status`` finds the
 Envoys. ``--foreground`` keeps the command attached and stops everything on Ctrl-C.
+
+Without ``--foreground``, ``up`` starts a detached owner (``up --foreground`` in a new session)
+that holds the mesh's process supervisor, waits until the owner reports the mesh ready, and
+returns, leaving the owner running until ``meshplay down``. Until that hand-over, the mesh
+belongs to this command: Ctrl-C or SIGTERM stops the owner and everything it started so far
+(and waits for that), and if this command dies by a signal that runs no code (SIGKILL), the
+owner sees its hand-over pipe close without a hand-over and stops itself. After it, the owner
+lives on its own; whatever ends the owner ends its mesh (see ``cluster/local/procs.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from mesh.diagnostics import DiagnosticError, render
 from mesh.runner import RunnerError
@@ -38,6 +47,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--foreground", action="store_true", help="stay attached; Ctrl-C stops every process"
     )
+    # the detached owner's end of the hand-over pipe (internal: set by `up` for its owner)
+    p.add_argument("--handover-fd", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(handler=_run)
 
 
@@ -84,12 +95,21 @@ def _already_up(state_file: Path) -> bool:
     return False
 
 
+HANDOVER = b"keep\n"
+"""What ``up`` writes to its owner once the mesh is ready: from then on the owner keeps it."""
+
+OWNER_STOP_S = 20.0
+"""How long an interrupted ``up`` waits for its owner to stop the mesh before it SIGKILLs the
+owner (whose watchdog then kills the mesh)."""
+
+
 def _detach(args: argparse.Namespace) -> int:
-    """Run ``up --foreground`` as a detached owner process (Envoy stops when its parent exits,
-    so the parent must outlive this command), wait for its state file and print it."""
+    """Start ``up --foreground`` as a detached owner process (it holds the supervisor, and the
+    mesh dies with it), wait for its state file, print it and hand the mesh over."""
     import subprocess
 
-    from cluster.local.state import MeshStateFile, state_dir
+    from cluster.local.procs import terminate_on_signals
+    from cluster.local.state import state_dir
 
     state_file = state_dir() / "local.json"
     if _already_up(state_file):
@@ -97,15 +117,35 @@ def _detach(args: argparse.Namespace) -> int:
     state_file.unlink(missing_ok=True)
     state_dir().mkdir(parents=True, exist_ok=True)
     log = state_dir() / "up.log"
+    read_end, write_end = os.pipe()
     argv = [sys.executable, "-m", "playground", "up", str(args.path), "--foreground",
-            "--step", str(args.step), "--seed", str(args.seed)]  # fmt: skip
-    with log.open("wb") as out:
-        owner = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            "--step", str(args.step), "--seed", str(args.seed), "--handover-fd", str(read_end)]  # fmt: skip
+    with os.fdopen(write_end, "wb", buffering=0) as handover:
+        try:
+            with log.open("wb") as out:
+                owner = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         pass_fds=(read_end,))  # fmt: skip
+        finally:
+            os.close(read_end)
+        try:
+            with terminate_on_signals():
+                return _hand_over(owner, handover, state_file, log)
+        except KeyboardInterrupt:
+            print("stopping what was started so far", file=sys.stderr, flush=True)
+            _stop_owner(owner, handover)
+            raise
+
+
+def _hand_over(owner: Any, handover: BinaryIO, state_file: Path, log: Path) -> int:
+    """Wait until the owner has written the state file of a ready mesh, then hand it over."""
+    from cluster.local.state import MeshStateFile
+
     deadline = time.monotonic() + 60.0
     while time.monotonic() < deadline:
         record = MeshStateFile.read(state_file)
         if record is not None and record.owner_pid == owner.pid:
+            handover.write(HANDOVER)
             print(_table(record, record.ready_s))
             print(f"state: {state_file}   stop with: meshplay down", file=sys.stderr)
             return 0
@@ -113,11 +153,44 @@ def _detach(args: argparse.Namespace) -> int:
             print(log.read_text(encoding="utf-8", errors="replace")[-3000:], file=sys.stderr)
             return 2
         time.sleep(0.1)
-    from cluster.local.procs import stop_pid
-
-    stop_pid(owner.pid)
     print(f"error: the mesh did not come up in time (see {log})", file=sys.stderr)
+    _stop_owner(owner, handover)
     return 2
+
+
+def _stop_owner(owner: Any, handover: BinaryIO) -> None:
+    """Stop an owner that was not handed the mesh, and wait until it has stopped everything.
+
+    Closing the hand-over pipe is the one stop request (a SIGTERM besides it could arrive while
+    the owner is already stopping, and end it half-way); an owner that does not finish in time
+    is SIGKILLed, and its watchdog then kills what it had started."""
+    import subprocess
+
+    handover.close()
+    try:
+        owner.wait(timeout=OWNER_STOP_S)
+    except subprocess.TimeoutExpired:
+        owner.kill()
+        owner.wait()
+
+
+def _watch_handover(fd: int) -> None:
+    """The owner's side of the hand-over: until ``up`` writes :data:`HANDOVER`, the mesh is
+    ``up``'s; if the pipe closes first (``up`` was interrupted or killed), SIGTERM the main
+    thread, which stops everything started so far."""
+    import signal
+    import threading
+
+    def watch() -> None:
+        received = b""
+        with os.fdopen(fd, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(64):
+                received += chunk
+                if HANDOVER in received:
+                    return
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+
+    threading.Thread(target=watch, name="up-handover", daemon=True).start()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -139,6 +212,8 @@ def _run(args: argparse.Namespace) -> int:
     mesh = LocalMesh(workdir, seed=args.seed)
     try:
         with terminate_on_signals():
+            if args.handover_fd is not None:
+                _watch_handover(args.handover_fd)
             mesh.start(resources)
             record = MeshStateFile.of(mesh, name)
             record.write(state_file)
