@@ -21,6 +21,7 @@ What Kubernetes + istiod do, done by hand:
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +36,7 @@ from cluster.local.apps import ROOT, app_argv, app_env, is_python_service
 from cluster.local.ca import LocalCA
 from cluster.local.envoy import ConfigRejectedError, EnvoyProxy, XdsRejection
 from cluster.local.identity import Identity
+from cluster.local.kubelet import EventSink, Kubelet
 from cluster.local.ports import LOOPBACK, free_ports, start_lock
 from cluster.local.procs import Supervisor
 from cluster.local.xds import ProxyResources
@@ -90,6 +92,10 @@ class LocalMesh:
         self.ca = LocalCA(self.workdir / "ca")
         self.port_map: PortMap | None = None
         self.identity = Identity(self)
+        self.lock = threading.RLock()
+        """Held while processes are stopped or started, and while a config is pushed: the
+        kubelet's restarts, a lesson's kill/restore and a push never interleave."""
+        self.kubelet: Kubelet | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -100,8 +106,19 @@ class LocalMesh:
         self.stop()
 
     def stop(self) -> None:
-        """Stop every process by PID, then let the watchdog sweep the mesh's process group."""
+        """Stop every process by PID, then let the watchdog sweep the mesh's process group (the
+        kubelet first, so the orderly stop is not taken for deaths)."""
+        if self.kubelet is not None:
+            self.kubelet.stop()
         self.supervisor.stop_all()
+
+    def watch(self, on_event: EventSink, *, backoff_s: float = 10.0) -> Kubelet:
+        """Restart what exits without meshplay asking, as the kubelet does, reporting each
+        death and restart to ``on_event`` (see :mod:`cluster.local.kubelet`)."""
+        if self.kubelet is None:
+            self.kubelet = Kubelet(self, on_event, backoff_s=backoff_s)
+            self.kubelet.start()
+        return self.kubelet
 
     def access_log(self, pod: str) -> Path:
         """The JSON access log of a pod's proxy."""
@@ -271,6 +288,14 @@ class LocalMesh:
         except (urllib.error.URLError, OSError):
             return False
 
+    def wait_pod_ready(self, pp: PodProcesses, app: bool, deadline: float) -> None:
+        """Wait until one container of a pod (its app, else its Envoy) is ready again."""
+        while not (self._app_ready(pp) if app else pp.proxy is None or pp.proxy.poll_ready()):
+            if time.monotonic() > deadline:
+                what = f"app of {pp.pod.name}" if app else f"Envoy of {pp.pod.name}"
+                raise RunnerError(f"{what} not ready in time")
+            time.sleep(0.02)
+
     def _wait_ready(self, deadline: float, only: Sequence[PodProcesses] | None = None) -> None:
         pending: list[tuple[str, PodProcesses]] = []
         for pp in only if only is not None else self.pods.values():
@@ -298,6 +323,10 @@ class LocalMesh:
         Every proxy gets its update even if another rejects its own; all NACKs are raised
         together, and each rejecting proxy keeps serving its previous config.
         """
+        with self.lock:
+            self._apply(resources)
+
+    def _apply(self, resources: Sequence[Resource]) -> None:
         self.resources = tuple(resources)
         configs = self._translate()
         live = [(pp, self._resources(pp, configs[n])) for n, pp in self.pods.items()
@@ -344,7 +373,12 @@ class LocalMesh:
             raise RunnerError(f"cannot set knobs of {pp.pod.name}: {exc}") from exc
 
     def break_workload(self, action: BreakAction) -> None:
-        """Apply a lesson's ``break`` to every replica of ``action.workload``."""
+        """Apply a lesson's ``break`` to every replica of ``action.workload`` (a killed replica
+        stays down until ``restore``: the kubelet leaves it alone)."""
+        with self.lock:
+            self._break(action)
+
+    def _break(self, action: BreakAction) -> None:
         pods = [p for p in self.pods_of(action.workload) if p.app]
         if not pods:
             raise RunnerError(f"no running replica of {action.workload}")
@@ -370,7 +404,7 @@ class LocalMesh:
                 if not p.dead:
                     self.set_knobs(p, knobs)
         for p in [p for p in pods if not p.dead][: action.kill or 0]:
+            p.dead = True  # before it stops: the kubelet must not restart it
             self.supervisor.stop(p.app)
             if p.proxy is not None:
                 self.supervisor.stop(p.proxy.process_name)
-            p.dead = True

@@ -49,6 +49,8 @@ delayed downstream after its caller gave up finishes, and is logged, in the same
 STREAM_INTERVAL_S = 0.5
 """How often a running step's access logs are read for live views."""
 
+_POD_EVENTS = frozenset({"pod-died", "pod-restarted"})
+
 LOG_FLUSH_S = 0.35
 """Envoy flushes access logs every 100 ms (``--file-flush-interval-msec``); wait a bit more."""
 
@@ -130,6 +132,7 @@ class LocalExecutor:
         self._stack = contextlib.ExitStack()
         self._lock = threading.Lock()
         self.events: list[RunEvent] = []
+        self._handed = 0.0
 
     def preflight(self, lesson: Lesson, steps: Sequence[StepPlan]) -> None:
         """NetworkPolicy needs a CNI and TCP traffic a TCP generator: refuse both up front."""
@@ -149,6 +152,7 @@ class LocalExecutor:
         mesh.start(state.resources)
         self.mesh = mesh
         self.run_started = time.time()
+        mesh.watch(self._event)  # pods that die are reported and restarted, as by the kubelet
 
     def push(self, state: MeshState) -> None:
         """Translate and push to every Envoy; a rejection is reported, the old config serves."""
@@ -183,7 +187,8 @@ class LocalExecutor:
         for tail in tails:
             tail.skip_to_end()
         pending = list(timeline)
-        self.events = []
+        # a pod that died (or came back) between steps is reported with the next step
+        self.events = [e for e in self.events if e.kind in _POD_EVENTS and e.at > self._handed]
         timers = [self._timer(change, pending) for change in timeline]
         stream = _Stream(tails, self.run_started, ctx)
         traffic_started = time.time()
@@ -209,7 +214,9 @@ class LocalExecutor:
         stream.stop()
         stream.read()  # what the proxies logged last
         started = traffic_started - self.run_started
-        return StepTraffic(tuple(stream.records), started, report.wall_s, tuple(self.events))
+        events, self.events = tuple(self.events), []
+        self._handed = time.time() - self.run_started
+        return StepTraffic(tuple(stream.records), started, report.wall_s, events)
 
     def _timer(self, change: TimedChange, pending: list[TimedChange]) -> threading.Timer:
         timer = threading.Timer(change.at_s * self.time_scale, self._fire, args=(change, pending))

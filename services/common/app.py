@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.downstream import Downstream
-from services.common.errors import error_body, install_error_handlers
+from services.common.errors import ServiceError, error_body, install_error_handlers
 from services.common.knobs import Knobs, KnobState, KnobsUpdate
 from services.common.servedby import ServedByMiddleware, entry
 from services.common.settings import Settings
@@ -156,7 +156,7 @@ def create_app(
     )
     app.state.knobs = state
     install_error_handlers(app)
-    _add_operational_routes(app, state)
+    _add_operational_routes(app, state, settings.admin_port)
     app.add_middleware(KnobsMiddleware, knobs=state)
     app.add_middleware(TracePropagationMiddleware)
     app.add_middleware(
@@ -165,7 +165,16 @@ def create_app(
     return app
 
 
-def _add_operational_routes(app: FastAPI, state: KnobState) -> None:
+def _admin_only(request: Request, admin_port: int | None) -> None:
+    """The knobs answer on ``ADMIN_PORT`` only, when there is one: the main port is what the
+    sidecar exposes to the mesh (and the ingress gateway to the outside), and a lesson knob is
+    no business of a caller's. 404, as for a path the service does not have."""
+    server = request.scope.get("server")
+    if admin_port is not None and (server is None or server[1] != admin_port):
+        raise ServiceError(404, "not_found", "Not Found")
+
+
+def _add_operational_routes(app: FastAPI, state: KnobState, admin_port: int | None) -> None:
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process is running")
     async def healthz(request: Request) -> dict[str, str]:
         rt = runtime(request)
@@ -191,11 +200,13 @@ def _add_operational_routes(app: FastAPI, state: KnobState) -> None:
         return JSONResponse({"status": "ready"})
 
     @app.get("/admin/knobs", tags=["operations"], summary="The lesson knobs now")
-    async def get_knobs() -> Knobs:
+    async def get_knobs(request: Request) -> Knobs:
+        _admin_only(request, admin_port)
         return state.current
 
     @app.put("/admin/knobs", tags=["operations"], summary="Change lesson knobs (partial)")
-    async def put_knobs(change: KnobsUpdate) -> Knobs:
+    async def put_knobs(request: Request, change: KnobsUpdate) -> Knobs:
+        _admin_only(request, admin_port)
         knobs = state.update(change)
         log.info("knobs changed: %s", knobs.model_dump_json())
         return knobs

@@ -5,8 +5,10 @@ at once against one PostgreSQL, so schema creation and seeding are retried on a 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
@@ -30,7 +32,16 @@ def database_url(settings: Settings) -> str:
         return url
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = (settings.data_dir / f"{settings.service.replace('-', '_')}.db").resolve()
+    _private(path)
     return f"sqlite:///{path}"
+
+
+def _private(path: Path) -> None:
+    """Make the SQLite file (which holds password hashes and, for user, the JWT signing keys)
+    readable by its owner only: created 0600, or narrowed to 0600 if it exists. SQLite gives its
+    ``-wal`` and ``-shm`` files the database file's mode."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    os.chmod(path, 0o600)
 
 
 def make_engine(settings: Settings) -> Engine:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -18,6 +20,7 @@ from services.common.settings import Settings
 from services.common.storage import Store
 from services.order.auth import JwksVerifier
 from services.order.models import Base, Order, OrderItem
+from services.order.outbox import relay_forever
 from services.order.saga import Line, Outcome, run_saga
 from services.order.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -73,8 +76,14 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
         rt.checks.append(store.check)
         wired["runtime"] = rt
         wired["verifier"] = JwksVerifier(rt.downstream, issuer, audience)
+        wired["relay"] = asyncio.create_task(relay_forever(rt.downstream, store))
 
     async def shutdown(_: FastAPI, __: Runtime) -> None:
+        relay = wired.get("relay")
+        if relay is not None:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
         store.dispose()
 
     app = create_app(

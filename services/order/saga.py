@@ -87,7 +87,7 @@ async def _charge(downstream: Downstream, order_id: str, total: int) -> dict[str
     return charge
 
 
-async def _notify(downstream: Downstream, order_id: str, email: str, lines: list[Line]) -> bool:
+async def notify(downstream: Downstream, order_id: str, email: str, lines: list[Line]) -> bool:
     """Ask for the confirmation email; a failure does not undo a paid order."""
     summary = ", ".join(f"{line.quantity} x {line.name}" for line in lines)
     try:
@@ -131,7 +131,7 @@ async def run_saga(downstream: Downstream, order_id: str, email: str, lines: lis
             payment_id=str(charge.get("id")),
             failure_reason=str(charge.get("decline_reason") or "declined"),
         )
-    notified = await _notify(downstream, order_id, email, lines)
+    notified = await notify(downstream, order_id, email, lines)
     return Outcome(
         status="paid",
         lines=lines,
