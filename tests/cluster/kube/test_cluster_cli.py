@@ -232,3 +232,24 @@ def test_deploy_and_cleanup_scripts_reach_the_cli(tmp_path: Path) -> None:
     assert out.returncode == 1 and out.stderr.strip().splitlines()[-1].startswith(
         "no Kubernetes cluster: "
     )
+
+
+def test_run_and_compare_on_kube_from_the_command_line(
+    fake: FakeKube, api: KubeApi, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """``meshplay run --runner kube`` and ``compare --a sim --b kube`` reach the cluster of the
+    current context (the fake one) with the runner's real defaults, and grade."""
+    from mesh.lesson import load_lesson
+    from tests.cluster.kube.dataplane import SimDataPlane
+
+    admin.up(api, APP, "shop", report=lambda _t: None, timeouts=FAST)
+    fake.data_plane = SimDataPlane(load_lesson(ROOT / "lessons/01-request-routing"))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.chdir(ROOT)
+    args = ["lessons/01-request-routing", "--step", "1"]
+    assert main(["run", *args, "--runner", "kube", "--context", "fake", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "(runner kube, seed 1)" in out and "PASSED: 2/2 expectations met" in out
+    assert main(["compare", *args, "--a", "sim", "--b", "kube"]) == 0
+    assert "sim vs kube" in capsys.readouterr().out
