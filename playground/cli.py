@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "playground.commands.up",
     "playground.commands.down",
     "playground.commands.compare",
+    "playground.commands.cluster",
     "playground.commands.tui",
 )
 """Sub-command modules, each with ``register(subparsers)``; listed explicitly, in help order."""

@@ -20,8 +20,9 @@ RUNNERS: dict[str, str] = {
 """Runner name -> ``module:Class``."""
 
 
-def get_runner(name: str) -> Runner:
-    """Build the runner called ``name`` (``sim``, ``local``, ``kube``)."""
+def get_runner(name: str, **options: object) -> Runner:
+    """Build the runner called ``name`` (``sim``, ``local``, ``kube``); ``options`` go to its
+    constructor (the kube runner's ``context`` and ``namespace``)."""
     target = RUNNERS.get(name)
     if target is None:
         raise RunnerError(f'unknown runner "{name}": choose one of {", ".join(RUNNERS)}')
@@ -31,7 +32,7 @@ def get_runner(name: str) -> Runner:
         factory = getattr(module, attr)
     except (ImportError, AttributeError) as exc:
         raise RunnerError(f'runner "{name}" is not available in this build: {exc}') from exc
-    runner = factory()
+    runner = factory(**options)
     if not isinstance(runner, Runner):
         raise RunnerError(f"{target} does not implement the Runner protocol")
     return runner

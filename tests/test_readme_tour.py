@@ -34,6 +34,10 @@ EXPECTED: dict[str, tuple[int, str]] = {
     "--request 'GET /products'": (1, "DENY   GET /products  frontend -> product-v1-0"),
     "./bin/meshplay run lessons/01-request-routing --runner local": (0, "PASSED: 7/7"),
     "./bin/meshplay compare lessons/01-request-routing": (0, "AGREE:"),
+    "./bin/meshplay run lessons/06-retries --runner kube --dry-run": (
+        0,
+        "delete VirtualService shop/product",
+    ),
     "./bin/meshplay tui": (0, "01 Request routing"),
 }
 """Each tour command (as the README writes it, comment left out) -> exit code, a line it prints."""

@@ -48,6 +48,8 @@ def register(sub: Any) -> None:
     p.add_argument("--strict-latency", action="store_true",
                    help="latency outside --latency-ratio counts as a disagreement")  # fmt: skip
     p.add_argument("--latency-ratio", type=float, default=3.0, metavar="R")
+    p.add_argument("--context", default="", help="kubeconfig context of a kube runner")
+    p.add_argument("--namespace", default="", help="app namespace of a kube runner")
     p.add_argument("--calibrate", action="store_true",
                    help="fit sim latency parameters from runner b and write behavior.yaml")  # fmt: skip
     p.set_defaults(handler=_run)
@@ -70,7 +72,11 @@ def _run(args: argparse.Namespace) -> int:
         print(render(exc.diagnostics), file=sys.stderr)
         return 2
     try:
-        a, b = get_runner(args.runner_a), get_runner(args.runner_b)
+        kube = {"context": args.context, "namespace": args.namespace}
+        a, b = (
+            get_runner(name, **(kube if name == "kube" else {}))
+            for name in (args.runner_a, args.runner_b)
+        )
         tol = Tolerances(
             share_tolerance=args.share_tolerance,
             latency_ratio=args.latency_ratio,

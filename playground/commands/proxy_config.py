@@ -28,6 +28,7 @@ import yaml
 from mesh.diagnostics import Level, render
 from mesh.envoy import ProxyConfig, parse_cluster_name, translate_proxy
 from mesh.model.common import FrozenMap
+from mesh.runner import RunnerError
 from mesh.topology import Pod, ProxyKind, build_topology
 from playground.inputs import InputError, mesh_resources
 
@@ -72,6 +73,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="read the running Envoy's /config_dump (a mesh started by meshplay up), also when "
         "PATH is given",
+    )
+    p.add_argument("--kube", action="store_true",
+                   help="read the pod's Envoy on a cluster (kubectl exec into istio-proxy)")  # fmt: skip
+    p.add_argument("--context", default="", help="kubeconfig context for --kube")
+    p.add_argument(
+        "--namespace", default="shop", help="namespace of the pod for --kube (default: shop)"
     )
     p.set_defaults(handler=_run)
 
@@ -313,8 +320,13 @@ def render_proxy_config(proxy: ProxyConfig, kind: str, output: str = "short") ->
 def _run(args: argparse.Namespace) -> int:
     try:
         wanted, paths = split_targets(args.targets, args.proxy)
-        proxy = _live(wanted) if args.live or not paths else _translated(wanted, paths, args)
-    except (InputError, LookupError, OSError) as exc:
+        if args.kube:
+            proxy: ProxyConfig | None = _kube_live(wanted, args)
+        elif args.live or not paths:
+            proxy = _live(wanted)
+        else:
+            proxy = _translated(wanted, paths, args)
+    except (InputError, LookupError, OSError, RunnerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if proxy is None:
@@ -367,6 +379,31 @@ def _live(wanted: str) -> ProxyConfig:
     return live_proxy_config(ProxyConfig(pod, {}, (), (), (), ()))
 
 
+def _kube_live(wanted: str, args: argparse.Namespace) -> ProxyConfig:
+    """What the Envoy of pod ``wanted`` on a cluster holds (its ``istio-proxy``'s config dump)."""
+    from cluster.kube.api import KubeApi
+    from cluster.kube.inspect import config_dump
+    from cluster.kube.inspect import find_pod as find_cluster_pod
+
+    api = KubeApi.connect(args.context)
+    try:
+        found = find_cluster_pod(api, args.namespace, wanted.removeprefix("deploy/"))
+        dump = config_dump(api, found)
+    finally:
+        api.close()
+    meta = found["metadata"]
+    pod = Pod(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        workload=meta["name"].rsplit("-", 2)[0],
+        labels=FrozenMap(),
+        service_account="",
+        address=str(found.get("status", {}).get("podIP", "")),
+        proxy=ProxyKind.SIDECAR,
+    )
+    return live_proxy_config(ProxyConfig(pod, {}, (), (), (), ()), dump)
+
+
 def _hcm_route_configs(listener: dict[str, Any]) -> list[dict[str, Any]]:
     """Route configurations a listener carries inline (the local runner inlines RDS)."""
     out = []
@@ -378,12 +415,14 @@ def _hcm_route_configs(listener: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def live_proxy_config(expected: ProxyConfig) -> ProxyConfig:
+def live_proxy_config(expected: ProxyConfig, dump: dict[str, Any] | None = None) -> ProxyConfig:
     """What the running Envoy of ``expected.pod`` really holds, read from its admin
-    ``/config_dump``, in the same shape as the translation (so the same tables print it)."""
-    from cluster.local.state import live_config_dump
+    ``/config_dump`` (``dump``, e.g. a cluster pod's; default: the local mesh's Envoy), in the
+    same shape as the translation (so the same tables print it)."""
+    if dump is None:
+        from cluster.local.state import live_config_dump
 
-    dump = live_config_dump(expected.pod.name)
+        dump = live_config_dump(expected.pod.name)
     listeners: list[dict[str, Any]] = []
     clusters: list[dict[str, Any]] = []
     routes: list[dict[str, Any]] = []

@@ -16,6 +16,8 @@ istiod's mean:
   yet, or rejected it (a NACK; the rejections are listed under the table). Envoy keeps serving
   the configuration it had.
 
+``--kube`` reads a cluster's proxies as istiod's ``/debug/syncz`` reports them instead.
+
 CLUSTER is ``local`` (istiod's cluster ID; a single-cluster Istio says ``Kubernetes``), ISTIOD is
 meshplay's file-based xDS of the ``meshplay up`` process, VERSION the proxy's Envoy version.
 Exit code: 0 when every proxy answered and is LIVE, 1 when one is not, 2 when no mesh is up.
@@ -51,6 +53,10 @@ def register(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--kube", action="store_true",
+                   help="the proxies of a cluster, as istiod reports them (kubectl exec into istiod)")  # fmt: skip
+    p.add_argument("--context", default="", help="kubeconfig context for --kube")
+    p.add_argument("--namespace", default="", help="only the proxies of this namespace (--kube)")
     p.set_defaults(handler=_run)
 
 
@@ -183,7 +189,30 @@ def _status(record: MeshStateFile) -> list[SyncRow]:
     return sorted((sync_row(p, workdir, record.owner_pid) for p in pods), key=lambda row: row.name)
 
 
+def _kube(args: argparse.Namespace) -> int:
+    """``--kube``: a cluster's proxies, as istiod's ``/debug/syncz`` reports them."""
+    from cluster.kube.api import KubeApi, KubeError
+    from cluster.kube.inspect import proxy_status
+
+    try:
+        api = KubeApi.connect(args.context)
+        try:
+            rows = proxy_status(api, args.namespace)
+        finally:
+            api.close()
+    except KubeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'NAME':<50} {'CDS':<9} {'LDS':<9} {'EDS':<9} {'RDS':<9}")
+    for r in rows:
+        s = r.states
+        print(f"{r.proxy:<50} {s['CDS']:<9} {s['LDS']:<9} {s['EDS']:<9} {s['RDS']:<9}")
+    return 0 if all(r.synced for r in rows) else 1
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.kube:
+        return _kube(args)
     from cluster.local.state import MeshStateFile, state_dir
 
     record = MeshStateFile.read(state_dir() / "local.json")

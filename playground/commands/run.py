@@ -51,7 +51,38 @@ def register(sub: Any) -> None:
         metavar="DIR",
         help="the app to run the lesson on (a folder, or a name): replaces the lesson's own",
     )
+    kube = p.add_argument_group("kube runner")
+    kube.add_argument("--context", default="", help="kubeconfig context (default: the current one)")
+    kube.add_argument(
+        "--namespace", default="", help="namespace of the app (default: the app's own)"
+    )
+    kube.add_argument("--dry-run", action="store_true",
+                      help="print every apply, delete, wait and traffic command; contact no cluster")  # fmt: skip
     p.set_defaults(handler=_run)
+
+
+def kube_options(args: argparse.Namespace) -> dict[str, object]:
+    """The kube runner's constructor options from ``--context``/``--namespace``."""
+    return {"context": args.context, "namespace": args.namespace}
+
+
+def _dry_run(args: argparse.Namespace, lesson: Lesson) -> int:
+    if args.runner != "kube":
+        print(
+            "error: --dry-run plans a run on a cluster: use it with --runner kube", file=sys.stderr
+        )
+        return 2
+    from cluster.kube import dry_run_plan
+
+    try:
+        text = dry_run_plan(
+            lesson, RunOptions(seed=args.seed, until_step=args.step), args.namespace
+        )
+    except (StepSelectionError, RunnerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    return 0
 
 
 class ProgressBar:
@@ -177,8 +208,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f'lesson "{lesson.id}" does not run on "{args.runner}" (it runs on: '
               f'{", ".join(lesson.spec.runners)})', file=sys.stderr)  # fmt: skip
         return 2
+    if args.dry_run:
+        return _dry_run(args, lesson)
+    if args.runner != "kube" and (args.context or args.namespace):
+        print("error: --context and --namespace are options of --runner kube", file=sys.stderr)
+        return 2
     try:
-        runner = get_runner(args.runner)
+        runner = get_runner(args.runner, **(kube_options(args) if args.runner == "kube" else {}))
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

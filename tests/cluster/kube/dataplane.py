@@ -1,0 +1,229 @@
+"""A data plane for the fake cluster: the simulator carries what the generator pod would send.
+
+When the runner creates a load generator pod, :class:`SimDataPlane` reads the job it was given
+(``MESHPLAY_TRAFFIC``), builds the mesh from the objects the fake API holds at that moment (so
+what the runner applied and deleted is what runs), turns the knobs the runner set on the fake
+pods into breaks and the Deployments' current replicas into pods, runs the traffic in the
+simulator, and writes each RequestRecord into the ``istio-proxy`` log of the pod that would have
+logged it, *rendered through meshplay's Istio access-log format*: every ``%OPERATOR%`` of
+:func:`cluster.kube.telemetry.access_log_labels` is replaced by the value Envoy would print, and
+what Envoy cannot know on a real cluster (the ``x-meshplay-source-*`` headers, the pod's labels)
+is left out. The runner must get the records back from those lines.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from cluster.kube.loadgen import ENV_VAR, GeneratorJob
+from cluster.kube.manifests import Manifest, retarget_namespace
+from cluster.kube.telemetry import access_log_labels
+from mesh.lesson import BreakAction, Lesson
+from mesh.model import RESOURCE_KINDS
+from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
+from mesh.runner import DriveContext
+from mesh.source import load_text
+from mesh.state import MeshState
+from sim.runner import _run, configure
+from sim.traffic import TrafficDriver
+from sim.world import World
+from tests.cluster.kube.fake_api import FakeKube, Obj
+
+_OPERATOR = re.compile(r"%[A-Z_]+(?:\([^)]*\))?%")
+_MODELLED = {c.KIND for c in RESOURCE_KINDS}
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def operator_values(r: RequestRecord, at: float, workload: str, namespace: str) -> dict[str, Any]:
+    """What Envoy prints for each command operator of the format, for one record."""
+    tcp = r.is_tcp
+    mtls = r.connection_security_policy is ConnectionSecurityPolicy.MUTUAL_TLS
+    dest = f"{r.destination_workload};{r.destination_namespace};{r.destination_app};{r.destination_version};Kubernetes"
+    spiffe = lambda p: None if p in ("", RequestRecord.UNKNOWN) else f"spiffe://{p}"  # noqa: E731
+    return {
+        "%START_TIME%": _iso(at),
+        "%DURATION%": round(r.duration_ms),
+        "%COMMON_DURATION(DS_RX_BEG:DS_TX_END:us)%": None if tcp else round(r.duration_ms * 1000),
+        "%ROUTE_NAME%": r.route_name or None,
+        "%UPSTREAM_CLUSTER_RAW%": r.upstream_cluster or None,
+        "%UPSTREAM_HOST%": r.upstream_host or None,
+        "%REQ(:METHOD)%": None if tcp else r.method,
+        "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%": None if tcp else r.path,
+        "%REQ(:AUTHORITY)%": r.authority or None,
+        "%RESPONSE_CODE%": r.response_code,
+        "%RESPONSE_FLAGS%": r.flags_text,
+        "%RESPONSE_CODE_DETAILS%": r.response_code_details or None,
+        "%UPSTREAM_REQUEST_ATTEMPT_COUNT%": None if tcp else r.attempts,
+        "%BYTES_RECEIVED%": r.bytes_received,
+        "%BYTES_SENT%": r.bytes_sent,
+        "%REQ(X-REQUEST-ID)%": r.request_id or None,
+        "%REQ(X-B3-TRACEID)%": r.trace_id or None,
+        "%REQ(TRACEPARENT)%": None,
+        "%UPSTREAM_METADATA(istio:workload)%": dest
+        if r.destination_workload != RequestRecord.UNKNOWN
+        else None,
+        "%UPSTREAM_PEER_URI_SAN%": spiffe(r.destination_principal),
+        "%DOWNSTREAM_PEER_URI_SAN%": spiffe(r.source_principal) if mtls else None,
+        "%DOWNSTREAM_LOCAL_URI_SAN%": spiffe(r.destination_principal) if mtls else None,
+        "%DOWNSTREAM_TLS_VERSION%": "TLSv1.3" if mtls else None,
+        "%ENVIRONMENT(ISTIO_META_WORKLOAD_NAME)%": workload,
+        "%ENVIRONMENT(POD_NAMESPACE)%": namespace,
+        "%PROTOCOL%": None if tcp else "HTTP/1.1",
+        "%CONNECTION_TERMINATION_DETAILS%": None,
+    }
+
+
+def render(r: RequestRecord, at: float, workload: str, namespace: str) -> str:
+    """The access-log line an Istio sidecar with meshplay's provider writes for ``r``."""
+    values = operator_values(r, at, workload, namespace)
+    out: dict[str, Any] = {}
+    for key, fmt in access_log_labels(r.reporter).items():
+        ops = _OPERATOR.findall(fmt)
+        if ops == [fmt]:
+            out[key] = values.get(fmt) if fmt in values else None  # x-meshplay-* headers: not sent
+            continue
+        text = fmt
+        for op in ops:
+            value = values.get(op)
+            text = text.replace(op, "-" if value is None else str(value))
+        out[key] = text
+    return json.dumps(out)
+
+
+class SimDataPlane:
+    """Runs a generator pod's job in the simulator over the fake cluster's current objects."""
+
+    def __init__(self, lesson: Lesson, *, delay_s: float = 0.0) -> None:
+        self.lesson = lesson
+        self.delay_s = delay_s
+        self.jobs: list[GeneratorJob] = []
+        self.lock = threading.Lock()
+        self.clock = 0.0
+        """The simulated traffic of a step takes no wall time: each step starts where the
+        previous one's simulated traffic ended (or now, whichever is later)."""
+
+    def __call__(self, kube: FakeKube, pod: Obj) -> None:
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0].get("env", [])}
+        job = GeneratorJob.from_json(env[ENV_VAR])
+        with self.lock:
+            self.jobs.append(job)
+            t0 = self.clock = max(time.time(), self.clock)
+        kube.write_log(ns, name, "loadgen", json.dumps({"event": "started", "at": t0}))
+        try:
+            records = self._simulate(kube, job, ns)
+        except Exception as exc:  # the generator's own error line
+            kube.write_log(
+                ns, name, "loadgen", json.dumps({"event": "error", "message": repr(exc)})
+            )
+            kube.end_container(ns, name, "loadgen")
+            raise
+        impersonated = (pod["metadata"].get("annotations") or {}).get(
+            "meshplay.dev/impersonates", ""
+        )
+        pods = _pods_by_workload(kube, ns)
+        for r in records:
+            at = t0 + 0.01 + r.start_time
+            if r.reporter is Reporter.SOURCE:
+                workload = r.source_workload
+                target = name if workload == impersonated else _first(pods, workload)
+                env_workload = name if workload == impersonated else workload
+            else:
+                workload = r.destination_workload
+                target = _first(pods, workload)
+                env_workload = workload
+            if target:
+                kube.write_log(ns, target, "istio-proxy", render(r, at, env_workload, ns), at=t0)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        duration = max((r.start_time + r.duration_ms / 1000 for r in records), default=0.0)
+        with self.lock:
+            self.clock = t0 + duration + 1.0
+        kube.write_log(
+            ns,
+            name,
+            "loadgen",
+            json.dumps({"event": "progress", "fraction": 1.0, "sent": len(records)}),
+        )
+        kube.write_log(
+            ns,
+            name,
+            "loadgen",
+            json.dumps(
+                {
+                    "event": "done",
+                    "sent": len(records),
+                    "failed": 0,
+                    "dropped": 0,
+                    "wall_s": duration,
+                }
+            ),
+        )
+        kube.end_container(ns, name, "loadgen")
+
+    def _simulate(self, kube: FakeKube, job: GeneratorJob, ns: str) -> list[RequestRecord]:
+        home = (
+            self.lesson.app.behavior.namespace
+        )  # the simulator knows the app in its own namespace
+        docs = [
+            retarget_namespace(Manifest(_clean(o)), ns, home).body
+            for o in kube.objects.values() if o.get("kind") in _MODELLED
+        ]  # fmt: skip
+        text = "\n---\n".join(json.dumps(o) for o in docs)
+        loaded = load_text(text, "<fake cluster>", home)
+        state = MeshState(loaded.resources)
+        topology, envoy = configure(state)
+        world = World(
+            topology, self.lesson.app.behavior, envoy, seed=job.seed, resources=state.resources
+        )
+        for action in _breaks(kube, ns):
+            world.apply_break(action)
+        driver = TrafficDriver(world, job.traffic)
+        driver.start()
+        _run(world, driver, timeout_s=job.traffic.timeout_s,
+             ctx=DriveContext(lambda _f, _n: None, lambda _b: None, threading.Event()))  # fmt: skip
+        return list(world.records)
+
+
+def _clean(obj: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in obj.items() if k != "status"}
+    meta = dict(out["metadata"])
+    for key in ("managedFields", "resourceVersion", "uid"):
+        meta.pop(key, None)
+    out["metadata"] = meta
+    return out
+
+
+def _pods_by_workload(kube: FakeKube, ns: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for o in kube.find("Pod", ns):
+        owner = (o["metadata"].get("ownerReferences") or [{}])[0].get("name", "")
+        if owner:
+            out.setdefault(owner.rsplit("-", 1)[0], []).append(o["metadata"]["name"])
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _first(pods: Mapping[str, list[str]], workload: str) -> str:
+    names = pods.get(workload) or []
+    return names[0] if names else ""
+
+
+def _breaks(kube: FakeKube, ns: str) -> list[BreakAction]:
+    out = []
+    for workload, names in _pods_by_workload(kube, ns).items():
+        knobs = kube.pods.get((ns, names[0]))
+        if knobs is None or not knobs.knobs:
+            continue
+        k = knobs.knobs
+        out.append(BreakAction(workload=workload, latency_ms=k.get("latency_ms"),
+                               error_rate=k.get("error_rate"), refuse=k.get("refuse")))  # fmt: skip
+    return out
