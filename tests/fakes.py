@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mesh.lesson import BreakAction, Lesson
 from mesh.records import Reporter, RequestRecord
@@ -178,3 +179,44 @@ def _requests(records: Sequence[RequestRecord]) -> list[list[RequestRecord]]:
         else:
             groups.append([r])
     return groups
+
+
+PRODUCT_SUBSETS = """apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: product, namespace: shop}
+spec:
+  host: product
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+"""
+"""The e-commerce app's product service split into subsets v1 and v2."""
+
+
+def all_to(subset: str) -> str:
+    """A VirtualService sending every request for product to ``subset``."""
+    return f"""apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: product, namespace: shop}}
+spec:
+  hosts: [product]
+  http:
+  - route:
+    - destination: {{host: product, subset: {subset}}}
+"""
+
+
+def lesson_folder(root: Path, name: str, lesson_yaml: str) -> Path:
+    """A lesson folder ``root/lessons/name`` on the repository's apps, with ``istio/dr.yaml``
+    (:data:`PRODUCT_SUBSETS`), ``istio/vs-v1.yaml`` and ``istio/vs-v2.yaml``."""
+    lessons = root / "lessons"
+    lessons.mkdir(exist_ok=True)
+    if not (lessons / "apps").exists():
+        (lessons / "apps").symlink_to(Path(__file__).resolve().parents[1] / "lessons" / "apps")
+    folder = lessons / name
+    (folder / "istio").mkdir(parents=True)
+    (folder / "lesson.yaml").write_text(lesson_yaml)
+    (folder / "istio" / "dr.yaml").write_text(PRODUCT_SUBSETS)
+    (folder / "istio" / "vs-v1.yaml").write_text(all_to("v1"))
+    (folder / "istio" / "vs-v2.yaml").write_text(all_to("v2"))
+    return folder

@@ -21,32 +21,10 @@ from mesh.lesson import load_lesson
 from mesh.lesson.model import Lesson
 from mesh.records import Reporter, RequestRecord
 from mesh.runner import LessonRun, Progress, RunOptions, StepResult
+from tests.fakes import lesson_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_TIME_SCALE = 1.0
-
-DR = """apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: product, namespace: shop}
-spec:
-  host: product
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-"""
-
-
-def _vs(subset: str) -> str:
-    return f"""apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: product, namespace: shop}}
-spec:
-  hosts: [product]
-  http:
-  - route:
-    - destination: {{host: product, subset: {subset}}}
-"""
-
 
 LESSON = """title: Executor contract
 app: ecommerce
@@ -88,15 +66,7 @@ steps:
 
 @pytest.fixture(scope="module")
 def lesson(tmp_path_factory: pytest.TempPathFactory) -> Lesson:
-    root = tmp_path_factory.mktemp("lessons")
-    (root / "apps").symlink_to(ROOT / "lessons" / "apps")
-    folder = root / "contract"
-    (folder / "istio").mkdir(parents=True)
-    (folder / "lesson.yaml").write_text(LESSON)
-    (folder / "istio" / "dr.yaml").write_text(DR)
-    (folder / "istio" / "vs-v1.yaml").write_text(_vs("v1"))
-    (folder / "istio" / "vs-v2.yaml").write_text(_vs("v2"))
-    return load_lesson(folder)
+    return load_lesson(lesson_folder(tmp_path_factory.mktemp("root"), "contract", LESSON))
 
 
 def _calls(step: StepResult) -> list[RequestRecord]:

@@ -20,32 +20,9 @@ from mesh.lesson import BreakAction, load_lesson
 from mesh.lesson.model import Lesson
 from mesh.records import RequestRecord
 from mesh.runner import Progress, RunnerError, RunOptions, StepPlan, StepSelectionError
-from tests.fakes import ScriptedExecutor, record
+from tests.fakes import ScriptedExecutor, lesson_folder, record
 
 ROOT = Path(__file__).resolve().parents[2]
-
-DR = """apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: product, namespace: shop}
-spec:
-  host: product
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-"""
-
-
-def _vs(subset: str) -> str:
-    return f"""apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: product, namespace: shop}}
-spec:
-  hosts: [product]
-  http:
-  - route:
-    - destination: {{host: product, subset: {subset}}}
-"""
-
 
 LESSON = """title: Engine contract
 app: ecommerce
@@ -94,15 +71,7 @@ steps:
 @pytest.fixture(scope="module")
 def lesson(tmp_path_factory: pytest.TempPathFactory) -> Lesson:
     """A lesson in a temporary folder, on the real ecommerce app."""
-    root = tmp_path_factory.mktemp("lessons")
-    (root / "apps").symlink_to(ROOT / "lessons" / "apps")
-    folder = root / "engine"
-    (folder / "istio").mkdir(parents=True)
-    (folder / "lesson.yaml").write_text(LESSON)
-    (folder / "istio" / "dr.yaml").write_text(DR)
-    (folder / "istio" / "vs-v1.yaml").write_text(_vs("v1"))
-    (folder / "istio" / "vs-v2.yaml").write_text(_vs("v2"))
-    return load_lesson(folder)
+    return load_lesson(lesson_folder(tmp_path_factory.mktemp("root"), "engine", LESSON))
 
 
 def _ten(plan: StepPlan, rng: object = None) -> list[RequestRecord]:
