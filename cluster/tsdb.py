@@ -51,6 +51,8 @@ def step_data(
     warmup_s: float = 0.0,
 ) -> StepData:
     """A step's records moved to its own time base (t = 0 when its traffic began)."""
+    if not started_at:
+        return StepData(index, tuple(records), duration_s, warmup_s)
     moved = tuple(replace(r, start_time=r.start_time - started_at) for r in records)
     return StepData(index, moved, duration_s, warmup_s)
 
@@ -143,7 +145,7 @@ class RecordedMetricsExecutor:
     def __init__(self, inner: Executor, workdir: Path | None = None) -> None:
         self.inner = inner
         self.name = inner.name
-        self.steps: list[StepData] = []
+        self.driven: list[tuple[int, tuple[RequestRecord, ...], float, float, float]] = []
         self.tsdb = RecordsTSDB(workdir)
 
     def preflight(self, lesson: Lesson, steps: Sequence[StepPlan]) -> None:
@@ -167,8 +169,8 @@ class RecordedMetricsExecutor:
     ) -> StepTraffic:
         """Drive through the inner executor and keep the step's records."""
         traffic = self.inner.drive(plan, timeline, ctx)
-        self.steps.append(
-            step_data(
+        self.driven.append(
+            (
                 plan.index,
                 traffic.records,
                 traffic.started_at,
@@ -177,6 +179,11 @@ class RecordedMetricsExecutor:
             )
         )
         return traffic
+
+    @property
+    def steps(self) -> list[StepData]:
+        """Every step driven so far, in its own time base."""
+        return [step_data(*driven) for driven in self.driven]
 
     def step_metrics(
         self, index: int, started_at: float, duration_s: float, warmup_s: float
@@ -190,7 +197,7 @@ class RecordedMetricsExecutor:
 
     def metrics_of(self, index: int) -> PrometheusStepMetrics:
         """Step ``index`` in a TSDB holding every step driven so far."""
-        if self.tsdb.built_steps != len(self.steps) or self.tsdb.client is None:
+        if self.tsdb.built_steps != len(self.driven) or self.tsdb.client is None:
             self.tsdb.build(self.steps)
         assert self.tsdb.client is not None
         window = next(w for w in self.tsdb.windows if w.index == index)

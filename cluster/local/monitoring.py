@@ -381,6 +381,10 @@ class MonitoredLocalExecutor(LocalExecutor):
         monitoring.start()
         self.mesh = mesh
         self.monitoring = monitoring
+        if self.monitoring_wanted:
+            info = monitoring.info()
+            traces = f", traces {info.collector}/api/v2/traces" if info.collector else ""
+            self.report(f"monitoring: prometheus {info.prometheus}{traces}")
         self.run_started = time.time()
 
     def drive(

@@ -51,6 +51,8 @@ def register(sub: Any) -> None:
         metavar="DIR",
         help="the app to run the lesson on (a folder, or a name): replaces the lesson's own",
     )
+    p.add_argument("--monitoring", action="store_true",
+                   help="local: run Prometheus and the trace collector next to the mesh")
     p.set_defaults(handler=_run)
 
 
@@ -179,6 +181,10 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         runner = get_runner(args.runner)
+        if args.monitoring and args.runner == "local":
+            from cluster.local.monitoring import MonitoredLocalRunner
+
+            runner = MonitoredLocalRunner(monitoring=True)
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

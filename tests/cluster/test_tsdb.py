@@ -58,7 +58,7 @@ def test_the_tsdb_is_built_only_when_asked_and_rebuilt_after_new_steps() -> None
             1 for s in executor.steps for r in s.records if r.reporter is Reporter.DESTINATION
         )
         assert executor.tsdb.built_steps == 1
-        executor.steps.append(executor.steps[0])
+        executor.driven.append(executor.driven[0])
         executor.metrics_of(0)
         assert executor.tsdb.built_steps == 2 and executor.tsdb.generation == 2
     finally:
