@@ -118,7 +118,7 @@ class Monitoring:
     ) -> None:
         self.mesh = mesh
         self.sampling = tracing
-        self.rules = [GOLDEN_RULES, *rules]
+        self.rules = list(dict.fromkeys(p.resolve() for p in (GOLDEN_RULES, *rules)))
         self.report = report
         self.dir = mesh.workdir / "monitoring"
         self.prometheus: PrometheusClient | None = None
