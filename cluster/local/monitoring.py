@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.local.apps import ROOT
+from cluster.local.envoy import ConfigRejectedError
 from cluster.local.mesh import LocalMesh
 from cluster.local.ports import LOOPBACK, free_ports, start_lock
 from cluster.local.procs import terminate_on_signals
@@ -344,10 +345,11 @@ class MonitoredLocalExecutor(LocalExecutor):
         *,
         time_scale: float = 1.0,
         report: Callable[[str], None] | None = None,
+        rejections: list[ConfigRejectedError] | None = None,
         monitoring: bool | None = None,
         tracing: float | None = None,
     ) -> None:
-        super().__init__(workdir, time_scale=time_scale, report=report)
+        super().__init__(workdir, time_scale=time_scale, report=report, rejections=rejections)
         self.monitoring_wanted = monitoring
         self.tracing_wanted = tracing
         self.monitoring: Monitoring | None = None
@@ -432,12 +434,15 @@ class MonitoredLocalRunner(LessonRunner):
         monitoring: bool | None = None,
         tracing: float | None = None,
     ) -> None:
+        self.rejections: list[ConfigRejectedError] = []
+        """Every push an Envoy NACKed in this runner's runs."""
         super().__init__(
             "local",
             lambda: MonitoredLocalExecutor(
                 workdir,
                 time_scale=time_scale,
                 report=report,
+                rejections=self.rejections,
                 monitoring=monitoring,
                 tracing=tracing,
             ),

@@ -43,9 +43,6 @@ __all__ = [
     "with_tracing",
 ]
 
-ZIPKIN = "envoy.tracers.zipkin"
-ZIPKIN_CONFIG = "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig"
-UUID_REQUEST_ID = "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig"
 ZIPKIN_PATH = "/api/v2/spans"
 DEFAULT_CLUSTER_ID = "Kubernetes"
 
@@ -91,32 +88,27 @@ def hcm_tracing(pod: Pod, options: TracingOptions) -> dict[str, Any]:
         _literal("istio.mesh_id", options.mesh_id),
         _literal("istio.namespace", pod.namespace or "default"),
     ]
-    zipkin = {
-        "@type": ZIPKIN_CONFIG,
-        "collector_cluster": options.cluster,
-        "collector_endpoint": ZIPKIN_PATH,
-        "collector_endpoint_version": "HTTP_JSON",
-        "collector_hostname": options.service,
-        "shared_span_context": False,
-        "trace_context_option": "USE_B3",
-        "trace_id_128bit": True,
-    }
+    zipkin = tu.typed(
+        tu.ZIPKIN_CONFIG,
+        collector_cluster=options.cluster,
+        collector_endpoint=ZIPKIN_PATH,
+        collector_endpoint_version="HTTP_JSON",
+        collector_hostname=options.service,
+        shared_span_context=False,
+        trace_context_option="USE_B3",
+        trace_id_128bit=True,
+    )
     return {
         "client_sampling": {"value": 100.0},
         "custom_tags": sorted(tags, key=lambda t: str(t["tag"])),
         "overall_sampling": {"value": 100.0},
-        "provider": {"name": ZIPKIN, "typed_config": zipkin},
+        "provider": {"name": tu.TRACER_ZIPKIN, "typed_config": zipkin},
         "random_sampling": {"value": float(options.sampling)},
     }
 
 
 def _request_id_extension() -> dict[str, Any]:
-    return {
-        "typed_config": {
-            "@type": UUID_REQUEST_ID,
-            "use_request_id_for_trace_sampling": True,
-        }
-    }
+    return {"typed_config": tu.typed(tu.UUID_REQUEST_ID, use_request_id_for_trace_sampling=True)}
 
 
 def _traced_chain(chain: dict[str, Any], block: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mesh.envoy.names import parse_cluster_name
+from mesh.envoy_api.names import parse_cluster_name
 from mesh.records import Reporter, RequestRecord
 
 __all__ = ["Span", "span_from_json", "spans_from_records", "to_otlp"]
