@@ -111,6 +111,8 @@ def _cpu(mesh: LocalMesh) -> dict[str, float]:
             else "app"
         )
         out[kind] += _cpu_s(proc.pid)
+        if proc.name in MONITORING:
+            out[proc.name] = _cpu_s(proc.pid)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out["generator"] = usage.ru_utime + usage.ru_stime
     return out

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from cluster.accesslog import AccessLogTail
 from mesh.envoy.accesslog import record_from_access_log
-from mesh.observe.istio_metrics import Labels, ProxyMetrics
+from mesh.observe.istio_metrics import Labels, ProxyMetrics, istio_labels
 from mesh.observe.openmetrics import SCRAPE_INTERVAL_S
 
 __all__ = ["ProxyTarget", "main", "serve"]
@@ -53,6 +53,7 @@ class ProxyTarget:
     log: Path
     metrics: ProxyMetrics = field(default_factory=ProxyMetrics)
     announced: set[Labels] = field(default_factory=set)
+    labels: dict[tuple[object, ...], Labels] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     tail: AccessLogTail = field(init=False)
 
@@ -65,7 +66,7 @@ class ProxyTarget:
         with self.lock:
             for entry in self.tail.read_entries():
                 try:
-                    self.metrics.add(record_from_access_log(entry))
+                    self._count(entry)
                 except (ValueError, KeyError, TypeError):
                     self.tail.bad_lines += 1
             keys = self.metrics.keys()
@@ -73,6 +74,54 @@ class ProxyTarget:
             self.announced |= keys
             stamp = int(now // SCRAPE_INTERVAL_S * SCRAPE_INTERVAL_S * 1000)
             return self.metrics.exposition(zero=fresh, timestamp_ms=stamp)
+
+    def _count(self, entry: dict[str, object]) -> None:
+        """One access-log line into the metrics. The labels of a line depend only on its
+        :data:`LABEL_KEYS` values, so they are worked out once per distinct combination (a
+        series, in effect) and looked up after that."""
+        key = tuple(entry.get(k) for k in LABEL_KEYS)
+        labels = self.labels.get(key)
+        if labels is None:
+            labels = self.labels[key] = istio_labels(record_from_access_log(entry))
+        micros = entry.get("duration_us")
+        if isinstance(micros, int | float) and not isinstance(micros, bool):
+            duration = float(micros) / 1000.0
+        else:
+            duration = float(_number(entry.get("duration_ms")))
+        tcp = entry.get("request_protocol") == "tcp"
+        received, sent = _number(entry.get("bytes_received")), _number(entry.get("bytes_sent"))
+        self.metrics.count(labels, tcp, duration, received, sent)
+
+
+LABEL_KEYS: tuple[str, ...] = (
+    "request_protocol",
+    "reporter",
+    "source_workload",
+    "source_namespace",
+    "source_app",
+    "source_version",
+    "source_principal",
+    "destination_workload",
+    "destination_principal",
+    "destination_service",
+    "upstream_cluster",
+    "response_code",
+    "response_flags",
+    "connection_security_policy",
+)
+"""The access-log fields an Istio metric label is made from (:func:`istio_labels` of
+:func:`record_from_access_log`)."""
+
+
+def _number(value: object) -> int:
+    """Envoy writes numbers as JSON numbers, ``null`` when it has none."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return 0
 
 
 def _handler(targets: dict[str, ProxyTarget]) -> type[BaseHTTPRequestHandler]:

@@ -240,23 +240,30 @@ class ProxyMetrics:
     def add(self, record: RequestRecord) -> Labels:
         """Count one record (a request or a TCP connection); returns its series key."""
         key = istio_labels(record)
-        if record.is_tcp:
-            tcp = self.tcp.get(key)
-            if tcp is None:
-                tcp = self.tcp[key] = _TcpSeries()
-            tcp.opened += 1
-            tcp.closed += 1
-            tcp.sent += record.bytes_sent
-            tcp.received += record.bytes_received
-            return key
+        self.count(key, record.is_tcp, record.duration_ms, record.bytes_received, record.bytes_sent)
+        return key
+
+    def count(
+        self, key: Labels, tcp: bool, duration_ms: float, bytes_received: int, bytes_sent: int
+    ) -> None:
+        """Count one request (or TCP connection) of the series ``key`` (from
+        :func:`istio_labels`): the fast path when the labels are known already."""
+        if tcp:
+            conn = self.tcp.get(key)
+            if conn is None:
+                conn = self.tcp[key] = _TcpSeries()
+            conn.opened += 1
+            conn.closed += 1
+            conn.sent += bytes_sent
+            conn.received += bytes_received
+            return
         series = self.http.get(key)
         if series is None:
             series = self.http[key] = _HttpSeries()
         series.requests += 1
-        series.duration.observe(record.duration_ms)
-        series.request_bytes.observe(float(record.bytes_received))
-        series.response_bytes.observe(float(record.bytes_sent))
-        return key
+        series.duration.observe(duration_ms)
+        series.request_bytes.observe(float(bytes_received))
+        series.response_bytes.observe(float(bytes_sent))
 
     def keys(self) -> set[Labels]:
         """Every series key counted so far."""

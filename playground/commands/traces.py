@@ -109,10 +109,12 @@ def format_traces(traces: list[Trace], slowest: int) -> str:
 
 
 def _local_spans(path: Path) -> list[Span]:
+    from cluster.local.collector import read_spans_file
+
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for data in read_spans_file(path):
         try:
-            out.append(span_from_json(json.loads(line)))
+            out.append(span_from_json(data))
         except (ValueError, TypeError):
             continue
     return out

@@ -6,7 +6,6 @@ hop; and no Prometheus, exporter or collector outlives the mesh."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from cluster.local.collector import read_spans_file
 from cluster.local.monitoring import MonitoredLocalExecutor
 from cluster.local.procs import pid_alive
 from cluster.tsdb import RecordedMetricsExecutor
@@ -44,8 +44,7 @@ class Probe(MonitoredLocalExecutor):
         assert metrics is not None and self.monitoring is not None and self.mesh is not None
         self.answers = metrics.query(BY_VERSION).by("destination_version")
         self.monitoring.flush_spans()
-        lines = self.monitoring.spans_file.read_text().splitlines()
-        self.spans = [json.loads(line) for line in lines]
+        self.spans = read_spans_file(self.monitoring.spans_file)
         self.pids = {
             name: (p.pid, p.start_ticks)
             for name, p in self.mesh.supervisor.procs.items()
