@@ -238,6 +238,12 @@ def load_lesson(path: Path | str, *, app: Path | str | None = None) -> Lesson:
             )
     rules = _load_rules(spec, folder, source, diagnostics)
     _check_alerts(spec, rules, source, folder.name, diagnostics)
+    if spec.tracing is not None and not 0.0 <= spec.tracing.sampling <= 100.0:
+        message = f"tracing.sampling is a percentage: 0..100, got {spec.tracing.sampling:g}"
+        diagnostics.append(_at("MPY4001", message, source, ("tracing", "sampling"), folder.name))
+    if spec.tracing is not None and spec.tracing.provider != "zipkin":
+        message = f'tracing.provider "{spec.tracing.provider}": meshplay configures "zipkin"'
+        diagnostics.append(_at("MPY4001", message, source, ("tracing", "provider"), folder.name))
 
     if loaded_app is None or any(d.severity is Level.ERROR for d in diagnostics):
         raise DiagnosticError(diagnostics)
@@ -262,7 +268,7 @@ def _load_rules(
         where: tuple[str | int, ...] = ("alert_rules", i)
         try:
             text = (folder / ref).read_text(encoding="utf-8")
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL in the name, undecodable bytes
             hint = "paths are relative to the lesson folder"
             message = f'rule file "{ref}" not found in {folder}'
             out.append(_at("MPY4002", message, source, where, folder.name, hint=hint, path=""))

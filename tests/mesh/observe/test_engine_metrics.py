@@ -113,3 +113,24 @@ def test_without_the_capability_they_have_no_data(tmp_path: Path) -> None:
     run = run_lesson(ScriptedExecutor(script=script), load_lesson(folder), RunOptions())
     assert [c.verdict for c in run.steps[1].checks] == [Verdict.NO_DATA, Verdict.NO_DATA]
     assert run.steps[0].passed
+
+
+def test_the_loader_checks_alert_rules_and_tracing(tmp_path: Path) -> None:
+    import pytest
+
+    from mesh.diagnostics import DiagnosticError
+
+    folder = lesson(tmp_path / "lesson")
+    text = LESSON.replace("alert: Errors", "alert: Erors")
+    (folder / "lesson.yaml").write_text(text + "tracing: {sampling: 150}\n")
+    with pytest.raises(DiagnosticError) as err:
+        load_lesson(folder)
+    messages = {d.code: d for d in err.value.diagnostics}
+    assert 'no alerting rule "Erors"' in messages["MPY4004"].message
+    assert "Errors" in messages["MPY4004"].hint
+    assert "0..100" in messages["MPY4001"].message
+    (folder / "rules.yaml").write_text("groups: [{name: g, rules: [{alert: Errors}]}]")
+    (folder / "lesson.yaml").write_text(LESSON)
+    with pytest.raises(DiagnosticError) as err:
+        load_lesson(folder)
+    assert any("has no expr" in d.message for d in err.value.diagnostics)
