@@ -233,6 +233,14 @@ class ProxyMetrics:
     def __init__(self) -> None:
         self.http: dict[Labels, _HttpSeries] = {}
         self.tcp: dict[Labels, _TcpSeries] = {}
+        self._texts: dict[tuple[Labels, Labels], str] = {}
+
+    def _text(self, key: Labels, extra: Labels) -> str:
+        """The rendered labels of a series (rendered once: a scrape asks every second)."""
+        text = self._texts.get((key, extra))
+        if text is None:
+            text = self._texts[(key, extra)] = render_labels((*key, *extra))
+        return text
 
     def __len__(self) -> int:
         return len(self.http) + len(self.tcp)
@@ -278,7 +286,7 @@ class ProxyMetrics:
         tcp = sorted(self.tcp.items())
         requests, duration, req_bytes, resp_bytes, *tcp_families = FAMILIES
         for key, s in http:
-            text = render_labels((*key, *extra))
+            text = self._text(key, extra)
             yield requests, f"{requests.name}{{{text}}}", 0 if key in zero else s.requests
         for family, attr in (
             (duration, "duration"),
@@ -286,7 +294,7 @@ class ProxyMetrics:
             (resp_bytes, "response_bytes"),
         ):
             for key, s in http:
-                text = render_labels((*key, *extra))
+                text = self._text(key, extra)
                 histogram: _Histogram = getattr(s, attr)
                 for line, value in histogram.lines(family.name, text, key in zero):
                     yield family, line, value
@@ -294,7 +302,7 @@ class ProxyMetrics:
             tcp_families, ("opened", "closed", "sent", "received"), strict=True
         ):
             for key, t in tcp:
-                text = render_labels((*key, *extra))
+                text = self._text(key, extra)
                 yield family, f"{family.name}{{{text}}}", 0 if key in zero else getattr(t, attr)
 
     def exposition(
