@@ -47,7 +47,7 @@ def metrics_executor(
 
         return RecordedMetricsExecutor(SimExecutor())
     if runner == "local":
-        from cluster.local.monitoring import MonitoredLocalExecutor
+        from cluster.local.monitored import MonitoredLocalExecutor
 
         return MonitoredLocalExecutor(
             workdir, time_scale=time_scale, monitoring=monitoring, tracing=tracing

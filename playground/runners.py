@@ -14,7 +14,7 @@ __all__ = ["RUNNERS", "available_runners", "get_runner"]
 
 RUNNERS: dict[str, str] = {
     "sim": "playground.observed:ObservedSimRunner",
-    "local": "cluster.local.monitoring:MonitoredLocalRunner",
+    "local": "cluster.local.monitored:MonitoredLocalRunner",
     "kube": "cluster.kube:KubeRunner",
 }
 """Runner name -> ``module:Class``. ``sim`` and ``local`` answer PromQL (``promql:``/``alert:``

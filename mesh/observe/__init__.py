@@ -10,7 +10,9 @@
   metrics protocol a lesson's ``promql:`` and ``alert:`` expectations are graded through;
 * :mod:`mesh.observe.rules`: Prometheus alerting rules and when an alert fires;
 * :mod:`mesh.observe.spans`: Zipkin v2 spans, and spans derived from records with the parent
-  links Envoy's tracer gives them;
+  links Envoy's tracer gives them; :mod:`mesh.observe.traces`: spans as trees, self time, the
+  slowest hop, pieces of one request stitched by timing;
+* :mod:`mesh.observe.compare`: one query's answers on two runners, series by series;
 * :mod:`mesh.observe.dashboard`: per-service rate, error ratio and latency percentiles over time.
 
 Everything here is pure: processes (Prometheus, promtool, the collector) live in ``cluster``.

@@ -182,7 +182,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         runner = get_runner(args.runner)
         if args.monitoring and args.runner == "local":
-            from cluster.local.monitoring import MonitoredLocalRunner
+            from cluster.local.monitored import MonitoredLocalRunner
 
             runner = MonitoredLocalRunner(monitoring=True)
     except RunnerError as exc:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cluster.local.collector import read_spans_file
-from cluster.local.monitoring import MonitoredLocalExecutor
+from cluster.local.monitored import MonitoredLocalExecutor
 from cluster.local.procs import pid_alive
 from cluster.tsdb import RecordedMetricsExecutor
 from mesh.engine import run_lesson

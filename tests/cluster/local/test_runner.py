@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cluster.local.apps import ROOT
-from cluster.local.monitoring import MonitoredLocalRunner
+from cluster.local.monitored import MonitoredLocalRunner
 from mesh.compare import Comparison, Tolerances, compare_runs, format_comparison
 from mesh.lesson import find_lessons, load_lesson
 from mesh.runner import Progress, RunOptions
