@@ -1,7 +1,7 @@
 """``meshplay tui``: the Textual app where a learner lives.
 
-Six views, one key each: 1 lessons, 2 run, 3 topology, 4 compare, 5 traces, 6 dashboard. The screen is
-painted at once and the lessons are read in a background thread; runs happen in background
+Six views, one key each: 1 lessons, 2 run, 3 topology, 4 compare, 5 traces, 6 dashboard. The
+screen is painted at once and the lessons are read in a background thread; runs happen in background
 threads and reach the screen as throttled, precomputed views, so the interface stays responsive
 during long runs. ``q`` cancels whatever runs and leaves at once (``meshplay tui`` then waits for
 the runners to stop their processes). The app receives its runners from the composition root as
