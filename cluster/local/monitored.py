@@ -99,6 +99,7 @@ class MonitoredLocalExecutor(LocalExecutor):
             traces = f", traces {info.collector}/api/v2/traces" if info.collector else ""
             self.report(f"monitoring: prometheus {info.prometheus}{traces}")
         self.run_started = time.time()
+        mesh.watch(self._event)  # pods that die are reported and restarted, as by the kubelet
 
     def drive(
         self, plan: StepPlan, timeline: Sequence[TimedChange], ctx: DriveContext
