@@ -1,5 +1,9 @@
 """Lesson expectations evaluated over RequestRecords: measured value, bounds, verdict.
 
+``promql`` and ``alert`` expectations are measured on the step's Prometheus metrics instead (a
+:class:`~mesh.observe.query.StepMetrics` the engine gets from the executor), with the same
+bounds and verdicts; without metrics they have no data.
+
 Selection is the same on every runner: ``edge``/``service`` pick the requests, ``version``,
 ``subset`` and ``workload`` say where they should land (``share``), ``status``/``flag`` say what
 ``rate`` counts. Expectations on traffic from ``outside`` the mesh read the server side's
@@ -16,6 +20,8 @@ from enum import StrEnum
 from mesh.envoy_api.names import parse_cluster_name
 from mesh.lesson import Expectation, Selector
 from mesh.metrics import OUTSIDE, edge_key, percentile
+from mesh.observe.query import QueryError, StepMetrics
+from mesh.observe.rules import AlertRule, find_rule, firing
 from mesh.records import Reporter, RequestRecord
 
 __all__ = ["CheckResult", "Verdict", "evaluate", "evaluate_all", "select"]
@@ -104,8 +110,38 @@ def _lands(sel: Selector, r: RequestRecord) -> bool:
     return not (sel.workload and r.destination_workload != sel.workload)
 
 
-def evaluate(exp: Expectation, records: Sequence[RequestRecord], duration_s: float) -> CheckResult:
-    """Measure one expectation over a step's records."""
+def _on_metrics(
+    exp: Expectation,
+    metrics: StepMetrics | None,
+    rules: Sequence[AlertRule],
+) -> float:
+    """The value of a ``promql`` or ``alert`` expectation (NaN: no data)."""
+    if metrics is None:
+        return math.nan
+    try:
+        if exp.promql is not None:
+            return metrics.query(exp.promql).single()
+        rule = find_rule(rules, exp.alert or "")
+        if rule is None:
+            return math.nan
+        fires, _ = firing(rule, metrics)
+    except QueryError:
+        return math.nan
+    return 1.0 if fires else 0.0
+
+
+def evaluate(
+    exp: Expectation,
+    records: Sequence[RequestRecord],
+    duration_s: float,
+    metrics: StepMetrics | None = None,
+    rules: Sequence[AlertRule] = (),
+) -> CheckResult:
+    """Measure one expectation over a step's records (``promql`` and ``alert`` over the step's
+    metrics, ``no data`` when the run has none)."""
+    if exp.on_metrics:
+        value = _on_metrics(exp, metrics, rules)
+        return _verdict(exp, value, len(records))
     sel = exp.selector
     base = select(records, sel)
     metric = exp.metric
@@ -136,6 +172,10 @@ def evaluate(exp: Expectation, records: Sequence[RequestRecord], duration_s: flo
                 value = percentile(durations, 99)
             elif durations:
                 value = sum(durations) / len(durations)
+    return _verdict(exp, value, samples)
+
+
+def _verdict(exp: Expectation, value: float, samples: int) -> CheckResult:
     if math.isnan(value):
         return CheckResult(exp, value, samples, Verdict.NO_DATA)
     low, high = exp.bounds
@@ -144,7 +184,12 @@ def evaluate(exp: Expectation, records: Sequence[RequestRecord], duration_s: flo
 
 
 def evaluate_all(
-    expectations: Sequence[Expectation], records: Sequence[RequestRecord], duration_s: float
+    expectations: Sequence[Expectation],
+    records: Sequence[RequestRecord],
+    duration_s: float,
+    metrics: StepMetrics | None = None,
+    rules: Sequence[AlertRule] = (),
 ) -> tuple[CheckResult, ...]:
-    """Evaluate every expectation of a step."""
-    return tuple(evaluate(e, records, duration_s) for e in expectations)
+    """Evaluate every expectation of a step (``metrics``: the step's Prometheus metrics, for
+    ``promql`` and ``alert`` expectations; ``rules``: the lesson's alerting rules)."""
+    return tuple(evaluate(e, records, duration_s, metrics, rules) for e in expectations)

@@ -12,7 +12,8 @@
 * **breaks** persist until a ``restore``, on every runner;
 * **warm-up**: records that started before ``traffic.warmup_s`` are kept apart and not graded;
 * **grading** with :func:`mesh.checks.evaluate_all` over the graded records and the traffic's
-  duration after warm-up;
+  duration after warm-up (``promql``/``alert`` expectations over the step's metrics, which an
+  executor that can answer PromQL hands over: :class:`~mesh.observe.query.MetricsExecutor`);
 * **progress, records and cancellation**: callbacks get the step index and total; a cancel ends
   the current step early (graded on what it has) and starts no other.
 
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 
 from mesh.checks import evaluate_all
 from mesh.lesson import BreakAction, Event, Lesson, LessonStep
+from mesh.observe.query import MetricsExecutor, StepMetrics
+from mesh.observe.rules import AlertRule
 from mesh.records import RequestRecord
 from mesh.runner import (
     DriveContext,
@@ -160,7 +163,8 @@ def run_lesson(executor: Executor, lesson: Lesson, options: RunOptions) -> Lesso
                 continue
             traffic = _drive(executor, plan, timeline, len(plans), options)
             state = end_state
-            results.append(_grade(plan, traffic, time.monotonic() - began))
+            metrics = _step_metrics(executor, plan, traffic)
+            results.append(_grade(plan, traffic, time.monotonic() - began, metrics, lesson.rules))
         cancelled = cancelled or options.cancel.is_set()
     finally:
         executor.close()
@@ -189,7 +193,25 @@ def _drive(
     return traffic
 
 
-def _grade(plan: StepPlan, traffic: StepTraffic, wall_s: float) -> StepResult:
+def _step_metrics(executor: Executor, plan: StepPlan, traffic: StepTraffic) -> StepMetrics | None:
+    """The step's Prometheus metrics, when it has ``promql``/``alert`` expectations and the
+    executor can answer PromQL (:class:`~mesh.observe.query.MetricsExecutor`)."""
+    if not any(e.on_metrics for e in plan.step.expect):
+        return None
+    if not isinstance(executor, MetricsExecutor):
+        return None
+    return executor.step_metrics(
+        plan.index, traffic.started_at, traffic.duration_s, plan.traffic.warmup_s
+    )
+
+
+def _grade(
+    plan: StepPlan,
+    traffic: StepTraffic,
+    wall_s: float,
+    metrics: StepMetrics | None = None,
+    rules: Sequence[AlertRule] = (),
+) -> StepResult:
     warmup = plan.traffic.warmup_s
     cutoff = traffic.started_at + warmup
     records = tuple(sorted(traffic.records, key=lambda r: r.start_time))
@@ -203,7 +225,7 @@ def _grade(plan: StepPlan, traffic: StepTraffic, wall_s: float) -> StepResult:
         index=plan.index,
         step=plan.step,
         records=graded,
-        checks=evaluate_all(plan.step.expect, graded, duration),
+        checks=evaluate_all(plan.step.expect, graded, duration, metrics, rules),
         duration_s=duration,
         wall_s=wall_s,
         warmup_records=warm,

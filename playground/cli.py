@@ -27,6 +27,9 @@ COMMANDS: tuple[str, ...] = (
     "playground.commands.down",
     "playground.commands.compare",
     "playground.commands.cluster",
+    "playground.commands.query",
+    "playground.commands.traces",
+    "playground.commands.logs",
     "playground.commands.tui",
 )
 """Sub-command modules, each with ``register(subparsers)``; listed explicitly, in help order."""

@@ -13,11 +13,13 @@ from mesh.runner import Runner, RunnerError
 __all__ = ["RUNNERS", "available_runners", "get_runner"]
 
 RUNNERS: dict[str, str] = {
-    "sim": "sim:SimRunner",
-    "local": "cluster.local:LocalRunner",
+    "sim": "playground.observed:ObservedSimRunner",
+    "local": "cluster.local.monitored:MonitoredLocalRunner",
     "kube": "cluster.kube:KubeRunner",
 }
-"""Runner name -> ``module:Class``."""
+"""Runner name -> ``module:Class``. ``sim`` and ``local`` answer PromQL (``promql:``/``alert:``
+expectations): the simulator through a TSDB of its records, built when a step asks; the local
+runner through a Prometheus started next to the mesh when the lesson needs it."""
 
 
 def get_runner(name: str, **options: object) -> Runner:

@@ -38,6 +38,12 @@ EXPECTED: dict[str, tuple[int, str]] = {
         0,
         "delete VirtualService shop/product",
     ),
+    "./bin/meshplay query 'sum by (reporter, destination_version) (increase("
+    "istio_requests_total[$__range]))' lessons/01-request-routing --step 2": (
+        0,
+        "DESTINATION_VERSION  REPORTER     VALUE",
+    ),
+    "./bin/meshplay traces lessons/18-distributed-tracing --step 2": (0, "<- slowest hop"),
     "./bin/meshplay tui": (0, "01 Request routing"),
 }
 """Each tour command (as the README writes it, comment left out) -> exit code, a line it prints."""

@@ -1,7 +1,7 @@
 """``meshplay tui``: the Textual app where a learner lives.
 
-Five views, one key each: 1 lessons, 2 run, 3 topology, 4 compare, 5 traces. The screen is
-painted at once and the lessons are read in a background thread; runs happen in background
+Six views, one key each: 1 lessons, 2 run, 3 topology, 4 compare, 5 traces, 6 dashboard. The
+screen is painted at once and the lessons are read in a background thread; runs happen in background
 threads and reach the screen as throttled, precomputed views, so the interface stays responsive
 during long runs. ``q`` cancels whatever runs and leaves at once (``meshplay tui`` then waits for
 the runners to stop their processes). The app receives its runners from the composition root as
@@ -25,6 +25,7 @@ from textual.widgets import Header, Select, TabbedContent, TabPane
 
 from mesh.lesson import Lesson
 from tui.compare_view import ComparePane
+from tui.dashboard_view import DashboardPane
 from tui.footer import KeyFooter
 from tui.lessons_view import LessonsPane
 from tui.progress import ProgressStore, default_data_dir
@@ -47,6 +48,7 @@ FOCUS = {
     "topology": "#graph",
     "compare": "#cmp-table",
     "traces": "#trace-table",
+    "dashboard": "#dashboard-box",
 }
 """The widget that takes the keyboard when a view is shown."""
 
@@ -64,6 +66,7 @@ class MeshplayApp(App[None]):
         Binding("3", "tab('topology')", "Topology", show=False),
         Binding("4", "tab('compare')", "Compare", show=False),
         Binding("5", "tab('traces')", "Traces", show=False),
+        Binding("6", "tab('dashboard')", "Dashboard", show=False),
         Binding("r", "run", "Run all"),
         Binding("s", "run_to_step", "Run to step", show=False),
         Binding("c", "cancel", "Cancel", show=False),
@@ -189,6 +192,8 @@ class MeshplayApp(App[None]):
                 yield ComparePane(self.session, id="compare")
             with TabPane("5 Traces", id="tab-traces"):
                 yield TracesPane(self.session, id="traces")
+            with TabPane("6 Dashboard", id="tab-dashboard"):
+                yield DashboardPane(self.session, id="dashboard")
         yield KeyFooter(self.session.turn)
 
     @property
@@ -222,6 +227,8 @@ class MeshplayApp(App[None]):
             self.query_one("#traces", TracesPane).refresh_traces()
         elif name == "run":
             self.run_pane.show_step(self.session.step)
+        elif name == "dashboard":
+            self.query_one("#dashboard", DashboardPane).refresh_dashboard()
 
     def on_lessons_pane_chosen(self, message: LessonsPane.Chosen) -> None:
         self.session.current = message.lesson

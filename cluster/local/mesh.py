@@ -41,6 +41,7 @@ from cluster.local.ports import LOOPBACK, free_ports, start_lock
 from cluster.local.procs import Supervisor
 from cluster.local.xds import ProxyResources
 from mesh.envoy import PodPorts, PortMap, ProxyConfig, TranslateOptions, translate
+from mesh.envoy.tracing import TracingOptions
 from mesh.lesson import BreakAction
 from mesh.model import FrozenMap, Resource
 from mesh.runner import RunnerError
@@ -85,6 +86,9 @@ class LocalMesh:
     topology: Topology | None = None
     resources: tuple[Resource, ...] = ()
     started_s: float = 0.0
+    tracing: TracingOptions | None = None
+    """Envoy's tracer on every HTTP connection manager, reporting to a collector
+    (``cluster.local.monitoring`` sets it before ``start``); None: no tracing."""
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -240,6 +244,7 @@ class LocalMesh:
             port_map=self.port_map,
             access_log_path=str(self.workdir / "access" / "{pod}.log"),
             jwks_resolver=self.identity.jwks,
+            tracing=self.tracing,
         )
         return dict(translate(self.resources, self.topology, options).items())
 

@@ -46,6 +46,7 @@ from mesh.envoy.registry import Registry
 from mesh.envoy.route_config import inbound_route_config, outbound_route_config
 from mesh.envoy.routes import RouteContext
 from mesh.envoy.scope import MeshIndex, ProxyScope
+from mesh.envoy.tracing import TracingOptions, collector_cluster, with_tracing
 from mesh.envoy_api.names import (
     BLACKHOLE_CLUSTER,
     INBOUND_PASSTHROUGH_CLUSTER,
@@ -91,12 +92,15 @@ class TranslateOptions:
     addresses for the local runner (see :mod:`mesh.envoy.ports`). ``jwks_resolver`` maps a
     RequestAuthentication ``jwksUri`` to the JWKS JSON the runner fetched (istiod's default,
     ``PILOT_JWT_ENABLE_REMOTE_JWKS=false``: the keys are inlined as ``local_jwks``); without
-    it, or when it returns None, Envoy fetches them itself (``remote_jwks``).
+    it, or when it returns None, Envoy fetches them itself (``remote_jwks``). ``tracing``
+    turns Envoy's tracer on in every HTTP connection manager (:mod:`mesh.envoy.tracing`; off
+    by default).
     """
 
     port_map: PortMap | None = None
     access_log_path: str = "/dev/stdout"
     jwks_resolver: Callable[[str], str | None] | None = None
+    tracing: TracingOptions | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +394,8 @@ class _Translator:
                         gport, self.index, lambda gw, port: self._context(pod, gw, port)
                     )
                 )
+        if self.options.tracing is not None:
+            listeners, clusters = self._traced(pod, listeners, clusters, self.options.tracing)
         return ProxyConfig(
             pod=pod,
             node={"cluster": f"{pod.workload}.{pod.namespace}", "id": pod.proxy_id},
@@ -398,6 +404,15 @@ class _Translator:
             clusters=_merged(outbound.clusters, clusters),
             endpoints=tuple(outbound.endpoints),
         )
+
+    def _traced(
+        self, pod: Pod, listeners: list[Json], clusters: list[Json], options: TracingOptions
+    ) -> tuple[list[Json], list[Json]]:
+        """Listeners whose HCMs trace, and the collector's cluster when it is a local one."""
+        if options.collector_address is not None:
+            timeout = self.topology.config.connect_timeout_s
+            clusters = [*clusters, collector_cluster(options, timeout)]
+        return with_tracing(listeners, pod, options), clusters
 
     def _inbound(
         self, pod: Pod, me: LogIdentity, log: str

@@ -61,12 +61,15 @@ __all__ = [
     "TCP_PROXY",
     "TLS_INSPECTOR",
     "TLS_TRANSPORT_SOCKET",
+    "TRACER_ZIPKIN",
     "TRANSPORT_SOCKET_MATCH",
     "TYPED_STRUCT",
     "UPSTREAM_TLS_CONTEXT",
     "URI_TEMPLATE_MATCH",
     "URI_TEMPLATE_MATCHER",
+    "UUID_REQUEST_ID",
     "XDS_TYPED_STRUCT",
+    "ZIPKIN_CONFIG",
     "typed",
 ]
 
@@ -96,6 +99,8 @@ PREVIOUS_PRIORITIES = (
 HTTP_PROTOCOL_OPTIONS = _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 RAW_BUFFER = _T + "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
 URI_TEMPLATE_MATCH = _T + "envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig"
+ZIPKIN_CONFIG = _T + "envoy.config.trace.v3.ZipkinConfig"
+UUID_REQUEST_ID = _T + "envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig"
 
 # -- security extensions ---------------------------------------------------------------------
 RBAC = _T + "envoy.extensions.filters.http.rbac.v3.RBAC"
@@ -132,6 +137,7 @@ RAW_BUFFER_TRANSPORT_SOCKET = "envoy.transport_sockets.raw_buffer"
 RETRY_PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
 RETRY_PREVIOUS_PRIORITIES = "envoy.retry_priorities.previous_priorities"
 URI_TEMPLATE_MATCHER = "envoy.path.match.uri_template.uri_template_matcher"
+TRACER_ZIPKIN = "envoy.tracers.zipkin"
 HTTP_PROTOCOL_OPTIONS_KEY = HTTP_PROTOCOL_OPTIONS.removeprefix(_T)
 """The key of a cluster's ``typed_extension_protocol_options`` entry for the HTTP upstream
 options (the message's full name)."""
@@ -154,6 +160,8 @@ SECURITY_TYPE_URLS: frozenset[str] = frozenset(
 
 KNOWN_TYPE_URLS: frozenset[str] = frozenset(
     {
+        ZIPKIN_CONFIG,
+        UUID_REQUEST_ID,
         LISTENER,
         CLUSTER,
         ROUTE_CONFIGURATION,

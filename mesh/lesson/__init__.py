@@ -18,6 +18,7 @@ from mesh.lesson.model import (
     LessonStep,
     RequestSpec,
     Selector,
+    TracingSpec,
     TrafficSpec,
     parse_address,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "LessonStep",
     "RequestSpec",
     "Selector",
+    "TracingSpec",
     "TrafficSpec",
     "app_search_path",
     "find_app",

@@ -25,6 +25,7 @@ from mesh.lesson.model import (
 from mesh.model.common import FrozenMap, Resource, SourceMap
 from mesh.model.gateway import ServiceEntry
 from mesh.model.kubernetes import Deployment, Service
+from mesh.observe.rules import AlertRule, RuleError, parse_rules
 from mesh.source.decode import MISSING, Decoder
 from mesh.source.load import load_paths
 from mesh.source.yaml_nodes import parse_documents
@@ -235,6 +236,14 @@ def load_lesson(path: Path | str, *, app: Path | str | None = None) -> Lesson:
             _check_references(
                 step, i, source, folder.name, app=loaded_app, external=external, out=diagnostics
             )
+    rules = _load_rules(spec, folder, source, diagnostics)
+    _check_alerts(spec, rules, source, folder.name, diagnostics)
+    if spec.tracing is not None and not 0.0 <= spec.tracing.sampling <= 100.0:
+        message = f"tracing.sampling is a percentage: 0..100, got {spec.tracing.sampling:g}"
+        diagnostics.append(_at("MPY4001", message, source, ("tracing", "sampling"), folder.name))
+    if spec.tracing is not None and spec.tracing.provider != "zipkin":
+        message = f'tracing.provider "{spec.tracing.provider}": meshplay configures "zipkin"'
+        diagnostics.append(_at("MPY4001", message, source, ("tracing", "provider"), folder.name))
 
     if loaded_app is None or any(d.severity is Level.ERROR for d in diagnostics):
         raise DiagnosticError(diagnostics)
@@ -246,7 +255,49 @@ def load_lesson(path: Path | str, *, app: Path | str | None = None) -> Lesson:
         explanation=explanation,
         files=FrozenMap(files),
         diagnostics=tuple(sorted(diagnostics, key=Diagnostic.sort_key)),
+        rules=rules,
     )
+
+
+def _load_rules(
+    spec: LessonSpec, folder: Path, source: SourceMap, out: list[Diagnostic]
+) -> tuple[AlertRule, ...]:
+    """The alerting rules of every file in ``alert_rules`` (Prometheus' rule file format)."""
+    rules: list[AlertRule] = []
+    for i, ref in enumerate(spec.alert_rules):
+        where: tuple[str | int, ...] = ("alert_rules", i)
+        try:
+            text = (folder / ref).read_text(encoding="utf-8")
+        except (OSError, ValueError):  # ValueError: a NUL in the name, undecodable bytes
+            hint = "paths are relative to the lesson folder"
+            message = f'rule file "{ref}" not found in {folder}'
+            out.append(_at("MPY4002", message, source, where, folder.name, hint=hint, path=""))
+            continue
+        try:
+            rules.extend(parse_rules(text, ref))
+        except RuleError as exc:
+            out.append(_at("MPY4001", str(exc), source, where, folder.name, path=""))
+    return tuple(rules)
+
+
+def _check_alerts(
+    spec: LessonSpec,
+    rules: tuple[AlertRule, ...],
+    source: SourceMap,
+    lesson: str,
+    out: list[Diagnostic],
+) -> None:
+    """An ``alert:`` expectation names a rule of the lesson's ``alert_rules``."""
+    names = sorted({r.name for r in rules})
+    for i, step in enumerate(spec.steps):
+        for j, exp in enumerate(step.expect):
+            if exp.alert is not None and exp.alert not in names:
+                hint = did_you_mean(exp.alert, names) or (
+                    f"alerts: {', '.join(names)}" if names else "list rule files in alert_rules"
+                )
+                where = ("steps", i, "expect", j, "alert")
+                message = f'no alerting rule "{exp.alert}"'
+                out.append(_at("MPY4004", message, source, where, lesson, hint=hint))
 
 
 def _at(
@@ -296,6 +347,8 @@ def _check_step(
             not exp.between and exp.at_least is None and exp.at_most is None and exp.equals is None
         ):
             problem = "no bound: add between, at_least, at_most or equals (with tolerance)"
+        elif exp.promql is not None and not exp.promql.strip():
+            problem = "promql is empty: write a PromQL expression"
         elif (
             exp.metric == "rate"
             and exp.selector.status is None

@@ -17,6 +17,7 @@ from mesh.app import App
 from mesh.diagnostics import Diagnostic
 from mesh.envoy_api.names import BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER
 from mesh.model.common import FrozenMap, Resource
+from mesh.observe.rules import AlertRule
 
 __all__ = [
     "METRICS",
@@ -30,6 +31,7 @@ __all__ = [
     "LessonStep",
     "RequestSpec",
     "Selector",
+    "TracingSpec",
     "TrafficSpec",
     "parse_address",
 ]
@@ -45,6 +47,8 @@ METRICS: dict[str, str] = {
     "latency_p99_ms": "99th-percentile duration in milliseconds",
     "latency_mean_ms": "mean duration in milliseconds",
     "attempts_mean": "mean upstream attempts per request (1 = no retries)",
+    "promql": "a PromQL expression answering one number at the end of the step ($__range: the step)",
+    "alert": "1 when the named alerting rule fires at the end of the step, else 0",
 }
 
 
@@ -91,6 +95,8 @@ class Expectation:
     latency_p99_ms: Selector | None = None
     latency_mean_ms: Selector | None = None
     attempts_mean: Selector | None = None
+    promql: str | None = None
+    alert: str | None = None
     between: tuple[float, ...] = ()
     at_least: float | None = None
     at_most: float | None = None
@@ -105,10 +111,15 @@ class Expectation:
 
     @property
     def selector(self) -> Selector:
-        """The selector of the metric."""
+        """The selector of the metric (an empty one for ``promql`` and ``alert``, which select
+        with PromQL)."""
         value = getattr(self, self.metric)
-        assert isinstance(value, Selector)
-        return value
+        return value if isinstance(value, Selector) else Selector()
+
+    @property
+    def on_metrics(self) -> bool:
+        """Graded from the run's Prometheus metrics (``promql``, ``alert``), not its records."""
+        return self.promql is not None or self.alert is not None
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -127,15 +138,12 @@ class Expectation:
     def describe(self) -> str:
         """``share(product v2) in [0.07, 0.13]``-style text."""
         sel = self.selector
-        parts = [p for p in (sel.edge, sel.service, sel.workload, sel.version, sel.subset) if p]
-        if sel.status is not None:
-            parts.append(f"status={sel.status}")
-        if sel.status_class:
-            parts.append(f"status={sel.status_class}")
-        if sel.flag:
-            parts.append(f"flag={sel.flag}")
-        if sel.path:
-            parts.append(sel.path)
+        if self.promql is not None:
+            parts = [" ".join(self.promql.split())]
+        elif self.alert is not None:
+            parts = [self.alert]
+        else:
+            parts = self._selector_parts(sel)
         low, high = self.bounds
         if low == high:
             bound = f"= {low:g}"
@@ -146,6 +154,19 @@ class Expectation:
         else:
             bound = f"in [{low:g}, {high:g}]"
         return f"{self.metric}({' '.join(parts)}) {bound}"
+
+    @staticmethod
+    def _selector_parts(sel: Selector) -> list[str]:
+        parts = [p for p in (sel.edge, sel.service, sel.workload, sel.version, sel.subset) if p]
+        if sel.status is not None:
+            parts.append(f"status={sel.status}")
+        if sel.status_class:
+            parts.append(f"status={sel.status_class}")
+        if sel.flag:
+            parts.append(f"flag={sel.flag}")
+        if sel.path:
+            parts.append(sel.path)
+        return parts
 
 
 TRAFFIC_PROTOCOLS = ("http", "tcp")
@@ -297,6 +318,18 @@ class LessonStep:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TracingSpec:
+    """How the lesson's proxies trace (Istio's Telemetry ``tracing``: a provider and
+    ``randomSamplingPercentage``). Only runners with real Envoys use it; the simulator derives
+    spans from every request."""
+
+    YAML_KEYS: ClassVar[str] = "snake"
+
+    sampling: float = 100.0
+    provider: str = "zipkin"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LessonSpec:
     """lesson.yaml as written."""
 
@@ -313,6 +346,10 @@ class LessonSpec:
     traffic: TrafficSpec | None = None
     steps: tuple[LessonStep, ...] = ()
     hints: tuple[str, ...] = ()
+    alert_rules: tuple[str, ...] = ()
+    """Prometheus rule files (relative to the lesson folder) whose alerts ``alert:``
+    expectations name."""
+    tracing: TracingSpec | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -326,6 +363,8 @@ class Lesson:
     explanation: str
     files: FrozenMap[str, tuple[Resource, ...]]
     diagnostics: tuple[Diagnostic, ...] = ()
+    rules: tuple[AlertRule, ...] = ()
+    """The alerting rules of ``alert_rules``, in file order."""
 
     @property
     def title(self) -> str:

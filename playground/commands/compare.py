@@ -50,6 +50,9 @@ def register(sub: Any) -> None:
     p.add_argument("--latency-ratio", type=float, default=3.0, metavar="R")
     p.add_argument("--context", default="", help="kubeconfig context of a kube runner")
     p.add_argument("--namespace", default="", help="app namespace of a kube runner")
+    p.add_argument("--promql", action="append", default=[], metavar="EXPR",
+                   help="also compare this PromQL query at the end of every step (repeatable; "
+                   "$__range: the step)")
     p.add_argument("--calibrate", action="store_true",
                    help="fit sim latency parameters from runner b and write behavior.yaml")  # fmt: skip
     p.set_defaults(handler=_run)
@@ -82,14 +85,22 @@ def _run(args: argparse.Namespace) -> int:
             latency_ratio=args.latency_ratio,
             strict_latency=args.strict_latency,
         )
-        result, _run_a, run_b = compare(
-            lesson, a, b, RunOptions(seed=args.seed, until_step=args.step), tol
-        )
+        options = RunOptions(seed=args.seed, until_step=args.step)
+        if args.promql:
+            result, run_b, promql = _compare_promql(lesson, args, options, tol)
+        else:
+            result, _run_a, run_b = compare(lesson, a, b, options, tol)
+            promql = []
     except (RunnerError, StepSelectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{lesson.title}: {args.runner_a} vs {args.runner_b} (seed {args.seed})")
     print(format_comparison(result))
+    if promql:
+        from mesh.observe.compare import format_rows
+
+        print("\nPromQL at the end of each step:")
+        print(format_rows(promql, args.runner_a, args.runner_b))
     if args.calibrate:
         from cluster.calibrate import calibrate, write_calibration
 
@@ -98,4 +109,24 @@ def _run(args: argparse.Namespace) -> int:
         changed = write_calibration(path, fit)
         print(f"\ncalibrated from {args.runner_b}: {fit.describe()}")
         print(f"wrote {changed} values to {path}")
-    return 0 if result.agrees else 1
+    return 0 if result.agrees and all(r.agrees for r in promql) else 1
+
+
+def _compare_promql(
+    lesson: Lesson, args: argparse.Namespace, options: RunOptions, tol: Tolerances
+) -> tuple[Comparison, LessonRun, list[Any]]:
+    """Both runs with metrics, the queries answered at the end of every step of each."""
+    from mesh.engine import run_lesson
+    from mesh.observe.compare import compare_answers
+    from playground.observed import AskingExecutor, metrics_executor
+
+    asking_a = AskingExecutor(metrics_executor(args.runner_a), args.promql)
+    asking_b = AskingExecutor(metrics_executor(args.runner_b), args.promql)
+    run_a = run_lesson(asking_a, lesson, options)
+    run_b = run_lesson(asking_b, lesson, options)
+    answers_b = {(x.step, x.expr): x for x in asking_b.answers}
+    rows = []
+    for x in asking_a.answers:
+        y = answers_b.get((x.step, x.expr))
+        rows += compare_answers(x.step, x.expr, x.result, y.result if y else None)
+    return compare_runs(run_a, run_b, tol), run_b, rows

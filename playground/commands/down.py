@@ -35,5 +35,6 @@ def _run(args: argparse.Namespace) -> int:
         print(f"could not stop: {', '.join(stuck)}", file=sys.stderr)
         return 1
     path.unlink(missing_ok=True)
+    (state_dir() / "monitoring.json").unlink(missing_ok=True)
     print(f"stopped {record.app}: {alive} processes")
     return 0

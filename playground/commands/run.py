@@ -58,6 +58,8 @@ def register(sub: Any) -> None:
     )
     kube.add_argument("--dry-run", action="store_true",
                       help="print every apply, delete, wait and traffic command; contact no cluster")  # fmt: skip
+    p.add_argument("--monitoring", action="store_true",
+                   help="local: run Prometheus and the trace collector next to the mesh")
     p.set_defaults(handler=_run)
 
 
@@ -215,6 +217,10 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         runner = get_runner(args.runner, **(kube_options(args) if args.runner == "kube" else {}))
+        if args.monitoring and args.runner == "local":
+            from cluster.local.monitored import MonitoredLocalRunner
+
+            runner = MonitoredLocalRunner(monitoring=True)
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -49,6 +49,10 @@ def register(sub: Any) -> None:
     )
     # the detached owner's end of the hand-over pipe (internal: set by `up` for its owner)
     p.add_argument("--handover-fd", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--no-monitoring", action="store_true",
+                   help="no Prometheus, Istio-metrics exporter or trace collector")
+    p.add_argument("--sampling", type=float, default=100.0, metavar="PERCENT",
+                   help="Envoy's trace sampling (default 100)")
     p.set_defaults(handler=_run)
 
 
@@ -119,7 +123,10 @@ def _detach(args: argparse.Namespace) -> int:
     log = state_dir() / "up.log"
     read_end, write_end = os.pipe()
     argv = [sys.executable, "-m", "playground", "up", str(args.path), "--foreground",
-            "--step", str(args.step), "--seed", str(args.seed), "--handover-fd", str(read_end)]  # fmt: skip
+            "--step", str(args.step), "--seed", str(args.seed), "--handover-fd", str(read_end),
+            "--sampling", str(args.sampling)]  # fmt: skip
+    if args.no_monitoring:
+        argv.append("--no-monitoring")
     with os.fdopen(write_end, "wb", buffering=0) as handover:
         try:
             with log.open("wb") as out:
@@ -139,7 +146,7 @@ def _detach(args: argparse.Namespace) -> int:
 
 def _hand_over(owner: Any, handover: BinaryIO, state_file: Path, log: Path) -> int:
     """Wait until the owner has written the state file of a ready mesh, then hand it over."""
-    from cluster.local.state import MeshStateFile
+    from cluster.local.state import MeshStateFile, state_dir
 
     deadline = time.monotonic() + 60.0
     while time.monotonic() < deadline:
@@ -147,6 +154,7 @@ def _hand_over(owner: Any, handover: BinaryIO, state_file: Path, log: Path) -> i
         if record is not None and record.owner_pid == owner.pid:
             handover.write(HANDOVER)
             print(_table(record, record.ready_s))
+            _print_monitoring(state_dir())
             print(f"state: {state_file}   stop with: meshplay down", file=sys.stderr)
             return 0
         if owner.poll() is not None:
@@ -210,27 +218,58 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     workdir = state_dir() / "local-run"
     mesh = LocalMesh(workdir, seed=args.seed)
+    monitoring_file = state_dir() / "monitoring.json"
     try:
         with terminate_on_signals():
             if args.handover_fd is not None:
                 _watch_handover(args.handover_fd)
+            monitored = _monitoring(mesh, args)
             mesh.start(resources)
+            if monitored is not None:
+                monitored.start()
+                monitored.info().write(monitoring_file)
             record = MeshStateFile.of(mesh, name)
             record.write(state_file)
             print(_table(record, mesh.started_s), flush=True)
+            _print_monitoring(state_dir())
             print("running; Ctrl-C (or meshplay down) stops every process", file=sys.stderr)
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:
         mesh.stop()
         state_file.unlink(missing_ok=True)
+        monitoring_file.unlink(missing_ok=True)
         print("stopped", file=sys.stderr)
         return 0
     except (RunnerError, OSError) as exc:
         mesh.stop()
         state_file.unlink(missing_ok=True)
+        monitoring_file.unlink(missing_ok=True)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _monitoring(mesh: Any, args: argparse.Namespace) -> Any:
+    """Prometheus, the exporter and the trace collector for the mesh (prepared before it
+    starts: the proxies' tracer names the collector), unless --no-monitoring."""
+    if args.no_monitoring:
+        return None
+    from cluster.local.monitoring import Monitoring
+
+    monitoring = Monitoring(mesh, tracing=args.sampling)
+    monitoring.prepare()
+    return monitoring
+
+
+def _print_monitoring(folder: Path) -> None:
+    from cluster.local.monitoring import MonitoringInfo
+
+    info = MonitoringInfo.read(folder / "monitoring.json")
+    if info is not None:
+        print(f"\nprometheus: {info.prometheus}   (meshplay query 'PROMQL')")
+        if info.collector:
+            print(f"traces:     {info.collector}/api/v2/traces   (meshplay traces)")
+        print("logs:       meshplay logs [--request-id ID] [-f]")
 
 
 def _table(record: Any, started_s: float) -> str:

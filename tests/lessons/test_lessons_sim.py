@@ -9,6 +9,7 @@ import pytest
 
 from mesh.lesson import find_lessons, load_lesson
 from mesh.runner import RunOptions
+from playground.observed import ObservedSimRunner
 from sim import SimRunner
 
 LESSONS = Path(__file__).resolve().parents[2] / "lessons"
@@ -37,7 +38,8 @@ def test_lesson_passes_on_sim(folder: Path) -> None:
     if "sim" not in lesson.spec.runners:
         pytest.skip("lesson does not run on sim")
     started = time.perf_counter()
-    run = SimRunner().run(lesson, RunOptions(seed=1))
+    # the simulator as the CLI runs it: promql:/alert: expectations read a TSDB of its records
+    run = ObservedSimRunner().run(lesson, RunOptions(seed=1))
     failed = [
         f"step {s.index + 1} ({s.step.name}): {c.describe()}"
         for s in run.steps

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from cluster.local import LocalRunner
 from cluster.local.apps import ROOT
+from cluster.local.monitored import MonitoredLocalRunner
 from mesh.compare import Comparison, Tolerances, compare_runs, format_comparison
 from mesh.lesson import find_lessons, load_lesson
 from mesh.runner import Progress, RunOptions
-from sim import SimRunner
+from playground.observed import ObservedSimRunner
 
 pytestmark = pytest.mark.envoy
 
@@ -57,7 +57,9 @@ def differing(cmp: Comparison) -> list[str]:
 def test_lesson_meets_its_expectations_on_local(folder: Path, tmp_path: Path) -> None:
     lesson = load_lesson(folder)
     seen: list[Progress] = []
-    runner = LocalRunner(tmp_path, time_scale=TIME_SCALE)
+    # the local runner as the CLI runs it: Prometheus next to the mesh when the lesson grades
+    # promql:/alert: expectations
+    runner = MonitoredLocalRunner(tmp_path, time_scale=TIME_SCALE)
     run = runner.run(lesson, RunOptions(seed=1, on_progress=seen.append))
     report = "\n".join(c.describe() for s in run.steps for c in s.checks)
     assert run.passed, report
@@ -65,7 +67,7 @@ def test_lesson_meets_its_expectations_on_local(folder: Path, tmp_path: Path) ->
     assert any(s.records for s in run.steps)  # a STRICT step may log nothing (TLS refused)
     assert not runner.rejections
     assert seen and seen[-1].fraction == 1.0
-    sim_run = SimRunner().run(lesson, RunOptions(seed=1))
+    sim_run = ObservedSimRunner().run(lesson, RunOptions(seed=1))
     comparison = compare_runs(sim_run, run, CI_TOLERANCES)
     differs = differing(comparison)
     known = SIM_DIFFERS.get(folder.name)

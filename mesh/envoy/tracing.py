@@ -1,0 +1,163 @@
+"""Envoy's tracer, configured on every HTTP connection manager as istiod configures it.
+
+With a Telemetry ``tracing`` provider (Istio's ``zipkin`` extension provider, what the demo
+profile and the Zipkin/Jaeger add-ons use), istiod gives every HCM a ``tracing`` block
+(``pilot/pkg/networking/core/tracing.go``):
+
+* ``client_sampling`` and ``overall_sampling`` 100 %, ``random_sampling`` the Telemetry
+  ``randomSamplingPercentage`` (the lesson's ``tracing.sampling``; default 100 here);
+* ``custom_tags``, sorted by tag: the proxy's ``istio.canonical_revision``,
+  ``istio.canonical_service``, ``istio.cluster_id``, ``istio.mesh_id`` and ``istio.namespace``
+  as literals;
+* the ``envoy.tracers.zipkin`` provider: ``ZipkinConfig`` posting v2 JSON
+  (``collector_endpoint_version: HTTP_JSON``) to ``/api/v2/spans`` on the collector's cluster
+  (``outbound|9411||zipkin.istio-system.svc.cluster.local``), 128-bit trace ids, no shared span
+  context, B3 propagation (``trace_context_option: USE_B3``, for proxies of Istio 1.28+);
+
+and a ``request_id_extension`` (``UuidRequestIdConfig``, ``use_request_id_for_trace_sampling``)
+so the sampling decision travels in ``x-request-id``. Span names come from each route's
+``decorator`` (already part of every route), the span's service from the node's cluster.
+
+Tracing is off unless :class:`TracingOptions` are given (the translation, and its goldens, do
+not change otherwise). On the local runner the collector is a process on 127.0.0.1, so the
+collector cluster is emitted as a STATIC cluster with that address under Istio's name.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mesh.envoy_api import type_urls as tu
+from mesh.envoy_api.names import Direction, cluster_name
+from mesh.envoy_api.values import socket_address
+from mesh.topology import Pod
+
+__all__ = [
+    "ZIPKIN_PATH",
+    "TracingOptions",
+    "collector_cluster",
+    "hcm_tracing",
+    "with_tracing",
+]
+
+ZIPKIN_PATH = "/api/v2/spans"
+DEFAULT_CLUSTER_ID = "Kubernetes"
+
+
+@dataclass(frozen=True, slots=True)
+class TracingOptions:
+    """A Zipkin tracing provider and its sampling, as a Telemetry resource would set them.
+
+    ``collector_address`` is where the collector really listens (``(ip, port)``): given, the
+    collector's cluster is emitted as STATIC with that endpoint (the local runner); absent, the
+    cluster is the registry's own (a mesh where ``zipkin.istio-system`` is a Service).
+    """
+
+    sampling: float = 100.0
+    service: str = "zipkin.istio-system.svc.cluster.local"
+    port: int = 9411
+    collector_address: tuple[str, int] | None = None
+    mesh_id: str = "cluster.local"
+    cluster_id: str = DEFAULT_CLUSTER_ID
+
+    @property
+    def cluster(self) -> str:
+        """The collector's cluster name, as istiod looks it up."""
+        return cluster_name(Direction.OUTBOUND, self.port, "", self.service)
+
+
+def _literal(tag: str, value: str) -> dict[str, Any]:
+    return {"literal": {"value": value}, "tag": tag}
+
+
+def hcm_tracing(pod: Pod, options: TracingOptions) -> dict[str, Any]:
+    """The HCM ``tracing`` block of one proxy."""
+    revision = pod.labels.get("service.istio.io/canonical-revision") or pod.labels.get(
+        "version", "latest"
+    )
+    service = pod.labels.get("service.istio.io/canonical-name") or pod.labels.get(
+        "app", pod.workload
+    )
+    tags = [
+        _literal("istio.canonical_revision", revision or "latest"),
+        _literal("istio.canonical_service", service or "unknown"),
+        _literal("istio.cluster_id", options.cluster_id),
+        _literal("istio.mesh_id", options.mesh_id),
+        _literal("istio.namespace", pod.namespace or "default"),
+    ]
+    zipkin = tu.typed(
+        tu.ZIPKIN_CONFIG,
+        collector_cluster=options.cluster,
+        collector_endpoint=ZIPKIN_PATH,
+        collector_endpoint_version="HTTP_JSON",
+        collector_hostname=options.service,
+        shared_span_context=False,
+        trace_context_option="USE_B3",
+        trace_id_128bit=True,
+    )
+    return {
+        "client_sampling": {"value": 100.0},
+        "custom_tags": sorted(tags, key=lambda t: str(t["tag"])),
+        "overall_sampling": {"value": 100.0},
+        "provider": {"name": tu.TRACER_ZIPKIN, "typed_config": zipkin},
+        "random_sampling": {"value": float(options.sampling)},
+    }
+
+
+def _request_id_extension() -> dict[str, Any]:
+    return {"typed_config": tu.typed(tu.UUID_REQUEST_ID, use_request_id_for_trace_sampling=True)}
+
+
+def _traced_chain(chain: dict[str, Any], block: dict[str, Any]) -> dict[str, Any]:
+    filters = []
+    changed = False
+    for f in chain.get("filters", []):
+        typed = f.get("typed_config", {})
+        if typed.get("@type") != tu.HCM:
+            filters.append(f)
+            continue
+        typed = {
+            **typed,
+            "tracing": copy.deepcopy(block),
+            "request_id_extension": _request_id_extension(),
+        }
+        filters.append({**f, "typed_config": dict(sorted(typed.items()))})
+        changed = True
+    return {**chain, "filters": filters} if changed else chain
+
+
+def with_tracing(
+    listeners: Sequence[dict[str, Any]], pod: Pod, options: TracingOptions
+) -> list[dict[str, Any]]:
+    """Copies of ``listeners`` whose HTTP connection managers trace (the inputs, which the
+    translation may share between proxies, are not changed)."""
+    block = hcm_tracing(pod, options)
+    out = []
+    for listener in listeners:
+        new = dict(listener)
+        if "filter_chains" in listener:
+            new["filter_chains"] = [_traced_chain(c, block) for c in listener["filter_chains"]]
+        if "default_filter_chain" in listener:
+            new["default_filter_chain"] = _traced_chain(listener["default_filter_chain"], block)
+        out.append(new)
+    return out
+
+
+def collector_cluster(options: TracingOptions, connect_timeout_s: float = 10.0) -> dict[str, Any]:
+    """The collector's cluster (STATIC, at ``collector_address``)."""
+    assert options.collector_address is not None
+    host, port = options.collector_address
+    return {
+        "connect_timeout": f"{connect_timeout_s:g}s",
+        "load_assignment": {
+            "cluster_name": options.cluster,
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": socket_address(host, port)}}]}
+            ],
+        },
+        "name": options.cluster,
+        "type": "STATIC",
+    }
