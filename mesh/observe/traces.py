@@ -138,7 +138,9 @@ def slowest_hop(trace: Trace) -> Span:
     """The server span with the most self time (the app that took the time), or any span when
     the trace has no server span."""
     own = self_times(trace)
-    servers = [t.span for t in trace.spans if t.span.kind == SERVER] or [t.span for t in trace.spans]
+    servers = [t.span for t in trace.spans if t.span.kind == SERVER] or [
+        t.span for t in trace.spans
+    ]
     return max(servers, key=lambda s: own[s.id])
 
 
@@ -155,9 +157,11 @@ def stitch(traces: Sequence[Trace]) -> list[Trace]:
         if not trace.piece:
             continue
         root = trace.root
-        inside = [(s, tr) for s, tr in servers.get(root.service, ())
-                  if tr is not trace and s.timestamp_us <= root.timestamp_us
-                  and root.end_us <= s.end_us]
+        inside = [
+            (s, tr)
+            for s, tr in servers.get(root.service, ())
+            if tr is not trace and s.timestamp_us <= root.timestamp_us and root.end_us <= s.end_us
+        ]
         if inside:
             parent_of[trace.trace_id] = max(inside, key=lambda p: p[0].timestamp_us)
     if not parent_of:

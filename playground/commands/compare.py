@@ -50,9 +50,14 @@ def register(sub: Any) -> None:
     p.add_argument("--latency-ratio", type=float, default=3.0, metavar="R")
     p.add_argument("--context", default="", help="kubeconfig context of a kube runner")
     p.add_argument("--namespace", default="", help="app namespace of a kube runner")
-    p.add_argument("--promql", action="append", default=[], metavar="EXPR",
-                   help="also compare this PromQL query at the end of every step (repeatable; "
-                   "$__range: the step)")
+    p.add_argument(
+        "--promql",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="also compare this PromQL query at the end of every step (repeatable; "
+        "$__range: the step)",
+    )
     p.add_argument("--calibrate", action="store_true",
                    help="fit sim latency parameters from runner b and write behavior.yaml")  # fmt: skip
     p.set_defaults(handler=_run)

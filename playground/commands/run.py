@@ -58,8 +58,11 @@ def register(sub: Any) -> None:
     )
     kube.add_argument("--dry-run", action="store_true",
                       help="print every apply, delete, wait and traffic command; contact no cluster")  # fmt: skip
-    p.add_argument("--monitoring", action="store_true",
-                   help="local: run Prometheus and the trace collector next to the mesh")
+    p.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="local: run Prometheus and the trace collector next to the mesh",
+    )
     p.set_defaults(handler=_run)
 
 

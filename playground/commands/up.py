@@ -49,10 +49,18 @@ def register(sub: Any) -> None:
     )
     # the detached owner's end of the hand-over pipe (internal: set by `up` for its owner)
     p.add_argument("--handover-fd", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--no-monitoring", action="store_true",
-                   help="no Prometheus, Istio-metrics exporter or trace collector")
-    p.add_argument("--sampling", type=float, default=100.0, metavar="PERCENT",
-                   help="Envoy's trace sampling (default 100)")
+    p.add_argument(
+        "--no-monitoring",
+        action="store_true",
+        help="no Prometheus, Istio-metrics exporter or trace collector",
+    )
+    p.add_argument(
+        "--sampling",
+        type=float,
+        default=100.0,
+        metavar="PERCENT",
+        help="Envoy's trace sampling (default 100)",
+    )
     p.set_defaults(handler=_run)
 
 
