@@ -31,6 +31,10 @@ MESH_PROCESSES = 17
 """The e-commerce app on the local runner: 8 replicas (an app process each) and 9 Envoys (one
 sidecar per replica plus the ingress gateway). Each of them listens on at least one port."""
 
+MONITORING_PROCESSES = 3
+"""What ``meshplay up`` adds next to the mesh: Prometheus, the Istio-metrics exporter and the
+trace collector (each listening on a port)."""
+
 START_TIMEOUT_S = 60.0
 """Generous: mesh start-ups are serialised across the machine (``ports.start_lock``)."""
 
@@ -179,7 +183,8 @@ def test_the_owner_of_an_up_mesh_takes_it_along_when_killed(tmp_path: Path) -> N
     tree = Tree(record.owner_pid)
     try:
         tree.look()
-        assert len([p for p in tree.seen.values() if listening_ports([p])]) == MESH_PROCESSES
+        listening = [p for p in tree.seen.values() if listening_ports([p])]
+        assert len(listening) == MESH_PROCESSES + MONITORING_PROCESSES
         assert {p.pid for p in tree.seen.values()} >= {p.pid for p in record.processes[1:]}
         os.kill(record.owner_pid, signal.SIGKILL)
         tree.assert_gone()
