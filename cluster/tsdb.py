@@ -30,13 +30,12 @@ from cluster.prometheus import (
     ensure_binaries,
     prometheus_argv,
 )
-from mesh.lesson import BreakAction, Lesson
+from mesh.engine import ExecutorWrapper
 from mesh.observe.istio_metrics import Labels
 from mesh.observe.openmetrics import StepData, StepWindow, lay_out, openmetrics_text
 from mesh.observe.query import QueryResult, StepMetrics
 from mesh.records import RequestRecord
 from mesh.runner import DriveContext, Executor, RunnerError, StepPlan, StepTraffic, TimedChange
-from mesh.state import MeshState
 
 __all__ = ["RecordedMetricsExecutor", "RecordsTSDB", "step_data"]
 
@@ -135,7 +134,7 @@ class _LazyStepMetrics:
         return self._target().query_range(expr, span_s, step_s)
 
 
-class RecordedMetricsExecutor:
+class RecordedMetricsExecutor(ExecutorWrapper):
     """Any executor, plus PromQL over its steps' records (a :class:`MetricsExecutor`).
 
     Every call is passed on to ``inner``; each driven step's records are kept, and
@@ -144,25 +143,8 @@ class RecordedMetricsExecutor:
 
     def __init__(self, inner: Executor, workdir: Path | None = None) -> None:
         self.inner = inner
-        self.name = inner.name
         self.driven: list[tuple[int, tuple[RequestRecord, ...], float, float, float]] = []
         self.tsdb = RecordsTSDB(workdir)
-
-    def preflight(self, lesson: Lesson, steps: Sequence[StepPlan]) -> None:
-        """As the inner executor."""
-        self.inner.preflight(lesson, steps)
-
-    def open(self, lesson: Lesson, state: MeshState, seed: int) -> None:
-        """As the inner executor."""
-        self.inner.open(lesson, state, seed)
-
-    def push(self, state: MeshState) -> None:
-        """As the inner executor."""
-        self.inner.push(state)
-
-    def break_workload(self, action: BreakAction) -> None:
-        """As the inner executor."""
-        self.inner.break_workload(action)
 
     def drive(
         self, plan: StepPlan, timeline: Sequence[TimedChange], ctx: DriveContext

@@ -45,7 +45,14 @@ from mesh.runner import (
 )
 from mesh.state import MeshState, apply_event, step_state
 
-__all__ = ["LessonRunner", "plan_steps", "run_lesson", "step_seed", "timeline_of"]
+__all__ = [
+    "ExecutorWrapper",
+    "LessonRunner",
+    "plan_steps",
+    "run_lesson",
+    "step_seed",
+    "timeline_of",
+]
 
 
 def step_seed(seed: int, index: int) -> int:
@@ -244,6 +251,44 @@ def _skipped(plan: StepPlan, runner: str, wall_s: float) -> StepResult:
         wall_s=wall_s,
         skipped=f"this step runs on {', '.join(plan.step.runners)}, not on {runner}",
     )
+
+
+class ExecutorWrapper:
+    """An executor that passes every call on to ``inner`` (subclasses add to some calls, e.g.
+    keep each step's records for PromQL); ``name`` is the inner executor's."""
+
+    inner: Executor
+
+    @property
+    def name(self) -> str:
+        """The inner executor's name (what ``step.runners`` and reports say)."""
+        return self.inner.name
+
+    def preflight(self, lesson: Lesson, steps: Sequence[StepPlan]) -> None:
+        """As the inner executor."""
+        self.inner.preflight(lesson, steps)
+
+    def open(self, lesson: Lesson, state: MeshState, seed: int) -> None:
+        """As the inner executor."""
+        self.inner.open(lesson, state, seed)
+
+    def push(self, state: MeshState) -> None:
+        """As the inner executor."""
+        self.inner.push(state)
+
+    def break_workload(self, action: BreakAction) -> None:
+        """As the inner executor."""
+        self.inner.break_workload(action)
+
+    def drive(
+        self, plan: StepPlan, timeline: Sequence[TimedChange], ctx: DriveContext
+    ) -> StepTraffic:
+        """As the inner executor."""
+        return self.inner.drive(plan, timeline, ctx)
+
+    def close(self) -> None:
+        """As the inner executor."""
+        self.inner.close()
 
 
 class LessonRunner:

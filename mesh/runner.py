@@ -219,7 +219,10 @@ class Executor(Protocol):
     this order: ``preflight``, ``open``, then per step ``push``/``break_workload`` and ``drive``,
     and ``close`` whatever happened (also after an error or a cancel)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """``sim``, ``local``, ``kube``: what ``step.runners`` and reports name it."""
+        ...
 
     def preflight(self, lesson: Lesson, steps: Sequence[StepPlan]) -> None:
         """Refuse what this runner cannot run (:class:`RunnerError`), before anything starts."""

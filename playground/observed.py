@@ -16,8 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh.engine import LessonRunner
-from mesh.lesson import BreakAction, Lesson
+from mesh.engine import ExecutorWrapper, LessonRunner
 from mesh.observe.query import MetricsExecutor, QueryError, QueryResult, StepMetrics
 from mesh.runner import (
     DriveContext,
@@ -27,7 +26,6 @@ from mesh.runner import (
     StepTraffic,
     TimedChange,
 )
-from mesh.state import MeshState
 
 __all__ = ["AskingExecutor", "ObservedSimRunner", "StepAnswer", "metrics_executor"]
 
@@ -74,7 +72,7 @@ class StepAnswer:
 
 
 @dataclass
-class AskingExecutor:
+class AskingExecutor(ExecutorWrapper):
     """Any executor that answers PromQL, asking ``queries`` at the end of each step it drives
     (answered before ``close``: a local run's Prometheus stops with it)."""
 
@@ -84,26 +82,6 @@ class AskingExecutor:
     on_close: Callable[[Executor], None] | None = None
     """Called with the inner executor before it closes (e.g. to read the collector's spans)."""
     _steps: list[tuple[int, float, float, float]] = field(default_factory=list)
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        self.name = self.inner.name
-
-    def preflight(self, lesson: Lesson, steps: Sequence[StepPlan]) -> None:
-        """As the inner executor."""
-        self.inner.preflight(lesson, steps)
-
-    def open(self, lesson: Lesson, state: MeshState, seed: int) -> None:
-        """As the inner executor."""
-        self.inner.open(lesson, state, seed)
-
-    def push(self, state: MeshState) -> None:
-        """As the inner executor."""
-        self.inner.push(state)
-
-    def break_workload(self, action: BreakAction) -> None:
-        """As the inner executor."""
-        self.inner.break_workload(action)
 
     def drive(
         self, plan: StepPlan, timeline: Sequence[TimedChange], ctx: DriveContext
