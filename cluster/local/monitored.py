@@ -11,8 +11,6 @@ one-second sample grid. :class:`MonitoredLocalRunner` is what ``meshplay`` runs 
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +18,6 @@ from pathlib import Path
 from cluster.local.envoy import ConfigRejectedError
 from cluster.local.mesh import LocalMesh
 from cluster.local.monitoring import Monitoring
-from cluster.local.procs import terminate_on_signals
 from cluster.local.runner import LocalExecutor
 from cluster.prometheus import PrometheusStepMetrics
 from mesh.engine import LessonRunner
@@ -28,7 +25,6 @@ from mesh.lesson import Lesson
 from mesh.observe.openmetrics import SCRAPE_INTERVAL_S
 from mesh.observe.query import StepMetrics
 from mesh.runner import DriveContext, StepPlan, StepTraffic, TimedChange
-from mesh.state import MeshState
 
 __all__ = ["MonitoredLocalExecutor", "MonitoredLocalRunner", "wants_monitoring"]
 
@@ -66,40 +62,30 @@ class MonitoredLocalExecutor(LocalExecutor):
         self.monitoring: Monitoring | None = None
         self.windows: dict[int, tuple[float, float]] = {}
 
-    def open(self, lesson: Lesson, state: MeshState, seed: int) -> None:
-        """Start the mesh, with monitoring when wanted."""
+    def _before_start(self, lesson: Lesson, mesh: LocalMesh) -> None:
+        """Prepare monitoring when wanted: the proxies' tracer must name the collector."""
         wanted = self.monitoring_wanted
         if wanted is None:
             wanted = wants_monitoring(lesson) or self.tracing_wanted is not None
         if not wanted:
-            super().open(lesson, state, seed)
             return
         sampling = self.tracing_wanted
         if sampling is None and lesson.spec.tracing is not None:
             sampling = lesson.spec.tracing.sampling
         rules = [lesson.path / r for r in lesson.spec.alert_rules]
-        # LocalExecutor.open, with the monitoring prepared before the mesh starts (the
-        # proxies' tracer must name the collector) and started after
-        stack = self._stack
-        if self.workdir is None:
-            workdir = Path(tempfile.mkdtemp(prefix="meshplay-local-"))
-            stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        else:
-            workdir = self.workdir
-        stack.enter_context(terminate_on_signals())
-        mesh = stack.enter_context(LocalMesh(workdir, seed=seed))
-        monitoring = Monitoring(mesh, tracing=sampling, rules=rules, report=self.report)
-        monitoring.prepare()
-        mesh.start(state.resources)
+        self.monitoring = Monitoring(mesh, tracing=sampling, rules=rules, report=self.report)
+        self.monitoring.prepare()
+
+    def _after_start(self, mesh: LocalMesh) -> None:
+        """Start Prometheus (and the collector) once the mesh is up."""
+        monitoring = self.monitoring
+        if monitoring is None:
+            return
         monitoring.start()
-        self.mesh = mesh
-        self.monitoring = monitoring
         if self.monitoring_wanted:
             info = monitoring.info()
             traces = f", traces {info.collector}/api/v2/traces" if info.collector else ""
             self.report(f"monitoring: prometheus {info.prometheus}{traces}")
-        self.run_started = time.time()
-        mesh.watch(self._event)  # pods that die are reported and restarted, as by the kubelet
 
     def drive(
         self, plan: StepPlan, timeline: Sequence[TimedChange], ctx: DriveContext

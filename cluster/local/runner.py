@@ -149,10 +149,18 @@ class LocalExecutor:
             workdir = self.workdir
         stack.enter_context(terminate_on_signals())
         mesh = stack.enter_context(LocalMesh(workdir, seed=seed))
+        self._before_start(lesson, mesh)
         mesh.start(state.resources)
         self.mesh = mesh
+        self._after_start(mesh)
         self.run_started = time.time()
         mesh.watch(self._event)  # pods that die are reported and restarted, as by the kubelet
+
+    def _before_start(self, lesson: Lesson, mesh: LocalMesh) -> None:
+        """Hook: prepare what the proxies' config must name before the pods start."""
+
+    def _after_start(self, mesh: LocalMesh) -> None:
+        """Hook: start what runs beside the mesh once it is up."""
 
     def push(self, state: MeshState) -> None:
         """Translate and push to every Envoy; a rejection is reported, the old config serves."""
