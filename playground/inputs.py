@@ -10,11 +10,12 @@ checks every step of a lesson instead.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from mesh.app import load_app
-from mesh.diagnostics import Diagnostic, DiagnosticError
+from mesh.diagnostics import Diagnostic, DiagnosticError, render
 from mesh.lesson import Lesson, app_search_path, find_app, load_lesson
 from mesh.model import Resource
 from mesh.source import load_paths
@@ -25,6 +26,7 @@ __all__ = [
     "app_dir",
     "is_app",
     "is_lesson",
+    "lesson_for_runner",
     "mesh_resources",
     "step_index",
 ]
@@ -32,6 +34,21 @@ __all__ = [
 
 class InputError(ValueError):
     """A command-line argument that names nothing (an unknown step, ...)."""
+
+
+def lesson_for_runner(path: str | Path, runner: str, app: str | None = None) -> Lesson | None:
+    """The lesson at ``path`` when it loads and lists ``runner``; otherwise None, after printing
+    the diagnostics or the runners it does list (the command then exits 2)."""
+    try:
+        lesson = load_lesson(path, app=app)
+    except DiagnosticError as exc:
+        print(render(exc.diagnostics), file=sys.stderr)
+        return None
+    if runner not in lesson.spec.runners:
+        print(f'lesson "{lesson.id}" does not run on "{runner}" (it runs on: '
+              f'{", ".join(lesson.spec.runners)})', file=sys.stderr)  # fmt: skip
+        return None
+    return lesson
 
 
 def app_dir(value: str) -> Path:

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mesh.diagnostics import DiagnosticError, render
 from mesh.observe.query import QueryError, QueryResult, parse_duration, substitute
 
 __all__ = ["format_result", "register"]
@@ -113,17 +112,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.lesson is None:
         return _live(args)
     from mesh.engine import run_lesson
-    from mesh.lesson import load_lesson
     from mesh.runner import RunnerError, RunOptions, StepSelectionError
+    from playground.inputs import lesson_for_runner
     from playground.observed import AskingExecutor, metrics_executor
 
-    try:
-        lesson = load_lesson(args.lesson)
-    except DiagnosticError as exc:
-        print(render(exc.diagnostics), file=sys.stderr)
-        return 2
-    if args.runner not in lesson.spec.runners:
-        print(f'lesson "{lesson.id}" does not run on "{args.runner}"', file=sys.stderr)
+    lesson = lesson_for_runner(args.lesson, args.runner)
+    if lesson is None:
         return 2
     try:
         asking = AskingExecutor(metrics_executor(args.runner), [args.promql])

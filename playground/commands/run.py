@@ -17,12 +17,13 @@ from typing import Any, TextIO
 
 from mesh.analyze import analyze
 from mesh.checks import Verdict
-from mesh.diagnostics import Diagnostic, DiagnosticError, Level, render
-from mesh.lesson import Lesson, load_lesson
+from mesh.diagnostics import Diagnostic, Level, render
+from mesh.lesson import Lesson
 from mesh.metrics import edge_stats
 from mesh.records import RESPONSE_FLAGS
 from mesh.runner import LessonRun, Progress, RunnerError, RunOptions, StepSelectionError
 from mesh.state import lesson_states
+from playground.inputs import lesson_for_runner
 from playground.runners import RUNNERS, get_runner
 
 __all__ = ["ProgressBar", "format_run", "register"]
@@ -204,14 +205,8 @@ def _unwritable(path: Path) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        lesson = load_lesson(args.lesson, app=args.app)
-    except DiagnosticError as exc:
-        print(render(exc.diagnostics), file=sys.stderr)
-        return 2
-    if args.runner not in lesson.spec.runners:
-        print(f'lesson "{lesson.id}" does not run on "{args.runner}" (it runs on: '
-              f'{", ".join(lesson.spec.runners)})', file=sys.stderr)  # fmt: skip
+    lesson = lesson_for_runner(args.lesson, args.runner, args.app)
+    if lesson is None:
         return 2
     if args.dry_run:
         return _dry_run(args, lesson)

@@ -22,7 +22,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from mesh.diagnostics import DiagnosticError, render
 from mesh.observe.spans import Span, span_from_json, to_otlp
 from mesh.observe.traces import Trace, build_traces, self_times, stitch, waterfall
 
@@ -122,17 +121,12 @@ def _local_spans(path: Path) -> list[Span]:
 
 def _from_lesson(args: argparse.Namespace) -> list[Span] | int:
     from mesh.engine import run_lesson
-    from mesh.lesson import load_lesson
     from mesh.runner import RunnerError, RunOptions, StepSelectionError
+    from playground.inputs import lesson_for_runner
     from playground.observed import AskingExecutor, metrics_executor
 
-    try:
-        lesson = load_lesson(args.lesson)
-    except DiagnosticError as exc:
-        print(render(exc.diagnostics), file=sys.stderr)
-        return 2
-    if args.runner not in lesson.spec.runners:
-        print(f'lesson "{lesson.id}" does not run on "{args.runner}"', file=sys.stderr)
+    lesson = lesson_for_runner(args.lesson, args.runner)
+    if lesson is None:
         return 2
     options = RunOptions(seed=args.seed, until_step=args.step)
     if args.runner == "sim":
