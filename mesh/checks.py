@@ -5,26 +5,47 @@
 bounds and verdicts; without metrics they have no data.
 
 Selection is the same on every runner: ``edge``/``service`` pick the requests, ``version``,
-``subset`` and ``workload`` say where they should land (``share``), ``status``/``flag`` say what
-``rate`` counts. Expectations on traffic from ``outside`` the mesh read the server side's
+``subset`` and ``workload`` say where they should land (``share``), ``status``/``flag``/``outcome``
+say what ``rate`` counts. Expectations on traffic from ``outside`` the mesh read the server side's
 records, since such a client has no proxy to report.
+
+What a user looks at is read from the records too, the same way on every runner:
+
+* ``header``/``user``: the logged request headers of each hop; a user's requests are the hops
+  carrying ``end-user: USER`` and every hop sharing their ``x-request-id`` (apps forward it, as
+  Istio's samples do for tracing), so the page request that carried only a session cookie is
+  one of them.
+* ``outcome``: a request's end-to-end outcome at its caller. ``degraded`` is a 2xx/3xx answer
+  although a call made for it failed: a client-side record of the same ``x-request-id`` that
+  started while it ran, made by a downstream app (not by the same caller: its sibling calls are
+  not part of it), and was not 2xx/3xx (a 5xx, a local reply, or ``DC`` with no status when the
+  app itself gave up on the call). That is what the app's own "section unavailable" counter
+  would count. Mirrored copies (``-shadow`` authorities) are never part of it: nobody waits for
+  them.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from mesh.envoy_api.names import parse_cluster_name
 from mesh.lesson import Expectation, Selector
+from mesh.lesson.model import OUTCOMES
 from mesh.metrics import OUTSIDE, edge_key, percentile
 from mesh.observe.query import QueryError, StepMetrics
 from mesh.observe.rules import AlertRule, find_rule, firing
 from mesh.records import Reporter, RequestRecord
 
-__all__ = ["CheckResult", "Verdict", "evaluate", "evaluate_all", "select"]
+__all__ = ["CheckResult", "Verdict", "evaluate", "evaluate_all", "outcome", "select"]
+
+USER_HEADER = "end-user"
+"""The request header that names the user (Istio's samples: Bookinfo's productpage sets it)."""
+
+_SHADOW = "-shadow"
 
 
 class Verdict(StrEnum):
@@ -67,8 +88,48 @@ def _path_matches(pattern: str, path: str) -> bool:
     return path == pattern
 
 
+def _by_request(records: Sequence[RequestRecord]) -> dict[str, list[RequestRecord]]:
+    groups: dict[str, list[RequestRecord]] = defaultdict(list)
+    for r in records:
+        if r.request_id:
+            groups[r.request_id].append(r)
+    return groups
+
+
+def _user_requests(records: Sequence[RequestRecord], user: str) -> set[str]:
+    """The ``x-request-id`` of every request some hop of which carried ``end-user: user``."""
+    return {r.request_id for r in records if r.request_id and r.header(USER_HEADER) == user}
+
+
+def _shadow(authority: str) -> bool:
+    """A mirrored copy: Envoy adds ``-shadow`` to the host (before the port or after it,
+    depending on the version)."""
+    return authority.endswith(_SHADOW) or authority.partition(":")[0].endswith(_SHADOW)
+
+
+def outcome(record: RequestRecord, same_request: Sequence[RequestRecord]) -> str:
+    """``ok``, ``degraded`` or ``failed``: what the caller of ``record`` got, given every record
+    of the same ``x-request-id`` (see the module docstring)."""
+    if not record.ok:
+        return "failed"
+    caller = edge_key(record)[0]
+    end = record.start_time + record.duration_ms / 1000.0
+    for d in same_request:
+        if (
+            d.reporter is Reporter.SOURCE
+            and not d.ok
+            and record.start_time - 1e-6 <= d.start_time <= end + 1e-6
+            and edge_key(d)[0] != caller
+            and not _shadow(d.authority)
+        ):
+            return "degraded"
+    return "ok"
+
+
 def select(records: Sequence[RequestRecord], sel: Selector) -> list[RequestRecord]:
-    """Records on the selector's edge/service/path/method, from the right reporter."""
+    """Records on the selector's edge/service/path/method/header/user, from the right reporter."""
+    users = _user_requests(records, sel.user) if sel.user else set()
+    headers = {k.lower(): v for k, v in sel.header.items()}
     client = service = ""
     if sel.edge:
         client, _, service = (p.strip() for p in sel.edge.partition("->"))
@@ -90,16 +151,32 @@ def select(records: Sequence[RequestRecord], sel: Selector) -> list[RequestRecor
             continue
         if sel.method and r.method != sel.method.upper():
             continue
+        if headers and any(r.header(k) != v for k, v in headers.items()):
+            continue
+        if sel.user and r.header(USER_HEADER) != sel.user and r.request_id not in users:
+            continue
         out.append(r)
     return out
 
 
-def _status_matches(sel: Selector, r: RequestRecord) -> bool:
+def _status_matches(sel: Selector, r: RequestRecord, outcomes: dict[int, str]) -> bool:
     if sel.status is not None and r.response_code != sel.status:
         return False
     if sel.status_class and str(r.response_code)[:1] != sel.status_class[:1]:
         return False
+    if sel.outcome and outcomes.get(id(r)) != sel.outcome:
+        return False
     return not (sel.flag and sel.flag not in r.response_flags)
+
+
+def _outcomes(
+    sel: Selector, base: Sequence[RequestRecord], records: Sequence[RequestRecord]
+) -> dict[int, str]:
+    """The outcome of every selected record (by ``id``), when the selector asks for one."""
+    if sel.outcome not in OUTCOMES:
+        return {}
+    trees = _by_request(records)
+    return {id(r): outcome(r, trees.get(r.request_id, ())) for r in base}
 
 
 def _lands(sel: Selector, r: RequestRecord) -> bool:
@@ -144,6 +221,7 @@ def evaluate(
         return _verdict(exp, value, len(records))
     sel = exp.selector
     base = select(records, sel)
+    outcomes = _outcomes(sel, base, records)
     metric = exp.metric
     value = math.nan
     samples = len(base)
@@ -154,9 +232,10 @@ def evaluate(
     elif metric == "error_rate":
         value = sum(1 for r in base if not r.ok) / samples if samples else math.nan
     elif metric == "rate":
-        value = sum(1 for r in base if _status_matches(sel, r)) / samples if samples else math.nan
+        matching = sum(1 for r in base if _status_matches(sel, r, outcomes))
+        value = matching / samples if samples else math.nan
     else:
-        chosen = [r for r in base if _status_matches(sel, r) and _lands(sel, r)]
+        chosen = [r for r in base if _status_matches(sel, r, outcomes) and _lands(sel, r)]
         samples = len(chosen)
         if metric == "count":
             value = float(samples)

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 __all__ = [
+    "LOGGED_REQUEST_HEADERS",
     "RESPONSE_FLAGS",
     "ConnectionSecurityPolicy",
     "Reporter",
@@ -69,6 +70,14 @@ RESPONSE_FLAGS: Mapping[str, str] = {
 """Envoy's short response flags and their long names (``%RESPONSE_FLAGS_LONG%``)."""
 
 
+LOGGED_REQUEST_HEADERS: tuple[str, ...] = ("end-user", "user-agent")
+"""Request headers every proxy's access log carries (lower-case names), so that expectations
+can select requests by them (``header: {end-user: jason}``, ``user: jason``). On a cluster this
+is a Telemetry/meshConfig access-log format with ``%REQ(END-USER)%``: Istio's default format
+logs only ``user-agent`` of these. ``end-user`` is the user header of Istio's samples (Bookinfo's
+productpage sets it from the login session)."""
+
+
 def parse_response_flags(text: str | None) -> tuple[str, ...]:
     """``"UO,URX"`` or ``"-"`` (Envoy's empty value) -> ``("UO", "URX")`` / ``()``."""
     if not text or text == "-":
@@ -120,13 +129,31 @@ class RequestRecord:
     TCP connection (then ``method``/``path`` are empty, ``response_code`` is 0, the bytes are
     the connection's and ``duration_ms`` is its lifetime)."""
 
+    request_headers: tuple[tuple[str, str], ...] = ()
+    """The request's values of :data:`LOGGED_REQUEST_HEADERS` it carried (name, value), sorted."""
+
     @property
     def ok(self) -> bool:
-        """Non-5xx, the way Istio dashboards count success (4xx are client errors, not failures).
-        A TCP connection has no status: it succeeded when Envoy set no response flag."""
+        """The caller got an answer it can use: a 2xx or 3xx status. 4xx count as failures here,
+        at the edge where they happen: a 404 ``NR`` (no route), a 403 from RBAC or a 429 ``RL``
+        are Envoy's local replies, not answers from the app (Istio's dashboards count only 5xx;
+        :attr:`server_ok` is that reading). A TCP connection has no status: it succeeded when
+        Envoy set no response flag."""
+        if self.request_protocol == "tcp":
+            return not self.response_flags
+        return 200 <= self.response_code < 400
+
+    @property
+    def server_ok(self) -> bool:
+        """Non-5xx: success as Istio's dashboards count it, and as Envoy's tracer does (it tags a
+        span ``error=true`` on 5xx or no response at all)."""
         if self.request_protocol == "tcp":
             return not self.response_flags
         return 0 < self.response_code < 500
+
+    def header(self, name: str) -> str:
+        """The logged request header ``name`` (lower case), "" when absent."""
+        return next((v for k, v in self.request_headers if k == name), "")
 
     @property
     def is_tcp(self) -> bool:
@@ -149,6 +176,7 @@ class RequestRecord:
         data["reporter"] = self.reporter.value
         data["connection_security_policy"] = self.connection_security_policy.value
         data["response_flags"] = list(self.response_flags)
+        data["request_headers"] = dict(self.request_headers)
         return data
 
     @classmethod
@@ -161,4 +189,5 @@ class RequestRecord:
             values.get("connection_security_policy", "unknown")
         )
         values["response_flags"] = tuple(values.get("response_flags", ()))
+        values["request_headers"] = tuple(sorted(dict(values.get("request_headers") or {}).items()))
         return cls(**values)

@@ -19,7 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
+from mesh.records import (
+    LOGGED_REQUEST_HEADERS,
+    ConnectionSecurityPolicy,
+    Reporter,
+    RequestRecord,
+)
 from sim.messages import Request, Response
 from sim.records import make_record
 
@@ -63,6 +68,11 @@ class TcpOutcome:
     """The HTTP response the connection carried back, when it carried an HTTP request."""
 
 
+def _logged(headers: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The request's values of the logged headers, as Envoy's ``%REQ(NAME)%`` would write them."""
+    return tuple((k, v) for k in LOGGED_REQUEST_HEADERS if (v := headers.get(k)))
+
+
 def namespace_of(host: str) -> str:
     """The namespace part of ``name.namespace.svc...`` (``unknown`` for other names)."""
     parts = host.split(".")
@@ -104,6 +114,8 @@ def http_source(
         req.trace_id,
         ConnectionSecurityPolicy.UNKNOWN,
         resp.details,
+        "http",
+        _logged(req.headers),
     )
 
 
@@ -161,6 +173,8 @@ def http_destination(  # noqa: PLR0917 - positional on the hot path
         req.trace_id,
         policy,
         details,
+        "http",
+        _logged(req.headers),
     )
 
 

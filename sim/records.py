@@ -52,14 +52,21 @@ FIELDS = (
     "connection_security_policy",
     "response_code_details",
     "request_protocol",
+    "request_headers",
 )
 """RequestRecord's fields in declaration order: ``make_record`` takes its values in this order
-(the last one, ``request_protocol``, may be left out: ``"http"``)."""
+(the last two, ``request_protocol`` and ``request_headers``, may be left out: ``"http"``,
+``()``)."""
+
+RECORD_DEFAULTS: tuple[Any, ...] = ("http", ())
+"""Values of the trailing fields of :data:`FIELDS` a caller may leave out."""
 
 
-def record_maker(cls: type[R], fields: tuple[str, ...]) -> Callable[..., R]:
+def record_maker(
+    cls: type[R], fields: tuple[str, ...], defaults: tuple[Any, ...] = ("http",)
+) -> Callable[..., R]:
     """A maker of ``cls`` instances from field values given positionally in ``fields`` order
-    (the last one may be left out: ``"http"``).
+    (the last ``len(defaults)`` may be left out: they take these values).
 
     The fast, unrolled maker when ``cls`` is a slotted dataclass whose fields are exactly
     ``fields`` in that order and that has no ``__post_init__`` (filling the slots directly would
@@ -68,29 +75,34 @@ def record_maker(cls: type[R], fields: tuple[str, ...]) -> Callable[..., R]:
     """
     declared = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
     fast = declared == fields and hasattr(cls, "__slots__") and not hasattr(cls, "__post_init__")
-    return _unrolled(cls, fields) if fast else _plain(cls, fields)
+    return _unrolled(cls, fields, defaults) if fast else _plain(cls, fields, defaults)
 
 
-def _plain(cls: type[R], fields: tuple[str, ...]) -> Callable[..., R]:
+def _plain(cls: type[R], fields: tuple[str, ...], defaults: tuple[Any, ...]) -> Callable[..., R]:
     def construct(*values: Any) -> R:
-        if len(values) == len(fields) - 1:
-            values = (*values, "http")
+        missing = len(fields) - len(values)
+        if 0 < missing <= len(defaults):
+            values = (*values, *defaults[len(defaults) - missing :])
         return cls(**dict(zip(fields, values, strict=True)))
 
     return construct
 
 
-def _unrolled(cls: type[R], fields: tuple[str, ...]) -> Callable[..., R]:
+def _unrolled(cls: type[R], fields: tuple[str, ...], defaults: tuple[Any, ...]) -> Callable[..., R]:
     """The maker as straight-line code: one slot setter call per field, no loop."""
     n = len(fields)
-    params = ", ".join(f"v{i}" for i in range(n - 1)) + f', v{n - 1}="http"'
-    defaults = ", ".join(f"_s{i}=_s{i}" for i in range(n))
+    first = n - len(defaults)
+    params = ", ".join(
+        [f"v{i}" for i in range(first)] + [f"v{i}=_d{i - first}" for i in range(first, n)]
+    )
+    setters = ", ".join(f"_s{i}=_s{i}" for i in range(n))
     body = "".join(f"    _s{i}(r, v{i})\n" for i in range(n))
     source = (
-        f"def make({params}, *, _new=_new, _cls=_cls, {defaults}):\n"
+        f"def make({params}, *, _new=_new, _cls=_cls, {setters}):\n"
         f"    r = _new(_cls)\n{body}    return r\n"
     )
     namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    namespace.update({f"_d{i}": value for i, value in enumerate(defaults)})
     for i, name in enumerate(fields):
         namespace[f"_s{i}"] = getattr(cls, name).__set__
     exec(source, namespace)  # generated from field names checked against the dataclass
@@ -98,6 +110,6 @@ def _unrolled(cls: type[R], fields: tuple[str, ...]) -> Callable[..., R]:
     return fn
 
 
-make_record: Callable[..., RequestRecord] = record_maker(RequestRecord, FIELDS)
+make_record: Callable[..., RequestRecord] = record_maker(RequestRecord, FIELDS, RECORD_DEFAULTS)
 """A RequestRecord from its field values in :data:`FIELDS` order (positional; the protocol
-may be left out)."""
+and the logged headers may be left out)."""

@@ -1,7 +1,7 @@
 """The run view's tables: per-edge traffic, per-destination split bars and expectations.
 
 Columns follow Istio's standard metrics: requests (``istio_requests_total``), rate, success
-(non-5xx share), p50/p99 of ``istio_request_duration_milliseconds``, and Envoy's response flags.
+(2xx/3xx share: a 4xx or an Envoy local reply such as 404 NR is a failure on its edge), p50/p99 of ``istio_request_duration_milliseconds``, and Envoy's response flags.
 Tables are updated in place (:func:`sync_rows`): during a run the same edges and expectations
 come back four times a second with new numbers, and rewriting only the cells that changed keeps
 the cursor and spares a rebuild of every row.

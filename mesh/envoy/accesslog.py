@@ -19,7 +19,13 @@ from typing import Any
 
 from mesh.envoy_api import type_urls as tu
 from mesh.envoy_api.names import parse_cluster_name
-from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord, parse_response_flags
+from mesh.records import (
+    LOGGED_REQUEST_HEADERS,
+    ConnectionSecurityPolicy,
+    Reporter,
+    RequestRecord,
+    parse_response_flags,
+)
 
 __all__ = [
     "SOURCE_APP_HEADER",
@@ -37,6 +43,9 @@ SOURCE_WORKLOAD_HEADER = "x-meshplay-source-workload"
 SOURCE_NAMESPACE_HEADER = "x-meshplay-source-namespace"
 SOURCE_APP_HEADER = "x-meshplay-source-app"
 SOURCE_VERSION_HEADER = "x-meshplay-source-version"
+
+_HEADER_KEY = "request_header."
+"""Prefix of the log keys holding :data:`~mesh.records.LOGGED_REQUEST_HEADERS`."""
 
 _COMMON: dict[str, str] = {
     "start_time": "%START_TIME%",
@@ -57,6 +66,7 @@ _COMMON: dict[str, str] = {
     "request_id": "%REQ(X-REQUEST-ID)%",
     "trace_id": "%REQ(X-B3-TRACEID)%",
     "traceparent": "%REQ(TRACEPARENT)%",
+    **{f"{_HEADER_KEY}{name}": f"%REQ({name.upper()})%" for name in LOGGED_REQUEST_HEADERS},
 }
 
 
@@ -265,4 +275,9 @@ def record_from_access_log(
         response_code_details=_text(entry.get("response_code_details"))
         or _text(entry.get("connection_termination_details")),
         request_protocol=protocol,
+        request_headers=tuple(
+            (name, value)
+            for name in LOGGED_REQUEST_HEADERS
+            if (value := _text(entry.get(f"{_HEADER_KEY}{name}")))
+        ),
     )

@@ -13,6 +13,7 @@ from mesh.app import App, load_app
 from mesh.diagnostics import Diagnostic, DiagnosticError, Level, did_you_mean, format_path
 from mesh.lesson.model import (
     METRICS,
+    OUTCOMES,
     SPECIAL_SERVICES,
     TRAFFIC_PROTOCOLS,
     BreakAction,
@@ -26,6 +27,7 @@ from mesh.model.common import FrozenMap, Resource, SourceMap
 from mesh.model.gateway import ServiceEntry
 from mesh.model.kubernetes import Deployment, Service
 from mesh.observe.rules import AlertRule, RuleError, parse_rules
+from mesh.records import LOGGED_REQUEST_HEADERS
 from mesh.source.decode import MISSING, Decoder
 from mesh.source.load import load_paths
 from mesh.source.yaml_nodes import parse_documents
@@ -354,14 +356,40 @@ def _check_step(
             and exp.selector.status is None
             and not exp.selector.flag
             and not exp.selector.status_class
+            and not exp.selector.outcome
         ):
-            problem = "rate needs a status, status_class or flag to count"
+            problem = "rate needs a status, status_class, flag or outcome to count"
         elif exp.metric == "share" and not (
             exp.selector.version or exp.selector.subset or exp.selector.workload
         ):
             problem = "share needs a version, subset or workload"
         if problem:
             out.append(_at("MPY4004", problem, source, ("steps", index, "expect", j), lesson))
+        elif not exp.on_metrics:
+            _check_selector(
+                exp.selector, ("steps", index, "expect", j, exp.metric), source, lesson, out
+            )
+
+
+def _check_selector(
+    sel: Selector,
+    path: tuple[str | int, ...],
+    source: SourceMap,
+    lesson: str,
+    out: list[Diagnostic],
+) -> None:
+    """MPY4001 for a ``header`` the access logs do not record and an unknown ``outcome``."""
+    for name in sel.header:
+        if name.lower() not in LOGGED_REQUEST_HEADERS:
+            message = (
+                f'header "{name}" is not in the access log, so no record can be selected by it'
+            )
+            hint = f"the logged request headers are {', '.join(LOGGED_REQUEST_HEADERS)}"
+            out.append(_at("MPY4001", message, source, (*path, "header", name), lesson, hint=hint))
+    if sel.outcome and sel.outcome not in OUTCOMES:
+        message = f'invalid outcome "{sel.outcome}": expected one of {", ".join(OUTCOMES)}'
+        hint = did_you_mean(sel.outcome, list(OUTCOMES))
+        out.append(_at("MPY4001", message, source, (*path, "outcome"), lesson, hint=hint))
 
 
 def _check_traffic(

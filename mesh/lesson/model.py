@@ -21,6 +21,7 @@ from mesh.observe.rules import AlertRule
 
 __all__ = [
     "METRICS",
+    "OUTCOMES",
     "SPECIAL_SERVICES",
     "TRAFFIC_PROTOCOLS",
     "BreakAction",
@@ -38,9 +39,9 @@ __all__ = [
 
 METRICS: dict[str, str] = {
     "share": "fraction of the selected requests that reached the given version/subset/workload",
-    "success_rate": "fraction of requests answered with a non-5xx status",
-    "error_rate": "fraction of requests answered with a 5xx status",
-    "rate": "fraction of requests with the given status and/or response flag",
+    "success_rate": "fraction of requests answered with a 2xx/3xx status (4xx, 5xx, local replies fail)",
+    "error_rate": "1 - success_rate: fraction answered with a 4xx/5xx status or no answer",
+    "rate": "fraction of requests with the given status, response flag and/or outcome",
     "count": "number of matching requests",
     "rps": "matching requests per second of traffic",
     "latency_p50_ms": "median duration in milliseconds",
@@ -51,6 +52,9 @@ METRICS: dict[str, str] = {
     "alert": "1 when the named alerting rule fires at the end of the step, else 0",
 }
 
+OUTCOMES: tuple[str, ...] = ("ok", "degraded", "failed")
+"""Values of a selector's ``outcome``."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Selector:
@@ -58,8 +62,16 @@ class Selector:
 
     ``edge`` is ``client->service`` (the client is a workload's ``app`` label, ``outside`` for the
     load generator or ``ingress`` for the ingress gateway). ``version``/``subset``/``workload``
-    narrow the destination; ``status``/``flag`` define what ``rate`` counts; ``reporter`` picks the
-    client (``source``, default) or server (``destination``) side record.
+    narrow the destination; ``status``/``flag``/``outcome`` define what ``rate`` counts;
+    ``reporter`` picks the client (``source``, default) or server (``destination``) side record.
+
+    ``header`` keeps the requests that carried these request headers on this hop (the headers
+    every access log records, :data:`mesh.records.LOGGED_REQUEST_HEADERS`); ``user`` keeps the
+    requests made for one user: those carrying ``end-user: USER`` and every other hop of the same
+    ``x-request-id`` (the page request whose session the app turned into that header).
+    ``outcome`` is the end-to-end outcome of the request as its caller got it: ``failed`` (not
+    2xx/3xx), ``degraded`` (2xx/3xx although a call made for it failed: the app answered with
+    partial content) or ``ok``.
     """
 
     YAML_KEYS: ClassVar[str] = "snake"
@@ -75,6 +87,9 @@ class Selector:
     status_class: str = ""
     flag: str = ""
     reporter: str = "source"
+    header: FrozenMap[str, str] = field(default_factory=FrozenMap)
+    user: str = ""
+    outcome: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -103,7 +103,7 @@ class Dashboard:
             for i in range(width):
                 rs = bins.get(i, [])
                 n = len(rs)
-                bad = sum(1 for r in rs if not r.ok)
+                bad = sum(1 for r in rs if not r.server_ok)
                 total += n
                 failed += bad
                 durations = [r.duration_ms for r in rs]

@@ -143,7 +143,7 @@ def _tags(r: RequestRecord) -> dict[str, str]:
         "upstream_cluster": r.upstream_cluster,
         "upstream_cluster.name": r.upstream_cluster,
     }
-    if not r.ok:
+    if not r.server_ok:
         tags["error"] = "true"
     return tags
 

@@ -42,6 +42,7 @@ VALUES: dict[str, Any] = {
     "connection_security_policy": ConnectionSecurityPolicy.MUTUAL_TLS,
     "response_code_details": "upstream_reset_before_response_started",
     "request_protocol": "grpc",
+    "request_headers": (("end-user", "jason"),),
 }
 
 
@@ -76,15 +77,20 @@ def test_the_record_is_equal_hashable_and_frozen_like_a_constructed_one() -> Non
 
 
 def test_the_protocol_may_be_left_out_and_is_http() -> None:
-    values = [VALUES[f] for f in FIELDS[:-1]]
+    values = [VALUES[f] for f in FIELDS[:-2]]
     record = make_record(*values)
-    assert record.request_protocol == "http"
-    assert record == RequestRecord(**{**VALUES, "request_protocol": "http"})
+    assert (record.request_protocol, record.request_headers) == ("http", ())
+    assert record == RequestRecord(**{**VALUES, "request_protocol": "http", "request_headers": ()})
+
+
+def test_the_logged_headers_may_be_left_out_and_are_none() -> None:
+    record = make_record(*(VALUES[f] for f in FIELDS[:-1]))
+    assert record == RequestRecord(**{**VALUES, "request_headers": ()})
 
 
 def test_a_missing_value_is_an_error_not_a_half_filled_record() -> None:
     with pytest.raises(TypeError):
-        make_record(*(VALUES[f] for f in FIELDS[:-2]))
+        make_record(*(VALUES[f] for f in FIELDS[:-3]))
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

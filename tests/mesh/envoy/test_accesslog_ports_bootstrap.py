@@ -55,6 +55,8 @@ OPERATORS: dict[str, Any] = {
     "%DOWNSTREAM_LOCAL_URI_SAN%": "spiffe://cluster.local/ns/shop/sa/product",
     "%DOWNSTREAM_TLS_VERSION%": "TLSv1.3",
     "%CONNECTION_TERMINATION_DETAILS%": None,
+    "%REQ(END-USER)%": "jason",
+    "%REQ(USER-AGENT)%": None,
 }
 
 
@@ -98,6 +100,7 @@ def test_every_request_record_field_comes_back_from_a_source_log_line() -> None:
         trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
         connection_security_policy=ConnectionSecurityPolicy.UNKNOWN,
         response_code_details="upstream_reset_before_response_started{connection_failure}",
+        request_headers=(("end-user", "jason"),),
     )
 
 
