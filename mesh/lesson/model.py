@@ -181,6 +181,11 @@ class Expectation:
             parts.append(f"flag={sel.flag}")
         if sel.path:
             parts.append(sel.path)
+        if sel.outcome:
+            parts.append(f"outcome={sel.outcome}")
+        if sel.user:
+            parts.append(f"user={sel.user}")
+        parts += [f"{k}:{v}" for k, v in sorted(sel.header.items())]
         return parts
 
 

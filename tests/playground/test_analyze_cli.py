@@ -52,15 +52,32 @@ APP_INFOS: set[tuple[str, str]] = set()
 of injection with the ``sidecar.istio.io/inject`` label, not the deprecated annotation)."""
 
 
+ISTIO_SAMPLES_FINDINGS: dict[str, set[tuple[str, str]]] = {
+    **dict.fromkeys(
+        ["bookinfo-01-routing", "bookinfo-02-shifting", "bookinfo-03-faults", "bookinfo-04-timeouts"],
+        {("IST0173", "destination-rule-all.yaml"), ("MPY3006", "destination-rule-all.yaml")},
+    ),
+    "bookinfo-05-breakers": {("IST0135", "30-fortio.yaml")},
+    "bookinfo-06-mirroring": {("IST0135", "30-fortio.yaml")},
+}  # fmt: skip
+"""What Istio's own YAML gets in the Bookinfo track, as istioctl reports it: Bookinfo's
+``destination-rule-all.yaml`` names ratings subsets v2-mysql and v2-mysql-vm that no pod
+carries (IST0173, an Error in istioctl too), and Istio's fortio sample keeps the deprecated
+``sidecar.istio.io/statsInclusionPrefixes`` annotation (IST0135, Info). MPY3006 is meshplay's
+extension of IST0173 for the subsets ratings v2 and details v2, whose ``version: v2`` label
+exists only on reviews' pods (istioctl does not look at which Service the pods are behind)."""
+
+
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.name)
 def test_every_lesson_analyzes_as_istioctl_would(
     lesson: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Each lesson (its app, then the state after every step) gets exactly the findings
-    istioctl analyze would report on it: none, apart from the app's own infos."""
+    istioctl analyze would report on it: none, apart from the app's own infos and what
+    Istio's own sample YAML gets."""
     main(["analyze", str(lesson), "-o", "json", "--output-threshold", "info"])
     found = {(d["code"], Path(d["file"]).name) for d in json.loads(capsys.readouterr().out)}
-    assert found == APP_INFOS
+    assert found == APP_INFOS | ISTIO_SAMPLES_FINDINGS.get(lesson.name, set())
 
 
 BROKEN = [
@@ -198,8 +215,9 @@ def test_a_folder_of_lessons_analyzes_each_lesson_and_app(
 ) -> None:
     """``meshplay analyze lessons``: every lesson (with its steps) and every app, never a
     lesson.yaml or behavior.yaml read as a manifest."""
-    assert main(["analyze", str(ROOT / "lessons"), "-o", "json"]) == 0
-    assert _found(capsys) == APP_INFOS
+    # 79: istioctl too reports IST0173 (an Error) on Bookinfo's destination-rule-all.yaml
+    assert main(["analyze", str(ROOT / "lessons"), "-o", "json"]) == 79
+    assert _found(capsys) == APP_INFOS.union(*ISTIO_SAMPLES_FINDINGS.values())
 
 
 def test_a_folder_of_lessons_reports_a_broken_lesson_and_loose_yaml(
