@@ -24,6 +24,7 @@ from cluster.local.traffic import Target, drive
 from mesh.app import load_app
 from mesh.envoy.accesslog import LogIdentity
 from mesh.lesson import RequestSpec, TrafficSpec
+from mesh.model.common import FrozenMap
 from mesh.model.kubernetes import Deployment
 from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
 from tests.cluster.handmade import client_sidecar, server_sidecar
@@ -47,13 +48,12 @@ class Mesh:
     ca: LocalCA
     client_log: Path
 
-    def drive(self, n: int) -> list[RequestRecord]:
+    def drive(self, n: int, headers: dict[str, str] | None = None) -> list[RequestRecord]:
         tails = [AccessLogTail(p) for p in self.logs]
         for t in tails:
             t.skip_to_end()
-        spec = TrafficSpec(
-            requests=(RequestSpec(path="/products"),), concurrency=4, count=n, duration_s=20
-        )
+        request = RequestSpec(path="/products", headers=FrozenMap(headers or {}))
+        spec = TrafficSpec(requests=(request,), concurrency=4, count=n, duration_s=20)
         report = drive(
             spec, Target("127.0.0.1", self.outbound_port, "product:8080", True), random.Random(3)
         )
@@ -137,6 +137,16 @@ def test_weighted_routing_splits_requests_and_both_sidecars_log_each_request(mes
     assert one.source_workload == "api-gateway-v1"
     assert one.destination_service == "product.shop.svc.cluster.local"
     assert one.upstream_cluster.startswith("outbound|8080|v")
+
+
+def test_both_sidecars_log_the_user_header_expectations_select_by(mesh: Mesh) -> None:
+    """``%REQ(END-USER)%`` in the JSON format: real Envoy writes the header on both sides, so
+    ``header: {end-user: jason}`` and ``user: jason`` select the same requests as on sim."""
+    records = mesh.drive(20, {"end-user": "jason", "x-other": "1"})
+    assert len(records) == 40
+    assert {r.request_headers for r in records} == {(("end-user", "jason"),)}
+    plain = mesh.drive(10)
+    assert {r.header("end-user") for r in plain} == {""}
 
 
 def test_sidecars_speak_mutual_tls_with_spiffe_identities(mesh: Mesh) -> None:
