@@ -148,7 +148,7 @@ class LocalExecutor:
         else:
             workdir = self.workdir
         stack.enter_context(terminate_on_signals())
-        mesh = stack.enter_context(LocalMesh(workdir, seed=seed))
+        mesh = stack.enter_context(LocalMesh(workdir, seed=seed, behavior=lesson.app.behavior))
         self._before_start(lesson, mesh)
         mesh.start(state.resources)
         self.mesh = mesh
