@@ -66,6 +66,9 @@ class Request:
     address: str = ""
     """What the app dialled: a Service hostname (its sidecar sees the VIP it resolves to) or an
     IP; "" = the host of ``authority``."""
+    sent: Request | None = None
+    """The request as the app sent it, when this one is the route's rewritten copy (whose
+    ``gone_at`` the router reads)."""
     gone_at: float | None = None
     """When the app that sent this request stopped waiting (its own timeout): its sidecar
     logs the exchange as ``0 DC`` ending then."""
