@@ -28,13 +28,15 @@ import json
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mesh.app import AppBehavior, Call, Parallel, ServiceBehavior
-from mesh.model.kubernetes import Container, EnvVar
-from mesh.topology import Pod
+from mesh.diagnostics import Diagnostic
+from mesh.model import Resource
+from mesh.model.kubernetes import Container, Deployment, EnvVar
+from mesh.topology import Pod, ProxyKind, build_topology
 
 __all__ = [
     "BEHAVIOR_SERVER_ARGV",
@@ -45,6 +47,7 @@ __all__ = [
     "declaration",
     "is_python_service",
     "unknown_service_package",
+    "unrunnable",
     "uses_behavior_server",
     "write_declaration",
 ]
@@ -217,3 +220,62 @@ def write_declaration(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(declaration(behavior, service, version), indent=1), "utf-8")
     return path
+
+
+def unrunnable(resources: Sequence[Resource], behavior: AppBehavior) -> list[Diagnostic]:
+    """Pods the local runner cannot run, each reported at its container (MPY4005): a container
+    naming a ``services.<pkg>`` that does not exist, or a meshed pod with no code of the
+    project's whose Services the behaviour declaration does not describe. Pods outside the mesh
+    without code (PostgreSQL, Redis) are not started and not reported."""
+    topology = build_topology(resources)
+    out: list[Diagnostic] = []
+    for d in resources:
+        if not isinstance(d, Deployment) or not d.spec.template.spec.containers:
+            continue
+        container = d.spec.template.spec.containers[0]
+        pod = next((p for p in topology.pods if p.workload == d.name), None)
+        if pod is None:
+            continue
+        where: tuple[str | int, ...] = ("spec", "template", "spec", "containers", 0)
+        package = unknown_service_package(container)
+        services = [s.name for s in topology.services_of(pod)]
+        if package is not None:
+            message = f"the container runs {package}, which is not one of the project's services"
+            hint = f"services: {', '.join(_service_packages())}; or remove the command to run "
+            hint += "the behaviour server"
+            where = (*where, "command")
+        elif (
+            uses_behavior_server(container, pod)
+            and pod.proxy is ProxyKind.SIDECAR
+            and services
+            and not any(behavior.service(s) is not None for s in services)
+        ):
+            message = (
+                "the container runs no code meshplay has and behavior.yaml declares no "
+                f'behaviour for its Service "{services[0]}"'
+            )
+            hint = f'declare service "{services[0]}" in behavior.yaml, or run one of the '
+            hint += "project's services (python -m services.<pkg>)"
+        else:
+            continue
+        pos = d.source.position(where)
+        out.append(
+            Diagnostic(
+                "MPY4005",
+                message,
+                file=pos.file,
+                line=pos.line,
+                column=pos.column,
+                resource=f"Deployment {d.namespace}/{d.name}",
+                hint=hint,
+            )
+        )
+    return out
+
+
+def _service_packages() -> list[str]:
+    return sorted(
+        p.name
+        for p in (ROOT / "services").iterdir()
+        if (p / "__main__.py").is_file() and p.name != "behavior_server"
+    )
