@@ -93,3 +93,19 @@ def test_a_meshed_pod_without_code_or_behaviour_stops_the_run_before_it_starts(
 def test_the_shop_is_runnable() -> None:
     app = load_app(ROOT / "lessons/apps/ecommerce")
     assert unrunnable(app.resources, app.behavior) == []
+
+
+@pytest.mark.envoy
+def test_real_envoy_spans_show_the_broken_request_beside_the_stitched_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On local the pieces are real Envoy spans: feed's sidecar starts a new trace for the call
+    its app made without trace headers."""
+    from playground.cli import main
+
+    code = main(["traces", str(LESSON), "--runner", "local", "--step", "1", "--slowest", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "starting with a client span (pieces?)" in out
+    assert "an app did not propagate the trace headers" in out
+    assert "the same request stitched back by timing" in out
