@@ -158,7 +158,15 @@ def _call(
         if plan is None:
             code = 503  # the name does not resolve: the app's client cannot connect
             continue
-        down = _request(world, svc, parent, plan, call, params=params)
+        down = _request(
+            world,
+            svc,
+            parent,
+            plan,
+            call,
+            params=params,
+            traced=plan.traced and not pod.drop_trace_headers,
+        )
         if call.timeout is None:
             resp = yield from world.hops.call(world, pod, down, plan.service)
             code = int(resp.status)
@@ -229,6 +237,7 @@ def _request(
     call: Call,
     *,
     params: dict[str, str],
+    traced: bool,
 ) -> Request:
     """The request the app sends for a declared call, carrying the headers it copies."""
     forward = parent.forward
@@ -240,7 +249,7 @@ def _request(
         parent.forward, parent.forward_names = forward, plan.forwarded
     headers = dict(forward)
     request_id, trace_id = parent.request_id, parent.trace_id
-    if not plan.traced:
+    if not traced:
         # no trace context: the caller's sidecar starts a new trace with a new x-request-id
         request_id, trace_id = world.new_ids()
         for name in TRACE_HEADERS:

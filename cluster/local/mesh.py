@@ -59,6 +59,8 @@ from mesh.topology import Pod, ProxyKind, Topology, build_topology
 __all__ = ["LocalMesh", "PodProcesses"]
 
 _NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+RESET_KNOBS = {"latency_ms": 0.0, "error_rate": 0.0, "refuse": False, "drop_trace_headers": False}
+"""The knobs a ``restore`` puts back."""
 
 
 @dataclass
@@ -431,7 +433,7 @@ class LocalMesh:
                 p.dead = False
             self._wait_ready(time.monotonic() + 30.0, revived)
             for p in pods:
-                self.set_knobs(p, {"latency_ms": 0.0, "error_rate": 0.0, "refuse": False})
+                self.set_knobs(p, dict(RESET_KNOBS))
         knobs: dict[str, Any] = {}
         if action.latency_ms is not None:
             knobs["latency_ms"] = action.latency_ms
@@ -439,6 +441,8 @@ class LocalMesh:
             knobs["error_rate"] = action.error_rate
         if action.refuse is not None:
             knobs["refuse"] = action.refuse
+        if action.drop_trace_headers is not None:
+            knobs["drop_trace_headers"] = action.drop_trace_headers
         if knobs:
             for p in pods:
                 if not p.dead:

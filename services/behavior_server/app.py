@@ -37,10 +37,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from services.common.app import create_app
+from services.common.app import create_app, knob_state
 from services.common.http1 import HttpClient, TransportError
+from services.common.knobs import KnobState
 from services.common.servedby import note_downstream
 from services.common.settings import Settings, SettingsError
+from services.common.tracing import PROPAGATED_HEADERS
 
 log = logging.getLogger("services.behavior")
 
@@ -167,8 +169,9 @@ def _cookies(header: str) -> dict[str, str]:
 class Behavior:
     """Executes the declaration for each request (one per process)."""
 
-    def __init__(self, declaration: Declaration, seed: str) -> None:
+    def __init__(self, declaration: Declaration, seed: str, knobs: KnobState) -> None:
         self.declaration = declaration
+        self.knobs = knobs
         self.rng = random.Random(seed)
         self.slots = asyncio.Semaphore(declaration.concurrency)
         self.client = HttpClient(trust_env=True)
@@ -219,6 +222,9 @@ class Behavior:
 
     def _headers(self, call: CallSpec, incoming: dict[str, str]) -> dict[str, str]:
         sent = {k: incoming[k] for k in call.forward if k in incoming}
+        if self.knobs.current.drop_trace_headers:
+            for name in PROPAGATED_HEADERS:
+                sent.pop(name, None)
         if self.declaration.sessions and "cookie" in incoming:
             cookies = _cookies(incoming["cookie"])
             for cookie, header in self.declaration.sessions:
@@ -263,7 +269,7 @@ def build_app(settings: Settings) -> FastAPI:
     state: dict[str, Behavior] = {}
 
     async def startup(_: FastAPI, __: Any) -> None:
-        state["behavior"] = Behavior(declaration, f"{settings.seed}/{settings.pod}")
+        state["behavior"] = Behavior(declaration, f"{settings.seed}/{settings.pod}", knobs)
 
     async def shutdown(_: FastAPI, __: Any) -> None:
         await state["behavior"].client.aclose()
@@ -275,6 +281,7 @@ def build_app(settings: Settings) -> FastAPI:
         startup=startup,
         shutdown=shutdown,
     )
+    knobs = knob_state(app)
 
     @app.api_route("/{path:path}", methods=METHODS, include_in_schema=False)
     async def serve(request: Request) -> Response:

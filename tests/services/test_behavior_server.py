@@ -247,3 +247,17 @@ def test_the_declaration_file_names_calls_with_their_ports_and_headers(
     assert "end-user" in first["forward"] and "traceparent" in first["forward"]
     call = web.endpoints[0].calls[0]
     assert isinstance(call, Call)
+
+
+def test_the_drop_trace_headers_knob_stops_the_propagation(app: dict[str, Server]) -> None:
+    app["web"].knobs(drop_trace_headers=True)
+    try:
+        _take(app)
+        httpx.get(
+            app["web"].url + "/", headers={**TRACE, "cookie": "session=jason"}, trust_env=False
+        )
+        calls = _take(app)["web"]
+    finally:
+        app["web"].knobs(drop_trace_headers=False)
+    assert calls and all(not set(TRACE_HEADERS) & set(c.headers) for c in calls)
+    assert all(c.headers.get("end-user") == "jason" for c in calls), "other headers still go"

@@ -15,6 +15,7 @@ import pytest
 
 from mesh.app import load_app
 from mesh.envoy.translate import translate
+from mesh.lesson import BreakAction
 from mesh.records import RequestRecord
 from mesh.source.load import load_text
 from mesh.topology import build_topology
@@ -130,3 +131,14 @@ def test_records_of_an_app_without_new_fields_are_unchanged() -> None:
     w = make_world()
     records = drive(w, count=5)
     assert records and all(r.bytes_sent == 0 for r in records)
+
+
+def test_the_drop_trace_headers_knob_breaks_the_callers_traces() -> None:
+    w = world()
+    w.apply_break(BreakAction(workload="web-v1", drop_trace_headers=True))
+    one_request(w, to="web", source="outside", path="/")
+    (page,) = [r for r in dst(w.records) if r.destination_service_name == "web"]
+    web_calls = [r for r in w.records if r.source_app == "web"]
+    assert web_calls and page.trace_id not in {r.trace_id for r in web_calls}
+    w.apply_break(BreakAction(workload="web-v1", restore=True))
+    assert not any(p.drop_trace_headers for p in w.pods.values())
