@@ -21,6 +21,7 @@ What Kubernetes + istiod do, done by hand:
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import urllib.error
@@ -32,7 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from cluster.local.admin import AdminError
-from cluster.local.apps import ROOT, app_argv, app_env, is_python_service
+from cluster.local.apps import (
+    BEHAVIOR_SERVER_ARGV,
+    ROOT,
+    app_argv,
+    app_env,
+    uses_behavior_server,
+    write_declaration,
+)
 from cluster.local.ca import LocalCA
 from cluster.local.envoy import ConfigRejectedError, EnvoyProxy, XdsRejection
 from cluster.local.identity import Identity
@@ -40,6 +48,7 @@ from cluster.local.kubelet import EventSink, Kubelet
 from cluster.local.ports import LOOPBACK, free_ports, start_lock
 from cluster.local.procs import Supervisor
 from cluster.local.xds import ProxyResources
+from mesh.app import AppBehavior, ServiceBehavior
 from mesh.envoy import PodPorts, PortMap, ProxyConfig, TranslateOptions, translate
 from mesh.envoy.tracing import TracingOptions
 from mesh.lesson import BreakAction
@@ -50,6 +59,8 @@ from mesh.topology import Pod, ProxyKind, Topology, build_topology
 __all__ = ["LocalMesh", "PodProcesses"]
 
 _NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+RESET_KNOBS = {"latency_ms": 0.0, "error_rate": 0.0, "refuse": False, "drop_trace_headers": False}
+"""The knobs a ``restore`` puts back."""
 
 
 @dataclass
@@ -89,6 +100,8 @@ class LocalMesh:
     tracing: TracingOptions | None = None
     """Envoy's tracer on every HTTP connection manager, reporting to a collector
     (``cluster.local.monitoring`` sets it before ``start``); None: no tracing."""
+    behavior: AppBehavior | None = None
+    """The app's declaration: pods without code of their own run it (the behaviour server)."""
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +212,7 @@ class LocalMesh:
         needs: list[tuple[Pod, list[int], list[int], list[int]]] = []
         for pod in topology.pods:
             container = self._container(pod)
-            runnable = container is not None and is_python_service(container)
+            runnable = self._declared(pod) is not None or not uses_behavior_server(container, pod)
             if pod.proxy is ProxyKind.NONE and not runnable:
                 self.pods[pod.name] = PodProcesses(
                     pod, PodPorts(), skipped="not one of the project's Python services"
@@ -262,8 +275,10 @@ class LocalMesh:
         container = self._container(pp.pod)
         if pp.skipped or pp.pod.proxy is ProxyKind.ROUTER or container is None:
             return
-        if not is_python_service(container):
-            pp.skipped = "not one of the project's Python services"
+        argv = app_argv(container)
+        declared = self._declared(pp.pod)
+        if uses_behavior_server(container, pp.pod) and declared is None:
+            pp.skipped = "no code of the project's and no behaviour declared"
             return
         port = next(iter(pp.ports.app.values()))
         proxy_port = pp.outbound_proxy_port
@@ -276,8 +291,30 @@ class LocalMesh:
             seed=self.seed,
             pod=pp.pod,
         )
+        if uses_behavior_server(container, pp.pod) and declared is not None:
+            assert self.behavior is not None
+            version = pp.pod.labels.get("version", "")
+            file = self.workdir / "behavior" / f"{pp.pod.name}.json"
+            write_declaration(file, self.behavior, declared, version)
+            argv = [sys.executable, *BEHAVIOR_SERVER_ARGV[1:]]
+            env.update(
+                SERVICE_NAME=declared.name,
+                VERSION=version or "v1",
+                POD_NAME=pp.pod.name,
+                BEHAVIOR_FILE=str(file),
+            )
         pp.app = f"app-{pp.pod.name}"
-        self.supervisor.start(pp.app, app_argv(container), env=env, cwd=ROOT)
+        self.supervisor.start(pp.app, argv, env=env, cwd=ROOT)
+
+    def _declared(self, pod: Pod) -> ServiceBehavior | None:
+        """The behaviour declared for one of the pod's Services (None: none)."""
+        if self.behavior is None or self.topology is None:
+            return None
+        for service in self.topology.services_of(pod):
+            found = self.behavior.service(service.name)
+            if found is not None:
+                return found
+        return None
 
     def _app_ready(self, pp: PodProcesses) -> bool:
         proc = self.supervisor.procs[pp.app]
@@ -396,7 +433,7 @@ class LocalMesh:
                 p.dead = False
             self._wait_ready(time.monotonic() + 30.0, revived)
             for p in pods:
-                self.set_knobs(p, {"latency_ms": 0.0, "error_rate": 0.0, "refuse": False})
+                self.set_knobs(p, dict(RESET_KNOBS))
         knobs: dict[str, Any] = {}
         if action.latency_ms is not None:
             knobs["latency_ms"] = action.latency_ms
@@ -404,6 +441,8 @@ class LocalMesh:
             knobs["error_rate"] = action.error_rate
         if action.refuse is not None:
             knobs["refuse"] = action.refuse
+        if action.drop_trace_headers is not None:
+            knobs["drop_trace_headers"] = action.drop_trace_headers
         if knobs:
             for p in pods:
                 if not p.dead:
