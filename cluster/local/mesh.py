@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ from cluster.local.kubelet import EventSink, Kubelet
 from cluster.local.ports import LOOPBACK, free_ports, start_lock
 from cluster.local.procs import Supervisor
 from cluster.local.xds import ProxyResources
-from mesh.app import AppBehavior, ServiceBehavior
+from mesh.app import AppBehavior, Parallel, ServiceBehavior
 from mesh.envoy import PodPorts, PortMap, ProxyConfig, TranslateOptions, translate
 from mesh.envoy.tracing import TracingOptions
 from mesh.lesson import BreakAction
@@ -177,7 +178,8 @@ class LocalMesh:
         topology = build_topology(self.resources)
         self.topology = topology
         with start_lock():  # from port allocation until every process has bound its ports
-            self._start_all(topology, began + timeout_s)
+            # the deadline counts from here: waiting for another mesh's start-up is not ours
+            self._start_all(topology, time.monotonic() + timeout_s)
         self.started_s = time.monotonic() - began
 
     def _start_all(self, topology: Topology, deadline: float) -> None:
@@ -281,7 +283,7 @@ class LocalMesh:
             pp.skipped = "no code of the project's and no behaviour declared"
             return
         port = next(iter(pp.ports.app.values()))
-        proxy_port = pp.outbound_proxy_port
+        proxy_port = self._proxy_port(pp, declared)
         env = app_env(
             container,
             port=port,
@@ -305,6 +307,24 @@ class LocalMesh:
             )
         pp.app = f"app-{pp.pod.name}"
         self.supervisor.start(pp.app, argv, env=env, cwd=ROOT)
+
+    def _proxy_port(self, pp: PodProcesses, declared: ServiceBehavior | None) -> int | None:
+        """The outbound listener the app uses as ``HTTP_PROXY``: the one of the Service port its
+        declared calls go to (Bookinfo's calls all go to 9080: the listener of port 80 would
+        route them nowhere), else :attr:`PodProcesses.outbound_proxy_port`."""
+        if declared is not None and self.behavior is not None:
+            version = pp.pod.labels.get("version", "")
+            ports = Counter(
+                dest.port
+                for e in declared.endpoints_of(version)
+                for step in e.calls
+                for c in (step.parallel if isinstance(step, Parallel) else (step,))
+                if (dest := self.behavior.service(c.service)) is not None
+                and dest.port in pp.ports.listeners
+            )
+            if ports:
+                return pp.ports.listeners[ports.most_common(1)[0][0]]
+        return pp.outbound_proxy_port
 
     def _declared(self, pod: Pod) -> ServiceBehavior | None:
         """The behaviour declared for one of the pod's Services (None: none)."""
