@@ -64,8 +64,9 @@ UNLIMITED = 2**32 - 1
 
 
 def sized_pool(spec: ClusterSpec) -> bool:
-    """Whether a DestinationRule's ``connectionPool`` sized this cluster's pool (a threshold
-    below istiod's 2^32-1, or ``maxRequestsPerConnection``). Only then can the moment a request
+    """Whether this cluster's pool is sized: a threshold below istiod's 2^32-1 (a
+    DestinationRule's ``connectionPool``, or Envoy's own 1024 on a cluster written without
+    ``circuit_breakers``), or ``maxRequestsPerConnection``. Only then can the moment a request
     reaches the pool, or the time a connection takes to open, decide a 503 ``UO``: such pools
     are timed exactly (each connection's setup drawn, the decision when the request arrives at
     the sidecar); the others keep the cheaper fixed model, which only shifts the latency of a
