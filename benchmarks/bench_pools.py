@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cluster.local.runner import LocalRunner  # noqa: E402
 from mesh.lesson import load_lesson  # noqa: E402
 from mesh.runner import RunOptions  # noqa: E402
 from sim import SimRunner  # noqa: E402
@@ -38,6 +37,7 @@ from tests.cluster.local.pools_scenario import (  # noqa: E402
     Phase,
     Scenario,
     Summary,
+    run_local,
     summarize,
     trial_uo_shares,
     write_lesson,
@@ -52,7 +52,7 @@ def run(scenario: Scenario, runner: str, seed: int) -> tuple[dict[int, Summary],
         if runner == "sim":
             result = SimRunner().run(lesson, RunOptions(seed=seed))
         else:
-            result = LocalRunner(Path(tmp) / "mesh").run(lesson, RunOptions(seed=seed))
+            result = run_local(lesson, Path(tmp), seed)
         shares = trial_uo_shares(result)
         return {c: summarize(s) for c, s in shares.items()}, time.monotonic() - began
 

@@ -5,7 +5,7 @@ Istio's circuit-breaking task (``maxConnections: 1``, ``http1MaxPendingRequests:
 trial on the local runner (real sidecars, the real product service at a known latency) and on the
 sim runner (a fresh world and seed per trial). The mean share of 503 ``UO`` per trial must agree
 within the sampling error of both; and the same comparison must tell a differently sized pool
-apart (kept-alive connections overflow only at a trial's first request).
+apart (room for two pending requests).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from cluster.local.runner import LocalRunner
 from mesh.lesson import load_lesson
 from mesh.runner import RunOptions
 from sim import SimRunner
@@ -26,6 +25,7 @@ from tests.cluster.local.pools_scenario import (
     agree,
     figure,
     istio_task,
+    run_local,
     summarize,
     trial_uo_shares,
     write_lesson,
@@ -52,7 +52,7 @@ def sim(tmp: Path, scenario: Scenario) -> dict[int, Summary]:
 def real(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Figure]:
     tmp = tmp_path_factory.mktemp("pools")
     lesson = load_lesson(write_lesson(tmp / "lesson", istio_task(REAL_TRIALS)))
-    run = LocalRunner(tmp / "mesh").run(lesson, RunOptions(seed=1))
+    run = run_local(lesson, tmp)
     return {c: figure(s) for c, s in shares(run).items()}
 
 
@@ -65,9 +65,13 @@ def test_uo_share_matches_real_envoy(real: dict[int, Figure], tmp_path: Path) ->
         )
 
 
-def test_the_comparison_tells_kept_alive_connections_apart(
+def test_the_comparison_tells_a_differently_sized_pool_apart(
     real: dict[int, Figure], tmp_path: Path
 ) -> None:
-    keep_alive = istio_task(SIM_TRIALS // 2, limits=Limits(max_requests_per_connection=0))
-    s = sim(tmp_path, keep_alive)[2]
-    assert not agree(s, real[2], COUNT[2]), f"kept alive: sim {s.describe()} vs real {real[2]}"
+    # two pending requests allowed: two clients never overflow, three rarely (sim 0.00 and 0.16;
+    # real Envoy with that pool gave 0.00 and 0.21 +- 0.025)
+    roomier = istio_task(SIM_TRIALS // 2, limits=Limits(http1_max_pending_requests=2))
+    for clients, s in sim(tmp_path, roomier).items():
+        assert not agree(s, real[clients], COUNT[clients]), (
+            f"-c {clients}: pending 2: sim {s.describe()} vs real {real[clients]}"
+        )
