@@ -22,6 +22,15 @@ An HTTP/1.1 connection carries one request at a time. ``max_requests_per_connect
 after each request. A changed cluster (a CDS push that changes more than its endpoints) gets a
 fresh pool with fresh counters, as Envoy builds a new cluster; requests in flight finish on the old
 pool, which then closes its connections instead of keeping them (draining).
+
+Timing. Whether a request overflows can depend on *when* things happen: with
+``maxRequestsPerConnection: 1`` a closed-loop client's next request races the new connection the
+pending request waits for. On a pool a DestinationRule sized (``sim.cluster.sized_pool``) the
+router and this pool time that race as measured on real Envoy 1.40 sidecars (docs/simulator.md):
+each mTLS connection's handshake is drawn (:data:`MTLS_CONNECT`), the request reaches the pool
+over a local leg (:data:`LOCAL_LEG`), a 503 ``UO`` goes back over one after the handshakes under
+way (:meth:`ConnPool.busy_s`: the sidecar is one event loop), a proxied answer over the measured
+client turnaround (:data:`ANSWER_LEG`). Other pools keep the fixed :data:`CONNECTION_SETUP_S`.
 """
 
 from __future__ import annotations
