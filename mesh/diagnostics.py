@@ -457,6 +457,13 @@ CATALOG: dict[str, Code] = _codes(
         "A running Envoy rejected (NACKed) a configuration update; its own message and the "
         "resource are shown, and the previous configuration keeps serving.",
     ),
+    # --- MPY6xxx: exercises ------------------------------------------------------------------
+    Code(
+        "MPY6001",
+        "ExerciseSchema",
+        E,
+        "exercise.yaml has an unknown field, a wrong type, a missing field or an unknown phase.",
+    ),
 )
 
 del E, W, I

@@ -1,0 +1,254 @@
+"""``meshplay exercise``: exercises where you write the Istio YAML and the mesh grades it.
+
+  meshplay exercise list                  the exercises, by phase
+  meshplay exercise start ID [DIR]        write a workspace (default ./ID): GOAL.md, starter files
+  meshplay exercise check [DIR]           analyze your YAML, run it, grade what the mesh did
+  meshplay exercise hint [DIR]            the next hint
+  meshplay exercise solution [DIR]        write one reference answer into DIR/solution/
+
+The check grades behaviour, not text: any configuration that makes the mesh do what GOAL.md
+asks passes. Checks you have not passed yet stay hidden until you ask for every hint (or the
+solution); then they are shown with what was measured. Exit codes: 0 the check passed, 1 it did
+not, 2 the YAML could not be loaded or the command was misused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from mesh.checks import CheckResult
+from mesh.diagnostics import DiagnosticError, render
+from mesh.exercise import (
+    EXERCISES,
+    PHASES,
+    PROGRESS_FILE,
+    Exercise,
+    Progress,
+    analyze_workspace,
+    find_exercises,
+    load_check,
+    load_exercise,
+    read_progress,
+    start_workspace,
+    with_pass,
+    write_progress,
+)
+from mesh.runner import LessonRun, RunnerError, RunOptions
+from playground.runners import RUNNERS, get_runner
+
+__all__ = ["CheckReport", "check_workspace", "register"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``exercise`` sub-command and its actions."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "exercise",
+        help="exercises: write the Istio YAML yourself, get it graded by what the mesh does",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ls = actions.add_parser("list", help="the exercises, by phase")
+    ls.set_defaults(handler=_list)
+    start = actions.add_parser("start", help="write a workspace for an exercise")
+    start.add_argument("id", help="the exercise (see `meshplay exercise list`)")
+    start.add_argument("dir", nargs="?", type=Path, help="the workspace folder (default ./ID)")
+    start.set_defaults(handler=_start)
+    check = actions.add_parser("check", help="analyze, run and grade your workspace")
+    check.add_argument("dir", nargs="?", type=Path, default=Path("."), help="the workspace")
+    check.add_argument("--runner", choices=list(RUNNERS), default="sim")
+    check.add_argument("--seed", type=int, default=1)
+    check.set_defaults(handler=_check)
+    hint = actions.add_parser("hint", help="the next hint")
+    hint.add_argument("dir", nargs="?", type=Path, default=Path("."), help="the workspace")
+    hint.set_defaults(handler=_hint)
+    solution = actions.add_parser("solution", help="write a reference answer into DIR/solution/")
+    solution.add_argument("dir", nargs="?", type=Path, default=Path("."), help="the workspace")
+    solution.set_defaults(handler=_solution)
+
+
+def _list(args: argparse.Namespace) -> int:
+    exercises = [load_exercise(p) for p in find_exercises()]
+    for phase in PHASES:
+        mine = sorted((e for e in exercises if e.spec.phase == phase), key=lambda e: e.spec.order)
+        if not mine:
+            continue
+        print(f"{phase}:")
+        width = max(len(e.id) for e in mine)
+        for e in mine:
+            print(f"  {e.id:<{width}}  {e.spec.title}")
+    print("\nstart one with: meshplay exercise start ID [DIR]")
+    return 0
+
+
+def _find(exercise_id: str) -> Exercise | None:
+    folder = EXERCISES / exercise_id
+    if not (folder / "exercise.yaml").is_file():
+        known = ", ".join(p.name for p in find_exercises())
+        print(f'error: no exercise "{exercise_id}" (exercises: {known})', file=sys.stderr)
+        return None
+    try:
+        return load_exercise(folder)
+    except DiagnosticError as exc:
+        print(render(exc.diagnostics), file=sys.stderr)
+        return None
+
+
+def _workspace(folder: Path) -> tuple[Exercise, Progress] | None:
+    progress = read_progress(folder)
+    if progress is None:
+        print(
+            f"error: {folder} is not an exercise workspace (no {PROGRESS_FILE})\n"
+            "  hint: start one with `meshplay exercise start ID DIR`",
+            file=sys.stderr,
+        )
+        return None
+    exercise = _find(progress.exercise)
+    return None if exercise is None else (exercise, progress)
+
+
+def _start(args: argparse.Namespace) -> int:
+    exercise = _find(args.id)
+    if exercise is None:
+        return 2
+    folder: Path = args.dir or Path(exercise.id)
+    try:
+        start_workspace(exercise, folder)
+    except (FileExistsError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{exercise.spec.title}\n")
+    print(exercise.spec.goal.strip())
+    print(f"\nworkspace: {folder}  (goal in {folder / 'GOAL.md'})")
+    for wanted in exercise.spec.write:
+        print(f"  write: {folder / wanted}")
+    print(f"then: meshplay exercise check {folder}")
+    return 0
+
+
+class CheckReport:
+    """A graded run of an exercise, as the learner may see it."""
+
+    def __init__(self, run: LessonRun, revealed: bool) -> None:
+        self.run = run
+        self.revealed = revealed
+
+    @property
+    def passed(self) -> bool:
+        """Every check of every step passed."""
+        return self.run.passed and not self.run.cancelled
+
+    def lines(self) -> list[str]:
+        """Per step: its verdict, the checks passed, and the failed ones (hidden until
+        revealed)."""
+        out: list[str] = []
+        steps = [s for s in self.run.steps if not s.skipped]
+        for n, step in enumerate(steps, 1):
+            verdict = "pass" if step.passed else "FAIL"
+            out.append(f"step {n}/{len(steps)}  {step.step.name}  {verdict}")
+            out.extend("  " + self._check_line(check) for check in step.checks)
+            out.extend(f"  event: {e.kind} {e.subject} {e.detail}".rstrip() for e in step.events)
+        good = sum(1 for s in steps if s.passed)
+        if self.passed:
+            out.append(f"PASSED: all {len(steps)} steps do what the goal asks")
+        else:
+            out.append(f"not yet: {good} of {len(steps)} steps pass")
+            if not self.revealed:
+                out.append("  hint: `meshplay exercise hint` (failed checks show once you have "
+                           "asked for every hint, or the solution)")  # fmt: skip
+        return out
+
+    def _check_line(self, check: CheckResult) -> str:
+        if check.passed:
+            return f"ok    {check.describe()}"
+        if not self.revealed:
+            return "FAIL  a hidden check (what it measures shows after the hints)"
+        why = f"  ({check.expectation.why})" if check.expectation.why else ""
+        return f"FAIL  {check.describe()}{why}"
+
+
+def check_workspace(
+    exercise: Exercise, folder: Path, runner: str, seed: int, revealed: bool
+) -> tuple[CheckReport | None, list[str]]:
+    """Load, analyze and run the learner's workspace. Returns the report (None when the YAML
+    could not be loaded) and the diagnostics' lines."""
+    try:
+        lesson = load_check(exercise, folder)
+    except DiagnosticError as exc:
+        return None, render(exc.diagnostics).splitlines()
+    if runner not in lesson.spec.runners:
+        message = f"error: this exercise runs on {', '.join(lesson.spec.runners)}, not {runner}"
+        return None, [message]
+    found = analyze_workspace(lesson, folder)
+    lines = render(found).splitlines() if found else []
+    run = get_runner(runner).run(lesson, RunOptions(seed=seed))
+    return CheckReport(run, revealed), lines
+
+
+def _check(args: argparse.Namespace) -> int:
+    found = _workspace(args.dir)
+    if found is None:
+        return 2
+    exercise, progress = found
+    print(f"{exercise.spec.title}  (runner {args.runner}, seed {args.seed})")
+    try:
+        report, diagnostics = check_workspace(
+            exercise, args.dir, args.runner, args.seed, progress.revealed(len(exercise.spec.hints))
+        )
+    except RunnerError as exc:
+        print(f"error: runner {args.runner} failed: {exc}", file=sys.stderr)
+        return 2
+    if report is None:
+        print("\n".join(diagnostics), file=sys.stderr)
+        return 2
+    if diagnostics:
+        print("analysis of your configuration:")
+        print("\n".join("  " + line for line in diagnostics))
+    print("\n".join(report.lines()))
+    if report.passed:
+        write_progress(args.dir, with_pass(progress, args.runner))
+        return 0
+    return 1
+
+
+def _hint(args: argparse.Namespace) -> int:
+    found = _workspace(args.dir)
+    if found is None:
+        return 2
+    exercise, progress = found
+    hints = exercise.spec.hints
+    if progress.hints_shown >= len(hints):
+        for i, text in enumerate(hints, 1):
+            print(f"hint {i}/{len(hints)}: {text}")
+        print("no more hints: `meshplay exercise solution` writes one answer")
+        return 0
+    shown = progress.hints_shown + 1
+    for i, text in enumerate(hints[:shown], 1):
+        print(f"hint {i}/{len(hints)}: {text}")
+    write_progress(args.dir, replace(progress, hints_shown=shown))
+    if shown == len(hints):
+        print("that was the last hint: `meshplay exercise check` now shows the failed checks")
+    return 0
+
+
+def _solution(args: argparse.Namespace) -> int:
+    found = _workspace(args.dir)
+    if found is None:
+        return 2
+    exercise, progress = found
+    target: Path = args.dir / "solution"
+    if target.exists():
+        print(f"error: {target} exists; remove it to write the solution again", file=sys.stderr)
+        return 2
+    shutil.copytree(exercise.solution, target)
+    write_progress(args.dir, replace(progress, solution_shown=True))
+    print(f"one answer is in {target} (yours is graded, not this one; other answers pass too):")
+    for path in sorted(p for p in target.rglob("*") if p.is_file()):
+        print(f"  {path}")
+    print(f"try it: copy it over your files and run `meshplay exercise check {args.dir}`")
+    return 0
