@@ -134,9 +134,10 @@ def _start(args: argparse.Namespace) -> int:
 class CheckReport:
     """A graded run of an exercise, as the learner may see it."""
 
-    def __init__(self, run: LessonRun, revealed: bool) -> None:
+    def __init__(self, run: LessonRun, revealed: bool, folder: Path = Path(".")) -> None:
         self.run = run
         self.revealed = revealed
+        self.where = "" if folder == Path(".") else f" {folder}"
 
     @property
     def passed(self) -> bool:
@@ -159,8 +160,8 @@ class CheckReport:
         else:
             out.append(f"not yet: {good} of {len(steps)} steps pass")
             if not self.revealed:
-                out.append("  hint: `meshplay exercise hint` (failed checks show once you have "
-                           "asked for every hint, or the solution)")  # fmt: skip
+                out.append(f"  hint: `meshplay exercise hint{self.where}` (failed checks show "
+                           "once you have asked for every hint, or for the solution)")  # fmt: skip
         return out
 
     def _check_line(self, check: CheckResult) -> str:
@@ -184,10 +185,19 @@ def check_workspace(
     if runner not in lesson.spec.runners:
         message = f"error: this exercise runs on {', '.join(lesson.spec.runners)}, not {runner}"
         return None, [message]
-    found = analyze_workspace(lesson, folder)
+    found = [d for d in lesson.diagnostics if _about(d.file, folder)]
+    found += analyze_workspace(lesson, folder)
     lines = render(found).splitlines() if found else []
     run = get_runner(runner).run(lesson, RunOptions(seed=seed))
-    return CheckReport(run, revealed), lines
+    return CheckReport(run, revealed, folder), lines
+
+
+def _about(file: str, folder: Path) -> bool:
+    """``file`` is one of the learner's (under the workspace ``folder``)."""
+    try:
+        return bool(file) and Path(file).resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -196,3 +196,19 @@ def test_listing_shows_every_exercise_by_phase(capsys: pytest.CaptureFixture[str
     for folder in find_exercises():
         assert folder.name in out
     assert out.index("foundation:") < out.index("traffic-management:") < out.index("security:")
+
+
+@pytest.mark.envoy
+@pytest.mark.slow
+def test_a_learners_answer_is_graded_on_real_envoy_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same check on the local runner: the learner's canary and rollback pushed to real
+    Envoy sidecars in front of the real services, graded on their access logs."""
+    ws = tmp_path / "ws"
+    shutil.copytree(HERE / "canary-rollback" / "good-relative-weights", ws)
+    (ws / ".meshplay-exercise.yaml").write_text("exercise: canary-rollback\n")
+    assert main(["exercise", "check", str(ws), "--runner", "local"]) == 0, capsys.readouterr()
+    assert "PASSED" in capsys.readouterr().out
+    progress = read_progress(ws)
+    assert progress is not None and progress.passed == ("local",)
