@@ -27,9 +27,11 @@ from typing import ClassVar
 import yaml
 
 from mesh.analyze import analyze
-from mesh.diagnostics import Diagnostic, DiagnosticError, Level
+from mesh.checks import CheckResult
+from mesh.diagnostics import Diagnostic, DiagnosticError, Level, render
 from mesh.lesson import Lesson, load_lesson
 from mesh.model.common import SourceMap
+from mesh.runner import LessonRun, Runner, RunOptions
 from mesh.source.decode import MISSING, Decoder
 from mesh.source.yaml_nodes import parse_documents
 from mesh.state import lesson_states
@@ -39,10 +41,12 @@ __all__ = [
     "GOAL_FILE",
     "PHASES",
     "PROGRESS_FILE",
+    "CheckReport",
     "Exercise",
     "ExerciseSpec",
     "Progress",
     "analyze_workspace",
+    "check_workspace",
     "find_exercises",
     "load_check",
     "load_exercise",
@@ -266,3 +270,72 @@ def with_pass(progress: Progress, runner: str) -> Progress:
     if runner in progress.passed:
         return progress
     return replace(progress, passed=(*progress.passed, runner))
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """A graded run of an exercise, as the learner may see it: checks not passed are hidden
+    unless ``revealed`` (every hint asked for, or the solution shown)."""
+
+    run: LessonRun
+    revealed: bool
+    folder: Path = Path(".")
+
+    @property
+    def where(self) -> str:
+        """The workspace as a command argument (empty for the current folder)."""
+        return "" if self.folder == Path(".") else f" {self.folder}"
+
+    @property
+    def passed(self) -> bool:
+        """Every check of every step passed."""
+        return self.run.passed and not self.run.cancelled
+
+    def lines(self) -> list[str]:
+        """Per step: its verdict, the checks passed, and the failed ones (hidden until
+        revealed)."""
+        out: list[str] = []
+        steps = [s for s in self.run.steps if not s.skipped]
+        for n, step in enumerate(steps, 1):
+            verdict = "pass" if step.passed else "FAIL"
+            out.append(f"step {n}/{len(steps)}  {step.step.name}  {verdict}")
+            out.extend("  " + self._check_line(check) for check in step.checks)
+            out.extend(f"  event: {e.kind} {e.subject} {e.detail}".rstrip() for e in step.events)
+        good = sum(1 for s in steps if s.passed)
+        if self.passed:
+            out.append(f"PASSED: all {len(steps)} steps do what the goal asks")
+        else:
+            out.append(f"not yet: {good} of {len(steps)} steps pass")
+            if not self.revealed:
+                out.append(f"  hint: `meshplay exercise hint{self.where}` (failed checks show "
+                           "once you have asked for every hint, or for the solution)")  # fmt: skip
+        return out
+
+    def _check_line(self, check: CheckResult) -> str:
+        if check.passed:
+            return f"ok    {check.describe()}"
+        if not self.revealed:
+            return "FAIL  a hidden check (what it measures shows after the hints)"
+        why = f"  ({check.expectation.why})" if check.expectation.why else ""
+        return f"FAIL  {check.describe()}{why}"
+
+
+def check_workspace(
+    exercise: Exercise, folder: Path, runner: Runner, seed: int = 1, revealed: bool = False
+) -> tuple[CheckReport | None, list[str]]:
+    """Load, analyze and run the learner's workspace on ``runner``. Returns the report (None
+    when the YAML could not be loaded, or the exercise does not run on that runner) and the
+    diagnostics' lines (the learner's load warnings and the analyzer's findings on their files;
+    the load errors when there is no report)."""
+    try:
+        lesson = load_check(exercise, folder)
+    except DiagnosticError as exc:
+        return None, render(exc.diagnostics).splitlines()
+    if runner.name not in lesson.spec.runners:
+        runs_on = ", ".join(lesson.spec.runners)
+        return None, [f"error: this exercise runs on {runs_on}, not {runner.name}"]
+    found = [d for d in lesson.diagnostics if d.file and _inside(Path(d.file), folder.resolve())]
+    found += analyze_workspace(lesson, folder)
+    lines = render(found).splitlines() if found else []
+    run = runner.run(lesson, RunOptions(seed=seed))
+    return CheckReport(run, revealed, folder), lines

@@ -21,7 +21,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mesh.checks import CheckResult
 from mesh.diagnostics import DiagnosticError, render
 from mesh.exercise import (
     EXERCISES,
@@ -29,19 +28,18 @@ from mesh.exercise import (
     PROGRESS_FILE,
     Exercise,
     Progress,
-    analyze_workspace,
+    check_workspace,
     find_exercises,
-    load_check,
     load_exercise,
     read_progress,
     start_workspace,
     with_pass,
     write_progress,
 )
-from mesh.runner import LessonRun, RunnerError, RunOptions
+from mesh.runner import RunnerError
 from playground.runners import RUNNERS, get_runner
 
-__all__ = ["CheckReport", "check_workspace", "register"]
+__all__ = ["register"]
 
 
 def register(sub: Any) -> None:
@@ -131,75 +129,6 @@ def _start(args: argparse.Namespace) -> int:
     return 0
 
 
-class CheckReport:
-    """A graded run of an exercise, as the learner may see it."""
-
-    def __init__(self, run: LessonRun, revealed: bool, folder: Path = Path(".")) -> None:
-        self.run = run
-        self.revealed = revealed
-        self.where = "" if folder == Path(".") else f" {folder}"
-
-    @property
-    def passed(self) -> bool:
-        """Every check of every step passed."""
-        return self.run.passed and not self.run.cancelled
-
-    def lines(self) -> list[str]:
-        """Per step: its verdict, the checks passed, and the failed ones (hidden until
-        revealed)."""
-        out: list[str] = []
-        steps = [s for s in self.run.steps if not s.skipped]
-        for n, step in enumerate(steps, 1):
-            verdict = "pass" if step.passed else "FAIL"
-            out.append(f"step {n}/{len(steps)}  {step.step.name}  {verdict}")
-            out.extend("  " + self._check_line(check) for check in step.checks)
-            out.extend(f"  event: {e.kind} {e.subject} {e.detail}".rstrip() for e in step.events)
-        good = sum(1 for s in steps if s.passed)
-        if self.passed:
-            out.append(f"PASSED: all {len(steps)} steps do what the goal asks")
-        else:
-            out.append(f"not yet: {good} of {len(steps)} steps pass")
-            if not self.revealed:
-                out.append(f"  hint: `meshplay exercise hint{self.where}` (failed checks show "
-                           "once you have asked for every hint, or for the solution)")  # fmt: skip
-        return out
-
-    def _check_line(self, check: CheckResult) -> str:
-        if check.passed:
-            return f"ok    {check.describe()}"
-        if not self.revealed:
-            return "FAIL  a hidden check (what it measures shows after the hints)"
-        why = f"  ({check.expectation.why})" if check.expectation.why else ""
-        return f"FAIL  {check.describe()}{why}"
-
-
-def check_workspace(
-    exercise: Exercise, folder: Path, runner: str, seed: int, revealed: bool
-) -> tuple[CheckReport | None, list[str]]:
-    """Load, analyze and run the learner's workspace. Returns the report (None when the YAML
-    could not be loaded) and the diagnostics' lines."""
-    try:
-        lesson = load_check(exercise, folder)
-    except DiagnosticError as exc:
-        return None, render(exc.diagnostics).splitlines()
-    if runner not in lesson.spec.runners:
-        message = f"error: this exercise runs on {', '.join(lesson.spec.runners)}, not {runner}"
-        return None, [message]
-    found = [d for d in lesson.diagnostics if _about(d.file, folder)]
-    found += analyze_workspace(lesson, folder)
-    lines = render(found).splitlines() if found else []
-    run = get_runner(runner).run(lesson, RunOptions(seed=seed))
-    return CheckReport(run, revealed, folder), lines
-
-
-def _about(file: str, folder: Path) -> bool:
-    """``file`` is one of the learner's (under the workspace ``folder``)."""
-    try:
-        return bool(file) and Path(file).resolve().is_relative_to(folder.resolve())
-    except OSError:
-        return False
-
-
 def _check(args: argparse.Namespace) -> int:
     found = _workspace(args.dir)
     if found is None:
@@ -207,8 +136,9 @@ def _check(args: argparse.Namespace) -> int:
     exercise, progress = found
     print(f"{exercise.spec.title}  (runner {args.runner}, seed {args.seed})")
     try:
+        runner = get_runner(args.runner)
         report, diagnostics = check_workspace(
-            exercise, args.dir, args.runner, args.seed, progress.revealed(len(exercise.spec.hints))
+            exercise, args.dir, runner, args.seed, progress.revealed(len(exercise.spec.hints))
         )
     except RunnerError as exc:
         print(f"error: runner {args.runner} failed: {exc}", file=sys.stderr)

@@ -15,12 +15,14 @@ import pytest
 from mesh.diagnostics import DiagnosticError, render
 from mesh.exercise import (
     PROGRESS_FILE,
+    CheckReport,
+    check_workspace,
     find_exercises,
     load_exercise,
     read_progress,
 )
 from playground.cli import main
-from playground.commands.exercise import CheckReport, check_workspace
+from playground.runners import get_runner
 
 HERE = Path(__file__).parent / "testdata" / "exercises"
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +67,7 @@ def _workspace(tmp_path: Path, exercise: str, case: str) -> Path:
 
 def _check(exercise_id: str, folder: Path) -> tuple[CheckReport, list[str]]:
     exercise = load_exercise(ROOT / "lessons" / "exercises" / exercise_id)
-    report, lines = check_workspace(exercise, folder, "sim", seed=1, revealed=True)
+    report, lines = check_workspace(exercise, folder, get_runner("sim"), seed=1, revealed=True)
     assert report is not None, "\n".join(lines)
     return report, lines
 
