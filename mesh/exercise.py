@@ -48,11 +48,15 @@ __all__ = [
     "analyze_workspace",
     "check_workspace",
     "find_exercises",
+    "goal_text",
     "load_check",
     "load_exercise",
+    "next_hint",
     "read_progress",
     "start_workspace",
+    "with_pass",
     "write_progress",
+    "write_solution",
 ]
 
 EXERCISES = Path(__file__).resolve().parents[1] / "lessons" / "exercises"
@@ -263,6 +267,27 @@ def write_progress(folder: Path, progress: Progress) -> None:
     }
     header = "# meshplay exercise progress (written by meshplay; safe to delete)\n"
     (folder / PROGRESS_FILE).write_text(header + yaml.safe_dump(data, sort_keys=False), "utf-8")
+
+
+def next_hint(exercise: Exercise, folder: Path, progress: Progress) -> tuple[tuple[str, ...], bool]:
+    """Give one more hint: (the hints shown so far, whether that was the last one). Records
+    it in the workspace; once every hint is shown, asking again changes nothing."""
+    hints = exercise.spec.hints
+    shown = min(progress.hints_shown + 1, len(hints))
+    if shown != progress.hints_shown:
+        write_progress(folder, replace(progress, hints_shown=shown))
+    return hints[:shown], shown >= len(hints)
+
+
+def write_solution(exercise: Exercise, folder: Path, progress: Progress) -> list[Path]:
+    """Copy the reference solution into ``folder/solution`` (never over an existing one:
+    ``FileExistsError``) and record that it was shown. Returns the files written."""
+    target = folder / "solution"
+    if target.exists():
+        raise FileExistsError(f"{target} exists; remove it to write the solution again")
+    shutil.copytree(exercise.solution, target)
+    write_progress(folder, replace(progress, solution_shown=True))
+    return sorted(p for p in target.rglob("*") if p.is_file())
 
 
 def with_pass(progress: Progress, runner: str) -> Progress:

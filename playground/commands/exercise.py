@@ -15,9 +15,7 @@ not, 2 the YAML could not be loaded or the command was misused.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +29,17 @@ from mesh.exercise import (
     check_workspace,
     find_exercises,
     load_exercise,
+    next_hint,
     read_progress,
     start_workspace,
     with_pass,
     write_progress,
+    write_solution,
 )
 from mesh.runner import RunnerError
 from playground.runners import RUNNERS, get_runner
 
-__all__ = ["register"]
+__all__ = ["open_workspace", "register"]
 
 
 def register(sub: Any) -> None:
@@ -97,7 +97,8 @@ def _find(exercise_id: str) -> Exercise | None:
         return None
 
 
-def _workspace(folder: Path) -> tuple[Exercise, Progress] | None:
+def open_workspace(folder: Path) -> tuple[Exercise, Progress] | None:
+    """The exercise and progress of a workspace, or None after saying why on stderr."""
     progress = read_progress(folder)
     if progress is None:
         print(
@@ -130,7 +131,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    found = _workspace(args.dir)
+    found = open_workspace(args.dir)
     if found is None:
         return 2
     exercise, progress = found
@@ -157,38 +158,35 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _hint(args: argparse.Namespace) -> int:
-    found = _workspace(args.dir)
+    found = open_workspace(args.dir)
     if found is None:
         return 2
     exercise, progress = found
-    hints = exercise.spec.hints
-    if progress.hints_shown >= len(hints):
-        for i, text in enumerate(hints, 1):
-            print(f"hint {i}/{len(hints)}: {text}")
+    total = len(exercise.spec.hints)
+    already = progress.hints_shown >= total
+    shown, last = next_hint(exercise, args.dir, progress)
+    for i, text in enumerate(shown, 1):
+        print(f"hint {i}/{total}: {text}")
+    if already:
         print("no more hints: `meshplay exercise solution` writes one answer")
-        return 0
-    shown = progress.hints_shown + 1
-    for i, text in enumerate(hints[:shown], 1):
-        print(f"hint {i}/{len(hints)}: {text}")
-    write_progress(args.dir, replace(progress, hints_shown=shown))
-    if shown == len(hints):
+    elif last:
         print("that was the last hint: `meshplay exercise check` now shows the failed checks")
     return 0
 
 
 def _solution(args: argparse.Namespace) -> int:
-    found = _workspace(args.dir)
+    found = open_workspace(args.dir)
     if found is None:
         return 2
     exercise, progress = found
-    target: Path = args.dir / "solution"
-    if target.exists():
-        print(f"error: {target} exists; remove it to write the solution again", file=sys.stderr)
+    try:
+        files = write_solution(exercise, args.dir, progress)
+    except FileExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    shutil.copytree(exercise.solution, target)
-    write_progress(args.dir, replace(progress, solution_shown=True))
-    print(f"one answer is in {target} (yours is graded, not this one; other answers pass too):")
-    for path in sorted(p for p in target.rglob("*") if p.is_file()):
+    where = args.dir / "solution"
+    print(f"one answer is in {where} (yours is graded, not this one; other answers pass too):")
+    for path in files:
         print(f"  {path}")
     print(f"try it: copy it over your files and run `meshplay exercise check {args.dir}`")
     return 0

@@ -218,3 +218,11 @@ def test_a_learners_answer_is_graded_on_real_envoy_too(
     assert "PASSED" in capsys.readouterr().out
     progress = read_progress(ws)
     assert progress is not None and progress.passed == ("local",)
+
+
+def test_tui_refuses_a_folder_that_is_not_a_workspace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``meshplay tui --exercise DIR`` checks DIR before any screen is drawn."""
+    assert main(["tui", "--root", str(ROOT / "lessons"), "--exercise", str(tmp_path)]) == 2
+    assert f"no {PROGRESS_FILE}" in capsys.readouterr().err
