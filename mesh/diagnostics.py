@@ -464,6 +464,13 @@ CATALOG: dict[str, Code] = _codes(
         E,
         "exercise.yaml has an unknown field, a wrong type, a missing field or an unknown phase.",
     ),
+    Code(
+        "MPY6002",
+        "LearningPathInvalid",
+        E,
+        "path.yaml names a lesson or exercise that does not exist, places one twice, or has a "
+        "wrong field.",
+    ),
 )
 
 del E, W, I

@@ -38,6 +38,7 @@ from mesh.exercise import (
 )
 from mesh.runner import RunnerError
 from playground.runners import RUNNERS, get_runner
+from tui.progress import ProgressStore, default_data_dir
 
 __all__ = ["open_workspace", "register"]
 
@@ -151,6 +152,9 @@ def _check(args: argparse.Namespace) -> int:
         print("analysis of your configuration:")
         print("\n".join("  " + line for line in diagnostics))
     print("\n".join(report.lines()))
+    ProgressStore(default_data_dir()).record(
+        f"exercise:{exercise.id}", args.runner, passed=report.passed, seed=args.seed
+    )
     if report.passed:
         write_progress(args.dir, with_pass(progress, args.runner))
         return 0
