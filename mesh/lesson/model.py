@@ -339,6 +339,10 @@ class LessonSpec:
     track: str = "traffic-management"
     level: str = "beginner"
     order: int = 0
+    mirrors: str = ""
+    """The Istio documentation page (task or concept) the lesson follows."""
+    istio: str = ""
+    """The Istio version whose behaviour the lesson's expectations are pinned to."""
     objectives: tuple[str, ...] = ()
     explanation: str = ""
     app: str = "ecommerce"
