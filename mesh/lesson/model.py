@@ -166,6 +166,8 @@ class Expectation:
             parts.append(f"flag={sel.flag}")
         if sel.path:
             parts.append(sel.path)
+        if sel.reporter != "source":
+            parts.append(f"reporter={sel.reporter}")
         return parts
 
 
