@@ -23,7 +23,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Header, Select, TabbedContent, TabPane
 
-from mesh.exercise import Exercise
+from mesh.exercise import Exercise, read_progress, start_workspace
 from mesh.lesson import Lesson
 from tui.compare_view import ComparePane
 from tui.dashboard_view import DashboardPane
@@ -139,7 +139,7 @@ class MeshplayApp(App[None]):
         # after the first paint: the screen is drawn before the loader competes for the GIL
         self.call_after_refresh(self.session.start, "the loading of the lessons", load, cancel)
         if self.exercise is not None:
-            self.push_screen(ExerciseScreen(self.session, *self.exercise))
+            self.push_screen(ExerciseScreen(self.session, *self.exercise), self._exercise_left)
 
     def on_meshplay_app_loading(self, message: Loading) -> None:
         self.query_one("#lessons", LessonsPane).show_loading(message.done, message.total)
@@ -241,6 +241,23 @@ class MeshplayApp(App[None]):
         self.session.current = message.lesson
         self.run_pane.set_lesson(message.lesson)
         self.action_tab("run")
+
+    def on_lessons_pane_exercise_chosen(self, message: LessonsPane.ExerciseChosen) -> None:
+        """Open an exercise on its workspace in the data folder (started the first time)."""
+        exercise = message.exercise
+        folder = self.session.progress.path.parent / "exercises" / exercise.id
+        if read_progress(folder) is None:
+            try:
+                start_workspace(exercise, folder)
+            except (FileExistsError, OSError) as exc:
+                self.notify(f"cannot start {exercise.id}: {exc}", severity="error")
+                return
+        self.push_screen(ExerciseScreen(self.session, exercise, folder), self._exercise_left)
+
+    def _exercise_left(self, _: None) -> None:
+        """Back from an exercise: its progress marks in the tree may have changed."""
+        if self.session.loaded:
+            self.query_one("#lessons", LessonsPane).rebuild()
 
     def on_run_pane_done(self, message: RunPane.Done) -> None:
         self.query_one("#lessons", LessonsPane).rebuild()

@@ -124,6 +124,12 @@ class ExerciseScreen(Screen[None]):
         if lines:
             lines = ["analysis of your configuration:", *("  " + line for line in lines), ""]
         self._show(lines + message.report.lines())
+        self.session.progress.record(
+            f"exercise:{self.exercise.id}",
+            message.runner,
+            passed=message.report.passed,
+            seed=self.session.seed,
+        )
         if message.report.passed:
             progress = read_progress(self.folder)
             if progress is not None:
@@ -158,4 +164,4 @@ class ExerciseScreen(Screen[None]):
 
     def action_leave(self) -> None:
         """Back to the lessons."""
-        self.app.pop_screen()
+        self.dismiss()

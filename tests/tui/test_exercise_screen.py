@@ -96,3 +96,38 @@ async def test_yaml_that_does_not_load_runs_nothing_and_says_where(
         await _wait_checked(pilot)
         assert "did not load" in _text(app, "#ex-status")
         assert f"{ws / 'routing' / 'vs.yaml'}:" in _text(app, "#ex-report")
+
+
+async def test_the_path_in_the_lessons_tree_opens_an_exercise(
+    data_dir: Path, make_app: Callable[..., MeshplayApp]
+) -> None:
+    """With the repository's lessons the tree shows the path's phases; choosing an exercise
+    starts its workspace in the data folder and opens the exercise screen; passing it marks it."""
+    from textual.widgets import Tree
+
+    from tests.tui.conftest import LESSONS
+
+    app = make_app({"sim": sim.SimRunner}, root=LESSONS)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        tree = app.query_one("#lesson-tree", Tree)
+        phases = [str(node.label) for node in tree.root.children]
+        assert phases[:4] == ["Foundation", "Traffic management", "Security", "Advanced"]
+        foundation = [str(n.label) for n in tree.root.children[0].children]
+        assert any("Pin product to v1" in label for label in foundation)
+        node = next(n for n in tree.root.children[0].children if n.data == "ex:pin-product-v1")
+        tree.select_node(node)
+        await pilot.pause()
+        assert isinstance(app.screen, ExerciseScreen)
+        ws = data_dir / "exercises" / "pin-product-v1"
+        assert (ws / "GOAL.md").is_file()
+        shutil.copytree(ANSWERS / "pin-product-v1" / "good-fqdn-stable" / "routing", ws / "routing",
+                        dirs_exist_ok=True)  # fmt: skip
+        await pilot.press("c")
+        await _wait_checked(pilot)
+        assert "PASSED on sim" in _text(app, "#ex-status")
+        await pilot.press("escape")
+        await pilot.pause()
+        tree = app.query_one("#lesson-tree", Tree)
+        node = next(n for n in tree.root.children[0].children if n.data == "ex:pin-product-v1")
+        assert "(sim)" in str(node.label)
