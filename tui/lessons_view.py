@@ -149,7 +149,7 @@ class LessonsPane(Horizontal):
             for lesson in lessons:
                 branch.add_leaf(self._label(lesson.id, short_title(lesson)), data=lesson.id)
             for exercise in exercises:
-                label = self._label(f"exercise:{exercise.id}", f"✎ {exercise.spec.title}")
+                label = self._label(f"exercise:{exercise.id}", f"✎ {exercise.id}")
                 branch.add_leaf(label, data=f"ex:{exercise.id}")
         if self.session.broken:
             branch = tree.root.add("[b red]does not load[/b red]", expand=True)

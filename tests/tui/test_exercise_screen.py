@@ -114,7 +114,7 @@ async def test_the_path_in_the_lessons_tree_opens_an_exercise(
         phases = [str(node.label) for node in tree.root.children]
         assert phases[:4] == ["Foundation", "Traffic management", "Security", "Advanced"]
         foundation = [str(n.label) for n in tree.root.children[0].children]
-        assert any("Pin product to v1" in label for label in foundation)
+        assert any("✎ pin-product-v1" in label for label in foundation)
         node = next(n for n in tree.root.children[0].children if n.data == "ex:pin-product-v1")
         tree.select_node(node)
         await pilot.pause()
