@@ -12,6 +12,7 @@ from pathlib import Path
 from mesh.app import App, load_app
 from mesh.diagnostics import Diagnostic, DiagnosticError, Level, did_you_mean, format_path
 from mesh.lesson.model import (
+    CONFIG_MEASURES,
     METRICS,
     SPECIAL_SERVICES,
     TRAFFIC_PROTOCOLS,
@@ -497,6 +498,19 @@ def _check_references(
         out.append(_at("MPY4003", message, source, path, lesson, hint=hint))
 
     for j, exp in enumerate(step.expect):
+        config = exp.proxy_config
+        if config is not None:
+            where: tuple[str | int, ...] = ("steps", index, "expect", j, "proxy_config")
+            if config.workload not in workloads:
+                report(
+                    (*where, "workload"),
+                    f'workload "{config.workload}" is not a Deployment of the app',
+                    workloads,
+                )
+            if config.measure not in CONFIG_MEASURES:
+                message = f'measure "{config.measure}" is not one of {", ".join(CONFIG_MEASURES)}'
+                hint = did_you_mean(config.measure, CONFIG_MEASURES)
+                out.append(_at("MPY4004", message, source, (*where, "measure"), lesson, hint=hint))
         sel = (
             getattr(exp, exp.metric) if any(getattr(exp, m) is not None for m in METRICS) else None
         )

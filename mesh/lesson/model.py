@@ -20,10 +20,12 @@ from mesh.model.common import FrozenMap, Resource
 from mesh.observe.rules import AlertRule
 
 __all__ = [
+    "CONFIG_MEASURES",
     "METRICS",
     "SPECIAL_SERVICES",
     "TRAFFIC_PROTOCOLS",
     "BreakAction",
+    "ConfigSelector",
     "Event",
     "Expectation",
     "Lesson",
@@ -49,7 +51,13 @@ METRICS: dict[str, str] = {
     "attempts_mean": "mean upstream attempts per request (1 = no retries)",
     "promql": "a PromQL expression answering one number at the end of the step ($__range: the step)",
     "alert": "1 when the named alerting rule fires at the end of the step, else 0",
+    "proxy_config": "size of one workload's Envoy configuration as istiod sends it (clusters, "
+    "listeners, routes, endpoints or bytes) in the step's mesh state",
 }
+
+CONFIG_MEASURES = ("clusters", "listeners", "routes", "endpoints", "bytes")
+"""What ``proxy_config`` counts: resources of one xDS type, or the size of them all in bytes
+(compact JSON, as ``istioctl proxy-config all -o json`` would print them without spaces)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +86,19 @@ class Selector:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigSelector:
+    """Which proxy's configuration a ``proxy_config`` expectation measures, and what of it: the
+    first pod of ``workload`` (a Deployment), and one of :data:`CONFIG_MEASURES`. Graded on the
+    configuration meshplay's translator builds for the step's mesh state, which every runner
+    applies (the local runner's Envoys load exactly it)."""
+
+    YAML_KEYS: ClassVar[str] = "snake"
+
+    workload: str
+    measure: str = "clusters"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Expectation:
     """One measured value and its bounds; exactly one metric key is set."""
 
@@ -97,6 +118,7 @@ class Expectation:
     attempts_mean: Selector | None = None
     promql: str | None = None
     alert: str | None = None
+    proxy_config: ConfigSelector | None = None
     between: tuple[float, ...] = ()
     at_least: float | None = None
     at_most: float | None = None
@@ -140,6 +162,8 @@ class Expectation:
         sel = self.selector
         if self.promql is not None:
             parts = [" ".join(self.promql.split())]
+        elif self.proxy_config is not None:
+            parts = [self.proxy_config.workload, self.proxy_config.measure]
         elif self.alert is not None:
             parts = [self.alert]
         else:
