@@ -29,14 +29,14 @@ from sim.messages import Request, Response
 from sim.route_action import act, header_ops
 from sim.tcp import http_over_tcp
 from sim.world import ProxyRuntime, World
-from sim.xds import Landing, RouteSpec, VirtualHostSpec
+from sim.xds import Landing, RouteSpec, RouteTable, VirtualHostSpec
 
 __all__ = ["outbound"]
 
 Proc = Generator[Any, Any, Any]
 
 
-def _match(vh: VirtualHostSpec, req: Request) -> RouteSpec | None:
+def _match(world: World, vh: VirtualHostSpec, req: Request) -> RouteSpec | None:
     catch_all = vh.catch_all
     if catch_all is not None and req.path[:1] == "/":
         return catch_all
@@ -50,7 +50,42 @@ def _match(vh: VirtualHostSpec, req: Request) -> RouteSpec | None:
             ":path": req.path,
             ":scheme": "http",
         }
-    return vh.match(base, query, headers)
+    # runtime_fraction routes need the request's random value (drawn only for them)
+    random_value = world.rng.getrandbits(32) if vh.has_runtime else 0
+    return vh.match(base, query, headers, random_value)
+
+
+def _tls_redirect(vh: VirtualHostSpec, req: Request) -> Response:
+    """``require_tls``: a plaintext request is answered 301 to the same URL with ``https``."""
+    return Response(
+        301,
+        (),
+        "via_route_redirect",
+        headers={"location": f"https://{req.authority}{req.path}"},
+    )
+
+
+def _with_vhost_headers(req: Request, table: RouteTable, vh: VirtualHostSpec) -> Request:
+    """The virtual host's and the route configuration's request header mutations. Envoy applies
+    them after the route's own (the more general level wins on a conflict); here they come
+    first, which differs only when two levels set the same header."""
+    ops = [o for o in (vh.header_ops, table.header_ops) if o.request_add or o.request_remove]
+    if not ops:
+        return req
+    headers: dict[str, str] = req.headers
+    for o in ops:
+        headers = header_ops(headers, o.request_remove, o.request_add)
+    return Request(
+        req.method,
+        req.path,
+        req.authority,
+        req.port,
+        headers,
+        req.request_id,
+        req.trace_id,
+        req.trace,
+        address=req.address,
+    )
 
 
 def _show(headers: Mapping[str, str]) -> str:
@@ -121,7 +156,9 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
         else:
             if vh.service_host:
                 service_host = vh.service_host
-            route = _match(vh, req)
+            internal = req.headers.get("x-envoy-internal") == "true"
+            https = req.headers.get("x-forwarded-proto") == "https"
+            route = None if vh.tls_redirect(https, internal) else _match(world, vh, req)
             if trace:
                 trace.add(
                     env.now,
@@ -129,12 +166,22 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
                     f"{landing.describe()} -> route config {table.name!r} -> "
                     f"virtual host {vh.name!r}",
                 )
-            if route is None:
+            if route is None and vh.tls_redirect(https, internal):
+                resp = _tls_redirect(vh, req)
+                if trace:
+                    trace.add(
+                        env.now,
+                        client.name,
+                        f"virtual host {vh.name!r} has require_tls {vh.require_tls}: "
+                        "a plaintext request gets 301 to https",
+                    )
+            elif route is None:
                 resp = Response(404, ("NR",), "route_not_found")
                 if trace:
                     trace.add(env.now, client.name, "no route of the virtual host matches: 404 NR")
             else:
-                action = act(world, proxy, req, route, chain.hcm.fault, address, trace)
+                routed = _with_vhost_headers(req, table, vh)
+                action = act(world, proxy, routed, route, chain.hcm.fault, address, trace)
                 if isinstance(action, Response):
                     resp = action
                 else:

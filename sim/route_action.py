@@ -23,6 +23,9 @@ from sim.messages import BODY_FAULT_ABORT, BODY_UC, BODY_UF, Request, Response, 
 from sim.router import route_request
 from sim.world import ProxyRuntime, World
 from sim.xds import ClusterSpec, RouteSpec, redirect_status
+from sim.xds.formatters import apply_header_ops
+from sim.xds.rewrite import rewritten_host, rewritten_path, weighted_pick
+from sim.xds.values import HeaderOp
 
 __all__ = ["act", "header_ops"]
 
@@ -33,6 +36,8 @@ def _pick_cluster(route: RouteSpec, world: World, req: Request) -> str:
     clusters = route.clusters
     if route.cluster_header:
         return req.headers.get(route.cluster_header, "")
+    if route.weight_header and req.headers.get(route.weight_header, "").isdigit():
+        return weighted_pick(route, int(req.headers[route.weight_header]))
     if len(clusters) == 1:
         return clusters[0][0]
     if route.total_weight <= 0:
@@ -47,23 +52,12 @@ def _pick_cluster(route: RouteSpec, world: World, req: Request) -> str:
 
 def _upstream_request(route: RouteSpec, req: Request) -> Request:
     """Apply rewrites and header operations (a copy: the original is what gets logged)."""
-    path = req.path
-    if route.prefix_rewrite is not None:
-        base, sep, query = path.partition("?")
-        if route.path.kind == "path":
-            base = route.prefix_rewrite
-        elif route.path.kind in ("prefix", "separated"):
-            base = route.prefix_rewrite + base[len(route.path.value) :]
-        path = base + sep + query
-    elif route.regex_rewrite is not None:
-        base, sep, query = path.partition("?")
-        pattern, substitution = route.regex_rewrite
-        path = pattern.sub(substitution.replace("\\", "\\\\"), base) + sep + query
+    path = rewritten_path(route, req.path)
     headers = req.headers
     if route.request_headers_to_add or route.request_headers_to_remove:
         headers = header_ops(headers, route.request_headers_to_remove, route.request_headers_to_add)
-    authority = route.host_rewrite or req.authority
-    if path is req.path and headers is req.headers and authority is req.authority:
+    authority = rewritten_host(route, req.authority, req.headers, req.path)
+    if path == req.path and headers is req.headers and authority == req.authority:
         return req
     return Request(
         req.method,
@@ -81,19 +75,11 @@ def _upstream_request(route: RouteSpec, req: Request) -> Request:
 def header_ops(
     headers: Mapping[str, str],
     remove: tuple[str, ...],
-    add: tuple[tuple[str, str, bool], ...],
+    add: tuple[HeaderOp, ...],
 ) -> dict[str, str]:
-    """Envoy's header evaluation for a route (a copy): removals first, then additions; an
-    appended value joins the existing one with a comma (the same header as a list)."""
-    out = dict(headers)
-    for name in remove:
-        out.pop(name, None)
-    for name, value, append in add:
-        if append and name in out:
-            out[name] = out[name] + "," + value
-        else:
-            out[name] = value
-    return out
+    """Envoy's header evaluation for a route (a copy): removals first, then additions by their
+    append action (:func:`sim.xds.formatters.apply_header_ops`)."""
+    return apply_header_ops(headers, remove, add)
 
 
 def _local(status: int, flags: tuple[str, ...], details: str, body: str = "") -> Response:
