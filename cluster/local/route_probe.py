@@ -1,0 +1,248 @@
+"""Ask a real Envoy how it routes requests: one throw-away Envoy with the route configuration
+under test on one listener and an echo listener behind every cluster it names.
+
+No admin endpoint and no app: the caller instruments the route configuration so that Envoy's
+answers say what it matched (response headers added per route and per virtual host, the
+``%UPSTREAM_CLUSTER%`` it picked); the echo listener answers every forwarded request with
+``direct_response`` and response headers carrying the request as it arrived upstream (``:path``,
+``:authority`` and any header asked for). Envoy binds 127.0.0.1 only, runs with
+``--concurrency 1``, and is stopped by its PID when the probe ends.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cluster.local.envoy import envoy_binary
+from cluster.local.ports import LOOPBACK, free_ports
+from mesh.runner import RunnerError
+
+__all__ = ["ECHO_PREFIX", "ProbeRequest", "ProbeResponse", "probe_routes"]
+
+ECHO_PREFIX = "x-mpy-echo-"
+"""Response headers the echo listener adds: ``x-mpy-echo-:path``, ``x-mpy-echo-<name>``..."""
+
+_HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRequest:
+    """One HTTP/1.1 request: method, path (with query), Host and extra headers."""
+
+    method: str
+    path: str
+    authority: str
+    headers: tuple[tuple[str, str], ...] = ()
+    internal: bool = False
+    """Sent to the listener that treats 127.0.0.1 as internal (``use_remote_address``): Envoy
+    sets ``x-envoy-internal: true`` itself (and ``x-forwarded-proto`` from the plaintext
+    connection), as it strips a client's own ``x-envoy-internal``."""
+
+
+@dataclass(slots=True)
+class ProbeResponse:
+    """What Envoy answered: status and headers (lower-case names; repeats joined by ``,``)."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+
+
+def _hcm(name: str, route_config: Mapping[str, Any], internal: bool) -> dict[str, Any]:
+    edge: dict[str, Any] = {}
+    if internal:
+        edge = {
+            "use_remote_address": True,
+            "internal_address_config": {
+                "cidr_ranges": [{"address_prefix": LOOPBACK, "prefix_len": 32}]
+            },
+        }
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": _HCM,
+            **edge,
+            "stat_prefix": name,
+            "route_config": route_config,
+            "http_filters": [
+                {"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}}
+            ],
+        },
+    }
+
+
+def _listener(
+    name: str, port: int, route_config: Mapping[str, Any], internal: bool = False
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "enable_reuse_port": False,
+        "address": {"socket_address": {"address": LOOPBACK, "port_value": port}},
+        "filter_chains": [{"filters": [_hcm(name, route_config, internal)]}],
+    }
+
+
+def _echo_config(echo_headers: Sequence[str]) -> dict[str, Any]:
+    names = [":path", ":authority", *echo_headers]
+    return {
+        "name": "echo",
+        "virtual_hosts": [
+            {
+                "name": "echo",
+                "domains": ["*"],
+                "routes": [{"match": {"prefix": ""}, "direct_response": {"status": 200}}],
+                "response_headers_to_add": [
+                    {
+                        "header": {"key": ECHO_PREFIX + n.lstrip(":"), "value": f"%REQ({n})%"},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    }
+                    for n in dict.fromkeys(names)
+                ],
+            }
+        ],
+    }
+
+
+def bootstrap(
+    route_config: Mapping[str, Any],
+    clusters: Sequence[str],
+    ports: Sequence[int],
+    echo_headers: Sequence[str],
+) -> dict[str, Any]:
+    """The Envoy bootstrap: the listener under test (twice: for external and for internal
+    clients), the echo listener, one cluster per name."""
+    front, internal, echo = ports
+    return {
+        "node": {"id": "route-check", "cluster": "route-check"},
+        "static_resources": {
+            "listeners": [
+                _listener("under_test", front, route_config),
+                _listener("under_test_internal", internal, route_config, internal=True),
+                _listener("echo", echo, _echo_config(echo_headers)),
+            ],
+            "clusters": [
+                {
+                    "name": name,
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "load_assignment": {
+                        "cluster_name": name,
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {
+                                        "endpoint": {
+                                            "address": {
+                                                "socket_address": {
+                                                    "address": LOOPBACK,
+                                                    "port_value": echo,
+                                                }
+                                            }
+                                        }
+                                    }
+                                ]
+                            }
+                        ],
+                    },
+                }
+                for name in dict.fromkeys(clusters)
+            ],
+        },
+    }
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RunnerError(f"envoy exited with code {proc.returncode} before listening")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RunnerError("envoy did not start listening within 20 s")
+
+
+def _send(conn: http.client.HTTPConnection, req: ProbeRequest) -> ProbeResponse:
+    conn.putrequest(req.method, req.path, skip_host=True, skip_accept_encoding=True)
+    conn.putheader("Host", req.authority)
+    for name, value in req.headers:
+        conn.putheader(name, value)
+    conn.endheaders()
+    resp = conn.getresponse()
+    resp.read()
+    headers: dict[str, str] = {}
+    for name, value in resp.getheaders():
+        key = name.lower()
+        headers[key] = headers[key] + "," + value if key in headers else value
+    return ProbeResponse(resp.status, headers)
+
+
+def _send_all(
+    requests: Sequence[ProbeRequest], ports: Sequence[int], deadline: float
+) -> list[ProbeResponse]:
+    conns = [http.client.HTTPConnection(LOOPBACK, port, timeout=5.0) for port in ports[:2]]
+    out: list[ProbeResponse] = []
+    try:
+        for req in requests:
+            if time.monotonic() > deadline:
+                raise RunnerError("the route probe ran out of time")
+            which = 1 if req.internal else 0
+            try:
+                out.append(_send(conns[which], req))
+            except (OSError, http.client.HTTPException) as exc:
+                conns[which].close()
+                conns[which] = http.client.HTTPConnection(LOOPBACK, ports[which], timeout=5.0)
+                out.append(ProbeResponse(0, {}, f"{type(exc).__name__}: {exc}"))
+    finally:
+        for conn in conns:
+            conn.close()
+    return out
+
+
+def probe_routes(
+    route_config: Mapping[str, Any],
+    clusters: Sequence[str],
+    requests: Sequence[ProbeRequest],
+    *,
+    echo_headers: Sequence[str] = (),
+    timeout_s: float = 60.0,
+) -> list[ProbeResponse]:
+    """Start Envoy with ``route_config``, send ``requests`` one by one, stop Envoy.
+
+    Raises :class:`RunnerError` with Envoy's own message when it refuses the configuration.
+    """
+    ports = free_ports(3)
+    with tempfile.TemporaryDirectory(prefix="meshplay-route-check-") as tmp:
+        config = Path(tmp) / "envoy.json"
+        log = Path(tmp) / "envoy.log"
+        config.write_text(json.dumps(bootstrap(route_config, clusters, ports, echo_headers)))
+        argv = [envoy_binary(), "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
+                "--log-level", "error", "--log-path", str(log)]  # fmt: skip
+        with log.open("wb") as sink:
+            proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            try:
+                _wait_listening(ports[0], proc, time.monotonic() + 20.0)
+            except RunnerError as exc:
+                text = log.read_text(errors="replace").strip().splitlines()
+                raise RunnerError(f"{exc}: {text[-1] if text else 'no log'}") from exc
+            _wait_listening(ports[1], proc, time.monotonic() + 20.0)
+            return _send_all(requests, ports, time.monotonic() + timeout_s)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
