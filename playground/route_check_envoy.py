@@ -24,6 +24,7 @@ from typing import Any
 
 from cluster.local.route_probe import ECHO_PREFIX, ProbeRequest, ProbeResponse, probe_routes
 from playground.route_tests import Observed, RouteTest
+from sim.matchers import split_path
 from sim.xds import RouteTable
 from sim.xds.decide import decide
 
@@ -71,8 +72,12 @@ def _not_comparable(table: RouteTable, test: RouteTest) -> str:
     if d.vhost is None:
         return ""
     last = d.route.index if d.route is not None else len(d.vhost.routes) - 1
+    base, query = split_path(req.path)
+    headers = req.request_headers()
     for route in d.vhost.routes[: last + 1]:
-        if route.runtime is not None and 0 < route.runtime[0] < route.runtime[1]:
+        fractional = route.runtime is not None and 0 < route.runtime[0] < route.runtime[1]
+        # random value 0 passes any runtime_fraction above 0: does the rest of the match hold?
+        if fractional and route.runtime is not None and route.matches(base, query, headers, 0):
             return f"runtime_fraction {route.runtime[0]}/{route.runtime[1]}: Envoy draws its own random value"
     return ""
 

@@ -1,12 +1,13 @@
 """Ask a real Envoy how it routes requests: one throw-away Envoy with the route configuration
-under test on one listener and an echo listener behind every cluster it names.
+under test on one listener and an echo server behind every cluster it names.
 
 No admin endpoint and no app: the caller instruments the route configuration so that Envoy's
-answers say what it matched (response headers added per route and per virtual host, the
-``%UPSTREAM_CLUSTER%`` it picked); the echo listener answers every forwarded request with
-``direct_response`` and response headers carrying the request as it arrived upstream (``:path``,
-``:authority`` and any header asked for). Envoy binds 127.0.0.1 only, runs with
-``--concurrency 1``, and is stopped by its PID when the probe ends.
+answers say what it matched (response headers added per route, the ``%UPSTREAM_CLUSTER%`` it
+picked); the echo server (a small HTTP/1.1 server in this process) answers every forwarded request
+with response headers carrying the request exactly as it arrived upstream (``:path``,
+``:authority``, ``:method`` and every value of any header asked for, joined with ``,``). Envoy and
+the echo bind 127.0.0.1 only; Envoy runs with ``--concurrency 1`` and is stopped by its PID when
+the probe ends.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import json
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,7 @@ from mesh.runner import RunnerError
 __all__ = ["ECHO_PREFIX", "ProbeRequest", "ProbeResponse", "probe_routes"]
 
 ECHO_PREFIX = "x-mpy-echo-"
-"""Response headers the echo listener adds: ``x-mpy-echo-:path``, ``x-mpy-echo-<name>``..."""
+"""Response headers the echo server adds: ``x-mpy-echo-path``, ``x-mpy-echo-<name>``..."""
 
 _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
@@ -92,35 +95,50 @@ def _listener(
     }
 
 
-def _echo_config(echo_headers: Sequence[str]) -> dict[str, Any]:
-    names = [":path", ":authority", *echo_headers]
-    return {
-        "name": "echo",
-        "virtual_hosts": [
-            {
-                "name": "echo",
-                "domains": ["*"],
-                "routes": [{"match": {"prefix": ""}, "direct_response": {"status": 200}}],
-                "response_headers_to_add": [
-                    {
-                        "header": {"key": ECHO_PREFIX + n.lstrip(":"), "value": f"%REQ({n})%"},
-                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                    }
-                    for n in dict.fromkeys(names)
-                ],
-            }
-        ],
-    }
+class _Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    names: tuple[str, ...] = ()
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.send_response(200)
+        # the request line's own target: http.server folds a leading "//" in self.path
+        words = self.requestline.split()
+        self.send_header(ECHO_PREFIX + "path", words[1] if len(words) > 1 else self.path)
+        self.send_header(ECHO_PREFIX + "authority", self.headers.get("host", ""))
+        self.send_header(ECHO_PREFIX + "method", self.command)
+        for name in self.names:
+            if name.startswith(":"):
+                continue
+            values = self.headers.get_all(name)
+            if values:
+                self.send_header(ECHO_PREFIX + name, ",".join(values))
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _answer  # noqa: N815 - http.server names
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def _echo_server(port: int, names: Sequence[str]) -> ThreadingHTTPServer:
+    handler = type("Echo", (_Echo,), {"names": tuple(n.lower() for n in names)})
+    server = ThreadingHTTPServer((LOOPBACK, port), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="route-check-echo", daemon=True).start()
+    return server
 
 
 def bootstrap(
     route_config: Mapping[str, Any],
     clusters: Sequence[str],
     ports: Sequence[int],
-    echo_headers: Sequence[str],
 ) -> dict[str, Any]:
     """The Envoy bootstrap: the listener under test (twice: for external and for internal
-    clients), the echo listener, one cluster per name."""
+    clients) and one cluster per name, each sending to the echo server."""
     front, internal, echo = ports
     return {
         "node": {"id": "route-check", "cluster": "route-check"},
@@ -128,7 +146,6 @@ def bootstrap(
             "listeners": [
                 _listener("under_test", front, route_config),
                 _listener("under_test_internal", internal, route_config, internal=True),
-                _listener("echo", echo, _echo_config(echo_headers)),
             ],
             "clusters": [
                 {
@@ -226,11 +243,17 @@ def probe_routes(
     with tempfile.TemporaryDirectory(prefix="meshplay-route-check-") as tmp:
         config = Path(tmp) / "envoy.json"
         log = Path(tmp) / "envoy.log"
-        config.write_text(json.dumps(bootstrap(route_config, clusters, ports, echo_headers)))
+        config.write_text(json.dumps(bootstrap(route_config, clusters, ports)))
         argv = [envoy_binary(), "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
                 "--log-level", "error", "--log-path", str(log)]  # fmt: skip
-        with log.open("wb") as sink:
-            proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
+        echo = _echo_server(ports[2], echo_headers)
+        try:
+            with log.open("wb") as sink:
+                proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
+        except OSError as exc:
+            echo.shutdown()
+            echo.server_close()
+            raise RunnerError(f"cannot start envoy: {exc}") from exc
         try:
             try:
                 _wait_listening(ports[0], proc, time.monotonic() + 20.0)
@@ -240,6 +263,8 @@ def probe_routes(
             _wait_listening(ports[1], proc, time.monotonic() + 20.0)
             return _send_all(requests, ports, time.monotonic() + timeout_s)
         finally:
+            echo.shutdown()
+            echo.server_close()
             proc.terminate()
             try:
                 proc.wait(timeout=5)

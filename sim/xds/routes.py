@@ -16,6 +16,7 @@ from typing import Any
 from sim.matchers import HeaderMatcher, PathMatcher, QueryMatcher
 from sim.protojson import (
     enum_name,
+    wrapped_int,
 )
 from sim.xds.values import HeaderOp, fraction, header_values, parse_duration
 
@@ -84,7 +85,7 @@ class RetrySpec:
         base = parse_duration(back_off.get("base_interval"), 0.025)
         predicates = policy.get("retry_host_predicate") or ()
         return cls(
-            num_retries=int(policy.get("num_retries", 1)),
+            num_retries=wrapped_int(policy.get("num_retries"), 1),
             retry_on=frozenset(
                 t.strip() for t in str(policy.get("retry_on", "")).split(",") if t.strip()
             ),
@@ -95,7 +96,9 @@ class RetrySpec:
             base_interval=base,
             max_interval=parse_duration(back_off.get("max_interval"), base * 10),
             previous_hosts=any("previous_hosts" in str(p.get("name", "")) for p in predicates),
-            host_selection_max_attempts=int(policy.get("host_selection_retry_max_attempts", 1)),
+            host_selection_max_attempts=wrapped_int(
+                policy.get("host_selection_retry_max_attempts"), 1
+            ),
         )
 
     def retries_status(self, status: int) -> bool:
