@@ -153,7 +153,7 @@ def load_route_config(path: str) -> tuple[RouteTable | None, dict[str, Any], lis
             i.code,
             i.message,
             (*prefix, *i.path),
-            "meshplay would not answer as Envoy does here; remove it or test it with --envoy"
+            "meshplay cannot answer as Envoy would here, so route-check refuses rather than guess"
             if i.code == NOT_MODELLED
             else "Envoy refuses this configuration",
         )
