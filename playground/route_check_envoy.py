@@ -24,7 +24,7 @@ from typing import Any
 
 from cluster.local.route_probe import ECHO_PREFIX, ProbeRequest, ProbeResponse, probe_routes
 from playground.route_tests import Observed, RouteTest
-from sim.matchers import split_path
+from sim.matchers import header_list, split_path
 from sim.xds import RouteTable
 from sim.xds.decide import decide
 
@@ -111,7 +111,9 @@ def _envoy_observed(rc: Mapping[str, Any], resp: ProbeResponse, echo: Sequence[s
         obs.host_rewrite = h.get(ECHO_PREFIX + "authority", "")
         obs.path_rewrite = h.get(ECHO_PREFIX + "path", "")
         obs.request_headers = {
-            n: h[ECHO_PREFIX + n.lstrip(":")] for n in echo if ECHO_PREFIX + n.lstrip(":") in h
+            n: header_list(tuple(resp.values[ECHO_PREFIX + n.lstrip(":")]))
+            for n in echo
+            if ECHO_PREFIX + n.lstrip(":") in resp.values
         }
         for k in list(obs.response_headers):
             if k in ("content-length", "date", "server", "x-envoy-upstream-service-time"):

@@ -21,13 +21,33 @@ from sim.re2 import compile_re2
 
 __all__ = [
     "HeaderMatcher",
+    "HeaderValues",
     "PathMatcher",
     "QueryMatcher",
     "StringMatcher",
+    "header_list",
     "header_matcher",
     "query_matcher",
     "split_path",
 ]
+
+
+class HeaderValues(str):
+    """A header sent more than once: reads as the values joined with ``,`` (as Envoy joins
+    them for the upstream), while a header matcher tests each value on its own: Envoy 1.40's
+    route header matchers match when any one value does."""
+
+    values: tuple[str, ...]
+
+    def __new__(cls, values: tuple[str, ...]) -> HeaderValues:
+        text = super().__new__(cls, ",".join(values))
+        text.values = values
+        return text
+
+
+def header_list(values: tuple[str, ...]) -> str:
+    """One header's values: a plain string when there is one, else :class:`HeaderValues`."""
+    return values[0] if len(values) == 1 else HeaderValues(values)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -151,13 +171,18 @@ class HeaderMatcher:
             result = (value is not None) == self.present
         elif value is None:
             result = False
-        elif self.range is not None:
-            result = _in_range(value, self.range)
-        elif self.string is None:
-            result = True
+        elif type(value) is HeaderValues:
+            result = any(self._value_matches(v) for v in value.values)
         else:
-            result = self.string.matches(value)
+            result = self._value_matches(value)
         return result != self.invert
+
+    def _value_matches(self, value: str) -> bool:
+        if self.range is not None:
+            return _in_range(value, self.range)
+        if self.string is None:
+            return True
+        return self.string.matches(value)
 
     def describe(self) -> str:
         """``end-user exact jason`` style text for ``explain``."""

@@ -54,11 +54,13 @@ class ProbeRequest:
 
 @dataclass(slots=True)
 class ProbeResponse:
-    """What Envoy answered: status and headers (lower-case names; repeats joined by ``,``)."""
+    """What Envoy answered: status and headers (lower-case names; repeats joined by ``,``, and
+    each value of a repeated header in ``values``)."""
 
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     error: str = ""
+    values: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _hcm(name: str, route_config: Mapping[str, Any], internal: bool) -> dict[str, Any]:
@@ -112,9 +114,8 @@ class _Echo(BaseHTTPRequestHandler):
         for name in self.names:
             if name.startswith(":"):
                 continue
-            values = self.headers.get_all(name)
-            if values:
-                self.send_header(ECHO_PREFIX + name, ",".join(values))
+            for value in self.headers.get_all(name) or ():
+                self.send_header(ECHO_PREFIX + name, value)  # one line per value
         self.send_header("content-length", "0")
         self.end_headers()
 
@@ -198,11 +199,10 @@ def _send(conn: http.client.HTTPConnection, req: ProbeRequest) -> ProbeResponse:
     conn.endheaders()
     resp = conn.getresponse()
     resp.read()
-    headers: dict[str, str] = {}
+    values: dict[str, list[str]] = {}
     for name, value in resp.getheaders():
-        key = name.lower()
-        headers[key] = headers[key] + "," + value if key in headers else value
-    return ProbeResponse(resp.status, headers)
+        values.setdefault(name.lower(), []).append(value)
+    return ProbeResponse(resp.status, {k: ",".join(v) for k, v in values.items()}, "", values)
 
 
 def _send_all(

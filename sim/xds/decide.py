@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sim.matchers import split_path
+from sim.matchers import header_list, split_path
 from sim.xds.formatters import FormatContext, apply_header_ops
 from sim.xds.rewrite import (
     redirect_uri,
@@ -54,9 +54,12 @@ class RouteInput:
         }
         if self.internal:
             out["x-envoy-internal"] = "true"
+        repeated: dict[str, tuple[str, ...]] = {}
         for name, value in self.headers:
             key = name.lower()
-            out[key] = out[key] + "," + value if key in out else value
+            repeated[key] = (*repeated.get(key, ()), value)
+        for key, values in repeated.items():
+            out[key] = header_list((out[key], *values) if key in out else values)
         return out
 
 

@@ -19,6 +19,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sim.matchers import HeaderValues, header_list
+
 __all__ = [
     "FormatContext",
     "FormatterError",
@@ -166,7 +168,12 @@ def apply_header_ops(
             continue
         present = name in out
         if action == "APPEND_IF_EXISTS_OR_ADD":
-            out[name] = out[name] + "," + value if present else value
+            if present:  # a second header line: Envoy's matchers see each value
+                old = out[name]
+                parts = old.values if isinstance(old, HeaderValues) else (old,)
+                out[name] = header_list((*parts, value))
+            else:
+                out[name] = value
         elif action == "ADD_IF_ABSENT":
             if not present:
                 out[name] = value
