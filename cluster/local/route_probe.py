@@ -27,15 +27,13 @@ from typing import Any
 
 from cluster.local.envoy import envoy_binary
 from cluster.local.ports import LOOPBACK, free_ports
+from mesh.envoy_api import type_urls as tu
 from mesh.runner import RunnerError
 
 __all__ = ["ECHO_PREFIX", "ProbeRequest", "ProbeResponse", "probe_routes"]
 
 ECHO_PREFIX = "x-mpy-echo-"
 """Response headers the echo server adds: ``x-mpy-echo-path``, ``x-mpy-echo-<name>``..."""
-
-_HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +71,13 @@ def _hcm(name: str, route_config: Mapping[str, Any], internal: bool) -> dict[str
             },
         }
     return {
-        "name": "envoy.filters.network.http_connection_manager",
+        "name": tu.FILTER_HCM,
         "typed_config": {
-            "@type": _HCM,
+            "@type": tu.HCM,
             **edge,
             "stat_prefix": name,
             "route_config": route_config,
-            "http_filters": [
-                {"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}}
-            ],
+            "http_filters": [{"name": tu.FILTER_ROUTER, "typed_config": {"@type": tu.ROUTER}}],
         },
     }
 
@@ -241,8 +237,8 @@ def probe_routes(
     """
     ports = free_ports(3)
     with tempfile.TemporaryDirectory(prefix="meshplay-route-check-") as tmp:
-        config = Path(tmp) / "envoy.json"
-        log = Path(tmp) / "envoy.log"
+        config = Path(tmp) / "bootstrap.json"
+        log = Path(tmp) / "proxy.log"
         config.write_text(json.dumps(bootstrap(route_config, clusters, ports)))
         argv = [envoy_binary(), "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
                 "--log-level", "error", "--log-path", str(log)]  # fmt: skip

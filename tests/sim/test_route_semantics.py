@@ -213,3 +213,19 @@ def test_gateway_https_redirect_answers_plaintext_with_301_in_the_sim() -> None:
     assert (resp.headers or {})["location"].endswith("/r?x=1")
     assert any("require_tls" in line for line in lines)
     assert not [r for r in world.records if r.reporter.name.lower() == "destination"]
+
+
+def test_a_virtual_service_redirect_carries_envoys_location_in_the_sim() -> None:
+    vs = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: moved, namespace: t}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /r}}]
+    redirect: {uri: /moved, authority: elsewhere.t, redirectCode: 308}
+"""
+    resp, _ = one_request(make_world(vs), path="/r?keep=1")
+    assert resp.status == 308
+    assert (resp.headers or {}).get("location") == "http://elsewhere.t/moved?keep=1"
