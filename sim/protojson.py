@@ -14,6 +14,8 @@ readers below accept every value form.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ __all__ = [
     "Issue",
     "canonical",
     "enum_name",
+    "has_camel_case",
     "unwrap",
     "wrapped_bool",
     "wrapped_int",
@@ -52,13 +55,29 @@ class Issue:
     message: str
 
 
+@functools.lru_cache(maxsize=4096)
 def _snake(key: str) -> str:
     return _CAMEL.sub(r"_\1", key).lower() if not key.startswith("@") else key
 
 
+_SCALARS = (str, int, float, bool, type(None))
+_UPPER_KEY = re.compile(r'"[^"\\]*[A-Z][^"\\]*"\s*:')
+
+
+def has_camel_case(value: Any) -> bool:
+    """Whether some key of ``value`` has an upper-case letter (a camelCase field name, or user
+    data such as metadata keys): checked on the JSON text, which is much faster than a walk."""
+    return _UPPER_KEY.search(json.dumps(value, default=str)) is not None
+
+
 def canonical(value: Any, _opaque: bool = False) -> Any:
     """A copy of a protobuf-JSON value with every field name in its proto (snake_case) form."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is list or kind is tuple:
+        return [canonical(v, _opaque) for v in value]
+    if kind is dict or isinstance(value, Mapping):
         if _opaque:
             return {k: canonical(v, True) for k, v in value.items()}
         out: dict[str, Any] = {}
@@ -69,8 +88,6 @@ def canonical(value: Any, _opaque: bool = False) -> Any:
             else:
                 out[name] = canonical(item)
         return out
-    if isinstance(value, list | tuple):
-        return [canonical(v, _opaque) for v in value]
     return value
 
 

@@ -19,6 +19,7 @@ from sim.protojson import (
     Issue,
     canonical,
     enum_name,
+    has_camel_case,
     wrapped_bool,
     wrapped_int,
 )
@@ -304,7 +305,8 @@ def compile_route_config(rc: Mapping[str, Any], issues: list[Issue] | None = Non
     With ``issues``, problems are collected there (``MPY2101`` not modelled, ``MPY1101`` Envoy
     would reject the config) instead of being ignored or raised.
     """
-    rc = canonical(rc)
+    if has_camel_case(rc):  # translator output is snake_case already: no copy needed
+        rc = canonical(rc)
     sink = _Issues(issues)
     if issues is not None:
         sink.not_modelled("route_config", rc, ())
