@@ -29,7 +29,7 @@ from sim.messages import Request, Response
 from sim.route_action import act, header_ops
 from sim.tcp import http_over_tcp
 from sim.world import ProxyRuntime, World
-from sim.xds import Landing, RouteSpec, RouteTable, VirtualHostSpec
+from sim.xds import Landing, RouteSpec, VirtualHostSpec
 
 __all__ = ["outbound"]
 
@@ -62,29 +62,6 @@ def _tls_redirect(vh: VirtualHostSpec, req: Request) -> Response:
         (),
         "via_route_redirect",
         headers={"location": f"https://{req.authority}{req.path}"},
-    )
-
-
-def _with_vhost_headers(req: Request, table: RouteTable, vh: VirtualHostSpec) -> Request:
-    """The virtual host's and the route configuration's request header mutations. Envoy applies
-    them after the route's own (the more general level wins on a conflict); here they come
-    first, which differs only when two levels set the same header."""
-    ops = [o for o in (vh.header_ops, table.header_ops) if o.request_add or o.request_remove]
-    if not ops:
-        return req
-    headers: dict[str, str] = req.headers
-    for o in ops:
-        headers = header_ops(headers, o.request_remove, o.request_add)
-    return Request(
-        req.method,
-        req.path,
-        req.authority,
-        req.port,
-        headers,
-        req.request_id,
-        req.trace_id,
-        req.trace,
-        address=req.address,
     )
 
 
@@ -180,19 +157,17 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
                 if trace:
                     trace.add(env.now, client.name, "no route of the virtual host matches: 404 NR")
             else:
-                routed = _with_vhost_headers(req, table, vh)
-                action = act(world, proxy, routed, route, chain.hcm.fault, address, trace)
+                action = act(world, proxy, req, route, chain.hcm.fault, address, trace)
                 if isinstance(action, Response):
                     resp = action
                 else:
                     resp = yield from action
                     resp.route_name = route.name
-                if route.response_headers_to_add or route.response_headers_to_remove:
-                    resp.headers = header_ops(
-                        resp.headers or {},
-                        route.response_headers_to_remove,
-                        route.response_headers_to_add,
-                    )
+                if route.response_levels:  # route, virtual host, route configuration
+                    headers = resp.headers or {}
+                    for remove, add in route.response_levels:
+                        headers = header_ops(headers, remove, add)
+                    resp.headers = headers
                     if trace:
                         trace.add(
                             env.now,

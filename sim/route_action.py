@@ -54,8 +54,8 @@ def _upstream_request(route: RouteSpec, req: Request) -> Request:
     """Apply rewrites and header operations (a copy: the original is what gets logged)."""
     path = rewritten_path(route, req.path)
     headers = req.headers
-    if route.request_headers_to_add or route.request_headers_to_remove:
-        headers = header_ops(headers, route.request_headers_to_remove, route.request_headers_to_add)
+    for remove, add in route.request_levels:  # route, virtual host, route configuration
+        headers = header_ops(headers, remove, add)
     authority = rewritten_host(route, req.authority, req.headers, req.path)
     if path == req.path and headers is req.headers and authority == req.authority:
         return req
@@ -118,6 +118,9 @@ def act(  # noqa: PLR0917
         return resp
     if route.action == "direct_response":
         resp = _local(route.direct_status, (), "direct_response", route.direct_body)
+        resp.headers = {"content-length": str(len(route.direct_body.encode()))}
+        if route.direct_body:  # Envoy's local reply: text/plain only with a body
+            resp.headers["content-type"] = "text/plain"
         if route.name == BLOCK_ALL_VHOST:  # REGISTRY_ONLY's catch-all: Istio labels it BlackHole
             resp.destination_service = BLACKHOLE_CLUSTER
         return resp

@@ -101,27 +101,12 @@ def _cluster(route: RouteSpec, headers: Mapping[str, str], random_value: int) ->
     return route.cluster
 
 
-def _levels(table: RouteTable, vh: VirtualHostSpec, route: RouteSpec) -> list[tuple[object, ...]]:
-    return [
-        (route.request_headers_to_remove, route.request_headers_to_add,
-         route.response_headers_to_remove, route.response_headers_to_add),
-        (vh.header_ops.request_remove, vh.header_ops.request_add,
-         vh.header_ops.response_remove, vh.header_ops.response_add),
-        (table.header_ops.request_remove, table.header_ops.request_add,
-         table.header_ops.response_remove, table.header_ops.response_add),
-    ]  # fmt: skip
-
-
 def _response_headers(
-    table: RouteTable,
-    vh: VirtualHostSpec,
-    route: RouteSpec,
-    start: dict[str, str],
-    ctx: FormatContext,
+    route: RouteSpec, start: dict[str, str], ctx: FormatContext
 ) -> dict[str, str]:
     out = start
-    for _, _, remove, add in _levels(table, vh, route):
-        out = apply_header_ops(out, remove, add, ctx)  # type: ignore[arg-type]
+    for remove, add in route.response_levels:
+        out = apply_header_ops(out, remove, add, ctx)
     return out
 
 
@@ -162,22 +147,22 @@ def decide(table: RouteTable, request: RouteInput) -> RouteDecision:
             location = f"{scheme}://{request.authority}{request.path}"
             code = route.direct_status
             reply = _local_reply(code, route.direct_body)
-        response = _response_headers(table, vh, route, reply, ctx)
+        response = _response_headers(route, reply, ctx)
         return RouteDecision(route.action, vh, route, code=code, location=location,
                              request_headers=headers, response_headers=response)  # fmt: skip
     if route.action != "route":
         return RouteDecision("no_route", vh, route, request_headers=headers)
     cluster = _cluster(route, headers, request.random_value)
     finalized = dict(headers)
-    for remove, add, _, _ in _levels(table, vh, route):
-        finalized = apply_header_ops(finalized, remove, add, ctx)  # type: ignore[arg-type]
+    for remove, add in route.request_levels:
+        finalized = apply_header_ops(finalized, remove, add, ctx)
     host = rewritten_host(route, request.authority, finalized, request.path)
     new_path = rewritten_path(route, request.path)
     if new_path != request.path:
         finalized["x-envoy-original-path"] = request.path
     finalized[":path"] = new_path
     finalized[":authority"] = host
-    response = _response_headers(table, vh, route, {}, ctx)
+    response = _response_headers(route, {}, ctx)
     return RouteDecision(
         "route",
         vh,

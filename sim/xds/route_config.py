@@ -299,6 +299,26 @@ def _check_domains(rc: Mapping[str, Any], issues: _Issues) -> None:
             seen.setdefault(key, v)
 
 
+def _levels(table: RouteTable) -> None:
+    """Each route's header mutation levels: its own, its virtual host's, the configuration's."""
+    for vh in table.vhosts:
+        for route in vh.routes:
+            ops = (
+                HeaderOps(route.request_headers_to_add, route.request_headers_to_remove,
+                          route.response_headers_to_add, route.response_headers_to_remove),
+                vh.header_ops,
+                table.header_ops,
+            )  # fmt: skip
+            route.request_levels = tuple(
+                (o.request_remove, o.request_add) for o in ops if o.request_add or o.request_remove
+            )
+            route.response_levels = tuple(
+                (o.response_remove, o.response_add)
+                for o in ops
+                if o.response_add or o.response_remove
+            )
+
+
 def compile_route_config(rc: Mapping[str, Any], issues: list[Issue] | None = None) -> RouteTable:
     """A RouteConfiguration dict (any protobuf-JSON spelling) -> RouteTable.
 
@@ -316,9 +336,11 @@ def compile_route_config(rc: Mapping[str, Any], issues: list[Issue] | None = Non
         _compile_vhost(vh, sink, ("virtual_hosts", v))
         for v, vh in enumerate(rc.get("virtual_hosts") or ())
     ]
-    return RouteTable(
+    table = RouteTable(
         str(rc.get("name", "")),
         vhosts,
         wrapped_bool(rc.get("ignore_port_in_host_matching"), False),
         HeaderOps.from_envoy(rc),
     )
+    _levels(table)
+    return table

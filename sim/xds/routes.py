@@ -186,6 +186,11 @@ class RouteSpec:
     request_headers_to_remove: tuple[str, ...] = ()
     response_headers_to_add: tuple[HeaderOp, ...] = ()
     response_headers_to_remove: tuple[str, ...] = ()
+    request_levels: tuple[tuple[tuple[str, ...], tuple[HeaderOp, ...]], ...] = ()
+    """Request header mutations as Envoy applies them: (removals, additions) of the route, then
+    of its virtual host, then of the route configuration (the most general wins a conflict)."""
+    response_levels: tuple[tuple[tuple[str, ...], tuple[HeaderOp, ...]], ...] = ()
+    """The same for response headers."""
     grpc: bool = False
     """``match.grpc``: only requests whose ``content-type`` starts with ``application/grpc``."""
     runtime: tuple[int, int] | None = None
