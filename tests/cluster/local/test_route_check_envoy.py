@@ -28,7 +28,7 @@ DATA = ROOT / "tests" / "playground" / "testdata" / "route_check"
     ("config", "tests", "compared", "not_comparable"),
     [
         ("basic.routes.yaml", "basic.tests.yaml", 42, 0),
-        ("actions.routes.json", "actions.tests.json", 30, 2),
+        ("actions.routes.json", "actions.tests.json", 31, 2),
     ],
 )
 def test_real_envoy_agrees_with_meshplay_on_the_route_corpus(
