@@ -2,7 +2,8 @@
 
 A test file (YAML or JSON) holds ``tests: [{test_name, input, validate}]``:
 
-* ``input``: ``authority``, ``path``, ``method`` (all required), ``random_value`` (weighted
+* ``input``: ``authority`` and ``path`` (required), ``method`` (GET when absent; 3 characters
+  or more), ``random_value`` (weighted
   clusters, ``runtime_fraction``), ``ssl``, ``internal``, ``additional_request_headers`` and
   ``additional_response_headers`` (``[{key, value}]``), ``runtime``;
 * ``validate``: ``cluster_name``, ``virtual_cluster_name``, ``virtual_host_name``,
@@ -255,17 +256,18 @@ def _test(item: Any, i: int, loaded: Loaded, found: list[Diagnostic]) -> RouteTe
                 )
             )
     for key, least in (("authority", 1), ("path", 1), ("method", 3)):
+        if key == "method" and "method" not in inp:
+            continue  # optional in Envoy's tool; GET here (a request needs one to be sent)
         if len(str(inp.get(key) or "")) < least:
-            found.append(loaded.diagnostic(
-                INVALID, f"input.{key} is required ({least} character{'s' if least > 1 else ''} or more)",
-                (*at, "input")))  # fmt: skip
+            what = "is required" if key != "method" else "must have 3 characters or more"
+            found.append(loaded.diagnostic(INVALID, f"input.{key} {what}", (*at, "input")))
     checks = _checks(validate, loaded, at, found)
     if len(found) > before:
         return None
     request = RouteInput(
         authority=str(inp["authority"]),
         path=str(inp["path"]),
-        method=str(inp["method"]),
+        method=str(inp.get("method") or "GET"),
         headers=_header_values(inp.get("additional_request_headers")),
         ssl=bool(unwrap(inp.get("ssl")) or False),
         internal=bool(unwrap(inp.get("internal")) or False),

@@ -25,6 +25,7 @@ from sim.protojson import (
 )
 from sim.re2 import RegexError, compile_re2, substitution
 from sim.xds.formatters import FormatterError, compile_format
+from sim.xds.route_fields import unknown_fields
 from sim.xds.routes import (
     FaultSpec,
     HeaderOps,
@@ -71,6 +72,13 @@ class _Issues:
             value = item.get(name)
             if value not in (None, False, [], {}, ""):
                 self.sink.append(Issue((*path, name), NOT_MODELLED, f"{name} is not modelled"))
+
+    def unknown(self, message: str, item: Any, path: tuple[str | int, ...]) -> None:
+        if self.sink is None or not isinstance(item, Mapping):
+            return
+        for name, hint in unknown_fields(message, item):
+            text = f"no such field {name!r} in {message}" + (f"; {hint}" if hint else "")
+            self.sink.append(Issue((*path, name), INVALID, text))
 
     def add(self, path: tuple[str | int, ...], code: str, message: str) -> None:
         if self.sink is None:
@@ -204,6 +212,11 @@ def _compile_route(
     )
     _compile_match(spec, match, issues, (*path, "match"))
     issues.not_modelled("route", route, path)
+    issues.unknown("Route", route, path)
+    issues.unknown("RouteMatch", match, (*path, "match"))
+    for key, message in (("route", "RouteAction"), ("redirect", "RedirectAction"),
+                         ("direct_response", "DirectResponseAction")):  # fmt: skip
+        issues.unknown(message, route.get(key), (*path, key))
     _check_formats(issues, path, route)
     ops = HeaderOps.from_envoy(route)
     spec.request_headers_to_add = ops.request_add
@@ -249,6 +262,7 @@ def _compile_vhost(
     vh: Mapping[str, Any], issues: _Issues, path: tuple[str | int, ...]
 ) -> VirtualHostSpec:
     issues.not_modelled("virtual_host", vh, path)
+    issues.unknown("VirtualHost", vh, path)
     _check_formats(issues, path, vh)
     virtual_clusters = []
     for i, vc in enumerate(vh.get("virtual_clusters") or ()):
@@ -330,6 +344,7 @@ def compile_route_config(rc: Mapping[str, Any], issues: list[Issue] | None = Non
     sink = _Issues(issues)
     if issues is not None:
         sink.not_modelled("route_config", rc, ())
+        sink.unknown("RouteConfiguration", rc, ())
         _check_formats(sink, (), rc)
         _check_domains(rc, sink)
     vhosts = [
