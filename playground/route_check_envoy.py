@@ -152,6 +152,15 @@ def _compare(test: RouteTest, sim: Observed, envoy: Observed, envoy_ok: bool) ->
             if m.matches(sim_h) != m.matches(env_h):
                 lines.append(f"{check.kind} {m.describe()}: meshplay [{sim_h.get(m.name)}], "
                              f"envoy [{env_h.get(m.name)}]")  # fmt: skip
+        elif check.kind.endswith("_header_fields"):
+            request = check.kind.startswith("request")
+            if request and not envoy_ok:
+                continue
+            name = str(check.raw["key"])
+            mine = (sim.request_headers if request else sim.response_headers).get(name, "")
+            theirs = (envoy.request_headers if request else envoy.response_headers).get(name, "")
+            if mine != theirs:
+                lines.append(f"{check.kind} {name}: meshplay [{mine}], envoy [{theirs}]")
         elif hasattr(sim, check.kind):
             mine, theirs = getattr(sim, check.kind), getattr(envoy, check.kind)
             if theirs is not None and mine != theirs:

@@ -185,7 +185,7 @@ class RouteTest:
     def header_names(self) -> tuple[str, ...]:
         """The request header names the checks look at (the echo must report them)."""
         return tuple(
-            c.matcher.name if c.matcher is not None else c.expected.split(":", 1)[0]
+            c.matcher.name if c.matcher is not None else str(c.raw["key"])
             for c in self.checks
             if c.kind in ("request_header_matches", "request_header_fields")
         )
@@ -214,7 +214,7 @@ def _checks(validate: Mapping[str, Any], loaded: Loaded, at: tuple[str | int, ..
                 )
     for kind in ("request_header_fields", "response_header_fields"):
         for key, value in _header_values(validate.get(kind)):
-            checks.append(Check(kind, f"{key.lower()}:{value}"))
+            checks.append(Check(kind, value, raw={"key": key.lower()}))
     return checks
 
 
@@ -368,13 +368,12 @@ def run_checks(test: RouteTest, obs: Observed) -> list[str]:
             if failure is not None:
                 failures.append(failure)
         else:
-            name, _, expected = check.expected.partition(":")
             headers = (
                 obs.request_headers if check.kind.startswith("request") else obs.response_headers
             )
-            actual = headers.get(name, "")
-            if actual != expected:
+            actual = headers.get(str(check.raw["key"]), "")
+            if actual != check.expected:
                 failures.append(
-                    f"expected: [{expected}], actual: [{actual}], test type: {check.kind}"
+                    f"expected: [{check.expected}], actual: [{actual}], test type: {check.kind}"
                 )
     return failures
