@@ -134,7 +134,8 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
             if vh.service_host:
                 service_host = vh.service_host
             internal = req.headers.get("x-envoy-internal") == "true"
-            https = req.headers.get("x-forwarded-proto") == "https"
+            # Envoy reads x-forwarded-proto, which the HCM sets to https on a TLS connection
+            https = chain.terminates_tls or req.headers.get("x-forwarded-proto") == "https"
             route = None if vh.tls_redirect(https, internal) else _match(world, vh, req)
             if trace:
                 trace.add(
