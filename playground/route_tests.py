@@ -109,7 +109,7 @@ def _load(path: str) -> tuple[Loaded | None, list[Diagnostic]]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return None, [Diagnostic("MPY1101", f"cannot read {path}: {exc}", file=path)]
+        return None, [Diagnostic("MPY1006", f"cannot read {path}: {exc}", file=path)]
     docs, found = parse_documents(text, path)
     if found:
         return None, found
