@@ -8,12 +8,12 @@ clusters read the test's ``random_value`` from a request header (``header_name``
 draws its own random number otherwise. Every cluster points at an echo listener that reports the
 request as it arrived upstream (rewritten ``:path`` and ``:authority``, and the headers the test
 checks). ``ssl`` is sent as ``x-forwarded-proto: https``; ``internal`` requests go to a listener
-that counts 127.0.0.1 as internal, where Envoy itself sets ``x-envoy-internal``.
+that counts 127.0.0.1 as internal, where Envoy itself sets ``x-envoy-internal`` (over TLS when
+``ssl`` too, so that Envoy sets ``x-forwarded-proto: https`` itself).
 
 Not comparable, and said so: a request that meets a ``runtime_fraction`` strictly between 0 and
-100 % on its way through the routes (Envoy's random value cannot be chosen from outside), and
-one both ``ssl`` and ``internal``; ``path_redirect`` of a plain ``direct_response`` (Envoy sends
-no ``location`` for it).
+100 % on its way through the routes (Envoy's random value cannot be chosen from outside);
+``path_redirect`` of a plain ``direct_response`` (Envoy sends no ``location`` for it).
 """
 
 from __future__ import annotations
@@ -66,8 +66,6 @@ def instrument(rc: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 def _not_comparable(table: RouteTable, test: RouteTest) -> str:
     req = test.request
-    if req.ssl and req.internal:
-        return "ssl and internal at once: the probe's internal listener sees plaintext"
     d = decide(table, req)
     if d.vhost is None:
         return ""
@@ -85,10 +83,12 @@ def _not_comparable(table: RouteTable, test: RouteTest) -> str:
 def _probe_request(test: RouteTest) -> ProbeRequest:
     req = test.request
     headers = list(req.headers)
-    if req.ssl:
+    if req.ssl and not req.internal:  # the internal listener sets it from the TLS connection
         headers.append(("x-forwarded-proto", "https"))
     headers.append((RANDOM_HEADER, str(req.random_value)))
-    return ProbeRequest(req.method, req.path, req.authority, tuple(headers), internal=req.internal)
+    return ProbeRequest(
+        req.method, req.path, req.authority, tuple(headers), internal=req.internal, tls=req.ssl
+    )
 
 
 def _envoy_observed(rc: Mapping[str, Any], resp: ProbeResponse, echo: Sequence[str]) -> Observed:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -25,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from cluster.local.ca import LocalCA
 from cluster.local.envoy import envoy_binary
 from cluster.local.ports import LOOPBACK, free_ports
 from mesh.envoy_api import type_urls as tu
@@ -45,9 +47,12 @@ class ProbeRequest:
     authority: str
     headers: tuple[tuple[str, str], ...] = ()
     internal: bool = False
-    """Sent to the listener that treats 127.0.0.1 as internal (``use_remote_address``): Envoy
-    sets ``x-envoy-internal: true`` itself (and ``x-forwarded-proto`` from the plaintext
-    connection), as it strips a client's own ``x-envoy-internal``."""
+    """Sent to a listener that treats 127.0.0.1 as internal (``use_remote_address``): Envoy
+    sets ``x-envoy-internal: true`` itself (and ``x-forwarded-proto`` from the connection), as
+    it strips a client's own ``x-envoy-internal``."""
+    tls: bool = False
+    """With ``internal``: over TLS (to the internal listener that terminates TLS), so that Envoy
+    sets ``x-forwarded-proto: https`` itself."""
 
 
 @dataclass(slots=True)
@@ -83,13 +88,33 @@ def _hcm(name: str, route_config: Mapping[str, Any], internal: bool) -> dict[str
 
 
 def _listener(
-    name: str, port: int, route_config: Mapping[str, Any], internal: bool = False
+    name: str,
+    port: int,
+    route_config: Mapping[str, Any],
+    internal: bool = False,
+    cert: tuple[Path, Path] | None = None,
 ) -> dict[str, Any]:
+    chain: dict[str, Any] = {"filters": [_hcm(name, route_config, internal)]}
+    if cert is not None:
+        chain["transport_socket"] = {
+            "name": tu.TLS_TRANSPORT_SOCKET,
+            "typed_config": {
+                "@type": tu.DOWNSTREAM_TLS_CONTEXT,
+                "common_tls_context": {
+                    "tls_certificates": [
+                        {
+                            "certificate_chain": {"filename": str(cert[0])},
+                            "private_key": {"filename": str(cert[1])},
+                        }
+                    ]
+                },
+            },
+        }
     return {
         "name": name,
         "enable_reuse_port": False,
         "address": {"socket_address": {"address": LOOPBACK, "port_value": port}},
-        "filter_chains": [{"filters": [_hcm(name, route_config, internal)]}],
+        "filter_chains": [chain],
     }
 
 
@@ -133,16 +158,21 @@ def bootstrap(
     route_config: Mapping[str, Any],
     clusters: Sequence[str],
     ports: Sequence[int],
+    cert: tuple[Path, Path],
 ) -> dict[str, Any]:
-    """The Envoy bootstrap: the listener under test (twice: for external and for internal
-    clients) and one cluster per name, each sending to the echo server."""
-    front, internal, echo = ports
+    """The Envoy bootstrap: the listener under test (three times: for external clients, for
+    internal ones, for internal ones over TLS) and one cluster per name, each sending to the
+    echo server."""
+    front, internal, echo, internal_tls = ports
     return {
         "node": {"id": "route-check", "cluster": "route-check"},
         "static_resources": {
             "listeners": [
                 _listener("under_test", front, route_config),
                 _listener("under_test_internal", internal, route_config, internal=True),
+                _listener(
+                    "under_test_internal_tls", internal_tls, route_config, internal=True, cert=cert
+                ),
             ],
             "clusters": [
                 {
@@ -201,21 +231,37 @@ def _send(conn: http.client.HTTPConnection, req: ProbeRequest) -> ProbeResponse:
     return ProbeResponse(resp.status, {k: ",".join(v) for k, v in values.items()}, "", values)
 
 
+def _certificate(directory: Path) -> tuple[Path, Path]:
+    issued = LocalCA(directory / "ca").issue("route-check", "probe")
+    return issued.cert_chain, issued.private_key
+
+
+def _connect(port: int, tls: bool) -> http.client.HTTPConnection:
+    if not tls:
+        return http.client.HTTPConnection(LOOPBACK, port, timeout=5.0)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the probe's own throw-away certificate
+    return http.client.HTTPSConnection(LOOPBACK, port, timeout=5.0, context=context)
+
+
 def _send_all(
     requests: Sequence[ProbeRequest], ports: Sequence[int], deadline: float
 ) -> list[ProbeResponse]:
-    conns = [http.client.HTTPConnection(LOOPBACK, port, timeout=5.0) for port in ports[:2]]
+    # external, internal, internal over TLS (ports[2] is the echo server's)
+    targets = [(ports[0], False), (ports[1], False), (ports[3], True)]
+    conns = [_connect(port, tls) for port, tls in targets]
     out: list[ProbeResponse] = []
     try:
         for req in requests:
             if time.monotonic() > deadline:
                 raise RunnerError("the route probe ran out of time")
-            which = 1 if req.internal else 0
+            which = (2 if req.tls else 1) if req.internal else 0
             try:
                 out.append(_send(conns[which], req))
             except (OSError, http.client.HTTPException) as exc:
                 conns[which].close()
-                conns[which] = http.client.HTTPConnection(LOOPBACK, ports[which], timeout=5.0)
+                conns[which] = _connect(*targets[which])
                 out.append(ProbeResponse(0, {}, f"{type(exc).__name__}: {exc}"))
     finally:
         for conn in conns:
@@ -235,11 +281,13 @@ def probe_routes(
 
     Raises :class:`RunnerError` with Envoy's own message when it refuses the configuration.
     """
-    ports = free_ports(3)
+    ports = free_ports(4)
     with tempfile.TemporaryDirectory(prefix="meshplay-route-check-") as tmp:
         config = Path(tmp) / "bootstrap.json"
         log = Path(tmp) / "proxy.log"
-        config.write_text(json.dumps(bootstrap(route_config, clusters, ports)))
+        config.write_text(
+            json.dumps(bootstrap(route_config, clusters, ports, _certificate(Path(tmp))))
+        )
         argv = [envoy_binary(), "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
                 "--log-level", "error", "--log-path", str(log)]  # fmt: skip
         echo = _echo_server(ports[2], echo_headers)
@@ -257,6 +305,7 @@ def probe_routes(
                 text = log.read_text(errors="replace").strip().splitlines()
                 raise RunnerError(f"{exc}: {text[-1] if text else 'no log'}") from exc
             _wait_listening(ports[1], proc, time.monotonic() + 20.0)
+            _wait_listening(ports[3], proc, time.monotonic() + 20.0)
             return _send_all(requests, ports, time.monotonic() + timeout_s)
         finally:
             echo.shutdown()

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = Path("tests/playground/testdata/route_check")
 DIAG = ROOT / "tests" / "mesh" / "testdata" / "diagnostics"
 CORPUS = [
-    ("basic.routes.yaml", "basic.tests.yaml", 42, "100%", ""),
+    ("basic.routes.yaml", "basic.tests.yaml", 43, "100%", ""),
     # the runtime_fraction 0 route never matches: no test can cover it
     ("actions.routes.json", "actions.tests.json", 33, "96.1538%", "actions/#22 (prefix /rt-never)"),
 ]

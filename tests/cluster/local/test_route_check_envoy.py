@@ -27,7 +27,7 @@ DATA = ROOT / "tests" / "playground" / "testdata" / "route_check"
 @pytest.mark.parametrize(
     ("config", "tests", "compared", "not_comparable"),
     [
-        ("basic.routes.yaml", "basic.tests.yaml", 42, 0),
+        ("basic.routes.yaml", "basic.tests.yaml", 43, 0),
         ("actions.routes.json", "actions.tests.json", 31, 2),
     ],
 )
