@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "playground.commands.explain",
     "playground.commands.proxy_config",
     "playground.commands.authz_check",
+    "playground.commands.route_check",
     "playground.commands.proxy_status",
     "playground.commands.up",
     "playground.commands.down",
