@@ -37,7 +37,7 @@ __all__ = ["outbound"]
 Proc = Generator[Any, Any, Any]
 
 
-def _match(vh: VirtualHostSpec, req: Request) -> RouteSpec | None:
+def _match(world: World, vh: VirtualHostSpec, req: Request) -> RouteSpec | None:
     catch_all = vh.catch_all
     if catch_all is not None and req.path[:1] == "/":
         return catch_all
@@ -51,7 +51,19 @@ def _match(vh: VirtualHostSpec, req: Request) -> RouteSpec | None:
             ":path": req.path,
             ":scheme": "http",
         }
-    return vh.match(base, query, headers)
+    # runtime_fraction routes need the request's random value (drawn only for them)
+    random_value = world.rng.getrandbits(32) if vh.has_runtime else 0
+    return vh.match(base, query, headers, random_value)
+
+
+def _tls_redirect(vh: VirtualHostSpec, req: Request) -> Response:
+    """``require_tls``: a plaintext request is answered 301 to the same URL with ``https``."""
+    return Response(
+        301,
+        (),
+        "via_route_redirect",
+        headers={"location": f"https://{req.authority}{req.path}"},
+    )
 
 
 def _show(headers: Mapping[str, str]) -> str:
@@ -122,7 +134,10 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
         else:
             if vh.service_host:
                 service_host = vh.service_host
-            route = _match(vh, req)
+            internal = req.headers.get("x-envoy-internal") == "true"
+            # Envoy reads x-forwarded-proto, which the HCM sets to https on a TLS connection
+            https = chain.terminates_tls or req.headers.get("x-forwarded-proto") == "https"
+            route = None if vh.tls_redirect(https, internal) else _match(world, vh, req)
             if trace:
                 trace.add(
                     env.now,
@@ -130,7 +145,16 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
                     f"{landing.describe()} -> route config {table.name!r} -> "
                     f"virtual host {vh.name!r}",
                 )
-            if route is None:
+            if route is None and vh.tls_redirect(https, internal):
+                resp = _tls_redirect(vh, req)
+                if trace:
+                    trace.add(
+                        env.now,
+                        client.name,
+                        f"virtual host {vh.name!r} has require_tls {vh.require_tls}: "
+                        "a plaintext request gets 301 to https",
+                    )
+            elif route is None:
                 resp = Response(404, ("NR",), "route_not_found")
                 if trace:
                     trace.add(env.now, client.name, "no route of the virtual host matches: 404 NR")
@@ -141,19 +165,19 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
                 else:
                     resp = yield from action
                     resp.route_name = route.name
-                if route.response_headers_to_add or route.response_headers_to_remove:
-                    resp.headers = header_ops(
-                        resp.headers or {},
-                        route.response_headers_to_remove,
-                        route.response_headers_to_add,
-                    )
+                if route.response_levels:  # route, virtual host, route configuration
+                    headers = resp.headers or {}
+                    for remove, add in route.response_levels:
+                        headers = header_ops(headers, remove, add)
+                    resp.headers = headers
                     if trace:
                         trace.add(
                             env.now,
                             client.name,
                             f"route response headers: the app gets {_show(resp.headers)}",
                         )
-    yield env.timeout(req.lead + world.hop())
+    back = resp.return_s if resp.return_s is not None else world.hop()
+    yield env.timeout(req.lead + back)
     req.lead = 0.0
     if not resp.destination_service:
         resp.destination_service = service_host

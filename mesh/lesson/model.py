@@ -20,11 +20,13 @@ from mesh.model.common import FrozenMap, Resource
 from mesh.observe.rules import AlertRule
 
 __all__ = [
+    "CONFIG_MEASURES",
     "METRICS",
     "OUTCOMES",
     "SPECIAL_SERVICES",
     "TRAFFIC_PROTOCOLS",
     "BreakAction",
+    "ConfigSelector",
     "Event",
     "Expectation",
     "Lesson",
@@ -50,10 +52,15 @@ METRICS: dict[str, str] = {
     "attempts_mean": "mean upstream attempts per request (1 = no retries)",
     "promql": "a PromQL expression answering one number at the end of the step ($__range: the step)",
     "alert": "1 when the named alerting rule fires at the end of the step, else 0",
+    "proxy_config": "size of one workload's Envoy configuration as istiod sends it (clusters, "
+    "listeners, routes, endpoints or bytes) in the step's mesh state",
 }
 
 OUTCOMES: tuple[str, ...] = ("ok", "degraded", "failed")
 """Values of a selector's ``outcome``."""
+CONFIG_MEASURES = ("clusters", "listeners", "routes", "endpoints", "bytes")
+"""What ``proxy_config`` counts: resources of one xDS type, or the size of them all in bytes
+(compact JSON, as ``istioctl proxy-config all -o json`` would print them without spaces)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +100,19 @@ class Selector:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigSelector:
+    """Which proxy's configuration a ``proxy_config`` expectation measures, and what of it: the
+    first pod of ``workload`` (a Deployment), and one of :data:`CONFIG_MEASURES`. Graded on the
+    configuration meshplay's translator builds for the step's mesh state, which every runner
+    applies (the local runner's Envoys load exactly it)."""
+
+    YAML_KEYS: ClassVar[str] = "snake"
+
+    workload: str
+    measure: str = "clusters"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Expectation:
     """One measured value and its bounds; exactly one metric key is set."""
 
@@ -112,6 +132,7 @@ class Expectation:
     attempts_mean: Selector | None = None
     promql: str | None = None
     alert: str | None = None
+    proxy_config: ConfigSelector | None = None
     between: tuple[float, ...] = ()
     at_least: float | None = None
     at_most: float | None = None
@@ -155,6 +176,8 @@ class Expectation:
         sel = self.selector
         if self.promql is not None:
             parts = [" ".join(self.promql.split())]
+        elif self.proxy_config is not None:
+            parts = [self.proxy_config.workload, self.proxy_config.measure]
         elif self.alert is not None:
             parts = [self.alert]
         else:
@@ -186,6 +209,8 @@ class Expectation:
         if sel.user:
             parts.append(f"user={sel.user}")
         parts += [f"{k}:{v}" for k, v in sorted(sel.header.items())]
+        if sel.reporter != "source":
+            parts.append(f"reporter={sel.reporter}")
         return parts
 
 
@@ -361,6 +386,10 @@ class LessonSpec:
     track: str = "traffic-management"
     level: str = "beginner"
     order: int = 0
+    mirrors: str = ""
+    """The Istio documentation page (task or concept) the lesson follows."""
+    istio: str = ""
+    """The Istio version whose behaviour the lesson's expectations are pinned to."""
     objectives: tuple[str, ...] = ()
     explanation: str = ""
     app: str = "ecommerce"

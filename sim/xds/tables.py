@@ -22,8 +22,10 @@ from typing import Any
 from mesh.envoy_api.names import VIRTUAL_INBOUND, VIRTUAL_OUTBOUND
 from sim.xds.clusters import ClusterSpec, compile_cluster
 from sim.xds.listeners import FilterChainSpec, ListenerSpec
-from sim.xds.routes import RouteSpec, RouteTable, compile_route_config
+from sim.xds.route_config import compile_route_config
+from sim.xds.routes import RouteSpec
 from sim.xds.values import listener_port
+from sim.xds.vhosts import RouteTable
 
 __all__ = ["Landing", "ProxyTables", "compile_proxy"]
 
