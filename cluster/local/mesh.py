@@ -21,7 +21,6 @@ What Kubernetes + istiod do, done by hand:
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 import urllib.error
@@ -34,12 +33,12 @@ from typing import Any
 
 from cluster.local.admin import AdminError
 from cluster.local.apps import (
-    BEHAVIOR_SERVER_ARGV,
     ROOT,
     app_argv,
     app_env,
+    behavior_server,
+    declared_behavior,
     uses_behavior_server,
-    write_declaration,
 )
 from cluster.local.ca import LocalCA
 from cluster.local.envoy import ConfigRejectedError, EnvoyProxy, XdsRejection
@@ -48,7 +47,7 @@ from cluster.local.kubelet import EventSink, Kubelet
 from cluster.local.ports import LOOPBACK, free_ports, start_lock
 from cluster.local.procs import Supervisor
 from cluster.local.xds import ProxyResources
-from mesh.app import AppBehavior, ServiceBehavior
+from mesh.app import AppBehavior
 from mesh.envoy import PodPorts, PortMap, ProxyConfig, TranslateOptions, translate
 from mesh.envoy.tracing import TracingOptions
 from mesh.lesson import BreakAction
@@ -212,7 +211,8 @@ class LocalMesh:
         needs: list[tuple[Pod, list[int], list[int], list[int]]] = []
         for pod in topology.pods:
             container = self._container(pod)
-            runnable = self._declared(pod) is not None or not uses_behavior_server(container, pod)
+            declared = declared_behavior(pod, topology, self.behavior)
+            runnable = declared is not None or not uses_behavior_server(container, pod)
             if pod.proxy is ProxyKind.NONE and not runnable:
                 self.pods[pod.name] = PodProcesses(
                     pod, PodPorts(), skipped="not one of the project's Python services"
@@ -275,9 +275,10 @@ class LocalMesh:
         container = self._container(pp.pod)
         if pp.skipped or pp.pod.proxy is ProxyKind.ROUTER or container is None:
             return
-        argv = app_argv(container)
-        declared = self._declared(pp.pod)
-        if uses_behavior_server(container, pp.pod) and declared is None:
+        assert self.topology is not None
+        declared = declared_behavior(pp.pod, self.topology, self.behavior)
+        server = uses_behavior_server(container, pp.pod)
+        if server and declared is None:
             pp.skipped = "no code of the project's and no behaviour declared"
             return
         port = next(iter(pp.ports.app.values()))
@@ -291,30 +292,14 @@ class LocalMesh:
             seed=self.seed,
             pod=pp.pod,
         )
-        if uses_behavior_server(container, pp.pod) and declared is not None:
-            assert self.behavior is not None
-            version = pp.pod.labels.get("version", "")
-            file = self.workdir / "behavior" / f"{pp.pod.name}.json"
-            write_declaration(file, self.behavior, declared, version)
-            argv = [sys.executable, *BEHAVIOR_SERVER_ARGV[1:]]
-            env.update(
-                SERVICE_NAME=declared.name,
-                VERSION=version or "v1",
-                POD_NAME=pp.pod.name,
-                BEHAVIOR_FILE=str(file),
+        argv = app_argv(container)
+        if server and declared is not None and self.behavior is not None:
+            argv, extra = behavior_server(
+                pp.pod, self.behavior, declared, self.workdir / "behavior"
             )
+            env.update(extra)
         pp.app = f"app-{pp.pod.name}"
         self.supervisor.start(pp.app, argv, env=env, cwd=ROOT)
-
-    def _declared(self, pod: Pod) -> ServiceBehavior | None:
-        """The behaviour declared for one of the pod's Services (None: none)."""
-        if self.behavior is None or self.topology is None:
-            return None
-        for service in self.topology.services_of(pod):
-            found = self.behavior.service(service.name)
-            if found is not None:
-                return found
-        return None
 
     def _app_ready(self, pp: PodProcesses) -> bool:
         proc = self.supervisor.procs[pp.app]
