@@ -67,7 +67,7 @@ def _shape(model: LatencyModel) -> tuple[float, float]:
     return hit[0], hit[1]
 
 
-def serve(world: World, pod: PodRuntime, req: Request) -> Proc:
+def serve(world: World, pod: PodRuntime, req: Request) -> Generator[Any, Any, AppAnswer]:
     """Run the app's handler for ``req``; returns the :class:`AppAnswer`."""
     env = world.env
     rng = world.rng

@@ -36,7 +36,7 @@ from mesh.app import AppBehavior, Call, Parallel, ServiceBehavior
 from mesh.diagnostics import Diagnostic
 from mesh.model import Resource
 from mesh.model.kubernetes import Container, Deployment, EnvVar
-from mesh.topology import Pod, ProxyKind, build_topology
+from mesh.topology import Pod, ProxyKind, Topology, build_topology
 
 __all__ = [
     "BEHAVIOR_SERVER_ARGV",
@@ -44,7 +44,9 @@ __all__ = [
     "ROOT",
     "app_argv",
     "app_env",
+    "behavior_server",
     "declaration",
+    "declared_behavior",
     "is_python_service",
     "unknown_service_package",
     "unrunnable",
@@ -213,6 +215,35 @@ def declaration(behavior: AppBehavior, service: ServiceBehavior, version: str) -
     }
 
 
+def declared_behavior(
+    pod: Pod, topology: Topology, behavior: AppBehavior | None
+) -> ServiceBehavior | None:
+    """The behaviour declared for one of the pod's Services (None: none)."""
+    if behavior is None:
+        return None
+    for service in topology.services_of(pod):
+        found = behavior.service(service.name)
+        if found is not None:
+            return found
+    return None
+
+
+def behavior_server(
+    pod: Pod, behavior: AppBehavior, declared: ServiceBehavior, folder: Path
+) -> tuple[list[str], dict[str, str]]:
+    """The behaviour server's command line for ``pod`` and what it adds to the environment
+    (its declaration for the pod's version written under ``folder``)."""
+    version = pod.labels.get("version", "")
+    file = write_declaration(folder / f"{pod.name}.json", behavior, declared, version)
+    env = {
+        "SERVICE_NAME": declared.name,
+        "VERSION": version or "v1",
+        "POD_NAME": pod.name,
+        "BEHAVIOR_FILE": str(file),
+    }
+    return [sys.executable, *BEHAVIOR_SERVER_ARGV[1:]], env
+
+
 def write_declaration(
     path: Path, behavior: AppBehavior, service: ServiceBehavior, version: str
 ) -> Path:
@@ -248,7 +279,7 @@ def unrunnable(resources: Sequence[Resource], behavior: AppBehavior) -> list[Dia
             uses_behavior_server(container, pod)
             and pod.proxy is ProxyKind.SIDECAR
             and services
-            and not any(behavior.service(s) is not None for s in services)
+            and declared_behavior(pod, topology, behavior) is None
         ):
             message = (
                 "the container runs no code meshplay has and behavior.yaml declares no "

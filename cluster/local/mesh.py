@@ -21,7 +21,6 @@ What Kubernetes + istiod do, done by hand:
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 import urllib.error
@@ -35,12 +34,12 @@ from typing import Any
 
 from cluster.local.admin import AdminError
 from cluster.local.apps import (
-    BEHAVIOR_SERVER_ARGV,
     ROOT,
     app_argv,
     app_env,
+    behavior_server,
+    declared_behavior,
     uses_behavior_server,
-    write_declaration,
 )
 from cluster.local.ca import LocalCA
 from cluster.local.envoy import ConfigRejectedError, EnvoyProxy, XdsRejection
@@ -214,7 +213,8 @@ class LocalMesh:
         needs: list[tuple[Pod, list[int], list[int], list[int]]] = []
         for pod in topology.pods:
             container = self._container(pod)
-            runnable = self._declared(pod) is not None or not uses_behavior_server(container, pod)
+            declared = declared_behavior(pod, topology, self.behavior)
+            runnable = declared is not None or not uses_behavior_server(container, pod)
             if pod.proxy is ProxyKind.NONE and not runnable:
                 self.pods[pod.name] = PodProcesses(
                     pod, PodPorts(), skipped="not one of the project's Python services"
@@ -277,9 +277,10 @@ class LocalMesh:
         container = self._container(pp.pod)
         if pp.skipped or pp.pod.proxy is ProxyKind.ROUTER or container is None:
             return
-        argv = app_argv(container)
-        declared = self._declared(pp.pod)
-        if uses_behavior_server(container, pp.pod) and declared is None:
+        assert self.topology is not None
+        declared = declared_behavior(pp.pod, self.topology, self.behavior)
+        server = uses_behavior_server(container, pp.pod)
+        if server and declared is None:
             pp.skipped = "no code of the project's and no behaviour declared"
             return
         port = next(iter(pp.ports.app.values()))
@@ -293,18 +294,12 @@ class LocalMesh:
             seed=self.seed,
             pod=pp.pod,
         )
-        if uses_behavior_server(container, pp.pod) and declared is not None:
-            assert self.behavior is not None
-            version = pp.pod.labels.get("version", "")
-            file = self.workdir / "behavior" / f"{pp.pod.name}.json"
-            write_declaration(file, self.behavior, declared, version)
-            argv = [sys.executable, *BEHAVIOR_SERVER_ARGV[1:]]
-            env.update(
-                SERVICE_NAME=declared.name,
-                VERSION=version or "v1",
-                POD_NAME=pp.pod.name,
-                BEHAVIOR_FILE=str(file),
+        argv = app_argv(container)
+        if server and declared is not None and self.behavior is not None:
+            argv, extra = behavior_server(
+                pp.pod, self.behavior, declared, self.workdir / "behavior"
             )
+            env.update(extra)
         pp.app = f"app-{pp.pod.name}"
         self.supervisor.start(pp.app, argv, env=env, cwd=ROOT)
 
@@ -325,16 +320,6 @@ class LocalMesh:
             if ports:
                 return pp.ports.listeners[ports.most_common(1)[0][0]]
         return pp.outbound_proxy_port
-
-    def _declared(self, pod: Pod) -> ServiceBehavior | None:
-        """The behaviour declared for one of the pod's Services (None: none)."""
-        if self.behavior is None or self.topology is None:
-            return None
-        for service in self.topology.services_of(pod):
-            found = self.behavior.service(service.name)
-            if found is not None:
-                return found
-        return None
 
     def _app_ready(self, pp: PodProcesses) -> bool:
         proc = self.supervisor.procs[pp.app]

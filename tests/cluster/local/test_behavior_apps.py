@@ -109,3 +109,32 @@ def test_real_envoy_spans_show_the_broken_request_beside_the_stitched_one(
     assert "starting with a client span (pieces?)" in out
     assert "an app did not propagate the trace headers" in out
     assert "the same request stitched back by timing" in out
+
+
+def test_the_label_runs_the_behaviour_server_even_for_a_pod_with_code(tmp_path: Path) -> None:
+    from cluster.local.apps import uses_behavior_server
+    from mesh.model.kubernetes import Deployment
+    from mesh.topology import build_topology
+
+    root = _copy(tmp_path)
+    manifest = root / "apps/newsfeed/kubernetes/10-web.yaml"
+    text = manifest.read_text().replace(
+        "        image: example.com/newsfeed/web:1.0\n",
+        "        image: example.com/newsfeed/web:1.0\n        command: [python, -m, services.product]\n",
+    )
+    manifest.write_text(text)
+
+    def decision(resources: tuple[object, ...]) -> bool:
+        topology = build_topology(resources)  # type: ignore[arg-type]
+        pod = next(p for p in topology.pods if p.workload == "web-v1")
+        deployment = next(r for r in resources if isinstance(r, Deployment) and r.name == "web-v1")
+        return uses_behavior_server(deployment.spec.template.spec.containers[0], pod)
+
+    assert decision(load_app(root / "apps/newsfeed").resources) is False, "it has code"
+    manifest.write_text(
+        text.replace(
+            "        version: v1\n    spec:",
+            '        version: v1\n        meshplay.dev/behavior-server: "true"\n    spec:',
+        )
+    )
+    assert decision(load_app(root / "apps/newsfeed").resources) is True
