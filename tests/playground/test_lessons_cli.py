@@ -89,6 +89,7 @@ def test_the_path_is_listed_phase_by_phase_with_progress(
     phases = [line for line in out.splitlines() if line.startswith("# ")]
     assert [p.split(" - ")[0] for p in phases] == [
         "# Foundation", "# Traffic management", "# Security", "# Advanced",
+        "# Istio's tasks on Bookinfo",
     ]  # fmt: skip
     foundation = out.split("# Foundation", 1)[1].split("# Traffic management", 1)[0]
     assert foundation.index("01-request-routing") < foundation.index("exercise pin-product-v1")
