@@ -184,7 +184,7 @@ def _row_keys(node: GraphNode, inbound: Iterable[GraphEdge]) -> list[str]:
     """The versions shown inside the box, one a row; ``""`` (first) is the service itself,
     shown when requests ended there without reaching a workload (Envoy's local replies)."""
     keys = list(node.workloads)
-    if keys and any(e.target_version not in keys for e in inbound):
+    if keys and any(e.requests and e.target_version not in keys for e in inbound):
         keys.insert(0, "")
     return keys
 

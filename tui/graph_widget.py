@@ -40,7 +40,8 @@ HELP = "↑↓ nodes · →← edges · i idle · o errors · f ns · d Δ · z 
 class GraphFilters:
     """What the graph leaves out or marks."""
 
-    hide_idle: bool = False
+    hide_idle: bool = True
+    """Kiali hides idle edges by default; a graph without traffic shows its declared calls."""
     only_errors: bool = False
     namespace: str = ""
     diff: bool = False
@@ -49,8 +50,8 @@ class GraphFilters:
     def describe(self) -> str:
         """``idle hidden · errors only · ns shop · Δ`` (what is on)."""
         parts = []
-        if self.hide_idle:
-            parts.append("idle hidden")
+        if not self.hide_idle:
+            parts.append("idle shown")
         if self.only_errors:
             parts.append("errors only")
         if self.namespace:
@@ -111,13 +112,14 @@ class GraphView(ScrollableContainer, can_focus=True):
         f = self.filters
         if f.namespace and f.namespace not in self.graph.namespaces():
             f.namespace = ""
+        idle = f.hide_idle and any(e.requests for e in self.graph.edges)
         self.shown = self.graph.filtered(
-            hide_idle=f.hide_idle, only_errors=f.only_errors, namespace=f.namespace
+            hide_idle=idle, only_errors=f.only_errors, namespace=f.namespace
         )
         self.changed = {}
         if f.diff and self.previous is not None:
             before = self.previous.filtered(
-                hide_idle=f.hide_idle, only_errors=f.only_errors, namespace=f.namespace
+                hide_idle=idle, only_errors=f.only_errors, namespace=f.namespace
             )
             self.changed = changes(before, self.shown)
         if self.node and self.shown.node(self.node) is None:

@@ -66,7 +66,9 @@ def to_dot(graph: MeshGraph, title: str = "") -> str:
             lines.append(f'  {_quote(n.id)} [label="{label}", shape={shape}, color="{colour}"];')
     for e in graph.edges:
         colour = DOT_COLOURS[e.health]
-        label = (e.padlock + " " if e.padlock else "") + edge_summary(e)
+        # Graphviz's fonts often lack the padlock emoji: mutual TLS is spelled out
+        lock = {"🔒": "mTLS ", "🔓": "plaintext "}.get(e.padlock, "")
+        label = lock + edge_summary(e)
         style = ', style="dashed"' if not e.requests else ""
         lines.append(
             f"  {point(e.source, e.source_version)} -> {point(e.target, e.target_version)}"
