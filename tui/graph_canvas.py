@@ -141,7 +141,8 @@ class _Canvas:
         chars, bits, styles = self.text[y], self.bits[y], self.styles[y]
         cx = x
         for ch in text:
-            for part in (ch, "") if cell_len(ch) == 2 else (ch,):
+            wide = ord(ch) >= 0x2E80 and cell_len(ch) == 2  # box drawing is narrow
+            for part in (ch, "") if wide else (ch,):
                 if 0 <= cx < self.width:
                     chars[cx] = part
                     bits.pop(cx, None)

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.segment import Segment
 from rich.text import Text
 from textual import events
-from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import ScrollableContainer
-from textual.geometry import Region
+from textual.geometry import Region, Size
 from textual.message import Message
-from textual.widgets import Static
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from mesh.observe.graph import EdgeKey, GraphEdge, MeshGraph, changes
 from tui.graph_canvas import Drawing, draw
@@ -45,7 +45,9 @@ class GraphFilters:
     only_errors: bool = False
     namespace: str = ""
     diff: bool = False
-    compact: bool = False
+    zoom: str = "auto"
+    """``auto`` (every number on the edges when the drawing fits the view, else only share,
+    errors and flags), ``out`` (always the short labels) or ``in`` (always every number)."""
 
     def describe(self) -> str:
         """``idle hidden · errors only · ns shop · Δ`` (what is on)."""
@@ -58,13 +60,16 @@ class GraphFilters:
             parts.append(f"ns {self.namespace}")
         if self.diff:
             parts.append("Δ since the step before")
-        if self.compact:
-            parts.append("zoomed out")
+        if self.zoom != "auto":
+            parts.append(f"zoom {self.zoom}")
         return " · ".join(parts)
 
 
-class GraphView(ScrollableContainer, can_focus=True):
-    """The drawn graph, scrolling both ways, with a selected node or edge."""
+class GraphView(ScrollView, can_focus=True):
+    """The drawn graph, scrolling both ways, with a selected node or edge.
+
+    A Line API widget: only the lines on screen are turned into segments (each once per
+    drawing), so a drawing of a large mesh costs its visible part per frame, not its area."""
 
     BINDINGS = [  # noqa: RUF012 (Textual's declaration style)
         Binding("down,j", "move(1)", "Next", show=False),
@@ -75,7 +80,11 @@ class GraphView(ScrollableContainer, can_focus=True):
         Binding("o", "flip('only_errors')", "Only errors", show=False),
         Binding("f", "namespace", "Namespace", show=False),
         Binding("d", "flip('diff')", "What changed", show=False),
-        Binding("z", "flip('compact')", "Zoom", show=False),
+        Binding("z", "zoom", "Zoom", show=False),
+        Binding("shift+down", "scroll_down", "Scroll down", show=False),
+        Binding("shift+up", "scroll_up", "Scroll up", show=False),
+        Binding("shift+right", "scroll_right", "Scroll right", show=False),
+        Binding("shift+left", "scroll_left", "Scroll left", show=False),
     ]
 
     class Selected(Message):
@@ -98,9 +107,31 @@ class GraphView(ScrollableContainer, can_focus=True):
         self.drawing: Drawing | None = None
         self.changed: dict[EdgeKey, str] = {}
         self.caption = ""
+        self.compact = False
+        """Whether the drawing on screen has the short edge labels."""
+        self._lines: list[Text] = []
+        self._strips: dict[int, Strip] = {}
 
-    def compose(self) -> ComposeResult:
-        yield Static(id="graph-canvas")
+    def _set_lines(self, lines: list[Text], width: int) -> None:
+        self._lines = lines
+        self._strips = {}
+        self.virtual_size = Size(width, len(lines))
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        """Line ``y`` of the view: the drawing's line under it, cut to the scrolled window."""
+        scroll_x, scroll_y = self.scroll_offset
+        index = y + scroll_y
+        width = self.scrollable_content_region.width
+        if index >= len(self._lines):
+            return Strip.blank(width, self.rich_style)
+        strip = self._strips.get(index)
+        if strip is None:
+            line = self._lines[index]
+            segments = [s for s in line.render(self.app.console) if s.text != "\n"]
+            strip = Strip(Segment.apply_style(segments, self.rich_style), line.cell_len)
+            self._strips[index] = strip
+        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
 
     def show(self, graph: MeshGraph, previous: MeshGraph | None = None, caption: str = "") -> None:
         """Draw ``graph`` (``previous``: the step before, for "what changed")."""
@@ -126,15 +157,23 @@ class GraphView(ScrollableContainer, can_focus=True):
             self.node = ""
         if self.edge is not None and self.shown.edge(self.edge) is None:
             self.edge = None
-        self.drawing = draw(
-            self.shown,
-            selected_node=self.node if self.edge is None else "",
-            selected_edge=self.edge,
-            changed=self.changed,
-            compact=f.compact,
-        )
-        canvas = self.query_one("#graph-canvas", Static)
-        canvas.update(self.drawing.text)
+
+        def drawn(compact: bool) -> Drawing:
+            return draw(
+                self.shown,
+                selected_node=self.node if self.edge is None else "",
+                selected_edge=self.edge,
+                changed=self.changed,
+                compact=compact,
+            )
+
+        self.compact = f.zoom == "out"
+        self.drawing = drawn(self.compact)
+        room = self.scrollable_content_region.width
+        if f.zoom == "auto" and room and self.drawing.width > room:
+            self.compact = True  # zoomed out to fit (or at least to scroll less)
+            self.drawing = drawn(True)
+        self._set_lines(self.drawing.lines, self.drawing.width)
         title = self.caption
         if f.describe():
             title += f" · {f.describe()}"
@@ -222,6 +261,17 @@ class GraphView(ScrollableContainer, can_focus=True):
         setattr(self.filters, name, not getattr(self.filters, name))
         self.redraw(follow=True)
 
+    def action_zoom(self) -> None:
+        """Zoom: fit the view (auto), out (short labels), in (every number), auto again."""
+        order = ["auto", "out", "in"]
+        self.filters.zoom = order[(order.index(self.filters.zoom) + 1) % len(order)]
+        self.redraw(follow=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        """A new size may fit more (or fewer) numbers on the edges."""
+        if self.filters.zoom == "auto" and self.drawing is not None:
+            self.redraw()
+
     def action_namespace(self) -> None:
         """Show one namespace, then the next, then all of them again."""
         names = ["", *self.graph.namespaces()]
@@ -232,11 +282,12 @@ class GraphView(ScrollableContainer, can_focus=True):
     def on_click(self, event: events.Click) -> None:
         """Select the node whose box was clicked."""
         drawing = self.drawing
-        offset = event.get_content_offset(self.query_one("#graph-canvas", Static))
+        offset = event.get_content_offset(self)
         if drawing is None or offset is None:
             return
+        x, y = offset.x + self.scroll_offset.x, offset.y + self.scroll_offset.y
         for node, box in drawing.boxes.items():
-            if box.contains(offset.x, offset.y):
+            if box.contains(x, y):
                 self.select_node(node)
                 return
 
@@ -247,4 +298,4 @@ class GraphView(ScrollableContainer, can_focus=True):
     def message(self, text: str) -> None:
         """Show a line instead of a graph."""
         self.drawing = None
-        self.query_one("#graph-canvas", Static).update(Text(text, style="dim"))
+        self._set_lines([Text(text, style="dim")], len(text))

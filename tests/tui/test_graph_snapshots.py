@@ -34,9 +34,7 @@ def step_graphs(lesson_name: str, until: int) -> list[MeshGraph]:
 class GraphApp(App[None]):
     """The graph widget alone, as the topology view shows it."""
 
-    CSS = (
-        "#graph { border: round $primary-darken-2; }  #graph-canvas { width: auto; height: auto; }"
-    )
+    CSS = "#graph { border: round $primary-darken-2; }"
 
     def __init__(self, graph: MeshGraph, previous: MeshGraph | None, node: str, diff: bool) -> None:
         super().__init__()
