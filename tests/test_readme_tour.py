@@ -44,6 +44,10 @@ EXPECTED: dict[str, tuple[int, str]] = {
         "DESTINATION_VERSION  REPORTER     VALUE",
     ),
     "./bin/meshplay traces lessons/18-distributed-tracing --step 2": (0, "<- slowest hop"),
+    "./bin/meshplay graph lessons/02-traffic-shifting --step 1 -o svg canary.svg": (
+        0,
+        "wrote canary.svg (svg)",
+    ),
     "./bin/meshplay tui": (0, "01 Request routing"),
 }
 """Each tour command (as the README writes it, comment left out) -> exit code, a line it prints."""

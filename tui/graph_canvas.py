@@ -20,6 +20,7 @@ No Textual here: the same drawing is shown by the TUI, exported as SVG by ``mesh
 from __future__ import annotations
 
 import io
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -471,4 +472,6 @@ def to_svg(drawing: Drawing, title: str = "meshplay graph") -> str:
     )
     for line in drawing.lines:
         console.print(line, no_wrap=True, crop=False, soft_wrap=False)
-    return console.export_svg(title=title)
+    svg = console.export_svg(title=title)
+    # Rich falls back to fetching its font from a CDN: a picture for docs stays self-contained
+    return re.sub(r',\s*url\("https?://[^"]*"\) format\("[^"]*"\)', "", svg)
