@@ -265,7 +265,7 @@ def draw(
     layer_w = [max((sizes[v][0] if v in sizes else 1) for v in layer) for layer in layers]
     gap_w = [max(LAYER_GAP_MIN, len(hops[g]) + final_gap_label[g] + 4) for g in range(len(layers))]
     col_x: list[int] = []
-    x = 1
+    x = 3  # room on the left for calls back to the first layer
     for i, w in enumerate(layer_w):
         col_x.append(x)
         x += w + gap_w[i]
@@ -324,7 +324,10 @@ def draw(
             canvas.vline(end_x - 1, min(below, height - 1), end_y, style)
             canvas.hline(end_y, end_x - 1, end_x, style)
             canvas.put(end_x, end_y, "▶", style)
-            drawing.labels[e.key] = (end_x, end_y)
+            low = min(below, height - 1)
+            room = (x + 1) - (end_x + 2)
+            fits = room > cell_len(labels[e.key]) + 1
+            drawing.labels[e.key] = (end_x + 2, low) if fits else (end_x, end_y)
             continue
         for g in range(a, b):
             c = channel[(e.key, g)]

@@ -318,9 +318,9 @@ def build_mesh_graph(
                 tally.e4xx += 1
         assert tally.flags is not None
         tally.flags.update(r.response_flags)
-        if src != OUTSIDE and r.source_namespace:
+        if src != OUTSIDE and r.source_namespace not in ("", RequestRecord.UNKNOWN):
             ns.setdefault(src, r.source_namespace)
-        if r.destination_namespace:
+        if r.destination_namespace not in ("", RequestRecord.UNKNOWN):
             ns.setdefault(dst, r.destination_namespace)
         fqdn.setdefault(dst, r.destination_service)
         if src_v:

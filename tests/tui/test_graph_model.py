@@ -173,3 +173,20 @@ def test_svg_and_dot_exports_parse() -> None:
 
 def test_edge_names_read_like_kiali() -> None:
     assert GraphEdge("a", "v1", "b", "").name == "a v1 -> b"
+
+
+def test_a_call_back_to_an_earlier_app_is_drawn_below_with_its_numbers() -> None:
+    records = many(5, "a", "v1", "b", "v1") + many(5, "b", "v1", "a", "v1")
+    records += many(5, "b", "v1", "c", "v1")
+    drawing = draw(build_mesh_graph(records, 1.0))
+    lines = drawing.plain().splitlines()
+    assert drawing.plain().count("▶") == 3  # a->b, b->c and the call back b->a
+    below = max(box.y + box.h for box in drawing.boxes.values())
+    assert "50% 5.0/s" in lines[below]  # b->a's numbers on its run under the boxes
+    assert lines[drawing.boxes["a"].y + 1].lstrip().startswith("┌▶")
+
+
+def test_destinations_outside_the_mesh_have_no_namespace() -> None:
+    records = request("web", "v1", "PassthroughCluster", "", namespace="unknown")
+    graph = build_mesh_graph(records, 1.0)
+    assert graph.node("PassthroughCluster").namespace == ""  # type: ignore[union-attr]
