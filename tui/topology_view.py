@@ -63,6 +63,8 @@ class TopologyPane(Horizontal):
         """The selected workload-to-workload edge (None when a node is selected)."""
         self.mode = "node"
         self._drawn: tuple[int, int, int, int, int] | None = None
+        self._graphs: dict[int, tuple[tuple[int, int, int, int, int], MeshGraph]] = {}
+        """Per step: the key it was built for (lesson, run, step, view, records) and the graph."""
         self._configs: dict[tuple[int, int, str], Mapping[str, Any]] = {}
         """Translated Envoy config per (lesson, step, pod): translation is pure, so it is done
         once."""
@@ -80,16 +82,23 @@ class TopologyPane(Horizontal):
         if self.display and self.is_on_screen:
             self.refresh_graph()
 
-    def _step_graph(self, step: int) -> tuple[MeshGraph, tuple[RequestRecord, ...]] | None:
+    def _step_graph(self, step: int) -> MeshGraph | None:
+        """The traffic graph of ``step`` in the latest run (kept while its records and view
+        stay the same: the step before, for "what changed", is not rebuilt on every poll)."""
         lesson = self.session.current
         live = self.session.latest_run()
         if lesson is None or live is None or not 0 <= step < len(lesson.steps):
             return None
         records = live.records(step)
         view = live.latest_view(step)
-        duration = view.duration_s
+        key = (id(lesson), id(live), step, id(view), len(records))
+        cached = self._graphs.get(step)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         declared = [(e.client, e.service) for e in build_graph(lesson).edges]
-        return build_mesh_graph(records, duration, declared), records
+        graph = build_mesh_graph(records, view.duration_s, declared)
+        self._graphs[step] = (key, graph)
+        return graph
 
     def refresh_graph(self) -> None:
         """Show the graph of the current lesson and its latest run's displayed step (nothing is
@@ -118,12 +127,12 @@ class TopologyPane(Horizontal):
         if built is None:  # no run: the app's declared calls, idle
             mesh = build_mesh_graph((), 0.0, [(e.client, e.service) for e in self.graph.edges])
         else:
-            mesh = built[0]
+            mesh = built
         before = self._step_graph(step - 1) if step > 0 else None
         self.mesh = mesh
         title = "no run yet: edges from the app's declared calls" if not self.records else ""
         caption = f"traffic graph · step {step + 1}" + (f" · {title}" if title else "")
-        view_widget.show(mesh, before[0] if before is not None else None, caption)
+        view_widget.show(mesh, before, caption)
         if self.row is not None:
             self._show()
         else:
