@@ -92,6 +92,8 @@ class Drawing:
     """Cell where each edge's numbers start (or its arrow, when they did not fit)."""
     node_order: list[str] = field(default_factory=list)
     edge_order: list[EdgeKey] = field(default_factory=list)
+    compact: bool = False
+    """Whether the edges carry only share, errors and flags."""
 
     @property
     def text(self) -> Text:
@@ -224,10 +226,12 @@ def draw(
     selected_edge: EdgeKey | None = None,
     changed: Mapping[EdgeKey, str] | None = None,
     compact: bool = False,
+    fit_width: int = 0,
 ) -> Drawing:
     """Lay ``graph`` out and draw it. ``changed`` edges (what changed since another step) are
     marked ``Δ``; the selected node or edge is drawn reversed. ``compact`` writes only the share,
-    errors and flags on the edges (for small terminals)."""
+    errors and flags on the edges (for small terminals); so does a drawing that would be wider
+    than ``fit_width`` cells with every number (``Drawing.compact`` says which was drawn)."""
     changed = changed or {}
     nodes = {n.id: n for n in graph.nodes}
     edges = [e for e in graph.edges if e.source != e.target and e.source in nodes]
@@ -253,23 +257,35 @@ def draw(
     # gaps between layers: one channel per edge crossing it, room for the numbers of the edges
     # that end in the next layer
     layer_of = {v: i for i, layer in enumerate(layers) for v in layer}
-    labels = {e.key: ("Δ " if e.key in changed else "") + _label(e, compact) for e in edges}
     hops: dict[int, list[GraphEdge]] = defaultdict(list)  # gap index -> edges crossing it
-    final_gap_label: dict[int, int] = defaultdict(int)
     for e in edges:
         a, b = layer_of[e.source], layer_of[e.target]
         for g in range(min(a, b), max(a, b)):
             hops[g].append(e)
-        if b > a:
-            final_gap_label[b - 1] = max(final_gap_label[b - 1], cell_len(labels[e.key]))
     layer_w = [max((sizes[v][0] if v in sizes else 1) for v in layer) for layer in layers]
-    gap_w = [max(LAYER_GAP_MIN, len(hops[g]) + final_gap_label[g] + 4) for g in range(len(layers))]
-    col_x: list[int] = []
-    x = 3  # room on the left for calls back to the first layer
-    for i, w in enumerate(layer_w):
-        col_x.append(x)
-        x += w + gap_w[i]
-    width = x
+
+    def columns(short: bool) -> tuple[dict[EdgeKey, str], list[int], int]:
+        """Edge labels, the x of each layer and the drawing's width."""
+        labels = {e.key: ("Δ " if e.key in changed else "") + _label(e, short) for e in edges}
+        final_gap_label: dict[int, int] = defaultdict(int)
+        for e in edges:
+            a, b = layer_of[e.source], layer_of[e.target]
+            if b > a:
+                final_gap_label[b - 1] = max(final_gap_label[b - 1], cell_len(labels[e.key]))
+        gap_w = [
+            max(LAYER_GAP_MIN, len(hops[g]) + final_gap_label[g] + 4) for g in range(len(layers))
+        ]
+        col_x: list[int] = []
+        x = 3  # room on the left for calls back to the first layer
+        for i, w in enumerate(layer_w):
+            col_x.append(x)
+            x += w + gap_w[i]
+        return labels, col_x, x
+
+    labels, col_x, width = columns(compact)
+    if not compact and fit_width and width > fit_width:
+        compact = True  # zoomed out to fit (or at least to scroll less); the layout stays
+        labels, col_x, width = columns(True)
     boxes: dict[str, Box] = {}
     for v, top in rows_of.items():
         if v in sizes:
@@ -301,7 +317,7 @@ def draw(
         for k, e in enumerate(order):
             channel[(e.key, g)] = start + k
 
-    drawing = Drawing([], width, height, boxes)
+    drawing = Drawing([], width, height, boxes, compact=compact)
     for e in edges:
         style = e.health.value
         if selected_edge == e.key:

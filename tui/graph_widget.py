@@ -158,21 +158,15 @@ class GraphView(ScrollView, can_focus=True):
         if self.edge is not None and self.shown.edge(self.edge) is None:
             self.edge = None
 
-        def drawn(compact: bool) -> Drawing:
-            return draw(
-                self.shown,
-                selected_node=self.node if self.edge is None else "",
-                selected_edge=self.edge,
-                changed=self.changed,
-                compact=compact,
-            )
-
-        self.compact = f.zoom == "out"
-        self.drawing = drawn(self.compact)
-        room = self.scrollable_content_region.width
-        if f.zoom == "auto" and room and self.drawing.width > room:
-            self.compact = True  # zoomed out to fit (or at least to scroll less)
-            self.drawing = drawn(True)
+        self.drawing = draw(
+            self.shown,
+            selected_node=self.node if self.edge is None else "",
+            selected_edge=self.edge,
+            changed=self.changed,
+            compact=f.zoom == "out",
+            fit_width=self.scrollable_content_region.width if f.zoom == "auto" else 0,
+        )
+        self.compact = self.drawing.compact
         self._set_lines(self.drawing.lines, self.drawing.width)
         title = self.caption
         if f.describe():
