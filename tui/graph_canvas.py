@@ -244,10 +244,10 @@ def draw(
         in_edges[e.target].append(e)
     sizes: dict[str, tuple[int, int]] = {}
     row_keys = {n.id: _row_keys(n, in_edges[n.id]) for n in graph.nodes}
+    ports = {n.id: _port_rows(row_keys[n.id], in_edges[n.id]) for n in graph.nodes}
     for n in graph.nodes:
         rows = _rows(n, row_keys[n.id])
-        ports = _port_rows(row_keys[n.id], in_edges[n.id], {})
-        inner = max(len(rows), 1, max(ports.values(), default=-1) + 1)
+        inner = max(len(rows), 1, max(ports[n.id].values(), default=-1) + 1)
         width = max(len(_title(n)) + 6, max((len(r) for r in rows), default=0) + 4, 10)
         width = max(width, len(n.namespace) + 6)
         sizes[n.id] = (width, inner + 2)
@@ -264,9 +264,22 @@ def draw(
             hops[g].append(e)
     layer_w = [max((sizes[v][0] if v in sizes else 1) for v in layer) for layer in layers]
 
+    def away(e: GraphEdge) -> str:
+        """``→v2 `` for an edge that enters its box off its workload's row."""
+        keys = row_keys[e.target]
+        if (
+            e.requests
+            and e.target_version in keys
+            and ports[e.target][e.key] != keys.index(e.target_version)
+        ):
+            return f"→{e.target_version or 'service'} "
+        return ""
+
     def columns(short: bool) -> tuple[dict[EdgeKey, str], list[int], int]:
         """Edge labels, the x of each layer and the drawing's width."""
-        labels = {e.key: ("Δ " if e.key in changed else "") + _label(e, short) for e in edges}
+        labels = {
+            e.key: ("Δ " if e.key in changed else "") + away(e) + _label(e, short) for e in edges
+        }
         final_gap_label: dict[int, int] = defaultdict(int)
         for e in edges:
             a, b = layer_of[e.source], layer_of[e.target]
@@ -297,10 +310,7 @@ def draw(
     # ports: where each edge leaves and enters
     ports_in: dict[EdgeKey, int] = {}
     for n in graph.nodes:
-        source_row = {
-            e.key: boxes[e.source].y + 1 if e.source in boxes else 0 for e in in_edges[n.id]
-        }
-        for key, row in _port_rows(row_keys[n.id], in_edges[n.id], source_row).items():
+        for key, row in ports[n.id].items():
             ports_in[key] = boxes[n.id].y + 1 + row
 
     def out_row(e: GraphEdge) -> int:
@@ -388,19 +398,24 @@ def draw(
     return drawing
 
 
-def _port_rows(
-    keys: list[str], inbound: Iterable[GraphEdge], source_row: Mapping[EdgeKey, int]
-) -> dict[EdgeKey, int]:
-    """Row (inside the box, from 0) where each edge enters: its workload's row when free, else
-    the next free one; edges into one workload ordered by where they come from."""
+def _port_rows(keys: list[str], inbound: Iterable[GraphEdge]) -> dict[EdgeKey, int]:
+    """Row (inside the box, from 0) where each edge enters: its workload's row (the service's
+    for edges that reached no workload) for the busiest edge into it, edges with traffic
+    first; the others (a second caller of the same workload, an idle declared call to a taken
+    row) on rows of their own under the workloads, those with traffic labelled with the
+    workload they reach."""
 
     def wanted(e: GraphEdge) -> int:
         return keys.index(e.target_version) if e.target_version in keys else 0
 
     out: dict[EdgeKey, int] = {}
-    row = -1
-    for e in sorted(inbound, key=lambda e: (wanted(e), source_row.get(e.key, 0), e.key)):
-        row = max(wanted(e), row + 1)
+    taken: set[int] = set()
+    extra = max(len(keys), 1)
+    for e in sorted(inbound, key=lambda e: (not e.requests, wanted(e), -e.requests, e.key)):
+        row = wanted(e)
+        if row in taken:
+            row, extra = extra, extra + 1
+        taken.add(row)
         out[e.key] = row
     return out
 

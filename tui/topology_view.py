@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -39,6 +40,8 @@ from tui.session import Session
 __all__ = ["TopologyPane"]
 
 POLL_S = 0.5
+WIDE = 140
+"""From this many columns on, the graph takes 60 % of the view (else 45 %)."""
 
 
 class TopologyPane(Horizontal):
@@ -76,6 +79,11 @@ class TopologyPane(Horizontal):
 
     def on_mount(self) -> None:
         self.set_interval(POLL_S, self._poll)
+
+    def on_resize(self, event: events.Resize) -> None:
+        """A wide terminal gives the graph more room (the details read at 45 % below 140)."""
+        graph = self.query_one("#graph", GraphView)
+        graph.styles.width = "60%" if event.size.width >= WIDE else "45%"
 
     def _poll(self) -> None:
         """Live: while shown, redraw when the run has new records for the step on screen."""

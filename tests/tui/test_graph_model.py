@@ -190,3 +190,16 @@ def test_destinations_outside_the_mesh_have_no_namespace() -> None:
     records = request("web", "v1", "PassthroughCluster", "", namespace="unknown")
     graph = build_mesh_graph(records, 1.0)
     assert graph.node("PassthroughCluster").namespace == ""  # type: ignore[union-attr]
+
+
+def test_edges_enter_at_their_workloads_row_and_a_second_caller_says_which() -> None:
+    records = many(5, "a", "v1", "c", "v1") + many(3, "b", "v1", "c", "v1")
+    records += many(4, "a", "v1", "c", "v2")
+    drawing = draw(build_mesh_graph(records, 1.0))
+    lines = drawing.plain().splitlines()
+    box = drawing.boxes["c"]
+    v1_row, v2_row = lines[box.y + 1], lines[box.y + 2]
+    assert "56% 5.0/s" in v1_row and "▶│ v1" in v1_row  # the busiest caller on v1's row
+    assert "44% 4.0/s" in v2_row and "▶│ v2" in v2_row
+    extra = lines[box.y + 3]
+    assert "→v1 " in extra and "100% 3.0/s" in extra  # b also reaches v1, on a row of its own
