@@ -50,6 +50,7 @@ class TopologyPane(Horizontal):
     BINDINGS = [  # noqa: RUF012 (Textual's declaration style)
         Binding("n", "show_node", "Node"),
         Binding("e", "show_edge", "Edge"),
+        Binding("enter", "show_edge", "Edge", show=False),
         Binding("x", "explain", "Explain"),
     ]
 

@@ -48,7 +48,7 @@ async def test_arrow_keys_walk_nodes_and_edges_and_the_side_panel_follows(
         assert graph.node == "product"
         await wait_for(pilot, lambda: "listeners (" in text_of(app, "#topo-text"))
         assert "product-v1-0" in text_of(app, "#topo-text")  # the node's pods, as before
-        await pilot.press("e")
+        await pilot.press("enter")  # as e: the edge into the node
         assert "api-gateway->product" in text_of(app, "#topo-text")
 
 
