@@ -48,3 +48,35 @@ def test_bad_format_and_step_are_usage_errors(tmp_path: Path) -> None:
     lesson = str(LESSONS / "02-traffic-shifting")
     assert main(["graph", lesson, "-o", "jpeg", str(tmp_path / "x")]) == 2
     assert main(["graph", lesson, "--step", "9", "-o", "svg", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.envoy
+@pytest.mark.slow
+def test_the_local_runner_graph_shows_the_canary_over_mtls_from_real_envoy(tmp_path: Path) -> None:
+    """The same graph from real Envoy sidecars' access logs: two edges, 90/10 within noise,
+    both mutual TLS as the server-side sidecars report it."""
+    out = tmp_path / "local.dot"
+    lesson = str(LESSONS / "02-traffic-shifting")
+    assert (
+        main(
+            [
+                "graph",
+                lesson,
+                "--runner",
+                "local",
+                "--step",
+                "1",
+                "--hide-idle",
+                "-o",
+                "dot",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    edges = [line for line in out.read_text(encoding="utf-8").splitlines() if "->" in line]
+    assert len(edges) == 2
+    assert all("mTLS" in e for e in edges)
+    v2 = next(e for e in edges if '"product/v2"' in e)
+    share = int(v2.split('label="mTLS ', 1)[1].split("%", 1)[0])
+    assert 4 <= share <= 16
