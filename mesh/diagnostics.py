@@ -457,6 +457,20 @@ CATALOG: dict[str, Code] = _codes(
         "A running Envoy rejected (NACKed) a configuration update; its own message and the "
         "resource are shown, and the previous configuration keeps serving.",
     ),
+    # --- MPY6xxx: exercises ------------------------------------------------------------------
+    Code(
+        "MPY6001",
+        "ExerciseSchema",
+        E,
+        "exercise.yaml has an unknown field, a wrong type, a missing field or an unknown phase.",
+    ),
+    Code(
+        "MPY6002",
+        "LearningPathInvalid",
+        E,
+        "path.yaml names a lesson or exercise that does not exist, places one twice, or has a "
+        "wrong field.",
+    ),
 )
 
 del E, W, I

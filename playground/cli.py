@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "playground.commands.lessons",
     "playground.commands.analyze",
     "playground.commands.run",
+    "playground.commands.exercise",
     "playground.commands.explain",
     "playground.commands.proxy_config",
     "playground.commands.authz_check",

@@ -103,6 +103,10 @@ class Response:
     local_failure: str = ""
     """``connect`` when no connection could be made, ``reset`` when the server closed it before
     any response (a PeerAuthentication mismatch), ``overflow``; "" for a response."""
+    return_s: float | None = None
+    """The time the response takes back to the app when it is not one network hop: set by a
+    pool a DestinationRule sized (a 503 ``UO`` over a local leg, a proxied answer over the
+    measured client turnaround; see ``sim.connpool``)."""
     headers: dict[str, str] | None = None
     """Response headers the model knows of (lower-case names; None = none): those the app
     sets, after the client route's ``response_headers_to_remove`` / ``_to_add``."""

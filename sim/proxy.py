@@ -152,7 +152,8 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
                             client.name,
                             f"route response headers: the app gets {_show(resp.headers)}",
                         )
-    yield env.timeout(req.lead + world.hop())
+    back = resp.return_s if resp.return_s is not None else world.hop()
+    yield env.timeout(req.lead + back)
     req.lead = 0.0
     if not resp.destination_service:
         resp.destination_service = service_host

@@ -48,6 +48,11 @@ EXPECTED: dict[str, tuple[int, str]] = {
         0,
         "wrote canary.svg (svg)",
     ),
+    "./bin/meshplay exercise start canary-rollback my-canary": (
+        0,
+        "then: meshplay exercise check my-canary",
+    ),
+    "./bin/meshplay exercise check my-canary": (1, "not yet: 0 of 3 steps pass"),
     "./bin/meshplay tui": (0, "01 Request routing"),
 }
 """Each tour command (as the README writes it, comment left out) -> exit code, a line it prints."""

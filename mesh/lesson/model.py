@@ -166,6 +166,8 @@ class Expectation:
             parts.append(f"flag={sel.flag}")
         if sel.path:
             parts.append(sel.path)
+        if sel.reporter != "source":
+            parts.append(f"reporter={sel.reporter}")
         return parts
 
 
@@ -339,6 +341,10 @@ class LessonSpec:
     track: str = "traffic-management"
     level: str = "beginner"
     order: int = 0
+    mirrors: str = ""
+    """The Istio documentation page (task or concept) the lesson follows."""
+    istio: str = ""
+    """The Istio version whose behaviour the lesson's expectations are pinned to."""
     objectives: tuple[str, ...] = ()
     explanation: str = ""
     app: str = "ecommerce"

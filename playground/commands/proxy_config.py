@@ -313,8 +313,16 @@ def render_proxy_config(proxy: ProxyConfig, kind: str, output: str = "short") ->
     payload: Any = data if kind == "all" else data[kind]
     if output == "json":
         return json.dumps(payload, indent=2)
-    text: str = yaml.safe_dump(payload, sort_keys=False, width=100)
+    text: str = yaml.dump(payload, Dumper=_PlainDumper, sort_keys=False, width=100)
     return text.rstrip()
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """YAML as istioctl prints it: a value shared by several clusters (one circuit-breaker
+    object) is written out each time, never as an ``&id001`` anchor and ``*id001`` alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _run(args: argparse.Namespace) -> int:
