@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mesh.envoy_api.names import BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER
 from mesh.metrics import INGRESS_APP, OUTSIDE, percentile
 from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
 
@@ -48,8 +49,8 @@ DEGRADED_5XX, FAILURE_5XX = 0.0, 10.0
 DEGRADED_4XX, FAILURE_4XX = 10.0, 20.0
 """Kiali's default tolerance for ``^4\\d\\d$`` (http), in percent."""
 
-PASSTHROUGH = "PassthroughCluster"
-BLACKHOLE = "BlackHoleCluster"
+PASSTHROUGH = PASSTHROUGH_CLUSTER
+BLACKHOLE = BLACKHOLE_CLUSTER
 CLUSTER_SUFFIX = ".svc.cluster.local"
 
 
