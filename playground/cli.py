@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "playground.commands.cluster",
     "playground.commands.query",
     "playground.commands.traces",
+    "playground.commands.graph",
     "playground.commands.logs",
     "playground.commands.tui",
 )

@@ -44,6 +44,10 @@ EXPECTED: dict[str, tuple[int, str]] = {
         "DESTINATION_VERSION  REPORTER     VALUE",
     ),
     "./bin/meshplay traces lessons/18-distributed-tracing --step 2": (0, "<- slowest hop"),
+    "./bin/meshplay graph lessons/02-traffic-shifting --step 1 -o svg canary.svg": (
+        0,
+        "wrote canary.svg (svg)",
+    ),
     "./bin/meshplay exercise start canary-rollback my-canary": (
         0,
         "then: meshplay exercise check my-canary",
