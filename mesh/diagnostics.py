@@ -464,6 +464,13 @@ CATALOG: dict[str, Code] = _codes(
         E,
         "An expectation has no bound, contradictory bounds or an unknown metric.",
     ),
+    Code(
+        "MPY4005",
+        "AppNotRunnable",
+        E,
+        "A pod the local runner cannot run: its container names a service package that does "
+        "not exist, or it has no code and its Service has no behaviour declared.",
+    ),
     # --- MPY5xxx: runners (what a real data plane said about the generated config) -------------
     Code(
         "MPY5001",

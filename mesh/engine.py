@@ -110,7 +110,7 @@ def _describe(event: Event) -> str:
     for action in event.break_:
         knobs = [
             f"{name}={value}"
-            for name in ("latency_ms", "error_rate", "refuse", "kill")
+            for name in ("latency_ms", "error_rate", "refuse", "drop_trace_headers", "kill")
             if (value := getattr(action, name)) is not None
         ]
         if action.restore:

@@ -20,6 +20,7 @@ pod's target port of the gateway Service port it was sent to.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Generator, Mapping
 from typing import Any
 
@@ -180,9 +181,14 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
     req.lead = 0.0
     if not resp.destination_service:
         resp.destination_service = service_host
+    end = env.now
+    if req.gone_at is not None:  # the app stopped waiting: Envoy logs its downstream's disconnect
+        resp = copy.copy(resp)
+        resp.status, resp.flags, resp.details = 0, ("DC",), "downstream_remote_disconnect"
+        end = req.gone_at
     world.record(
         http_source(
-            client, req, resp, route.name if route is not None else "", start=start, end=env.now
+            client, req, resp, route.name if route is not None else "", start=start, end=end
         )
     )
     return resp

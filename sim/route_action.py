@@ -69,6 +69,7 @@ def _upstream_request(route: RouteSpec, req: Request) -> Request:
         req.trace_id,
         req.trace,
         address=req.address,
+        sent=req.sent or req,
     )
 
 

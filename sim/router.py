@@ -363,6 +363,10 @@ def route_request(
         _fill(final, crt, host, attempts)
         if not retriable:
             return final
+        if (req.sent or req).gone_at is not None:
+            if trace:
+                trace.add(env.now, where, "the app has gone (downstream disconnect): no retry")
+            return final
         if attempts > num_retries:
             final.flags = tuple(sorted({*final.flags, "URX"}))
             if trace:

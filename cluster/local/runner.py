@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cluster.accesslog import AccessLogTail
+from cluster.local.apps import unrunnable
 from cluster.local.envoy import ConfigRejectedError
 from cluster.local.mesh import LocalMesh
 from cluster.local.procs import terminate_on_signals
@@ -138,6 +139,7 @@ class LocalExecutor:
         """NetworkPolicy needs a CNI and TCP traffic a TCP generator: refuse both up front."""
         _refuse_network_policies(lesson)
         _refuse_tcp_traffic(steps)
+        _refuse_unrunnable_pods(lesson)
 
     def open(self, lesson: Lesson, state: MeshState, seed: int) -> None:
         """Start the app's pods and the ingress gateway behind their sidecars."""
@@ -148,7 +150,7 @@ class LocalExecutor:
         else:
             workdir = self.workdir
         stack.enter_context(terminate_on_signals())
-        mesh = stack.enter_context(LocalMesh(workdir, seed=seed))
+        mesh = stack.enter_context(LocalMesh(workdir, seed=seed, behavior=lesson.app.behavior))
         self._before_start(lesson, mesh)
         mesh.start(state.resources)
         self.mesh = mesh
@@ -328,6 +330,14 @@ def _refuse_network_policies(lesson: Lesson) -> None:
                 f"NetworkPolicy {names} needs a CNI to be enforced, which the local runner does "
                 "not have; run this lesson with --runner sim (or kube)"
             )
+
+
+def _refuse_unrunnable_pods(lesson: Lesson) -> None:
+    """A pod with neither code of the project's nor a behaviour declaration cannot be started:
+    say which and where before anything starts (MPY4005)."""
+    problems = unrunnable(lesson.app.resources, lesson.app.behavior)
+    if problems:
+        raise RunnerError("\n".join(d.render() for d in problems))
 
 
 def _refuse_tcp_traffic(steps: Sequence[StepPlan]) -> None:

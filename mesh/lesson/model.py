@@ -293,6 +293,8 @@ class BreakAction:
     latency_ms: float | None = None
     error_rate: float | None = None
     refuse: bool | None = None
+    drop_trace_headers: bool | None = None
+    """The app stops (true) or resumes (false) copying the trace headers onto its calls."""
     kill: int | None = None
     restore: bool = False
 
