@@ -12,7 +12,9 @@ Header values may name a user's token, ``${jwt:EMAIL}``: the simulated user serv
 Where requests enter: ``outside`` = a client outside the mesh talking straight to a pod of the
 Service (kube-proxy picks one at random; only the server sidecar reports); ``ingress`` = through
 the ingress gateway: the gateway Service's port (80 unless ``port`` says otherwise) leads to the
-gateway pod's listener on the target port; any workload (Deployment name or ``app`` label) = from
+gateway pod's listener on the target port (80 -> 8080, as kube-proxy maps it), with Host ``to``
+(a Service name or any host a Gateway serves, e.g. ``bookinfo.example.com``; a ``host`` header
+of the request wins); any workload (Deployment name or ``app`` label) = from
 inside that workload's pod, through its sidecar. The target is a Service (the app dials its name)
 or an ``IP:port``.
 
@@ -58,7 +60,7 @@ class TrafficDriver:
         namespace = world.behavior.namespace
         address = parse_address(spec.to)
         service = world.service_by_name(spec.to, namespace) if address is None else None
-        if service is None and address is None:
+        if service is None and address is None and spec.from_ != "ingress":
             raise RunnerError(f'traffic target "{spec.to}" is not a Service of the app')
         self.address = address
         self.service: MeshService = service or _EXTERNAL
@@ -87,13 +89,19 @@ class TrafficDriver:
             self.end_time = 10.0
 
     def _gateway_target_port(self, port: int) -> int:
-        """The gateway pod's port behind the gateway Service's ``port`` (kube-proxy's mapping)."""
+        """The gateway pod's port behind the gateway Service's ``port`` (kube-proxy's mapping);
+        a port the Service does not expose is refused, as a LoadBalancer would."""
+        exposed: set[int] = set()
         for client in self.clients:
             for service in self.world.topology.services_of(client.pod):
                 sp = service.port(port)
                 if sp is not None:
                     return sp.target_port
-        return port
+                exposed.update(p.port for p in service.ports)
+        raise RunnerError(
+            f"the ingress gateway's Service has no port {port} "
+            f"(it exposes {', '.join(str(p) for p in sorted(exposed)) or 'none'})"
+        )
 
     def _workload_clients(self, source: str) -> list[PodRuntime]:
         return sorted(

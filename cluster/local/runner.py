@@ -70,7 +70,12 @@ def traffic_targets(mesh: LocalMesh, spec: TrafficSpec) -> list[Target]:
         service = next((s for s in topology.services if s.name == INGRESS_GATEWAY), None)
         if gw is None or service is None:
             raise RunnerError("no ingress gateway in this mesh")
-        port = service.port(spec.port or 80) or service.ports[0]
+        port = service.port(spec.port or 80)
+        if port is None:
+            exposed = ", ".join(str(p.port) for p in service.ports)
+            raise RunnerError(
+                f"the ingress gateway's Service has no port {spec.port} (it exposes {exposed})"
+            )
         local = gw.ports.listeners.get(port.target_port)
         if local is None:
             raise RunnerError(f"the ingress gateway has no listener for port {port.port}")

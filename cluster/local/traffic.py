@@ -43,9 +43,9 @@ class Target:
     authority: str
     via_proxy: bool = False
 
-    def request_target(self, path: str) -> str:
-        """The request-target for ``path``."""
-        return f"http://{self.authority}{path}" if self.via_proxy else path
+    def request_target(self, path: str, authority: str = "") -> str:
+        """The request-target for ``path`` (``authority`` replaces the target's own)."""
+        return f"http://{authority or self.authority}{path}" if self.via_proxy else path
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +105,16 @@ async def _one(
     conn: HttpConnection, target: Target, req: RequestSpec, rid: str, t0: float
 ) -> Outcome:
     headers = {"x-request-id": rid, **req.headers_for(rid)}
+    # a request's own Host header replaces the target's (one Host, as the sim reads it)
+    authority = next((headers.pop(k) for k in list(headers) if k.lower() == "host"), "")
     if req.body:
         headers.setdefault("content-type", "application/json")
     start = time.monotonic()
     try:
         resp = await conn.request(
             req.method.upper(),
-            target.request_target(req.path),
-            authority=target.authority,
+            target.request_target(req.path, authority),
+            authority=authority or target.authority,
             headers=headers,
             body=req.body.encode(),
         )

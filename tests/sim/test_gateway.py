@@ -1,0 +1,84 @@
+"""Ingress as Kubernetes and istiod do it, on the sim.
+
+The ingress gateway's Service maps port 80 -> targetPort 8080 and 443 -> 8443 (Istio's default
+profile). istiod resolves a Gateway server's port against the gateway *Service*'s ports: a server
+on 80 gets a listener on the target port 8080; a server on a port no Service port has (8080, as
+Bookinfo's Gateway says) is bound as it is, which is the same 8080. Traffic ``from: ingress``
+goes to a Service port and lands on the pod's target port. ``to`` is the Host the requests carry:
+a Service name or any host a Gateway serves; a request's own ``host`` header wins."""
+
+from __future__ import annotations
+
+import pytest
+
+from mesh.envoy.translate import ProxyConfig, translate
+from mesh.runner import RunnerError
+from mesh.source.load import load_text
+from mesh.topology import build_topology
+from tests.sim.harness import make_world, one_request, sample_app
+
+
+def _gateway_config(istio: str) -> ProxyConfig:
+    resources = [*sample_app("app").resources, *load_text(istio, default_namespace="t").resources]
+    return translate(resources, build_topology(resources))["istio-ingressgateway-0"]
+
+
+def _gateway(server_port: int, host: str = "*") -> str:
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: t}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers: [{{port: {{number: {server_port}, name: http, protocol: HTTP}}, hosts: ["{host}"]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: via-gateway, namespace: t}}
+spec:
+  hosts: ["{host}"]
+  gateways: [gw]
+  http: [{{route: [{{destination: {{host: reviews}}}}]}}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("server_port", "host", "to", "headers", "service_port", "expected"),
+    [
+        # server on the Service port: listener on its targetPort 8080
+        (80, "*", "reviews", {}, None, (200, "")),
+        # server on the targetPort (Bookinfo's Gateway): bound as-is on 8080, served via port 80
+        (8080, "*", "reviews", {}, None, (200, "")),
+        # `to` names the Gateway's host rather than a Service
+        (8080, "bookinfo.example.com", "bookinfo.example.com", {}, None, (200, "")),
+        # a Host header of the request decides, whatever `to` says
+        (80, "bookinfo.example.com", "reviews", {"host": "bookinfo.example.com"}, None, (200, "")),
+        # a host the Gateway does not serve: the listener's route config has no virtual host
+        (80, "bookinfo.example.com", "other.example.com", {}, None, (404, "")),
+        # a server on a port no Service port maps to: listener 0.0.0.0_9090; nothing on 8080
+        (9090, "*", "reviews", {}, None, (503, "connect")),
+        # the Service's 443 leads to 8443, where an HTTP server on 80 has no listener
+        (80, "*", "reviews", {}, 443, (503, "connect")),
+    ],
+)
+def test_ingress_reaches_the_listener_istiod_builds_for_the_server_port(
+    server_port: int,
+    host: str,
+    to: str,
+    headers: dict[str, str],
+    service_port: int | None,
+    expected: tuple[int, str],
+) -> None:
+    gateway = _gateway_config(_gateway(server_port, host))
+    target = 8080 if server_port in (80, 8080) else server_port
+    assert [x["name"] for x in gateway.listeners] == [f"0.0.0.0_{target}"]
+    assert [r["name"] for r in gateway.routes] == [f"http.{target}"]
+    world = make_world(_gateway(server_port, host))
+    resp, lines = one_request(world, source="ingress", to=to, headers=headers, port=service_port)
+    assert (resp.status, resp.local_failure) == expected, lines
+
+
+def test_ingress_to_a_port_the_gateway_service_does_not_expose_is_refused() -> None:
+    world = make_world(_gateway(8080))
+    with pytest.raises(RunnerError, match=r"no port 8080 .*exposes 80, 443"):
+        one_request(world, source="ingress", port=8080)
