@@ -337,10 +337,20 @@ def virtual_inbound(
     return listener
 
 
-def gateway_listener(port: int, where: ListenerAddress, spec: HttpListenerSpec) -> dict[str, Any]:
-    """A gateway server port: a bound ``0.0.0.0_<targetPort>`` HTTP listener."""
-    listener = _base(listener_name("0.0.0.0", port), where, "OUTBOUND")
+def gateway_hcm(spec: HttpListenerSpec) -> dict[str, Any]:
+    """A gateway's HTTP connection manager (the edge: ``use_remote_address``)."""
     hcm = http_connection_manager(spec)
     hcm["typed_config"]["use_remote_address"] = True
-    listener["filter_chains"] = [{"filters": [hcm]}]
+    return hcm
+
+
+def gateway_listener_base(port: int, where: ListenerAddress) -> dict[str, Any]:
+    """A gateway port's bound ``0.0.0.0_<targetPort>`` listener, without filter chains."""
+    return _base(listener_name("0.0.0.0", port), where, "OUTBOUND")
+
+
+def gateway_listener(port: int, where: ListenerAddress, spec: HttpListenerSpec) -> dict[str, Any]:
+    """A plain-HTTP gateway server port: a bound ``0.0.0.0_<targetPort>`` HTTP listener."""
+    listener = gateway_listener_base(port, where)
+    listener["filter_chains"] = [{"filters": [gateway_hcm(spec)]}]
     return listener

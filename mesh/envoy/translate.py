@@ -24,14 +24,27 @@ from mesh.envoy.clusters import (
     special_clusters,
 )
 from mesh.envoy.endpoints import locality_of
-from mesh.envoy.gateway import gateway_ports, gateway_route_config
+from mesh.envoy.gateway import GatewayPort, gateway_ports, gateway_route_config
+from mesh.envoy.gateway_tls import (
+    TlsChainSpec,
+    TlsPortBuild,
+    auto_passthrough_chains,
+    gateway_tls_context,
+    https_route_name,
+    is_terminating,
+    passthrough_chains,
+    sni_dnat_clusters,
+    tls_port_listener,
+)
 from mesh.envoy.listeners import (
     INBOUND_CAPTURE_PORT,
     OUTBOUND_CAPTURE_PORT,
     HttpListenerSpec,
     TcpChain,
     TcpLog,
+    gateway_hcm,
     gateway_listener,
+    gateway_listener_base,
     http_connection_manager,
     inbound_http_filters,
     outbound_http_filters,
@@ -378,6 +391,12 @@ class _Translator:
             routes.extend(inbound_routes)
         elif pod.proxy is ProxyKind.ROUTER:
             for gport in gateway_ports(pod, self.index, self.topology):
+                if gport.tls:
+                    built = self._gateway_tls_port(pod, gport, scope, outbound, me, log)
+                    listeners.append(built.listener)
+                    routes.extend(built.routes)
+                    clusters.extend(built.clusters)
+                    continue
                 spec = HttpListenerSpec(
                     stat_prefix=stat_prefix(
                         Direction.OUTBOUND, listener_name("0.0.0.0", gport.target_port)
@@ -404,6 +423,72 @@ class _Translator:
             clusters=_merged(outbound.clusters, clusters),
             endpoints=tuple(outbound.endpoints),
         )
+
+    def _gateway_tls_port(  # noqa: PLR0917
+        self,
+        pod: Pod,
+        gport: GatewayPort,
+        scope: ProxyScope,
+        outbound: _Outbound,
+        me: LogIdentity,
+        log: str,
+    ) -> TlsPortBuild:
+        """A gateway port of HTTPS/TLS servers (:mod:`mesh.envoy.gateway_tls`)."""
+        terminating = []
+        routes: list[Json] = []
+        tcp: list[TlsChainSpec] = []
+        clusters: list[Json] = []
+        taken: set[str] = set()
+
+        def rule_of(s: MeshService) -> DestinationRule | None:
+            return self.index.destination_rule(pod, s)
+
+        for gw, server in gport.servers:
+            assert server.tls is not None
+            mode = server.tls.mode.upper()
+            if is_terminating(server):
+                name = https_route_name(server, gw)
+                spec = HttpListenerSpec(
+                    stat_prefix=stat_prefix(
+                        Direction.OUTBOUND, listener_name("0.0.0.0", gport.target_port)
+                    ),
+                    route_config=name,
+                    filters=outbound_http_filters(me),
+                    me=me,
+                    access_log_path=log,
+                )
+                one = GatewayPort(gport.target_port, server.port.number, ((gw, server),))
+                routes.append(
+                    gateway_route_config(
+                        one, self.index, lambda g, p: self._context(pod, g, p), name=name
+                    )
+                )
+                terminating.append((server, gateway_hcm(spec), gateway_tls_context(server.tls)))
+            elif mode == "PASSTHROUGH":
+                tcp.extend(
+                    passthrough_chains(
+                        gw, server, self.index, self.registry.resolve_host,
+                        self.registry.service, taken=taken,
+                    )
+                )  # fmt: skip
+            elif mode == "AUTO_PASSTHROUGH":
+                tcp.extend(auto_passthrough_chains(server, scope.services, rule_of))
+                clusters.extend(
+                    sni_dnat_clusters(
+                        server, scope.services, rule_of,
+                        lambda n: next((c for c in outbound.clusters if c["name"] == n), None),
+                    )
+                )  # fmt: skip
+        tcp_log = TcpLog(log, me, Reporter.SOURCE)
+        listener = tls_port_listener(
+            gateway_listener_base(
+                gport.target_port, self.addressing.outbound_listener(pod, gport.target_port)
+            ),
+            terminating,
+            tcp,
+            lambda c: tcp_proxy(c.cluster, c.cluster, c.weighted, tcp_log),
+        )
+        return TlsPortBuild(listener, tuple(routes), tuple(clusters))
 
     def _traced(
         self, pod: Pod, listeners: list[Json], clusters: list[Json], options: TracingOptions
