@@ -19,6 +19,7 @@ __all__ = [
     "Attempt",
     "Request",
     "Response",
+    "TlsHello",
     "Trace",
 ]
 
@@ -60,6 +61,16 @@ class Trace:
         self.lines.append((now, where, text))
 
 
+@dataclass(frozen=True, slots=True)
+class TlsHello:
+    """What a TLS client offers when it connects: the server name (SNI), its ALPN list, and
+    whether it can present a client certificate when the server asks for one."""
+
+    sni: str
+    alpn: tuple[str, ...] = ("http/1.1",)
+    client_certificate: bool = False
+
+
 @dataclass(slots=True)
 class Request:
     """One HTTP request as a proxy or app sees it (header names lower case)."""
@@ -80,6 +91,8 @@ class Request:
     address: str = ""
     """What the app dialled: a Service hostname (its sidecar sees the VIP it resolves to) or an
     IP; "" = the host of ``authority``."""
+    tls: TlsHello | None = None
+    """The client opened TLS to the proxy (``https`` to a gateway); None: plaintext."""
 
 
 @dataclass(slots=True)

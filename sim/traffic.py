@@ -14,7 +14,8 @@ Service (kube-proxy picks one at random; only the server sidecar reports); ``ing
 the ingress gateway: the gateway Service's port (80 unless ``port`` says otherwise) leads to the
 gateway pod's listener on the target port (80 -> 8080, as kube-proxy maps it), with Host ``to``
 (a Service name or any host a Gateway serves, e.g. ``bookinfo.example.com``; a ``host`` header
-of the request wins); any workload (Deployment name or ``app`` label) = from
+of the request wins), in TLS with that host as SNI when ``scheme: https`` (port 443 then);
+any workload (Deployment name or ``app`` label) = from
 inside that workload's pod, through its sidecar. The target is a Service (the app dials its name)
 or an ``IP:port``.
 
@@ -35,7 +36,7 @@ from mesh.lesson import RequestSpec, TrafficSpec, parse_address
 from mesh.runner import RunnerError
 from mesh.topology import INGRESS_GATEWAY, MeshService
 from sim.dataplane import wire
-from sim.messages import Request, Trace
+from sim.messages import Request, TlsHello, Trace
 from sim.tcp import Connection
 from sim.world import PodRuntime, World
 
@@ -73,7 +74,7 @@ class TrafficDriver:
             self.clients = self._workload_clients(source)
         elif source == "ingress":
             self.clients = [p for p in world.pods.values() if p.app == INGRESS_GATEWAY]
-            self.port = spec.port or 80
+            self.port = spec.port or (443 if spec.scheme == "https" else 80)
             self.listener_port = self._gateway_target_port(self.port)
         elif source == "outside":
             self.port = spec.port or self.service.ports[0].port
@@ -164,6 +165,10 @@ class TrafficDriver:
                 self.spec.to if self.spec.from_ == "ingress" else f"{self.spec.to}:{self.port}"
             )
         headers["x-request-id"] = request_id
+        hello = None
+        if self.spec.scheme == "https":  # TLS to the gateway, SNI = the Host without its port
+            sni = authority.rsplit(":", 1)[0] if ":" in authority else authority
+            hello = TlsHello(sni, client_certificate=self.spec.client_certificate)
         return Request(
             spec.method.upper(),
             spec.path,
@@ -174,6 +179,7 @@ class TrafficDriver:
             trace_id,
             trace,
             address=self.address[0] if self.address is not None else self.service.hostname,
+            tls=hello,
         )
 
     def _pick(self) -> RequestSpec:

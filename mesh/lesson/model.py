@@ -23,6 +23,7 @@ __all__ = [
     "METRICS",
     "SPECIAL_SERVICES",
     "TRAFFIC_PROTOCOLS",
+    "TRAFFIC_SCHEMES",
     "BreakAction",
     "Event",
     "Expectation",
@@ -170,6 +171,7 @@ class Expectation:
 
 
 TRAFFIC_PROTOCOLS = ("http", "tcp")
+TRAFFIC_SCHEMES = ("http", "https")
 """Values of ``traffic.protocol``."""
 
 SPECIAL_SERVICES = (PASSTHROUGH_CLUSTER, BLACKHOLE_CLUSTER)
@@ -227,6 +229,10 @@ class TrafficSpec:
     ``send_bytes``, the server answers ``receive_bytes``, and the connection stays open for
     ``hold_s`` before the client closes it. ``to`` is then a Service name or an address
     ``IP:port`` (e.g. ``203.0.113.9:443``, a host outside the mesh).
+
+    ``scheme: https`` (``from: ingress`` only): the client speaks TLS to the gateway with the
+    Host as SNI, trusting the run's CA; ``client_certificate`` makes it present a certificate
+    that CA issued (what a MUTUAL server asks for).
     """
 
     YAML_KEYS: ClassVar[str] = "snake"
@@ -245,6 +251,8 @@ class TrafficSpec:
     send_bytes: int = 0
     receive_bytes: int = 0
     hold_s: float = 0.0
+    scheme: str = "http"
+    client_certificate: bool = False
 
     @property
     def is_tcp(self) -> bool:
