@@ -166,8 +166,8 @@ class TrafficDriver:
             )
         headers["x-request-id"] = request_id
         hello = None
-        if self.spec.scheme == "https":  # TLS to the gateway, SNI = the Host without its port
-            sni = authority.rsplit(":", 1)[0] if ":" in authority else authority
+        if self.spec.scheme == "https":  # TLS to the gateway, SNI = the host of `to`
+            sni = self.spec.to.rsplit(":", 1)[0]
             hello = TlsHello(sni, client_certificate=self.spec.client_certificate)
         return Request(
             spec.method.upper(),

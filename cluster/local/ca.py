@@ -149,10 +149,15 @@ class LocalCA:
         self.root_file = directory / "root-cert.pem"
         self.root_file.write_bytes(self.root.public_bytes(serialization.Encoding.PEM))
         self._issued: dict[str, IssuedCert] = {}
+        self._servers: dict[tuple[str, tuple[str, ...]], IssuedCert] = {}
 
     def issue_server(self, name: str, hosts: tuple[str, ...]) -> IssuedCert:
         """A certificate for DNS ``hosts`` (a gateway's ``credentialName`` or a client's
-        certificate), signed by this root, stored under ``credentials/<name>/``."""
+        certificate), signed by this root, stored under ``credentials/<name>/`` (issued once
+        per name and hosts, then reused)."""
+        known = self._servers.get((name, hosts))
+        if known is not None:
+            return known
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         cert = (
@@ -181,7 +186,9 @@ class LocalCA:
         chain.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         private.write_bytes(_pem_key(key))
         private.chmod(0o600)
-        return IssuedCert(name, chain, private, self.root_file)
+        issued = IssuedCert(name, chain, private, self.root_file)
+        self._servers[name, hosts] = issued
+        return issued
 
     def issue(self, namespace: str, service_account: str) -> IssuedCert:
         """The certificate of ``namespace/service_account`` (issued once, then reused)."""

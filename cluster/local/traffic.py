@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import ssl
 import threading
 import time
 import uuid
@@ -42,6 +43,9 @@ class Target:
     port: int
     authority: str
     via_proxy: bool = False
+    tls: ssl.SSLContext | None = None
+    """Speak TLS to the socket (``scheme: https`` to the gateway), SNI ``sni``."""
+    sni: str = ""
 
     def request_target(self, path: str, authority: str = "") -> str:
         """The request-target for ``path`` (``authority`` replaces the target's own)."""
@@ -143,8 +147,13 @@ class _Targets:
         self.next += 1
         target = self.targets[index]
         pool = self.idle[index]
-        conn = pool.pop() if pool else HttpConnection(target.host, target.port, self.timeout_s)
+        conn = pool.pop() if pool else self._connection(target)
         return index, conn, target
+
+    def _connection(self, target: Target) -> HttpConnection:
+        return HttpConnection(
+            target.host, target.port, self.timeout_s, tls=target.tls, server_hostname=target.sni
+        )
 
     def give_back(self, index: int, conn: HttpConnection) -> None:
         """Return a connection for reuse."""
