@@ -211,7 +211,7 @@ class TrafficDriver:
         else:
             ip, port, service = self.service.hostname, self.port, self.service
         return Connection(
-            ip, port, spec.send_bytes, spec.receive_bytes, spec.hold_s, service, trace
+            ip, port, spec.send_bytes, spec.receive_bytes, spec.hold_s, service, trace, sni=spec.sni
         )
 
     def open(self, conn: Connection) -> Proc:

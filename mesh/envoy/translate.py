@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mesh.envoy.accesslog import LogIdentity
@@ -79,7 +79,9 @@ from mesh.model import (
     OutboundTrafficPolicyMode,
     PeerAuthentication,
     Resource,
+    VirtualService,
 )
+from mesh.model.virtual_service import RouteDestination
 from mesh.records import Reporter
 from mesh.security import inbound_security_filters, inbound_tcp_security_filters
 from mesh.security.peer_authn import (
@@ -311,10 +313,39 @@ class _Translator:
                             binds.append((ip, ""))
                 elif p.port not in http_ports:
                     binds = [("0.0.0.0", "")]
+                tls = p.protocol in {Protocol.TLS, Protocol.HTTPS}
+                by_sni = self._tls_routes(scope, service, p.port) if tls else []
                 for address, cidr in binds:
                     chains = out.setdefault((address, p.port), [])
-                    if all(c.cidr != cidr for c in chains):
-                        chains.append(TcpChain(default, weighted, cidr))
+                    # istiod matches SNI (the service's host) where the address cannot tell
+                    # services apart: a wildcard listener or a CIDR
+                    names = (service.hostname,) if tls and (address == "0.0.0.0") else ()
+                    for candidate in [*by_sni, TcpChain(default, weighted, cidr, names)]:
+                        chain = replace(candidate, cidr=cidr)
+                        if all((c.cidr, c.server_names) != (chain.cidr, chain.server_names)
+                               for c in chains):  # fmt: skip
+                            chains.append(chain)
+        return out
+
+    def _tls_routes(self, scope: ProxyScope, service: MeshService, port: int) -> list[TcpChain]:
+        """VirtualService ``tls`` routes of a TLS/HTTPS port, for sidecars (``mesh``): a chain
+        per match on its ``sniHosts`` to the route's destination(s)."""
+        vs = scope.virtual_service(service.hostname)
+        if vs is None:
+            return []
+        out: list[TcpChain] = []
+        for rule in vs.tls:
+            weighted = self._destinations(vs, rule.route, port)
+            if not weighted:
+                continue
+            for m in rule.match:
+                if m.port not in (None, port) or not m.sni_hosts:
+                    continue
+                gateways = m.gateways or vs.gateways or ("mesh",)
+                if "mesh" not in gateways:
+                    continue
+                several = tuple(weighted) if len(weighted) > 1 else ()
+                out.append(TcpChain(weighted[0][0], several, "", tuple(m.sni_hosts)))
         return out
 
     def _tcp_weights(
@@ -327,23 +358,29 @@ class _Translator:
         for rule in vs.tcp:
             if rule.match and not any(m.port in (None, port) for m in rule.match):
                 continue
-            out = []
-            for rd in rule.route:
-                host = self.registry.resolve_host(rd.destination.host, vs.namespace)
-                target = self.registry.service(host)
-                dport = rd.destination.port.number if rd.destination.port else 0
-                if not dport:
-                    dport = target.ports[0].port if target and len(target.ports) == 1 else port
-                out.append(
-                    (
-                        cluster_name(Direction.OUTBOUND, dport, rd.destination.subset, host),
-                        rd.weight or 0,
-                    )
-                )
-            if len(out) == 1:
-                return [(out[0][0], 100)]
-            return [o for o in out if o[1] > 0]
+            return self._destinations(vs, rule.route, port)
         return []
+
+    def _destinations(
+        self, vs: VirtualService, route: Sequence[RouteDestination], port: int
+    ) -> list[tuple[str, int]]:
+        """(cluster, weight) of a TCP/TLS rule's destinations (one: weight 100)."""
+        out = []
+        for rd in route:
+            host = self.registry.resolve_host(rd.destination.host, vs.namespace)
+            target = self.registry.service(host)
+            dport = rd.destination.port.number if rd.destination.port else 0
+            if not dport:
+                dport = target.ports[0].port if target and len(target.ports) == 1 else port
+            out.append(
+                (
+                    cluster_name(Direction.OUTBOUND, dport, rd.destination.subset, host),
+                    rd.weight or 0,
+                )
+            )
+        if len(out) == 1:
+            return [(out[0][0], 100)]
+        return [o for o in out if o[1] > 0]
 
     # -- per pod ---------------------------------------------------------------------------
     def proxy(self, pod: Pod) -> ProxyConfig:

@@ -402,6 +402,9 @@ def _check_traffic(
         )
     if traffic.client_certificate and traffic.scheme != "https":
         report("client_certificate", "a client certificate needs TLS", "add scheme: https")
+    if traffic.sni and not traffic.is_tcp:
+        report("sni", "sni names the server of a TLS connection the app opens itself",
+               "add protocol: tcp, or use scheme: https from ingress")  # fmt: skip
     for key in ("send_bytes", "receive_bytes", "hold_s"):
         value = getattr(traffic, key)
         if value < 0:

@@ -232,7 +232,9 @@ class TrafficSpec:
 
     ``scheme: https`` (``from: ingress`` only): the client speaks TLS to the gateway with the
     Host as SNI, trusting the run's CA; ``client_certificate`` makes it present a certificate
-    that CA issued (what a MUTUAL server asks for).
+    that CA issued (what a MUTUAL server asks for). ``sni`` (``protocol: tcp`` only): the
+    connection opens with a TLS ClientHello naming that server (the app speaks TLS itself; its
+    sidecar routes by SNI).
     """
 
     YAML_KEYS: ClassVar[str] = "snake"
@@ -253,6 +255,7 @@ class TrafficSpec:
     hold_s: float = 0.0
     scheme: str = "http"
     client_certificate: bool = False
+    sni: str = ""
 
     @property
     def is_tcp(self) -> bool:
