@@ -68,6 +68,8 @@ class ChainMatch:
     def describe(self) -> str:
         """What the match asks for, as ``istioctl proxy-config listeners`` prints it."""
         parts = []
+        if self.server_names:
+            parts.append("SNI: " + ",".join(self.server_names))
         if self.transport_protocol:
             parts.append(f"Trans: {self.transport_protocol}")
         if self.application_protocols:

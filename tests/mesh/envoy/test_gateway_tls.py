@@ -78,6 +78,9 @@ spec:
   - port: {number: 443, name: tls-pass, protocol: TLS}
     hosts: [pass.example.com]
     tls: {mode: PASSTHROUGH}
+  - port: {number: 443, name: https-mesh, protocol: HTTPS}
+    hosts: [mesh.example.com]
+    tls: {mode: ISTIO_MUTUAL}
 ---
 apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -93,7 +96,7 @@ apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: web, namespace: shop}
 spec:
-  hosts: [secure.example.com, plain.example.com, mtls.example.com]
+  hosts: [secure.example.com, plain.example.com, mtls.example.com, mesh.example.com]
   gateways: [gw]
   http: [{route: [{destination: {host: web, port: {number: 80}}}]}]
 ---
@@ -141,9 +144,18 @@ def test_tls_servers_become_sni_chains_with_istiods_names() -> None:
     assert _chains(https) == [
         (("secure.example.com",), (), "http_connection_manager"),
         (("mtls.example.com",), (), "http_connection_manager"),
+        (("mesh.example.com",), (), "http_connection_manager"),
         (("pass.example.com",), (), "tcp_proxy"),
     ]
-    simple, mutual, passthrough = https["filter_chains"]
+    simple, mutual, istio_mutual, passthrough = https["filter_chains"]
+    mesh_ctx = istio_mutual["transport_socket"]["typed_config"]
+    mesh_common = mesh_ctx["common_tls_context"]
+    assert mesh_ctx["require_client_certificate"] is True
+    assert mesh_common["tls_certificate_sds_secret_configs"][0]["name"] == "default"
+    assert (
+        mesh_common["combined_validation_context"]["validation_context_sds_secret_config"]["name"]
+        == "ROOTCA"
+    )
     simple_ctx = simple["transport_socket"]["typed_config"]
     assert simple_ctx["require_client_certificate"] is False
     assert simple_ctx["common_tls_context"]["tls_certificate_sds_secret_configs"][0]["name"] == (
@@ -297,6 +309,19 @@ def test_mutual_tls_needs_a_client_certificate(gateway: tuple[int, int, LocalCA]
     assert (status, body["host"]) == (200, "mtls.example.com")
     with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
         _get(tls, "mtls.example.com", _client(ca))
+
+
+@pytest.mark.envoy
+def test_istio_mutual_accepts_a_mesh_workload_certificate(
+    gateway: tuple[int, int, LocalCA],
+) -> None:
+    _, tls, ca = gateway
+    workload = ca.issue("shop", "client")
+    ctx = ssl.create_default_context(cafile=str(ca.root_file))
+    ctx.check_hostname = False  # a SPIFFE certificate names no DNS host
+    ctx.load_cert_chain(str(workload.cert_chain), str(workload.private_key))
+    status, body, _ = _get(tls, "mesh.example.com", ctx)
+    assert (status, body["host"]) == (200, "mesh.example.com")
 
 
 @pytest.mark.envoy
