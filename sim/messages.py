@@ -18,6 +18,7 @@ __all__ = [
     "Attempt",
     "Request",
     "Response",
+    "TlsHello",
     "Trace",
 ]
 
@@ -42,6 +43,16 @@ class Trace:
     def add(self, now: float, where: str, text: str) -> None:
         """Record one decision at simulated time ``now``."""
         self.lines.append((now, where, text))
+
+
+@dataclass(frozen=True, slots=True)
+class TlsHello:
+    """What a TLS client offers when it connects: the server name (SNI), its ALPN list, and
+    whether it can present a client certificate when the server asks for one."""
+
+    sni: str
+    alpn: tuple[str, ...] = ("http/1.1",)
+    client_certificate: bool = False
 
 
 @dataclass(slots=True)
@@ -72,6 +83,8 @@ class Request:
     gone_at: float | None = None
     """When the app that sent this request stopped waiting (its own timeout): its sidecar
     logs the exchange as ``0 DC`` ending then."""
+    tls: TlsHello | None = None
+    """The client opened TLS to the proxy (``https`` to a gateway); None: plaintext."""
 
 
 @dataclass(slots=True)
