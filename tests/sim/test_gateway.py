@@ -19,7 +19,6 @@ from mesh.topology import build_topology
 from sim.messages import Response, Trace
 from sim.traffic import TrafficDriver, drain
 from sim.world import World
-from sim.xds import VirtualHostSpec
 from tests.sim.harness import make_world, one_request, sample_app
 
 
@@ -193,8 +192,6 @@ def test_tls_terminated_at_the_edge_sets_x_forwarded_proto() -> None:
 def test_https_redirect_answers_plaintext_with_a_301_and_lets_tls_through() -> None:
     # the translator marks the virtual host require_tls: ALL; the route matcher answers a
     # request whose x-forwarded-proto is not https with a 301 to the https:// URL
-    if not hasattr(VirtualHostSpec, "tls_redirect"):
-        pytest.skip("needs the route matcher's require_tls (the routes branch)")
     world = make_world(TLS_GATEWAY)
     plain, lines = _ingress(world, "secure.example.com", scheme="http")
     assert plain.status == 301, lines
