@@ -18,6 +18,7 @@ __all__ = [
     "Attempt",
     "Request",
     "Response",
+    "TlsHello",
     "Trace",
 ]
 
@@ -42,6 +43,16 @@ class Trace:
     def add(self, now: float, where: str, text: str) -> None:
         """Record one decision at simulated time ``now``."""
         self.lines.append((now, where, text))
+
+
+@dataclass(frozen=True, slots=True)
+class TlsHello:
+    """What a TLS client offers when it connects: the server name (SNI), its ALPN list, and
+    whether it can present a client certificate when the server asks for one."""
+
+    sni: str
+    alpn: tuple[str, ...] = ("http/1.1",)
+    client_certificate: bool = False
 
 
 @dataclass(slots=True)
@@ -72,6 +83,8 @@ class Request:
     gone_at: float | None = None
     """When the app that sent this request stopped waiting (its own timeout): its sidecar
     logs the exchange as ``0 DC`` ending then."""
+    tls: TlsHello | None = None
+    """The client opened TLS to the proxy (``https`` to a gateway); None: plaintext."""
 
 
 @dataclass(slots=True)
@@ -95,12 +108,12 @@ class Response:
     local_failure: str = ""
     """``connect`` when no connection could be made, ``reset`` when the server closed it before
     any response (a PeerAuthentication mismatch), ``overflow``; "" for a response."""
-    size: int = 0
-    """Response body bytes (what the app declared; 0 when unknown)."""
     return_s: float | None = None
     """The time the response takes back to the app when it is not one network hop: set by a
     pool a DestinationRule sized (a 503 ``UO`` over a local leg, a proxied answer over the
     measured client turnaround; see ``sim.connpool``)."""
+    size: int = 0
+    """Response body bytes (what the app declared; 0 when unknown)."""
     headers: dict[str, str] | None = None
     """Response headers the model knows of (lower-case names; None = none): those the app
     sets, after the client route's ``response_headers_to_remove`` / ``_to_add``."""

@@ -26,11 +26,11 @@ from typing import Any
 
 from sim.accesslog import http_source
 from sim.matchers import split_path
-from sim.messages import Request, Response
+from sim.messages import Request, Response, TlsHello
 from sim.route_action import act, header_ops
 from sim.tcp import http_over_tcp
 from sim.world import ProxyRuntime, World
-from sim.xds import Landing, RouteSpec, VirtualHostSpec
+from sim.xds import FilterChainSpec, Landing, RouteSpec, VirtualHostSpec
 
 __all__ = ["outbound"]
 
@@ -88,14 +88,26 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
     client = proxy.pod
     req.lead = world.hop()
     address = world.dialled.get(req.address) or dialled(world, proxy, req)
-    by_port = proxy.tables.http_out.get(address)
-    landing = by_port.get(req.port) if by_port is not None else None
+    hello = req.tls
+    landing: Landing | None = None
+    if hello is not None:
+        landing = proxy.tables.outbound_tls(address, req.port, hello.sni, hello.alpn)
+    else:
+        by_port = proxy.tables.http_out.get(address)
+        landing = by_port.get(req.port) if by_port is not None else None
     if landing is None:
         landing = proxy.tables.outbound(address, req.port, http=True)
     chain = landing.chain
     if chain is None or (chain.hcm is None and not chain.clusters):
         resp = yield from _refused(world, proxy, req, landing, address)
         return resp
+    failed = handshake_failure(chain, hello)
+    if failed:
+        resp = yield from _reset(world, proxy, req, landing, failed)
+        return resp
+    if chain.hcm is not None and chain.hcm.edge:
+        # an edge HCM (use_remote_address) sets x-forwarded-proto from the connection
+        req.headers["x-forwarded-proto"] = "https" if hello is not None else "http"
     if chain.hcm is None:
         if trace:
             trace.add(
@@ -192,6 +204,33 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
         )
     )
     return resp
+
+
+def handshake_failure(chain: FilterChainSpec, hello: TlsHello | None) -> str:
+    """Why the connection dies before any HTTP exchange on ``chain`` ("" when it does not):
+    plaintext bytes to a chain that terminates TLS, a client without the certificate a
+    MUTUAL chain asks for, or a TLS ClientHello to a plaintext HTTP connection manager (its
+    codec cannot parse it). A ``tcp_proxy`` chain passes TLS through untouched."""
+    if chain.terminates_tls:
+        if hello is None:
+            return "a plaintext client on a chain that terminates TLS: the handshake fails"
+        if chain.requires_client_certificate and not hello.client_certificate:
+            return "the chain requires a client certificate and the client has none"
+        return ""
+    if hello is not None and chain.hcm is not None:
+        return "a TLS ClientHello to a plaintext HTTP connection manager: codec error"
+    return ""
+
+
+def _reset(world: World, proxy: ProxyRuntime, req: Request, landing: Landing, why: str) -> Proc:
+    """The connection is accepted and closed during the TLS handshake: the client sees a
+    transport error, no request reaches the HCM, nothing is logged."""
+    env = world.env
+    if req.trace:
+        req.trace.add(env.now, proxy.pod.name, f"{landing.describe()}: {why}: connection closed")
+    yield env.timeout(req.lead + world.hop())
+    req.lead = 0.0
+    return Response(503, (), "connection_termination", local_failure="reset")
 
 
 def _refused(

@@ -43,6 +43,7 @@ from cluster.local.apps import (
 )
 from cluster.local.ca import LocalCA
 from cluster.local.envoy import ConfigRejectedError, EnvoyProxy, XdsRejection
+from cluster.local.gateway_tls import credential_secrets
 from cluster.local.identity import Identity
 from cluster.local.kubelet import EventSink, Kubelet
 from cluster.local.ports import LOOPBACK, free_ports, start_lock
@@ -265,12 +266,16 @@ class LocalMesh:
 
     def _resources(self, pp: PodProcesses, config: ProxyConfig) -> ProxyResources:
         issued = self.ca.issue(pp.pod.namespace, pp.pod.service_account)
+        # a gateway's TLS servers: the credentialName certificates, issued by the run's CA
+        credentials = (
+            credential_secrets(config, self.ca) if pp.pod.proxy is ProxyKind.ROUTER else []
+        )
         return ProxyResources(
             listeners=list(config.listeners),
             routes=list(config.routes),
             clusters=list(config.clusters),
             endpoints=list(config.endpoints),
-            secrets=[*config.secrets, *issued.secrets().values()],
+            secrets=[*config.secrets, *issued.secrets().values(), *credentials],
         )
 
     def _start_app(self, pp: PodProcesses) -> None:

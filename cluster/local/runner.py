@@ -23,6 +23,7 @@ from pathlib import Path
 from cluster.accesslog import AccessLogTail
 from cluster.local.apps import unrunnable
 from cluster.local.envoy import ConfigRejectedError
+from cluster.local.gateway_tls import client_context
 from cluster.local.mesh import LocalMesh
 from cluster.local.procs import terminate_on_signals
 from cluster.local.traffic import Target, drive
@@ -71,10 +72,19 @@ def traffic_targets(mesh: LocalMesh, spec: TrafficSpec) -> list[Target]:
         service = next((s for s in topology.services if s.name == INGRESS_GATEWAY), None)
         if gw is None or service is None:
             raise RunnerError("no ingress gateway in this mesh")
-        port = service.port(spec.port or 80) or service.ports[0]
+        https = spec.scheme == "https"
+        port = service.port(spec.port or (443 if https else 80))
+        if port is None:
+            exposed = ", ".join(str(p.port) for p in service.ports)
+            raise RunnerError(
+                f"the ingress gateway's Service has no port {spec.port} (it exposes {exposed})"
+            )
         local = gw.ports.listeners.get(port.target_port)
         if local is None:
             raise RunnerError(f"the ingress gateway has no listener for port {port.port}")
+        if https:  # TLS to the gateway, SNI = the host of `to`, trusting the run's CA
+            tls = client_context(mesh.ca, client_certificate=spec.client_certificate)
+            return [Target("127.0.0.1", local, spec.to, tls=tls, sni=spec.to.rsplit(":", 1)[0])]
         return [Target("127.0.0.1", local, spec.to)]
     service = next((s for s in topology.services if s.name == spec.to), None)
     if service is None:

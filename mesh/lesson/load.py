@@ -17,6 +17,7 @@ from mesh.lesson.model import (
     OUTCOMES,
     SPECIAL_SERVICES,
     TRAFFIC_PROTOCOLS,
+    TRAFFIC_SCHEMES,
     BreakAction,
     Lesson,
     LessonSpec,
@@ -455,6 +456,23 @@ def _check_traffic(
             did_you_mean(traffic.protocol, list(TRAFFIC_PROTOCOLS)),
         )
         return
+    if traffic.scheme not in TRAFFIC_SCHEMES:
+        report(
+            "scheme",
+            f'invalid scheme "{traffic.scheme}": expected one of {", ".join(TRAFFIC_SCHEMES)}',
+            did_you_mean(traffic.scheme, list(TRAFFIC_SCHEMES)),
+        )
+    elif traffic.scheme == "https" and (traffic.from_ != "ingress" or traffic.is_tcp):
+        report(
+            "scheme",
+            "only HTTP traffic from ingress can speak TLS to the gateway (scheme: https)",
+            "use from: ingress, or scheme: http",
+        )
+    if traffic.client_certificate and traffic.scheme != "https":
+        report("client_certificate", "a client certificate needs TLS", "add scheme: https")
+    if traffic.sni and not traffic.is_tcp:
+        report("sni", "sni names the server of a TLS connection the app opens itself",
+               "add protocol: tcp, or use scheme: https from ingress")  # fmt: skip
     for key in ("send_bytes", "receive_bytes", "hold_s"):
         value = getattr(traffic, key)
         if value < 0:

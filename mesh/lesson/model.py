@@ -25,6 +25,7 @@ __all__ = [
     "OUTCOMES",
     "SPECIAL_SERVICES",
     "TRAFFIC_PROTOCOLS",
+    "TRAFFIC_SCHEMES",
     "BreakAction",
     "ConfigSelector",
     "Event",
@@ -215,6 +216,7 @@ class Expectation:
 
 
 TRAFFIC_PROTOCOLS = ("http", "tcp")
+TRAFFIC_SCHEMES = ("http", "https")
 """Values of ``traffic.protocol``."""
 
 SPECIAL_SERVICES = (PASSTHROUGH_CLUSTER, BLACKHOLE_CLUSTER)
@@ -272,6 +274,12 @@ class TrafficSpec:
     ``send_bytes``, the server answers ``receive_bytes``, and the connection stays open for
     ``hold_s`` before the client closes it. ``to`` is then a Service name or an address
     ``IP:port`` (e.g. ``203.0.113.9:443``, a host outside the mesh).
+
+    ``scheme: https`` (``from: ingress`` only): the client speaks TLS to the gateway with the
+    Host as SNI, trusting the run's CA; ``client_certificate`` makes it present a certificate
+    that CA issued (what a MUTUAL server asks for). ``sni`` (``protocol: tcp`` only): the
+    connection opens with a TLS ClientHello naming that server (the app speaks TLS itself; its
+    sidecar routes by SNI).
     """
 
     YAML_KEYS: ClassVar[str] = "snake"
@@ -290,6 +298,9 @@ class TrafficSpec:
     send_bytes: int = 0
     receive_bytes: int = 0
     hold_s: float = 0.0
+    scheme: str = "http"
+    client_certificate: bool = False
+    sni: str = ""
 
     @property
     def is_tcp(self) -> bool:

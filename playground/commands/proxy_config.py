@@ -216,8 +216,11 @@ def _cidr(prefix_range: dict[str, Any]) -> str:
 
 
 def _chain_match_text(match: dict[str, Any]) -> str:
-    """A ``filter_chain_match`` as istioctl prints it: ``Trans: tls; App: h2; Addr: *:8080``."""
+    """A ``filter_chain_match`` as istioctl prints it: ``SNI: a.example; Trans: tls; App: h2;
+    Addr: *:8080``."""
     parts = []
+    if match.get("server_names"):
+        parts.append(f"SNI: {','.join(match['server_names'])}")
     if match.get("transport_protocol"):
         parts.append(f"Trans: {match['transport_protocol']}")
     if match.get("application_protocols"):
