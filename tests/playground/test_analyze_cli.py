@@ -57,7 +57,7 @@ _DESTINATION_RULE_ALL = frozenset(
 )
 _FORTIO = frozenset({("IST0135", "30-fortio.yaml")})
 ISTIO_SAMPLES_FINDINGS: dict[str, frozenset[tuple[str, str]]] = {
-    "bookinfo-01-routing": _DESTINATION_RULE_ALL,
+    "bookinfo-01-routing": _DESTINATION_RULE_ALL | {("IST0140", "bookinfo-gateway.yaml")},
     "bookinfo-02-shifting": _DESTINATION_RULE_ALL,
     "bookinfo-03-faults": _DESTINATION_RULE_ALL,
     "bookinfo-04-timeouts": _DESTINATION_RULE_ALL,
@@ -66,7 +66,9 @@ ISTIO_SAMPLES_FINDINGS: dict[str, frozenset[tuple[str, str]]] = {
 }
 """What Istio's own YAML gets in the Bookinfo track, as istioctl reports it: Bookinfo's
 ``destination-rule-all.yaml`` names ratings subsets v2-mysql and v2-mysql-vm that no pod
-carries (IST0173, an Error in istioctl too), and Istio's fortio sample keeps the deprecated
+carries (IST0173, an Error in istioctl too); with Bookinfo's gateway, the productpage
+VirtualService's subset has no effect on the gateway's requests (IST0140, a Warning); Istio's
+fortio sample keeps the deprecated
 ``sidecar.istio.io/statsInclusionPrefixes`` annotation (IST0135, Info). MPY3006 is meshplay's
 extension of IST0173 for the subsets ratings v2 and details v2, whose ``version: v2`` label
 exists only on reviews' pods (istioctl does not look at which Service the pods are behind)."""
