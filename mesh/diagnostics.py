@@ -427,7 +427,7 @@ CATALOG: dict[str, Code] = _codes(
     Code(
         "MPY3006",
         "DestinationRuleSubsetHasNoEndpoints",
-        E,
+        W,
         "A subset's labels exist, but on no pod behind the rule's Service: requests routed to it "
         "get 503 UH.",
     ),
