@@ -30,6 +30,7 @@ from mesh.checks import evaluate_all
 from mesh.lesson import BreakAction, Event, Lesson, LessonStep
 from mesh.observe.query import MetricsExecutor, StepMetrics
 from mesh.observe.rules import AlertRule
+from mesh.observe.spans import SpanExecutor
 from mesh.records import RequestRecord
 from mesh.runner import (
     DriveContext,
@@ -171,6 +172,8 @@ def run_lesson(executor: Executor, lesson: Lesson, options: RunOptions) -> Lesso
             traffic = _drive(executor, plan, timeline, len(plans), options)
             state = end_state
             metrics = _step_metrics(executor, plan, traffic)
+            if options.on_spans is not None and isinstance(executor, SpanExecutor):
+                options.on_spans(plan.index, executor.step_spans(plan.index))
             results.append(_grade(plan, traffic, time.monotonic() - began, metrics, lesson.rules))
         cancelled = cancelled or options.cancel.is_set()
     finally:

@@ -25,7 +25,10 @@ import urllib.parse
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mesh.observe.spans import Span
 
 __all__ = [
     "CollectorServer",
@@ -33,6 +36,7 @@ __all__ = [
     "answer",
     "main",
     "read_body",
+    "read_new_spans",
     "read_spans_file",
     "serve",
 ]
@@ -130,6 +134,28 @@ def read_spans_file(path: Path) -> list[dict[str, Any]]:
     except OSError:
         return []
     return [span for line in data.splitlines() if line.strip() for span in _spans_of(line)]
+
+
+def read_new_spans(path: Path, offset: int) -> tuple[list[Span], int]:
+    """The spans of the whole lines stored after byte ``offset``, and the offset after them
+    (a batch being written is left for the next read). Malformed spans are skipped."""
+    from mesh.observe.spans import span_from_json  # the collector process itself never needs it
+
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    spans = []
+    for line in data[:end].splitlines():
+        for item in _spans_of(line):
+            try:
+                spans.append(span_from_json(item))
+            except (TypeError, ValueError, AttributeError):
+                continue
+    return spans, offset + end
 
 
 async def read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
