@@ -1,5 +1,8 @@
 """A trace collector for the local mesh, speaking Zipkin's v2 API (what Istio's ``zipkin``
-provider points Envoy at: ``zipkin.istio-system:9411``).
+provider points Envoy at: ``zipkin.istio-system:9411``) and taking OTLP/HTTP exports (what an
+``opentelemetry`` provider with ``http`` points Envoy's OpenTelemetry tracer at: ``POST
+/v1/traces``, protobuf or OTLP/JSON, read into the same Zipkin v2 spans by
+:mod:`cluster.local.otlp`).
 
 Every sidecar's tracer batches its spans and posts them as a JSON list to
 ``POST /api/v2/spans`` (chunked: Envoy streams the body), roughly every 5 seconds. This process
@@ -42,6 +45,7 @@ __all__ = [
 ]
 
 MAX_BODY = 64 * 1024 * 1024
+OTLP_TRACES_PATH = "/v1/traces"
 
 
 class SpanStore:
@@ -191,9 +195,13 @@ REASONS = {
 }
 
 
-def answer(store: SpanStore, method: str, target: str, body: bytes) -> tuple[int, Any]:
+def answer(
+    store: SpanStore, method: str, target: str, body: bytes, content_type: str = ""
+) -> tuple[int, Any]:
     """(status, JSON value or None) of one request."""
     url = urllib.parse.urlsplit(target)
+    if method == "POST" and url.path == OTLP_TRACES_PATH:
+        return _otlp(store, body, content_type)
     if method == "POST":
         if url.path != "/api/v2/spans":
             return 404, {"error": f"no endpoint {url.path}"}
@@ -217,6 +225,23 @@ def answer(store: SpanStore, method: str, target: str, body: bytes) -> tuple[int
     return 404, {"error": f"no endpoint {url.path}"}
 
 
+def _otlp(store: SpanStore, body: bytes, content_type: str) -> tuple[int, Any]:
+    """An OTLP/HTTP export: its spans stored as Zipkin v2 spans; the answer is an empty
+    ``ExportTraceServiceResponse`` (no body for protobuf, ``{}`` for JSON)."""
+    from cluster.local.otlp import OtlpError, spans_from_otlp_json, spans_from_otlp_protobuf
+
+    is_json = "json" in content_type.lower()
+    try:
+        spans = (
+            spans_from_otlp_json(json.loads(body)) if is_json else spans_from_otlp_protobuf(body)
+        )
+    except (OtlpError, ValueError) as exc:
+        return 400, {"error": f"not an OTLP trace export: {exc}"}
+    if spans:
+        store.add(spans)
+    return 200, ({} if is_json else None)
+
+
 async def _connection(
     store: SpanStore, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
@@ -234,7 +259,7 @@ async def _connection(
             reply: Any
             try:
                 body = await read_body(reader, headers)
-                code, reply = answer(store, method, target, body)
+                code, reply = answer(store, method, target, body, headers.get("content-type", ""))
             except ValueError as exc:
                 code, reply = 413, {"error": str(exc)}
             data = b"" if reply is None else json.dumps(reply).encode()

@@ -77,7 +77,10 @@ class MonitoredLocalExecutor(LocalExecutor):
         if sampling is None and lesson.spec.tracing is not None:
             sampling = lesson.spec.tracing.sampling
         rules = [lesson.path / r for r in lesson.spec.alert_rules]
-        self.monitoring = Monitoring(mesh, tracing=sampling, rules=rules, report=self.report)
+        provider = lesson.spec.tracing.provider if lesson.spec.tracing else "zipkin"
+        self.monitoring = Monitoring(
+            mesh, tracing=sampling, provider=provider, rules=rules, report=self.report
+        )
         self.monitoring.prepare()
 
     def _after_start(self, mesh: LocalMesh) -> None:
