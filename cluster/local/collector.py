@@ -12,7 +12,8 @@ API that ``meshplay traces`` and the TUI use:
 * ``GET /api/v2/services``: the services (proxies) that reported;
 * ``GET /api/v2/traces?limit=N&serviceName=S``: the newest traces, each a list of spans;
 * ``GET /api/v2/trace/{traceId}``: one trace's spans;
-* ``GET /api/v2/spans/count``: how many spans arrived (meshplay's own, to wait for the flush).
+* ``GET /api/v2/spans/count``: how many spans arrived, and how many batches in each format
+  (meshplay's own, to wait for the flush).
 
 Run as ``python -m cluster.local.collector PORT FILE``; the local mesh starts it under its
 supervisor.
@@ -25,7 +26,7 @@ import json
 import sys
 import threading
 import urllib.parse
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,8 @@ class SpanStore:
         self.path = path
         self.traces: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self.count = 0
+        self.batches: Counter[str] = Counter()
+        """Posted batches per format: ``zipkin``, ``otlp-protobuf``, ``otlp-json``."""
         self.lock = threading.Lock()
         self._pending: list[bytes] = []
         self._file = path.open("ab") if path is not None else None
@@ -207,6 +210,7 @@ def answer(
             return 404, {"error": f"no endpoint {url.path}"}
         if not body.lstrip().startswith(b"["):
             return 400, {"error": "a JSON list of spans was expected"}
+        store.batches["zipkin"] += 1
         store.add_raw(body)
         return 202, None
     query = dict(urllib.parse.parse_qsl(url.query))
@@ -215,7 +219,7 @@ def answer(
     if url.path == "/api/v2/services":
         return 200, store.services()
     if url.path == "/api/v2/spans/count":
-        return 200, {"count": store.count}
+        return 200, {"count": store.count, "batches": dict(store.batches)}
     if url.path == "/api/v2/traces":
         limit = int(query.get("limit", "10") or 10)
         return 200, store.newest(limit, query.get("serviceName", ""))
@@ -237,6 +241,7 @@ def _otlp(store: SpanStore, body: bytes, content_type: str) -> tuple[int, Any]:
         )
     except (OtlpError, ValueError) as exc:
         return 400, {"error": f"not an OTLP trace export: {exc}"}
+    store.batches["otlp-json" if is_json else "otlp-protobuf"] += 1
     if spans:
         store.add(spans)
     return 200, ({} if is_json else None)

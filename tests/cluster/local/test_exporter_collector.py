@@ -135,7 +135,8 @@ def test_the_collector_takes_chunked_posts_and_answers_zipkins_api(tmp_path: Pat
         assert json.loads(_get(f"{base}/api/v2/services")[1]) == ["api-gateway-v1.shop"]
         (trace,) = json.loads(_get(f"{base}/api/v2/traces?limit=5")[1])
         assert [s["id"] for s in trace] == ["1" * 16, "2" * 16]
-        assert json.loads(_get(f"{base}/api/v2/spans/count")[1]) == {"count": 2}
+        counted = {"count": 2, "batches": {"zipkin": 1}}
+        assert json.loads(_get(f"{base}/api/v2/spans/count")[1]) == counted
         assert _get(f"{base}/api/v2/trace/{'cd' * 16}")[0] == 404
         assert len(json.loads(_get(f"{base}/api/v2/trace/{'ab' * 16}")[1])) == 2
         assert read_spans_file(tmp_path / "spans.jsonl") == spans

@@ -5,7 +5,9 @@ every hop, the proxies' node clusters as service names)."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -29,11 +31,15 @@ class SpanProbe(MonitoredLocalExecutor):
 
     spans: list[dict[str, Any]]
     tracing: TracingOptions | None
+    batches: dict[str, int]
 
     def close(self) -> None:
         assert self.monitoring is not None and self.mesh is not None
         self.tracing = self.mesh.tracing
         self.monitoring.flush_spans()
+        url = f"{self.monitoring.collector_url}/api/v2/spans/count"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            self.batches = json.loads(resp.read())["batches"]
         self.spans = read_spans_file(self.monitoring.spans_file)
         super().close()
 
@@ -54,6 +60,8 @@ def test_envoys_opentelemetry_tracer_exports_otlp_http_that_the_collector_reads(
     probe = SpanProbe(tmp_path / "mesh", time_scale=0.4)
     run = run_lesson(probe, lesson, RunOptions(seed=1, until_step=1))
     assert probe.tracing is not None and probe.tracing.provider == "opentelemetry"
+    # Envoy's OTel tracer with an http_service posts protobuf, never Zipkin's JSON
+    assert set(probe.batches) == {"otlp-protobuf"} and probe.batches["otlp-protobuf"] > 0
 
     traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for span in probe.spans:
