@@ -401,8 +401,10 @@ class KubeExecutor:
         self, index: int, started_at: float, duration_s: float, warmup_s: float
     ) -> StepMetrics | None:
         """The step's window in the cluster's Prometheus (a
-        :class:`~mesh.observe.query.MetricsExecutor`): from the graded traffic's start to
-        ``Timeouts.scrape_s`` after its end, waited for here; None without a Prometheus."""
+        :class:`~mesh.observe.query.MetricsExecutor`): from the graded traffic's start to a
+        second after its end, asked once Prometheus has scraped that end (``Timeouts.scrape_s``
+        later, waited for here: the answers are evaluated at the window's end, in the past);
+        None without a Prometheus."""
         cluster = self._cluster()
         where = self.prometheus_url or "the cluster's Prometheus (istio-system/prometheus)"
         if isinstance(cluster, PlanCluster):
@@ -412,7 +414,7 @@ class KubeExecutor:
             )
             return PlanStepMetrics(cluster.note, index, 0.0, where)
         start = self.run_started + started_at + warmup_s
-        end = self.run_started + started_at + duration_s + self.timeouts.scrape_s
+        end = self.run_started + started_at + duration_s + 1.0
         client = self._prometheus(cluster)
         if client is None:
             self.report(
@@ -420,7 +422,7 @@ class KubeExecutor:
                 "Istio's addon, samples/addons/prometheus.yaml, or pass --prometheus-url)"
             )
             return None
-        wait = end - time.time()
+        wait = end + self.timeouts.scrape_s - time.time()
         if wait > 0:
             time.sleep(wait)
         return PrometheusStepMetrics(client, end, max(end - start, 1.0))

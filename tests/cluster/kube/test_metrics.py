@@ -133,9 +133,11 @@ def test_promql_expectations_are_graded_by_the_clusters_prometheus(
         }
         assert len(window) == 1  # one window for every selector
         at = float(params["time"])
-        assert at <= arrived + 0.5  # asked once the step's end (traffic + scrape) had come
+        # evaluated at the window's end, asked once Prometheus has scraped it
+        assert at + TIMEOUTS.scrape_s <= arrived + 0.05
+        # the window: the step's graded traffic and a second after it, as on sim
         assert window.pop() == pytest.approx(
-            step.duration_s - lesson.spec.traffic.warmup_s + TIMEOUTS.scrape_s, abs=1.5
+            step.duration_s - lesson.spec.traffic.warmup_s + 1.0, abs=0.5
         )
 
 
