@@ -79,16 +79,20 @@ class RecordsTSDB:
         return families is not None and families <= self.families
 
     def build(
-        self, steps: Sequence[StepData], families: frozenset[str] | None = None
+        self,
+        steps: Sequence[StepData],
+        families: frozenset[str] | None = None,
+        windows: Sequence[StepWindow] | None = None,
     ) -> list[StepWindow]:
         """(Re)build the TSDB of ``steps`` (only the metric ``families`` when given) and
-        (re)start Prometheus on it."""
+        (re)start Prometheus on it; the steps sit where ``windows`` put them (default: end to
+        end from :data:`~mesh.observe.openmetrics.EPOCH`, :func:`lay_out`)."""
         prometheus, promtool = ensure_binaries()
         self.stop()
         self.generation += 1
         folder = self.workdir / f"tsdb-{self.generation}"
         folder.mkdir(parents=True)
-        windows = lay_out(steps)
+        windows = list(windows) if windows is not None else lay_out(steps)
         source = folder / "metrics.om"
         source.write_text(openmetrics_text(steps, windows, only=families), encoding="utf-8")
         data = folder / "data"
