@@ -13,7 +13,7 @@ records, since such a client has no proxy to report.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -24,7 +24,7 @@ from mesh.observe.query import QueryError, StepMetrics
 from mesh.observe.rules import AlertRule, find_rule, firing
 from mesh.records import Reporter, RequestRecord
 
-__all__ = ["CheckResult", "Verdict", "evaluate", "evaluate_all", "select"]
+__all__ = ["CheckResult", "ConfigMeasure", "Verdict", "evaluate", "evaluate_all", "select"]
 
 
 class Verdict(StrEnum):
@@ -130,15 +130,27 @@ def _on_metrics(
     return 1.0 if fires else 0.0
 
 
+ConfigMeasure = Callable[[str, str], float]
+"""(workload, measure) -> the size of that workload's proxy configuration in the step's state
+(see ``proxy_config`` expectations); NaN when the workload has no proxy."""
+
+
 def evaluate(
     exp: Expectation,
     records: Sequence[RequestRecord],
     duration_s: float,
     metrics: StepMetrics | None = None,
     rules: Sequence[AlertRule] = (),
+    *,
+    config: ConfigMeasure | None = None,
 ) -> CheckResult:
     """Measure one expectation over a step's records (``promql`` and ``alert`` over the step's
-    metrics, ``no data`` when the run has none)."""
+    metrics, ``proxy_config`` over the step's translated configuration; ``no data`` when the run
+    has none)."""
+    if exp.proxy_config is not None:
+        wanted = exp.proxy_config
+        value = config(wanted.workload, wanted.measure) if config is not None else math.nan
+        return _verdict(exp, value, 0 if math.isnan(value) else 1)
     if exp.on_metrics:
         value = _on_metrics(exp, metrics, rules)
         return _verdict(exp, value, len(records))
@@ -189,7 +201,10 @@ def evaluate_all(
     duration_s: float,
     metrics: StepMetrics | None = None,
     rules: Sequence[AlertRule] = (),
+    *,
+    config: ConfigMeasure | None = None,
 ) -> tuple[CheckResult, ...]:
     """Evaluate every expectation of a step (``metrics``: the step's Prometheus metrics, for
-    ``promql`` and ``alert`` expectations; ``rules``: the lesson's alerting rules)."""
-    return tuple(evaluate(e, records, duration_s, metrics, rules) for e in expectations)
+    ``promql`` and ``alert`` expectations; ``rules``: the lesson's alerting rules; ``config``:
+    the step's proxy configuration sizes, for ``proxy_config``)."""
+    return tuple(evaluate(e, records, duration_s, metrics, rules, config=config) for e in expectations)

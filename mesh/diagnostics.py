@@ -348,6 +348,14 @@ CATALOG: dict[str, Code] = _codes(
         E,
         "A document nests or aliases too deeply (YAML bomb protection).",
     ),
+    Code(
+        "MPY1101",
+        "EnvoyRouteConfigInvalid",
+        E,
+        "An Envoy route configuration (or route-check test file) that Envoy itself would reject: "
+        "duplicate domains, an RE2 pattern RE2 refuses, a malformed header formatter, a bad enum "
+        "value or a test that breaks router_check_tool's schema.",
+    ),
     # --- MPY2xxx: valid but not modelled / no effect ------------------------------------------------
     Code(
         "MPY2001",
@@ -387,6 +395,13 @@ CATALOG: dict[str, Code] = _codes(
         W,
         "An AuthorizationPolicy with action CUSTOM (an external authorizer): no filter is "
         "installed on sim and local, so it denies nothing there.",
+    ),
+    Code(
+        "MPY2101",
+        "EnvoyRouteFieldNotModelled",
+        E,
+        "An Envoy route configuration field (or regex construct, or header formatter) that Envoy "
+        "accepts but meshplay's route matcher does not model: its answers would not be Envoy's.",
     ),
     # --- MPY3xxx: cross-resource checks without an Istio code -------------------------------------
     Code(
@@ -449,6 +464,13 @@ CATALOG: dict[str, Code] = _codes(
         E,
         "An expectation has no bound, contradictory bounds or an unknown metric.",
     ),
+    Code(
+        "MPY4005",
+        "AppNotRunnable",
+        E,
+        "A pod the local runner cannot run: its container names a service package that does "
+        "not exist, or it has no code and its Service has no behaviour declared.",
+    ),
     # --- MPY5xxx: runners (what a real data plane said about the generated config) -------------
     Code(
         "MPY5001",
@@ -456,6 +478,20 @@ CATALOG: dict[str, Code] = _codes(
         E,
         "A running Envoy rejected (NACKed) a configuration update; its own message and the "
         "resource are shown, and the previous configuration keeps serving.",
+    ),
+    # --- MPY6xxx: exercises ------------------------------------------------------------------
+    Code(
+        "MPY6001",
+        "ExerciseSchema",
+        E,
+        "exercise.yaml has an unknown field, a wrong type, a missing field or an unknown phase.",
+    ),
+    Code(
+        "MPY6002",
+        "LearningPathInvalid",
+        E,
+        "path.yaml names a lesson or exercise that does not exist, places one twice, or has a "
+        "wrong field.",
     ),
 )
 

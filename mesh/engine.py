@@ -22,11 +22,14 @@ The executor is always closed, whatever happens.
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mesh.checks import evaluate_all
+from mesh.checks import ConfigMeasure, evaluate_all
+from mesh.envoy.translate import translate_proxy
 from mesh.lesson import BreakAction, Event, Lesson, LessonStep
 from mesh.observe.query import MetricsExecutor, StepMetrics
 from mesh.observe.rules import AlertRule
@@ -45,6 +48,7 @@ from mesh.runner import (
     TimedChange,
 )
 from mesh.state import MeshState, apply_event, step_state
+from mesh.topology import build_topology
 
 __all__ = [
     "ExecutorWrapper",
@@ -107,7 +111,7 @@ def _describe(event: Event) -> str:
     for action in event.break_:
         knobs = [
             f"{name}={value}"
-            for name in ("latency_ms", "error_rate", "refuse", "kill")
+            for name in ("latency_ms", "error_rate", "refuse", "drop_trace_headers", "kill")
             if (value := getattr(action, name)) is not None
         ]
         if action.restore:
@@ -174,7 +178,9 @@ def run_lesson(executor: Executor, lesson: Lesson, options: RunOptions) -> Lesso
             metrics = _step_metrics(executor, plan, traffic)
             if options.on_spans is not None and isinstance(executor, SpanExecutor):
                 options.on_spans(plan.index, executor.step_spans(plan.index))
-            results.append(_grade(plan, traffic, time.monotonic() - began, metrics, lesson.rules))
+            config = _config_measure(plan, state)
+            wall = time.monotonic() - began
+            results.append(_grade(plan, traffic, wall, metrics, lesson.rules, config=config))
         cancelled = cancelled or options.cancel.is_set()
     finally:
         executor.close()
@@ -215,12 +221,38 @@ def _step_metrics(executor: Executor, plan: StepPlan, traffic: StepTraffic) -> S
     )
 
 
+def _config_measure(plan: StepPlan, state: MeshState) -> ConfigMeasure | None:
+    """The sizes ``proxy_config`` expectations grade: each named workload's first pod's
+    configuration, translated from the step's final mesh state (what istiod would push)."""
+    if not any(e.proxy_config is not None for e in plan.step.expect):
+        return None
+    resources = state.resources
+    topology = build_topology(resources)
+
+    def measure(workload: str, what: str) -> float:
+        pod = next((p for p in topology.pods if p.workload == workload), None)
+        if pod is None:
+            return math.nan
+        try:
+            config = translate_proxy(resources, topology, pod.name)
+        except KeyError:  # a pod without a sidecar has no configuration
+            return math.nan
+        if what == "bytes":
+            parts = (config.listeners, config.routes, config.clusters, config.endpoints)
+            return float(len(json.dumps(parts, sort_keys=True, separators=(",", ":"))))
+        return float(len(getattr(config, what)))
+
+    return measure
+
+
 def _grade(
     plan: StepPlan,
     traffic: StepTraffic,
     wall_s: float,
     metrics: StepMetrics | None = None,
     rules: Sequence[AlertRule] = (),
+    *,
+    config: ConfigMeasure | None = None,
 ) -> StepResult:
     warmup = plan.traffic.warmup_s
     cutoff = traffic.started_at + warmup
@@ -235,7 +267,7 @@ def _grade(
         index=plan.index,
         step=plan.step,
         records=graded,
-        checks=evaluate_all(plan.step.expect, graded, duration, metrics, rules),
+        checks=evaluate_all(plan.step.expect, graded, duration, metrics, rules, config=config),
         duration_s=duration,
         wall_s=wall_s,
         warmup_records=warm,

@@ -99,7 +99,7 @@ def http_source(
         resp.flags,
         resp.attempts,
         0,
-        0,
+        resp.size,
         req.request_id,
         req.trace_id,
         ConnectionSecurityPolicy.UNKNOWN,
@@ -121,8 +121,9 @@ def http_destination(  # noqa: PLR0917 - positional on the hot path
     route_name: str,
     cluster: str,
     host: str,
+    size: int = 0,
 ) -> RequestRecord:
-    """The server sidecar's entry for one HTTP request."""
+    """The server sidecar's entry for one HTTP request (``size``: the app's response body)."""
     p = pod.pod
     policy = ConnectionSecurityPolicy.MUTUAL_TLS if mtls else ConnectionSecurityPolicy.NONE
     if client is not None and (mtls or client.proxy is not None):
@@ -156,7 +157,7 @@ def http_destination(  # noqa: PLR0917 - positional on the hot path
         flags,
         1,
         0,
-        0,
+        size,
         req.request_id,
         req.trace_id,
         policy,

@@ -23,7 +23,7 @@ from typing import Any
 
 import simpy
 
-from sim.connpool import ConnPool, PoolStats
+from sim.connpool import MTLS_CONNECT, ConnPool, PoolStats
 from sim.lb import pick_hashed
 from sim.xds import ClusterSpec, EndpointSpec
 
@@ -59,6 +59,23 @@ class Pick:
     panic: bool = False
 
 
+UNLIMITED = 2**32 - 1
+"""What istiod writes for every circuit-breaker threshold a DestinationRule leaves unset."""
+
+
+def sized_pool(spec: ClusterSpec) -> bool:
+    """Whether this cluster's pool is sized: a threshold below istiod's 2^32-1 (a
+    DestinationRule's ``connectionPool``, or Envoy's own 1024 on a cluster written without
+    ``circuit_breakers``), or ``maxRequestsPerConnection``. Only then can the moment a request
+    reaches the pool, or the time a connection takes to open, decide a 503 ``UO``: such pools
+    are timed exactly (each connection's setup drawn, the decision when the request arrives at
+    the sidecar); the others keep the cheaper fixed model, which only shifts the latency of a
+    connection's first request."""
+    t = spec.thresholds
+    smallest = min(t.max_connections, t.max_pending_requests, t.max_requests)
+    return spec.max_requests_per_connection > 0 or smallest < UNLIMITED
+
+
 @dataclass(slots=True)
 class ClusterRuntime:
     """Mutable state of one cluster in one client proxy."""
@@ -91,8 +108,14 @@ class ClusterRuntime:
 
     def _new_pool(self) -> ConnPool:
         spec = self.spec
+        sized = sized_pool(spec)
         return ConnPool(
-            self.env, spec.thresholds, spec.max_requests_per_connection, self.pool_stats
+            self.env,
+            spec.thresholds,
+            spec.max_requests_per_connection,
+            self.pool_stats,
+            connect=MTLS_CONNECT if sized else None,
+            rng=self.rng if sized else None,
         )
 
     def update(self, spec: ClusterSpec) -> None:

@@ -22,11 +22,22 @@ An HTTP/1.1 connection carries one request at a time. ``max_requests_per_connect
 after each request. A changed cluster (a CDS push that changes more than its endpoints) gets a
 fresh pool with fresh counters, as Envoy builds a new cluster; requests in flight finish on the old
 pool, which then closes its connections instead of keeping them (draining).
+
+Timing. Whether a request overflows can depend on *when* things happen: with
+``maxRequestsPerConnection: 1`` a closed-loop client's next request races the new connection the
+pending request waits for. On a pool a DestinationRule sized (``sim.cluster.sized_pool``) the
+router and this pool time that race as measured on real Envoy 1.40 sidecars (docs/simulator.md):
+each mTLS connection's handshake is drawn (:data:`MTLS_CONNECT`), the request reaches the pool
+over a local leg (:data:`LOCAL_LEG`), a 503 ``UO`` goes back over one after the handshakes under
+way (:meth:`ConnPool.busy_s`: the sidecar is one event loop), a proxied answer over the measured
+client turnaround (:data:`ANSWER_LEG`). Other pools keep the fixed :data:`CONNECTION_SETUP_S`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import random
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
@@ -35,11 +46,46 @@ import simpy
 
 from sim.xds import Thresholds
 
-__all__ = ["CONNECTION_SETUP_S", "ConnPool", "HostPool", "PoolStats", "Slot"]
+__all__ = [
+    "ANSWER_LEG",
+    "CONNECTION_SETUP_S",
+    "LOCAL_LEG",
+    "MTLS_CONNECT",
+    "ConnPool",
+    "Delay",
+    "HostPool",
+    "PoolStats",
+    "Slot",
+]
 
 CONNECTION_SETUP_S = 0.001
 """Extra time to open an mTLS connection (the TLS 1.3 handshake round trip and its ECDSA work on
 loopback). A plaintext connection is ready at once (its TCP round trip is part of the hop)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delay:
+    """A lognormal delay: its median and the sigma of its logarithm."""
+
+    median_s: float
+    sigma: float
+
+    def draw(self, rng: random.Random) -> float:
+        """One delay."""
+        return self.median_s * math.exp(self.sigma * rng.gauss(0.0, 1.0))
+
+
+MTLS_CONNECT = Delay(median_s=0.00065, sigma=0.6)
+"""A new mTLS connection between two sidecars, from ``connect()`` to Envoy's ``Connected`` event
+(TCP on loopback, then the TLS 1.3 handshake: both Envoys' event loops and their ECDSA work)."""
+
+ANSWER_LEG = Delay(median_s=0.0012, sigma=0.4)
+"""A proxied answer's way back from a sized pool's sidecar to the app: with the request's own
+local leg, what the app sees beyond the duration the sidecar logs."""
+
+LOCAL_LEG = Delay(median_s=0.00005, sigma=0.5)
+"""One leg between an app and its own sidecar on a sized pool's path: the request reaching the
+pool, and a 503 ``UO`` the sidecar answers itself going back (no other process wakes up)."""
 
 
 class Slot(Enum):
@@ -82,12 +128,15 @@ class ConnPool:
 
     __slots__ = (
         "active",
+        "connect",
         "connections",
         "draining",
         "env",
+        "handshake_until",
         "hosts",
         "max_requests_per_connection",
         "pending",
+        "rng",
         "setup_s",
         "stats",
         "thresholds",
@@ -100,12 +149,19 @@ class ConnPool:
         max_requests_per_connection: int,
         stats: PoolStats,
         setup_s: float = CONNECTION_SETUP_S,
+        *,
+        connect: Delay | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.env = env
         self.thresholds = thresholds
         self.max_requests_per_connection = max_requests_per_connection
         self.stats = stats
         self.setup_s = setup_s
+        self.connect = connect
+        """Draw each mTLS connection's setup time from this (with ``rng``) instead of the fixed
+        ``setup_s``."""
+        self.rng = rng
         self.hosts: dict[str, HostPool] = {}
         self.active = 0
         """Requests on a connection (the ``max_requests`` counter)."""
@@ -114,6 +170,8 @@ class ConnPool:
         self.connections = 0
         """Open connections of all hosts (the ``max_connections`` counter)."""
         self.draining = False
+        self.handshake_until = 0.0
+        """When the last mTLS handshake under way completes (``connect`` pools)."""
 
     def host(self, key: str, *, tls: bool = False) -> HostPool:
         """The pool of host ``key`` (``address:port``); ``tls`` when its connections are mTLS."""
@@ -165,6 +223,11 @@ class ConnPool:
             hp.pending.remove(ev)
             self.pending -= 1
 
+    def busy_s(self) -> float:
+        """How long the proxy's event loop stays busy with mTLS handshakes under way (a reply it
+        makes itself waits for them)."""
+        return max(0.0, self.handshake_until - self.env.now)
+
     def drain(self) -> None:
         """The cluster was replaced: close idle connections now, the others when their request
         ends (Envoy drains the old cluster's pools)."""
@@ -211,8 +274,12 @@ class ConnPool:
         hp.connections += 1
         self.connections += 1
         self.stats.cx_total += 1
-        if hp.setup_s > 0:
-            self.env.timeout(hp.setup_s).callbacks.append(lambda _ev: self._connected(hp))
+        setup = hp.setup_s
+        if setup > 0 and self.connect is not None and self.rng is not None:
+            setup = self.connect.draw(self.rng)
+            self.handshake_until = max(self.handshake_until, self.env.now + setup)
+        if setup > 0:
+            self.env.timeout(setup).callbacks.append(lambda _ev: self._connected(hp))
         else:
             self._connected(hp)
 

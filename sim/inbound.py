@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from mesh.envoy_api.names import DEFAULT_ROUTE, VIRTUAL_INBOUND
 from sim.accesslog import http_destination
-from sim.app import serve
+from sim.app import AppAnswer, serve
 from sim.httpfilters import run_http_filters
 from sim.inbound_tcp import serve_http_over_tcp
 from sim.matchers import split_path
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from sim.world import PodRuntime, World
 
 __all__ = ["inbound"]
+
+_NOTHING = AppAnswer(0)
 
 Proc = Generator[Any, Any, Any]
 
@@ -104,6 +106,7 @@ def inbound(
     details = "via_upstream"
     body = ""
     reply: Response | None = None
+    answer: AppAnswer | None = None
     if route is None:
         reply = Response(404, ("NR",), "route_not_found")
     elif hcm.executed:
@@ -138,7 +141,8 @@ def inbound(
             req.trace.add(
                 env.now, pod.name, f"the app receives {req.method} {req.path} ({headers})"
             )
-        status = yield from serve(world, pod, req)
+        answer = yield from serve(world, pod, req)
+        status = answer.status
     logged_flags: tuple[str, ...]
     if attempt is not None and attempt.abandoned:
         logged_status, logged_flags = 0, ("DC",)
@@ -165,10 +169,13 @@ def inbound(
                 route_name,
                 cluster,
                 landing.host,
+                answer.size if answer is not None else 0,
             )
         )
-    if reply is None and pod.response_headers and not pod.refuse:
-        return Response(status, flags, details, body, headers=dict(pod.response_headers))
+    if reply is None and not pod.refuse:
+        got = answer or _NOTHING
+        if got.size or got.headers or pod.response_headers:
+            return Response(status, flags, details, body, size=got.size, headers=_headers(pod, got))
     if reply is not None and reply.headers:
         return Response(status, flags, details, body, headers=reply.headers)
     return Response(status, flags, details, body)
@@ -200,10 +207,17 @@ def _app_only(world: World, pod: PodRuntime, req: Request) -> Proc:
         req.trace.add(
             world.env.now, pod.name, f"the app receives {req.method} {req.path} ({headers})"
         )
-    status = yield from serve(world, pod, req)
-    if pod.response_headers:
-        return Response(status, headers=dict(pod.response_headers))
-    return Response(status)
+    answer = yield from serve(world, pod, req)
+    if answer.size or answer.headers or pod.response_headers:
+        return Response(answer.status, size=answer.size, headers=_headers(pod, answer))
+    return Response(answer.status)
+
+
+def _headers(pod: PodRuntime, answer: AppAnswer) -> dict[str, str] | None:
+    """The app's response headers: the pod's own, then those of this answer."""
+    if not pod.response_headers and not answer.headers:
+        return None
+    return {**(pod.response_headers or {}), **(answer.headers or {})}
 
 
 def _resets_before_read(

@@ -159,8 +159,8 @@ def serve_http_over_tcp(
             pod.name,
             f"filter chain {chain.name}: tcp_proxy to {cluster}; the HTTP request is bytes here",
         )
-        status = yield from serve(world, pod, req)
-        resp = Response(status)
+        answer = yield from serve(world, pod, req)
+        resp = Response(answer.status, size=answer.size, headers=answer.headers)
     if chain.logs:
         host = f"{pod.pod.address}:{port}"
         world.record(

@@ -16,15 +16,38 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sim.protojson import wrapped_bool
+from sim.re2 import compile_re2
+
 __all__ = [
     "HeaderMatcher",
+    "HeaderValues",
     "PathMatcher",
     "QueryMatcher",
     "StringMatcher",
+    "header_list",
     "header_matcher",
     "query_matcher",
     "split_path",
 ]
+
+
+class HeaderValues(str):
+    """A header sent more than once: reads as the values joined with ``,`` (as Envoy joins
+    them for the upstream), while a header matcher tests each value on its own: Envoy 1.40's
+    route header matchers match when any one value does."""
+
+    values: tuple[str, ...]
+
+    def __new__(cls, values: tuple[str, ...]) -> HeaderValues:
+        text = super().__new__(cls, ",".join(values))
+        text.values = values
+        return text
+
+
+def header_list(values: tuple[str, ...]) -> str:
+    """One header's values: a plain string when there is one, else :class:`HeaderValues`."""
+    return values[0] if len(values) == 1 else HeaderValues(values)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -53,10 +76,10 @@ class StringMatcher:
     @classmethod
     def from_envoy(cls, m: Mapping[str, Any]) -> StringMatcher:
         """Compile a StringMatcher dict."""
-        ignore = bool(m.get("ignore_case", False))
+        ignore = wrapped_bool(m.get("ignore_case"), False)
         if "safe_regex" in m:
             pattern = str(m["safe_regex"]["regex"])
-            return cls("regex", pattern, False, re.compile(pattern))
+            return cls("regex", pattern, False, compile_re2(pattern))
         for kind in ("exact", "prefix", "suffix", "contains"):
             if kind in m:
                 value = str(m[kind])
@@ -91,10 +114,10 @@ class PathMatcher:
     @classmethod
     def from_envoy(cls, match: Mapping[str, Any]) -> PathMatcher:
         """Compile the path specifier of a RouteMatch dict."""
-        cs = bool(match.get("case_sensitive", True))
+        cs = wrapped_bool(match.get("case_sensitive"), True)
         if "safe_regex" in match:
             pattern = str(match["safe_regex"]["regex"])
-            return cls("regex", pattern, True, re.compile(pattern))
+            return cls("regex", pattern, True, compile_re2(pattern))
         if "path" in match:
             value = str(match["path"])
             return cls("path", value if cs else value.lower(), cs)
@@ -136,6 +159,8 @@ class HeaderMatcher:
     present: bool | None
     invert: bool
     missing_as_empty: bool
+    range: tuple[int, int] | None = None
+    """``range_match``: the value is an integer in [start, end)."""
 
     def matches(self, headers: Mapping[str, str]) -> bool:
         """Whether the request headers satisfy this matcher."""
@@ -146,11 +171,18 @@ class HeaderMatcher:
             result = (value is not None) == self.present
         elif value is None:
             result = False
-        elif self.string is None:
-            result = True
+        elif type(value) is HeaderValues:
+            result = any(self._value_matches(v) for v in value.values)
         else:
-            result = self.string.matches(value)
+            result = self._value_matches(value)
         return result != self.invert
+
+    def _value_matches(self, value: str) -> bool:
+        if self.range is not None:
+            return _in_range(value, self.range)
+        if self.string is None:
+            return True
+        return self.string.matches(value)
 
     def describe(self) -> str:
         """``end-user exact jason`` style text for ``explain``."""
@@ -163,9 +195,19 @@ class HeaderMatcher:
         return f"not ({text})" if self.invert else text
 
 
+def _in_range(value: str, bounds: tuple[int, int]) -> bool:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        return False
+    return bounds[0] <= number < bounds[1]
+
+
 def header_matcher(h: Mapping[str, Any]) -> HeaderMatcher:
-    """Compile a HeaderMatcher dict (``string_match`` or the older ``exact_match`` forms)."""
+    """Compile a HeaderMatcher dict (``string_match``, ``range_match``, ``present_match`` or the
+    older ``exact_match``/``prefix_match``/``suffix_match``/``contains_match`` forms)."""
     string: StringMatcher | None = None
+    bounds: tuple[int, int] | None = None
     if "string_match" in h:
         string = StringMatcher.from_envoy(h["string_match"])
     elif "exact_match" in h:
@@ -174,16 +216,22 @@ def header_matcher(h: Mapping[str, Any]) -> HeaderMatcher:
         string = StringMatcher("prefix", str(h["prefix_match"]))
     elif "suffix_match" in h:
         string = StringMatcher("suffix", str(h["suffix_match"]))
+    elif "contains_match" in h:
+        string = StringMatcher("contains", str(h["contains_match"]))
     elif "safe_regex_match" in h:
         pattern = str(h["safe_regex_match"]["regex"])
-        string = StringMatcher("regex", pattern, False, re.compile(pattern))
-    present = bool(h["present_match"]) if "present_match" in h else None
+        string = StringMatcher("regex", pattern, False, compile_re2(pattern))
+    elif "range_match" in h:
+        r = h["range_match"]
+        bounds = (int(r.get("start", 0)), int(r.get("end", 0)))
+    present = wrapped_bool(h["present_match"], True) if "present_match" in h else None
     return HeaderMatcher(
         name=str(h["name"]).lower(),
         string=string,
         present=present,
-        invert=bool(h.get("invert_match", False)),
-        missing_as_empty=bool(h.get("treat_missing_header_as_empty", False)),
+        invert=wrapped_bool(h.get("invert_match"), False),
+        missing_as_empty=wrapped_bool(h.get("treat_missing_header_as_empty"), False),
+        range=bounds,
     )
 
 

@@ -15,10 +15,10 @@ __all__ = [
     "BODY_TIMEOUT",
     "BODY_UC",
     "BODY_UF",
-    "PROPAGATED_HEADERS",
     "Attempt",
     "Request",
     "Response",
+    "TlsHello",
     "Trace",
 ]
 
@@ -30,21 +30,6 @@ BODY_UC = "upstream connect error or disconnect/reset before headers. reset reas
 BODY_TIMEOUT = "upstream request timeout"
 BODY_NO_HEALTHY_UPSTREAM = "no healthy upstream"
 BODY_FAULT_ABORT = "fault filter abort"
-
-PROPAGATED_HEADERS = (
-    "x-request-id",
-    "traceparent",
-    "tracestate",
-    "x-b3-traceid",
-    "x-b3-spanid",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "b3",
-    "authorization",
-    "idempotency-key",
-)
-"""Headers the e-commerce services copy from an incoming request onto their downstream calls
-(trace context, plus the credentials and idempotency key the gateway forwards)."""
 
 
 class Trace:
@@ -58,6 +43,16 @@ class Trace:
     def add(self, now: float, where: str, text: str) -> None:
         """Record one decision at simulated time ``now``."""
         self.lines.append((now, where, text))
+
+
+@dataclass(frozen=True, slots=True)
+class TlsHello:
+    """What a TLS client offers when it connects: the server name (SNI), its ALPN list, and
+    whether it can present a client certificate when the server asks for one."""
+
+    sni: str
+    alpn: tuple[str, ...] = ("http/1.1",)
+    client_certificate: bool = False
 
 
 @dataclass(slots=True)
@@ -77,9 +72,19 @@ class Request:
     forward: dict[str, str] | None = None
     """The headers an app copies from this request onto its downstream calls (worked out on
     the first call)."""
+    forward_names: tuple[str, ...] | None = None
+    """The header names ``forward`` was worked out for (a call may copy other ones)."""
     address: str = ""
     """What the app dialled: a Service hostname (its sidecar sees the VIP it resolves to) or an
     IP; "" = the host of ``authority``."""
+    sent: Request | None = None
+    """The request as the app sent it, when this one is the route's rewritten copy (whose
+    ``gone_at`` the router reads)."""
+    gone_at: float | None = None
+    """When the app that sent this request stopped waiting (its own timeout): its sidecar
+    logs the exchange as ``0 DC`` ending then."""
+    tls: TlsHello | None = None
+    """The client opened TLS to the proxy (``https`` to a gateway); None: plaintext."""
 
 
 @dataclass(slots=True)
@@ -103,6 +108,12 @@ class Response:
     local_failure: str = ""
     """``connect`` when no connection could be made, ``reset`` when the server closed it before
     any response (a PeerAuthentication mismatch), ``overflow``; "" for a response."""
+    return_s: float | None = None
+    """The time the response takes back to the app when it is not one network hop: set by a
+    pool a DestinationRule sized (a 503 ``UO`` over a local leg, a proxied answer over the
+    measured client turnaround; see ``sim.connpool``)."""
+    size: int = 0
+    """Response body bytes (what the app declared; 0 when unknown)."""
     headers: dict[str, str] | None = None
     """Response headers the model knows of (lower-case names; None = none): those the app
     sets, after the client route's ``response_headers_to_remove`` / ``_to_add``."""

@@ -20,23 +20,24 @@ pod's target port of the gateway Service port it was sent to.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Generator, Mapping
 from typing import Any
 
 from sim.accesslog import http_source
 from sim.matchers import split_path
-from sim.messages import Request, Response
+from sim.messages import Request, Response, TlsHello
 from sim.route_action import act, header_ops
 from sim.tcp import http_over_tcp
 from sim.world import ProxyRuntime, World
-from sim.xds import Landing, RouteSpec, VirtualHostSpec
+from sim.xds import FilterChainSpec, Landing, RouteSpec, VirtualHostSpec
 
 __all__ = ["outbound"]
 
 Proc = Generator[Any, Any, Any]
 
 
-def _match(vh: VirtualHostSpec, req: Request) -> RouteSpec | None:
+def _match(world: World, vh: VirtualHostSpec, req: Request) -> RouteSpec | None:
     catch_all = vh.catch_all
     if catch_all is not None and req.path[:1] == "/":
         return catch_all
@@ -50,7 +51,19 @@ def _match(vh: VirtualHostSpec, req: Request) -> RouteSpec | None:
             ":path": req.path,
             ":scheme": "http",
         }
-    return vh.match(base, query, headers)
+    # runtime_fraction routes need the request's random value (drawn only for them)
+    random_value = world.rng.getrandbits(32) if vh.has_runtime else 0
+    return vh.match(base, query, headers, random_value)
+
+
+def _tls_redirect(vh: VirtualHostSpec, req: Request) -> Response:
+    """``require_tls``: a plaintext request is answered 301 to the same URL with ``https``."""
+    return Response(
+        301,
+        (),
+        "via_route_redirect",
+        headers={"location": f"https://{req.authority}{req.path}"},
+    )
 
 
 def _show(headers: Mapping[str, str]) -> str:
@@ -75,14 +88,26 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
     client = proxy.pod
     req.lead = world.hop()
     address = world.dialled.get(req.address) or dialled(world, proxy, req)
-    by_port = proxy.tables.http_out.get(address)
-    landing = by_port.get(req.port) if by_port is not None else None
+    hello = req.tls
+    landing: Landing | None = None
+    if hello is not None:
+        landing = proxy.tables.outbound_tls(address, req.port, hello.sni, hello.alpn)
+    else:
+        by_port = proxy.tables.http_out.get(address)
+        landing = by_port.get(req.port) if by_port is not None else None
     if landing is None:
         landing = proxy.tables.outbound(address, req.port, http=True)
     chain = landing.chain
     if chain is None or (chain.hcm is None and not chain.clusters):
         resp = yield from _refused(world, proxy, req, landing, address)
         return resp
+    failed = handshake_failure(chain, hello)
+    if failed:
+        resp = yield from _reset(world, proxy, req, landing, failed)
+        return resp
+    if chain.hcm is not None and chain.hcm.edge:
+        # an edge HCM (use_remote_address) sets x-forwarded-proto from the connection
+        req.headers["x-forwarded-proto"] = "https" if hello is not None else "http"
     if chain.hcm is None:
         if trace:
             trace.add(
@@ -121,7 +146,10 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
         else:
             if vh.service_host:
                 service_host = vh.service_host
-            route = _match(vh, req)
+            internal = req.headers.get("x-envoy-internal") == "true"
+            # Envoy reads x-forwarded-proto, which the HCM sets to https on a TLS connection
+            https = chain.terminates_tls or req.headers.get("x-forwarded-proto") == "https"
+            route = None if vh.tls_redirect(https, internal) else _match(world, vh, req)
             if trace:
                 trace.add(
                     env.now,
@@ -129,7 +157,16 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
                     f"{landing.describe()} -> route config {table.name!r} -> "
                     f"virtual host {vh.name!r}",
                 )
-            if route is None:
+            if route is None and vh.tls_redirect(https, internal):
+                resp = _tls_redirect(vh, req)
+                if trace:
+                    trace.add(
+                        env.now,
+                        client.name,
+                        f"virtual host {vh.name!r} has require_tls {vh.require_tls}: "
+                        "a plaintext request gets 301 to https",
+                    )
+            elif route is None:
                 resp = Response(404, ("NR",), "route_not_found")
                 if trace:
                     trace.add(env.now, client.name, "no route of the virtual host matches: 404 NR")
@@ -140,28 +177,60 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
                 else:
                     resp = yield from action
                     resp.route_name = route.name
-                if route.response_headers_to_add or route.response_headers_to_remove:
-                    resp.headers = header_ops(
-                        resp.headers or {},
-                        route.response_headers_to_remove,
-                        route.response_headers_to_add,
-                    )
+                if route.response_levels:  # route, virtual host, route configuration
+                    headers = resp.headers or {}
+                    for remove, add in route.response_levels:
+                        headers = header_ops(headers, remove, add)
+                    resp.headers = headers
                     if trace:
                         trace.add(
                             env.now,
                             client.name,
                             f"route response headers: the app gets {_show(resp.headers)}",
                         )
-    yield env.timeout(req.lead + world.hop())
+    back = resp.return_s if resp.return_s is not None else world.hop()
+    yield env.timeout(req.lead + back)
     req.lead = 0.0
     if not resp.destination_service:
         resp.destination_service = service_host
+    end = env.now
+    if req.gone_at is not None:  # the app stopped waiting: Envoy logs its downstream's disconnect
+        resp = copy.copy(resp)
+        resp.status, resp.flags, resp.details = 0, ("DC",), "downstream_remote_disconnect"
+        end = req.gone_at
     world.record(
         http_source(
-            client, req, resp, route.name if route is not None else "", start=start, end=env.now
+            client, req, resp, route.name if route is not None else "", start=start, end=end
         )
     )
     return resp
+
+
+def handshake_failure(chain: FilterChainSpec, hello: TlsHello | None) -> str:
+    """Why the connection dies before any HTTP exchange on ``chain`` ("" when it does not):
+    plaintext bytes to a chain that terminates TLS, a client without the certificate a
+    MUTUAL chain asks for, or a TLS ClientHello to a plaintext HTTP connection manager (its
+    codec cannot parse it). A ``tcp_proxy`` chain passes TLS through untouched."""
+    if chain.terminates_tls:
+        if hello is None:
+            return "a plaintext client on a chain that terminates TLS: the handshake fails"
+        if chain.requires_client_certificate and not hello.client_certificate:
+            return "the chain requires a client certificate and the client has none"
+        return ""
+    if hello is not None and chain.hcm is not None:
+        return "a TLS ClientHello to a plaintext HTTP connection manager: codec error"
+    return ""
+
+
+def _reset(world: World, proxy: ProxyRuntime, req: Request, landing: Landing, why: str) -> Proc:
+    """The connection is accepted and closed during the TLS handshake: the client sees a
+    transport error, no request reaches the HCM, nothing is logged."""
+    env = world.env
+    if req.trace:
+        req.trace.add(env.now, proxy.pod.name, f"{landing.describe()}: {why}: connection closed")
+    yield env.timeout(req.lead + world.hop())
+    req.lead = 0.0
+    return Response(503, (), "connection_termination", local_failure="reset")
 
 
 def _refused(

@@ -20,7 +20,7 @@ from collections.abc import Generator, Mapping
 from typing import Any
 
 from sim.cluster import ClusterRuntime, HostState
-from sim.connpool import ConnPool, Slot
+from sim.connpool import ANSWER_LEG, LOCAL_LEG, ConnPool, Slot
 from sim.inbound import inbound
 from sim.lb import stable_hash
 from sim.matchers import split_path
@@ -88,13 +88,15 @@ def _abandon(attempt: Attempt, crt: ClusterRuntime, host: HostState) -> None:
     _finish(attempt, crt, host, reusable=False)  # an HTTP/1.1 stream reset closes its connection
 
 
-def _overflow(at_host: bool) -> Response:
+def _overflow(at_host: bool, world: World | None, busy_s: float = 0.0) -> Response:
+    """503 ``UO``; ``world`` given (a sized pool): it goes back to the app over one local leg."""
     return Response(
         503,
         ("UO",),
         "upstream_reset_before_response_started{overflow}",
         BODY_OVERFLOW,
         local_failure="overflow_at_host" if at_host else "overflow",
+        return_s=busy_s + LOCAL_LEG.draw(world.rng) if world is not None else None,
     )
 
 
@@ -112,19 +114,25 @@ def upstream(
     ep = host.endpoint
     mtls = crt.spec.istio_mtls_to(ep)
     pool = attempt.pool = crt.pool
+    sized = pool.connect is not None
+    if sized and req.lead:
+        # a sized pool decides when the request has reached the sidecar: the app's hop is paid
+        # now, as a local leg (what a real sidecar's hot loop shows), instead of folded later
+        req.lead = 0.0
+        yield env.timeout(LOCAL_LEG.draw(world.rng))
     slot = pool.acquire(host.key, tls=mtls or crt.spec.mtls)
     if slot is not Slot.GRANTED:
         if slot is Slot.OVERFLOW:
-            return _overflow(False)
+            return _overflow(False, world if sized else None, pool.busy_s())
         if slot is Slot.OVERFLOW_AT_HOST:
-            return _overflow(True)
+            return _overflow(True, world if sized else None, pool.busy_s())
         attempt.waiting = slot
         got = yield slot
         attempt.waiting = None
         if attempt.abandoned:
             return None
         if got is Slot.OVERFLOW_AT_HOST:
-            return _overflow(True)
+            return _overflow(True, world if sized else None)
     attempt.holds_slot = True
     host.active += 1
     host.requests += 1
@@ -168,6 +176,8 @@ def upstream(
     if resp.local_failure == "connect":  # a sidecar-less app that closed its socket
         crt.cx_connect_fail += 1
     _finish(attempt, crt, host, reusable=not resp.local_failure)
+    if sized:
+        resp.return_s = ANSWER_LEG.draw(world.rng)
     return resp
 
 
@@ -352,6 +362,10 @@ def route_request(
                 )
         _fill(final, crt, host, attempts)
         if not retriable:
+            return final
+        if (req.sent or req).gone_at is not None:
+            if trace:
+                trace.add(env.now, where, "the app has gone (downstream disconnect): no retry")
             return final
         if attempts > num_retries:
             final.flags = tuple(sorted({*final.flags, "URX"}))

@@ -65,6 +65,8 @@ class Connection:
     trace: Trace | None = None
     request: Request | None = None
     """The HTTP request the bytes carry (None: raw TCP)."""
+    sni: str = ""
+    """The server name of the TLS ClientHello the app sends first ("" = not TLS)."""
 
 
 def _note(conn: Connection, world: World, where: str, text: str) -> None:
@@ -94,7 +96,10 @@ def connect(world: World, proxy: ProxyRuntime, conn: Connection) -> Proc:
         conn.address = world.dial(conn.address)
     yield env.timeout(world.hop())  # the app's connect to its own sidecar
     start = env.now
-    landing = proxy.tables.outbound(conn.address, conn.port, http=False)
+    if conn.sni:  # the app speaks TLS: tls_inspector reads the SNI (and no ALPN here)
+        landing = proxy.tables.outbound_tls(conn.address, conn.port, conn.sni, ())
+    else:
+        landing = proxy.tables.outbound(conn.address, conn.port, http=False)
     out: TcpOutcome = yield from _through(world, proxy, landing, conn)
     if landing.chain is None or landing.chain.logs:
         world.record(tcp_source(proxy.pod, conn.address, out, start, env.now))

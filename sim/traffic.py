@@ -12,7 +12,10 @@ Header values may name a user's token, ``${jwt:EMAIL}``: the simulated user serv
 Where requests enter: ``outside`` = a client outside the mesh talking straight to a pod of the
 Service (kube-proxy picks one at random; only the server sidecar reports); ``ingress`` = through
 the ingress gateway: the gateway Service's port (80 unless ``port`` says otherwise) leads to the
-gateway pod's listener on the target port; any workload (Deployment name or ``app`` label) = from
+gateway pod's listener on the target port (80 -> 8080, as kube-proxy maps it), with Host ``to``
+(a Service name or any host a Gateway serves, e.g. ``bookinfo.example.com``; a ``host`` header
+of the request wins), in TLS with that host as SNI when ``scheme: https`` (port 443 then);
+any workload (Deployment name or ``app`` label) = from
 inside that workload's pod, through its sidecar. The target is a Service (the app dials its name)
 or an ``IP:port``.
 
@@ -33,7 +36,7 @@ from mesh.lesson import RequestSpec, TrafficSpec, parse_address
 from mesh.runner import RunnerError
 from mesh.topology import INGRESS_GATEWAY, MeshService
 from sim.dataplane import wire
-from sim.messages import Request, Trace
+from sim.messages import Request, TlsHello, Trace
 from sim.tcp import Connection
 from sim.world import PodRuntime, World
 
@@ -58,7 +61,7 @@ class TrafficDriver:
         namespace = world.behavior.namespace
         address = parse_address(spec.to)
         service = world.service_by_name(spec.to, namespace) if address is None else None
-        if service is None and address is None:
+        if service is None and address is None and spec.from_ != "ingress":
             raise RunnerError(f'traffic target "{spec.to}" is not a Service of the app')
         self.address = address
         self.service: MeshService = service or _EXTERNAL
@@ -71,7 +74,7 @@ class TrafficDriver:
             self.clients = self._workload_clients(source)
         elif source == "ingress":
             self.clients = [p for p in world.pods.values() if p.app == INGRESS_GATEWAY]
-            self.port = spec.port or 80
+            self.port = spec.port or (443 if spec.scheme == "https" else 80)
             self.listener_port = self._gateway_target_port(self.port)
         elif source == "outside":
             self.port = spec.port or self.service.ports[0].port
@@ -87,13 +90,19 @@ class TrafficDriver:
             self.end_time = 10.0
 
     def _gateway_target_port(self, port: int) -> int:
-        """The gateway pod's port behind the gateway Service's ``port`` (kube-proxy's mapping)."""
+        """The gateway pod's port behind the gateway Service's ``port`` (kube-proxy's mapping);
+        a port the Service does not expose is refused, as a LoadBalancer would."""
+        exposed: set[int] = set()
         for client in self.clients:
             for service in self.world.topology.services_of(client.pod):
                 sp = service.port(port)
                 if sp is not None:
                     return sp.target_port
-        return port
+                exposed.update(p.port for p in service.ports)
+        raise RunnerError(
+            f"the ingress gateway's Service has no port {port} "
+            f"(it exposes {', '.join(str(p) for p in sorted(exposed)) or 'none'})"
+        )
 
     def _workload_clients(self, source: str) -> list[PodRuntime]:
         return sorted(
@@ -156,6 +165,10 @@ class TrafficDriver:
                 self.spec.to if self.spec.from_ == "ingress" else f"{self.spec.to}:{self.port}"
             )
         headers["x-request-id"] = request_id
+        hello = None
+        if self.spec.scheme == "https":  # TLS to the gateway, SNI = the host of `to`
+            sni = self.spec.to.rsplit(":", 1)[0]
+            hello = TlsHello(sni, client_certificate=self.spec.client_certificate)
         return Request(
             spec.method.upper(),
             spec.path,
@@ -166,6 +179,7 @@ class TrafficDriver:
             trace_id,
             trace,
             address=self.address[0] if self.address is not None else self.service.hostname,
+            tls=hello,
         )
 
     def _pick(self) -> RequestSpec:
@@ -197,7 +211,7 @@ class TrafficDriver:
         else:
             ip, port, service = self.service.hostname, self.port, self.service
         return Connection(
-            ip, port, spec.send_bytes, spec.receive_bytes, spec.hold_s, service, trace
+            ip, port, spec.send_bytes, spec.receive_bytes, spec.hold_s, service, trace, sni=spec.sni
         )
 
     def open(self, conn: Connection) -> Proc:

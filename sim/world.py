@@ -78,6 +78,8 @@ class PodRuntime:
     refuse: bool = False
     latency_s: float = 0.0
     error_rate: float = 0.0
+    drop_trace_headers: bool = False
+    """Lesson knob: the app does not copy the trace headers onto its calls."""
     once_done: set[str] = field(default_factory=set)
     endpoints: dict[tuple[str, str], EndpointBehavior | None] = field(default_factory=dict)
     proxy: ProxyRuntime | None = None
@@ -304,12 +306,15 @@ class World:
                 p.dead = p.refuse = False
                 p.latency_s = 0.0
                 p.error_rate = 0.0
+                p.drop_trace_headers = False
             if action.latency_ms is not None:
                 p.latency_s = action.latency_ms / 1000.0
             if action.error_rate is not None:
                 p.error_rate = action.error_rate
             if action.refuse is not None:
                 p.refuse = action.refuse
+            if action.drop_trace_headers is not None:
+                p.drop_trace_headers = action.drop_trace_headers
         if action.kill:
             for p in pods[: action.kill]:
                 p.dead = True

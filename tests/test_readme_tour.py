@@ -44,6 +44,15 @@ EXPECTED: dict[str, tuple[int, str]] = {
         "DESTINATION_VERSION  REPORTER     VALUE",
     ),
     "./bin/meshplay traces lessons/18-distributed-tracing --step 2": (0, "<- slowest hop"),
+    "./bin/meshplay graph lessons/02-traffic-shifting --step 1 -o svg canary.svg": (
+        0,
+        "wrote canary.svg (svg)",
+    ),
+    "./bin/meshplay exercise start canary-rollback my-canary": (
+        0,
+        "then: meshplay exercise check my-canary",
+    ),
+    "./bin/meshplay exercise check my-canary": (1, "not yet: 0 of 3 steps pass"),
     "./bin/meshplay tui": (0, "01 Request routing"),
 }
 """Each tour command (as the README writes it, comment left out) -> exit code, a line it prints."""

@@ -23,9 +23,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Header, Select, TabbedContent, TabPane
 
+from mesh.exercise import Exercise, read_progress, start_workspace
 from mesh.lesson import Lesson
 from tui.compare_view import ComparePane
 from tui.dashboard_view import DashboardPane
+from tui.exercise_view import ExerciseScreen
 from tui.footer import KeyFooter
 from tui.lessons_view import LessonsPane
 from tui.progress import ProgressStore, default_data_dir
@@ -85,6 +87,7 @@ class MeshplayApp(App[None]):
         proxy_config: ProxyConfigSource | None = None,
         seed: int = 1,
         lesson: str = "",
+        exercise: tuple[Exercise, Path] | None = None,
     ) -> None:
         super().__init__()
         self._switch_interval = sys.getswitchinterval()
@@ -101,6 +104,8 @@ class MeshplayApp(App[None]):
         )
         self.wanted_lesson = lesson
         """``--lesson``: made the current lesson once the lessons are read."""
+        self.exercise = exercise
+        """``--exercise``: an exercise and its workspace, shown over the lessons at start."""
 
     @dataclass
     class Loading(Message):
@@ -133,6 +138,8 @@ class MeshplayApp(App[None]):
 
         # after the first paint: the screen is drawn before the loader competes for the GIL
         self.call_after_refresh(self.session.start, "the loading of the lessons", load, cancel)
+        if self.exercise is not None:
+            self.push_screen(ExerciseScreen(self.session, *self.exercise), self._exercise_left)
 
     def on_meshplay_app_loading(self, message: Loading) -> None:
         self.query_one("#lessons", LessonsPane).show_loading(message.done, message.total)
@@ -234,6 +241,23 @@ class MeshplayApp(App[None]):
         self.session.current = message.lesson
         self.run_pane.set_lesson(message.lesson)
         self.action_tab("run")
+
+    def on_lessons_pane_exercise_chosen(self, message: LessonsPane.ExerciseChosen) -> None:
+        """Open an exercise on its workspace in the data folder (started the first time)."""
+        exercise = message.exercise
+        folder = self.session.progress.path.parent / "exercises" / exercise.id
+        if read_progress(folder) is None:
+            try:
+                start_workspace(exercise, folder)
+            except (FileExistsError, OSError) as exc:
+                self.notify(f"cannot start {exercise.id}: {exc}", severity="error")
+                return
+        self.push_screen(ExerciseScreen(self.session, exercise, folder), self._exercise_left)
+
+    def _exercise_left(self, _: None) -> None:
+        """Back from an exercise: its progress marks in the tree may have changed."""
+        if self.session.loaded:
+            self.query_one("#lessons", LessonsPane).rebuild()
 
     def on_run_pane_done(self, message: RunPane.Done) -> None:
         self.query_one("#lessons", LessonsPane).rebuild()

@@ -2,8 +2,10 @@
 
 Per destination service: requests per second, error ratio and p50/p90/p99 latency, each as a
 sparkline over the step's seconds (:mod:`mesh.observe.dashboard`), next to its latest value.
-The view reads the latest run's records of the step on screen twice a second while it is shown,
-and only the records that arrived since its last look.
+Under the table, three plots over the step's seconds (plotext, through textual-plotext): the
+request rate of the busiest services, their error ratio, and the p50/p90/p99 latency of the
+busiest one. The view reads the latest run's records of the step on screen twice a second while
+it is shown, and only the records that arrived since its last look.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import math
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
+from textual_plotext import PlotextPlot
 
 from mesh.observe.dashboard import Dashboard, ServiceSignals, sparkline
 from tui.session import Session
@@ -23,6 +26,8 @@ __all__ = ["DashboardPane"]
 
 SPARK_WIDTH = 24
 POLL_S = 0.5
+PLOTTED = 4
+"""Services drawn in the rate and error plots (the busiest)."""
 
 
 def _ms(value: float) -> str:
@@ -76,9 +81,19 @@ class DashboardPane(Vertical):
         self._source: tuple[int, int] | None = None
         self._seen = 0
 
+    DEFAULT_CSS = """
+    DashboardPane #dashboard-box { height: 1fr; }
+    DashboardPane #dashboard-plots { height: 12; }
+    DashboardPane PlotextPlot { width: 1fr; }
+    """
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dashboard-box"):
             yield Static(id="dashboard", expand=True)
+        with Horizontal(id="dashboard-plots"):
+            yield PlotextPlot(id="plot-rate")
+            yield PlotextPlot(id="plot-errors")
+            yield PlotextPlot(id="plot-latency")
 
     def on_mount(self) -> None:
         self.set_interval(POLL_S, self._poll)
@@ -102,7 +117,42 @@ class DashboardPane(Vertical):
         box = self.query_one("#dashboard", Static)
         box.border_title = f"golden signals · step {step + 1}"
         signals = self.dashboard.signals()
+        self._plot(signals)
         if not signals:
             box.update(Text("No traffic yet: run the lesson (2, then r).", style="dim"))
             return
         box.update(signals_table(signals))
+
+    def _plot(self, signals: list[ServiceSignals]) -> None:
+        """Rate and error ratio of the busiest services, latency percentiles of the busiest."""
+        bin_s = self.dashboard.bin_s
+        busiest = signals[:PLOTTED]
+        latency = (
+            [("p50", busiest[0].p50), ("p90", busiest[0].p90), ("p99", busiest[0].p99)]
+            if busiest
+            else []
+        )
+        for widget_id, title, series in (
+            ("#plot-rate", "requests/s", [(s.service, s.rate) for s in busiest]),
+            (
+                "#plot-errors",
+                "errors %",
+                [(s.service, tuple(v * 100 for v in s.errors)) for s in busiest],
+            ),
+            (
+                "#plot-latency",
+                f"latency ms · {busiest[0].service}" if busiest else "latency ms",
+                latency,
+            ),
+        ):
+            widget = self.query_one(widget_id, PlotextPlot)
+            plt = widget.plt
+            plt.clear_data()
+            plt.title(title)
+            plt.xlabel("s")
+            for label, values in series:
+                points = [(i * bin_s, v) for i, v in enumerate(values) if not math.isnan(v)]
+                if points:
+                    xs, ys = zip(*points, strict=True)
+                    plt.plot(list(xs), list(ys), label=label, marker="braille")
+            widget.refresh()

@@ -3,9 +3,10 @@
 Nodes are the callers Istio's metrics know (``outside`` for a client without a proxy, ``ingress``
 for the ingress gateway, else a workload's ``app`` label) and the Kubernetes Services called.
 An edge is ``client -> service`` exactly as ``mesh.metrics.edge_key`` names it, so the graph,
-the per-edge table and the lesson's expectations all speak of the same edges. The terminal
-drawing is a call tree from the entry points: a node reached twice is drawn once in full and
-then as a reference.
+the per-edge table and the lesson's expectations all speak of the same edges: the topology
+view's side panel and the run view's table use it. The drawn graph, workload to workload, is
+:mod:`mesh.observe.graph`'s (drawn by :mod:`tui.graph_canvas`); :meth:`ServiceGraph.tree` is
+the older call-tree outline (a node reached twice listed once in full, then as a reference).
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
-"""The lesson browser: tracks and lessons with progress, and the chosen lesson's material.
+"""The lesson browser: the learning path with progress, and the chosen lesson's material.
 
-Left, a tree of tracks and their lessons (number and short title, so it reads at 80 columns),
-each marked with the runners it has passed on. Right, the lesson: objectives, the explanation
-(markdown), every step with the Istio YAML it applies (highlighted), and hints on demand (``h``).
-``enter`` makes the lesson the current one and opens the run view.
+Left, a tree of the learning path's phases (``path.yaml`` of the lessons folder; without one, the
+lessons' tracks), each with its lessons (number and short title, so it reads at 80 columns)
+marked with the runners they have passed on, then the phase's exercises; lessons off the path
+follow under "more lessons". Right, the lesson: objectives, the explanation (markdown), every step
+with the Istio YAML it applies (highlighted), and hints on demand (``h``). ``enter`` makes the
+lesson the current one and opens the run view; on an exercise it opens the exercise screen on a
+workspace kept in the data folder (started the first time).
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Markdown, Tree
 
+from mesh.diagnostics import DiagnosticError
+from mesh.exercise import Exercise, find_exercises, goal_text, load_exercise
 from mesh.lesson import Lesson
+from mesh.path import PATH_FILE, LearningPath, load_path
 from tui.session import Session
 
 __all__ = ["LessonsPane", "lesson_markdown", "short_title"]
@@ -98,6 +104,12 @@ class LessonsPane(Horizontal):
 
         lesson: Lesson
 
+    @dataclass
+    class ExerciseChosen(Message):
+        """The learner picked an exercise: open it on its workspace."""
+
+        exercise: Exercise
+
     def __init__(self, session: Session, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.session = session
@@ -130,20 +142,15 @@ class LessonsPane(Horizontal):
         page of the lesson on it (its progress line)."""
         tree = self.query_one("#lesson-tree", Tree)
         tree.clear()
-        tracks: dict[str, list[Lesson]] = defaultdict(list)
-        for lesson in self.session.lessons:
-            tracks[lesson.spec.track].append(lesson)
         if not self.session.lessons and not self.session.broken:
             tree.root.add_leaf(f"[dim]no lessons under {self.session.lessons_root}[/dim]")
-        for track, lessons in tracks.items():
-            branch = tree.root.add(f"[b]{track}[/b]", expand=True)
+        for title, lessons, exercises in self._groups():
+            branch = tree.root.add(f"[b]{title}[/b]", expand=True)
             for lesson in lessons:
-                passed = self.session.progress.passed_on(lesson.id)
-                mark = "[green]✔[/green]" if passed else "[dim]·[/dim]"
-                label = f"{mark} {short_title(lesson)}"
-                if passed:
-                    label += f" [dim]({', '.join(passed)})[/dim]"
-                branch.add_leaf(label, data=lesson.id)
+                branch.add_leaf(self._label(lesson.id, short_title(lesson)), data=lesson.id)
+            for exercise in exercises:
+                label = self._label(f"exercise:{exercise.id}", f"✎ {exercise.id}")
+                branch.add_leaf(label, data=f"ex:{exercise.id}")
         if self.session.broken:
             branch = tree.root.add("[b red]does not load[/b red]", expand=True)
             for broken in self.session.broken:
@@ -155,6 +162,42 @@ class LessonsPane(Horizontal):
             self.call_after_refresh(self._move_cursor, current.id)
             if self.shown is not None:
                 self.show(self.shown)  # its progress line may have changed
+
+    def _label(self, key: str, text: str) -> str:
+        passed = self.session.progress.passed_on(key)
+        mark = "[green]✔[/green]" if passed else "[dim]·[/dim]"
+        return f"{mark} {text}" + (f" [dim]({', '.join(passed)})[/dim]" if passed else "")
+
+    def _path(self) -> LearningPath | None:
+        root = self.session.lessons_root
+        if not (root / PATH_FILE).is_file():
+            return None
+        lessons = [lesson.id for lesson in self.session.lessons]
+        exercises = [p.name for p in find_exercises(root / "exercises")]
+        try:
+            return load_path(root / PATH_FILE, lessons, exercises)
+        except DiagnosticError:
+            return None  # `meshplay analyze` says why; the tree falls back to tracks
+
+    def _groups(self) -> list[tuple[str, list[Lesson], list[Exercise]]]:
+        """(title, lessons, exercises) per branch: the path's phases, then the rest by track."""
+        by_id = {lesson.id: lesson for lesson in self.session.lessons}
+        groups: list[tuple[str, list[Lesson], list[Exercise]]] = []
+        path = self._path()
+        placed: set[str] = set()
+        for phase in path.phases if path is not None else ():
+            lessons = [by_id[name] for name in phase.lessons if name in by_id]
+            placed.update(lesson.id for lesson in lessons)
+            root = self.session.lessons_root / "exercises"
+            exercises = [load_exercise(root / name) for name in phase.exercises]
+            groups.append((phase.title, lessons, exercises))
+        tracks: dict[str, list[Lesson]] = defaultdict(list)
+        for lesson in self.session.lessons:
+            if lesson.id not in placed:
+                tracks[lesson.spec.track].append(lesson)
+        for track, lessons in tracks.items():
+            groups.append((f"more: {track}" if path is not None else track, lessons, []))
+        return groups
 
     def _move_cursor(self, lesson_id: str) -> None:
         """Put the cursor on a lesson's line (lines are numbered once the tree is laid out)."""
@@ -190,13 +233,32 @@ class LessonsPane(Horizontal):
         if data.startswith("!"):
             self._show_broken(data[1:])
             return
+        if data.startswith("ex:"):
+            exercise = self._exercise(data[3:])
+            if exercise is not None:
+                text = goal_text(exercise)
+                text += "\n**enter** opens it here (a workspace in your data folder).\n"
+                self.query_one("#lesson-md", Markdown).update(text)
+                self.shown = None
+            return
         lesson = self.session.lesson(data)
         if lesson is not None and lesson is not self.shown:
             self.show(lesson)
 
+    def _exercise(self, exercise_id: str) -> Exercise | None:
+        try:
+            return load_exercise(self.session.lessons_root / "exercises" / exercise_id)
+        except DiagnosticError:
+            return None
+
     def on_tree_node_selected(self, event: Tree.NodeSelected[str]) -> None:
         event.stop()
         data = event.node.data
+        if data and data.startswith("ex:"):
+            exercise = self._exercise(data[3:])
+            if exercise is not None:
+                self.post_message(self.ExerciseChosen(exercise))
+            return
         lesson = self.session.lesson(data) if data else None
         if lesson is not None:
             self.post_message(self.Chosen(lesson))

@@ -1,12 +1,17 @@
-"""The topology explorer: the service graph as a call tree, edges coloured by health.
+"""The topology explorer: the mesh as a traffic graph, like Kiali's versioned-app graph.
 
-Each line is a node reached over an edge (``client -> service``): green/yellow/red by success
-rate, grey when idle, 🔒 when the server saw mutual TLS (🔓 plaintext). Highlight a line to see
-the node: its pods, its sidecar's listeners, routes and clusters (as ``istioctl proxy-config``
-lists them), its circuit breakers as the DestinationRules set them and as the generated Envoy
-clusters carry them, and its outlier-ejection state; ``e`` shows the edge that leads to it
-(recent requests, codes, flags); ``x`` explains one request on that edge hop by hop. Long Envoy
-names are folded after their separators (``|``, ``.``) to the pane's width, never mid-word.
+The left side draws the step's graph (:mod:`mesh.observe.graph`, laid out by
+:mod:`tui.graph_canvas`): a box per app with its versioned workloads inside, edges from the
+calling workload to the destination workload carrying share, rate, errors, p99, 🔒 for mutual
+TLS and response-flag badges, coloured by Kiali's default health thresholds. It follows the step
+on screen (``[``/``]``) and redraws twice a second while a run adds records.
+
+Select a node or an edge (arrow keys, or click a box) to see, on the right, the node: its pods,
+its sidecar's listeners, routes and clusters (as ``istioctl proxy-config`` lists them), its
+circuit breakers as the DestinationRules set them and as the generated Envoy clusters carry
+them, and its outlier-ejection state; ``e`` shows the edge (recent requests, codes, flags); ``x``
+explains one request on that edge hop by hop. Long Envoy names are folded after their separators
+(``|``, ``.``) to the pane's width, never mid-word.
 """
 
 from __future__ import annotations
@@ -16,48 +21,36 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Static, Tree
-from textual.widgets.tree import TreeNode
+from textual.widgets import Static
 
+from mesh.observe.graph import GraphEdge, MeshGraph, build_mesh_graph, edge_summary
 from mesh.records import RequestRecord
 from mesh.topology import build_topology
 from tui import fmt
 from tui.explain import FLAG_MEANING, explain_request, recent_requests
 from tui.graph import Edge, ServiceGraph, TreeRow, build_graph
+from tui.graph_widget import GraphView
 from tui.proxy import cluster_breakers, node_pods, resilience, summarise_config
 from tui.session import Session
 
 __all__ = ["TopologyPane"]
 
-
-def edge_label(row: TreeRow) -> Text:
-    """``🔒 product  40.0 rps 99.5%`` coloured by the edge's health."""
-    if row.edge is None:
-        return Text(row.node, style="bold")
-    e = row.edge
-    colour = e.health.value
-    text = Text(f"{e.padlock} ", style=colour)
-    text.append(row.node, style=f"bold {colour}")
-    if row.repeated:
-        text.append(" ↑", style="dim")
-    if e.stats is not None:
-        text.append(f" {e.stats.rps:.0f}/s {e.stats.success_rate:.0%}", style=colour)
-        if e.stats.flags:
-            text.append(" " + " ".join(f for f, _ in e.stats.flags), style="bold red")
-    else:
-        text.append(" idle", style="dim")
-    return text
+POLL_S = 0.5
+WIDE = 140
+"""From this many columns on, the graph takes 60 % of the view (else 45 %)."""
 
 
 class TopologyPane(Horizontal):
-    """Graph tree on the left, details of the highlighted node or edge on the right."""
+    """The graph on the left, details of the selected node or edge on the right."""
 
     BINDINGS = [  # noqa: RUF012 (Textual's declaration style)
         Binding("n", "show_node", "Node"),
         Binding("e", "show_edge", "Edge"),
+        Binding("enter", "show_edge", "Edge", show=False),
         Binding("x", "explain", "Explain"),
     ]
 
@@ -65,147 +58,145 @@ class TopologyPane(Horizontal):
         super().__init__(id=id)
         self.session = session
         self.graph: ServiceGraph | None = None
+        """Service-level edges (``client->service``) as lesson expectations name them."""
+        self.mesh: MeshGraph | None = None
         self.records: tuple[RequestRecord, ...] = ()
         self.row: TreeRow | None = None
+        """The selected node, and the service-level edge the details show for it."""
+        self.picked: GraphEdge | None = None
+        """The selected workload-to-workload edge (None when a node is selected)."""
         self.mode = "node"
-        self._drawn: tuple[int, int, int, int] | None = None
-        self._lines: list[TreeNode[TreeRow]] = []
-        """The tree's nodes, one per graph line, in drawing order."""
-        self._shape: tuple[tuple[str, str, int, bool], ...] = ()
-        """(node, edge, depth, repeated) of every drawn line: what an in-place update keeps."""
+        self._drawn: tuple[int, int, int, int, int] | None = None
+        self._graphs: dict[int, tuple[tuple[int, int, int, int, int], MeshGraph]] = {}
+        """Per step: the key it was built for (lesson, run, step, view, records) and the graph."""
         self._configs: dict[tuple[int, int, str], Mapping[str, Any]] = {}
         """Translated Envoy config per (lesson, step, pod): translation is pure, so it is done
         once."""
 
     def compose(self) -> ComposeResult:
-        tree: Tree[TreeRow] = Tree("mesh", id="graph")
-        tree.show_root = False
-        yield tree
+        yield GraphView(id="graph")
         with VerticalScroll(id="topo-detail"):
             yield Static(id="topo-text")
 
-    def refresh_graph(self) -> None:
-        """Show the graph of the current lesson and its latest run's displayed step.
+    def on_mount(self) -> None:
+        self.set_interval(POLL_S, self._poll)
 
-        When the drawn tree has the same lines (nodes, edges, depths) as the new graph, which is
-        the rule while a run goes on or when moving between steps of one lesson, the lines'
-        labels are updated in place and the cursor stays; the tree is rebuilt only when its
-        shape changes.
-        """
-        tree = self.query_one("#graph", Tree)
+    def on_resize(self, event: events.Resize) -> None:
+        """A wide terminal gives the graph more room (the details read at 45 % below 140)."""
+        graph = self.query_one("#graph", GraphView)
+        graph.styles.width = "60%" if event.size.width >= WIDE else "45%"
+
+    def _poll(self) -> None:
+        """Live: while shown, redraw when the run has new records for the step on screen."""
+        if self.display and self.is_on_screen:
+            self.refresh_graph()
+
+    def _step_graph(self, step: int) -> MeshGraph | None:
+        """The traffic graph of ``step`` in the latest run (kept while its records and view
+        stay the same: the step before, for "what changed", is not rebuilt on every poll)."""
+        lesson = self.session.current
+        live = self.session.latest_run()
+        if lesson is None or live is None or not 0 <= step < len(lesson.steps):
+            return None
+        records = live.records(step)
+        view = live.latest_view(step)
+        key = (id(lesson), id(live), step, id(view), len(records))
+        cached = self._graphs.get(step)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        declared = [(e.client, e.service) for e in build_graph(lesson).edges]
+        graph = build_mesh_graph(records, view.duration_s, declared)
+        self._graphs[step] = (key, graph)
+        return graph
+
+    def refresh_graph(self) -> None:
+        """Show the graph of the current lesson and its latest run's displayed step (nothing is
+        redrawn when neither the lesson, the run, the step nor its records changed)."""
+        view_widget = self.query_one("#graph", GraphView)
         lesson = self.session.current
         if lesson is None:
-            tree.clear()
-            self.graph, self._lines, self._shape = None, [], ()
+            self.graph = self.mesh = None
+            view_widget.message("No lesson chosen: pick one in Lessons (1).")
             self._detail(Text("No lesson chosen: pick one in Lessons (1).", style="dim"))
             return
         live = self.session.latest_run()
         step = self.session.step
         view = live.latest_view(step) if live is not None else None
-        key = (id(lesson), id(live), step, id(view))
+        count = len(live.records(step)) if live is not None else 0
+        key = (id(lesson), id(live), step, id(view), count)
         if key == self._drawn and self.graph is not None:
-            return  # nothing new to draw: keep the tree and the cursor as they are
+            return  # nothing new to draw: keep the drawing and the selection
         self._drawn = key
         self.records = live.records(step) if live is not None else ()
         traffic = view is not None and bool(self.records)
         rows = view.rows if view is not None and traffic else ()
         shares = dict(view.mtls) if view is not None and traffic else {}
         self.graph = build_graph(lesson, rows, shares=shares)
-        lines = self.graph.tree()
-        shape = tuple((r.node, self._edge_name(r), r.depth, r.repeated) for r in lines)
-        tree.root.set_label(f"step {step + 1}")
+        built = self._step_graph(step)
+        if built is None:  # no run: the app's declared calls, idle
+            mesh = build_mesh_graph((), 0.0, [(e.client, e.service) for e in self.graph.edges])
+        else:
+            mesh = built
+        before = self._step_graph(step - 1) if step > 0 else None
+        self.mesh = mesh
         title = "no run yet: edges from the app's declared calls" if not self.records else ""
-        tree.border_title = f"service graph · step {step + 1}" + (f" · {title}" if title else "")
-        if shape == self._shape and self._lines:
-            self._relabel(lines)
-        else:
-            self._rebuild(tree, lines)
-            self._shape = shape
-
-    def _relabel(self, rows: list[TreeRow]) -> None:
-        """Same lines as drawn: new labels and data, the cursor where it is."""
-        for tnode, row in zip(self._lines, rows, strict=True):
-            tnode.data = row
-            label = edge_label(row)
-            if label != tnode.label:
-                tnode.set_label(label)
+        caption = f"traffic graph · step {step + 1}" + (f" · {title}" if title else "")
+        view_widget.show(mesh, before, caption)
         if self.row is not None:
-            current = self.query_one("#graph", Tree).cursor_node
-            if current is not None and current.data is not None:
-                self.row = current.data
-                self.mode = "node"  # as after a highlight
-                self._show()
-
-    def _rebuild(self, tree: Tree[TreeRow], rows: list[TreeRow]) -> None:
-        """Draw the tree anew, the cursor back on the node it was on (if still there)."""
-        tree.clear()
-        stack: list[TreeNode[TreeRow]] = [tree.root]
-        self._lines = []
-        selected = self.row
-        cursor: TreeNode[TreeRow] | None = None
-        for row in rows:
-            del stack[row.depth + 1 :]
-            parent = stack[-1]
-            node = parent.add(edge_label(row), data=row, expand=True, allow_expand=False)
-            stack.append(node)
-            self._lines.append(node)
-            if (
-                selected is not None
-                and cursor is None
-                and (row.node, self._edge_name(row)) == (selected.node, self._edge_name(selected))
-            ):
-                cursor = node
-        if cursor is not None:
-            self.call_after_refresh(tree.move_cursor, cursor)
+            self._show()
         else:
-            self.row = None
-            self._detail(Text("Highlight a node (↑/↓).", style="dim"))
+            self._detail(Text("Select a node (↑/↓) or an edge (→/←).", style="dim"))
 
-    @staticmethod
-    def _edge_name(row: TreeRow) -> str:
-        return row.edge.name if row.edge is not None else ""
-
-    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[TreeRow]) -> None:
-        event.stop()
-        if event.node.data is not None:
-            self.row = event.node.data
-            self.mode = "node"
-            self._show()
-
-    def on_tree_node_selected(self, event: Tree.NodeSelected[TreeRow]) -> None:
-        event.stop()
-        if event.node.data is not None:
-            self.row = event.node.data
-            self.mode = "edge" if self.mode == "node" and self.row.edge is not None else "node"
-            self._show()
+    def on_graph_view_selected(self, message: GraphView.Selected) -> None:
+        message.stop()
+        assert self.graph is not None
+        edge = message.edge
+        self.picked = edge
+        service_edge = self.graph.edge(edge.source, edge.target) if edge is not None else None
+        if service_edge is None and self.row is not None and self.row.node == message.node:
+            service_edge = self.row.edge
+        if service_edge is None:
+            inbound = self.graph.in_edges(message.node)
+            service_edge = inbound[0] if inbound else None
+        self.row = TreeRow(message.node, service_edge, 0)
+        self.mode = "edge" if edge is not None else "node"
+        self._show()
 
     def action_show_node(self) -> None:
-        """Show the highlighted node."""
+        """Show the selected node."""
         self.mode = "node"
         self._show()
 
     def action_show_edge(self) -> None:
-        """Show the edge leading to the highlighted node."""
+        """Show the selected edge (for a node: the edge into it)."""
         self.mode = "edge"
         self._show()
 
     def action_explain(self) -> None:
-        """Explain one request on the highlighted edge (the latest failure, else the latest)."""
+        """Explain one request on the selected edge (the latest failure, else the latest)."""
         self.mode = "explain"
         self._show()
 
     def select(self, node: str, edge: str = "") -> bool:
-        """Move the cursor to ``node`` (reached over ``edge``, when given); for tests and links."""
-        tree = self.query_one("#graph", Tree)
-        for line in range(tree.last_line + 1):
-            tnode = tree.get_node_at_line(line)
-            row = tnode.data if tnode is not None else None
-            if row is not None and row.node == node and (not edge or self._edge_name(row) == edge):
-                tree.move_cursor(tnode)
-                self.row = row
-                self._show()
-                return True
-        return False
+        """Select ``node``; ``edge`` (``client->service``) is the edge its details show; for
+        tests and links."""
+        graph = self.query_one("#graph", GraphView)
+        if self.graph is None or not graph.select_node(node):
+            return False
+        service_edge = None
+        if edge:
+            client, _, service = edge.partition("->")
+            service_edge = self.graph.edge(client, service)
+            if service_edge is None:
+                return False
+        else:
+            inbound = self.graph.in_edges(node)
+            service_edge = inbound[0] if inbound else None
+        self.row = TreeRow(node, service_edge, 0)
+        self.picked = None
+        self.mode = "node"
+        self._show()
+        return True
 
     def _detail(self, text: Text) -> None:
         static = self.query_one("#topo-text", Static)
@@ -219,7 +210,7 @@ class TopologyPane(Horizontal):
         if self.mode == "node" or row.edge is None:
             self._detail(self._node_text(row.node))
         elif self.mode == "edge":
-            self._detail(self._edge_text(row.edge))
+            self._detail(self._edge_text(row.edge, self.picked))
         else:
             self._detail(self._explain_text(row.edge))
 
@@ -353,8 +344,14 @@ class TopologyPane(Horizontal):
             text.append(gap + numbers, style=colour)
         return text
 
-    def _edge_text(self, e: Edge) -> Text:
+    def _edge_text(self, e: Edge, picked: GraphEdge | None = None) -> Text:
         out = Text()
+        if picked is not None:
+            lock = f"{picked.padlock} " if picked.padlock else ""
+            out.append(f"{picked.name}\n", style=f"bold {picked.health.value}")
+            self._line(out, f"{lock}{edge_summary(picked)}", picked.health.value)
+            self._line(out, f"health {picked.health.name.lower()} (Kiali's default thresholds)")
+            out.append("the service edge\n", style="bold")
         out.append_text(self._edge_line(e, self._width))
         out.append("\n")
         mtls = "no server-side records" if e.mtls is None else f"{e.mtls:.0%} mutual TLS"

@@ -273,6 +273,8 @@ class KubeExecutor:
             knobs["error_rate"] = action.error_rate
         if action.refuse is not None:
             knobs["refuse"] = action.refuse
+        if action.drop_trace_headers is not None:
+            knobs["drop_trace_headers"] = action.drop_trace_headers
         if knobs:
             if not container:
                 raise RunnerError(f"break: {d.name} runs no meshplay service, so it has no knobs")

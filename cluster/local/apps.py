@@ -14,6 +14,9 @@ interpreter running meshplay. What Kubernetes gives a container for free is set 
   ``product-v2-0``), ``metadata.namespace``, ``metadata.labels['KEY']`` and
   ``spec.serviceAccountName`` are filled in from the pod as the kubelet would; other
   ``valueFrom`` sources (secrets, config maps, resources) are left out;
+* an app without code of the project's runs as the behaviour server
+  (``python -m services.behavior_server``, see docs/app-model.md) with ``SERVICE_NAME``,
+  ``VERSION``, ``POD_NAME`` and ``BEHAVIOR_FILE`` (its declaration as JSON, :func:`declaration`);
 * ``DATABASE_URL``/``REDIS_URL`` are dropped: PostgreSQL and Redis run outside the mesh
   (``sidecar.istio.io/inject: "false"``) and are not started locally, so the services use their
   SQLite default and no cache.
@@ -21,16 +24,35 @@ interpreter running meshplay. What Kubernetes gives a container for free is set 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from mesh.model.kubernetes import Container, EnvVar
-from mesh.topology import Pod
+from mesh.app import AppBehavior, Call, Parallel, ServiceBehavior
+from mesh.diagnostics import Diagnostic
+from mesh.model import Resource
+from mesh.model.kubernetes import Container, Deployment, EnvVar
+from mesh.topology import Pod, ProxyKind, Topology, build_topology
 
-__all__ = ["ROOT", "app_argv", "app_env", "is_python_service"]
+__all__ = [
+    "BEHAVIOR_SERVER_ARGV",
+    "BEHAVIOR_SERVER_LABEL",
+    "ROOT",
+    "app_argv",
+    "app_env",
+    "behavior_server",
+    "declaration",
+    "declared_behavior",
+    "is_python_service",
+    "unknown_service_package",
+    "unrunnable",
+    "uses_behavior_server",
+    "write_declaration",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository root: services run as ``python -m services.<pkg>`` from here."""
@@ -118,3 +140,173 @@ def app_env(
         env["http_proxy"] = http_proxy
         env["NO_PROXY"] = "127.0.0.1,localhost"
     return env
+
+
+BEHAVIOR_SERVER_LABEL = "meshplay.dev/behavior-server"
+"""Pod-template label: ``"true"`` runs the behaviour server even when the container has a
+command of its own."""
+
+BEHAVIOR_SERVER_ARGV = ("python", "-m", "services.behavior_server")
+
+
+def uses_behavior_server(container: Container | None, pod: Pod) -> bool:
+    """Whether the pod runs the behaviour server: no command of the project's services, or the
+    label asks for it."""
+    if pod.labels.get(BEHAVIOR_SERVER_LABEL) == "true":
+        return True
+    return container is None or not is_python_service(container)
+
+
+def unknown_service_package(container: Container) -> str | None:
+    """``services.<pkg>`` named by the container when no such package exists, else None."""
+    if not is_python_service(container):
+        return None
+    package = (*container.command, *container.args)[2].split(".")
+    folder = ROOT.joinpath(*package)
+    if (folder / "__main__.py").is_file() or folder.with_suffix(".py").is_file():
+        return None
+    return ".".join(package)
+
+
+def declaration(behavior: AppBehavior, service: ServiceBehavior, version: str) -> dict[str, Any]:
+    """The JSON the behaviour server executes: ``service``'s declaration for ``version``, each
+    call resolved to its destination port and the header names it copies."""
+
+    def call(c: Call) -> dict[str, Any]:
+        dest = behavior.service(c.service)
+        return {
+            "method": c.method,
+            "service": c.service,
+            "port": dest.port if dest is not None else 8080,
+            "path": c.path,
+            "once": c.once,
+            "timeout_s": c.timeout.seconds if c.timeout is not None else None,
+            "retries": c.retries,
+            "on_error": c.on_error.value,
+            "error_status": c.error_status,
+            "degrade_size": c.degrade_size,
+            "forward": list(service.forwarded(c)),
+        }
+
+    endpoints = []
+    for e in service.endpoints_of(version):
+        st = e.service_time
+        endpoints.append(
+            {
+                "route": e.route,
+                "service_time": (
+                    {"median_s": st.median.seconds, "p99_s": st.p99.seconds} if st else None
+                ),
+                "error_rate": e.error_rate,
+                "status": e.response.status,
+                "size": e.response.size,
+                "steps": [
+                    [call(c) for c in (s.parallel if isinstance(s, Parallel) else (s,))]
+                    for s in e.calls
+                ],
+            }
+        )
+    return {
+        "service": service.name,
+        "concurrency": service.concurrency_of(version),
+        "sessions": [{"cookie": s.cookie, "header": s.header} for s in service.sessions],
+        "degraded_header": service.degraded_header,
+        "endpoints": endpoints,
+    }
+
+
+def declared_behavior(
+    pod: Pod, topology: Topology, behavior: AppBehavior | None
+) -> ServiceBehavior | None:
+    """The behaviour declared for one of the pod's Services (None: none)."""
+    if behavior is None:
+        return None
+    for service in topology.services_of(pod):
+        found = behavior.service(service.name)
+        if found is not None:
+            return found
+    return None
+
+
+def behavior_server(
+    pod: Pod, behavior: AppBehavior, declared: ServiceBehavior, folder: Path
+) -> tuple[list[str], dict[str, str]]:
+    """The behaviour server's command line for ``pod`` and what it adds to the environment
+    (its declaration for the pod's version written under ``folder``)."""
+    version = pod.labels.get("version", "")
+    file = write_declaration(folder / f"{pod.name}.json", behavior, declared, version)
+    env = {
+        "SERVICE_NAME": declared.name,
+        "VERSION": version or "v1",
+        "POD_NAME": pod.name,
+        "BEHAVIOR_FILE": str(file),
+    }
+    return [sys.executable, *BEHAVIOR_SERVER_ARGV[1:]], env
+
+
+def write_declaration(
+    path: Path, behavior: AppBehavior, service: ServiceBehavior, version: str
+) -> Path:
+    """Write :func:`declaration` to ``path`` (for ``BEHAVIOR_FILE``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(declaration(behavior, service, version), indent=1), "utf-8")
+    return path
+
+
+def unrunnable(resources: Sequence[Resource], behavior: AppBehavior) -> list[Diagnostic]:
+    """Pods the local runner cannot run, each reported at its container (MPY4005): a container
+    naming a ``services.<pkg>`` that does not exist, or a meshed pod with no code of the
+    project's whose Services the behaviour declaration does not describe. Pods outside the mesh
+    without code (PostgreSQL, Redis) are not started and not reported."""
+    topology = build_topology(resources)
+    out: list[Diagnostic] = []
+    for d in resources:
+        if not isinstance(d, Deployment) or not d.spec.template.spec.containers:
+            continue
+        container = d.spec.template.spec.containers[0]
+        pod = next((p for p in topology.pods if p.workload == d.name), None)
+        if pod is None:
+            continue
+        where: tuple[str | int, ...] = ("spec", "template", "spec", "containers", 0)
+        package = unknown_service_package(container)
+        services = [s.name for s in topology.services_of(pod)]
+        if package is not None:
+            message = f"the container runs {package}, which is not one of the project's services"
+            hint = f"services: {', '.join(_service_packages())}; or remove the command to run "
+            hint += "the behaviour server"
+            where = (*where, "command")
+        elif (
+            uses_behavior_server(container, pod)
+            and pod.proxy is ProxyKind.SIDECAR
+            and services
+            and declared_behavior(pod, topology, behavior) is None
+        ):
+            message = (
+                "the container runs no code meshplay has and behavior.yaml declares no "
+                f'behaviour for its Service "{services[0]}"'
+            )
+            hint = f'declare service "{services[0]}" in behavior.yaml, or run one of the '
+            hint += "project's services (python -m services.<pkg>)"
+        else:
+            continue
+        pos = d.source.position(where)
+        out.append(
+            Diagnostic(
+                "MPY4005",
+                message,
+                file=pos.file,
+                line=pos.line,
+                column=pos.column,
+                resource=f"Deployment {d.namespace}/{d.name}",
+                hint=hint,
+            )
+        )
+    return out
+
+
+def _service_packages() -> list[str]:
+    return sorted(
+        p.name
+        for p in (ROOT / "services").iterdir()
+        if (p / "__main__.py").is_file() and p.name != "behavior_server"
+    )

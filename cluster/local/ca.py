@@ -82,6 +82,27 @@ class IssuedCert:
             },
         }
 
+    def credential_secrets(self, credential: str) -> list[dict[str, Any]]:
+        """The SDS secrets istiod serves a gateway for ``credentialName: credential``:
+        ``kubernetes://<credential>`` (certificate and key) and
+        ``kubernetes://<credential>-cacert`` (the CA that MUTUAL checks client certificates
+        with), PEM inline."""
+        return [
+            {
+                "@type": tu.SECRET,
+                "name": f"kubernetes://{credential}",
+                "tls_certificate": {
+                    "certificate_chain": {"inline_string": self.cert_chain.read_text()},
+                    "private_key": {"inline_string": self.private_key.read_text()},
+                },
+            },
+            {
+                "@type": tu.SECRET,
+                "name": f"kubernetes://{credential}-cacert",
+                "validation_context": {"trusted_ca": {"inline_string": self.root.read_text()}},
+            },
+        ]
+
 
 class LocalCA:
     """A self-signed root (``O=<trust domain>``, like Istio's self-signed CA) that issues
@@ -128,6 +149,46 @@ class LocalCA:
         self.root_file = directory / "root-cert.pem"
         self.root_file.write_bytes(self.root.public_bytes(serialization.Encoding.PEM))
         self._issued: dict[str, IssuedCert] = {}
+        self._servers: dict[tuple[str, tuple[str, ...]], IssuedCert] = {}
+
+    def issue_server(self, name: str, hosts: tuple[str, ...]) -> IssuedCert:
+        """A certificate for DNS ``hosts`` (a gateway's ``credentialName`` or a client's
+        certificate), signed by this root, stored under ``credentials/<name>/`` (issued once
+        per name and hosts, then reused)."""
+        known = self._servers.get((name, hosts))
+        if known is not None:
+            return known
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0][:64])]))
+            .issuer_name(self.root.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + self.valid)
+            .add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False
+            )
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(self._key, hashes.SHA256())
+        )
+        folder = self.directory / "credentials" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        chain, private = folder / "tls.crt", folder / "tls.key"
+        chain.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        private.write_bytes(_pem_key(key))
+        private.chmod(0o600)
+        issued = IssuedCert(name, chain, private, self.root_file)
+        self._servers[name, hosts] = issued
+        return issued
 
     def issue(self, namespace: str, service_account: str) -> IssuedCert:
         """The certificate of ``namespace/service_account`` (issued once, then reused)."""

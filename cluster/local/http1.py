@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -33,17 +34,37 @@ class Response:
 class HttpConnection:
     """One keep-alive connection to ``host:port``; reconnects when the server closed it."""
 
-    def __init__(self, host: str, port: int, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout_s: float = 30.0,
+        *,
+        tls: ssl.SSLContext | None = None,
+        server_hostname: str = "",
+    ) -> None:
         self.host = host
         self.port = port
         self.timeout_s = timeout_s
+        self.tls = tls
+        """TLS to the server (SNI ``server_hostname``); None: plaintext."""
+        self.server_hostname = server_hostname
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._reader is None or self._writer is None or self._writer.is_closing():
             try:
-                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+                if self.tls is None:
+                    opened = await asyncio.open_connection(self.host, self.port)
+                else:
+                    opened = await asyncio.open_connection(
+                        self.host,
+                        self.port,
+                        ssl=self.tls,
+                        server_hostname=self.server_hostname or self.host,
+                    )
+                self._reader, self._writer = opened
             except OSError as exc:
                 raise HttpError(f"connect {self.host}:{self.port}: {exc}") from exc
         return self._reader, self._writer

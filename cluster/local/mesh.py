@@ -32,14 +32,23 @@ from pathlib import Path
 from typing import Any
 
 from cluster.local.admin import AdminError
-from cluster.local.apps import ROOT, app_argv, app_env, is_python_service
+from cluster.local.apps import (
+    ROOT,
+    app_argv,
+    app_env,
+    behavior_server,
+    declared_behavior,
+    uses_behavior_server,
+)
 from cluster.local.ca import LocalCA
 from cluster.local.envoy import ConfigRejectedError, EnvoyProxy, XdsRejection
+from cluster.local.gateway_tls import credential_secrets
 from cluster.local.identity import Identity
 from cluster.local.kubelet import EventSink, Kubelet
 from cluster.local.ports import LOOPBACK, free_ports, start_lock
 from cluster.local.procs import Supervisor
 from cluster.local.xds import ProxyResources
+from mesh.app import AppBehavior
 from mesh.envoy import PodPorts, PortMap, ProxyConfig, TranslateOptions, translate
 from mesh.envoy.tracing import TracingOptions
 from mesh.lesson import BreakAction
@@ -50,6 +59,8 @@ from mesh.topology import Pod, ProxyKind, Topology, build_topology
 __all__ = ["LocalMesh", "PodProcesses"]
 
 _NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+RESET_KNOBS = {"latency_ms": 0.0, "error_rate": 0.0, "refuse": False, "drop_trace_headers": False}
+"""The knobs a ``restore`` puts back."""
 
 
 @dataclass
@@ -89,6 +100,8 @@ class LocalMesh:
     tracing: TracingOptions | None = None
     """Envoy's tracer on every HTTP connection manager, reporting to a collector
     (``cluster.local.monitoring`` sets it before ``start``); None: no tracing."""
+    behavior: AppBehavior | None = None
+    """The app's declaration: pods without code of their own run it (the behaviour server)."""
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +212,8 @@ class LocalMesh:
         needs: list[tuple[Pod, list[int], list[int], list[int]]] = []
         for pod in topology.pods:
             container = self._container(pod)
-            runnable = container is not None and is_python_service(container)
+            declared = declared_behavior(pod, topology, self.behavior)
+            runnable = declared is not None or not uses_behavior_server(container, pod)
             if pod.proxy is ProxyKind.NONE and not runnable:
                 self.pods[pod.name] = PodProcesses(
                     pod, PodPorts(), skipped="not one of the project's Python services"
@@ -250,20 +264,27 @@ class LocalMesh:
 
     def _resources(self, pp: PodProcesses, config: ProxyConfig) -> ProxyResources:
         issued = self.ca.issue(pp.pod.namespace, pp.pod.service_account)
+        # a gateway's TLS servers: the credentialName certificates, issued by the run's CA
+        credentials = (
+            credential_secrets(config, self.ca) if pp.pod.proxy is ProxyKind.ROUTER else []
+        )
         return ProxyResources(
             listeners=list(config.listeners),
             routes=list(config.routes),
             clusters=list(config.clusters),
             endpoints=list(config.endpoints),
-            secrets=[*config.secrets, *issued.secrets().values()],
+            secrets=[*config.secrets, *issued.secrets().values(), *credentials],
         )
 
     def _start_app(self, pp: PodProcesses) -> None:
         container = self._container(pp.pod)
         if pp.skipped or pp.pod.proxy is ProxyKind.ROUTER or container is None:
             return
-        if not is_python_service(container):
-            pp.skipped = "not one of the project's Python services"
+        assert self.topology is not None
+        declared = declared_behavior(pp.pod, self.topology, self.behavior)
+        server = uses_behavior_server(container, pp.pod)
+        if server and declared is None:
+            pp.skipped = "no code of the project's and no behaviour declared"
             return
         port = next(iter(pp.ports.app.values()))
         proxy_port = pp.outbound_proxy_port
@@ -276,8 +297,14 @@ class LocalMesh:
             seed=self.seed,
             pod=pp.pod,
         )
+        argv = app_argv(container)
+        if server and declared is not None and self.behavior is not None:
+            argv, extra = behavior_server(
+                pp.pod, self.behavior, declared, self.workdir / "behavior"
+            )
+            env.update(extra)
         pp.app = f"app-{pp.pod.name}"
-        self.supervisor.start(pp.app, app_argv(container), env=env, cwd=ROOT)
+        self.supervisor.start(pp.app, argv, env=env, cwd=ROOT)
 
     def _app_ready(self, pp: PodProcesses) -> bool:
         proc = self.supervisor.procs[pp.app]
@@ -396,7 +423,7 @@ class LocalMesh:
                 p.dead = False
             self._wait_ready(time.monotonic() + 30.0, revived)
             for p in pods:
-                self.set_knobs(p, {"latency_ms": 0.0, "error_rate": 0.0, "refuse": False})
+                self.set_knobs(p, dict(RESET_KNOBS))
         knobs: dict[str, Any] = {}
         if action.latency_ms is not None:
             knobs["latency_ms"] = action.latency_ms
@@ -404,6 +431,8 @@ class LocalMesh:
             knobs["error_rate"] = action.error_rate
         if action.refuse is not None:
             knobs["refuse"] = action.refuse
+        if action.drop_trace_headers is not None:
+            knobs["drop_trace_headers"] = action.drop_trace_headers
         if knobs:
             for p in pods:
                 if not p.dead:

@@ -21,7 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from cluster.accesslog import AccessLogTail
+from cluster.local.apps import unrunnable
 from cluster.local.envoy import ConfigRejectedError
+from cluster.local.gateway_tls import client_context
 from cluster.local.mesh import LocalMesh
 from cluster.local.procs import terminate_on_signals
 from cluster.local.traffic import Target, drive
@@ -70,10 +72,19 @@ def traffic_targets(mesh: LocalMesh, spec: TrafficSpec) -> list[Target]:
         service = next((s for s in topology.services if s.name == INGRESS_GATEWAY), None)
         if gw is None or service is None:
             raise RunnerError("no ingress gateway in this mesh")
-        port = service.port(spec.port or 80) or service.ports[0]
+        https = spec.scheme == "https"
+        port = service.port(spec.port or (443 if https else 80))
+        if port is None:
+            exposed = ", ".join(str(p.port) for p in service.ports)
+            raise RunnerError(
+                f"the ingress gateway's Service has no port {spec.port} (it exposes {exposed})"
+            )
         local = gw.ports.listeners.get(port.target_port)
         if local is None:
             raise RunnerError(f"the ingress gateway has no listener for port {port.port}")
+        if https:  # TLS to the gateway, SNI = the host of `to`, trusting the run's CA
+            tls = client_context(mesh.ca, client_certificate=spec.client_certificate)
+            return [Target("127.0.0.1", local, spec.to, tls=tls, sni=spec.to.rsplit(":", 1)[0])]
         return [Target("127.0.0.1", local, spec.to)]
     service = next((s for s in topology.services if s.name == spec.to), None)
     if service is None:
@@ -138,6 +149,7 @@ class LocalExecutor:
         """NetworkPolicy needs a CNI and TCP traffic a TCP generator: refuse both up front."""
         _refuse_network_policies(lesson)
         _refuse_tcp_traffic(steps)
+        _refuse_unrunnable_pods(lesson)
 
     def open(self, lesson: Lesson, state: MeshState, seed: int) -> None:
         """Start the app's pods and the ingress gateway behind their sidecars."""
@@ -148,7 +160,7 @@ class LocalExecutor:
         else:
             workdir = self.workdir
         stack.enter_context(terminate_on_signals())
-        mesh = stack.enter_context(LocalMesh(workdir, seed=seed))
+        mesh = stack.enter_context(LocalMesh(workdir, seed=seed, behavior=lesson.app.behavior))
         self._before_start(lesson, mesh)
         mesh.start(state.resources)
         self.mesh = mesh
@@ -328,6 +340,14 @@ def _refuse_network_policies(lesson: Lesson) -> None:
                 f"NetworkPolicy {names} needs a CNI to be enforced, which the local runner does "
                 "not have; run this lesson with --runner sim (or kube)"
             )
+
+
+def _refuse_unrunnable_pods(lesson: Lesson) -> None:
+    """A pod with neither code of the project's nor a behaviour declaration cannot be started:
+    say which and where before anything starts (MPY4005)."""
+    problems = unrunnable(lesson.app.resources, lesson.app.behavior)
+    if problems:
+        raise RunnerError("\n".join(d.render() for d in problems))
 
 
 def _refuse_tcp_traffic(steps: Sequence[StepPlan]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import ssl
 import threading
 import time
 import uuid
@@ -42,10 +43,13 @@ class Target:
     port: int
     authority: str
     via_proxy: bool = False
+    tls: ssl.SSLContext | None = None
+    """Speak TLS to the socket (``scheme: https`` to the gateway), SNI ``sni``."""
+    sni: str = ""
 
-    def request_target(self, path: str) -> str:
-        """The request-target for ``path``."""
-        return f"http://{self.authority}{path}" if self.via_proxy else path
+    def request_target(self, path: str, authority: str = "") -> str:
+        """The request-target for ``path`` (``authority`` replaces the target's own)."""
+        return f"http://{authority or self.authority}{path}" if self.via_proxy else path
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +109,16 @@ async def _one(
     conn: HttpConnection, target: Target, req: RequestSpec, rid: str, t0: float
 ) -> Outcome:
     headers = {"x-request-id": rid, **req.headers_for(rid)}
+    # a request's own Host header replaces the target's (one Host, as the sim reads it)
+    authority = next((headers.pop(k) for k in list(headers) if k.lower() == "host"), "")
     if req.body:
         headers.setdefault("content-type", "application/json")
     start = time.monotonic()
     try:
         resp = await conn.request(
             req.method.upper(),
-            target.request_target(req.path),
-            authority=target.authority,
+            target.request_target(req.path, authority),
+            authority=authority or target.authority,
             headers=headers,
             body=req.body.encode(),
         )
@@ -141,8 +147,13 @@ class _Targets:
         self.next += 1
         target = self.targets[index]
         pool = self.idle[index]
-        conn = pool.pop() if pool else HttpConnection(target.host, target.port, self.timeout_s)
+        conn = pool.pop() if pool else self._connection(target)
         return index, conn, target
+
+    def _connection(self, target: Target) -> HttpConnection:
+        return HttpConnection(
+            target.host, target.port, self.timeout_s, tls=target.tls, server_hostname=target.sni
+        )
 
     def give_back(self, index: int, conn: HttpConnection) -> None:
         """Return a connection for reuse."""

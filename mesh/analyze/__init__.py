@@ -21,6 +21,7 @@ from mesh.analyze.envoy_filters import check_envoy_filter_operations, check_envo
 from mesh.analyze.gateways import (
     check_conflicting_gateways,
     check_duplicate_certificates,
+    check_gateway_servers_modelled,
     check_gateway_workloads,
 )
 from mesh.analyze.kubernetes import check_annotations, check_namespaces
@@ -82,6 +83,7 @@ ANALYZERS: tuple[Analyzer, ...] = (
     check_gateway_workloads,
     check_conflicting_gateways,
     check_duplicate_certificates,
+    check_gateway_servers_modelled,
     # ServiceEntry, Sidecar, EnvoyFilter
     check_service_entry_addresses,
     check_service_entry_protocols,

@@ -9,6 +9,9 @@
   ``serverCertificate`` + ``privateKey``): HTTP/2 clients reuse the connection across hosts and
   get 404s.
 
+* MPY2001: a server shape sim and local do not translate (TCP servers, TLS termination in
+  front of ``tcp`` routes, OPTIONAL_MUTUAL).
+
 Secrets are not modelled, so the ``credentialName`` checks that need them (IST0101 for a missing
 secret, IST0161 InvalidGatewayCredential) are not made; see docs/diagnostics.md.
 """
@@ -26,6 +29,7 @@ from mesh.topology import Pod, Protocol, Topology
 __all__ = [
     "check_conflicting_gateways",
     "check_duplicate_certificates",
+    "check_gateway_servers_modelled",
     "check_gateway_workloads",
 ]
 
@@ -139,3 +143,48 @@ def check_duplicate_certificates(
                                f"Duplicate certificate in multiple gateways {go_list(names)} may "
                                "cause 404s if clients re-use HTTP2 connections.",
                                "use one Gateway (one server per certificate) for these hosts")  # fmt: skip
+
+
+_HTTP = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
+_TERMINATING = {"SIMPLE", "MUTUAL", "ISTIO_MUTUAL"}
+
+
+def _unmodelled_server(protocol: str, tls: ServerTLSSettings | None) -> tuple[str, str] | None:
+    """(field, why) when meshplay translates no listener for a server of this shape."""
+    mode = tls.mode.upper() if tls is not None else ""
+    if protocol in _HTTP:
+        return None
+    if protocol == "HTTPS":
+        if tls is None:
+            return "port", "an HTTPS server without tls settings gets no listener"
+        if mode == "OPTIONAL_MUTUAL":
+            return "tls", "tls mode OPTIONAL_MUTUAL is not modelled: the server gets no listener"
+        return None
+    if protocol == "TLS":
+        if tls is None:
+            return "port", "a TLS server without tls settings gets no listener"
+        if mode in _TERMINATING or mode == "OPTIONAL_MUTUAL":
+            return "tls", (
+                f"a TLS server with mode {mode} (TLS terminated in front of VirtualService tcp "
+                "routes) is not modelled: the server gets no listener"
+            )
+        return None
+    return "port", f"{protocol or 'a'} gateway servers (tcp routes) are not modelled: no listener"
+
+
+def check_gateway_servers_modelled(
+    resources: Sequence[Resource], topo: Topology
+) -> Iterator[Diagnostic]:
+    """MPY2001: a server shape meshplay does not translate (TCP and other non-HTTP protocols,
+    TLS termination in front of ``tcp`` routes, OPTIONAL_MUTUAL). HTTP servers, HTTPS with
+    SIMPLE / MUTUAL / ISTIO_MUTUAL and PASSTHROUGH / AUTO_PASSTHROUGH servers are modelled."""
+    del topo
+    for gw in of_kind(resources, Gateway):
+        for i, server in enumerate(gw.servers):
+            found = _unmodelled_server(server.port.protocol.upper(), server.tls)
+            if found is not None:
+                field, why = found
+                path = ("spec", "servers", i, "port", "protocol") if field == "port" else (
+                    "spec", "servers", i, "tls", "mode")  # fmt: skip
+                yield diag("MPY2001", gw, path, f"{why}; sim and local ignore it",
+                           "use an HTTP, HTTPS or PASSTHROUGH server")  # fmt: skip

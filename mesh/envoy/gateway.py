@@ -25,6 +25,9 @@ __all__ = ["GatewayPort", "gateway_ports", "gateway_route_config", "intersect_ho
 _HTTP_PROTOCOLS = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
 
 
+_TLS_PROTOCOLS = {"HTTPS", "TLS"}
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayPort:
     """One gateway listener: the pod port, the server (service) port and its servers."""
@@ -33,20 +36,40 @@ class GatewayPort:
     server_port: int
     servers: tuple[tuple[Gateway, Server], ...]
 
+    @property
+    def tls(self) -> bool:
+        """The port's servers are HTTPS/TLS ones (filter chains by SNI), not plain HTTP."""
+        return self.servers[0][1].port.protocol.upper() in _TLS_PROTOCOLS
+
+
+def _kind(server: Server) -> str:
+    protocol = server.port.protocol.upper()
+    if protocol in _HTTP_PROTOCOLS:
+        return "http"
+    return "tls" if protocol in _TLS_PROTOCOLS and server.tls is not None else ""
+
 
 def gateway_ports(pod: Pod, index: MeshIndex, topology: Topology) -> list[GatewayPort]:
-    """Plain-HTTP server ports of every Gateway selecting ``pod`` (HTTPS/TLS servers need
-    certificates and are not translated yet)."""
+    """The listener ports of every Gateway selecting ``pod``, as istiod's gateway merging
+    resolves them: a server port that is a port of the gateway pod's Service listens on its
+    ``targetPort`` (80 -> 8080); any other server port is bound as it is. One kind of server per
+    listener port (plain HTTP, or HTTPS/TLS told apart by SNI): a server of the other kind on a
+    port already taken is dropped, as istiod drops it. TCP servers (and TLS ones without ``tls``
+    settings) are not translated (MPY2001 from the analyzer)."""
     mapping = {p.port: p.target_port for s in topology.services_of(pod) for p in s.ports}
     grouped: dict[int, list[tuple[Gateway, Server]]] = {}
     server_port: dict[int, int] = {}
+    kinds: dict[int, str] = {}
     for gw in index.gateways:
         if any(pod.labels.get(k) != v for k, v in gw.selector.items()):
             continue
         for server in gw.servers:
-            if server.port.protocol.upper() not in _HTTP_PROTOCOLS:
+            kind = _kind(server)
+            if not kind:
                 continue
             target = mapping.get(server.port.number, server.port.number)
+            if kinds.setdefault(target, kind) != kind:
+                continue
             grouped.setdefault(target, []).append((gw, server))
             server_port.setdefault(target, server.port.number)
     return [GatewayPort(t, server_port[t], tuple(grouped[t])) for t in sorted(grouped)]
@@ -75,11 +98,31 @@ def gateway_route_config(
     port: GatewayPort,
     index: MeshIndex,
     context: Callable[[str, int], RouteContext],
+    *,
+    name: str = "",
 ) -> dict[str, Any]:
-    """Route config ``http.<targetPort>`` merging every bound VS per host."""
+    """Route config ``http.<targetPort>`` merging every bound VS per host (``name`` and a
+    one-server ``port``: the ``https.<port>...`` route config of one TLS-terminating server).
+
+    A server with ``tls.httpsRedirect`` marks its virtual hosts ``require_tls: ALL`` (Envoy
+    answers plaintext requests with a 301 to ``https://``), and gets a virtual host for each of
+    its hosts no VirtualService serves, so those are redirected too."""
     vhosts: dict[str, dict[str, Any]] = {}
     redirect_tls: set[str] = set()
     for gw, server in port.servers:
+        if server.tls is not None and server.tls.https_redirect:
+            for entry in server.hosts:
+                host = entry.rpartition("/")[2].lower()
+                redirect_tls.add(host)
+                vhosts.setdefault(
+                    host,
+                    {
+                        "domains": [host, f"{host}:{server.port.number}"] if host != "*" else ["*"],
+                        "name": vhost_name(host, server.port.number),
+                        "routes": [],
+                        "_vs": [],
+                    },
+                )
         ref = f"{gw.namespace}/{gw.name}"
         ctx = context(ref, server.port.number)
         for entry in server.hosts:
@@ -134,7 +177,7 @@ def gateway_route_config(
         )
     return {
         "ignore_port_in_host_matching": True,
-        "name": gateway_route_name(port.target_port),
+        "name": name or gateway_route_name(port.target_port),
         "validate_clusters": False,
         "virtual_hosts": out,
     }

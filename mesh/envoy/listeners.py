@@ -86,12 +86,19 @@ class TcpLog:
 @dataclass(frozen=True, slots=True)
 class TcpChain:
     """One outbound TCP filter chain: ``tcp_proxy`` to ``cluster`` (or ``weighted``, VirtualService
-    ``tcp`` routes), for connections to ``cidr`` (a ServiceEntry CIDR on a wildcard listener)
-    or to any address of its listener (``cidr`` empty)."""
+    ``tcp``/``tls`` routes), for connections to ``cidr`` (a ServiceEntry CIDR on a wildcard
+    listener) and/or whose TLS SNI is one of ``server_names`` (a TLS/HTTPS port without a VIP,
+    a VirtualService ``tls`` match), or to any address of its listener (neither)."""
 
     cluster: str
     weighted: tuple[tuple[str, int], ...] = ()
     cidr: str = ""
+    server_names: tuple[str, ...] = ()
+
+    @property
+    def matches(self) -> bool:
+        """The chain has a ``filter_chain_match`` (else it takes whatever no other chain does)."""
+        return bool(self.cidr or self.server_names)
 
 
 def tcp_proxy(
@@ -246,7 +253,7 @@ def tcp_listener(
     headless Service's endpoint IP), ``0.0.0.0_<port>`` for services without one.
 
     Each chain ``tcp_proxy``s to its service's cluster(s); a chain for a CIDR matches on
-    ``prefix_ranges``. A chain without a CIDR matches everything: alone it is the only chain,
+    ``prefix_ranges``, a chain for TLS on ``server_names`` (with ``tls_inspector``). A chain without a CIDR matches everything: alone it is the only chain,
     next to CIDR chains it becomes the ``default_filter_chain``. When every chain is for a CIDR,
     the default chain is ``PassthroughFilterChain``: connections to other addresses go to
     ``fallthrough`` (PassthroughCluster or BlackHoleCluster, the outbound traffic policy)."""
@@ -257,11 +264,19 @@ def tcp_listener(
         fc: dict[str, Any] = {
             "filters": [tcp_proxy(chain.cluster, chain.cluster, chain.weighted, log)]
         }
-        if chain.cidr:
-            fc["filter_chain_match"] = {"prefix_ranges": [_prefix_range(chain.cidr)]}
+        if chain.matches:
+            match: dict[str, Any] = {}
+            if chain.cidr:
+                match["prefix_ranges"] = [_prefix_range(chain.cidr)]
+            if chain.server_names:
+                match["server_names"] = list(chain.server_names)
+            fc["filter_chain_match"] = match
             built.append(fc)
         elif default is None:
             default = fc
+    if any(c.server_names for c in chains):
+        # SNI matches need the TLS inspector to read the ClientHello
+        listener["listener_filters"] = [tls_inspector()]
     if not built:
         listener["filter_chains"] = [default] if default is not None else []
         return listener
@@ -337,10 +352,20 @@ def virtual_inbound(
     return listener
 
 
-def gateway_listener(port: int, where: ListenerAddress, spec: HttpListenerSpec) -> dict[str, Any]:
-    """A gateway server port: a bound ``0.0.0.0_<targetPort>`` HTTP listener."""
-    listener = _base(listener_name("0.0.0.0", port), where, "OUTBOUND")
+def gateway_hcm(spec: HttpListenerSpec) -> dict[str, Any]:
+    """A gateway's HTTP connection manager (the edge: ``use_remote_address``)."""
     hcm = http_connection_manager(spec)
     hcm["typed_config"]["use_remote_address"] = True
-    listener["filter_chains"] = [{"filters": [hcm]}]
+    return hcm
+
+
+def gateway_listener_base(port: int, where: ListenerAddress) -> dict[str, Any]:
+    """A gateway port's bound ``0.0.0.0_<targetPort>`` listener, without filter chains."""
+    return _base(listener_name("0.0.0.0", port), where, "OUTBOUND")
+
+
+def gateway_listener(port: int, where: ListenerAddress, spec: HttpListenerSpec) -> dict[str, Any]:
+    """A plain-HTTP gateway server port: a bound ``0.0.0.0_<targetPort>`` HTTP listener."""
+    listener = gateway_listener_base(port, where)
+    listener["filter_chains"] = [{"filters": [gateway_hcm(spec)]}]
     return listener

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mesh.envoy.accesslog import LogIdentity
@@ -24,14 +24,27 @@ from mesh.envoy.clusters import (
     special_clusters,
 )
 from mesh.envoy.endpoints import locality_of
-from mesh.envoy.gateway import gateway_ports, gateway_route_config
+from mesh.envoy.gateway import GatewayPort, gateway_ports, gateway_route_config
+from mesh.envoy.gateway_tls import (
+    TlsChainSpec,
+    TlsPortBuild,
+    auto_passthrough_chains,
+    gateway_tls_context,
+    https_route_name,
+    is_terminating,
+    passthrough_chains,
+    sni_dnat_clusters,
+    tls_port_listener,
+)
 from mesh.envoy.listeners import (
     INBOUND_CAPTURE_PORT,
     OUTBOUND_CAPTURE_PORT,
     HttpListenerSpec,
     TcpChain,
     TcpLog,
+    gateway_hcm,
     gateway_listener,
+    gateway_listener_base,
     http_connection_manager,
     inbound_http_filters,
     outbound_http_filters,
@@ -66,7 +79,9 @@ from mesh.model import (
     OutboundTrafficPolicyMode,
     PeerAuthentication,
     Resource,
+    VirtualService,
 )
+from mesh.model.virtual_service import RouteDestination
 from mesh.records import Reporter
 from mesh.security import inbound_security_filters, inbound_tcp_security_filters
 from mesh.security.peer_authn import (
@@ -298,10 +313,39 @@ class _Translator:
                             binds.append((ip, ""))
                 elif p.port not in http_ports:
                     binds = [("0.0.0.0", "")]
+                tls = p.protocol in {Protocol.TLS, Protocol.HTTPS}
+                by_sni = self._tls_routes(scope, service, p.port) if tls else []
                 for address, cidr in binds:
                     chains = out.setdefault((address, p.port), [])
-                    if all(c.cidr != cidr for c in chains):
-                        chains.append(TcpChain(default, weighted, cidr))
+                    # istiod matches SNI (the service's host) where the address cannot tell
+                    # services apart: a wildcard listener or a CIDR
+                    names = (service.hostname,) if tls and (address == "0.0.0.0") else ()
+                    for candidate in [*by_sni, TcpChain(default, weighted, cidr, names)]:
+                        chain = replace(candidate, cidr=cidr)
+                        if all((c.cidr, c.server_names) != (chain.cidr, chain.server_names)
+                               for c in chains):  # fmt: skip
+                            chains.append(chain)
+        return out
+
+    def _tls_routes(self, scope: ProxyScope, service: MeshService, port: int) -> list[TcpChain]:
+        """VirtualService ``tls`` routes of a TLS/HTTPS port, for sidecars (``mesh``): a chain
+        per match on its ``sniHosts`` to the route's destination(s)."""
+        vs = scope.virtual_service(service.hostname)
+        if vs is None:
+            return []
+        out: list[TcpChain] = []
+        for rule in vs.tls:
+            weighted = self._destinations(vs, rule.route, port)
+            if not weighted:
+                continue
+            for m in rule.match:
+                if m.port not in (None, port) or not m.sni_hosts:
+                    continue
+                gateways = m.gateways or vs.gateways or ("mesh",)
+                if "mesh" not in gateways:
+                    continue
+                several = tuple(weighted) if len(weighted) > 1 else ()
+                out.append(TcpChain(weighted[0][0], several, "", tuple(m.sni_hosts)))
         return out
 
     def _tcp_weights(
@@ -314,23 +358,29 @@ class _Translator:
         for rule in vs.tcp:
             if rule.match and not any(m.port in (None, port) for m in rule.match):
                 continue
-            out = []
-            for rd in rule.route:
-                host = self.registry.resolve_host(rd.destination.host, vs.namespace)
-                target = self.registry.service(host)
-                dport = rd.destination.port.number if rd.destination.port else 0
-                if not dport:
-                    dport = target.ports[0].port if target and len(target.ports) == 1 else port
-                out.append(
-                    (
-                        cluster_name(Direction.OUTBOUND, dport, rd.destination.subset, host),
-                        rd.weight or 0,
-                    )
-                )
-            if len(out) == 1:
-                return [(out[0][0], 100)]
-            return [o for o in out if o[1] > 0]
+            return self._destinations(vs, rule.route, port)
         return []
+
+    def _destinations(
+        self, vs: VirtualService, route: Sequence[RouteDestination], port: int
+    ) -> list[tuple[str, int]]:
+        """(cluster, weight) of a TCP/TLS rule's destinations (one: weight 100)."""
+        out = []
+        for rd in route:
+            host = self.registry.resolve_host(rd.destination.host, vs.namespace)
+            target = self.registry.service(host)
+            dport = rd.destination.port.number if rd.destination.port else 0
+            if not dport:
+                dport = target.ports[0].port if target and len(target.ports) == 1 else port
+            out.append(
+                (
+                    cluster_name(Direction.OUTBOUND, dport, rd.destination.subset, host),
+                    rd.weight or 0,
+                )
+            )
+        if len(out) == 1:
+            return [(out[0][0], 100)]
+        return [o for o in out if o[1] > 0]
 
     # -- per pod ---------------------------------------------------------------------------
     def proxy(self, pod: Pod) -> ProxyConfig:
@@ -378,6 +428,12 @@ class _Translator:
             routes.extend(inbound_routes)
         elif pod.proxy is ProxyKind.ROUTER:
             for gport in gateway_ports(pod, self.index, self.topology):
+                if gport.tls:
+                    built = self._gateway_tls_port(pod, gport, scope, outbound, me, log)
+                    listeners.append(built.listener)
+                    routes.extend(built.routes)
+                    clusters.extend(built.clusters)
+                    continue
                 spec = HttpListenerSpec(
                     stat_prefix=stat_prefix(
                         Direction.OUTBOUND, listener_name("0.0.0.0", gport.target_port)
@@ -404,6 +460,72 @@ class _Translator:
             clusters=_merged(outbound.clusters, clusters),
             endpoints=tuple(outbound.endpoints),
         )
+
+    def _gateway_tls_port(  # noqa: PLR0917
+        self,
+        pod: Pod,
+        gport: GatewayPort,
+        scope: ProxyScope,
+        outbound: _Outbound,
+        me: LogIdentity,
+        log: str,
+    ) -> TlsPortBuild:
+        """A gateway port of HTTPS/TLS servers (:mod:`mesh.envoy.gateway_tls`)."""
+        terminating = []
+        routes: list[Json] = []
+        tcp: list[TlsChainSpec] = []
+        clusters: list[Json] = []
+        taken: set[str] = set()
+
+        def rule_of(s: MeshService) -> DestinationRule | None:
+            return self.index.destination_rule(pod, s)
+
+        for gw, server in gport.servers:
+            assert server.tls is not None
+            mode = server.tls.mode.upper()
+            if is_terminating(server):
+                name = https_route_name(server, gw)
+                spec = HttpListenerSpec(
+                    stat_prefix=stat_prefix(
+                        Direction.OUTBOUND, listener_name("0.0.0.0", gport.target_port)
+                    ),
+                    route_config=name,
+                    filters=outbound_http_filters(me),
+                    me=me,
+                    access_log_path=log,
+                )
+                one = GatewayPort(gport.target_port, server.port.number, ((gw, server),))
+                routes.append(
+                    gateway_route_config(
+                        one, self.index, lambda g, p: self._context(pod, g, p), name=name
+                    )
+                )
+                terminating.append((server, gateway_hcm(spec), gateway_tls_context(server.tls)))
+            elif mode == "PASSTHROUGH":
+                tcp.extend(
+                    passthrough_chains(
+                        gw, server, self.index, self.registry.resolve_host,
+                        self.registry.service, taken=taken,
+                    )
+                )  # fmt: skip
+            elif mode == "AUTO_PASSTHROUGH":
+                tcp.extend(auto_passthrough_chains(server, scope.services, rule_of))
+                clusters.extend(
+                    sni_dnat_clusters(
+                        server, scope.services, rule_of,
+                        lambda n: next((c for c in outbound.clusters if c["name"] == n), None),
+                    )
+                )  # fmt: skip
+        tcp_log = TcpLog(log, me, Reporter.SOURCE)
+        listener = tls_port_listener(
+            gateway_listener_base(
+                gport.target_port, self.addressing.outbound_listener(pod, gport.target_port)
+            ),
+            terminating,
+            tcp,
+            lambda c: tcp_proxy(c.cluster, c.cluster, c.weighted, tcp_log),
+        )
+        return TlsPortBuild(listener, tuple(routes), tuple(clusters))
 
     def _traced(
         self, pod: Pod, listeners: list[Json], clusters: list[Json], options: TracingOptions

@@ -6,11 +6,14 @@ positioned diagnostics. Documented in ``docs/lesson-format.md``.
 
 from mesh.lesson.load import APP_PATH_ENV, app_search_path, find_app, find_lessons, load_lesson
 from mesh.lesson.model import (
+    CONFIG_MEASURES,
     METRICS,
     SPECIAL_SERVICES,
     TRAFFIC_PROTOCOLS,
+    TRAFFIC_SCHEMES,
     BreakAction,
     CompareTolerance,
+    ConfigSelector,
     Event,
     Expectation,
     Lesson,
@@ -25,11 +28,14 @@ from mesh.lesson.model import (
 
 __all__ = [
     "APP_PATH_ENV",
+    "CONFIG_MEASURES",
     "METRICS",
     "SPECIAL_SERVICES",
     "TRAFFIC_PROTOCOLS",
+    "TRAFFIC_SCHEMES",
     "BreakAction",
     "CompareTolerance",
+    "ConfigSelector",
     "Event",
     "Expectation",
     "Lesson",

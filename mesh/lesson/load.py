@@ -12,9 +12,11 @@ from pathlib import Path
 from mesh.app import App, load_app
 from mesh.diagnostics import Diagnostic, DiagnosticError, Level, did_you_mean, format_path
 from mesh.lesson.model import (
+    CONFIG_MEASURES,
     METRICS,
     SPECIAL_SERVICES,
     TRAFFIC_PROTOCOLS,
+    TRAFFIC_SCHEMES,
     BreakAction,
     Lesson,
     LessonSpec,
@@ -89,13 +91,30 @@ def find_app(name: str, search: tuple[Path, ...]) -> Path | None:
     return None
 
 
-def load_lesson(path: Path | str, *, app: Path | str | None = None) -> Lesson:
+WORKSPACE = "workspace"
+"""First segment of a path in an exercise's lesson.yaml that names the learner's files."""
+
+
+def resolve_ref(folder: Path, ref: str, workspace: Path | None = None) -> Path:
+    """The file a lesson names: relative to the lesson folder, except ``workspace/...`` (an
+    exercise's lesson naming the learner's files), which is under ``workspace`` when given and
+    under the exercise's reference solution (``<folder>/solution``) otherwise."""
+    head, sep, rest = ref.partition("/")
+    if head == WORKSPACE and sep:
+        return (workspace if workspace is not None else folder / "solution") / rest
+    return folder / ref
+
+
+def load_lesson(
+    path: Path | str, *, app: Path | str | None = None, workspace: Path | None = None
+) -> Lesson:
     """Load a lesson folder (or its lesson.yaml), the app it names and every file it refers to.
 
     ``app`` (a command's ``--app``) replaces the app lesson.yaml names: a folder holding a
     behavior.yaml, or an app name looked up like lesson.yaml's ``app`` (see
-    :func:`app_search_path`). Raises DiagnosticError listing every error found; warnings are
-    kept on ``Lesson.diagnostics``.
+    :func:`app_search_path`). ``workspace`` is where ``workspace/...`` paths point (an exercise
+    checked against a learner's folder, see :func:`resolve_ref`). Raises DiagnosticError listing
+    every error found; warnings are kept on ``Lesson.diagnostics``.
     """
     folder = Path(path)
     if folder.is_file():
@@ -205,18 +224,10 @@ def load_lesson(path: Path | str, *, app: Path | str | None = None) -> Lesson:
         for where, ref in refs:
             if ref in files:
                 continue
-            target = folder / ref
+            target = resolve_ref(folder, ref, workspace)
             if not target.exists():
                 diagnostics.append(
-                    _at(
-                        "MPY4002",
-                        f'file "{ref}" not found in {folder}',
-                        source,
-                        where,
-                        folder.name,
-                        hint="paths are relative to the lesson folder",
-                        path="",
-                    )
+                    _missing(ref, target, source, where, folder.name, workspace, folder=folder)
                 )
                 continue
             namespace = loaded_app.behavior.namespace if loaded_app is not None else "default"
@@ -236,7 +247,7 @@ def load_lesson(path: Path | str, *, app: Path | str | None = None) -> Lesson:
             _check_references(
                 step, i, source, folder.name, app=loaded_app, external=external, out=diagnostics
             )
-    rules = _load_rules(spec, folder, source, diagnostics)
+    rules = _load_rules(spec, folder, source, diagnostics, workspace)
     _check_alerts(spec, rules, source, folder.name, diagnostics)
     if spec.tracing is not None and not 0.0 <= spec.tracing.sampling <= 100.0:
         message = f"tracing.sampling is a percentage: 0..100, got {spec.tracing.sampling:g}"
@@ -262,22 +273,52 @@ def load_lesson(path: Path | str, *, app: Path | str | None = None) -> Lesson:
     )
 
 
+def _missing(  # noqa: PLR0917 - one call shape for files and rule files
+    ref: str,
+    target: Path,
+    source: SourceMap,
+    where: tuple[str | int, ...],
+    lesson: str,
+    workspace: Path | None,
+    what: str = "file",
+    *,
+    folder: Path,
+) -> Diagnostic:
+    """MPY4002 for a file a lesson names that is not there (in the learner's workspace, for an
+    exercise's ``workspace/...`` paths)."""
+    if ref.startswith(WORKSPACE + "/") and workspace is not None:
+        shown = ref.partition("/")[2]
+        message = f'{what} "{shown}" not found in your workspace {workspace}'
+        hint = f"the exercise expects you to write {target}"
+    else:
+        message = f'{what} "{ref}" not found in {folder}'
+        hint = "paths are relative to the lesson folder"
+    return _at("MPY4002", message, source, where, lesson, hint=hint, path="")
+
+
 def _load_rules(
-    spec: LessonSpec, folder: Path, source: SourceMap, out: list[Diagnostic]
+    spec: LessonSpec,
+    folder: Path,
+    source: SourceMap,
+    out: list[Diagnostic],
+    workspace: Path | None = None,
 ) -> tuple[AlertRule, ...]:
     """The alerting rules of every file in ``alert_rules`` (Prometheus' rule file format)."""
     rules: list[AlertRule] = []
     for i, ref in enumerate(spec.alert_rules):
         where: tuple[str | int, ...] = ("alert_rules", i)
+        target = resolve_ref(folder, ref, workspace)
         try:
-            text = (folder / ref).read_text(encoding="utf-8")
+            text = target.read_text(encoding="utf-8")
         except (OSError, ValueError):  # ValueError: a NUL in the name, undecodable bytes
-            hint = "paths are relative to the lesson folder"
-            message = f'rule file "{ref}" not found in {folder}'
-            out.append(_at("MPY4002", message, source, where, folder.name, hint=hint, path=""))
+            out.append(
+                _missing(
+                    ref, target, source, where, folder.name, workspace, "rule file", folder=folder
+                )
+            )
             continue
         try:
-            rules.extend(parse_rules(text, ref))
+            rules.extend(parse_rules(text, str(target) if workspace is not None else ref))
         except RuleError as exc:
             out.append(_at("MPY4001", str(exc), source, where, folder.name, path=""))
     return tuple(rules)
@@ -390,6 +431,23 @@ def _check_traffic(
             did_you_mean(traffic.protocol, list(TRAFFIC_PROTOCOLS)),
         )
         return
+    if traffic.scheme not in TRAFFIC_SCHEMES:
+        report(
+            "scheme",
+            f'invalid scheme "{traffic.scheme}": expected one of {", ".join(TRAFFIC_SCHEMES)}',
+            did_you_mean(traffic.scheme, list(TRAFFIC_SCHEMES)),
+        )
+    elif traffic.scheme == "https" and (traffic.from_ != "ingress" or traffic.is_tcp):
+        report(
+            "scheme",
+            "only HTTP traffic from ingress can speak TLS to the gateway (scheme: https)",
+            "use from: ingress, or scheme: http",
+        )
+    if traffic.client_certificate and traffic.scheme != "https":
+        report("client_certificate", "a client certificate needs TLS", "add scheme: https")
+    if traffic.sni and not traffic.is_tcp:
+        report("sni", "sni names the server of a TLS connection the app opens itself",
+               "add protocol: tcp, or use scheme: https from ingress")  # fmt: skip
     for key in ("send_bytes", "receive_bytes", "hold_s"):
         value = getattr(traffic, key)
         if value < 0:
@@ -461,6 +519,19 @@ def _check_references(
         out.append(_at("MPY4003", message, source, path, lesson, hint=hint))
 
     for j, exp in enumerate(step.expect):
+        config = exp.proxy_config
+        if config is not None:
+            where: tuple[str | int, ...] = ("steps", index, "expect", j, "proxy_config")
+            if config.workload not in workloads:
+                report(
+                    (*where, "workload"),
+                    f'workload "{config.workload}" is not a Deployment of the app',
+                    workloads,
+                )
+            if config.measure not in CONFIG_MEASURES:
+                message = f'measure "{config.measure}" is not one of {", ".join(CONFIG_MEASURES)}'
+                hint = did_you_mean(config.measure, CONFIG_MEASURES)
+                out.append(_at("MPY4004", message, source, (*where, "measure"), lesson, hint=hint))
         sel = (
             getattr(exp, exp.metric) if any(getattr(exp, m) is not None for m in METRICS) else None
         )

@@ -20,10 +20,13 @@ from mesh.model.common import FrozenMap, Resource
 from mesh.observe.rules import AlertRule
 
 __all__ = [
+    "CONFIG_MEASURES",
     "METRICS",
     "SPECIAL_SERVICES",
     "TRAFFIC_PROTOCOLS",
+    "TRAFFIC_SCHEMES",
     "BreakAction",
+    "ConfigSelector",
     "Event",
     "Expectation",
     "Lesson",
@@ -49,7 +52,13 @@ METRICS: dict[str, str] = {
     "attempts_mean": "mean upstream attempts per request (1 = no retries)",
     "promql": "a PromQL expression answering one number at the end of the step ($__range: the step)",
     "alert": "1 when the named alerting rule fires at the end of the step, else 0",
+    "proxy_config": "size of one workload's Envoy configuration as istiod sends it (clusters, "
+    "listeners, routes, endpoints or bytes) in the step's mesh state",
 }
+
+CONFIG_MEASURES = ("clusters", "listeners", "routes", "endpoints", "bytes")
+"""What ``proxy_config`` counts: resources of one xDS type, or the size of them all in bytes
+(compact JSON, as ``istioctl proxy-config all -o json`` would print them without spaces)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +87,19 @@ class Selector:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigSelector:
+    """Which proxy's configuration a ``proxy_config`` expectation measures, and what of it: the
+    first pod of ``workload`` (a Deployment), and one of :data:`CONFIG_MEASURES`. Graded on the
+    configuration meshplay's translator builds for the step's mesh state, which every runner
+    applies (the local runner's Envoys load exactly it)."""
+
+    YAML_KEYS: ClassVar[str] = "snake"
+
+    workload: str
+    measure: str = "clusters"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Expectation:
     """One measured value and its bounds; exactly one metric key is set."""
 
@@ -97,6 +119,7 @@ class Expectation:
     attempts_mean: Selector | None = None
     promql: str | None = None
     alert: str | None = None
+    proxy_config: ConfigSelector | None = None
     between: tuple[float, ...] = ()
     at_least: float | None = None
     at_most: float | None = None
@@ -140,6 +163,8 @@ class Expectation:
         sel = self.selector
         if self.promql is not None:
             parts = [" ".join(self.promql.split())]
+        elif self.proxy_config is not None:
+            parts = [self.proxy_config.workload, self.proxy_config.measure]
         elif self.alert is not None:
             parts = [self.alert]
         else:
@@ -166,10 +191,13 @@ class Expectation:
             parts.append(f"flag={sel.flag}")
         if sel.path:
             parts.append(sel.path)
+        if sel.reporter != "source":
+            parts.append(f"reporter={sel.reporter}")
         return parts
 
 
 TRAFFIC_PROTOCOLS = ("http", "tcp")
+TRAFFIC_SCHEMES = ("http", "https")
 """Values of ``traffic.protocol``."""
 
 SPECIAL_SERVICES = (PASSTHROUGH_CLUSTER, BLACKHOLE_CLUSTER)
@@ -227,6 +255,12 @@ class TrafficSpec:
     ``send_bytes``, the server answers ``receive_bytes``, and the connection stays open for
     ``hold_s`` before the client closes it. ``to`` is then a Service name or an address
     ``IP:port`` (e.g. ``203.0.113.9:443``, a host outside the mesh).
+
+    ``scheme: https`` (``from: ingress`` only): the client speaks TLS to the gateway with the
+    Host as SNI, trusting the run's CA; ``client_certificate`` makes it present a certificate
+    that CA issued (what a MUTUAL server asks for). ``sni`` (``protocol: tcp`` only): the
+    connection opens with a TLS ClientHello naming that server (the app speaks TLS itself; its
+    sidecar routes by SNI).
     """
 
     YAML_KEYS: ClassVar[str] = "snake"
@@ -245,6 +279,9 @@ class TrafficSpec:
     send_bytes: int = 0
     receive_bytes: int = 0
     hold_s: float = 0.0
+    scheme: str = "http"
+    client_certificate: bool = False
+    sni: str = ""
 
     @property
     def is_tcp(self) -> bool:
@@ -267,6 +304,8 @@ class BreakAction:
     latency_ms: float | None = None
     error_rate: float | None = None
     refuse: bool | None = None
+    drop_trace_headers: bool | None = None
+    """The app stops (true) or resumes (false) copying the trace headers onto its calls."""
     kill: int | None = None
     restore: bool = False
 
@@ -339,6 +378,10 @@ class LessonSpec:
     track: str = "traffic-management"
     level: str = "beginner"
     order: int = 0
+    mirrors: str = ""
+    """The Istio documentation page (task or concept) the lesson follows."""
+    istio: str = ""
+    """The Istio version whose behaviour the lesson's expectations are pinned to."""
     objectives: tuple[str, ...] = ()
     explanation: str = ""
     app: str = "ecommerce"

@@ -53,8 +53,41 @@ def _strings(value: Any, where: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:")
+
+
+def inline_recorded(expr: str, recorded: Mapping[str, str], where: str) -> str:
+    """``expr`` with each bare use of a recorded series replaced by its rule's expression in
+    parentheses: the value Prometheus would have recorded at that evaluation, computed in place
+    (a step's metrics come from a TSDB in which no rule was ever evaluated). A recorded series
+    used with a label selector or a range (``name{...}``, ``name[5m]``) is refused: its history
+    would need the rule evaluated over time."""
+    for name, body in recorded.items():
+        out: list[str] = []
+        i = 0
+        while (j := expr.find(name, i)) >= 0:
+            end = j + len(name)
+            before = expr[j - 1] if j > 0 else ""
+            after = expr[end:].lstrip()[:1]
+            if before in _NAME_CHARS or (end < len(expr) and expr[end] in _NAME_CHARS):
+                out.append(expr[i:end])
+                i = end
+                continue
+            if after in ("{", "["):
+                raise RuleError(
+                    f"{where}: the recorded series {name} is used with a selector or range; "
+                    "meshplay evaluates recording rules in place and models only their bare use"
+                )
+            out.append(expr[i:j] + f"({body})")
+            i = end
+        expr = "".join(out) + expr[i:]
+    return expr
+
+
 def parse_rules(text: str, source: str = "rules") -> tuple[AlertRule, ...]:
-    """The alerting rules of a Prometheus rule file (recording rules are skipped)."""
+    """The alerting rules of a Prometheus rule file. Recording rules are not rules of their own
+    here: an alert (or a later recording rule) that uses a recorded series gets the recording
+    rule's expression in its place (:func:`inline_recorded`)."""
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -62,6 +95,7 @@ def parse_rules(text: str, source: str = "rules") -> tuple[AlertRule, ...]:
     if not isinstance(doc, dict) or not isinstance(doc.get("groups"), list):
         raise RuleError(f"{source}: a rule file is a mapping with a list of groups")
     out: list[AlertRule] = []
+    recorded: dict[str, str] = {}
     for i, group in enumerate(doc["groups"]):
         if not isinstance(group, dict) or not isinstance(group.get("rules"), list):
             raise RuleError(f"{source}: groups[{i}] needs a name and a list of rules")
@@ -71,6 +105,9 @@ def parse_rules(text: str, source: str = "rules") -> tuple[AlertRule, ...]:
             if not isinstance(rule, dict):
                 raise RuleError(f"{where}: a rule is a mapping")
             if "alert" not in rule:
+                if "record" in rule and isinstance(rule.get("expr"), str | int | float):
+                    body = inline_recorded(str(rule["expr"]), recorded, where)
+                    recorded[str(rule["record"])] = " ".join(body.split())
                 continue
             if not isinstance(rule.get("expr"), str | int | float):
                 raise RuleError(f"{where}: alert {rule['alert']} has no expr")
@@ -81,7 +118,7 @@ def parse_rules(text: str, source: str = "rules") -> tuple[AlertRule, ...]:
             out.append(
                 AlertRule(
                     name=str(rule["alert"]),
-                    expr=str(rule["expr"]),
+                    expr=inline_recorded(str(rule["expr"]), recorded, where),
                     for_s=for_s,
                     labels=_strings(rule.get("labels"), f"{where}.labels"),
                     annotations=_strings(rule.get("annotations"), f"{where}.annotations"),

@@ -22,8 +22,10 @@ from dataclasses import dataclass, replace
 from mesh.observe.spans import CLIENT, SERVER, Span
 
 __all__ = [
+    "Broken",
     "Trace",
     "TreeSpan",
+    "broken_request",
     "build_traces",
     "self_times",
     "slowest_hop",
@@ -207,3 +209,26 @@ def waterfall(trace: Trace, width: int = 40) -> list[str]:
             f"(self {own[s.id] / 1000:6.1f}) {s.status or '-':>3} {flags}{mark}"
         )
     return lines
+
+
+@dataclass(frozen=True, slots=True)
+class Broken:
+    """One request whose trace broke: the pieces Envoy reported, and the tree stitched back."""
+
+    pieces: tuple[Trace, ...]
+    stitched: Trace
+
+
+def broken_request(traces: Sequence[Trace]) -> Broken | None:
+    """The slowest request that broke into pieces, beside its stitched tree (None: no trace
+    broke, or no piece could be placed)."""
+    origin = {t.span.id: trace for trace in traces for t in trace.spans}
+    best: Broken | None = None
+    for whole in stitch(traces):
+        ids = dict.fromkeys(origin[t.span.id].trace_id for t in whole.spans if t.span.id in origin)
+        if len(ids) < 2:
+            continue
+        if best is None or whole.duration_us > best.stitched.duration_us:
+            by_id = {trace.trace_id: trace for trace in traces}
+            best = Broken(tuple(by_id[i] for i in ids), whole)
+    return best

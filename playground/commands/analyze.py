@@ -35,7 +35,9 @@ import yaml
 from mesh.analyze import analyze
 from mesh.app import load_app, load_behavior
 from mesh.diagnostics import Diagnostic, DiagnosticError, Level, render
-from mesh.lesson import load_lesson
+from mesh.exercise import find_exercises
+from mesh.lesson import find_lessons, load_lesson
+from mesh.path import PATH_FILE, load_path
 from mesh.source import load_paths
 from mesh.source.load import YAML_SUFFIXES
 from mesh.state import MeshState, lesson_states
@@ -131,6 +133,8 @@ class _Inputs:
     lessons: list[Path] = field(default_factory=list)
     apps: list[Path] = field(default_factory=list)
     plain: list[str] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+    """Learning paths (``path.yaml`` beside lessons)."""
 
 
 def _collect(folder: Path, into: _Inputs) -> None:
@@ -145,6 +149,8 @@ def _collect(folder: Path, into: _Inputs) -> None:
                 into.apps.append(child)
             else:
                 _collect(child, into)
+        elif child.name == PATH_FILE:
+            into.paths.append(child)
         elif child.suffix in YAML_SUFFIXES:
             into.plain.append(str(child))
 
@@ -166,6 +172,7 @@ def _classify(paths: Sequence[str]) -> _Inputs:
                 found.lessons += inside.lessons
                 found.apps += inside.apps
                 found.plain += inside.plain
+                found.paths += inside.paths
             else:  # a folder of manifests
                 found.plain.append(raw)
         else:
@@ -185,6 +192,17 @@ def _lesson(path: Path) -> list[Diagnostic]:
     for state in lesson_states(lesson):
         found.extend(analyze(state.resources))
     return found
+
+
+def _learning_path(file: Path) -> list[Diagnostic]:
+    """A learning path, checked against the lessons beside it and its exercises folder."""
+    lessons = [p.name for p in find_lessons(file.parent)]
+    exercises = [p.name for p in find_exercises(file.parent / "exercises")]
+    try:
+        load_path(file, lessons, exercises)
+    except DiagnosticError as exc:
+        return list(exc.diagnostics)
+    return []
 
 
 def _app(folder: Path) -> list[Diagnostic]:
@@ -230,6 +248,8 @@ def analyze_paths(paths: Sequence[str], app: str | None = None) -> list[Diagnost
         found.extend(_lesson(lesson))
     for folder in inputs.apps:
         found.extend(_app(folder))
+    for file in inputs.paths:
+        found.extend(_learning_path(file))
     if inputs.plain:
         found.extend(_plain(inputs.plain, app))
     unique = {(d.code, d.file, d.line, d.column, d.message): d for d in found}

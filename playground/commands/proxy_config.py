@@ -216,8 +216,11 @@ def _cidr(prefix_range: dict[str, Any]) -> str:
 
 
 def _chain_match_text(match: dict[str, Any]) -> str:
-    """A ``filter_chain_match`` as istioctl prints it: ``Trans: tls; App: h2; Addr: *:8080``."""
+    """A ``filter_chain_match`` as istioctl prints it: ``SNI: a.example; Trans: tls; App: h2;
+    Addr: *:8080``."""
     parts = []
+    if match.get("server_names"):
+        parts.append(f"SNI: {','.join(match['server_names'])}")
     if match.get("transport_protocol"):
         parts.append(f"Trans: {match['transport_protocol']}")
     if match.get("application_protocols"):
@@ -313,8 +316,16 @@ def render_proxy_config(proxy: ProxyConfig, kind: str, output: str = "short") ->
     payload: Any = data if kind == "all" else data[kind]
     if output == "json":
         return json.dumps(payload, indent=2)
-    text: str = yaml.safe_dump(payload, sort_keys=False, width=100)
+    text: str = yaml.dump(payload, Dumper=_PlainDumper, sort_keys=False, width=100)
     return text.rstrip()
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """YAML as istioctl prints it: a value shared by several clusters (one circuit-breaker
+    object) is written out each time, never as an ``&id001`` anchor and ``*id001`` alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from mesh.runner import LessonRun, Progress, RunnerError, RunOptions, StepSelect
 from mesh.state import lesson_states
 from playground.inputs import lesson_for_runner
 from playground.runners import RUNNERS, get_runner
+from tui.progress import ProgressStore, default_data_dir
 
 __all__ = ["ProgressBar", "format_run", "register"]
 
@@ -258,6 +259,10 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     print(format_run(run))
+    if args.step is None and not run.cancelled:  # a whole run counts towards the path
+        ProgressStore(default_data_dir()).record(
+            lesson.id, args.runner, passed=run.passed, seed=args.seed
+        )
     if not run.passed and lesson.spec.hints:
         print(_hints(lesson))
     if not run.passed and problems:

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from mesh.observe.spans import Span, span_from_json, to_otlp
-from mesh.observe.traces import Trace, build_traces, self_times, stitch, waterfall
+from mesh.observe.traces import (
+    Trace,
+    broken_request,
+    build_traces,
+    self_times,
+    stitch,
+    waterfall,
+)
 
 __all__ = ["format_traces", "register", "sim_spans"]
 
@@ -71,8 +78,10 @@ def sim_spans(run: Any, step: int | None = None) -> list[Span]:
     return out
 
 
-def format_traces(traces: list[Trace], slowest: int) -> str:
-    """The slowest traces as waterfalls, then self time per service over all traces."""
+def format_traces(traces: list[Trace], slowest: int, *, stitched: bool = False) -> str:
+    """The slowest traces as waterfalls; when traces broke into pieces (and were not stitched),
+    the slowest broken request as Envoy reported it beside its stitched tree; then self time
+    per service over all traces."""
     if not traces:
         return "no traces"
     pieces = sum(1 for t in traces if t.piece)
@@ -90,6 +99,18 @@ def format_traces(traces: list[Trace], slowest: int) -> str:
             f"{root.tags.get('http.method', '')} {root.tags.get('http.url', root.name)}",
         ]
         lines += ["  " + line for line in waterfall(trace)]
+    broken = None if stitched or not pieces else broken_request(traces)
+    if broken is not None:
+        lines += [
+            "",
+            f"one request in {len(broken.pieces)} pieces: an app did not propagate the trace "
+            "headers, so its sidecar started a new trace for each call it made:",
+        ]
+        for piece in broken.pieces:
+            lines += ["", f"  piece {piece.trace_id}"]
+            lines += ["    " + line for line in waterfall(piece)]
+        lines += ["", "  the same request stitched back by timing (--stitch does it for all):"]
+        lines += ["    " + line for line in waterfall(broken.stitched)]
     own: dict[str, list[int]] = defaultdict(list)
     for trace in traces:
         times = self_times(trace)
@@ -192,5 +213,5 @@ def _run(args: argparse.Namespace) -> int:
     traces = build_traces(spans)
     if args.stitch:
         traces = stitch(traces)
-    print(format_traces(traces, args.slowest))
+    print(format_traces(traces, args.slowest, stitched=args.stitch))
     return 0 if traces else 1

@@ -63,6 +63,13 @@ def register(sub: Any) -> None:
     p.add_argument("--lesson", default="", help="lesson to open (folder name)")
     p.add_argument("--seed", type=int, default=1, help="random seed of the runs")
     p.add_argument(
+        "--exercise",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="open an exercise workspace (see `meshplay exercise start`): goal, check, hints",
+    )
+    p.add_argument(
         "--runners",
         default="",
         help="comma-separated runners to offer (default: those in this build; kube when a "
@@ -95,8 +102,21 @@ def _run(args: argparse.Namespace) -> int:
         known = ", ".join(p.parent.name for p in sorted(args.root.glob("*/lesson.yaml")))
         print(f"error: no lesson {args.lesson!r} in {args.root}; lessons: {known}", file=sys.stderr)
         return 2
+    exercise = None
+    if args.exercise is not None:
+        from playground.commands.exercise import open_workspace
+
+        found = open_workspace(args.exercise)
+        if found is None:
+            return 2
+        exercise = (found[0], args.exercise)
     app = MeshplayApp(
-        args.root, runner_factories(names), args.data_dir, seed=args.seed, lesson=args.lesson
+        args.root,
+        runner_factories(names),
+        args.data_dir,
+        seed=args.seed,
+        lesson=args.lesson,
+        exercise=exercise,
     )
     app.run()
     finish_background_work(app.session.cancel_all())

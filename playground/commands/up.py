@@ -64,20 +64,24 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=_run)
 
 
-def _resources(path: Path, step: int) -> tuple[str, tuple[Any, ...]]:
+def _resources(path: Path, step: int) -> tuple[str, tuple[Any, ...], Any]:
+    """The name, resources and app behaviour (what pods without code run) of a lesson or app."""
     from mesh.app import load_app
     from mesh.lesson import load_lesson
     from mesh.state import lesson_states
 
     if (path / "lesson.yaml").is_file():
         lesson = load_lesson(path)
+        behavior = lesson.app.behavior
         if step:
-            return lesson.id, _with_app_istio(
-                lesson.app.path, lesson_states(lesson)[step - 1].resources
+            return (
+                lesson.id,
+                _with_app_istio(lesson.app.path, lesson_states(lesson)[step - 1].resources),
+                behavior,
             )
-        return lesson.id, _with_app_istio(lesson.app.path, lesson.app.resources)
+        return lesson.id, _with_app_istio(lesson.app.path, lesson.app.resources), behavior
     app = load_app(path)
-    return app.name, _with_app_istio(app.path, app.resources)
+    return app.name, _with_app_istio(app.path, app.resources), app.behavior
 
 
 def _with_app_istio(app_path: Path, resources: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -220,12 +224,12 @@ def _run(args: argparse.Namespace) -> int:
     if _already_up(state_file):
         return 2
     try:
-        name, resources = _resources(args.path, args.step)
+        name, resources, behavior = _resources(args.path, args.step)
     except DiagnosticError as exc:
         print(render(exc.diagnostics), file=sys.stderr)
         return 2
     workdir = state_dir() / "local-run"
-    mesh = LocalMesh(workdir, seed=args.seed)
+    mesh = LocalMesh(workdir, seed=args.seed, behavior=behavior)
     monitoring_file = state_dir() / "monitoring.json"
     try:
         with terminate_on_signals():

@@ -158,7 +158,7 @@ def create_app(
     install_error_handlers(app)
     _add_operational_routes(app, state, settings.admin_port)
     app.add_middleware(KnobsMiddleware, knobs=state)
-    app.add_middleware(TracePropagationMiddleware)
+    app.add_middleware(TracePropagationMiddleware, knobs=state)
     app.add_middleware(
         ServedByMiddleware, me=entry(settings.service, settings.version, settings.pod)
     )

@@ -2,7 +2,9 @@
 
 `latency_ms` delays every application request (not `/healthz`, `/readyz` or `/admin/*`) before it
 is handled; `error_rate` answers that fraction of application requests with a 500, drawn from a
-`random.Random` seeded with `SEED` so a run can be repeated; `refuse` closes the service's
+`random.Random` seeded with `SEED` so a run can be repeated; `drop_trace_headers` makes the service stop copying the trace headers onto its downstream calls
+(an app that does not propagate trace context: its sidecar starts a new trace per call); `refuse`
+closes the service's
 listening socket (new TCP connections get ECONNREFUSED, which an Envoy upstream reports as a 503
 with response flag `UF`) and makes `/readyz` answer 503 on connections that are still open.
 Knobs start from the environment and can be read and changed live with `GET/PUT /admin/knobs`.
@@ -31,6 +33,9 @@ class Knobs(BaseModel):
     refuse: bool = Field(
         default=False, description="Close the listening socket; /readyz answers 503"
     )
+    drop_trace_headers: bool = Field(
+        default=False, description="Do not copy the trace headers onto downstream calls"
+    )
     decline_rate: float | None = Field(
         default=None, ge=0.0, le=1.0, description="payment only: fraction of new charges declined"
     )
@@ -44,6 +49,7 @@ class KnobsUpdate(BaseModel):
     latency_ms: float | None = Field(default=None, ge=0.0, le=600_000.0)
     error_rate: float | None = Field(default=None, ge=0.0, le=1.0)
     refuse: bool | None = None
+    drop_trace_headers: bool | None = None
     decline_rate: float | None = Field(default=None, ge=0.0, le=1.0)
 
 

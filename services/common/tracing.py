@@ -9,8 +9,12 @@ the request it is serving onto each downstream call. Istio documents this list; 
 from __future__ import annotations
 
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from services.common.knobs import KnobState
 
 PROPAGATED_HEADERS = (
     "x-request-id",
@@ -34,17 +38,20 @@ def current_trace_headers() -> dict[str, str]:
 
 
 class TracePropagationMiddleware:
-    """ASGI middleware that remembers the inbound trace headers for the downstream client."""
+    """ASGI middleware that remembers the inbound trace headers for the downstream client
+    (none while the ``drop_trace_headers`` knob is on)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, knobs: KnobState | None = None) -> None:
         self.app = app
+        self.knobs = knobs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         found: dict[str, str] = {}
-        for raw_name, raw_value in scope.get("headers", []):
+        dropping = self.knobs is not None and self.knobs.current.drop_trace_headers
+        for raw_name, raw_value in () if dropping else scope.get("headers", []):
             name = raw_name.decode("latin-1").lower()
             if name in PROPAGATED_HEADERS:
                 found[name] = raw_value.decode("latin-1")

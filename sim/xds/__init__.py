@@ -17,18 +17,18 @@ This package is a leaf of ``sim``: it imports only ``mesh`` names and :mod:`sim.
 
 from sim.xds.clusters import MAX_UINT32, ClusterSpec, EndpointSpec, OutlierSpec, Thresholds
 from sim.xds.listeners import ChainMatch, FilterChainSpec, HcmSpec, HttpFilterSpec, ListenerSpec
+from sim.xds.route_config import compile_route_config
 from sim.xds.routes import (
     FaultSpec,
+    HeaderOps,
     MirrorSpec,
     RetrySpec,
     RouteSpec,
-    RouteTable,
-    VirtualHostSpec,
-    compile_route_config,
     redirect_status,
 )
 from sim.xds.tables import Landing, ProxyTables, compile_proxy
 from sim.xds.values import fraction, parse_duration
+from sim.xds.vhosts import RouteTable, VirtualHostSpec
 
 __all__ = [
     "MAX_UINT32",
@@ -38,6 +38,7 @@ __all__ = [
     "FaultSpec",
     "FilterChainSpec",
     "HcmSpec",
+    "HeaderOps",
     "HttpFilterSpec",
     "Landing",
     "ListenerSpec",

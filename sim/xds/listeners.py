@@ -68,6 +68,8 @@ class ChainMatch:
     def describe(self) -> str:
         """What the match asks for, as ``istioctl proxy-config listeners`` prints it."""
         parts = []
+        if self.server_names:
+            parts.append("SNI: " + ",".join(self.server_names))
         if self.transport_protocol:
             parts.append(f"Trans: {self.transport_protocol}")
         if self.application_protocols:
@@ -100,6 +102,9 @@ class HcmSpec:
     """The filters the simulator runs before the router (jwt_authn, RBAC, local_ratelimit)."""
     fault: bool
     """The fault filter is in the chain (a route's fault config needs it to take effect)."""
+    edge: bool = False
+    """``use_remote_address`` (a gateway): the HCM sets ``x-forwarded-proto`` from the
+    downstream connection (``https`` when it was TLS)."""
 
     @classmethod
     def from_envoy(cls, config: Json) -> HcmSpec:
@@ -119,6 +124,7 @@ class HcmSpec:
             filters=filters,
             executed=tuple(f for f in filters if f.name in EXECUTED_HTTP_FILTERS),
             fault=any(f.name == tu.FILTER_FAULT for f in filters),
+            edge=bool(config.get("use_remote_address")),
         )
 
 
@@ -135,6 +141,8 @@ class FilterChainSpec:
     rbac: tuple[Json, ...] = ()
     hcm: HcmSpec | None = None
     terminates_tls: bool = False
+    requires_client_certificate: bool = False
+    """The chain's TLS context asks the client for a certificate (MUTUAL, ISTIO_MUTUAL)."""
     logs: bool = False
     """The chain's ``tcp_proxy`` writes an access log (Envoy logs a connection only then)."""
 
@@ -178,6 +186,11 @@ class FilterChainSpec:
             rbac=tuple(rbac),
             hcm=hcm,
             terminates_tls=bool(chain.get("transport_socket")),
+            requires_client_certificate=bool(
+                typed_config(chain["transport_socket"]).get("require_client_certificate")
+                if chain.get("transport_socket")
+                else False
+            ),
             logs=logs,
         )
 
@@ -232,15 +245,21 @@ class ListenerSpec:
         return "raw_buffer", ((HTTP1,) if http and self.http_inspector else ())
 
     def select(
-        self, ip: str, port: int, transport: str = "raw_buffer", alpn: Sequence[str] = ()
+        self,
+        ip: str,
+        port: int,
+        transport: str = "raw_buffer",
+        alpn: Sequence[str] = (),
+        sni: str = "",
     ) -> FilterChainSpec | None:
         """The chain a connection to ``ip:port`` takes, or None (Envoy closes it).
 
         Envoy narrows the chains criterion by criterion, most specific first: destination port,
-        destination IP (longest prefix), server name (no SNI here), transport protocol
-        (``tls`` / ``raw_buffer``), ALPN. At each step the chains that name the value win; only
-        when none does, the chains that leave the criterion unset go on. A port with its own
-        chains therefore never falls back to port-less chains."""
+        destination IP (longest prefix), server name (the SNI ``tls_inspector`` read: an exact
+        name first, then the longest ``*.suffix``), transport protocol (``tls`` /
+        ``raw_buffer``), ALPN. At each step the chains that name the value win; only when none
+        does, the chains that leave the criterion unset go on. A port with its own chains
+        therefore never falls back to port-less chains."""
         stage = [c for c in self.chains if c.match.destination_port == port] or [
             c for c in self.chains if c.match.destination_port is None
         ]
@@ -255,7 +274,7 @@ class ListenerSpec:
                     elif net.prefixlen == best:
                         by_ip.append(c)
         stage = by_ip or [c for c in stage if not c.match.prefix_ranges]
-        stage = [c for c in stage if not c.match.server_names]
+        stage = _by_server_name(stage, sni if self.tls_inspector else "")
         stage = [c for c in stage if c.match.transport_protocol == transport] or [
             c for c in stage if not c.match.transport_protocol
         ]
@@ -264,3 +283,23 @@ class ListenerSpec:
             c for c in stage if not c.match.application_protocols
         ]
         return stage[0] if stage else self.default_chain
+
+
+def _by_server_name(chains: list[FilterChainSpec], sni: str) -> list[FilterChainSpec]:
+    """Envoy's server-name step: chains naming ``sni`` exactly, else those whose longest
+    ``*.suffix`` covers it, else those without ``server_names``."""
+    if sni:
+        exact = [c for c in chains if sni in c.match.server_names]
+        if exact:
+            return exact
+        best = 0
+        found: list[FilterChainSpec] = []
+        for c in chains:
+            for name in c.match.server_names:
+                if name.startswith("*.") and sni.endswith(name[1:]) and len(name) >= best:
+                    if len(name) > best:
+                        best, found = len(name), []
+                    found.append(c)
+        if found:
+            return found
+    return [c for c in chains if not c.match.server_names]

@@ -9,33 +9,60 @@ filter: the route's own entry, else its virtual host's (:attr:`RouteSpec.per_fil
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mesh.envoy_api import type_urls as tu
-from sim.matchers import HeaderMatcher, PathMatcher, QueryMatcher, header_matcher, query_matcher
-from sim.xds.values import fraction, header_values, parse_duration
+from sim.matchers import HeaderMatcher, PathMatcher, QueryMatcher
+from sim.protojson import (
+    enum_name,
+    wrapped_int,
+)
+from sim.xds.values import HeaderOp, fraction, header_values, parse_duration
 
 __all__ = [
+    "REDIRECT_CODES",
     "FaultSpec",
+    "HeaderOps",
     "MirrorSpec",
+    "RegexRewrite",
     "RetrySpec",
     "RouteSpec",
-    "RouteTable",
-    "VirtualHostSpec",
-    "compile_route_config",
     "redirect_status",
 ]
 
 Json = Mapping[str, Any]
-_REDIRECT_STATUS = {
-    "MOVED_PERMANENTLY": 301,
-    "FOUND": 302,
-    "SEE_OTHER": 303,
-    "TEMPORARY_REDIRECT": 307,
-    "PERMANENT_REDIRECT": 308,
-}
+REDIRECT_CODES = (
+    "MOVED_PERMANENTLY",
+    "FOUND",
+    "SEE_OTHER",
+    "TEMPORARY_REDIRECT",
+    "PERMANENT_REDIRECT",
+)
+"""``RedirectAction.RedirectResponseCode`` by number."""
+_REDIRECT_STATUS = dict(zip(REDIRECT_CODES, (301, 302, 303, 307, 308), strict=True))
+RegexRewrite = tuple[re.Pattern[str], Callable[[re.Match[str]], str]]
+"""A compiled ``RegexMatchAndSubstitute``: the RE2 pattern and its substitution."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderOps:
+    """Header mutations at one level (route, virtual host or route configuration)."""
+
+    request_add: tuple[HeaderOp, ...] = ()
+    request_remove: tuple[str, ...] = ()
+    response_add: tuple[HeaderOp, ...] = ()
+    response_remove: tuple[str, ...] = ()
+
+    @classmethod
+    def from_envoy(cls, item: Mapping[str, Any]) -> HeaderOps:
+        """The four ``*_headers_to_add``/``*_headers_to_remove`` fields of ``item``."""
+        return cls(
+            header_values(item.get("request_headers_to_add")),
+            tuple(str(h).lower() for h in item.get("request_headers_to_remove") or ()),
+            header_values(item.get("response_headers_to_add")),
+            tuple(str(h).lower() for h in item.get("response_headers_to_remove") or ()),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +85,7 @@ class RetrySpec:
         base = parse_duration(back_off.get("base_interval"), 0.025)
         predicates = policy.get("retry_host_predicate") or ()
         return cls(
-            num_retries=int(policy.get("num_retries", 1)),
+            num_retries=wrapped_int(policy.get("num_retries"), 1),
             retry_on=frozenset(
                 t.strip() for t in str(policy.get("retry_on", "")).split(",") if t.strip()
             ),
@@ -69,7 +96,9 @@ class RetrySpec:
             base_interval=base,
             max_interval=parse_duration(back_off.get("max_interval"), base * 10),
             previous_hosts=any("previous_hosts" in str(p.get("name", "")) for p in predicates),
-            host_selection_max_attempts=int(policy.get("host_selection_retry_max_attempts", 1)),
+            host_selection_max_attempts=wrapped_int(
+                policy.get("host_selection_retry_max_attempts"), 1
+            ),
         )
 
     def retries_status(self, status: int) -> bool:
@@ -149,12 +178,27 @@ class RouteSpec:
     mirrors: tuple[MirrorSpec, ...] = ()
     fault: FaultSpec | None = None
     prefix_rewrite: str | None = None
-    regex_rewrite: tuple[re.Pattern[str], str] | None = None
+    regex_rewrite: RegexRewrite | None = None
     host_rewrite: str = ""
-    request_headers_to_add: tuple[tuple[str, str, bool], ...] = ()
+    host_rewrite_header: str = ""
+    host_rewrite_regex: RegexRewrite | None = None
+    request_headers_to_add: tuple[HeaderOp, ...] = ()
     request_headers_to_remove: tuple[str, ...] = ()
-    response_headers_to_add: tuple[tuple[str, str, bool], ...] = ()
+    response_headers_to_add: tuple[HeaderOp, ...] = ()
     response_headers_to_remove: tuple[str, ...] = ()
+    request_levels: tuple[tuple[tuple[str, ...], tuple[HeaderOp, ...]], ...] = ()
+    """Request header mutations as Envoy applies them: (removals, additions) of the route, then
+    of its virtual host, then of the route configuration (the most general wins a conflict)."""
+    response_levels: tuple[tuple[tuple[str, ...], tuple[HeaderOp, ...]], ...] = ()
+    """The same for response headers."""
+    grpc: bool = False
+    """``match.grpc``: only requests whose ``content-type`` starts with ``application/grpc``."""
+    runtime: tuple[int, int] | None = None
+    """``match.runtime_fraction`` (numerator, denominator): the route matches when the request's
+    random value modulo the denominator is below the numerator (no runtime override exists)."""
+    weight_header: str = ""
+    """``weighted_clusters.header_name``: the request header holding the random value."""
+    cluster_not_found_code: int = 503
     redirect: Mapping[str, Any] = field(default_factory=dict)
     direct_status: int = 0
     direct_body: str = ""
@@ -165,10 +209,19 @@ class RouteSpec:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     def matches(
-        self, path: str, query: Mapping[str, str] | None, headers: Mapping[str, str]
+        self,
+        path: str,
+        query: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+        random_value: int = 0,
     ) -> bool:
-        """Envoy's RouteMatch: path matcher AND every header matcher AND every query matcher."""
+        """Envoy's RouteMatch: path matcher AND every header matcher AND every query matcher
+        (AND ``grpc``, AND ``runtime_fraction`` for ``random_value``)."""
         if not self.path.matches(path):
+            return False
+        if self.grpc and not headers.get("content-type", "").startswith("application/grpc"):
+            return False
+        if self.runtime is not None and random_value % self.runtime[1] >= self.runtime[0]:
             return False
         for h in self.headers:
             if not h.matches(headers):
@@ -181,175 +234,9 @@ class RouteSpec:
         return True
 
 
-@dataclass(slots=True)
-class VirtualHostSpec:
-    """A virtual host: its domains and ordered routes (first match wins)."""
-
-    name: str
-    domains: tuple[str, ...]
-    routes: list[RouteSpec]
-    pseudo_headers: bool = False
-    service_host: str = ""
-
-    catch_all: RouteSpec | None = None
-    """The first route when it matches every request whose path starts with ``/`` (``prefix:
-    /``, no header or query matcher): then it is the one, without matching per request."""
-
-    def __post_init__(self) -> None:
-        host = self.name.rsplit(":", 1)[0]
-        self.service_host = host if host.count(".") >= 2 else ""
-        self.pseudo_headers = any(h.name.startswith(":") for r in self.routes for h in r.headers)
-        first = self.routes[0] if self.routes else None
-        if first is not None and first.path.matches_everything and not first.headers:
-            self.catch_all = None if first.query else first
-
-    def match(
-        self, path: str, query: Mapping[str, str] | None, headers: Mapping[str, str]
-    ) -> RouteSpec | None:
-        """The first route whose match holds, or None (Envoy answers 404 NR)."""
-        for r in self.routes:
-            if r.matches(path, query, headers):
-                return r
-        return None
-
-
-class RouteTable:
-    """A RouteConfiguration: virtual hosts selected by the ``:authority`` (Host) header.
-
-    Envoy's order: an exact domain, then the longest ``*.suffix`` wildcard, then the longest
-    ``prefix.*`` wildcard, then ``*``. Istio sets ``ignore_port_in_host_matching``, so a
-    ``:port`` suffix on the Host header is ignored.
-    """
-
-    def __init__(self, name: str, vhosts: Sequence[VirtualHostSpec], ignore_port: bool) -> None:
-        self.name = name
-        self.vhosts = list(vhosts)
-        self.ignore_port = ignore_port
-        self._exact: dict[str, VirtualHostSpec] = {}
-        self._suffix: list[tuple[str, VirtualHostSpec]] = []
-        self._prefix: list[tuple[str, VirtualHostSpec]] = []
-        self._any: VirtualHostSpec | None = None
-        for vh in self.vhosts:
-            for domain in vh.domains:
-                d = domain.lower()
-                if d == "*":
-                    self._any = self._any or vh
-                elif d.startswith("*"):
-                    self._suffix.append((d[1:], vh))
-                elif d.endswith("*"):
-                    self._prefix.append((d[:-1], vh))
-                else:
-                    self._exact.setdefault(d, vh)
-        self._suffix.sort(key=lambda p: -len(p[0]))
-        self._prefix.sort(key=lambda p: -len(p[0]))
-        self._cache: dict[str, VirtualHostSpec | None] = {}
-
-    def vhost(self, authority: str) -> VirtualHostSpec | None:
-        """The virtual host serving ``authority`` (cached per distinct Host value)."""
-        if authority in self._cache:
-            return self._cache[authority]
-        host = authority.lower()
-        result = self._exact.get(host)
-        if result is None and self.ignore_port and ":" in host:
-            host = host.rsplit(":", 1)[0]
-            result = self._exact.get(host)
-        if result is None:
-            result = next((vh for s, vh in self._suffix if host.endswith(s)), None)
-        if result is None:
-            result = next((vh for p, vh in self._prefix if host.startswith(p)), None)
-        if result is None:
-            result = self._any
-        self._cache[authority] = result
-        return result
-
-
-def _compile_route(route: Mapping[str, Any], index: int, vhost_filters: Json) -> RouteSpec:
-    match = route.get("match") or {}
-    path = PathMatcher.from_envoy(match)
-    headers = tuple(header_matcher(h) for h in match.get("headers") or ())
-    query = tuple(query_matcher(q) for q in match.get("query_parameters") or ())
-    meta = ((route.get("metadata") or {}).get("filter_metadata") or {}).get("istio") or {}
-    spec = RouteSpec(
-        name=str(route.get("name", "")),
-        index=index,
-        path=path,
-        headers=headers,
-        query=query,
-        action="none",
-        decorator=str((route.get("decorator") or {}).get("operation", "")),
-        config_source=str(meta.get("config", "")),
-        per_filter={**vhost_filters, **(route.get("typed_per_filter_config") or {})},
-        raw=route,
-    )
-    spec.request_headers_to_add = header_values(route.get("request_headers_to_add"))
-    spec.request_headers_to_remove = tuple(
-        str(h).lower() for h in route.get("request_headers_to_remove") or ()
-    )
-    spec.response_headers_to_add = header_values(route.get("response_headers_to_add"))
-    spec.response_headers_to_remove = tuple(
-        str(h).lower() for h in route.get("response_headers_to_remove") or ()
-    )
-    fault = spec.per_filter.get(tu.FILTER_FAULT)
-    if fault:
-        spec.fault = FaultSpec.from_envoy(fault)
-    if "route" in route:
-        action = route["route"]
-        spec.action = "route"
-        if "cluster" in action:
-            spec.clusters = ((str(action["cluster"]), 1),)
-        elif "weighted_clusters" in action:
-            spec.clusters = tuple(
-                (str(c["name"]), int(c.get("weight", 0)))
-                for c in action["weighted_clusters"].get("clusters", ())
-            )
-        elif "cluster_header" in action:
-            spec.cluster_header = str(action["cluster_header"]).lower()
-        spec.total_weight = sum(w for _, w in spec.clusters)
-        spec.cluster = spec.clusters[0][0] if spec.clusters else ""
-        spec.timeout = parse_duration(action.get("timeout"), 15.0)
-        if action.get("retry_policy"):
-            spec.retry = RetrySpec.from_envoy(action["retry_policy"])
-        spec.hash_policy = tuple(action.get("hash_policy") or ())
-        spec.mirrors = tuple(
-            MirrorSpec(str(m["cluster"]), fraction(m.get("runtime_fraction"), 1.0))
-            for m in action.get("request_mirror_policies") or ()
-        )
-        if "prefix_rewrite" in action:
-            spec.prefix_rewrite = str(action["prefix_rewrite"])
-        if "regex_rewrite" in action:
-            rr = action["regex_rewrite"]
-            spec.regex_rewrite = (re.compile(rr["pattern"]["regex"]), str(rr["substitution"]))
-        spec.host_rewrite = str(action.get("host_rewrite_literal", ""))
-    elif "redirect" in route:
-        spec.action = "redirect"
-        spec.redirect = route["redirect"]
-    elif "direct_response" in route:
-        spec.action = "direct_response"
-        dr = route["direct_response"]
-        spec.direct_status = int(dr.get("status", 200))
-        body = dr.get("body") or {}
-        spec.direct_body = str(body.get("inline_string", body.get("inline_bytes", "")))
-    return spec
-
-
 def redirect_status(redirect: Mapping[str, Any]) -> int:
-    """The status of a ``redirect`` action (301 unless ``response_code`` says otherwise)."""
-    return _REDIRECT_STATUS.get(str(redirect.get("response_code", "MOVED_PERMANENTLY")), 301)
-
-
-def compile_route_config(rc: Mapping[str, Any]) -> RouteTable:
-    """A RouteConfiguration dict -> RouteTable."""
-    vhosts = [
-        VirtualHostSpec(
-            name=str(vh.get("name", "")),
-            domains=tuple(str(d) for d in vh.get("domains") or ()),
-            routes=[
-                _compile_route(r, i, vh.get("typed_per_filter_config") or {})
-                for i, r in enumerate(vh.get("routes") or ())
-            ],
-        )
-        for vh in rc.get("virtual_hosts") or ()
+    """The status of a ``redirect`` action (301 unless ``response_code`` says otherwise; the
+    code by name or by enum number)."""
+    return _REDIRECT_STATUS[
+        enum_name(redirect.get("response_code"), REDIRECT_CODES, "MOVED_PERMANENTLY")
     ]
-    return RouteTable(
-        str(rc.get("name", "")), vhosts, bool(rc.get("ignore_port_in_host_matching", True))
-    )

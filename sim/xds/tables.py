@@ -22,8 +22,10 @@ from typing import Any
 from mesh.envoy_api.names import VIRTUAL_INBOUND, VIRTUAL_OUTBOUND
 from sim.xds.clusters import ClusterSpec, compile_cluster
 from sim.xds.listeners import FilterChainSpec, ListenerSpec
-from sim.xds.routes import RouteSpec, RouteTable, compile_route_config
+from sim.xds.route_config import compile_route_config
+from sim.xds.routes import RouteSpec
 from sim.xds.values import listener_port
+from sim.xds.vhosts import RouteTable
 
 __all__ = ["Landing", "ProxyTables", "compile_proxy"]
 
@@ -82,6 +84,7 @@ class ProxyTables:
         self.http_out: dict[str, dict[int, Landing]] = {}
         """Landings of HTTP requests by dialled address, then port: what the hot path reads."""
         self._tcp_out: dict[str, dict[int, Landing]] = {}
+        self._tls_out: dict[tuple[str, int, str, tuple[str, ...]], Landing] = {}
         self.http_in: dict[int, dict[tuple[str, ...] | None, Landing]] = {}
         """Landings of HTTP requests on ``virtualInbound`` by port, then the ALPN of an mTLS
         connection (None for plaintext): one proxy, one pod IP."""
@@ -136,11 +139,12 @@ class ProxyTables:
         tls: bool,
         alpn: tuple[str, ...],
         http: bool,
+        sni: str = "",
     ) -> Landing:
         if listener is None:
             return Landing(None, None)
         transport, offered = listener.detect(tls=tls, alpn=alpn, http=http)
-        chain = listener.select(ip, port, transport, offered)
+        chain = listener.select(ip, port, transport, offered, sni)
         routes = None
         route = None
         if chain is not None and chain.hcm is not None:
@@ -161,6 +165,18 @@ class ProxyTables:
             if listener is None:
                 listener = self.virtual_listener(VIRTUAL_OUTBOUND)
             found = cache[port] = self._land(listener, ip, port, False, (), http)
+        return found
+
+    def outbound_tls(self, ip: str, port: int, sni: str, alpn: tuple[str, ...]) -> Landing:
+        """Where a TLS connection offering ``sni`` and ``alpn`` to ``ip:port`` lands (a client
+        speaking HTTPS to a gateway; cached per SNI and ALPN)."""
+        key = (ip, port, sni, alpn)
+        found = self._tls_out.get(key)
+        if found is None:
+            listener = self.outbound_listener(ip, port)
+            if listener is None:
+                listener = self.virtual_listener(VIRTUAL_OUTBOUND)
+            found = self._tls_out[key] = self._land(listener, ip, port, True, alpn, True, sni)
         return found
 
     def inbound(

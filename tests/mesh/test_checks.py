@@ -90,3 +90,23 @@ def test_prometheus_text_uses_istio_names_and_labels() -> None:
     assert 'istio_requests_total{reporter="source",' in text
     assert 'destination_version="v1"' in text and 'response_code="200"' in text
     assert "istio_request_duration_milliseconds_bucket{" in text and 'le="10"} 1' in text
+
+
+def test_proxy_config_is_graded_on_the_steps_configuration() -> None:
+    """``proxy_config`` asks the step's translated configuration, not the records; without a
+    measure (or for a pod without a sidecar) it is no data, never a pass."""
+    from mesh.lesson import ConfigSelector
+
+    exp = Expectation(proxy_config=ConfigSelector(workload="api-gateway-v1"), at_most=8)
+    sizes = {("api-gateway-v1", "clusters"): 7.0}
+
+    def measure(workload: str, what: str) -> float:
+        return sizes.get((workload, what), math.nan)
+
+    assert evaluate(exp, [], 1.0, config=measure).verdict is Verdict.PASS
+    sizes[("api-gateway-v1", "clusters")] = 15.0
+    assert evaluate(exp, [], 1.0, config=measure).verdict is Verdict.FAIL
+    assert evaluate(exp, [], 1.0).verdict is Verdict.NO_DATA
+    other = Expectation(proxy_config=ConfigSelector(workload="postgres"), at_most=8)
+    assert evaluate(other, [], 1.0, config=measure).verdict is Verdict.NO_DATA
+    assert exp.describe() == "proxy_config(api-gateway-v1 clusters) <= 8"

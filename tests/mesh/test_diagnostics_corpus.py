@@ -77,6 +77,9 @@ def test_every_catalog_code_is_covered_by_the_corpus() -> None:
     text += "".join(p.read_text() for p in (ROOT / LESSONS).glob("*/expected.diag"))
     # runner codes (MPY5xxx) need a running Envoy: their pinned text lives in the real-Envoy tests
     text += "".join(p.read_text() for p in (ROOT / "tests" / "cluster" / "local").glob("test_*.py"))
+    # exercise codes (MPY6xxx) are pinned where exercises are tested
+    text += (ROOT / "tests" / "playground" / "test_exercise.py").read_text()
+    text += (ROOT / "tests" / "playground" / "test_lessons_cli.py").read_text()
     seen = set(re.findall(r"\[((?:IST|MPY)\d{4})\]", text))
     assert sorted(set(CATALOG) - seen) == []
 

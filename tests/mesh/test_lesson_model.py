@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from mesh.lesson import RequestSpec
+from pathlib import Path
+
+import pytest
+
+from mesh.diagnostics import DiagnosticError, render
+from mesh.lesson import RequestSpec, load_lesson
 from mesh.model import FrozenMap
+from tests.fakes import lesson_folder
 
 
 def test_request_id_placeholder_becomes_each_requests_own_id() -> None:
@@ -21,3 +27,20 @@ def test_other_header_values_and_other_placeholders_are_left_alone() -> None:
         headers=FrozenMap({"authorization": "Bearer ${jwt:a@b.c}", "end-user": "jason"})
     )
     assert spec.headers_for("r1") == {"authorization": "Bearer ${jwt:a@b.c}", "end-user": "jason"}
+
+
+def test_a_proxy_config_expectation_names_a_workload_and_a_known_measure(tmp_path: Path) -> None:
+    """Both mistakes at once, positioned: an unknown workload (MPY4003, with a suggestion) and
+    an unknown measure (MPY4004)."""
+    folder = lesson_folder(
+        tmp_path,
+        "cfg",
+        "title: T\nsteps:\n  - name: s\n    expect:\n"
+        "      - proxy_config: {workload: api-gateway-v9, measure: clusters}\n        at_most: 8\n"
+        "      - proxy_config: {workload: api-gateway-v1, measure: filters}\n        at_most: 8\n",
+    )
+    with pytest.raises(DiagnosticError) as info:
+        load_lesson(folder)
+    text = render(info.value.diagnostics)
+    assert 'error[MPY4003] Lesson cfg: workload "api-gateway-v9" is not a Deployment' in text
+    assert 'error[MPY4004] Lesson cfg: measure "filters" is not one of clusters' in text

@@ -3,6 +3,7 @@ whole titles when the terminal has room."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -31,9 +32,9 @@ def test_runs_on_and_runs_here_are_separate_columns(
     assert main(["lessons", "--root", LESSONS]) == 0
     out = capsys.readouterr().out
     header = out.splitlines()[0]
-    assert header.split()[:6] == ["LESSON", "TRACK", "RUNS", "ON", "RUNS", "HERE"]
+    assert header.split()[:6] == ["LESSON", "RUNS", "ON", "RUNS", "HERE", "PASSED"]
     table = rows(out)
-    assert len(table) == 19  # 16 plus the observability track (17-19)
+    assert len(table) == 21  # 16, observability (17-19), service communication (20), Sidecar scoping (21)
     # lesson 15 lists sim and kube; without a cluster only sim can run it here
     assert "sim, kube  " in table["15-network-policy"]
     assert table["15-network-policy"].split("sim, kube", 1)[1].split()[0] == "sim"
@@ -72,3 +73,60 @@ def test_titles_are_cut_to_a_narrow_terminal(
     table = rows(capsys.readouterr().out)
     assert all(len(line) <= 100 for line in table.values())
     assert table["04-load-balancing"].endswith("\u2026")
+
+
+def test_the_path_is_listed_phase_by_phase_with_progress(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Phases in path order, each with its lessons then its exercises; a lesson run whole on a
+    runner (``meshplay run``) shows that runner under PASSED ON."""
+    monkeypatch.setenv("MESHPLAY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["run", str(ROOT / "lessons" / "01-request-routing"), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["lessons", "--root", LESSONS]) == 0
+    out = capsys.readouterr().out
+    phases = [line for line in out.splitlines() if line.startswith("# ")]
+    assert [p.split(" - ")[0] for p in phases] == [
+        "# Foundation", "# Traffic management", "# Security", "# Advanced",
+    ]  # fmt: skip
+    foundation = out.split("# Foundation", 1)[1].split("# Traffic management", 1)[0]
+    assert foundation.index("01-request-routing") < foundation.index("exercise pin-product-v1")
+    assert re.split(r"\s{2,}", rows(out)["01-request-routing"])[3] == "sim"
+    assert re.split(r"\s{2,}", rows(out)["02-traffic-shifting"])[3] == "-"
+
+
+def test_a_path_naming_a_missing_lesson_is_a_positioned_mpy6002(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A typo in path.yaml is reported at its line and column, with a suggestion."""
+    root = tmp_path / "lessons"
+    (root / "01-request-routing").mkdir(parents=True)
+    for name in ("lesson.yaml", "explanation.md"):
+        src = ROOT / "lessons" / "01-request-routing" / name
+        (root / "01-request-routing" / name).write_text(src.read_text())
+    (root / "01-request-routing" / "istio").symlink_to(
+        ROOT / "lessons" / "01-request-routing" / "istio"
+    )
+    (root / "path.yaml").write_text(
+        "phases:\n  - id: foundation\n    title: Foundation\n    lessons: [01-request-routin]\n"
+    )
+    assert main(["lessons", "--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert f"{root / 'path.yaml'}:4:15: error[MPY6002]" in err
+    assert "01-request-routing" in err  # did you mean
+
+
+def test_every_lesson_on_the_path_names_its_istio_page_and_version() -> None:
+    """A learner can read the page a lesson mirrors; the version says which istiod it follows."""
+    from mesh.exercise import find_exercises
+    from mesh.lesson import find_lessons, load_lesson
+    from mesh.path import load_path
+
+    root = ROOT / "lessons"
+    names = [p.name for p in find_lessons(root)]
+    path = load_path(root / "path.yaml", names, [p.name for p in find_exercises(root / "exercises")])
+    for name in path.lessons:
+        spec = load_lesson(root / name).spec
+        assert spec.mirrors.startswith("https://"), name
+        assert spec.istio, name

@@ -104,3 +104,16 @@ def test_sync_states_mean_what_istiod_means() -> None:
     assert sync_state(["3"], ["3"]) == "SYNCED"  # the last one sent was acknowledged
     assert sync_state(["4"], ["3"]) == "STALE"  # sent, not (yet) acknowledged, or NACKed
     assert sync_state(["3", "4"], ["3", None]) == "STALE"
+
+
+def test_yaml_output_writes_shared_values_out_like_istioctl(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Clusters that share one circuit-breaker value print it in full each time: no YAML
+    anchors and aliases (``&id001`` / ``*id001``), which istioctl never prints."""
+    lesson = str(ROOT / "lessons" / "08-circuit-breaking")
+    argv = ["pc", "clusters", "deploy/api-gateway-v1", lesson, "-o", "yaml"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("circuit_breakers:") > 1
+    assert "&id" not in out and "*id" not in out

@@ -4,9 +4,12 @@ driven directly: which request gets a connection, which overflows (503 ``UO``), 
 
 from __future__ import annotations
 
+import random
+import statistics
+
 import simpy
 
-from sim.connpool import CONNECTION_SETUP_S, ConnPool, PoolStats, Slot
+from sim.connpool import CONNECTION_SETUP_S, ConnPool, Delay, PoolStats, Slot
 from sim.xds import Thresholds
 
 H1 = "10.0.0.1:8080"
@@ -186,3 +189,34 @@ def test_counters_are_shared_with_the_next_pool_of_the_cluster() -> None:
     new.acquire(H1)
     assert stats.cx_total == 2
     assert (new.active, new.connections) == (1, 1)
+
+
+def test_a_sized_pool_draws_each_handshake_and_is_busy_meanwhile() -> None:
+    # a pool a DestinationRule sized times each mTLS connection on its own (seeded) draw, and
+    # knows how long the proxy's event loop stays busy with the handshakes under way
+    env = simpy.Environment()
+    thresholds = Thresholds(max_connections=1, max_pending_requests=1, max_requests=1)
+    p = ConnPool(env, thresholds, 1, PoolStats(), connect=Delay(0.0005, 0.6), rng=random.Random(3))
+    opened = []
+    for _ in range(20):
+        began = env.now
+        ev = p.acquire(H1, tls=True)
+        assert isinstance(ev, simpy.Event)
+        assert p.busy_s() > 0
+        env.run(until=ev)
+        assert p.busy_s() == 0
+        opened.append(env.now - began)
+        p.release(H1, reusable=True)  # one request per connection: closed
+    assert len(set(opened)) == 20
+    assert 0.0003 < statistics.median(opened) < 0.0008
+    assert p.stats.cx_total == 20
+
+
+def test_an_unsized_pool_is_never_busy() -> None:
+    env = simpy.Environment()
+    p = pool(env)
+    ev = p.acquire(H1, tls=True)
+    assert isinstance(ev, simpy.Event)
+    assert p.busy_s() == 0  # the fixed model: no event loop to wait for
+    env.run()
+    assert env.now == CONNECTION_SETUP_S

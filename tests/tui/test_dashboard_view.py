@@ -46,3 +46,25 @@ async def test_the_dashboard_shows_every_services_golden_signals(
         from mesh.metrics import client_side
 
         assert pane.dashboard.count == len(client_side(live.records(1)))
+
+
+async def test_the_dashboard_plots_rate_errors_and_latency_percentiles(
+    make_app: Callable[..., MeshplayApp],
+) -> None:
+    from textual_plotext import PlotextPlot
+
+    app = make_app()
+    async with app.run_test(size=(150, 40)) as pilot:
+        await pilot.press("enter", "r")
+        await wait_run(pilot)
+        await pilot.press("6")
+        await pilot.pause(0.3)
+        screen = app.export_screenshot().replace("&#160;", " ")
+        for title in ("requests/s", "errors %", "latency ms · "):
+            assert title in screen, title
+        rate = app.query_one("#plot-rate", PlotextPlot)
+        drawn = "".join(str(line) for line in rate.render_lines(rate.region.reset_offset))
+        assert "product" in drawn and "api-gateway" in drawn  # one line per busy service
+        latency = app.query_one("#plot-latency", PlotextPlot)
+        drawn = "".join(str(line) for line in latency.render_lines(latency.region.reset_offset))
+        assert "p50" in drawn and "p99" in drawn

@@ -244,6 +244,63 @@ def test_ingress_gateway_routes_by_gateway_virtual_service(mesh: LocalMesh) -> N
     assert len(records) == 10 and {r.response_code for r in records} == {200}
 
 
+TLS_GATEWAY = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: tls-gateway, namespace: shop}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http-bookinfo, protocol: HTTP}
+    hosts: [bookinfo.example.com]
+  - port: {number: 80, name: http-redirect, protocol: HTTP}
+    hosts: [secure.example.com]
+    tls: {httpsRedirect: true}
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: [secure.example.com]
+    tls: {mode: SIMPLE, credentialName: secure-cred}
+  - port: {number: 443, name: https-mtls, protocol: HTTPS}
+    hosts: [partner.example.com]
+    tls: {mode: MUTUAL, credentialName: partner-cred}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: tls-shop, namespace: shop}
+spec:
+  hosts: [bookinfo.example.com, secure.example.com, partner.example.com]
+  gateways: [tls-gateway]
+  http:
+  - route:
+    - destination: {host: frontend, port: {number: 8080}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("host", "scheme", "cert", "statuses"),
+    [
+        # a server on the targetPort 8080 (Bookinfo's Gateway) serves the Service's port 80
+        ("bookinfo.example.com", "http", False, {200}),
+        # httpsRedirect: plaintext gets Envoy's 301 to https://
+        ("secure.example.com", "http", False, {301}),
+        # SIMPLE: TLS with SNI, the run's CA issued secure-cred for the server's host
+        ("secure.example.com", "https", False, {200}),
+        # MUTUAL: with a client certificate from the same CA, and without one (no handshake)
+        ("partner.example.com", "https", True, {200}),
+        ("partner.example.com", "https", False, {0}),
+    ],
+)
+def test_ingress_gateway_ports_and_https_servers_on_real_envoy(
+    mesh: LocalMesh, host: str, scheme: str, cert: bool, statuses: set[int]
+) -> None:
+    mesh.apply(MeshState(mesh.resources).apply(_load(TLS_GATEWAY)).resources)
+    spec = TrafficSpec(
+        from_="ingress", to=host, scheme=scheme, client_certificate=cert,
+        requests=(RequestSpec(path="/api/products"),), concurrency=1, count=3, duration_s=10,
+    )  # fmt: skip
+    report = drive(spec, traffic_targets(mesh, spec), random.Random(5))
+    assert {o.status for o in report.outcomes} == statuses, [o.error for o in report.outcomes]
+
+
 def test_proxy_status_reads_every_envoy_live(
     mesh: LocalMesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -187,3 +187,40 @@ def test_describe_shows_the_query_on_one_line() -> None:
 )
 def test_the_families_a_query_reads(expr: str, families: set[str] | None) -> None:
     assert families_read(expr) == (None if families is None else frozenset(families))
+
+
+def test_an_alert_over_a_recorded_series_uses_the_recording_rules_expression() -> None:
+    """Recording rules are how real rule files factor a ratio; an alert that names a recorded
+    series is graded on that series' expression (chained recordings too), since a TSDB built
+    after the run never evaluated the recording rule."""
+    text = """
+groups:
+- name: g
+  rules:
+  - record: svc:requests:rate10s
+    expr: sum(rate(istio_requests_total[10s]))
+  - record: svc:errors:ratio
+    expr: sum(rate(istio_requests_total{response_code=~"5.."}[10s])) / svc:requests:rate10s
+  - alert: Burst
+    expr: svc:errors:ratio > 0.1
+    for: 2s
+"""
+    (rule,) = parse_rules(text)
+    assert rule.expr == (
+        '(sum(rate(istio_requests_total{response_code=~"5.."}[10s])) / '
+        "(sum(rate(istio_requests_total[10s])))) > 0.1"
+    )
+
+
+def test_a_recorded_series_with_a_selector_is_refused() -> None:
+    """``recorded{label="x"}`` or ``recorded[1m]`` would need the rule's history: a RuleError
+    that says so, not a silently wrong alert."""
+    text = """
+groups:
+- name: g
+  rules:
+  - {record: "r:x", expr: "sum(up)"}
+  - {alert: A, expr: 'r:x{job="a"} > 1'}
+"""
+    with pytest.raises(RuleError, match="selector or range"):
+        parse_rules(text)

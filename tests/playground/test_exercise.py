@@ -1,0 +1,228 @@
+"""Exercises grade behaviour: several different correct answers pass, plausible wrong ones fail
+with the check or diagnostic that explains them, and the learner's flow (start, check, hint,
+solution) works end to end on the command line.
+
+Answers live in ``testdata/exercises/<exercise>/<good|bad>-<case>/``, laid out like a workspace.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mesh.diagnostics import DiagnosticError, render
+from mesh.exercise import (
+    PROGRESS_FILE,
+    CheckReport,
+    check_workspace,
+    find_exercises,
+    load_exercise,
+    read_progress,
+)
+from playground.cli import main
+from playground.runners import get_runner
+
+HERE = Path(__file__).parent / "testdata" / "exercises"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cases(kind: str) -> list[tuple[str, str]]:
+    return sorted(
+        (ex.name, case.name)
+        for ex in HERE.iterdir()
+        if ex.is_dir()
+        for case in ex.iterdir()
+        if case.name.startswith(kind + "-")
+    )
+
+
+WRONG: dict[tuple[str, str], tuple[int, str]] = {
+    # (exercise, case): (the first step that fails, what explains it: a metric or a diagnostic code)
+    ("canary-rollback", "bad-wrong-subset"): (1, "IST0101"),
+    ("canary-rollback", "bad-weight-sum"): (1, "share"),
+    ("canary-rollback", "bad-rule-after-catch-all"): (1, "IST0130"),
+    ("canary-rollback", "bad-second-virtualservice"): (3, "IST0109"),
+    ("secure-payments", "bad-wrong-namespace"): (2, "rate"),
+    ("secure-payments", "bad-no-mtls"): (3, "count"),
+    ("secure-payments", "bad-wrong-principal"): (1, "rate"),
+    ("secure-payments", "bad-whole-namespace-allow"): (4, "rate"),
+    ("pin-product-v1", "bad-no-destination-rule"): (1, "IST0101"),
+    ("pin-product-v1", "bad-only-api-gateway"): (2, "share"),
+    ("pin-product-v1", "bad-label-typo"): (1, "IST0173"),
+    ("pin-product-v1", "bad-destination-rule-only"): (1, "share"),
+    ("payment-error-alert", "bad-threshold-too-high"): (2, "alert"),
+    ("payment-error-alert", "bad-wrong-service"): (2, "alert"),
+    ("payment-error-alert", "bad-counts-all-traffic"): (1, "alert"),
+    ("payment-error-alert", "bad-for-too-long"): (2, "alert"),
+}
+
+
+def _workspace(tmp_path: Path, exercise: str, case: str) -> Path:
+    folder = tmp_path / case
+    shutil.copytree(HERE / exercise / case, folder)
+    return folder
+
+
+def _check(exercise_id: str, folder: Path) -> tuple[CheckReport, list[str]]:
+    exercise = load_exercise(ROOT / "lessons" / "exercises" / exercise_id)
+    report, lines = check_workspace(exercise, folder, get_runner("sim"), seed=1, revealed=True)
+    assert report is not None, "\n".join(lines)
+    return report, lines
+
+
+def test_every_exercise_has_two_good_and_three_wrong_answers() -> None:
+    """The acceptance bar: each exercise is tested against several answers, both ways."""
+    for folder in find_exercises():
+        goods = [c for e, c in _cases("good") if e == folder.name]
+        bads = [c for e, c in _cases("bad") if e == folder.name]
+        assert len(goods) >= 2 and len(bads) >= 3, folder.name
+        assert all((folder.name, b) in WRONG for b in bads), "say what explains each wrong one"
+
+
+@pytest.mark.parametrize("exercise_id", [p.name for p in find_exercises()])
+def test_reference_solution_passes(exercise_id: str) -> None:
+    """The shipped solution passes its own check (``workspace/`` falls back to solution/)."""
+    exercise = load_exercise(ROOT / "lessons" / "exercises" / exercise_id)
+    report, lines = _check(exercise_id, exercise.solution)
+    assert report.passed, "\n".join(report.lines())
+    assert lines == [], "the reference solution analyzes clean"
+
+
+@pytest.mark.parametrize(("exercise_id", "case"), _cases("good"))
+def test_a_different_correct_answer_passes(tmp_path: Path, exercise_id: str, case: str) -> None:
+    """Grading is on behaviour: other names, files, API versions and styles pass too."""
+    report, _ = _check(exercise_id, _workspace(tmp_path, exercise_id, case))
+    assert report.passed, "\n".join(report.lines())
+
+
+@pytest.mark.parametrize(("exercise_id", "case"), sorted(WRONG))
+def test_a_wrong_answer_fails_with_its_explanation(
+    tmp_path: Path, exercise_id: str, case: str
+) -> None:
+    """A plausible mistake fails, at the step where it shows, explained by a failed check of
+    the named metric or by the analyzer's diagnostic on the learner's own file."""
+    step, explanation = WRONG[(exercise_id, case)]
+    folder = _workspace(tmp_path, exercise_id, case)
+    report, lines = _check(exercise_id, folder)
+    assert not report.passed
+    ran = [s for s in report.run.steps if not s.skipped]
+    first_failed = next(i for i, s in enumerate(ran, 1) if not s.passed)
+    assert first_failed == step, "\n".join(report.lines())
+    if explanation.startswith(("IST", "MPY")):
+        assert any(f"[{explanation}]" in line and str(folder) in line for line in lines), lines
+    else:
+        failed = [c for c in ran[step - 1].checks if not c.passed]
+        assert any(c.expectation.metric == explanation for c in failed), report.lines()
+
+
+def test_learner_flow_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """start -> check (fails, checks hidden) -> hint until none are left -> check shows what
+    failed -> solution -> the answer copied in -> check passes and progress records it."""
+    ws = tmp_path / "canary"
+    assert main(["exercise", "start", "canary-rollback", str(ws)]) == 0
+    assert (ws / "GOAL.md").read_text().startswith("# Canary release")
+    assert (ws / "canary").is_dir() and (ws / "rollback").is_dir()
+    capsys.readouterr()
+
+    assert main(["exercise", "check", str(ws)]) == 1  # nothing written yet
+    out = capsys.readouterr().out
+    assert "a hidden check" in out and "share(" not in out
+
+    hints = load_exercise(ROOT / "lessons" / "exercises" / "canary-rollback").spec.hints
+    for n in range(1, len(hints) + 1):
+        assert main(["exercise", "hint", str(ws)]) == 0
+        assert f"hint {n}/{len(hints)}" in capsys.readouterr().out
+    assert main(["exercise", "hint", str(ws)]) == 0
+    assert "no more hints" in capsys.readouterr().out
+
+    assert main(["exercise", "check", str(ws)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  share(api-gateway->product v2) in [0.05, 0.15]" in out
+
+    assert main(["exercise", "solution", str(ws)]) == 0
+    capsys.readouterr()
+    assert main(["exercise", "solution", str(ws)]) == 2  # never overwrites
+    for part in ("canary", "rollback"):
+        shutil.copytree(ws / "solution" / part, ws / part, dirs_exist_ok=True)
+    assert main(["exercise", "check", str(ws)]) == 0
+    assert "PASSED" in capsys.readouterr().out
+    progress = read_progress(ws)
+    assert progress is not None and progress.passed == ("sim",) and progress.solution_shown
+
+
+def test_check_outside_a_workspace_and_unknown_exercise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Misuse is a one-line error with a way forward, exit 2."""
+    assert main(["exercise", "check", str(tmp_path)]) == 2
+    assert f"no {PROGRESS_FILE}" in capsys.readouterr().err
+    assert main(["exercise", "start", "no-such-exercise", str(tmp_path / "x")]) == 2
+    assert "exercises: " in capsys.readouterr().err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.yaml").write_text("x: 1\n")
+    assert main(["exercise", "start", "canary-rollback", str(tmp_path / "full")]) == 2
+
+
+def test_yaml_that_does_not_load_is_positioned_in_the_learners_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in the learner's YAML is reported at its file:line:col, and nothing runs."""
+    ws = tmp_path / "ws"
+    assert main(["exercise", "start", "canary-rollback", str(ws)]) == 0
+    (ws / "canary" / "vs.yaml").write_text(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: p}\n"
+        "spec:\n  hosts: [product]\n  htp: []\n"
+    )
+    capsys.readouterr()
+    assert main(["exercise", "check", str(ws)]) == 2
+    err = capsys.readouterr().err
+    assert f"{ws / 'canary' / 'vs.yaml'}:6:3: error[" in err
+
+
+def test_bad_exercise_yaml_is_a_positioned_mpy6001(tmp_path: Path) -> None:
+    """exercise.yaml's own mistakes: unknown phase, unknown field - all at once."""
+    (tmp_path / "exercise.yaml").write_text(
+        "title: T\nphase: expert\ngoal: g\nhintz: [a]\n", encoding="utf-8"
+    )
+    with pytest.raises(DiagnosticError) as info:
+        load_exercise(tmp_path)
+    text = render(info.value.diagnostics)
+    assert f"{tmp_path / 'exercise.yaml'}:2:8: error[MPY6001]" in text
+    assert "hintz" in text
+
+
+def test_listing_shows_every_exercise_by_phase(capsys: pytest.CaptureFixture[str]) -> None:
+    """``meshplay exercise list`` names each exercise under its phase."""
+    assert main(["exercise", "list"]) == 0
+    out = capsys.readouterr().out
+    for folder in find_exercises():
+        assert folder.name in out
+    assert out.index("foundation:") < out.index("traffic-management:") < out.index("security:")
+
+
+@pytest.mark.envoy
+@pytest.mark.slow
+def test_a_learners_answer_is_graded_on_real_envoy_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same check on the local runner: the learner's canary and rollback pushed to real
+    Envoy sidecars in front of the real services, graded on their access logs."""
+    ws = tmp_path / "ws"
+    shutil.copytree(HERE / "canary-rollback" / "good-relative-weights", ws)
+    (ws / ".meshplay-exercise.yaml").write_text("exercise: canary-rollback\n")
+    assert main(["exercise", "check", str(ws), "--runner", "local"]) == 0, capsys.readouterr()
+    assert "PASSED" in capsys.readouterr().out
+    progress = read_progress(ws)
+    assert progress is not None and progress.passed == ("local",)
+
+
+def test_tui_refuses_a_folder_that_is_not_a_workspace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``meshplay tui --exercise DIR`` checks DIR before any screen is drawn."""
+    assert main(["tui", "--root", str(ROOT / "lessons"), "--exercise", str(tmp_path)]) == 2
+    assert f"no {PROGRESS_FILE}" in capsys.readouterr().err

@@ -1,0 +1,200 @@
+"""Ingress as Kubernetes and istiod do it, on the sim.
+
+The ingress gateway's Service maps port 80 -> targetPort 8080 and 443 -> 8443 (Istio's default
+profile). istiod resolves a Gateway server's port against the gateway *Service*'s ports: a server
+on 80 gets a listener on the target port 8080; a server on a port no Service port has (8080, as
+Bookinfo's Gateway says) is bound as it is, which is the same 8080. Traffic ``from: ingress``
+goes to a Service port and lands on the pod's target port. ``to`` is the Host the requests carry:
+a Service name or any host a Gateway serves; a request's own ``host`` header wins."""
+
+from __future__ import annotations
+
+import pytest
+
+from mesh.envoy.translate import ProxyConfig, translate
+from mesh.lesson import RequestSpec, TrafficSpec
+from mesh.runner import RunnerError
+from mesh.source.load import load_text
+from mesh.topology import build_topology
+from sim.messages import Response, Trace
+from sim.traffic import TrafficDriver, drain
+from sim.world import World
+from tests.sim.harness import make_world, one_request, sample_app
+
+
+def _gateway_config(istio: str) -> ProxyConfig:
+    resources = [*sample_app("app").resources, *load_text(istio, default_namespace="t").resources]
+    return translate(resources, build_topology(resources))["istio-ingressgateway-0"]
+
+
+def _gateway(server_port: int, host: str = "*") -> str:
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: t}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers: [{{port: {{number: {server_port}, name: http, protocol: HTTP}}, hosts: ["{host}"]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: via-gateway, namespace: t}}
+spec:
+  hosts: ["{host}"]
+  gateways: [gw]
+  http: [{{route: [{{destination: {{host: reviews}}}}]}}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("server_port", "host", "to", "headers", "service_port", "expected"),
+    [
+        # server on the Service port: listener on its targetPort 8080
+        (80, "*", "reviews", {}, None, (200, "")),
+        # server on the targetPort (Bookinfo's Gateway): bound as-is on 8080, served via port 80
+        (8080, "*", "reviews", {}, None, (200, "")),
+        # `to` names the Gateway's host rather than a Service
+        (8080, "bookinfo.example.com", "bookinfo.example.com", {}, None, (200, "")),
+        # a Host header of the request decides, whatever `to` says
+        (80, "bookinfo.example.com", "reviews", {"host": "bookinfo.example.com"}, None, (200, "")),
+        # a host the Gateway does not serve: the listener's route config has no virtual host
+        (80, "bookinfo.example.com", "other.example.com", {}, None, (404, "")),
+        # a server on a port no Service port maps to: listener 0.0.0.0_9090; nothing on 8080
+        (9090, "*", "reviews", {}, None, (503, "connect")),
+        # the Service's 443 leads to 8443, where an HTTP server on 80 has no listener
+        (80, "*", "reviews", {}, 443, (503, "connect")),
+    ],
+)
+def test_ingress_reaches_the_listener_istiod_builds_for_the_server_port(
+    server_port: int,
+    host: str,
+    to: str,
+    headers: dict[str, str],
+    service_port: int | None,
+    expected: tuple[int, str],
+) -> None:
+    gateway = _gateway_config(_gateway(server_port, host))
+    target = 8080 if server_port in (80, 8080) else server_port
+    assert [x["name"] for x in gateway.listeners] == [f"0.0.0.0_{target}"]
+    assert [r["name"] for r in gateway.routes] == [f"http.{target}"]
+    world = make_world(_gateway(server_port, host))
+    resp, lines = one_request(world, source="ingress", to=to, headers=headers, port=service_port)
+    assert (resp.status, resp.local_failure) == expected, lines
+
+
+def test_ingress_to_a_port_the_gateway_service_does_not_expose_is_refused() -> None:
+    world = make_world(_gateway(8080))
+    with pytest.raises(RunnerError, match=r"no port 8080 .*exposes 80, 443"):
+        one_request(world, source="ingress", port=8080)
+
+
+TLS_GATEWAY = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: t}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [secure.example.com]
+    tls: {httpsRedirect: true}
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: [secure.example.com]
+    tls: {mode: SIMPLE, credentialName: secure-cred}
+  - port: {number: 443, name: https-mtls, protocol: HTTPS}
+    hosts: [mtls.example.com]
+    tls: {mode: MUTUAL, credentialName: mtls-cred}
+  - port: {number: 443, name: tls-pass, protocol: TLS}
+    hosts: [pass.example.com]
+    tls: {mode: PASSTHROUGH}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: t}
+spec:
+  hosts: [secure.example.com, mtls.example.com]
+  gateways: [gw]
+  http: [{route: [{destination: {host: reviews}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: pass, namespace: t}
+spec:
+  hosts: [pass.example.com]
+  gateways: [gw]
+  tls:
+  - match: [{port: 443, sniHosts: [pass.example.com]}]
+    route: [{destination: {host: reviews, port: {number: 9080}}}]
+"""
+
+
+def _ingress(
+    world: World, host: str, *, scheme: str, port: int | None = None, cert: bool = False
+) -> tuple[Response, list[str]]:
+    spec = TrafficSpec(
+        from_="ingress", to=host, count=1, port=port, scheme=scheme, client_certificate=cert
+    )
+    driver = TrafficDriver(world, spec)
+    trace = Trace()
+    proc = world.env.process(driver.send(driver.request(RequestSpec(path="/r"), trace)))
+    world.env.run(until=proc)
+    drain(world.env, world.env.now + 600.0)
+    assert isinstance(proc.value, Response)
+    return proc.value, [f"{where}: {text}" for _, where, text in trace.lines]
+
+
+@pytest.mark.parametrize(
+    ("scheme", "host", "port", "cert", "expected", "chain"),
+    [
+        # SIMPLE: TLS with the server's host as SNI, terminated, routed by https.443.https.gw.t
+        ("https", "secure.example.com", None, False, (200, ""), "https.443.https.gw.t"),
+        # MUTUAL: the handshake needs a client certificate
+        ("https", "mtls.example.com", None, True, (200, ""), "https.443.https-mtls.gw.t"),
+        ("https", "mtls.example.com", None, False, (503, "reset"), "client certificate"),
+        # PASSTHROUGH: the chain for the SNI tcp_proxies the TLS bytes to reviews
+        ("https", "pass.example.com", None, False, (200, ""), "tcp_proxy"),
+        # an SNI no chain names: no filter chain, the connection is closed
+        ("https", "other.example.com", None, False, (503, "connect"), "no filter chain"),
+        # plaintext to 443: no SNI, every chain names hosts: no chain
+        ("http", "secure.example.com", 443, False, (503, "connect"), "no filter chain"),
+        # TLS to the plaintext HTTP listener on 80: the HTTP codec cannot parse a ClientHello
+        ("https", "secure.example.com", 80, False, (503, "reset"), "codec error"),
+    ],
+)
+def test_https_gateway_servers_select_chains_by_sni(
+    scheme: str, host: str, port: int | None, cert: bool, expected: tuple[int, str], chain: str
+) -> None:
+    world = make_world(TLS_GATEWAY)
+    resp, lines = _ingress(world, host, scheme=scheme, port=port, cert=cert)
+    assert (resp.status, resp.local_failure) == expected, lines
+    assert any(chain in line for line in lines), lines
+
+
+def test_tls_terminated_at_the_edge_sets_x_forwarded_proto() -> None:
+    # the gateway's HCM (use_remote_address) sets x-forwarded-proto from the connection; a
+    # route's require_tls (httpsRedirect) reads it
+    world = make_world(TLS_GATEWAY)
+    seen: list[str] = []
+    spec = TrafficSpec(from_="ingress", to="secure.example.com", count=1, scheme="https")
+    driver = TrafficDriver(world, spec)
+    req = driver.request(RequestSpec(path="/r"))
+    proc = world.env.process(driver.send(req))
+    world.env.run(until=proc)
+    seen.append(req.headers.get("x-forwarded-proto", ""))
+    plain = TrafficDriver(world, TrafficSpec(from_="ingress", to="secure.example.com", count=1))
+    req2 = plain.request(RequestSpec(path="/r"))
+    proc2 = world.env.process(plain.send(req2))
+    world.env.run(until=proc2)
+    seen.append(req2.headers.get("x-forwarded-proto", ""))
+    assert seen == ["https", "http"]
+
+
+def test_https_redirect_answers_plaintext_with_a_301_and_lets_tls_through() -> None:
+    # the translator marks the virtual host require_tls: ALL; the route matcher answers a
+    # request whose x-forwarded-proto is not https with a 301 to the https:// URL
+    world = make_world(TLS_GATEWAY)
+    plain, lines = _ingress(world, "secure.example.com", scheme="http")
+    assert plain.status == 301, lines
+    assert (plain.headers or {}).get("location") == "https://secure.example.com/r"
+    secure, lines = _ingress(world, "secure.example.com", scheme="https")
+    assert secure.status == 200, lines
