@@ -569,7 +569,7 @@ class KubeExecutor:
         return cluster.text() if isinstance(cluster, PlanCluster) else self._plan
 
 
-_RESET = {"latency_ms": 0.0, "error_rate": 0.0, "refuse": False}
+_RESET = {"latency_ms": 0.0, "error_rate": 0.0, "refuse": False, "drop_trace_headers": False}
 
 
 def _retry(task: Callable[[], None], budget_s: float) -> str | None:
