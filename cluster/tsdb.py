@@ -8,8 +8,10 @@ Prometheus serves them on an allocated port. So a PromQL query means the same on
 
 :class:`RecordsTSDB` builds and serves; :class:`RecordedMetricsExecutor` wraps any executor
 (the simulator's) so the lesson engine can grade ``promql:`` and ``alert:`` expectations on its
-steps. The TSDB is only built when a step asks a query, and rebuilt only when steps were added
-since (``promtool`` and a Prometheus start take a fraction of a second).
+steps. The TSDB is only built when a step asks a query, with only the metric families the
+queries asked so far read (:func:`~mesh.observe.query.families_read`: a query of
+``istio_requests_total`` does not wait for the three histograms, nine tenths of the samples),
+and rebuilt only when steps were added since or a query reads a family it lacks.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from cluster.prometheus import (
 from mesh.engine import ExecutorWrapper
 from mesh.observe.istio_metrics import Labels
 from mesh.observe.openmetrics import StepData, StepWindow, lay_out, openmetrics_text
-from mesh.observe.query import QueryResult, StepMetrics
+from mesh.observe.query import QueryResult, StepMetrics, families_read
 from mesh.records import RequestRecord
 from mesh.runner import DriveContext, Executor, RunnerError, StepPlan, StepTraffic, TimedChange
 
@@ -67,17 +69,32 @@ class RecordsTSDB:
         self.windows: list[StepWindow] = []
         self.built_steps = -1
         self.generation = 0
+        self.families: frozenset[str] | None = None
+        """The metric families the current TSDB holds (``None``: all of them)."""
 
-    def build(self, steps: Sequence[StepData]) -> list[StepWindow]:
-        """(Re)build the TSDB of ``steps`` and (re)start Prometheus on it."""
+    def holds(self, families: frozenset[str] | None) -> bool:
+        """The current TSDB has every series of ``families`` (``None``: of all families)."""
+        if self.families is None:
+            return True
+        return families is not None and families <= self.families
+
+    def build(
+        self,
+        steps: Sequence[StepData],
+        families: frozenset[str] | None = None,
+        windows: Sequence[StepWindow] | None = None,
+    ) -> list[StepWindow]:
+        """(Re)build the TSDB of ``steps`` (only the metric ``families`` when given) and
+        (re)start Prometheus on it; the steps sit where ``windows`` put them (default: end to
+        end from :data:`~mesh.observe.openmetrics.EPOCH`, :func:`lay_out`)."""
         prometheus, promtool = ensure_binaries()
         self.stop()
         self.generation += 1
         folder = self.workdir / f"tsdb-{self.generation}"
         folder.mkdir(parents=True)
-        windows = lay_out(steps)
+        windows = list(windows) if windows is not None else lay_out(steps)
         source = folder / "metrics.om"
-        source.write_text(openmetrics_text(steps, windows), encoding="utf-8")
+        source.write_text(openmetrics_text(steps, windows, only=families), encoding="utf-8")
         data = folder / "data"
         done = subprocess.run(
             [str(promtool), "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
@@ -98,6 +115,7 @@ class RecordsTSDB:
         self.client = client
         self.windows = windows
         self.built_steps = len(steps)
+        self.families = families
         return windows
 
     def stop(self) -> None:
@@ -120,18 +138,18 @@ class _LazyStepMetrics:
     index: int
     range_s: float
 
-    def _target(self) -> PrometheusStepMetrics:
-        return self.owner.metrics_of(self.index)
+    def _target(self, expr: str) -> PrometheusStepMetrics:
+        return self.owner.metrics_of(self.index, families_read(expr))
 
     def query(self, expr: str) -> QueryResult:
         """An instant query at the end of the step."""
-        return self._target().query(expr)
+        return self._target(expr).query(expr)
 
     def query_range(
         self, expr: str, span_s: float, step_s: float
     ) -> dict[Labels, list[tuple[float, float]]]:
         """Points over the last ``span_s`` seconds of the step."""
-        return self._target().query_range(expr, span_s, step_s)
+        return self._target(expr).query_range(expr, span_s, step_s)
 
 
 class RecordedMetricsExecutor(ExecutorWrapper):
@@ -145,6 +163,8 @@ class RecordedMetricsExecutor(ExecutorWrapper):
         self.inner = inner
         self.driven: list[tuple[int, tuple[RequestRecord, ...], float, float, float]] = []
         self.tsdb = RecordsTSDB(workdir)
+        self.asked: frozenset[str] | None = frozenset()
+        """The metric families the queries so far read (``None``: all)."""
 
     def drive(
         self, plan: StepPlan, timeline: Sequence[TimedChange], ctx: DriveContext
@@ -177,10 +197,16 @@ class RecordedMetricsExecutor(ExecutorWrapper):
             return None
         return _LazyStepMetrics(self, index, window.range_s)
 
-    def metrics_of(self, index: int) -> PrometheusStepMetrics:
-        """Step ``index`` in a TSDB holding every step driven so far."""
-        if self.tsdb.built_steps != len(self.driven) or self.tsdb.client is None:
-            self.tsdb.build(self.steps)
+    def metrics_of(
+        self, index: int, families: frozenset[str] | None = None
+    ) -> PrometheusStepMetrics:
+        """Step ``index`` in a TSDB holding every step driven so far, with (at least) the
+        metric ``families`` (``None``: all) and those of earlier queries."""
+        asked = self.asked
+        self.asked = None if asked is None or families is None else asked | families
+        stale = self.tsdb.built_steps != len(self.driven) or self.tsdb.client is None
+        if stale or not self.tsdb.holds(families):
+            self.tsdb.build(self.steps, self.asked)
         assert self.tsdb.client is not None
         window = next(w for w in self.tsdb.windows if w.index == index)
         return PrometheusStepMetrics(self.tsdb.client, window.end, window.range_s)

@@ -33,6 +33,7 @@ from mesh.envoy.translate import translate_proxy
 from mesh.lesson import BreakAction, Event, Lesson, LessonStep
 from mesh.observe.query import MetricsExecutor, StepMetrics
 from mesh.observe.rules import AlertRule
+from mesh.observe.spans import SpanExecutor
 from mesh.records import RequestRecord
 from mesh.runner import (
     DriveContext,
@@ -175,6 +176,8 @@ def run_lesson(executor: Executor, lesson: Lesson, options: RunOptions) -> Lesso
             traffic = _drive(executor, plan, timeline, len(plans), options)
             state = end_state
             metrics = _step_metrics(executor, plan, traffic)
+            if options.on_spans is not None and isinstance(executor, SpanExecutor):
+                options.on_spans(plan.index, executor.step_spans(plan.index))
             config = _config_measure(plan, state)
             wall = time.monotonic() - began
             results.append(_grade(plan, traffic, wall, metrics, lesson.rules, config=config))

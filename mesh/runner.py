@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 
 from mesh.checks import CheckResult, Verdict
 from mesh.lesson import BreakAction, Lesson, LessonStep, TrafficSpec
+from mesh.observe.spans import Span
 from mesh.records import RequestRecord
 from mesh.state import MeshState
 
@@ -75,6 +76,9 @@ class RunOptions:
     until_step: int | None = None
     on_progress: Callable[[Progress], None] | None = None
     on_records: Callable[[int, Sequence[RequestRecord]], None] | None = None
+    on_spans: Callable[[int, Sequence[Span]], None] | None = None
+    """A step's spans as the proxies' tracer reported them, right after its traffic, when the
+    executor collects real spans (:class:`~mesh.observe.spans.SpanExecutor`)."""
     cancel: threading.Event = field(default_factory=threading.Event)
 
 

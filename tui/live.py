@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from mesh.checks import CheckResult, evaluate_all
 from mesh.lesson import Lesson
 from mesh.metrics import EdgeStats, edge_key, edge_stats
+from mesh.observe.spans import Span
 from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
 from mesh.runner import LessonRun, Progress, RunEvent, RunOptions
 from tui.interpreter import UiTurn
@@ -138,6 +139,8 @@ class LiveRun:
     fraction: float = 0.0
     _records: dict[int, StepRecords] = field(default_factory=lambda: defaultdict(StepRecords))
     _final: dict[int, StepRecords] = field(default_factory=dict)
+    _spans: dict[int, list[Span]] = field(default_factory=lambda: defaultdict(list))
+    """Envoy's spans per step, as the runner handed them over."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     views: dict[int, StepView] = field(default_factory=dict)
     _last: float = 0.0
@@ -152,6 +155,7 @@ class LiveRun:
             until_step=until_step,
             on_progress=self.on_progress,
             on_records=self.on_records,
+            on_spans=self.on_spans,
             cancel=self.cancel,
         )
 
@@ -174,6 +178,18 @@ class LiveRun:
             with self._lock:
                 self._records[step].add(records[start : start + CHUNK])
         self._maybe_publish()
+
+    def on_spans(self, step: int, spans: Sequence[Span]) -> None:
+        """Runner callback: the spans Envoy's tracer reported for ``step`` (the traces view
+        shows them instead of spans derived from the records)."""
+        if not spans:
+            return
+        with self._lock:
+            self._spans[step].extend(spans)
+            self._records[step].traces.add_spans(spans)
+            final = self._final.get(step)
+            if final is not None:
+                final.traces.add_spans(spans)
 
     def _enter(self, step: int) -> None:
         """A new step began: publish the complete view of the one before, whatever the throttle."""
@@ -204,6 +220,9 @@ class LiveRun:
         are computed here, in the worker thread, so the screen only draws them."""
         final = {index: StepRecords(step.records) for index, step in enumerate(run.steps)}
         with self._lock:
+            for index, spans in self._spans.items():
+                if index in final:
+                    final[index].traces.add_spans(spans)
             self._final = final
             self.result = run
         self.fraction = 1.0
@@ -237,10 +256,17 @@ class LiveRun:
             return tuple(r for step in sorted(self._records) for r in self._records[step].records)
 
     def traces(self, step: int, limit: int = 50) -> list[Trace]:
-        """The newest traces of a step, newest first (from spans grouped as they arrived)."""
+        """The newest traces of a step, newest first (from spans grouped as they arrived):
+        Envoy's own when the runner handed them over, else derived from the records."""
         with self._lock:
             held = self._final.get(step) or self._records.get(step)
             return held.traces.newest(limit) if held is not None else []
+
+    def spans_seen(self, step: int) -> int:
+        """How many Envoy spans of ``step`` the runner handed over (0: traces come from the
+        records)."""
+        with self._lock:
+            return len(self._spans.get(step, ()))
 
     def view(self, step: int) -> StepView:
         """The view of one step: final results when the runner gave them, else live ones."""

@@ -1,8 +1,10 @@
 """The traces view: recent traces of the step on screen, and the chosen one as a waterfall.
 
-Spans come from the RequestRecords (one per proxy per hop): the simulator's own spans, or the
-spans real Envoys reported on the local runner. A client span (the caller's sidecar) contains the
-server span of the same hop; the gap between them is the network and the server's queue.
+One view, either source (:mod:`tui.traces`): the spans real Envoys reported to the collector
+(the ``local`` runner with tracing: the lesson's ``tracing``), or the spans derived from the
+run's records (the simulator, or a run without a tracer); the pane's title says which. A client
+span (the caller's sidecar) contains the server span of the same hop; the gap between them is
+the network and the server's queue.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from textual.widgets import DataTable, Static
 
 from tui.session import Session
 from tui.tables import sync_rows
-from tui.traces import Trace, spans_text
+from tui.traces import ENVOY, Trace, spans_text
 
 __all__ = ["TracesPane"]
 
@@ -26,7 +28,7 @@ class TracesPane(Vertical):
         super().__init__(id=id)
         self.session = session
         self.traces: list[Trace] = []
-        self._drawn: tuple[int, int, int] | None = None
+        self._drawn: tuple[int, int, int, int] | None = None
 
     def compose(self) -> ComposeResult:
         table: DataTable[str | Text] = DataTable(id="trace-table", cursor_type="row")
@@ -48,7 +50,8 @@ class TracesPane(Vertical):
         """
         live = self.session.latest_run()
         view = live.latest_view(self.session.step) if live is not None else None
-        key = (id(live), self.session.step, id(view))
+        spans = live.spans_seen(self.session.step) if live is not None else 0
+        key = (id(live), self.session.step, id(view), spans)
         if key == self._drawn:
             return
         self._drawn = key
@@ -69,7 +72,12 @@ class TracesPane(Vertical):
             rows.append((str(i), cells))
         table = self.query_one("#trace-table", DataTable)
         sync_rows(table, rows)
-        table.border_title = f"traces · step {self.session.step + 1}"
+        source = (
+            "Envoy's spans (collector)"
+            if traces and traces[0].source == ENVOY
+            else "spans from the records"
+        )
+        table.border_title = f"traces · step {self.session.step + 1} · {source}"
         if not traces:
             self.query_one("#waterfall", Static).update(
                 Text("No traces yet: run the lesson (2, then r).", style="dim")

@@ -50,12 +50,15 @@ from cluster.kube.manifests import (
     retarget_namespace,
     stamp,
 )
+from cluster.kube.metrics import PlanStepMetrics, ServiceProxyPrometheus
 from cluster.kube.plan import PlanCluster
 from cluster.kube.pods import service_container, template_labels
 from cluster.kube.prometheus import CrossCheck, compare_counts, edge_counts, parse_vector
 from cluster.kube.prometheus import query as prometheus_query
 from cluster.kube.records import records_from_logs
+from cluster.prometheus import PrometheusClient, PrometheusStepMetrics
 from mesh.lesson import BreakAction, Lesson
+from mesh.observe.query import StepMetrics
 from mesh.runner import DriveContext, RunEvent, RunnerError, StepPlan, StepTraffic, TimedChange
 from mesh.state import MeshState, lesson_states
 
@@ -90,8 +93,12 @@ class KubeExecutor:
         kubeconfig: str | None = None,
         timeouts: Timeouts | None = None,
         report: Callable[[str], None] | None = None,
+        prometheus_url: str = "",
     ) -> None:
         self.context = context
+        self.prometheus_url = prometheus_url
+        """Where to ask PromQL (a port-forward); "" asks the cluster's Prometheus Service
+        through the API server (:mod:`cluster.kube.metrics`)."""
         self.namespace_override = namespace
         self.dry_run = dry_run
         self.kubeconfig = kubeconfig
@@ -392,6 +399,44 @@ class KubeExecutor:
         )
         return StepTraffic(tuple(records), started - self.run_started, duration, tuple(self.events))
 
+    def step_metrics(
+        self, index: int, started_at: float, duration_s: float, warmup_s: float
+    ) -> StepMetrics | None:
+        """The step's window in the cluster's Prometheus (a
+        :class:`~mesh.observe.query.MetricsExecutor`): from the graded traffic's start to a
+        second after its end, asked once Prometheus has scraped that end (``Timeouts.scrape_s``
+        later, waited for here: the answers are evaluated at the window's end, in the past);
+        None without a Prometheus."""
+        cluster = self._cluster()
+        where = self.prometheus_url or "the cluster's Prometheus (istio-system/prometheus)"
+        if isinstance(cluster, PlanCluster):
+            cluster.note(
+                f"wait {self.timeouts.scrape_s:g}s for Prometheus to scrape the step, then "
+                f"grade its promql/alert expectations ($__range: the step's graded window):"
+            )
+            return PlanStepMetrics(cluster.note, index, 0.0, where)
+        start = self.run_started + started_at + warmup_s
+        end = self.run_started + started_at + duration_s + 1.0
+        client = self._prometheus(cluster)
+        if client is None:
+            self.report(
+                f"step {index + 1}: no Prometheus to grade promql/alert expectations (install "
+                "Istio's addon, samples/addons/prometheus.yaml, or pass --prometheus-url)"
+            )
+            return None
+        wait = end + self.timeouts.scrape_s - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        return PrometheusStepMetrics(client, end, max(end - start, 1.0))
+
+    def _prometheus(self, cluster: LiveCluster) -> PrometheusClient | None:
+        if self.prometheus_url:
+            return PrometheusClient(self.prometheus_url)
+        from cluster.kube.admin import find_prometheus
+
+        found = find_prometheus(cluster.api)
+        return None if found is None else ServiceProxyPrometheus(cluster.api, *found)
+
     def _fire(self, change: TimedChange, pending: list[TimedChange]) -> None:
         with self._lock:
             if change not in pending:
@@ -524,7 +569,7 @@ class KubeExecutor:
         return cluster.text() if isinstance(cluster, PlanCluster) else self._plan
 
 
-_RESET = {"latency_ms": 0.0, "error_rate": 0.0, "refuse": False}
+_RESET = {"latency_ms": 0.0, "error_rate": 0.0, "refuse": False, "drop_trace_headers": False}
 
 
 def _retry(task: Callable[[], None], budget_s: float) -> str | None:

@@ -25,6 +25,7 @@ class KubeRunner(LessonRunner):
         kubeconfig: str | None = None,
         timeouts: Timeouts | None = None,
         report: Callable[[str], None] | None = None,
+        prometheus_url: str = "",
     ) -> None:
         super().__init__(
             "kube",
@@ -35,6 +36,7 @@ class KubeRunner(LessonRunner):
                 kubeconfig=kubeconfig,
                 timeouts=timeouts,
                 report=report,
+                prometheus_url=prometheus_url,
             ),
         )
 

@@ -1,5 +1,8 @@
 """A trace collector for the local mesh, speaking Zipkin's v2 API (what Istio's ``zipkin``
-provider points Envoy at: ``zipkin.istio-system:9411``).
+provider points Envoy at: ``zipkin.istio-system:9411``) and taking OTLP/HTTP exports (what an
+``opentelemetry`` provider with ``http`` points Envoy's OpenTelemetry tracer at: ``POST
+/v1/traces``, protobuf or OTLP/JSON, read into the same Zipkin v2 spans by
+:mod:`cluster.local.otlp`).
 
 Every sidecar's tracer batches its spans and posts them as a JSON list to
 ``POST /api/v2/spans`` (chunked: Envoy streams the body), roughly every 5 seconds. This process
@@ -9,7 +12,8 @@ API that ``meshplay traces`` and the TUI use:
 * ``GET /api/v2/services``: the services (proxies) that reported;
 * ``GET /api/v2/traces?limit=N&serviceName=S``: the newest traces, each a list of spans;
 * ``GET /api/v2/trace/{traceId}``: one trace's spans;
-* ``GET /api/v2/spans/count``: how many spans arrived (meshplay's own, to wait for the flush).
+* ``GET /api/v2/spans/count``: how many spans arrived, and how many batches in each format
+  (meshplay's own, to wait for the flush).
 
 Run as ``python -m cluster.local.collector PORT FILE``; the local mesh starts it under its
 supervisor.
@@ -22,10 +26,13 @@ import json
 import sys
 import threading
 import urllib.parse
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mesh.observe.spans import Span
 
 __all__ = [
     "CollectorServer",
@@ -33,11 +40,13 @@ __all__ = [
     "answer",
     "main",
     "read_body",
+    "read_new_spans",
     "read_spans_file",
     "serve",
 ]
 
 MAX_BODY = 64 * 1024 * 1024
+OTLP_TRACES_PATH = "/v1/traces"
 
 
 class SpanStore:
@@ -51,6 +60,8 @@ class SpanStore:
         self.path = path
         self.traces: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self.count = 0
+        self.batches: Counter[str] = Counter()
+        """Posted batches per format: ``zipkin``, ``otlp-protobuf``, ``otlp-json``."""
         self.lock = threading.Lock()
         self._pending: list[bytes] = []
         self._file = path.open("ab") if path is not None else None
@@ -132,6 +143,28 @@ def read_spans_file(path: Path) -> list[dict[str, Any]]:
     return [span for line in data.splitlines() if line.strip() for span in _spans_of(line)]
 
 
+def read_new_spans(path: Path, offset: int) -> tuple[list[Span], int]:
+    """The spans of the whole lines stored after byte ``offset``, and the offset after them
+    (a batch being written is left for the next read). Malformed spans are skipped."""
+    from mesh.observe.spans import span_from_json  # the collector process itself never needs it
+
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    spans = []
+    for line in data[:end].splitlines():
+        for item in _spans_of(line):
+            try:
+                spans.append(span_from_json(item))
+            except (TypeError, ValueError, AttributeError):
+                continue
+    return spans, offset + end
+
+
 async def read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
     """The request body, with ``Transfer-Encoding: chunked`` decoded (Envoy's exporters
     stream their posts)."""
@@ -165,14 +198,19 @@ REASONS = {
 }
 
 
-def answer(store: SpanStore, method: str, target: str, body: bytes) -> tuple[int, Any]:
+def answer(
+    store: SpanStore, method: str, target: str, body: bytes, content_type: str = ""
+) -> tuple[int, Any]:
     """(status, JSON value or None) of one request."""
     url = urllib.parse.urlsplit(target)
+    if method == "POST" and url.path == OTLP_TRACES_PATH:
+        return _otlp(store, body, content_type)
     if method == "POST":
         if url.path != "/api/v2/spans":
             return 404, {"error": f"no endpoint {url.path}"}
         if not body.lstrip().startswith(b"["):
             return 400, {"error": "a JSON list of spans was expected"}
+        store.batches["zipkin"] += 1
         store.add_raw(body)
         return 202, None
     query = dict(urllib.parse.parse_qsl(url.query))
@@ -181,7 +219,7 @@ def answer(store: SpanStore, method: str, target: str, body: bytes) -> tuple[int
     if url.path == "/api/v2/services":
         return 200, store.services()
     if url.path == "/api/v2/spans/count":
-        return 200, {"count": store.count}
+        return 200, {"count": store.count, "batches": dict(store.batches)}
     if url.path == "/api/v2/traces":
         limit = int(query.get("limit", "10") or 10)
         return 200, store.newest(limit, query.get("serviceName", ""))
@@ -189,6 +227,24 @@ def answer(store: SpanStore, method: str, target: str, body: bytes) -> tuple[int
         spans = store.trace(url.path.rsplit("/", 1)[-1])
         return (200 if spans else 404), spans
     return 404, {"error": f"no endpoint {url.path}"}
+
+
+def _otlp(store: SpanStore, body: bytes, content_type: str) -> tuple[int, Any]:
+    """An OTLP/HTTP export: its spans stored as Zipkin v2 spans; the answer is an empty
+    ``ExportTraceServiceResponse`` (no body for protobuf, ``{}`` for JSON)."""
+    from cluster.local.otlp import OtlpError, spans_from_otlp_json, spans_from_otlp_protobuf
+
+    is_json = "json" in content_type.lower()
+    try:
+        spans = (
+            spans_from_otlp_json(json.loads(body)) if is_json else spans_from_otlp_protobuf(body)
+        )
+    except (OtlpError, ValueError) as exc:
+        return 400, {"error": f"not an OTLP trace export: {exc}"}
+    store.batches["otlp-json" if is_json else "otlp-protobuf"] += 1
+    if spans:
+        store.add(spans)
+    return 200, ({} if is_json else None)
 
 
 async def _connection(
@@ -208,7 +264,7 @@ async def _connection(
             reply: Any
             try:
                 body = await read_body(reader, headers)
-                code, reply = answer(store, method, target, body)
+                code, reply = answer(store, method, target, body, headers.get("content-type", ""))
             except ValueError as exc:
                 code, reply = 413, {"error": str(exc)}
             data = b"" if reply is None else json.dumps(reply).encode()

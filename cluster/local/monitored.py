@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from cluster.local.collector import read_new_spans
 from cluster.local.envoy import ConfigRejectedError
 from cluster.local.mesh import LocalMesh
 from cluster.local.monitoring import Monitoring
@@ -24,6 +25,7 @@ from mesh.engine import LessonRunner
 from mesh.lesson import Lesson
 from mesh.observe.openmetrics import SCRAPE_INTERVAL_S
 from mesh.observe.query import StepMetrics
+from mesh.observe.spans import Span
 from mesh.runner import DriveContext, StepPlan, StepTraffic, TimedChange
 
 __all__ = ["MonitoredLocalExecutor", "MonitoredLocalRunner", "wants_monitoring"]
@@ -61,6 +63,8 @@ class MonitoredLocalExecutor(LocalExecutor):
         self.tracing_wanted = tracing
         self.monitoring: Monitoring | None = None
         self.windows: dict[int, tuple[float, float]] = {}
+        self._spans_read = 0
+        """Bytes of the collector's span file already handed over by :meth:`step_spans`."""
 
     def _before_start(self, lesson: Lesson, mesh: LocalMesh) -> None:
         """Prepare monitoring when wanted: the proxies' tracer must name the collector."""
@@ -73,7 +77,10 @@ class MonitoredLocalExecutor(LocalExecutor):
         if sampling is None and lesson.spec.tracing is not None:
             sampling = lesson.spec.tracing.sampling
         rules = [lesson.path / r for r in lesson.spec.alert_rules]
-        self.monitoring = Monitoring(mesh, tracing=sampling, rules=rules, report=self.report)
+        provider = lesson.spec.tracing.provider if lesson.spec.tracing else "zipkin"
+        self.monitoring = Monitoring(
+            mesh, tracing=sampling, provider=provider, rules=rules, report=self.report
+        )
         self.monitoring.prepare()
 
     def _after_start(self, mesh: LocalMesh) -> None:
@@ -110,6 +117,17 @@ class MonitoredLocalExecutor(LocalExecutor):
             return None
         start, end = window
         return PrometheusStepMetrics(self.monitoring.prometheus, end, end - start)
+
+    def step_spans(self, index: int) -> Sequence[Span]:
+        """The spans the collector received since the last step's (a
+        :class:`~mesh.observe.spans.SpanExecutor`): waits for the Envoys' last batch (they
+        flush about every 5 s), so a step's spans are all in before the next step starts."""
+        monitoring = self.monitoring
+        if monitoring is None or not monitoring.collector_url:
+            return []
+        monitoring.flush_spans()
+        spans, self._spans_read = read_new_spans(monitoring.spans_file, self._spans_read)
+        return spans
 
     def close(self) -> None:
         """Wait for the last spans when tracing, then stop everything."""

@@ -42,7 +42,7 @@ from cluster.prometheus import (
     ensure_binaries,
     prometheus_argv,
 )
-from mesh.envoy.tracing import TracingOptions
+from mesh.envoy.tracing import OPENTELEMETRY, ZIPKIN, TracingOptions
 from mesh.observe.openmetrics import ISTIO_JOB, SCRAPE_INTERVAL_S
 from mesh.runner import RunnerError
 
@@ -97,11 +97,14 @@ class Monitoring:
         mesh: LocalMesh,
         *,
         tracing: float | None = None,
+        provider: str = ZIPKIN,
         rules: Sequence[Path] = (),
         report: Callable[[str], None] | None = None,
     ) -> None:
         self.mesh = mesh
         self.sampling = tracing
+        self.provider = provider
+        """``zipkin`` or ``opentelemetry`` (OTLP/HTTP): the tracer the proxies run."""
         self.rules = list(dict.fromkeys(p.resolve() for p in (GOLDEN_RULES, *rules)))
         self.report = report
         self.dir = mesh.workdir / "monitoring"
@@ -143,8 +146,11 @@ class Monitoring:
                 cwd=ROOT,
             )
             _wait_http(f"{self.collector_url}/healthz", 10.0, proc.running, "the trace collector")
-        self.mesh.tracing = TracingOptions(
-            sampling=self.sampling, collector_address=(LOOPBACK, self.collector_port)
+        address = (LOOPBACK, self.collector_port)
+        self.mesh.tracing = (
+            TracingOptions.opentelemetry(self.sampling, address)
+            if self.provider == OPENTELEMETRY
+            else TracingOptions(sampling=self.sampling, collector_address=address)
         )
 
     @property

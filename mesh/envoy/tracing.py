@@ -14,6 +14,16 @@ profile and the Zipkin/Jaeger add-ons use), istiod gives every HCM a ``tracing``
   (``outbound|9411||zipkin.istio-system.svc.cluster.local``), 128-bit trace ids, no shared span
   context, B3 propagation (``trace_context_option: USE_B3``, for proxies of Istio 1.28+);
 
+With Istio's ``opentelemetry`` extension provider (MeshConfig ``extensionProviders: [{name: otel,
+opentelemetry: {service, port, http: {path, timeout}}}]``, chosen by a Telemetry's
+``tracing.providers``), the provider is ``envoy.tracers.opentelemetry`` instead, configured as
+istiod's ``otelConfig`` does: ``OpenTelemetryConfig`` with the node's cluster as
+``service_name`` and, since the provider sets ``http``, an ``http_service`` whose ``http_uri`` is
+the service host joined with the path (``<host>/v1/traces``) on the collector's cluster (Envoy
+then POSTs OTLP/HTTP: a protobuf ``ExportTraceServiceRequest``, ``application/x-protobuf``);
+without ``http`` istiod configures a ``grpc_service`` (OTLP/gRPC), which meshplay does not, as its
+collector speaks HTTP only. The OpenTelemetry tracer propagates W3C ``traceparent``, not B3.
+
 and a ``request_id_extension`` (``UuidRequestIdConfig``, ``use_request_id_for_trace_sampling``)
 so the sampling decision travels in ``x-request-id``. Span names come from each route's
 ``decorator`` (already part of every route), the span's service from the node's cluster.
@@ -36,6 +46,9 @@ from mesh.envoy_api.values import socket_address
 from mesh.topology import Pod
 
 __all__ = [
+    "OPENTELEMETRY",
+    "OTLP_TRACES_PATH",
+    "ZIPKIN",
     "ZIPKIN_PATH",
     "TracingOptions",
     "collector_cluster",
@@ -44,12 +57,17 @@ __all__ = [
 ]
 
 ZIPKIN_PATH = "/api/v2/spans"
+OTLP_TRACES_PATH = "/v1/traces"
+"""Where an OTLP/HTTP collector takes spans (the OpenTelemetry collector's default)."""
+ZIPKIN = "zipkin"
+OPENTELEMETRY = "opentelemetry"
 DEFAULT_CLUSTER_ID = "Kubernetes"
 
 
 @dataclass(frozen=True, slots=True)
 class TracingOptions:
-    """A Zipkin tracing provider and its sampling, as a Telemetry resource would set them.
+    """A tracing provider (``zipkin``, or ``opentelemetry`` over OTLP/HTTP: see
+    :meth:`opentelemetry`) and its sampling, as a Telemetry resource would set them.
 
     ``collector_address`` is where the collector really listens (``(ip, port)``): given, the
     collector's cluster is emitted as STATIC with that endpoint (the local runner); absent, the
@@ -62,6 +80,24 @@ class TracingOptions:
     collector_address: tuple[str, int] | None = None
     mesh_id: str = "cluster.local"
     cluster_id: str = DEFAULT_CLUSTER_ID
+    provider: str = ZIPKIN
+    timeout_s: float = 5.0
+    """The OTLP/HTTP export's timeout (the provider's ``http.timeout``; Envoy requires one)."""
+
+    @classmethod
+    def opentelemetry(
+        cls, sampling: float = 100.0, collector_address: tuple[str, int] | None = None
+    ) -> TracingOptions:
+        """An ``opentelemetry`` provider exporting OTLP/HTTP to the OpenTelemetry collector at
+        ``opentelemetry-collector.observability:4318`` (Istio's docs' example), path
+        ``/v1/traces``."""
+        return cls(
+            sampling=sampling,
+            service="opentelemetry-collector.observability.svc.cluster.local",
+            port=4318,
+            collector_address=collector_address,
+            provider=OPENTELEMETRY,
+        )
 
     @property
     def cluster(self) -> str:
@@ -88,6 +124,30 @@ def hcm_tracing(pod: Pod, options: TracingOptions) -> dict[str, Any]:
         _literal("istio.mesh_id", options.mesh_id),
         _literal("istio.namespace", pod.namespace or "default"),
     ]
+    return {
+        "client_sampling": {"value": 100.0},
+        "custom_tags": sorted(tags, key=lambda t: str(t["tag"])),
+        "overall_sampling": {"value": 100.0},
+        "provider": _provider(pod, options),
+        "random_sampling": {"value": float(options.sampling)},
+    }
+
+
+def _provider(pod: Pod, options: TracingOptions) -> dict[str, Any]:
+    """The HCM tracing ``provider``: Envoy's Zipkin or OpenTelemetry tracer."""
+    if options.provider == OPENTELEMETRY:
+        otel = tu.typed(
+            tu.OPENTELEMETRY_CONFIG,
+            http_service={
+                "http_uri": {
+                    "cluster": options.cluster,
+                    "timeout": f"{options.timeout_s:g}s",
+                    "uri": f"{options.service}{OTLP_TRACES_PATH}",
+                }
+            },
+            service_name=f"{pod.workload}.{pod.namespace}",
+        )
+        return {"name": tu.TRACER_OPENTELEMETRY, "typed_config": otel}
     zipkin = tu.typed(
         tu.ZIPKIN_CONFIG,
         collector_cluster=options.cluster,
@@ -98,13 +158,7 @@ def hcm_tracing(pod: Pod, options: TracingOptions) -> dict[str, Any]:
         trace_context_option="USE_B3",
         trace_id_128bit=True,
     )
-    return {
-        "client_sampling": {"value": 100.0},
-        "custom_tags": sorted(tags, key=lambda t: str(t["tag"])),
-        "overall_sampling": {"value": 100.0},
-        "provider": {"name": tu.TRACER_ZIPKIN, "typed_config": zipkin},
-        "random_sampling": {"value": float(options.sampling)},
-    }
+    return {"name": tu.TRACER_ZIPKIN, "typed_config": zipkin}
 
 
 def _request_id_extension() -> dict[str, Any]:

@@ -46,6 +46,7 @@ __all__ = [
     "LISTENER",
     "LOCAL_RATELIMIT",
     "NETWORK_RBAC",
+    "OPENTELEMETRY_CONFIG",
     "ORIGINAL_DST",
     "PREVIOUS_HOSTS",
     "PREVIOUS_PRIORITIES",
@@ -61,6 +62,7 @@ __all__ = [
     "TCP_PROXY",
     "TLS_INSPECTOR",
     "TLS_TRANSPORT_SOCKET",
+    "TRACER_OPENTELEMETRY",
     "TRACER_ZIPKIN",
     "TRANSPORT_SOCKET_MATCH",
     "TYPED_STRUCT",
@@ -100,6 +102,7 @@ HTTP_PROTOCOL_OPTIONS = _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOpt
 RAW_BUFFER = _T + "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
 URI_TEMPLATE_MATCH = _T + "envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig"
 ZIPKIN_CONFIG = _T + "envoy.config.trace.v3.ZipkinConfig"
+OPENTELEMETRY_CONFIG = _T + "envoy.config.trace.v3.OpenTelemetryConfig"
 UUID_REQUEST_ID = _T + "envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig"
 
 # -- security extensions ---------------------------------------------------------------------
@@ -138,6 +141,7 @@ RETRY_PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
 RETRY_PREVIOUS_PRIORITIES = "envoy.retry_priorities.previous_priorities"
 URI_TEMPLATE_MATCHER = "envoy.path.match.uri_template.uri_template_matcher"
 TRACER_ZIPKIN = "envoy.tracers.zipkin"
+TRACER_OPENTELEMETRY = "envoy.tracers.opentelemetry"
 HTTP_PROTOCOL_OPTIONS_KEY = HTTP_PROTOCOL_OPTIONS.removeprefix(_T)
 """The key of a cluster's ``typed_extension_protocol_options`` entry for the HTTP upstream
 options (the message's full name)."""
@@ -161,6 +165,7 @@ SECURITY_TYPE_URLS: frozenset[str] = frozenset(
 KNOWN_TYPE_URLS: frozenset[str] = frozenset(
     {
         ZIPKIN_CONFIG,
+        OPENTELEMETRY_CONFIG,
         UUID_REQUEST_ID,
         LISTENER,
         CLUSTER,

@@ -254,8 +254,11 @@ def load_lesson(
     if spec.tracing is not None and not 0.0 <= spec.tracing.sampling <= 100.0:
         message = f"tracing.sampling is a percentage: 0..100, got {spec.tracing.sampling:g}"
         diagnostics.append(_at("MPY4001", message, source, ("tracing", "sampling"), folder.name))
-    if spec.tracing is not None and spec.tracing.provider != "zipkin":
-        message = f'tracing.provider "{spec.tracing.provider}": meshplay configures "zipkin"'
+    if spec.tracing is not None and spec.tracing.provider not in ("zipkin", "opentelemetry"):
+        message = (
+            f'tracing.provider "{spec.tracing.provider}": meshplay configures "zipkin" or '
+            '"opentelemetry" (OTLP/HTTP)'
+        )
         diagnostics.append(_at("MPY4001", message, source, ("tracing", "provider"), folder.name))
 
     if loaded_app is None or any(d.severity is Level.ERROR for d in diagnostics):

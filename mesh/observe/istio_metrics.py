@@ -278,14 +278,18 @@ class ProxyMetrics:
         return set(self.http) | set(self.tcp)
 
     def samples(
-        self, extra: Labels = (), zero: Container[Labels] = ()
+        self,
+        extra: Labels = (),
+        zero: Container[Labels] = (),
+        only: Container[str] | None = None,
     ) -> Iterator[tuple[Family, str, float]]:
-        """(family, ``name{labels}``, value) of every sample, family by family; a series in
-        ``zero`` is shown with all values 0 (see ``cluster.local.exporter``)."""
+        """(family, ``name{labels}``, value) of every sample, family by family (of the families
+        named in ``only`` when given); a series in ``zero`` is shown with all values 0 (see
+        ``cluster.local.exporter``)."""
         http = sorted(self.http.items())
         tcp = sorted(self.tcp.items())
         requests, duration, req_bytes, resp_bytes, *tcp_families = FAMILIES
-        for key, s in http:
+        for key, s in http if only is None or requests.name in only else ():
             text = self._text(key, extra)
             yield requests, f"{requests.name}{{{text}}}", 0 if key in zero else s.requests
         for family, attr in (
@@ -293,6 +297,8 @@ class ProxyMetrics:
             (req_bytes, "request_bytes"),
             (resp_bytes, "response_bytes"),
         ):
+            if only is not None and family.name not in only:
+                continue
             for key, s in http:
                 text = self._text(key, extra)
                 histogram: _Histogram = getattr(s, attr)
@@ -301,6 +307,8 @@ class ProxyMetrics:
         for family, attr in zip(
             tcp_families, ("opened", "closed", "sent", "received"), strict=True
         ):
+            if only is not None and family.name not in only:
+                continue
             for key, t in tcp:
                 text = self._text(key, extra)
                 yield family, f"{family.name}{{{text}}}", 0 if key in zero else getattr(t, attr)

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from mesh.observe.istio_metrics import Labels
+from mesh.observe.istio_metrics import FAMILIES, Labels
 
 __all__ = [
     "RANGE_PLACEHOLDER",
@@ -30,6 +30,7 @@ __all__ = [
     "Sample",
     "StepMetrics",
     "describe_samples",
+    "families_read",
     "format_duration",
     "parse_duration",
     "result_from_api",
@@ -37,6 +38,30 @@ __all__ = [
 ]
 
 RANGE_PLACEHOLDER = "$__range"
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_SUFFIXES = ("", "_bucket", "_sum", "_count")
+
+
+def families_read(expr: str) -> frozenset[str] | None:
+    """The Istio metric families (:data:`~mesh.observe.istio_metrics.FAMILIES`) a PromQL
+    expression reads, by the metric names its selectors spell (``istio_request_duration_
+    milliseconds_bucket`` reads the ``istio_request_duration_milliseconds`` family); ``None``
+    when it may read any: a selector without a metric name (``{job="istio-proxy"}``), a
+    ``__name__`` matcher, or no Istio metric named at all."""
+    text = _STRING.sub('""', expr)
+    if "__name__" in text:
+        return None
+    for brace in re.finditer(r"\{", text):
+        before = text[: brace.start()].rstrip()
+        if not before or not (before[-1].isalnum() or before[-1] in "_:"):
+            return None
+    idents = set(_IDENT.findall(text))
+    found = frozenset(
+        f.name for f in FAMILIES if any(f.name + suffix in idents for suffix in _SUFFIXES)
+    )
+    return found or None
 
 
 class QueryError(Exception):

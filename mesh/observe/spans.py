@@ -15,6 +15,10 @@ app was serving (the one that encloses it in time on that workload), with ids de
 trace id so a seeded run gives the same spans every time.
 
 :func:`to_otlp` renders spans as OTLP/JSON (``resourceSpans``), the other export format.
+
+An executor whose proxies run a real tracer is a :class:`SpanExecutor`: after a step it can hand
+over the spans its collector received (the lesson engine passes them to ``RunOptions.on_spans``,
+so a live view shows Envoy's own spans rather than spans derived from the records).
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from mesh.envoy_api.names import parse_cluster_name
 from mesh.records import Reporter, RequestRecord
 
-__all__ = ["Span", "span_from_json", "spans_from_records", "to_otlp"]
+__all__ = ["Span", "SpanExecutor", "span_from_json", "spans_from_records", "to_otlp"]
 
 CLIENT = "CLIENT"
 SERVER = "SERVER"
@@ -82,6 +86,16 @@ class Span:
         if self.parent_id:
             out["parentId"] = self.parent_id
         return out
+
+
+@runtime_checkable
+class SpanExecutor(Protocol):
+    """The optional capability of an executor whose proxies report spans to a collector."""
+
+    def step_spans(self, index: int) -> Sequence[Span]:
+        """The spans the proxies reported for step ``index`` (called once, right after the
+        step's traffic; may wait for the tracers' last batch). Empty when not tracing."""
+        ...
 
 
 def span_from_json(data: Mapping[str, Any]) -> Span:

@@ -58,6 +58,13 @@ def register(sub: Any) -> None:
     kube.add_argument(
         "--namespace", default="", help="namespace of the app (default: the app's own)"
     )
+    kube.add_argument(
+        "--prometheus-url",
+        default="",
+        metavar="URL",
+        help="the Prometheus that grades promql/alert expectations (e.g. a port-forward; "
+        "default: Service istio-system/prometheus through the API server)",
+    )
     kube.add_argument("--dry-run", action="store_true",
                       help="print every apply, delete, wait and traffic command; contact no cluster")  # fmt: skip
     p.add_argument(
@@ -69,8 +76,13 @@ def register(sub: Any) -> None:
 
 
 def kube_options(args: argparse.Namespace) -> dict[str, object]:
-    """The kube runner's constructor options from ``--context``/``--namespace``."""
-    return {"context": args.context, "namespace": args.namespace}
+    """The kube runner's constructor options from ``--context``/``--namespace``/
+    ``--prometheus-url``."""
+    return {
+        "context": args.context,
+        "namespace": args.namespace,
+        "prometheus_url": args.prometheus_url,
+    }
 
 
 def _dry_run(args: argparse.Namespace, lesson: Lesson) -> int:
@@ -211,8 +223,11 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     if args.dry_run:
         return _dry_run(args, lesson)
-    if args.runner != "kube" and (args.context or args.namespace):
-        print("error: --context and --namespace are options of --runner kube", file=sys.stderr)
+    if args.runner != "kube" and (args.context or args.namespace or args.prometheus_url):
+        print(
+            "error: --context, --namespace and --prometheus-url are options of --runner kube",
+            file=sys.stderr,
+        )
         return 2
     try:
         runner = get_runner(args.runner, **(kube_options(args) if args.runner == "kube" else {}))

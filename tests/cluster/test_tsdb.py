@@ -63,3 +63,43 @@ def test_the_tsdb_is_built_only_when_asked_and_rebuilt_after_new_steps() -> None
         assert executor.tsdb.built_steps == 2 and executor.tsdb.generation == 2
     finally:
         executor.close()
+
+
+P90 = (
+    "histogram_quantile(0.9, sum by (le) (rate(istio_request_duration_milliseconds_bucket"
+    '{reporter="destination"}[$__range])))'
+)
+
+
+def test_a_tsdb_holds_the_families_queries_read_and_answers_as_a_full_one() -> None:
+    """Only the families a query names are imported (a counter query does not wait for the
+    histograms); a query of another family, or one that may read any, rebuilds with more; every
+    answer equals the answer of a TSDB holding everything."""
+    lesson = load_lesson("lessons/06-retries")
+    full = RecordedMetricsExecutor(SimExecutor())
+    lazy = RecordedMetricsExecutor(SimExecutor())
+    run_lesson(full, lesson, RunOptions(seed=1))
+    run_lesson(lazy, lesson, RunOptions(seed=1))
+    try:
+        last = full.driven[-1][0]
+        whole = full.metrics_of(last)
+        by_version = lazy.step_metrics(last, 0.0, 0.0, 0.0)
+        assert by_version is not None
+        assert by_version.query(BY_VERSION).by("destination_version") == whole.query(
+            BY_VERSION.replace("$__range", f"{whole.range_s:g}s")
+        ).by("destination_version")
+        assert lazy.tsdb.families == frozenset({"istio_requests_total"})
+        p90 = by_version.query(P90).single()
+        assert lazy.tsdb.families == frozenset(
+            {"istio_requests_total", "istio_request_duration_milliseconds"}
+        )
+        assert p90 == whole.query(P90.replace("$__range", f"{whole.range_s:g}s")).single()
+        generation = lazy.tsdb.generation
+        by_version.query(BY_VERSION)  # held: no rebuild
+        assert lazy.tsdb.generation == generation
+        anything = 'count({job="istio-proxy"})'
+        assert by_version.query(anything).single() == whole.query(anything).single()
+        assert lazy.tsdb.families is None  # a selector without a metric name: everything
+    finally:
+        full.close()
+        lazy.close()

@@ -10,12 +10,15 @@ The engine grades, selects steps and handles cancel exactly as for the real runn
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from mesh.engine import LessonRunner
 from mesh.lesson import Lesson
+from mesh.observe.spans import Span, span_from_json
 from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
 from mesh.runner import LessonRun, RunEvent, RunOptions, StepPlan
 from tests.fakes import ScriptedExecutor
@@ -187,3 +190,36 @@ class BrokenRunner:
         from mesh.runner import RunnerError
 
         raise RunnerError("envoy binary not found")
+
+
+ENVOY_SPANS = Path(__file__).parent / "testdata" / "envoy-spans-01.json"
+"""Spans real Envoy 1.40 sidecars reported to meshplay's collector on the local runner: lesson
+01's first step (``meshplay traces lessons/01-request-routing --step 1 --runner local
+--sampling 100 --export zipkin FILE``), the first 20 traces kept."""
+
+
+def recorded_envoy_spans() -> list[Span]:
+    """The spans of :data:`ENVOY_SPANS`."""
+    return [span_from_json(s) for s in json.loads(ENVOY_SPANS.read_text(encoding="utf-8"))]
+
+
+@dataclass
+class TracingExecutor(ScriptedExecutor):
+    """A scripted executor whose proxies traced (a :class:`~mesh.observe.spans.SpanExecutor`):
+    after step index 0 it hands over :func:`recorded_envoy_spans`, after later steps none."""
+
+    def step_spans(self, index: int) -> Sequence[Span]:
+        """The recorded spans for the first step."""
+        self.calls.append(("step_spans", index))
+        return recorded_envoy_spans() if index == 0 else []
+
+
+class TracingFakeRunner(LessonRunner):
+    """:class:`FakeRunner`'s records, plus the spans Envoy reported for the first step."""
+
+    def __init__(self, name: str = "local") -> None:
+        script = Lesson01Records()
+        super().__init__(
+            name,
+            lambda: TracingExecutor(name, script=script, duration_s=1.0, batch=10),
+        )

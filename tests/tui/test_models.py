@@ -21,7 +21,7 @@ from tui.graph import Health, build_graph
 from tui.live import LiveRun, StepView
 from tui.progress import ProgressStore, default_data_dir
 from tui.proxy import summarise_config
-from tui.traces import bar, group_traces
+from tui.traces import RECORDS, bar, group_traces
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +97,16 @@ def test_traces_are_newest_first_with_nested_spans(lesson: Lesson) -> None:
     assert len(traces) == 5
     assert traces[0].start_s > traces[-1].start_s
     spans = traces[0].spans
-    assert [s.depth for s in spans] == [0, 1, 1]
+    # the tree Envoy's tracer reports: the gateway's server span, its client span to product
+    # under it, product's server span under that
+    assert [s.depth for s in spans] == [0, 1, 2]
+    assert [s.kind for s in spans] == ["server", "client", "server"]
+    assert spans[0].name == "server api-gateway ← outside GET /api/products/grinder"
+    assert spans[1].name == "client api-gateway → product GET /products/grinder"
+    assert spans[2].name.startswith("server product-v")
+    assert spans[2].name.endswith(" ← api-gateway GET /products/grinder")
     assert spans[0].duration_ms >= spans[1].duration_ms  # the gateway's span contains the call
+    assert traces[0].source == RECORDS
     offset, length = bar(spans[1], traces[0].duration_ms, 40)
     assert 0 < offset < 40 and offset + length <= 40
 

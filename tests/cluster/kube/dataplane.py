@@ -18,6 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,6 +108,9 @@ class SimDataPlane:
         self.delay_s = delay_s
         self.jobs: list[GeneratorJob] = []
         self.lock = threading.Lock()
+        self.logged: list[RequestRecord] = []
+        """Every record written into a proxy's log, ``start_time`` in epoch seconds (what a
+        Prometheus scraping the proxies would have counted: see ``recorded_prometheus``)."""
         self.clock = 0.0
         """The simulated traffic of a step takes no wall time: each step starts where the
         previous one's simulated traffic ended (or now, whichever is later)."""
@@ -143,6 +147,8 @@ class SimDataPlane:
                 env_workload = workload
             if target:
                 kube.write_log(ns, target, "istio-proxy", render(r, at, env_workload, ns), at=t0)
+                with self.lock:
+                    self.logged.append(replace(r, start_time=at))
         if self.delay_s:
             time.sleep(self.delay_s)
         duration = max((r.start_time + r.duration_ms / 1000 for r in records), default=0.0)

@@ -99,6 +99,9 @@ class FakeKube:
         self.data_plane: Callable[[FakeKube, Obj], None] | None = None
         self.prometheus: Callable[[str], list[Obj]] | None = None
         """Answers PromQL queries sent to Service istio-system/prometheus (None: no Prometheus)."""
+        self.prometheus_http: Callable[[str, dict[str, list[str]]], Obj] | None = None
+        """A fake Prometheus HTTP API behind that Service: (path after ``/proxy``, query) ->
+        the whole JSON answer; when set, it answers instead of :attr:`prometheus`."""
         self.requests: list[tuple[str, str]] = []
         self.execs: list[tuple[str, str, list[str]]] = []
         self.on_request: Callable[[str, str], None] | None = None
@@ -731,8 +734,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _service_proxy(self, ns: str, name: str, query: dict[str, list[str]]) -> None:
         kube = self.kube
-        if kube.prometheus is None or (ns, name) != ("istio-system", "prometheus:9090"):
+        served = kube.prometheus is not None or kube.prometheus_http is not None
+        if not served or (ns, name) != ("istio-system", "prometheus:9090"):
             raise _Status(503, "ServiceUnavailable", f'no endpoints available for service "{name}"')
+        if kube.prometheus_http is not None:
+            path = urlsplit(self.path).path.split("/proxy", 1)[1]
+            self._send(200, kube.prometheus_http(path, query))
+            return
+        assert kube.prometheus is not None
         result = kube.prometheus((query.get("query") or [""])[0])
         self._send(200, {"status": "success", "data": {"resultType": "vector", "result": result}})
 

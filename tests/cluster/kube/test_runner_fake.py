@@ -33,13 +33,33 @@ from tests.cluster.kube.fake_api import FakeKube, Obj
 
 ROOT = Path(__file__).resolve().parents[3]
 FAST = Timeouts(
-    rollout_s=3, converge_s=3, generator_start_s=5, settle_s=0.05, cleanup_s=3, poll_s=0.05
-)
+    rollout_s=3, converge_s=3, generator_start_s=5, settle_s=0.05, cleanup_s=3, poll_s=0.05,
+    scrape_s=0.2,
+)  # fmt: skip
 KUBE_LESSONS = sorted(
     p.parent.name
     for p in (ROOT / "lessons").glob("*/lesson.yaml")
     if "kube" in load_lesson(p.parent).spec.runners
 )
+PROMETHEUS_SERVICE = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {"name": "prometheus", "namespace": "istio-system"},
+    "spec": {"ports": [{"port": 9090}]},
+}
+
+
+def _on_metrics(name: str) -> bool:
+    """The lesson grades promql/alert expectations (they need a Prometheus)."""
+    return any(e.on_metrics for s in load_lesson(ROOT / "lessons" / name).steps for e in s.expect)
+
+
+KUBE_PARAMS = [
+    pytest.param(name, marks=[pytest.mark.prometheus, pytest.mark.slow])
+    if _on_metrics(name)
+    else name
+    for name in KUBE_LESSONS
+]
 
 
 def _lesson(name: str) -> Lesson:
@@ -72,17 +92,31 @@ def _knobs(fake: FakeKube) -> dict[str, dict[str, object]]:
     return {name: dict(p.knobs) for (_ns, name), p in fake.pods.items() if any(p.knobs.values())}
 
 
-@pytest.mark.parametrize("name", KUBE_LESSONS)
+@pytest.mark.parametrize("name", KUBE_PARAMS)
 def test_every_kube_lesson_grades_like_sim_and_leaves_only_the_app(
-    ready: FakeKube, kubeconfig: Path, name: str
+    ready: FakeKube, kubeconfig: Path, name: str, tmp_path: Path
 ) -> None:
     """Each lesson's verdicts on the fake cluster equal the simulator's, expectation by
     expectation, from as many records per step (every record survived the trip through the
     Istio log format); afterwards only the app is left, with no knob still turned."""
     lesson = _lesson(name)
-    ready.data_plane = SimDataPlane(lesson)
-    run = _run(kubeconfig, lesson)
-    expected = SimRunner().run(lesson, RunOptions())
+    plane = SimDataPlane(lesson)
+    ready.data_plane = plane
+    if _on_metrics(name):  # a real Prometheus over what the fake proxies logged, and the sim's
+        from playground.observed import ObservedSimRunner
+        from tests.cluster.kube.recorded_prometheus import RecordedPrometheus
+
+        prometheus = RecordedPrometheus(plane, tmp_path / "tsdb")
+        ready.put(PROMETHEUS_SERVICE)
+        ready.prometheus_http = prometheus
+        try:
+            run = _run(kubeconfig, lesson)
+        finally:
+            prometheus.close()
+        expected = ObservedSimRunner().run(lesson, RunOptions())
+    else:
+        run = _run(kubeconfig, lesson)
+        expected = SimRunner().run(lesson, RunOptions())
     assert [[c.verdict for c in s.checks] for s in run.steps] == [
         [c.verdict for c in s.checks] for s in expected.steps
     ]

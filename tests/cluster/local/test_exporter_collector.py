@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.local.collector import SpanStore, read_spans_file
+from cluster.local.collector import SpanStore, read_new_spans, read_spans_file
 from cluster.local.collector import serve as serve_collector
 from cluster.local.exporter import ProxyTarget
 from cluster.local.exporter import serve as serve_exporter
@@ -135,7 +135,8 @@ def test_the_collector_takes_chunked_posts_and_answers_zipkins_api(tmp_path: Pat
         assert json.loads(_get(f"{base}/api/v2/services")[1]) == ["api-gateway-v1.shop"]
         (trace,) = json.loads(_get(f"{base}/api/v2/traces?limit=5")[1])
         assert [s["id"] for s in trace] == ["1" * 16, "2" * 16]
-        assert json.loads(_get(f"{base}/api/v2/spans/count")[1]) == {"count": 2}
+        counted = {"count": 2, "batches": {"zipkin": 1}}
+        assert json.loads(_get(f"{base}/api/v2/spans/count")[1]) == counted
         assert _get(f"{base}/api/v2/trace/{'cd' * 16}")[0] == 404
         assert len(json.loads(_get(f"{base}/api/v2/trace/{'ab' * 16}")[1])) == 2
         assert read_spans_file(tmp_path / "spans.jsonl") == spans
@@ -172,3 +173,21 @@ def test_the_fast_path_counts_what_the_records_would() -> None:
         slow.add(record_from_access_log(entry))
     assert target.metrics.exposition() == slow.exposition()
     assert len(target.labels) == len(variants) - 1  # the last differs in duration only
+
+
+def test_new_spans_are_read_batch_by_batch_and_a_half_written_batch_waits(tmp_path: Path) -> None:
+    """What a step hands the traces view: the spans stored since the last step's, whole lines
+    only (the collector may be writing the next batch)."""
+    store = SpanStore(tmp_path / "spans.jsonl")
+    one = {"traceId": "ab" * 16, "id": "1" * 16, "kind": "SERVER", "timestamp": 5}
+    two = {"traceId": "cd" * 16, "id": "2" * 16, "kind": "CLIENT", "timestamp": 9}
+    store.add([one])
+    spans, offset = read_new_spans(tmp_path / "spans.jsonl", 0)
+    assert [s.id for s in spans] == ["1" * 16] and spans[0].timestamp_us == 5
+    store.add([two])
+    with (tmp_path / "spans.jsonl").open("ab") as f:
+        f.write(b'[{"traceId": "ef')  # a batch being written
+    spans, offset2 = read_new_spans(tmp_path / "spans.jsonl", offset)
+    assert [s.id for s in spans] == ["2" * 16] and spans[0].kind == "CLIENT"
+    assert read_new_spans(tmp_path / "spans.jsonl", offset2) == ([], offset2)
+    assert read_new_spans(tmp_path / "missing.jsonl", 0) == ([], 0)

@@ -93,3 +93,39 @@ def test_real_envoy_accepts_the_traced_config(tmp_path: Path) -> None:
         path.write_text(json.dumps(bootstrap(proxy, admin_port=0, secrets=secrets)))
         code, out = validate(path)
         assert code == 0, out
+
+
+OTEL = TracingOptions.opentelemetry(sampling=50.0, collector_address=("127.0.0.1", 24318))
+
+
+def test_an_opentelemetry_provider_exports_otlp_http_as_istiod_configures_it() -> None:
+    """istiod's otelConfig for a provider with ``http``: the node cluster as service name, an
+    http_service whose URI is the service host joined with the path, on its outbound cluster."""
+    sidecar = _configs(OTEL)["product-v2-0"]
+    tracing = _hcms(list(sidecar.listeners))[0]["tracing"]
+    assert tracing["random_sampling"] == {"value": 50.0}
+    assert tracing["provider"]["name"] == "envoy.tracers.opentelemetry"
+    cluster = "outbound|4318||opentelemetry-collector.observability.svc.cluster.local"
+    assert tracing["provider"]["typed_config"] == {
+        "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+        "http_service": {
+            "http_uri": {
+                "cluster": cluster,
+                "timeout": "5s",
+                "uri": "opentelemetry-collector.observability.svc.cluster.local/v1/traces",
+            }
+        },
+        "service_name": "product-v2.shop",
+    }
+    collector = sidecar.cluster(cluster)
+    assert collector is not None and collector["type"] == "STATIC"
+
+
+@pytest.mark.envoy
+def test_real_envoy_accepts_the_opentelemetry_config(tmp_path: Path) -> None:
+    secrets = _test_secrets(tmp_path)
+    proxy = _configs(OTEL)["api-gateway-v1-0"]
+    path = tmp_path / "otel.json"
+    path.write_text(json.dumps(bootstrap(proxy, admin_port=0, secrets=secrets)))
+    code, out = validate(path)
+    assert code == 0, out

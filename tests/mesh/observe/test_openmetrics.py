@@ -67,3 +67,11 @@ def test_families_are_contiguous_and_typed() -> None:
         "istio_response_bytes",
     ]
     assert len(names) == len(set(names))
+
+
+def test_only_some_families_gives_exactly_their_lines_of_the_whole_text() -> None:
+    records = (record(start=0.5), record(version="v2", start=1.2))
+    whole = openmetrics_text([StepData(0, records, 3.0)])
+    only = openmetrics_text([StepData(0, records, 3.0)], only={"istio_requests_total"})
+    wanted = [line for line in whole.splitlines() if "istio_requests_total" in line]
+    assert only.splitlines() == [*wanted, "# EOF"]

@@ -14,6 +14,7 @@ from mesh.observe.istio_metrics import Labels
 from mesh.observe.query import (
     QueryError,
     QueryResult,
+    families_read,
     format_duration,
     parse_duration,
     result_from_api,
@@ -164,6 +165,28 @@ def test_describe_shows_the_query_on_one_line() -> None:
     exp = Expectation(promql="sum(\n  rate(x[$__range])\n)", at_most=3.0)
     assert exp.describe() == "promql(sum( rate(x[$__range]) )) <= 3"
     assert Expectation(alert="Burst", equals=1.0).describe() == "alert(Burst) = 1"
+
+
+@pytest.mark.parametrize(
+    ("expr", "families"),
+    [
+        ('sum(rate(istio_requests_total{response_code=~"5.."}[1m]))', {"istio_requests_total"}),
+        (
+            'histogram_quantile(0.9, sum by (le) (rate(istio_request_duration_milliseconds_bucket{path=~"/a{2}"}[1m])))',
+            {"istio_request_duration_milliseconds"},
+        ),
+        (
+            "istio_request_bytes_sum / istio_request_bytes_count + istio_tcp_sent_bytes_total",
+            {"istio_request_bytes", "istio_tcp_sent_bytes_total"},
+        ),
+        ('count({job="istio-proxy"})', None),  # a selector without a metric name
+        ('sum by (le) ({__name__=~"istio_.*_bucket"})', None),
+        ("vector(1)", None),  # names no Istio metric: not narrowed
+        ("istio_requests_totally", None),  # a longer name is another metric
+    ],
+)
+def test_the_families_a_query_reads(expr: str, families: set[str] | None) -> None:
+    assert families_read(expr) == (None if families is None else frozenset(families))
 
 
 def test_an_alert_over_a_recorded_series_uses_the_recording_rules_expression() -> None:
