@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +89,10 @@ class LocalMesh:
     tracing: TracingOptions | None = None
     """Envoy's tracer on every HTTP connection manager, reporting to a collector
     (``cluster.local.monitoring`` sets it before ``start``); None: no tracing."""
+    external: Mapping[str, str] = field(default_factory=dict)
+    """Servers outside the mesh that run on this machine, by in-cluster ``host:port``
+    (``{"postgres:5432": "127.0.0.1:54321"}``): the apps' ``DATABASE_URL``/``REDIS_URL`` that
+    name one are pointed at it instead of dropped (see :mod:`cluster.local.apps`)."""
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -275,6 +279,7 @@ class LocalMesh:
             http_proxy=f"http://{LOOPBACK}:{proxy_port}" if proxy_port else None,
             seed=self.seed,
             pod=pp.pod,
+            external=self.external,
         )
         pp.app = f"app-{pp.pod.name}"
         self.supervisor.start(pp.app, app_argv(container), env=env, cwd=ROOT)
