@@ -311,14 +311,15 @@ class FakeKube:
         self.ip += 1
         names = [*containers, "istio-proxy"] if sidecar else containers
         env = env or {}
+        specs = [{"name": c, "image": image, **({"env": copy.deepcopy(env[c])} if env.get(c) else {})}
+                 for c in names]  # fmt: skip
         pod: Obj = {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "spec": {
                 "serviceAccountName": service_account,
-                "containers": [{"name": c, "image": image, **({"env": copy.deepcopy(env[c])} if env.get(c) else {})}
-                               for c in names],  # fmt: skip
+                "containers": specs,
             },
         }
         if owner:
