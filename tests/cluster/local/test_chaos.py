@@ -103,6 +103,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Lo
             yield m, lambda _workload: psycopg.connect(pg), rd
 
 
+SERVED_BY: Counter[str] = Counter()
+"""Pods named in the answers' ``x-served-by`` (``order-v1-1``, ...): which replicas served."""
+
+
 def _call(port: int, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:  # fmt: skip
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
     try:
@@ -111,6 +115,7 @@ def _call(port: int, method: str, path: str, body: Any = None, headers: dict[str
         conn.request(method, path, body=data, headers=hdrs)
         resp = conn.getresponse()
         raw = resp.read()
+        SERVED_BY.update(e.strip().rsplit("/", 1)[-1] for e in (resp.getheader("x-served-by") or "").split(",") if e.strip())  # fmt: skip
         try:
             return resp.status, json.loads(raw)
         except ValueError:
@@ -168,6 +173,7 @@ def test_no_acknowledged_order_is_lost_or_charged_twice_under_kills(
     backend: tuple[LocalMesh, Connect, str | None],
 ) -> None:
     mesh, db, redis_url = backend
+    SERVED_BY.clear()
     events: list[tuple[str, str, str]] = []
     # a container killed twice waits out a back-off before its second restart: 2 s, not 10
     mesh.watch(lambda kind, pod, detail: events.append((kind, pod, detail)), backoff_s=2.0)
@@ -238,6 +244,7 @@ def test_no_acknowledged_order_is_lost_or_charged_twice_under_kills(
         "kills": kills, "deaths": sum(k == "pod-died" for k, _, _ in events),
         "restarts": sum(k == "pod-restarted" for k, _, _ in events),
         "statuses": dict(Counter(acked.values())),
+        "served_by": {w: sorted(p for p in SERVED_BY if p.startswith(f"{w}-")) for w in VICTIMS},
     }  # fmt: skip
     print("chaos:", json.dumps(summary))
     assert len(kills) >= KILLS // 2, summary
@@ -245,6 +252,9 @@ def test_no_acknowledged_order_is_lost_or_charged_twice_under_kills(
     assert not lost and not unpaid and not double and not charged_not_paid, summary
     assert not dup_notes and not not_notified, summary
     assert len(acked) >= ORDERS * 3 // 4, summary
+    # every replica of the services each order calls took part (user is called only at sign-up)
+    for w in ("order", "payment", "notification"):
+        assert len(summary["served_by"][w]) == len(mesh.pods_of(w)), summary
     if redis_url is not None:  # user's replicas cache profiles in the shared Redis
         status, me = _retrying(port, "GET", "/api/me", headers=auth)
         assert status == 200, me
