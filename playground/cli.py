@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``meshplay`` console script."""
     parser = build_parser()
+    if argv is not None and any("\x00" in a for a in argv):
+        # a shell cannot pass one (execve's arguments are C strings), a caller of main() can;
+        # every path function would raise ValueError on it
+        parser.error("an argument contains a NUL byte")
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:

@@ -19,7 +19,10 @@ interpreter running meshplay. What Kubernetes gives a container for free is set 
   ``VERSION``, ``POD_NAME`` and ``BEHAVIOR_FILE`` (its declaration as JSON, :func:`declaration`);
 * ``DATABASE_URL``/``REDIS_URL`` are dropped: PostgreSQL and Redis run outside the mesh
   (``sidecar.istio.io/inject: "false"``) and are not started locally, so the services use their
-  SQLite default and no cache.
+  SQLite default and no cache. When the caller does run them (``external``: the in-cluster
+  ``host:port`` such as ``postgres:5432`` mapped to a local ``127.0.0.1:PORT``), a URL naming
+  one of them is kept, pointed at the local address: every replica then shares that database
+  and cache, as on a cluster.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from mesh.app import AppBehavior, Call, Parallel, ServiceBehavior
 from mesh.diagnostics import Diagnostic
@@ -47,6 +51,7 @@ __all__ = [
     "behavior_server",
     "declaration",
     "declared_behavior",
+    "external_url",
     "is_python_service",
     "unknown_service_package",
     "unrunnable",
@@ -97,6 +102,23 @@ def downward_value(var: EnvVar, pod: Pod) -> str | None:
     return pod.labels.get(label.group(1)) if label else None
 
 
+def external_url(url: str, external: Mapping[str, str]) -> str | None:
+    """``url`` with its ``host:port`` replaced by the local address ``external`` maps it to
+    (``postgresql://shop:shop@postgres:5432/shop`` -> ``...@127.0.0.1:5433/shop``), or None
+    when it names a server that does not run here."""
+    try:
+        parts = urlsplit(url)
+        where = f"{parts.hostname}:{parts.port}"
+    except ValueError:
+        return None
+    local = external.get(where)
+    if local is None:
+        return None
+    user = parts.netloc.rpartition("@")[0]
+    netloc = f"{user}@{local}" if user else local
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def app_env(
     container: Container,
     *,
@@ -107,9 +129,10 @@ def app_env(
     seed: int,
     base: Mapping[str, str] | None = None,
     pod: Pod | None = None,
+    external: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The process environment of one replica (see the module docstring); ``pod`` fills in
-    Downward API values."""
+    Downward API values, ``external`` maps servers outside the mesh to local addresses."""
     source = os.environ if base is None else base
     env = {
         k: v
@@ -123,7 +146,11 @@ def app_env(
         if value is not None:
             env[var.name] = value
     for name in DROPPED_ENV:
-        env.pop(name, None)
+        local = external_url(env[name], external) if name in env and external else None
+        if local is None:
+            env.pop(name, None)
+        else:
+            env[name] = local
     env["PYTHONPATH"] = str(ROOT) + (
         os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
     )

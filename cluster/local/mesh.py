@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +103,10 @@ class LocalMesh:
     (``cluster.local.monitoring`` sets it before ``start``); None: no tracing."""
     behavior: AppBehavior | None = None
     """The app's declaration: pods without code of their own run it (the behaviour server)."""
+    external: Mapping[str, str] = field(default_factory=dict)
+    """Servers outside the mesh that run on this machine, by in-cluster ``host:port``
+    (``{"postgres:5432": "127.0.0.1:54321"}``): the apps' ``DATABASE_URL``/``REDIS_URL`` that
+    name one are pointed at it instead of dropped (see :mod:`cluster.local.apps`)."""
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -298,6 +302,7 @@ class LocalMesh:
             http_proxy=f"http://{LOOPBACK}:{proxy_port}" if proxy_port else None,
             seed=self.seed,
             pod=pp.pod,
+            external=self.external,
         )
         argv = app_argv(container)
         if server and declared is not None and self.behavior is not None:

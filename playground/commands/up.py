@@ -14,6 +14,11 @@ belongs to this command: Ctrl-C or SIGTERM stops the owner and everything it sta
 (and waits for that), and if this command dies by a signal that runs no code (SIGKILL), the
 owner sees its hand-over pipe close without a hand-over and stops itself. After it, the owner
 lives on its own; whatever ends the owner ends its mesh (see ``cluster/local/procs.py``).
+
+The owner is also the mesh's kubelet (:mod:`cluster.local.kubelet`): an app or Envoy that exits
+without ``meshplay down`` asking (a crash, ``kill -9``) is restarted with the same ports and
+config, as Kubernetes restarts a pod's container, and the state file is rewritten with its new
+PID. Each death and restart is a line in the owner's log (``up.log`` in the state directory).
 """
 
 from __future__ import annotations
@@ -242,6 +247,7 @@ def _run(args: argparse.Namespace) -> int:
                 monitored.info().write(monitoring_file)
             record = MeshStateFile.of(mesh, name)
             record.write(state_file)
+            mesh.watch(_restarts_recorded(mesh, name, record.started_at, state_file))
             print(_table(record, mesh.started_s), flush=True)
             _print_monitoring(state_dir())
             print("running; Ctrl-C (or meshplay down) stops every process", file=sys.stderr)
@@ -259,6 +265,22 @@ def _run(args: argparse.Namespace) -> int:
         monitoring_file.unlink(missing_ok=True)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _restarts_recorded(mesh: Any, name: str, started_at: float, state_file: Path) -> Any:
+    """The kubelet's event sink under ``up``: each event a line in the owner's log, and after a
+    restart the state file again, with the restarted process's new PID (else ``down`` would
+    not find it, and ``up`` would not see the mesh as up)."""
+    from cluster.local.state import MeshStateFile
+
+    def on_event(kind: str, pod: str, detail: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {kind} {pod}: {detail}", flush=True)
+        if kind == "pod-restarted":
+            record = MeshStateFile.of(mesh, name)
+            record.started_at = started_at
+            record.write(state_file)
+
+    return on_event
 
 
 def _monitoring(mesh: Any, args: argparse.Namespace) -> Any:

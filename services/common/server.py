@@ -6,6 +6,9 @@ Connections that are already open get 503 `refusing` with `Connection: close` on
 routes. When `refuse` is turned off the socket is bound again on the same port. Because the main
 port is closed while refusing, the knobs stay reachable on an optional second listener,
 `ADMIN_PORT`, which serves the same app (probes and `/admin/knobs` included) and is never closed.
+That listener is bound on the loopback address whatever `HOST` is: in a pod, only a process in
+the pod's own network namespace (``kubectl exec``, the kubelet's exec probes) reaches it, never
+another pod, the sidecar's inbound passthrough or the ingress gateway.
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
+
+
+def loopback_of(host: str) -> str:
+    """The loopback address of ``host``'s family: where ``ADMIN_PORT`` listens."""
+    return "::1" if ":" in host else "127.0.0.1"
 
 
 class RefusableServer(uvicorn.Server):
@@ -118,7 +126,7 @@ def serve(app: FastAPI, settings: Settings) -> None:
     port = main.getsockname()[1]
     sockets = [main]
     if settings.admin_port is not None:
-        sockets.append(_bind(settings.host, settings.admin_port))
+        sockets.append(_bind(loopback_of(settings.host), settings.admin_port))
     config = uvicorn.Config(
         app,
         log_level="warning",

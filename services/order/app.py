@@ -209,7 +209,9 @@ def build_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = N
 
 
 def _settle(session: Session, order_id: str, outcome: Outcome) -> Order:
-    order = session.get(Order, order_id)
+    # the row lock makes two replicas settling the same order (the client's retry reached the
+    # other one) take turns: the second sees it settled and leaves it as the first wrote it
+    order = session.get(Order, order_id, with_for_update=True)
     if order is None:
         raise ServiceError(500, "internal", "the order vanished")
     if order.status == "pending":  # a concurrent retry may have settled it first

@@ -15,8 +15,9 @@ import asyncio
 import functools
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from services.common.downstream import Downstream
 from services.common.storage import Store
@@ -29,12 +30,16 @@ RELAY_INTERVAL_S = 2.0
 BATCH = 20
 
 
-def _due(session: Session) -> list[tuple[str, str, list[Line]]]:
+def _claim(session: Session) -> list[tuple[str, str, list[Line]]]:
+    """Begin the round's transaction and lock the orders it will send (skipping any another
+    replica's round holds)."""
+    session.begin()
     rows = session.scalars(
         select(Order)
         .where(Order.status == "paid", Order.notified.is_(False))
         .order_by(Order.created_at)
         .limit(BATCH)
+        .with_for_update(skip_locked=True, of=Order)
     ).all()
     return [
         (
@@ -46,20 +51,26 @@ def _due(session: Session) -> list[tuple[str, str, list[Line]]]:
     ]
 
 
-def _mark(session: Session, *, order_id: str) -> None:
-    order = session.get(Order, order_id)
-    if order is not None:
-        order.notified = True
+def _mark(session: Session, *, order_ids: list[str]) -> None:
+    """Mark the sent ones and end the round's transaction (releasing every claimed row)."""
+    if order_ids:
+        session.execute(update(Order).where(Order.id.in_(order_ids)).values(notified=True))
+    session.commit()
 
 
 async def relay_once(downstream: Downstream, store: Store) -> int:
     """Send the confirmations still owed; the number notification accepted."""
-    sent = 0
-    for order_id, email, lines in await store.run(_due):
-        if await notify(downstream, order_id, email, lines):
-            await store.run(functools.partial(_mark, order_id=order_id))
-            sent += 1
-    return sent
+    session = store.sessions()
+    try:
+        sent: list[str] = []
+        for order_id, email, lines in await run_in_threadpool(_claim, session):
+            if not await notify(downstream, order_id, email, lines):
+                break
+            sent.append(order_id)
+        await run_in_threadpool(functools.partial(_mark, session, order_ids=sent))
+        return len(sent)
+    finally:
+        await run_in_threadpool(session.close)  # rolls back a round that did not get to _mark
 
 
 async def relay_forever(downstream: Downstream, store: Store) -> None:

@@ -12,7 +12,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from fastapi import FastAPI, Header
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -59,6 +59,10 @@ class UserService:
 
         def _load() -> list[tuple[str, str]]:
             with self.store.sessions.begin() as session:
+                if session.get_bind().dialect.name == "postgresql":
+                    # replicas starting together take turns: the first creates the key, the
+                    # others find it (else each could sign with a key the others never load)
+                    session.execute(text("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE"))
                 rows = session.scalars(
                     select(SigningKey).order_by(SigningKey.created_at, SigningKey.kid)
                 ).all()
@@ -69,7 +73,7 @@ class UserService:
                 return [(row.kid, row.private_pem) for row in rows]
 
         retry_on_clash(_load)
-        # Another replica may have added its key at the same time: the oldest one signs.
+        # On SQLite (one file per replica) or a key added by hand: the oldest one signs.
         with self.store.sessions() as session:
             rows = session.scalars(
                 select(SigningKey).order_by(SigningKey.created_at, SigningKey.kid)

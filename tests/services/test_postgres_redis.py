@@ -5,120 +5,30 @@ survives restarts."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 import redis
 
+from tests.services.databases import postgres_server, redis_server
 from tests.services.stack import Stack, free_port, running_shop
 
 pytestmark = pytest.mark.postgres
 
 
-def _pg_bin() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
-    assert found, "PostgreSQL is not installed (bin/setup --test installs it)"
-    return found[-1].parent
-
-
-def _wait(check: object, what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if check():  # type: ignore[operator]
-                return
-        except Exception:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not start")
-
-
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    """A throw-away PostgreSQL cluster; as root, it runs as the `postgres` user (it refuses
-    root)."""
-    as_root = os.geteuid() == 0
-    folder = Path(tempfile.mkdtemp(prefix="meshplay-pg-"))
-    if as_root:
-        shutil.chown(folder, "postgres", "postgres")
-    user = {"user": "postgres", "group": "postgres"} if as_root else {}
-    data, port = folder / "data", free_port()
-    subprocess.run(
-        [_pg_bin() / "initdb", "-D", data, "-U", "shop", "--auth=trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-        **user,  # type: ignore[arg-type]
-    )
-    server = subprocess.Popen(
-        [
-            _pg_bin() / "postgres",
-            "-D",
-            data,
-            "-p",
-            str(port),
-            "-k",
-            folder,
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(folder / "postgres.log").open("wb") if not as_root else subprocess.DEVNULL,
-        **user,  # type: ignore[arg-type]
-    )
-    admin = f"postgresql://shop@127.0.0.1:{port}/postgres"
-    try:
-        _wait(lambda: psycopg.connect(admin, connect_timeout=2).close() is None, "postgres")
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE shop")
-        yield f"postgresql://shop@127.0.0.1:{port}/shop"
-    finally:
-        server.terminate()  # SIGTERM: smart shutdown
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
-        shutil.rmtree(folder, ignore_errors=True)
+    with postgres_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    server = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path_factory.mktemp("redis")),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        _wait(lambda: redis.Redis.from_url(url).ping(), "redis")
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -145,6 +145,32 @@ def test_refuse_closes_the_port_and_reopens_it(tmp_path: Path) -> None:
         stack.stop()
 
 
+def test_the_admin_port_listens_on_loopback_whatever_host_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a pod the service listens on ``HOST=0.0.0.0`` (the sidecar forwards to the pod IP),
+    but ``ADMIN_PORT`` (the lesson knobs) must answer only inside the pod: bound on 127.0.0.1
+    (``::1`` for an IPv6 ``HOST``), so no other pod, no sidecar passthrough and no gateway
+    route reaches it."""
+    from services.common import server
+
+    for host, loopback in (("0.0.0.0", "127.0.0.1"), ("::", "::1")):
+        bound: list[tuple[str, int]] = []
+        monkeypatch.setattr(server, "_bind", lambda h, p, b=bound: b.append((h, p)) or _FakeSock(p))  # fmt: skip
+        monkeypatch.setattr(server.RefusableServer, "run", lambda self, sockets=None: None)
+        settings = _settings("payment", tmp_path, HOST=host, PORT="18080", ADMIN_PORT="15999")
+        server.serve(payment_app(settings), settings)
+        assert bound == [(host, 18080), (loopback, 15999)]
+
+
+class _FakeSock:
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def getsockname(self) -> tuple[str, int]:
+        return ("", self.port)
+
+
 def test_a_bad_setting_stops_the_service_with_one_line(tmp_path: Path) -> None:
     stack = Stack(tmp_path)
     proc = stack.start("product", {"ERROR_RATE": "lots"})

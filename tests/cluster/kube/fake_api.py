@@ -310,16 +310,19 @@ class FakeKube:
 
     def _make_pod(self, namespace: str, name: str, labels: dict[str, str], containers: list[str], *,
                   sidecar: bool, owner: str = "", ready: bool = True, image: str = "fake",
-                  service_account: str = "default") -> Obj:  # fmt: skip
+                  service_account: str = "default", env: dict[str, list[Obj]] | None = None) -> Obj:  # fmt: skip
         self.ip += 1
         names = [*containers, "istio-proxy"] if sidecar else containers
+        env = env or {}
+        specs = [{"name": c, "image": image, **({"env": copy.deepcopy(env[c])} if env.get(c) else {})}
+                 for c in names]  # fmt: skip
         pod: Obj = {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "spec": {
                 "serviceAccountName": service_account,
-                "containers": [{"name": c, "image": image} for c in names],
+                "containers": specs,
             },
         }
         if owner:
@@ -431,7 +434,8 @@ class FakeKube:
                 continue
             pods.append(self._make_pod(ns, pod_name, labels, containers, sidecar=sidecar,
                                        owner=f"{name}-{digest[:5]}", ready=name not in self.never_ready,
-                                       service_account=template["spec"].get("serviceAccountName", "default")))  # fmt: skip
+                                       service_account=template["spec"].get("serviceAccountName", "default"),
+                                       env={c["name"]: c.get("env") or [] for c in template["spec"]["containers"]}))  # fmt: skip
         self.nonce += 1
 
     # -- pods' runtime ---------------------------------------------------------------------
@@ -457,6 +461,10 @@ class FakeKube:
         """What running ``argv`` in a container answers."""
         self.execs.append((pod, container, argv))
         if argv[:4] == ["python", "-m", "cluster.kube.loadgen", "knobs"]:
+            # the service listens for knobs on its ADMIN_PORT, on 127.0.0.1: another port is
+            # refused, as inside a real container
+            if argv[4] != self._env_of(namespace, pod, container).get("ADMIN_PORT"):
+                return 1, "", f"knobs: 127.0.0.1:{argv[4]}: [Errno 111] Connection refused"
             runtime = self.pods.setdefault((namespace, pod), FakePod())
             runtime.knobs.update(json.loads(argv[5]))
             return 0, json.dumps(runtime.knobs), ""
@@ -470,6 +478,14 @@ class FakeKube:
         if argv[:3] == ["pilot-agent", "request", "GET"]:
             return 0, json.dumps({"configs": []}), ""
         return 127, "", f"{argv[0]}: not found"
+
+    def _env_of(self, namespace: str, pod: str, container: str) -> dict[str, str]:
+        """The plain ``env`` values of a stored pod's container."""
+        for found in self.find("Pod", namespace, pod):
+            for c in found["spec"]["containers"]:
+                if c["name"] == container:
+                    return {e["name"]: str(e.get("value", "")) for e in c.get("env") or []}
+        return {}
 
     def _syncz(self) -> list[Obj]:
         out = []
