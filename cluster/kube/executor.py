@@ -266,15 +266,7 @@ class KubeExecutor:
                 if container:
                     cluster.set_knobs(cluster.workload_pods(d), container, _RESET)
                 self.knobbed.discard(d.name)
-        knobs: dict[str, Any] = {}
-        if action.latency_ms is not None:
-            knobs["latency_ms"] = action.latency_ms
-        if action.error_rate is not None:
-            knobs["error_rate"] = action.error_rate
-        if action.refuse is not None:
-            knobs["refuse"] = action.refuse
-        if action.drop_trace_headers is not None:
-            knobs["drop_trace_headers"] = action.drop_trace_headers
+        knobs: dict[str, Any] = dict(action.knobs)
         if knobs:
             if not container:
                 raise RunnerError(f"break: {d.name} runs no meshplay service, so it has no knobs")

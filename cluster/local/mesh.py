@@ -449,15 +449,7 @@ class LocalMesh:
             self._wait_ready(time.monotonic() + 30.0, revived)
             for p in pods:
                 self.set_knobs(p, dict(RESET_KNOBS))
-        knobs: dict[str, Any] = {}
-        if action.latency_ms is not None:
-            knobs["latency_ms"] = action.latency_ms
-        if action.error_rate is not None:
-            knobs["error_rate"] = action.error_rate
-        if action.refuse is not None:
-            knobs["refuse"] = action.refuse
-        if action.drop_trace_headers is not None:
-            knobs["drop_trace_headers"] = action.drop_trace_headers
+        knobs: dict[str, Any] = dict(action.knobs)
         if knobs:
             for p in pods:
                 if not p.dead:

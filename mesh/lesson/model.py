@@ -328,6 +328,19 @@ class BreakAction:
     kill: int | None = None
     restore: bool = False
 
+    @property
+    def knobs(self) -> dict[str, float | bool]:
+        """The services' knob settings this action sets (``latency_ms``, ``error_rate``,
+        ``refuse``, ``drop_trace_headers``: the knob names are the field names); empty when it
+        only kills or restores."""
+        fields = {
+            "latency_ms": self.latency_ms,
+            "error_rate": self.error_rate,
+            "refuse": self.refuse,
+            "drop_trace_headers": self.drop_trace_headers,
+        }
+        return {name: value for name, value in fields.items() if value is not None}
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
