@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from mesh.diagnostics import Diagnostic, DiagnosticError, Level, did_you_mean
+from mesh.exercise import find_exercises
 from mesh.model.common import SourceMap
 from mesh.source.decode import MISSING, Decoder
 from mesh.source.yaml_nodes import parse_documents
 
-__all__ = ["PATH_FILE", "LearningPath", "Phase", "load_path"]
+__all__ = ["PATH_FILE", "LearningPath", "Phase", "load_path", "path_of"]
 
 PATH_FILE = "path.yaml"
 """The path's file in a lessons folder."""
@@ -114,3 +115,13 @@ def load_path(file: Path, lessons: Iterable[str], exercises: Iterable[str]) -> L
     if any(d.severity is Level.ERROR for d in diagnostics):
         raise DiagnosticError(diagnostics)
     return path
+
+
+def path_of(root: Path, lessons: Iterable[str]) -> LearningPath | None:
+    """The learning path of a lessons folder (its ``path.yaml``, checked against ``lessons`` and
+    the exercises under ``root/exercises``); None when it has none. Raises DiagnosticError."""
+    file = root / PATH_FILE
+    if not file.is_file():
+        return None
+    return load_path(file, lessons, [p.name for p in find_exercises(root / "exercises")])
+

@@ -21,9 +21,9 @@ from textual.message import Message
 from textual.widgets import Markdown, Tree
 
 from mesh.diagnostics import DiagnosticError
-from mesh.exercise import Exercise, find_exercises, goal_text, load_exercise
+from mesh.exercise import Exercise, goal_text, load_exercise
 from mesh.lesson import Lesson
-from mesh.path import PATH_FILE, LearningPath, load_path
+from mesh.path import LearningPath, path_of
 from tui.session import Session
 
 __all__ = ["LessonsPane", "lesson_markdown", "short_title"]
@@ -169,13 +169,9 @@ class LessonsPane(Horizontal):
         return f"{mark} {text}" + (f" [dim]({', '.join(passed)})[/dim]" if passed else "")
 
     def _path(self) -> LearningPath | None:
-        root = self.session.lessons_root
-        if not (root / PATH_FILE).is_file():
-            return None
         lessons = [lesson.id for lesson in self.session.lessons]
-        exercises = [p.name for p in find_exercises(root / "exercises")]
         try:
-            return load_path(root / PATH_FILE, lessons, exercises)
+            return path_of(self.session.lessons_root, lessons)
         except DiagnosticError:
             return None  # `meshplay analyze` says why; the tree falls back to tracks
 

@@ -35,9 +35,8 @@ import yaml
 from mesh.analyze import analyze
 from mesh.app import load_app, load_behavior
 from mesh.diagnostics import Diagnostic, DiagnosticError, Level, render
-from mesh.exercise import find_exercises
 from mesh.lesson import find_lessons, load_lesson
-from mesh.path import PATH_FILE, load_path
+from mesh.path import PATH_FILE, path_of
 from mesh.source import load_paths
 from mesh.source.load import YAML_SUFFIXES
 from mesh.state import MeshState, lesson_states
@@ -196,10 +195,8 @@ def _lesson(path: Path) -> list[Diagnostic]:
 
 def _learning_path(file: Path) -> list[Diagnostic]:
     """A learning path, checked against the lessons beside it and its exercises folder."""
-    lessons = [p.name for p in find_lessons(file.parent)]
-    exercises = [p.name for p in find_exercises(file.parent / "exercises")]
     try:
-        load_path(file, lessons, exercises)
+        path_of(file.parent, [p.name for p in find_lessons(file.parent)])
     except DiagnosticError as exc:
         return list(exc.diagnostics)
     return []

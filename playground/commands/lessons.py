@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from mesh.diagnostics import DiagnosticError, render
-from mesh.exercise import find_exercises, load_exercise
+from mesh.exercise import load_exercise
 from mesh.lesson import find_lessons, load_lesson
-from mesh.path import PATH_FILE, LearningPath, load_path
+from mesh.path import LearningPath, path_of
 from mesh.runner import RunnerError
 from playground.runners import RUNNERS, available_runners
 from tui.progress import ProgressStore, default_data_dir
@@ -152,12 +152,8 @@ def _line(row: tuple[str, ...], widths: list[int], limit: int) -> str:
 
 
 def _path(root: Path, lessons: Iterable[str]) -> tuple[LearningPath | None, str]:
-    """The learning path of ``root`` (``path.yaml``), if it has one; or why it does not load."""
-    file = root / PATH_FILE
-    if not file.is_file():
-        return None, ""
-    exercises = [p.name for p in find_exercises(root / "exercises")]
+    """The learning path of ``root``, if it has one; or why it does not load."""
     try:
-        return load_path(file, lessons, exercises), ""
+        return path_of(root, lessons), ""
     except DiagnosticError as exc:
         return None, render(exc.diagnostics)

@@ -120,13 +120,13 @@ def test_a_path_naming_a_missing_lesson_is_a_positioned_mpy6002(
 
 def test_every_lesson_on_the_path_names_its_istio_page_and_version() -> None:
     """A learner can read the page a lesson mirrors; the version says which istiod it follows."""
-    from mesh.exercise import find_exercises
     from mesh.lesson import find_lessons, load_lesson
-    from mesh.path import load_path
+    from mesh.path import path_of
 
     root = ROOT / "lessons"
     names = [p.name for p in find_lessons(root)]
-    path = load_path(root / "path.yaml", names, [p.name for p in find_exercises(root / "exercises")])
+    path = path_of(root, names)
+    assert path is not None
     for name in path.lessons:
         spec = load_lesson(root / name).spec
         assert spec.mirrors.startswith("https://"), name
