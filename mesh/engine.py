@@ -22,6 +22,7 @@ The executor is always closed, whatever happens.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -29,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mesh.checks import ConfigMeasure, evaluate_all
-from mesh.envoy.translate import translate_proxy
+from mesh.envoy.translate import ProxyConfig, translate_proxy
 from mesh.lesson import BreakAction, Event, Lesson, LessonStep
 from mesh.observe.query import MetricsExecutor, StepMetrics
 from mesh.observe.rules import AlertRule
@@ -229,13 +230,19 @@ def _config_measure(plan: StepPlan, state: MeshState) -> ConfigMeasure | None:
     resources = state.resources
     topology = build_topology(resources)
 
-    def measure(workload: str, what: str) -> float:
+    @functools.cache
+    def config_of(workload: str) -> ProxyConfig | None:
         pod = next((p for p in topology.pods if p.workload == workload), None)
         if pod is None:
-            return math.nan
+            return None
         try:
-            config = translate_proxy(resources, topology, pod.name)
+            return translate_proxy(resources, topology, pod.name)
         except KeyError:  # a pod without a sidecar has no configuration
+            return None
+
+    def measure(workload: str, what: str) -> float:
+        config = config_of(workload)  # translated once per workload, whatever is measured
+        if config is None:
             return math.nan
         if what == "bytes":
             parts = (config.listeners, config.routes, config.clusters, config.endpoints)
