@@ -1,0 +1,209 @@
+"""A sniffed port on real Envoy 1.40, and the simulator agreeing with it.
+
+The client sidecar's translated config (a Service port named ``web``: protocol unknown, so
+istiod's sniffed ``<VIP>_<port>`` listener with ``http_inspector``) runs in a real Envoy whose
+sniffed listener is bound on 127.0.0.1 (the local runner's addressing). Its cluster reaches a
+local server that answers HTTP requests and raw bytes alike. Plaintext HTTP must take the HCM
+chain (the VirtualService's fault answers ``/teapot`` with 418; other paths reach the server,
+logged as HTTP), raw bytes the default ``tcp_proxy`` chain (logged as a TCP connection). The
+same requests in the simulator, on the same translation, must be decided the same way.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mesh.envoy import TranslateOptions, bootstrap, translate
+from mesh.envoy.accesslog import record_from_access_log
+from mesh.envoy.ports import PodPorts, PortMap
+from mesh.model import FrozenMap
+from mesh.source import load_text
+from mesh.topology import build_topology
+from sim.world import World
+from tests.mesh.envoy.real_envoy import read_log, wait_ready
+from tests.mesh.envoy.test_golden import _test_secrets, envoy_binary
+from tests.sim.harness import one_connection, one_request, sample_app, src
+
+pytestmark = pytest.mark.envoy
+
+SNIFFED = """
+apiVersion: v1
+kind: Service
+metadata: {name: raw, namespace: t}
+spec:
+  selector: {app: other}
+  ports: [{name: web, port: 7070, targetPort: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: raw, namespace: t}
+spec:
+  host: raw
+  trafficPolicy: {tls: {mode: DISABLE}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: raw, namespace: t}
+spec:
+  hosts: [raw]
+  http:
+  - match: [{uri: {prefix: /teapot}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: raw}}]
+  - route: [{destination: {host: raw}}]
+"""
+CLUSTER = "outbound|7070||raw.t.svc.cluster.local"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def upstream() -> Iterator[int]:
+    """Answers an HTTP request with 200 ``http`` and raw bytes with ``raw``; bounded to 20
+    connections, one at a time, 127.0.0.1 only."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(15)
+
+    def serve() -> None:
+        for _ in range(20):
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    data = conn.recv(4096)
+                except OSError:
+                    continue
+                if data[:4] in {b"GET ", b"POST"}:
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nhttp"
+                    )
+                else:
+                    conn.sendall(b"raw")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+
+
+def _resources() -> list[Any]:
+    app = sample_app("app")
+    return [*app.resources, *load_text(SNIFFED, default_namespace="t").resources]
+
+
+def _client_envoy_config(tmp_path: Path, listen: int, upstream: int, admin: int) -> Path:
+    resources = _resources()
+    topology = build_topology(resources)
+    ports = PortMap.of(
+        {
+            "client-v1-0": PodPorts(listeners=FrozenMap({7070: listen})),
+            "other-v1-0": PodPorts(app=FrozenMap({9080: upstream})),
+        }
+    )
+    options = TranslateOptions(port_map=ports, access_log_path=str(tmp_path / "client.log"))
+    proxy = translate(resources, topology, options)["client-v1-0"]
+    vip = topology.service("raw.t.svc.cluster.local")
+    assert vip is not None
+    sniffed = proxy.listener(f"{vip.addresses[0]}_7070")
+    assert sniffed is not None
+    assert sniffed["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": listen}
+    doc = bootstrap(proxy, admin_port=admin, secrets=_test_secrets(tmp_path))
+    path = tmp_path / "client.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _http(port: int, path: str) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"host": "raw"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            status: int = r.status
+            return status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def _raw(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"\x00\x01binary hello")
+        answer = b""
+        while chunk := s.recv(100):
+            answer += chunk
+    return answer
+
+
+def _real_envoy(tmp_path: Path, upstream: int) -> list[tuple[str, int, str]]:
+    listen, admin = free_port(), free_port()
+    config = _client_envoy_config(tmp_path, listen, upstream, admin)
+    cmd = [str(envoy_binary()), "-c", str(config), "--concurrency", "1"]
+    cmd += ["--disable-hot-restart", "--file-flush-interval-msec", "50", "-l", "error"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        wait_ready(admin, proc, deadline)
+        assert _http(listen, "/ok") == 200
+        assert _http(listen, "/teapot") == 418
+        assert _raw(listen) == b"raw"
+        lines = read_log(tmp_path / "client.log", 3, deadline)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    records = [record_from_access_log(line) for line in lines]
+    return sorted((r.request_protocol, r.response_code, r.upstream_cluster) for r in records)
+
+
+def _simulated() -> list[tuple[str, int, str]]:
+    resources = _resources()
+    topology = build_topology(resources)
+    app = sample_app("app")
+    out = []
+    for path in ("/ok", "/teapot"):
+        world = World(topology, app.behavior, translate(resources, topology), resources=resources)
+        one_request(world, to="raw", path=path)
+        out += [
+            (r.request_protocol, r.response_code, r.upstream_cluster) for r in src(world.records)
+        ]
+    world = World(topology, app.behavior, translate(resources, topology), resources=resources)
+    one_connection(world, "raw")
+    out += [(r.request_protocol, r.response_code, r.upstream_cluster) for r in src(world.records)]
+    return sorted(out)
+
+
+def test_http_and_raw_tcp_to_a_sniffed_port_take_the_same_chains_on_envoy_and_in_the_sim(
+    tmp_path: Path, upstream: int
+) -> None:
+    envoy = _real_envoy(tmp_path, upstream)
+    # Envoy: the HCM logged two HTTP requests (the fault's 418, the server's 200), the
+    # tcp_proxy one TCP connection; all three name the service's cluster (the fault aborts
+    # after the route chose it)
+    assert [(p, c) for p, c, _ in envoy] == [("http", 200), ("http", 418), ("tcp", 0)]
+    assert {cluster for _, _, cluster in envoy} == {CLUSTER}
+    simulated = _simulated()
+    # the sim's app behind "other" has no behaviour model (it answers 404): compare what the
+    # client sidecar decided, chain by chain
+    assert [(p, cluster) for p, _, cluster in simulated] == [(p, k) for p, _, k in envoy]
+    assert sorted(c for p, c, _ in simulated if p == "http")[-1] == 418
