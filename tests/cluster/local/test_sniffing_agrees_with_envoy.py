@@ -1,12 +1,18 @@
 """A sniffed port on real Envoy 1.40, and the simulator agreeing with it.
 
-The client sidecar's translated config (a Service port named ``web``: protocol unknown, so
+First the client side alone. The client sidecar's translated config (a Service port named ``web``: protocol unknown, so
 istiod's sniffed ``<VIP>_<port>`` listener with ``http_inspector``) runs in a real Envoy whose
 sniffed listener is bound on 127.0.0.1 (the local runner's addressing). Its cluster reaches a
 local server that answers HTTP requests and raw bytes alike. Plaintext HTTP must take the HCM
 chain (the VirtualService's fault answers ``/teapot`` with 418; other paths reach the server,
 logged as HTTP), raw bytes the default ``tcp_proxy`` chain (logged as a TCP connection). The
 same requests in the simulator, on the same translation, must be decided the same way.
+
+Then both sidecars, client and server, with workload certificates from the local runner's CA:
+the server's ``virtualInbound`` chains for the sniffed port take plaintext HTTP (DISABLE) on the
+HTTP chain and raw bytes on the TCP chain; over Istio mTLS (PERMISSIVE) both arrive with ALPN
+``istio-peer-exchange``/``istio`` and take the TCP mTLS chain (stock Envoy has no ``istio.alpn``;
+docs/translation.md). The simulator's server-side records must say the same.
 """
 
 from __future__ import annotations
@@ -23,16 +29,18 @@ from typing import Any
 import pytest
 import yaml
 
+from cluster.local.ca import LocalCA
 from mesh.envoy import TranslateOptions, bootstrap, translate
 from mesh.envoy.accesslog import record_from_access_log
 from mesh.envoy.ports import PodPorts, PortMap
 from mesh.model import FrozenMap
+from mesh.records import ConnectionSecurityPolicy
 from mesh.source import load_text
 from mesh.topology import build_topology
 from sim.world import World
 from tests.mesh.envoy.real_envoy import read_log, wait_ready
 from tests.mesh.envoy.test_golden import _test_secrets, envoy_binary
-from tests.sim.harness import one_connection, one_request, sample_app, src
+from tests.sim.harness import dst, one_connection, one_request, sample_app, src
 
 pytestmark = pytest.mark.envoy
 
@@ -207,3 +215,102 @@ def test_http_and_raw_tcp_to_a_sniffed_port_take_the_same_chains_on_envoy_and_in
     # client sidecar decided, chain by chain
     assert [(p, cluster) for p, _, cluster in simulated] == [(p, k) for p, _, k in envoy]
     assert sorted(c for p, c, _ in simulated if p == "http")[-1] == 418
+
+
+DISABLE = """
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: other, namespace: t}
+spec:
+  selector: {matchLabels: {app: other}}
+  mtls: {mode: DISABLE}
+"""
+PLAIN_SERVICE = SNIFFED.split("---", maxsplit=1)[0]
+"""The sniffed Service alone (no DestinationRule, no VirtualService): auto mTLS decides."""
+
+
+def _two_sidecars(tmp_path: Path, extra: str, upstream: int) -> tuple[list[Any], list[Any]]:
+    """Client and server sidecars on real Envoy; one HTTP request and one raw connection to the
+    sniffed port; the (client, server) access-log records."""
+    listen, inbound, admins = free_port(), free_port(), (free_port(), free_port())
+    resources = [*sample_app("app").resources, *load_text(extra, default_namespace="t").resources]
+    topology = build_topology(resources)
+    ports = PortMap.of(
+        {
+            "client-v1-0": PodPorts(listeners=FrozenMap({7070: listen})),
+            "other-v1-0": PodPorts(
+                inbound=FrozenMap({9080: inbound}), app=FrozenMap({9080: upstream})
+            ),
+        }
+    )
+    ca = LocalCA(tmp_path / "ca")
+    procs = []
+    try:
+        for (pod, account), admin in zip(
+            (("client-v1-0", "client"), ("other-v1-0", "other")), admins, strict=True
+        ):
+            options = TranslateOptions(port_map=ports, access_log_path=str(tmp_path / f"{pod}.log"))
+            proxy = translate(resources, topology, options)[pod]
+            secrets = tuple(
+                {k: v for k, v in secret.items() if k != "@type"}
+                for secret in ca.issue("t", account).secrets().values()
+            )
+            config = tmp_path / f"{pod}.yaml"
+            config.write_text(yaml.safe_dump(bootstrap(proxy, admin_port=admin, secrets=secrets)))
+            cmd = [str(envoy_binary()), "-c", str(config), "--concurrency", "1", "-l", "error"]
+            cmd += ["--disable-hot-restart", "--file-flush-interval-msec", "50"]
+            cmd += ["--base-id", str(admin)]
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        deadline = time.monotonic() + 30
+        for proc, admin in zip(procs, admins, strict=True):
+            wait_ready(admin, proc, deadline)
+        assert _http(listen, "/ok") == 200
+        assert _raw(listen) == b"raw"
+        client = read_log(tmp_path / "client-v1-0.log", 2, deadline)
+        server = read_log(tmp_path / "other-v1-0.log", 2, deadline)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return (
+        [record_from_access_log(x) for x in client],
+        [record_from_access_log(x) for x in server],
+    )
+
+
+def _simulated_server(extra: str) -> list[str]:
+    """request_protocol of the server sidecar's records in the sim, for the same two exchanges."""
+    resources = [*sample_app("app").resources, *load_text(extra, default_namespace="t").resources]
+    topology = build_topology(resources)
+    app = sample_app("app")
+    out: list[str] = []
+    for tcp in (False, True):
+        world = World(topology, app.behavior, translate(resources, topology), resources=resources)
+        if tcp:
+            one_connection(world, "raw")
+        else:
+            one_request(world, to="raw", path="/ok")
+        out += [r.request_protocol for r in dst(world.records)]
+    return out
+
+
+@pytest.mark.parametrize(("extra", "server_protocols"), [
+    (PLAIN_SERVICE, ["tcp", "tcp"]),  # PERMISSIVE + auto mTLS: the TCP mTLS chain takes both
+    (PLAIN_SERVICE + DISABLE, ["http", "tcp"]),  # plaintext: http_inspector tells them apart
+])  # fmt: skip
+def test_the_server_sidecar_takes_the_same_sniffed_chains_on_envoy_and_in_the_sim(
+    tmp_path: Path, upstream: int, extra: str, server_protocols: list[str]
+) -> None:
+    client, server = _two_sidecars(tmp_path, extra, upstream)
+    assert [r.request_protocol for r in client] == ["http", "tcp"]
+    assert [r.request_protocol for r in server] == server_protocols
+    policy = (
+        ConnectionSecurityPolicy.NONE if "DISABLE" in extra else ConnectionSecurityPolicy.MUTUAL_TLS
+    )
+    assert [r.connection_security_policy for r in server] == [policy, policy]
+    assert _simulated_server(extra) == server_protocols
