@@ -301,7 +301,7 @@ class _Translator:
             for service, port in sniffed:
                 ctx = self._context(pod, "mesh", port)
                 routes.append(sniffed_route_config(service, port, scope.virtual_service, ctx))
-        tcp_listeners, sniffed_at = self._tcp_listeners(scope, wildcard_http)
+        tcp_listeners, sniffed_at = self._tcp_listeners(scope)
         return _Outbound(
             clusters=sorted(cset.clusters, key=_by_name),
             endpoints=sorted(cset.endpoints, key=lambda e: e["cluster_name"]),
@@ -313,28 +313,29 @@ class _Translator:
         )
 
     def _tcp_listeners(
-        self, scope: ProxyScope, http_ports: set[int]
+        self, scope: ProxyScope
     ) -> tuple[dict[tuple[str, int], list[TcpChain]], dict[tuple[str, int], str]]:
         """Where each TCP service port of the scope is listened for, as istiod binds it.
 
         A Service with a VIP (ClusterIP, ServiceEntry address) gets ``<VIP>_<port>``; a CIDR
         address becomes a ``prefix_ranges`` chain on ``0.0.0.0_<port>``; a headless Service gets
         one listener per endpoint IP; a service with no address at all (a ServiceEntry without
-        ``addresses``) gets ``0.0.0.0_<port>``. Both wildcard forms yield to an HTTP service that
-        already owns that wildcard port (istiod would merge them into a sniffed listener; we
-        keep the HTTP one). Two
-        services claiming the same listener and match: the first by host name wins, as istiod's
-        conflict handling keeps the first.
+        ``addresses``) gets ``0.0.0.0_<port>``. Two services claiming the same listener and
+        match: the first by host name wins, as istiod's conflict handling keeps the first.
 
-        An unknown-protocol (sniffed) port is bound the same way at its VIPs or endpoint IPs
-        (not at CIDRs: such a port keeps its HTTP path on ``0.0.0.0_<port>``); those listeners
-        are returned in the second dict, with the service whose HTTP route config they use."""
+        An unknown-protocol (sniffed) port is bound the same way at its VIPs or endpoint IPs;
+        those listeners are returned in the second dict, with the service whose HTTP route
+        config they use. A sniffed port without a VIP (no address, or a CIDR) has its HTTP path
+        on ``0.0.0.0_<port>`` and its TCP chain here, on the same wildcard: when the wildcard
+        port also has an HTTP listener the caller merges both into one sniffed listener, as
+        istiod does for HTTP over TCP, TCP over HTTP and sniffed over either."""
         out: dict[tuple[str, int], list[TcpChain]] = {}
         sniffed: dict[tuple[str, int], str] = {}
         for service in sorted(scope.services, key=lambda s: s.hostname):
             for p in service.ports:
-                sniffs = p.protocol is Protocol.UNSUPPORTED and _sniffed_at_address(service)
-                if (p.protocol in _HTTP_LIKE and not sniffs) or p.protocol is Protocol.UDP:
+                unknown = p.protocol is Protocol.UNSUPPORTED
+                sniffs = unknown and _sniffed_at_address(service)
+                if (p.protocol in _HTTP_LIKE and not unknown) or p.protocol is Protocol.UDP:
                     continue
                 default = cluster_name(Direction.OUTBOUND, p.port, "", service.hostname)
                 weighted = tuple(self._tcp_weights(scope, service, p.port))
@@ -345,14 +346,14 @@ class _Translator:
                     for address in service.addresses:
                         if not _is_cidr(address):
                             binds.append((address.partition("/")[0], ""))
-                        elif p.port not in http_ports and not sniffs:  # else: HTTP's wildcard
+                        else:
                             binds.append(("0.0.0.0", address))
-                elif p.port not in http_ports:
+                else:
                     binds = [("0.0.0.0", "")]
                 tls = p.protocol in {Protocol.TLS, Protocol.HTTPS}
                 by_sni = self._tls_routes(scope, service, p.port) if tls else []
                 for address, cidr in binds:
-                    if sniffs:
+                    if sniffs and address != "0.0.0.0":
                         sniffed.setdefault((address, p.port), service.hostname)
                     chains = out.setdefault((address, p.port), [])
                     # istiod matches SNI (the service's host) where the address cannot tell
@@ -438,23 +439,32 @@ class _Translator:
                     TcpLog(log, me, Reporter.SOURCE),
                 )
             )
+            tcp_log = TcpLog(log, me, Reporter.SOURCE)
+            fallthrough = PASSTHROUGH_CLUSTER if allow_any else BLACKHOLE_CLUSTER
             for port in outbound.http_ports:
+                name = listener_name("0.0.0.0", port)
                 spec = HttpListenerSpec(
-                    stat_prefix=stat_prefix(Direction.OUTBOUND, listener_name("0.0.0.0", port)),
+                    stat_prefix=stat_prefix(Direction.OUTBOUND, name),
                     route_config=route_config_name(port),
                     filters=outbound_http_filters(me),
                     me=me,
                     access_log_path=log,
                 )
-                listeners.append(
-                    outbound_http_listener(port, self.addressing.outbound_listener(pod, port), spec)
-                )
-            tcp_log = TcpLog(log, me, Reporter.SOURCE)
-            fallthrough = PASSTHROUGH_CLUSTER if allow_any else BLACKHOLE_CLUSTER
-            taken = set(outbound.http_ports)  # local runner: ports a listener already binds
+                where = self.addressing.outbound_listener(pod, port)
+                merged = outbound.tcp_listeners.get(("0.0.0.0", port))
+                if merged:  # TCP chains on an HTTP wildcard: istiod upgrades it to sniffed
+                    listeners.append(
+                        sniffed_listener(where, merged, tcp_log, fallthrough, spec=spec, name=name)
+                    )
+                else:
+                    listeners.append(outbound_http_listener(port, where, spec))
+            wildcard_http = set(outbound.http_ports)
+            taken = set(wildcard_http)  # local runner: ports a listener already binds
             for (address, port), chains in outbound.tcp_listeners.items():
                 if address == pod.address:
                     continue  # a headless Service's own endpoint: the app reaches itself directly
+                if address == "0.0.0.0" and port in wildcard_http:
+                    continue  # merged into the port's HTTP wildcard above
                 host = outbound.sniffed.get((address, port))
                 if host is not None:
                     name = listener_name(address, port)

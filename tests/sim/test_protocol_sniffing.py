@@ -130,3 +130,35 @@ def test_http_over_mtls_from_a_sidecar_lands_on_the_tcp_mtls_chain_without_istio
     (server,) = dst(world.records)
     assert server.request_protocol == "tcp"
     assert any("filter chain 0.0.0.0_9080-tcp: tcp_proxy" in line for line in lines)
+
+
+VIPLESS = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: legacy, namespace: t}
+spec:
+  hosts: [legacy.example.com]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{number: 9080, name: api}]
+"""
+
+
+def test_a_vipless_sniffed_entry_upgrades_the_http_wildcard_to_sniffed() -> None:
+    # 0.0.0.0_9080 belongs to the HTTP services; the entry's TCP path joins it as the default
+    # chain (istiod's AutoOverHTTP): raw bytes to any address on 9080 go to the entry's cluster,
+    # HTTP requests are still routed by Host
+    world = make_world(VIPLESS)
+    one_connection(world, "203.0.113.9:9080")
+    (client,) = src(world.records)
+    assert (client.request_protocol, client.upstream_cluster) == (
+        "tcp",
+        "outbound|9080||legacy.example.com",
+    )
+    world = make_world(VIPLESS)
+    resp, lines = one_request(world, to="reviews")
+    assert resp.status == 200
+    assert [r.request_protocol for r in src(world.records)] == ["http"]
+    assert any(
+        "listener 0.0.0.0_9080, filter chain #0 [Trans: raw_buffer; App:" in x for x in lines
+    )
