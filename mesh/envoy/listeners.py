@@ -339,7 +339,16 @@ def sniffed_listener(
         },
         "filters": [http_connection_manager(spec)],
     }
-    if "default_filter_chain" in listener:
+    if not chains:
+        # an HTTP-only wildcard: anything that is not plaintext HTTP falls through to the
+        # outbound traffic policy's cluster
+        listener["filter_chains"] = [http_chain]
+        listener["default_filter_chain"] = {
+            "filter_chain_match": {},
+            "filters": [tcp_proxy(fallthrough, fallthrough, (), log)],
+            "name": PASSTHROUGH_FILTER_CHAIN,
+        }
+    elif "default_filter_chain" in listener:
         listener["filter_chains"] = [*listener["filter_chains"], http_chain]
     else:
         # the one match-all TCP chain becomes the default next to the HTTP chain

@@ -48,7 +48,6 @@ from mesh.envoy.listeners import (
     http_connection_manager,
     inbound_http_filters,
     outbound_http_filters,
-    outbound_http_listener,
     sniffed_listener,
     tcp_listener,
     tcp_proxy,
@@ -451,13 +450,12 @@ class _Translator:
                     access_log_path=log,
                 )
                 where = self.addressing.outbound_listener(pod, port)
-                merged = outbound.tcp_listeners.get(("0.0.0.0", port))
-                if merged:  # TCP chains on an HTTP wildcard: istiod upgrades it to sniffed
-                    listeners.append(
-                        sniffed_listener(where, merged, tcp_log, fallthrough, spec=spec, name=name)
-                    )
-                else:
-                    listeners.append(outbound_http_listener(port, where, spec))
+                # istiod matches a sidecar's HTTP wildcard on http/1.1/h2c too: other bytes take
+                # the TCP chains of VIP-less services on the port, else PassthroughFilterChain
+                merged = outbound.tcp_listeners.get(("0.0.0.0", port), [])
+                listeners.append(
+                    sniffed_listener(where, merged, tcp_log, fallthrough, spec=spec, name=name)
+                )
             wildcard_http = set(outbound.http_ports)
             taken = set(wildcard_http)  # local runner: ports a listener already binds
             for (address, port), chains in outbound.tcp_listeners.items():

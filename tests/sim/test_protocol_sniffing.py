@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from mesh.topology import MeshConfig
 from sim.world import World
 from tests.sim.harness import dst, make_world, one_connection, one_request, src
 
@@ -161,4 +162,23 @@ def test_a_vipless_sniffed_entry_upgrades_the_http_wildcard_to_sniffed() -> None
     assert [r.request_protocol for r in src(world.records)] == ["http"]
     assert any(
         "listener 0.0.0.0_9080, filter chain #0 [Trans: raw_buffer; App:" in x for x in lines
+    )
+
+
+@pytest.mark.parametrize(("mode", "cluster", "flags"), [
+    ("ALLOW_ANY", "PassthroughCluster", ()),
+    ("REGISTRY_ONLY", "BlackHoleCluster", ("UH",)),
+])  # fmt: skip
+def test_raw_bytes_to_an_http_port_follow_the_outbound_traffic_policy(
+    mode: str, cluster: str, flags: tuple[str, ...]
+) -> None:
+    # the sidecar's HTTP wildcard 0.0.0.0_9080 matches only http/1.1/h2c; anything else takes
+    # its PassthroughFilterChain, as istiod builds it (not a codec error in the HCM)
+    world = make_world(config=MeshConfig(outbound_traffic_policy=mode))
+    one_connection(world, "203.0.113.9:9080")
+    (client,) = src(world.records)
+    assert (client.request_protocol, client.upstream_cluster, client.response_flags) == (
+        "tcp",
+        cluster,
+        flags,
     )

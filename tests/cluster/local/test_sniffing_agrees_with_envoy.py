@@ -36,7 +36,7 @@ from mesh.envoy.ports import PodPorts, PortMap
 from mesh.model import FrozenMap
 from mesh.records import ConnectionSecurityPolicy
 from mesh.source import load_text
-from mesh.topology import build_topology
+from mesh.topology import MeshConfig, build_topology
 from sim.world import World
 from tests.mesh.envoy.real_envoy import read_log, wait_ready
 from tests.mesh.envoy.test_golden import _test_secrets, envoy_binary
@@ -314,3 +314,48 @@ def test_the_server_sidecar_takes_the_same_sniffed_chains_on_envoy_and_in_the_si
     )
     assert [r.connection_security_policy for r in server] == [policy, policy]
     assert _simulated_server(extra) == server_protocols
+
+
+def test_raw_bytes_to_an_http_port_are_black_holed_on_envoy_as_in_the_sim(tmp_path: Path) -> None:
+    """REGISTRY_ONLY: the sidecar's HTTP wildcard ``0.0.0.0_9080`` hands non-HTTP bytes to its
+    ``PassthroughFilterChain``, here ``BlackHoleCluster``: accepted, then closed (``UH``), where
+    an HCM would have failed them as a codec error. (ALLOW_ANY is not tried on 127.0.0.1: the
+    original destination would be the listener itself.)"""
+    resources = _resources()
+    topology = build_topology(resources, MeshConfig(outbound_traffic_policy="REGISTRY_ONLY"))
+    listen, admin = free_port(), free_port()
+    ports = PortMap.of({"client-v1-0": PodPorts(listeners=FrozenMap({9080: listen}))})
+    options = TranslateOptions(port_map=ports, access_log_path=str(tmp_path / "client.log"))
+    proxy = translate(resources, topology, options)["client-v1-0"]
+    config = tmp_path / "client.yaml"
+    doc = bootstrap(proxy, admin_port=admin, secrets=_test_secrets(tmp_path))
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    cmd = [str(envoy_binary()), "-c", str(config), "--concurrency", "1", "-l", "error"]
+    cmd += ["--disable-hot-restart", "--file-flush-interval-msec", "50"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        wait_ready(admin, proc, deadline)
+        try:
+            answer = _raw(listen)
+        except ConnectionResetError:
+            answer = b""  # Envoy closed with a reset: nothing came back either way
+        assert answer == b""
+        (line,) = read_log(tmp_path / "client.log", 1, deadline)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    envoy = record_from_access_log(line)
+    world = World(topology, sample_app("app").behavior, translate(resources, topology))
+    one_connection(world, "203.0.113.9:9080")
+    (sim,) = src(world.records)
+    for record in (envoy, sim):
+        assert (record.request_protocol, record.upstream_cluster, record.response_flags) == (
+            "tcp",
+            "BlackHoleCluster",
+            ("UH",),
+        )
