@@ -238,8 +238,9 @@ def inbound_filter_chains(
         return [_chain(name, plain_match, network_filters(False))]
     if mode is MutualTLSMode.STRICT:
         return [_chain(name, tls_match, network_filters(True), downstream_tls_context(http=http))]
-    # PERMISSIVE
-    alpns = list(ISTIO_MTLS_ALPNS if http else _TCP_MTLS_ALPNS)
+    # PERMISSIVE: HTTP and TCP ports both take every Istio ALPN over mTLS (istiod's
+    # allIstioMtlsALPNs); only a sniffed port splits them (sniffed_inbound_filter_chains)
+    alpns = list(ISTIO_MTLS_ALPNS)
     chains = [
         _chain(
             name,
