@@ -49,7 +49,7 @@ from mesh.runner import (
     TimedChange,
 )
 from mesh.state import MeshState, apply_event, step_state
-from mesh.topology import build_topology
+from mesh.topology import ProxyKind, build_topology
 
 __all__ = [
     "ExecutorWrapper",
@@ -224,7 +224,8 @@ def _step_metrics(executor: Executor, plan: StepPlan, traffic: StepTraffic) -> S
 
 def _config_measure(plan: StepPlan, state: MeshState) -> ConfigMeasure | None:
     """The sizes ``proxy_config`` expectations grade: each named workload's first pod's
-    configuration, translated from the step's final mesh state (what istiod would push)."""
+    configuration, translated from the step's final mesh state (what istiod would push); and
+    ``proxies``, how many of the workload's pods run an Envoy (a sidecar, or the gateway's own)."""
     if not any(e.proxy_config is not None for e in plan.step.expect):
         return None
     resources = state.resources
@@ -241,6 +242,9 @@ def _config_measure(plan: StepPlan, state: MeshState) -> ConfigMeasure | None:
             return None
 
     def measure(workload: str, what: str) -> float:
+        if what == "proxies":  # the injection decision: pods that run an Envoy, none is 0
+            pods = [p for p in topology.pods if p.workload == workload]
+            return float(sum(p.proxy is not ProxyKind.NONE for p in pods)) if pods else math.nan
         config = config_of(workload)  # translated once per workload, whatever is measured
         if config is None:
             return math.nan

@@ -33,6 +33,7 @@ from mesh.records import LOGGED_REQUEST_HEADERS
 from mesh.source.decode import MISSING, Decoder
 from mesh.source.load import load_paths
 from mesh.source.yaml_nodes import parse_documents
+from mesh.topology import INGRESS_GATEWAY
 
 __all__ = [
     "APP_PATH_ENV",
@@ -550,11 +551,11 @@ def _check_references(
         config = exp.proxy_config
         if config is not None:
             where: tuple[str | int, ...] = ("steps", index, "expect", j, "proxy_config")
-            if config.workload not in workloads:
+            if config.workload not in workloads | {INGRESS_GATEWAY}:
                 report(
                     (*where, "workload"),
                     f'workload "{config.workload}" is not a Deployment of the app',
-                    workloads,
+                    workloads | {INGRESS_GATEWAY},
                 )
             if config.measure not in CONFIG_MEASURES:
                 message = f'measure "{config.measure}" is not one of {", ".join(CONFIG_MEASURES)}'

@@ -54,14 +54,16 @@ METRICS: dict[str, str] = {
     "promql": "a PromQL expression answering one number at the end of the step ($__range: the step)",
     "alert": "1 when the named alerting rule fires at the end of the step, else 0",
     "proxy_config": "size of one workload's Envoy configuration as istiod sends it (clusters, "
-    "listeners, routes, endpoints or bytes) in the step's mesh state",
+    "listeners, routes, endpoints or bytes) in the step's mesh state, or its pods with a proxy",
 }
 
 OUTCOMES: tuple[str, ...] = ("ok", "degraded", "failed")
 """Values of a selector's ``outcome``."""
-CONFIG_MEASURES = ("clusters", "listeners", "routes", "endpoints", "bytes")
+CONFIG_MEASURES = ("clusters", "listeners", "routes", "endpoints", "bytes", "proxies")
 """What ``proxy_config`` counts: resources of one xDS type, or the size of them all in bytes
-(compact JSON, as ``istioctl proxy-config all -o json`` would print them without spaces)."""
+(compact JSON, as ``istioctl proxy-config all -o json`` would print them without spaces); or
+``proxies``, how many of the workload's pods run an Envoy at all (0 for a workload injection
+skipped, e.g. ``sidecar.istio.io/inject: "false"``: nothing of the mesh configures it)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,7 +105,8 @@ class Selector:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigSelector:
     """Which proxy's configuration a ``proxy_config`` expectation measures, and what of it: the
-    first pod of ``workload`` (a Deployment), and one of :data:`CONFIG_MEASURES`. Graded on the
+    first pod of ``workload`` (a Deployment of the app, or ``istio-ingressgateway``, the gateway
+    every Istio install adds), and one of :data:`CONFIG_MEASURES`. Graded on the
     configuration meshplay's translator builds for the step's mesh state, which every runner
     applies (the local runner's Envoys load exactly it)."""
 
