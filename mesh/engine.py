@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from mesh.checks import ConfigMeasure, evaluate_all
 from mesh.envoy.translate import ProxyConfig, translate_proxy
 from mesh.lesson import BreakAction, Event, Lesson, LessonStep
+from mesh.observe.panels import Panel
 from mesh.observe.query import MetricsExecutor, StepMetrics
 from mesh.observe.rules import AlertRule
 from mesh.observe.spans import SpanExecutor
@@ -181,7 +182,11 @@ def run_lesson(executor: Executor, lesson: Lesson, options: RunOptions) -> Lesso
                 options.on_spans(plan.index, executor.step_spans(plan.index))
             config = _config_measure(plan, state)
             wall = time.monotonic() - began
-            results.append(_grade(plan, traffic, wall, metrics, lesson.rules, config=config))
+            results.append(
+                _grade(
+                    plan, traffic, wall, metrics, lesson.rules, config=config, panels=lesson.panels
+                )
+            )
         cancelled = cancelled or options.cancel.is_set()
     finally:
         executor.close()
@@ -264,6 +269,7 @@ def _grade(
     rules: Sequence[AlertRule] = (),
     *,
     config: ConfigMeasure | None = None,
+    panels: Sequence[Panel] = (),
 ) -> StepResult:
     warmup = plan.traffic.warmup_s
     cutoff = traffic.started_at + warmup
@@ -278,7 +284,9 @@ def _grade(
         index=plan.index,
         step=plan.step,
         records=graded,
-        checks=evaluate_all(plan.step.expect, graded, duration, metrics, rules, config=config),
+        checks=evaluate_all(
+            plan.step.expect, graded, duration, metrics, rules, config=config, panels=panels
+        ),
         duration_s=duration,
         wall_s=wall_s,
         warmup_records=warm,

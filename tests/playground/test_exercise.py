@@ -56,6 +56,10 @@ WRONG: dict[tuple[str, str], tuple[int, str]] = {
     ("payment-error-alert", "bad-wrong-service"): (2, "alert"),
     ("payment-error-alert", "bad-counts-all-traffic"): (1, "alert"),
     ("payment-error-alert", "bad-for-too-long"): (2, "alert"),
+    ("payment-error-alert", "bad-dashboard-errors-per-second"): (2, "panel"),
+    ("payment-error-alert", "bad-dashboard-no-version-split"): (2, "panel"),
+    ("payment-error-alert", "bad-dashboard-p99-without-le"): (1, "panel"),
+    ("payment-error-alert", "bad-dashboard-median"): (1, "panel"),
 }
 
 
