@@ -280,6 +280,7 @@ def load_lesson(
         diagnostics=tuple(sorted(diagnostics, key=Diagnostic.sort_key)),
         rules=rules,
         panels=panels,
+        rule_files=tuple(resolve_ref(folder, r, workspace) for r in spec.alert_rules),
     )
 
 

@@ -487,6 +487,9 @@ class Lesson:
     """The alerting rules of ``alert_rules``, in file order."""
     panels: tuple[Panel, ...] = ()
     """The panels of ``dashboards``, in file order."""
+    rule_files: tuple[Path, ...] = ()
+    """The files of ``alert_rules`` as loaded (an exercise's ``workspace/...`` in the learner's
+    workspace): what a real Prometheus is given."""
 
     @property
     def title(self) -> str:
