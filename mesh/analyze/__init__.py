@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mesh.analyze.common import Analyzer
+from mesh.analyze.credentials import check_gateway_credentials, check_secret_data
 from mesh.analyze.destination_rules import (
     check_destination_rules,
     check_tls_conflicts,
@@ -84,6 +85,8 @@ ANALYZERS: tuple[Analyzer, ...] = (
     check_conflicting_gateways,
     check_duplicate_certificates,
     check_gateway_servers_modelled,
+    check_gateway_credentials,
+    check_secret_data,
     # ServiceEntry, Sidecar, EnvoyFilter
     check_service_entry_addresses,
     check_service_entry_protocols,

@@ -25,7 +25,7 @@ A server host ``*`` matches any SNI (no ``server_names``); ``ns/host`` matches `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +39,9 @@ from mesh.envoy_api.names import (
     cluster_name,
     sni_name,
 )
-from mesh.model import DestinationRule, Gateway, Server
+from mesh.model import DestinationRule, Gateway, Secret, Server
 from mesh.model.gateway import ServerTLSSettings
+from mesh.security.credentials import read_credential, sds_secrets
 from mesh.topology import MeshService, Protocol
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "TlsPortBuild",
     "auto_passthrough_chains",
     "credential_secret_names",
+    "gateway_credential_secrets",
     "gateway_tls_context",
     "https_route_name",
     "is_terminating",
@@ -99,6 +101,26 @@ def credential_secret_names(tls: ServerTLSSettings) -> tuple[str, str]:
     cert = f"file-cert:{tls.server_certificate}~{tls.private_key}"
     ca = f"file-root:{tls.ca_certificates}" if mode == "MUTUAL" and tls.ca_certificates else ""
     return cert, ca
+
+
+def gateway_credential_secrets(
+    servers: Iterable[Server], namespace: str, secrets: Sequence[Secret]
+) -> list[Json]:
+    """The ``kubernetes://`` SDS secrets istiod serves a gateway pod in ``namespace`` for its
+    terminating servers' ``credentialName`` (and ``-cacert`` for MUTUAL), read from the
+    lesson's Secrets in that namespace (:mod:`mesh.security.credentials`). A name whose Secret
+    is missing or unusable gets nothing: its chain is not ready and fails every handshake."""
+    out: dict[str, Json] = {}
+    for server in servers:
+        tls = server.tls
+        if tls is None or not tls.credential_name or not is_terminating(server):
+            continue
+        cred = read_credential(
+            secrets, tls.credential_name, namespace, mutual=tls.mode.upper() == "MUTUAL"
+        )
+        for secret in sds_secrets(cred):
+            out.setdefault(str(secret["name"]), secret)
+    return [out[name] for name in sorted(out)]
 
 
 def gateway_tls_context(tls: ServerTLSSettings, *, http: bool = True) -> Json:

@@ -29,6 +29,7 @@ from mesh.envoy.gateway_tls import (
     TlsChainSpec,
     TlsPortBuild,
     auto_passthrough_chains,
+    gateway_credential_secrets,
     gateway_tls_context,
     https_route_name,
     is_terminating,
@@ -79,6 +80,8 @@ from mesh.model import (
     OutboundTrafficPolicyMode,
     PeerAuthentication,
     Resource,
+    Secret,
+    Server,
     VirtualService,
 )
 from mesh.model.virtual_service import RouteDestination
@@ -178,6 +181,7 @@ class _Translator:
         self.index = MeshIndex(resources, topology, self.registry)
         self._mtls: dict[str, MtlsPolicy] = {}
         self._pas = [r for r in resources if isinstance(r, PeerAuthentication)]
+        self._secrets = [r for r in resources if isinstance(r, Secret)]
         self._root = topology.config.root_namespace
         self.peer_modes = PeerModes(
             of_pod=self.peer_authentication,
@@ -391,6 +395,7 @@ class _Translator:
         listeners: list[Json] = []
         clusters = special_clusters(pod.proxy, self.topology.config.connect_timeout_s)
         routes: list[Json] = []
+        servers: list[Server] = []  # a gateway's servers: their credentials become SDS secrets
         if pod.proxy is ProxyKind.SIDECAR:
             allow_any = scope.outbound_policy is OutboundTrafficPolicyMode.ALLOW_ANY
             listeners.append(
@@ -428,6 +433,7 @@ class _Translator:
             routes.extend(inbound_routes)
         elif pod.proxy is ProxyKind.ROUTER:
             for gport in gateway_ports(pod, self.index, self.topology):
+                servers.extend(server for _, server in gport.servers)
                 if gport.tls:
                     built = self._gateway_tls_port(pod, gport, scope, outbound, me, log)
                     listeners.append(built.listener)
@@ -459,6 +465,7 @@ class _Translator:
             routes=_merged(outbound.routes, routes),
             clusters=_merged(outbound.clusters, clusters),
             endpoints=tuple(outbound.endpoints),
+            secrets=tuple(gateway_credential_secrets(servers, pod.namespace, self._secrets)),
         )
 
     def _gateway_tls_port(  # noqa: PLR0917
