@@ -34,7 +34,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from mesh.envoy_api import type_urls as tu
 from mesh.model import Secret
 
 __all__ = [
@@ -262,13 +261,12 @@ def read_credential(
 
 
 def sds_secrets(credential: Credential) -> list[dict[str, object]]:
-    """The Envoy ``Secret`` resources istiod sends for ``credential`` (PEM as ``inline_bytes``,
+    """The Envoy ``Secret`` resources (plain dicts, no ``@type``) istiod sends for ``credential`` (PEM as ``inline_bytes``,
     as istiod does): ``kubernetes://<name>`` when the pair is usable and
     ``kubernetes://<name>-cacert`` when the CA is; nothing for what is missing or broken."""
     out: list[dict[str, object]] = []
     if credential.pair is not None:
         out.append({
-            "@type": tu.SECRET,
             "name": SDS_PREFIX + credential.name,
             "tls_certificate": {
                 "certificate_chain": {"inline_bytes": _b64(credential.pair.cert)},
@@ -277,7 +275,6 @@ def sds_secrets(credential: Credential) -> list[dict[str, object]]:
         })  # fmt: skip
     if credential.ca is not None:
         out.append({
-            "@type": tu.SECRET,
             "name": SDS_PREFIX + credential.name + CA_SUFFIX,
             "validation_context": {"trusted_ca": {"inline_bytes": _b64(credential.ca)}},
         })  # fmt: skip
