@@ -25,7 +25,7 @@ A server host ``*`` matches any SNI (no ``server_names``); ``ns/host`` matches `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,10 +187,14 @@ def passthrough_chains(
     service: Callable[[str], MeshService | None],
     *,
     taken: set[str],
+    pod_labels: Mapping[str, str] | None = None,
+    pod_namespace: str = "",
 ) -> list[TlsChainSpec]:
     """PASSTHROUGH: one chain per VirtualService ``tls`` match bound to this gateway and port.
     ``taken`` collects the SNI names already used on the listener: a later match repeating
-    one is skipped (Envoy rejects two chains with the same match; istiod drops the later)."""
+    one is skipped (Envoy rejects two chains with the same match; istiod drops the later).
+    A match's ``sourceLabels`` / ``sourceNamespace`` are the gateway pod's (istiod's
+    ``matchTLS``); a match with ``destinationSubnets`` is not modelled (MPY2001) and skipped."""
     ref = f"{gateway.namespace}/{gateway.name}"
     chains: list[TlsChainSpec] = []
     for vs in index.virtual_services:
@@ -214,7 +218,12 @@ def passthrough_chains(
                     _gateway_ref(g, vs.namespace) for g in match.gateways
                 }:
                     continue
-                if taken.intersection(match.sni_hosts):
+                if taken.intersection(match.sni_hosts) or match.destination_subnets:
+                    continue
+                if pod_labels is not None and (
+                    any(pod_labels.get(k) != v for k, v in match.source_labels.items())
+                    or match.source_namespace not in ("", pod_namespace)
+                ):
                     continue
                 taken.update(match.sni_hosts)
                 out = []

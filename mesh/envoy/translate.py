@@ -37,6 +37,7 @@ from mesh.envoy.gateway_tls import (
     sni_dnat_clusters,
     tls_port_listener,
 )
+from mesh.envoy.l4_match import static_match
 from mesh.envoy.listeners import (
     INBOUND_CAPTURE_PORT,
     OUTBOUND_CAPTURE_PORT,
@@ -191,7 +192,10 @@ class _Translator:
         self.addressing = Addressing(options.port_map)
         self._outbound: dict[tuple[Any, ...], _Outbound] = {}
         self._uses_source_labels = any(
-            m.source_labels for vs in self.index.virtual_services for r in vs.http for m in r.match
+            any(m.source_labels for r in vs.http for m in r.match)
+            or any(m.source_labels for r in vs.tls for m in r.match)
+            or any(m.source_labels for r in vs.tcp for m in r.match)
+            for vs in self.index.virtual_services
         )
 
     # -- shared pieces ---------------------------------------------------------------------
@@ -274,7 +278,7 @@ class _Translator:
                         port, by_port[port], scope.virtual_service, ctx, allow_any
                     )
                 )
-        tcp_listeners = self._tcp_listeners(scope, set(by_port))
+        tcp_listeners = self._tcp_listeners(pod, scope, set(by_port))
         return _Outbound(
             clusters=sorted(cset.clusters, key=_by_name),
             endpoints=sorted(cset.endpoints, key=lambda e: e["cluster_name"]),
@@ -285,7 +289,7 @@ class _Translator:
         )
 
     def _tcp_listeners(
-        self, scope: ProxyScope, http_ports: set[int]
+        self, pod: Pod, scope: ProxyScope, http_ports: set[int]
     ) -> dict[tuple[str, int], list[TcpChain]]:
         """Where each TCP service port of the scope is listened for, as istiod binds it.
 
@@ -303,7 +307,7 @@ class _Translator:
                 if p.protocol in _HTTP_LIKE or p.protocol is Protocol.UDP:
                     continue
                 default = cluster_name(Direction.OUTBOUND, p.port, "", service.hostname)
-                weighted = tuple(self._tcp_weights(scope, service, p.port))
+                weighted = tuple(self._tcp_weights(pod, scope, service, p.port))
                 binds: list[tuple[str, str]] = []
                 if service.headless:
                     binds = [(pod.address, "") for pod in self.registry.endpoints(service)]
@@ -318,7 +322,7 @@ class _Translator:
                 elif p.port not in http_ports:
                     binds = [("0.0.0.0", "")]
                 tls = p.protocol in {Protocol.TLS, Protocol.HTTPS}
-                by_sni = self._tls_routes(scope, service, p.port) if tls else []
+                by_sni = self._tls_routes(pod, scope, service, p.port) if tls else []
                 for address, cidr in binds:
                     chains = out.setdefault((address, p.port), [])
                     # istiod matches SNI (the service's host) where the address cannot tell
@@ -331,36 +335,53 @@ class _Translator:
                             chains.append(chain)
         return out
 
-    def _tls_routes(self, scope: ProxyScope, service: MeshService, port: int) -> list[TcpChain]:
+    def _tls_routes(
+        self, pod: Pod, scope: ProxyScope, service: MeshService, port: int
+    ) -> list[TcpChain]:
         """VirtualService ``tls`` routes of a TLS/HTTPS port, for sidecars (``mesh``): a chain
-        per match on its ``sniHosts`` to the route's destination(s)."""
+        per match that applies to this proxy (:mod:`mesh.envoy.l4_match`) on its ``sniHosts``
+        to the route's destination(s); a later match on the same SNI names is unreachable and
+        left out, as istiod does."""
         vs = scope.virtual_service(service.hostname)
         if vs is None:
             return []
         out: list[TcpChain] = []
+        handled: set[tuple[str, ...]] = set()
         for rule in vs.tls:
             weighted = self._destinations(vs, rule.route, port)
             if not weighted:
                 continue
             for m in rule.match:
-                if m.port not in (None, port) or not m.sni_hosts:
+                if not m.sni_hosts or m.destination_subnets:
+                    continue  # destinationSubnets: not modelled (MPY2001)
+                if not static_match(m, labels=pod.labels, namespace=pod.namespace, port=port,
+                                    gateways=vs.gateways):  # fmt: skip
                     continue
-                gateways = m.gateways or vs.gateways or ("mesh",)
-                if "mesh" not in gateways:
+                if tuple(m.sni_hosts) in handled:
                     continue
+                handled.add(tuple(m.sni_hosts))
                 several = tuple(weighted) if len(weighted) > 1 else ()
                 out.append(TcpChain(weighted[0][0], several, "", tuple(m.sni_hosts)))
         return out
 
     def _tcp_weights(
-        self, scope: ProxyScope, service: MeshService, port: int
+        self, pod: Pod, scope: ProxyScope, service: MeshService, port: int
     ) -> list[tuple[str, int]]:
-        """VS ``tcp`` routes for a TCP port: the first rule matching the port (or any port)."""
+        """VS ``tcp`` routes for a TCP port: the first rule without matches, or with a match
+        that applies to this proxy (port, ``sourceLabels``, ``sourceNamespace``, ``gateways``;
+        a match with ``destinationSubnets`` is not modelled and never applies)."""
         vs = scope.virtual_service(service.hostname)
         if vs is None:
             return []
         for rule in vs.tcp:
-            if rule.match and not any(m.port in (None, port) for m in rule.match):
+            if not rule.route:
+                continue
+            if rule.match and not any(
+                not m.destination_subnets
+                and static_match(m, labels=pod.labels, namespace=pod.namespace, port=port,
+                                 gateways=vs.gateways)
+                for m in rule.match
+            ):  # fmt: skip
                 continue
             return self._destinations(vs, rule.route, port)
         return []
@@ -512,7 +533,8 @@ class _Translator:
                 tcp.extend(
                     passthrough_chains(
                         gw, server, self.index, self.registry.resolve_host,
-                        self.registry.service, taken=taken,
+                        self.registry.service, taken=taken, pod_labels=pod.labels,
+                        pod_namespace=pod.namespace,
                     )
                 )  # fmt: skip
             elif mode == "AUTO_PASSTHROUGH":
