@@ -133,8 +133,10 @@ SECRETS = "---\n".join([
 ])  # fmt: skip
 
 
-def _translate(port_map: PortMap | None = None, log: str = "/dev/stdout") -> ProxyConfig:
-    loaded = load_text(MESH + "---\n" + SECRETS, "mesh.yaml")
+def _translate(
+    port_map: PortMap | None = None, log: str = "/dev/stdout", mesh: str = MESH
+) -> ProxyConfig:
+    loaded = load_text(mesh + "---\n" + SECRETS, "mesh.yaml")
     assert loaded.ok, [d.render() for d in loaded.errors]
     topology = build_topology(loaded.resources)
     options = TranslateOptions(port_map=port_map, access_log_path=log)
@@ -205,6 +207,21 @@ def test_tls_servers_become_sni_chains_with_istiods_names() -> None:
     clusters = {c["name"] for c in proxy.clusters}
     assert {"outbound_.80_._.web.shop.svc.cluster.local",
             "outbound_.80_.v1_.web.shop.svc.cluster.local"} <= clusters  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("labels", "present"),
+    [("{istio: ingressgateway}", True), ("{istio: egressgateway}", False)],
+)
+def test_passthrough_source_labels_are_the_gateway_pods(labels: str, present: bool) -> None:
+    # istiod's matchTLS on a gateway: sourceLabels must be the gateway pod's own labels
+    mesh = MESH.replace(
+        "  - match: [{port: 443, sniHosts: [pass.example.com]}]",
+        f"  - match: [{{port: 443, sniHosts: [pass.example.com], sourceLabels: {labels}}}]",
+    )
+    assert mesh != MESH
+    https = next(x for x in _translate(mesh=mesh).listeners if x["name"] == "0.0.0.0_8443")
+    assert ((("pass.example.com",), (), "tcp_proxy") in _chains(https)) is present
 
 
 def _secrets(ca: LocalCA) -> tuple[Json, ...]:
