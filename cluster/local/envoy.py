@@ -126,8 +126,9 @@ _UPDATE_STATS = r"update_(success|rejected|failure)$"
 
 def sds_stat_name(name: str) -> str:
     """How an SDS secret's name appears in Envoy's stats (``kubernetes://web`` ->
-    ``kubernetes_web``)."""
-    return re.sub(r"[:/]+", "_", name)
+    ``kubernetes_web``, ``file-cert:/a.pem`` -> ``file-cert_a.pem``): Envoy's stat name
+    sanitizing turns ``://``, ``:/`` and ``:`` into ``_``."""
+    return name.replace("://", "_").replace(":/", "_").replace(":", "_")
 
 
 def _classify(stat: str) -> tuple[str, str] | None:

@@ -37,6 +37,9 @@ __all__ = ["absent_credentials", "client_context", "credentials_of"]
 
 Json = dict[str, Any]
 _PREFIX = "kubernetes://"
+_FILE_PREFIXES = ("file-cert:", "file-root:")
+"""istio-agent's names for certificate files mounted in the gateway pod (``serverCertificate``,
+``privateKey``, ``caCertificates``): a local gateway has no such files, so they stay absent."""
 
 
 def _chains(listeners: Iterable[Json]) -> Iterator[Json]:
@@ -56,18 +59,20 @@ def _sds_names(chain: Json) -> Iterator[str]:
 
 
 def credentials_of(config: ProxyConfig) -> dict[str, tuple[str, ...]]:
-    """``kubernetes://`` SDS name -> the SNI hosts of the chains asking for it (sorted)."""
+    """``kubernetes://`` (and mounted-file) SDS name -> the SNI hosts of the chains asking for
+    it (sorted)."""
     out: dict[str, set[str]] = {}
     for chain in _chains(config.listeners):
         hosts = (chain.get("filter_chain_match") or {}).get("server_names") or ()
         for name in _sds_names(chain):
-            if name.startswith(_PREFIX):
+            if name.startswith((_PREFIX, *_FILE_PREFIXES)):
                 out.setdefault(name, set()).update(hosts)
     return {name: tuple(sorted(hosts)) for name, hosts in sorted(out.items())}
 
 
 def absent_credentials(config: ProxyConfig) -> list[str]:
-    """The ``kubernetes://`` SDS names ``config``'s chains ask for that it has no secret for."""
+    """The SDS names ``config``'s chains ask for that it has no secret for: a ``kubernetes://``
+    credential without a usable Secret, or files a real gateway pod would have mounted."""
     supplied = {str(s.get("name", "")) for s in config.secrets}
     return [name for name in credentials_of(config) if name not in supplied]
 

@@ -116,6 +116,9 @@ spec:
   - port: {number: 443, name: https-nocred, protocol: HTTPS}
     hosts: [nocred.example.com]
     tls: {mode: SIMPLE, credentialName: absent-cred}
+  - port: {number: 443, name: https-files, protocol: HTTPS}
+    hosts: [files.example.com]
+    tls: {mode: SIMPLE, serverCertificate: /etc/certs/tls.crt, privateKey: /etc/certs/tls.key}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -197,6 +200,8 @@ def _ingress(
         ("https", "wrong.example.com", None, "", (503, "reset"), "not wrong.example.com"),
         # credentialName with no Secret: istiod sends nothing, the chain is not ready
         ("https", "nocred.example.com", None, "", (503, "reset"), "never supplied"),
+        # files a real gateway pod would have mounted: the sim has none, as the local runner
+        ("https", "files.example.com", None, "", (503, "reset"), "never supplied"),
         # PASSTHROUGH: the chain for the SNI tcp_proxies the TLS bytes to reviews
         ("https", "pass.example.com", None, "", (200, ""), "tcp_proxy"),
         # an SNI no chain names: no filter chain, the connection is closed

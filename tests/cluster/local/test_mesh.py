@@ -266,6 +266,12 @@ spec:
   - port: {number: 443, name: https-nocred, protocol: HTTPS}
     hosts: [nocred.example.com]
     tls: {mode: SIMPLE, credentialName: absent-cred}
+  - port: {number: 443, name: https-files, protocol: HTTPS}
+    hosts: [files.example.com]
+    tls:
+      mode: SIMPLE
+      serverCertificate: /etc/istio/ingressgateway-certs/tls.crt
+      privateKey: /etc/istio/ingressgateway-certs/tls.key
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -313,6 +319,8 @@ TLS_SECRETS = "---\n".join([
         ("partner.example.com", "https", "client-ca", "stranger", {0}),
         # credentialName without a Secret: the chain is not ready, the others serve
         ("nocred.example.com", "https", "client-ca", "", {0}),
+        # certificate files a real gateway pod would have mounted: none here, same outcome
+        ("files.example.com", "https", "client-ca", "", {0}),
     ],
 )
 def test_ingress_gateway_ports_and_https_servers_on_real_envoy(
