@@ -113,3 +113,12 @@ def test_client_trust_and_host_matching_as_tls_clients_do() -> None:
     assert host_matches(["*.example.com"], "httpbin.example.com")
     assert not host_matches(["*.example.com"], "a.b.example.com")
     assert not host_matches(["httpbin.example.com"], "other.example.com")
+
+
+def test_a_missing_key_is_named() -> None:
+    text = GATEWAY + secret_yaml("httpbin-credential", "istio-system", {"tls.crt": WEB.cert_pem})
+    found = [d for d in analyze(load_text(text, "gw.yaml").resources) if d.file == "gw.yaml"]
+    assert sorted(d.code for d in found) == ["IST0161", "MPY3020", "MPY3020"]
+    messages = " ".join(d.message for d in found)
+    assert "(missing tls.key)" in messages
+    assert 'no CA certificate for MUTUAL: istiod reads "cacert" or "ca.crt"' in messages
