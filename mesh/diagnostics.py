@@ -81,7 +81,8 @@ CATALOG: dict[str, Code] = _codes(
         "IST0101",
         "ReferencedResourceNotFound",
         E,
-        "A referenced host, host:port, subset, gateway, selector or namespace does not exist.",
+        "A referenced host, host:port, subset, gateway, selector, namespace or credentialName "
+        "Secret does not exist.",
     ),
     Code("IST0102", "NamespaceNotInjected", I, "A namespace has no sidecar injection label."),
     Code(
@@ -277,6 +278,12 @@ CATALOG: dict[str, Code] = _codes(
         "A relative patch without priority on a filter an earlier patch limits to a proxyVersion.",
     ),
     Code(
+        "IST0161",
+        "InvalidGatewayCredential",
+        E,
+        "The Secret a Gateway's credentialName names has no usable certificate and key.",
+    ),
+    Code(
         "IST0162",
         "GatewayPortNotDefinedOnService",
         W,
@@ -367,7 +374,7 @@ CATALOG: dict[str, Code] = _codes(
         "MPY2004",
         "KindHasNoMeshEffect",
         I,
-        "A valid Kubernetes kind that does not change mesh behaviour (ConfigMap, Secret, PVC...); "
+        "A valid Kubernetes kind that does not change mesh behaviour (ConfigMap, PVC, Role...); "
         "it is ignored by sim and local and applied as-is by kube.",
     ),
     Code(
@@ -443,6 +450,14 @@ CATALOG: dict[str, Code] = _codes(
         W,
         "An ALLOW AuthorizationPolicy without rules matches nothing: it denies every request to "
         "the workloads it selects.",
+    ),
+    Code(
+        "MPY3020",
+        "GatewayCredentialUnusable",
+        E,
+        "A gateway credential Secret Envoy cannot use (a key missing, PEM that does not parse, a "
+        "private key that is not the certificate's, no CA for MUTUAL): that TLS server's chain "
+        "is not ready and every handshake on it fails.",
     ),
     # --- MPY4xxx: lesson and app files ------------------------------------------------------------
     Code(

@@ -47,12 +47,19 @@ class Trace:
 
 @dataclass(frozen=True, slots=True)
 class TlsHello:
-    """What a TLS client offers when it connects: the server name (SNI), its ALPN list, and
-    whether it can present a client certificate when the server asks for one."""
+    """What a TLS client offers when it connects: the server name (SNI), its ALPN list, the CA
+    it checks the server's certificate against (PEM; None: the mesh's own CA only) and the
+    certificate it presents when the server asks for one (PEM; None: it has none)."""
 
     sni: str
     alpn: tuple[str, ...] = ("http/1.1",)
-    client_certificate: bool = False
+    trusted_ca: bytes | None = None
+    client_cert: bytes | None = None
+
+    @property
+    def client_certificate(self) -> bool:
+        """The client can present a certificate."""
+        return self.client_cert is not None
 
 
 @dataclass(slots=True)

@@ -20,11 +20,13 @@ pod's target port of the gateway Service port it was sent to.
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Generator, Mapping
 from typing import Any
 
 from mesh.records import RequestRecord
+from mesh.security.credentials import certificate_names, host_matches, issued_by
 from mesh.topology import ProxyKind
 from sim.accesslog import http_source
 from sim.matchers import split_path
@@ -103,7 +105,7 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
     if chain is None or (chain.hcm is None and not chain.clusters):
         resp = yield from _refused(world, proxy, req, landing, address)
         return resp
-    failed = handshake_failure(chain, hello)
+    failed = handshake_failure(chain, hello, proxy.tables.secrets)
     if failed:
         resp = yield from _reset(world, proxy, req, landing, failed)
         return resp
@@ -211,19 +213,74 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
     return resp
 
 
-def handshake_failure(chain: FilterChainSpec, hello: TlsHello | None) -> str:
+def handshake_failure(
+    chain: FilterChainSpec, hello: TlsHello | None, secrets: Mapping[str, Any] | None = None
+) -> str:
     """Why the connection dies before any HTTP exchange on ``chain`` ("" when it does not):
-    plaintext bytes to a chain that terminates TLS, a client without the certificate a
-    MUTUAL chain asks for, or a TLS ClientHello to a plaintext HTTP connection manager (its
-    codec cannot parse it). A ``tcp_proxy`` chain passes TLS through untouched."""
+    plaintext bytes to a chain that terminates TLS, a TLS ClientHello to a plaintext HTTP
+    connection manager (its codec cannot parse it), or a TLS handshake that fails
+    (:func:`tls_failure`). A ``tcp_proxy`` chain passes TLS through untouched."""
     if chain.terminates_tls:
         if hello is None:
             return "a plaintext client on a chain that terminates TLS: the handshake fails"
-        if chain.requires_client_certificate and not hello.client_certificate:
-            return "the chain requires a client certificate and the client has none"
-        return ""
+        return tls_failure(chain, hello, secrets if secrets is not None else {})
     if hello is not None and chain.hcm is not None:
         return "a TLS ClientHello to a plaintext HTTP connection manager: codec error"
+    return ""
+
+
+_MESH_SECRETS = frozenset({"default", "ROOTCA"})
+"""The workload certificate and root every proxy gets from istio-agent (the mesh CA)."""
+
+
+def _pem(secret: Mapping[str, Any], *path: str) -> bytes | None:
+    node: Any = secret
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    if not isinstance(node, Mapping):
+        return None
+    if "inline_bytes" in node:
+        return base64.b64decode(str(node["inline_bytes"]))
+    if "inline_string" in node:
+        return str(node["inline_string"]).encode()
+    return None
+
+
+def tls_failure(chain: FilterChainSpec, hello: TlsHello, secrets: Mapping[str, Any]) -> str:
+    """Why a TLS handshake on a terminating chain fails, as Envoy and a verifying client
+    (curl, Python's ssl) decide it: the chain's SDS certificate was never supplied (its
+    Secret is missing or unusable: the chain is not ready), the client does not trust the
+    certificate's issuer, the certificate does not name the host (SNI), a MUTUAL chain gets
+    no client certificate, or one its CA did not sign."""
+    name = chain.certificate_secret
+    if name and name not in _MESH_SECRETS:
+        secret = secrets.get(name)
+        cert = _pem(secret, "tls_certificate", "certificate_chain") if secret else None
+        if cert is None:
+            return f"SDS secret {name} was never supplied: the chain is not ready"
+        if hello.trusted_ca is None or not issued_by(cert, hello.trusted_ca):
+            return f"the client does not trust the issuer of {name}'s certificate"
+        names = certificate_names(cert)
+        if not host_matches(names, hello.sni):
+            return (
+                f"{name}'s certificate names {', '.join(names) or 'no DNS name'}, "
+                f"not {hello.sni}: the client refuses it"
+            )
+    elif name and hello.trusted_ca is not None:
+        return "the gateway presents the mesh certificate, which the client does not trust"
+    if chain.requires_client_certificate:
+        if hello.client_cert is None:
+            return "the chain requires a client certificate and the client has none"
+        ca_name = chain.validation_secret
+        if ca_name and ca_name not in _MESH_SECRETS:
+            ca_secret = secrets.get(ca_name)
+            ca = _pem(ca_secret, "validation_context", "trusted_ca") if ca_secret else None
+            if ca is None:
+                return f"SDS secret {ca_name} was never supplied: the chain is not ready"
+            if not issued_by(hello.client_cert, ca):
+                return f"the client certificate is not signed by the CA of {ca_name}"
+        elif ca_name:
+            return "the chain wants a mesh certificate (ISTIO_MUTUAL); the client has another"
     return ""
 
 

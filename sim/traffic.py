@@ -33,7 +33,9 @@ from typing import Any
 import simpy
 
 from mesh.lesson import RequestSpec, TrafficSpec, parse_address
+from mesh.model import Secret
 from mesh.runner import RunnerError
+from mesh.security.credentials import client_pair, client_trust
 from mesh.topology import INGRESS_GATEWAY, MeshService
 from sim.dataplane import wire
 from sim.messages import Request, TlsHello, Trace
@@ -83,6 +85,7 @@ class TrafficDriver:
             self.port = spec.port or self.service.ports[0].port
         if source != "outside" and not self.clients:
             raise RunnerError(f'traffic source "{source}" has no pods')
+        self._trust, self._client_cert = _tls_client(world, spec)
         self._next_client = 0
         self.end_time = spec.duration_s if spec.duration_s is not None else float("inf")
         self.limit = spec.count if spec.count is not None else None
@@ -168,7 +171,7 @@ class TrafficDriver:
         hello = None
         if self.spec.scheme == "https":  # TLS to the gateway, SNI = the host of `to`
             sni = self.spec.to.rsplit(":", 1)[0]
-            hello = TlsHello(sni, client_certificate=self.spec.client_certificate)
+            hello = TlsHello(sni, trusted_ca=self._trust, client_cert=self._client_cert)
         return Request(
             spec.method.upper(),
             spec.path,
@@ -250,3 +253,25 @@ def drain(env: simpy.Environment, hard_limit: float) -> None:
     """Process the remaining events scheduled before ``hard_limit``."""
     while env.peek() < hard_limit:
         env.step()
+
+
+def _tls_client(world: World, spec: TrafficSpec) -> tuple[bytes | None, bytes | None]:
+    """The CA an ``https`` client trusts and the certificate it presents, from the Secrets
+    ``ca_certificate`` and ``client_certificate`` name (None: the mesh CA only / none)."""
+    secrets = [r for r in world.resources if isinstance(r, Secret)]
+    trust = cert = None
+    if spec.ca_certificate:
+        trust = client_trust(secrets, spec.ca_certificate)
+        if trust is None:
+            raise RunnerError(
+                f'ca_certificate: no Secret "{spec.ca_certificate}" with a certificate'
+            )
+    if spec.client_certificate:
+        pair = client_pair(secrets, spec.client_certificate)
+        if pair is None:
+            raise RunnerError(
+                f'client_certificate: no Secret "{spec.client_certificate}" with a certificate '
+                "and key"
+            )
+        cert = pair.cert
+    return trust, cert

@@ -285,8 +285,9 @@ class World:
             if pod is None:
                 continue
             tables = compile_proxy(
-                cfg.listeners, cfg.routes, cfg.clusters, cfg.endpoints, memo=memo
-            )
+                cfg.listeners, cfg.routes, cfg.clusters, cfg.endpoints, secrets=cfg.secrets,
+                memo=memo,
+            )  # fmt: skip
             existing = self.proxies.get(name)
             if existing is None:
                 proxy = ProxyRuntime(pod, tables, cfg.pod.proxy)

@@ -124,6 +124,13 @@ _STAT_KIND = (
 _UPDATE_STATS = r"update_(success|rejected|failure)$"
 
 
+def sds_stat_name(name: str) -> str:
+    """How an SDS secret's name appears in Envoy's stats (``kubernetes://web`` ->
+    ``kubernetes_web``, ``file-cert:/a.pem`` -> ``file-cert_a.pem``): Envoy's stat name
+    sanitizing turns ``://``, ``:/`` and ``:`` into ``_``."""
+    return name.replace("://", "_").replace(":/", "_").replace(":", "_")
+
+
 def _classify(stat: str) -> tuple[str, str] | None:
     for pattern, kind in _STAT_KIND:
         m = pattern.match(stat)
@@ -243,12 +250,14 @@ class EnvoyProxy:
         if written.empty:
             return written
         after = self._settle(before, timeout_s)
+        absent = {sds_stat_name(n) for n in resources.absent_secrets}
         rejected = [
             (stat, kind_name)
             for stat, value in after.items()
             if stat.endswith("update_rejected")
             and value > before.get(stat, 0)
             and (kind_name := _classify(stat)) is not None
+            and not (kind_name[0] == "sds" and kind_name[1] in absent)
         ]
         if not rejected:
             self.files.commit()

@@ -43,7 +43,7 @@ from cluster.local.apps import (
 )
 from cluster.local.ca import LocalCA
 from cluster.local.envoy import ConfigRejectedError, EnvoyProxy, XdsRejection
-from cluster.local.gateway_tls import credential_secrets
+from cluster.local.gateway_tls import absent_credentials
 from cluster.local.identity import Identity
 from cluster.local.kubelet import EventSink, Kubelet
 from cluster.local.ports import LOOPBACK, free_ports, start_lock
@@ -270,16 +270,15 @@ class LocalMesh:
 
     def _resources(self, pp: PodProcesses, config: ProxyConfig) -> ProxyResources:
         issued = self.ca.issue(pp.pod.namespace, pp.pod.service_account)
-        # a gateway's TLS servers: the credentialName certificates, issued by the run's CA
-        credentials = (
-            credential_secrets(config, self.ca) if pp.pod.proxy is ProxyKind.ROUTER else []
-        )
+        # a gateway's credentialName secrets come with the config (the lesson's Secrets, as
+        # istiod serves them); a name without a usable Secret gets an empty SDS file
         return ProxyResources(
             listeners=list(config.listeners),
             routes=list(config.routes),
             clusters=list(config.clusters),
             endpoints=list(config.endpoints),
-            secrets=[*config.secrets, *issued.secrets().values(), *credentials],
+            secrets=[*config.secrets, *issued.secrets().values()],
+            absent_secrets=absent_credentials(config),
         )
 
     def _start_app(self, pp: PodProcesses) -> None:

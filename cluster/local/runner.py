@@ -82,8 +82,8 @@ def traffic_targets(mesh: LocalMesh, spec: TrafficSpec) -> list[Target]:
         local = gw.ports.listeners.get(port.target_port)
         if local is None:
             raise RunnerError(f"the ingress gateway has no listener for port {port.port}")
-        if https:  # TLS to the gateway, SNI = the host of `to`, trusting the run's CA
-            tls = client_context(mesh.ca, client_certificate=spec.client_certificate)
+        if https:  # TLS to the gateway, SNI = the host of `to`, as the spec's client trusts
+            tls = client_context(mesh.ca, spec, mesh.resources, mesh.workdir / "clients")
             return [Target("127.0.0.1", local, spec.to, tls=tls, sni=spec.to.rsplit(":", 1)[0])]
         return [Target("127.0.0.1", local, spec.to)]
     service = next((s for s in topology.services if s.name == spec.to), None)

@@ -85,6 +85,10 @@ class ProxyResources:
     clusters: list[dict[str, Any]] = field(default_factory=list)
     endpoints: list[dict[str, Any]] = field(default_factory=list)
     secrets: list[dict[str, Any]] = field(default_factory=list)
+    absent_secrets: list[str] = field(default_factory=list)
+    """SDS names the listeners ask for that the control plane has no secret for (a
+    ``credentialName`` whose Secret is missing or unusable): their files hold no resource,
+    as istiod answers nothing, and Envoy's rejection of that empty update is expected."""
 
     def by_kind(self) -> dict[str, list[dict[str, Any]]]:
         """Resources keyed by xDS kind."""
@@ -142,6 +146,7 @@ def fold_eds(resources: ProxyResources) -> ProxyResources:
         clusters=clusters,
         endpoints=[],
         secrets=resources.secrets,
+        absent_secrets=resources.absent_secrets,
     )
 
 
@@ -253,6 +258,9 @@ class XdsFiles:
             else:
                 for r in items:
                     plan[self.path(kind, resource_name(kind, r))] = ([r], [resource_name(kind, r)])
+                if kind == "sds":  # a file must exist for Envoy to accept the listener
+                    for name in resources.absent_secrets:
+                        plan.setdefault(self.path(kind, name), ([], [name]))
             names_now = {resource_name(kind, r): json.dumps(r, sort_keys=True) for r in items}
             before = self._names[kind]
             diff = sorted(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mesh.analyze.common import Analyzer
+from mesh.analyze.credentials import check_gateway_credentials, check_secret_data
 from mesh.analyze.destination_rules import (
     check_destination_rules,
     check_tls_conflicts,
@@ -25,6 +26,7 @@ from mesh.analyze.gateways import (
     check_gateway_workloads,
 )
 from mesh.analyze.kubernetes import check_annotations, check_namespaces
+from mesh.analyze.l4_matches import check_l4_matches_modelled
 from mesh.analyze.routing import (
     check_conflicting_virtual_services,
     check_ingress_route_subsets,
@@ -75,6 +77,7 @@ ANALYZERS: tuple[Analyzer, ...] = (
     check_ingress_route_subsets,
     check_jwt_claim_routes,
     check_route_weights,
+    check_l4_matches_modelled,
     # DestinationRule
     check_destination_rules,
     check_tls_verification,
@@ -84,6 +87,8 @@ ANALYZERS: tuple[Analyzer, ...] = (
     check_conflicting_gateways,
     check_duplicate_certificates,
     check_gateway_servers_modelled,
+    check_gateway_credentials,
+    check_secret_data,
     # ServiceEntry, Sidecar, EnvoyFilter
     check_service_entry_addresses,
     check_service_entry_protocols,

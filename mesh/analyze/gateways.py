@@ -12,8 +12,8 @@
 * MPY2001: a server shape sim and local do not translate (TCP servers, TLS termination in
   front of ``tcp`` routes, OPTIONAL_MUTUAL).
 
-Secrets are not modelled, so the ``credentialName`` checks that need them (IST0101 for a missing
-secret, IST0161 InvalidGatewayCredential) are not made; see docs/diagnostics.md.
+The ``credentialName`` Secret checks (IST0101 for a missing Secret, IST0161) are in
+:mod:`mesh.analyze.credentials`.
 """
 
 from __future__ import annotations

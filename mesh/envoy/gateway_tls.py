@@ -25,7 +25,7 @@ A server host ``*`` matches any SNI (no ``server_names``); ``ns/host`` matches `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +39,9 @@ from mesh.envoy_api.names import (
     cluster_name,
     sni_name,
 )
-from mesh.model import DestinationRule, Gateway, Server
+from mesh.model import DestinationRule, Gateway, Secret, Server
 from mesh.model.gateway import ServerTLSSettings
+from mesh.security.credentials import read_credential, sds_secrets
 from mesh.topology import MeshService, Protocol
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "TlsPortBuild",
     "auto_passthrough_chains",
     "credential_secret_names",
+    "gateway_credential_secrets",
     "gateway_tls_context",
     "https_route_name",
     "is_terminating",
@@ -99,6 +101,26 @@ def credential_secret_names(tls: ServerTLSSettings) -> tuple[str, str]:
     cert = f"file-cert:{tls.server_certificate}~{tls.private_key}"
     ca = f"file-root:{tls.ca_certificates}" if mode == "MUTUAL" and tls.ca_certificates else ""
     return cert, ca
+
+
+def gateway_credential_secrets(
+    servers: Iterable[Server], namespace: str, secrets: Sequence[Secret]
+) -> list[Json]:
+    """The ``kubernetes://`` SDS secrets istiod serves a gateway pod in ``namespace`` for its
+    terminating servers' ``credentialName`` (and ``-cacert`` for MUTUAL), read from the
+    lesson's Secrets in that namespace (:mod:`mesh.security.credentials`). A name whose Secret
+    is missing or unusable gets nothing: its chain is not ready and fails every handshake."""
+    out: dict[str, Json] = {}
+    for server in servers:
+        tls = server.tls
+        if tls is None or not tls.credential_name or not is_terminating(server):
+            continue
+        cred = read_credential(
+            secrets, tls.credential_name, namespace, mutual=tls.mode.upper() == "MUTUAL"
+        )
+        for secret in sds_secrets(cred):
+            out.setdefault(str(secret["name"]), secret)
+    return [out[name] for name in sorted(out)]
 
 
 def gateway_tls_context(tls: ServerTLSSettings, *, http: bool = True) -> Json:
@@ -165,10 +187,14 @@ def passthrough_chains(
     service: Callable[[str], MeshService | None],
     *,
     taken: set[str],
+    pod_labels: Mapping[str, str] | None = None,
+    pod_namespace: str = "",
 ) -> list[TlsChainSpec]:
     """PASSTHROUGH: one chain per VirtualService ``tls`` match bound to this gateway and port.
     ``taken`` collects the SNI names already used on the listener: a later match repeating
-    one is skipped (Envoy rejects two chains with the same match; istiod drops the later)."""
+    one is skipped (Envoy rejects two chains with the same match; istiod drops the later).
+    A match's ``sourceLabels`` / ``sourceNamespace`` are the gateway pod's (istiod's
+    ``matchTLS``); a match with ``destinationSubnets`` is not modelled (MPY2001) and skipped."""
     ref = f"{gateway.namespace}/{gateway.name}"
     chains: list[TlsChainSpec] = []
     for vs in index.virtual_services:
@@ -192,7 +218,12 @@ def passthrough_chains(
                     _gateway_ref(g, vs.namespace) for g in match.gateways
                 }:
                     continue
-                if taken.intersection(match.sni_hosts):
+                if taken.intersection(match.sni_hosts) or match.destination_subnets:
+                    continue
+                if pod_labels is not None and (
+                    any(pod_labels.get(k) != v for k, v in match.source_labels.items())
+                    or match.source_namespace not in ("", pod_namespace)
+                ):
                     continue
                 taken.update(match.sni_hosts)
                 out = []

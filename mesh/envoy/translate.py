@@ -29,6 +29,7 @@ from mesh.envoy.gateway_tls import (
     TlsChainSpec,
     TlsPortBuild,
     auto_passthrough_chains,
+    gateway_credential_secrets,
     gateway_tls_context,
     https_route_name,
     is_terminating,
@@ -36,6 +37,7 @@ from mesh.envoy.gateway_tls import (
     sni_dnat_clusters,
     tls_port_listener,
 )
+from mesh.envoy.l4_match import static_match
 from mesh.envoy.listeners import (
     INBOUND_CAPTURE_PORT,
     OUTBOUND_CAPTURE_PORT,
@@ -84,6 +86,8 @@ from mesh.model import (
     OutboundTrafficPolicyMode,
     PeerAuthentication,
     Resource,
+    Secret,
+    Server,
     VirtualService,
 )
 from mesh.model.virtual_service import RouteDestination
@@ -199,6 +203,7 @@ class _Translator:
         self.index = MeshIndex(resources, topology, self.registry)
         self._mtls: dict[str, MtlsPolicy] = {}
         self._pas = [r for r in resources if isinstance(r, PeerAuthentication)]
+        self._secrets = [r for r in resources if isinstance(r, Secret)]
         self._root = topology.config.root_namespace
         self.peer_modes = PeerModes(
             of_pod=self.peer_authentication,
@@ -208,7 +213,10 @@ class _Translator:
         self.addressing = Addressing(options.port_map)
         self._outbound: dict[tuple[Any, ...], _Outbound] = {}
         self._uses_source_labels = any(
-            m.source_labels for vs in self.index.virtual_services for r in vs.http for m in r.match
+            any(m.source_labels for r in vs.http for m in r.match)
+            or any(m.source_labels for r in vs.tls for m in r.match)
+            or any(m.source_labels for r in vs.tcp for m in r.match)
+            for vs in self.index.virtual_services
         )
 
     # -- shared pieces ---------------------------------------------------------------------
@@ -300,7 +308,7 @@ class _Translator:
             for service, port in sniffed:
                 ctx = self._context(pod, "mesh", port)
                 routes.append(sniffed_route_config(service, port, scope.virtual_service, ctx))
-        tcp_listeners, sniffed_at = self._tcp_listeners(scope)
+        tcp_listeners, sniffed_at = self._tcp_listeners(pod, scope)
         return _Outbound(
             clusters=sorted(cset.clusters, key=_by_name),
             endpoints=sorted(cset.endpoints, key=lambda e: e["cluster_name"]),
@@ -312,7 +320,7 @@ class _Translator:
         )
 
     def _tcp_listeners(
-        self, scope: ProxyScope
+        self, pod: Pod, scope: ProxyScope
     ) -> tuple[dict[tuple[str, int], list[TcpChain]], dict[tuple[str, int], str]]:
         """Where each TCP service port of the scope is listened for, as istiod binds it.
 
@@ -337,7 +345,7 @@ class _Translator:
                 if (p.protocol in _HTTP_LIKE and not unknown) or p.protocol is Protocol.UDP:
                     continue
                 default = cluster_name(Direction.OUTBOUND, p.port, "", service.hostname)
-                weighted = tuple(self._tcp_weights(scope, service, p.port))
+                weighted = tuple(self._tcp_weights(pod, scope, service, p.port))
                 binds: list[tuple[str, str]] = []
                 if service.headless:
                     binds = [(pod.address, "") for pod in self.registry.endpoints(service)]
@@ -350,7 +358,7 @@ class _Translator:
                 else:
                     binds = [("0.0.0.0", "")]
                 tls = p.protocol in {Protocol.TLS, Protocol.HTTPS}
-                by_sni = self._tls_routes(scope, service, p.port) if tls else []
+                by_sni = self._tls_routes(pod, scope, service, p.port) if tls else []
                 for address, cidr in binds:
                     if sniffs and address != "0.0.0.0":
                         sniffed.setdefault((address, p.port), service.hostname)
@@ -365,36 +373,53 @@ class _Translator:
                             chains.append(chain)
         return out, sniffed
 
-    def _tls_routes(self, scope: ProxyScope, service: MeshService, port: int) -> list[TcpChain]:
+    def _tls_routes(
+        self, pod: Pod, scope: ProxyScope, service: MeshService, port: int
+    ) -> list[TcpChain]:
         """VirtualService ``tls`` routes of a TLS/HTTPS port, for sidecars (``mesh``): a chain
-        per match on its ``sniHosts`` to the route's destination(s)."""
+        per match that applies to this proxy (:mod:`mesh.envoy.l4_match`) on its ``sniHosts``
+        to the route's destination(s); a later match on the same SNI names is unreachable and
+        left out, as istiod does."""
         vs = scope.virtual_service(service.hostname)
         if vs is None:
             return []
         out: list[TcpChain] = []
+        handled: set[tuple[str, ...]] = set()
         for rule in vs.tls:
             weighted = self._destinations(vs, rule.route, port)
             if not weighted:
                 continue
             for m in rule.match:
-                if m.port not in (None, port) or not m.sni_hosts:
+                if not m.sni_hosts or m.destination_subnets:
+                    continue  # destinationSubnets: not modelled (MPY2001)
+                if not static_match(m, labels=pod.labels, namespace=pod.namespace, port=port,
+                                    gateways=vs.gateways):  # fmt: skip
                     continue
-                gateways = m.gateways or vs.gateways or ("mesh",)
-                if "mesh" not in gateways:
+                if tuple(m.sni_hosts) in handled:
                     continue
+                handled.add(tuple(m.sni_hosts))
                 several = tuple(weighted) if len(weighted) > 1 else ()
                 out.append(TcpChain(weighted[0][0], several, "", tuple(m.sni_hosts)))
         return out
 
     def _tcp_weights(
-        self, scope: ProxyScope, service: MeshService, port: int
+        self, pod: Pod, scope: ProxyScope, service: MeshService, port: int
     ) -> list[tuple[str, int]]:
-        """VS ``tcp`` routes for a TCP port: the first rule matching the port (or any port)."""
+        """VS ``tcp`` routes for a TCP port: the first rule without matches, or with a match
+        that applies to this proxy (port, ``sourceLabels``, ``sourceNamespace``, ``gateways``;
+        a match with ``destinationSubnets`` is not modelled and never applies)."""
         vs = scope.virtual_service(service.hostname)
         if vs is None:
             return []
         for rule in vs.tcp:
-            if rule.match and not any(m.port in (None, port) for m in rule.match):
+            if not rule.route:
+                continue
+            if rule.match and not any(
+                not m.destination_subnets
+                and static_match(m, labels=pod.labels, namespace=pod.namespace, port=port,
+                                 gateways=vs.gateways)
+                for m in rule.match
+            ):  # fmt: skip
                 continue
             return self._destinations(vs, rule.route, port)
         return []
@@ -429,6 +454,7 @@ class _Translator:
         listeners: list[Json] = []
         clusters = special_clusters(pod.proxy, self.topology.config.connect_timeout_s)
         routes: list[Json] = []
+        servers: list[Server] = []  # a gateway's servers: their credentials become SDS secrets
         if pod.proxy is ProxyKind.SIDECAR:
             allow_any = scope.outbound_policy is OutboundTrafficPolicyMode.ALLOW_ANY
             listeners.append(
@@ -491,6 +517,7 @@ class _Translator:
             routes.extend(inbound_routes)
         elif pod.proxy is ProxyKind.ROUTER:
             for gport in gateway_ports(pod, self.index, self.topology):
+                servers.extend(server for _, server in gport.servers)
                 if gport.tls:
                     built = self._gateway_tls_port(pod, gport, scope, outbound, me, log)
                     listeners.append(built.listener)
@@ -522,6 +549,7 @@ class _Translator:
             routes=_merged(outbound.routes, routes),
             clusters=_merged(outbound.clusters, clusters),
             endpoints=tuple(outbound.endpoints),
+            secrets=tuple(gateway_credential_secrets(servers, pod.namespace, self._secrets)),
         )
 
     def _gateway_tls_port(  # noqa: PLR0917
@@ -568,7 +596,8 @@ class _Translator:
                 tcp.extend(
                     passthrough_chains(
                         gw, server, self.index, self.registry.resolve_host,
-                        self.registry.service, taken=taken,
+                        self.registry.service, taken=taken, pod_labels=pod.labels,
+                        pod_namespace=pod.namespace,
                     )
                 )  # fmt: skip
             elif mode == "AUTO_PASSTHROUGH":

@@ -542,8 +542,9 @@ def _check_traffic(
             "only HTTP traffic from ingress can speak TLS to the gateway (scheme: https)",
             "use from: ingress, or scheme: http",
         )
-    if traffic.client_certificate and traffic.scheme != "https":
-        report("client_certificate", "a client certificate needs TLS", "add scheme: https")
+    for key in ("ca_certificate", "client_certificate"):
+        if getattr(traffic, key) and traffic.scheme != "https":
+            report(key, f"{key} is a TLS client setting", "add scheme: https")
     if traffic.sni and not traffic.is_tcp:
         report("sni", "sni names the server of a TLS connection the app opens itself",
                "add protocol: tcp, or use scheme: https from ingress")  # fmt: skip

@@ -319,8 +319,10 @@ class TrafficSpec:
     ``IP:port`` (e.g. ``203.0.113.9:443``, a host outside the mesh).
 
     ``scheme: https`` (``from: ingress`` only): the client speaks TLS to the gateway with the
-    Host as SNI, trusting the run's CA; ``client_certificate`` makes it present a certificate
-    that CA issued (what a MUTUAL server asks for). ``sni`` (``protocol: tcp`` only): the
+    Host as SNI, checking the server's certificate against the CA of the Secret
+    ``ca_certificate`` names (``curl --cacert``; unset: the mesh's own CA only);
+    ``client_certificate`` names a Secret whose certificate and key it presents (``curl --cert
+    --key``: what a MUTUAL server asks for). ``sni`` (``protocol: tcp`` only): the
     connection opens with a TLS ClientHello naming that server (the app speaks TLS itself; its
     sidecar routes by SNI).
     """
@@ -342,7 +344,8 @@ class TrafficSpec:
     receive_bytes: int = 0
     hold_s: float = 0.0
     scheme: str = "http"
-    client_certificate: bool = False
+    ca_certificate: str = ""
+    client_certificate: str = ""
     sni: str = ""
 
     @property

@@ -47,6 +47,7 @@ from mesh.model.kubernetes import (
     LabelSelector,
     Namespace,
     NetworkPolicy,
+    Secret,
     Service,
     ServiceAccount,
 )
@@ -83,6 +84,7 @@ RESOURCE_KINDS: tuple[type[Resource], ...] = (
     ServiceAccount,
     Deployment,
     NetworkPolicy,
+    Secret,
 )
 """Every kind meshplay loads, in the order ``kubectl apply`` would want them created."""
 
@@ -123,6 +125,7 @@ __all__ = [
     "PortTrafficPolicy",
     "RequestAuthentication",
     "Resource",
+    "Secret",
     "Server",
     "Service",
     "ServiceAccount",

@@ -5,6 +5,8 @@ accepted and reported as having no effect (never silently dropped).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -29,6 +31,7 @@ __all__ = [
     "NetworkPolicySpec",
     "PodSpec",
     "PodTemplateSpec",
+    "Secret",
     "Service",
     "ServiceAccount",
     "ServiceSpec",
@@ -334,3 +337,35 @@ class NetworkPolicy(Resource):
     SPEC_INLINE: ClassVar[bool] = False
 
     spec: NetworkPolicySpec = field(default_factory=NetworkPolicySpec)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Secret(Resource):
+    """A Kubernetes Secret. The mesh reads the ones a Gateway's ``credentialName`` names: istiod
+    serves them to the gateway in the same namespace over SDS (``kubernetes://<name>``).
+
+    ``data`` values are base64 (as the API stores them), ``string_data`` values plain text (the
+    API server merges them into ``data``, ``stringData`` winning); :meth:`decoded` gives the
+    merged bytes. ``type`` is ``kubernetes.io/tls`` (``tls.crt``, ``tls.key``, optional
+    ``ca.crt``) or ``Opaque`` (Istio's generic form: ``cert``, ``key``, ``cacert``)."""
+
+    KIND: ClassVar[str] = "Secret"
+    PLURAL: ClassVar[str] = "secrets"
+    SPEC_INLINE: ClassVar[bool] = False
+    IGNORED: ClassVar[frozenset[str]] = frozenset({"immutable"})
+
+    type: str = "Opaque"
+    data: FrozenMap[str, str] = field(default_factory=FrozenMap)
+    string_data: FrozenMap[str, str] = field(default_factory=FrozenMap)
+
+    def decoded(self) -> dict[str, bytes | None]:
+        """Key -> bytes (``None`` where a ``data`` value is not valid base64)."""
+        out: dict[str, bytes | None] = {}
+        for key, value in self.data.items():
+            try:
+                out[key] = base64.b64decode("".join(value.split()), validate=True)
+            except (binascii.Error, ValueError):
+                out[key] = None
+        for key, value in self.string_data.items():
+            out[key] = value.encode()
+        return out

@@ -39,7 +39,7 @@ _METADATA_BOOKKEEPING = {
     "generateName",
 }
 NO_MESH_EFFECT_KINDS = frozenset({
-    "ConfigMap", "Secret", "PersistentVolumeClaim", "PersistentVolume", "StorageClass",
+    "ConfigMap", "PersistentVolumeClaim", "PersistentVolume", "StorageClass",
     "HorizontalPodAutoscaler", "PodDisruptionBudget", "Role", "RoleBinding", "ClusterRole",
     "ClusterRoleBinding", "ResourceQuota", "LimitRange", "PriorityClass", "Job", "CronJob",
 })  # fmt: skip

@@ -143,6 +143,11 @@ class FilterChainSpec:
     terminates_tls: bool = False
     requires_client_certificate: bool = False
     """The chain's TLS context asks the client for a certificate (MUTUAL, ISTIO_MUTUAL)."""
+    certificate_secret: str = ""
+    """SDS name of the certificate the chain presents (``kubernetes://<credentialName>``,
+    ``default``); "" when given inline or not at all."""
+    validation_secret: str = ""
+    """SDS name of the CA client certificates are checked against (``...-cacert``, ``ROOTCA``)."""
     logs: bool = False
     """The chain's ``tcp_proxy`` writes an access log (Envoy logs a connection only then)."""
 
@@ -191,8 +196,27 @@ class FilterChainSpec:
                 if chain.get("transport_socket")
                 else False
             ),
+            **_sds_names(chain.get("transport_socket")),
             logs=logs,
         )
+
+
+def _sds_names(socket: Mapping[str, Any] | None) -> dict[str, str]:
+    """The SDS names of a downstream TLS context's certificate and validation context."""
+    if not socket:
+        return {}
+    common = typed_config(socket).get("common_tls_context") or {}
+    certs = common.get("tls_certificate_sds_secret_configs") or ()
+    combined = common.get("combined_validation_context") or {}
+    validation = (
+        combined.get("validation_context_sds_secret_config")
+        or common.get("validation_context_sds_secret_config")
+        or {}
+    )
+    return {
+        "certificate_secret": str(certs[0].get("name", "")) if certs else "",
+        "validation_secret": str(validation.get("name", "")),
+    }
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -75,10 +75,14 @@ class ProxyTables:
         route_configs: dict[str, RouteTable],
         clusters: dict[str, ClusterSpec],
         listeners: Sequence[Json] = (),
+        secrets: Sequence[Json] = (),
     ) -> None:
         self.route_configs = route_configs
         self.clusters = clusters
         self.listeners = tuple(listeners)
+        self.secrets: dict[str, Json] = {str(x.get("name", "")): x for x in secrets}
+        """The SDS secrets the proxy was given, by name (a gateway's ``kubernetes://``
+        credentials; a name absent here was never supplied: its TLS chain is not ready)."""
         self._compiled: dict[str, ListenerSpec] = {}
         self._bound: dict[tuple[str, int], Json] | None = None
         # the caches are nested dicts: no key tuple to allocate on the hot path
@@ -201,6 +205,7 @@ def compile_proxy(
     clusters: Iterable[Json],
     endpoints: Iterable[Json],
     *,
+    secrets: Iterable[Json] = (),
     memo: dict[int, Any] | None = None,
 ) -> ProxyTables:
     """Compile one proxy's xDS resources for execution (shared dicts once per ``memo``).
@@ -229,4 +234,4 @@ def compile_proxy(
         compiled[name] = once(
             hash((id(c), id(cla))), (c, cla), lambda c=c, cla=cla: compile_cluster(c, cla)
         )
-    return ProxyTables(tables, compiled, tuple(listeners))
+    return ProxyTables(tables, compiled, tuple(listeners), tuple(secrets))

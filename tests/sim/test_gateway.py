@@ -9,6 +9,8 @@ a Service name or any host a Gateway serves; a request's own ``host`` header win
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from mesh.envoy.translate import ProxyConfig, translate
@@ -20,6 +22,7 @@ from sim.messages import Response, Trace
 from sim.traffic import TrafficDriver, drain
 from sim.world import World
 from tests.sim.harness import make_world, one_request, sample_app
+from tests.tls_secrets import make_ca, secret_yaml
 
 
 def _gateway_config(istio: str) -> ProxyConfig:
@@ -133,6 +136,15 @@ spec:
   - port: {number: 443, name: tls-pass, protocol: TLS}
     hosts: [pass.example.com]
     tls: {mode: PASSTHROUGH}
+  - port: {number: 443, name: https-wrong, protocol: HTTPS}
+    hosts: [wrong.example.com]
+    tls: {mode: SIMPLE, credentialName: secure-cred}
+  - port: {number: 443, name: https-nocred, protocol: HTTPS}
+    hosts: [nocred.example.com]
+    tls: {mode: SIMPLE, credentialName: absent-cred}
+  - port: {number: 443, name: https-files, protocol: HTTPS}
+    hosts: [files.example.com]
+    tls: {mode: SIMPLE, serverCertificate: /etc/certs/tls.crt, privateKey: /etc/certs/tls.key}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -154,12 +166,44 @@ spec:
 """
 
 
+CA = make_ca()
+STRANGER_CA = make_ca("someone else", "other.org")
+SECURE = CA.issue("secure.example.com")
+MTLS = CA.issue("mtls.example.com")
+CLIENT = CA.issue("client.example.com")
+STRANGER = STRANGER_CA.issue("client.example.com")
+SECRETS = "---\n".join([
+    # the gateway's credentials, in the gateway pods' namespace (istio-system)
+    secret_yaml("secure-cred", "istio-system", {"tls.crt": SECURE.cert_pem,
+                                                 "tls.key": SECURE.key_pem}),
+    # MUTUAL: no mtls-cred-cacert Secret, so istiod reads the CA from mtls-cred itself
+    secret_yaml("mtls-cred", "istio-system", {"tls.crt": MTLS.cert_pem, "tls.key": MTLS.key_pem,
+                                               "ca.crt": CA.cert_pem}),
+    # what the client holds: the CA it trusts, its certificate, someone else's certificate
+    secret_yaml("client-ca", "t", {"cacert": CA.cert_pem}, tls=False),
+    secret_yaml("client", "t", {"tls.crt": CLIENT.cert_pem, "tls.key": CLIENT.key_pem}),
+    secret_yaml("stranger", "t", {"tls.crt": STRANGER.cert_pem, "tls.key": STRANGER.key_pem}),
+])  # fmt: skip
+
+
+def tls_world() -> World:
+    """The TLS Gateway with its credentials and the client's Secrets."""
+    return make_world(TLS_GATEWAY + "---\n" + SECRETS)
+
+
 def _ingress(
-    world: World, host: str, *, scheme: str, port: int | None = None, cert: bool = False
+    world: World,
+    host: str,
+    *,
+    scheme: str,
+    port: int | None = None,
+    cert: str = "",
+    ca: str = "t/client-ca",
 ) -> tuple[Response, list[str]]:
     spec = TrafficSpec(
-        from_="ingress", to=host, count=1, port=port, scheme=scheme, client_certificate=cert
-    )
+        from_="ingress", to=host, count=1, port=port, scheme=scheme, client_certificate=cert,
+        ca_certificate=ca if scheme == "https" else "",
+    )  # fmt: skip
     driver = TrafficDriver(world, spec)
     trace = Trace()
     proc = world.env.process(driver.send(driver.request(RequestSpec(path="/r"), trace)))
@@ -173,35 +217,65 @@ def _ingress(
     ("scheme", "host", "port", "cert", "expected", "chain"),
     [
         # SIMPLE: TLS with the server's host as SNI, terminated, routed by https.443.https.gw.t
-        ("https", "secure.example.com", None, False, (200, ""), "https.443.https.gw.t"),
-        # MUTUAL: the handshake needs a client certificate
-        ("https", "mtls.example.com", None, True, (200, ""), "https.443.https-mtls.gw.t"),
-        ("https", "mtls.example.com", None, False, (503, "reset"), "client certificate"),
+        ("https", "secure.example.com", None, "", (200, ""), "https.443.https.gw.t"),
+        # MUTUAL: the handshake needs a client certificate, signed by the credential's CA
+        ("https", "mtls.example.com", None, "t/client", (200, ""), "https.443.https-mtls.gw.t"),
+        ("https", "mtls.example.com", None, "", (503, "reset"), "client certificate"),
+        ("https", "mtls.example.com", None, "t/stranger", (503, "reset"), "not signed by"),
+        # the chain for wrong.example.com presents secure-cred, which names another host
+        ("https", "wrong.example.com", None, "", (503, "reset"), "not wrong.example.com"),
+        # credentialName with no Secret: istiod sends nothing, the chain is not ready
+        ("https", "nocred.example.com", None, "", (503, "reset"), "never supplied"),
+        # files a real gateway pod would have mounted: the sim has none, as the local runner
+        ("https", "files.example.com", None, "", (503, "reset"), "never supplied"),
         # PASSTHROUGH: the chain for the SNI tcp_proxies the TLS bytes to reviews
-        ("https", "pass.example.com", None, False, (200, ""), "tcp_proxy"),
+        ("https", "pass.example.com", None, "", (200, ""), "tcp_proxy"),
         # an SNI no chain names: no filter chain, the connection is closed
-        ("https", "other.example.com", None, False, (503, "connect"), "no filter chain"),
+        ("https", "other.example.com", None, "", (503, "connect"), "no filter chain"),
         # plaintext to 443: no SNI, every chain names hosts: no chain
-        ("http", "secure.example.com", 443, False, (503, "connect"), "no filter chain"),
+        ("http", "secure.example.com", 443, "", (503, "connect"), "no filter chain"),
         # TLS to the plaintext HTTP listener on 80: the HTTP codec cannot parse a ClientHello
-        ("https", "secure.example.com", 80, False, (503, "reset"), "codec error"),
+        ("https", "secure.example.com", 80, "", (503, "reset"), "codec error"),
     ],
 )
 def test_https_gateway_servers_select_chains_by_sni(
-    scheme: str, host: str, port: int | None, cert: bool, expected: tuple[int, str], chain: str
+    scheme: str, host: str, port: int | None, cert: str, expected: tuple[int, str], chain: str
 ) -> None:
-    world = make_world(TLS_GATEWAY)
+    world = tls_world()
     resp, lines = _ingress(world, host, scheme=scheme, port=port, cert=cert)
     assert (resp.status, resp.local_failure) == expected, lines
     assert any(chain in line for line in lines), lines
 
 
+def test_a_client_without_the_ca_refuses_the_gateway_certificate() -> None:
+    # curl without --cacert: the lesson's certificate chains to no CA the client trusts
+    world = tls_world()
+    resp, lines = _ingress(world, "secure.example.com", scheme="https", ca="")
+    assert (resp.status, resp.local_failure) == (503, "reset"), lines
+    assert any("does not trust" in line for line in lines), lines
+
+
+def test_gateway_serves_the_lesson_secret_over_sds() -> None:
+    # the translator reads istio-system/secure-cred as istiod does and hands the gateway
+    # kubernetes://secure-cred (and mtls-cred with its -cacert); absent-cred gets nothing
+    config = _gateway_config(TLS_GATEWAY + "---\n" + SECRETS)
+    names = sorted(s["name"] for s in config.secrets)
+    assert names == ["kubernetes://mtls-cred", "kubernetes://mtls-cred-cacert",
+                     "kubernetes://secure-cred"]  # fmt: skip
+    secure = next(s for s in config.secrets if s["name"] == "kubernetes://secure-cred")
+    chain = secure["tls_certificate"]["certificate_chain"]["inline_bytes"]
+    assert base64.b64decode(chain) == SECURE.cert_pem
+
+
 def test_tls_terminated_at_the_edge_sets_x_forwarded_proto() -> None:
     # the gateway's HCM (use_remote_address) sets x-forwarded-proto from the connection; a
     # route's require_tls (httpsRedirect) reads it
-    world = make_world(TLS_GATEWAY)
+    world = tls_world()
     seen: list[str] = []
-    spec = TrafficSpec(from_="ingress", to="secure.example.com", count=1, scheme="https")
+    spec = TrafficSpec(
+        from_="ingress", to="secure.example.com", count=1, scheme="https",
+        ca_certificate="t/client-ca",
+    )  # fmt: skip
     driver = TrafficDriver(world, spec)
     req = driver.request(RequestSpec(path="/r"))
     proc = world.env.process(driver.send(req))
@@ -218,7 +292,7 @@ def test_tls_terminated_at_the_edge_sets_x_forwarded_proto() -> None:
 def test_https_redirect_answers_plaintext_with_a_301_and_lets_tls_through() -> None:
     # the translator marks the virtual host require_tls: ALL; the route matcher answers a
     # request whose x-forwarded-proto is not https with a 301 to the https:// URL
-    world = make_world(TLS_GATEWAY)
+    world = tls_world()
     plain, lines = _ingress(world, "secure.example.com", scheme="http")
     assert plain.status == 301, lines
     assert (plain.headers or {}).get("location") == "https://secure.example.com/r"

@@ -26,6 +26,7 @@ from mesh.model import Resource
 from mesh.records import Reporter, RequestRecord
 from mesh.source import load_text
 from mesh.state import MeshState
+from tests.tls_secrets import make_ca, secret_yaml
 
 pytestmark = pytest.mark.envoy
 
@@ -262,6 +263,15 @@ spec:
   - port: {number: 443, name: https-mtls, protocol: HTTPS}
     hosts: [partner.example.com]
     tls: {mode: MUTUAL, credentialName: partner-cred}
+  - port: {number: 443, name: https-nocred, protocol: HTTPS}
+    hosts: [nocred.example.com]
+    tls: {mode: SIMPLE, credentialName: absent-cred}
+  - port: {number: 443, name: https-files, protocol: HTTPS}
+    hosts: [files.example.com]
+    tls:
+      mode: SIMPLE
+      serverCertificate: /etc/istio/ingressgateway-certs/tls.crt
+      privateKey: /etc/istio/ingressgateway-certs/tls.key
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -275,26 +285,52 @@ spec:
 """
 
 
+CA = make_ca()
+STRANGER = make_ca("someone else", "other.org").issue("client.example.com")
+SECURE, PARTNER, CLIENT = (
+    CA.issue(h) for h in ("secure.example.com", "partner.example.com", "client.example.com")
+)
+TLS_SECRETS = "---\n".join([
+    secret_yaml("secure-cred", "istio-system", {"tls.crt": SECURE.cert_pem,
+                                                 "tls.key": SECURE.key_pem}),
+    secret_yaml("partner-cred", "istio-system", {"tls.crt": PARTNER.cert_pem,
+                                                  "tls.key": PARTNER.key_pem}),
+    secret_yaml("partner-cred-cacert", "istio-system", {"ca.crt": CA.cert_pem}),
+    secret_yaml("client-ca", "shop", {"cacert": CA.cert_pem}, tls=False),
+    secret_yaml("client", "shop", {"tls.crt": CLIENT.cert_pem, "tls.key": CLIENT.key_pem}),
+    secret_yaml("stranger", "shop", {"tls.crt": STRANGER.cert_pem, "tls.key": STRANGER.key_pem}),
+])  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    ("host", "scheme", "cert", "statuses"),
+    ("host", "scheme", "ca", "cert", "statuses"),
     [
         # a server on the targetPort 8080 (Bookinfo's Gateway) serves the Service's port 80
-        ("bookinfo.example.com", "http", False, {200}),
+        ("bookinfo.example.com", "http", "", "", {200}),
         # httpsRedirect: plaintext gets Envoy's 301 to https://
-        ("secure.example.com", "http", False, {301}),
-        # SIMPLE: TLS with SNI, the run's CA issued secure-cred for the server's host
-        ("secure.example.com", "https", False, {200}),
-        # MUTUAL: with a client certificate from the same CA, and without one (no handshake)
-        ("partner.example.com", "https", True, {200}),
-        ("partner.example.com", "https", False, {0}),
+        ("secure.example.com", "http", "", "", {301}),
+        # SIMPLE: TLS with SNI, the lesson's secure-cred, a client trusting the lesson's CA
+        ("secure.example.com", "https", "client-ca", "", {200}),
+        # ... and a client that does not trust it (only the run's mesh CA): no handshake
+        ("secure.example.com", "https", "", "", {0}),
+        # MUTUAL: with a client certificate the CA signed, without one, with a stranger's
+        ("partner.example.com", "https", "client-ca", "client", {200}),
+        ("partner.example.com", "https", "client-ca", "", {0}),
+        ("partner.example.com", "https", "client-ca", "stranger", {0}),
+        # credentialName without a Secret: the chain is not ready, the others serve
+        ("nocred.example.com", "https", "client-ca", "", {0}),
+        # certificate files a real gateway pod would have mounted: none here, same outcome
+        ("files.example.com", "https", "client-ca", "", {0}),
     ],
 )
 def test_ingress_gateway_ports_and_https_servers_on_real_envoy(
-    mesh: LocalMesh, host: str, scheme: str, cert: bool, statuses: set[int]
+    mesh: LocalMesh, host: str, scheme: str, ca: str, cert: str, statuses: set[int]
 ) -> None:
-    mesh.apply(MeshState(mesh.resources).apply(_load(TLS_GATEWAY)).resources)
+    mesh.apply(
+        MeshState(mesh.resources).apply(_load(TLS_GATEWAY + "---\n" + TLS_SECRETS)).resources
+    )
     spec = TrafficSpec(
-        from_="ingress", to=host, scheme=scheme, client_certificate=cert,
+        from_="ingress", to=host, scheme=scheme, client_certificate=cert, ca_certificate=ca,
         requests=(RequestSpec(path="/api/products"),), concurrency=1, count=3, duration_s=10,
     )  # fmt: skip
     report = drive(spec, traffic_targets(mesh, spec), random.Random(5))

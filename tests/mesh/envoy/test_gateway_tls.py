@@ -1,10 +1,12 @@
 """Gateway TLS servers as istiod builds them, run on the real Envoy 1.40.
 
 One Gateway on the ingress gateway: port 80 (HTTP, one host with ``httpsRedirect``), port 443
-with SIMPLE and MUTUAL servers (``credentialName`` certificates the local CA issues, served as
-istiod's ``kubernetes://<name>`` SDS secrets) and a PASSTHROUGH server; an east-west style
+with SIMPLE and MUTUAL servers (``credentialName`` Secrets the test makes at run time, as a
+learner makes them with ``openssl``: the translator serves them as istiod's
+``kubernetes://<name>`` SDS secrets) and a PASSTHROUGH server; an east-west style
 AUTO_PASSTHROUGH server on 15443. The translated gateway config starts in a real Envoy; a
-Python client speaks plaintext and TLS with SNI to it on 127.0.0.1."""
+Python client speaks plaintext and TLS with SNI to it on 127.0.0.1 and checks the certificate
+Envoy serves is the lesson's."""
 
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 
-from cluster.local.ca import IssuedCert, LocalCA
+from cluster.local.ca import LocalCA
 from mesh.envoy import PodPorts, PortMap, TranslateOptions, translate
 from mesh.envoy.bootstrap import bootstrap
 from mesh.envoy.translate import ProxyConfig
@@ -32,6 +35,7 @@ from mesh.source import load_text
 from mesh.topology import build_topology
 from tests.mesh.envoy.real_envoy import wait_ready
 from tests.mesh.security.harness import ENVOY, free_port, validate
+from tests.tls_secrets import Issued, make_ca, secret_yaml
 
 MESH = """
 apiVersion: apps/v1
@@ -81,6 +85,9 @@ spec:
   - port: {number: 443, name: https-mesh, protocol: HTTPS}
     hosts: [mesh.example.com]
     tls: {mode: ISTIO_MUTUAL}
+  - port: {number: 443, name: https-wrong, protocol: HTTPS}
+    hosts: [wrong.example.com]
+    tls: {mode: SIMPLE, credentialName: web-cred}
 ---
 apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -112,10 +119,24 @@ spec:
 """
 GATEWAY = "istio-ingressgateway-0"
 Json = dict[str, Any]
+CA = make_ca()
+WEB = CA.issue("secure.example.com")
+WEB_MTLS = CA.issue("mtls.example.com")
+CLIENT = CA.issue("client.example.com")
+STRANGER = make_ca("someone else", "other.org").issue("client.example.com")
+SECRETS = "---\n".join([
+    secret_yaml("web-cred", "istio-system", {"tls.crt": WEB.cert_pem, "tls.key": WEB.key_pem}),
+    # the generic form, and the CA in its own <name>-cacert Secret
+    secret_yaml("web-mtls", "istio-system", {"cert": WEB_MTLS.cert_pem,
+                                              "key": WEB_MTLS.key_pem}, tls=False),
+    secret_yaml("web-mtls-cacert", "istio-system", {"cacert": CA.cert_pem}, tls=False),
+])  # fmt: skip
 
 
-def _translate(port_map: PortMap | None = None, log: str = "/dev/stdout") -> ProxyConfig:
-    loaded = load_text(MESH, "mesh.yaml")
+def _translate(
+    port_map: PortMap | None = None, log: str = "/dev/stdout", mesh: str = MESH
+) -> ProxyConfig:
+    loaded = load_text(mesh + "---\n" + SECRETS, "mesh.yaml")
     assert loaded.ok, [d.render() for d in loaded.errors]
     topology = build_topology(loaded.resources)
     options = TranslateOptions(port_map=port_map, access_log_path=log)
@@ -145,9 +166,10 @@ def test_tls_servers_become_sni_chains_with_istiods_names() -> None:
         (("secure.example.com",), (), "http_connection_manager"),
         (("mtls.example.com",), (), "http_connection_manager"),
         (("mesh.example.com",), (), "http_connection_manager"),
+        (("wrong.example.com",), (), "http_connection_manager"),
         (("pass.example.com",), (), "tcp_proxy"),
     ]
-    simple, mutual, istio_mutual, passthrough = https["filter_chains"]
+    simple, mutual, istio_mutual, _, passthrough = https["filter_chains"]
     mesh_ctx = istio_mutual["transport_socket"]["typed_config"]
     mesh_common = mesh_ctx["common_tls_context"]
     assert mesh_ctx["require_client_certificate"] is True
@@ -187,16 +209,33 @@ def test_tls_servers_become_sni_chains_with_istiods_names() -> None:
             "outbound_.80_.v1_.web.shop.svc.cluster.local"} <= clusters  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("labels", "present"),
+    [("{istio: ingressgateway}", True), ("{istio: egressgateway}", False)],
+)
+def test_passthrough_source_labels_are_the_gateway_pods(labels: str, present: bool) -> None:
+    # istiod's matchTLS on a gateway: sourceLabels must be the gateway pod's own labels
+    mesh = MESH.replace(
+        "  - match: [{port: 443, sniHosts: [pass.example.com]}]",
+        f"  - match: [{{port: 443, sniHosts: [pass.example.com], sourceLabels: {labels}}}]",
+    )
+    assert mesh != MESH
+    https = next(x for x in _translate(mesh=mesh).listeners if x["name"] == "0.0.0.0_8443")
+    assert ((("pass.example.com",), (), "tcp_proxy") in _chains(https)) is present
+
+
 def _secrets(ca: LocalCA) -> tuple[Json, ...]:
-    """The gateway's own workload certificate (``default``, ``ROOTCA``) and its credentials."""
+    """The gateway's own workload certificate (``default``, ``ROOTCA``), from the mesh CA; its
+    credentials come with the translated config (``ProxyConfig.secrets``)."""
     own = ca.issue("istio-system", "istio-ingressgateway-service-account").secrets().values()
-    out: list[Json] = [{k: v for k, v in s.items() if k != "@type"} for s in own]
-    for name, host in (("web-cred", "secure.example.com"), ("web-mtls", "mtls.example.com")):
-        cert = ca.issue_server(name, (host,))
-        out.extend(
-            {k: v for k, v in s.items() if k != "@type"} for s in cert.credential_secrets(name)
-        )
-    return tuple(out)
+    return tuple({k: v for k, v in s.items() if k != "@type"} for s in own)
+
+
+def test_the_gateway_gets_the_lessons_secrets_as_istiod_serves_them() -> None:
+    names = sorted(s["name"] for s in _translate().secrets)
+    assert names == [
+        "kubernetes://web-cred", "kubernetes://web-mtls", "kubernetes://web-mtls-cacert"
+    ]  # fmt: skip
 
 
 def test_the_translated_gateway_validates_in_real_envoy(tmp_path: Path) -> None:
@@ -277,11 +316,25 @@ def _get(port: int, host: str, ctx: ssl.SSLContext | None = None) -> tuple[int, 
         conn.close()
 
 
-def _client(ca: LocalCA, cert: IssuedCert | None = None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(ca.root_file))
+def _client(tmp: Path, cert: Issued | None = None, trust: Issued = CA) -> ssl.SSLContext:
+    """``curl --cacert ca.crt [--cert client.crt --key client.key]``."""
+    ctx = ssl.create_default_context(cadata=trust.cert_pem.decode())
     if cert is not None:
-        ctx.load_cert_chain(str(cert.cert_chain), str(cert.private_key))
+        (tmp / "client.crt").write_bytes(cert.cert_pem)
+        (tmp / "client.key").write_bytes(cert.key_pem)
+        ctx.load_cert_chain(str(tmp / "client.crt"), str(tmp / "client.key"))
     return ctx
+
+
+def _served(port: int, host: str, ctx: ssl.SSLContext) -> bytes:
+    """The certificate (DER) the server presents for SNI ``host``."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
 
 
 @pytest.mark.envoy
@@ -294,21 +347,50 @@ def test_https_redirect_answers_plaintext_with_a_301(gateway: tuple[int, int, Lo
 
 @pytest.mark.envoy
 def test_simple_tls_terminates_with_the_credential_for_the_sni(
-    gateway: tuple[int, int, LocalCA],
+    gateway: tuple[int, int, LocalCA], tmp_path: Path
 ) -> None:
-    _, tls, ca = gateway
-    status, body, _ = _get(tls, "secure.example.com", _client(ca))
+    _, tls, _ = gateway
+    status, body, _ = _get(tls, "secure.example.com", _client(tmp_path))
     assert (status, body) == (200, {"path": "/page", "host": "secure.example.com"})
 
 
 @pytest.mark.envoy
-def test_mutual_tls_needs_a_client_certificate(gateway: tuple[int, int, LocalCA]) -> None:
+def test_envoy_serves_exactly_the_lessons_certificates(
+    gateway: tuple[int, int, LocalCA], tmp_path: Path
+) -> None:
+    _, tls, _ = gateway
+    der = serialization.Encoding.DER
+    assert _served(tls, "secure.example.com", _client(tmp_path)) == WEB.cert.public_bytes(der)
+    mutual = _served(tls, "mtls.example.com", _client(tmp_path, CLIENT))
+    assert mutual == WEB_MTLS.cert.public_bytes(der)
+
+
+@pytest.mark.envoy
+def test_a_client_without_the_lessons_ca_refuses_the_gateway(
+    gateway: tuple[int, int, LocalCA], tmp_path: Path
+) -> None:
+    # the run's mesh CA signed no credentialName certificate: curl without --cacert fails
     _, tls, ca = gateway
-    client = ca.issue_server("client", ("client.example.com",))
-    status, body, _ = _get(tls, "mtls.example.com", _client(ca, client))
+    mesh_only = ssl.create_default_context(cafile=str(ca.root_file))
+    with pytest.raises(ssl.SSLCertVerificationError, match="unable to get local issuer"):
+        _get(tls, "secure.example.com", mesh_only)
+    # the chain for wrong.example.com presents web-cred, which names secure.example.com only
+    with pytest.raises(ssl.SSLCertVerificationError, match=r"mismatch|doesn't match"):
+        _get(tls, "wrong.example.com", _client(tmp_path))
+
+
+@pytest.mark.envoy
+def test_mutual_tls_needs_a_client_certificate_its_ca_signed(
+    gateway: tuple[int, int, LocalCA], tmp_path: Path
+) -> None:
+    _, tls, _ = gateway
+    status, body, _ = _get(tls, "mtls.example.com", _client(tmp_path, CLIENT))
     assert (status, body["host"]) == (200, "mtls.example.com")
-    with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
-        _get(tls, "mtls.example.com", _client(ca))
+    failures = (ssl.SSLError, ConnectionError, http.client.HTTPException)
+    with pytest.raises(failures):
+        _get(tls, "mtls.example.com", _client(tmp_path))
+    with pytest.raises(failures):
+        _get(tls, "mtls.example.com", _client(tmp_path, STRANGER))
 
 
 @pytest.mark.envoy
@@ -325,7 +407,9 @@ def test_istio_mutual_accepts_a_mesh_workload_certificate(
 
 
 @pytest.mark.envoy
-def test_an_sni_no_server_names_gets_no_filter_chain(gateway: tuple[int, int, LocalCA]) -> None:
-    _, tls, ca = gateway
+def test_an_sni_no_server_names_gets_no_filter_chain(
+    gateway: tuple[int, int, LocalCA], tmp_path: Path
+) -> None:
+    _, tls, _ = gateway
     with pytest.raises((ssl.SSLError, ConnectionError)):
-        _get(tls, "other.example.com", _client(ca))
+        _get(tls, "other.example.com", _client(tmp_path))
