@@ -425,6 +425,10 @@ class LessonSpec:
     """Prometheus rule files (relative to the lesson folder) whose alerts ``alert:``
     expectations name."""
     tracing: TracingSpec | None = None
+    install: tuple[str, ...] = ()
+    """Files of resources installed with the mesh before the app starts (what ``istioctl
+    install`` components add, e.g. an egress gateway): part of the app's starting state on every
+    runner, never deleted by a step."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
