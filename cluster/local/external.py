@@ -79,7 +79,6 @@ class ExternalServer:
         return int(self.sock.getsockname()[1])
 
     def serve(self, stop: threading.Event) -> None:
-        self.sock.settimeout(0.2)
         while not stop.is_set():
             try:
                 conn, _ = self.sock.accept()
@@ -91,8 +90,8 @@ class ExternalServer:
 
     def _one(self, conn: socket.socket) -> None:
         conn.settimeout(5.0)
+        stream: socket.socket = conn
         try:
-            stream: socket.socket = conn
             if self.tls is not None:
                 first = conn.recv(1, socket.MSG_PEEK)
                 if not first or first[0] != _HANDSHAKE:
@@ -111,6 +110,7 @@ class ExternalServer:
         except OSError:
             return
         finally:
+            stream.close()
             conn.close()
 
     def _http(self, stream: socket.socket) -> None:
@@ -158,6 +158,7 @@ class ExternalServers:
                 context.load_cert_chain(str(cert.cert_chain), str(cert.private_key))
                 context.set_alpn_protocols(["http/1.1"])
             sock = socket.create_server(("127.0.0.1", 0))
+            sock.settimeout(0.2)  # the accept loop looks at the stop event this often
             self.servers[host, port] = ExternalServer(host, port, context, sock)
         self._threads = [
             threading.Thread(target=s.serve, args=(self.stop_event,), daemon=True)
