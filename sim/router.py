@@ -159,10 +159,11 @@ def upstream(
         yield env.timeout(world.hop())
         sni = crt.spec.tls_sni
         answer = world.outside.answer(ep.address, ep.port, tls=sni is not None, sni=sni or "")
-        if req.trace and answer.local_failure:
-            said = "plain HTTP" if sni is None else f"TLS with SNI {sni!r}"
+        if req.trace:
+            said = "plain HTTP" if sni is None else f"TLS this proxy originated, SNI {sni!r}"
+            verdict = "refuses the connection" if answer.local_failure else "accepts the connection"
             req.trace.add(env.now, proxy.pod.name, f"the server outside at {ep.address}:"
-                          f"{ep.port} refuses the connection ({said})")  # fmt: skip
+                          f"{ep.port} {verdict} ({said})")  # fmt: skip
         if answer.local_failure == "connect":
             crt.cx_connect_fail += 1
         _finish(attempt, crt, host, reusable=not answer.local_failure)
@@ -171,6 +172,7 @@ def upstream(
         # a gateway pod (an egress gateway): the connection lands on its own listeners, over
         # the TLS the cluster opens (ISTIO_MUTUAL presents the workload certificate)
         hop = copy.copy(req)
+        hop.headers = dict(req.headers)  # what the gateway's HCM sets is not the caller's
         hop.address, hop.port = target.pod.address, ep.port
         hop.tls = None
         if crt.spec.tls_sni is not None or mtls:

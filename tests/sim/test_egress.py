@@ -147,6 +147,11 @@ def test_the_egress_gateway_is_a_hop_and_originates_tls() -> None:
         ("istio-egressgateway", f"outbound|443||{HOST}", 200),
     }
     assert any(line.startswith("istio-egressgateway-0:") for line in trace)
+    assert any(
+        line.startswith("istio-egressgateway-0:")
+        and f"TLS this proxy originated, SNI '{HOST}'" in line
+        for line in trace
+    )
 
 
 def test_without_origination_at_the_gateway_the_partner_closes_the_connection() -> None:
