@@ -428,7 +428,7 @@ class LessonSpec:
     install: tuple[str, ...] = ()
     """Files of resources installed with the mesh before the app starts (what ``istioctl
     install`` components add, e.g. an egress gateway): part of the app's starting state on every
-    runner, never deleted by a step."""
+    runner (the local runner starts their pods with the app's)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
