@@ -40,6 +40,12 @@ class DataPlane:
             return outbound(world, pod.proxy, req)
         return direct(world, pod, req, service)
 
+    def relay(self, world: World, gateway: PodRuntime, req: Request) -> Proc:
+        """A connection a proxy opened to a gateway pod (an egress gateway): it lands on the
+        gateway's own listeners, which route it on (a gateway has no app behind it)."""
+        assert gateway.proxy is not None
+        return outbound(world, gateway.proxy, req)
+
     def send(
         self, world: World, client: PodRuntime | None, req: Request, service: MeshService
     ) -> Proc:

@@ -55,11 +55,14 @@ class TlsHello:
     alpn: tuple[str, ...] = ("http/1.1",)
     trusted_ca: bytes | None = None
     client_cert: bytes | None = None
+    mesh_certificate: bool = False
+    """The client presents its workload certificate from the mesh CA (a sidecar's
+    ISTIO_MUTUAL origination, e.g. to an egress gateway) rather than a PEM of its own."""
 
     @property
     def client_certificate(self) -> bool:
         """The client can present a certificate."""
-        return self.client_cert is not None
+        return self.client_cert is not None or self.mesh_certificate
 
 
 @dataclass(slots=True)

@@ -269,7 +269,7 @@ def tls_failure(chain: FilterChainSpec, hello: TlsHello, secrets: Mapping[str, A
     elif name and hello.trusted_ca is not None:
         return "the gateway presents the mesh certificate, which the client does not trust"
     if chain.requires_client_certificate:
-        if hello.client_cert is None:
+        if not hello.client_certificate:
             return "the chain requires a client certificate and the client has none"
         ca_name = chain.validation_secret
         if ca_name and ca_name not in _MESH_SECRETS:
@@ -277,9 +277,9 @@ def tls_failure(chain: FilterChainSpec, hello: TlsHello, secrets: Mapping[str, A
             ca = _pem(ca_secret, "validation_context", "trusted_ca") if ca_secret else None
             if ca is None:
                 return f"SDS secret {ca_name} was never supplied: the chain is not ready"
-            if not issued_by(hello.client_cert, ca):
+            if hello.client_cert is None or not issued_by(hello.client_cert, ca):
                 return f"the client certificate is not signed by the CA of {ca_name}"
-        elif ca_name:
+        elif ca_name and not hello.mesh_certificate:
             return "the chain wants a mesh certificate (ISTIO_MUTUAL); the client has another"
     return ""
 

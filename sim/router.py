@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Generator, Mapping
 from typing import Any
@@ -33,6 +34,7 @@ from sim.messages import (
     Attempt,
     Request,
     Response,
+    TlsHello,
 )
 from sim.timeouts import detached, raced
 from sim.world import ProxyRuntime, World
@@ -152,11 +154,33 @@ def upstream(
     yield env.timeout(req.lead + world.hop())
     req.lead = 0.0
     if target is None:
-        # an endpoint outside the simulated mesh (a ServiceEntry address): an external server,
-        # which answers 200 after one network hop back (as a passed-through request does)
+        # an endpoint outside the simulated mesh (a ServiceEntry host): an external server
+        # (sim.outside), whose answer comes back after one network hop
         yield env.timeout(world.hop())
-        _finish(attempt, crt, host)
-        return Response(200)
+        sni = crt.spec.tls_sni
+        answer = world.outside.answer(ep.address, ep.port, tls=sni is not None, sni=sni or "")
+        if req.trace:
+            said = "plain HTTP" if sni is None else f"TLS this proxy originated, SNI {sni!r}"
+            verdict = "refuses the connection" if answer.local_failure else "accepts the connection"
+            req.trace.add(env.now, proxy.pod.name, f"the server outside at {ep.address}:"
+                          f"{ep.port} {verdict} ({said})")  # fmt: skip
+        if answer.local_failure == "connect":
+            crt.cx_connect_fail += 1
+        _finish(attempt, crt, host, reusable=not answer.local_failure)
+        return answer
+    if target.proxy is not None and not target.sidecar:
+        # a gateway pod (an egress gateway): the connection lands on its own listeners, over
+        # the TLS the cluster opens (ISTIO_MUTUAL presents the workload certificate)
+        hop = copy.copy(req)
+        hop.headers = dict(req.headers)  # what the gateway's HCM sets is not the caller's
+        hop.address, hop.port = target.pod.address, ep.port
+        hop.tls = None
+        if crt.spec.tls_sni is not None or mtls:
+            hop.tls = TlsHello(crt.spec.tls_sni or "", crt.spec.alpn, mesh_certificate=bool(mtls))
+        relayed: Response = yield from world.hops.relay(world, target, hop)
+        yield env.timeout(world.hop())
+        _finish(attempt, crt, host, reusable=not relayed.local_failure)
+        return relayed
     if target.dead:
         crt.cx_connect_fail += 1
         _finish(attempt, crt, host, reusable=False)

@@ -34,6 +34,7 @@ from mesh.topology import MeshService, Pod, ProxyKind, Topology
 from sim.cluster import ClusterRuntime
 from sim.cni import Cni
 from sim.messages import Request
+from sim.outside import Outside, outside_of
 from sim.timeouts import Deadlines
 from sim.tokens import UserTokens
 from sim.workers import Workers
@@ -51,6 +52,10 @@ class Hops(Protocol):
         """``pod``'s app sends ``req`` to ``service``: the generator that returns the Response."""
         ...
 
+    def relay(self, world: World, gateway: PodRuntime, req: Request) -> Proc:
+        """A connection a proxy opened to a gateway pod lands on the gateway's listeners."""
+        ...
+
 
 class _Unwired:
     """The hops of a world nobody wired yet: any call says how to wire it."""
@@ -59,6 +64,11 @@ class _Unwired:
         raise RuntimeError(
             "this World has no data plane: wire it with sim.dataplane.wire(world) "
             "(sim.traffic.TrafficDriver does)"
+        )
+
+    def relay(self, world: World, gateway: PodRuntime, req: Request) -> Proc:
+        return self.call(
+            world, gateway, req, MeshService(name="", namespace="", hostname="", ports=())
         )
 
 
@@ -177,6 +187,8 @@ class World:
         self.deadlines = Deadlines(self.env)
         self.behavior = behavior
         self.topology = topology
+        self.outside: Outside = outside_of(topology.services)
+        """The servers outside the mesh (ServiceEntry hosts no pod serves)."""
         self.records: list[RequestRecord] = []
         self.keep_records = True
         self.rbac_denied: dict[str, int] = {}

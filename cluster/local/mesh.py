@@ -43,11 +43,13 @@ from cluster.local.apps import (
 )
 from cluster.local.ca import LocalCA
 from cluster.local.envoy import ConfigRejectedError, EnvoyProxy, XdsRejection
+from cluster.local.external import ExternalServers
 from cluster.local.gateway_tls import absent_credentials
 from cluster.local.identity import Identity
 from cluster.local.kubelet import EventSink, Kubelet
 from cluster.local.ports import LOOPBACK, free_ports, start_lock
 from cluster.local.procs import Supervisor
+from cluster.local.upstream_tls import origination_secrets
 from cluster.local.xds import ProxyResources
 from mesh.app import AppBehavior, Parallel, ServiceBehavior
 from mesh.envoy import PodPorts, PortMap, ProxyConfig, TranslateOptions, translate
@@ -107,6 +109,9 @@ class LocalMesh:
     """Servers outside the mesh that run on this machine, by in-cluster ``host:port``
     (``{"postgres:5432": "127.0.0.1:54321"}``): the apps' ``DATABASE_URL``/``REDIS_URL`` that
     name one are pointed at it instead of dropped (see :mod:`cluster.local.apps`)."""
+    outside: Mapping[tuple[str, int], bool] = field(default_factory=dict)
+    """External ServiceEntry hosts to stand up on this machine, ``(host, port) -> speaks TLS``
+    (:func:`cluster.local.external.external_ports`); their proxies' endpoints point at them."""
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -118,6 +123,7 @@ class LocalMesh:
         """Held while processes are stopped or started, and while a config is pushed: the
         kubelet's restarts, a lesson's kill/restore and a push never interleave."""
         self.kubelet: Kubelet | None = None
+        self.outside_servers: ExternalServers | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -133,6 +139,8 @@ class LocalMesh:
         if self.kubelet is not None:
             self.kubelet.stop()
         self.supervisor.stop_all()
+        if self.outside_servers is not None:
+            self.outside_servers.close()
 
     def watch(self, on_event: EventSink, *, backoff_s: float = 10.0) -> Kubelet:
         """Restart what exits without meshplay asking, as the kubelet does, reporting each
@@ -181,6 +189,8 @@ class LocalMesh:
         self.resources = tuple(resources)
         topology = build_topology(self.resources)
         self.topology = topology
+        if self.outside and self.outside_servers is None:
+            self.outside_servers = ExternalServers(dict(self.outside), self.ca)
         with start_lock():  # from port allocation until every process has bound its ports
             # the deadline counts from here: waiting for another mesh's start-up is not ours
             self._start_all(topology, time.monotonic() + timeout_s)
@@ -249,7 +259,8 @@ class LocalMesh:
             self.pods[pod.name] = PodProcesses(
                 pod, plan, admin_port=next(ports), knob_port=next(ports)
             )
-        self.port_map = PortMap.of(plans, LOOPBACK)
+        outside = self.outside_servers.addresses() if self.outside_servers is not None else {}
+        self.port_map = PortMap.of(plans, LOOPBACK, outside)
 
     def _container(self, pod: Pod) -> Any:
         assert self.topology is not None
@@ -277,7 +288,11 @@ class LocalMesh:
             routes=list(config.routes),
             clusters=list(config.clusters),
             endpoints=list(config.endpoints),
-            secrets=[*config.secrets, *issued.secrets().values()],
+            secrets=[
+                *config.secrets,
+                *issued.secrets().values(),
+                *origination_secrets(config, self.ca),  # DestinationRule credentialName
+            ],
             absent_secrets=absent_credentials(config),
         )
 
@@ -384,6 +399,8 @@ class LocalMesh:
 
     def _apply(self, resources: Sequence[Resource]) -> None:
         self.resources = tuple(resources)
+        # the registry as istiod sees it now (a ServiceEntry adds hosts); the pods stay as started
+        self.topology = build_topology(self.resources)
         configs = self._translate()
         live = [(pp, self._resources(pp, configs[n])) for n, pp in self.pods.items()
                 if pp.proxy is not None and not pp.dead]  # fmt: skip

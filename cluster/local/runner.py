@@ -23,6 +23,7 @@ from pathlib import Path
 from cluster.accesslog import AccessLogTail
 from cluster.local.apps import unrunnable
 from cluster.local.envoy import ConfigRejectedError
+from cluster.local.external import external_ports
 from cluster.local.gateway_tls import client_context
 from cluster.local.mesh import LocalMesh
 from cluster.local.procs import terminate_on_signals
@@ -161,6 +162,8 @@ class LocalExecutor:
             workdir = self.workdir
         stack.enter_context(terminate_on_signals())
         mesh = stack.enter_context(LocalMesh(workdir, seed=seed, behavior=lesson.app.behavior))
+        # the external hosts any step's ServiceEntries name exist before the lesson starts
+        mesh.outside = external_ports(r for rs in lesson.files.values() for r in rs)
         self._before_start(lesson, mesh)
         mesh.start(state.resources)
         self.mesh = mesh

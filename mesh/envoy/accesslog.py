@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from mesh.envoy_api import type_urls as tu
-from mesh.envoy_api.names import parse_cluster_name
+from mesh.envoy_api.names import BLACKHOLE_CLUSTER, BLOCK_ALL_VHOST, parse_cluster_name
 from mesh.records import (
     LOGGED_REQUEST_HEADERS,
     ConnectionSecurityPolicy,
@@ -234,6 +234,8 @@ def record_from_access_log(
         service = parsed.host
     if not service and cluster:
         service = cluster
+    if not service and _text(entry.get("route_name")) == BLOCK_ALL_VHOST:
+        service = BLACKHOLE_CLUSTER  # REGISTRY_ONLY's catch-all route: Istio labels it BlackHole
     if reporter is Reporter.SOURCE:
         security = ConnectionSecurityPolicy.UNKNOWN
     else:

@@ -202,8 +202,7 @@ def outbound_clusters(
                     if not endpoints:
                         endpoints = [
                             Endpoint(
-                                service.hostname,
-                                port.target_port,
+                                *addressing.external(service.hostname, port.target_port),
                                 labels=_EMPTY,
                                 locality=Locality(),
                             )

@@ -41,11 +41,19 @@ class PortMap:
 
     pods: FrozenMap[str, PodPorts]
     address: str = "127.0.0.1"
+    external: FrozenMap[tuple[str, int], int] = field(default_factory=FrozenMap)
+    """``(external host, port) -> local port``: where the run's stand-in for a DNS-resolved
+    ServiceEntry host listens (what the host's DNS would resolve to)."""
 
     @classmethod
-    def of(cls, pods: Mapping[str, PodPorts], address: str = "127.0.0.1") -> PortMap:
+    def of(
+        cls,
+        pods: Mapping[str, PodPorts],
+        address: str = "127.0.0.1",
+        external: Mapping[tuple[str, int], int] | None = None,
+    ) -> PortMap:
         """Build from a plain dict."""
-        return cls(FrozenMap(pods), address)
+        return cls(FrozenMap(pods), address, FrozenMap(external or {}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,15 @@ class Addressing:
         if ports is not None and port in ports.listeners:
             return ListenerAddress(self.port_map.address, ports.listeners[port], True)
         return ListenerAddress("0.0.0.0", port, False)
+
+    def external(self, host: str, port: int) -> tuple[str, int]:
+        """A DNS ServiceEntry host's endpoint: the host itself (Envoy resolves it), or with a
+        PortMap the local server standing in for it, when the run has one."""
+        if self.port_map is not None:
+            local = self.port_map.external.get((host, port))
+            if local is not None:
+                return self.port_map.address, local
+        return host, port
 
     def vip_listener(self, address: str, port: int) -> ListenerAddress:
         """``<VIP>_<port>``: a TCP service's listener at its VIP (or a headless Service's

@@ -64,9 +64,31 @@ def _istio_mutual(
     }
 
 
+def _credential_context(policy_tls: Any) -> dict[str, Any]:
+    """TLS origination with ``credentialName`` (istiod's custom SDS for clients): the Secret's
+    certificate as ``kubernetes://<name>`` and its CA as ``kubernetes://<name>-cacert``, both
+    over SDS from the proxy's agent, the ``subjectAltNames`` as exact SAN matches. istiod 1.28
+    names the certificate whatever the mode (a SIMPLE server simply never asks for it)."""
+    validation: dict[str, Any] = {}
+    if policy_tls.subject_alt_names:
+        validation["match_subject_alt_names"] = [
+            {"exact": san} for san in policy_tls.subject_alt_names
+        ]
+    name = f"kubernetes://{policy_tls.credential_name}"
+    return {
+        "combined_validation_context": {
+            "default_validation_context": validation,
+            "validation_context_sds_secret_config": {"name": f"{name}-cacert", "sds_config": ADS},
+        },
+        "tls_certificate_sds_secret_configs": [{"name": name, "sds_config": ADS}],
+    }
+
+
 def _simple_tls(policy_tls: Any, service: MeshService) -> dict[str, Any]:
     context: dict[str, Any] = {}
-    if policy_tls.ca_certificates:
+    if policy_tls.credential_name:
+        context = _credential_context(policy_tls)
+    elif policy_tls.ca_certificates:
         context["validation_context"] = {"trusted_ca": {"filename": policy_tls.ca_certificates}}
     if policy_tls.mode is TLSMode.MUTUAL and policy_tls.client_certificate:
         context["tls_certificates"] = [

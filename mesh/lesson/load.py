@@ -6,6 +6,7 @@ Every problem is collected and reported once (MPY4xxx codes, see docs/diagnostic
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -206,6 +207,21 @@ def load_lesson(
             spec.traffic, ("traffic",), source, folder.name, services=services, out=diagnostics
         )
     files: dict[str, tuple[Resource, ...]] = {}
+    installed: list[Resource] = []
+    for j, ref in enumerate(spec.install):
+        target = resolve_ref(folder, ref, workspace)
+        if not target.exists():
+            diagnostics.append(
+                _missing(ref, target, source, ("install", j), folder.name, workspace, folder=folder)
+            )
+            continue
+        namespace = loaded_app.behavior.namespace if loaded_app is not None else "default"
+        loaded = load_paths([target], default_namespace=namespace)
+        diagnostics.extend(loaded.diagnostics)
+        files[ref] = loaded.resources
+        installed.extend(loaded.resources)
+    if loaded_app is not None and installed:  # installed with the mesh: the app's starting state
+        loaded_app = dataclasses.replace(loaded_app, resources=(*loaded_app.resources, *installed))
     for i, step in enumerate(spec.steps):
         if step.traffic is not None:
             where: tuple[str | int, ...] = ("steps", i, "traffic")

@@ -473,6 +473,10 @@ class LessonSpec:
     dashboards: tuple[str, ...] = ()
     """Dashboard files (Grafana's dashboard model) whose panels ``panel:`` expectations name."""
     tracing: TracingSpec | None = None
+    install: tuple[str, ...] = ()
+    """Files of resources installed with the mesh before the app starts (what ``istioctl
+    install`` components add, e.g. an egress gateway): part of the app's starting state on every
+    runner (the local runner starts their pods with the app's)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -106,6 +106,17 @@ def _injected(
     return ns_labels.get("istio-injection") == "enabled" or "istio.io/rev" in ns_labels
 
 
+def _gateway_injected(
+    ns_labels: Mapping[str, str] | None, labels: Mapping[str, str], annotations: Mapping[str, str]
+) -> bool:
+    """A gateway deployed as Istio's "Installing Gateways" does it: an injected pod whose
+    ``inject.istio.io/templates`` is ``gateway`` gets a proxy that is the whole pod (a router,
+    no app behind it)."""
+    return annotations.get("inject.istio.io/templates") == "gateway" and _injected(
+        ns_labels, labels, annotations
+    )
+
+
 def default_pod_address(index: int) -> str:
     """Synthetic pod IPs in 127.10.0.0/16: loopback, so nothing can ever leave the machine."""
     return str(ipaddress.IPv4Address("127.10.0.0") + index + 1)
@@ -147,7 +158,9 @@ def build_topology(
     for d in deployments:
         tmpl = d.spec.template
         annotations = tmpl.metadata.annotations
-        if annotations.get("meshplay.dev/proxy") == "router":
+        if annotations.get("meshplay.dev/proxy") == "router" or _gateway_injected(
+            namespaces.get(d.namespace), tmpl.metadata.labels, annotations
+        ):
             proxy = ProxyKind.ROUTER
         elif _injected(namespaces.get(d.namespace), tmpl.metadata.labels, annotations):
             proxy = ProxyKind.SIDECAR

@@ -221,6 +221,7 @@ def _watch_handover(fd: int) -> None:
 def _run(args: argparse.Namespace) -> int:
     if not args.foreground:
         return _detach(args)
+    from cluster.local.external import external_ports
     from cluster.local.mesh import LocalMesh
     from cluster.local.procs import terminate_on_signals
     from cluster.local.state import MeshStateFile, state_dir
@@ -235,6 +236,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     workdir = state_dir() / "local-run"
     mesh = LocalMesh(workdir, seed=args.seed, behavior=behavior)
+    mesh.outside = external_ports(resources)  # external ServiceEntry hosts, stood up locally
     monitoring_file = state_dir() / "monitoring.json"
     try:
         with terminate_on_signals():

@@ -133,6 +133,11 @@ class ClusterSpec:
     """The ALPN the Istio mTLS socket offers (``common_tls_context.alpn_protocols``): what the
     server's ``virtualInbound`` chains match on."""
 
+    tls_sni: str | None = None
+    """The SNI of the cluster's own TLS ``transport_socket`` (its UpstreamTlsContext ``sni``,
+    "" when it names none); None when the cluster opens no TLS of its own (plaintext, or only
+    auto mTLS socket matches)."""
+
     priorities: tuple[int, ...] = (0,)
     """Distinct endpoint priorities, best first."""
     locality_weighted: bool = False
@@ -258,6 +263,11 @@ def compile_cluster(cluster: Mapping[str, Any], cla: Mapping[str, Any] | None) -
         istio_mtls=istio_mtls,
         alpn=alpn,
         max_requests_per_connection=int(common.get("max_requests_per_connection", 0)),
+        tls_sni=(
+            str((tls.get("typed_config") or {}).get("sni", ""))
+            if tls.get("name") == tu.TLS_TRANSPORT_SOCKET
+            else None
+        ),
         priorities=tuple(sorted({e.priority for e in endpoints})) or (0,),
         locality_weighted="locality_weighted_lb_config" in lb_config,
     )

@@ -62,3 +62,36 @@ def test_proxy_config_may_name_the_ingress_gateway_and_count_proxies(tmp_path: P
         "istio-ingressgateway",
         "postgres",
     ]
+
+
+EGRESS_GATEWAY = (
+    Path(__file__).resolve().parents[2]
+    / "lessons/23-egress-gateway-tls-origination/istio/egress-gateway-install.yaml"
+)
+
+
+def test_install_files_join_the_apps_starting_state_as_a_gateway(tmp_path: Path) -> None:
+    """``install:`` resources are part of the app from the start (every runner starts from the
+    app's resources), and a Deployment injected with the ``gateway`` template is a router."""
+    from mesh.topology import ProxyKind, build_topology
+
+    folder = lesson_folder(
+        tmp_path, "inst", "title: T\ninstall: [istio/egress.yaml]\nsteps:\n  - name: s\n"
+    )
+    (folder / "istio" / "egress.yaml").write_text(EGRESS_GATEWAY.read_text())
+    lesson = load_lesson(folder)
+    names = {(type(r).__name__, r.namespace, r.name) for r in lesson.app.resources}
+    assert ("Deployment", "istio-system", "istio-egressgateway") in names
+    assert ("Service", "istio-system", "istio-egressgateway") in names
+    pods = {p.name: p for p in build_topology(lesson.app.resources).pods}
+    assert pods["istio-egressgateway-0"].proxy is ProxyKind.ROUTER
+    assert pods["order-v1-0"].proxy is ProxyKind.SIDECAR
+
+
+def test_a_missing_install_file_is_named_at_its_key(tmp_path: Path) -> None:
+    folder = lesson_folder(tmp_path, "inst2", "title: T\ninstall: [istio/nope.yaml]\nsteps: []\n")
+    with pytest.raises(DiagnosticError) as info:
+        load_lesson(folder)
+    text = render(info.value.diagnostics)
+    assert 'error[MPY4002] Lesson inst2: file "istio/nope.yaml" not found' in text
+    assert "lesson.yaml:2:11: error" in text  # the item of install:

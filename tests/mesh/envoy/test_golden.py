@@ -9,6 +9,7 @@ review the diff.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import subprocess
@@ -173,6 +174,24 @@ def _test_secrets(directory: Path) -> tuple[dict[str, Any], ...]:
     )
 
 
+_CREDENTIAL = re.compile(r'"(kubernetes://[^"]+)"')
+
+
+def _credential_secrets(
+    proxy: ProxyConfig, secrets: tuple[dict[str, Any], ...]
+) -> list[dict[str, Any]]:
+    """Throw-away secrets for the ``kubernetes://`` SDS names (``credentialName``) the proxy's
+    config asks for: the test certificate, or its CA for a ``-cacert`` name."""
+    default, root = secrets
+    names = sorted(set(_CREDENTIAL.findall(json.dumps(proxy_doc(proxy)))))
+    return [
+        {"name": n, "validation_context": root["validation_context"]}
+        if n.endswith("-cacert")
+        else {"name": n, "tls_certificate": default["tls_certificate"]}
+        for n in names
+    ]
+
+
 def validate(path: Path) -> tuple[int, str]:
     proc = subprocess.run(
         [str(envoy_binary()), "--mode", "validate", "-c", str(path), "-l", "error"],
@@ -192,7 +211,8 @@ def test_every_golden_case_is_accepted_by_real_envoy(tmp_path: Path) -> None:
     files: list[Path] = []
     for case in CASES:
         for name, proxy in translate_case(case).items():
-            doc = bootstrap(proxy, admin_port=0, secrets=secrets)
+            credentials = _credential_secrets(proxy, secrets)
+            doc = bootstrap(proxy, admin_port=0, secrets=(*secrets, *credentials))
             path = tmp_path / f"{case}--{name}.yaml"
             path.write_text(yaml.safe_dump(doc, sort_keys=False))
             files.append(path)
