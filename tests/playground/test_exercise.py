@@ -62,6 +62,11 @@ WRONG: dict[tuple[str, str], tuple[int, str]] = {
     ("survive-a-sick-pod", "bad-retries-only"): (2, "count"),
     ("survive-a-sick-pod", "bad-pin-to-v1"): (1, "share"),
     ("survive-a-sick-pod", "bad-max-ejection-percent-0"): (2, "count"),
+    ("scope-the-sidecars", "bad-namespace-default-only"): (1, "proxy_config"),
+    ("scope-the-sidecars", "bad-selector-typo"): (1, "IST0101"),
+    ("scope-the-sidecars", "bad-short-host-names"): (1, "count"),
+    ("scope-the-sidecars", "bad-forgot-payment"): (2, "count"),
+    ("scope-the-sidecars", "bad-two-sidecars-for-order"): (2, "IST0110"),
 }
 
 
@@ -249,6 +254,21 @@ def test_outlier_detection_answers_are_graded_on_real_envoy_too(
     else:
         assert "FAIL  count(product product-v2 reporter=destination) <= 25" in out, out
         assert "ok    success_rate(api-gateway->product) >= 0.995" in out, out
+
+
+@pytest.mark.envoy
+@pytest.mark.slow
+def test_sidecar_scoping_is_graded_on_real_envoy_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """scope-the-sidecars on real Envoy sidecars: a namespace default that knows only
+    istio-system plus one Sidecar per caller; the scoped proxies load the smaller
+    configuration and the catalog and checkout still succeed through the mesh services."""
+    ws = tmp_path / "ws"
+    shutil.copytree(HERE / "scope-the-sidecars" / "good-default-deny-plus-callers", ws)
+    (ws / ".meshplay-exercise.yaml").write_text("exercise: scope-the-sidecars\n")
+    assert main(["exercise", "check", str(ws), "--runner", "local"]) == 0, capsys.readouterr()
+    assert "PASSED" in capsys.readouterr().out
 
 
 def test_tui_refuses_a_folder_that_is_not_a_workspace(
