@@ -7,8 +7,10 @@ that another still uses.
 * Circuit breakers and connection pools: :mod:`sim.connpool` (``ClusterRuntime.pool``).
 * Outlier detection: per host, consecutive 5xx (and consecutive gateway errors 502/503/504;
   local connect failures and timeouts count as both) eject the host *immediately* when the
-  threshold is reached, unless that would exceed ``max_ejection_percent`` (at least one host may
-  always be ejected). The ejection lasts ``base_ejection_time x k`` (k = times ejected, capped at
+  threshold is reached, unless the ejected hosts would then exceed ``max_ejection_percent`` of the
+  cluster's hosts. Envoy's "at least one host" allowance (``always_eject_one_host``) is off unless
+  set, and istiod never sets it: with the default 10 %, a cluster of fewer than 10 hosts ejects
+  nothing (verified on Envoy 1.40: two pods, one timing out, no ``maxEjectionPercent``). The ejection lasts ``base_ejection_time x k`` (k = times ejected, capped at
   ``max_ejection_time``) and ends at the first ``interval`` sweep after that.
 * Panic threshold: when the healthy share falls below it, Envoy balances over all hosts; Istio
   sets it to 0 with outlier detection, so then an all-ejected cluster answers 503 ``UH``.
@@ -188,9 +190,8 @@ class ClusterRuntime:
         if self.is_ejected(h, now):
             return False
         ejected = sum(1 for x in self.hosts if self.is_ejected(x, now))
-        allowed = max(1, math.floor(len(self.hosts) * od.max_ejection_percent / 100))
-        if ejected >= allowed:
-            return False
+        if 100.0 * (ejected + 1) / len(self.hosts) > od.max_ejection_percent:
+            return False  # Envoy's ejectHost: the share ejected after this one must fit
         if h.ejections and h.last_healthy_check:
             healthy_sweeps = int((now - h.last_healthy_check) / od.interval)
             h.ejections = max(0, h.ejections - healthy_sweeps)

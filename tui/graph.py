@@ -14,34 +14,26 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 from mesh.app import Call, Parallel
 from mesh.lesson import Lesson
 from mesh.metrics import EdgeStats, edge_key
+from mesh.observe.graph import Health
 from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
 
-__all__ = ["Edge", "Health", "ServiceGraph", "TreeRow", "build_graph", "mtls_share"]
+__all__ = ["Edge", "Health", "ServiceGraph", "TreeRow", "build_graph", "edge_health", "mtls_share"]
 
 
-class Health(StrEnum):
-    """An edge's colour: its success rate against Istio dashboards' usual thresholds."""
-
-    HEALTHY = "green"
-    DEGRADED = "yellow"
-    FAILING = "red"
-    IDLE = "grey50"
-
-    @classmethod
-    def of(cls, stats: EdgeStats | None) -> Health:
-        """>= 99 % success is healthy, >= 90 % degraded, below failing; no requests idle."""
-        if stats is None or stats.requests == 0:
-            return cls.IDLE
-        if stats.success_rate >= 0.99:
-            return cls.HEALTHY
-        if stats.success_rate >= 0.90:
-            return cls.DEGRADED
-        return cls.FAILING
+def edge_health(stats: EdgeStats | None) -> Health:
+    """An edge's colour, by the same thresholds as the drawn graph (Kiali's defaults, defined
+    once in :class:`mesh.observe.graph.Health`): 5xx and requests without a response count
+    against the 5xx tolerance, 4xx against the 4xx one; no requests is idle."""
+    if stats is None or stats.requests == 0:
+        return Health.IDLE
+    failed = round((1.0 - stats.success_rate) * stats.requests)
+    e4xx = sum(n for code, n in stats.codes if 400 <= code < 500)
+    e5xx = max(0, failed - e4xx)  # 5xx, no response (0), and TCP connections with a flag
+    return Health.of(stats.requests, e5xx / stats.requests, e4xx / stats.requests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +53,7 @@ class Edge:
     @property
     def health(self) -> Health:
         """Colour of the edge."""
-        return Health.of(self.stats)
+        return edge_health(self.stats)
 
     @property
     def padlock(self) -> str:

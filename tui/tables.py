@@ -18,7 +18,7 @@ from textual.widgets.data_table import ColumnKey
 from mesh.checks import CheckResult
 from mesh.metrics import EdgeStats
 from tui import fmt
-from tui.graph import Health
+from tui.graph import edge_health
 from tui.live import Split
 
 __all__ = ["ChecksTable", "EdgeTable", "SplitView", "last_column_width", "sync_rows"]
@@ -89,7 +89,7 @@ class EdgeTable(DataTable[str | Text]):
         keep = self.cursor_row
         cells = []
         for row in rows:
-            colour = Health.of(row).value
+            colour = edge_health(row).value
             cells.append(
                 (
                     row.name,

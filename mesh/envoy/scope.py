@@ -123,8 +123,9 @@ class MeshIndex:
                     ns == "." and service.namespace == pod.namespace
                 ):
                     continue
-                short = service.hostname.split(".", 1)[0]
-                if dns in {"*", service.hostname, short} or host_matches(dns, service.hostname):
+                # istiod matches the dnsName exactly or as a wildcard, never as a short name:
+                # "./product" imports no product.shop.svc.cluster.local (hostClassification)
+                if dns in {"*", service.hostname} or host_matches(dns, service.hostname):
                     return True
         return False
 

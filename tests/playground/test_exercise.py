@@ -60,6 +60,17 @@ WRONG: dict[tuple[str, str], tuple[int, str]] = {
     ("payment-error-alert", "bad-dashboard-no-version-split"): (2, "panel"),
     ("payment-error-alert", "bad-dashboard-p99-without-le"): (1, "panel"),
     ("payment-error-alert", "bad-dashboard-median"): (1, "panel"),
+    ("survive-a-sick-pod", "bad-retries-exceed-timeout"): (2, "latency_p99_ms"),
+    ("survive-a-sick-pod", "bad-per-try-not-retried"): (2, "success_rate"),
+    ("survive-a-sick-pod", "bad-destination-rule-wrong-namespace"): (2, "IST0174"),
+    ("survive-a-sick-pod", "bad-retries-only"): (2, "count"),
+    ("survive-a-sick-pod", "bad-pin-to-v1"): (1, "share"),
+    ("survive-a-sick-pod", "bad-max-ejection-percent-0"): (2, "count"),
+    ("scope-the-sidecars", "bad-namespace-default-only"): (1, "proxy_config"),
+    ("scope-the-sidecars", "bad-selector-typo"): (1, "IST0101"),
+    ("scope-the-sidecars", "bad-short-host-names"): (1, "count"),
+    ("scope-the-sidecars", "bad-forgot-payment"): (2, "count"),
+    ("scope-the-sidecars", "bad-two-sidecars-for-order"): (2, "IST0110"),
 }
 
 
@@ -222,6 +233,46 @@ def test_a_learners_answer_is_graded_on_real_envoy_too(
     assert "PASSED" in capsys.readouterr().out
     progress = read_progress(ws)
     assert progress is not None and progress.passed == ("local",)
+
+
+@pytest.mark.envoy
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "code"), [("good-gateway-errors", 0), ("bad-max-ejection-percent-0", 1)]
+)
+def test_outlier_detection_answers_are_graded_on_real_envoy_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, code: int
+) -> None:
+    """survive-a-sick-pod on real Envoy sidecars: a per-try timeout retried elsewhere and an
+    ejection of the slow pod pass; the same outlier detection with maxEjectionPercent 0 (Envoy's
+    10 % default: one pod of two is 50 %) never ejects it, on Envoy 1.40 as on sim."""
+    ws = tmp_path / "ws"
+    shutil.copytree(HERE / "survive-a-sick-pod" / case, ws)
+    (ws / ".meshplay-exercise.yaml").write_text(
+        "exercise: survive-a-sick-pod\nsolution_shown: true\n"
+    )
+    assert main(["exercise", "check", str(ws), "--runner", "local"]) == code, capsys.readouterr()
+    out = capsys.readouterr().out
+    if code == 0:
+        assert "PASSED" in out
+    else:
+        assert "FAIL  count(product product-v2 reporter=destination) <= 25" in out, out
+        assert "ok    success_rate(api-gateway->product) >= 0.995" in out, out
+
+
+@pytest.mark.envoy
+@pytest.mark.slow
+def test_sidecar_scoping_is_graded_on_real_envoy_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """scope-the-sidecars on real Envoy sidecars: a namespace default that knows only
+    istio-system plus one Sidecar per caller; the scoped proxies load the smaller
+    configuration and the catalog and checkout still succeed through the mesh services."""
+    ws = tmp_path / "ws"
+    shutil.copytree(HERE / "scope-the-sidecars" / "good-default-deny-plus-callers", ws)
+    (ws / ".meshplay-exercise.yaml").write_text("exercise: scope-the-sidecars\n")
+    assert main(["exercise", "check", str(ws), "--runner", "local"]) == 0, capsys.readouterr()
+    assert "PASSED" in capsys.readouterr().out
 
 
 def test_tui_refuses_a_folder_that_is_not_a_workspace(

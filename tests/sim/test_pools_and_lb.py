@@ -163,7 +163,12 @@ def test_item40_second_ejection_lasts_twice_as_long() -> None:
     assert 300 <= hits[2] - hits[1] <= 305
 
 
-def test_item41_default_max_ejection_percent_ejects_one_of_two_failing_hosts() -> None:
+def test_item41_default_max_ejection_percent_ejects_nothing_below_ten_hosts() -> None:
+    """Envoy ejects a host only if the ejected share then stays within max_ejection_percent
+    (default 10 %); its "always eject one host" allowance is opt-in and istiod never sets it.
+    So with three failing pods and no maxEjectionPercent, none is ejected: all keep traffic.
+    (The reference's item 41 says one is ejected; Envoy 1.40 ejects none - see
+    tests/playground/test_exercise.py's real-Envoy check of survive-a-sick-pod.)"""
     world = make_world(
         dr(
             """    outlierDetection:
@@ -177,7 +182,7 @@ def test_item41_default_max_ejection_percent_ejects_one_of_two_failing_hosts() -
         world.apply_break(BreakAction(workload=v, error_rate=1.0))
     records = src(drive(world, rate=50, duration=10))
     late = by([r for r in records if r.start_time > 2], "destination_workload")
-    assert len(late) == 2  # one host of three ejected (10 % rounds down, at least one allowed)
+    assert len(late) == 3  # 1 of 3 hosts is 33 % > 10 %: nothing ejected
 
 
 def test_item42_all_hosts_ejected_gives_503_uh_and_panic_spreads_again() -> None:
@@ -202,9 +207,15 @@ def test_item42_all_hosts_ejected_gives_503_uh_and_panic_spreads_again() -> None
 
 
 def test_item43_empty_outlier_detection_ejects_after_5_and_a_200_resets() -> None:
-    world = make_world(
-        dr("""    outlierDetection: {}""", """  subsets: [{name: v1, labels: {version: v1}}]""")
-    )
+    """Envoy's defaults: 5 consecutive 5xx; but max_ejection_percent 10 % of reviews' three
+    hosts never allows an ejection, so the allowance must be raised to see it."""
+    subset = """  subsets: [{name: v1, labels: {version: v1}}]"""
+    world = make_world(dr("""    outlierDetection: {}""", subset))
+    world.apply_break(BreakAction(workload="reviews-v1", error_rate=1.0))
+    records = src(drive(world, rate=50, duration=20))
+    bad = [r for r in records if r.destination_workload == "reviews-v1"]
+    assert len(bad) > len(records) / 4  # 1 host of 3 is 33 % > 10 %: never ejected
+    world = make_world(dr("""    outlierDetection: {maxEjectionPercent: 100}""", subset))
     world.apply_break(BreakAction(workload="reviews-v1", error_rate=1.0))
     records = src(drive(world, rate=50, duration=20))
     bad = [r for r in records if r.destination_workload == "reviews-v1"]

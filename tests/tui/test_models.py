@@ -12,12 +12,15 @@ from mesh.checks import Verdict
 from mesh.compare import AGREE, DIFFER
 from mesh.compare import compare_runs as mesh_compare_runs
 from mesh.lesson import Lesson, load_lesson
+from mesh.metrics import edge_stats
+from mesh.observe.graph import Health, build_mesh_graph
 from mesh.runner import RunOptions
 from tests.tui.conftest import LESSONS
 from tests.tui.fakes import FakeRunner
+from tests.tui.graph_records import request
 from tui.compare import SHARE_FOOTNOTE, CompareRow, compare_runs
 from tui.explain import explain_request, recent_requests
-from tui.graph import Health, build_graph
+from tui.graph import build_graph, edge_health
 from tui.live import LiveRun, StepView
 from tui.progress import ProgressStore, default_data_dir
 from tui.proxy import summarise_config
@@ -79,7 +82,9 @@ def test_graph_colours_edges_by_success_and_locks_mtls_edges(lesson: Lesson) -> 
     view = live.latest_view(0)
     graph = build_graph(lesson, view.rows, run.steps[0].records)
     product = graph.edge("api-gateway", "product")
-    assert product is not None and product.health is Health.FAILING  # 80 % success
+    assert (
+        product is not None and product.health is Health.FAILURE
+    )  # 20 % 5xx: Kiali fails from 10 %
     assert product.padlock == "🔒"
     gateway = graph.edge("outside", "api-gateway")
     assert gateway is not None and gateway.padlock == "🔓"  # the load generator has no sidecar
@@ -163,3 +168,34 @@ def test_config_summary_names_listeners_route_vhosts_and_clusters() -> None:
     assert summary.listeners == ("virtualOutbound", "0.0.0.0_8080")
     assert summary.routes == ("8080: h0, h1, h2 +2",)
     assert summary.clusters == ("outbound|8080|v1|product.shop.svc.cluster.local",)
+
+
+@pytest.mark.parametrize(
+    ("codes", "health"),
+    [
+        ({200: 100}, Health.HEALTHY),
+        ({200: 99, 503: 1}, Health.DEGRADED),  # any 5xx: degraded (a 99 % rule said healthy)
+        ({200: 91, 500: 9}, Health.DEGRADED),
+        ({200: 90, 503: 10}, Health.FAILURE),  # 10 % 5xx fails
+        ({200: 90, 404: 10}, Health.HEALTHY),  # 4xx only degrade above 10 % (90 % said degraded)
+        ({200: 85, 403: 15}, Health.DEGRADED),
+        ({200: 80, 429: 20}, Health.FAILURE),
+        ({200: 95, 0: 5}, Health.DEGRADED),  # no response (code 0) counts as a 5xx
+    ],
+)
+def test_the_run_table_and_side_panel_colour_edges_like_the_graph(
+    codes: dict[int, int], health: Health
+) -> None:
+    """The per-edge table and the topology side panel colour an edge by the same thresholds
+    as the drawn graph (mesh.observe.graph: Kiali's defaults), not a success-rate rule of
+    their own: both read the same records the same way."""
+    records = [
+        r
+        for code, n in codes.items()
+        for _ in range(n)
+        for r in request("api-gateway", "v1", "product", "v1", code=code)
+    ]
+    (stats,) = edge_stats(records, duration_s=1.0)
+    assert edge_health(stats) is health
+    (edge,) = build_mesh_graph(records, 1.0).edges
+    assert edge.health is health
