@@ -229,8 +229,10 @@ def outbound_clusters(
                             endpoints,
                             client=client_locality,
                             setting=locality_setting,
+                            # istiod applies distribute or failover, never both
                             failover=od is not None
-                            and (locality_setting is None or locality_setting.enabled is not False),
+                            and (locality_setting is None or locality_setting.enabled is not False)
+                            and not (locality_setting is not None and locality_setting.distribute),
                         )
                     )
                 tls = transport_socket(
