@@ -179,10 +179,10 @@ def declare_clusters(
             )
     # built, not read from a manifest: no file origin (nothing applies it to a cluster; it
     # says which clusters there are)
-    at = source.position(("clusters",))
+    origin = source.position(("clusters",))
     declaration = replace(
         MultiCluster.of(spec.clusters, spec.networks),
-        source=SourceMap.empty(f"<clusters: of {at.file}:{at.line}>"),
+        source=SourceMap.empty(f"<clusters: of {origin.file}:{origin.line}>"),
     )
     return replace(app, resources=(*app.resources, declaration))
 
