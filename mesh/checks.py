@@ -2,7 +2,9 @@
 
 ``promql`` and ``alert`` expectations are measured on the step's Prometheus metrics instead (a
 :class:`~mesh.observe.query.StepMetrics` the engine gets from the executor), with the same
-bounds and verdicts; without metrics they have no data.
+bounds and verdicts; without metrics they have no data. A ``panel`` expectation asks a
+dashboard panel's query of those metrics and compares the answer with the truth measured from
+the records (:func:`_panel_check`).
 
 Selection is the same on every runner: ``edge``/``service`` pick the requests, ``version``,
 ``subset`` and ``workload`` say where they should land (``share``), ``status``/``flag``/``outcome``
@@ -29,13 +31,14 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from mesh.envoy_api.names import parse_cluster_name
-from mesh.lesson import Expectation, Selector
+from mesh.lesson import Expectation, PanelSelector, Selector
 from mesh.lesson.model import OUTCOMES
 from mesh.metrics import OUTSIDE, edge_key, percentile
+from mesh.observe.panels import Panel, find_panel, panel_query, panel_value
 from mesh.observe.query import QueryError, StepMetrics
 from mesh.observe.rules import AlertRule, find_rule, firing
 from mesh.records import Reporter, RequestRecord
@@ -55,6 +58,10 @@ USER_HEADER = "end-user"
 
 _SHADOW = "-shadow"
 
+_EMPTY = Expectation(count=Selector())
+"""An expectation to replace the metric of (a ``panel``'s truth: ``count`` cleared, the truth's
+metric set)."""
+
 
 class Verdict(StrEnum):
     """Outcome of one expectation."""
@@ -72,6 +79,8 @@ class CheckResult:
     value: float
     samples: int
     verdict: Verdict
+    truth: float | None = None
+    """What a ``panel`` expectation compared the panel with (measured from the records)."""
 
     @property
     def passed(self) -> bool:
@@ -81,6 +90,9 @@ class CheckResult:
     def describe(self) -> str:
         """``share(product v2) in [0.07, 0.13]: 0.102 (n=500) pass``"""
         shown = "-" if math.isnan(self.value) else f"{self.value:.4g}"
+        if self.truth is not None:
+            truth = "-" if math.isnan(self.truth) else f"{self.truth:.4g}"
+            shown = f"{shown} (truth {truth})"
         return f"{self.expectation.describe()}: {shown} (n={self.samples}) {self.verdict.value}"
 
 
@@ -228,6 +240,7 @@ def evaluate(
     rules: Sequence[AlertRule] = (),
     *,
     config: ConfigMeasure | None = None,
+    panels: Sequence[Panel] = (),
 ) -> CheckResult:
     """Measure one expectation over a step's records (``promql`` and ``alert`` over the step's
     metrics, ``proxy_config`` over the step's translated configuration; ``no data`` when the run
@@ -236,6 +249,8 @@ def evaluate(
         wanted = exp.proxy_config
         value = config(wanted.workload, wanted.measure) if config is not None else math.nan
         return _verdict(exp, value, 0 if math.isnan(value) else 1)
+    if exp.panel is not None:
+        return _panel_check(exp, exp.panel, records, duration_s, metrics, panels)
     if exp.on_metrics:
         value = _on_metrics(exp, metrics, rules)
         return _verdict(exp, value, len(records))
@@ -274,6 +289,34 @@ def evaluate(
     return _verdict(exp, value, samples)
 
 
+def _panel_check(  # noqa: PLR0917
+    exp: Expectation,
+    panel: PanelSelector,
+    records: Sequence[RequestRecord],
+    duration_s: float,
+    metrics: StepMetrics | None,
+    panels: Sequence[Panel],
+) -> CheckResult:
+    """What the panel shows at the end of the step against the truth from the records: it
+    passes within ``tolerance`` plus ``ratio`` of the truth; no data when either is missing (no
+    such panel, a query Prometheus refuses, not exactly one matching series, no records)."""
+    measured = replace(_EMPTY, **{"count": None, panel.truth: panel.of})  # type: ignore[arg-type]
+    truth = evaluate(measured, records, duration_s)
+    value = math.nan
+    found = find_panel(panels, panel.title)
+    if metrics is not None and found is not None:
+        try:
+            value = panel_value(metrics.query(panel_query(found.expr)), panel.series)
+        except QueryError:
+            value = math.nan
+    if math.isnan(value) or math.isnan(truth.value):
+        return CheckResult(exp, value, truth.samples, Verdict.NO_DATA, truth=truth.value)
+    spread = exp.tolerance + panel.ratio * abs(truth.value)
+    ok = abs(value - truth.value) <= spread + 1e-12
+    verdict = Verdict.PASS if ok else Verdict.FAIL
+    return CheckResult(exp, value, truth.samples, verdict, truth=truth.value)
+
+
 def _verdict(exp: Expectation, value: float, samples: int) -> CheckResult:
     if math.isnan(value):
         return CheckResult(exp, value, samples, Verdict.NO_DATA)
@@ -290,10 +333,13 @@ def evaluate_all(
     rules: Sequence[AlertRule] = (),
     *,
     config: ConfigMeasure | None = None,
+    panels: Sequence[Panel] = (),
 ) -> tuple[CheckResult, ...]:
     """Evaluate every expectation of a step (``metrics``: the step's Prometheus metrics, for
     ``promql`` and ``alert`` expectations; ``rules``: the lesson's alerting rules; ``config``:
-    the step's proxy configuration sizes, for ``proxy_config``)."""
+    the step's proxy configuration sizes, for ``proxy_config``; ``panels``: the lesson's
+    dashboard panels, for ``panel``)."""
     return tuple(
-        evaluate(e, records, duration_s, metrics, rules, config=config) for e in expectations
+        evaluate(e, records, duration_s, metrics, rules, config=config, panels=panels)
+        for e in expectations
     )

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from mesh.checks import ConfigMeasure, evaluate_all
 from mesh.envoy.translate import ProxyConfig, translate_proxy
 from mesh.lesson import BreakAction, Event, Lesson, LessonStep
+from mesh.observe.panels import Panel
 from mesh.observe.query import MetricsExecutor, StepMetrics
 from mesh.observe.rules import AlertRule
 from mesh.observe.spans import SpanExecutor
@@ -49,7 +50,7 @@ from mesh.runner import (
     TimedChange,
 )
 from mesh.state import MeshState, apply_event, step_state
-from mesh.topology import build_topology
+from mesh.topology import ProxyKind, build_topology
 
 __all__ = [
     "ExecutorWrapper",
@@ -186,7 +187,11 @@ def run_lesson(executor: Executor, lesson: Lesson, options: RunOptions) -> Lesso
                 options.on_spans(plan.index, executor.step_spans(plan.index))
             config = _config_measure(plan, state)
             wall = time.monotonic() - began
-            results.append(_grade(plan, traffic, wall, metrics, lesson.rules, config=config))
+            results.append(
+                _grade(
+                    plan, traffic, wall, metrics, lesson.rules, config=config, panels=lesson.panels
+                )
+            )
         cancelled = cancelled or options.cancel.is_set()
     finally:
         executor.close()
@@ -229,7 +234,8 @@ def _step_metrics(executor: Executor, plan: StepPlan, traffic: StepTraffic) -> S
 
 def _config_measure(plan: StepPlan, state: MeshState) -> ConfigMeasure | None:
     """The sizes ``proxy_config`` expectations grade: each named workload's first pod's
-    configuration, translated from the step's final mesh state (what istiod would push)."""
+    configuration, translated from the step's final mesh state (what istiod would push); and
+    ``proxies``, how many of the workload's pods run an Envoy (a sidecar, or the gateway's own)."""
     if not any(e.proxy_config is not None for e in plan.step.expect):
         return None
     resources = state.resources
@@ -246,6 +252,9 @@ def _config_measure(plan: StepPlan, state: MeshState) -> ConfigMeasure | None:
             return None
 
     def measure(workload: str, what: str) -> float:
+        if what == "proxies":  # the injection decision: pods that run an Envoy, none is 0
+            pods = [p for p in topology.pods if p.workload == workload]
+            return float(sum(p.proxy is not ProxyKind.NONE for p in pods)) if pods else math.nan
         config = config_of(workload)  # translated once per workload, whatever is measured
         if config is None:
             return math.nan
@@ -265,6 +274,7 @@ def _grade(
     rules: Sequence[AlertRule] = (),
     *,
     config: ConfigMeasure | None = None,
+    panels: Sequence[Panel] = (),
 ) -> StepResult:
     warmup = plan.traffic.warmup_s
     cutoff = traffic.started_at + warmup
@@ -279,7 +289,9 @@ def _grade(
         index=plan.index,
         step=plan.step,
         records=graded,
-        checks=evaluate_all(plan.step.expect, graded, duration, metrics, rules, config=config),
+        checks=evaluate_all(
+            plan.step.expect, graded, duration, metrics, rules, config=config, panels=panels
+        ),
         duration_s=duration,
         wall_s=wall_s,
         warmup_records=warm,

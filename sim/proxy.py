@@ -24,6 +24,8 @@ import copy
 from collections.abc import Generator, Mapping
 from typing import Any
 
+from mesh.records import RequestRecord
+from mesh.topology import ProxyKind
 from sim.accesslog import http_source
 from sim.matchers import split_path
 from sim.messages import Request, Response, TlsHello
@@ -192,7 +194,10 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
     yield env.timeout(req.lead + back)
     req.lead = 0.0
     if not resp.destination_service:
-        resp.destination_service = service_host
+        # no upstream cluster: a sidecar's stats fall back to the Host; Istio's gateways do not
+        # (its telemetry sets disable_host_header_fallback for them): the service is unknown
+        gateway = client.pod.proxy is ProxyKind.ROUTER
+        resp.destination_service = RequestRecord.UNKNOWN if gateway else service_host
     end = env.now
     if req.gone_at is not None:  # the app stopped waiting: Envoy logs its downstream's disconnect
         resp = copy.copy(resp)

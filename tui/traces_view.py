@@ -10,6 +10,7 @@ the network and the server's queue.
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
@@ -90,6 +91,13 @@ class TracesPane(Vertical):
         event.stop()
         if 0 <= event.cursor_row < len(self.traces):
             self.show_trace(self.traces[event.cursor_row])
+
+    def on_resize(self, event: events.Resize) -> None:
+        """The waterfall's bars fit the pane's width: redraw the chosen trace at the new size
+        (the view may be filled before its first layout, when its width is still unknown)."""
+        row = self.query_one("#trace-table", DataTable).cursor_row
+        if 0 <= row < len(self.traces):
+            self.show_trace(self.traces[row])
 
     def show_trace(self, trace: Trace) -> None:
         """Draw a trace's waterfall to fit the pane's width: a span per line (name, then its bar),

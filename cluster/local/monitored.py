@@ -76,7 +76,7 @@ class MonitoredLocalExecutor(LocalExecutor):
         sampling = self.tracing_wanted
         if sampling is None and lesson.spec.tracing is not None:
             sampling = lesson.spec.tracing.sampling
-        rules = [lesson.path / r for r in lesson.spec.alert_rules]
+        rules = list(lesson.rule_files)  # an exercise's: the learner's own file
         provider = lesson.spec.tracing.provider if lesson.spec.tracing else "zipkin"
         self.monitoring = Monitoring(
             mesh, tracing=sampling, provider=provider, rules=rules, report=self.report

@@ -59,6 +59,13 @@ def check_services(resources: Sequence[Resource], topo: Topology) -> Iterator[Di
         ):
             continue
         external = spec.type == "ExternalName"
+        if external:
+            yield diag("MPY2001", svc, ("spec", "externalName" if spec.external_name else "type"),
+                       f"ExternalName Service {svc.name} is not modelled: istiod makes it an "
+                       f"alias of {spec.external_name or 'its externalName'} (its names join "
+                       "the target's virtual host; no listener or cluster of its own); sim and "
+                       "local leave it out, so requests for it match no service",
+                       "call the target host directly, or describe it with a ServiceEntry")  # fmt: skip
         for i, port in enumerate(spec.ports):
             protocol = port_protocol(port.name, port.app_protocol, port.protocol, port.port)
             if protocol is not Protocol.UNSUPPORTED and not (external and port.name == "tcp"):

@@ -53,8 +53,10 @@ __all__ = [
     "TcpChain",
     "TcpLog",
     "http_connection_manager",
+    "http_inspector",
     "inbound_http_filters",
     "outbound_http_listener",
+    "sniffed_listener",
     "tcp_listener",
     "tcp_proxy",
     "virtual_inbound",
@@ -65,6 +67,10 @@ __all__ = [
 destination (it carries the outbound traffic policy's catch-all)."""
 OUTBOUND_CAPTURE_PORT = 15001
 INBOUND_CAPTURE_PORT = 15006
+HTTP_APPLICATION_PROTOCOLS: tuple[str, ...] = ("http/1.1", "h2c")
+"""What ``http_inspector`` reports for plaintext HTTP/1.1 and HTTP/2 (prior knowledge), the
+application protocols istiod's sniffed HTTP chains match (``plaintextHTTPALPNs``; ``http/1.0``
+only with ``PILOT_HTTP10``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +254,7 @@ def tcp_listener(
     chains: Sequence[TcpChain],
     log: TcpLog,
     fallthrough: str,
+    name: str = "",
 ) -> dict[str, Any]:
     """An outbound TCP listener as istiod builds it: ``<VIP>_<port>`` for a Service VIP (or a
     headless Service's endpoint IP), ``0.0.0.0_<port>`` for services without one.
@@ -257,7 +264,7 @@ def tcp_listener(
     next to CIDR chains it becomes the ``default_filter_chain``. When every chain is for a CIDR,
     the default chain is ``PassthroughFilterChain``: connections to other addresses go to
     ``fallthrough`` (PassthroughCluster or BlackHoleCluster, the outbound traffic policy)."""
-    listener = _base(listener_name(where.address, where.port), where, "OUTBOUND")
+    listener = _base(name or listener_name(where.address, where.port), where, "OUTBOUND")
     built: list[dict[str, Any]] = []
     default: dict[str, Any] | None = None
     for chain in chains:
@@ -286,6 +293,70 @@ def tcp_listener(
         "filters": [tcp_proxy(fallthrough, fallthrough, (), log)],
         "name": PASSTHROUGH_FILTER_CHAIN,
     }
+    return listener
+
+
+def http_inspector(disabled_ports: Sequence[int] = ()) -> dict[str, Any]:
+    """The listener filter that sniffs plaintext HTTP (``http/1.1`` / ``h2c``) for chains that
+    match on ``application_protocols``; off for ``disabled_ports`` (istiod's
+    ``filter_disabled`` destination-port predicate on ``virtualInbound``)."""
+    body: dict[str, Any] = {
+        "name": tu.FILTER_HTTP_INSPECTOR,
+        "typed_config": tu.typed(tu.HTTP_INSPECTOR),
+    }
+    ranges = [
+        {"destination_port_range": {"start": p, "end": p + 1}} for p in sorted(set(disabled_ports))
+    ]
+    if len(ranges) == 1:
+        body["filter_disabled"] = ranges[0]
+    elif ranges:
+        body["filter_disabled"] = {"or_match": {"rules": ranges}}
+    return body
+
+
+def sniffed_listener(
+    where: ListenerAddress,
+    chains: Sequence[TcpChain],
+    log: TcpLog,
+    fallthrough: str,
+    *,
+    spec: HttpListenerSpec,
+    name: str,
+) -> dict[str, Any]:
+    """A sniffed port's ``<VIP>_<port>`` listener, as istiod builds one for a port whose protocol
+    is unknown: ``http_inspector`` reads the first bytes; plaintext HTTP/1.1 or HTTP/2 matches
+    the HCM chain (``application_protocols`` ``http/1.1``, ``h2c`` and ``transport_protocol``
+    ``raw_buffer``; RDS ``<host>:<port>``), anything else (raw TCP, TLS) takes the
+    ``default_filter_chain``: the service's ``tcp_proxy`` (VirtualService ``tcp`` routes apply).
+    ``listener_filters_timeout`` is the mesh's ``protocolDetectionTimeout`` (0s by default: the
+    inspector waits for the client's first bytes, so a server-first protocol hangs) and
+    ``continue_on_listener_filters_timeout`` lets a timed-out connection go on as TCP."""
+    listener = tcp_listener(where, chains, log, fallthrough, name)
+    http_chain = {
+        "filter_chain_match": {
+            "application_protocols": list(HTTP_APPLICATION_PROTOCOLS),
+            "transport_protocol": "raw_buffer",
+        },
+        "filters": [http_connection_manager(spec)],
+    }
+    if not chains:
+        # an HTTP-only wildcard: anything that is not plaintext HTTP falls through to the
+        # outbound traffic policy's cluster
+        listener["filter_chains"] = [http_chain]
+        listener["default_filter_chain"] = {
+            "filter_chain_match": {},
+            "filters": [tcp_proxy(fallthrough, fallthrough, (), log)],
+            "name": PASSTHROUGH_FILTER_CHAIN,
+        }
+    elif "default_filter_chain" in listener:
+        listener["filter_chains"] = [*listener["filter_chains"], http_chain]
+    else:
+        # the one match-all TCP chain becomes the default next to the HTTP chain
+        listener["default_filter_chain"] = listener["filter_chains"][0]
+        listener["filter_chains"] = [*listener["filter_chains"][1:], http_chain]
+    listener["listener_filters"] = [*listener.get("listener_filters", ()), http_inspector()]
+    listener["listener_filters_timeout"] = "0s"
+    listener["continue_on_listener_filters_timeout"] = True
     return listener
 
 
@@ -349,7 +420,28 @@ def virtual_inbound(
         *chains,
         *passthrough,
     ]
+    sniffing = _http_inspector_ports(listener["filter_chains"])
+    if sniffing is not None:
+        # after the TLS inspector: a connection it saw as TLS is not inspected for HTTP
+        listener["listener_filters"].append(http_inspector(sniffing))
+        listener["listener_filters_timeout"] = "0s"  # the mesh's protocolDetectionTimeout
+        listener["continue_on_listener_filters_timeout"] = True
     return listener
+
+
+def _http_inspector_ports(chains: Sequence[dict[str, Any]]) -> list[int] | None:
+    """The destination ports (0: the port-less passthrough chains) whose chains never match on
+    ``http/1.1``/``h2c``, for ``virtualInbound``'s ``http_inspector`` ``filter_disabled``; None
+    when no chain needs the inspector (istiod's ``populateListenerFilters``)."""
+    needs: dict[int, bool] = {}
+    for chain in chains:
+        match = chain.get("filter_chain_match", {})
+        port = int(match.get("destination_port", 0))
+        wants = any(a in HTTP_APPLICATION_PROTOCOLS for a in match.get("application_protocols", ()))
+        needs[port] = needs.get(port, False) or wants
+    if not any(needs.values()):
+        return None
+    return [port for port, wants in needs.items() if not wants]
 
 
 def gateway_hcm(spec: HttpListenerSpec) -> dict[str, Any]:

@@ -87,6 +87,17 @@ class Addressing:
         a VIP (which is no local address) would fail."""
         return ListenerAddress(address, port, False)
 
+    def sniffed_listener(self, pod: Pod, address: str, port: int, free: bool) -> ListenerAddress:
+        """``<VIP>_<port>`` of a sniffed (unknown-protocol) port: unbound in Kubernetes, like a
+        TCP VIP listener. The local runner has no VIPs, and its apps reach services through the
+        listener allocated for the port; the first sniffed listener of a port that no
+        ``0.0.0.0_<port>`` listener holds (``free``) binds there, so its HTTP and TCP paths
+        both run on real Envoy."""
+        ports = self._ports(pod)
+        if self.port_map is not None and free and ports is not None and port in ports.listeners:
+            return ListenerAddress(self.port_map.address, ports.listeners[port], True)
+        return ListenerAddress(address, port, False)
+
     def capture_listener(self, pod: Pod, port: int) -> ListenerAddress:
         """``virtualOutbound`` (15001): bound in Istio, unused (not bound) with a PortMap."""
         if self.port_map is None:

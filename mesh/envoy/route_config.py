@@ -24,6 +24,7 @@ from mesh.envoy_api.names import (
     cluster_name,
     inbound_vhost_name,
     route_config_name,
+    sniffed_route_config_name,
     vhost_name,
 )
 from mesh.model import VirtualService
@@ -34,6 +35,7 @@ __all__ = [
     "inbound_route_config",
     "outbound_route_config",
     "service_domains",
+    "sniffed_route_config",
 ]
 
 
@@ -82,6 +84,20 @@ def catch_all_vhost(allow_any: bool) -> dict[str, Any]:
     }
 
 
+def _service_routes(
+    service: MeshService,
+    port: int,
+    virtual_service: Callable[[str], VirtualService | None],
+    ctx: RouteContext,
+) -> list[dict[str, Any]] | None:
+    """A service's routes on ``port``: its VirtualService's (None when it yields none) or the
+    default route."""
+    vs = virtual_service(service.hostname)
+    if vs is None:
+        return [default_route(service, port, ctx)]
+    return http_routes(vs, ctx) or None
+
+
 def outbound_route_config(
     port: int,
     services: Sequence[MeshService],
@@ -93,13 +109,9 @@ def outbound_route_config(
     vhosts: list[dict[str, Any]] = []
     seen: set[str] = set()
     for service in sorted(services, key=lambda s: s.hostname):
-        vs = virtual_service(service.hostname)
-        if vs is not None:
-            routes = http_routes(vs, ctx)
-            if not routes:
-                continue
-        else:
-            routes = [default_route(service, port, ctx)]
+        routes = _service_routes(service, port, virtual_service, ctx)
+        if routes is None:
+            continue
         domains = [d for d in service_domains(service, port, ctx.proxy_namespace) if d not in seen]
         if not domains:
             continue
@@ -111,6 +123,32 @@ def outbound_route_config(
     return {
         "ignore_port_in_host_matching": True,
         "name": route_config_name(port),
+        "validate_clusters": False,
+        "virtual_hosts": vhosts,
+    }
+
+
+def sniffed_route_config(
+    service: MeshService,
+    port: int,
+    virtual_service: Callable[[str], VirtualService | None],
+    ctx: RouteContext,
+) -> dict[str, Any]:
+    """Route config ``<host>:<port>`` of a sniffed port's own ``<VIP>_<port>`` listener.
+
+    istiod builds the port's virtual hosts and keeps only this service's, with its domains
+    replaced by ``*`` (the listener's address already chose the service, so any Host header
+    routes here); there is no catch-all virtual host. A VirtualService whose routes all fall
+    away leaves no virtual host at all: every request gets 404 NR."""
+    routes = _service_routes(service, port, virtual_service, ctx)
+    vhosts = []
+    if routes is not None:
+        vhosts.append(
+            {"domains": ["*"], "name": vhost_name(service.hostname, port), "routes": routes}
+        )
+    return {
+        "ignore_port_in_host_matching": True,
+        "name": sniffed_route_config_name(service.hostname, port),
         "validate_clusters": False,
         "virtual_hosts": vhosts,
     }

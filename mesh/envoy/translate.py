@@ -48,7 +48,7 @@ from mesh.envoy.listeners import (
     http_connection_manager,
     inbound_http_filters,
     outbound_http_filters,
-    outbound_http_listener,
+    sniffed_listener,
     tcp_listener,
     tcp_proxy,
     virtual_inbound,
@@ -57,7 +57,11 @@ from mesh.envoy.listeners import (
 from mesh.envoy.multicluster import is_eastwest_gateway
 from mesh.envoy.ports import Addressing, ListenerAddress, PortMap
 from mesh.envoy.registry import Registry
-from mesh.envoy.route_config import inbound_route_config, outbound_route_config
+from mesh.envoy.route_config import (
+    inbound_route_config,
+    outbound_route_config,
+    sniffed_route_config,
+)
 from mesh.envoy.routes import RouteContext
 from mesh.envoy.scope import MeshIndex, ProxyScope
 from mesh.envoy.tracing import TracingOptions, collector_cluster, with_tracing
@@ -71,6 +75,7 @@ from mesh.envoy_api.names import (
     gateway_route_name,
     listener_name,
     route_config_name,
+    sniffed_route_config_name,
     stat_prefix,
 )
 from mesh.envoy_api.type_urls import FILTER_LOCAL_RATELIMIT
@@ -91,6 +96,7 @@ from mesh.security.peer_authn import (
     inbound_filter_chains,
     namespace_mtls_mode,
     passthrough_filter_chains,
+    sniffed_inbound_filter_chains,
 )
 from mesh.security.ratelimit import route_local_ratelimit
 from mesh.topology import MeshService, Pod, Protocol, ProxyKind, ServicePortInfo, Topology
@@ -162,10 +168,25 @@ class _Outbound:
     http_ports: list[int]
     tcp_listeners: dict[tuple[str, int], list[TcpChain]]
     """(bind address, port) -> chains: ``<VIP>_<port>`` and ``0.0.0.0_<port>`` TCP listeners."""
+    sniffed: dict[tuple[str, int], str] = field(default_factory=dict)
+    """(bind address, port) -> service host, for the listeners of :attr:`tcp_listeners` that are
+    sniffed: an HTTP chain (RDS ``<host>:<port>``) next to the TCP chains."""
     drs: dict[str, DestinationRule | None] = field(default_factory=dict)
 
 
 _HTTP_LIKE = {Protocol.HTTP, Protocol.HTTP2, Protocol.GRPC, Protocol.GRPC_WEB, Protocol.UNSUPPORTED}
+
+
+def _is_cidr(address: str) -> bool:
+    _, _, bits = address.partition("/")
+    return bool(bits) and bits not in {"32", "128"}
+
+
+def _sniffed_at_address(service: MeshService) -> bool:
+    """An unknown-protocol port of this service gets its own sniffed ``<VIP>_<port>`` listener
+    (a VIP, or a headless Service's endpoint IPs), as istiod binds TCP and sniffed ports. A
+    service with no address or only CIDRs keeps its HTTP path on ``0.0.0.0_<port>``."""
+    return service.headless or any(not _is_cidr(a) for a in service.addresses)
 
 
 class _Translator:
@@ -256,50 +277,67 @@ class _Translator:
             client=pod,
         )
         allow_any = scope.outbound_policy is OutboundTrafficPolicyMode.ALLOW_ANY
+        # services with a virtual host on a port's shared route config (HTTP or sniffed, as
+        # istiod's IsHTTPOrSniffed), and the ports that have a 0.0.0.0_<port> HTTP listener
         by_port: dict[int, list[MeshService]] = {}
-        tcp_by_port: dict[int, list[MeshService]] = {}
+        wildcard_http: set[int] = set()
+        sniffed: list[tuple[MeshService, int]] = []
         for service in scope.services:
             for p in service.ports:
-                if p.protocol in _HTTP_LIKE:
-                    by_port.setdefault(p.port, []).append(service)
-                elif p.protocol is not Protocol.UDP:
-                    tcp_by_port.setdefault(p.port, []).append(service)
+                if p.protocol not in _HTTP_LIKE:
+                    continue
+                by_port.setdefault(p.port, []).append(service)
+                if p.protocol is Protocol.UNSUPPORTED and _sniffed_at_address(service):
+                    sniffed.append((service, p.port))
+                else:
+                    wildcard_http.add(p.port)
         routes: list[Json] = []
         if pod.proxy is ProxyKind.SIDECAR:
-            for port in sorted(by_port):
+            for port in sorted(wildcard_http):
                 ctx = self._context(pod, "mesh", port)
                 routes.append(
                     outbound_route_config(
                         port, by_port[port], scope.virtual_service, ctx, allow_any
                     )
                 )
-        tcp_listeners = self._tcp_listeners(scope, set(by_port))
+            for service, port in sniffed:
+                ctx = self._context(pod, "mesh", port)
+                routes.append(sniffed_route_config(service, port, scope.virtual_service, ctx))
+        tcp_listeners, sniffed_at = self._tcp_listeners(scope)
         return _Outbound(
             clusters=sorted(cset.clusters, key=_by_name),
             endpoints=sorted(cset.endpoints, key=lambda e: e["cluster_name"]),
             routes=sorted(routes, key=_by_name),
-            http_ports=sorted(by_port),
+            http_ports=sorted(wildcard_http),
             tcp_listeners=tcp_listeners,
+            sniffed=sniffed_at,
             drs=drs,
         )
 
     def _tcp_listeners(
-        self, scope: ProxyScope, http_ports: set[int]
-    ) -> dict[tuple[str, int], list[TcpChain]]:
+        self, scope: ProxyScope
+    ) -> tuple[dict[tuple[str, int], list[TcpChain]], dict[tuple[str, int], str]]:
         """Where each TCP service port of the scope is listened for, as istiod binds it.
 
         A Service with a VIP (ClusterIP, ServiceEntry address) gets ``<VIP>_<port>``; a CIDR
         address becomes a ``prefix_ranges`` chain on ``0.0.0.0_<port>``; a headless Service gets
         one listener per endpoint IP; a service with no address at all (a ServiceEntry without
-        ``addresses``) gets ``0.0.0.0_<port>``. Both wildcard forms yield to an HTTP service that
-        already owns that wildcard port (istiod would merge them into a sniffed listener; we
-        keep the HTTP one). Two
-        services claiming the same listener and match: the first by host name wins, as istiod's
-        conflict handling keeps the first."""
+        ``addresses``) gets ``0.0.0.0_<port>``. Two services claiming the same listener and
+        match: the first by host name wins, as istiod's conflict handling keeps the first.
+
+        An unknown-protocol (sniffed) port is bound the same way at its VIPs or endpoint IPs;
+        those listeners are returned in the second dict, with the service whose HTTP route
+        config they use. A sniffed port without a VIP (no address, or a CIDR) has its HTTP path
+        on ``0.0.0.0_<port>`` and its TCP chain here, on the same wildcard: when the wildcard
+        port also has an HTTP listener the caller merges both into one sniffed listener, as
+        istiod does for HTTP over TCP, TCP over HTTP and sniffed over either."""
         out: dict[tuple[str, int], list[TcpChain]] = {}
+        sniffed: dict[tuple[str, int], str] = {}
         for service in sorted(scope.services, key=lambda s: s.hostname):
             for p in service.ports:
-                if p.protocol in _HTTP_LIKE or p.protocol is Protocol.UDP:
+                unknown = p.protocol is Protocol.UNSUPPORTED
+                sniffs = unknown and _sniffed_at_address(service)
+                if (p.protocol in _HTTP_LIKE and not unknown) or p.protocol is Protocol.UDP:
                     continue
                 default = cluster_name(Direction.OUTBOUND, p.port, "", service.hostname)
                 weighted = tuple(self._tcp_weights(scope, service, p.port))
@@ -308,17 +346,17 @@ class _Translator:
                     binds = [(pod.address, "") for pod in self.registry.endpoints(service)]
                 elif service.addresses:
                     for address in service.addresses:
-                        ip, _, bits = address.partition("/")
-                        if bits and bits not in {"32", "128"}:
-                            if p.port not in http_ports:  # else: the HTTP wildcard's port
-                                binds.append(("0.0.0.0", address))
+                        if not _is_cidr(address):
+                            binds.append((address.partition("/")[0], ""))
                         else:
-                            binds.append((ip, ""))
-                elif p.port not in http_ports:
+                            binds.append(("0.0.0.0", address))
+                else:
                     binds = [("0.0.0.0", "")]
                 tls = p.protocol in {Protocol.TLS, Protocol.HTTPS}
                 by_sni = self._tls_routes(scope, service, p.port) if tls else []
                 for address, cidr in binds:
+                    if sniffs and address != "0.0.0.0":
+                        sniffed.setdefault((address, p.port), service.hostname)
                     chains = out.setdefault((address, p.port), [])
                     # istiod matches SNI (the service's host) where the address cannot tell
                     # services apart: a wildcard listener or a CIDR
@@ -328,7 +366,7 @@ class _Translator:
                         if all((c.cidr, c.server_names) != (chain.cidr, chain.server_names)
                                for c in chains):  # fmt: skip
                             chains.append(chain)
-        return out
+        return out, sniffed
 
     def _tls_routes(self, scope: ProxyScope, service: MeshService, port: int) -> list[TcpChain]:
         """VirtualService ``tls`` routes of a TLS/HTTPS port, for sidecars (``mesh``): a chain
@@ -403,22 +441,47 @@ class _Translator:
                     TcpLog(log, me, Reporter.SOURCE),
                 )
             )
+            tcp_log = TcpLog(log, me, Reporter.SOURCE)
+            fallthrough = PASSTHROUGH_CLUSTER if allow_any else BLACKHOLE_CLUSTER
             for port in outbound.http_ports:
+                name = listener_name("0.0.0.0", port)
                 spec = HttpListenerSpec(
-                    stat_prefix=stat_prefix(Direction.OUTBOUND, listener_name("0.0.0.0", port)),
+                    stat_prefix=stat_prefix(Direction.OUTBOUND, name),
                     route_config=route_config_name(port),
                     filters=outbound_http_filters(me),
                     me=me,
                     access_log_path=log,
                 )
+                where = self.addressing.outbound_listener(pod, port)
+                # istiod matches a sidecar's HTTP wildcard on http/1.1/h2c too: other bytes take
+                # the TCP chains of VIP-less services on the port, else PassthroughFilterChain
+                merged = outbound.tcp_listeners.get(("0.0.0.0", port), [])
                 listeners.append(
-                    outbound_http_listener(port, self.addressing.outbound_listener(pod, port), spec)
+                    sniffed_listener(where, merged, tcp_log, fallthrough, spec=spec, name=name)
                 )
-            tcp_log = TcpLog(log, me, Reporter.SOURCE)
-            fallthrough = PASSTHROUGH_CLUSTER if allow_any else BLACKHOLE_CLUSTER
+            wildcard_http = set(outbound.http_ports)
+            taken = set(wildcard_http)  # local runner: ports a listener already binds
             for (address, port), chains in outbound.tcp_listeners.items():
                 if address == pod.address:
                     continue  # a headless Service's own endpoint: the app reaches itself directly
+                if address == "0.0.0.0" and port in wildcard_http:
+                    continue  # merged into the port's HTTP wildcard above
+                host = outbound.sniffed.get((address, port))
+                if host is not None:
+                    name = listener_name(address, port)
+                    spec = HttpListenerSpec(
+                        stat_prefix=stat_prefix(Direction.OUTBOUND, name),
+                        route_config=sniffed_route_config_name(host, port),
+                        filters=outbound_http_filters(me),
+                        me=me,
+                        access_log_path=log,
+                    )
+                    where = self.addressing.sniffed_listener(pod, address, port, port not in taken)
+                    taken.add(port)
+                    listeners.append(
+                        sniffed_listener(where, chains, tcp_log, fallthrough, spec=spec, name=name)
+                    )
+                    continue
                 where = (
                     self.addressing.outbound_listener(pod, port)
                     if address == "0.0.0.0"
@@ -575,7 +638,9 @@ class _Translator:
             )
             name = cluster_name(Direction.INBOUND, target)
             http = sp.protocol in _HTTP_LIKE
-            filters: list[Json]
+            sniffed = sp.protocol is Protocol.UNSUPPORTED
+            filters: list[Json] = []
+            tcp_filters: list[Json] = []
             if http:
                 security_filters = inbound_security_filters(
                     pod,
@@ -604,8 +669,8 @@ class _Translator:
                         grpc=sp.protocol in {Protocol.GRPC, Protocol.GRPC_WEB},
                     )
                 )
-            else:
-                filters = [
+            if not http or sniffed:
+                tcp_filters = [
                     *inbound_tcp_security_filters(
                         pod,
                         self.resources,
@@ -617,13 +682,24 @@ class _Translator:
                         name, name, (), TcpLog(log, me, Reporter.DESTINATION, service.hostname)
                     ),
                 ]
+            if sniffed:
+                chains.extend(
+                    sniffed_inbound_filter_chains(
+                        mtls.for_port(target),
+                        target_port=target,
+                        match_port=match_ports[target],
+                        http_filters=filters,
+                        tcp_filters=tcp_filters,
+                    )
+                )
+                continue
             chains.extend(
                 inbound_filter_chains(
                     mtls.for_port(target),
                     target_port=target,
                     match_port=match_ports[target],
                     http=http,
-                    network_filters=_same(filters),
+                    network_filters=_same(filters if http else tcp_filters),
                 )
             )
         local = [match_ports[t] for t in targets] if self.options.port_map is not None else []

@@ -42,6 +42,7 @@ __all__ = [
     "parse_cluster_name",
     "route_config_name",
     "sni_name",
+    "sniffed_route_config_name",
     "stat_prefix",
     "vhost_name",
 ]
@@ -158,6 +159,12 @@ def inbound_vhost_name(service_port: int) -> str:
 def route_config_name(port: int) -> str:
     """An outbound route configuration (RDS) name: the service port, ``"9080"``."""
     return str(port)
+
+
+def sniffed_route_config_name(host: str, port: int) -> str:
+    """RDS name of a sniffed (unknown-protocol) service port's own listener at its VIP:
+    ``reviews.default.svc.cluster.local:9000`` (istiod's ``<hostname>:<port>``)."""
+    return f"{host}:{port}"
 
 
 def gateway_blackhole_vhost_name(server_port: int) -> str:

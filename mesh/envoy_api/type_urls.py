@@ -39,6 +39,7 @@ __all__ = [
     "FILTER_TLS_INSPECTOR",
     "HCM",
     "HEADER_MUTATION",
+    "HTTP_INSPECTOR",
     "HTTP_PROTOCOL_OPTIONS",
     "HTTP_PROTOCOL_OPTIONS_KEY",
     "JWT_AUTHN",
@@ -111,6 +112,7 @@ NETWORK_RBAC = _T + "envoy.extensions.filters.network.rbac.v3.RBAC"
 JWT_AUTHN = _T + "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"
 LOCAL_RATELIMIT = _T + "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
 TLS_INSPECTOR = _T + "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+HTTP_INSPECTOR = _T + "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"
 DOWNSTREAM_TLS_CONTEXT = _T + "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 UPSTREAM_TLS_CONTEXT = _T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 TYPED_STRUCT = _T + "udpa.type.v1.TypedStruct"
@@ -180,6 +182,7 @@ KNOWN_TYPE_URLS: frozenset[str] = frozenset(
         CORS_POLICY,
         HEADER_MUTATION,
         ORIGINAL_DST,
+        HTTP_INSPECTOR,
         ACCESS_LOG_FILE,
         PREVIOUS_HOSTS,
         PREVIOUS_PRIORITIES,

@@ -15,6 +15,7 @@ from mesh.lesson.model import (
     CONFIG_MEASURES,
     METRICS,
     OUTCOMES,
+    PANEL_TRUTHS,
     SPECIAL_SERVICES,
     TRAFFIC_PROTOCOLS,
     TRAFFIC_SCHEMES,
@@ -29,11 +30,13 @@ from mesh.lesson.multicluster import check_breaks, declare_clusters
 from mesh.model.common import FrozenMap, Resource, SourceMap
 from mesh.model.gateway import ServiceEntry
 from mesh.model.kubernetes import Deployment, Service
+from mesh.observe.panels import DashboardError, Panel, find_panel, parse_dashboard
 from mesh.observe.rules import AlertRule, RuleError, parse_rules
 from mesh.records import LOGGED_REQUEST_HEADERS
 from mesh.source.decode import MISSING, Decoder
 from mesh.source.load import load_paths
 from mesh.source.yaml_nodes import parse_documents
+from mesh.topology import INGRESS_GATEWAY
 
 __all__ = [
     "APP_PATH_ENV",
@@ -261,6 +264,10 @@ def load_lesson(
             )
     rules = _load_rules(spec, folder, source, diagnostics, workspace)
     _check_alerts(spec, rules, source, folder.name, diagnostics)
+    before = len(diagnostics)
+    panels = _load_dashboards(spec, folder, source, diagnostics, workspace)
+    if len(diagnostics) == before:  # a file that did not load says why; no "no such panel"
+        _check_panels(spec, panels, source, folder.name, diagnostics)
     if spec.tracing is not None and not 0.0 <= spec.tracing.sampling <= 100.0:
         message = f"tracing.sampling is a percentage: 0..100, got {spec.tracing.sampling:g}"
         diagnostics.append(_at("MPY4001", message, source, ("tracing", "sampling"), folder.name))
@@ -282,6 +289,8 @@ def load_lesson(
         files=FrozenMap(files),
         diagnostics=tuple(sorted(diagnostics, key=Diagnostic.sort_key)),
         rules=rules,
+        panels=panels,
+        rule_files=tuple(resolve_ref(folder, r, workspace) for r in spec.alert_rules),
     )
 
 
@@ -334,6 +343,63 @@ def _load_rules(
         except RuleError as exc:
             out.append(_at("MPY4001", str(exc), source, where, folder.name, path=""))
     return tuple(rules)
+
+
+def _load_dashboards(
+    spec: LessonSpec,
+    folder: Path,
+    source: SourceMap,
+    out: list[Diagnostic],
+    workspace: Path | None = None,
+) -> tuple[Panel, ...]:
+    """The panels of every file in ``dashboards`` (Grafana's dashboard model)."""
+    panels: list[Panel] = []
+    for i, ref in enumerate(spec.dashboards):
+        where: tuple[str | int, ...] = ("dashboards", i)
+        target = resolve_ref(folder, ref, workspace)
+        try:
+            text = target.read_text(encoding="utf-8")
+        except (OSError, ValueError):
+            out.append(
+                _missing(
+                    ref, target, source, where, folder.name, workspace, "dashboard", folder=folder
+                )
+            )
+            continue
+        try:
+            panels.extend(parse_dashboard(text, str(target) if workspace is not None else ref))
+        except DashboardError as exc:
+            out.append(_at("MPY4001", str(exc), source, where, folder.name, path=""))
+    return tuple(panels)
+
+
+def _check_panels(
+    spec: LessonSpec,
+    panels: tuple[Panel, ...],
+    source: SourceMap,
+    lesson: str,
+    out: list[Diagnostic],
+) -> None:
+    """A ``panel:`` expectation names a panel of the lesson's ``dashboards`` and takes its truth
+    from a record metric."""
+    titles = [p.title for p in panels]
+    for i, step in enumerate(spec.steps):
+        for j, exp in enumerate(step.expect):
+            if exp.panel is None:
+                continue
+            where = ("steps", i, "expect", j, "panel")
+            if find_panel(panels, exp.panel.title) is None:
+                hint = did_you_mean(exp.panel.title, titles) or (
+                    f"panels: {', '.join(titles)}"
+                    if titles
+                    else "list dashboard files in dashboards"
+                )
+                message = f'no dashboard panel titled "{exp.panel.title}"'
+                out.append(_at("MPY4004", message, source, (*where, "title"), lesson, hint=hint))
+            if exp.panel.truth not in PANEL_TRUTHS:
+                message = f'truth "{exp.panel.truth}" is not one of {", ".join(PANEL_TRUTHS)}'
+                hint = did_you_mean(exp.panel.truth, PANEL_TRUTHS)
+                out.append(_at("MPY4004", message, source, (*where, "truth"), lesson, hint=hint))
 
 
 def _check_alerts(
@@ -399,6 +465,11 @@ def _check_step(
             problem = "between takes two numbers: [low, high]"
         elif exp.between and exp.between[0] > exp.between[1]:
             problem = f"between [{exp.between[0]:g}, {exp.between[1]:g}] is empty"
+        elif exp.panel is not None:  # bounded by the truth from the records
+            if exp.between or exp.at_least is not None or exp.at_most is not None:
+                problem = "a panel is compared with its truth: use tolerance (and ratio), no bounds"
+            elif exp.equals is not None:
+                problem = "a panel is compared with its truth: use tolerance (and ratio), no equals"
         elif (
             not exp.between and exp.at_least is None and exp.at_most is None and exp.equals is None
         ):
@@ -561,11 +632,11 @@ def _check_references(
         config = exp.proxy_config
         if config is not None:
             where: tuple[str | int, ...] = ("steps", index, "expect", j, "proxy_config")
-            if config.workload not in workloads:
+            if config.workload not in workloads | {INGRESS_GATEWAY}:
                 report(
                     (*where, "workload"),
                     f'workload "{config.workload}" is not a Deployment of the app',
-                    workloads,
+                    workloads | {INGRESS_GATEWAY},
                 )
             if config.measure not in CONFIG_MEASURES:
                 message = f'measure "{config.measure}" is not one of {", ".join(CONFIG_MEASURES)}'

@@ -18,12 +18,14 @@ from mesh.diagnostics import Diagnostic
 from mesh.envoy_api.names import BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER
 from mesh.model.common import FrozenMap, Resource
 from mesh.model.multicluster import MeshCluster, NetworkLink
+from mesh.observe.panels import Panel
 from mesh.observe.rules import AlertRule
 
 __all__ = [
     "CONFIG_MEASURES",
     "METRICS",
     "OUTCOMES",
+    "PANEL_TRUTHS",
     "SPECIAL_SERVICES",
     "TRAFFIC_PROTOCOLS",
     "TRAFFIC_SCHEMES",
@@ -34,6 +36,7 @@ __all__ = [
     "Lesson",
     "LessonSpec",
     "LessonStep",
+    "PanelSelector",
     "RequestSpec",
     "Selector",
     "TracingSpec",
@@ -54,15 +57,19 @@ METRICS: dict[str, str] = {
     "attempts_mean": "mean upstream attempts per request (1 = no retries)",
     "promql": "a PromQL expression answering one number at the end of the step ($__range: the step)",
     "alert": "1 when the named alerting rule fires at the end of the step, else 0",
+    "panel": "what one panel of the lesson's dashboards shows at the end of the step, compared "
+    "with the truth measured from the records",
     "proxy_config": "size of one workload's Envoy configuration as istiod sends it (clusters, "
-    "listeners, routes, endpoints or bytes) in the step's mesh state",
+    "listeners, routes, endpoints or bytes) in the step's mesh state, or its pods with a proxy",
 }
 
 OUTCOMES: tuple[str, ...] = ("ok", "degraded", "failed")
 """Values of a selector's ``outcome``."""
-CONFIG_MEASURES = ("clusters", "listeners", "routes", "endpoints", "bytes")
+CONFIG_MEASURES = ("clusters", "listeners", "routes", "endpoints", "bytes", "proxies")
 """What ``proxy_config`` counts: resources of one xDS type, or the size of them all in bytes
-(compact JSON, as ``istioctl proxy-config all -o json`` would print them without spaces)."""
+(compact JSON, as ``istioctl proxy-config all -o json`` would print them without spaces); or
+``proxies``, how many of the workload's pods run an Envoy at all (0 for a workload injection
+skipped, e.g. ``sidecar.istio.io/inject: "false"``: nothing of the mesh configures it)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,7 +111,8 @@ class Selector:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigSelector:
     """Which proxy's configuration a ``proxy_config`` expectation measures, and what of it: the
-    first pod of ``workload`` (a Deployment), and one of :data:`CONFIG_MEASURES`. Graded on the
+    first pod of ``workload`` (a Deployment of the app, or ``istio-ingressgateway``, the gateway
+    every Istio install adds), and one of :data:`CONFIG_MEASURES`. Graded on the
     configuration meshplay's translator builds for the step's mesh state, which every runner
     applies (the local runner's Envoys load exactly it)."""
 
@@ -112,6 +120,29 @@ class ConfigSelector:
 
     workload: str
     measure: str = "clusters"
+
+
+PANEL_TRUTHS = ("error_rate", "success_rate", "rate", "rps", "latency_p50_ms", "latency_p99_ms",
+                "latency_mean_ms")  # fmt: skip
+"""The record metrics a ``panel`` expectation may take its truth from."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PanelSelector:
+    """Which panel of the lesson's ``dashboards`` a ``panel`` expectation reads, and the truth
+    it must show: the panel titled ``title``; of its answer, the one series whose labels include
+    ``series`` (``{destination_version: v1}`` for a panel split by version); ``truth`` names a
+    record metric (:data:`PANEL_TRUTHS`) measured over the records ``of`` selects. The panel
+    passes when it shows the truth within the expectation's ``tolerance`` plus ``ratio`` of the
+    truth (a quantile from histogram buckets is an estimate within its bucket)."""
+
+    YAML_KEYS: ClassVar[str] = "snake"
+
+    title: str
+    series: FrozenMap[str, str] = field(default_factory=FrozenMap)
+    truth: str = ""
+    of: Selector = field(default_factory=Selector)
+    ratio: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,6 +166,7 @@ class Expectation:
     promql: str | None = None
     alert: str | None = None
     proxy_config: ConfigSelector | None = None
+    panel: PanelSelector | None = None
     between: tuple[float, ...] = ()
     at_least: float | None = None
     at_most: float | None = None
@@ -157,7 +189,7 @@ class Expectation:
     @property
     def on_metrics(self) -> bool:
         """Graded from the run's Prometheus metrics (``promql``, ``alert``), not its records."""
-        return self.promql is not None or self.alert is not None
+        return self.promql is not None or self.alert is not None or self.panel is not None
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -180,6 +212,8 @@ class Expectation:
             parts = [" ".join(self.promql.split())]
         elif self.proxy_config is not None:
             parts = [self.proxy_config.workload, self.proxy_config.measure]
+        elif self.panel is not None:
+            return self._describe_panel(self.panel)
         elif self.alert is not None:
             parts = [self.alert]
         else:
@@ -194,6 +228,15 @@ class Expectation:
         else:
             bound = f"in [{low:g}, {high:g}]"
         return f"{self.metric}({' '.join(parts)}) {bound}"
+
+    def _describe_panel(self, panel: PanelSelector) -> str:
+        """``panel("Error ratio" destination_version=v1) ~ error_rate(order->payment) +- 0.05``"""
+        parts = [f'"{panel.title}"', *(f"{k}={v}" for k, v in sorted(panel.series.items()))]
+        truth = " ".join(self._selector_parts(panel.of))
+        spread = [f"{self.tolerance:g}"] if self.tolerance or not panel.ratio else []
+        if panel.ratio:
+            spread.append(f"{panel.ratio:.0%}")
+        return f"panel({' '.join(parts)}) ~ {panel.truth}({truth}) +- {' + '.join(spread)}"
 
     @staticmethod
     def _selector_parts(sel: Selector) -> list[str]:
@@ -430,6 +473,8 @@ class LessonSpec:
     alert_rules: tuple[str, ...] = ()
     """Prometheus rule files (relative to the lesson folder) whose alerts ``alert:``
     expectations name."""
+    dashboards: tuple[str, ...] = ()
+    """Dashboard files (Grafana's dashboard model) whose panels ``panel:`` expectations name."""
     tracing: TracingSpec | None = None
     clusters: tuple[MeshCluster, ...] = ()
     """Multi-cluster: the mesh's clusters and where the app's Deployments run
@@ -451,6 +496,11 @@ class Lesson:
     diagnostics: tuple[Diagnostic, ...] = ()
     rules: tuple[AlertRule, ...] = ()
     """The alerting rules of ``alert_rules``, in file order."""
+    panels: tuple[Panel, ...] = ()
+    """The panels of ``dashboards``, in file order."""
+    rule_files: tuple[Path, ...] = ()
+    """The files of ``alert_rules`` as loaded (an exercise's ``workspace/...`` in the learner's
+    workspace): what a real Prometheus is given."""
 
     @property
     def title(self) -> str:

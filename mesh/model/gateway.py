@@ -202,7 +202,9 @@ class Sidecar(Resource):
     API_VERSIONS: ClassVar[tuple[str, ...]] = ("v1", "v1beta1", "v1alpha3")
     KIND: ClassVar[str] = "Sidecar"
     PLURAL: ClassVar[str] = "sidecars"
-    UNMODELLED: ClassVar[frozenset[str]] = frozenset({"inboundConnectionPool"})
+    UNMODELLED: ClassVar[frozenset[str]] = frozenset({"inboundConnectionPool", "ingress"})
+    """``ingress`` (custom inbound listeners, ``defaultEndpoint``) is refused: istiod would build
+    the workload's inbound chains from it instead of from its Services' ports."""
 
     workload_selector: LabelsWorkloadSelector | None = None
     ingress: tuple[IstioIngressListener, ...] = ()

@@ -50,6 +50,7 @@ __all__ = [
     "inbound_filter_chains",
     "namespace_mtls_mode",
     "passthrough_filter_chains",
+    "sniffed_inbound_filter_chains",
     "tls_inspector",
 ]
 
@@ -63,6 +64,11 @@ ISTIO_MTLS_ALPNS: tuple[str, ...] = (
 """ALPN values that mark a TLS connection as Istio mTLS (``filterchain_options.go``)."""
 
 _TCP_MTLS_ALPNS: tuple[str, ...] = ("istio-peer-exchange", "istio")
+_HTTP_MTLS_ALPNS: tuple[str, ...] = ("istio-http/1.0", "istio-http/1.1", "istio-h2")
+"""What istiod's ``istio.alpn`` filter makes a client sidecar offer for HTTP over mTLS
+(``mtlsHTTPALPNs``): the only ALPNs a sniffed port's mTLS HTTP chain takes."""
+_PLAINTEXT_HTTP_ALPNS: tuple[str, ...] = ("http/1.1", "h2c")
+"""What ``http_inspector`` reports for plaintext HTTP (``plaintextHTTPALPNs``)."""
 _HTTP_SERVER_ALPNS = ["h2", "http/1.1"]
 _TCP_SERVER_ALPNS = ["istio-peer-exchange", "h2", "http/1.1"]
 
@@ -232,8 +238,9 @@ def inbound_filter_chains(
         return [_chain(name, plain_match, network_filters(False))]
     if mode is MutualTLSMode.STRICT:
         return [_chain(name, tls_match, network_filters(True), downstream_tls_context(http=http))]
-    # PERMISSIVE
-    alpns = list(ISTIO_MTLS_ALPNS if http else _TCP_MTLS_ALPNS)
+    # PERMISSIVE: HTTP and TCP ports both take every Istio ALPN over mTLS (istiod's
+    # allIstioMtlsALPNs); only a sniffed port splits them (sniffed_inbound_filter_chains)
+    alpns = list(ISTIO_MTLS_ALPNS)
     chains = [
         _chain(
             name,
@@ -246,6 +253,63 @@ def inbound_filter_chains(
         chains.append(_chain(f"{name}-tls-passthrough", tls_match, network_filters(False)))
     chains.append(_chain(f"{name}-plaintext", plain_match, network_filters(False)))
     return chains
+
+
+def sniffed_inbound_filter_chains(
+    mode: MutualTLSMode,
+    *,
+    target_port: int,
+    match_port: int,
+    http_filters: list[Json],
+    tcp_filters: list[Json],
+) -> list[Json]:
+    """The ``virtualInbound`` chains of a container port whose protocol is unknown (sniffed):
+    an HTTP and a TCP path per mode, as istiod's ``inbound*FilterChainMatchOptions`` for
+    ``ListenerProtocolAuto``. HTTP chains match on the ALPN (``istio-http/*`` over mTLS,
+    ``http/1.1``/``h2c`` from ``http_inspector`` in plaintext) and end in ``http_filters`` (the
+    HCM); the TCP chains take the rest and end in ``tcp_filters`` (``tcp_proxy``).
+
+    * PERMISSIVE: HTTP over mTLS, plaintext HTTP, TCP over mTLS (``istio-peer-exchange``,
+      ``istio``), plaintext TCP, and any other TLS (the app's own) as opaque TCP.
+    * STRICT: HTTP over mTLS, then any TLS terminated as mTLS and proxied as TCP.
+    * DISABLE: plaintext HTTP, plaintext TCP.
+
+    Names are ``0.0.0.0_<targetPort>`` with a suffix per extra chain (istiod repeats the name).
+    """
+    name = listener_name("0.0.0.0", target_port)
+    tls = {"destination_port": match_port, "transport_protocol": "tls"}
+    plain = {"destination_port": match_port, "transport_protocol": "raw_buffer"}
+    http_mtls = _chain(
+        name,
+        {**tls, "application_protocols": list(_HTTP_MTLS_ALPNS)},
+        http_filters,
+        downstream_tls_context(http=True),
+    )
+    http_plain = _chain(
+        f"{name}-plaintext-http",
+        {**plain, "application_protocols": list(_PLAINTEXT_HTTP_ALPNS)},
+        http_filters,
+    )
+    tcp_plain = _chain(f"{name}-plaintext", plain, tcp_filters)
+    if mode is MutualTLSMode.STRICT:
+        return [
+            http_mtls,
+            _chain(f"{name}-tcp", tls, tcp_filters, downstream_tls_context(http=False)),
+        ]
+    if mode is MutualTLSMode.DISABLE:
+        return [http_plain, tcp_plain]
+    return [
+        http_mtls,
+        http_plain,
+        _chain(
+            f"{name}-tcp",
+            {**tls, "application_protocols": list(_TCP_MTLS_ALPNS)},
+            tcp_filters,
+            downstream_tls_context(http=False),
+        ),
+        tcp_plain,
+        _chain(f"{name}-tls-passthrough", tls, tcp_filters),
+    ]
 
 
 def passthrough_filter_chains(mode: MutualTLSMode, name: str, filters: list[Json]) -> list[Json]:

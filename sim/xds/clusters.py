@@ -53,7 +53,9 @@ class EndpointSpec:
 
     @property
     def host(self) -> str:
-        """``address:port`` as ``%UPSTREAM_HOST%`` prints it."""
+        """``address:port`` as ``%UPSTREAM_HOST%`` prints it (``[addr]:port`` for IPv6)."""
+        if ":" in self.address:
+            return f"[{self.address}]:{self.port}"
         return f"{self.address}:{self.port}"
 
 

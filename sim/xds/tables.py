@@ -57,11 +57,12 @@ class Landing:
             return "no listener"
         if self.chain is None:
             return f"listener {self.listener.name}: no filter chain matches"
-        chain = self.chain.name or "#" + str(self.listener.chains.index(self.chain))
         if self.chain is self.listener.default_chain:
             chain = f"{self.chain.name or '-'} (the default chain)"
-        elif (match := self.chain.match.describe()) != "ALL":
-            chain = f"{chain} [{match}]"
+        else:
+            chain = self.chain.name or "#" + str(self.listener.chains.index(self.chain))
+            if (match := self.chain.match.describe()) != "ALL":
+                chain = f"{chain} [{match}]"
         return f"listener {self.listener.name}, filter chain {chain}"
 
 

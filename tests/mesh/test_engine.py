@@ -284,3 +284,56 @@ def test_lesson_runner_uses_a_fresh_executor_per_run(lesson: Lesson) -> None:
     runner.run(lesson, RunOptions(until_step=1))
     runner.run(lesson, RunOptions(until_step=1))
     assert len(made) == 2 and all(ex.closed for ex in made)
+
+
+GATEWAY = """apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: shop-gateway, namespace: shop}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*"]
+"""
+
+
+def test_proxy_config_reads_the_ingress_gateway_and_which_pods_have_a_proxy(
+    tmp_path: Path,
+) -> None:
+    """The ingress gateway every install adds can be measured like any proxy: no listener until
+    a Gateway selects it (a step applies one), then one; ``proxies`` counts a workload's pods
+    that run an Envoy, 0 for one whose template opts out of injection (the shop's postgres),
+    and a sidecar's size is no data there rather than 0."""
+    folder = lesson_folder(
+        tmp_path,
+        "gw",
+        """title: Gateway
+steps:
+  - name: before
+    expect:
+      - proxy_config: {workload: istio-ingressgateway, measure: listeners}
+        equals: 0
+      - proxy_config: {workload: istio-ingressgateway, measure: proxies}
+        equals: 1
+      - proxy_config: {workload: product-v1, measure: proxies}
+        equals: 1
+      - proxy_config: {workload: postgres, measure: proxies}
+        equals: 0
+      - proxy_config: {workload: postgres, measure: clusters}
+        at_least: 0
+  - name: after
+    apply: [istio/gateway.yaml]
+    expect:
+      - proxy_config: {workload: istio-ingressgateway, measure: listeners}
+        equals: 1
+      - proxy_config: {workload: istio-ingressgateway, measure: listeners}
+        equals: 0
+""",
+    )
+    (folder / "istio" / "gateway.yaml").write_text(GATEWAY)
+    run = run_lesson(ScriptedExecutor(), load_lesson(folder), RunOptions())
+    verdicts = [[c.verdict for c in s.checks] for s in run.steps]
+    assert verdicts == [
+        [Verdict.PASS, Verdict.PASS, Verdict.PASS, Verdict.PASS, Verdict.NO_DATA],
+        [Verdict.PASS, Verdict.FAIL],
+    ]

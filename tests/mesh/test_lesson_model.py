@@ -44,3 +44,21 @@ def test_a_proxy_config_expectation_names_a_workload_and_a_known_measure(tmp_pat
     text = render(info.value.diagnostics)
     assert 'error[MPY4003] Lesson cfg: workload "api-gateway-v9" is not a Deployment' in text
     assert 'error[MPY4004] Lesson cfg: measure "filters" is not one of clusters' in text
+
+
+def test_proxy_config_may_name_the_ingress_gateway_and_count_proxies(tmp_path: Path) -> None:
+    """The gateway ``istioctl install`` adds is not a Deployment of the app, yet a proxy a
+    lesson may measure; ``proxies`` is a known measure."""
+    folder = lesson_folder(
+        tmp_path,
+        "gw",
+        "title: T\nsteps:\n  - name: s\n    expect:\n"
+        "      - proxy_config: {workload: istio-ingressgateway, measure: listeners}\n"
+        "        equals: 0\n"
+        "      - proxy_config: {workload: postgres, measure: proxies}\n        equals: 0\n",
+    )
+    lesson = load_lesson(folder)
+    assert [e.proxy_config.workload for e in lesson.steps[0].expect if e.proxy_config] == [
+        "istio-ingressgateway",
+        "postgres",
+    ]

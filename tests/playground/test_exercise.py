@@ -56,6 +56,10 @@ WRONG: dict[tuple[str, str], tuple[int, str]] = {
     ("payment-error-alert", "bad-wrong-service"): (2, "alert"),
     ("payment-error-alert", "bad-counts-all-traffic"): (1, "alert"),
     ("payment-error-alert", "bad-for-too-long"): (2, "alert"),
+    ("payment-error-alert", "bad-dashboard-errors-per-second"): (2, "panel"),
+    ("payment-error-alert", "bad-dashboard-no-version-split"): (2, "panel"),
+    ("payment-error-alert", "bad-dashboard-p99-without-le"): (1, "panel"),
+    ("payment-error-alert", "bad-dashboard-median"): (1, "panel"),
 }
 
 
@@ -226,3 +230,16 @@ def test_tui_refuses_a_folder_that_is_not_a_workspace(
     """``meshplay tui --exercise DIR`` checks DIR before any screen is drawn."""
     assert main(["tui", "--root", str(ROOT / "lessons"), "--exercise", str(tmp_path)]) == 2
     assert f"no {PROGRESS_FILE}" in capsys.readouterr().err
+
+
+def test_the_rule_files_a_real_prometheus_gets_are_the_learners(tmp_path: Path) -> None:
+    """On a real runner Prometheus loads the rule files themselves: for an exercise those of
+    the learner's workspace (they were looked for beside the check's lesson.yaml, and the local
+    check of payment-error-alert stopped with "Prometheus would refuse .../workspace/alerts.yaml")."""
+    from mesh.exercise import load_check
+
+    exercise = load_exercise(ROOT / "lessons" / "exercises" / "payment-error-alert")
+    folder = _workspace(tmp_path, "payment-error-alert", "good-success-ratio")
+    lesson = load_check(exercise, folder)
+    assert lesson.rule_files == (folder / "alerts.yaml",)
+    assert load_check(exercise, None).rule_files == (exercise.solution / "alerts.yaml",)

@@ -205,6 +205,7 @@ def test_a_shopper_registers_logs_in_orders_and_sees_it_paid_and_notified(
     page.locator("article.product[data-id=filters] button.add").click()
     assert page.inner_text("#cart-count") == "3"
     page.click("nav >> text=Cart")
+    page.locator("#cart-lines li").nth(1).wait_for()  # the cart view paints after the route change
     assert page.locator("#cart-lines li").count() == 2
     page.click("#place-order")
     page.wait_for_selector("text=Thank you! Your order is paid.")

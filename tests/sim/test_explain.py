@@ -72,4 +72,7 @@ def test_explain_names_the_inbound_chain_and_the_filter_that_answered() -> None:
     assert "route config 'inbound|8080||'" in text
     assert "HTTP filter envoy.filters.http.rbac answered 403" in text
     assert "ns[shop]-policy[deny-release]-rule[0]" in text
-    assert "listener 0.0.0.0_8080, filter chain #0 -> route config '8080'" in text
+    assert (
+        "listener 0.0.0.0_8080, filter chain #0 [Trans: raw_buffer; App: http/1.1,h2c]"
+        " -> route config '8080'" in text
+    )

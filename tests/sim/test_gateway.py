@@ -88,6 +88,32 @@ def test_ingress_to_a_port_the_gateway_service_does_not_expose_is_refused() -> N
         one_request(world, source="ingress", port=8080)
 
 
+def test_without_a_gateway_the_port_is_closed_and_nothing_is_logged() -> None:
+    """No Gateway selects the ingress gateway: istiod sends it no listener, so a connection to
+    8080 is refused before any HTTP, and the gateway has nothing to log."""
+    assert _gateway_config("").listeners == ()
+    world = make_world()
+    resp, lines = one_request(world, source="ingress", to="reviews")
+    assert (resp.status, resp.local_failure) == (503, "connect"), lines
+    assert world.records == []
+
+
+def test_a_gateway_without_a_route_answers_404_nr_for_an_unknown_service() -> None:
+    """A Gateway with no VirtualService bound: the listener is there, its route table has only
+    istiod's catch-all virtual host without routes, so Envoy answers 404 NR itself. With no
+    upstream cluster the gateway's telemetry names no service: Istio sets
+    disable_host_header_fallback for gateways, so the record's service is unknown, not the Host
+    (which a sidecar's outbound stats would fall back to)."""
+    gateway_only = _gateway(80).split("---")[0]
+    world = make_world(gateway_only)
+    resp, lines = one_request(world, source="ingress", to="reviews")
+    assert resp.status == 404 and resp.flags == ("NR",), lines
+    (rec,) = world.records
+    assert rec.destination_service == "unknown"
+    assert rec.destination_service_name == "unknown"
+    assert rec.source_workload == "istio-ingressgateway"
+
+
 TLS_GATEWAY = """
 apiVersion: networking.istio.io/v1
 kind: Gateway

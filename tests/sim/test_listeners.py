@@ -164,8 +164,10 @@ def _sniffed(keep_inspector: bool) -> Any:
             "name": "tcp",
         }
         listener["filter_chains"] = [http_chain, tcp_chain]
-        if keep_inspector:
-            listener["listener_filters"] = [{"name": tu.FILTER_HTTP_INSPECTOR}]
+        # the translated wildcard already runs http_inspector: keep it, or take it away
+        listener["listener_filters"] = (
+            [{"name": tu.FILTER_HTTP_INSPECTOR}] if keep_inspector else []
+        )
         return listener
 
     return edit
@@ -184,8 +186,8 @@ def test_http_inspector_decides_between_the_http_and_the_tcp_chain_of_a_sniffed_
 
 
 def test_raw_tcp_to_a_sniffed_port_takes_the_tcp_chain_not_the_hcm() -> None:
-    # the client's sniffed listener tcp_proxies raw bytes (an unsniffed HTTP listener would
-    # fail them with DPE); the server's 9080 chain is HTTP only, so there they are a codec error
+    # the client's sniffed listener tcp_proxies raw bytes to the port's TCP chain; the server's
+    # 9080 chain is HTTP only, so there they are a codec error
     world = make_edited_world(edit=_sniffed(True))
     one_connection(world, "reviews")
     (client,) = src(world.records)
@@ -196,9 +198,13 @@ def test_raw_tcp_to_a_sniffed_port_takes_the_tcp_chain_not_the_hcm() -> None:
     )
     (server,) = dst(world.records)
     assert server.response_flags == ("DPE",)
+    # as translated, 0.0.0.0_9080 (HTTP only) passes non-HTTP bytes to PassthroughFilterChain,
+    # as istiod's sidecar wildcard does (ALLOW_ANY: PassthroughCluster to the dialled VIP)
     plain = make_world()
     one_connection(plain, "reviews")
-    assert [r.response_flags for r in src(plain.records)] == [("DPE",)]
+    assert [(r.upstream_cluster, r.response_flags) for r in src(plain.records)] == [
+        ("PassthroughCluster", ())
+    ]
 
 
 def test_ingress_traffic_reaches_the_gateway_listener_behind_its_service_port() -> None:

@@ -257,8 +257,8 @@ async def test_everything_essential_reads_at_80x24(make_app: Callable[..., Meshp
         tree = app.query_one("#lesson-tree", Tree)
         labels = [str(tree.get_node_at_line(i).label) for i in range(1, 6)]  # type: ignore[union-attr]
         # the learning path's first phase: its lessons in path order
-        assert labels[0].endswith("20 Service communication") and labels[1].endswith(
-            "01 Request routing"
+        assert labels[0].endswith("22 Setting up the mesh") and labels[1].endswith(
+            "20 Service communication"
         )
         assert all(len(label) <= tree.size.width for label in labels)
         for key in ("h", "r", "q"):  # every key of the footer is on screen, none cut

@@ -17,6 +17,7 @@ from tests.tui.pilot_helpers import wait_compare, wait_for, wait_loaded, wait_ru
 from tests.tui.test_pilot import text_of
 from tui.app import MeshplayApp
 from tui.topology_view import TopologyPane
+from tui.traces_view import TracesPane
 
 SIZES = pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
 
@@ -101,6 +102,8 @@ def test_traces_view(
     async def traces(pilot: Pilot[None]) -> None:
         await run_lesson(pilot)
         await pilot.press("5")
-        await pilot.pause()
+        pane = pilot.app.query_one(TracesPane)
+        await wait_for(pilot, lambda: pane.size.width > 0 and bool(pane.traces))
+        await pilot.pause()  # the waterfall redrawn at the pane's width
 
     assert snap_compare(make_app(), terminal_size=size, run_before=traces)

@@ -31,6 +31,7 @@ from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
 from mesh.runner import DriveContext
 from mesh.source import load_text
 from mesh.state import MeshState
+from mesh.topology import INGRESS_GATEWAY
 from sim.runner import _run, configure
 from sim.traffic import TrafficDriver
 from sim.world import World
@@ -38,6 +39,7 @@ from tests.cluster.kube.fake_api import FakeKube, Obj
 
 _OPERATOR = re.compile(r"%[A-Z_]+(?:\([^)]*\))?%")
 _MODELLED = {c.KIND for c in RESOURCE_KINDS}
+ISTIO_SYSTEM = "istio-system"
 
 
 def _iso(epoch: float) -> str:
@@ -145,8 +147,15 @@ class SimDataPlane:
                 workload = r.destination_workload
                 target = _first(pods, workload)
                 env_workload = workload
+            where = ns
+            if workload == INGRESS_GATEWAY:  # the gateway's own log, in istio-system
+                where, target = (
+                    ISTIO_SYSTEM,
+                    _first(_pods_by_workload(kube, ISTIO_SYSTEM), workload),
+                )
             if target:
-                kube.write_log(ns, target, "istio-proxy", render(r, at, env_workload, ns), at=t0)
+                line = render(r, at, env_workload, where)
+                kube.write_log(where, target, "istio-proxy", line, at=t0)
                 with self.lock:
                     self.logged.append(replace(r, start_time=at))
         if self.delay_s:
@@ -210,11 +219,15 @@ def _clean(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _pods_by_workload(kube: FakeKube, ns: str) -> dict[str, list[str]]:
+    """Pods by the Deployment that owns them; in istio-system, where the fake cluster's pods
+    have no owner, by their ``app`` label (``istio-ingressgateway``)."""
     out: dict[str, list[str]] = {}
     for o in kube.find("Pod", ns):
         owner = (o["metadata"].get("ownerReferences") or [{}])[0].get("name", "")
         if owner:
             out.setdefault(owner.rsplit("-", 1)[0], []).append(o["metadata"]["name"])
+        elif ns == ISTIO_SYSTEM and (app := (o["metadata"].get("labels") or {}).get("app")):
+            out.setdefault(app, []).append(o["metadata"]["name"])
     return {k: sorted(v) for k, v in out.items()}
 
 

@@ -80,3 +80,7 @@ def test_envoys_opentelemetry_tracer_exports_otlp_http_that_the_collector_reads(
         assert all(s["duration"] > 0 and s["timestamp"] > 1_700_000_000_000_000 for s in spans)
         assert all(s["tags"].get("http.status_code") == "200" for s in spans)
     assert sorted(len(s) for s in traces.values()) == sorted(requests.values())
+    # the access log names each request's trace (from its W3C traceparent), so `meshplay logs
+    # --trace` works with this provider too
+    by_request = {r.request_id: r.trace_id for r in run.steps[0].records}
+    assert set(by_request.values()) == set(traces)

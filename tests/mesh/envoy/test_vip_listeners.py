@@ -80,7 +80,9 @@ spec:
 """
 
 
-def test_a_cidr_tcp_entry_on_an_http_wildcard_port_leaves_the_http_listener_alone() -> None:
+def test_a_cidr_tcp_entry_on_an_http_wildcard_port_turns_it_into_a_sniffed_listener() -> None:
+    # istiod's TCP-over-HTTP merge: one 0.0.0.0_80 with the HCM chain (http/1.1, h2c) and the
+    # entry's prefix_ranges chain; other non-HTTP bytes take PassthroughFilterChain
     loaded = load_text(MESH + CIDR_ON_HTTP_PORT, "mesh.yaml")
     assert loaded.ok, [d.render() for d in loaded.errors]
     proxy = translate_proxy(loaded.resources, build_topology(loaded.resources), "client-0")
@@ -88,4 +90,12 @@ def test_a_cidr_tcp_entry_on_an_http_wildcard_port_leaves_the_http_listener_alon
     assert len(names) == len(set(names))
     http = proxy.listener("0.0.0.0_80")  # the ingress gateway's http2 port
     assert http is not None
-    assert "default_filter_chain" not in http
+    matches = [c["filter_chain_match"] for c in http["filter_chains"]]
+    assert {"prefix_ranges": [{"address_prefix": "192.0.2.0", "prefix_len": 24}]} in matches
+    assert {"application_protocols": ["http/1.1", "h2c"], "transport_protocol": "raw_buffer"} in (
+        matches
+    )
+    assert http["default_filter_chain"]["name"] == "PassthroughFilterChain"
+    assert [f["name"] for f in http["listener_filters"]] == [
+        "envoy.filters.listener.http_inspector"
+    ]
