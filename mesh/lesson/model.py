@@ -17,6 +17,7 @@ from mesh.app import App
 from mesh.diagnostics import Diagnostic
 from mesh.envoy_api.names import BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER
 from mesh.model.common import FrozenMap, Resource
+from mesh.model.multicluster import MeshCluster, NetworkLink
 from mesh.observe.panels import Panel
 from mesh.observe.rules import AlertRule
 
@@ -365,7 +366,12 @@ class BreakAction:
 
     YAML_KEYS: ClassVar[str] = "snake"
 
-    workload: str
+    workload: str = ""
+    """The Deployment name; empty with ``cluster``: every workload of that cluster."""
+    cluster: str = ""
+    """Only the pods placed in this cluster of a multi-cluster lesson (docs/multicluster.md)."""
+    down: bool = False
+    """Stop every selected pod (a whole cluster, or its east-west gateway, going away)."""
     latency_ms: float | None = None
     error_rate: float | None = None
     refuse: bool | None = None
@@ -477,6 +483,11 @@ class LessonSpec:
     """Files of resources installed with the mesh before the app starts (what ``istioctl
     install`` components add, e.g. an egress gateway): part of the app's starting state on every
     runner (the local runner starts their pods with the app's)."""
+    clusters: tuple[MeshCluster, ...] = ()
+    """Multi-cluster: the mesh's clusters and where the app's Deployments run
+    (docs/multicluster.md); empty for the usual single cluster."""
+    networks: tuple[NetworkLink, ...] = ()
+    """Multi-cluster: the latency between the clusters' networks."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
