@@ -117,7 +117,12 @@ def _describe(event: Event) -> str:
         ]
         if action.restore:
             knobs.append("restore")
-        parts.append(f"break {action.workload} {' '.join(knobs)}".rstrip())
+        if action.down:
+            knobs.append("down")
+        target = action.workload or "every workload"
+        if action.cluster:
+            target += f" in {action.cluster}"
+        parts.append(f"break {target} {' '.join(knobs)}".rstrip())
     return "; ".join(parts) or "nothing"
 
 

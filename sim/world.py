@@ -299,7 +299,12 @@ class World:
 
     def apply_break(self, action: BreakAction) -> None:
         """Slow, fail, refuse, kill or restore a workload's pods (the services' lesson knobs)."""
-        pods = [p for p in self.pods.values() if action.workload in (p.pod.workload, p.app)]
+        pods = [
+            p
+            for p in self.pods.values()
+            if (not action.workload or action.workload in (p.pod.workload, p.app))
+            and (not action.cluster or p.pod.cluster == action.cluster)
+        ]
         pods.sort(key=lambda p: p.name)
         for p in pods:
             if action.restore:
@@ -317,6 +322,9 @@ class World:
                 p.drop_trace_headers = action.drop_trace_headers
         if action.kill:
             for p in pods[: action.kill]:
+                p.dead = True
+        if action.down:
+            for p in pods:
                 p.dead = True
 
     # -- helpers ----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from mesh.lesson.model import (
     Selector,
     TrafficSpec,
 )
+from mesh.lesson.multicluster import check_breaks, declare_clusters
 from mesh.model.common import FrozenMap, Resource, SourceMap
 from mesh.model.gateway import ServiceEntry
 from mesh.model.kubernetes import Deployment, Service
@@ -193,6 +194,8 @@ def load_lesson(
         except DiagnosticError as exc:  # the app's own problems, at their own file:line
             diagnostics.extend(exc.diagnostics)
 
+    if loaded_app is not None:
+        loaded_app = declare_clusters(spec, loaded_app, source, folder.name, diagnostics)
     services = (
         {r.name for r in loaded_app.resources if isinstance(r, Service)}
         if loaded_app is not None
@@ -247,7 +250,14 @@ def load_lesson(
     for i, step in enumerate(spec.steps):
         if loaded_app is not None:
             _check_references(
-                step, i, source, folder.name, app=loaded_app, external=external, out=diagnostics
+                step,
+                i,
+                source,
+                folder.name,
+                app=loaded_app,
+                external=external,
+                out=diagnostics,
+                clusters=frozenset(c.name for c in spec.clusters),
             )
     rules = _load_rules(spec, folder, source, diagnostics, workspace)
     _check_alerts(spec, rules, source, folder.name, diagnostics)
@@ -530,6 +540,7 @@ def _check_references(
     app: App,
     external: set[str],
     out: list[Diagnostic],
+    clusters: frozenset[str] = frozenset(),
 ) -> None:
     """MPY4003: services, clients and workloads a step names must exist in the app (an edge may
     also end at a ServiceEntry host of the lesson's files, by its first label, as Istio's
@@ -598,10 +609,11 @@ def _check_references(
         for e, event in enumerate(step.events)
         for k, b in enumerate(event.break_)
     ]
-    for path, b in breaks:
-        if b.workload not in workloads:
-            report(
-                (*path, "workload"),
-                f'workload "{b.workload}" is not a Deployment of the app',
-                workloads,
-            )
+    check_breaks(
+        breaks,
+        clusters=set(clusters),
+        deployments=workloads,
+        source=source,
+        lesson=lesson,
+        out=out,
+    )

@@ -17,6 +17,7 @@ from mesh.app import App
 from mesh.diagnostics import Diagnostic
 from mesh.envoy_api.names import BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER
 from mesh.model.common import FrozenMap, Resource
+from mesh.model.multicluster import MeshCluster, NetworkLink
 from mesh.observe.rules import AlertRule
 
 __all__ = [
@@ -319,7 +320,12 @@ class BreakAction:
 
     YAML_KEYS: ClassVar[str] = "snake"
 
-    workload: str
+    workload: str = ""
+    """The Deployment name; empty with ``cluster``: every workload of that cluster."""
+    cluster: str = ""
+    """Only the pods placed in this cluster of a multi-cluster lesson (docs/multicluster.md)."""
+    down: bool = False
+    """Stop every selected pod (a whole cluster, or its east-west gateway, going away)."""
     latency_ms: float | None = None
     error_rate: float | None = None
     refuse: bool | None = None
@@ -425,6 +431,11 @@ class LessonSpec:
     """Prometheus rule files (relative to the lesson folder) whose alerts ``alert:``
     expectations name."""
     tracing: TracingSpec | None = None
+    clusters: tuple[MeshCluster, ...] = ()
+    """Multi-cluster: the mesh's clusters and where the app's Deployments run
+    (docs/multicluster.md); empty for the usual single cluster."""
+    networks: tuple[NetworkLink, ...] = ()
+    """Multi-cluster: the latency between the clusters' networks."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -32,6 +32,8 @@ from mesh.model.kubernetes import (
     ServiceSpec,
     TemplateMeta,
 )
+from mesh.model.multicluster import EASTWEST_GATEWAY, MultiCluster
+from mesh.topology.clusters import eastwest_gateway_resources, placed_labels, placements
 from mesh.topology.model import MeshConfig, MeshService, Pod, ProxyKind, Topology, Workload
 from mesh.topology.registry import entry_services, kube_service, service_vips
 
@@ -131,6 +133,14 @@ def build_topology(
         isinstance(r, Deployment) and r.name == INGRESS_GATEWAY for r in items
     ):
         items = [*istio_system_resources(), *items]
+    declared = [r for r in items if isinstance(r, MultiCluster)]
+    multicluster = declared[-1] if declared else None
+    if (
+        multicluster is not None
+        and multicluster.multi_network
+        and not any(isinstance(r, Deployment) and r.name == EASTWEST_GATEWAY for r in items)
+    ):
+        items = [*items, *eastwest_gateway_resources()]
     namespaces: dict[str, Mapping[str, str] | None] = {}
     for r in items:
         if isinstance(r, Namespace):
@@ -166,21 +176,32 @@ def build_topology(
         )
         workloads.append(w)
         ports = tuple(p.container_port for c in tmpl.spec.containers for p in c.ports)
-        for i in range(d.spec.replicas):
-            pods.append(
-                Pod(
-                    name=f"{d.name}-{i}",
-                    namespace=d.namespace,
-                    workload=d.name,
-                    labels=tmpl.metadata.labels,
-                    service_account=sa,
-                    address=pod_address(len(pods)),
-                    proxy=proxy,
-                    container_ports=ports,
-                    locality=tmpl.metadata.labels.get("topology.kubernetes.io/zone", ""),
-                    trust_domain=cfg.trust_domain,
-                )
+        index = 0
+        for where in placements(d, multicluster):
+            labels = (
+                tmpl.metadata.labels
+                if multicluster is None
+                else placed_labels(tmpl.metadata.labels, where)
             )
+            for _ in range(where.replicas):
+                pods.append(
+                    Pod(
+                        name=f"{d.name}-{index}",
+                        namespace=d.namespace,
+                        workload=d.name,
+                        labels=labels,
+                        service_account=sa,
+                        address=pod_address(len(pods)),
+                        proxy=proxy,
+                        container_ports=ports,
+                        locality=where.locality
+                        or tmpl.metadata.labels.get("topology.kubernetes.io/zone", ""),
+                        trust_domain=cfg.trust_domain,
+                        cluster=where.cluster,
+                        network=where.network,
+                    )
+                )
+                index += 1
 
     workloads_by_label: dict[tuple[str, str, str], list[Workload]] = defaultdict(list)
     for w in workloads:
@@ -202,4 +223,5 @@ def build_topology(
         workloads=tuple(workloads),
         pods=tuple(pods),
         namespaces=tuple(sorted(namespaces)),
+        multicluster=multicluster,
     )

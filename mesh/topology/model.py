@@ -13,6 +13,7 @@ from enum import StrEnum
 from mesh.model import Deployment, FrozenMap
 from mesh.model.gateway import ServiceEntryLocation, ServiceEntryResolution
 from mesh.model.kubernetes import Container
+from mesh.model.multicluster import DEFAULT_CLUSTER, EASTWEST_GATEWAY, MultiCluster
 from mesh.topology.protocol import Protocol
 
 __all__ = [
@@ -100,6 +101,10 @@ class Pod:
     container_ports: tuple[int, ...] = ()
     locality: str = ""
     trust_domain: str = "cluster.local"
+    cluster: str = DEFAULT_CLUSTER
+    """istiod's cluster ID of the cluster the pod runs in (multi-cluster: docs/multicluster.md)."""
+    network: str = ""
+    """The pod's ``topology.istio.io/network`` ("": the one network of a single cluster)."""
 
     @property
     def identity(self) -> str:
@@ -143,6 +148,8 @@ class Topology:
     workloads: tuple[Workload, ...]
     pods: tuple[Pod, ...]
     namespaces: tuple[str, ...]
+    multicluster: MultiCluster | None = None
+    """The clusters and networks, for a multi-cluster mesh (None: one cluster)."""
 
     # -- indexes, built once on first use (the registry is immutable) -------------------------
     @functools.cached_property
@@ -240,6 +247,16 @@ class Topology:
             for s in self._services_by_namespace.get(pod.namespace, ())
             if all(pod.labels.get(k) == v for k, v in s.selector.items())
         )
+
+    @functools.cached_property
+    def network_gateways(self) -> dict[str, tuple[Pod, ...]]:
+        """network -> its east-west gateway pods (empty unless the mesh spans networks)."""
+        out: dict[str, list[Pod]] = defaultdict(list)
+        if self.multicluster is not None and self.multicluster.multi_network:
+            for p in self.pods:
+                if p.workload == EASTWEST_GATEWAY and p.namespace == "istio-system":
+                    out[p.network].append(p)
+        return {k: tuple(v) for k, v in out.items()}
 
     def pod(self, name: str) -> Pod | None:
         """A pod by name."""
