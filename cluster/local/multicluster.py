@@ -88,6 +88,9 @@ class MultiClusterMesh(LocalMesh):
         self.stopped: set[str] = set()
         """Clusters a break took down as a whole."""
 
+    def __enter__(self) -> MultiClusterMesh:
+        return self
+
     # -- clusters ---------------------------------------------------------------------------
 
     def clusters(self) -> dict[str, list[PodProcesses]]:

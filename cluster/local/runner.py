@@ -25,6 +25,7 @@ from cluster.local.apps import unrunnable
 from cluster.local.envoy import ConfigRejectedError
 from cluster.local.gateway_tls import client_context
 from cluster.local.mesh import LocalMesh
+from cluster.local.multicluster import MultiClusterMesh
 from cluster.local.procs import terminate_on_signals
 from cluster.local.traffic import Target, drive
 from mesh.engine import LessonRunner
@@ -160,7 +161,10 @@ class LocalExecutor:
         else:
             workdir = self.workdir
         stack.enter_context(terminate_on_signals())
-        mesh = stack.enter_context(LocalMesh(workdir, seed=seed, behavior=lesson.app.behavior))
+        # a LocalMesh whose pods may be placed in several clusters (docs/multicluster.md)
+        mesh = stack.enter_context(
+            MultiClusterMesh(workdir, seed=seed, behavior=lesson.app.behavior)
+        )
         self._before_start(lesson, mesh)
         mesh.start(state.resources)
         self.mesh = mesh
