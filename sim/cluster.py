@@ -90,6 +90,8 @@ class ClusterRuntime:
     """Endpoints per locality (a locality's availability is its healthy share of these)."""
     retries_active: int = 0
     rr_next: int = 0
+    rr_credit: dict[str, int] = field(default_factory=dict)
+    """Weighted round robin's running credit per host (smooth weighted round robin)."""
     created: float = 0.0
     ejections_total: int = 0
     ejected_hosts: int = 0
@@ -317,6 +319,8 @@ class ClusterRuntime:
         n = len(hosts)
         if n == 1:
             return hosts[0]
+        if self.spec.weighted and policy in _WEIGHTED:
+            return self._pick_weighted(policy, hosts)
         if policy == "LEAST_REQUEST":  # lb.p2c, inlined
             rng = self.rng
             a = hosts[rng.randrange(n)]
@@ -338,6 +342,34 @@ class ClusterRuntime:
             )
             return hosts[i]
         return hosts[self.rng.randrange(n)]
+
+    def _pick_weighted(self, policy: str, hosts: list[HostState]) -> HostState:
+        """Hosts of unequal ``load_balancing_weight`` (e.g. an east-west gateway standing for
+        several remote pods): Envoy's weighted schedulers. ``ROUND_ROBIN`` is its earliest
+        deadline first over the weights (smooth: each host's share exact over a cycle);
+        ``LEAST_REQUEST`` weighs each host by ``weight / (active + 1)`` (Envoy's default
+        ``active_request_bias`` 1.0), drawn at random here; ``RANDOM`` by weight."""
+        if policy == "ROUND_ROBIN":
+            credit = self.rr_credit
+            total = 0
+            best = hosts[0]
+            for h in hosts:
+                credit[h.key] = credit.get(h.key, 0) + h.endpoint.weight
+                total += h.endpoint.weight
+                if credit[h.key] > credit[best.key]:
+                    best = h
+            credit[best.key] -= total
+            return best
+        if policy == "LEAST_REQUEST":
+            weights = [h.endpoint.weight / (h.active + 1) for h in hosts]
+        else:
+            weights = [float(h.endpoint.weight) for h in hosts]
+        r = self.rng.random() * sum(weights)
+        for h, w in zip(hosts, weights, strict=True):
+            if r < w:
+                return h
+            r -= w
+        return hosts[-1]
 
     @property
     def envoy_stats(self) -> dict[str, int]:
@@ -374,6 +406,10 @@ def _locality_sizes(spec: ClusterSpec) -> dict[str, int]:
         sizes[e.locality] = sizes.get(e.locality, 0) + 1
     return sizes
 
+
+_WEIGHTED = frozenset({"LEAST_REQUEST", "ROUND_ROBIN", "RANDOM"})
+"""The policies whose choice honours ``load_balancing_weight`` (hash policies place hosts on
+the ring/table instead)."""
 
 _REASONS = {
     "LEAST_REQUEST": "LEAST_REQUEST: two random hosts drawn, the one with fewer active requests kept",

@@ -21,6 +21,7 @@ from typing import Any
 
 from sim.cluster import ClusterRuntime, HostState
 from sim.connpool import ANSWER_LEG, LOCAL_LEG, ConnPool, Slot
+from sim.eastwest import deliver
 from sim.inbound import inbound
 from sim.lb import stable_hash
 from sim.matchers import split_path
@@ -161,17 +162,23 @@ def upstream(
         crt.cx_connect_fail += 1
         _finish(attempt, crt, host, reusable=False)
         return Response(503, (), "connection_failure", local_failure="connect")
-    resp: Response = yield from inbound(
-        world,
-        target,
-        req,
-        client=proxy.pod,
-        service_host=crt.spec.service_host,
-        attempt=attempt,
-        mtls=mtls,
-        port=ep.port,
-        alpn=crt.spec.alpn,
-    )
+    resp: Response
+    if world.topology.multicluster is not None:
+        resp = yield from deliver(
+            world, proxy, target, crt, req, attempt=attempt, mtls=mtls, port=ep.port
+        )
+    else:
+        resp = yield from inbound(
+            world,
+            target,
+            req,
+            client=proxy.pod,
+            service_host=crt.spec.service_host,
+            attempt=attempt,
+            mtls=mtls,
+            port=ep.port,
+            alpn=crt.spec.alpn,
+        )
     yield env.timeout(world.hop())
     if resp.local_failure == "connect":  # a sidecar-less app that closed its socket
         crt.cx_connect_fail += 1
@@ -188,11 +195,12 @@ def _fill(resp: Response, crt: ClusterRuntime, host: HostState | None, attempts:
     if host is not None:
         ep = host.endpoint
         resp.upstream_host = host.key
-        resp.workload = ep.workload
-        resp.namespace = ep.namespace
-        resp.app = ep.app
-        resp.version = ep.version
-        resp.principal = ep.identity
+        if ep.workload or not resp.workload:  # an east-west gateway: the server's own
+            resp.workload = ep.workload
+            resp.namespace = ep.namespace
+            resp.app = ep.app
+            resp.version = ep.version
+            resp.principal = ep.identity
     return resp
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mesh.envoy.endpoints import Endpoint, Locality, load_assignment
+from mesh.envoy.multicluster import split_horizon
 from mesh.envoy.policy import (
     ResolvedPolicy,
     circuit_breakers,
@@ -141,10 +142,12 @@ def outbound_clusters(
     addressing: Addressing,
     client_locality: Locality,
     peer_modes: PeerModes | None = None,
+    client: Pod | None = None,
 ) -> ClusterSet:
     """Every ``outbound|...`` cluster (and EDS assignment) for the services a proxy sees.
 
-    Without ``peer_modes`` every server is taken as PERMISSIVE (auto mTLS to every sidecar)."""
+    Without ``peer_modes`` every server is taken as PERMISSIVE (auto mTLS to every sidecar).
+    ``client`` (the proxy's pod) decides split-horizon EDS across networks."""
     clusters: list[dict[str, Any]] = []
     cla: list[dict[str, Any]] = []
     cfg = topology.config
@@ -189,6 +192,9 @@ def outbound_clusters(
                     addressing=addressing,
                     peer_modes=peer_modes,
                 )
+                endpoints = split_horizon(
+                    endpoints, client=client, topology=topology, addressing=addressing
+                )
                 resolution = service.resolution if service.from_service_entry else None
                 if resolution is ServiceEntryResolution.NONE or "*" in service.hostname:
                     cluster["type"] = "ORIGINAL_DST"
@@ -223,8 +229,10 @@ def outbound_clusters(
                             endpoints,
                             client=client_locality,
                             setting=locality_setting,
+                            # istiod applies distribute or failover, never both
                             failover=od is not None
-                            and (locality_setting is None or locality_setting.enabled is not False),
+                            and (locality_setting is None or locality_setting.enabled is not False)
+                            and not (locality_setting is not None and locality_setting.distribute),
                         )
                     )
                 tls = transport_socket(

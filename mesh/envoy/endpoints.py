@@ -20,6 +20,7 @@ from typing import Any
 from mesh.envoy_api.type_urls import TRANSPORT_SOCKET_MATCH
 from mesh.model import FrozenMap, MutualTLSMode
 from mesh.model.destination_rule import LocalityLoadBalancerSetting
+from mesh.model.multicluster import DEFAULT_CLUSTER
 from mesh.topology import Pod
 
 __all__ = [
@@ -81,6 +82,13 @@ class Endpoint:
     pod: str = ""
     sidecar: bool = False
     mtls_mode: MutualTLSMode = MutualTLSMode.PERMISSIVE
+    cluster_id: str = DEFAULT_CLUSTER
+    """The cluster the endpoint is in (istiod's cluster ID, last field of ``istio.workload``)."""
+    network: str = ""
+    """Its ``topology.istio.io/network`` ("" on a single network)."""
+    gateway_for: str = ""
+    """Multi-network: this endpoint is an east-west gateway standing for that network's pods
+    (split-horizon EDS, :mod:`mesh.envoy.multicluster`)."""
 
     @property
     def takes_mtls(self) -> bool:
@@ -109,6 +117,8 @@ class Endpoint:
             pod=pod.name,
             sidecar=sidecar,
             mtls_mode=mtls_mode,
+            cluster_id=pod.cluster,
+            network=pod.network,
         )
 
     def to_envoy(self) -> dict[str, Any]:
@@ -116,13 +126,15 @@ class Endpoint:
         app = self.labels.get("app", self.workload)
         version = self.labels.get("version", "")
         istio: dict[str, Any] = {
-            "workload": f"{self.workload};{self.namespace};{app};{version};Kubernetes",
+            "workload": f"{self.workload};{self.namespace};{app};{version};{self.cluster_id}",
             "labels": dict(sorted(self.labels.items())),
         }
         if self.identity:
             istio["identity"] = self.identity
         if self.pod:
             istio["pod"] = self.pod
+        if self.network:
+            istio["network"] = self.network
         metadata: dict[str, Any] = {"istio": istio}
         if self.takes_mtls:
             metadata[TRANSPORT_SOCKET_MATCH] = {"tlsMode": "istio"}

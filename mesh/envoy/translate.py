@@ -54,6 +54,7 @@ from mesh.envoy.listeners import (
     virtual_inbound,
     virtual_outbound,
 )
+from mesh.envoy.multicluster import is_eastwest_gateway
 from mesh.envoy.ports import Addressing, ListenerAddress, PortMap
 from mesh.envoy.registry import Registry
 from mesh.envoy.route_config import inbound_route_config, outbound_route_config
@@ -233,6 +234,7 @@ class _Translator:
             tuple(sorted(pod.labels.items())) if self._uses_source_labels else None,
             str(locality_of(pod.labels, pod.locality)),
             scope.outbound_policy,
+            (pod.network, is_eastwest_gateway(pod)),
         )
         cached = self._outbound.get(key)
         if cached is None:
@@ -251,6 +253,7 @@ class _Translator:
             addressing=self.addressing,
             client_locality=locality_of(pod.labels, pod.locality),
             peer_modes=self.peer_modes,
+            client=pod,
         )
         allow_any = scope.outbound_policy is OutboundTrafficPolicyMode.ALLOW_ANY
         by_port: dict[int, list[MeshService]] = {}

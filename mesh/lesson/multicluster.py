@@ -177,10 +177,12 @@ def declare_clusters(
                     lesson,
                 )
             )
+    # built, not read from a manifest: no file origin (nothing applies it to a cluster; it
+    # says which clusters there are)
     origin = source.position(("clusters",))
     declaration = replace(
         MultiCluster.of(spec.clusters, spec.networks),
-        source=SourceMap(origin, {(): origin}),
+        source=SourceMap.empty(f"<clusters: of {origin.file}:{origin.line}>"),
     )
     return replace(app, resources=(*app.resources, declaration))
 

@@ -283,20 +283,35 @@ def _routes(proxy: ProxyConfig) -> str:
 
 
 def _endpoints(proxy: ProxyConfig) -> str:
+    """istioctl's endpoint table; in a mesh that spans networks (endpoints carrying a
+    network), each endpoint's locality and network too: istioctl shows those only with ``-o
+    json`` (the locality of each host), where an east-west gateway's ``:15443`` endpoint stands
+    for the remote network's pods of its locality."""
     rows = []
+    networks = False
     for cla in proxy.endpoints:
         for group in cla.get("endpoints", []):
+            loc = group.get("locality") or {}
+            locality = "/".join(loc[k] for k in ("region", "zone", "sub_zone") if loc.get(k))
             for ep in group.get("lb_endpoints", []):
                 sock = ep["endpoint"]["address"]["socket_address"]
+                istio = ep.get("metadata", {}).get("filter_metadata", {}).get("istio", {})
+                network = str(istio.get("network", ""))
+                networks = networks or bool(network)
                 rows.append(
                     [
                         f"{sock['address']}:{sock['port_value']}",
                         ep.get("health_status", "HEALTHY"),
                         "OK",
                         cla["cluster_name"],
+                        locality or "-",
+                        network or "-",
                     ]
                 )
-    return format_table(["ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER"], rows)
+    headers = ["ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER", "LOCALITY", "NETWORK"]
+    if not networks:
+        headers, rows = headers[:4], [r[:4] for r in rows]
+    return format_table(headers, rows)
 
 
 _TABLES = {

@@ -135,6 +135,8 @@ class ClusterSpec:
     """Distinct endpoint priorities, best first."""
     locality_weighted: bool = False
     """``common_lb_config.locality_weighted_lb_config``: pick a locality by weight first."""
+    weighted: bool = False
+    """Its endpoints' ``load_balancing_weight`` differ (the LB then weighs them)."""
 
     def istio_mtls_to(self, ep: EndpointSpec) -> bool:
         """Whether this cluster reaches ``ep`` over Istio mTLS: always (DestinationRule
@@ -258,4 +260,5 @@ def compile_cluster(cluster: Mapping[str, Any], cla: Mapping[str, Any] | None) -
         max_requests_per_connection=int(common.get("max_requests_per_connection", 0)),
         priorities=tuple(sorted({e.priority for e in endpoints})) or (0,),
         locality_weighted="locality_weighted_lb_config" in lb_config,
+        weighted=len({e.weight for e in endpoints}) > 1,
     )

@@ -34,7 +34,7 @@ def test_runs_on_and_runs_here_are_separate_columns(
     header = out.splitlines()[0]
     assert header.split()[:6] == ["LESSON", "RUNS", "ON", "RUNS", "HERE", "PASSED"]
     table = rows(out)
-    assert len(table) == 21  # 16, observability (17-19), service communication (20), Sidecar scoping (21)
+    assert len(table) == 24  # 16, observability (17-19), service communication (20), Sidecar scoping (21), multi-cluster (24-26)
     # lesson 15 lists sim and kube; without a cluster only sim can run it here
     assert "sim, kube  " in table["15-network-policy"]
     assert table["15-network-policy"].split("sim, kube", 1)[1].split()[0] == "sim"

@@ -1,0 +1,100 @@
+"""The simulator across clusters (docs/multicluster.md): a request to another network goes to
+that network's east-west gateway, pays the declared latency there and back, and reaches a pod
+only through the gateway's AUTO_PASSTHROUGH chain; a gateway or cluster that is down is a
+connect failure (UF) for the caller; the server authenticates the remote client itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mesh.lesson import load_lesson
+from mesh.records import Reporter, RequestRecord
+from mesh.runner import RunOptions
+from sim import SimRunner
+
+APPS = Path(__file__).resolve().parents[2] / "lessons" / "apps"
+EXPOSE = """apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: cross-network-gateway, namespace: istio-system}
+spec:
+  selector: {istio: eastwestgateway}
+  servers:
+    - port: {number: 15443, name: tls, protocol: TLS}
+      tls: {mode: AUTO_PASSTHROUGH}
+      hosts: ["*.local"]
+"""
+
+
+def _run(tmp_path: Path, placement: str, steps: str) -> list[tuple[RequestRecord, ...]]:
+    """Run a helloworld lesson with curl in cluster1 (us-east, network1) and ``placement``
+    (cluster2's workloads: YAML) in cluster2 (us-west, network2); 30 ms each way between."""
+    folder = tmp_path / "mc"
+    (folder / "istio").mkdir(parents=True)
+    (folder / "istio" / "expose.yaml").write_text(EXPOSE)
+    (folder / "lesson.yaml").write_text(
+        f"""title: t
+app: helloworld
+clusters:
+  - {{name: cluster1, network: network1, locality: us-east/a, workloads: [curl, helloworld-v1]}}
+  - {{name: cluster2, network: network2, locality: us-west/a, workloads: {placement}}}
+networks:
+  - {{between: [network1, network2], latency: {{median: 30ms, p99: 31ms}}}}
+traffic: {{from: curl, to: helloworld, concurrency: 1, count: 400, duration_s: 100,
+           requests: [{{path: /hello}}]}}
+steps:
+{steps}
+"""
+    )
+    run = SimRunner().run(load_lesson(folder), RunOptions(seed=3))
+    return [s.records for s in run.steps]
+
+
+def _client(records: tuple[RequestRecord, ...]) -> list[RequestRecord]:
+    return [r for r in records if r.reporter is Reporter.SOURCE]
+
+
+def test_weights_latency_and_identity_across_the_east_west_gateway(tmp_path: Path) -> None:
+    """Three v2 pods behind the gateway (weight 3) against one local v1: 3/4 of the requests
+    cross; each crossing costs two 30 ms legs; the server sees curl's own principal."""
+    (records,) = _run(
+        tmp_path,
+        "[{name: helloworld-v2, replicas: 3}]",
+        "  - {name: s, apply: [istio/expose.yaml]}",
+    )
+    client = _client(records)
+    assert all(not r.response_flags for r in client)
+    remote = [r for r in client if r.destination_version == "v2"]
+    assert 0.68 <= len(remote) / len(client) <= 0.82
+    assert min(r.duration_ms for r in remote) >= 60
+    assert max(r.duration_ms for r in client if r.destination_version == "v1") < 30
+    servers = [
+        r for r in records if r.reporter is Reporter.DESTINATION and r.destination_version == "v2"
+    ]
+    assert servers and {r.source_principal for r in servers} == {
+        "spiffe://cluster.local/ns/sample/sa/curl"
+    }
+
+
+def test_no_gateway_listener_or_a_dead_gateway_is_a_connect_failure(tmp_path: Path) -> None:
+    """With v2 only in cluster2 and cluster1's v1 down: before the cross-network Gateway
+    exists, and when cluster2's east-west gateway is down, every attempt fails to connect."""
+    steps = """  - {name: no listener}
+  - {name: exposed, apply: [istio/expose.yaml]}
+  - {name: gateway down, break: [{workload: istio-eastwestgateway, cluster: cluster2, down: true}]}
+  - {name: gateway back, break: [{workload: istio-eastwestgateway, cluster: cluster2, restore: true}]}
+  - {name: cluster down, break: [{cluster: cluster2, down: true}]}"""
+    runs = _run(
+        tmp_path,
+        "[helloworld-v2]",
+        steps.replace(  # curl's own cluster runs helloworld-v1: take it away from the start
+            "  - {name: no listener}",
+            "  - {name: no listener, break: [{workload: helloworld-v1, cluster: cluster1, down: true}]}",
+        ),
+    )
+    flags = [{f for r in _client(records) for f in r.response_flags} for records in runs]
+    ok = [sum(1 for r in _client(records) if not r.response_flags) for records in runs]
+    assert "UF" in flags[0] and ok[0] == 0
+    assert ok[1] == len(_client(runs[1]))
+    assert "UF" in flags[2] and ok[2] == 0
+    assert ok[3] == len(_client(runs[3]))
+    assert "UF" in flags[4] and ok[4] == 0
