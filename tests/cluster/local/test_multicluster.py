@@ -12,7 +12,6 @@ gateway endpoint, retries cover the requests in between)."""
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import statistics
 import subprocess
@@ -41,11 +40,6 @@ from mesh.source.load import load_text
 
 pytestmark = pytest.mark.envoy
 
-needs_split_horizon = pytest.mark.xfail(
-    importlib.util.find_spec("mesh.envoy.multicluster") is None,
-    reason="the east-west path needs the translator's split-horizon EDS (branch mc)",
-    strict=True,
-)
 
 ONE_WAY_MS = 20.0
 CURL = "cluster.local/ns/sample/sa/curl"
@@ -155,7 +149,6 @@ def test_each_cluster_is_its_own_set_of_processes(mesh: MultiClusterMesh) -> Non
     assert all(pid_alive(pid) for pid in one | two)
 
 
-@needs_split_horizon
 def test_requests_reach_both_clusters_and_cluster2_through_its_eastwest_gateway(
     mesh: MultiClusterMesh,
 ) -> None:
@@ -234,7 +227,6 @@ def test_cross_network_requests_pay_the_declared_latency_each_way(
     assert 2 * ONE_WAY_MS - 3.0 <= added <= 2 * ONE_WAY_MS + 15.0, by_version
 
 
-@needs_split_horizon
 def test_stopping_cluster2s_eastwest_gateway_fails_over_to_cluster1(
     mesh: MultiClusterMesh,
 ) -> None:
