@@ -30,6 +30,7 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from cluster.local.apps import ROOT
@@ -40,10 +41,11 @@ from cluster.local.xds import ProxyResources
 from mesh.envoy import ProxyConfig
 from mesh.lesson import BreakAction
 from mesh.model.multicluster import EASTWEST_GATEWAY
+from mesh.records import Reporter, RequestRecord
 from mesh.runner import RunnerError
 from mesh.topology import ProxyKind, Topology
 
-__all__ = ["MultiClusterMesh", "link_name", "rewrite_endpoints"]
+__all__ = ["MultiClusterMesh", "link_name", "name_remote_servers", "rewrite_endpoints"]
 
 Json = dict[str, Any]
 
@@ -71,6 +73,42 @@ def rewrite_endpoints(assignments: Sequence[Json], via: dict[int, int]) -> list[
                     lbs.append(lb)
             groups.append({**group, "lb_endpoints": lbs})
         out.append({**cla, "endpoints": groups})
+    return out
+
+
+def name_remote_servers(records: Sequence[RequestRecord]) -> list[RequestRecord]:
+    """``records`` with each client-side record that went through an east-west gateway naming
+    the workload that answered, as Istio's peer metadata exchange does.
+
+    The client's endpoint was the remote network's gateway, whose EDS metadata names no
+    workload, so its access log says ``unknown``; a real sidecar learns the server's workload
+    from the ``x-envoy-peer-metadata`` response header the server's sidecar adds. Here the
+    server sidecar's own record of the same request (same ``x-request-id``; the last one when
+    retries tried several) supplies it."""
+    served: dict[str, RequestRecord] = {}
+    for r in records:
+        if r.reporter is Reporter.DESTINATION and r.request_id:
+            served[r.request_id] = r
+    out = []
+    for r in records:
+        server = served.get(r.request_id) if r.request_id else None
+        if (
+            r.reporter is Reporter.SOURCE
+            and r.destination_workload == RequestRecord.UNKNOWN
+            and server is not None
+            and server.destination_service == r.destination_service
+        ):
+            out.append(
+                replace(
+                    r,
+                    destination_workload=server.destination_workload,
+                    destination_namespace=server.destination_namespace,
+                    destination_version=server.destination_version,
+                    destination_app=server.destination_app,
+                )
+            )
+        else:
+            out.append(r)
     return out
 
 

@@ -25,7 +25,7 @@ from cluster.local.apps import unrunnable
 from cluster.local.envoy import ConfigRejectedError
 from cluster.local.gateway_tls import client_context
 from cluster.local.mesh import LocalMesh
-from cluster.local.multicluster import MultiClusterMesh
+from cluster.local.multicluster import MultiClusterMesh, name_remote_servers
 from cluster.local.procs import terminate_on_signals
 from cluster.local.traffic import Target, drive
 from mesh.engine import LessonRunner
@@ -240,7 +240,8 @@ class LocalExecutor:
         started = traffic_started - self.run_started
         events, self.events = tuple(self.events), []
         self._handed = time.time() - self.run_started
-        return StepTraffic(tuple(stream.records), started, report.wall_s, events)
+        records = name_remote_servers(stream.records)  # the peer metadata exchange
+        return StepTraffic(tuple(records), started, report.wall_s, events)
 
     def _timer(self, change: TimedChange, pending: list[TimedChange]) -> threading.Timer:
         timer = threading.Timer(change.at_s * self.time_scale, self._fire, args=(change, pending))
