@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from cluster.local.apps import ROOT
@@ -45,7 +46,13 @@ from mesh.records import Reporter, RequestRecord
 from mesh.runner import RunnerError
 from mesh.topology import ProxyKind, Topology
 
-__all__ = ["MultiClusterMesh", "link_name", "name_remote_servers", "rewrite_endpoints"]
+__all__ = [
+    "MultiClusterMesh",
+    "link_name",
+    "name_remote_servers",
+    "rewrite_endpoints",
+    "tag_cluster",
+]
 
 Json = dict[str, Any]
 
@@ -77,39 +84,57 @@ def rewrite_endpoints(assignments: Sequence[Json], via: dict[int, int]) -> list[
 
 
 def name_remote_servers(records: Sequence[RequestRecord]) -> list[RequestRecord]:
-    """``records`` with each client-side record that went through an east-west gateway naming
-    the workload that answered, as Istio's peer metadata exchange does.
+    """``records`` with each client-side record naming the workload (and cluster) that
+    answered, and each server-side record the client's cluster, as Istio's peer metadata
+    exchange tells both sidecars.
 
-    The client's endpoint was the remote network's gateway, whose EDS metadata names no
-    workload, so its access log says ``unknown``; a real sidecar learns the server's workload
-    from the ``x-envoy-peer-metadata`` response header the server's sidecar adds. Here the
-    server sidecar's own record of the same request (same ``x-request-id``; the last one when
-    retries tried several) supplies it."""
+    The client's endpoint for another network is that network's east-west gateway, whose EDS
+    metadata names no workload, so its access log says ``unknown``; a real sidecar learns the
+    server's workload from the ``x-envoy-peer-metadata`` response header the server's sidecar
+    adds (and the server the client's from the request's). Here the other sidecar's record of
+    the same request (same ``x-request-id``; the last one when retries tried several) supplies
+    it."""
     served: dict[str, RequestRecord] = {}
+    sent: dict[str, RequestRecord] = {}
     for r in records:
-        if r.reporter is Reporter.DESTINATION and r.request_id:
-            served[r.request_id] = r
-    out = []
-    for r in records:
-        server = served.get(r.request_id) if r.request_id else None
-        if (
-            r.reporter is Reporter.SOURCE
-            and r.destination_workload == RequestRecord.UNKNOWN
-            and server is not None
-            and server.destination_service == r.destination_service
+        if r.request_id:
+            (served if r.reporter is Reporter.DESTINATION else sent)[r.request_id] = r
+    return [_exchanged(r, served, sent) for r in records]
+
+
+def _exchanged(
+    r: RequestRecord, served: dict[str, RequestRecord], sent: dict[str, RequestRecord]
+) -> RequestRecord:
+    server = served.get(r.request_id) if r.request_id else None
+    client = sent.get(r.request_id) if r.request_id else None
+    if r.reporter is Reporter.SOURCE and server is not None:
+        named = r
+        if r.destination_workload == RequestRecord.UNKNOWN and (
+            server.destination_service == r.destination_service
         ):
-            out.append(
-                replace(
-                    r,
-                    destination_workload=server.destination_workload,
-                    destination_namespace=server.destination_namespace,
-                    destination_version=server.destination_version,
-                    destination_app=server.destination_app,
-                )
+            named = replace(
+                r,
+                destination_workload=server.destination_workload,
+                destination_namespace=server.destination_namespace,
+                destination_version=server.destination_version,
+                destination_app=server.destination_app,
             )
-        else:
-            out.append(r)
-    return out
+        cluster = r.destination_cluster or server.destination_cluster
+        return replace(named, destination_cluster=cluster)
+    if r.reporter is Reporter.DESTINATION and client is not None:
+        return replace(r, source_cluster=r.source_cluster or client.source_cluster)
+    return r
+
+
+def tag_cluster(records: Sequence[RequestRecord], cluster: str) -> list[RequestRecord]:
+    """Records one proxy logged, tagged with that proxy's cluster: the client's cluster on a
+    client-side record, the server's on a server-side one."""
+    return [
+        replace(r, source_cluster=cluster)
+        if r.reporter is Reporter.SOURCE
+        else replace(r, destination_cluster=cluster)
+        for r in records
+    ]
 
 
 class MultiClusterMesh(LocalMesh):
@@ -138,6 +163,16 @@ class MultiClusterMesh(LocalMesh):
             pp = self.pods[name]
             out.setdefault(pp.pod.cluster, []).append(pp)
         return out
+
+    def log_clusters(self) -> dict[Path, str]:
+        """Each proxy's access log -> its cluster (empty for a mesh of one cluster)."""
+        if not self.links:
+            return {}
+        return {
+            self.access_log(name): pp.pod.cluster
+            for name, pp in self.pods.items()
+            if pp.proxy is not None
+        }
 
     def cluster_of(self, pod: str) -> str:
         """The cluster a pod runs in."""

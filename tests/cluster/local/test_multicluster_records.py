@@ -4,7 +4,7 @@ link ports, and a client record through an east-west gateway naming the server t
 
 from __future__ import annotations
 
-from cluster.local.multicluster import name_remote_servers, rewrite_endpoints
+from cluster.local.multicluster import name_remote_servers, rewrite_endpoints, tag_cluster
 from mesh.records import Reporter, RequestRecord
 
 
@@ -80,4 +80,15 @@ def test_a_client_record_through_the_gateway_names_the_server_that_answered() ->
         ("helloworld-v1", "v1"),
         ("helloworld-v1", "v1"),
         ("unknown", "unknown"),
+    ]
+
+
+def test_each_record_says_which_cluster_each_end_is_in() -> None:
+    """Each proxy tags its own side (the log it wrote); the exchange fills in the other."""
+    client = tag_cluster([_record(Reporter.SOURCE, "a", "unknown", "unknown")], "cluster2")
+    server = tag_cluster([_record(Reporter.DESTINATION, "a", "helloworld-v1", "v1")], "cluster1")
+    named = name_remote_servers([*client, *server])
+    assert [(r.source_cluster, r.destination_cluster) for r in named] == [
+        ("cluster2", "cluster1"),
+        ("cluster2", "cluster1"),
     ]
