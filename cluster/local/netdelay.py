@@ -8,7 +8,9 @@ qdisc kind is unknown"), and the local runner's only traffic target is 127.0.0.1
 network is a process instead: :class:`DelayHop` listens on 127.0.0.1 ports and forwards each
 connection to its route's target, delivering every chunk it reads ``delay`` later, in order, in both
 directions (a one-way delay, as netem's ``delay`` is: a request/response exchange pays it twice,
-as does each TLS handshake flight).
+as does each TLS handshake flight). A new connection also pays the TCP handshake's round trip:
+the kernel accepts the client's connect at once, so the hop holds the first bytes each way
+back as long as the SYN and SYN-ACK would have taken.
 
 It is bounded: at most :attr:`DelayHop.max_connections` connections at once (more are closed
 on accept), at most ``max_buffered`` bytes in flight per direction (reading pauses until the
@@ -66,9 +68,14 @@ class DelayHop:
     connections: int = 0
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_s: float
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        delay_s: float,
+        not_before: float = 0.0,
     ) -> None:
-        """Copy ``reader`` to ``writer``, each chunk written ``delay_s`` after it was read."""
+        """Copy ``reader`` to ``writer``, each chunk written ``delay_s`` after it was read, and
+        none before ``not_before`` (loop time)."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
         room = asyncio.Semaphore(max(1, self.max_buffered // _CHUNK))
         loop = asyncio.get_running_loop()
@@ -93,7 +100,7 @@ class DelayHop:
             while True:
                 await room.acquire()
                 data = await reader.read(_CHUNK)
-                await queue.put((loop.time() + delay_s, data))
+                await queue.put((max(loop.time() + delay_s, not_before), data))
                 if not data:
                     break
             await sender
@@ -113,6 +120,7 @@ class DelayHop:
             writer.close()
             return
         self.connections += 1
+        accepted = asyncio.get_running_loop().time()
         try:
             _no_delay(writer)
             try:
@@ -124,8 +132,11 @@ class DelayHop:
             _no_delay(up_writer)
             try:
                 await asyncio.gather(
-                    self._pump(reader, up_writer, route.delay_s),
-                    self._pump(up_reader, writer, route.delay_s),
+                    # the kernel completed the client's connect at once; on a real link the
+                    # SYN and SYN-ACK take a round trip first, so the client's first bytes
+                    # arrive 3 delays after it connected, the server's first 2 delays after
+                    self._pump(reader, up_writer, route.delay_s, accepted + 3 * route.delay_s),
+                    self._pump(up_reader, writer, route.delay_s, accepted + 2 * route.delay_s),
                 )
             finally:
                 up_writer.close()
@@ -179,8 +190,8 @@ def hop_argv(python: str, routes: Sequence[Route]) -> list[str]:
 def measure_rtt_ms(port: int, count: int = 20, host: str = "127.0.0.1") -> float:
     """Median time of a TCP connect plus a whole answer from ``host:port`` (whatever the
     server answers to a one-line HTTP request, read to its close), in milliseconds; bounded by ``count`` and a
-    2 s timeout per try. Through a hop of one-way delay ``d`` this is about ``2 d`` more than
-    direct (the request waits ``d``, the answer ``d``)."""
+    2 s timeout per try. Through a hop of one-way delay ``d`` this is about ``4 d`` more than
+    direct: the TCP handshake's round trip, then the request's ``d`` and the answer's ``d``."""
     samples: list[float] = []
     for _ in range(count):
         began = time.perf_counter()
