@@ -17,7 +17,8 @@ What a multi-primary, multi-network Istio install is, done by hand:
 * **The network between clusters.** Every connection a proxy of cluster A makes to a process
   of cluster B (B's east-west gateway, or B's pods when both share a network) goes through A's
   *link*: one :mod:`cluster.local.netdelay` process whose routes forward each of B's ports with
-  the declared one-way latency of the two networks (``networks[].latency``). The proxy's
+  the declared one-way latency of the two networks (``networks[].latency``: lognormal between
+  its median and p99, seeded by the run's seed). The proxy's
   endpoints are rewritten to the link's ports; nothing else changes.
 * **Clusters as process sets.** :meth:`MultiClusterMesh.cluster_pids` lists a cluster's PIDs;
   a ``break`` naming a ``cluster`` (and ``down: true``) stops all its pods, or only its
@@ -218,22 +219,23 @@ class MultiClusterMesh(LocalMesh):
         names = sorted({p.pod.cluster for p in self.pods.values()})
         if mc is None or len(names) < 2:
             return
-        wanted: dict[str, list[tuple[int, float]]] = {}
+        wanted: dict[str, list[tuple[int, float, float]]] = {}
         for source in names:
             here = mc.cluster(source)
             network = here.network if here is not None else ""
             for pp, port in self._targets(source):
                 latency = mc.latency(network, pp.pod.network)
-                delay = latency.median.seconds if latency is not None else 0.0
-                wanted.setdefault(source, []).append((port, delay))
+                median = latency.median.seconds if latency is not None else 0.0
+                p99 = latency.p99.seconds if latency is not None and latency.p99 else 0.0
+                wanted.setdefault(source, []).append((port, median, p99))
         listen = iter(free_ports(sum(len(v) for v in wanted.values())))
         for source, targets in wanted.items():
-            routes = tuple(Route(next(listen), port, delay) for port, delay in targets)
+            routes = tuple(Route(next(listen), port, m, p99) for port, m, p99 in targets)
             self.links[source] = routes
             self.via[source] = {r.target_port: r.listen_port for r in routes}
             self.supervisor.start(
                 link_name(source),
-                hop_argv(sys.executable, routes),
+                hop_argv(sys.executable, routes, seed=self.seed),
                 env={"PYTHONPATH": str(ROOT)},
                 cwd=ROOT,
             )

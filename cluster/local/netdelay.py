@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
+import random
 import signal
 import socket
 import statistics
@@ -36,6 +38,8 @@ from dataclasses import dataclass
 __all__ = ["DelayHop", "Route", "hop_argv", "main", "measure_rtt_ms", "serve"]
 
 _CHUNK = 64 * 1024
+_Z99 = 2.3263478740408408
+"""The standard normal's 99th percentile."""
 
 
 def _no_delay(writer: asyncio.StreamWriter) -> None:
@@ -54,6 +58,16 @@ class Route:
     listen_port: int
     target_port: int
     delay_s: float
+    """The one-way delay's median."""
+    p99_s: float = 0.0
+    """Its 99th percentile: each chunk's delay is lognormal between the two (0: fixed)."""
+
+    def sample(self, rng: random.Random) -> float:
+        """One chunk's delay: lognormal with this median and p99, as the sim's link latency."""
+        if self.p99_s <= self.delay_s or self.delay_s <= 0:
+            return self.delay_s
+        sigma = math.log(self.p99_s / self.delay_s) / _Z99
+        return self.delay_s * math.exp(sigma * rng.gauss(0.0, 1.0))
 
 
 @dataclass
@@ -65,17 +79,22 @@ class DelayHop:
     host: str = "127.0.0.1"
     max_connections: int = 256
     max_buffered: int = 1 << 20
+    seed: int = 1
+    """Seeds each connection's delays (with the route's port and the connection's number)."""
     connections: int = 0
+    accepted: int = 0
 
     async def _pump(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        delay_s: float,
+        route: Route,
+        rng: random.Random,
         not_before: float = 0.0,
     ) -> None:
-        """Copy ``reader`` to ``writer``, each chunk written ``delay_s`` after it was read, and
-        none before ``not_before`` (loop time)."""
+        """Copy ``reader`` to ``writer``, each chunk written a sampled delay after it was read,
+        in order (never before the chunk ahead of it), and none before ``not_before``."""
+        delay_s = route.delay_s
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
         room = asyncio.Semaphore(max(1, self.max_buffered // _CHUNK))
         loop = asyncio.get_running_loop()
@@ -100,7 +119,8 @@ class DelayHop:
             while True:
                 await room.acquire()
                 data = await reader.read(_CHUNK)
-                await queue.put((max(loop.time() + delay_s, not_before), data))
+                not_before = max(loop.time() + route.sample(rng), not_before)
+                await queue.put((not_before, data))
                 if not data:
                     break
             await sender
@@ -109,7 +129,7 @@ class DelayHop:
         finally:
             if not sender.done():
                 # a reset: end the other direction too, after the bytes already in flight
-                queue.put_nowait((loop.time() + delay_s, b""))
+                queue.put_nowait((max(loop.time() + delay_s, not_before), b""))
                 with contextlib.suppress(OSError, TimeoutError, asyncio.CancelledError):
                     await asyncio.wait_for(sender, timeout=delay_s + 5.0)
 
@@ -120,7 +140,9 @@ class DelayHop:
             writer.close()
             return
         self.connections += 1
+        self.accepted += 1
         accepted = asyncio.get_running_loop().time()
+        rng = random.Random(f"{self.seed}:{route.listen_port}:{self.accepted}")
         try:
             _no_delay(writer)
             try:
@@ -135,8 +157,8 @@ class DelayHop:
                     # the kernel completed the client's connect at once; on a real link the
                     # SYN and SYN-ACK take a round trip first, so the client's first bytes
                     # arrive 3 delays after it connected, the server's first 2 delays after
-                    self._pump(reader, up_writer, route.delay_s, accepted + 3 * route.delay_s),
-                    self._pump(up_reader, writer, route.delay_s, accepted + 2 * route.delay_s),
+                    self._pump(reader, up_writer, route, rng, accepted + 3 * route.delay_s),
+                    self._pump(up_reader, writer, route, rng, accepted + 2 * route.delay_s),
                 )
             finally:
                 up_writer.close()
@@ -179,11 +201,12 @@ def serve(hop: DelayHop) -> None:
     asyncio.run(body())
 
 
-def hop_argv(python: str, routes: Sequence[Route]) -> list[str]:
+def hop_argv(python: str, routes: Sequence[Route], seed: int = 1) -> list[str]:
     """The command that runs a hop serving ``routes`` as its own process."""
-    argv = [python, "-m", "cluster.local.netdelay"]
+    argv = [python, "-m", "cluster.local.netdelay", "--seed", str(seed)]
     for r in routes:
-        argv += ["--route", f"{r.listen_port}:{r.target_port}:{r.delay_s * 1000.0:g}"]
+        ms = f"{r.delay_s * 1000.0:g}:{r.p99_s * 1000.0:g}"
+        argv += ["--route", f"{r.listen_port}:{r.target_port}:{ms}"]
     return argv
 
 
@@ -204,18 +227,20 @@ def measure_rtt_ms(port: int, count: int = 20, host: str = "127.0.0.1") -> float
 
 
 def _route(text: str) -> Route:
-    listen, target, delay_ms = text.split(":")
-    return Route(int(listen), int(target), float(delay_ms) / 1000.0)
+    listen, target, delay_ms, *p99_ms = text.split(":")
+    p99 = float(p99_ms[0]) / 1000.0 if p99_ms else 0.0
+    return Route(int(listen), int(target), float(delay_ms) / 1000.0, p99)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m cluster.local.netdelay --route LISTEN:TARGET:DELAY_MS ...`` (ports on
-    127.0.0.1, one-way delay in milliseconds)."""
+    """``python -m cluster.local.netdelay [--seed N] --route LISTEN:TARGET:MEDIAN_MS[:P99_MS]
+    ...`` (ports on 127.0.0.1, one-way delay in milliseconds)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--route", type=_route, action="append", required=True,
-                        help="LISTEN_PORT:TARGET_PORT:ONE_WAY_DELAY_MS, both ports on 127.0.0.1")  # fmt: skip
+                        help="LISTEN_PORT:TARGET_PORT:MEDIAN_MS[:P99_MS], ports on 127.0.0.1")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    serve(DelayHop(tuple(args.route)))
+    serve(DelayHop(tuple(args.route), seed=args.seed))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ down."""
 
 from __future__ import annotations
 
+import random
 import socket
 import sys
 import threading
@@ -112,3 +113,14 @@ def test_a_down_target_closes_the_clients_connection(sup: Supervisor) -> None:
         conn.sendall(b"hello")
         assert conn.recv(10) == b""
     sup.stop("hop-down")
+
+
+def test_a_declared_p99_spreads_each_chunks_delay_lognormally() -> None:
+    """``latency: {median: 10ms, p99: 30ms}``: half the chunks wait less than 10 ms, one in a
+    hundred more than 30 ms (the sim's link latency has the same shape)."""
+    route = Route(1, 2, 0.010, 0.030)
+    rng = random.Random(7)
+    samples = sorted(route.sample(rng) for _ in range(20_000))
+    assert abs(samples[10_000] - 0.010) < 0.0004
+    assert abs(samples[19_800] - 0.030) < 0.0025
+    assert Route(1, 2, 0.010).sample(rng) == 0.010  # no p99: a fixed delay
