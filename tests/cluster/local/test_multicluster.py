@@ -252,3 +252,29 @@ def test_stopping_cluster2s_eastwest_gateway_fails_over_to_cluster1(
         rf"^cluster\.outbound\|5000\|\|{HOST}\.outlier_detection\.ejections_enforced_total$"
     )
     assert sum(ejected.values()) >= 1
+
+
+def test_clusters_on_one_network_reach_each_others_pods_directly(tmp_path: Path) -> None:
+    """Same network: no east-west gateway; curl's sidecar connects to v2's sidecar in cluster2
+    itself (through the link, paying the latency declared for the network with itself)."""
+    app = load_app(ROOT / "lessons" / "apps" / "helloworld")
+    flat = MultiCluster.of(
+        (
+            MeshCluster(name="cluster1", network="net", workloads=("curl", "helloworld-v1")),
+            MeshCluster(name="cluster2", network="net", workloads=("helloworld-v2",)),
+        ),
+        (NetworkLink(between=("net", "net"), latency=Latency(median=Duration(0.015))),),
+    )
+    with MultiClusterMesh(tmp_path / "flat", behavior=app.behavior) as mesh:
+        mesh.start([*app.resources, flat], timeout_s=120.0)
+        assert mesh.eastwest_gateway("cluster2") is None
+        records = _send(mesh, 40)
+        served = _served_by(records)
+        assert {r.destination_version for r in served.values()} == {"v1", "v2"}
+        v2 = mesh.pods_of("helloworld-v2")[0]
+        link_port = mesh.via["cluster1"][v2.ports.inbound[5000]]
+        sources = {r.request_id: r for r in records if r.reporter is Reporter.SOURCE}
+        to_v2 = [sources[i] for i, r in served.items() if r.destination_version == "v2"]
+        assert {r.upstream_host for r in to_v2} == {f"127.0.0.1:{link_port}"}
+        assert set(mesh.log_clusters().values()) == {"cluster1", "cluster2"}
+        assert statistics.median(r.duration_ms for r in to_v2) >= 30.0
