@@ -221,7 +221,7 @@ def _watch_handover(fd: int) -> None:
 def _run(args: argparse.Namespace) -> int:
     if not args.foreground:
         return _detach(args)
-    from cluster.local.mesh import LocalMesh
+    from cluster.local.multicluster import MultiClusterMesh
     from cluster.local.procs import terminate_on_signals
     from cluster.local.state import MeshStateFile, state_dir
 
@@ -234,7 +234,7 @@ def _run(args: argparse.Namespace) -> int:
         print(render(exc.diagnostics), file=sys.stderr)
         return 2
     workdir = state_dir() / "local-run"
-    mesh = LocalMesh(workdir, seed=args.seed, behavior=behavior)
+    mesh = MultiClusterMesh(workdir, seed=args.seed, behavior=behavior)  # LocalMesh unless clusters:
     monitoring_file = state_dir() / "monitoring.json"
     try:
         with terminate_on_signals():
