@@ -234,7 +234,8 @@ def _run(args: argparse.Namespace) -> int:
         print(render(exc.diagnostics), file=sys.stderr)
         return 2
     workdir = state_dir() / "local-run"
-    mesh = MultiClusterMesh(workdir, seed=args.seed, behavior=behavior)  # LocalMesh unless clusters:
+    # a LocalMesh unless the lesson declares clusters (docs/multicluster.md)
+    mesh = MultiClusterMesh(workdir, seed=args.seed, behavior=behavior)
     monitoring_file = state_dir() / "monitoring.json"
     try:
         with terminate_on_signals():
