@@ -275,8 +275,10 @@ class MultiClusterMesh(LocalMesh):
             for p in pods:
                 if p.app:
                     self.set_knobs(p, dict(RESET_KNOBS))
-            if not action.workload:
+            if not action.workload and action.cluster in self.stopped:
                 self.stopped.discard(action.cluster)
+                if link_name(action.cluster) in self.supervisor.procs:
+                    self.supervisor.restart(link_name(action.cluster))
         knobs: dict[str, Any] = dict(action.knobs)
         if knobs:
             for p in pods:
@@ -286,8 +288,10 @@ class MultiClusterMesh(LocalMesh):
         doomed = doomed if action.down else doomed[: action.kill or 0]
         for p in doomed:
             self._stop_pod(p)
-        if action.down and not action.workload:
+        if action.down and not action.workload and action.cluster:
+            # the whole cluster: its link to the others goes too
             self.stopped.add(action.cluster)
+            self.supervisor.stop(link_name(action.cluster))
 
     def _stop_pod(self, p: PodProcesses) -> None:
         """Stop a pod's processes by PID; it stays down (the kubelet leaves dead pods alone)."""

@@ -31,7 +31,7 @@ from cluster.local.procs import pid_alive
 from cluster.local.traffic import Target, drive
 from mesh.app import load_app
 from mesh.envoy.bootstrap import bootstrap
-from mesh.lesson import RequestSpec, TrafficSpec
+from mesh.lesson import BreakAction, RequestSpec, TrafficSpec
 from mesh.model import Resource
 from mesh.model.common import Duration
 from mesh.model.multicluster import Latency, MeshCluster, MultiCluster, NetworkLink
@@ -252,6 +252,23 @@ def test_stopping_cluster2s_eastwest_gateway_fails_over_to_cluster1(
         rf"^cluster\.outbound\|5000\|\|{HOST}\.outlier_detection\.ejections_enforced_total$"
     )
     assert sum(ejected.values()) >= 1
+
+
+def test_a_whole_cluster_stops_by_pid_and_comes_back(mesh: MultiClusterMesh) -> None:
+    """(After the gateway test.) ``cluster2`` down: every process of it, its link included,
+    is gone and cluster1 keeps answering; ``restore`` of the cluster starts every stopped pod
+    of it again (the east-west gateway the previous test stopped too) and its link."""
+    before = mesh.cluster_pids("cluster2")
+    assert before
+    mesh.stop_cluster("cluster2")
+    assert mesh.cluster_pids("cluster2") == []
+    assert not any(pid_alive(pid) for pid in before)
+    sources = [r for r in _send(mesh, 20) if r.reporter is Reporter.SOURCE]
+    assert len(sources) == 20 and all(r.ok for r in sources)
+    mesh.break_workload(BreakAction(cluster="cluster2", restore=True))
+    after = mesh.cluster_pids("cluster2")
+    assert len(after) == 4  # v2's app and Envoy, the east-west gateway's Envoy, the link
+    assert all(pid_alive(pid) for pid in after)
 
 
 def test_clusters_on_one_network_reach_each_others_pods_directly(tmp_path: Path) -> None:
