@@ -287,6 +287,8 @@ class ClusterRuntime:
             if not avoid or h.key not in avoid:
                 break
         reason = _REASONS.get(policy, policy)
+        if self.spec.weighted and policy in _WEIGHTED:
+            reason = _WEIGHTED_REASONS[policy]
         if panic:
             reason += " (panic: fewer healthy hosts than the panic threshold, all hosts used)"
         return Pick(h, reason, panic)
@@ -410,6 +412,12 @@ def _locality_sizes(spec: ClusterSpec) -> dict[str, int]:
 _WEIGHTED = frozenset({"LEAST_REQUEST", "ROUND_ROBIN", "RANDOM"})
 """The policies whose choice honours ``load_balancing_weight`` (hash policies place hosts on
 the ring/table instead)."""
+
+_WEIGHTED_REASONS = {
+    "LEAST_REQUEST": "LEAST_REQUEST over unequal weights: drawn by weight / (active requests + 1)",
+    "ROUND_ROBIN": "ROUND_ROBIN over unequal weights: smooth weighted round robin",
+    "RANDOM": "RANDOM over unequal weights: drawn by weight",
+}
 
 _REASONS = {
     "LEAST_REQUEST": "LEAST_REQUEST: two random hosts drawn, the one with fewer active requests kept",

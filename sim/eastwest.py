@@ -88,6 +88,8 @@ def deliver(
     server = target
     if target.pod.workload == EASTWEST_GATEWAY and target.pod.namespace == "istio-system":
         found = _through_gateway(world, target, crt, mtls, port)
+        if req.trace is not None:
+            req.trace.add(env.now, target.pod.name, _narrate(found, target, crt, there))
         if isinstance(found, Response):
             if there:
                 yield env.timeout(cross_delay(world, target.pod, client))
@@ -116,6 +118,18 @@ def deliver(
     if back:
         yield env.timeout(back)
     return resp
+
+
+def _narrate(
+    found: Response | tuple[PodRuntime, int], gateway: PodRuntime, crt: ClusterRuntime, there: float
+) -> str:
+    """The gateway hop in words, for ``meshplay explain``."""
+    crossing = f" after {there * 1000:.1f} ms across networks" if there else ""
+    head = f"east-west gateway ({gateway.pod.network}){crossing}: SNI {_sni(crt)}"
+    if isinstance(found, Response):
+        return head + " -> no pod reached: the client's connection fails (UF)"
+    server, port = found
+    return head + f" -> AUTO_PASSTHROUGH tcp_proxy to {server.pod.name}:{port} (TLS not terminated)"
 
 
 def _through_gateway(

@@ -257,7 +257,8 @@ def route_request(
                 env.now,
                 where,
                 f"attempt {attempts}: endpoint {host.endpoint.host} "
-                f"({host.endpoint.pod or host.endpoint.workload}) by {pick.reason}",
+                f"({host.endpoint.pod or host.endpoint.workload or 'a gateway, no pod'}) "
+                f"by {pick.reason}",
             )
         now = env.now
         end = deadline if per_try <= 0 else min(deadline, now + per_try)

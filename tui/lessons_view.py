@@ -78,7 +78,8 @@ def lesson_markdown(lesson: Lesson, passed_on: tuple[str, ...], show_hints: bool
         for ref in step.delete:
             parts += ["", f"`kubectl delete {'-f ' if ref.endswith('.yaml') else ''}{ref}`"]
         for b in step.break_:
-            parts += ["", f"breaks `{b.workload}`"]
+            where = f" in {b.cluster}" if b.cluster else ""
+            parts += ["", f"breaks `{b.workload or 'every workload'}`{where}"]
         if step.expect:
             parts += ["", "Expectations:", ""]
             parts += [f"- `{e.describe()}`" + (f" — {e.why}" if e.why else "") for e in step.expect]

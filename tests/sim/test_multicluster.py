@@ -5,12 +5,17 @@ connect failure (UF) for the caller; the server authenticates the remote client 
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
+
+import simpy
 
 from mesh.lesson import load_lesson
 from mesh.records import Reporter, RequestRecord
 from mesh.runner import RunOptions
 from sim import SimRunner
+from sim.cluster import ClusterRuntime
+from sim.xds.clusters import compile_cluster
 
 APPS = Path(__file__).resolve().parents[2] / "lessons" / "apps"
 EXPOSE = """apiVersion: networking.istio.io/v1
@@ -98,3 +103,39 @@ def test_no_gateway_listener_or_a_dead_gateway_is_a_connect_failure(tmp_path: Pa
     assert "UF" in flags[2] and ok[2] == 0
     assert ok[3] == len(_client(runs[3]))
     assert "UF" in flags[4] and ok[4] == 0
+
+
+def test_weighted_round_robin_gives_each_endpoint_its_exact_share() -> None:
+    """ROUND_ROBIN over endpoints of weights 1 and 3 (a local pod, a gateway for three pods):
+    every cycle of four picks has the local pod once and the gateway three times, interleaved
+    (smooth weighted round robin), not in runs."""
+    cluster = {
+        "name": "outbound|5000||hello.sample.svc.cluster.local",
+        "type": "EDS",
+        "lb_policy": "ROUND_ROBIN",
+    }
+    cla = {
+        "cluster_name": cluster["name"],
+        "endpoints": [
+            {
+                "lb_endpoints": [
+                    {
+                        "endpoint": {
+                            "address": {"socket_address": {"address": a, "port_value": p}}
+                        },
+                        "load_balancing_weight": w,
+                    }
+                    for a, p, w in (("127.10.0.5", 5000, 1), ("127.10.0.2", 15443, 3))
+                ]
+            }
+        ],
+    }
+    spec = compile_cluster(cluster, cla)
+    assert spec.weighted
+    crt = ClusterRuntime.create(spec, simpy.Environment(), random.Random(1))
+    picks = [crt.pick_host(None, None, 1) for _ in range(40)]
+    keys = [h.key for h in picks if h is not None]
+    assert keys.count("127.10.0.5:5000") == 10
+    for i in range(0, 40, 4):
+        assert keys[i : i + 4].count("127.10.0.5:5000") == 1
+    assert "127.10.0.2:15443" * 4 not in "".join(keys)
