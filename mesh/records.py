@@ -131,6 +131,11 @@ class RequestRecord:
 
     request_headers: tuple[tuple[str, str], ...] = ()
     """The request's values of :data:`LOGGED_REQUEST_HEADERS` it carried (name, value), sorted."""
+    source_cluster: str = ""
+    destination_cluster: str = ""
+    """Istio's ``source_cluster`` / ``destination_cluster`` labels: the cluster of the client's
+    and of the server's pod in a multi-cluster mesh (docs/multicluster.md); "" when the runner
+    does not tell (a single cluster; the sim)."""
 
     @property
     def ok(self) -> bool:

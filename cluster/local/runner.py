@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from cluster.local.envoy import ConfigRejectedError
 from cluster.local.external import external_ports
 from cluster.local.gateway_tls import client_context
 from cluster.local.mesh import LocalMesh
+from cluster.local.multicluster import MultiClusterMesh, name_remote_servers, tag_cluster
 from cluster.local.procs import terminate_on_signals
 from cluster.local.traffic import Target, drive
 from mesh.engine import LessonRunner
@@ -161,7 +162,10 @@ class LocalExecutor:
         else:
             workdir = self.workdir
         stack.enter_context(terminate_on_signals())
-        mesh = stack.enter_context(LocalMesh(workdir, seed=seed, behavior=lesson.app.behavior))
+        # a LocalMesh whose pods may be placed in several clusters (docs/multicluster.md)
+        mesh = stack.enter_context(
+            MultiClusterMesh(workdir, seed=seed, behavior=lesson.app.behavior)
+        )
         # the external hosts any step's ServiceEntries name exist before the lesson starts
         mesh.outside = external_ports(r for rs in lesson.files.values() for r in rs)
         self._before_start(lesson, mesh)
@@ -213,7 +217,8 @@ class LocalExecutor:
         # a pod that died (or came back) between steps is reported with the next step
         self.events = [e for e in self.events if e.kind in _POD_EVENTS and e.at > self._handed]
         timers = [self._timer(change, pending) for change in timeline]
-        stream = _Stream(tails, self.run_started, ctx)
+        clusters = mesh.log_clusters() if isinstance(mesh, MultiClusterMesh) else {}
+        stream = _Stream(tails, self.run_started, ctx, clusters)
         traffic_started = time.time()
         stream.start()
         try:
@@ -239,7 +244,8 @@ class LocalExecutor:
         started = traffic_started - self.run_started
         events, self.events = tuple(self.events), []
         self._handed = time.time() - self.run_started
-        return StepTraffic(tuple(stream.records), started, report.wall_s, events)
+        records = name_remote_servers(stream.records)  # the peer metadata exchange
+        return StepTraffic(tuple(records), started, report.wall_s, events)
 
     def _timer(self, change: TimedChange, pending: list[TimedChange]) -> threading.Timer:
         timer = threading.Timer(change.at_s * self.time_scale, self._fire, args=(change, pending))
@@ -296,8 +302,16 @@ class _Stream:
     """Reads every proxy's access log while a step runs and hands new records to the live views
     every ``STREAM_INTERVAL_S`` (the TUI shows a local step's traffic as it happens)."""
 
-    def __init__(self, tails: list[AccessLogTail], run_started: float, ctx: DriveContext) -> None:
+    def __init__(
+        self,
+        tails: list[AccessLogTail],
+        run_started: float,
+        ctx: DriveContext,
+        clusters: Mapping[Path, str] | None = None,
+    ) -> None:
         self.tails = tails
+        self.clusters = clusters or {}
+        """Each log's cluster (multi-cluster meshes): its records are tagged with it."""
         self.run_started = run_started
         self.ctx = ctx
         self.records: list[RequestRecord] = []
@@ -314,7 +328,11 @@ class _Stream:
 
     def read(self) -> list[RequestRecord]:
         """Parse what was appended since the last read; emit and keep it."""
-        batch = [r for tail in self.tails for r in tail.read(self.run_started)]
+        batch: list[RequestRecord] = []
+        for tail in self.tails:
+            new = tail.read(self.run_started)
+            cluster = self.clusters.get(tail.path)
+            batch.extend(tag_cluster(new, cluster) if cluster else new)
         if batch:
             batch.sort(key=lambda r: r.start_time)
             self.ctx.emit(batch)

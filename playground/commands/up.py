@@ -222,7 +222,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.foreground:
         return _detach(args)
     from cluster.local.external import external_ports
-    from cluster.local.mesh import LocalMesh
+    from cluster.local.multicluster import MultiClusterMesh
     from cluster.local.procs import terminate_on_signals
     from cluster.local.state import MeshStateFile, state_dir
 
@@ -235,7 +235,8 @@ def _run(args: argparse.Namespace) -> int:
         print(render(exc.diagnostics), file=sys.stderr)
         return 2
     workdir = state_dir() / "local-run"
-    mesh = LocalMesh(workdir, seed=args.seed, behavior=behavior)
+    # a LocalMesh unless the lesson declares clusters (docs/multicluster.md)
+    mesh = MultiClusterMesh(workdir, seed=args.seed, behavior=behavior)
     mesh.outside = external_ports(resources)  # external ServiceEntry hosts, stood up locally
     monitoring_file = state_dir() / "monitoring.json"
     try:
