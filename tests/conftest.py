@@ -39,16 +39,22 @@ ONE_AT_A_TIME = ("envoy", "chromium")
 """Markers of tests that run real Envoys (a local mesh, or single sidecars) or a real browser:
 processes whose timing the tests measure, and which a second one beside them would slow."""
 
+LANES = int(os.environ.get("MESHPLAY_TEST_LANES", "1"))
+"""How many of those may run at once: 1 (default) puts them all in one group; N > 1 spreads
+them over N groups (``real-processes-0`` ...), for a run on more workers than cores' worth of
+CPU-bound tests (timing-sensitive tests then share the machine with another real mesh)."""
+
+SOLO_WEIGHT = 10
 _REAL_PROCESSES = "real-processes"
 _SHARED_SCOPES = frozenset({"class", "module", "package", "session"})
 
 
-def _group_keys(item: pytest.Item) -> list[str]:
-    """What ties ``item`` to other tests: the real-processes group, shared fixtures."""
-    keys = [_REAL_PROCESSES] if any(item.get_closest_marker(m) for m in ONE_AT_A_TIME) else []
+def _shared_fixtures(item: pytest.Item) -> list[str]:
+    """The fixtures wider than one test that ``item`` uses (the project's own, not autouse)."""
     info = getattr(item, "_fixtureinfo", None)
     if info is None:
-        return keys
+        return []
+    keys = []
     for name in info.names_closure:
         definitions = info.name2fixturedefs.get(name)
         if not definitions:
@@ -58,6 +64,15 @@ def _group_keys(item: pytest.Item) -> list[str]:
         if fixture.scope in _SHARED_SCOPES and fixture.baseid and not fixture._autouse:
             keys.append(f"{fixture.baseid}::{fixture.argname}")
     return keys
+
+
+def _weight(tests: list[pytest.Item]) -> int:
+    """A rough cost of a component of real-process tests, to balance the lanes: a test on its
+    own starts its processes itself (a local mesh takes tens of seconds with its traffic), a
+    test sharing a fixture mostly reuses what the fixture started; ``slow`` ones cost more."""
+    if len(tests) == 1:
+        return SOLO_WEIGHT
+    return sum(SOLO_WEIGHT if t.get_closest_marker("slow") else 1 for t in tests)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -73,17 +88,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             key = parent[key]
         return key
 
-    tied = [(item, _group_keys(item)) for item in items]
-    for _item, keys in tied:
+    # tests joined through shared fixtures form one component (union-find on fixture keys)
+    for item in items:
+        keys = [item.nodeid, *_shared_fixtures(item)]
         for key in keys[1:]:
             a, b = root(keys[0]), root(key)
-            if a != b:  # the real-processes group stays the root of whatever joins it
-                parent[a if b == _REAL_PROCESSES else b] = b if b == _REAL_PROCESSES else a
-    real = root(_REAL_PROCESSES)
-    for item, keys in tied:
-        if keys:
-            group = root(keys[0])
-            item.add_marker(pytest.mark.xdist_group(_REAL_PROCESSES if group == real else group))
+            if a != b:
+                parent[b] = a
+    members: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        members.setdefault(root(item.nodeid), []).append(item)
+    lanes = [0] * max(1, LANES)
+    for component, tests in members.items():  # in collection order
+        if any(t.get_closest_marker(m) for t in tests for m in ONE_AT_A_TIME):
+            if len(lanes) == 1:
+                group = _REAL_PROCESSES
+            else:  # to the least loaded lane
+                lane = min(range(len(lanes)), key=lanes.__getitem__)
+                lanes[lane] += _weight(tests)
+                group = f"{_REAL_PROCESSES}-{lane}"
+        elif len(tests) > 1 or _shared_fixtures(tests[0]):
+            group = component
+        else:
+            continue
+        for test in tests:
+            test.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True)
