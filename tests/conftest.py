@@ -1,21 +1,20 @@
 """Test-wide settings: a hypothesis profile that is thorough locally and bounded in CI, and the
-grouping rule that lets ``bin/test`` run the suite on two pytest-xdist workers.
+grouping rule that lets ``bin/test`` run the suite on several pytest-xdist workers.
 
 ``HYPOTHESIS_PROFILE=deep`` runs 2,000 examples per property for a bug hunt.
 
-Parallel runs (``pytest -n 2 --dist loadgroup``, what ``bin/test`` does) follow two rules, both
+Parallel runs (``pytest -n 3 --dist loadgroup``, what ``bin/test`` does) follow two rules, both
 derived here from what a test uses, so a new test needs no list to be kept:
 
-* every test carrying a marker of :data:`ONE_AT_A_TIME` (it starts real Envoys or Chromium:
-  processes whose timing the test measures) joins the ``real-processes`` group, so those run
-  one at a time on one worker, as in a serial run, while the other worker runs the simulator,
-  unit and property tests;
 * tests that share a fixture wider than one test (module, class, package or session scope,
   defined by the project's tests; autouse ones excepted) run on the same worker, one after the
   other in file order, so state such a fixture carries from test to test (a tour's files, a
-  running shop) is what it is in a serial run, and an expensive one is set up once.
-
-The two rules are joined: tests linked through a shared fixture or the group end up in one group.
+  running shop) is what it is in a serial run, and an expensive one is set up once;
+* every test carrying a marker of :data:`ONE_AT_A_TIME` (it starts real Envoys or Chromium:
+  processes whose timing the test measures), with whatever it shares a fixture with, joins one
+  of :data:`LANES` groups (``real-processes``, or ``real-processes-0`` ...), so no more than
+  ``LANES`` of them run at once, each lane one test at a time as in a serial run, while the
+  remaining worker runs the simulator, unit and property tests.
 """
 
 from __future__ import annotations
@@ -41,8 +40,10 @@ processes whose timing the tests measure, and which a second one beside them wou
 
 LANES = int(os.environ.get("MESHPLAY_TEST_LANES", "1"))
 """How many of those may run at once: 1 (default) puts them all in one group; N > 1 spreads
-them over N groups (``real-processes-0`` ...), for a run on more workers than cores' worth of
-CPU-bound tests (timing-sensitive tests then share the machine with another real mesh)."""
+them over N groups (``real-processes-0`` ...; ``bin/test`` sets 2 with 3 workers): they mostly
+wait on traffic at real time (a local mesh uses about a quarter of a core), so two lanes beside
+one CPU-bound worker fit two cores; a timing-sensitive test then shares the machine with one
+other real mesh."""
 
 SOLO_WEIGHT = 10
 _REAL_PROCESSES = "real-processes"
