@@ -3,7 +3,7 @@ grouping rule that lets ``bin/test`` run the suite on several pytest-xdist worke
 
 ``HYPOTHESIS_PROFILE=deep`` runs 2,000 examples per property for a bug hunt.
 
-Parallel runs (``pytest -n 3 --dist loadgroup``, what ``bin/test`` does) follow two rules, both
+Parallel runs (``pytest -n 2 --dist loadgroup``, what ``bin/test`` does) follow two rules, both
 derived here from what a test uses, so a new test needs no list to be kept:
 
 * tests that share a fixture wider than one test (module, class, package or session scope,
@@ -40,7 +40,7 @@ processes whose timing the tests measure, and which a second one beside them wou
 
 LANES = int(os.environ.get("MESHPLAY_TEST_LANES", "1"))
 """How many of those may run at once: 1 (default) puts them all in one group; N > 1 spreads
-them over N groups (``real-processes-0`` ...; ``bin/test`` sets 2 with 3 workers): they mostly
+them over N groups (``real-processes-0`` ..., e.g. 2 lanes with 3 workers): they mostly
 wait on traffic at real time (a local mesh uses about a quarter of a core), so two lanes beside
 one CPU-bound worker fit two cores; a timing-sensitive test then shares the machine with one
 other real mesh."""
