@@ -53,12 +53,14 @@ FIELDS = (
     "response_code_details",
     "request_protocol",
     "request_headers",
+    "source_cluster",
+    "destination_cluster",
 )
 """RequestRecord's fields in declaration order: ``make_record`` takes its values in this order
-(the last two, ``request_protocol`` and ``request_headers``, may be left out: ``"http"``,
-``()``)."""
+(the last four, ``request_protocol``, ``request_headers``, ``source_cluster`` and
+``destination_cluster``, may be left out: ``"http"``, ``()``, ``""``, ``""``)."""
 
-RECORD_DEFAULTS: tuple[Any, ...] = ("http", ())
+RECORD_DEFAULTS: tuple[Any, ...] = ("http", (), "", "")
 """Values of the trailing fields of :data:`FIELDS` a caller may leave out."""
 
 

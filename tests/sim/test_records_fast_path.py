@@ -43,7 +43,10 @@ VALUES: dict[str, Any] = {
     "response_code_details": "upstream_reset_before_response_started",
     "request_protocol": "grpc",
     "request_headers": (("end-user", "jason"),),
+    "source_cluster": "cluster1",
+    "destination_cluster": "cluster2",
 }
+CLUSTERS = {"source_cluster": "", "destination_cluster": ""}
 
 
 def test_fields_are_the_records_fields_in_declaration_order() -> None:
@@ -77,20 +80,28 @@ def test_the_record_is_equal_hashable_and_frozen_like_a_constructed_one() -> Non
 
 
 def test_the_protocol_may_be_left_out_and_is_http() -> None:
-    values = [VALUES[f] for f in FIELDS[:-2]]
+    values = [VALUES[f] for f in FIELDS[:-4]]
     record = make_record(*values)
     assert (record.request_protocol, record.request_headers) == ("http", ())
-    assert record == RequestRecord(**{**VALUES, "request_protocol": "http", "request_headers": ()})
+    assert record == RequestRecord(
+        **{**VALUES, "request_protocol": "http", "request_headers": (), **CLUSTERS}
+    )
 
 
 def test_the_logged_headers_may_be_left_out_and_are_none() -> None:
-    record = make_record(*(VALUES[f] for f in FIELDS[:-1]))
-    assert record == RequestRecord(**{**VALUES, "request_headers": ()})
+    record = make_record(*(VALUES[f] for f in FIELDS[:-3]))
+    assert record == RequestRecord(**{**VALUES, "request_headers": (), **CLUSTERS})
+
+
+def test_the_clusters_may_be_left_out_and_are_empty() -> None:
+    """A single-cluster mesh (and the sim) does not tell a record's clusters."""
+    record = make_record(*(VALUES[f] for f in FIELDS[:-2]))
+    assert record == RequestRecord(**{**VALUES, **CLUSTERS})
 
 
 def test_a_missing_value_is_an_error_not_a_half_filled_record() -> None:
     with pytest.raises(TypeError):
-        make_record(*(VALUES[f] for f in FIELDS[:-3]))
+        make_record(*(VALUES[f] for f in FIELDS[:-5]))
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
