@@ -95,6 +95,9 @@ class Request:
     logs the exchange as ``0 DC`` ending then."""
     tls: TlsHello | None = None
     """The client opened TLS to the proxy (``https`` to a gateway); None: plaintext."""
+    caller: str = ""
+    """The address of the pod whose proxy opened the connection to a gateway (an egress
+    gateway's downstream); "" = a client outside the mesh (or not at a gateway)."""
 
 
 @dataclass(slots=True)

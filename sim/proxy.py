@@ -74,6 +74,23 @@ def _show(headers: Mapping[str, str]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(headers.items())) or "no headers"
 
 
+def _new_request_id(world: World, name: str, req: Request) -> None:
+    """An edge HCM's caller is external (no ``internal_address_config`` names it: istiod sets
+    none on gateways without meshNetworks), so Envoy replaces its ``x-request-id`` with a new
+    one: this hop's record, and every hop after it, carry the new id, not the caller's. The
+    trace context (``x-b3-*``) goes on unchanged."""
+    old = req.request_id
+    req.request_id = world.new_ids()[0]
+    req.headers["x-request-id"] = req.request_id
+    if req.trace:
+        req.trace.add(
+            world.env.now,
+            name,
+            f"the gateway's HCM treats its caller as external: x-request-id {old} is replaced "
+            f"by {req.request_id}",
+        )
+
+
 def dialled(world: World, proxy: ProxyRuntime, req: Request) -> str:
     """The address the request's connection goes to: what the app dialled, resolved."""
     address = req.address
@@ -112,6 +129,8 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
     if chain.hcm is not None and chain.hcm.edge:
         # an edge HCM (use_remote_address) sets x-forwarded-proto from the connection
         req.headers["x-forwarded-proto"] = "https" if hello is not None else "http"
+        if chain.hcm.regenerates_request_id(req.caller):
+            _new_request_id(world, client.name, req)
     if chain.hcm is None:
         if trace:
             trace.add(
@@ -127,7 +146,6 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
         return resp
     route: RouteSpec | None = None
     table = landing.routes
-    service_host = req.authority.rsplit(":", 1)[0]
     if table is None:
         resp = Response(404, ("NR",), "route_not_found")
         if trace:
@@ -148,8 +166,6 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
                     f"no virtual host for {req.authority!r}: 404 NR",
                 )
         else:
-            if vh.service_host:
-                service_host = vh.service_host
             internal = req.headers.get("x-envoy-internal") == "true"
             # Envoy reads x-forwarded-proto, which the HCM sets to https on a TLS connection
             https = chain.terminates_tls or req.headers.get("x-forwarded-proto") == "https"
@@ -196,10 +212,11 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
     yield env.timeout(req.lead + back)
     req.lead = 0.0
     if not resp.destination_service:
-        # no upstream cluster: a sidecar's stats fall back to the Host; Istio's gateways do not
-        # (its telemetry sets disable_host_header_fallback for them): the service is unknown
+        # no upstream cluster: a sidecar's stats fall back to the Host header, as sent (port
+        # included); Istio's gateways do not (istiod sets disable_host_header_fallback for
+        # them and for inbound listeners): the service is unknown
         gateway = client.pod.proxy is ProxyKind.ROUTER
-        resp.destination_service = RequestRecord.UNKNOWN if gateway else service_host
+        resp.destination_service = RequestRecord.UNKNOWN if gateway else req.authority
     end = env.now
     if req.gone_at is not None:  # the app stopped waiting: Envoy logs its downstream's disconnect
         resp = copy.copy(resp)

@@ -175,6 +175,7 @@ def upstream(
         hop = copy.copy(req)
         hop.headers = dict(req.headers)  # what the gateway's HCM sets is not the caller's
         hop.address, hop.port = target.pod.address, ep.port
+        hop.caller = proxy.pod.pod.address
         hop.tls = None
         if crt.spec.tls_sni is not None or mtls:
             hop.tls = TlsHello(crt.spec.tls_sni or "", crt.spec.alpn, mesh_certificate=bool(mtls))

@@ -28,6 +28,7 @@ from mesh.records import (
 )
 
 __all__ = [
+    "HOST_FALLBACK_KEY",
     "SOURCE_APP_HEADER",
     "SOURCE_NAMESPACE_HEADER",
     "SOURCE_VERSION_HEADER",
@@ -100,13 +101,28 @@ class LogIdentity:
         self.principal = principal
 
 
+HOST_FALLBACK_KEY = "destination_service_fallback"
+"""Literal ``host`` in a sidecar's outbound format: where no cluster names the destination
+service (404 ``NR``, a direct response, a redirect), Istio's stats on a sidecar's outbound side
+report the ``Host`` header as sent (port included) as ``destination_service``. istiod sets
+``disable_host_header_fallback`` on gateways and inbound listeners, whose formats lack the key:
+there the service is ``unknown``."""
+
+
 def json_format(
-    reporter: Reporter, me: LogIdentity, destination_service: str = ""
+    reporter: Reporter,
+    me: LogIdentity,
+    destination_service: str = "",
+    *,
+    host_fallback: bool = False,
 ) -> dict[str, str]:
-    """The ``json_format`` for one listener of one proxy."""
+    """The ``json_format`` for one listener of one proxy (``host_fallback``: a sidecar's
+    outbound listener, see :data:`HOST_FALLBACK_KEY`)."""
     fmt = dict(_COMMON)
     fmt["reporter"] = reporter.value
     if reporter is Reporter.SOURCE:
+        if host_fallback:
+            fmt[HOST_FALLBACK_KEY] = "host"
         fmt.update(
             source_workload=me.workload,
             source_namespace=me.namespace,
@@ -236,6 +252,8 @@ def record_from_access_log(
         service = cluster
     if not service and _text(entry.get("route_name")) == BLOCK_ALL_VHOST:
         service = BLACKHOLE_CLUSTER  # REGISTRY_ONLY's catch-all route: Istio labels it BlackHole
+    if not service and _text(entry.get(HOST_FALLBACK_KEY)) == "host":
+        service = _text(entry.get("authority"))  # no cluster: a sidecar's stats use the Host
     if reporter is Reporter.SOURCE:
         security = ConnectionSecurityPolicy.UNKNOWN
     else:

@@ -197,14 +197,13 @@ class HttpListenerSpec:
 
 
 def http_connection_manager(
-    spec: HttpListenerSpec, destination_service: str = ""
+    spec: HttpListenerSpec, destination_service: str = "", *, gateway: bool = False
 ) -> dict[str, Any]:
     """The HCM network filter, routes by RDS name (inlined by a static bootstrap)."""
     reporter = Reporter.DESTINATION if spec.inbound else Reporter.SOURCE
+    fmt = json_format(reporter, spec.me, destination_service, host_fallback=not gateway)
     body: dict[str, Any] = {
-        "access_log": access_log(
-            spec.access_log_path, json_format(reporter, spec.me, destination_service)
-        ),
+        "access_log": access_log(spec.access_log_path, fmt),
         "http_filters": spec.filters,
         "normalize_path": True,
         "rds": {"config_source": ADS, "route_config_name": spec.route_config},
@@ -445,8 +444,13 @@ def _http_inspector_ports(chains: Sequence[dict[str, Any]]) -> list[int] | None:
 
 
 def gateway_hcm(spec: HttpListenerSpec) -> dict[str, Any]:
-    """A gateway's HTTP connection manager (the edge: ``use_remote_address``)."""
-    hcm = http_connection_manager(spec)
+    """A gateway's HTTP connection manager (the edge: ``use_remote_address``).
+
+    As istiod builds it: no ``internal_address_config`` (istiod sets one only from meshNetworks),
+    Envoy's default ``generate_request_id`` and no ``preserve_external_request_id``. Envoy 1.40
+    then counts no caller as internal, so every request, a sidecar's included, gets a new
+    ``x-request-id`` here (a sidecar's HCM, without ``use_remote_address``, keeps the caller's)."""
+    hcm = http_connection_manager(spec, gateway=True)
     hcm["typed_config"]["use_remote_address"] = True
     return hcm
 

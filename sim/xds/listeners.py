@@ -38,6 +38,14 @@ runs from the route's per-filter config; the peer-metadata header mutation, CORS
 itself have nothing to decide here)."""
 
 
+def _networks(ranges: Sequence[Json] | None) -> tuple[IpNetwork, ...]:
+    """Envoy ``CidrRange`` values (``address_prefix``, ``prefix_len``) as networks."""
+    return tuple(
+        ipaddress.ip_network(f"{r['address_prefix']}/{r.get('prefix_len', 32)}", strict=False)
+        for r in ranges or ()
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ChainMatch:
     """A ``filter_chain_match`` (unset criteria match anything)."""
@@ -54,12 +62,7 @@ class ChainMatch:
         port = match.get("destination_port")
         return cls(
             destination_port=int(port) if port is not None else None,
-            prefix_ranges=tuple(
-                ipaddress.ip_network(
-                    f"{r['address_prefix']}/{r.get('prefix_len', 32)}", strict=False
-                )
-                for r in match.get("prefix_ranges") or ()
-            ),
+            prefix_ranges=_networks(match.get("prefix_ranges")),
             server_names=tuple(str(n) for n in match.get("server_names") or ()),
             transport_protocol=str(match.get("transport_protocol", "")),
             application_protocols=tuple(str(a) for a in match.get("application_protocols") or ()),
@@ -105,12 +108,32 @@ class HcmSpec:
     edge: bool = False
     """``use_remote_address`` (a gateway): the HCM sets ``x-forwarded-proto`` from the
     downstream connection (``https`` when it was TLS)."""
+    new_request_id: bool = False
+    """An edge HCM that gives an external caller's request a new ``x-request-id``
+    (``generate_request_id`` on, ``preserve_external_request_id`` off: Envoy's defaults)."""
+    internal: tuple[IpNetwork, ...] = ()
+    """``internal_address_config.cidr_ranges``: callers from these addresses are internal
+    (their ``x-request-id`` is kept). Envoy 1.40 treats no address as internal without it."""
+
+    def regenerates_request_id(self, caller: str) -> bool:
+        """Whether a request from ``caller`` (its address; "" = outside the mesh) gets a new
+        ``x-request-id`` here."""
+        if not self.new_request_id:
+            return False
+        if not caller or not self.internal:
+            return True
+        try:
+            address = ipaddress.ip_address(caller)
+        except ValueError:
+            return True
+        return not any(address in net for net in self.internal)
 
     @classmethod
     def from_envoy(cls, config: Json) -> HcmSpec:
         """Compile an HCM ``typed_config``."""
         rds = config.get("rds") or {}
         inline = config.get("route_config")
+        edge = bool(config.get("use_remote_address"))
         filters = tuple(
             HttpFilterSpec(str(f.get("name", "")), typed_config(f))
             for f in config.get("http_filters") or ()
@@ -124,7 +147,11 @@ class HcmSpec:
             filters=filters,
             executed=tuple(f for f in filters if f.name in EXECUTED_HTTP_FILTERS),
             fault=any(f.name == tu.FILTER_FAULT for f in filters),
-            edge=bool(config.get("use_remote_address")),
+            edge=edge,
+            new_request_id=edge
+            and config.get("generate_request_id", True) is not False
+            and not config.get("preserve_external_request_id", False),
+            internal=_networks((config.get("internal_address_config") or {}).get("cidr_ranges")),
         )
 
 

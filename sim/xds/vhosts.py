@@ -22,7 +22,6 @@ class VirtualHostSpec:
     domains: tuple[str, ...]
     routes: list[RouteSpec]
     pseudo_headers: bool = False
-    service_host: str = ""
     require_tls: str = "NONE"
     """``NONE``, ``ALL`` or ``EXTERNAL_ONLY``: a plaintext request gets a 301 to ``https://``."""
     virtual_clusters: tuple[tuple[str, tuple[HeaderMatcher, ...]], ...] = ()
@@ -37,8 +36,6 @@ class VirtualHostSpec:
     /``, no header or query matcher): then it is the one, without matching per request."""
 
     def __post_init__(self) -> None:
-        host = self.name.rsplit(":", 1)[0]
-        self.service_host = host if host.count(".") >= 2 else ""
         self.pseudo_headers = any(h.name.startswith(":") for r in self.routes for h in r.headers)
         self.has_runtime = any(r.runtime is not None for r in self.routes)
         first = self.routes[0] if self.routes else None

@@ -175,3 +175,20 @@ def test_only_mesh_external_entries_are_servers_outside() -> None:
     outside = outside_of([external, internal])
     assert outside.tls_names == {(HOST, 443): frozenset({HOST})}
     assert outside.answer("legacy.internal", 443, tls=False, sni="").status == 200  # unknown
+
+
+def test_the_egress_gateway_gives_the_sidecars_request_a_new_request_id() -> None:
+    """istiod sets no ``internal_address_config`` on a gateway's HCM (only with meshNetworks),
+    and the gateway's HCM has ``use_remote_address``: Envoy 1.40 counts the calling sidecar as
+    external and replaces its ``x-request-id`` (a sidecar's HCM keeps the caller's). The two
+    hops' records carry different request ids; the trace (``x-b3-*``) goes on unchanged."""
+    at_gateway = originate(HOST, namespace="istio-system", selector="istio: egressgateway")
+    world = make_world(INSTALL + "---" + VIA_GATEWAY + "---" + at_gateway)
+    resp, trace = one_request(world, to=HOST, port=80)
+    assert resp.status == 200
+    hops = {r.source_workload: r for r in src(world.records)}
+    sidecar, gateway = hops["client-v1"], hops["istio-egressgateway"]
+    assert sidecar.request_id and gateway.request_id
+    assert gateway.request_id != sidecar.request_id
+    assert gateway.trace_id == sidecar.trace_id
+    assert any("x-request-id" in line and "replaced" in line for line in trace), trace

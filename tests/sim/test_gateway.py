@@ -298,3 +298,39 @@ def test_https_redirect_answers_plaintext_with_a_301_and_lets_tls_through() -> N
     assert (plain.headers or {}).get("location") == "https://secure.example.com/r"
     secure, lines = _ingress(world, "secure.example.com", scheme="https")
     assert secure.status == 200, lines
+
+
+def test_the_ingress_gateway_replaces_the_callers_request_id_and_the_mesh_keeps_its_own() -> None:
+    """At the edge (``use_remote_address``, no ``internal_address_config``) Envoy 1.40 gives
+    every request a new ``x-request-id``, whatever id the client sent; the sidecars after the
+    gateway keep the gateway's id, so the request's hops still share one id."""
+    world = make_world(_gateway(80))
+    driver = TrafficDriver(world, TrafficSpec(from_="ingress", to="reviews", count=1))
+    req = driver.request(RequestSpec(path="/r"))
+    sent_id = req.request_id
+    proc = world.env.process(driver.send(req))
+    world.env.run(until=proc)
+    drain(world.env, world.env.now + 600.0)
+    assert isinstance(proc.value, Response) and proc.value.status == 200
+    ids = {r.request_id for r in world.records}
+    assert len(world.records) >= 2 and len(ids) == 1
+    assert sent_id not in ids
+
+
+def test_a_gateway_hcm_with_preserve_external_request_id_keeps_the_callers_id() -> None:
+    """The regeneration follows the HCM's own options: ``preserve_external_request_id: true``
+    (or an ``internal_address_config`` naming the caller) keeps the id Envoy was sent."""
+    from sim.xds.listeners import HcmSpec
+
+    base = {"use_remote_address": True}
+    assert HcmSpec.from_envoy(base).regenerates_request_id("")
+    assert not HcmSpec.from_envoy({**base, "preserve_external_request_id": True}).new_request_id
+    assert not HcmSpec.from_envoy({**base, "generate_request_id": False}).new_request_id
+    assert not HcmSpec.from_envoy({}).new_request_id  # a sidecar's HCM: never an edge request
+    internal = HcmSpec.from_envoy(
+        {**base, "internal_address_config": {"cidr_ranges": [
+            {"address_prefix": "10.0.0.0", "prefix_len": 8}]}}
+    )  # fmt: skip
+    assert not internal.regenerates_request_id("10.1.2.3")
+    assert internal.regenerates_request_id("192.168.1.1")
+    assert internal.regenerates_request_id("")  # a client outside the mesh

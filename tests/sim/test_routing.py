@@ -85,6 +85,10 @@ def test_item3_no_catch_all_gives_404_nr_at_the_client_only() -> None:
     records = drive(world, requests=[("GET", "/other")], count=20, rate=50)
     assert {(r.response_code, r.response_flags) for r in src(records)} == {(404, ("NR",))}
     assert dst(records) == []
+    # no cluster: Istio's sidecar stats (host header fallback on) name the Host as sent
+    assert {(r.destination_service, r.authority) for r in src(records)} == {
+        ("reviews:9080", "reviews:9080")
+    }
 
 
 def test_item4_weights_need_not_sum_to_100_and_weight_0_gets_nothing() -> None:

@@ -9,6 +9,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,11 +19,16 @@ from cluster.local.external import ExternalServer, external_ports
 from cluster.local.mesh import LocalMesh
 from cluster.local.runner import traffic_targets
 from cluster.local.traffic import drive
+from mesh.envoy.translate import translate
 from mesh.lesson import Lesson, RequestSpec, TrafficSpec, load_lesson
 from mesh.metrics import edge_key
 from mesh.records import Reporter, RequestRecord
 from mesh.source import load_text
 from mesh.state import MeshState
+from mesh.topology import build_topology
+from sim.messages import Response
+from sim.traffic import TrafficDriver, drain
+from sim.world import World
 
 pytestmark = pytest.mark.envoy
 
@@ -67,6 +73,19 @@ def send(mesh: LocalMesh, count: int = 12) -> list[RequestRecord]:
     assert report.sent == count
     time.sleep(0.35)
     return [r for tail in tails for r in tail.read()]
+
+
+def sim_one(lesson: Lesson, resources: list[Any]) -> list[RequestRecord]:
+    """The records of one request from order to the partner on the sim, same configuration."""
+    topology = build_topology(resources)
+    world = World(topology, lesson.app.behavior, translate(resources, topology), seed=3,
+                  resources=resources)  # fmt: skip
+    driver = TrafficDriver(world, TrafficSpec(from_="order", to=HOST, port=80, count=1))
+    proc = world.env.process(driver.send(driver.request(RequestSpec(path="/v1/rates"))))
+    world.env.run(until=proc)
+    drain(world.env, world.env.now + 600.0)
+    assert isinstance(proc.value, Response)
+    return list(world.records)
 
 
 def edge(records: list[RequestRecord], client: str, service: str) -> list[RequestRecord]:
@@ -137,6 +156,26 @@ def test_the_egress_gateway_is_a_hop_and_originates_tls(
     assert server.handshakes[HOST] > handshakes
     gateway_log = mesh.access_log("istio-egressgateway-0").read_text()
     assert f"outbound|443||{HOST}" in gateway_log  # the gateway's own access log shows the hop
+    # the gateway's HCM (use_remote_address, no internal_address_config, as istiod builds it)
+    # counts order's sidecar as external: Envoy 1.40 gives each request a new x-request-id
+    assert all(r.request_id for r in first + second)
+    assert not {r.request_id for r in first} & {r.request_id for r in second}
+    assert len({r.request_id for r in second}) == 12
+
+
+def test_the_sim_also_renews_the_request_id_at_the_egress_gateway(lesson: Lesson) -> None:
+    """The same configuration on the sim: the two hops carry different request ids, as on
+    real Envoy above (the sim used to keep the sidecar's id across the gateway)."""
+    state = MeshState(lesson.app.resources)
+    for f in (*BASE, "egress-gateway.yaml", "virtual-service-via-egress-gateway.yaml",
+              "destination-rule-originate-tls-at-gateway.yaml"):  # fmt: skip
+        state = state.apply(lesson.resources_of(f"istio/{f}"))
+    records = sim_one(lesson, list(state.resources))
+    first = edge(records, "order", "istio-egressgateway")
+    second = edge(records, "istio-egressgateway", "rates")
+    assert [r.response_code for r in first + second] == [200, 200]
+    assert first[0].request_id != second[0].request_id
+    assert first[0].trace_id == second[0].trace_id
 
 
 WRONG_SNI = """
@@ -168,3 +207,35 @@ def test_a_client_hello_naming_another_server_fails_as_the_sim_says(
         (503, frozenset({"UF", "URX"}), 3)
     }
     assert server.requests == requests
+
+
+NO_ROUTE = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: partner-api, namespace: shop}
+spec:
+  hosts: [rates.partner.example]
+  http:
+  - match: [{uri: {prefix: /nothing-here}}]
+    route: [{destination: {host: rates.partner.example}}]
+"""
+
+
+def test_a_sidecars_404_nr_names_the_host_as_istios_sidecar_stats_do(
+    mesh: LocalMesh, lesson: Lesson
+) -> None:
+    """No route matches at order's sidecar: real Envoy answers 404 NR with no upstream cluster.
+    Istio's sidecar stats (outbound, host header fallback on) then report the Host header as
+    sent as ``destination_service``; the record parsed from the real access log says the
+    same, and so does the sim."""
+    configure(mesh, lesson, *BASE)
+    loaded = load_text(NO_ROUTE, "vs.yaml")
+    assert loaded.ok
+    mesh.apply(MeshState(mesh.resources).apply(loaded.resources).resources)
+    records = [r for r in send(mesh, count=4) if r.reporter is Reporter.SOURCE]
+    assert {(r.response_code, r.response_flags, r.upstream_cluster) for r in records} == {
+        (404, ("NR",), "")
+    }
+    assert {r.destination_service for r in records} == {r.authority for r in records} != {""}
+    (sim,) = [r for r in sim_one(lesson, list(mesh.resources)) if r.reporter is Reporter.SOURCE]
+    assert (sim.response_code, sim.destination_service) == (404, records[0].destination_service)

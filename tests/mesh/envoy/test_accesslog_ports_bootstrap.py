@@ -232,3 +232,26 @@ def test_access_log_path_is_per_pod() -> None:
     )
     hcm = config["product-v2-0"].listeners[0]["filter_chains"][0]["filters"][0]["typed_config"]
     assert hcm["access_log"][0]["typed_config"]["path"] == "/logs/shop/product-v2-0.log"
+
+
+def test_a_no_cluster_line_names_the_host_on_a_sidecar_and_unknown_on_a_gateway() -> None:
+    """404 NR (no route, so no upstream cluster): Istio's sidecar outbound stats fall back to the
+    Host header as sent; gateways (disable_host_header_fallback) report ``unknown``. The
+    sidecar's format says so with a literal key; the gateway's has none."""
+    no_cluster = {"%UPSTREAM_CLUSTER_RAW%": None, "%ROUTE_NAME%": None, "%RESPONSE_CODE%": 404,
+                  "%RESPONSE_FLAGS%": "NR", "%REQ(:AUTHORITY)%": "reviews:9080"}  # fmt: skip
+
+    def parsed(fmt: dict[str, str]) -> RequestRecord:
+        line = {k: no_cluster.get(v, OPERATORS.get(v, v)) for k, v in fmt.items()}
+        return record_from_access_log(line)
+
+    sidecar = parsed(json_format(Reporter.SOURCE, ME, host_fallback=True))
+    gateway = parsed(json_format(Reporter.SOURCE, ME))
+    assert (sidecar.response_code, sidecar.upstream_cluster) == (404, "")
+    assert sidecar.destination_service == "reviews:9080"
+    assert gateway.destination_service == "unknown"
+    # a line with a cluster keeps the cluster's service
+    with_cluster = record_from_access_log(
+        envoy_line(json_format(Reporter.SOURCE, ME, host_fallback=True))
+    )
+    assert with_cluster.destination_service == "product.shop.svc.cluster.local"
