@@ -52,6 +52,7 @@ __all__ = [
     "LOCAL_LEG",
     "MTLS_CONNECT",
     "ConnPool",
+    "Connection",
     "Delay",
     "HostPool",
     "PoolStats",
@@ -99,6 +100,17 @@ class Slot(Enum):
     """``max_requests`` overflow when attaching to a ready connection: 503 UO naming the host."""
 
 
+@dataclass(slots=True, eq=False)
+class Connection:
+    """One upstream connection of a host's pool: what lives as long as the connection does."""
+
+    uses: int = 0
+    """Requests it has carried: 0 until the first one is sent, so the first pays its set-up."""
+    peer: object = None
+    """Where a pass-through hop in between connected it (``sim.eastwest``: the pod an east-west
+    gateway's ``tcp_proxy`` picked for this connection, kept while the connection lives)."""
+
+
 @dataclass(slots=True)
 class PoolStats:
     """Envoy's ``cluster.<name>.upstream_*`` counters, kept across pools (stats outlive a push)."""
@@ -121,6 +133,8 @@ class HostPool:
     connections: int = 0
     """Open connections: connecting, ready or carrying a request."""
     pending: deque[simpy.Event] = field(default_factory=deque)
+    idle: deque[Connection] = field(default_factory=deque)
+    """The ready connections themselves (``ready`` of them), least recently released first."""
 
 
 class ConnPool:
@@ -132,6 +146,7 @@ class ConnPool:
         "connections",
         "draining",
         "env",
+        "given",
         "handshake_until",
         "hosts",
         "max_requests_per_connection",
@@ -172,6 +187,9 @@ class ConnPool:
         self.draining = False
         self.handshake_until = 0.0
         """When the last mTLS handshake under way completes (``connect`` pools)."""
+        self.given: dict[simpy.Event | None, Connection] = {}
+        """The connection each granted request was attached to, until :meth:`connection` takes
+        it (``None``: the request :meth:`acquire` granted at once)."""
 
     def host(self, key: str, *, tls: bool = False) -> HostPool:
         """The pool of host ``key`` (``address:port``); ``tls`` when its connections are mTLS."""
@@ -185,7 +203,7 @@ class ConnPool:
         connection takes the pending request."""
         hp = self.host(key, tls=tls)
         if hp.ready:
-            return self._attach(hp)
+            return self._attach(hp, None)
         if self.pending >= self.thresholds.max_pending_requests:
             self.stats.rq_pending_overflow += 1
             return Slot.OVERFLOW
@@ -196,17 +214,25 @@ class ConnPool:
         if ev.triggered:  # a plaintext connection, ready at once, took it
             value = ev.value
             assert isinstance(value, Slot)
+            if ev in self.given:
+                self.given[None] = self.given.pop(ev)
             return value
         return ev
 
-    def release(self, key: str, *, reusable: bool) -> None:
-        """A request finished on its connection: keep the connection for the next request, or
-        close it (``max_requests_per_connection: 1``, a reset or timed-out stream, a failed
-        connect, a draining pool)."""
+    def connection(self, ev: simpy.Event | None = None) -> Connection:
+        """The connection a granted request was attached to: ``ev`` the Event :meth:`acquire`
+        returned, or ``None`` when it granted the request at once."""
+        conn = self.given.pop(ev, None)
+        return conn if conn is not None else Connection()
+
+    def release(self, key: str, *, reusable: bool, conn: Connection | None = None) -> None:
+        """A request finished on its connection ``conn``: keep the connection for the next
+        request, or close it (``max_requests_per_connection: 1``, a reset or timed-out stream, a
+        failed connect, a draining pool)."""
         self.active -= 1
         hp = self.host(key)
         if reusable and self.max_requests_per_connection != 1 and not self.draining:
-            self._ready(hp)
+            self._ready(hp, conn if conn is not None else Connection())
             return
         self._close(hp, was_ready=False)
         if hp.pending:
@@ -217,7 +243,7 @@ class ConnPool:
         hp = self.host(key)
         if ev.triggered:
             if ev.value is Slot.GRANTED:  # attached in this instant: nothing was sent on it
-                self.release(key, reusable=True)
+                self.release(key, reusable=True, conn=self.given.pop(ev, None))
             return
         with contextlib.suppress(ValueError):
             hp.pending.remove(ev)
@@ -238,21 +264,23 @@ class ConnPool:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _attach(self, hp: HostPool) -> Slot:
+    def _attach(self, hp: HostPool, ev: simpy.Event | None) -> Slot:
         if self.active >= self.thresholds.max_requests:
             self.stats.rq_pending_overflow += 1
             return Slot.OVERFLOW_AT_HOST
         hp.ready -= 1
+        self.given[ev] = hp.idle.popleft()
         self.active += 1
         return Slot.GRANTED
 
-    def _ready(self, hp: HostPool) -> None:
+    def _ready(self, hp: HostPool, conn: Connection) -> None:
         """One of the host's connections is ready: attach pending requests, oldest first."""
         hp.ready += 1
+        hp.idle.append(conn)
         while hp.pending and hp.ready:
             ev = hp.pending.popleft()
             self.pending -= 1
-            ev.succeed(self._attach(hp))
+            ev.succeed(self._attach(hp, ev))
         if self.draining:
             while hp.ready:
                 self._close(hp, was_ready=True)
@@ -260,6 +288,7 @@ class ConnPool:
     def _close(self, hp: HostPool, *, was_ready: bool) -> None:
         if was_ready:
             hp.ready -= 1
+            hp.idle.popleft()
         hp.connections -= 1
         self.connections -= 1
         self.stats.cx_destroy += 1
@@ -285,4 +314,4 @@ class ConnPool:
 
     def _connected(self, hp: HostPool) -> None:
         hp.connecting -= 1
-        self._ready(hp)
+        self._ready(hp, Connection())

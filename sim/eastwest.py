@@ -10,9 +10,17 @@ and the server it picked:
   ``outbound_.PORT_.SUBSET_.HOST`` of the client's cluster; the gateway's listener on 15443 picks
   the AUTO_PASSTHROUGH filter chain by that SNI and its ``tcp_proxy`` forwards the still
   encrypted bytes to a pod of the chain's SNI-DNAT cluster, chosen by the gateway's own load
-  balancer. The TLS session is the client's and the server's, end to end: the server sidecar
+  balancer **once per connection**: the client sidecar reuses its connection to the gateway
+  (``sim.connpool.Connection``), and every request on it lands on the pod the tcp_proxy picked
+  when it was opened; only a new connection makes the gateway pick again. The TLS session is the client's and the server's, end to end: the server sidecar
   sees the client's own SPIFFE identity (so AuthorizationPolicies by principal work across
   clusters) and the client's telemetry names the real server (peer metadata exchange).
+
+A new connection across networks pays what it really pays before its first request: the TCP
+handshake's round trip, then the TLS 1.3 handshake's (the ClientHello to the server sidecar
+through the gateway, its flight back; the client's Finished goes with the request): three round
+trips for the first request against one for a request on a reused connection, which is what
+``maxRequestsPerConnection: 1`` costs across a WAN.
 
 Anything that keeps the TLS handshake from completing (a gateway that is down, no listener or
 no chain for the SNI, a chain whose cluster has no pod left, a dead pod behind the gateway) is a
@@ -30,6 +38,7 @@ from mesh.envoy_api.names import sni_name
 from mesh.model.multicluster import EASTWEST_GATEWAY
 from mesh.topology import Pod
 from sim.cluster import ClusterRuntime
+from sim.connpool import Connection
 from sim.inbound import inbound
 from sim.messages import Attempt, Request, Response
 from sim.world import PodRuntime, ProxyRuntime, World
@@ -88,20 +97,40 @@ def deliver(
     gateway), across clusters; returns the Response the client sidecar gets."""
     env = world.env
     client = proxy.pod.pod
+    conn = attempt.conn if isinstance(attempt.conn, Connection) else Connection()
+    if conn.uses and conn.peer is not None and _pinned(conn) is None:
+        # the pod behind the gateway went away and closed the tunnel: the pool connects anew
+        conn.uses, conn.peer = 0, None
+    fresh = conn.uses == 0
+    conn.uses += 1
     there = cross_delay(world, client, target.pod)
+    if there and fresh:
+        # a new connection: the TCP handshake's round trip before the first byte goes out
+        yield env.timeout(there + cross_delay(world, target.pod, client))
+        there = cross_delay(world, client, target.pod)
     if there:
         yield env.timeout(there)
     server = target
     if is_eastwest_gateway(target.pod):
-        found = _through_gateway(world, target, crt, mtls, port)
+        found: Response | tuple[PodRuntime, int] | None = None if fresh else _pinned(conn)
+        if found is None:
+            found = _through_gateway(world, target, crt, mtls, port)
+            if not isinstance(found, Response):
+                conn.peer = found
         if req.trace is not None:
-            req.trace.add(env.now, target.pod.name, _narrate(found, target, crt, there))
+            req.trace.add(env.now, target.pod.name, _narrate(found, target, crt, there, fresh))
         if isinstance(found, Response):
             if there:
                 yield env.timeout(cross_delay(world, target.pod, client))
             return found
         server, port = found
         yield env.timeout(world.hop())
+    if there and fresh and mtls:
+        # the TLS 1.3 handshake, client to server sidecar: the ClientHello went out with the
+        # first bytes above; the server's flight comes back, the client's Finished goes out
+        # with the request
+        flight = cross_delay(world, target.pod, client)
+        yield env.timeout(flight + cross_delay(world, client, target.pod))
     resp: Response = yield from inbound(
         world,
         server,
@@ -126,8 +155,24 @@ def deliver(
     return resp
 
 
+def _pinned(conn: Connection) -> tuple[PodRuntime, int] | None:
+    """The pod a reused connection's gateway hop already connected to, while it lives (a pod
+    that went away closed the connection: the pool's next one is new)."""
+    peer = conn.peer
+    if not isinstance(peer, tuple):
+        return None
+    server, port = peer
+    if not isinstance(server, PodRuntime) or not isinstance(port, int) or server.dead:
+        return None
+    return server, port
+
+
 def _narrate(
-    found: Response | tuple[PodRuntime, int], gateway: PodRuntime, crt: ClusterRuntime, there: float
+    found: Response | tuple[PodRuntime, int],
+    gateway: PodRuntime,
+    crt: ClusterRuntime,
+    there: float,
+    fresh: bool,
 ) -> str:
     """The gateway hop in words, for ``meshplay explain``."""
     crossing = f" after {there * 1000:.1f} ms across networks" if there else ""
@@ -135,7 +180,12 @@ def _narrate(
     if isinstance(found, Response):
         return head + " -> no pod reached: the client's connection fails (UF)"
     server, port = found
-    return head + f" -> AUTO_PASSTHROUGH tcp_proxy to {server.pod.name}:{port} (TLS not terminated)"
+    if not fresh:
+        return head + f" -> the reused connection's tcp_proxy stream to {server.pod.name}:{port}"
+    return (
+        head + f" -> new connection: AUTO_PASSTHROUGH tcp_proxy picks {server.pod.name}:{port}"
+        " (TLS not terminated)"
+    )
 
 
 def _through_gateway(

@@ -142,5 +142,7 @@ class Attempt:
     holds_slot: bool = False
     pool: object = None
     """The connection pool (``sim.connpool.ConnPool``) that gave the attempt its connection."""
+    conn: object = None
+    """That connection (``sim.connpool.Connection``): new, or reused with what it remembers."""
     extra: dict[str, str] | None = None
     """Free-form notes on the attempt (none yet: created by whoever needs them)."""

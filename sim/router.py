@@ -20,8 +20,10 @@ import math
 from collections.abc import Generator, Mapping
 from typing import Any
 
+import simpy
+
 from sim.cluster import ClusterRuntime, HostState
-from sim.connpool import ANSWER_LEG, LOCAL_LEG, ConnPool, Slot
+from sim.connpool import ANSWER_LEG, LOCAL_LEG, Connection, ConnPool, Slot
 from sim.eastwest import deliver, is_eastwest_gateway
 from sim.inbound import inbound
 from sim.lb import stable_hash
@@ -77,7 +79,10 @@ def _finish(
         host.active -= 1
         pool = attempt.pool
         assert isinstance(pool, ConnPool)
-        pool.release(host.key, reusable=reusable)
+        conn = attempt.conn
+        pool.release(
+            host.key, reusable=reusable, conn=conn if isinstance(conn, Connection) else None
+        )
 
 
 def _abandon(attempt: Attempt, crt: ClusterRuntime, host: HostState) -> None:
@@ -124,6 +129,7 @@ def upstream(
         req.lead = 0.0
         yield env.timeout(LOCAL_LEG.draw(world.rng))
     slot = pool.acquire(host.key, tls=mtls or crt.spec.mtls)
+    granted_by: simpy.Event | None = None
     if slot is not Slot.GRANTED:
         if slot is Slot.OVERFLOW:
             return _overflow(False, world if sized else None, pool.busy_s())
@@ -136,6 +142,8 @@ def upstream(
             return None
         if got is Slot.OVERFLOW_AT_HOST:
             return _overflow(True, world if sized else None)
+        granted_by = slot
+    attempt.conn = pool.connection(granted_by)
     attempt.holds_slot = True
     host.active += 1
     host.requests += 1

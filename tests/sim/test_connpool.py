@@ -220,3 +220,25 @@ def test_an_unsized_pool_is_never_busy() -> None:
     assert p.busy_s() == 0  # the fixed model: no event loop to wait for
     env.run()
     assert env.now == CONNECTION_SETUP_S
+
+
+def test_a_request_gets_the_very_connection_the_last_one_released_until_it_is_closed() -> None:
+    """What a connection remembers (the pod an east-west gateway pinned it to) is found again by
+    the next request on it; a closed connection's successor is a new one."""
+    env = simpy.Environment()
+    p = pool(env)
+    opening = p.acquire(H1, tls=True)  # an mTLS connection takes a moment
+    assert isinstance(opening, simpy.Event)
+    env.run()
+    first = p.connection(opening)
+    assert first.uses == 0 and not p.given
+    first.uses += 1
+    p.release(H1, reusable=True, conn=first)
+    assert p.acquire(H1) is Slot.GRANTED
+    assert p.connection(None) is first
+    p.release(H1, reusable=False, conn=first)
+    waiting = p.acquire(H1, tls=True)
+    assert isinstance(waiting, simpy.Event)
+    env.run()
+    fresh = p.connection(waiting)
+    assert fresh is not first and fresh.uses == 0

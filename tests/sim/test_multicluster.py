@@ -29,18 +29,31 @@ spec:
       hosts: ["*.local"]
 """
 
+ONE_PER_CONNECTION = """apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: helloworld, namespace: sample}
+spec:
+  host: helloworld.sample.svc.cluster.local
+  trafficPolicy:
+    connectionPool: {http: {maxRequestsPerConnection: 1}}
+"""
 
-def _run(tmp_path: Path, placement: str, steps: str) -> list[tuple[RequestRecord, ...]]:
-    """Run a helloworld lesson with curl in cluster1 (us-east, network1) and ``placement``
-    (cluster2's workloads: YAML) in cluster2 (us-west, network2); 30 ms each way between."""
+
+def _run(
+    tmp_path: Path, placement: str, steps: str, here: str = "[curl, helloworld-v1]"
+) -> list[tuple[RequestRecord, ...]]:
+    """Run a helloworld lesson with ``here`` (default curl and v1) in cluster1 (us-east,
+    network1) and ``placement`` (cluster2's workloads: YAML) in cluster2 (us-west, network2);
+    30 ms each way between."""
     folder = tmp_path / "mc"
     (folder / "istio").mkdir(parents=True)
     (folder / "istio" / "expose.yaml").write_text(EXPOSE)
+    (folder / "istio" / "one-request-per-connection.yaml").write_text(ONE_PER_CONNECTION)
     (folder / "lesson.yaml").write_text(
         f"""title: t
 app: helloworld
 clusters:
-  - {{name: cluster1, network: network1, locality: us-east/a, workloads: [curl, helloworld-v1]}}
+  - {{name: cluster1, network: network1, locality: us-east/a, workloads: {here}}}
   - {{name: cluster2, network: network2, locality: us-west/a, workloads: {placement}}}
 networks:
   - {{between: [network1, network2], latency: {{median: 30ms, p99: 31ms}}}}
@@ -139,3 +152,30 @@ def test_weighted_round_robin_gives_each_endpoint_its_exact_share() -> None:
     for i in range(0, 40, 4):
         assert keys[i : i + 4].count("127.10.0.5:5000") == 1
     assert "127.10.0.2:15443" * 4 not in "".join(keys)
+
+
+def test_the_gateway_picks_a_pod_per_connection_and_a_new_connection_pays_its_handshakes(
+    tmp_path: Path,
+) -> None:
+    """Both versions run only behind cluster2's gateway. The east-west gateway's tcp_proxy picks
+    a pod when a connection opens: curl's sidecar (one request at a time) reuses its one
+    connection, so every request lands on the same pod, and only the first pays the TCP and TLS
+    handshakes' round trips (3 x 60 ms); with maxRequestsPerConnection: 1 every request is a new
+    connection: the gateway picks again each time (both versions) and each pays 180 ms."""
+    reused, fresh = _run(
+        tmp_path,
+        "[helloworld-v1, helloworld-v2]",
+        "  - {name: reused, apply: [istio/expose.yaml]}\n"
+        "  - {name: fresh, apply: [istio/one-request-per-connection.yaml]}",
+        here="[curl]",
+    )
+    client = sorted(_client(reused), key=lambda r: r.start_time)
+    assert all(not r.response_flags for r in client)
+    assert len({r.destination_version for r in client}) == 1
+    assert client[0].duration_ms >= 180
+    assert all(60 <= r.duration_ms < 100 for r in client[1:])
+    client = _client(fresh)
+    assert all(not r.response_flags for r in client)
+    v1 = sum(r.destination_version == "v1" for r in client) / len(client)
+    assert 0.4 <= v1 <= 0.6
+    assert min(r.duration_ms for r in client) >= 180
