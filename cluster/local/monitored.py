@@ -121,7 +121,7 @@ class MonitoredLocalExecutor(LocalExecutor):
     def step_spans(self, index: int) -> Sequence[Span]:
         """The spans the collector received since the last step's (a
         :class:`~mesh.observe.spans.SpanExecutor`): waits for the Envoys' last batch (they
-        flush about every 5 s), so a step's spans are all in before the next step starts."""
+        flush every 250 ms here: ``cluster.local.xds.SPAN_FLUSH_MS``), so a step's spans are all in before the next step starts."""
         monitoring = self.monitoring
         if monitoring is None or not monitoring.collector_url:
             return []

@@ -37,6 +37,7 @@ from typing import Any
 from cluster.local.apps import ROOT
 from cluster.local.mesh import LocalMesh
 from cluster.local.ports import LOOPBACK, free_ports, start_lock
+from cluster.local.xds import SPAN_FLUSH_MS
 from cluster.prometheus import (
     PrometheusClient,
     ensure_binaries,
@@ -53,8 +54,10 @@ GOLDEN_RULES = ROOT / "cluster" / "monitoring" / "prometheus" / "golden-signals.
 
 ENVOY_JOB = "envoy-stats"
 ENVOY_SCRAPE_S = 5.0
-SPAN_FLUSH_S = 5.0
-"""Envoy's Zipkin tracer posts its batch about every 5 s (``tracing.zipkin.flush_interval``)."""
+SPAN_FLUSH_S = SPAN_FLUSH_MS / 1000
+"""How often the local proxies' tracers post their span batches: the runtime key
+``tracing.zipkin.flush_interval_ms`` (or ``tracing.opentelemetry.``), which the local runner's
+bootstrap lowers from Envoy's 5 s default (:data:`cluster.local.xds.SPAN_FLUSH_MS`)."""
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -269,21 +272,23 @@ class Monitoring:
             self.prometheus.wait_scraped(end + interval, 4 * interval + 5.0, jobs=[ISTIO_JOB])
         return end
 
-    def flush_spans(self, quiet_s: float = 1.0) -> int:
-        """Wait for the proxies' last span batches (Envoy flushes about every 5 s): until the
-        count has not moved for ``quiet_s`` after a flush interval. Returns the span count."""
+    def flush_spans(self, quiet_s: float = 0.5) -> int:
+        """Wait for the proxies' last span batches: until the collector's count has not moved
+        for ``quiet_s`` (and at least two flush intervals, so every proxy's timer fired once
+        after the last request ended). Returns the span count."""
         if not self.collector_url:
             return 0
-        deadline = time.monotonic() + SPAN_FLUSH_S + 3.0
-        earliest = time.monotonic() + SPAN_FLUSH_S + 0.5
-        last, since = -1, time.monotonic()
+        start = time.monotonic()
+        earliest = start + 2 * SPAN_FLUSH_S + 0.1
+        deadline = earliest + max(quiet_s, SPAN_FLUSH_S) + 5.0
+        last, since = -1, start
         while time.monotonic() < deadline:
             count = _span_count(self.collector_url)
             if count != last:
                 last, since = count, time.monotonic()
             elif time.monotonic() >= earliest and time.monotonic() - since >= quiet_s:
                 break
-            time.sleep(0.2)
+            time.sleep(0.1)
         return max(last, 0)
 
 

@@ -43,6 +43,8 @@ from mesh.envoy_api.values import socket_address
 
 __all__ = [
     "KINDS",
+    "LOCAL_RUNTIME",
+    "SPAN_FLUSH_MS",
     "ProxyResources",
     "XdsFiles",
     "XdsWrite",
@@ -296,6 +298,24 @@ class XdsFiles:
             self._names[kind] = {}
 
 
+SPAN_FLUSH_MS = 250
+"""How often the local runner's tracers post their span batches (ms).
+
+Envoy's Zipkin and OpenTelemetry tracers buffer finished spans per worker and post them when
+``min_flush_spans`` (default 5) are buffered or when a timer of ``flush_interval_ms`` (default
+5000) fires, both read from the runtime (``tracing.zipkin.*``, ``tracing.opentelemetry.*``). istiod
+sets neither, so a cluster's sidecars keep the 5 s default; the local runner's bootstrap sets the
+timer to 250 ms in a static runtime layer so a step's spans reach the collector within about a
+second and the run waits that much less for them (``Monitoring.flush_spans``)."""
+
+LOCAL_RUNTIME: dict[str, int] = {
+    "tracing.opentelemetry.flush_interval_ms": SPAN_FLUSH_MS,
+    "tracing.zipkin.flush_interval_ms": SPAN_FLUSH_MS,
+}
+"""The local runner's runtime overrides (a static layer; an admin layer follows, as Envoy's
+default runtime has one, so ``/runtime_modify`` still works)."""
+
+
 def bootstrap(
     *,
     node_id: str,
@@ -314,5 +334,11 @@ def bootstrap(
         "dynamic_resources": {
             "lds_config": _path_source(xds_root / "lds" / "lds.json"),
             "cds_config": _path_source(xds_root / "cds" / "cds.json"),
+        },
+        "layered_runtime": {
+            "layers": [
+                {"name": "meshplay-local", "static_layer": dict(LOCAL_RUNTIME)},
+                {"name": "admin", "admin_layer": {}},
+            ]
         },
     }

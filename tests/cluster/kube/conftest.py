@@ -12,9 +12,11 @@ from tests.cluster.kube.fake_api import FakeKube
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeKube]:
-    """The fake API server, serving on 127.0.0.1."""
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKube]:
+    """The fake API server, serving on 127.0.0.1; the kube runner's executor reads the fake
+    cluster's clock (:mod:`tests.cluster.kube.clock`)."""
     kube = FakeKube().start()
+    monkeypatch.setattr("cluster.kube.executor.time", kube.clock.module)
     yield kube
     kube.stop()
 

@@ -9,6 +9,10 @@ logged it, *rendered through meshplay's Istio access-log format*: every ``%OPERA
 :func:`cluster.kube.telemetry.access_log_labels` is replaced by the value Envoy would print, and
 what Envoy cannot know on a real cluster (the ``x-meshplay-source-*`` headers, the pod's labels)
 is left out. The runner must get the records back from those lines.
+
+Lines are stamped on the fake cluster's clock (:mod:`tests.cluster.kube.clock`): the traffic
+starts when the generator pod starts, and the clock has moved past its last request by the time
+the generator reports ``done``, as the traffic of a real generator pod takes its wall time.
 """
 
 from __future__ import annotations
@@ -113,9 +117,6 @@ class SimDataPlane:
         self.logged: list[RequestRecord] = []
         """Every record written into a proxy's log, ``start_time`` in epoch seconds (what a
         Prometheus scraping the proxies would have counted: see ``recorded_prometheus``)."""
-        self.clock = 0.0
-        """The simulated traffic of a step takes no wall time: each step starts where the
-        previous one's simulated traffic ended (or now, whichever is later)."""
 
     def __call__(self, kube: FakeKube, pod: Obj) -> None:
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
@@ -123,7 +124,7 @@ class SimDataPlane:
         job = GeneratorJob.from_json(env[ENV_VAR])
         with self.lock:
             self.jobs.append(job)
-            t0 = self.clock = max(time.time(), self.clock)
+        t0 = kube.clock.time()
         kube.write_log(ns, name, "loadgen", json.dumps({"event": "started", "at": t0}))
         try:
             records = self._simulate(kube, job, ns)
@@ -155,14 +156,13 @@ class SimDataPlane:
                 )
             if target:
                 line = render(r, at, env_workload, where)
-                kube.write_log(where, target, "istio-proxy", line, at=t0)
+                kube.write_log(where, target, "istio-proxy", line, at=at)
                 with self.lock:
                     self.logged.append(replace(r, start_time=at))
         if self.delay_s:
             time.sleep(self.delay_s)
         duration = max((r.start_time + r.duration_ms / 1000 for r in records), default=0.0)
-        with self.lock:
-            self.clock = t0 + duration + 1.0
+        kube.clock.run(t0 + 0.01 + duration - kube.clock.time())  # the traffic took its time
         kube.write_log(
             ns,
             name,

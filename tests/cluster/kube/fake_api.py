@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cluster.kube.admin import ISTIO_CRDS
+from tests.cluster.kube.clock import ClusterClock
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str, str]  # group, plural, namespace, name
@@ -82,6 +83,8 @@ class FakeKube:
     """The in-memory API server (start with :meth:`start`, stop with :meth:`stop`)."""
 
     def __init__(self) -> None:
+        self.clock = ClusterClock()
+        """The cluster's wall clock: what its logs are stamped with."""
         self.objects: dict[Key, Obj] = {}
         self.owners: dict[Key, dict[tuple[str, ...], str]] = {}
         self.version = 100
@@ -446,7 +449,9 @@ class FakeKube:
         """Append a line to a container's log."""
         with self.cond:
             runtime = self.pods.setdefault((namespace, pod), FakePod())
-            runtime.logs.setdefault(container, []).append((time.time() if at is None else at, line))
+            runtime.logs.setdefault(container, []).append(
+                (self.clock.time() if at is None else at, line)
+            )
             self.cond.notify_all()
 
     def end_container(self, namespace: str, pod: str, container: str) -> None:
@@ -725,7 +730,7 @@ class _Handler(BaseHTTPRequestHandler):
             runtime = kube.pods.setdefault((ns, name), FakePod())
         if query.get("follow") != ["true"]:
             since = float((query.get("sinceSeconds") or ["0"])[0])
-            cutoff = time.time() - since if since else 0.0
+            cutoff = kube.clock.time() - since if since else 0.0
             lines = [line for at, line in runtime.logs.get(container, []) if at >= cutoff]
             self._send(200, ("\n".join(lines) + ("\n" if lines else "")).encode(), "text/plain")
             return

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,16 +69,22 @@ def ready(fake: FakeKube, api: KubeApi) -> FakeKube:
 class FakePrometheus:
     """Prometheus' HTTP API as the tests script it: ``value(promql)`` answers instant queries
     with one sample; range queries answer ``range_value`` at every step; every question is kept
-    with the wall time it arrived."""
+    with the time it arrived on the cluster's ``clock``."""
 
-    def __init__(self, value: Any, range_value: float | None = None) -> None:
+    def __init__(
+        self,
+        value: Any,
+        range_value: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.value = value
+        self.clock = clock
         self.range_value = range_value
         self.asked: list[tuple[str, dict[str, str], float]] = []
 
     def __call__(self, path: str, query: dict[str, list[str]]) -> Obj:
         params = {k: v[0] for k, v in query.items()}
-        self.asked.append((path, params, time.time()))
+        self.asked.append((path, params, self.clock()))
         if path == "/api/v1/query_range":
             start, end, step = (float(params[k]) for k in ("start", "end", "step"))
             points = []
@@ -107,7 +114,7 @@ def test_promql_expectations_are_graded_by_the_clusters_prometheus(
     lesson = _on_kube(tmp_path, "17-observability-basics")
     ready.data_plane = SimDataPlane(lesson)
     ready.put(PROMETHEUS_SERVICE)
-    prometheus = FakePrometheus(_red)
+    prometheus = FakePrometheus(_red, clock=ready.clock.time)
     ready.prometheus_http = prometheus
     runner = KubeRunner("fake", kubeconfig=str(kubeconfig), timeouts=TIMEOUTS,
                         report=lambda _t: None)  # fmt: skip
@@ -145,7 +152,9 @@ def test_an_out_of_bounds_answer_fails(ready: FakeKube, kubeconfig: Path, tmp_pa
     lesson = _on_kube(tmp_path, "17-observability-basics")
     ready.data_plane = SimDataPlane(lesson)
     ready.put(PROMETHEUS_SERVICE)
-    ready.prometheus_http = FakePrometheus(lambda q: 0.9 if "5.." in q else 30.0)
+    ready.prometheus_http = FakePrometheus(
+        lambda q: 0.9 if "5.." in q else 30.0, clock=ready.clock.time
+    )
     runner = KubeRunner("fake", kubeconfig=str(kubeconfig), timeouts=TIMEOUTS,
                         report=lambda _t: None)  # fmt: skip
     (step,) = runner.run(lesson, RunOptions(until_step=1)).steps
@@ -187,7 +196,7 @@ def test_an_alert_is_judged_from_range_queries_over_the_step(
     lesson = _on_kube(tmp_path, "19-alerting")
     ready.data_plane = SimDataPlane(lesson)
     ready.put(PROMETHEUS_SERVICE)
-    prometheus = FakePrometheus(lambda _q: series, range_value=series)
+    prometheus = FakePrometheus(lambda _q: series, range_value=series, clock=ready.clock.time)
     ready.prometheus_http = prometheus
     runner = KubeRunner("fake", kubeconfig=str(kubeconfig), timeouts=TIMEOUTS,
                         report=lambda _t: None)  # fmt: skip
