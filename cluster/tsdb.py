@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from cluster.local.ports import free_ports
+from cluster.local.ports import free_ports, start_lock
 from cluster.local.procs import Supervisor
 from cluster.prometheus import (
     PrometheusClient,
@@ -107,11 +107,14 @@ class RecordsTSDB:
         source.unlink()
         config = folder / "prometheus.yml"
         config.write_text(TSDB_CONFIG, encoding="utf-8")
-        (port,) = free_ports(1)
-        argv = prometheus_argv(prometheus, config, data, port, retention="100y")
-        proc = self.supervisor.start("prometheus-tsdb", argv, env={"PATH": "/usr/bin:/bin"})
-        client = PrometheusClient(f"http://127.0.0.1:{port}")
-        client.wait_ready(15.0, proc.running)
+        # under the machine-wide start lock, as a local mesh allocates its ports: a port this
+        # Prometheus is about to bind is not handed to a mesh starting beside it
+        with start_lock():
+            (port,) = free_ports(1)
+            argv = prometheus_argv(prometheus, config, data, port, retention="100y")
+            proc = self.supervisor.start("prometheus-tsdb", argv, env={"PATH": "/usr/bin:/bin"})
+            client = PrometheusClient(f"http://127.0.0.1:{port}")
+            client.wait_ready(15.0, proc.running)
         self.client = client
         self.windows = windows
         self.built_steps = len(steps)

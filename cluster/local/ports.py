@@ -8,6 +8,10 @@ binding them; all sockets of one allocation are held together, so the ports are 
 closed just before the processes start. Istio's own 150xx ports are avoided. Envoy listeners
 carry ``enable_reuse_port: false``, so a clash that still happens fails loudly ("Address
 already in use") instead of two processes silently sharing a port.
+
+A port handed out is not handed out again by this process for :data:`HANDED_HOLD_S`: a second
+allocation during one start-up (a multi-cluster mesh's links, the monitoring beside a mesh)
+cannot pick a port the first one released a moment ago and whose process has not bound it yet.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ __all__ = ["LOOPBACK", "free_ports", "start_lock"]
 LOOPBACK = "127.0.0.1"
 LOW = 20000
 AVOID = range(15000, 15100)
+HANDED_HOLD_S = 300.0
+"""How long a port this process handed out stays off the candidates (a start-up's span)."""
+_handed: dict[int, float] = {}
 
 
 def _ephemeral_low() -> int:
@@ -41,6 +48,10 @@ def free_ports(count: int, rng: random.Random | None = None) -> list[int]:
     """``count`` distinct ports on 127.0.0.1 that are free right now."""
     chooser = rng or random.Random(os.getpid() ^ time.monotonic_ns())
     high = _ephemeral_low()
+    now = time.monotonic()
+    for old, at in list(_handed.items()):
+        if now - at > HANDED_HOLD_S:
+            del _handed[old]
     socks: list[socket.socket] = []
     ports: list[int] = []
     try:
@@ -52,7 +63,7 @@ def free_ports(count: int, rng: random.Random | None = None) -> list[int]:
                 sock.bind((LOOPBACK, 0))  # crowded range: let the kernel choose
             else:
                 port = chooser.randrange(LOW, high)
-                if port in AVOID or port in ports:
+                if port in AVOID or port in ports or port in _handed:
                     continue
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 try:
@@ -62,6 +73,7 @@ def free_ports(count: int, rng: random.Random | None = None) -> list[int]:
                     continue
             socks.append(sock)
             ports.append(int(sock.getsockname()[1]))
+        _handed.update(dict.fromkeys(ports, now))
         return ports
     finally:
         for sock in socks:
