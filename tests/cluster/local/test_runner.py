@@ -39,17 +39,31 @@ lesson folder -> the metric and the numbers. The comparison must still differ (s
 removed once the simulator is fixed)."""
 
 
+RACES: dict[str, tuple[frozenset[int], str]] = {
+    "bookinfo-05-breakers": (
+        frozenset({1, 2}),
+        "fortio's closed-loop clients race one connection and one pending slot: real Envoy's 503 "
+        "UO share depends on the machine's speed and load (two clients: 0.18-0.48 measured here; "
+        "the sim is fitted at one load, docs/simulator.md, issue 13 item 4)",
+    ),
+}
+"""Steps (0-based) whose success and response-flag shares are a race whose real outcome depends
+on the machine: compared and printed, not asserted (the lesson's own expectations, which hold at
+any load, are graded on local all the same)."""
+
+
 def local_lessons() -> list[Path]:
     return [p for p in find_lessons(ROOT / "lessons") if "local" in load_lesson(p).spec.runners]
 
 
-def differing(cmp: Comparison) -> list[str]:
-    """The share/success/flag rows that differ beyond tolerance, with their numbers."""
+def differing(cmp: Comparison, races: frozenset[int] = frozenset()) -> list[str]:
+    """The share/success/flag rows that differ beyond tolerance, with their numbers (success and
+    flag rows of the ``races`` steps left out)."""
     return [
         f"step {r.step + 1} {r.metric} {r.subject}: {cmp.runner_a} {r.a:.3f} (n={r.n_a}) vs "
         f"{cmp.runner_b} {r.b:.3f} (n={r.n_b}), tolerance {r.tolerance:.3f}"
         for r in cmp.differing
-        if r.metric in COMPARED
+        if r.metric in COMPARED and not (r.step in races and r.metric in {"success", "flag"})
     ]
 
 
@@ -69,7 +83,11 @@ def test_lesson_meets_its_expectations_on_local(folder: Path, tmp_path: Path) ->
     assert seen and seen[-1].fraction == 1.0
     sim_run = ObservedSimRunner().run(lesson, RunOptions(seed=1))
     comparison = compare_runs(sim_run, run, CI_TOLERANCES)
-    differs = differing(comparison)
+    races, why = RACES.get(folder.name, (frozenset(), ""))
+    differs = differing(comparison, races)
+    if races:
+        raced = [d for d in differing(comparison) if d not in differs]
+        print(f"not asserted ({why}):", *raced, sep="\n  ")
     known = SIM_DIFFERS.get(folder.name)
     if known is None:
         assert not differs, "\n".join(differs) + "\n\n" + format_comparison(comparison)
