@@ -18,22 +18,11 @@ from mesh.model import (
     ObjectMeta,
     Resource,
     Service,
-    ServiceAccount,
     ServiceEntry,
-)
-from mesh.model.kubernetes import (
-    Container,
-    ContainerPort,
-    DeploymentSpec,
-    KubeServicePort,
-    LabelSelector,
-    PodSpec,
-    PodTemplateSpec,
-    ServiceSpec,
-    TemplateMeta,
 )
 from mesh.model.multicluster import EASTWEST_GATEWAY, MultiCluster
 from mesh.topology.clusters import eastwest_gateway_resources, placed_labels, placements
+from mesh.topology.gateways import gateway_resources
 from mesh.topology.model import MeshConfig, MeshService, Pod, ProxyKind, Topology, Workload
 from mesh.topology.registry import entry_services, kube_service, service_vips
 
@@ -49,48 +38,12 @@ def istio_system_resources() -> tuple[Resource, ...]:
     Its pods carry ``istio: ingressgateway`` (what Gateway selectors name) and its Service exposes
     80 (http2) and 443 (https) to container ports 8080 and 8443, as in Istio's default profile.
     """
-    ns = "istio-system"
-    labels = FrozenMap({"app": INGRESS_GATEWAY, "istio": "ingressgateway"})
     return (
-        Namespace(metadata=ObjectMeta(name=ns)),
-        ServiceAccount(
-            metadata=ObjectMeta(name=f"{INGRESS_GATEWAY}-service-account", namespace=ns)
-        ),
-        Service(
-            metadata=ObjectMeta(name=INGRESS_GATEWAY, namespace=ns, labels=labels),
-            spec=ServiceSpec(
-                selector=labels,
-                type="LoadBalancer",
-                ports=(
-                    KubeServicePort(name="http2", port=80, target_port=8080),
-                    KubeServicePort(name="https", port=443, target_port=8443),
-                ),
-            ),
-        ),
-        Deployment(
-            metadata=ObjectMeta(name=INGRESS_GATEWAY, namespace=ns, labels=labels),
-            spec=DeploymentSpec(
-                replicas=1,
-                selector=LabelSelector(match_labels=labels),
-                template=PodTemplateSpec(
-                    metadata=TemplateMeta(
-                        labels=labels, annotations=FrozenMap({"meshplay.dev/proxy": "router"})
-                    ),
-                    spec=PodSpec(
-                        service_account_name=f"{INGRESS_GATEWAY}-service-account",
-                        containers=(
-                            Container(
-                                name="istio-proxy",
-                                image="docker.io/istio/proxyv2",
-                                ports=(
-                                    ContainerPort(container_port=8080),
-                                    ContainerPort(container_port=8443),
-                                ),
-                            ),
-                        ),
-                    ),
-                ),
-            ),
+        Namespace(metadata=ObjectMeta(name="istio-system")),
+        *gateway_resources(
+            INGRESS_GATEWAY,
+            FrozenMap({"app": INGRESS_GATEWAY, "istio": "ingressgateway"}),
+            (("http2", 80, 8080), ("https", 443, 8443)),
         ),
     )
 

@@ -12,18 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mesh.model import Deployment, FrozenMap, ObjectMeta, Resource, Service, ServiceAccount
-from mesh.model.kubernetes import (
-    Container,
-    ContainerPort,
-    DeploymentSpec,
-    KubeServicePort,
-    LabelSelector,
-    PodSpec,
-    PodTemplateSpec,
-    ServiceSpec,
-    TemplateMeta,
-)
+from mesh.model import Deployment, FrozenMap, Resource
 from mesh.model.multicluster import (
     DEFAULT_CLUSTER,
     EASTWEST_GATEWAY,
@@ -32,6 +21,7 @@ from mesh.model.multicluster import (
     LABEL_NETWORK,
     MultiCluster,
 )
+from mesh.topology.gateways import gateway_resources
 
 __all__ = ["PodPlacement", "eastwest_gateway_resources", "placed_labels", "placements"]
 
@@ -42,47 +32,12 @@ def eastwest_gateway_resources() -> tuple[Resource, ...]:
     mTLS port 15443 (``tls``) and istiod's ports 15012/15017 for remote clusters. Placement puts
     one replica on each network (:meth:`MultiCluster.placements_of`); each pod carries its
     network's ``topology.istio.io/network`` label."""
-    ns = "istio-system"
-    labels = FrozenMap({"app": EASTWEST_GATEWAY, "istio": "eastwestgateway"})
     ports = (15021, EASTWEST_PORT, 15012, 15017)
     names = ("status-port", "tls", "tls-istiod", "tls-webhook")
-    return (
-        ServiceAccount(
-            metadata=ObjectMeta(name=f"{EASTWEST_GATEWAY}-service-account", namespace=ns)
-        ),
-        Service(
-            metadata=ObjectMeta(name=EASTWEST_GATEWAY, namespace=ns, labels=labels),
-            spec=ServiceSpec(
-                selector=labels,
-                type="LoadBalancer",
-                ports=tuple(
-                    KubeServicePort(name=n, port=p, target_port=p)
-                    for n, p in zip(names, ports, strict=True)
-                ),
-            ),
-        ),
-        Deployment(
-            metadata=ObjectMeta(name=EASTWEST_GATEWAY, namespace=ns, labels=labels),
-            spec=DeploymentSpec(
-                replicas=1,
-                selector=LabelSelector(match_labels=labels),
-                template=PodTemplateSpec(
-                    metadata=TemplateMeta(
-                        labels=labels, annotations=FrozenMap({"meshplay.dev/proxy": "router"})
-                    ),
-                    spec=PodSpec(
-                        service_account_name=f"{EASTWEST_GATEWAY}-service-account",
-                        containers=(
-                            Container(
-                                name="istio-proxy",
-                                image="docker.io/istio/proxyv2",
-                                ports=tuple(ContainerPort(container_port=p) for p in ports),
-                            ),
-                        ),
-                    ),
-                ),
-            ),
-        ),
+    return gateway_resources(
+        EASTWEST_GATEWAY,
+        FrozenMap({"app": EASTWEST_GATEWAY, "istio": "eastwestgateway"}),
+        tuple((n, p, p) for n, p in zip(names, ports, strict=True)),
     )
 
 
