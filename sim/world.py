@@ -31,7 +31,7 @@ from mesh.model import Resource
 from mesh.records import RequestRecord
 from mesh.security import LocalRateLimiter
 from mesh.topology import MeshService, Pod, ProxyKind, Topology
-from sim.cluster import ClusterRuntime
+from sim.cluster import ClusterRuntime, OutlierState
 from sim.cni import Cni
 from sim.messages import Request
 from sim.outside import Outside, outside_of
@@ -157,6 +157,23 @@ class ProxyRuntime:
             rt = ClusterRuntime.create(spec, world.env, world.rng)
             self.clusters[name] = rt
         return rt
+
+    def outlier_states(self, now: float) -> dict[str, OutlierState]:
+        """The outlier detector of each cluster this proxy used that has one, at ``now``."""
+        states = {}
+        for name, rt in self.clusters.items():
+            state = rt.outlier_state(now)
+            if state is not None:
+                states[name] = state
+        return states
+
+    def restore_outliers(self, states: Mapping[str, OutlierState], world: World) -> None:
+        """Take over the outlier detectors of a previous world's same proxy (those whose
+        cluster this proxy still has, unchanged)."""
+        for name, state in states.items():
+            rt = self.cluster(name, world)
+            if rt is not None:
+                rt.restore_outlier(state)
 
     def reload(self, tables: ProxyTables) -> None:
         """A config push: new tables, cluster state kept where the cluster still exists."""
@@ -307,6 +324,25 @@ class World:
                 pod.proxy = proxy
             else:
                 existing.reload(tables)
+
+    # -- state a long-running Envoy keeps ---------------------------------------------------
+
+    def outlier_states(self, now: float) -> dict[str, dict[str, OutlierState]]:
+        """Every running proxy's outlier detectors as they stand at ``now``, by pod and cluster
+        (a pod that is down has no Envoy left to remember anything)."""
+        return {
+            name: states
+            for name, proxy in self.proxies.items()
+            if not proxy.pod.dead and (states := proxy.outlier_states(now))
+        }
+
+    def restore_outliers(self, states: Mapping[str, Mapping[str, OutlierState]]) -> None:
+        """Carry the outlier detectors of an earlier world (taken when it stopped) into this
+        one, as if this world's t = 0 were that moment: the same Envoys, still running."""
+        for name, clusters in states.items():
+            proxy = self.proxies.get(name)
+            if proxy is not None and not proxy.pod.dead:
+                proxy.restore_outliers(clusters, self)
 
     # -- knobs ------------------------------------------------------------------------------
 
