@@ -26,6 +26,7 @@ from mesh.lesson import BreakAction, Lesson
 from mesh.runner import DriveContext, RunEvent, StepPlan, StepTraffic, TimedChange
 from mesh.state import MeshState
 from mesh.topology import Topology, build_topology
+from sim.accesslog import exchange_clusters
 from sim.cluster import OutlierState
 from sim.traffic import TrafficDriver, drain
 from sim.world import World
@@ -101,7 +102,10 @@ class SimExecutor:
         for change in pending:  # due after the traffic ended: they still happen, for later steps
             self._apply(None, change)
         duration = driver.end_time if driver.end_time != float("inf") else driver.last_time
-        return StepTraffic(tuple(world.records), 0.0, duration, tuple(self.events))
+        records = world.records
+        if world.multicluster:
+            records = exchange_clusters(records)
+        return StepTraffic(tuple(records), 0.0, duration, tuple(self.events))
 
     def _at(
         self, world: World, change: TimedChange, pending: list[TimedChange]

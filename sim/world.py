@@ -98,6 +98,10 @@ class PodRuntime:
     inbound_host: str = ""
     identity: str = ""
     """The pod's SPIFFE identity (``Pod.identity``, worked out once)."""
+    log_cluster: str = ""
+    """Its cluster as its proxy's records name it (``source_cluster`` on a client-side record,
+    ``destination_cluster`` on a server-side one): set in a mesh of two clusters or more, as
+    the local runner tags them; "" otherwise."""
     response_headers: dict[str, str] | None = None
     """Headers the app puts on its responses (behaviours declare none yet; set by tests)."""
     resets_before_read: int = 0
@@ -248,9 +252,17 @@ class World:
         self.load_config(topology, envoy, resources)
         self.completed = 0
 
+    @property
+    def multicluster(self) -> bool:
+        """A mesh of two clusters or more (its records name their clusters)."""
+        declared = self.topology.multicluster
+        return declared is not None and len(declared.clusters) > 1
+
     # -- construction -----------------------------------------------------------------------
 
     def _build_pods(self, topology: Topology) -> None:
+        declared = topology.multicluster
+        multicluster = declared is not None and len(declared.clusters) > 1
         for pod in topology.pods:
             if pod.name in self.pods:
                 continue
@@ -276,6 +288,8 @@ class World:
                 target_port=target,
                 workers=workers,
             )
+            if multicluster:
+                rt.log_cluster = pod.cluster
             self.pods[pod.name] = rt
             self.by_address[pod.address] = rt
         for svc in topology.services:

@@ -222,3 +222,34 @@ def test_the_east_west_gateway_logs_each_connection_that_closes(tmp_path: Path) 
     gateway_p50 = sorted(r.duration_ms for r in logged)[len(logged) // 2]
     client_p50 = sorted(r.duration_ms for r in client)[len(client) // 2]
     assert abs(gateway_p50 - client_p50) < 10
+
+
+def test_records_name_the_clusters_of_both_sides_as_the_local_runner_does(tmp_path: Path) -> None:
+    """In a mesh of two clusters each proxy's record names its own cluster (source_cluster on
+    the client side, destination_cluster on the server side) and, for an HTTP request, the
+    other side's from the peer metadata exchange; a request nobody served (503 UF/UH) and the
+    gateway's TCP connections name their own side only. A mesh of one cluster names none."""
+    (records,) = _run(
+        tmp_path,
+        "[helloworld-v2]",
+        "  - {name: s, apply: [istio/expose.yaml, istio/one-request-per-connection.yaml]}",
+    )
+    seen = Counter(
+        (r.reporter.value, r.destination_version, r.source_cluster, r.destination_cluster)
+        for r in records
+        if r.source_workload == "curl"
+    )
+    assert set(seen) == {
+        ("source", "v1", "cluster1", "cluster1"),
+        ("destination", "v1", "cluster1", "cluster1"),
+        ("source", "v2", "cluster1", "cluster2"),
+        ("destination", "v2", "cluster1", "cluster2"),
+    }
+    assert {(r.source_cluster, r.destination_cluster) for r in _gateway(records)} == {
+        ("cluster2", "")
+    }
+    one = SimRunner().run(
+        load_lesson(Path(__file__).resolve().parents[2] / "lessons" / "01-request-routing"),
+        RunOptions(seed=1, until_step=1),
+    )
+    assert {(r.source_cluster, r.destination_cluster) for r in one.records} == {("", "")}
