@@ -248,10 +248,7 @@ class ClusterRuntime:
         it back and resets its consecutive-error counters)."""
         if not h.ejected:
             return False
-        od = self.spec.outlier
-        interval = od.interval if od is not None else 10.0
-        sweeps = max(1, math.ceil((h.ejected_until - self.created) / interval - 1e-9))
-        back = self.created + sweeps * interval
+        back = self._back_at(h)
         if now < back:
             return True
         h.ejected = False
@@ -259,6 +256,13 @@ class ClusterRuntime:
         self.ejected_hosts -= 1
         h.last_unejection = back
         return False
+
+    def _back_at(self, h: HostState) -> float:
+        """The sweep that ends ``h``'s ejection: the first once its time is served."""
+        od = self.spec.outlier
+        interval = od.interval if od is not None else 10.0
+        sweeps = max(1, math.ceil((h.ejected_until - self.created) / interval - 1e-9))
+        return self.created + sweeps * interval
 
     def record_outcome(self, h: HostState, status: int, local_failure: bool) -> bool:
         """Feed one attempt's outcome to the outlier detector; True when it ejected the host."""
@@ -390,7 +394,13 @@ class ClusterRuntime:
         if not hosts:
             if not self.hosts:
                 return Pick(None, "the cluster has no endpoints")
-            return Pick(None, "every endpoint is ejected and panic mode is off")
+            backs = [self._back_at(h) - self.env.now for h in self.hosts if h.ejected]
+            when = (
+                f" (the first comes back in {min(backs):.1f} s, at an outlier-detection sweep)"
+                if backs
+                else ""
+            )
+            return Pick(None, "every endpoint is ejected and panic mode is off" + when)
         policy = self.spec.lb_policy
         tries = max(1, attempts) if avoid else 1
         h = hosts[0]

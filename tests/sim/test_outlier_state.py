@@ -22,6 +22,7 @@ from mesh.lesson import load_lesson
 from mesh.runner import RunOptions
 from sim import SimRunner
 from sim.cluster import ClusterRuntime, HostState
+from sim.explain import explain, parse_request
 from sim.xds.clusters import compile_cluster
 
 LESSONS = Path(__file__).resolve().parents[2] / "lessons"
@@ -177,3 +178,16 @@ def test_lesson_25_a_restored_pod_stays_ejected_into_the_next_steps() -> None:
     first = min(r.start_time for r in ok)
     assert 60.0 - ended - 1.5 < first < 60.0 - ended + 1.5
     assert not [r for r in step6.warmup_records if r.start_time > first + 0.01 and not r.ok]
+
+
+def test_explain_sees_the_ejections_the_earlier_steps_left() -> None:
+    """``meshplay explain`` runs a request in the world of a step as the lesson leaves it: in
+    lesson 25's step 5 v1 is back but still ejected, and so is the gateway: 503 UH, and the
+    trace says when the first endpoint comes back."""
+    lesson = load_lesson(LESSONS / "25-multicluster-failover")
+    request = parse_request("GET /hello")
+    restored = explain(lesson, request, step=5)
+    assert restored.response.status == 503 and restored.response.flags == ("UH",)
+    assert any("comes back in" in text for _, _, text in restored.lines)
+    before = explain(lesson, request, step=2)
+    assert before.response.status == 200 and before.response.version == "v1"
