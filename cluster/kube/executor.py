@@ -30,42 +30,40 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from cluster.kube.api import KubeApi, KubeError
+from cluster.kube.applied import (
+    Applied,
+    delete_generators,
+    leftover_hint,
+    push_changes,
+    restore_app,
+    retry,
+)
 from cluster.kube.breaks import Breaks, select
 from cluster.kube.fleet import Fleet, Member
-from cluster.kube.generator import generator_pod, service_ports, step_job, traffic_bound_s
+from cluster.kube.generator import traffic_bound_s
 from cluster.kube.live import LiveCluster, Timeouts
-from cluster.kube.loadgen import GeneratorJob
 from cluster.kube.manifests import (
     LESSON_LABEL,
-    PART_LABEL,
     RUN_LABEL,
     Manifest,
     app_manifests,
-    is_istio,
     is_modelled,
     manifest_of,
-    ordered_for_apply,
     retarget_namespace,
     stamp,
 )
-from cluster.kube.metrics import PlanStepMetrics, ServiceProxyPrometheus
-from cluster.kube.multicluster import (
-    cluster_contexts,
-    declared_clusters,
-    install_plan,
-    lesson_exposes_services,
-    multicluster_problems,
-)
-from cluster.kube.plan import PlanBook, PlanCluster
-from cluster.kube.prometheus import CrossCheck, compare_counts, edge_counts, parse_vector
+from cluster.kube.members import connect_fleet, plan_fleet
+from cluster.kube.metrics import PlanStepMetrics, cross_check, prometheus_client
+from cluster.kube.multicluster import cluster_contexts, declared_clusters
+from cluster.kube.plan import PlanCluster
+from cluster.kube.prometheus import CrossCheck, edge_counts
 from cluster.kube.prometheus import query as prometheus_query
 from cluster.kube.records import records_from_logs
-from cluster.kube.traffic import GeneratorWatch, generator_image, generator_note
-from cluster.prometheus import PrometheusClient, PrometheusStepMetrics
+from cluster.kube.traffic import GeneratorWatch, step_generator
+from cluster.prometheus import PrometheusStepMetrics
 from mesh.lesson import BreakAction, Lesson
 from mesh.model.multicluster import MultiCluster
 from mesh.observe.query import StepMetrics
@@ -75,14 +73,6 @@ from mesh.state import MeshState, lesson_states
 __all__ = ["KubeExecutor"]
 
 Key = tuple[str, str, str]
-
-
-@dataclass
-class _Applied:
-    """What the runner has applied: manifests by key, and the app's own versions."""
-
-    current: dict[Key, Manifest] = field(default_factory=dict)
-    app: dict[Key, Manifest] = field(default_factory=dict)
 
 
 def _to_stderr(text: str) -> None:
@@ -124,7 +114,7 @@ class KubeExecutor:
         self.namespace = namespace
         self.run_id = "dry-run" if dry_run else secrets.token_hex(3)
         self.run_started = 0.0
-        self.applied = _Applied()
+        self.applied = Applied()
         self.app_deployments: dict[str, Manifest] = {}
         self._lock = threading.RLock()
         self._by_origin: dict[str, Manifest] = {}
@@ -156,62 +146,19 @@ class KubeExecutor:
                 if not isinstance(r, MultiCluster):  # the lesson's declaration, not an object
                     self._manifest(r)
         if self.dry_run:
-            self._plan_fleet(lesson, contexts, mc, app)
-            return
-        from cluster.kube.admin import require_ready
-
-        members: dict[str, Member] = {}
-        try:
-            for name, context in contexts.items():
-                api = KubeApi.connect(context, self.kubeconfig)
-                self.apis.append(api)
-                require_ready(api, self.namespace)
-                if mc is not None:
-                    cluster = mc.cluster(name)
-                    assert cluster is not None
-                    others = [c.name for c in mc.clusters if c.name != name]
-                    problems = multicluster_problems(api, mc, cluster, others)
-                    if problems:
-                        raise RunnerError(
-                            f"context {api.context} is not ready as {name} of a multi-primary "
-                            "mesh (docs/multicluster.md):\n" + "\n".join(f"  {p}" for p in problems)
-                        )
-                members[name] = LiveCluster(api, self.namespace, self.timeouts, self.report)
-        except RunnerError:
-            self._close_apis()
-            raise
-        self.fleet = Fleet(members, mc)
+            self.fleet = plan_fleet(
+                lesson, contexts, mc, self.namespace, app, timeouts=self.timeouts
+            )
+        else:
+            try:
+                self.fleet = connect_fleet(
+                    contexts, mc, self.namespace, kubeconfig=self.kubeconfig,
+                    timeouts=self.timeouts, report=self.report, apis=self.apis,
+                )  # fmt: skip
+            except RunnerError:
+                self._close_apis()
+                raise
         self.breaks = Breaks(self.fleet)
-
-    def _plan_fleet(
-        self, lesson: Lesson, contexts: dict[str, str], mc: MultiCluster | None, app: list[Manifest]
-    ) -> None:
-        book = PlanBook()
-        members: dict[str, Member] = {}
-        for name, context in contexts.items():
-            members[name] = PlanCluster(self.namespace, app, self.timeouts, book=book,
-                                        prefix=f"[{name}: {context}] " if mc else "")  # fmt: skip
-        self.fleet = Fleet(members, mc)
-        self.breaks = Breaks(self.fleet)
-        for name, member in members.items():  # each context knows its own pods
-            assert isinstance(member, PlanCluster)
-            member.app = self.fleet.by_member(app)[name]
-        plan = self._plan()
-        plan.note(
-            f"# meshplay run {lesson.path.name} --runner kube --dry-run: the plan, step by step"
-        )
-        plan.note(f"# namespace {self.namespace}; nothing below was sent to a cluster")
-        if mc is None:
-            return
-        plan.note("# clusters: " + ", ".join(
-            f"{c.name} = context {contexts[c.name]} (network {c.network or '-'})" for c in mc.clusters))  # fmt: skip
-        plan.note("# records: every cluster's istio-proxy logs, each line's source_cluster or "
-                  "destination_cluster the cluster of the context it was read from")  # fmt: skip
-        plan.note(generator_note(lesson, app))
-        for line in install_plan(mc, contexts, exposed_by_lesson=lesson_exposes_services(lesson),
-                                 app=str(lesson.app.path)):  # fmt: skip
-            plan.note(line)
-        plan.end_section()
 
     def _plan(self) -> PlanCluster:
         """The dry run's plan (its home member: notes and headings are shared)."""
@@ -277,33 +224,7 @@ class KubeExecutor:
         every cluster: each primary's istiod gets the configuration)."""
         fleet = self._fleet()
         with self._lock:
-            desired = self._desired(state)
-            current = self.applied.current
-            changed = [
-                m
-                for k, m in desired.items()
-                if k not in current or current[k].fingerprint() != m.fingerprint()
-            ]
-            removed = [m for k, m in current.items() if k not in desired]
-            if not changed and not removed:
-                return
-            istio = any(is_istio(m) for m in (*changed, *removed))
-            before = fleet.sync_state() if istio else {}
-            versions: dict[Key, str] = {}
-            for m in ordered_for_apply(changed):  # one by one: a failure leaves `current` exact
-                versions.update(fleet.apply([m]))
-                current[m.key] = m
-            for m in reversed(ordered_for_apply(removed)):
-                fleet.delete([m])
-                current.pop(m.key, None)
-            deployments = [m for m in changed if m.kind == "Deployment"]
-            fleet.wait_rollout(deployments)
-            if istio:
-                fleet.wait_converged(
-                    {k: v for k, v in versions.items() if is_istio(desired[k])},
-                    [m.key for m in removed if is_istio(m)],
-                    before,
-                )
+            push_changes(fleet, self.applied, self._desired(state))
 
     # -- breaks ----------------------------------------------------------------------------
 
@@ -326,29 +247,6 @@ class KubeExecutor:
 
     # -- traffic ---------------------------------------------------------------------------
 
-    def _job(self, plan: StepPlan) -> tuple[GeneratorJob, Manifest | None, str]:
-        """The generator's job, the Deployment it stands in for, and its cluster (the caller's:
-        :mod:`cluster.kube.traffic`)."""
-        fleet = self._fleet()
-        spec = plan.traffic
-        client = None
-        where = fleet.home
-        if spec.from_ not in ("outside", "ingress"):
-            candidates = self._deployments(spec.from_)
-            if not candidates:
-                raise RunnerError(
-                    f'traffic from "{spec.from_}": no such Deployment or app in the mesh'
-                )
-            client = candidates[0]
-            where = (fleet.clusters_of(client.name, client.namespace) or [where])[0]
-        endpoints: list[str] = []
-        if spec.from_ == "outside" and spec.address is None:
-            service = self.applied.current.get(("Service", self.namespace, spec.to))
-            if service is not None:
-                endpoints = fleet.member(where).endpoints(service.body)
-        ports = service_ports(self.applied.current.values(), self.namespace)
-        return step_job(plan, self.namespace, ports, endpoints), client, where
-
     def drive(
         self, plan: StepPlan, timeline: Sequence[TimedChange], ctx: DriveContext
     ) -> StepTraffic:
@@ -358,18 +256,12 @@ class KubeExecutor:
         lesson = self.lesson
         assert lesson is not None
         assert breaks is not None
-        job, client, where = self._job(plan)
-        caller = fleet.member(where)
-        image, _ = generator_image(client, self.app_deployments.values())
-        pod = generator_pod(
-            name=f"meshplay-loadgen-{self.run_id}-s{plan.index + 1}",
-            namespace=self.namespace,
-            job=job,
-            image=image,
-            client=client.body if client is not None else None,
-            run_id=self.run_id,
+        pod, where = step_generator(
+            plan, fleet, find=self._deployments, current=self.applied.current,
+            app=self.app_deployments.values(), namespace=self.namespace, run_id=self.run_id,
             lesson_id=lesson.id[:63],
-        )
+        )  # fmt: skip
+        caller = fleet.member(where)
         self.events = []
         watch = GeneratorWatch(timeline, self._fire, ctx)
         began = time.time()
@@ -428,7 +320,7 @@ class KubeExecutor:
         end = self.run_started + started_at + duration_s + 1.0
         home = fleet.member(fleet.home)
         assert isinstance(home, LiveCluster)
-        client = self._prometheus(home)
+        client = prometheus_client(home.api, self.prometheus_url)
         if client is None:
             self.report(
                 f"step {index + 1}: no Prometheus to grade promql/alert expectations (install "
@@ -439,14 +331,6 @@ class KubeExecutor:
         if wait > 0:
             time.sleep(wait)
         return PrometheusStepMetrics(client, end, max(end - start, 1.0))
-
-    def _prometheus(self, cluster: LiveCluster) -> PrometheusClient | None:
-        if self.prometheus_url:
-            return PrometheusClient(self.prometheus_url)
-        from cluster.kube.admin import find_prometheus
-
-        found = find_prometheus(cluster.api)
-        return None if found is None else ServiceProxyPrometheus(cluster.api, *found)
 
     def _fire(self, change: TimedChange, pending: list[TimedChange]) -> None:
         with self._lock:
@@ -485,22 +369,17 @@ class KubeExecutor:
         if self.dry_run:
             self._plan().note("\n== close: back to the app as it was")
         problems: list[str] = []
-        for what, task in (
-            ("load generators", self._delete_generators),
+        tasks: tuple[tuple[str, Callable[[], None]], ...] = (
+            ("load generators", lambda: delete_generators(fleet, self.namespace, self.run_id)),
             ("breaks", self._undo_breaks),
-            ("lesson resources", self._restore_app),
-        ):
-            error = _retry(task, self.timeouts.cleanup_s)
+            ("lesson resources", lambda: restore_app(fleet, self.applied)),
+        )
+        for what, task in tasks:
+            error = retry(task, self.timeouts.cleanup_s)
             if error is not None:
                 problems.append(f"{what}: {error}")
         if problems:
-            selector = f"{RUN_LABEL}={self.run_id}"
-            self.report(
-                "cleanup incomplete (" + "; ".join(problems) + "); remove the rest with: "
-                f"kubectl delete pods,virtualservices,destinationrules,gateways,serviceentries,"
-                f"sidecars,peerauthentications,authorizationpolicies,requestauthentications,"
-                f"networkpolicies -A -l {selector}   (in every context; or meshplay cluster down)"
-            )
+            self.report(leftover_hint(problems, self.run_id))
         if self.dry_run:
             self._plan_text = self._plan().text()
         self._close_apis()
@@ -517,32 +396,11 @@ class KubeExecutor:
             cluster.note("\n== after the last step: Istio's metrics as a cross-check")
             cluster.prometheus(prometheus_query(0), 0.0)
             return
-        if not self.counts or self.traffic_span is None:
-            return
-        start, end = self.traffic_span
-        wait = end + self.timeouts.scrape_s - time.time()
-        try:
-            if not cluster.has_prometheus():
-                return
-            if wait > 0:
-                time.sleep(wait)
-            now = time.time()
-            result = cluster.prometheus(prometheus_query(now - start + 5.0), now)
-        except KubeError as exc:
-            self.report(f"metrics cross-check skipped: {exc}")
-            return
-        if result is None:
-            return
-        self.cross_checks = compare_counts(self.counts, parse_vector(result))
-        for check in self.cross_checks:
-            self.report(f"istio_requests_total cross-check: {check.line()}")
-
-    def _delete_generators(self) -> None:
-        for member in self._fleet().members.values():
-            if isinstance(member, LiveCluster):
-                selector = {PART_LABEL: "loadgen", RUN_LABEL: self.run_id}
-                for p in member.pods(self.namespace, selector):
-                    member.api.delete("v1", "Pod", self.namespace, p["metadata"]["name"])
+        if self.counts and self.traffic_span is not None:
+            self.cross_checks = cross_check(
+                cluster, self.counts, self.traffic_span, self.timeouts.scrape_s, self.report,
+                clock=time,
+            )  # fmt: skip
 
     def _undo_breaks(self) -> None:
         self._fleet()
@@ -555,42 +413,8 @@ class KubeExecutor:
 
         self.breaks.undo(current)
 
-    def _restore_app(self) -> None:
-        fleet = self._fleet()
-        current, app = self.applied.current, self.applied.app
-        lesson_only = [m for k, m in current.items() if k not in app]
-        changed_app = [
-            m
-            for k, m in app.items()
-            if k not in current or current[k].fingerprint() != m.fingerprint()
-        ]
-        fleet.delete(lesson_only)
-        for m in lesson_only:
-            current.pop(m.key, None)
-        if changed_app:
-            fleet.apply(changed_app)
-            for m in changed_app:
-                current[m.key] = m
-
     def plan_text(self) -> str:
         """The recorded plan of a dry run (kept after ``close``)."""
         if self.fleet is not None and self.dry_run:
             return self._plan().text()
         return self._plan_text
-
-
-def _retry(task: Callable[[], None], budget_s: float) -> str | None:
-    """Run ``task``, retrying while the API does not answer; the last error (None: done)."""
-    deadline = time.monotonic() + budget_s
-    delay = 0.5
-    while True:
-        try:
-            task()
-            return None
-        except KubeError as exc:
-            if exc.status != 0 or time.monotonic() + delay > deadline:
-                return str(exc)
-        except RunnerError as exc:
-            return str(exc)
-        time.sleep(delay)
-        delay = min(delay * 2, 4.0)

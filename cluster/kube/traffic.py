@@ -19,16 +19,29 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from cluster.kube.generator import LOADGEN_IMAGE, GeneratorEvent
+from cluster.kube.fleet import Fleet
+from cluster.kube.generator import (
+    LOADGEN_IMAGE,
+    GeneratorEvent,
+    generator_pod,
+    service_ports,
+    step_job,
+)
 from cluster.kube.manifests import Manifest
 from cluster.kube.pods import service_container
 from mesh.lesson import Lesson
-from mesh.runner import DriveContext, TimedChange
+from mesh.runner import DriveContext, RunnerError, StepPlan, TimedChange
 
-__all__ = ["LOADGEN_IMAGE", "GeneratorWatch", "generator_image", "generator_note"]
+__all__ = [
+    "LOADGEN_IMAGE",
+    "GeneratorWatch",
+    "generator_image",
+    "generator_note",
+    "step_generator",
+]
 
 
 def generator_image(client: Manifest | None, app: Iterable[Manifest]) -> tuple[str, bool]:
@@ -41,6 +54,46 @@ def generator_image(client: Manifest | None, app: Iterable[Manifest]) -> tuple[s
             containers = d.body["spec"]["template"]["spec"]["containers"]
             return str(containers[0]["image"]), False
     return LOADGEN_IMAGE, True
+
+
+def step_generator(
+    plan: StepPlan,
+    fleet: Fleet,
+    *,
+    find: Callable[[str], list[Manifest]],
+    current: Mapping[tuple[str, str, str], Manifest],
+    app: Iterable[Manifest],
+    namespace: str,
+    run_id: str,
+    lesson_id: str,
+) -> tuple[Manifest, str]:
+    """The step's generator pod and the cluster it runs in (the caller's). ``find`` names the
+    Deployments of a workload; ``current`` is what is applied now."""
+    spec = plan.traffic
+    client = None
+    where = fleet.home
+    if spec.from_ not in ("outside", "ingress"):
+        candidates = find(spec.from_)
+        if not candidates:
+            raise RunnerError(f'traffic from "{spec.from_}": no such Deployment or app in the mesh')
+        client = candidates[0]
+        where = (fleet.clusters_of(client.name, client.namespace) or [where])[0]
+    endpoints: list[str] = []
+    if spec.from_ == "outside" and spec.address is None:
+        service = current.get(("Service", namespace, spec.to))
+        if service is not None:
+            endpoints = fleet.member(where).endpoints(service.body)
+    job = step_job(plan, namespace, service_ports(current.values(), namespace), endpoints)
+    pod = generator_pod(
+        name=f"meshplay-loadgen-{run_id}-s{plan.index + 1}",
+        namespace=namespace,
+        job=job,
+        image=generator_image(client, app)[0],
+        client=client.body if client is not None else None,
+        run_id=run_id,
+        lesson_id=lesson_id,
+    )
+    return pod, where
 
 
 def generator_note(lesson: Lesson, app: Iterable[Manifest]) -> str:
