@@ -284,3 +284,28 @@ def test_a_context_that_is_not_the_declared_primary_is_refused(
         RunnerError, match="no remote secret for cluster1: istioctl create-remote-secret"
     ):
         _runner(ready).run(_lesson("24-multicluster-load-balancing"), RunOptions())
+
+
+def test_cluster_check_checks_every_context_of_a_lesson(
+    fakes: dict[str, FakeKube], ready: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """``meshplay cluster check --lesson L --context cluster1=.. --context cluster2=..``: each
+    context checked as its cluster (exit 0); a missing remote secret is named with its fix
+    (exit 1)."""
+    from playground.cli import main
+
+    monkeypatch.setenv("KUBECONFIG", str(ready))
+    monkeypatch.chdir(ROOT)
+    args = ["cluster", "check", "--lesson", "lessons/24-multicluster-load-balancing",
+            "--context", "cluster1=kind-east", "--context", "cluster2=kind-west"]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "== cluster1: context kind-east" in out and "== cluster2: context kind-west" in out
+    assert out.count("remote secrets of the other clusters") == 2
+    fakes["cluster1"].delete(("", "secrets", "istio-system", "istio-remote-secret-cluster2"))
+    assert main(args) == 1
+    assert (
+        "\u2718 no remote secret for cluster2: istioctl create-remote-secret"
+        in capsys.readouterr().out
+    )
