@@ -64,7 +64,7 @@ class Breaks:
         if action.cluster:
             found = [(c, d) for c, d in found if c == action.cluster]
         if not found:
-            where = f" in cluster {action.cluster}" if action.cluster else ""
+            where = f" in cluster {action.cluster}" if action.cluster else " in the app"
             raise RunnerError(f'break: no Deployment "{action.workload or "*"}"{where}')
         return found
 

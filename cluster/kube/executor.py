@@ -240,8 +240,6 @@ class KubeExecutor:
         breaks = self.breaks
         assert breaks is not None
         deployments = self._deployments(action.workload, action.cluster)
-        if not deployments and not action.cluster:
-            raise RunnerError(f'break: no Deployment "{action.workload}" in the app')
         with self._lock:
             breaks.apply(action, breaks.targets(action, deployments))
 

@@ -326,3 +326,45 @@ def test_cluster_check_checks_every_context_of_a_lesson(
         "\u2718 no remote secret for cluster2: istioctl create-remote-secret"
         in capsys.readouterr().out
     )
+
+
+def test_break_targets_name_the_cluster_and_the_gateway() -> None:
+    """Which Deployments a break acts on, per cluster (no API needed): a whole cluster is its
+    placed Deployments and its east-west gateway; the gateway alone is one per network, or the
+    named cluster's; a workload the cluster does not run is an error naming both."""
+    from cluster.kube.breaks import Breaks, select
+    from cluster.kube.fleet import Fleet
+    from cluster.kube.manifests import app_manifests
+    from cluster.kube.multicluster import declared_clusters
+    from cluster.kube.plan import PlanCluster
+    from mesh.lesson import BreakAction
+
+    lesson = _lesson("24-multicluster-load-balancing")
+    app = [m for m in app_manifests(lesson.app) if m.kind == "Deployment"]
+    fleet = Fleet({c: PlanCluster("sample", app) for c in CONTEXTS}, declared_clusters(lesson))
+    breaks = Breaks(fleet)
+
+    def targets(**kw: Any) -> list[tuple[str, str]]:
+        action = BreakAction(**kw)
+        chosen = select(app, action.workload, action.cluster, fleet)
+        return sorted((c, d.name) for c, d in breaks.targets(action, chosen))
+
+    assert targets(cluster="cluster2", down=True) == [
+        ("cluster2", "helloworld-v2"),
+        ("cluster2", "istio-eastwestgateway"),
+    ]
+    assert targets(workload="istio-eastwestgateway", down=True) == [
+        ("cluster1", "istio-eastwestgateway"),
+        ("cluster2", "istio-eastwestgateway"),
+    ]
+    assert targets(workload="istio-eastwestgateway", cluster="cluster1", down=True) == [
+        ("cluster1", "istio-eastwestgateway")
+    ]
+    assert targets(workload="helloworld", down=True) == [
+        ("cluster1", "helloworld-v1"),
+        ("cluster2", "helloworld-v2"),
+    ]
+    with pytest.raises(RunnerError, match='no Deployment "helloworld-v1" in cluster cluster2'):
+        targets(workload="helloworld-v1", cluster="cluster2", down=True)
+    with pytest.raises(RunnerError, match='no cluster "cluster3"'):
+        targets(cluster="cluster3", down=True)
