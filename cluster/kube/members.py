@@ -19,7 +19,7 @@ from cluster.kube.live import LiveCluster, Timeouts
 from cluster.kube.manifests import Manifest
 from cluster.kube.multicluster import install_plan, lesson_exposes_services, multicluster_problems
 from cluster.kube.plan import PlanBook, PlanCluster
-from cluster.kube.traffic import generator_note
+from cluster.kube.traffic import generator_image, generator_note
 from mesh.lesson import Lesson
 from mesh.model.multicluster import MultiCluster
 from mesh.runner import RunnerError
@@ -86,6 +86,8 @@ def plan_fleet(
     plan.note(f"# meshplay run {lesson.path.name} --runner kube --dry-run: the plan, step by step")
     plan.note(f"# namespace {namespace}; nothing below was sent to a cluster")
     if mc is None:
+        if generator_image(None, app)[1]:  # an app without meshplay's image: say what runs
+            plan.note(generator_note(lesson, app))
         return fleet
     plan.note(
         "# clusters: "

@@ -273,7 +273,8 @@ def install_plan(mc: MultiCluster, contexts: Mapping[str, str], *, exposed_by_le
                 lines.append(f"{at}apply Gateway istio-system/cross-network-gateway   # "
                              "samples/multicluster/expose-services.yaml")  # fmt: skip
                 lines.extend(_document(_cross_network_gateway()))
-        lines.append(f"{at}meshplay cluster up --context {ctx} --app {app}   # meshplay's "
+        again = " --no-build" if c != mc.clusters[0] else ""  # built once, loaded into each
+        lines.append(f"{at}meshplay cluster up --context {ctx} --app {app}{again}   # meshplay's "
                      "access-log providers and Telemetry; the app (the run places its Deployments)")  # fmt: skip
     lines.append("\nremote secrets: every istiod watches every other cluster's API server")
     for c in mc.clusters:

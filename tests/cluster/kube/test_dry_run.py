@@ -234,3 +234,20 @@ def test_single_cluster_lesson_refuses_cluster_contexts(
             "--context", "cluster1=kind-east"]  # fmt: skip
     assert main(args) == 2
     assert "runs on one cluster" in capsys.readouterr().err
+
+
+def test_an_app_without_a_meshplay_image_runs_the_generator_in_meshplays_image() -> None:
+    """bookinfo's images hold no meshplay: the plan says the generator pod runs meshplay's
+    services image, and what must be built and loaded for it (the pod uses that image)."""
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        plan = dry_run_plan(load_lesson("lessons/bookinfo-01-routing"), RunOptions())
+    finally:
+        os.chdir(cwd)
+    assert "# load generator: the app bookinfo has no image with meshplay's generator" in plan
+    assert "kind load docker-image meshplay/ecommerce:0.1" in plan
+    pods = [d for d in _documents(plan) if d.get("kind") == "Pod"]
+    assert pods and {p["spec"]["containers"][0]["image"] for p in pods} == {
+        "meshplay/ecommerce:0.1"
+    }  # type: ignore[index]
