@@ -211,6 +211,9 @@ def test_multicluster_lesson_without_a_context_per_cluster_is_refused(
     assert "declares no cluster cluster3" in capsys.readouterr().err
     assert main([*lesson, "--context", "cluster1=a", "--context", "cluster2=a"]) == 2
     assert "both context a" in capsys.readouterr().err
+    real = ["run", "lessons/24-multicluster-load-balancing", "--runner", "kube"]
+    assert main([*real, "--context", "cluster2=kind-west"]) == 2  # a real run: before any API
+    assert "no kube context for cluster1" in capsys.readouterr().err
 
 
 def test_cli_prints_the_multicluster_plan(
