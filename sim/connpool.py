@@ -23,14 +23,22 @@ after each request. A changed cluster (a CDS push that changes more than its end
 fresh pool with fresh counters, as Envoy builds a new cluster; requests in flight finish on the old
 pool, which then closes its connections instead of keeping them (draining).
 
-Timing. Whether a request overflows can depend on *when* things happen: with
-``maxRequestsPerConnection: 1`` a closed-loop client's next request races the new connection the
-pending request waits for. On a pool a DestinationRule sized (``sim.cluster.sized_pool``) the
-router and this pool time that race as measured on real Envoy 1.40 sidecars (docs/simulator.md):
-each mTLS connection's handshake is drawn (:data:`MTLS_CONNECT`), the request reaches the pool
-over a local leg (:data:`LOCAL_LEG`), a 503 ``UO`` goes back over one after the handshakes under
-way (:meth:`ConnPool.busy_s`: the sidecar is one event loop), a proxied answer over the measured
-client turnaround (:data:`ANSWER_LEG`). Other pools keep the fixed :data:`CONNECTION_SETUP_S`.
+Timing. Whether a request overflows can depend on *when* things happen. With
+``maxRequestsPerConnection: 1`` Envoy closes a connection as soon as its one response has come
+back (``upstream_cx_max_requests``); the close makes the pool open a new connection for the
+request pending behind it, and that request holds the one pending slot until the new
+connection's TLS handshake is done. Meanwhile the response travels to its client, which sends its
+next request: if that request reaches the sidecar before the handshake completes, it finds the
+pending slot taken and gets 503 ``UO`` at once, and the client tries again after the same
+turnaround. So the race is *client turnaround* against *close + connect + handshake*, and a
+client overflows once per turnaround that fits in the reconnect (measured on real Envoy 1.40 with
+the request's ``US_CX_BEG``/``US_HS_END``/``US_RX_END`` time points: ``docs/simulator.md``). On a
+pool a DestinationRule sized (``sim.cluster.sized_pool``) the router and this pool time that race
+with a :class:`PoolTiming`: each new mTLS connection's set-up drawn from ``connect``, the request
+reaching the pool over ``request_leg``, a proxied answer and the client's next request over
+``answer``, a 503 ``UO`` over ``overflow``. :data:`DEFAULT_POOL_TIMING` holds medians measured
+on this project's shared machine; ``tests/cluster/local/pool_calibration.py`` measures them on
+the machine at hand. Other pools keep the fixed :data:`CONNECTION_SETUP_S`.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from sim.xds import Thresholds
 __all__ = [
     "ANSWER_LEG",
     "CONNECTION_SETUP_S",
+    "DEFAULT_POOL_TIMING",
     "LOCAL_LEG",
     "MTLS_CONNECT",
     "ConnPool",
@@ -56,6 +65,8 @@ __all__ = [
     "Delay",
     "HostPool",
     "PoolStats",
+    "PoolTiming",
+    "Sampled",
     "Slot",
 ]
 
@@ -76,6 +87,28 @@ class Delay:
         return self.median_s * math.exp(self.sigma * rng.gauss(0.0, 1.0))
 
 
+@dataclass(frozen=True, slots=True)
+class Sampled:
+    """A delay drawn from measured values (seconds), each equally likely: a measured
+    distribution used as it is, without assuming its shape."""
+
+    values_s: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.values_s:
+            raise ValueError("Sampled needs at least one value")
+
+    @property
+    def median_s(self) -> float:
+        """The middle value."""
+        ordered = sorted(self.values_s)
+        return ordered[len(ordered) // 2]
+
+    def draw(self, rng: random.Random) -> float:
+        """One of the values."""
+        return self.values_s[rng.randrange(len(self.values_s))]
+
+
 MTLS_CONNECT = Delay(median_s=0.00065, sigma=0.6)
 """A new mTLS connection between two sidecars, from ``connect()`` to Envoy's ``Connected`` event
 (TCP on loopback, then the TLS 1.3 handshake: both Envoys' event loops and their ECDSA work)."""
@@ -87,6 +120,61 @@ local leg, what the app sees beyond the duration the sidecar logs."""
 LOCAL_LEG = Delay(median_s=0.00005, sigma=0.5)
 """One leg between an app and its own sidecar on a sized pool's path: the request reaching the
 pool, and a 503 ``UO`` the sidecar answers itself going back (no other process wakes up)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolTiming:
+    """The moments that decide Envoy's reconnect race on a sized pool, as lognormal delays.
+
+    ``connect``: a new mTLS connection, from the moment the pool decides to open it (a request
+    became pending, or the previous connection closed after its ``maxRequestsPerConnection``-th
+    response) to Envoy's ``Connected`` event after the TLS handshake, when the pending request is
+    attached. ``request_leg``: a request from its app to the pool's decision. ``answer``: a proxied
+    response from the moment its last byte is back at the client sidecar (when the connection is
+    released) until the same client's next request leaves the app. ``overflow``: a 503 ``UO`` from
+    the pool's decision until the client's next request leaves, when no handshake of the pool is
+    under way; ``overflow_in_handshake`` the same while one is (``None``: as ``overflow``).
+    Measured on a loaded 2-core machine the two differ by a factor of about seven (89 us against
+    650 us): a handshake keeps both sidecars' event loops busy with TLS work, and the client, the
+    two Envoys and the other processes share the cores. ``overflow`` ``None`` sends the ``UO`` back
+    over one ``request_leg`` after the handshakes under way (:meth:`ConnPool.busy_s`), the fitted
+    default.
+    """
+
+    connect: Delay | Sampled = MTLS_CONNECT
+    request_leg: Delay | Sampled = LOCAL_LEG
+    answer: Delay | Sampled = ANSWER_LEG
+    overflow: Delay | Sampled | None = None
+    overflow_in_handshake: Delay | Sampled | None = None
+
+    def describe(self) -> str:
+        """One line: the medians in microseconds."""
+
+        def us(d: Delay | Sampled) -> str:
+            spread = f"sigma {d.sigma:.2f}" if isinstance(d, Delay) else f"{len(d.values_s)} values"
+            return f"{d.median_s * 1e6:.0f} us ({spread})"
+
+        uo = us(self.overflow) if self.overflow is not None else "after the handshakes"
+        busy = self.overflow_in_handshake
+        during = f", UO in a handshake {us(busy)}" if busy is not None else ""
+        return (
+            f"connect {us(self.connect)}, request leg {us(self.request_leg)}, "
+            f"answer {us(self.answer)}, UO {uo}{during}"
+        )
+
+    def overflow_return(self, busy_s: float, rng: random.Random) -> float:
+        """How long after the pool's decision a 503 ``UO``'s client sends its next request,
+        ``busy_s`` the time left of the handshakes under way."""
+        if self.overflow is None:
+            return busy_s + self.request_leg.draw(rng)
+        if busy_s > 0 and self.overflow_in_handshake is not None:
+            return self.overflow_in_handshake.draw(rng)
+        return self.overflow.draw(rng)
+
+
+DEFAULT_POOL_TIMING = PoolTiming()
+"""Medians measured on real Envoy 1.40 sidecars at load average ~17 on the shared 2-core machine
+(docs/simulator.md); a run without calibration uses them, deterministic for its seed."""
 
 
 class Slot(Enum):
@@ -165,7 +253,7 @@ class ConnPool:
         stats: PoolStats,
         setup_s: float = CONNECTION_SETUP_S,
         *,
-        connect: Delay | None = None,
+        connect: Delay | Sampled | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.env = env

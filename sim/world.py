@@ -33,6 +33,7 @@ from mesh.security import LocalRateLimiter
 from mesh.topology import MeshService, Pod, ProxyKind, Topology
 from sim.cluster import ClusterRuntime
 from sim.cni import Cni
+from sim.connpool import DEFAULT_POOL_TIMING, PoolTiming
 from sim.messages import Request
 from sim.outside import Outside, outside_of
 from sim.timeouts import Deadlines
@@ -154,7 +155,7 @@ class ProxyRuntime:
             spec = self.tables.clusters.get(name)
             if spec is None:
                 return None
-            rt = ClusterRuntime.create(spec, world.env, world.rng)
+            rt = ClusterRuntime.create(spec, world.env, world.rng, world.pool_timing.connect)
             self.clusters[name] = rt
         return rt
 
@@ -181,8 +182,11 @@ class World:
         seed: int = 1,
         env: simpy.Environment | None = None,
         resources: Sequence[Resource] = (),
+        pool_timing: PoolTiming = DEFAULT_POOL_TIMING,
     ) -> None:
         self.env = env or simpy.Environment()
+        self.pool_timing = pool_timing
+        """How sized connection pools time Envoy's reconnect race (:class:`sim.connpool.PoolTiming`)."""
         self.rng = random.Random(seed)
         self.deadlines = Deadlines(self.env)
         self.behavior = behavior
