@@ -25,7 +25,7 @@ from typing import Any
 
 import simpy
 
-from sim.connpool import MTLS_CONNECT, ConnPool, Delay, PoolStats, Sampled
+from sim.connpool import MTLS_CONNECT, ConnPool, Delay, Paired, PoolStats, Sampled
 from sim.lb import pick_hashed
 from sim.xds import ClusterSpec, EndpointSpec
 
@@ -100,6 +100,8 @@ class ClusterRuntime:
     cx_connect_fail: int = 0
     connect: Delay | Sampled = MTLS_CONNECT
     """A new mTLS connection's set-up on a sized pool (``PoolTiming.connect``)."""
+    reconnect: Paired | None = None
+    """``PoolTiming.reconnect``."""
 
     @classmethod
     def create(
@@ -108,10 +110,11 @@ class ClusterRuntime:
         env: simpy.Environment,
         rng: random.Random,
         connect: Delay | Sampled = MTLS_CONNECT,
+        reconnect: Paired | None = None,
     ) -> ClusterRuntime:
         """Fresh state for a cluster (no requests in flight, nothing ejected)."""
         hosts = [HostState(e) for e in spec.endpoints]
-        return cls(spec, env, rng, hosts, created=env.now, connect=connect)
+        return cls(spec, env, rng, hosts, created=env.now, connect=connect, reconnect=reconnect)
 
     def __post_init__(self) -> None:
         self.pool = self._new_pool()
@@ -127,6 +130,7 @@ class ClusterRuntime:
             self.pool_stats,
             connect=self.connect if sized else None,
             rng=self.rng if sized else None,
+            reconnect=self.reconnect if sized else None,
         )
 
     def update(self, spec: ClusterSpec) -> None:

@@ -219,7 +219,8 @@ def upstream(
         crt.cx_connect_fail += 1
     _finish(attempt, crt, host, reusable=not resp.local_failure)
     if sized:
-        resp.return_s = world.pool_timing.answer.draw(world.rng)
+        answer = pool.take_answer()
+        resp.return_s = answer if answer is not None else world.pool_timing.answer.draw(world.rng)
     return resp
 
 

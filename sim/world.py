@@ -155,7 +155,8 @@ class ProxyRuntime:
             spec = self.tables.clusters.get(name)
             if spec is None:
                 return None
-            rt = ClusterRuntime.create(spec, world.env, world.rng, world.pool_timing.connect)
+            timing = world.pool_timing
+            rt = ClusterRuntime.create(spec, world.env, world.rng, timing.connect, timing.reconnect)
             self.clusters[name] = rt
         return rt
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mesh.runner import LessonRun
-from sim.connpool import Delay, PoolTiming, Sampled
+from sim.connpool import Delay, Paired, PoolTiming, Sampled
 
 __all__ = ["LoggedRequest", "PoolSamples", "calibrate", "client_log", "logged_requests", "samples"]
 
@@ -63,12 +63,18 @@ class PoolSamples:
 
     reconnect: tuple[float, ...]
     answer: tuple[float, ...]
+    raced: tuple[tuple[float, float], ...]
+    """Each reconnect with the turnaround of the client whose response closed the connection."""
     overflow: tuple[float, ...]
     """``UO`` arrival to the same client's next arrival, no handshake under way."""
     overflow_in_handshake: tuple[float, ...]
     """The same while the pool was opening a connection (between a close or a first request
     and ``US_HS_END``)."""
     overflow_duration: tuple[float, ...]
+
+    def won(self) -> float:
+        """The share of raced pairs whose turnaround beat the reconnect."""
+        return sum(a < r for r, a in self.raced) / len(self.raced) if self.raced else 0.0
 
     def describe(self) -> str:
         """Medians and counts."""
@@ -78,6 +84,7 @@ class PoolSamples:
 
         return (
             f"reconnect {m(self.reconnect)}, answer {m(self.answer)}, "
+            f"raced pairs {len(self.raced)} (turnaround first {self.won():.2f}), "
             f"UO to next {m(self.overflow)}, in a handshake {m(self.overflow_in_handshake)}, "
             f"UO duration {m(self.overflow_duration)}"
         )
@@ -139,10 +146,12 @@ def samples(trials: Iterable[list[LoggedRequest]]) -> PoolSamples:
     """The race's delays measured over ``trials`` (each one trial's requests, arrival order)."""
     reconnect: list[float] = []
     answer: list[float] = []
+    raced: list[tuple[float, float]] = []
     overflow: list[float] = []
     overflow_busy: list[float] = []
     uo_duration: list[float] = []
     for trial in trials:
+        following = dict(_pairs(trial))
         served = [r for r in trial if not r.overflow and r.rx_end is not None]
         opening: list[tuple[float, float]] = [
             (r.start, r.handshake_end) for r in served[:1] if r.handshake_end is not None
@@ -156,6 +165,9 @@ def samples(trials: Iterable[list[LoggedRequest]]) -> PoolSamples:
                 continue
             if after.start < before.rx_end <= after.cx_begin:
                 reconnect.append(after.handshake_end - before.rx_end)
+                turn = following.get(before)
+                if turn is not None:
+                    raced.append((reconnect[-1], turn.start - before.rx_end))
                 opening.append((before.rx_end, after.handshake_end))
             else:
                 opening.append((after.start, after.handshake_end))
@@ -167,7 +179,12 @@ def samples(trials: Iterable[list[LoggedRequest]]) -> PoolSamples:
                 answer.append(after.start - before.rx_end)
         uo_duration.extend(r.end - r.start for r in trial if r.overflow)
     return PoolSamples(
-        tuple(reconnect), tuple(answer), tuple(overflow), tuple(overflow_busy), tuple(uo_duration)
+        tuple(reconnect),
+        tuple(answer),
+        tuple(raced),
+        tuple(overflow),
+        tuple(overflow_busy),
+        tuple(uo_duration),
     )
 
 
@@ -193,5 +210,8 @@ def calibrate(run: LessonRun, log: Path, steps: Iterable[int]) -> tuple[PoolTimi
         answer=Sampled(tuple(max(x, 1.0) / 1e6 for x in s.answer)),
         overflow=after_leg(s.overflow) or after_leg(s.overflow_in_handshake),
         overflow_in_handshake=after_leg(s.overflow_in_handshake),
+        reconnect=Paired(tuple((r / 1e6, max(a, 1.0) / 1e6) for r, a in s.raced))
+        if s.raced
+        else None,
     )
     return timing, s
