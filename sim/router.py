@@ -219,8 +219,10 @@ def upstream(
         crt.cx_connect_fail += 1
     _finish(attempt, crt, host, reusable=not resp.local_failure)
     if sized:
-        answer = pool.take_answer()
-        resp.return_s = answer if answer is not None else world.pool_timing.answer.draw(world.rng)
+        turnaround = pool.take_answer()
+        if turnaround is None:
+            turnaround = world.pool_timing.answer.draw(world.rng)
+        resp.return_s = turnaround
     return resp
 
 
