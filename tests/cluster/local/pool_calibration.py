@@ -90,11 +90,12 @@ class PoolSamples:
         )
 
 
-def client_log(workdir: Path) -> Path:
-    """The client sidecar's access log of the last mesh :func:`run_local` started in ``workdir``."""
-    logs = sorted(workdir.glob(f"mesh*/access/{CLIENT_POD}.log"))
+def client_log(workdir: Path, pod: str = CLIENT_POD) -> Path:
+    """The access log of the client sidecar ``pod`` (a name or a glob) of the last mesh a local
+    runner started under ``workdir``."""
+    logs = sorted(workdir.glob(f"**/access/{pod}.log"), key=lambda p: p.stat().st_mtime)
     if not logs:
-        raise FileNotFoundError(f"no {CLIENT_POD} access log under {workdir}")
+        raise FileNotFoundError(f"no {pod} access log under {workdir}")
     return logs[-1]
 
 
