@@ -255,13 +255,15 @@ def agree(sim: Summary, real: Figure, count: int, sigmas: float = 3.0) -> bool:
     return abs(sim.mean - real.mean) <= sigmas * math.hypot(real.sem, sim.sem, step)
 
 
-Z_MAX = 3.0
+Z_MAX = 3.3
 """How far apart, in standard errors, two runners' UO shares may be before the comparison says
-they differ. Under the hypothesis that both draw from the same share, |z| > 3 happens with
-probability 0.27 % per comparison (two-sided normal tail), so a test making two comparisons (two
-and three clients) fails by chance about once in 185 runs on a correct simulator; a simulator
-off by a tenth in the two-client share is caught with 20 real trials at the spread measured on
-real Envoy (per-trial s.d. about 0.1: standard error 0.022, z about 4.5)."""
+they differ. With 30 real trials the real share's error is itself estimated from 30 values, so
+under the hypothesis that both runners draw from the same share z follows Student's t with about
+29 degrees of freedom: |z| > 3.3 has probability 0.26 % per comparison, and a test making two
+comparisons (two and three clients) fails by chance about once in 190 runs on a correct
+simulator. A simulator off by a tenth in the two-client share is still caught at the typical
+spread of real trials (per-trial s.d. 0.12: standard error 0.022 over 30 trials, the sim's 0.008
+over 100; z about 4.3)."""
 
 
 def overflow_z(sim: Summary, real: Summary, count: int) -> float:
