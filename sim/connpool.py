@@ -154,19 +154,21 @@ class PoolTiming:
     response from the moment its last byte is back at the client sidecar (when the connection is
     released) until the same client's next request leaves the app. ``overflow``: a 503 ``UO`` from
     the pool's decision until the client's next request leaves, when no handshake of the pool is
-    under way; ``overflow_in_handshake`` the same while one is (``None``: as ``overflow``).
-    Measured on a loaded 2-core machine the two differ by a factor of about seven (89 us against
-    650 us): a handshake keeps both sidecars' event loops busy with TLS work, and the client, the
-    two Envoys and the other processes share the cores. ``overflow`` ``None`` sends the ``UO`` back
-    over one ``request_leg`` after the handshakes under way (:meth:`ConnPool.busy_s`), the fitted
-    default.
+    under way. ``after_handshake``: while one is, when the client's next request leaves relative to
+    the end of that handshake (seconds, negative when before it; ``None``: as ``overflow``).
+    Measured on a loaded 2-core machine a ``UO``'s turnaround is about seven times slower during a
+    handshake (650 us against 89 us: both sidecars' event loops are busy with TLS work, and the
+    client, the two Envoys and everything else share the cores) and follows the handshake's end:
+    drawn apart from the time left of the handshake, twice as many retries landed before its end
+    again (0.22 against 0.11 of them). ``overflow`` ``None`` sends the ``UO`` back over one
+    ``request_leg`` after the handshakes under way (:meth:`ConnPool.busy_s`), the fitted default.
     """
 
     connect: Delay | Sampled = MTLS_CONNECT
     request_leg: Delay | Sampled = LOCAL_LEG
     answer: Delay | Sampled = ANSWER_LEG
     overflow: Delay | Sampled | None = None
-    overflow_in_handshake: Delay | Sampled | None = None
+    after_handshake: Sampled | None = None
     reconnect: Paired | None = None
     """A connection opened because the previous one closed after its response, with that
     response's ``answer`` (``None``: ``connect`` and ``answer`` drawn apart)."""
@@ -179,8 +181,8 @@ class PoolTiming:
             return f"{d.median_s * 1e6:.0f} us ({spread})"
 
         uo = us(self.overflow) if self.overflow is not None else "after the handshakes"
-        busy = self.overflow_in_handshake
-        during = f", UO in a handshake {us(busy)}" if busy is not None else ""
+        busy = self.after_handshake
+        during = f", UO in a handshake its end + {us(busy)}" if busy is not None else ""
         pairs = self.reconnect
         raced = f", {len(pairs.values_s)} (reconnect, turnaround) pairs" if pairs else ""
         return (
@@ -193,8 +195,9 @@ class PoolTiming:
         ``busy_s`` the time left of the handshakes under way."""
         if self.overflow is None:
             return busy_s + self.request_leg.draw(rng)
-        if busy_s > 0 and self.overflow_in_handshake is not None:
-            return self.overflow_in_handshake.draw(rng)
+        if busy_s > 0 and self.after_handshake is not None:
+            # never sooner than the client's turnaround when nothing else is going on
+            return max(busy_s + self.after_handshake.draw(rng), self.overflow.draw(rng))
         return self.overflow.draw(rng)
 
 
