@@ -12,7 +12,7 @@ The UO share is decided by a race whose delays move with the machine's load (doc
 so the sim runs twice: with its fixed default timing, and *calibrated* - given the race's delays
 measured on this local run (``tests/cluster/local/pool_calibration.py``: reconnects paired with
 the turnarounds they raced, ``UO`` turnarounds in and out of a handshake), cross-fitted: the
-odd trials' delays predict the even trials and the other way round.
+odd trials' delays predict the even trials and the other way round, per client count.
 
 Prints the measured delays, then per client count: each runner's mean (with its standard error),
 median and quartiles of the per-trial UO share, and the two-proportion z of each sim against
@@ -40,7 +40,7 @@ from mesh.lesson import load_lesson  # noqa: E402
 from mesh.runner import LessonRun, RunOptions  # noqa: E402
 from sim import SimRunner  # noqa: E402
 from sim.connpool import DEFAULT_POOL_TIMING, PoolTiming  # noqa: E402
-from tests.cluster.local.pool_calibration import calibrate, client_log  # noqa: E402
+from tests.cluster.local.pool_calibration import client_log, cross_fit  # noqa: E402
 from tests.cluster.local.pools_scenario import (  # noqa: E402
     Limits,
     Phase,
@@ -53,33 +53,44 @@ from tests.cluster.local.pools_scenario import (  # noqa: E402
     write_lesson,
 )
 
+Timings = dict[int, list[PoolTiming]]
+"""Per client count, the timings its simulated trials are split between."""
 
-def sim(scenario: Scenario, timings: list[PoolTiming], seed: int) -> dict[int, Summary]:
-    """Per client count, the sim's per-trial UO shares, an equal number of trials per timing."""
+
+def sim(scenario: Scenario, timings: Timings | None, seed: int) -> dict[int, Summary]:
+    """Per client count, the sim's per-trial UO shares, an equal number of trials per timing of
+    that client count (``None``: the default timing)."""
     pooled: dict[int, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-pools-") as tmp:
-        lesson = load_lesson(write_lesson(Path(tmp) / "lesson", scenario))
-        for i, timing in enumerate(timings):
-            result = SimRunner(timing).run(lesson, RunOptions(seed=seed + i))
-            for c, s in trial_uo_shares(result).items():
-                pooled.setdefault(c, []).extend(s)
+        for phase in scenario.phases:
+            alone = Scenario((phase,), scenario.latency_ms, scenario.limits)
+            folder = Path(tmp) / f"c{phase.clients}"
+            lesson = load_lesson(write_lesson(folder, alone))
+            chosen = timings[phase.clients] if timings else [DEFAULT_POOL_TIMING]
+            for i, timing in enumerate(chosen):
+                result = SimRunner(timing).run(lesson, RunOptions(seed=seed + i))
+                for c, s in trial_uo_shares(result).items():
+                    pooled.setdefault(c, []).extend(s)
     return {c: summarize(s) for c, s in pooled.items()}
 
 
-def local(scenario: Scenario, seed: int) -> tuple[dict[int, Summary], list[PoolTiming]]:
-    """The real run's per-trial UO shares and the delays measured on its odd and even trials."""
+def local(scenario: Scenario, seed: int) -> tuple[dict[int, Summary], Timings]:
+    """The real run's per-trial UO shares and, per client count, the delays measured on its odd
+    and its even trials (``pool_calibration.cross_fit``)."""
     with tempfile.TemporaryDirectory(prefix="bench-pools-") as tmp:
         lesson = load_lesson(write_lesson(Path(tmp) / "lesson", scenario))
         began = time.monotonic()
         result: LessonRun = run_local(lesson, Path(tmp), seed)
         print(f"local: {time.monotonic() - began:.1f} s", flush=True)
         log = client_log(Path(tmp))
-        steps = range(len(result.steps))
-        timings = []
-        for half in (1, 0):
-            timing, measured = calibrate(result, log, [i for i in steps if i % 2 == half])
-            print(f"{'odd' if half else 'even'} trials: {measured.describe()}")
-            timings.append(timing)
+        every = range(len(result.steps))
+        timings: Timings = {}
+        first = 0
+        for phase in scenario.phases:
+            steps = range(first, first + phase.trials)
+            first += phase.trials
+            timings[phase.clients] = list(cross_fit(result, log, steps, every))
+            print(f"-c {phase.clients}, odd trials: {timings[phase.clients][0].describe()}")
         shares = {c: summarize(s) for c, s in trial_uo_shares(result).items()}
         return shares, timings
 
@@ -116,7 +127,7 @@ def main() -> None:
         results["local"], timings = local(scenario, args.seed)
         half = replace_trials(sim_scenario, args.sim_trials // 2)
         results["calibrated"] = sim(half, timings, args.seed)
-    results["sim"] = sim(sim_scenario, [DEFAULT_POOL_TIMING], args.seed)
+    results["sim"] = sim(sim_scenario, None, args.seed)
     for n in clients:
         for runner, by_clients in results.items():
             line = f"-c {n} -n {n * args.per_client}  {runner:10}  {by_clients[n].describe()}"

@@ -34,14 +34,22 @@ from __future__ import annotations
 import itertools
 import json
 import statistics
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mesh.runner import LessonRun
 from sim.connpool import Delay, Paired, PoolTiming, Sampled
 
-__all__ = ["LoggedRequest", "PoolSamples", "calibrate", "client_log", "logged_requests", "samples"]
+__all__ = [
+    "LoggedRequest",
+    "PoolSamples",
+    "calibrate",
+    "client_log",
+    "cross_fit",
+    "logged_requests",
+    "samples",
+]
 
 CLIENT_POD = "api-gateway-v1-0"
 MIN_SAMPLES = 20
@@ -228,3 +236,22 @@ def calibrate(run: LessonRun, log: Path, steps: Iterable[int]) -> tuple[PoolTimi
         else None,
     )
     return timing, s
+
+
+def cross_fit(
+    run: LessonRun, log: Path, phase: Sequence[int], every: Sequence[int]
+) -> tuple[PoolTiming, PoolTiming]:
+    """Two calibrations for predicting the trials (steps) of ``phase``: the first measured on its
+    odd trials (to predict the even ones), the second on its even trials. The delays depend on what
+    else runs during the race (a third client overflowing through every handshake slows the
+    others' turnarounds), so a phase is calibrated on its own trials - unless they serve too few
+    requests to measure reconnects (three clients serve two a trial): then on the same half of
+    ``every`` trial."""
+    out = []
+    for half in (1, 0):
+        try:
+            timing, _ = calibrate(run, log, [s for s in phase if s % 2 == half])
+        except ValueError:
+            timing, _ = calibrate(run, log, [s for s in every if s % 2 == half])
+        out.append(timing)
+    return out[0], out[1]
