@@ -53,7 +53,6 @@ from mesh.envoy.listeners import (
     sniffed_listener,
     tcp_listener,
     tcp_proxy,
-    virtual_inbound,
     virtual_outbound,
 )
 from mesh.envoy.multicluster import is_eastwest_gateway
@@ -67,11 +66,15 @@ from mesh.envoy.route_config import (
 from mesh.envoy.routes import RouteContext
 from mesh.envoy.scope import MeshIndex, ProxyScope
 from mesh.envoy.tracing import TracingOptions, collector_cluster, with_tracing
+from mesh.envoy.virtual_inbound import (
+    inbound_passthrough_chains,
+    passthrough_route_config,
+    virtual_inbound,
+)
 from mesh.envoy_api.names import (
     BLACKHOLE_CLUSTER,
     INBOUND_PASSTHROUGH_CLUSTER,
     PASSTHROUGH_CLUSTER,
-    VIRTUAL_INBOUND,
     Direction,
     cluster_name,
     gateway_route_name,
@@ -99,7 +102,6 @@ from mesh.security.peer_authn import (
     effective_mtls,
     inbound_filter_chains,
     namespace_mtls_mode,
-    passthrough_filter_chains,
     sniffed_inbound_filter_chains,
 )
 from mesh.security.ratelimit import route_local_ratelimit
@@ -734,11 +736,35 @@ class _Translator:
         local = [match_ports[t] for t in targets] if self.options.port_map is not None else []
         where = self.addressing.inbound_listener(pod, INBOUND_CAPTURE_PORT, local)
         additional = [ListenerAddress(where.address, p, True) for p in local[1:]]
-        passthrough = passthrough_filter_chains(
-            mtls.mode,
-            VIRTUAL_INBOUND,
-            [tcp_proxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
+        passthrough = inbound_passthrough_chains(
+            mtls,
+            targets,
+            http=HttpListenerSpec(
+                stat_prefix=INBOUND_PASSTHROUGH_CLUSTER,
+                route_config=INBOUND_PASSTHROUGH_CLUSTER,
+                filters=inbound_http_filters(
+                    inbound_security_filters(
+                        pod,
+                        self.resources,
+                        self.topology,
+                        jwks_resolver=self.options.jwks_resolver,
+                        destination_ports=rbac_ports,
+                    )
+                ),
+                me=me,
+                access_log_path=log,
+                inbound=True,
+            ),
+            tcp_security=inbound_tcp_security_filters(
+                pod,
+                self.resources,
+                self.topology,
+                stat_prefix=f"{INBOUND_PASSTHROUGH_CLUSTER}.",
+                destination_ports=rbac_ports,
+            ),
+            log=TcpLog(log, me, Reporter.DESTINATION),
         )
+        routes.append(passthrough_route_config(self.topology.config.istio_version))
         return [virtual_inbound(where, chains, additional, passthrough)], clusters, routes
 
 
