@@ -34,9 +34,11 @@ import pytest
 import yaml
 
 from cluster.local.ca import IssuedCert, LocalCA
-from mesh.envoy import bootstrap, translate
+from mesh.envoy import TranslateOptions, bootstrap, translate
 from mesh.envoy.accesslog import record_from_access_log
+from mesh.envoy.ports import PodPorts, PortMap
 from mesh.envoy_api.names import INBOUND_PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND
+from mesh.model import FrozenMap
 from mesh.records import ConnectionSecurityPolicy
 from mesh.source import load_text
 from mesh.topology import build_topology
@@ -321,3 +323,92 @@ def test_passthrough_chains_decide_alike_on_real_envoy_and_in_the_sim(
     envoy = _on_envoy(mode, tmp_path, upstream)
     assert envoy == EXPECTED[mode]
     assert _sim(mode) == EXPECTED[mode]
+
+
+DECLARED_DISABLE = """
+apiVersion: v1
+kind: Service
+metadata: {name: other, namespace: t}
+spec:
+  selector: {app: other}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: other, namespace: t}
+spec:
+  selector: {matchLabels: {app: other}}
+  mtls: {mode: DISABLE}
+"""
+
+
+def test_mtls_to_a_declared_disable_http_port_is_a_codec_error_on_envoy_as_in_the_sim(
+    tmp_path: Path, upstream: int
+) -> None:
+    """A DISABLE HTTP port: no ``tls_inspector`` runs there (istiod enables it only for ports
+    with a ``tls`` chain), so a client's mTLS reaches the HCM as bytes: Envoy answers the
+    ClientHello with a plaintext 400 and logs ``400 DPE http1.codec_error``; the client's
+    handshake fails. Plaintext HTTP is served."""
+    resources = [
+        *sample_app("app").resources,
+        *load_text(DECLARED_DISABLE, default_namespace="t").resources,
+    ]
+    topology = build_topology(resources)
+    listen, admin = free_port(), free_port()
+    ports = PortMap.of(
+        {POD: PodPorts(inbound=FrozenMap({9080: listen}), app=FrozenMap({9080: upstream}))}
+    )
+    log = tmp_path / "server.log"
+    proxy = translate(
+        resources, topology, TranslateOptions(port_map=ports, access_log_path=str(log))
+    )[POD]
+    ca = LocalCA(tmp_path / "ca")
+    secrets = tuple(
+        {k: v for k, v in s.items() if k != "@type"}
+        for s in ca.issue("t", "other").secrets().values()
+    )
+    config = tmp_path / "server.yaml"
+    config.write_text(yaml.safe_dump(bootstrap(proxy, admin_port=admin, secrets=secrets)))
+    cmd = [str(envoy_binary()), "-c", str(config), "--concurrency", "1", "-l", "error"]
+    cmd += ["--disable-hot-restart", "--file-flush-interval-msec", "50", "--base-id", str(admin)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    client = ca.issue("t", "client")
+    try:
+        deadline = time.monotonic() + 30
+        wait_ready(admin, proc, deadline)
+        got = [_probe("http", listen, client), _probe("mtls-http", listen, client)]
+        lines = read_log(log, 2, deadline)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    envoy = [(r.response_code, r.response_flags) for r in map(record_from_access_log, lines)]
+    assert got == ["ok", "handshake-failed"]
+    assert envoy == [(200, ()), (400, ("DPE",))]
+    assert record_from_access_log(lines[1]).response_code_details == "http1.codec_error"
+    # the sim, on the same translation (without the port map)
+    world = World(topology, sample_app("app").behavior, translate(resources, topology))
+    for mtls in (False, True):
+        request = Request("GET", "/x", "other", 9080, {}, "id", "")
+        run = world.env.process(
+            inbound(
+                world,
+                world.pods[POD],
+                request,
+                client=world.pods["client-v1-0"],
+                service_host="",
+                attempt=None,
+                mtls=mtls,
+                port=9080,
+                alpn=HTTP_ALPN if mtls else (),
+            )
+        )
+        world.env.run(until=run)
+        assert isinstance(run.value, Response)
+        assert run.value.local_failure == ("connect" if mtls else "")
+    sim = [(r.response_code, r.response_flags, r.response_code_details) for r in dst(world.records)]
+    assert sim[1] == (400, ("DPE",), "http1.codec_error")
+    assert sim[0][1] == ()  # the sim's app behind "other" has no model: its status is its own
