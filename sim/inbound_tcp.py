@@ -158,7 +158,8 @@ def serve_http_over_tcp(
             req.trace,
             world,
             pod.name,
-            f"filter chain {chain.name}: tcp_proxy to {cluster}; the HTTP request is bytes here",
+            f"filter chain {chain.name} [{chain.match.describe()}]: tcp_proxy to {cluster}; "
+            "the HTTP request is bytes here",
         )
         answer = yield from serve(world, pod, req)
         resp = Response(answer.status, size=answer.size, headers=answer.headers)

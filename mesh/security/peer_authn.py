@@ -227,8 +227,8 @@ def inbound_filter_chains(
     """The ``virtualInbound`` chains of one container port in ``mode`` (reference §9.3 table).
 
     ``match_port`` is the ``destination_port`` matched (the target port on Kubernetes, the
-    allocated port on the local runner). Chains are named ``0.0.0.0_<targetPort>`` like istiod's,
-    with a suffix when a mode needs several (Envoy wants distinct names).
+    allocated port on the local runner). Every chain is named ``0.0.0.0_<targetPort>``, as
+    istiod names them (Envoy accepts a name repeated on several chains).
     """
     name = listener_name("0.0.0.0", target_port)
     tls_match = {"destination_port": match_port, "transport_protocol": "tls"}
@@ -251,8 +251,8 @@ def inbound_filter_chains(
         )
     ]
     if not http:  # the app's own TLS passes through untouched
-        chains.append(_chain(f"{name}-tls-passthrough", tls_match, network_filters(False)))
-    chains.append(_chain(f"{name}-plaintext", plain_match, network_filters(False)))
+        chains.append(_chain(name, tls_match, network_filters(False)))
+    chains.append(_chain(name, plain_match, network_filters(False)))
     return chains
 
 
@@ -260,8 +260,8 @@ def inbound_filter_chains(
 class AutoChainNames:
     """The names of the chains of one ``ListenerProtocolAuto`` option set: HTTP over mTLS,
     plaintext HTTP, TCP over mTLS, plaintext TCP, other TLS as opaque TCP. istiod gives a
-    service port's chains one name (``0.0.0.0_<targetPort>``, meshplay suffixes them) and the
-    passthrough ones two (``virtualInbound-catchall-http``, ``virtualInbound``)."""
+    service port's chains one name (``0.0.0.0_<targetPort>``) and the passthrough ones two
+    (``virtualInbound-catchall-http``, ``virtualInbound``)."""
 
     http_mtls: str
     http_plain: str
@@ -334,15 +334,11 @@ def sniffed_inbound_filter_chains(
     tcp_filters: list[Json],
 ) -> list[Json]:
     """The ``virtualInbound`` chains of a container port whose protocol is unknown (sniffed):
-    :func:`auto_filter_chains` on its destination port. Names are ``0.0.0.0_<targetPort>``
-    with a suffix per extra chain (istiod repeats the name)."""
+    :func:`auto_filter_chains` on its destination port, every chain named
+    ``0.0.0.0_<targetPort>`` as istiod names them."""
     name = listener_name("0.0.0.0", target_port)
     names = AutoChainNames(
-        http_mtls=name,
-        http_plain=f"{name}-plaintext-http",
-        tcp_mtls=f"{name}-tcp",
-        tcp_plain=f"{name}-plaintext",
-        tls_passthrough=f"{name}-tls-passthrough",
+        http_mtls=name, http_plain=name, tcp_mtls=name, tcp_plain=name, tls_passthrough=name
     )
     return auto_filter_chains(
         mode,
