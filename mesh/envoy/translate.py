@@ -85,10 +85,13 @@ from mesh.envoy_api.names import (
 )
 from mesh.envoy_api.type_urls import FILTER_LOCAL_RATELIMIT
 from mesh.model import (
+    AuthorizationPolicy,
     DestinationRule,
+    EnvoyFilter,
     FrozenMap,
     OutboundTrafficPolicyMode,
     PeerAuthentication,
+    RequestAuthentication,
     Resource,
     Secret,
     Server,
@@ -207,6 +210,13 @@ class _Translator:
         self._mtls: dict[str, MtlsPolicy] = {}
         self._pas = [r for r in resources if isinstance(r, PeerAuthentication)]
         self._secrets = [r for r in resources if isinstance(r, Secret)]
+        self._inbound_policies = tuple(
+            r
+            for r in resources
+            if isinstance(r, AuthorizationPolicy | RequestAuthentication | EnvoyFilter)
+        )
+        """What the inbound security filters read (in apply order), filtered once: each pod's
+        chains ask for them several times (every HTTP port, the passthrough chains)."""
         self._root = topology.config.root_namespace
         self.peer_modes = PeerModes(
             of_pod=self.peer_authentication,
@@ -651,7 +661,7 @@ class _Translator:
         routes: list[Json] = []
         mtls = self.peer_authentication(pod)
         per_route = route_local_ratelimit(
-            pod, self.resources, root_namespace=self.topology.config.root_namespace
+            pod, self._inbound_policies, root_namespace=self.topology.config.root_namespace
         )
         for target in targets:
             members = by_target[target]
@@ -675,7 +685,7 @@ class _Translator:
             if http:
                 security_filters = inbound_security_filters(
                     pod,
-                    self.resources,
+                    self._inbound_policies,
                     self.topology,
                     port=target,
                     jwks_resolver=self.options.jwks_resolver,
@@ -704,7 +714,7 @@ class _Translator:
                 tcp_filters = [
                     *inbound_tcp_security_filters(
                         pod,
-                        self.resources,
+                        self._inbound_policies,
                         self.topology,
                         stat_prefix=f"{name}.",
                         destination_ports=rbac_ports,
@@ -745,7 +755,7 @@ class _Translator:
                 filters=inbound_http_filters(
                     inbound_security_filters(
                         pod,
-                        self.resources,
+                        self._inbound_policies,
                         self.topology,
                         jwks_resolver=self.options.jwks_resolver,
                         destination_ports=rbac_ports,
@@ -757,7 +767,7 @@ class _Translator:
             ),
             tcp_security=inbound_tcp_security_filters(
                 pod,
-                self.resources,
+                self._inbound_policies,
                 self.topology,
                 stat_prefix=f"{INBOUND_PASSTHROUGH_CLUSTER}.",
                 destination_ports=rbac_ports,
