@@ -48,6 +48,12 @@ WRONG: dict[tuple[str, str], tuple[int, str]] = {
     ("secure-payments", "bad-no-mtls"): (3, "count"),
     ("secure-payments", "bad-wrong-principal"): (1, "rate"),
     ("secure-payments", "bad-whole-namespace-allow"): (4, "rate"),
+    ("open-the-front-door", "bad-not-bound-to-gateway"): (1, "count"),
+    ("open-the-front-door", "bad-selector-typo"): (1, "IST0101"),
+    ("open-the-front-door", "bad-gateway-other-namespace"): (1, "IST0101"),
+    ("open-the-front-door", "bad-destination-typo"): (1, "IST0101"),
+    ("open-the-front-door", "bad-host-mismatch"): (1, "IST0132"),
+    ("open-the-front-door", "bad-every-host"): (2, "count"),
     ("pin-product-v1", "bad-no-destination-rule"): (1, "IST0101"),
     ("pin-product-v1", "bad-only-api-gateway"): (2, "share"),
     ("pin-product-v1", "bad-label-typo"): (1, "IST0173"),
@@ -273,6 +279,31 @@ def test_sidecar_scoping_is_graded_on_real_envoy_too(
     (ws / ".meshplay-exercise.yaml").write_text("exercise: scope-the-sidecars\n")
     assert main(["exercise", "check", str(ws), "--runner", "local"]) == 0, capsys.readouterr()
     assert "PASSED" in capsys.readouterr().out
+
+
+@pytest.mark.envoy
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "code"), [("good-gateway-in-istio-system", 0), ("bad-every-host", 1)]
+)
+def test_front_door_answers_are_graded_on_real_envoy_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, code: int
+) -> None:
+    """open-the-front-door on the real ingress gateway Envoy: a Gateway kept in istio-system
+    and named istio-system/public by the VirtualService lets shop.example.com in and answers
+    any other host 404 NR; Istio's getting-started "*" on both resources lets every host in."""
+    ws = tmp_path / "ws"
+    shutil.copytree(HERE / "open-the-front-door" / case, ws)
+    (ws / ".meshplay-exercise.yaml").write_text(
+        "exercise: open-the-front-door\nsolution_shown: true\n"
+    )
+    assert main(["exercise", "check", str(ws), "--runner", "local"]) == code, capsys.readouterr()
+    out = capsys.readouterr().out
+    if code == 0:
+        assert "PASSED" in out
+    else:
+        assert "FAIL  count(ingress->frontend reporter=destination) = 0" in out, out
+        assert "step 1/2  shop.example.com reaches the storefront through the mesh  pass" in out
 
 
 def test_tui_refuses_a_folder_that_is_not_a_workspace(
