@@ -328,7 +328,8 @@ class CheckReport:
             out.extend(f"  event: {e.kind} {e.subject} {e.detail}".rstrip() for e in step.events)
         good = sum(1 for s in steps if s.passed)
         if self.passed:
-            out.append(f"PASSED: all {len(steps)} steps do what the goal asks")
+            which = "the step does" if len(steps) == 1 else f"all {len(steps)} steps do"
+            out.append(f"PASSED: {which} what the goal asks")
         else:
             out.append(f"not yet: {good} of {len(steps)} steps pass")
             if not self.revealed:

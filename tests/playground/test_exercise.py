@@ -54,6 +54,11 @@ WRONG: dict[tuple[str, str], tuple[int, str]] = {
     ("open-the-front-door", "bad-destination-typo"): (1, "IST0101"),
     ("open-the-front-door", "bad-host-mismatch"): (1, "IST0132"),
     ("open-the-front-door", "bad-every-host"): (2, "count"),
+    ("beta-testers-and-canary", "bad-split-before-testers"): (1, "IST0130"),
+    ("beta-testers-and-canary", "bad-exact-both-names"): (1, "share"),
+    ("beta-testers-and-canary", "bad-prefix-takes-jasonb"): (1, "share"),
+    ("beta-testers-and-canary", "bad-testers-split-too"): (1, "share"),
+    ("beta-testers-and-canary", "bad-no-destination-rule"): (1, "IST0101"),
     ("pin-product-v1", "bad-no-destination-rule"): (1, "IST0101"),
     ("pin-product-v1", "bad-only-api-gateway"): (2, "share"),
     ("pin-product-v1", "bad-label-typo"): (1, "IST0173"),
@@ -304,6 +309,30 @@ def test_front_door_answers_are_graded_on_real_envoy_too(
     else:
         assert "FAIL  count(ingress->frontend reporter=destination) = 0" in out, out
         assert "step 1/2  shop.example.com reaches the storefront through the mesh  pass" in out
+
+
+@pytest.mark.envoy
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "code"), [("good-regex-relative-weights", 0), ("bad-prefix-takes-jasonb", 1)]
+)
+def test_beta_testers_answers_are_graded_on_real_envoy_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, code: int
+) -> None:
+    """beta-testers-and-canary on real Envoy sidecars: Envoy's RE2 header regex matches the
+    whole value (jason|alice is those two names) and weights 4:1 are relative; a prefix match
+    on jason also pins jasonb to v2."""
+    ws = tmp_path / "ws"
+    shutil.copytree(HERE / "beta-testers-and-canary" / case, ws)
+    (ws / ".meshplay-exercise.yaml").write_text(
+        "exercise: beta-testers-and-canary\nsolution_shown: true\n"
+    )
+    assert main(["exercise", "check", str(ws), "--runner", "local"]) == code, capsys.readouterr()
+    out = capsys.readouterr().out
+    if code == 0:
+        assert "PASSED" in out
+    else:
+        assert "FAIL  share(api-gateway->product v1 /products/scale) in [0.6, 0.95]: 0 " in out, out
 
 
 def test_tui_refuses_a_folder_that_is_not_a_workspace(
