@@ -354,3 +354,15 @@ def test_the_rule_files_a_real_prometheus_gets_are_the_learners(tmp_path: Path) 
     lesson = load_check(exercise, folder)
     assert lesson.rule_files == (folder / "alerts.yaml",)
     assert load_check(exercise, None).rule_files == (exercise.solution / "alerts.yaml",)
+
+
+def test_a_gateway_in_another_namespace_is_named_in_the_hint(tmp_path: Path) -> None:
+    """A VirtualService naming a Gateway without its namespace means its own namespace; when
+    the Gateway lives in istio-system the diagnostic says how to reference it (it used to
+    suggest the very name the learner wrote)."""
+    folder = _workspace(tmp_path, "open-the-front-door", "bad-gateway-other-namespace")
+    _, lines = _check("open-the-front-door", folder)
+    text = "\n".join(lines)
+    assert 'Referenced gateway not found: "shop-gateway"' in text
+    assert "the one in istio-system is referenced as istio-system/shop-gateway" in text
+    assert 'did you mean "shop-gateway"' not in text
