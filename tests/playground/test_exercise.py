@@ -59,6 +59,11 @@ WRONG: dict[tuple[str, str], tuple[int, str]] = {
     ("beta-testers-and-canary", "bad-prefix-takes-jasonb"): (1, "share"),
     ("beta-testers-and-canary", "bad-testers-split-too"): (1, "share"),
     ("beta-testers-and-canary", "bad-no-destination-rule"): (1, "IST0101"),
+    ("orders-need-a-login", "bad-request-authentication-only"): (1, "rate"),
+    ("orders-need-a-login", "bad-policy-without-request-authentication"): (1, "rate"),
+    ("orders-need-a-login", "bad-token-required-everywhere"): (1, "rate"),
+    ("orders-need-a-login", "bad-wrong-issuer"): (1, "rate"),
+    ("orders-need-a-login", "bad-selects-order"): (1, "count"),
     ("pin-product-v1", "bad-no-destination-rule"): (1, "IST0101"),
     ("pin-product-v1", "bad-only-api-gateway"): (2, "share"),
     ("pin-product-v1", "bad-label-typo"): (1, "IST0173"),
@@ -333,6 +338,33 @@ def test_beta_testers_answers_are_graded_on_real_envoy_too(
         assert "PASSED" in out
     else:
         assert "FAIL  share(api-gateway->product v1 /products/scale) in [0.6, 0.95]: 0 " in out, out
+
+
+@pytest.mark.envoy
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "code"), [("good-two-files-v1beta1", 0), ("real-only-bad-token-stripped", 1)]
+)
+def test_login_answers_are_graded_on_real_envoy_and_services(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, code: int
+) -> None:
+    """orders-need-a-login on real Envoy in front of the real services: the user service's own
+    keys (remote JWKS), a DENY of anonymous orders. Without forwardOriginalToken the sidecar
+    strips alice's verified token and the real order service answers 401 itself - the one
+    wrong answer only real services show (the simulator does not model the apps' own token
+    check, docs/exercises.md)."""
+    ws = tmp_path / "ws"
+    shutil.copytree(HERE / "orders-need-a-login" / case, ws)
+    (ws / ".meshplay-exercise.yaml").write_text(
+        "exercise: orders-need-a-login\nsolution_shown: true\n"
+    )
+    assert main(["exercise", "check", str(ws), "--runner", "local"]) == code, capsys.readouterr()
+    out = capsys.readouterr().out
+    if code == 0:
+        assert "PASSED" in out
+    else:
+        assert "FAIL  rate(outside->api-gateway status=401 /api/orders/0123456789abcdef" in out, out
+        assert "ok    rate(outside->api-gateway status=403 /api/orders) >= 0.99" in out, out
 
 
 def test_tui_refuses_a_folder_that_is_not_a_workspace(
