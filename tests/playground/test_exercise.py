@@ -367,6 +367,60 @@ def test_login_answers_are_graded_on_real_envoy_and_services(
         assert "ok    rate(outside->api-gateway status=403 /api/orders) >= 0.99" in out, out
 
 
+def _check_runners(folder: Path) -> tuple[str, ...]:
+    from mesh.exercise import load_check
+
+    return load_check(load_exercise(folder), None).spec.runners
+
+
+def _on_metrics(folder: Path) -> bool:
+    from mesh.exercise import load_check
+
+    lesson = load_check(load_exercise(folder), None)
+    return any(e.on_metrics for s in lesson.steps for e in s.expect)
+
+
+@pytest.mark.envoy
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "exercise_id",
+    [
+        pytest.param(p.name, marks=[pytest.mark.prometheus] if _on_metrics(p) else [])
+        for p in find_exercises()
+        if "local" in _check_runners(p)
+    ],
+)
+def test_every_reference_solution_passes_on_real_envoy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], exercise_id: str
+) -> None:
+    """Issue 20's acceptance: each exercise whose check lists local passes there with its
+    reference solution - real Envoy sidecars in front of the real services."""
+    ws = tmp_path / "ws"
+    assert main(["exercise", "start", exercise_id, str(ws)]) == 0
+    assert main(["exercise", "solution", str(ws)]) == 0
+    shutil.copytree(ws / "solution", ws, dirs_exist_ok=True)
+    capsys.readouterr()
+    assert main(["exercise", "check", str(ws), "--runner", "local"]) == 0, capsys.readouterr()
+    assert "PASSED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "exercise_id", [p.name for p in find_exercises() if "kube" in _check_runners(p)]
+)
+def test_a_kube_check_plans_without_a_cluster(exercise_id: str) -> None:
+    """An exercise whose check lists kube has a whole kube plan (applies of the learner's
+    files, waits, the traffic pods), as ``meshplay run --runner kube --dry-run`` prints it."""
+    from cluster.kube import dry_run_plan
+    from mesh.exercise import load_check
+    from mesh.runner import RunOptions
+
+    exercise = load_exercise(ROOT / "lessons" / "exercises" / exercise_id)
+    plan = dry_run_plan(load_check(exercise, None), RunOptions())
+    steps = [line for line in plan.splitlines() if line.startswith("== step ")]
+    assert len(steps) == len(load_check(exercise, None).steps), plan[:2000]
+    assert "solution/" in plan  # the reference answer's files are what it applies
+
+
 def test_tui_refuses_a_folder_that_is_not_a_workspace(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
