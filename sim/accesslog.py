@@ -16,7 +16,8 @@ log and standard metrics use (:mod:`sim.records` builds them on the hot path).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from mesh.records import (
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TcpOutcome",
+    "exchange_clusters",
     "http_destination",
     "http_source",
     "namespace_of",
@@ -116,6 +118,7 @@ def http_source(
         resp.details,
         "http",
         _logged(req.headers),
+        client.log_cluster,
     )
 
 
@@ -176,6 +179,8 @@ def http_destination(  # noqa: PLR0917 - positional on the hot path
         details,
         "http",
         _logged(req.headers),
+        "",
+        pod.log_cluster,
     )
 
 
@@ -216,6 +221,8 @@ def tcp_source(
         ConnectionSecurityPolicy.UNKNOWN,
         out.details,
         "tcp",
+        (),
+        client.log_cluster,
     )
 
 
@@ -271,4 +278,34 @@ def tcp_destination(  # noqa: PLR0917 - one record, all positional like make_rec
         policy,
         details,
         "tcp",
+        (),
+        "",
+        pod.log_cluster,
     )
+
+
+def exchange_clusters(records: Sequence[RequestRecord]) -> list[RequestRecord]:
+    """``records`` with each side of an HTTP request naming the other side's cluster, as
+    Istio's peer metadata exchange tells both sidecars (and the local runner's records say):
+    a client-side record takes ``destination_cluster`` from the server-side record of the same
+    request (the last one when retries tried several), a server-side record ``source_cluster``
+    from the client's. A request nobody served, and a TCP connection, keep their own side only."""
+    served: dict[str, RequestRecord] = {}
+    sent: dict[str, RequestRecord] = {}
+    for r in records:
+        if r.request_id:
+            (served if r.reporter is Reporter.DESTINATION else sent)[r.request_id] = r
+    return [_exchanged(r, served, sent) for r in records]
+
+
+def _exchanged(
+    r: RequestRecord, served: dict[str, RequestRecord], sent: dict[str, RequestRecord]
+) -> RequestRecord:
+    if not r.request_id:
+        return r
+    if r.reporter is Reporter.SOURCE and r.request_id in served:
+        cluster = r.destination_cluster or served[r.request_id].destination_cluster
+        return replace(r, destination_cluster=cluster)
+    if r.reporter is Reporter.DESTINATION and r.request_id in sent:
+        return replace(r, source_cluster=r.source_cluster or sent[r.request_id].source_cluster)
+    return r

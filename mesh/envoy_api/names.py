@@ -40,6 +40,7 @@ __all__ = [
     "is_special_cluster",
     "listener_name",
     "parse_cluster_name",
+    "parse_sni_name",
     "route_config_name",
     "sni_name",
     "sniffed_route_config_name",
@@ -132,6 +133,15 @@ def is_special_cluster(name: str) -> bool:
 def sni_name(port: int, subset: str, host: str) -> str:
     """The mTLS SNI istiod sets on outbound clusters: ``outbound_.9080_.v1_.reviews.default.svc...``."""
     return f"outbound_.{port}_.{subset}_.{host}"
+
+
+def parse_sni_name(name: str) -> ClusterName | None:
+    """The inverse of :func:`sni_name` (also the name of the SNI-DNAT cluster an east-west
+    gateway's AUTO_PASSTHROUGH chain forwards to); ``None`` for other names."""
+    parts = name.split("_.", 3)
+    if len(parts) != 4 or parts[0] != Direction.OUTBOUND.value or not parts[1].isdigit():
+        return None
+    return ClusterName(Direction.OUTBOUND, int(parts[1]), parts[2], parts[3])
 
 
 def listener_name(address: str, port: int) -> str:
