@@ -67,7 +67,6 @@ WHY_NOT: dict[tuple[str, str], str] = {
     ("21-sidecar-scoping", "kube"): "a gap: its kube dry-run plans, but it is not listed (left to the performance lessons' owner)",
     ("23-egress-gateway-tls-origination", "kube"): "its traffic goes to rates.partner.example, a TLS server the local runner starts; a cluster has no such host",
     ("24-multicluster-load-balancing", "kube"): KUBE_ONE_CLUSTER,
-    ("25-multicluster-failover", "local"): "real Envoy keeps a host ejected into the next step, the sim does not (docs/multicluster.md)",
     ("25-multicluster-failover", "kube"): KUBE_ONE_CLUSTER,
     ("26-multicluster-identity", "kube"): KUBE_ONE_CLUSTER,
 }  # fmt: skip
