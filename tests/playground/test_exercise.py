@@ -44,6 +44,8 @@ WRONG: dict[tuple[str, str], tuple[int, str]] = {
     ("canary-rollback", "bad-weight-sum"): (1, "share"),
     ("canary-rollback", "bad-rule-after-catch-all"): (1, "IST0130"),
     ("canary-rollback", "bad-second-virtualservice"): (3, "IST0109"),
+    ("canary-rollback", "bad-alert-whole-service"): (2, "alert"),
+    ("canary-rollback", "bad-alert-for-too-long"): (2, "alert"),
     ("secure-payments", "bad-wrong-namespace"): (2, "rate"),
     ("secure-payments", "bad-no-mtls"): (3, "count"),
     ("secure-payments", "bad-wrong-principal"): (1, "rate"),
@@ -177,8 +179,7 @@ def test_learner_flow_on_the_command_line(
     assert main(["exercise", "solution", str(ws)]) == 0
     capsys.readouterr()
     assert main(["exercise", "solution", str(ws)]) == 2  # never overwrites
-    for part in ("canary", "rollback"):
-        shutil.copytree(ws / "solution" / part, ws / part, dirs_exist_ok=True)
+    shutil.copytree(ws / "solution", ws, dirs_exist_ok=True)  # canary/, rollback/, alerts.yaml
     assert main(["exercise", "check", str(ws)]) == 0
     assert "PASSED" in capsys.readouterr().out
     progress = read_progress(ws)
@@ -236,12 +237,14 @@ def test_listing_shows_every_exercise_by_phase(capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.envoy
+@pytest.mark.prometheus
 @pytest.mark.slow
 def test_a_learners_answer_is_graded_on_real_envoy_too(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The same check on the local runner: the learner's canary and rollback pushed to real
-    Envoy sidecars in front of the real services, graded on their access logs."""
+    Envoy sidecars in front of the real services, graded on their access logs, and their alert
+    evaluated by a real Prometheus scraping the real Envoys."""
     ws = tmp_path / "ws"
     shutil.copytree(HERE / "canary-rollback" / "good-relative-weights", ws)
     (ws / ".meshplay-exercise.yaml").write_text("exercise: canary-rollback\n")
@@ -452,3 +455,20 @@ def test_a_gateway_in_another_namespace_is_named_in_the_hint(tmp_path: Path) -> 
     assert 'Referenced gateway not found: "shop-gateway"' in text
     assert "the one in istio-system is referenced as istio-system/shop-gateway" in text
     assert 'did you mean "shop-gateway"' not in text
+
+
+def test_a_missing_alert_or_panel_is_positioned_in_the_learners_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fresh payment-error-alert workspace has no rule and empty panels: the check says so
+    at the learner's alerts.yaml and dashboard.yaml (exit 2, nothing runs), once each, not at
+    the hidden check's lines with a hint meant for lesson authors."""
+    ws = tmp_path / "ws"
+    assert main(["exercise", "start", "payment-error-alert", str(ws)]) == 0
+    capsys.readouterr()
+    assert main(["exercise", "check", str(ws)]) == 2
+    err = capsys.readouterr().err
+    assert f'{ws / "alerts.yaml"}:1:1: error[MPY4004] no alerting rule "PaymentErrorBurst"' in err
+    assert err.count("no alerting rule") == 1
+    assert f"{ws / 'dashboard.yaml'}:1:1: error[MPY4001] panels[0]:" in err
+    assert "lesson.yaml" not in err and "alert_rules" not in err
