@@ -36,7 +36,7 @@ from typing import Any
 
 import simpy
 
-from sim.connpool import MTLS_CONNECT, ConnPool, PoolStats
+from sim.connpool import MTLS_CONNECT, ConnPool, Delay, Paired, PoolStats, Sampled
 from sim.lb import pick_hashed
 from sim.xds import ClusterSpec, EndpointSpec
 
@@ -157,13 +157,23 @@ class ClusterRuntime:
     ejections_total: int = 0
     ejected_hosts: int = 0
     cx_connect_fail: int = 0
+    connect: Delay | Sampled = MTLS_CONNECT
+    """A new mTLS connection's set-up on a sized pool (``PoolTiming.connect``)."""
+    reconnect: Paired | None = None
+    """``PoolTiming.reconnect``."""
 
     @classmethod
     def create(
-        cls, spec: ClusterSpec, env: simpy.Environment, rng: random.Random
+        cls,
+        spec: ClusterSpec,
+        env: simpy.Environment,
+        rng: random.Random,
+        connect: Delay | Sampled = MTLS_CONNECT,
+        reconnect: Paired | None = None,
     ) -> ClusterRuntime:
         """Fresh state for a cluster (no requests in flight, nothing ejected)."""
-        return cls(spec, env, rng, [HostState(e) for e in spec.endpoints], created=env.now)
+        hosts = [HostState(e) for e in spec.endpoints]
+        return cls(spec, env, rng, hosts, created=env.now, connect=connect, reconnect=reconnect)
 
     def __post_init__(self) -> None:
         self.pool = self._new_pool()
@@ -177,8 +187,9 @@ class ClusterRuntime:
             spec.thresholds,
             spec.max_requests_per_connection,
             self.pool_stats,
-            connect=MTLS_CONNECT if sized else None,
+            connect=self.connect if sized else None,
             rng=self.rng if sized else None,
+            reconnect=self.reconnect if sized else None,
         )
 
     def update(self, spec: ClusterSpec) -> None:

@@ -28,6 +28,7 @@ from mesh.state import MeshState
 from mesh.topology import Topology, build_topology
 from sim.accesslog import exchange_clusters
 from sim.cluster import OutlierState
+from sim.connpool import DEFAULT_POOL_TIMING, PoolTiming
 from sim.traffic import TrafficDriver, drain
 from sim.world import World
 
@@ -43,10 +44,19 @@ def configure(state: MeshState) -> tuple[Topology, MeshEnvoyConfig]:
     return topology, translate(resources, topology)
 
 
-def build_world(lesson: Lesson, state: MeshState, seed: int) -> World:
+def build_world(
+    lesson: Lesson, state: MeshState, seed: int, pool_timing: PoolTiming = DEFAULT_POOL_TIMING
+) -> World:
     """A world running ``state`` for ``lesson``'s app."""
     topology, envoy = configure(state)
-    return World(topology, lesson.app.behavior, envoy, seed=seed, resources=state.resources)
+    return World(
+        topology,
+        lesson.app.behavior,
+        envoy,
+        seed=seed,
+        resources=state.resources,
+        pool_timing=pool_timing,
+    )
 
 
 class SimExecutor:
@@ -54,7 +64,10 @@ class SimExecutor:
 
     name = "sim"
 
-    def __init__(self) -> None:
+    def __init__(self, pool_timing: PoolTiming = DEFAULT_POOL_TIMING) -> None:
+        self.pool_timing = pool_timing
+        """How sized connection pools time Envoy's reconnect race (measured on a machine by
+        ``tests/cluster/local/pool_calibration.py``; the fitted defaults otherwise)."""
         self.lesson: Lesson | None = None
         self.state = MeshState()
         self.breaks: list[BreakAction] = []
@@ -87,7 +100,7 @@ class SimExecutor:
         timeline as simpy processes, the traffic."""
         assert self.lesson is not None, "open() first"
         self.events = []
-        world = build_world(self.lesson, self.state, plan.seed)
+        world = build_world(self.lesson, self.state, plan.seed, self.pool_timing)
         for action in self.breaks:
             world.apply_break(action)
         world.restore_outliers(self.outliers)
@@ -156,5 +169,5 @@ def _run(world: World, driver: TrafficDriver, *, timeout_s: float, ctx: DriveCon
 class SimRunner(LessonRunner):
     """The simpy runner (``meshplay run LESSON --runner sim``)."""
 
-    def __init__(self) -> None:
-        super().__init__("sim", SimExecutor)
+    def __init__(self, pool_timing: PoolTiming = DEFAULT_POOL_TIMING) -> None:
+        super().__init__("sim", lambda: SimExecutor(pool_timing))

@@ -33,6 +33,7 @@ from mesh.security import LocalRateLimiter
 from mesh.topology import MeshService, Pod, ProxyKind, Topology
 from sim.cluster import ClusterRuntime, OutlierState
 from sim.cni import Cni
+from sim.connpool import DEFAULT_POOL_TIMING, PoolTiming
 from sim.messages import Request
 from sim.outside import Outside, outside_of
 from sim.timeouts import Deadlines
@@ -158,7 +159,8 @@ class ProxyRuntime:
             spec = self.tables.clusters.get(name)
             if spec is None:
                 return None
-            rt = ClusterRuntime.create(spec, world.env, world.rng)
+            timing = world.pool_timing
+            rt = ClusterRuntime.create(spec, world.env, world.rng, timing.connect, timing.reconnect)
             self.clusters[name] = rt
         return rt
 
@@ -202,8 +204,11 @@ class World:
         seed: int = 1,
         env: simpy.Environment | None = None,
         resources: Sequence[Resource] = (),
+        pool_timing: PoolTiming = DEFAULT_POOL_TIMING,
     ) -> None:
         self.env = env or simpy.Environment()
+        self.pool_timing = pool_timing
+        """How sized connection pools time Envoy's reconnect race (:class:`sim.connpool.PoolTiming`)."""
         self.rng = random.Random(seed)
         self.deadlines = Deadlines(self.env)
         self.behavior = behavior
