@@ -328,7 +328,8 @@ class CheckReport:
             out.extend(f"  event: {e.kind} {e.subject} {e.detail}".rstrip() for e in step.events)
         good = sum(1 for s in steps if s.passed)
         if self.passed:
-            out.append(f"PASSED: all {len(steps)} steps do what the goal asks")
+            which = "the step does" if len(steps) == 1 else f"all {len(steps)} steps do"
+            out.append(f"PASSED: {which} what the goal asks")
         else:
             out.append(f"not yet: {good} of {len(steps)} steps pass")
             if not self.revealed:
@@ -345,6 +346,43 @@ class CheckReport:
         return f"FAIL  {check.describe()}{why}"
 
 
+_MISSING_IN_WORKSPACE = {
+    "no alerting rule": "alert_rules",
+    "no dashboard panel titled": "dashboards",
+}
+
+
+def _in_learners_files(
+    exercise: Exercise, folder: Path, diagnostics: tuple[Diagnostic, ...]
+) -> list[Diagnostic]:
+    """An alert or panel the check names but the learner's files lack is the learner's to add:
+    report it once, at their rule or dashboard file (the goal names what it must hold), not at
+    the hidden check's line with a hint meant for lesson authors."""
+    check = str(exercise.path / "lesson.yaml")
+    raw = yaml.safe_load((exercise.path / "lesson.yaml").read_text(encoding="utf-8"))
+    out: dict[tuple[str, str, str], Diagnostic] = {}
+    for d in diagnostics:
+        key = next((k for m, k in _MISSING_IN_WORKSPACE.items() if d.message.startswith(m)), "")
+        files = (
+            [f for f in (raw or {}).get(key, []) if str(f).startswith("workspace/")] if key else []
+        )
+        named = f"{folder}/"
+        if d.file == check and named in d.message:  # a problem inside one of the learner's files
+            where, _, rest = d.message.split(named, 1)[1].partition(": ")
+            moved = replace(d, file=str(folder / where), line=1, column=1, resource="", path="",
+                            message=rest or d.message)  # fmt: skip
+            out[(moved.file, moved.message, "")] = moved
+            continue
+        if d.code != "MPY4004" or d.file != check or not files:
+            out[(d.file, d.message, str(d.line))] = d
+            continue
+        mine = folder / str(files[0]).removeprefix("workspace/")
+        moved = replace(d, file=str(mine), line=1, column=1, resource="", path="",
+                        hint=f"the goal asks for it in {mine.name}")  # fmt: skip
+        out[(moved.file, moved.message, "")] = moved
+    return sorted(out.values(), key=Diagnostic.sort_key)
+
+
 def check_workspace(
     exercise: Exercise, folder: Path, runner: Runner, seed: int = 1, revealed: bool = False
 ) -> tuple[CheckReport | None, list[str]]:
@@ -355,7 +393,7 @@ def check_workspace(
     try:
         lesson = load_check(exercise, folder)
     except DiagnosticError as exc:
-        return None, render(exc.diagnostics).splitlines()
+        return None, render(_in_learners_files(exercise, folder, exc.diagnostics)).splitlines()
     if runner.name not in lesson.spec.runners:
         runs_on = ", ".join(lesson.spec.runners)
         return None, [f"error: this exercise runs on {runs_on}, not {runner.name}"]

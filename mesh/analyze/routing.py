@@ -19,7 +19,7 @@ Unreachable rules and ineffective matches (IST0130/IST0131) are in :mod:`mesh.an
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from mesh.analyze.common import (
@@ -149,6 +149,16 @@ def gateway_key(namespace: str, ref: str) -> tuple[str, str]:
     return namespace, ref
 
 
+def _gateway_hint(key: tuple[str, str], gateways: Mapping[tuple[str, str], Gateway]) -> str:
+    """A name alone means a Gateway in the VirtualService's namespace: when one of that name
+    lives elsewhere, say how to reference it; else the closest name."""
+    elsewhere = sorted(ns for ns, name in gateways if name == key[1] and ns != key[0])
+    if elsewhere:
+        return (f"no Gateway {key[1]} in {key[0]}; the one in {elsewhere[0]} is referenced as "
+                f"{elsewhere[0]}/{key[1]}")  # fmt: skip
+    return did_you_mean(key[1], [n for _, n in gateways])
+
+
 def _gateway_hosts(gw: Gateway, vs_namespace: str) -> list[str]:
     """The hosts a Gateway admits for VirtualServices of ``vs_namespace`` (``ns/host`` filtered)."""
     out: list[str] = []
@@ -191,7 +201,7 @@ def check_virtual_service_gateways(
             gw = gateways.get(key)
             if gw is None:
                 yield diag("IST0101", vs, path, f"Referenced gateway not found: {go_quote(ref)}",
-                           did_you_mean(key[1], [n for _, n in gateways]))  # fmt: skip
+                           _gateway_hint(key, gateways))  # fmt: skip
             admitted = _gateway_hosts(gw, vs.namespace) if gw is not None else []
             if not any(host_matches(g, h) for g in admitted for h in vs.hosts):
                 hint = f"gateway hosts: {', '.join(admitted)}" if admitted else ""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh.diagnostics import DiagnosticError, render
-from mesh.exercise import load_exercise
+from mesh.exercise import load_check, load_exercise
 from mesh.lesson import find_lessons, load_lesson
 from mesh.path import LearningPath, path_of
 from mesh.runner import RunnerError
@@ -124,8 +124,11 @@ def _run(args: argparse.Namespace) -> int:
             print(_line(rows[name], widths, limit))
         for name in phase.exercises:
             exercise = load_exercise(args.root / "exercises" / name)
+            runs_on = load_check(exercise, None).spec.runners
+            usable = [r for r in runs_on if not here.get(r, "unknown runner")]
             done = ", ".join(progress.passed_on(f"exercise:{name}")) or "-"
-            cells = (f"exercise {name}", "", "", done, exercise.spec.title)
+            cells = (f"exercise {name}", ", ".join(runs_on), ", ".join(usable) or "-", done,
+                     exercise.spec.title)  # fmt: skip
             print(_line(cells, widths, limit))
     rest = [row for name, row in rows.items() if name not in placed]
     if rest and path is not None:

@@ -44,10 +44,28 @@ WRONG: dict[tuple[str, str], tuple[int, str]] = {
     ("canary-rollback", "bad-weight-sum"): (1, "share"),
     ("canary-rollback", "bad-rule-after-catch-all"): (1, "IST0130"),
     ("canary-rollback", "bad-second-virtualservice"): (3, "IST0109"),
+    ("canary-rollback", "bad-alert-whole-service"): (2, "alert"),
+    ("canary-rollback", "bad-alert-for-too-long"): (2, "alert"),
     ("secure-payments", "bad-wrong-namespace"): (2, "rate"),
     ("secure-payments", "bad-no-mtls"): (3, "count"),
     ("secure-payments", "bad-wrong-principal"): (1, "rate"),
     ("secure-payments", "bad-whole-namespace-allow"): (4, "rate"),
+    ("open-the-front-door", "bad-not-bound-to-gateway"): (1, "count"),
+    ("open-the-front-door", "bad-selector-typo"): (1, "IST0101"),
+    ("open-the-front-door", "bad-gateway-other-namespace"): (1, "IST0101"),
+    ("open-the-front-door", "bad-destination-typo"): (1, "IST0101"),
+    ("open-the-front-door", "bad-host-mismatch"): (1, "IST0132"),
+    ("open-the-front-door", "bad-every-host"): (2, "count"),
+    ("beta-testers-and-canary", "bad-split-before-testers"): (1, "IST0130"),
+    ("beta-testers-and-canary", "bad-exact-both-names"): (1, "share"),
+    ("beta-testers-and-canary", "bad-prefix-takes-jasonb"): (1, "share"),
+    ("beta-testers-and-canary", "bad-testers-split-too"): (1, "share"),
+    ("beta-testers-and-canary", "bad-no-destination-rule"): (1, "IST0101"),
+    ("orders-need-a-login", "bad-request-authentication-only"): (1, "rate"),
+    ("orders-need-a-login", "bad-policy-without-request-authentication"): (1, "rate"),
+    ("orders-need-a-login", "bad-token-required-everywhere"): (1, "rate"),
+    ("orders-need-a-login", "bad-wrong-issuer"): (1, "rate"),
+    ("orders-need-a-login", "bad-selects-order"): (1, "count"),
     ("pin-product-v1", "bad-no-destination-rule"): (1, "IST0101"),
     ("pin-product-v1", "bad-only-api-gateway"): (2, "share"),
     ("pin-product-v1", "bad-label-typo"): (1, "IST0173"),
@@ -161,8 +179,7 @@ def test_learner_flow_on_the_command_line(
     assert main(["exercise", "solution", str(ws)]) == 0
     capsys.readouterr()
     assert main(["exercise", "solution", str(ws)]) == 2  # never overwrites
-    for part in ("canary", "rollback"):
-        shutil.copytree(ws / "solution" / part, ws / part, dirs_exist_ok=True)
+    shutil.copytree(ws / "solution", ws, dirs_exist_ok=True)  # canary/, rollback/, alerts.yaml
     assert main(["exercise", "check", str(ws)]) == 0
     assert "PASSED" in capsys.readouterr().out
     progress = read_progress(ws)
@@ -220,12 +237,14 @@ def test_listing_shows_every_exercise_by_phase(capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.envoy
+@pytest.mark.prometheus
 @pytest.mark.slow
 def test_a_learners_answer_is_graded_on_real_envoy_too(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The same check on the local runner: the learner's canary and rollback pushed to real
-    Envoy sidecars in front of the real services, graded on their access logs."""
+    Envoy sidecars in front of the real services, graded on their access logs, and their alert
+    evaluated by a real Prometheus scraping the real Envoys."""
     ws = tmp_path / "ws"
     shutil.copytree(HERE / "canary-rollback" / "good-relative-weights", ws)
     (ws / ".meshplay-exercise.yaml").write_text("exercise: canary-rollback\n")
@@ -275,6 +294,136 @@ def test_sidecar_scoping_is_graded_on_real_envoy_too(
     assert "PASSED" in capsys.readouterr().out
 
 
+@pytest.mark.envoy
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "code"), [("good-gateway-in-istio-system", 0), ("bad-every-host", 1)]
+)
+def test_front_door_answers_are_graded_on_real_envoy_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, code: int
+) -> None:
+    """open-the-front-door on the real ingress gateway Envoy: a Gateway kept in istio-system
+    and named istio-system/public by the VirtualService lets shop.example.com in and answers
+    any other host 404 NR; Istio's getting-started "*" on both resources lets every host in."""
+    ws = tmp_path / "ws"
+    shutil.copytree(HERE / "open-the-front-door" / case, ws)
+    (ws / ".meshplay-exercise.yaml").write_text(
+        "exercise: open-the-front-door\nsolution_shown: true\n"
+    )
+    assert main(["exercise", "check", str(ws), "--runner", "local"]) == code, capsys.readouterr()
+    out = capsys.readouterr().out
+    if code == 0:
+        assert "PASSED" in out
+    else:
+        assert "FAIL  count(ingress->frontend reporter=destination) = 0" in out, out
+        assert "step 1/2  shop.example.com reaches the storefront through the mesh  pass" in out
+
+
+@pytest.mark.envoy
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "code"), [("good-regex-relative-weights", 0), ("bad-prefix-takes-jasonb", 1)]
+)
+def test_beta_testers_answers_are_graded_on_real_envoy_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, code: int
+) -> None:
+    """beta-testers-and-canary on real Envoy sidecars: Envoy's RE2 header regex matches the
+    whole value (jason|alice is those two names) and weights 4:1 are relative; a prefix match
+    on jason also pins jasonb to v2."""
+    ws = tmp_path / "ws"
+    shutil.copytree(HERE / "beta-testers-and-canary" / case, ws)
+    (ws / ".meshplay-exercise.yaml").write_text(
+        "exercise: beta-testers-and-canary\nsolution_shown: true\n"
+    )
+    assert main(["exercise", "check", str(ws), "--runner", "local"]) == code, capsys.readouterr()
+    out = capsys.readouterr().out
+    if code == 0:
+        assert "PASSED" in out
+    else:
+        assert "FAIL  share(api-gateway->product v1 /products/scale) in [0.6, 0.95]: 0 " in out, out
+
+
+@pytest.mark.envoy
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "code"), [("good-two-files-v1beta1", 0), ("real-only-bad-token-stripped", 1)]
+)
+def test_login_answers_are_graded_on_real_envoy_and_services(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, code: int
+) -> None:
+    """orders-need-a-login on real Envoy in front of the real services: the user service's own
+    keys (remote JWKS), a DENY of anonymous orders. Without forwardOriginalToken the sidecar
+    strips alice's verified token and the real order service answers 401 itself - the one
+    wrong answer only real services show (the simulator does not model the apps' own token
+    check, docs/exercises.md)."""
+    ws = tmp_path / "ws"
+    shutil.copytree(HERE / "orders-need-a-login" / case, ws)
+    (ws / ".meshplay-exercise.yaml").write_text(
+        "exercise: orders-need-a-login\nsolution_shown: true\n"
+    )
+    assert main(["exercise", "check", str(ws), "--runner", "local"]) == code, capsys.readouterr()
+    out = capsys.readouterr().out
+    if code == 0:
+        assert "PASSED" in out
+    else:
+        assert "FAIL  rate(outside->api-gateway status=401 /api/orders/0123456789abcdef" in out, out
+        assert "ok    rate(outside->api-gateway status=403 /api/orders) >= 0.99" in out, out
+
+
+def _check_runners(folder: Path) -> tuple[str, ...]:
+    from mesh.exercise import load_check
+
+    return load_check(load_exercise(folder), None).spec.runners
+
+
+def _on_metrics(folder: Path) -> bool:
+    from mesh.exercise import load_check
+
+    lesson = load_check(load_exercise(folder), None)
+    return any(e.on_metrics for s in lesson.steps for e in s.expect)
+
+
+@pytest.mark.envoy
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "exercise_id",
+    [
+        pytest.param(p.name, marks=[pytest.mark.prometheus] if _on_metrics(p) else [])
+        for p in find_exercises()
+        if "local" in _check_runners(p)
+    ],
+)
+def test_every_reference_solution_passes_on_real_envoy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], exercise_id: str
+) -> None:
+    """Issue 20's acceptance: each exercise whose check lists local passes there with its
+    reference solution - real Envoy sidecars in front of the real services."""
+    ws = tmp_path / "ws"
+    assert main(["exercise", "start", exercise_id, str(ws)]) == 0
+    assert main(["exercise", "solution", str(ws)]) == 0
+    shutil.copytree(ws / "solution", ws, dirs_exist_ok=True)
+    capsys.readouterr()
+    assert main(["exercise", "check", str(ws), "--runner", "local"]) == 0, capsys.readouterr()
+    assert "PASSED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "exercise_id", [p.name for p in find_exercises() if "kube" in _check_runners(p)]
+)
+def test_a_kube_check_plans_without_a_cluster(exercise_id: str) -> None:
+    """An exercise whose check lists kube has a whole kube plan (applies of the learner's
+    files, waits, the traffic pods), as ``meshplay run --runner kube --dry-run`` prints it."""
+    from cluster.kube import dry_run_plan
+    from mesh.exercise import load_check
+    from mesh.runner import RunOptions
+
+    exercise = load_exercise(ROOT / "lessons" / "exercises" / exercise_id)
+    plan = dry_run_plan(load_check(exercise, None), RunOptions())
+    steps = [line for line in plan.splitlines() if line.startswith("== step ")]
+    assert len(steps) == len(load_check(exercise, None).steps), plan[:2000]
+    assert "solution/" in plan  # the reference answer's files are what it applies
+
+
 def test_tui_refuses_a_folder_that_is_not_a_workspace(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -294,3 +443,32 @@ def test_the_rule_files_a_real_prometheus_gets_are_the_learners(tmp_path: Path) 
     lesson = load_check(exercise, folder)
     assert lesson.rule_files == (folder / "alerts.yaml",)
     assert load_check(exercise, None).rule_files == (exercise.solution / "alerts.yaml",)
+
+
+def test_a_gateway_in_another_namespace_is_named_in_the_hint(tmp_path: Path) -> None:
+    """A VirtualService naming a Gateway without its namespace means its own namespace; when
+    the Gateway lives in istio-system the diagnostic says how to reference it (it used to
+    suggest the very name the learner wrote)."""
+    folder = _workspace(tmp_path, "open-the-front-door", "bad-gateway-other-namespace")
+    _, lines = _check("open-the-front-door", folder)
+    text = "\n".join(lines)
+    assert 'Referenced gateway not found: "shop-gateway"' in text
+    assert "the one in istio-system is referenced as istio-system/shop-gateway" in text
+    assert 'did you mean "shop-gateway"' not in text
+
+
+def test_a_missing_alert_or_panel_is_positioned_in_the_learners_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fresh payment-error-alert workspace has no rule and empty panels: the check says so
+    at the learner's alerts.yaml and dashboard.yaml (exit 2, nothing runs), once each, not at
+    the hidden check's lines with a hint meant for lesson authors."""
+    ws = tmp_path / "ws"
+    assert main(["exercise", "start", "payment-error-alert", str(ws)]) == 0
+    capsys.readouterr()
+    assert main(["exercise", "check", str(ws)]) == 2
+    err = capsys.readouterr().err
+    assert f'{ws / "alerts.yaml"}:1:1: error[MPY4004] no alerting rule "PaymentErrorBurst"' in err
+    assert err.count("no alerting rule") == 1
+    assert f"{ws / 'dashboard.yaml'}:1:1: error[MPY4001] panels[0]:" in err
+    assert "lesson.yaml" not in err and "alert_rules" not in err

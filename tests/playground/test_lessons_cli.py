@@ -97,6 +97,9 @@ def test_the_path_is_listed_phase_by_phase_with_progress(
     assert foundation.index("01-request-routing") < foundation.index("exercise pin-product-v1")
     assert re.split(r"\s{2,}", rows(out)["01-request-routing"])[3] == "sim"
     assert re.split(r"\s{2,}", rows(out)["02-traffic-shifting"])[3] == "-"
+    # an exercise row says where its check runs, where it can run here, and where it passed
+    front_door = next(line for line in out.splitlines() if "exercise open-the-front-door" in line)
+    assert re.split(r"\s{2,}", front_door)[1:4] == ["sim, local, kube", "sim, local", "-"]
 
 
 def test_a_path_naming_a_missing_lesson_is_a_positioned_mpy6002(

@@ -131,3 +131,47 @@ async def test_the_path_in_the_lessons_tree_opens_an_exercise(
         tree = app.query_one("#lesson-tree", Tree)
         node = next(n for n in tree.root.children[0].children if n.data == "ex:pin-product-v1")
         assert "(sim)" in str(node.label)
+
+
+async def test_the_whole_flow_with_the_solution_in_the_tui(
+    tmp_path: Path, make_app: Callable[..., MeshplayApp]
+) -> None:
+    """open-the-front-door from an empty workspace: the goal, a check with nothing written
+    (hidden checks), every hint, ``s`` writes the reference answer beside the learner's folder
+    (never over it), the answer copied in passes, and progress records the solution was seen."""
+    exercise = load_exercise(EXERCISES / "open-the-front-door")
+    ws = tmp_path / "ws"
+    start_workspace(exercise, ws)
+    app = make_app({"sim": sim.SimRunner}, exercise=(exercise, ws))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        assert isinstance(app.screen, ExerciseScreen)
+        goal = app.screen.query_one("#ex-goal", Markdown)
+        assert "shop.example.com" in goal.source
+
+        await pilot.press("c")
+        await _wait_checked(pilot)
+        report = _text(app, "#ex-report")
+        assert "step 1/2  shop.example.com reaches the storefront through the mesh  FAIL" in report
+        assert "a hidden check" in report and "destination) >= 60" not in report
+
+        for _ in exercise.spec.hints:
+            await pilot.press("h")
+        await pilot.pause()
+        assert "no more hints" in _text(app, "#ex-report")
+
+        await pilot.press("s")
+        await pilot.pause()
+        assert "one answer (yours is graded, not this one):" in _text(app, "#ex-report")
+        assert (ws / "solution" / "front-door" / "shop.yaml").is_file()
+        assert not any((ws / "front-door").glob("*.yaml"))  # the learner's folder is untouched
+        await pilot.press("s")
+        await pilot.pause()
+        assert "one answer" not in _text(app, "#ex-report")  # refused: it would overwrite
+
+        shutil.copytree(ws / "solution" / "front-door", ws / "front-door", dirs_exist_ok=True)
+        await pilot.press("c")
+        await _wait_checked(pilot)
+        assert "PASSED: all 2 steps" in _text(app, "#ex-report")
+        progress = read_progress(ws)
+        assert progress is not None and progress.passed == ("sim",) and progress.solution_shown
