@@ -167,6 +167,10 @@ class Expectation:
     alert: str | None = None
     proxy_config: ConfigSelector | None = None
     panel: PanelSelector | None = None
+    baseline: Selector | None = None
+    """A record metric only: the same metric measured over the records this selects, in the same
+    step, is subtracted (the cost of a sidecar: p50 with it minus p50 without it, interleaved in
+    one run, so the machine's own speed cancels out)."""
     between: tuple[float, ...] = ()
     at_least: float | None = None
     at_most: float | None = None
@@ -218,6 +222,9 @@ class Expectation:
             parts = [self.alert]
         else:
             parts = self._selector_parts(sel)
+        if self.baseline is not None:
+            base = " ".join(self._selector_parts(self.baseline))
+            parts = [f"{' '.join(parts)}) - {self.metric}({base}"]
         low, high = self.bounds
         if low == high:
             bound = f"= {low:g}"
