@@ -137,7 +137,9 @@ def measure(config: ProxyConfig, workdir: Path, label: str = "", settle_s: float
     path = workdir / f"{config.pod.name}-{len(config.clusters)}.json"
     path.write_text(json.dumps(doc))
     cmd = [str(ENVOY), "-c", str(path), "--concurrency", "1", "--disable-hot-restart"]
-    proc = subprocess.Popen([*cmd, "-l", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*cmd, "-l", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         wait_ready(admin, proc, time.monotonic() + 30)
         time.sleep(settle_s)
