@@ -16,9 +16,11 @@ log and standard metrics use (:mod:`sim.records` builds them on the hot path).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from mesh.envoy_api.names import INBOUND_PASSTHROUGH_CLUSTER
 from mesh.records import (
     LOGGED_REQUEST_HEADERS,
     ConnectionSecurityPolicy,
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TcpOutcome",
+    "exchange_clusters",
     "http_destination",
     "http_source",
     "namespace_of",
@@ -116,6 +119,7 @@ def http_source(
         resp.details,
         "http",
         _logged(req.headers),
+        client.log_cluster,
     )
 
 
@@ -135,7 +139,8 @@ def http_destination(  # noqa: PLR0917 - positional on the hot path
     host: str,
     size: int = 0,
 ) -> RequestRecord:
-    """The server sidecar's entry for one HTTP request (``size``: the app's response body)."""
+    """The server sidecar's entry for one HTTP request (``size``: the app's response body; on
+    the passthrough HTTP chain the format names no service: the record's is the cluster)."""
     p = pod.pod
     policy = ConnectionSecurityPolicy.MUTUAL_TLS if mtls else ConnectionSecurityPolicy.NONE
     if client is not None and (mtls or client.proxy is not None):
@@ -151,7 +156,7 @@ def http_destination(  # noqa: PLR0917 - positional on the hot path
         source[0],
         source[1],
         source[2],
-        service_host or pod.service_host,
+        cluster if cluster == INBOUND_PASSTHROUGH_CLUSTER else (service_host or pod.service_host),
         p.workload,
         p.namespace,
         pod.version or UNKNOWN,
@@ -176,6 +181,8 @@ def http_destination(  # noqa: PLR0917 - positional on the hot path
         details,
         "http",
         _logged(req.headers),
+        "",
+        pod.log_cluster,
     )
 
 
@@ -216,6 +223,8 @@ def tcp_source(
         ConnectionSecurityPolicy.UNKNOWN,
         out.details,
         "tcp",
+        (),
+        client.log_cluster,
     )
 
 
@@ -232,7 +241,8 @@ def tcp_destination(  # noqa: PLR0917 - one record, all positional like make_rec
     received: int,
     sent: int,
 ) -> RequestRecord:
-    """The server sidecar's entry for one ``tcp_proxy`` connection."""
+    """The server sidecar's entry for one ``tcp_proxy`` connection (on a passthrough chain the
+    format names no service: the record's is the cluster, ``InboundPassthroughCluster``)."""
     p = pod.pod
     if client is not None and mtls:  # TCP peer metadata travels only over Istio mTLS
         cp = client.pod
@@ -247,7 +257,7 @@ def tcp_destination(  # noqa: PLR0917 - one record, all positional like make_rec
         source[0],
         source[1],
         source[2],
-        pod.service_host,
+        cluster if cluster == INBOUND_PASSTHROUGH_CLUSTER else pod.service_host,
         p.workload,
         p.namespace,
         pod.version or UNKNOWN,
@@ -271,4 +281,34 @@ def tcp_destination(  # noqa: PLR0917 - one record, all positional like make_rec
         policy,
         details,
         "tcp",
+        (),
+        "",
+        pod.log_cluster,
     )
+
+
+def exchange_clusters(records: Sequence[RequestRecord]) -> list[RequestRecord]:
+    """``records`` with each side of an HTTP request naming the other side's cluster, as
+    Istio's peer metadata exchange tells both sidecars (and the local runner's records say):
+    a client-side record takes ``destination_cluster`` from the server-side record of the same
+    request (the last one when retries tried several), a server-side record ``source_cluster``
+    from the client's. A request nobody served, and a TCP connection, keep their own side only."""
+    served: dict[str, RequestRecord] = {}
+    sent: dict[str, RequestRecord] = {}
+    for r in records:
+        if r.request_id:
+            (served if r.reporter is Reporter.DESTINATION else sent)[r.request_id] = r
+    return [_exchanged(r, served, sent) for r in records]
+
+
+def _exchanged(
+    r: RequestRecord, served: dict[str, RequestRecord], sent: dict[str, RequestRecord]
+) -> RequestRecord:
+    if not r.request_id:
+        return r
+    if r.reporter is Reporter.SOURCE and r.request_id in served:
+        cluster = r.destination_cluster or served[r.request_id].destination_cluster
+        return replace(r, destination_cluster=cluster)
+    if r.reporter is Reporter.DESTINATION and r.request_id in sent:
+        return replace(r, source_cluster=r.source_cluster or sent[r.request_id].source_cluster)
+    return r

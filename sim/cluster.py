@@ -10,8 +10,19 @@ that another still uses.
   threshold is reached, unless the ejected hosts would then exceed ``max_ejection_percent`` of the
   cluster's hosts. Envoy's "at least one host" allowance (``always_eject_one_host``) is off unless
   set, and istiod never sets it: with the default 10 %, a cluster of fewer than 10 hosts ejects
-  nothing (verified on Envoy 1.40: two pods, one timing out, no ``maxEjectionPercent``). The ejection lasts ``base_ejection_time x k`` (k = times ejected, capped at
-  ``max_ejection_time``) and ends at the first ``interval`` sweep after that.
+  nothing (verified on Envoy 1.40: two pods, one timing out, no ``maxEjectionPercent``). The
+  ejection lasts ``base_ejection_time x k``, capped at ``max_ejection_time``, and ends at the
+  first ``interval`` sweep after that. ``k`` is Envoy's ejection back-off: one more per ejection
+  (while ``k x base`` is below ``max + base``), one less per sweep that finds the host healthy
+  at least an interval after it came back. Nothing but that sweep brings a host back: a pod that
+  is up again stays ejected until its time is served (Istio configures no active health check).
+* A long-running Envoy keeps each cluster's outlier detector for as long as the cluster is
+  unchanged: :meth:`ClusterRuntime.outlier_state` and :meth:`ClusterRuntime.restore_outlier`
+  carry it from one lesson step's world into the next (``sim.runner``). A CDS update that
+  changes the cluster replaces it in Envoy, with a new detector: every host healthy again
+  (verified on Envoy 1.40, ``cluster_manager.cluster_modified``: an ejected host was healthy
+  after a push that changed ``connect_timeout``, and still ejected after a push of the same
+  cluster). An endpoint change (EDS) keeps the cluster and the state of the hosts it keeps.
 * Panic threshold: when the healthy share falls below it, Envoy balances over all hosts; Istio
   sets it to 0 with outlier detection, so then an all-ejected cluster answers 503 ``UH``.
 """
@@ -25,11 +36,11 @@ from typing import Any
 
 import simpy
 
-from sim.connpool import MTLS_CONNECT, ConnPool, PoolStats
+from sim.connpool import MTLS_CONNECT, ConnPool, Delay, Paired, PoolStats, Sampled
 from sim.lb import pick_hashed
 from sim.xds import ClusterSpec, EndpointSpec
 
-__all__ = ["ClusterRuntime", "HostState", "Pick"]
+__all__ = ["ClusterRuntime", "HostOutlier", "HostState", "OutlierState", "Pick"]
 
 
 @dataclass(slots=True, eq=False)
@@ -41,15 +52,63 @@ class HostState:
     consecutive_5xx: int = 0
     consecutive_gateway: int = 0
     consecutive_local: int = 0
+    ejected: bool = False
     ejected_until: float = 0.0
+    """When the ejection's time is served (the host comes back at the next sweep)."""
     ejections: int = 0
-    last_healthy_check: float = 0.0
+    """Envoy's ejection back-off ``k``: the ejection lasts ``base_ejection_time x k``."""
+    last_unejection: float | None = None
+    """The sweep that brought the host back (None: never ejected)."""
     requests: int = 0
     key: str = ""
     """``address:port`` (the endpoint's ``%UPSTREAM_HOST%``)."""
 
     def __post_init__(self) -> None:
         self.key = self.endpoint.host
+
+    def outlier(self, at: float) -> HostOutlier:
+        """This host's detector state, times relative to ``at``."""
+        return HostOutlier(
+            self.consecutive_5xx,
+            self.consecutive_gateway,
+            self.consecutive_local,
+            self.ejected,
+            self.ejected_until - at,
+            self.ejections,
+            None if self.last_unejection is None else self.last_unejection - at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HostOutlier:
+    """One host's outlier-detection state, times relative to the moment it was taken."""
+
+    consecutive_5xx: int
+    consecutive_gateway: int
+    consecutive_local: int
+    ejected: bool
+    ejected_until: float
+    ejections: int
+    last_unejection: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutlierState:
+    """One cluster's outlier detector in one proxy, as a long-running Envoy keeps it between
+    the steps of a lesson: which cluster config it belongs to, the phase of its ``interval``
+    sweeps and each host's state (by ``address:port``), times relative to when it was taken."""
+
+    config: ClusterSpec
+    """The cluster without its endpoints (:func:`cluster_config`): the detector carries over
+    only to the same cluster, as Envoy keeps it only while CDS leaves the cluster unchanged."""
+    created: float
+    hosts: tuple[tuple[str, HostOutlier], ...]
+
+
+def cluster_config(spec: ClusterSpec) -> ClusterSpec:
+    """``spec`` without what its endpoints (EDS) decide: equal for two versions of one Envoy
+    cluster that CDS left unchanged."""
+    return replace(spec, endpoints=(), priorities=(0,), weighted=False)
 
 
 @dataclass(slots=True)
@@ -98,13 +157,23 @@ class ClusterRuntime:
     ejections_total: int = 0
     ejected_hosts: int = 0
     cx_connect_fail: int = 0
+    connect: Delay | Sampled = MTLS_CONNECT
+    """A new mTLS connection's set-up on a sized pool (``PoolTiming.connect``)."""
+    reconnect: Paired | None = None
+    """``PoolTiming.reconnect``."""
 
     @classmethod
     def create(
-        cls, spec: ClusterSpec, env: simpy.Environment, rng: random.Random
+        cls,
+        spec: ClusterSpec,
+        env: simpy.Environment,
+        rng: random.Random,
+        connect: Delay | Sampled = MTLS_CONNECT,
+        reconnect: Paired | None = None,
     ) -> ClusterRuntime:
         """Fresh state for a cluster (no requests in flight, nothing ejected)."""
-        return cls(spec, env, rng, [HostState(e) for e in spec.endpoints], created=env.now)
+        hosts = [HostState(e) for e in spec.endpoints]
+        return cls(spec, env, rng, hosts, created=env.now, connect=connect, reconnect=reconnect)
 
     def __post_init__(self) -> None:
         self.pool = self._new_pool()
@@ -118,24 +187,66 @@ class ClusterRuntime:
             spec.thresholds,
             spec.max_requests_per_connection,
             self.pool_stats,
-            connect=MTLS_CONNECT if sized else None,
+            connect=self.connect if sized else None,
             rng=self.rng if sized else None,
+            reconnect=self.reconnect if sized else None,
         )
 
     def update(self, spec: ClusterSpec) -> None:
         """New config for the same cluster (a mid-run apply): keep the state of kept hosts.
         A change beyond the endpoints is a new cluster in Envoy: fresh connection pools and
-        circuit-breaker counters, while the old pools drain."""
+        circuit-breaker counters, while the old pools drain, and a fresh outlier detector
+        (every host healthy, its sweeps starting now)."""
         old = {h.key: h for h in self.hosts}
-        if replace(spec, endpoints=()) != replace(self.spec, endpoints=()):
+        if cluster_config(spec) != cluster_config(self.spec):
             self.pool.drain()
             self.spec = spec
             self.pool = self._new_pool()
+            for h in old.values():
+                _forget_outlier(h)
+            self.ejected_hosts = 0
+            self.created = self.env.now
         self.spec = spec
         self.locality_sizes = _locality_sizes(spec)
         self.hosts = [old.get(e.host) or HostState(e) for e in spec.endpoints]
         for h, e in zip(self.hosts, spec.endpoints, strict=True):
             h.endpoint = e
+        self.ejected_hosts = sum(h.ejected for h in self.hosts)
+
+    def outlier_state(self, now: float) -> OutlierState | None:
+        """The outlier detector as it stands at ``now`` (the sweeps due by then done), times
+        relative to ``now``; None when the cluster has no outlier detection."""
+        if self.spec.outlier is None:
+            return None
+        for h in self.hosts:
+            self.is_ejected(h, now)
+        return OutlierState(
+            cluster_config(self.spec),
+            self.created - now,
+            tuple((h.key, h.outlier(now)) for h in self.hosts),
+        )
+
+    def restore_outlier(self, state: OutlierState) -> bool:
+        """Take over ``state`` (taken when this world's clock read 0) if it belongs to this
+        very cluster config; False (a fresh detector) when CDS changed the cluster."""
+        if self.spec.outlier is None or state.config != cluster_config(self.spec):
+            return False
+        now = self.env.now
+        self.created = now + state.created
+        kept = dict(state.hosts)
+        for h in self.hosts:
+            o = kept.get(h.key)
+            if o is None:
+                continue
+            h.consecutive_5xx = o.consecutive_5xx
+            h.consecutive_gateway = o.consecutive_gateway
+            h.consecutive_local = o.consecutive_local
+            h.ejected = o.ejected
+            h.ejected_until = now + o.ejected_until
+            h.ejections = o.ejections
+            h.last_unejection = None if o.last_unejection is None else now + o.last_unejection
+        self.ejected_hosts = sum(h.ejected for h in self.hosts)
+        return True
 
     def retry_allowed(self) -> bool:
         """``max_retries``: whether another retry may be in flight."""
@@ -144,18 +255,25 @@ class ClusterRuntime:
     # -- outlier detection ------------------------------------------------------------------
 
     def is_ejected(self, h: HostState, now: float) -> bool:
-        """Ejected until the first sweep after its ejection time has passed."""
-        if h.ejected_until <= 0.0:
+        """Ejected until the first sweep after its ejection time has passed (that sweep brings
+        it back and resets its consecutive-error counters)."""
+        if not h.ejected:
             return False
+        back = self._back_at(h)
+        if now < back:
+            return True
+        h.ejected = False
+        h.consecutive_5xx = h.consecutive_gateway = h.consecutive_local = 0
+        self.ejected_hosts -= 1
+        h.last_unejection = back
+        return False
+
+    def _back_at(self, h: HostState) -> float:
+        """The sweep that ends ``h``'s ejection: the first once its time is served."""
         od = self.spec.outlier
         interval = od.interval if od is not None else 10.0
-        sweeps = math.ceil((h.ejected_until - self.created) / interval - 1e-9)
-        if now < self.created + sweeps * interval:
-            return True
-        h.ejected_until = 0.0
-        self.ejected_hosts -= 1
-        h.last_healthy_check = now
-        return False
+        sweeps = max(1, math.ceil((h.ejected_until - self.created) / interval - 1e-9))
+        return self.created + sweeps * interval
 
     def record_outcome(self, h: HostState, status: int, local_failure: bool) -> bool:
         """Feed one attempt's outcome to the outlier detector; True when it ejected the host."""
@@ -194,15 +312,23 @@ class ClusterRuntime:
         ejected = sum(1 for x in self.hosts if self.is_ejected(x, now))
         if 100.0 * (ejected + 1) / len(self.hosts) > od.max_ejection_percent:
             return False  # Envoy's ejectHost: the share ejected after this one must fit
-        if h.ejections and h.last_healthy_check:
-            healthy_sweeps = int((now - h.last_healthy_check) / od.interval)
-            h.ejections = max(0, h.ejections - healthy_sweeps)
-        h.ejections += 1
-        duration = min(od.base_ejection_time * h.ejections, od.max_ejection_time)
-        h.ejected_until = now + duration
+        if h.ejections and h.last_unejection is not None:
+            h.ejections = max(0, h.ejections - self._healthy_sweeps(h.last_unejection, now))
+        base, most = od.base_ejection_time, od.max_ejection_time
+        if h.ejections * base < most + base:
+            h.ejections += 1
+        h.ejected = True
+        h.ejected_until = now + min(base * h.ejections, most)
         self.ejections_total += 1
         self.ejected_hosts += 1
         return True
+
+    def _healthy_sweeps(self, back: float, now: float) -> int:
+        """The sweeps after ``back`` (a sweep), up to ``now``, that each take one off a
+        healthy host's back-off: every one at least an interval after it came back."""
+        od = self.spec.outlier
+        assert od is not None
+        return max(0, math.floor((now - back) / od.interval + 1e-9))
 
     # -- load balancing ---------------------------------------------------------------------
 
@@ -279,7 +405,13 @@ class ClusterRuntime:
         if not hosts:
             if not self.hosts:
                 return Pick(None, "the cluster has no endpoints")
-            return Pick(None, "every endpoint is ejected and panic mode is off")
+            backs = [self._back_at(h) - self.env.now for h in self.hosts if h.ejected]
+            when = (
+                f" (the first comes back in {min(backs):.1f} s, at an outlier-detection sweep)"
+                if backs
+                else ""
+            )
+            return Pick(None, "every endpoint is ejected and panic mode is off" + when)
         policy = self.spec.lb_policy
         tries = max(1, attempts) if avoid else 1
         h = hosts[0]
@@ -401,6 +533,15 @@ class ClusterRuntime:
             "overflows": self.pool_stats.rq_pending_overflow,
             "ejections": self.ejections_total,
         }
+
+
+def _forget_outlier(h: HostState) -> None:
+    """A fresh detector's view of ``h`` (Envoy replaced the cluster)."""
+    h.consecutive_5xx = h.consecutive_gateway = h.consecutive_local = 0
+    h.ejected = False
+    h.ejected_until = 0.0
+    h.ejections = 0
+    h.last_unejection = None
 
 
 def _locality_sizes(spec: ClusterSpec) -> dict[str, int]:

@@ -23,14 +23,22 @@ after each request. A changed cluster (a CDS push that changes more than its end
 fresh pool with fresh counters, as Envoy builds a new cluster; requests in flight finish on the old
 pool, which then closes its connections instead of keeping them (draining).
 
-Timing. Whether a request overflows can depend on *when* things happen: with
-``maxRequestsPerConnection: 1`` a closed-loop client's next request races the new connection the
-pending request waits for. On a pool a DestinationRule sized (``sim.cluster.sized_pool``) the
-router and this pool time that race as measured on real Envoy 1.40 sidecars (docs/simulator.md):
-each mTLS connection's handshake is drawn (:data:`MTLS_CONNECT`), the request reaches the pool
-over a local leg (:data:`LOCAL_LEG`), a 503 ``UO`` goes back over one after the handshakes under
-way (:meth:`ConnPool.busy_s`: the sidecar is one event loop), a proxied answer over the measured
-client turnaround (:data:`ANSWER_LEG`). Other pools keep the fixed :data:`CONNECTION_SETUP_S`.
+Timing. Whether a request overflows can depend on *when* things happen. With
+``maxRequestsPerConnection: 1`` Envoy closes a connection as soon as its one response has come
+back (``upstream_cx_max_requests``); the close makes the pool open a new connection for the
+request pending behind it, and that request holds the one pending slot until the new
+connection's TLS handshake is done. Meanwhile the response travels to its client, which sends its
+next request: if that request reaches the sidecar before the handshake completes, it finds the
+pending slot taken and gets 503 ``UO`` at once, and the client tries again after the same
+turnaround. So the race is *client turnaround* against *close + connect + handshake*, and a
+client overflows once per turnaround that fits in the reconnect (measured on real Envoy 1.40 with
+the request's ``US_CX_BEG``/``US_HS_END``/``US_RX_END`` time points: ``docs/simulator.md``). On a
+pool a DestinationRule sized (``sim.cluster.sized_pool``) the router and this pool time that race
+with a :class:`PoolTiming`: each new mTLS connection's set-up drawn from ``connect``, the request
+reaching the pool over ``request_leg``, a proxied answer and the client's next request over
+``answer``, a 503 ``UO`` over ``overflow``. :data:`DEFAULT_POOL_TIMING` holds medians measured
+on this project's shared machine; ``tests/cluster/local/pool_calibration.py`` measures them on
+the machine at hand. Other pools keep the fixed :data:`CONNECTION_SETUP_S`.
 """
 
 from __future__ import annotations
@@ -49,13 +57,17 @@ from sim.xds import Thresholds
 __all__ = [
     "ANSWER_LEG",
     "CONNECTION_SETUP_S",
+    "DEFAULT_POOL_TIMING",
     "LOCAL_LEG",
     "MTLS_CONNECT",
     "ConnPool",
     "Connection",
     "Delay",
     "HostPool",
+    "Paired",
     "PoolStats",
+    "PoolTiming",
+    "Sampled",
     "Slot",
 ]
 
@@ -76,6 +88,48 @@ class Delay:
         return self.median_s * math.exp(self.sigma * rng.gauss(0.0, 1.0))
 
 
+@dataclass(frozen=True, slots=True)
+class Sampled:
+    """A delay drawn from measured values (seconds), each equally likely: a measured
+    distribution used as it is, without assuming its shape."""
+
+    values_s: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.values_s:
+            raise ValueError("Sampled needs at least one value")
+
+    @property
+    def median_s(self) -> float:
+        """The middle value."""
+        ordered = sorted(self.values_s)
+        return ordered[len(ordered) // 2]
+
+    def draw(self, rng: random.Random) -> float:
+        """One of the values."""
+        return self.values_s[rng.randrange(len(self.values_s))]
+
+
+@dataclass(frozen=True, slots=True)
+class Paired:
+    """Reconnects measured together with the turnaround they raced: each value is (the time the
+    pool took to have the pending request's new connection ready after the previous response
+    closed the old one, the time that response's client took to send its next request to the
+    sidecar), in seconds. Drawn as pairs, because both are slowed by the same moments of a busy
+    machine: drawn apart, a regime where turnarounds are slower than reconnects on average would
+    overflow too often (measured: sim 0.22 against real Envoy's 0.13 with two clients)."""
+
+    values_s: tuple[tuple[float, float], ...]
+
+    def __post_init__(self) -> None:
+        if not self.values_s:
+            raise ValueError("Paired needs at least one value")
+
+    def draw(self, rng: random.Random) -> tuple[float, float]:
+        """One (reconnect, turnaround) pair."""
+        return self.values_s[rng.randrange(len(self.values_s))]
+
+
 MTLS_CONNECT = Delay(median_s=0.00065, sigma=0.6)
 """A new mTLS connection between two sidecars, from ``connect()`` to Envoy's ``Connected`` event
 (TCP on loopback, then the TLS 1.3 handshake: both Envoys' event loops and their ECDSA work)."""
@@ -87,6 +141,69 @@ local leg, what the app sees beyond the duration the sidecar logs."""
 LOCAL_LEG = Delay(median_s=0.00005, sigma=0.5)
 """One leg between an app and its own sidecar on a sized pool's path: the request reaching the
 pool, and a 503 ``UO`` the sidecar answers itself going back (no other process wakes up)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolTiming:
+    """The moments that decide Envoy's reconnect race on a sized pool, as lognormal delays.
+
+    ``connect``: a new mTLS connection, from the moment the pool decides to open it (a request
+    became pending, or the previous connection closed after its ``maxRequestsPerConnection``-th
+    response) to Envoy's ``Connected`` event after the TLS handshake, when the pending request is
+    attached. ``request_leg``: a request from its app to the pool's decision. ``answer``: a proxied
+    response from the moment its last byte is back at the client sidecar (when the connection is
+    released) until the same client's next request leaves the app. ``overflow``: a 503 ``UO`` from
+    the pool's decision until the client's next request leaves, when no handshake of the pool is
+    under way. ``after_handshake``: while one is, when the client's next request leaves relative to
+    the end of that handshake (seconds, negative when before it; ``None``: as ``overflow``).
+    Measured on a loaded 2-core machine a ``UO``'s turnaround is about seven times slower during a
+    handshake (650 us against 89 us: both sidecars' event loops are busy with TLS work, and the
+    client, the two Envoys and everything else share the cores) and follows the handshake's end:
+    drawn apart from the time left of the handshake, twice as many retries landed before its end
+    again (0.22 against 0.11 of them). ``overflow`` ``None`` sends the ``UO`` back over one
+    ``request_leg`` after the handshakes under way (:meth:`ConnPool.busy_s`), the fitted default.
+    """
+
+    connect: Delay | Sampled = MTLS_CONNECT
+    request_leg: Delay | Sampled = LOCAL_LEG
+    answer: Delay | Sampled = ANSWER_LEG
+    overflow: Delay | Sampled | None = None
+    after_handshake: Sampled | None = None
+    reconnect: Paired | None = None
+    """A connection opened because the previous one closed after its response, with that
+    response's ``answer`` (``None``: ``connect`` and ``answer`` drawn apart)."""
+
+    def describe(self) -> str:
+        """One line: the medians in microseconds."""
+
+        def us(d: Delay | Sampled) -> str:
+            spread = f"sigma {d.sigma:.2f}" if isinstance(d, Delay) else f"{len(d.values_s)} values"
+            return f"{d.median_s * 1e6:.0f} us ({spread})"
+
+        uo = us(self.overflow) if self.overflow is not None else "after the handshakes"
+        busy = self.after_handshake
+        during = f", UO in a handshake its end + {us(busy)}" if busy is not None else ""
+        pairs = self.reconnect
+        raced = f", {len(pairs.values_s)} (reconnect, turnaround) pairs" if pairs else ""
+        return (
+            f"connect {us(self.connect)}, request leg {us(self.request_leg)}, "
+            f"answer {us(self.answer)}, UO {uo}{during}{raced}"
+        )
+
+    def overflow_return(self, busy_s: float, rng: random.Random) -> float:
+        """How long after the pool's decision a 503 ``UO``'s client sends its next request,
+        ``busy_s`` the time left of the handshakes under way."""
+        if self.overflow is None:
+            return busy_s + self.request_leg.draw(rng)
+        if busy_s > 0 and self.after_handshake is not None:
+            # never sooner than the client's turnaround when nothing else is going on
+            return max(busy_s + self.after_handshake.draw(rng), self.overflow.draw(rng))
+        return self.overflow.draw(rng)
+
+
+DEFAULT_POOL_TIMING = PoolTiming()
+"""Medians measured on real Envoy 1.40 sidecars at load average ~17 on the shared 2-core machine
+(docs/simulator.md); a run without calibration uses them, deterministic for its seed."""
 
 
 class Slot(Enum):
@@ -150,7 +267,9 @@ class ConnPool:
         "handshake_until",
         "hosts",
         "max_requests_per_connection",
+        "paired_answer",
         "pending",
+        "reconnect",
         "rng",
         "setup_s",
         "stats",
@@ -165,8 +284,9 @@ class ConnPool:
         stats: PoolStats,
         setup_s: float = CONNECTION_SETUP_S,
         *,
-        connect: Delay | None = None,
+        connect: Delay | Sampled | None = None,
         rng: random.Random | None = None,
+        reconnect: Paired | None = None,
     ) -> None:
         self.env = env
         self.thresholds = thresholds
@@ -174,6 +294,10 @@ class ConnPool:
         self.stats = stats
         self.setup_s = setup_s
         self.connect = connect
+        self.reconnect = reconnect
+        """Draw a reconnect after a close from these pairs (with ``rng``)."""
+        self.paired_answer: float | None = None
+        """The turnaround drawn with the last reconnect, until :meth:`take_answer` takes it."""
         """Draw each mTLS connection's setup time from this (with ``rng``) instead of the fixed
         ``setup_s``."""
         self.rng = rng
@@ -230,13 +354,20 @@ class ConnPool:
         request, or close it (``max_requests_per_connection: 1``, a reset or timed-out stream, a
         failed connect, a draining pool)."""
         self.active -= 1
+        self.paired_answer = None
         hp = self.host(key)
         if reusable and self.max_requests_per_connection != 1 and not self.draining:
             self._ready(hp, conn if conn is not None else Connection())
             return
         self._close(hp, was_ready=False)
         if hp.pending:
-            self._maybe_connect(key, hp)
+            self._maybe_connect(key, hp, after_close=True)
+
+    def take_answer(self) -> float | None:
+        """The released request's turnaround, when :meth:`release` drew it with the reconnect
+        it races (:class:`Paired`); ``None`` otherwise."""
+        answer, self.paired_answer = self.paired_answer, None
+        return answer
 
     def abandon(self, key: str, ev: simpy.Event) -> None:
         """A pending request gave up (route or per-try timeout) before it was sent."""
@@ -293,7 +424,7 @@ class ConnPool:
         self.connections -= 1
         self.stats.cx_destroy += 1
 
-    def _maybe_connect(self, key: str, hp: HostPool) -> None:
+    def _maybe_connect(self, key: str, hp: HostPool, *, after_close: bool = False) -> None:
         if len(hp.pending) <= hp.connecting:
             return
         if self.connections >= self.thresholds.max_connections and hp.connections > 0:
@@ -305,7 +436,10 @@ class ConnPool:
         self.stats.cx_total += 1
         setup = hp.setup_s
         if setup > 0 and self.connect is not None and self.rng is not None:
-            setup = self.connect.draw(self.rng)
+            if after_close and self.reconnect is not None:
+                setup, self.paired_answer = self.reconnect.draw(self.rng)
+            else:
+                setup = self.connect.draw(self.rng)
             self.handshake_until = max(self.handshake_until, self.env.now + setup)
         if setup > 0:
             self.env.timeout(setup).callbacks.append(lambda _ev: self._connected(hp))

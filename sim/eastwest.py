@@ -26,18 +26,27 @@ Anything that keeps the TLS handshake from completing (a gateway that is down, n
 no chain for the SNI, a chain whose cluster has no pod left, a dead pod behind the gateway) is a
 connect failure for the client (503 ``UF``): what outlier detection counts to eject the gateway
 endpoint, and what locality failover then routes around.
+
+The gateway is a proxy and logs its own ``tcp_proxy`` connections, one entry when a connection
+closes (``reporter=source``, the gateway as the source, the pod its SNI-DNAT cluster reached as
+the destination, the cluster's service as ``destination_service``, ``request_protocol=tcp``):
+here for a connection that closes after its request (``maxRequestsPerConnection: 1``) and for
+one whose pod behind the gateway refused it (``UF``). A kept-alive connection is still open when
+the step ends and logs nothing in it, as on a real mesh.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any
 
 from mesh.envoy_api.names import sni_name
 from mesh.model.multicluster import EASTWEST_GATEWAY
 from mesh.topology import Pod
-from sim.cluster import ClusterRuntime
+from sim.accesslog import TcpOutcome, tcp_source
+from sim.cluster import ClusterRuntime, HostState
 from sim.connpool import Connection
 from sim.inbound import inbound
 from sim.messages import Attempt, Request, Response
@@ -62,6 +71,17 @@ def cross_delay(world: World, a: Pod, b: Pod) -> float:
     p99 = latency.p99.seconds if latency.p99 is not None else median
     sigma = math.log(p99 / median) / _Z99 if p99 > median > 0 else 0.0
     return median * math.exp(sigma * world.rng.gauss(0.0, 1.0))
+
+
+@dataclass(frozen=True, slots=True)
+class _Hop:
+    """Where the gateway's ``tcp_proxy`` connected a client connection: the pod and its port,
+    through which of the gateway's clusters and hosts (what the gateway's log names)."""
+
+    server: PodRuntime
+    port: int
+    cluster: ClusterRuntime
+    host: HostState
 
 
 def _connect_failure() -> Response:
@@ -104,6 +124,7 @@ def deliver(
     fresh = conn.uses == 0
     conn.uses += 1
     there = cross_delay(world, client, target.pod)
+    accepted = env.now + there  # when the connection reaches the other side (its SYN)
     if there and fresh:
         # a new connection: the TCP handshake's round trip before the first byte goes out
         yield env.timeout(there + cross_delay(world, target.pod, client))
@@ -111,8 +132,9 @@ def deliver(
     if there:
         yield env.timeout(there)
     server = target
+    hop: _Hop | None = None
     if is_eastwest_gateway(target.pod):
-        found: Response | tuple[PodRuntime, int] | None = None if fresh else _pinned(conn)
+        found: Response | _Hop | None = None if fresh else _pinned(conn)
         if found is None:
             found = _through_gateway(world, target, crt, mtls, port)
             if not isinstance(found, Response):
@@ -123,7 +145,8 @@ def deliver(
             if there:
                 yield env.timeout(cross_delay(world, target.pod, client))
             return found
-        server, port = found
+        hop = found
+        server, port = hop.server, hop.port
         yield env.timeout(world.hop())
     if there and fresh and mtls:
         # the TLS 1.3 handshake, client to server sidecar: the ClientHello went out with the
@@ -150,25 +173,51 @@ def deliver(
         resp.version = server.version
         resp.principal = server.pod.identity if server.sidecar else ""
     back = cross_delay(world, target.pod, client) if there else 0.0
+    if hop is not None and crt.spec.max_requests_per_connection == 1:
+        # the client closes the connection after its answer: its FIN reaches the gateway a
+        # round trip after the answer left it, and the gateway logs the connection
+        _log_gateway(world, target, hop.cluster, hop.host, accepted, env.now + 2 * back)
     if back:
         yield env.timeout(back)
     return resp
 
 
-def _pinned(conn: Connection) -> tuple[PodRuntime, int] | None:
+def _log_gateway(  # noqa: PLR0917 - the entry's fields, in the log's order
+    world: World,
+    gateway: PodRuntime,
+    cluster: ClusterRuntime,
+    host: HostState,
+    start: float,
+    end: float,
+    flags: tuple[str, ...] = (),
+) -> None:
+    """The east-west gateway's access-log entry for one ``tcp_proxy`` connection."""
+    ep = host.endpoint
+    out = TcpOutcome(
+        flags=flags,
+        details="",
+        upstream_cluster=cluster.spec.name,
+        upstream_host=host.key,
+        destination_service=cluster.spec.service_host,
+        workload=ep.workload,
+        namespace=ep.namespace,
+        app=ep.app,
+        version=ep.version,
+    )
+    world.record(tcp_source(gateway, host.key, out, start, end))
+
+
+def _pinned(conn: Connection) -> _Hop | None:
     """The pod a reused connection's gateway hop already connected to, while it lives (a pod
     that went away closed the connection: the pool's next one is new)."""
     peer = conn.peer
-    if not isinstance(peer, tuple):
+    if not isinstance(peer, _Hop) or peer.server.dead:
         return None
-    server, port = peer
-    if not isinstance(server, PodRuntime) or not isinstance(port, int) or server.dead:
-        return None
-    return server, port
+    return peer
 
 
 def _narrate(
-    found: Response | tuple[PodRuntime, int],
+    found: Response | _Hop,
     gateway: PodRuntime,
     crt: ClusterRuntime,
     there: float,
@@ -179,7 +228,7 @@ def _narrate(
     head = f"east-west gateway ({gateway.pod.network}){crossing}: SNI {_sni(crt)}"
     if isinstance(found, Response):
         return head + " -> no pod reached: the client's connection fails (UF)"
-    server, port = found
+    server, port = found.server, found.port
     if not fresh:
         return head + f" -> the reused connection's tcp_proxy stream to {server.pod.name}:{port}"
     return (
@@ -190,9 +239,10 @@ def _narrate(
 
 def _through_gateway(
     world: World, gateway: PodRuntime, crt: ClusterRuntime, mtls: bool, port: int
-) -> Response | tuple[PodRuntime, int]:
-    """The east-west gateway's AUTO_PASSTHROUGH hop: (the pod its tcp_proxy connects to, its
-    port), or the client's connect failure."""
+) -> Response | _Hop:
+    """The east-west gateway's AUTO_PASSTHROUGH hop: where its tcp_proxy connects, or the
+    client's connect failure (a pod behind the gateway that is gone: the gateway logs its
+    failed connection, ``UF``)."""
     gw_proxy = gateway.proxy
     sni = _sni(crt)
     if gateway.dead or gw_proxy is None or not mtls or not sni:
@@ -212,6 +262,8 @@ def _through_gateway(
     if server is None or server.dead:
         gw_cluster.cx_connect_fail += 1
         gw_cluster.record_outcome(host, 503, local_failure=True)
+        now = world.env.now
+        _log_gateway(world, gateway, gw_cluster, host, now, now, ("UF",))
         return _connect_failure()
     gw_cluster.record_outcome(host, 200, local_failure=False)
-    return server, host.endpoint.port
+    return _Hop(server, host.endpoint.port, gw_cluster, host)

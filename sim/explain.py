@@ -1,7 +1,8 @@
 """``meshplay explain``: the path of one request through the simulated mesh, decision by decision.
 
-The request runs in the world of a lesson step (its applied resources and broken workloads),
-with a :class:`sim.messages.Trace` attached. Every proxy on the way notes what it decided: the
+The request runs in the world of a lesson step (its applied resources, broken workloads and the
+outlier detectors the earlier steps' traffic left in each proxy, as a running mesh remembers its
+ejections), with a :class:`sim.messages.Trace` attached. Every proxy on the way notes what it decided: the
 listener and route configuration, the virtual host, the matched route and the VirtualService rule
 it came from, the weighted-cluster draw, fault filter actions, the endpoint and why the load
 balancer chose it, each attempt, retry and back-off, ejections, and the final status with its
@@ -14,14 +15,16 @@ import dataclasses
 import shlex
 from dataclasses import dataclass
 
+from mesh.engine import run_lesson
 from mesh.lesson import BreakAction, Lesson, RequestSpec
 from mesh.model import FrozenMap
 from mesh.records import RESPONSE_FLAGS, RequestRecord
-from mesh.runner import RunnerError
+from mesh.runner import RunnerError, RunOptions
 from mesh.state import MeshState, step_state
 from sim.accesslog import TcpOutcome
+from sim.cluster import OutlierState
 from sim.messages import Request, Response, Trace
-from sim.runner import build_world, step_seed
+from sim.runner import SimExecutor, build_world, step_seed
 from sim.traffic import TrafficDriver, drain
 from sim.world import World
 
@@ -131,6 +134,7 @@ def explain(
     world = build_world(lesson, state, step_seed(seed, last - 1))
     for action in breaks:
         world.apply_break(action)
+    world.restore_outliers(_outliers_before(lesson, last, seed))
     traffic = lesson.traffic_of(steps[last - 1])
     traffic = dataclasses.replace(
         traffic,
@@ -148,6 +152,17 @@ def explain(
     response = proc.value
     assert isinstance(response, Response)
     return Explanation(req, response, tuple(trace.lines), tuple(world.records), traffic.from_)
+
+
+def _outliers_before(lesson: Lesson, step: int, seed: int) -> dict[str, dict[str, OutlierState]]:
+    """Each proxy's outlier detectors as the traffic of steps 1..``step - 1`` leaves them (the
+    lesson run on the simulator up to there): an endpoint ejected in an earlier step is still
+    ejected in this one until its time is served."""
+    if step <= 1:
+        return {}
+    executor = SimExecutor()
+    run_lesson(executor, lesson, RunOptions(seed=seed, until_step=step - 1))
+    return executor.outliers
 
 
 def _explain_connection(

@@ -23,7 +23,7 @@ from typing import Any
 import simpy
 
 from sim.cluster import ClusterRuntime, HostState
-from sim.connpool import ANSWER_LEG, LOCAL_LEG, Connection, ConnPool, Slot
+from sim.connpool import Connection, ConnPool, Slot
 from sim.eastwest import deliver, is_eastwest_gateway
 from sim.inbound import inbound
 from sim.lb import stable_hash
@@ -97,14 +97,16 @@ def _abandon(attempt: Attempt, crt: ClusterRuntime, host: HostState) -> None:
 
 
 def _overflow(at_host: bool, world: World | None, busy_s: float = 0.0) -> Response:
-    """503 ``UO``; ``world`` given (a sized pool): it goes back to the app over one local leg."""
+    """503 ``UO``; ``world`` given (a sized pool): it goes back to the app as its
+    ``pool_timing`` says (by default one request leg after the handshakes under way)."""
+    return_s = world.pool_timing.overflow_return(busy_s, world.rng) if world is not None else None
     return Response(
         503,
         ("UO",),
         "upstream_reset_before_response_started{overflow}",
         BODY_OVERFLOW,
         local_failure="overflow_at_host" if at_host else "overflow",
-        return_s=busy_s + LOCAL_LEG.draw(world.rng) if world is not None else None,
+        return_s=return_s,
     )
 
 
@@ -127,7 +129,7 @@ def upstream(
         # a sized pool decides when the request has reached the sidecar: the app's hop is paid
         # now, as a local leg (what a real sidecar's hot loop shows), instead of folded later
         req.lead = 0.0
-        yield env.timeout(LOCAL_LEG.draw(world.rng))
+        yield env.timeout(world.pool_timing.request_leg.draw(world.rng))
     slot = pool.acquire(host.key, tls=mtls or crt.spec.mtls)
     granted_by: simpy.Event | None = None
     if slot is not Slot.GRANTED:
@@ -217,7 +219,10 @@ def upstream(
         crt.cx_connect_fail += 1
     _finish(attempt, crt, host, reusable=not resp.local_failure)
     if sized:
-        resp.return_s = ANSWER_LEG.draw(world.rng)
+        turnaround = pool.take_answer()
+        if turnaround is None:
+            turnaround = world.pool_timing.answer.draw(world.rng)
+        resp.return_s = turnaround
     return resp
 
 

@@ -2,11 +2,16 @@
 
 The engine (:func:`mesh.engine.run_lesson`) decides what runs; this module only carries the
 traffic. The pushed state goes through ``mesh.envoy.translate`` exactly as for the real runners
-and the world executes that Envoy config. Steps do not share simulated time: each step's traffic
-runs in a fresh world starting at t = 0, with fresh connection pools and outlier detectors (like a
-fresh load test), seeded with the step's own seed, while breaks persist into later steps until a
-``restore``, as they do on the real services. A timed change at ``at_s`` is a config push (cluster
-state kept for clusters that still exist) or breaks, at that simulated time.
+and the world executes that Envoy config. Each step's traffic runs in a fresh world starting at
+t = 0, seeded with the step's own seed, with fresh connection pools (like a fresh load test).
+What outlives a step is what outlives it on a real mesh: breaks persist into later steps until a
+``restore``, as they do on the real services, and each proxy's outlier detectors (ejected hosts,
+their back-off, the consecutive-error counts) carry over, as in a long-running Envoy, for every
+cluster the push between the steps left unchanged (``sim.cluster``). The next step starts the
+moment the last one's last request was answered: its t = 0 is that moment, so an ejection of
+``baseEjectionTime: 1m`` that began 20 s before the end of a step ends 40 s into the next one.
+A timed change at ``at_s`` is a config push (cluster state kept for clusters that still exist)
+or breaks, at that simulated time.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from mesh.lesson import BreakAction, Lesson
 from mesh.runner import DriveContext, RunEvent, StepPlan, StepTraffic, TimedChange
 from mesh.state import MeshState
 from mesh.topology import Topology, build_topology
+from sim.accesslog import exchange_clusters
+from sim.cluster import OutlierState
+from sim.connpool import DEFAULT_POOL_TIMING, PoolTiming
 from sim.traffic import TrafficDriver, drain
 from sim.world import World
 
@@ -37,10 +45,19 @@ def configure(state: MeshState) -> tuple[Topology, MeshEnvoyConfig]:
     return topology, translate(resources, topology)
 
 
-def build_world(lesson: Lesson, state: MeshState, seed: int) -> World:
+def build_world(
+    lesson: Lesson, state: MeshState, seed: int, pool_timing: PoolTiming = DEFAULT_POOL_TIMING
+) -> World:
     """A world running ``state`` for ``lesson``'s app."""
     topology, envoy = configure(state)
-    return World(topology, lesson.app.behavior, envoy, seed=seed, resources=state.resources)
+    return World(
+        topology,
+        lesson.app.behavior,
+        envoy,
+        seed=seed,
+        resources=state.resources,
+        pool_timing=pool_timing,
+    )
 
 
 class SimExecutor:
@@ -48,11 +65,16 @@ class SimExecutor:
 
     name = "sim"
 
-    def __init__(self) -> None:
+    def __init__(self, pool_timing: PoolTiming = DEFAULT_POOL_TIMING) -> None:
+        self.pool_timing = pool_timing
+        """How sized connection pools time Envoy's reconnect race (measured on a machine by
+        ``tests/cluster/local/pool_calibration.py``; the fitted defaults otherwise)."""
         self.lesson: Lesson | None = None
         self.state = MeshState()
         self.breaks: list[BreakAction] = []
         self.events: list[RunEvent] = []
+        self.outliers: dict[str, dict[str, OutlierState]] = {}
+        """Each proxy's outlier detectors at the end of the last step, by pod and cluster."""
 
     def preflight(self, lesson: Lesson, steps: Sequence[StepPlan]) -> None:
         """The simulator runs every lesson the loader accepts."""
@@ -62,6 +84,7 @@ class SimExecutor:
         self.lesson = lesson
         self.state = state
         self.breaks = []
+        self.outliers = {}
 
     def push(self, state: MeshState) -> None:
         """The next step's world runs ``state``."""
@@ -74,22 +97,29 @@ class SimExecutor:
     def drive(
         self, plan: StepPlan, timeline: Sequence[TimedChange], ctx: DriveContext
     ) -> StepTraffic:
-        """A fresh world at t = 0: breaks so far, the timeline as simpy processes, the traffic."""
+        """A fresh world at t = 0: breaks so far, the outlier detectors the last step left, the
+        timeline as simpy processes, the traffic."""
         assert self.lesson is not None, "open() first"
         self.events = []
-        world = build_world(self.lesson, self.state, plan.seed)
+        world = build_world(self.lesson, self.state, plan.seed, self.pool_timing)
         for action in self.breaks:
             world.apply_break(action)
+        world.restore_outliers(self.outliers)
         pending = list(timeline)
         for change in timeline:
             world.env.process(self._at(world, change, pending))
         driver = TrafficDriver(world, plan.traffic)
         driver.start()
         _run(world, driver, timeout_s=plan.traffic.timeout_s, ctx=ctx)
+        # the proxies keep running: their detectors as they stand when the last answer came in
+        self.outliers = world.outlier_states(driver.last_time)
         for change in pending:  # due after the traffic ended: they still happen, for later steps
             self._apply(None, change)
         duration = driver.end_time if driver.end_time != float("inf") else driver.last_time
-        return StepTraffic(tuple(world.records), 0.0, duration, tuple(self.events))
+        records = world.records
+        if world.multicluster:
+            records = exchange_clusters(records)
+        return StepTraffic(tuple(records), 0.0, duration, tuple(self.events))
 
     def _at(
         self, world: World, change: TimedChange, pending: list[TimedChange]
@@ -145,5 +175,5 @@ def _run(world: World, driver: TrafficDriver, *, timeout_s: float, ctx: DriveCon
 class SimRunner(LessonRunner):
     """The simpy runner (``meshplay run LESSON --runner sim``)."""
 
-    def __init__(self) -> None:
-        super().__init__("sim", SimExecutor)
+    def __init__(self, pool_timing: PoolTiming = DEFAULT_POOL_TIMING) -> None:
+        super().__init__("sim", lambda: SimExecutor(pool_timing))

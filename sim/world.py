@@ -31,8 +31,9 @@ from mesh.model import Resource
 from mesh.records import RequestRecord
 from mesh.security import LocalRateLimiter
 from mesh.topology import MeshService, Pod, ProxyKind, Topology
-from sim.cluster import ClusterRuntime
+from sim.cluster import ClusterRuntime, OutlierState
 from sim.cni import Cni
+from sim.connpool import DEFAULT_POOL_TIMING, PoolTiming
 from sim.messages import Request
 from sim.outside import Outside, outside_of
 from sim.timeouts import Deadlines
@@ -98,6 +99,10 @@ class PodRuntime:
     inbound_host: str = ""
     identity: str = ""
     """The pod's SPIFFE identity (``Pod.identity``, worked out once)."""
+    log_cluster: str = ""
+    """Its cluster as its proxy's records name it (``source_cluster`` on a client-side record,
+    ``destination_cluster`` on a server-side one): set in a mesh of two clusters or more, as
+    the local runner tags them; "" otherwise."""
     response_headers: dict[str, str] | None = None
     """Headers the app puts on its responses (behaviours declare none yet; set by tests)."""
     resets_before_read: int = 0
@@ -154,9 +159,27 @@ class ProxyRuntime:
             spec = self.tables.clusters.get(name)
             if spec is None:
                 return None
-            rt = ClusterRuntime.create(spec, world.env, world.rng)
+            timing = world.pool_timing
+            rt = ClusterRuntime.create(spec, world.env, world.rng, timing.connect, timing.reconnect)
             self.clusters[name] = rt
         return rt
+
+    def outlier_states(self, now: float) -> dict[str, OutlierState]:
+        """The outlier detector of each cluster this proxy used that has one, at ``now``."""
+        states = {}
+        for name, rt in self.clusters.items():
+            state = rt.outlier_state(now)
+            if state is not None:
+                states[name] = state
+        return states
+
+    def restore_outliers(self, states: Mapping[str, OutlierState], world: World) -> None:
+        """Take over the outlier detectors of a previous world's same proxy (those whose
+        cluster this proxy still has, unchanged)."""
+        for name, state in states.items():
+            rt = self.cluster(name, world)
+            if rt is not None:
+                rt.restore_outlier(state)
 
     def reload(self, tables: ProxyTables) -> None:
         """A config push: new tables, cluster state kept where the cluster still exists."""
@@ -181,8 +204,11 @@ class World:
         seed: int = 1,
         env: simpy.Environment | None = None,
         resources: Sequence[Resource] = (),
+        pool_timing: PoolTiming = DEFAULT_POOL_TIMING,
     ) -> None:
         self.env = env or simpy.Environment()
+        self.pool_timing = pool_timing
+        """How sized connection pools time Envoy's reconnect race (:class:`sim.connpool.PoolTiming`)."""
         self.rng = random.Random(seed)
         self.deadlines = Deadlines(self.env)
         self.behavior = behavior
@@ -231,9 +257,17 @@ class World:
         self.load_config(topology, envoy, resources)
         self.completed = 0
 
+    @property
+    def multicluster(self) -> bool:
+        """A mesh of two clusters or more (its records name their clusters)."""
+        declared = self.topology.multicluster
+        return declared is not None and len(declared.clusters) > 1
+
     # -- construction -----------------------------------------------------------------------
 
     def _build_pods(self, topology: Topology) -> None:
+        declared = topology.multicluster
+        multicluster = declared is not None and len(declared.clusters) > 1
         for pod in topology.pods:
             if pod.name in self.pods:
                 continue
@@ -259,6 +293,8 @@ class World:
                 target_port=target,
                 workers=workers,
             )
+            if multicluster:
+                rt.log_cluster = pod.cluster
             self.pods[pod.name] = rt
             self.by_address[pod.address] = rt
         for svc in topology.services:
@@ -307,6 +343,25 @@ class World:
                 pod.proxy = proxy
             else:
                 existing.reload(tables)
+
+    # -- state a long-running Envoy keeps ---------------------------------------------------
+
+    def outlier_states(self, now: float) -> dict[str, dict[str, OutlierState]]:
+        """Every running proxy's outlier detectors as they stand at ``now``, by pod and cluster
+        (a pod that is down has no Envoy left to remember anything)."""
+        return {
+            name: states
+            for name, proxy in self.proxies.items()
+            if not proxy.pod.dead and (states := proxy.outlier_states(now))
+        }
+
+    def restore_outliers(self, states: Mapping[str, Mapping[str, OutlierState]]) -> None:
+        """Carry the outlier detectors of an earlier world (taken when it stopped) into this
+        one, as if this world's t = 0 were that moment: the same Envoys, still running."""
+        for name, clusters in states.items():
+            proxy = self.proxies.get(name)
+            if proxy is not None and not proxy.pod.dead:
+                proxy.restore_outliers(clusters, self)
 
     # -- knobs ------------------------------------------------------------------------------
 

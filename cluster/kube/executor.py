@@ -11,6 +11,12 @@ containers or scales pods away; ``drive`` starts the step's load generator pod
 (:mod:`cluster.kube.records`). ``close`` (also after an error or Ctrl-C) deletes the lesson's
 resources and generator pods and restores what the breaks changed, leaving the app running.
 
+A multi-cluster lesson runs on one kube context per declared cluster (:mod:`cluster.kube.fleet`
+places each object; :mod:`cluster.kube.multicluster` checks each context is the primary the
+lesson declares): Deployments where the lesson puts them, everything else in every cluster, the
+generator in the caller's cluster, breaks naming a cluster only there, records from every
+cluster tagged with their cluster.
+
 With ``dry_run`` the same decisions go to :class:`~cluster.kube.plan.PlanCluster`, which writes
 them down: ``meshplay run LESSON --runner kube --dry-run`` prints the plan without a cluster.
 """
@@ -23,41 +29,43 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cluster.kube.api import KubeApi, KubeError
-from cluster.kube.generator import (
-    GeneratorEvent,
-    generator_pod,
-    service_ports,
-    step_job,
-    traffic_bound_s,
+from cluster.kube.applied import (
+    Applied,
+    delete_generators,
+    leftover_hint,
+    push_changes,
+    restore_app,
+    retry,
 )
+from cluster.kube.breaks import Breaks, select
+from cluster.kube.fleet import Fleet, Member
+from cluster.kube.generator import traffic_bound_s
 from cluster.kube.live import LiveCluster, Timeouts
-from cluster.kube.loadgen import GeneratorJob
 from cluster.kube.manifests import (
     LESSON_LABEL,
-    PART_LABEL,
     RUN_LABEL,
     Manifest,
     app_manifests,
-    is_istio,
     is_modelled,
     manifest_of,
-    ordered_for_apply,
     retarget_namespace,
     stamp,
 )
-from cluster.kube.metrics import PlanStepMetrics, ServiceProxyPrometheus
+from cluster.kube.members import connect_fleet, plan_fleet
+from cluster.kube.metrics import PlanStepMetrics, cross_check, prometheus_client
+from cluster.kube.multicluster import cluster_contexts, declared_clusters
 from cluster.kube.plan import PlanCluster
-from cluster.kube.pods import service_container, template_labels
-from cluster.kube.prometheus import CrossCheck, compare_counts, edge_counts, parse_vector
+from cluster.kube.prometheus import CrossCheck, edge_counts
 from cluster.kube.prometheus import query as prometheus_query
 from cluster.kube.records import records_from_logs
-from cluster.prometheus import PrometheusClient, PrometheusStepMetrics
+from cluster.kube.traffic import GeneratorWatch, step_generator
+from cluster.prometheus import PrometheusStepMetrics
 from mesh.lesson import BreakAction, Lesson
+from mesh.model.multicluster import MultiCluster
 from mesh.observe.query import StepMetrics
 from mesh.runner import DriveContext, RunEvent, RunnerError, StepPlan, StepTraffic, TimedChange
 from mesh.state import MeshState, lesson_states
@@ -65,14 +73,6 @@ from mesh.state import MeshState, lesson_states
 __all__ = ["KubeExecutor"]
 
 Key = tuple[str, str, str]
-
-
-@dataclass
-class _Applied:
-    """What the runner has applied: manifests by key, and the app's own versions."""
-
-    current: dict[Key, Manifest] = field(default_factory=dict)
-    app: dict[Key, Manifest] = field(default_factory=dict)
 
 
 def _to_stderr(text: str) -> None:
@@ -94,8 +94,11 @@ class KubeExecutor:
         timeouts: Timeouts | None = None,
         report: Callable[[str], None] | None = None,
         prometheus_url: str = "",
+        contexts: Mapping[str, str] | None = None,
     ) -> None:
         self.context = context
+        self.contexts = dict(contexts or {})
+        """Cluster name -> kube context, for a multi-cluster lesson (``--context CLUSTER=CTX``)."""
         self.prometheus_url = prometheus_url
         """Where to ask PromQL (a port-forward); "" asks the cluster's Prometheus Service
         through the API server (:mod:`cluster.kube.metrics`)."""
@@ -104,20 +107,18 @@ class KubeExecutor:
         self.kubeconfig = kubeconfig
         self.timeouts = timeouts or Timeouts()
         self.report = report or _to_stderr
-        self.cluster: LiveCluster | PlanCluster | None = None
-        self.api: KubeApi | None = None
+        self.fleet: Fleet | None = None
+        self.breaks: Breaks | None = None
+        self.apis: list[KubeApi] = []
         self.lesson: Lesson | None = None
         self.namespace = namespace
         self.run_id = "dry-run" if dry_run else secrets.token_hex(3)
         self.run_started = 0.0
-        self.applied = _Applied()
+        self.applied = Applied()
         self.app_deployments: dict[str, Manifest] = {}
-        self.killed: dict[str, int] = {}
-        self.knobbed: set[str] = set()
-        self.saved_logs: list[Any] = []
         self._lock = threading.RLock()
         self._by_origin: dict[str, Manifest] = {}
-        self._plan = ""
+        self._plan_text = ""
         self.counts: Counter[tuple[str, str]] = Counter()
         self.traffic_span: tuple[float, float] | None = None
         self.cross_checks: list[CrossCheck] = []
@@ -126,34 +127,45 @@ class KubeExecutor:
     # -- set-up ----------------------------------------------------------------------------
 
     def preflight(self, lesson: Lesson, steps: Sequence[StepPlan]) -> None:
-        """Every resource of the lesson has its YAML document; the cluster (unless a dry run)
-        answers, runs istiod, has Istio's CRDs and meshplay's access-log providers."""
+        """Every resource of the lesson has its YAML document; each context (unless a dry run)
+        answers, runs istiod, has Istio's CRDs and meshplay's access-log providers, and, for a
+        multi-cluster lesson, is the cluster the lesson declares (:mod:`cluster.kube.multicluster`)."""
         self.lesson = lesson
         self.namespace = self.namespace_override or lesson.app.behavior.namespace
+        values = [f"{k}={v}" for k, v in self.contexts.items()] or (
+            [self.context] if self.context else []
+        )
+        contexts = cluster_contexts(lesson, values)
+        mc = declared_clusters(lesson)
         app = [stamp(m, "app") for m in app_manifests(lesson.app, self.namespace)]
         self.applied.app = {m.key: m for m in app}
         self._by_origin = {m.source: m for m in app}
         self.app_deployments = {m.name: m for m in app if m.kind == "Deployment"}
         for state in lesson_states(lesson):
             for r in state.resources:
-                self._manifest(r)
+                if not isinstance(r, MultiCluster):  # the lesson's declaration, not an object
+                    self._manifest(r)
         if self.dry_run:
-            self.cluster = PlanCluster(self.namespace, app, self.timeouts)
-            self.cluster.note(
-                f"# meshplay run {lesson.path.name} --runner kube --dry-run: the plan, step by step"
+            self.fleet = plan_fleet(
+                lesson, contexts, mc, self.namespace, app, timeouts=self.timeouts
             )
-            self.cluster.note(f"# namespace {self.namespace}; nothing below was sent to a cluster")
-            return
-        from cluster.kube.admin import require_ready
+        else:
+            try:
+                self.fleet = connect_fleet(
+                    contexts, mc, self.namespace, kubeconfig=self.kubeconfig,
+                    timeouts=self.timeouts, report=self.report, apis=self.apis,
+                )  # fmt: skip
+            except RunnerError:
+                self._close_apis()
+                raise
+        self.breaks = Breaks(self.fleet)
 
-        api = KubeApi.connect(self.context, self.kubeconfig)
-        try:
-            require_ready(api, self.namespace)
-        except RunnerError:
-            api.close()
-            raise
-        self.api = api
-        self.cluster = LiveCluster(api, self.namespace, self.timeouts, self.report)
+    def _plan(self) -> PlanCluster:
+        """The dry run's plan (its home member: notes and headings are shared)."""
+        fleet = self._fleet()
+        member = fleet.member(fleet.home)
+        assert isinstance(member, PlanCluster)
+        return member
 
     def _manifest(self, resource: Any) -> Manifest:
         """The manifest the runner applies for a resource of the state."""
@@ -172,22 +184,28 @@ class KubeExecutor:
             raw = retarget_namespace(raw, base, self.namespace)
         return stamp(raw, "lesson", **{LESSON_LABEL: lesson.id[:63], RUN_LABEL: self.run_id})
 
-    def _cluster(self) -> LiveCluster | PlanCluster:
-        if self.cluster is None:
+    def _fleet(self) -> Fleet:
+        if self.fleet is None:
             raise RunnerError("the kube runner is not set up (preflight() first)")
-        return self.cluster
+        return self.fleet
 
     def open(self, lesson: Lesson, state: MeshState, seed: int) -> None:
-        """Apply the app and wait until every pod and sidecar is ready."""
-        cluster = self._cluster()
-        if isinstance(cluster, PlanCluster):
-            cluster.note(f"\n== open: the app {lesson.app.path} (its manifests, with ADMIN_PORT)")
+        """Apply the app (each Deployment in the clusters the lesson places it in) and wait
+        until every pod and sidecar is ready."""
+        fleet = self._fleet()
+        if self.dry_run:
+            self._plan().note(
+                f"\n== open: the app {lesson.app.path} (its manifests, with ADMIN_PORT)"
+            )
         app = list(self.applied.app.values())
-        cluster.apply(app)
+        for name, elsewhere in fleet.unplaced(app).items():
+            if elsewhere:  # `cluster up` applied the whole app to every context
+                fleet.member(name).delete(elsewhere)
+        fleet.apply(app)
         self.applied.current = dict(self.applied.app)
-        cluster.wait_rollout([m for m in app if m.kind == "Deployment"])
-        if isinstance(cluster, PlanCluster):
-            cluster.end_section()
+        fleet.wait_rollout([m for m in app if m.kind == "Deployment"])
+        if self.dry_run:
+            self._plan().end_section()
         self.run_started = time.time()
 
     # -- configuration ---------------------------------------------------------------------
@@ -195,201 +213,89 @@ class KubeExecutor:
     def _desired(self, state: MeshState) -> dict[Key, Manifest]:
         out = {k: m for k, m in self.applied.app.items() if not is_modelled(m)}
         for r in state.resources:
+            if isinstance(r, MultiCluster):  # the lesson's declaration, not an object
+                continue
             m = self._manifest(r)
             out[m.key] = m
         return out
 
     def push(self, state: MeshState) -> None:
-        """Apply what is new or changed, delete what left the state, wait for the proxies."""
-        cluster = self._cluster()
+        """Apply what is new or changed, delete what left the state, wait for the proxies (of
+        every cluster: each primary's istiod gets the configuration)."""
+        fleet = self._fleet()
         with self._lock:
-            desired = self._desired(state)
-            current = self.applied.current
-            changed = [
-                m
-                for k, m in desired.items()
-                if k not in current or current[k].fingerprint() != m.fingerprint()
-            ]
-            removed = [m for k, m in current.items() if k not in desired]
-            if not changed and not removed:
-                return
-            istio = any(is_istio(m) for m in (*changed, *removed))
-            before = cluster.sync_state() if istio else {}
-            versions: dict[Key, str] = {}
-            for m in ordered_for_apply(changed):  # one by one: a failure leaves `current` exact
-                versions.update(cluster.apply([m]))
-                current[m.key] = m
-            for m in reversed(ordered_for_apply(removed)):
-                cluster.delete([m])
-                current.pop(m.key, None)
-            deployments = [m for m in changed if m.kind == "Deployment"]
-            cluster.wait_rollout(deployments)
-            if istio:
-                cluster.wait_converged(
-                    {k: v for k, v in versions.items() if is_istio(desired[k])},
-                    [m.key for m in removed if is_istio(m)],
-                    before,
-                )
+            push_changes(fleet, self.applied, self._desired(state))
 
     # -- breaks ----------------------------------------------------------------------------
 
-    def _deployments(self, workload: str) -> list[Manifest]:
+    def _deployments(self, workload: str, cluster: str = "") -> list[Manifest]:
         current = [m for m in self.applied.current.values() if m.kind == "Deployment"]
-        named = [m for m in current if m.name == workload]
-        if named:
-            return named
-        return sorted(
-            (m for m in current if template_labels(m).get("app") == workload), key=lambda m: m.name
-        )
+        return select(current, workload, cluster, self._fleet())
 
     def break_workload(self, action: BreakAction) -> None:
-        """Knobs on every pod of the workload, or stop ``kill`` of its pods (scaled down, so
-        they stay stopped until ``restore``)."""
-        cluster = self._cluster()
-        deployments = self._deployments(action.workload)
-        if not deployments:
-            raise RunnerError(f'break: no Deployment "{action.workload}" in the app')
+        """Knobs on every pod of the workload, stop ``kill`` of its pods, or take it (or a
+        whole cluster, or its east-west gateway) ``down`` until ``restore``
+        (:mod:`cluster.kube.breaks`)."""
+        self._fleet()
+        breaks = self.breaks
+        assert breaks is not None
+        deployments = self._deployments(action.workload, action.cluster)
         with self._lock:
-            for d in deployments:
-                self._break_one(cluster, d, action)
-
-    def _break_one(
-        self, cluster: LiveCluster | PlanCluster, d: Manifest, action: BreakAction
-    ) -> None:
-        container = service_container(d)
-        if action.restore:
-            if d.name in self.killed:
-                original = self.killed.pop(d.name)
-                cluster.scale(d, original)
-                cluster.wait_rollout([d])
-            if d.name in self.knobbed or isinstance(cluster, PlanCluster):
-                if container:
-                    cluster.set_knobs(cluster.workload_pods(d), container, _RESET)
-                self.knobbed.discard(d.name)
-        knobs: dict[str, Any] = dict(action.knobs)
-        if knobs:
-            if not container:
-                raise RunnerError(f"break: {d.name} runs no meshplay service, so it has no knobs")
-            cluster.set_knobs(cluster.workload_pods(d), container, knobs)
-            self.knobbed.add(d.name)
-        if action.kill:
-            pods = cluster.workload_pods(d)
-            doomed = pods[: action.kill]
-            if doomed:
-                self.saved_logs.extend(cluster.proxy_logs([p.obj for p in doomed if p.obj], None))
-                self.killed.setdefault(d.name, int(d.body.get("spec", {}).get("replicas", 1)))
-                cluster.kill(d, doomed, len(pods) - len(doomed))
+            breaks.apply(action, breaks.targets(action, deployments))
 
     # -- traffic ---------------------------------------------------------------------------
-
-    def _job(
-        self, plan: StepPlan, cluster: LiveCluster | PlanCluster
-    ) -> tuple[GeneratorJob, Manifest | None]:
-        spec = plan.traffic
-        client = None
-        if spec.from_ not in ("outside", "ingress"):
-            candidates = self._deployments(spec.from_)
-            if not candidates:
-                raise RunnerError(
-                    f'traffic from "{spec.from_}": no such Deployment or app in the mesh'
-                )
-            client = candidates[0]
-        endpoints: list[str] = []
-        if spec.from_ == "outside" and spec.address is None:
-            service = self.applied.current.get(("Service", self.namespace, spec.to))
-            if service is not None:
-                endpoints = cluster.endpoints(service.body)
-        ports = service_ports(self.applied.current.values(), self.namespace)
-        return step_job(plan, self.namespace, ports, endpoints), client
-
-    def _image(self, client: Manifest | None) -> str:
-        for d in ([client] if client is not None else []) + sorted(
-            self.app_deployments.values(), key=lambda m: m.name
-        ):
-            if service_container(d):
-                containers = d.body["spec"]["template"]["spec"]["containers"]
-                return str(containers[0]["image"])
-        raise RunnerError("the app has no meshplay service image to run the load generator from")
 
     def drive(
         self, plan: StepPlan, timeline: Sequence[TimedChange], ctx: DriveContext
     ) -> StepTraffic:
         """Run the step's generator pod, fire the timeline, read the proxies' records."""
-        cluster = self._cluster()
+        fleet = self._fleet()
+        breaks = self.breaks
         lesson = self.lesson
         assert lesson is not None
-        job, client = self._job(plan, cluster)
-        pod = generator_pod(
-            name=f"meshplay-loadgen-{self.run_id}-s{plan.index + 1}",
-            namespace=self.namespace,
-            job=job,
-            image=self._image(client),
-            client=client.body if client is not None else None,
-            run_id=self.run_id,
+        assert breaks is not None
+        pod, where = step_generator(
+            plan, fleet, find=self._deployments, current=self.applied.current,
+            app=self.app_deployments.values(), namespace=self.namespace, run_id=self.run_id,
             lesson_id=lesson.id[:63],
-        )
-        pending = list(timeline)
+        )  # fmt: skip
+        caller = fleet.member(where)
         self.events = []
-        timers: list[threading.Timer] = []
-        seen: dict[str, Any] = {}
+        watch = GeneratorWatch(timeline, self._fire, ctx)
         began = time.time()
-
-        def on_event(event: GeneratorEvent) -> None:
-            if event.kind == "started":
-                seen["started"] = event.number("at") or time.time()
-                seen["started_local"] = time.monotonic()
-                for change in timeline:
-                    timer = threading.Timer(change.at_s, self._fire, args=(change, pending))
-                    timer.daemon = True
-                    timer.start()
-                    timers.append(timer)
-            elif event.kind == "progress":
-                ctx.progress(event.number("fraction"), int(event.number("sent")))
-            elif event.kind in ("done", "error"):
-                seen[event.kind] = event
-                seen["ended_local"] = time.monotonic()
-
-        bound = traffic_bound_s(plan)
-        if isinstance(cluster, PlanCluster):
-            cluster.step(f"\n== step {plan.index + 1}: {plan.step.name}")
+        if self.dry_run:
+            self._plan().step(f"\n== step {plan.index + 1}: {plan.step.name}")
         try:
-            cluster.run_generator(pod, on_event, ctx.cancel, bound)
+            caller.run_generator(pod, watch, ctx.cancel, traffic_bound_s(plan))
         finally:
-            for timer in timers:
-                timer.cancel()
-            for change in list(pending):  # due after the traffic: they still happen
-                if isinstance(cluster, PlanCluster):
-                    cluster.note(f'at {change.at_s:g}s after the generator\'s "started" line:')
-                self._fire(change, pending)
-        error = seen.get("error")
-        if isinstance(error, GeneratorEvent):
-            self._delete_quietly([pod])
+            watch.cancel()
+            for change in list(watch.pending):  # due after the traffic: they still happen
+                if self.dry_run:
+                    self._plan().note(f'at {change.at_s:g}s after the generator\'s "started" line:')
+                self._fire(change, watch.pending)
+        error = watch.event("error")
+        if error is not None:
+            self._delete_quietly(caller, [pod])
             raise RunnerError(f"load generator: {error.data.get('message', 'failed')}")
-        if isinstance(cluster, PlanCluster):
-            cluster.mesh_pods()
-            cluster.delete([pod])
-            cluster.end_section()
+        if self.dry_run:
+            fleet.proxy_logs(None)
+            caller.delete([pod])
+            self._plan().end_section()
             return StepTraffic((), 0.0, 0.0)
         time.sleep(self.timeouts.settle_s)
         since_s = time.time() - began + 5.0
-        logs = cluster.proxy_logs(cluster.mesh_pods(), since_s) + self.saved_logs
-        self.saved_logs = []
-        self._delete_quietly([pod])
-        started = float(seen.get("started", began))
+        logs = fleet.proxy_logs(since_s) + breaks.take_logs()
+        self._delete_quietly(caller, [pod])
+        started = float(watch.seen.get("started", began))
         records = records_from_logs(logs, self.run_started, since=started - 0.05)
         self.counts.update(edge_counts(records))
         first = self.traffic_span[0] if self.traffic_span else started
         self.traffic_span = (first, time.time())
-        done = seen.get("done")
-        duration = done.number("wall_s") if isinstance(done, GeneratorEvent) else 0.0
-        if not duration and "started_local" in seen:
-            duration = float(seen.get("ended_local", time.monotonic())) - float(
-                seen["started_local"]
-            )
-        ctx.progress(
-            1.0, int(done.number("sent")) if isinstance(done, GeneratorEvent) else len(records)
+        done = watch.event("done")
+        ctx.progress(1.0, int(done.number("sent")) if done is not None else len(records))
+        return StepTraffic(
+            tuple(records), started - self.run_started, watch.duration(), tuple(self.events)
         )
-        return StepTraffic(tuple(records), started - self.run_started, duration, tuple(self.events))
 
     def step_metrics(
         self, index: int, started_at: float, duration_s: float, warmup_s: float
@@ -398,18 +304,21 @@ class KubeExecutor:
         :class:`~mesh.observe.query.MetricsExecutor`): from the graded traffic's start to a
         second after its end, asked once Prometheus has scraped that end (``Timeouts.scrape_s``
         later, waited for here: the answers are evaluated at the window's end, in the past);
-        None without a Prometheus."""
-        cluster = self._cluster()
+        None without a Prometheus. A multi-cluster run asks the first cluster's."""
+        fleet = self._fleet()
         where = self.prometheus_url or "the cluster's Prometheus (istio-system/prometheus)"
-        if isinstance(cluster, PlanCluster):
-            cluster.note(
+        if self.dry_run:
+            plan = self._plan()
+            plan.note(
                 f"wait {self.timeouts.scrape_s:g}s for Prometheus to scrape the step, then "
                 f"grade its promql/alert expectations ($__range: the step's graded window):"
             )
-            return PlanStepMetrics(cluster.note, index, 0.0, where)
+            return PlanStepMetrics(plan.note, index, 0.0, where)
         start = self.run_started + started_at + warmup_s
         end = self.run_started + started_at + duration_s + 1.0
-        client = self._prometheus(cluster)
+        home = fleet.member(fleet.home)
+        assert isinstance(home, LiveCluster)
+        client = prometheus_client(home.api, self.prometheus_url)
         if client is None:
             self.report(
                 f"step {index + 1}: no Prometheus to grade promql/alert expectations (install "
@@ -420,14 +329,6 @@ class KubeExecutor:
         if wait > 0:
             time.sleep(wait)
         return PrometheusStepMetrics(client, end, max(end - start, 1.0))
-
-    def _prometheus(self, cluster: LiveCluster) -> PrometheusClient | None:
-        if self.prometheus_url:
-            return PrometheusClient(self.prometheus_url)
-        from cluster.kube.admin import find_prometheus
-
-        found = find_prometheus(cluster.api)
-        return None if found is None else ServiceProxyPrometheus(cluster.api, *found)
 
     def _fire(self, change: TimedChange, pending: list[TimedChange]) -> None:
         with self._lock:
@@ -449,133 +350,69 @@ class KubeExecutor:
 
     # -- tear-down -------------------------------------------------------------------------
 
-    def _delete_quietly(self, manifests: Sequence[Manifest]) -> None:
-        cluster = self.cluster
-        if cluster is None:
-            return
+    @staticmethod
+    def _delete_quietly(member: Member, manifests: Sequence[Manifest]) -> None:
         with contextlib.suppress(KubeError):
-            cluster.delete(manifests)
+            member.delete(manifests)
 
     def close(self) -> None:
         """Delete the lesson's resources and generators, undo the breaks, keep the app. An API
         that does not answer is retried for ``timeouts.cleanup_s``; what is left is reported
         with the command that removes it."""
-        cluster = self.cluster
-        if cluster is None:
+        fleet = self.fleet
+        if fleet is None:
+            self._close_apis()
             return
-        self._cross_check(cluster)
-        if isinstance(cluster, PlanCluster):
-            cluster.note("\n== close: back to the app as it was")
+        self._cross_check(fleet.member(fleet.home))
+        if self.dry_run:
+            self._plan().note("\n== close: back to the app as it was")
         problems: list[str] = []
-        for what, task in (
-            ("load generators", self._delete_generators),
+        tasks: tuple[tuple[str, Callable[[], None]], ...] = (
+            ("load generators", lambda: delete_generators(fleet, self.namespace, self.run_id)),
             ("breaks", self._undo_breaks),
-            ("lesson resources", self._restore_app),
-        ):
-            error = _retry(task, self.timeouts.cleanup_s)
+            ("lesson resources", lambda: restore_app(fleet, self.applied)),
+        )
+        for what, task in tasks:
+            error = retry(task, self.timeouts.cleanup_s)
             if error is not None:
                 problems.append(f"{what}: {error}")
         if problems:
-            selector = f"{RUN_LABEL}={self.run_id}"
-            self.report(
-                "cleanup incomplete (" + "; ".join(problems) + "); remove the rest with: "
-                f"kubectl delete pods,virtualservices,destinationrules,gateways,serviceentries,"
-                f"sidecars,peerauthentications,authorizationpolicies,requestauthentications,"
-                f"networkpolicies -A -l {selector}   (or meshplay cluster down)"
-            )
-        if isinstance(cluster, PlanCluster):
-            self._plan = cluster.text()
-        if self.api is not None:
-            self.api.close()
-        self.cluster = None
+            self.report(leftover_hint(problems, self.run_id))
+        if self.dry_run:
+            self._plan_text = self._plan().text()
+        self._close_apis()
+        self.fleet = None
 
-    def _cross_check(self, cluster: LiveCluster | PlanCluster) -> None:
+    def _close_apis(self) -> None:
+        for api in self.apis:
+            api.close()
+        self.apis = []
+
+    def _cross_check(self, cluster: Member) -> None:
         """Records per edge beside ``istio_requests_total`` (reported, never graded)."""
         if isinstance(cluster, PlanCluster):
             cluster.note("\n== after the last step: Istio's metrics as a cross-check")
             cluster.prometheus(prometheus_query(0), 0.0)
             return
-        if not self.counts or self.traffic_span is None:
-            return
-        start, end = self.traffic_span
-        wait = end + self.timeouts.scrape_s - time.time()
-        try:
-            if not cluster.has_prometheus():
-                return
-            if wait > 0:
-                time.sleep(wait)
-            now = time.time()
-            result = cluster.prometheus(prometheus_query(now - start + 5.0), now)
-        except KubeError as exc:
-            self.report(f"metrics cross-check skipped: {exc}")
-            return
-        if result is None:
-            return
-        self.cross_checks = compare_counts(self.counts, parse_vector(result))
-        for check in self.cross_checks:
-            self.report(f"istio_requests_total cross-check: {check.line()}")
-
-    def _delete_generators(self) -> None:
-        cluster = self._cluster()
-        if isinstance(cluster, LiveCluster):
-            pods = cluster.pods(self.namespace, {PART_LABEL: "loadgen", RUN_LABEL: self.run_id})
-            for p in pods:
-                cluster.api.delete("v1", "Pod", self.namespace, p["metadata"]["name"])
+        if self.counts and self.traffic_span is not None:
+            self.cross_checks = cross_check(
+                cluster, self.counts, self.traffic_span, self.timeouts.scrape_s, self.report,
+                clock=time,
+            )  # fmt: skip
 
     def _undo_breaks(self) -> None:
-        cluster = self._cluster()
-        for name, replicas in list(self.killed.items()):
-            d = self.applied.current.get(
+        self._fleet()
+        assert self.breaks is not None
+
+        def current(name: str) -> Manifest | None:
+            return self.applied.current.get(
                 ("Deployment", self.namespace, name)
             ) or self.app_deployments.get(name)
-            if d is not None:
-                cluster.scale(d, replicas)
-            self.killed.pop(name, None)
-        for name in sorted(self.knobbed):
-            d = self.app_deployments.get(name)
-            container = service_container(d) if d is not None else ""
-            if d is not None and container:
-                cluster.set_knobs(cluster.workload_pods(d), container, _RESET)
-            self.knobbed.discard(name)
 
-    def _restore_app(self) -> None:
-        cluster = self._cluster()
-        current, app = self.applied.current, self.applied.app
-        lesson_only = [m for k, m in current.items() if k not in app]
-        changed_app = [
-            m
-            for k, m in app.items()
-            if k not in current or current[k].fingerprint() != m.fingerprint()
-        ]
-        cluster.delete(lesson_only)
-        for m in lesson_only:
-            current.pop(m.key, None)
-        if changed_app:
-            cluster.apply(changed_app)
-            for m in changed_app:
-                current[m.key] = m
+        self.breaks.undo(current)
 
     def plan_text(self) -> str:
         """The recorded plan of a dry run (kept after ``close``)."""
-        cluster = self.cluster
-        return cluster.text() if isinstance(cluster, PlanCluster) else self._plan
-
-
-_RESET = {"latency_ms": 0.0, "error_rate": 0.0, "refuse": False, "drop_trace_headers": False}
-
-
-def _retry(task: Callable[[], None], budget_s: float) -> str | None:
-    """Run ``task``, retrying while the API does not answer; the last error (None: done)."""
-    deadline = time.monotonic() + budget_s
-    delay = 0.5
-    while True:
-        try:
-            task()
-            return None
-        except KubeError as exc:
-            if exc.status != 0 or time.monotonic() + delay > deadline:
-                return str(exc)
-        except RunnerError as exc:
-            return str(exc)
-        time.sleep(delay)
-        delay = min(delay * 2, 4.0)
+        if self.fleet is not None and self.dry_run:
+            return self._plan().text()
+        return self._plan_text

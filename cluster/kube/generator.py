@@ -31,12 +31,15 @@ from mesh.runner import RunnerError, StepPlan
 __all__ = [
     "CONTAINER",
     "IMPERSONATES",
+    "LOADGEN_IMAGE",
     "GeneratorEvent",
     "generator_pod",
     "parse_event",
     "uses_tokens",
 ]
 
+LOADGEN_IMAGE = "meshplay/ecommerce:0.1"
+"""meshplay's services image (``services/Dockerfile``), which holds the load generator too."""
 CONTAINER = "loadgen"
 IMPERSONATES = "meshplay.dev/impersonates"
 """Annotation: the Deployment a generator pod stands in for."""

@@ -19,11 +19,13 @@ from typing import Any
 import docker
 from docker.errors import APIError, BuildError, DockerException, ImageNotFound
 
+from cluster.kube.generator import LOADGEN_IMAGE
 from mesh.runner import RunnerError
 
 __all__ = ["IMAGE", "build_image", "kind_cluster_name", "load_into_kind", "push_image"]
 
-IMAGE = "meshplay/ecommerce:0.1"
+IMAGE = LOADGEN_IMAGE
+"""meshplay's services image: the seven services, and meshplay's load generator."""
 
 
 def _client() -> Any:

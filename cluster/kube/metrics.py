@@ -19,14 +19,19 @@ before grading). ``$__range`` stands for that window, as on every runner; ``incr
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from cluster.kube.api import KubeApi, KubeError
+from cluster.kube.live import LiveCluster
+from cluster.kube.prometheus import CrossCheck, compare_counts, parse_vector
+from cluster.kube.prometheus import query as prometheus_query
 from cluster.prometheus import PrometheusClient
 from mesh.observe.istio_metrics import Labels
 from mesh.observe.query import QueryError, QueryResult
 
-__all__ = ["PlanStepMetrics", "ServiceProxyPrometheus"]
+__all__ = ["PlanStepMetrics", "ServiceProxyPrometheus", "cross_check", "prometheus_client"]
 
 
 class ServiceProxyPrometheus(PrometheusClient):
@@ -87,3 +92,46 @@ class PlanStepMetrics:
             f"{self.index + 1}: {text}"
         )
         return {}
+
+
+def prometheus_client(api: KubeApi, url: str = "") -> PrometheusClient | None:
+    """The Prometheus that grades a run: at ``url`` when given (``--prometheus-url``), else
+    the cluster's own through the API server; None when the cluster has none."""
+    if url:
+        return PrometheusClient(url)
+    from cluster.kube.admin import find_prometheus
+
+    found = find_prometheus(api)
+    return None if found is None else ServiceProxyPrometheus(api, *found)
+
+
+def cross_check(
+    cluster: LiveCluster,
+    counts: Counter[tuple[str, str]],
+    span: tuple[float, float],
+    scrape_s: float,
+    report: Callable[[str], None],
+    *,
+    clock: Any,
+) -> list[CrossCheck]:
+    """The records' count per edge beside ``istio_requests_total`` over the run's traffic
+    ``span``, asked once Prometheus has scraped its end (``clock``: the ``time`` module, or a
+    stand-in); each reported, none graded. [] without a Prometheus."""
+    start, end = span
+    wait = end + scrape_s - clock.time()
+    try:
+        if not cluster.has_prometheus():
+            return []
+        if wait > 0:
+            clock.sleep(wait)
+        now = clock.time()
+        result = cluster.prometheus(prometheus_query(now - start + 5.0), now)
+    except KubeError as exc:
+        report(f"metrics cross-check skipped: {exc}")
+        return []
+    if result is None:
+        return []
+    checks = compare_counts(counts, parse_vector(result))
+    for check in checks:
+        report(f"istio_requests_total cross-check: {check.line()}")
+    return checks

@@ -21,38 +21,65 @@ from cluster.kube.manifests import KNOB_PORT, PART_LABEL, Manifest, ordered_for_
 from cluster.kube.pods import PodRef
 from cluster.kube.records import PodFacts
 
-__all__ = ["PlanCluster"]
+__all__ = ["PlanBook", "PlanCluster"]
+
+
+class PlanBook:
+    """The plan's lines, shared by the :class:`PlanCluster` of every context of a run."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.section = 0
+
+
+class _Lines:
+    """Appends verb lines with the context's prefix (``[cluster1: kind-east] ``); YAML
+    documents and notes are written as they are."""
+
+    def __init__(self, book: PlanBook, prefix: str) -> None:
+        self.book = book
+        self.prefix = prefix
+
+    def append(self, line: str) -> None:
+        indented = line.startswith(" ") or not line
+        self.book.lines.append(line if indented else self.prefix + line)
+
+    def extend(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.append(line)
 
 
 class PlanCluster:
-    """Records the runner's verbs as text lines (:meth:`text`)."""
+    """Records the runner's verbs as text lines (:meth:`text`); with a ``prefix``, as one
+    context of several writing into one shared :class:`PlanBook`."""
 
     def __init__(
-        self, namespace: str, app: Sequence[Manifest], timeouts: Timeouts | None = None
-    ) -> None:
+        self, namespace: str, app: Sequence[Manifest], timeouts: Timeouts | None = None,
+        *, book: PlanBook | None = None, prefix: str = "",
+    ) -> None:  # fmt: skip
         self.namespace = namespace
         self.app = list(app)
         self.timeouts = timeouts or Timeouts()
-        self.lines: list[str] = []
-        self._section = 0
+        self.book = book or PlanBook()
+        self.lines = _Lines(self.book, prefix)
 
     def text(self) -> str:
         """The plan so far."""
-        return "\n".join(self.lines) + "\n"
+        return "\n".join(self.book.lines) + "\n"
 
     def note(self, text: str) -> None:
         """A heading or remark in the plan."""
-        self.lines.append(text)
+        self.book.lines.append(text)
 
     def step(self, heading: str) -> None:
         """Put ``heading`` before everything since the previous step (its configuration and
         breaks came before its traffic), and start a new section."""
-        self.lines.insert(self._section, heading)
-        self._section = len(self.lines)
+        self.book.lines.insert(self.book.section, heading)
+        self.book.section = len(self.book.lines)
 
     def end_section(self) -> None:
         """What follows belongs to the next step."""
-        self._section = len(self.lines)
+        self.book.section = len(self.book.lines)
 
     # -- the LiveCluster verbs -------------------------------------------------------------
 

@@ -16,14 +16,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mesh.envoy.accesslog import record_from_access_log
 from mesh.envoy_api.names import parse_cluster_name
 from mesh.records import RequestRecord
 
-__all__ = ["PodFacts", "complete_entry", "link_callers", "parse_log", "records_from_logs"]
+__all__ = [
+    "PodFacts",
+    "complete_entry",
+    "link_callers",
+    "link_clusters",
+    "parse_log",
+    "records_from_logs",
+]
 
 TRUST_DOMAIN = "cluster.local"
 
@@ -40,6 +47,8 @@ class PodFacts:
     service_account: str = "default"
     services: tuple[str, ...] = field(default=())
     """FQDNs of the Services that select the pod."""
+    cluster: str = ""
+    """The mesh cluster the pod runs in (a multi-cluster run; "" with one cluster)."""
 
     @property
     def principal(self) -> str:
@@ -49,7 +58,8 @@ class PodFacts:
     @property
     def workload_metadata(self) -> str:
         """Istio's endpoint ``istio.workload`` metadata: ``name;ns;app;version;cluster``."""
-        return f"{self.workload};{self.namespace};{self.app};{self.version};Kubernetes"
+        cluster = self.cluster or "Kubernetes"
+        return f"{self.workload};{self.namespace};{self.app};{self.version};{cluster}"
 
 
 def _blank(value: Any) -> bool:
@@ -132,6 +142,28 @@ def link_callers(entries: Sequence[dict[str, Any]]) -> None:
                 e[key] = caller.get(key)
 
 
+def link_clusters(entries: Sequence[dict[str, Any]]) -> None:
+    """Fill ``source_cluster`` and ``destination_cluster`` (in place): each line's own side
+    from the cluster of the proxy that wrote it, the other side from the other proxy's line of
+    the same request id, as Istio's peer metadata exchange tells both sidecars."""
+    sent: dict[str, str] = {}
+    served: dict[str, str] = {}
+    for e in entries:
+        rid = e.get("request_id")
+        if _blank(rid):
+            continue
+        if e.get("reporter") == "destination":
+            served[str(rid)] = str(e.get("destination_cluster") or "")
+        else:
+            sent.setdefault(str(rid), str(e.get("source_cluster") or ""))
+    for e in entries:
+        rid = str(e.get("request_id") or "")
+        if e.get("reporter") == "destination" and not e.get("source_cluster"):
+            e["source_cluster"] = sent.get(rid, "")
+        elif e.get("reporter") != "destination" and not e.get("destination_cluster"):
+            e["destination_cluster"] = served.get(rid, "")
+
+
 def records_from_logs(
     logs: Iterable[tuple[PodFacts, str]], run_started_at: float, since: float = float("-inf")
 ) -> list[RequestRecord]:
@@ -145,8 +177,21 @@ def records_from_logs(
             if key in seen:  # a pod's log read twice (before a kill and at the end)
                 continue
             seen.add(key)
-            entries.append(complete_entry(entry, pod))
+            completed = complete_entry(entry, pod)
+            if pod.cluster:
+                own = "destination" if entry.get("reporter") == "destination" else "source"
+                completed[f"{own}_cluster"] = pod.cluster
+            entries.append(completed)
     link_callers(entries)
-    records = [record_from_access_log(e, run_started_at=run_started_at) for e in entries]
+    if any(e.get("source_cluster") or e.get("destination_cluster") for e in entries):
+        link_clusters(entries)
+    records = [
+        replace(
+            record_from_access_log(e, run_started_at=run_started_at),
+            source_cluster=str(e.get("source_cluster") or ""),
+            destination_cluster=str(e.get("destination_cluster") or ""),
+        )
+        for e in entries
+    ]
     cutoff = since - run_started_at
     return sorted((r for r in records if r.start_time >= cutoff), key=lambda r: r.start_time)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from cluster.kube.executor import KubeExecutor
 from cluster.kube.live import Timeouts
@@ -26,6 +26,7 @@ class KubeRunner(LessonRunner):
         timeouts: Timeouts | None = None,
         report: Callable[[str], None] | None = None,
         prometheus_url: str = "",
+        contexts: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(
             "kube",
@@ -37,12 +38,19 @@ class KubeRunner(LessonRunner):
                 timeouts=timeouts,
                 report=report,
                 prometheus_url=prometheus_url,
+                contexts=contexts,
             ),
         )
 
 
-def dry_run_plan(lesson: Lesson, options: RunOptions, namespace: str = "") -> str:
-    """What ``--dry-run`` prints: the whole plan of running ``lesson`` on a cluster."""
-    executor = KubeExecutor(namespace=namespace, dry_run=True)
+def dry_run_plan(
+    lesson: Lesson,
+    options: RunOptions,
+    namespace: str = "",
+    contexts: Mapping[str, str] | None = None,
+) -> str:
+    """What ``--dry-run`` prints: the whole plan of running ``lesson`` on a cluster (on one
+    context per cluster for a multi-cluster lesson: ``contexts``, cluster -> context)."""
+    executor = KubeExecutor(namespace=namespace, dry_run=True, contexts=contexts)
     run_lesson(executor, lesson, options)
     return executor.plan_text()

@@ -45,6 +45,7 @@ __all__ = [
     "KINDS",
     "LOCAL_RUNTIME",
     "SPAN_FLUSH_MS",
+    "TIMING_LOG_KEYS",
     "ProxyResources",
     "XdsFiles",
     "XdsWrite",
@@ -170,8 +171,27 @@ def _path_source(path: Path) -> dict[str, Any]:
     }
 
 
+TIMING_LOG_KEYS: dict[str, str] = {
+    "start_us": "%START_TIME(%s.%6f)%",
+    "upstream_cx_begin_us": "%COMMON_DURATION(DS_RX_BEG:US_CX_BEG:us)%",
+    "upstream_handshake_end_us": "%COMMON_DURATION(DS_RX_BEG:US_HS_END:us)%",
+    "upstream_tx_begin_us": "%COMMON_DURATION(DS_RX_BEG:US_TX_BEG:us)%",
+    "upstream_rx_end_us": "%COMMON_DURATION(DS_RX_BEG:US_RX_END:us)%",
+    "downstream_connection_id": "%CONNECTION_ID%",
+}
+"""Keys the local runner adds to every HTTP access log (the ones with ``duration_us``): the
+request's first byte in as epoch seconds with microseconds (``%START_TIME%`` alone has
+milliseconds), and, in microseconds after it, when the upstream connection began connecting and
+finished its TLS handshake, when the request went upstream and when the response's last byte came
+back; and the downstream connection's id. Records ignore them; the connection-pool calibration
+(``tests/cluster/local/pool_calibration.py``) reads them from the raw log to time Envoy's
+reconnect race. The translator's own format (what a cluster's istiod-like config carries) does not
+have them."""
+
+
 def to_file_sources(resource: Any, root: Path) -> Any:
-    """A copy of ``resource`` whose RDS, EDS and SDS config sources read files under ``root``."""
+    """A copy of ``resource`` whose RDS, EDS and SDS config sources read files under ``root``,
+    and whose HTTP access logs carry :data:`TIMING_LOG_KEYS`."""
 
     def walk(node: Any) -> Any:
         if isinstance(node, list):
@@ -190,6 +210,9 @@ def to_file_sources(resource: Any, root: Path) -> Any:
             eds["eds_config"] = _path_source(root / "eds" / _file_name(name))
         if "sds_config" in out and "name" in out:
             out["sds_config"] = _path_source(root / "sds" / _file_name(str(out["name"])))
+        fmt = out.get("json_format")
+        if isinstance(fmt, dict) and "duration_us" in fmt:
+            out["json_format"] = {**fmt, **TIMING_LOG_KEYS}
         return out
 
     return walk(copy.deepcopy(resource))

@@ -18,7 +18,12 @@ from datetime import datetime
 from typing import Any
 
 from mesh.envoy_api import type_urls as tu
-from mesh.envoy_api.names import BLACKHOLE_CLUSTER, BLOCK_ALL_VHOST, parse_cluster_name
+from mesh.envoy_api.names import (
+    BLACKHOLE_CLUSTER,
+    BLOCK_ALL_VHOST,
+    parse_cluster_name,
+    parse_sni_name,
+)
 from mesh.records import (
     LOGGED_REQUEST_HEADERS,
     ConnectionSecurityPolicy,
@@ -244,7 +249,9 @@ def record_from_access_log(
     workload = _text(entry.get("destination_workload")).split(";")
     dest_workload, dest_ns, dest_app, dest_version = [*workload, "", "", "", ""][:4]
     cluster = _text(entry.get("upstream_cluster"))
-    parsed = parse_cluster_name(cluster)
+    # an east-west gateway's SNI-DNAT cluster (outbound_.PORT_.SUBSET_.HOST) is one service's,
+    # whose host istiod writes in the cluster's istio metadata, where Istio's stats read it
+    parsed = parse_cluster_name(cluster) or parse_sni_name(cluster)
     service = _text(entry.get("destination_service"))
     if not service and parsed is not None and parsed.host:
         service = parsed.host

@@ -28,6 +28,7 @@ __all__ = [
     "SDS_WORKLOAD_CERT",
     "VIRTUAL_INBOUND",
     "VIRTUAL_INBOUND_BLACKHOLE_CHAIN",
+    "VIRTUAL_INBOUND_CATCHALL_HTTP_CHAIN",
     "VIRTUAL_OUTBOUND",
     "VIRTUAL_OUTBOUND_BLACKHOLE_CHAIN",
     "VIRTUAL_OUTBOUND_CATCHALL_CHAIN",
@@ -40,6 +41,7 @@ __all__ = [
     "is_special_cluster",
     "listener_name",
     "parse_cluster_name",
+    "parse_sni_name",
     "route_config_name",
     "sni_name",
     "sniffed_route_config_name",
@@ -63,6 +65,10 @@ VIRTUAL_OUTBOUND_CATCHALL_CHAIN = "virtualOutbound-catchall-tcp"
 """``virtualOutbound``'s last chain: a connection no outbound listener takes."""
 VIRTUAL_INBOUND_BLACKHOLE_CHAIN = "virtualInbound-blackhole"
 """``virtualInbound``'s loop guard (a connection to the inbound capture port itself)."""
+VIRTUAL_INBOUND_CATCHALL_HTTP_CHAIN = "virtualInbound-catchall-http"
+"""``virtualInbound``'s passthrough chains that end in an HTTP connection manager (plaintext
+HTTP, HTTP over mTLS) to ``InboundPassthroughCluster``; its TCP passthrough chains are named
+``virtualInbound`` (istiod's ``VirtualInboundCatchAllHTTPFilterChainName``)."""
 PASSTHROUGH_FILTER_CHAIN = "PassthroughFilterChain"
 """The default chain of an outbound TCP listener whose chains all match on CIDRs."""
 ALLOW_ANY_VHOST = "allow_any"
@@ -132,6 +138,15 @@ def is_special_cluster(name: str) -> bool:
 def sni_name(port: int, subset: str, host: str) -> str:
     """The mTLS SNI istiod sets on outbound clusters: ``outbound_.9080_.v1_.reviews.default.svc...``."""
     return f"outbound_.{port}_.{subset}_.{host}"
+
+
+def parse_sni_name(name: str) -> ClusterName | None:
+    """The inverse of :func:`sni_name` (also the name of the SNI-DNAT cluster an east-west
+    gateway's AUTO_PASSTHROUGH chain forwards to); ``None`` for other names."""
+    parts = name.split("_.", 3)
+    if len(parts) != 4 or parts[0] != Direction.OUTBOUND.value or not parts[1].isdigit():
+        return None
+    return ClusterName(Direction.OUTBOUND, int(parts[1]), parts[2], parts[3])
 
 
 def listener_name(address: str, port: int) -> str:

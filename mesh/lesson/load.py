@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mesh.app import App, load_app
-from mesh.diagnostics import Diagnostic, DiagnosticError, Level, did_you_mean, format_path
+from mesh.diagnostics import Diagnostic, DiagnosticError, Level, did_you_mean
 from mesh.lesson.model import (
     CONFIG_MEASURES,
     METRICS,
@@ -29,6 +29,7 @@ from mesh.lesson.model import (
     TrafficSpec,
 )
 from mesh.lesson.multicluster import check_breaks, declare_clusters
+from mesh.lesson.positions import lesson_diagnostic as _at
 from mesh.model.common import FrozenMap, Resource, SourceMap
 from mesh.model.gateway import ServiceEntry
 from mesh.model.kubernetes import Deployment, Service
@@ -437,30 +438,6 @@ def _check_alerts(
                 where = ("steps", i, "expect", j, "alert")
                 message = f'no alerting rule "{exp.alert}"'
                 out.append(_at("MPY4004", message, source, where, lesson, hint=hint))
-
-
-def _at(
-    code: str,
-    message: str,
-    source: SourceMap,
-    where: tuple[str | int, ...],
-    lesson: str,
-    *,
-    hint: str = "",
-    path: str | None = None,
-) -> Diagnostic:
-    """A diagnostic positioned at ``where`` in lesson.yaml (its field path unless ``path``)."""
-    pos = source.position(where)
-    return Diagnostic(
-        code,
-        message,
-        file=pos.file,
-        line=pos.line,
-        column=pos.column,
-        resource=f"Lesson {lesson}",
-        path=format_path(where) if path is None else path,
-        hint=hint,
-    )
 
 
 def _check_step(

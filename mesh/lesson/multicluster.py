@@ -12,31 +12,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from mesh.app import App
-from mesh.diagnostics import Diagnostic, did_you_mean, format_path
+from mesh.diagnostics import Diagnostic, did_you_mean
 from mesh.lesson.model import BreakAction, LessonSpec
+from mesh.lesson.positions import Where
+from mesh.lesson.positions import lesson_diagnostic as _diag
 from mesh.model.common import SourceMap
 from mesh.model.kubernetes import Deployment
 from mesh.model.multicluster import EASTWEST_GATEWAY, MultiCluster
 
 __all__ = ["check_breaks", "declare_clusters", "parse_locality_text"]
-
-Where = tuple[str | int, ...]
-
-
-def _diag(
-    code: str, message: str, source: SourceMap, where: Where, lesson: str, *, hint: str = ""
-) -> Diagnostic:
-    pos = source.position(where)
-    return Diagnostic(
-        code,
-        message,
-        file=pos.file,
-        line=pos.line,
-        column=pos.column,
-        resource=f"Lesson {lesson}",
-        path=format_path(where),
-        hint=hint,
-    )
 
 
 def parse_locality_text(text: str) -> str | None:

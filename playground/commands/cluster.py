@@ -6,6 +6,11 @@ answers). ``up`` builds the services image, loads it into a kind cluster's nodes
 to ``--registry``), adds meshplay's access-log providers to the mesh config and applies the app
 with its Telemetry (``--monitoring``: and Prometheus), then waits until every pod and sidecar is
 ready. ``down`` deletes exactly what meshplay applied. See docs/kube-runner.md.
+
+``check --lesson LESSON`` checks the context(s) a lesson runs on: for a multi-cluster lesson,
+``--context CLUSTER=CONTEXT`` for each of its clusters, each checked as the primary the lesson
+declares (network label, istiod's cluster ID, east-west gateway, remote secrets; see
+docs/multicluster.md).
 """
 
 from __future__ import annotations
@@ -38,13 +43,24 @@ def register(sub: Any) -> None:
     ):
         v = verbs.add_parser(name, help=text, description=text)
         v.add_argument(
-            "--context", default="", help="kubeconfig context (default: the current one)"
+            "--context",
+            default=[] if name == "check" else "",
+            action="append" if name == "check" else "store",
+            metavar="[CLUSTER=]CONTEXT" if name == "check" else "CONTEXT",
+            help="kubeconfig context (default: the current one)",
         )
         v.add_argument(
             "--namespace", default="", help="namespace of the app (default: the app's own)"
         )
         if name != "down":
             v.add_argument("--app", type=Path, default=DEFAULT_APP, help="app folder")
+        if name == "check":
+            v.add_argument(
+                "--lesson",
+                type=Path,
+                help="check for this lesson (its app; a multi-cluster lesson: every cluster, "
+                "--context CLUSTER=CONTEXT each)",
+            )
         if name == "up":
             v.add_argument("--monitoring", action="store_true", help="also apply Prometheus")
             v.add_argument(
@@ -61,6 +77,10 @@ def _say(text: str) -> None:
 def _run(args: argparse.Namespace) -> int:
     from cluster.kube.api import KubeApi, KubeError
 
+    if args.verb == "check" and (args.lesson is not None or len(args.context) > 1):
+        return _check_lesson(args)
+    if args.verb == "check":
+        args.context = args.context[0] if args.context else ""
     try:
         api = KubeApi.connect(args.context)
         version = api.version()
@@ -96,6 +116,61 @@ def _check(api: Any, args: argparse.Namespace) -> int:
     for f in findings:
         print(f.line())
     return 0 if all(f.ok or not f.required for f in findings) else 1
+
+
+def _check_lesson(args: argparse.Namespace) -> int:
+    """``check --lesson``: every context the lesson runs on (exit 2: contexts that do not fit
+    the lesson; 1: something required missing, or no cluster)."""
+    from cluster.kube.admin import check
+    from cluster.kube.api import KubeApi, KubeError
+    from cluster.kube.multicluster import cluster_contexts, declared_clusters, multicluster_problems
+    from mesh.diagnostics import DiagnosticError, render
+    from mesh.lesson import load_lesson
+
+    if args.lesson is None:
+        print("error: several --context values: name the lesson they are for (--lesson)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        lesson = load_lesson(args.lesson)
+        contexts = cluster_contexts(lesson, args.context)
+    except DiagnosticError as exc:
+        print(render(exc.diagnostics), file=sys.stderr)
+        return 2
+    except RunnerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    mc = declared_clusters(lesson)
+    namespace = args.namespace or lesson.app.behavior.namespace
+    ok = True
+    for name, context in contexts.items():
+        try:
+            api = KubeApi.connect(context)
+            findings = check(api, namespace)
+            cluster = mc.cluster(name) if mc is not None else None
+            problems = (
+                multicluster_problems(
+                    api, mc, cluster, [c.name for c in mc.clusters if c.name != name]
+                )
+                if mc is not None and cluster is not None
+                else []
+            )
+            api.close()
+        except KubeError as exc:
+            print(f"{name or 'cluster'}: no Kubernetes cluster: {exc}", file=sys.stderr)
+            ok = False
+            continue
+        if mc is not None:
+            print(f"== {name}: context {api.context}")
+        for f in findings:
+            print(f.line())
+        for problem in problems:
+            print(f"\u2718 {problem}")
+        if mc is not None and not problems:
+            print(f"\u2714 {name} of the mesh: network, istiod's cluster ID, east-west gateway, "
+                  "remote secrets of the other clusters")  # fmt: skip
+        ok = ok and not problems and all(f.ok or not f.required for f in findings)
+    return 0 if ok else 1
 
 
 def _up(api: Any, args: argparse.Namespace) -> int:

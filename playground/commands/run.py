@@ -54,7 +54,14 @@ def register(sub: Any) -> None:
         help="the app to run the lesson on (a folder, or a name): replaces the lesson's own",
     )
     kube = p.add_argument_group("kube runner")
-    kube.add_argument("--context", default="", help="kubeconfig context (default: the current one)")
+    kube.add_argument(
+        "--context",
+        action="append",
+        default=[],
+        metavar="[CLUSTER=]CONTEXT",
+        help="kubeconfig context (default: the current one); a multi-cluster lesson needs one "
+        "per cluster it declares: --context cluster1=kind-east --context cluster2=kind-west",
+    )
     kube.add_argument(
         "--namespace", default="", help="namespace of the app (default: the app's own)"
     )
@@ -75,11 +82,17 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=_run)
 
 
-def kube_options(args: argparse.Namespace) -> dict[str, object]:
+def kube_options(args: argparse.Namespace, lesson: Lesson) -> dict[str, object]:
     """The kube runner's constructor options from ``--context``/``--namespace``/
-    ``--prometheus-url``."""
+    ``--prometheus-url``; ContextError (a RunnerError) when the contexts do not fit the lesson
+    (a multi-cluster lesson needs ``--context CLUSTER=CONTEXT`` for each of its clusters)."""
+    from cluster.kube.multicluster import cluster_contexts
+
+    contexts = cluster_contexts(lesson, args.context)
+    single = contexts.get("", None)
     return {
-        "context": args.context,
+        "context": single or "",
+        "contexts": {} if single is not None else contexts,
         "namespace": args.namespace,
         "prometheus_url": args.prometheus_url,
     }
@@ -94,8 +107,11 @@ def _dry_run(args: argparse.Namespace, lesson: Lesson) -> int:
     from cluster.kube import dry_run_plan
 
     try:
+        options = kube_options(args, lesson)
+        contexts = options["contexts"]
+        assert isinstance(contexts, dict)
         text = dry_run_plan(
-            lesson, RunOptions(seed=args.seed, until_step=args.step), args.namespace
+            lesson, RunOptions(seed=args.seed, until_step=args.step), args.namespace, contexts
         )
     except (StepSelectionError, RunnerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -230,7 +246,9 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        runner = get_runner(args.runner, **(kube_options(args) if args.runner == "kube" else {}))
+        runner = get_runner(
+            args.runner, **(kube_options(args, lesson) if args.runner == "kube" else {})
+        )
         if args.monitoring and args.runner == "local":
             from cluster.local.monitored import MonitoredLocalRunner
 

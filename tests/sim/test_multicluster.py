@@ -6,6 +6,7 @@ connect failure (UF) for the caller; the server authenticates the remote client 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 
 import simpy
@@ -68,7 +69,13 @@ steps:
 
 
 def _client(records: tuple[RequestRecord, ...]) -> list[RequestRecord]:
-    return [r for r in records if r.reporter is Reporter.SOURCE]
+    """curl's sidecar's records (not the east-west gateway's own TCP entries)."""
+    return [r for r in records if r.reporter is Reporter.SOURCE and r.source_workload == "curl"]
+
+
+def _gateway(records: tuple[RequestRecord, ...]) -> list[RequestRecord]:
+    """The east-west gateways' own entries: one per tcp_proxy connection that closed."""
+    return [r for r in records if r.source_workload == "istio-eastwestgateway"]
 
 
 def test_weights_latency_and_identity_across_the_east_west_gateway(tmp_path: Path) -> None:
@@ -181,3 +188,70 @@ def test_the_gateway_picks_a_pod_per_connection_and_a_new_connection_pays_its_ha
     v1 = sum(r.destination_version == "v1" for r in client) / len(client)
     assert 0.4 <= v1 <= 0.6
     assert min(r.duration_ms for r in client) >= 180
+
+
+def test_the_east_west_gateway_logs_each_connection_that_closes(tmp_path: Path) -> None:
+    """The gateway is a proxy: its tcp_proxy logs a connection when it closes, as the gateway
+    (reporter source, in istio-system) to the pod its SNI-DNAT cluster reached, the cluster's
+    service as destination_service. With maxRequestsPerConnection: 1 each request's connection
+    closes: one entry per request, each naming the version that answered it; a kept-alive
+    connection is still open when the step ends: no entry."""
+    reused, fresh = _run(
+        tmp_path,
+        "[helloworld-v1, helloworld-v2]",
+        "  - {name: reused, apply: [istio/expose.yaml]}\n"
+        "  - {name: fresh, apply: [istio/one-request-per-connection.yaml]}",
+        here="[curl]",
+    )
+    assert _gateway(reused) == []
+    logged = _gateway(fresh)
+    client = _client(fresh)
+    assert len(logged) == len(client)
+    assert all(
+        r.reporter is Reporter.SOURCE
+        and r.request_protocol == "tcp"
+        and r.source_namespace == "istio-system"
+        and r.destination_service == "helloworld.sample.svc.cluster.local"
+        and r.upstream_cluster == "outbound_.5000_._.helloworld.sample.svc.cluster.local"
+        and not r.response_flags
+        for r in logged
+    )
+    assert Counter(r.destination_version for r in logged) == Counter(
+        r.destination_version for r in client
+    )
+    # open from the SYN's arrival (30 ms after curl sent it) to curl's FIN (30 ms after the
+    # answer reached curl): as long as curl's own request, give or take the legs' jitter
+    gateway_p50 = sorted(r.duration_ms for r in logged)[len(logged) // 2]
+    client_p50 = sorted(r.duration_ms for r in client)[len(client) // 2]
+    assert abs(gateway_p50 - client_p50) < 10
+
+
+def test_records_name_the_clusters_of_both_sides_as_the_local_runner_does(tmp_path: Path) -> None:
+    """In a mesh of two clusters each proxy's record names its own cluster (source_cluster on
+    the client side, destination_cluster on the server side) and, for an HTTP request, the
+    other side's from the peer metadata exchange; a request nobody served (503 UF/UH) and the
+    gateway's TCP connections name their own side only. A mesh of one cluster names none."""
+    (records,) = _run(
+        tmp_path,
+        "[helloworld-v2]",
+        "  - {name: s, apply: [istio/expose.yaml, istio/one-request-per-connection.yaml]}",
+    )
+    seen = Counter(
+        (r.reporter.value, r.destination_version, r.source_cluster, r.destination_cluster)
+        for r in records
+        if r.source_workload == "curl"
+    )
+    assert set(seen) == {
+        ("source", "v1", "cluster1", "cluster1"),
+        ("destination", "v1", "cluster1", "cluster1"),
+        ("source", "v2", "cluster1", "cluster2"),
+        ("destination", "v2", "cluster1", "cluster2"),
+    }
+    assert {(r.source_cluster, r.destination_cluster) for r in _gateway(records)} == {
+        ("cluster2", "")
+    }
+    one = SimRunner().run(
+        load_lesson(Path(__file__).resolve().parents[2] / "lessons" / "01-request-routing"),
+        RunOptions(seed=1, until_step=1),
+    )
+    assert {(r.source_cluster, r.destination_cluster) for r in one.records} == {("", "")}

@@ -19,7 +19,7 @@ from mesh.lesson import load_lesson
 from mesh.records import Reporter
 from mesh.runner import LessonRun, RunOptions
 from sim import SimRunner
-from sim.connpool import MTLS_CONNECT, Delay
+from sim.connpool import DEFAULT_POOL_TIMING, Delay, PoolTiming
 from tests.cluster.local.pools_scenario import (
     Figure,
     Limits,
@@ -37,12 +37,19 @@ REAL_C2 = Figure(mean=0.182, sem=0.015, trials=60)
 """Real Envoy, ``-c 2 -n 20``, product-v1 at 5 ms (``benchmarks/bench_pools.py``)."""
 
 
-def run_sim(tmp: Path, scenario: Scenario, seed: int = 1) -> LessonRun:
-    return SimRunner().run(load_lesson(write_lesson(tmp, scenario)), RunOptions(seed=seed))
+def run_sim(
+    tmp: Path, scenario: Scenario, seed: int = 1, timing: PoolTiming = DEFAULT_POOL_TIMING
+) -> LessonRun:
+    lesson = load_lesson(write_lesson(tmp, scenario))
+    return SimRunner(timing).run(lesson, RunOptions(seed=seed))
 
 
-def shares(tmp: Path, scenario: Scenario) -> dict[int, Summary]:
-    return {c: summarize(s) for c, s in trial_uo_shares(run_sim(tmp, scenario)).items()}
+def shares(
+    tmp: Path, scenario: Scenario, timing: PoolTiming = DEFAULT_POOL_TIMING
+) -> dict[int, Summary]:
+    return {
+        c: summarize(s) for c, s in trial_uo_shares(run_sim(tmp, scenario, timing=timing)).items()
+    }
 
 
 def test_two_clients_overflow_when_a_request_beats_the_reconnect(tmp_path: Path) -> None:
@@ -76,11 +83,9 @@ def test_kept_alive_connections_leave_only_the_first_race(tmp_path: Path) -> Non
     assert not agree(kept, REAL_C2, 20)  # the comparison tells the two pools apart
 
 
-def test_a_slower_handshake_overflows_more(tmp_path: Path, monkeypatch: object) -> None:
-    import sim.cluster
-
+def test_a_slower_handshake_overflows_more(tmp_path: Path) -> None:
     base = shares(tmp_path / "a", Scenario((Phase(2, 20, 40),)))[2]
-    slow = Delay(MTLS_CONNECT.median_s * 4, MTLS_CONNECT.sigma)
-    monkeypatch.setattr(sim.cluster, "MTLS_CONNECT", slow)  # type: ignore[attr-defined]
-    slower = shares(tmp_path / "b", Scenario((Phase(2, 20, 40),)))[2]
+    connect = DEFAULT_POOL_TIMING.connect
+    slow = PoolTiming(connect=Delay(connect.median_s * 4, connect.sigma))
+    slower = shares(tmp_path / "b", Scenario((Phase(2, 20, 40),)), slow)[2]
     assert slower.mean > base.mean + 0.1, (base.describe(), slower.describe())

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from cluster.kube import dry_run_plan
+from cluster.kube.multicluster import declared_clusters
 from mesh.lesson import load_lesson
 from mesh.runner import RunOptions
 from mesh.source import load_text
@@ -31,11 +32,17 @@ KUBE_LESSONS = sorted(
 )
 
 
+CONTEXTS = {"cluster1": "kind-east", "cluster2": "kind-west"}
+"""The kube contexts of a multi-cluster lesson's plan (two kind clusters, east and west)."""
+
+
 def _plan(name: str) -> str:
     cwd = os.getcwd()
     os.chdir(ROOT)  # paths in the plan relative to the repository, as a user runs it
     try:
-        return dry_run_plan(load_lesson(Path("lessons") / name), RunOptions())
+        lesson = load_lesson(Path("lessons") / name)
+        contexts = CONTEXTS if declared_clusters(lesson) is not None else None
+        return dry_run_plan(lesson, RunOptions(), contexts=contexts)
     finally:
         os.chdir(cwd)
 
@@ -124,3 +131,126 @@ def test_namespace_moves_the_plan() -> None:
         os.chdir(cwd)
     assert "shop" not in plan.replace("@shop.example", "")
     assert "cluster.local/ns/store/sa/" in plan
+
+
+def _install_documents(plan: str) -> list[dict[str, object]]:
+    """The install section's YAML documents (indented by four, between ``---`` lines)."""
+    blocks = re.findall(r"^    ---\n(.*?)^    ---$", plan, flags=re.S | re.M)
+    return [yaml.safe_load("\n".join(line[4:] for line in b.splitlines())) for b in blocks]
+
+
+def test_multicluster_plan_is_per_context() -> None:
+    """Lesson 24 on two contexts: the multi-primary install per context (network label,
+    istiod's cluster name and network, one east-west gateway per network, one root of trust,
+    remote secrets both ways), each Deployment only where the lesson places it and the Services
+    in both, the lesson's Istio resources in every cluster, the generator in curl's cluster."""
+    plan = _plan("24-multicluster-load-balancing")
+    east, west = "[cluster1: kind-east] ", "[cluster2: kind-west] "
+    lines = plan.splitlines()
+    docs = _install_documents(plan)
+    namespaces = [d for d in docs if d["kind"] == "Namespace"]
+    assert [n["metadata"]["labels"] for n in namespaces] == [  # type: ignore[index]
+        {"topology.istio.io/network": "network1"},
+        {"topology.istio.io/network": "network2"},
+    ]
+    for ns in namespaces:
+        kubernetes_validate.validate(ns, "1.31.0", strict=True)
+    operators = [d for d in docs if d["kind"] == "IstioOperator"]
+    primaries = [o["spec"]["values"]["global"] for o in operators if "profile" not in o["spec"]]  # type: ignore[index]
+    assert primaries == [
+        {"meshID": "mesh1", "multiCluster": {"clusterName": "cluster1"}, "network": "network1"},
+        {"meshID": "mesh1", "multiCluster": {"clusterName": "cluster2"}, "network": "network2"},
+    ]
+    gateways = [
+        o["spec"]["components"]["ingressGateways"][0] for o in operators if "profile" in o["spec"]
+    ]  # type: ignore[index]
+    assert [g["k8s"]["env"] for g in gateways] == [
+        [{"name": "ISTIO_META_REQUESTED_NETWORK_VIEW", "value": n}]
+        for n in ("network1", "network2")
+    ]
+    assert all({"name": "tls", "port": 15443, "targetPort": 15443} in g["k8s"]["service"]["ports"]
+               for g in gateways)  # fmt: skip
+    assert f"{east}istioctl create-remote-secret --context=kind-west --name=cluster2" in plan
+    assert f"{west}istioctl create-remote-secret --context=kind-east --name=cluster1" in plan
+    assert plan.count("create secret generic cacerts") == 2
+    assert "Makefile.selfsigned.mk root-ca" in plan
+    # the app: Deployments where placed, Services everywhere
+    assert f"{east}apply Deployment sample/helloworld-v1" in plan
+    assert f"{west}apply Deployment sample/helloworld-v2" in plan
+    assert f"{east}apply Deployment sample/helloworld-v2" not in plan
+    assert f"{west}apply Deployment sample/helloworld-v1" not in plan
+    assert f"{east}apply Service sample/helloworld" in plan
+    assert f"{west}apply Service sample/helloworld" in plan
+    step2 = plan.split("== step 2:")[1].split("== step 3:")[0]
+    for prefix in (east, west):
+        assert f"{prefix}apply Gateway istio-system/cross-network-gateway" in step2
+        assert f"{prefix}wait until the config reached the proxies" in step2
+    generators = [line for line in lines if "apply Pod sample/meshplay-loadgen" in line]
+    assert len(generators) == 4 and all(line.startswith(east) for line in generators)
+    pods = [d for d in _documents(plan) if d.get("kind") == "Pod"]
+    assert {p["spec"]["serviceAccountName"] for p in pods} == {"curl"}  # type: ignore[index]
+    assert {p["spec"]["containers"][0]["image"] for p in pods} == {"meshplay/ecommerce:0.1"}  # type: ignore[index]
+    assert "kind load docker-image meshplay/ecommerce:0.1" in plan
+    assert "source_cluster" in plan
+
+
+def test_multicluster_lesson_without_a_context_per_cluster_is_refused(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 2, naming the clusters that have no context; a plain --context is refused too."""
+    monkeypatch.chdir(ROOT)
+    lesson = ["run", "lessons/24-multicluster-load-balancing", "--runner", "kube", "--dry-run"]
+    assert main([*lesson, "--context", "cluster1=kind-east"]) == 2
+    err = capsys.readouterr().err
+    assert "no kube context for cluster2" in err and "--context cluster2=CONTEXT" in err
+    assert main(lesson) == 2
+    assert "no kube context for cluster1, cluster2" in capsys.readouterr().err
+    assert main([*lesson, "--context", "kind-east"]) == 2
+    assert "give each its kube context" in capsys.readouterr().err
+    assert main([*lesson, "--context", "cluster1=a", "--context", "cluster3=b"]) == 2
+    assert "declares no cluster cluster3" in capsys.readouterr().err
+    assert main([*lesson, "--context", "cluster1=a", "--context", "cluster2=a"]) == 2
+    assert "both context a" in capsys.readouterr().err
+    real = ["run", "lessons/24-multicluster-load-balancing", "--runner", "kube"]
+    assert main([*real, "--context", "cluster2=kind-west"]) == 2  # a real run: before any API
+    assert "no kube context for cluster1" in capsys.readouterr().err
+
+
+def test_cli_prints_the_multicluster_plan(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--context cluster1=kind-east --context cluster2=kind-west`` prints the pinned plan."""
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
+    monkeypatch.chdir(ROOT)
+    args = ["run", "lessons/24-multicluster-load-balancing", "--runner", "kube", "--dry-run",
+            "--context", "cluster1=kind-east", "--context", "cluster2=kind-west"]  # fmt: skip
+    assert main(args) == 0
+    assert capsys.readouterr().out == _plan("24-multicluster-load-balancing")
+
+
+def test_single_cluster_lesson_refuses_cluster_contexts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CLUSTER=CONTEXT on a one-cluster lesson is a usage error (exit 2)."""
+    monkeypatch.chdir(ROOT)
+    args = ["run", "lessons/01-request-routing", "--runner", "kube", "--dry-run",
+            "--context", "cluster1=kind-east"]  # fmt: skip
+    assert main(args) == 2
+    assert "runs on one cluster" in capsys.readouterr().err
+
+
+def test_an_app_without_a_meshplay_image_runs_the_generator_in_meshplays_image() -> None:
+    """bookinfo's images hold no meshplay: the plan says the generator pod runs meshplay's
+    services image, and what must be built and loaded for it (the pod uses that image)."""
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        plan = dry_run_plan(load_lesson("lessons/bookinfo-01-routing"), RunOptions())
+    finally:
+        os.chdir(cwd)
+    assert "# load generator: the app bookinfo has no image with meshplay's generator" in plan
+    assert "kind load docker-image meshplay/ecommerce:0.1" in plan
+    pods = [d for d in _documents(plan) if d.get("kind") == "Pod"]
+    assert pods and {p["spec"]["containers"][0]["image"] for p in pods} == {
+        "meshplay/ecommerce:0.1"
+    }  # type: ignore[index]

@@ -39,8 +39,10 @@ FAST = Timeouts(
 KUBE_LESSONS = sorted(
     p.parent.name
     for p in (ROOT / "lessons").glob("*/lesson.yaml")
-    if "kube" in load_lesson(p.parent).spec.runners
+    if "kube" in load_lesson(p.parent).spec.runners and not load_lesson(p.parent).spec.clusters
 )
+"""The single-cluster kube lessons (multi-cluster ones run on two fake clusters:
+test_multicluster_fake.py)."""
 PROMETHEUS_SERVICE = {
     "apiVersion": "v1",
     "kind": "Service",

@@ -5,6 +5,8 @@ link ports, and a client record through an east-west gateway naming the server t
 from __future__ import annotations
 
 from cluster.local.multicluster import name_remote_servers, rewrite_endpoints, tag_cluster
+from mesh.envoy.accesslog import record_from_access_log
+from mesh.envoy_api.names import ClusterName, Direction, parse_sni_name
 from mesh.records import Reporter, RequestRecord
 
 
@@ -92,3 +94,30 @@ def test_each_record_says_which_cluster_each_end_is_in() -> None:
         ("cluster2", "cluster1"),
         ("cluster2", "cluster1"),
     ]
+
+
+def test_the_east_west_gateways_tcp_entry_names_the_service_of_its_sni_cluster() -> None:
+    """The gateway's SNI-DNAT cluster ``outbound_.PORT_.SUBSET_.HOST`` belongs to one service,
+    whose host istiod writes in the cluster's ``istio`` metadata, where Istio's stats read
+    ``destination_service``: the record names that host (the edge is gateway -> helloworld,
+    as in the simulator), not the cluster."""
+    sni = "outbound_.5000_.v2_.helloworld.sample.svc.cluster.local"
+    assert parse_sni_name(sni) == ClusterName(
+        Direction.OUTBOUND, 5000, "v2", "helloworld.sample.svc.cluster.local"
+    )
+    assert parse_sni_name("outbound|5000||helloworld.sample.svc.cluster.local") is None
+    assert parse_sni_name("inbound_.5000_._.x") is None
+    entry = {
+        "reporter": "source",
+        "request_protocol": "tcp",
+        "start_time": "2026-12-05T05:00:00.000Z",
+        "duration": 222,
+        "source_workload": "istio-eastwestgateway",
+        "source_namespace": "istio-system",
+        "destination_workload": "helloworld-v2;sample;helloworld;v2;Kubernetes",
+        "upstream_cluster": "outbound_.5000_._.helloworld.sample.svc.cluster.local",
+        "upstream_host": "127.0.0.1:28663",
+    }
+    record = record_from_access_log(entry)
+    assert record.destination_service == "helloworld.sample.svc.cluster.local"
+    assert (record.destination_workload, record.destination_version) == ("helloworld-v2", "v2")
