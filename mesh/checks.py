@@ -80,7 +80,8 @@ class CheckResult:
     samples: int
     verdict: Verdict
     truth: float | None = None
-    """What a ``panel`` expectation compared the panel with (measured from the records)."""
+    """What a ``panel`` expectation compared the panel with (measured from the records), or the
+    value of a ``baseline`` that was subtracted."""
 
     @property
     def passed(self) -> bool:
@@ -92,7 +93,8 @@ class CheckResult:
         shown = "-" if math.isnan(self.value) else f"{self.value:.4g}"
         if self.truth is not None:
             truth = "-" if math.isnan(self.truth) else f"{self.truth:.4g}"
-            shown = f"{shown} (truth {truth})"
+            label = "baseline" if self.expectation.baseline is not None else "truth"
+            shown = f"{shown} ({label} {truth})"
         return f"{self.expectation.describe()}: {shown} (n={self.samples}) {self.verdict.value}"
 
 
@@ -254,6 +256,8 @@ def evaluate(
     if exp.on_metrics:
         value = _on_metrics(exp, metrics, rules)
         return _verdict(exp, value, len(records))
+    if exp.baseline is not None:
+        return _minus_baseline(exp, exp.baseline, records, duration_s)
     sel = exp.selector
     base = select(records, sel)
     outcomes = _outcomes(sel, base, records)
@@ -287,6 +291,21 @@ def evaluate(
             elif durations:
                 value = sum(durations) / len(durations)
     return _verdict(exp, value, samples)
+
+
+def _minus_baseline(
+    exp: Expectation, baseline: Selector, records: Sequence[RequestRecord], duration_s: float
+) -> CheckResult:
+    """The metric over the expectation's selector minus the same metric over ``baseline``'s
+    records of the same step (no data when either side has none); ``truth`` shows the
+    baseline's own value."""
+    measured = evaluate(replace(exp, baseline=None), records, duration_s)
+    base = evaluate(replace(exp, baseline=None, **{exp.metric: baseline}), records, duration_s)  # type: ignore[arg-type]
+    samples = min(measured.samples, base.samples)
+    if math.isnan(measured.value) or math.isnan(base.value):
+        return CheckResult(exp, math.nan, samples, Verdict.NO_DATA, truth=base.value)
+    result = _verdict(exp, measured.value - base.value, samples)
+    return replace(result, truth=base.value)
 
 
 def _panel_check(  # noqa: PLR0917

@@ -42,6 +42,7 @@ from mesh.runner import (
     Executor,
     LessonRun,
     Progress,
+    ProxyMemoryExecutor,
     RunOptions,
     StepPlan,
     StepResult,
@@ -185,7 +186,7 @@ def run_lesson(executor: Executor, lesson: Lesson, options: RunOptions) -> Lesso
             metrics = _step_metrics(executor, plan, traffic)
             if options.on_spans is not None and isinstance(executor, SpanExecutor):
                 options.on_spans(plan.index, executor.step_spans(plan.index))
-            config = _config_measure(plan, state)
+            config = _config_measure(plan, state, executor)
             wall = time.monotonic() - began
             results.append(
                 _grade(
@@ -232,14 +233,21 @@ def _step_metrics(executor: Executor, plan: StepPlan, traffic: StepTraffic) -> S
     )
 
 
-def _config_measure(plan: StepPlan, state: MeshState) -> ConfigMeasure | None:
+def _config_measure(
+    plan: StepPlan, state: MeshState, executor: Executor | None = None
+) -> ConfigMeasure | None:
     """The sizes ``proxy_config`` expectations grade: each named workload's first pod's
     configuration, translated from the step's final mesh state (what istiod would push); and
-    ``proxies``, how many of the workload's pods run an Envoy (a sidecar, or the gateway's own)."""
+    ``proxies``, how many of the workload's pods run an Envoy (a sidecar, or the gateway's own);
+    ``memory_mb``, that proxy's heap as the executor tells it (no data on a runner that cannot:
+    :class:`~mesh.runner.ProxyMemoryExecutor`)."""
     if not any(e.proxy_config is not None for e in plan.step.expect):
         return None
     resources = state.resources
     topology = build_topology(resources)
+    source: object = executor
+    while isinstance(source, ExecutorWrapper):  # the capability is the innermost executor's
+        source = source.inner
 
     @functools.cache
     def config_of(workload: str) -> ProxyConfig | None:
@@ -258,6 +266,11 @@ def _config_measure(plan: StepPlan, state: MeshState) -> ConfigMeasure | None:
         config = config_of(workload)  # translated once per workload, whatever is measured
         if config is None:
             return math.nan
+        if what == "memory_mb":
+            if not isinstance(source, ProxyMemoryExecutor):
+                return math.nan
+            mb = source.proxy_memory_mb(config.pod.name, config)
+            return math.nan if mb is None else mb
         if what == "bytes":
             parts = (config.listeners, config.routes, config.clusters, config.endpoints)
             return float(len(json.dumps(parts, sort_keys=True, separators=(",", ":"))))

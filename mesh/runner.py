@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from mesh.checks import CheckResult, Verdict
+from mesh.envoy.translate import ProxyConfig
 from mesh.lesson import BreakAction, Lesson, LessonStep, TrafficSpec
 from mesh.observe.spans import Span
 from mesh.records import RequestRecord
@@ -29,6 +30,7 @@ __all__ = [
     "LessonRun",
     "MeshError",
     "Progress",
+    "ProxyMemoryExecutor",
     "RunEvent",
     "RunOptions",
     "Runner",
@@ -253,4 +255,15 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Stop everything ``open`` started."""
+        ...
+
+
+@runtime_checkable
+class ProxyMemoryExecutor(Protocol):
+    """An executor that can tell each proxy's memory (the optional capability ``proxy_config``
+    ``memory_mb`` expectations ask): the real Envoy's on ``local``, the model's on ``sim``."""
+
+    def proxy_memory_mb(self, pod: str, config: ProxyConfig) -> float | None:
+        """Envoy's heap in use (``/memory`` ``allocated``, MiB) of ``pod``'s proxy, which runs
+        ``config`` (the step's translation); None when it cannot be read."""
         ...

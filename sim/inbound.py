@@ -144,6 +144,9 @@ def inbound(
             req.trace.add(
                 env.now, pod.name, f"the app receives {req.method} {req.path} ({headers})"
             )
+        # the server sidecar's own cost: its leg to the app over the pod's loopback and back, and
+        # Envoy's work on both (one hop of the app's network model; lesson 27 measures it)
+        yield env.timeout(world.hop())
         answer = yield from serve(world, pod, req)
         status = answer.status
     logged_flags: tuple[str, ...]

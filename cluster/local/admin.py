@@ -64,6 +64,14 @@ class AdminClient:
                 out[str(item["name"])] = int(item["value"])
         return out
 
+    def memory(self) -> dict[str, int]:
+        """``/memory``: tcmalloc's figures in bytes (``allocated``, the heap in use, is the gauge
+        ``server.memory_allocated``; ``heap_size``, ``pageheap_unmapped``, ...)."""
+        status, body = self.request("/memory")
+        if status != 200:
+            raise AdminError(f"admin {self.url}/memory: HTTP {status}")
+        return {str(k): int(v) for k, v in json.loads(body).items()}
+
     def config_dump(self, resource: str = "", include_eds: bool = False) -> dict[str, Any]:
         """``/config_dump`` as JSON."""
         params = []

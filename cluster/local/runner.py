@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cluster.accesslog import AccessLogTail
+from cluster.local.admin import AdminError
 from cluster.local.apps import unrunnable
 from cluster.local.envoy import ConfigRejectedError
 from cluster.local.external import external_ports
@@ -30,6 +31,7 @@ from cluster.local.multicluster import MultiClusterMesh, name_remote_servers, ta
 from cluster.local.procs import terminate_on_signals
 from cluster.local.traffic import Target, drive
 from mesh.engine import LessonRunner
+from mesh.envoy.translate import ProxyConfig
 from mesh.lesson import BreakAction, Lesson, TrafficSpec
 from mesh.model import NetworkPolicy
 from mesh.records import RequestRecord
@@ -271,6 +273,17 @@ class LocalExecutor:
         """Stop every process by PID; remove a temporary work folder."""
         self.mesh = None
         self._stack.close()
+
+    def proxy_memory_mb(self, pod: str, config: ProxyConfig) -> float | None:
+        """The real Envoy's heap in use: ``allocated`` of its admin ``/memory`` (MiB), read now
+        (after the step's traffic, its configuration loaded); None without a running proxy."""
+        pp = self.mesh.pods.get(pod) if self.mesh is not None else None
+        if pp is None or pp.proxy is None:
+            return None
+        try:
+            return pp.proxy.admin.memory()["allocated"] / 2**20
+        except (AdminError, KeyError, ValueError):
+            return None
 
     def _mesh(self) -> LocalMesh:
         if self.mesh is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from mesh.app import App, load_app
@@ -487,6 +488,9 @@ def _check_step(
             _check_selector(
                 exp.selector, ("steps", index, "expect", j, exp.metric), source, lesson, out
             )
+            if exp.baseline is not None:
+                where = ("steps", index, "expect", j, "baseline")
+                _check_selector(exp.baseline, where, source, lesson, out)
 
 
 def _check_selector(
@@ -639,33 +643,19 @@ def _check_references(
         sel = (
             getattr(exp, exp.metric) if any(getattr(exp, m) is not None for m in METRICS) else None
         )
+        if exp.baseline is not None and not isinstance(sel, Selector):
+            message = f"baseline subtracts a record metric's value; {exp.metric} is not one"
+            where = ("steps", index, "expect", j, "baseline")
+            out.append(_at("MPY4001", message, source, where, lesson))
         if not isinstance(sel, Selector):
             continue
-        path: tuple[str | int, ...] = ("steps", index, "expect", j, exp.metric)
-        if sel.edge:
-            client, _, service = (p.strip() for p in sel.edge.partition("->"))
-            if client not in _CLIENTS and client not in apps:
-                report(
-                    (*path, "edge"),
-                    f'edge client "{client}" is not an app of the lesson',
-                    apps | _CLIENTS,
-                )
-            if service not in services | external and service not in SPECIAL_SERVICES:
-                report(
-                    (*path, "edge"),
-                    f'edge service "{service}" is not a Service of the app',
-                    services,
-                )
-        if sel.service and sel.service not in services:
-            report(
-                (*path, "service"), f'service "{sel.service}" is not a Service of the app', services
-            )
-        if sel.workload and sel.workload not in workloads:
-            report(
-                (*path, "workload"),
-                f'workload "{sel.workload}" is not a Deployment of the app',
-                workloads,
-            )
+        selectors: list[tuple[tuple[str | int, ...], Selector]] = [
+            (("steps", index, "expect", j, exp.metric), sel)
+        ]
+        if exp.baseline is not None:
+            selectors.append((("steps", index, "expect", j, "baseline"), exp.baseline))
+        for path, sel in selectors:
+            _check_selector_names(path, sel, apps, services, external, workloads, report)
     breaks: list[tuple[tuple[str | int, ...], BreakAction]] = [
         (("steps", index, "break", k), b) for k, b in enumerate(step.break_)
     ]
@@ -682,3 +672,38 @@ def _check_references(
         lesson=lesson,
         out=out,
     )
+
+
+def _check_selector_names(  # noqa: PLR0917
+    path: tuple[str | int, ...],
+    sel: Selector,
+    apps: set[str],
+    services: set[str],
+    external: set[str],
+    workloads: set[str],
+    report: Callable[[tuple[str | int, ...], str, set[str]], None],
+) -> None:
+    """MPY4003 for one expectation selector's edge, service and workload (an edge may also end
+    at a ServiceEntry host of the lesson, by its first label: ``external``)."""
+    if sel.edge:
+        client, _, service = (p.strip() for p in sel.edge.partition("->"))
+        if client not in _CLIENTS and client not in apps:
+            report(
+                (*path, "edge"),
+                f'edge client "{client}" is not an app of the lesson',
+                apps | _CLIENTS,
+            )
+        if service not in services | external and service not in SPECIAL_SERVICES:
+            report(
+                (*path, "edge"),
+                f'edge service "{service}" is not a Service of the app',
+                services,
+            )
+    if sel.service and sel.service not in services:
+        report((*path, "service"), f'service "{sel.service}" is not a Service of the app', services)
+    if sel.workload and sel.workload not in workloads:
+        report(
+            (*path, "workload"),
+            f'workload "{sel.workload}" is not a Deployment of the app',
+            workloads,
+        )

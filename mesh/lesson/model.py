@@ -60,16 +60,20 @@ METRICS: dict[str, str] = {
     "panel": "what one panel of the lesson's dashboards shows at the end of the step, compared "
     "with the truth measured from the records",
     "proxy_config": "size of one workload's Envoy configuration as istiod sends it (clusters, "
-    "listeners, routes, endpoints or bytes) in the step's mesh state, or its pods with a proxy",
+    "listeners, routes, endpoints or bytes) in the step's mesh state, its pods with a proxy, or "
+    "the proxy's memory (memory_mb)",
 }
 
 OUTCOMES: tuple[str, ...] = ("ok", "degraded", "failed")
 """Values of a selector's ``outcome``."""
-CONFIG_MEASURES = ("clusters", "listeners", "routes", "endpoints", "bytes", "proxies")
+CONFIG_MEASURES = ("clusters", "listeners", "routes", "endpoints", "bytes", "proxies", "memory_mb")
 """What ``proxy_config`` counts: resources of one xDS type, or the size of them all in bytes
 (compact JSON, as ``istioctl proxy-config all -o json`` would print them without spaces); or
 ``proxies``, how many of the workload's pods run an Envoy at all (0 for a workload injection
-skipped, e.g. ``sidecar.istio.io/inject: "false"``: nothing of the mesh configures it)."""
+skipped, e.g. ``sidecar.istio.io/inject: "false"``: nothing of the mesh configures it); or
+``memory_mb``, the proxy's heap in use (Envoy's admin ``/memory`` ``allocated``, MiB): read from
+the real Envoy on ``local``, from a model fitted on real Envoy on ``sim``
+(:mod:`mesh.envoy.memory`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,6 +171,10 @@ class Expectation:
     alert: str | None = None
     proxy_config: ConfigSelector | None = None
     panel: PanelSelector | None = None
+    baseline: Selector | None = None
+    """A record metric only: the same metric measured over the records this selects, in the same
+    step, is subtracted (the cost of a sidecar: p50 with it minus p50 without it, interleaved in
+    one run, so the machine's own speed cancels out)."""
     between: tuple[float, ...] = ()
     at_least: float | None = None
     at_most: float | None = None
@@ -218,6 +226,9 @@ class Expectation:
             parts = [self.alert]
         else:
             parts = self._selector_parts(sel)
+        if self.baseline is not None:
+            base = " ".join(self._selector_parts(self.baseline))
+            parts = [f"{' '.join(parts)}) - {self.metric}({base}"]
         low, high = self.bounds
         if low == high:
             bound = f"= {low:g}"

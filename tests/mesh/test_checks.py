@@ -110,3 +110,25 @@ def test_proxy_config_is_graded_on_the_steps_configuration() -> None:
     other = Expectation(proxy_config=ConfigSelector(workload="postgres"), at_most=8)
     assert evaluate(other, [], 1.0, config=measure).verdict is Verdict.NO_DATA
     assert exp.describe() == "proxy_config(api-gateway-v1 clusters) <= 8"
+
+
+def test_a_baseline_is_subtracted_from_the_same_metric_of_the_same_step() -> None:
+    """``baseline`` grades a difference measured in one run: p50 of the requests that reached
+    v2 minus p50 of those that reached v1 (the cost of what differs between the two paths);
+    no data when the baseline selects nothing, never the bare value."""
+    records = [_rec("v1", duration=1.0)] * 50 + [_rec("v2", duration=1.4)] * 50
+    exp = Expectation(
+        latency_p50_ms=Selector(edge="api-gateway->product", workload="product-v2"),
+        baseline=Selector(edge="api-gateway->product", workload="product-v1"),
+        between=(0.3, 0.5),
+    )
+    result = evaluate(exp, records, 10.0)
+    assert math.isclose(result.value, 0.4) and result.truth == 1.0
+    assert result.verdict is Verdict.PASS and result.samples == 50
+    assert "- latency_p50_ms(api-gateway->product product-v1)" in exp.describe()
+    assert "(baseline 1)" in result.describe()
+    missing = evaluate(exp, [r for r in records if r.destination_version == "v2"], 10.0)
+    assert missing.verdict is Verdict.NO_DATA
+    slower_baseline = evaluate(exp, [_rec("v1", duration=2.0)] * 5 + records[50:], 10.0)
+    assert math.isclose(slower_baseline.value, -0.6)
+    assert slower_baseline.verdict is Verdict.FAIL

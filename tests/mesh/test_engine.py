@@ -337,3 +337,34 @@ steps:
         [Verdict.PASS, Verdict.PASS, Verdict.PASS, Verdict.PASS, Verdict.NO_DATA],
         [Verdict.PASS, Verdict.FAIL],
     ]
+
+
+def test_proxy_memory_is_the_executors_reading_or_no_data(tmp_path: Path) -> None:
+    """``memory_mb`` is asked of the executor (the innermost one under wrappers): the sim's
+    model grows with the clusters a Sidecar would remove; an executor that cannot read memory
+    (a scripted one here, like kube today) gives no data rather than a guess."""
+    from mesh.engine import ExecutorWrapper
+    from sim.runner import SimExecutor
+
+    text = """title: Memory
+steps:
+  - name: s
+    traffic: {from: api-gateway, to: product, count: 1, rate_rps: 10}
+    expect:
+      - proxy_config: {workload: api-gateway-v1, measure: memory_mb}
+        between: [6, 9]
+"""
+    lesson = load_lesson(lesson_folder(tmp_path, "mem", text))
+
+    class Wrapped(ExecutorWrapper):
+        def __init__(self, inner: SimExecutor) -> None:
+            self.inner = inner
+
+    for executor, verdict in (
+        (SimExecutor(), Verdict.PASS),
+        (Wrapped(SimExecutor()), Verdict.PASS),
+        (ScriptedExecutor(), Verdict.NO_DATA),
+    ):
+        run = run_lesson(executor, lesson, RunOptions())
+        (check,) = run.steps[0].checks
+        assert check.verdict is verdict, (executor, check.describe())

@@ -46,6 +46,29 @@ def test_a_proxy_config_expectation_names_a_workload_and_a_known_measure(tmp_pat
     assert 'error[MPY4004] Lesson cfg: measure "filters" is not one of clusters' in text
 
 
+def test_a_baseline_selects_records_and_only_beside_a_record_metric(tmp_path: Path) -> None:
+    """``baseline`` is checked like the metric's own selector (a workload the app lacks is
+    MPY4003, an unlogged header MPY4001, both at the baseline's key); beside a PromQL
+    expectation, which has no records to subtract, it is refused (MPY4001)."""
+    folder = lesson_folder(
+        tmp_path,
+        "base",
+        "title: T\nsteps:\n  - name: s\n    expect:\n"
+        "      - latency_p50_ms: {edge: api-gateway->product, workload: product-v1}\n"
+        "        baseline: {edge: api-gateway->product, workload: product-v9, header: {x-a: b}}\n"
+        "        at_most: 1\n"
+        "      - promql: sum(up)\n        baseline: {edge: api-gateway->product}\n"
+        "        at_most: 1\n",
+    )
+    with pytest.raises(DiagnosticError) as info:
+        load_lesson(folder)
+    text = render(info.value.diagnostics)
+    assert 'error[MPY4003] Lesson base: workload "product-v9" is not a Deployment' in text
+    assert 'header "x-a" is not in the access log' in text
+    assert "baseline subtracts a record metric's value; promql is not one" in text
+    assert text.count("baseline") >= 3  # each positioned at the baseline key
+
+
 def test_proxy_config_may_name_the_ingress_gateway_and_count_proxies(tmp_path: Path) -> None:
     """The gateway ``istioctl install`` adds is not a Deployment of the app, yet a proxy a
     lesson may measure; ``proxies`` is a known measure."""

@@ -54,7 +54,7 @@ def test_an_unknown_app_says_where_it_looked_and_how_to_point_at_one(
     assert 'app "shop" not found' in text
     assert str(ROOT / "lessons" / "apps") in text  # where it looked
     assert "--app DIR" in text and "$MESHPLAY_APP_PATH (not set)" in text
-    assert "apps found: bookinfo, ecommerce, helloworld, httpbin" in text
+    assert "apps found: benchmark, bookinfo, ecommerce, helloworld, httpbin" in text
     assert main(["explain", str(copied), "--request", "GET /products"]) == 2
     assert "--app DIR" in capsys.readouterr().err
 

@@ -35,8 +35,8 @@ def test_runs_on_and_runs_here_are_separate_columns(
     assert header.split()[:6] == ["LESSON", "RUNS", "ON", "RUNS", "HERE", "PASSED"]
     table = rows(out)
     # 16, observability (17-19), service communication (20), Sidecar scoping (21), set-up (22),
-    # egress gateway and TLS origination (23), multi-cluster (24-26)
-    assert len(table) == 26
+    # egress gateway and TLS origination (23), multi-cluster (24-26), performance tuning (27)
+    assert len(table) == 27
     # lesson 15 lists sim and kube; without a cluster only sim can run it here
     assert "sim, kube  " in table["15-network-policy"]
     assert table["15-network-policy"].split("sim, kube", 1)[1].split()[0] == "sim"

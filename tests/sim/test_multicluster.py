@@ -121,7 +121,9 @@ def test_no_gateway_listener_or_a_dead_gateway_is_a_connect_failure(tmp_path: Pa
     assert "UF" in flags[0] and ok[0] == 0
     assert ok[1] == len(_client(runs[1]))
     assert "UF" in flags[2] and ok[2] == 0
-    assert ok[3] == len(_client(runs[3]))
+    # all but a rare request whose three attempts all drew the dead local v1 pod: Istio's
+    # previous_hosts predicate re-draws a tried host at most 5 times (about 1 in 1000 requests)
+    assert ok[3] >= len(_client(runs[3])) - 2
     assert "UF" in flags[4] and ok[4] == 0
 
 
