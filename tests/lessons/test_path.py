@@ -32,6 +32,7 @@ CHECKED_PAGES = frozenset({
     "concepts/traffic-management/#network-resilience-and-testing",
     "concepts/traffic-management/#sidecars",
     "ops/deployment/architecture/",
+    "ops/deployment/performance-and-scalability/",
     "setup/getting-started/",
     "setup/install/multicluster/before-you-begin/",
     "setup/install/multicluster/verify/",
