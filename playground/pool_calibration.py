@@ -21,10 +21,11 @@ workload (an injected delay is logged in that duration too).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cluster.pool_calibration import (
@@ -175,28 +176,39 @@ class PoolCalibration:
     """The race's steps (0-based): those where the client sidecar answered ``UO``."""
     workload: str
     timing: PoolTiming | None
-    """``None``: too few samples (the sim keeps its default timing)."""
+    """Measured on all the race's steps; ``None``: too few samples (the sim keeps its default
+    timing)."""
     samples: PoolSamples
     lesson: Lesson
     """The lesson to simulate: the measured service times in its app's behaviour."""
     service_times: tuple[str, ...] = ()
+    step_timing: FrozenMap[int, PoolTiming] = field(default_factory=FrozenMap)
+    """The race steps measured on their own (enough reconnects in the step alone): the delays
+    depend on what else runs during the race (a third client overflowing through every handshake
+    slows the others' turnarounds), so such a step is simulated with its own."""
 
     def describe(self) -> str:
         """One line for ``meshplay compare``."""
         steps = ", ".join(str(s + 1) for s in self.steps)
         where = f"pool race of steps {steps} ({self.workload}'s sidecar)"
         if self.timing is None:
-            return f"{where}: too few samples to calibrate, sim used its default pool timing"
+            n = len(self.samples.reconnect)
+            return (
+                f"{where}: {n} reconnects measured ({MIN_SAMPLES} needed: no reconnect race), "
+                "sim used its default pool timing"
+            )
         s = self.samples
 
         def us(xs: tuple[float, ...]) -> str:
             return f"{statistics.median(xs):.0f} us" if xs else "-"
 
+        own = ", ".join(str(i + 1) for i in sorted(self.step_timing))
+        per_step = f" (steps {own}: each its own)" if own else ""
         served = f"; service time {'; '.join(self.service_times)}" if self.service_times else ""
         return (
             f"{where}: sim used the delays measured on local: reconnect {us(s.reconnect)} "
             f"(n={len(s.reconnect)}), new connection {us(s.fresh)}, client turnaround "
-            f"{us(s.answer)}, UO to next request {us(s.overflow)}{served}"
+            f"{us(s.answer)}, UO to next request {us(s.overflow)}{per_step}{served}"
         )
 
 
@@ -218,6 +230,11 @@ def calibrate_from_local(lesson: Lesson, run: LessonRun, workdir: Path) -> PoolC
     except ValueError:
         measured = None
     simulated, notes = lesson, list[str]()
-    if measured is not None and not any(step.break_ or step.events for step in lesson.steps):
-        simulated, notes = with_service_times(lesson, server_durations(workdir, run, steps))
-    return PoolCalibration(steps, workload, measured, s, simulated, tuple(notes))
+    own: dict[int, PoolTiming] = {}
+    if measured is not None:
+        for i in steps:
+            with contextlib.suppress(ValueError):
+                own[i] = timing(step_samples(run, log, [i]))
+        if not any(step.break_ or step.events for step in lesson.steps):
+            simulated, notes = with_service_times(lesson, server_durations(workdir, run, steps))
+    return PoolCalibration(steps, workload, measured, s, simulated, tuple(notes), FrozenMap(own))

@@ -35,7 +35,6 @@ from playground.runners import RUNNERS, get_runner
 
 if TYPE_CHECKING:
     from playground.pool_calibration import PoolCalibration
-    from sim.connpool import PoolTiming
 
 __all__ = ["compare", "register"]
 
@@ -120,6 +119,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     options = RunOptions(seed=args.seed, until_step=args.step)
     try:
+        if "kube" in names:  # refuse contexts that do not fit the lesson before any run
+            from playground.commands.run import kube_options
+
+            kube_options(args, lesson)
         run_a, run_b, promql, calibration = _run_both(lesson, args, options)
     except (RunnerError, StepSelectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -161,7 +164,7 @@ def _run_both(
         for i in order:
             name, simulated, timing = names[i], lesson, None
             if name == "sim" and calibration is not None and calibration.timing is not None:
-                simulated, timing = calibration.lesson, calibration.timing
+                simulated, timing = calibration.lesson, calibration
             runs[i], asked[i] = _run_one(
                 name, simulated, args, options, workdir=workdir, timing=timing
             )
@@ -187,7 +190,7 @@ def _run_one(
     options: RunOptions,
     *,
     workdir: Path | None,
-    timing: PoolTiming | None,
+    timing: PoolCalibration | None,
 ) -> tuple[LessonRun, list[Any]]:
     """One side's run (with ``--promql``: its answers at the end of every step)."""
     if args.promql:
@@ -195,7 +198,11 @@ def _run_one(
         from playground.observed import AskingExecutor, metrics_executor
 
         executor = (
-            metrics_executor(name, pool_timing=timing)
+            metrics_executor(
+                name,
+                pool_timing=timing.timing if timing else None,
+                step_timing=timing.step_timing if timing else None,
+            )
             if name == "sim"
             else metrics_executor(name, workdir=workdir)
         )
@@ -209,7 +216,7 @@ def _runner(
     lesson: Lesson,
     args: argparse.Namespace,
     workdir: Path | None,
-    timing: PoolTiming | None,
+    timing: PoolCalibration | None,
 ) -> Runner:
     if name == "kube":
         from playground.commands.run import kube_options
@@ -218,5 +225,5 @@ def _runner(
     if name == "local" and workdir is not None:
         return get_runner(name, workdir=workdir)
     if name == "sim" and timing is not None:
-        return get_runner(name, pool_timing=timing)
+        return get_runner(name, pool_timing=timing.timing, step_timing=timing.step_timing)
     return get_runner(name)

@@ -91,7 +91,7 @@ def test_lesson_meets_its_expectations_on_local(folder: Path, tmp_path: Path) ->
         print(f"pool calibration: {calibration.describe()}")
         print(f"measured: {calibration.samples.describe()}")
         if calibration.timing is not None:
-            sim_runner = ObservedSimRunner(calibration.timing)
+            sim_runner = ObservedSimRunner(calibration.timing, calibration.step_timing)
             simulated = calibration.lesson
     if folder.name in POOL_CALIBRATED:
         assert calibration is not None and calibration.timing is not None
