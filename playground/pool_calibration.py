@@ -202,8 +202,12 @@ class PoolCalibration:
         def us(xs: tuple[float, ...]) -> str:
             return f"{statistics.median(xs):.0f} us" if xs else "-"
 
-        own = ", ".join(str(i + 1) for i in sorted(self.step_timing))
-        per_step = f" (steps {own}: each its own)" if own else ""
+        own = sorted(self.step_timing)
+        per_step = ""
+        if len(own) == 1:
+            per_step = f" (step {own[0] + 1} simulated with its own)"
+        elif own:
+            per_step = f" (steps {', '.join(str(i + 1) for i in own)} with their own)"
         served = f"; service time {'; '.join(self.service_times)}" if self.service_times else ""
         return (
             f"{where}: sim used the delays measured on local: reconnect {us(s.reconnect)} "

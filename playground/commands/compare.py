@@ -162,11 +162,11 @@ def _run_both(
     with tempfile.TemporaryDirectory(prefix="meshplay-compare-") as tmp:
         workdir = Path(tmp) if calibrating else None
         for i in order:
-            name, simulated, timing = names[i], lesson, None
+            name, simulated, measured = names[i], lesson, None
             if name == "sim" and calibration is not None and calibration.timing is not None:
-                simulated, timing = calibration.lesson, calibration
+                simulated, measured = calibration.lesson, calibration
             runs[i], asked[i] = _run_one(
-                name, simulated, args, options, workdir=workdir, timing=timing
+                name, simulated, args, options, workdir=workdir, measured=measured
             )
             if name == "local" and workdir is not None:
                 from playground.pool_calibration import calibrate_from_local
@@ -190,7 +190,7 @@ def _run_one(
     options: RunOptions,
     *,
     workdir: Path | None,
-    timing: PoolCalibration | None,
+    measured: PoolCalibration | None,
 ) -> tuple[LessonRun, list[Any]]:
     """One side's run (with ``--promql``: its answers at the end of every step)."""
     if args.promql:
@@ -200,15 +200,15 @@ def _run_one(
         executor = (
             metrics_executor(
                 name,
-                pool_timing=timing.timing if timing else None,
-                step_timing=timing.step_timing if timing else None,
+                pool_timing=measured.timing if measured else None,
+                step_timing=measured.step_timing if measured else None,
             )
             if name == "sim"
             else metrics_executor(name, workdir=workdir)
         )
         asking = AskingExecutor(executor, args.promql)
         return run_lesson(asking, lesson, options), list(asking.answers)
-    return _runner(name, lesson, args, workdir, timing).run(lesson, options), []
+    return _runner(name, lesson, args, workdir, measured).run(lesson, options), []
 
 
 def _runner(
@@ -216,7 +216,7 @@ def _runner(
     lesson: Lesson,
     args: argparse.Namespace,
     workdir: Path | None,
-    timing: PoolCalibration | None,
+    measured: PoolCalibration | None,
 ) -> Runner:
     if name == "kube":
         from playground.commands.run import kube_options
@@ -224,6 +224,6 @@ def _runner(
         return get_runner(name, **kube_options(args, lesson))
     if name == "local" and workdir is not None:
         return get_runner(name, workdir=workdir)
-    if name == "sim" and timing is not None:
-        return get_runner(name, pool_timing=timing.timing, step_timing=timing.step_timing)
+    if name == "sim" and measured is not None:
+        return get_runner(name, pool_timing=measured.timing, step_timing=measured.step_timing)
     return get_runner(name)

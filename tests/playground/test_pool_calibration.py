@@ -217,6 +217,7 @@ def test_compare_calibrates_the_sim_from_the_local_runs_logs(tmp_path: Path) -> 
     assert declared is not None and declared.endpoint("GET", "/get") != get  # the lesson's own kept
     line = cal.describe()
     assert "steps 2, 3" in line and "sim used the delays measured on local" in line
+    assert "(steps 2, 3 with their own)" in line
     assert "reconnect" in line and "httpbin GET /get 2.60 ms (declared 2.00 ms)" in line
 
 
