@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from mesh.envoy_api.names import INBOUND_PASSTHROUGH_CLUSTER
 from mesh.records import (
     LOGGED_REQUEST_HEADERS,
     ConnectionSecurityPolicy,
@@ -138,7 +139,8 @@ def http_destination(  # noqa: PLR0917 - positional on the hot path
     host: str,
     size: int = 0,
 ) -> RequestRecord:
-    """The server sidecar's entry for one HTTP request (``size``: the app's response body)."""
+    """The server sidecar's entry for one HTTP request (``size``: the app's response body; on
+    the passthrough HTTP chain the format names no service: the record's is the cluster)."""
     p = pod.pod
     policy = ConnectionSecurityPolicy.MUTUAL_TLS if mtls else ConnectionSecurityPolicy.NONE
     if client is not None and (mtls or client.proxy is not None):
@@ -154,7 +156,7 @@ def http_destination(  # noqa: PLR0917 - positional on the hot path
         source[0],
         source[1],
         source[2],
-        service_host or pod.service_host,
+        cluster if cluster == INBOUND_PASSTHROUGH_CLUSTER else (service_host or pod.service_host),
         p.workload,
         p.namespace,
         pod.version or UNKNOWN,
@@ -239,7 +241,8 @@ def tcp_destination(  # noqa: PLR0917 - one record, all positional like make_rec
     received: int,
     sent: int,
 ) -> RequestRecord:
-    """The server sidecar's entry for one ``tcp_proxy`` connection."""
+    """The server sidecar's entry for one ``tcp_proxy`` connection (on a passthrough chain the
+    format names no service: the record's is the cluster, ``InboundPassthroughCluster``)."""
     p = pod.pod
     if client is not None and mtls:  # TCP peer metadata travels only over Istio mTLS
         cp = client.pod
@@ -254,7 +257,7 @@ def tcp_destination(  # noqa: PLR0917 - one record, all positional like make_rec
         source[0],
         source[1],
         source[2],
-        pod.service_host,
+        cluster if cluster == INBOUND_PASSTHROUGH_CLUSTER else pod.service_host,
         p.workload,
         p.namespace,
         pod.version or UNKNOWN,

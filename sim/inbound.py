@@ -31,7 +31,7 @@ from mesh.envoy_api.names import DEFAULT_ROUTE, VIRTUAL_INBOUND
 from sim.accesslog import http_destination
 from sim.app import AppAnswer, serve
 from sim.httpfilters import run_http_filters
-from sim.inbound_tcp import serve_http_over_tcp
+from sim.inbound_tcp import serve_http_over_tcp, tls_not_terminated
 from sim.matchers import split_path
 from sim.messages import BODY_UC, BODY_UF, Attempt, Request, Response
 from sim.xds import Landing, RouteSpec
@@ -85,6 +85,9 @@ def inbound(
     chain = landing.chain
     if chain is None:
         return _closed(world, pod, req, port, mtls)
+    if mtls and not chain.terminates_tls:
+        tls_not_terminated(world, pod, chain, port, client, req.trace)
+        return Response(503, (), "connection_failure", local_failure="connect")
     hcm = chain.hcm
     if hcm is None:
         resp: Response = yield from serve_http_over_tcp(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from mesh.envoy_api.names import VIRTUAL_INBOUND
 from mesh.security import RequestContext, evaluate_rbac_filters
-from sim.accesslog import TcpOutcome, tcp_destination
+from sim.accesslog import TcpOutcome, http_destination, tcp_destination
 from sim.app import serve
 from sim.cni import OUTSIDE_IP
 from sim.messages import Request, Response, Trace
@@ -36,6 +36,7 @@ __all__ = [
     "serve_http_over_tcp",
     "serve_tcp",
     "serve_tcp_chain",
+    "tls_not_terminated",
 ]
 
 Proc = Generator[Any, Any, Any]
@@ -157,7 +158,8 @@ def serve_http_over_tcp(
             req.trace,
             world,
             pod.name,
-            f"filter chain {chain.name}: tcp_proxy to {cluster}; the HTTP request is bytes here",
+            f"filter chain {chain.name} [{chain.match.describe()}]: tcp_proxy to {cluster}; "
+            "the HTTP request is bytes here",
         )
         answer = yield from serve(world, pod, req)
         resp = Response(answer.status, size=answer.size, headers=answer.headers)
@@ -167,6 +169,56 @@ def serve_http_over_tcp(
             tcp_destination(pod, client, mtls, start, env.now, cluster, host, flags, details, 0, 0)
         )
     return resp
+
+
+def tls_not_terminated(  # noqa: PLR0917
+    world: World,
+    pod: PodRuntime,
+    chain: FilterChainSpec,
+    port: int,
+    client: PodRuntime | None,
+    trace: Trace | None,
+) -> TcpOutcome:
+    """A client's Istio mTLS landed on a chain that does not terminate TLS (a DISABLE port:
+    no ``tls_inspector`` runs there, so the ClientHello is ``raw_buffer``). The chain passes
+    the TLS bytes on as if plaintext: an HTTP connection manager fails them as a codec error
+    (400 ``DPE``), ``tcp_proxy`` hands them to the app, which speaks no TLS. Either way the
+    client's handshake never completes: a connection failure on its side (503 ``UF`` at a
+    client sidecar). The server logs what its chain saw."""
+    start = world.env.now
+    _note(
+        trace,
+        world,
+        pod.name,
+        f"{chain.name} does not terminate TLS: the ClientHello reaches "
+        + ("the HTTP codec (400 DPE)" if chain.http else "the app, which speaks no TLS")
+        + "; the client's TLS handshake fails",
+    )
+    if chain.logs:
+        host = f"{pod.pod.address}:{port}"
+        if chain.http:
+            record = http_destination(
+                pod,
+                Request("GET", "/", "", port, {}, "", ""),
+                client,
+                "",
+                False,
+                start,
+                world.env.now,
+                400,
+                ("DPE",),
+                "http1.codec_error",
+                "",
+                "",
+                "",
+            )
+        else:
+            cluster = _upstream(chain, pod)
+            record = tcp_destination(
+                pod, client, False, start, world.env.now, cluster, host, (), "", 0, 0
+            )
+        world.record(record)
+    return TcpOutcome(local_failure="connect")
 
 
 def serve_tcp(  # noqa: PLR0917
@@ -205,6 +257,8 @@ def serve_tcp(  # noqa: PLR0917
         )
         return TcpOutcome(local_failure="reset")
     _note(trace, world, pod.name, landing.describe())
+    if mtls and not landing.chain.terminates_tls:
+        return tls_not_terminated(world, pod, landing.chain, port, client, trace)
     out: TcpOutcome = yield from serve_tcp_chain(
         world,
         pod,

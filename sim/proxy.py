@@ -268,7 +268,7 @@ def tls_failure(chain: FilterChainSpec, hello: TlsHello, secrets: Mapping[str, A
     (curl, Python's ssl) decide it: the chain's SDS certificate was never supplied (its
     Secret is missing or unusable: the chain is not ready), the client does not trust the
     certificate's issuer, the certificate does not name the host (SNI), a MUTUAL chain gets
-    no client certificate, or one its CA did not sign."""
+    no client certificate, or a MUTUAL or OPTIONAL_MUTUAL chain one its CA did not sign."""
     name = chain.certificate_secret
     if name and name not in _MESH_SECRETS:
         secret = secrets.get(name)
@@ -285,19 +285,21 @@ def tls_failure(chain: FilterChainSpec, hello: TlsHello, secrets: Mapping[str, A
             )
     elif name and hello.trusted_ca is not None:
         return "the gateway presents the mesh certificate, which the client does not trust"
-    if chain.requires_client_certificate:
-        if not hello.client_certificate:
-            return "the chain requires a client certificate and the client has none"
-        ca_name = chain.validation_secret
-        if ca_name and ca_name not in _MESH_SECRETS:
-            ca_secret = secrets.get(ca_name)
-            ca = _pem(ca_secret, "validation_context", "trusted_ca") if ca_secret else None
-            if ca is None:
-                return f"SDS secret {ca_name} was never supplied: the chain is not ready"
-            if hello.client_cert is None or not issued_by(hello.client_cert, ca):
-                return f"the client certificate is not signed by the CA of {ca_name}"
-        elif ca_name and not hello.mesh_certificate:
-            return "the chain wants a mesh certificate (ISTIO_MUTUAL); the client has another"
+    ca_name = chain.validation_secret
+    if chain.requires_client_certificate and not hello.client_certificate:
+        return "the chain requires a client certificate and the client has none"
+    if ca_name and ca_name not in _MESH_SECRETS:
+        ca_secret = secrets.get(ca_name)
+        ca = _pem(ca_secret, "validation_context", "trusted_ca") if ca_secret else None
+        if ca is None:
+            return f"SDS secret {ca_name} was never supplied: the chain is not ready"
+        # MUTUAL, and OPTIONAL_MUTUAL when the client presents a certificate: Envoy checks it
+        if hello.client_certificate and (
+            hello.client_cert is None or not issued_by(hello.client_cert, ca)
+        ):
+            return f"the client certificate is not signed by the CA of {ca_name}"
+    elif ca_name and chain.requires_client_certificate and not hello.mesh_certificate:
+        return "the chain wants a mesh certificate (ISTIO_MUTUAL); the client has another"
     return ""
 
 

@@ -26,7 +26,7 @@ from mesh.analyze.gateways import (
     check_gateway_workloads,
 )
 from mesh.analyze.kubernetes import check_annotations, check_namespaces
-from mesh.analyze.l4_matches import check_l4_matches_modelled
+from mesh.analyze.l4_matches import check_delegates_modelled, check_l4_matches_modelled
 from mesh.analyze.routing import (
     check_conflicting_virtual_services,
     check_ingress_route_subsets,
@@ -78,6 +78,7 @@ ANALYZERS: tuple[Analyzer, ...] = (
     check_jwt_claim_routes,
     check_route_weights,
     check_l4_matches_modelled,
+    check_delegates_modelled,
     # DestinationRule
     check_destination_rules,
     check_tls_verification,

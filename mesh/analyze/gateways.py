@@ -10,7 +10,7 @@
   get 404s.
 
 * MPY2001: a server shape sim and local do not translate (TCP servers, TLS termination in
-  front of ``tcp`` routes, OPTIONAL_MUTUAL).
+  front of ``tcp`` routes, OPTIONAL_MUTUAL on a TLS server).
 
 The ``credentialName`` Secret checks (IST0101 for a missing Secret, IST0161) are in
 :mod:`mesh.analyze.credentials`.
@@ -157,8 +157,6 @@ def _unmodelled_server(protocol: str, tls: ServerTLSSettings | None) -> tuple[st
     if protocol == "HTTPS":
         if tls is None:
             return "port", "an HTTPS server without tls settings gets no listener"
-        if mode == "OPTIONAL_MUTUAL":
-            return "tls", "tls mode OPTIONAL_MUTUAL is not modelled: the server gets no listener"
         return None
     if protocol == "TLS":
         if tls is None:
@@ -176,7 +174,8 @@ def check_gateway_servers_modelled(
     resources: Sequence[Resource], topo: Topology
 ) -> Iterator[Diagnostic]:
     """MPY2001: a server shape meshplay does not translate (TCP and other non-HTTP protocols,
-    TLS termination in front of ``tcp`` routes, OPTIONAL_MUTUAL). HTTP servers, HTTPS with
+    TLS termination in front of ``tcp`` routes, OPTIONAL_MUTUAL on a TLS server). HTTP servers,
+    HTTPS with OPTIONAL_MUTUAL and
     SIMPLE / MUTUAL / ISTIO_MUTUAL and PASSTHROUGH / AUTO_PASSTHROUGH servers are modelled."""
     del topo
     for gw in of_kind(resources, Gateway):

@@ -66,6 +66,8 @@ ISTIO_MTLS_ALPNS = ("istio-peer-exchange", "istio", "istio-http/1.0", "istio-htt
 """The ALPNs an Istio sidecar offers on mTLS (istiod's ``allIstioMtlsALPNs``)."""
 _HTTPS_ALPNS = ("h2", "http/1.1")
 _TERMINATING = frozenset({"SIMPLE", "MUTUAL", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"})
+_VERIFIES_CLIENT = frozenset({"MUTUAL", "OPTIONAL_MUTUAL"})
+"""Modes whose ``credentialName`` brings a ``-cacert`` to check client certificates with."""
 
 
 def is_terminating(server: Server) -> bool:
@@ -95,11 +97,14 @@ def credential_secret_names(tls: ServerTLSSettings) -> tuple[str, str]:
     mode = tls.mode.upper()
     if mode == "ISTIO_MUTUAL":
         return SDS_WORKLOAD_CERT, SDS_ROOT_CA
+    # OPTIONAL_MUTUAL checks a client certificate against the same CA as MUTUAL when the
+    # client presents one (istiod's validateClient), without requiring it
+    verifies = mode in _VERIFIES_CLIENT
     if tls.credential_name:
-        ca = f"kubernetes://{tls.credential_name}-cacert" if mode == "MUTUAL" else ""
+        ca = f"kubernetes://{tls.credential_name}-cacert" if verifies else ""
         return f"kubernetes://{tls.credential_name}", ca
     cert = f"file-cert:{tls.server_certificate}~{tls.private_key}"
-    ca = f"file-root:{tls.ca_certificates}" if mode == "MUTUAL" and tls.ca_certificates else ""
+    ca = f"file-root:{tls.ca_certificates}" if verifies and tls.ca_certificates else ""
     return cert, ca
 
 
@@ -116,7 +121,7 @@ def gateway_credential_secrets(
         if tls is None or not tls.credential_name or not is_terminating(server):
             continue
         cred = read_credential(
-            secrets, tls.credential_name, namespace, mutual=tls.mode.upper() == "MUTUAL"
+            secrets, tls.credential_name, namespace, mutual=tls.mode.upper() in _VERIFIES_CLIENT
         )
         for secret in sds_secrets(cred):
             out.setdefault(str(secret["name"]), secret)

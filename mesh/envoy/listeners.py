@@ -3,8 +3,8 @@
 Sidecar: ``virtualOutbound`` (15001, original-destination hand-off, catch-all to Passthrough or
 BlackHole), one ``0.0.0.0_<port>`` HTTP listener per outbound HTTP port (RDS named ``"<port>"``,
 not bound itself: traffic arrives through the capture listener), one ``<VIP>_<port>`` TCP
-listener per TCP service port and VIP (``0.0.0.0_<port>`` for a service without one), and ``virtualInbound`` (15006) with a filter chain per container
-port (``0.0.0.0_<targetPort>``, matched by destination port) in front of ``inbound|<port>||``.
+listener per TCP service port and VIP (``0.0.0.0_<port>`` for a service without one);
+``virtualInbound`` (15006) is :mod:`mesh.envoy.virtual_inbound`.
 Gateway: one bound ``0.0.0.0_<targetPort>`` per server port with RDS ``http.<targetPort>``.
 Every listener sets ``enable_reuse_port: false`` so a port clash fails loudly instead of silently
 sharing the port with another Envoy.
@@ -32,11 +32,8 @@ from mesh.envoy.ports import ListenerAddress
 from mesh.envoy_api import type_urls as tu
 from mesh.envoy_api.names import (
     BLACKHOLE_CLUSTER,
-    INBOUND_PASSTHROUGH_CLUSTER,
     PASSTHROUGH_CLUSTER,
     PASSTHROUGH_FILTER_CHAIN,
-    VIRTUAL_INBOUND,
-    VIRTUAL_INBOUND_BLACKHOLE_CHAIN,
     VIRTUAL_OUTBOUND,
     VIRTUAL_OUTBOUND_BLACKHOLE_CHAIN,
     VIRTUAL_OUTBOUND_CATCHALL_CHAIN,
@@ -59,7 +56,6 @@ __all__ = [
     "sniffed_listener",
     "tcp_listener",
     "tcp_proxy",
-    "virtual_inbound",
     "virtual_outbound",
 ]
 
@@ -379,68 +375,6 @@ def virtual_outbound(
         },
     ]
     return listener
-
-
-def virtual_inbound(
-    where: ListenerAddress,
-    chains: Sequence[dict[str, Any]],
-    additional: Sequence[ListenerAddress] = (),
-    passthrough: Sequence[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """``virtualInbound``: blackhole loop guard, the per-port chains, then the passthrough
-    chains to ``InboundPassthroughCluster`` (``passthrough``: the workload's PeerAuthentication
-    mode's, :func:`mesh.security.peer_authn.passthrough_filter_chains`; default one chain that
-    takes anything). When a chain matches on ``transport_protocol`` (PeerAuthentication
-    STRICT/PERMISSIVE/DISABLE), the ``tls_inspector`` listener filter follows ``original_dst``."""
-    if passthrough is None:
-        passthrough = [
-            {
-                "filters": [tcp_proxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
-                "name": VIRTUAL_INBOUND,
-            }
-        ]
-    listener = _base(VIRTUAL_INBOUND, where, "INBOUND")
-    if additional:
-        listener["additional_addresses"] = [{"address": _address(a)} for a in additional]
-    listener["listener_filters"] = [
-        {"name": tu.FILTER_ORIGINAL_DST, "typed_config": tu.typed(tu.ORIGINAL_DST)}
-    ]
-    if any(
-        "transport_protocol" in c.get("filter_chain_match", {}) for c in [*chains, *passthrough]
-    ):
-        # PeerAuthentication chains match on what the TLS inspector saw (tls / raw_buffer)
-        listener["listener_filters"].append(tls_inspector())
-    listener["filter_chains"] = [
-        {
-            "filter_chain_match": {"destination_port": INBOUND_CAPTURE_PORT},
-            "filters": [tcp_proxy(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER)],
-            "name": VIRTUAL_INBOUND_BLACKHOLE_CHAIN,
-        },
-        *chains,
-        *passthrough,
-    ]
-    sniffing = _http_inspector_ports(listener["filter_chains"])
-    if sniffing is not None:
-        # after the TLS inspector: a connection it saw as TLS is not inspected for HTTP
-        listener["listener_filters"].append(http_inspector(sniffing))
-        listener["listener_filters_timeout"] = "0s"  # the mesh's protocolDetectionTimeout
-        listener["continue_on_listener_filters_timeout"] = True
-    return listener
-
-
-def _http_inspector_ports(chains: Sequence[dict[str, Any]]) -> list[int] | None:
-    """The destination ports (0: the port-less passthrough chains) whose chains never match on
-    ``http/1.1``/``h2c``, for ``virtualInbound``'s ``http_inspector`` ``filter_disabled``; None
-    when no chain needs the inspector (istiod's ``populateListenerFilters``)."""
-    needs: dict[int, bool] = {}
-    for chain in chains:
-        match = chain.get("filter_chain_match", {})
-        port = int(match.get("destination_port", 0))
-        wants = any(a in HTTP_APPLICATION_PROTOCOLS for a in match.get("application_protocols", ()))
-        needs[port] = needs.get(port, False) or wants
-    if not any(needs.values()):
-        return None
-    return [port for port, wants in needs.items() if not wants]
 
 
 def gateway_hcm(spec: HttpListenerSpec) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from mesh.topology import MeshService
 
 __all__ = [
     "catch_all_vhost",
+    "inbound_default_route",
     "inbound_route_config",
     "outbound_route_config",
     "service_domains",
@@ -154,23 +155,13 @@ def sniffed_route_config(
     }
 
 
-def inbound_route_config(
-    target_port: int,
-    service_port: int,
-    hostname: str,
-    istio_version: str,
-    per_filter_config: dict[str, Any] | None = None,
-    *,
-    grpc: bool = False,
+def inbound_default_route(
+    cluster: str, operation: str, istio_version: str, *, grpc: bool = False
 ) -> dict[str, Any]:
-    """``inbound|<targetPort>||``: everything to the local app, no timeout; since Istio 1.24 a
-    request reset before reaching the app is retried twice (``reset-before-request``), except on
-    gRPC ports (``grpc``), where istiod sets no inbound retry policy.
-
-    ``per_filter_config`` becomes the vhost's ``typed_per_filter_config`` (filter name -> typed
-    config), e.g. the per-route local rate limit an EnvoyFilter ``VIRTUAL_HOST``/``HTTP_ROUTE``
-    patch merges into the inbound route (the inbound route configuration has one vhost)."""
-    cluster = cluster_name(Direction.INBOUND, target_port)
+    """istiod's default inbound route (``BuildDefaultHTTPInboundRoute``): everything to
+    ``cluster``, no timeout; since Istio 1.24 a request reset before reaching the app is
+    retried twice (``reset-before-request``), except on gRPC ports (``grpc``), where istiod
+    sets no inbound retry policy."""
     action: dict[str, Any] = {
         "cluster": cluster,
         "max_stream_duration": {"grpc_timeout_header_max": "0s", "max_stream_duration": "0s"},
@@ -189,16 +180,35 @@ def inbound_route_config(
         >= (1, 24)
     ):
         action["retry_policy"] = {"num_retries": 2, "retry_on": "reset-before-request"}
+    return {
+        "decorator": {"operation": operation},
+        "match": {"prefix": "/"},
+        "name": DEFAULT_ROUTE,
+        "route": action,
+    }
+
+
+def inbound_route_config(
+    target_port: int,
+    service_port: int,
+    hostname: str,
+    istio_version: str,
+    per_filter_config: dict[str, Any] | None = None,
+    *,
+    grpc: bool = False,
+) -> dict[str, Any]:
+    """``inbound|<targetPort>||``: one ``*`` virtual host with :func:`inbound_default_route` to
+    the local app.
+
+    ``per_filter_config`` becomes the vhost's ``typed_per_filter_config`` (filter name -> typed
+    config), e.g. the per-route local rate limit an EnvoyFilter ``VIRTUAL_HOST``/``HTTP_ROUTE``
+    patch merges into the inbound route (the inbound route configuration has one vhost)."""
+    cluster = cluster_name(Direction.INBOUND, target_port)
     vhost: dict[str, Any] = {
         "domains": ["*"],
         "name": inbound_vhost_name(service_port),
         "routes": [
-            {
-                "decorator": {"operation": f"{hostname}:{service_port}/*"},
-                "match": {"prefix": "/"},
-                "name": DEFAULT_ROUTE,
-                "route": action,
-            }
+            inbound_default_route(cluster, f"{hostname}:{service_port}/*", istio_version, grpc=grpc)
         ],
     }
     if per_filter_config:

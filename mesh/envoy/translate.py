@@ -19,7 +19,6 @@ from mesh.envoy.accesslog import LogIdentity
 from mesh.envoy.clusters import (
     ClusterSet,
     PeerModes,
-    inbound_cluster,
     outbound_clusters,
     special_clusters,
 )
@@ -37,9 +36,9 @@ from mesh.envoy.gateway_tls import (
     sni_dnat_clusters,
     tls_port_listener,
 )
+from mesh.envoy.inbound import HTTP_LIKE, InboundContext, inbound_part
 from mesh.envoy.l4_match import static_match
 from mesh.envoy.listeners import (
-    INBOUND_CAPTURE_PORT,
     OUTBOUND_CAPTURE_PORT,
     HttpListenerSpec,
     TcpChain,
@@ -47,20 +46,16 @@ from mesh.envoy.listeners import (
     gateway_hcm,
     gateway_listener,
     gateway_listener_base,
-    http_connection_manager,
-    inbound_http_filters,
     outbound_http_filters,
     sniffed_listener,
     tcp_listener,
     tcp_proxy,
-    virtual_inbound,
     virtual_outbound,
 )
 from mesh.envoy.multicluster import is_eastwest_gateway
-from mesh.envoy.ports import Addressing, ListenerAddress, PortMap
+from mesh.envoy.ports import Addressing, PortMap
 from mesh.envoy.registry import Registry
 from mesh.envoy.route_config import (
-    inbound_route_config,
     outbound_route_config,
     sniffed_route_config,
 )
@@ -69,9 +64,7 @@ from mesh.envoy.scope import MeshIndex, ProxyScope
 from mesh.envoy.tracing import TracingOptions, collector_cluster, with_tracing
 from mesh.envoy_api.names import (
     BLACKHOLE_CLUSTER,
-    INBOUND_PASSTHROUGH_CLUSTER,
     PASSTHROUGH_CLUSTER,
-    VIRTUAL_INBOUND,
     Direction,
     cluster_name,
     gateway_route_name,
@@ -80,12 +73,14 @@ from mesh.envoy_api.names import (
     sniffed_route_config_name,
     stat_prefix,
 )
-from mesh.envoy_api.type_urls import FILTER_LOCAL_RATELIMIT
 from mesh.model import (
+    AuthorizationPolicy,
     DestinationRule,
+    EnvoyFilter,
     FrozenMap,
     OutboundTrafficPolicyMode,
     PeerAuthentication,
+    RequestAuthentication,
     Resource,
     Secret,
     Server,
@@ -93,17 +88,12 @@ from mesh.model import (
 )
 from mesh.model.virtual_service import RouteDestination
 from mesh.records import Reporter
-from mesh.security import inbound_security_filters, inbound_tcp_security_filters
 from mesh.security.peer_authn import (
     MtlsPolicy,
     effective_mtls,
-    inbound_filter_chains,
     namespace_mtls_mode,
-    passthrough_filter_chains,
-    sniffed_inbound_filter_chains,
 )
-from mesh.security.ratelimit import route_local_ratelimit
-from mesh.topology import MeshService, Pod, Protocol, ProxyKind, ServicePortInfo, Topology
+from mesh.topology import MeshService, Pod, Protocol, ProxyKind, Topology
 
 __all__ = ["MeshEnvoyConfig", "ProxyConfig", "TranslateOptions", "translate", "translate_proxy"]
 
@@ -178,9 +168,6 @@ class _Outbound:
     drs: dict[str, DestinationRule | None] = field(default_factory=dict)
 
 
-_HTTP_LIKE = {Protocol.HTTP, Protocol.HTTP2, Protocol.GRPC, Protocol.GRPC_WEB, Protocol.UNSUPPORTED}
-
-
 def _is_cidr(address: str) -> bool:
     _, _, bits = address.partition("/")
     return bool(bits) and bits not in {"32", "128"}
@@ -205,6 +192,13 @@ class _Translator:
         self._mtls: dict[str, MtlsPolicy] = {}
         self._pas = [r for r in resources if isinstance(r, PeerAuthentication)]
         self._secrets = [r for r in resources if isinstance(r, Secret)]
+        self._inbound_policies = tuple(
+            r
+            for r in resources
+            if isinstance(r, AuthorizationPolicy | RequestAuthentication | EnvoyFilter)
+        )
+        """What the inbound security filters read (in apply order), filtered once: each pod's
+        chains ask for them several times (every HTTP port, the passthrough chains)."""
         self._root = topology.config.root_namespace
         self.peer_modes = PeerModes(
             of_pod=self.peer_authentication,
@@ -212,6 +206,15 @@ class _Translator:
             auto_mtls=topology.config.enable_auto_mtls,
         )
         self.addressing = Addressing(options.port_map)
+        self._inbound_ctx = InboundContext(
+            topology=topology,
+            registry=self.registry,
+            addressing=self.addressing,
+            index=self.index,
+            policies=self._inbound_policies,
+            port_map=options.port_map,
+            jwks_resolver=options.jwks_resolver,
+        )
         self._outbound: dict[tuple[Any, ...], _Outbound] = {}
         self._uses_source_labels = any(
             any(m.source_labels for r in vs.http for m in r.match)
@@ -292,7 +295,7 @@ class _Translator:
         sniffed: list[tuple[MeshService, int]] = []
         for service in scope.services:
             for p in service.ports:
-                if p.protocol not in _HTTP_LIKE:
+                if p.protocol not in HTTP_LIKE:
                     continue
                 by_port.setdefault(p.port, []).append(service)
                 if p.protocol is Protocol.UNSUPPORTED and _sniffed_at_address(service):
@@ -345,7 +348,7 @@ class _Translator:
             for p in service.ports:
                 unknown = p.protocol is Protocol.UNSUPPORTED
                 sniffs = unknown and _sniffed_at_address(service)
-                if (p.protocol in _HTTP_LIKE and not unknown) or p.protocol is Protocol.UDP:
+                if (p.protocol in HTTP_LIKE and not unknown) or p.protocol is Protocol.UDP:
                     continue
                 default = cluster_name(Direction.OUTBOUND, p.port, "", service.hostname)
                 weighted = tuple(self._tcp_weights(pod, scope, service, p.port))
@@ -514,7 +517,9 @@ class _Translator:
                     else self.addressing.vip_listener(address, port)
                 )
                 listeners.append(tcp_listener(where, chains, tcp_log, fallthrough))
-            inbound_listeners, inbound_clusters, inbound_routes = self._inbound(pod, me, log)
+            inbound_listeners, inbound_clusters, inbound_routes = inbound_part(
+                self._inbound_ctx, pod, self.peer_authentication(pod), me, log
+            )
             listeners.extend(inbound_listeners)
             clusters.extend(inbound_clusters)
             routes.extend(inbound_routes)
@@ -630,122 +635,6 @@ class _Translator:
             timeout = self.topology.config.connect_timeout_s
             clusters = [*clusters, collector_cluster(options, timeout)]
         return with_tracing(listeners, pod, options), clusters
-
-    def _inbound(
-        self, pod: Pod, me: LogIdentity, log: str
-    ) -> tuple[list[Json], list[Json], list[Json]]:
-        by_target: dict[int, list[tuple[MeshService, ServicePortInfo]]] = {}
-        for service in self.registry.services_of(pod):
-            for p in service.ports:
-                if p.protocol is not Protocol.UDP:
-                    by_target.setdefault(p.target_port, []).append((service, p))
-        targets = tuple(sorted(by_target))
-        match_ports = self.addressing.inbound_ports(pod, targets)
-        # RBAC ports name the port Envoy accepted the connection on: the target port in
-        # Kubernetes (original_dst), the allocated one on the local runner
-        rbac_ports = match_ports if self.options.port_map is not None else None
-        chains: list[Json] = []
-        clusters: list[Json] = []
-        routes: list[Json] = []
-        mtls = self.peer_authentication(pod)
-        per_route = route_local_ratelimit(
-            pod, self.resources, root_namespace=self.topology.config.root_namespace
-        )
-        for target in targets:
-            members = by_target[target]
-            service, sp = members[0]
-            drs = {s.hostname: self.index.destination_rule(pod, s) for s, _ in members}
-            clusters.append(
-                inbound_cluster(
-                    pod,
-                    target,
-                    services=members,
-                    dr_of=drs,
-                    addressing=self.addressing,
-                    connect_timeout_s=self.topology.config.connect_timeout_s,
-                )
-            )
-            name = cluster_name(Direction.INBOUND, target)
-            http = sp.protocol in _HTTP_LIKE
-            sniffed = sp.protocol is Protocol.UNSUPPORTED
-            filters: list[Json] = []
-            tcp_filters: list[Json] = []
-            if http:
-                security_filters = inbound_security_filters(
-                    pod,
-                    self.resources,
-                    self.topology,
-                    port=target,
-                    jwks_resolver=self.options.jwks_resolver,
-                    destination_ports=rbac_ports,
-                )
-                spec = HttpListenerSpec(
-                    stat_prefix=stat_prefix(Direction.INBOUND, listener_name("0.0.0.0", target)),
-                    route_config=name,
-                    filters=inbound_http_filters(security=security_filters),
-                    me=me,
-                    access_log_path=log,
-                    inbound=True,
-                )
-                filters = [http_connection_manager(spec, service.hostname)]
-                routes.append(
-                    inbound_route_config(
-                        target,
-                        sp.port,
-                        service.hostname,
-                        self.topology.config.istio_version,
-                        {FILTER_LOCAL_RATELIMIT: per_route} if per_route is not None else None,
-                        grpc=sp.protocol in {Protocol.GRPC, Protocol.GRPC_WEB},
-                    )
-                )
-            if not http or sniffed:
-                tcp_filters = [
-                    *inbound_tcp_security_filters(
-                        pod,
-                        self.resources,
-                        self.topology,
-                        stat_prefix=f"{name}.",
-                        destination_ports=rbac_ports,
-                    ),
-                    tcp_proxy(
-                        name, name, (), TcpLog(log, me, Reporter.DESTINATION, service.hostname)
-                    ),
-                ]
-            if sniffed:
-                chains.extend(
-                    sniffed_inbound_filter_chains(
-                        mtls.for_port(target),
-                        target_port=target,
-                        match_port=match_ports[target],
-                        http_filters=filters,
-                        tcp_filters=tcp_filters,
-                    )
-                )
-                continue
-            chains.extend(
-                inbound_filter_chains(
-                    mtls.for_port(target),
-                    target_port=target,
-                    match_port=match_ports[target],
-                    http=http,
-                    network_filters=_same(filters if http else tcp_filters),
-                )
-            )
-        local = [match_ports[t] for t in targets] if self.options.port_map is not None else []
-        where = self.addressing.inbound_listener(pod, INBOUND_CAPTURE_PORT, local)
-        additional = [ListenerAddress(where.address, p, True) for p in local[1:]]
-        passthrough = passthrough_filter_chains(
-            mtls.mode,
-            VIRTUAL_INBOUND,
-            [tcp_proxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
-        )
-        return [virtual_inbound(where, chains, additional, passthrough)], clusters, routes
-
-
-def _same(filters: list[Json]) -> Callable[[bool], list[Json]]:
-    """The chains of one port share their network filters whether or not they terminate mTLS
-    (the peer identity reaches RBAC and the access log from the connection itself)."""
-    return lambda _mtls: filters
 
 
 def _by_name(item: Json) -> str:

@@ -28,6 +28,7 @@ __all__ = [
     "SDS_WORKLOAD_CERT",
     "VIRTUAL_INBOUND",
     "VIRTUAL_INBOUND_BLACKHOLE_CHAIN",
+    "VIRTUAL_INBOUND_CATCHALL_HTTP_CHAIN",
     "VIRTUAL_OUTBOUND",
     "VIRTUAL_OUTBOUND_BLACKHOLE_CHAIN",
     "VIRTUAL_OUTBOUND_CATCHALL_CHAIN",
@@ -64,6 +65,10 @@ VIRTUAL_OUTBOUND_CATCHALL_CHAIN = "virtualOutbound-catchall-tcp"
 """``virtualOutbound``'s last chain: a connection no outbound listener takes."""
 VIRTUAL_INBOUND_BLACKHOLE_CHAIN = "virtualInbound-blackhole"
 """``virtualInbound``'s loop guard (a connection to the inbound capture port itself)."""
+VIRTUAL_INBOUND_CATCHALL_HTTP_CHAIN = "virtualInbound-catchall-http"
+"""``virtualInbound``'s passthrough chains that end in an HTTP connection manager (plaintext
+HTTP, HTTP over mTLS) to ``InboundPassthroughCluster``; its TCP passthrough chains are named
+``virtualInbound`` (istiod's ``VirtualInboundCatchAllHTTPFilterChainName``)."""
 PASSTHROUGH_FILTER_CHAIN = "PassthroughFilterChain"
 """The default chain of an outbound TCP listener whose chains all match on CIDRs."""
 ALLOW_ANY_VHOST = "allow_any"

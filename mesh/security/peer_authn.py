@@ -42,14 +42,15 @@ from mesh.topology import Pod
 
 __all__ = [
     "ISTIO_MTLS_ALPNS",
+    "AutoChainNames",
     "MtlsPolicy",
     "accepts",
+    "auto_filter_chains",
     "connection_security_policy",
     "downstream_tls_context",
     "effective_mtls",
     "inbound_filter_chains",
     "namespace_mtls_mode",
-    "passthrough_filter_chains",
     "sniffed_inbound_filter_chains",
     "tls_inspector",
 ]
@@ -226,8 +227,8 @@ def inbound_filter_chains(
     """The ``virtualInbound`` chains of one container port in ``mode`` (reference §9.3 table).
 
     ``match_port`` is the ``destination_port`` matched (the target port on Kubernetes, the
-    allocated port on the local runner). Chains are named ``0.0.0.0_<targetPort>`` like istiod's,
-    with a suffix when a mode needs several (Envoy wants distinct names).
+    allocated port on the local runner). Every chain is named ``0.0.0.0_<targetPort>``, as
+    istiod names them (Envoy accepts a name repeated on several chains).
     """
     name = listener_name("0.0.0.0", target_port)
     tls_match = {"destination_port": match_port, "transport_protocol": "tls"}
@@ -250,9 +251,78 @@ def inbound_filter_chains(
         )
     ]
     if not http:  # the app's own TLS passes through untouched
-        chains.append(_chain(f"{name}-tls-passthrough", tls_match, network_filters(False)))
-    chains.append(_chain(f"{name}-plaintext", plain_match, network_filters(False)))
+        chains.append(_chain(name, tls_match, network_filters(False)))
+    chains.append(_chain(name, plain_match, network_filters(False)))
     return chains
+
+
+@dataclass(frozen=True, slots=True)
+class AutoChainNames:
+    """The names of the chains of one ``ListenerProtocolAuto`` option set: HTTP over mTLS,
+    plaintext HTTP, TCP over mTLS, plaintext TCP, other TLS as opaque TCP. istiod gives a
+    service port's chains one name (``0.0.0.0_<targetPort>``) and the passthrough ones two
+    (``virtualInbound-catchall-http``, ``virtualInbound``)."""
+
+    http_mtls: str
+    http_plain: str
+    tcp_mtls: str
+    tcp_plain: str
+    tls_passthrough: str
+
+
+def auto_filter_chains(
+    mode: MutualTLSMode,
+    *,
+    match: Json,
+    names: AutoChainNames,
+    http_filters: list[Json],
+    tcp_filters: list[Json],
+) -> list[Json]:
+    """The chains of a port whose protocol is unknown, in ``mode``: an HTTP and a TCP path, as
+    istiod's ``inbound*FilterChainMatchOptions`` for ``ListenerProtocolAuto``. ``match`` is the
+    rest of every chain's ``filter_chain_match`` (``destination_port``, or nothing for the
+    passthrough chains). HTTP chains match on the ALPN (``istio-http/*`` over mTLS,
+    ``http/1.1``/``h2c`` from ``http_inspector`` in plaintext) and end in ``http_filters`` (the
+    HCM); the TCP chains take the rest and end in ``tcp_filters`` (``tcp_proxy``).
+
+    * PERMISSIVE: HTTP over mTLS, plaintext HTTP, TCP over mTLS (``istio-peer-exchange``,
+      ``istio``), plaintext TCP, and any other TLS (the app's own) as opaque TCP.
+    * STRICT: HTTP over mTLS, then any TLS terminated as mTLS and proxied as TCP.
+    * DISABLE: plaintext HTTP, plaintext TCP.
+    """
+    tls = {**match, "transport_protocol": "tls"}
+    plain = {**match, "transport_protocol": "raw_buffer"}
+    http_mtls = _chain(
+        names.http_mtls,
+        {**tls, "application_protocols": list(_HTTP_MTLS_ALPNS)},
+        http_filters,
+        downstream_tls_context(http=True),
+    )
+    http_plain = _chain(
+        names.http_plain,
+        {**plain, "application_protocols": list(_PLAINTEXT_HTTP_ALPNS)},
+        http_filters,
+    )
+    tcp_plain = _chain(names.tcp_plain, plain, tcp_filters)
+    if mode is MutualTLSMode.STRICT:
+        return [
+            http_mtls,
+            _chain(names.tcp_mtls, tls, tcp_filters, downstream_tls_context(http=False)),
+        ]
+    if mode is MutualTLSMode.DISABLE:
+        return [http_plain, tcp_plain]
+    return [
+        http_mtls,
+        http_plain,
+        _chain(
+            names.tcp_mtls,
+            {**tls, "application_protocols": list(_TCP_MTLS_ALPNS)},
+            tcp_filters,
+            downstream_tls_context(http=False),
+        ),
+        tcp_plain,
+        _chain(names.tls_passthrough, tls, tcp_filters),
+    ]
 
 
 def sniffed_inbound_filter_chains(
@@ -264,69 +334,16 @@ def sniffed_inbound_filter_chains(
     tcp_filters: list[Json],
 ) -> list[Json]:
     """The ``virtualInbound`` chains of a container port whose protocol is unknown (sniffed):
-    an HTTP and a TCP path per mode, as istiod's ``inbound*FilterChainMatchOptions`` for
-    ``ListenerProtocolAuto``. HTTP chains match on the ALPN (``istio-http/*`` over mTLS,
-    ``http/1.1``/``h2c`` from ``http_inspector`` in plaintext) and end in ``http_filters`` (the
-    HCM); the TCP chains take the rest and end in ``tcp_filters`` (``tcp_proxy``).
-
-    * PERMISSIVE: HTTP over mTLS, plaintext HTTP, TCP over mTLS (``istio-peer-exchange``,
-      ``istio``), plaintext TCP, and any other TLS (the app's own) as opaque TCP.
-    * STRICT: HTTP over mTLS, then any TLS terminated as mTLS and proxied as TCP.
-    * DISABLE: plaintext HTTP, plaintext TCP.
-
-    Names are ``0.0.0.0_<targetPort>`` with a suffix per extra chain (istiod repeats the name).
-    """
+    :func:`auto_filter_chains` on its destination port, every chain named
+    ``0.0.0.0_<targetPort>`` as istiod names them."""
     name = listener_name("0.0.0.0", target_port)
-    tls = {"destination_port": match_port, "transport_protocol": "tls"}
-    plain = {"destination_port": match_port, "transport_protocol": "raw_buffer"}
-    http_mtls = _chain(
-        name,
-        {**tls, "application_protocols": list(_HTTP_MTLS_ALPNS)},
-        http_filters,
-        downstream_tls_context(http=True),
+    names = AutoChainNames(
+        http_mtls=name, http_plain=name, tcp_mtls=name, tcp_plain=name, tls_passthrough=name
     )
-    http_plain = _chain(
-        f"{name}-plaintext-http",
-        {**plain, "application_protocols": list(_PLAINTEXT_HTTP_ALPNS)},
-        http_filters,
+    return auto_filter_chains(
+        mode,
+        match={"destination_port": match_port},
+        names=names,
+        http_filters=http_filters,
+        tcp_filters=tcp_filters,
     )
-    tcp_plain = _chain(f"{name}-plaintext", plain, tcp_filters)
-    if mode is MutualTLSMode.STRICT:
-        return [
-            http_mtls,
-            _chain(f"{name}-tcp", tls, tcp_filters, downstream_tls_context(http=False)),
-        ]
-    if mode is MutualTLSMode.DISABLE:
-        return [http_plain, tcp_plain]
-    return [
-        http_mtls,
-        http_plain,
-        _chain(
-            f"{name}-tcp",
-            {**tls, "application_protocols": list(_TCP_MTLS_ALPNS)},
-            tcp_filters,
-            downstream_tls_context(http=False),
-        ),
-        tcp_plain,
-        _chain(f"{name}-tls-passthrough", tls, tcp_filters),
-    ]
-
-
-def passthrough_filter_chains(mode: MutualTLSMode, name: str, filters: list[Json]) -> list[Json]:
-    """``virtualInbound``'s catch-all for ports no Service exposes, in the workload's mode
-    (istiod's ``ForPassthrough``): STRICT takes only mTLS (terminated, then passed through),
-    DISABLE only plaintext. PERMISSIVE keeps one chain that matches anything (istiod splits it
-    into a terminating mTLS chain and a plaintext one; a sidecar never sends Istio mTLS to a
-    port without a Service, so the effect is the same)."""
-    if mode is MutualTLSMode.STRICT:
-        return [
-            _chain(
-                name,
-                {"transport_protocol": "tls"},
-                filters,
-                downstream_tls_context(http=False),
-            )
-        ]
-    if mode is MutualTLSMode.DISABLE:
-        return [_chain(name, {"transport_protocol": "raw_buffer"}, filters)]
-    return [{"filters": filters, "name": name}]

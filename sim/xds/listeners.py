@@ -6,7 +6,9 @@ What a connection offers to the match is worked out by the listener filters, as 
 transport protocol is ``tls`` only when ``tls_inspector`` runs and the bytes are TLS (otherwise
 ``raw_buffer``, Envoy's default), the application protocols are the TLS ALPN the client offered
 (seen by ``tls_inspector``) or, for plaintext HTTP, ``http/1.1`` when ``http_inspector`` runs
-(istiod's sniffed ports match ``http/1.1`` / ``h2c``); nothing otherwise.
+(istiod's sniffed ports match ``http/1.1`` / ``h2c``); nothing otherwise. A listener filter's
+``filter_disabled`` predicate (istiod's per-port inspectors on ``virtualInbound``) turns it off
+for the destination ports it matches: there a TLS connection stays ``raw_buffer``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "HcmSpec",
     "HttpFilterSpec",
     "ListenerSpec",
+    "PortPredicate",
 ]
 
 Json = Mapping[str, Any]
@@ -44,6 +47,51 @@ def _networks(ranges: Sequence[Json] | None) -> tuple[IpNetwork, ...]:
         ipaddress.ip_network(f"{r['address_prefix']}/{r.get('prefix_len', 32)}", strict=False)
         for r in ranges or ()
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PortPredicate:
+    """A ``ListenerFilterChainMatchPredicate`` over the destination port (``filter_disabled``):
+    ``destination_port_range`` [start, end), ``or_match``, ``and_match``, ``not_match`` and
+    ``any_match``, the forms istiod writes."""
+
+    kind: str
+    start: int = 0
+    end: int = 0
+    rules: tuple[PortPredicate, ...] = ()
+
+    @classmethod
+    def from_envoy(cls, rule: Mapping[str, Any]) -> PortPredicate:
+        """Compile one predicate; a form the sim does not know is refused."""
+        if "destination_port_range" in rule:
+            r = rule["destination_port_range"]
+            return cls("range", int(r.get("start", 0)), int(r.get("end", 0)))
+        for kind in ("or_match", "and_match"):
+            if kind in rule:
+                rules = tuple(cls.from_envoy(x) for x in rule[kind].get("rules") or ())
+                return cls(kind, rules=rules)
+        if "not_match" in rule:
+            return cls("not_match", rules=(cls.from_envoy(rule["not_match"]),))
+        if rule.get("any_match"):
+            return cls("any_match")
+        raise ValueError(f"filter_disabled: predicate {sorted(rule)} is not modelled")
+
+    def matches(self, port: int) -> bool:
+        """Whether a connection to destination ``port`` satisfies the predicate."""
+        if self.kind == "range":
+            return self.start <= port < self.end
+        if self.kind == "or_match":
+            return any(r.matches(port) for r in self.rules)
+        if self.kind == "and_match":
+            return all(r.matches(port) for r in self.rules)
+        if self.kind == "not_match":
+            return not self.rules[0].matches(port)
+        return True  # any_match
+
+
+def _disabled(listener_filter: Mapping[str, Any]) -> PortPredicate | None:
+    rule = listener_filter.get("filter_disabled")
+    return PortPredicate.from_envoy(rule) if rule else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,12 +313,17 @@ class ListenerSpec:
     tls_inspector: bool = False
     http_inspector: bool = False
     use_original_dst: bool = False
+    tls_disabled: PortPredicate | None = None
+    """``tls_inspector``'s ``filter_disabled``: the destination ports it does not run on."""
+    http_disabled: PortPredicate | None = None
+    """``http_inspector``'s ``filter_disabled``."""
 
     @classmethod
     def from_envoy(cls, listener: Mapping[str, Any]) -> ListenerSpec:
         """Compile a Listener's filter chains and what its listener filters detect."""
         default = listener.get("default_filter_chain")
-        names = {str(f.get("name", "")) for f in listener.get("listener_filters") or ()}
+        by_name = {str(f.get("name", "")): f for f in listener.get("listener_filters") or ()}
+        names = set(by_name)
         sock = (listener.get("address") or {}).get("socket_address") or {}
         return cls(
             name=str(listener.get("name", "")),
@@ -283,17 +336,32 @@ class ListenerSpec:
             tls_inspector=tu.FILTER_TLS_INSPECTOR in names,
             http_inspector=tu.FILTER_HTTP_INSPECTOR in names,
             use_original_dst=bool(listener.get("use_original_dst")),
+            tls_disabled=_disabled(by_name.get(tu.FILTER_TLS_INSPECTOR, {})),
+            http_disabled=_disabled(by_name.get(tu.FILTER_HTTP_INSPECTOR, {})),
+        )
+
+    def inspects_tls(self, port: int) -> bool:
+        """``tls_inspector`` runs on a connection to destination ``port``."""
+        return self.tls_inspector and not (
+            self.tls_disabled is not None and self.tls_disabled.matches(port)
+        )
+
+    def inspects_http(self, port: int) -> bool:
+        """``http_inspector`` runs on a connection to destination ``port``."""
+        return self.http_inspector and not (
+            self.http_disabled is not None and self.http_disabled.matches(port)
         )
 
     def detect(
-        self, *, tls: bool, alpn: Sequence[str] = (), http: bool = False
+        self, *, tls: bool, alpn: Sequence[str] = (), http: bool = False, port: int = 0
     ) -> tuple[str, tuple[str, ...]]:
         """(transport protocol, application protocols) the listener filters report for a
-        connection that is TLS offering ``alpn`` (``tls``) or plaintext (HTTP/1.1 when
-        ``http``)."""
+        connection to destination ``port`` that is TLS offering ``alpn`` (``tls``) or plaintext
+        (HTTP/1.1 when ``http``). TLS that ``tls_inspector`` does not look at is
+        ``raw_buffer`` with no ALPN (``http_inspector`` finds no HTTP in a ClientHello)."""
         if tls:
-            return ("tls", tuple(alpn)) if self.tls_inspector else ("raw_buffer", ())
-        return "raw_buffer", ((HTTP1,) if http and self.http_inspector else ())
+            return ("tls", tuple(alpn)) if self.inspects_tls(port) else ("raw_buffer", ())
+        return "raw_buffer", ((HTTP1,) if http and self.inspects_http(port) else ())
 
     def select(
         self,
@@ -325,7 +393,7 @@ class ListenerSpec:
                     elif net.prefixlen == best:
                         by_ip.append(c)
         stage = by_ip or [c for c in stage if not c.match.prefix_ranges]
-        stage = _by_server_name(stage, sni if self.tls_inspector else "")
+        stage = _by_server_name(stage, sni if self.inspects_tls(port) else "")
         stage = [c for c in stage if c.match.transport_protocol == transport] or [
             c for c in stage if not c.match.transport_protocol
         ]

@@ -148,7 +148,7 @@ class ProxyTables:
     ) -> Landing:
         if listener is None:
             return Landing(None, None)
-        transport, offered = listener.detect(tls=tls, alpn=alpn, http=http)
+        transport, offered = listener.detect(tls=tls, alpn=alpn, http=http, port=port)
         chain = listener.select(ip, port, transport, offered, sni)
         routes = None
         route = None

@@ -124,9 +124,13 @@ def test_strict_refuses_plaintext_on_a_port_no_service_exposes(policy: str, refu
     out = one_connection(world, f"{_other_pod_address(world)}:9080", source="outside")
     if refused:
         assert (out.local_failure, out.bytes_sent) == ("reset", 0)
+        assert world.records == []  # closed before any chain: nothing logged
     else:
         assert (out.local_failure, out.bytes_sent) == ("", 2000)
-    assert world.records == []  # the catch-all chain's tcp_proxy writes no access log
+        # the plaintext passthrough chain's tcp_proxy logs the connection, as istiod's does
+        assert [(r.request_protocol, r.upstream_cluster) for r in world.records] == [
+            ("tcp", "InboundPassthroughCluster")
+        ]
 
 
 def test_strict_closes_a_passed_through_plaintext_request_to_a_port_no_service_exposes() -> None:

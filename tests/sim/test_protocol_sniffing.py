@@ -91,8 +91,8 @@ def test_raw_tcp_to_a_sniffed_port_takes_the_default_tcp_proxy_chain() -> None:
 
 
 @pytest.mark.parametrize(("tcp", "chain", "protocol"), [
-    (False, "0.0.0.0_9080-plaintext-http", "http"),
-    (True, "0.0.0.0_9080-plaintext", "tcp"),
+    (False, "0.0.0.0_9080 [Trans: raw_buffer; App: http/1.1,h2c; Port: 9080]", "http"),
+    (True, "0.0.0.0_9080 [Trans: raw_buffer; Port: 9080]", "tcp"),
 ])  # fmt: skip
 def test_plaintext_from_outside_takes_the_http_or_the_tcp_inbound_chain(
     tcp: bool, chain: str, protocol: str
@@ -105,7 +105,7 @@ def test_plaintext_from_outside_takes_the_http_or_the_tcp_inbound_chain(
         assert (out.local_failure, out.bytes_sent) == ("", 2000)
     else:
         _, lines = one_request(world, to=address, source="outside")
-        assert any(f"filter chain {chain} " in line for line in lines)
+        assert any(f"filter chain {chain} " in line for line in lines)  # istiod's name, its match
     (server,) = dst(world.records)
     assert server.request_protocol == protocol
 
@@ -116,7 +116,8 @@ def test_a_sidecar_client_under_disable_reaches_the_http_chain_in_plaintext() ->
     _, lines = one_request(world, to="raw")
     (server,) = dst(world.records)
     assert server.request_protocol == "http"
-    assert any("filter chain 0.0.0.0_9080-plaintext-http " in line for line in lines)
+    http_chain = "filter chain 0.0.0.0_9080 [Trans: raw_buffer; App: http/1.1,h2c; Port: 9080]"
+    assert any(http_chain in line for line in lines)
 
 
 def test_http_over_mtls_from_a_sidecar_lands_on_the_tcp_mtls_chain_without_istio_alpn() -> None:
@@ -130,7 +131,8 @@ def test_http_over_mtls_from_a_sidecar_lands_on_the_tcp_mtls_chain_without_istio
     assert client.request_protocol == "http"
     (server,) = dst(world.records)
     assert server.request_protocol == "tcp"
-    assert any("filter chain 0.0.0.0_9080-tcp: tcp_proxy" in line for line in lines)
+    tcp_chain = "filter chain 0.0.0.0_9080 [Trans: tls; App: istio-peer-exchange,istio; Port: 9080]"
+    assert any(f"{tcp_chain}: tcp_proxy" in line for line in lines)
 
 
 VIPLESS = """

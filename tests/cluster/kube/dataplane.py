@@ -36,6 +36,7 @@ from mesh.runner import DriveContext
 from mesh.source import load_text
 from mesh.state import MeshState
 from mesh.topology import INGRESS_GATEWAY
+from sim.cluster import OutlierState
 from sim.runner import _run, configure
 from sim.traffic import TrafficDriver
 from sim.world import World
@@ -114,6 +115,8 @@ class SimDataPlane:
         self.delay_s = delay_s
         self.jobs: list[GeneratorJob] = []
         self.lock = threading.Lock()
+        self.outliers: dict[str, dict[str, OutlierState]] = {}
+        """Each proxy's outlier detectors as the last job left them, by pod and cluster."""
         self.logged: list[RequestRecord] = []
         """Every record written into a proxy's log, ``start_time`` in epoch seconds (what a
         Prometheus scraping the proxies would have counted: see ``recorded_prometheus``)."""
@@ -202,10 +205,13 @@ class SimDataPlane:
         )
         for action in _breaks(kube, ns):
             world.apply_break(action)
+        world.restore_outliers(self.outliers)
         driver = TrafficDriver(world, job.traffic)
         driver.start()
         _run(world, driver, timeout_s=job.traffic.timeout_s,
              ctx=DriveContext(lambda _f, _n: None, lambda _b: None, threading.Event()))  # fmt: skip
+        # the cluster's Envoys keep running between generator pods: so do their outlier detectors
+        self.outliers = world.outlier_states(driver.last_time)
         return list(world.records)
 
 

@@ -33,6 +33,9 @@ from mesh.envoy.translate import ProxyConfig
 from mesh.model import FrozenMap
 from mesh.source import load_text
 from mesh.topology import build_topology
+from sim.messages import TlsHello
+from sim.proxy import tls_failure
+from sim.xds import FilterChainSpec
 from tests.mesh.envoy.real_envoy import wait_ready
 from tests.mesh.security.harness import ENVOY, free_port, validate
 from tests.tls_secrets import Issued, make_ca, secret_yaml
@@ -88,6 +91,9 @@ spec:
   - port: {number: 443, name: https-wrong, protocol: HTTPS}
     hosts: [wrong.example.com]
     tls: {mode: SIMPLE, credentialName: web-cred}
+  - port: {number: 443, name: https-optional, protocol: HTTPS}
+    hosts: [optional.example.com]
+    tls: {mode: OPTIONAL_MUTUAL, credentialName: web-opt}
 ---
 apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -103,7 +109,8 @@ apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: web, namespace: shop}
 spec:
-  hosts: [secure.example.com, plain.example.com, mtls.example.com, mesh.example.com]
+  hosts: [secure.example.com, plain.example.com, mtls.example.com, mesh.example.com,
+          optional.example.com]
   gateways: [gw]
   http: [{route: [{destination: {host: web, port: {number: 80}}}]}]
 ---
@@ -122,6 +129,7 @@ Json = dict[str, Any]
 CA = make_ca()
 WEB = CA.issue("secure.example.com")
 WEB_MTLS = CA.issue("mtls.example.com")
+WEB_OPT = CA.issue("optional.example.com")
 CLIENT = CA.issue("client.example.com")
 STRANGER = make_ca("someone else", "other.org").issue("client.example.com")
 SECRETS = "---\n".join([
@@ -130,6 +138,9 @@ SECRETS = "---\n".join([
     secret_yaml("web-mtls", "istio-system", {"cert": WEB_MTLS.cert_pem,
                                               "key": WEB_MTLS.key_pem}, tls=False),
     secret_yaml("web-mtls-cacert", "istio-system", {"cacert": CA.cert_pem}, tls=False),
+    # OPTIONAL_MUTUAL: the tls form with its CA in ca.crt
+    secret_yaml("web-opt", "istio-system", {"tls.crt": WEB_OPT.cert_pem, "tls.key": WEB_OPT.key_pem,
+                                             "ca.crt": CA.cert_pem}),
 ])  # fmt: skip
 
 
@@ -167,9 +178,19 @@ def test_tls_servers_become_sni_chains_with_istiods_names() -> None:
         (("mtls.example.com",), (), "http_connection_manager"),
         (("mesh.example.com",), (), "http_connection_manager"),
         (("wrong.example.com",), (), "http_connection_manager"),
+        (("optional.example.com",), (), "http_connection_manager"),
         (("pass.example.com",), (), "tcp_proxy"),
     ]
-    simple, mutual, istio_mutual, _, passthrough = https["filter_chains"]
+    simple, mutual, istio_mutual, _, optional, passthrough = https["filter_chains"]
+    # OPTIONAL_MUTUAL: MUTUAL's -cacert validation, no client certificate required (istiod)
+    optional_ctx = optional["transport_socket"]["typed_config"]
+    assert optional_ctx["require_client_certificate"] is False
+    assert (
+        optional_ctx["common_tls_context"]["combined_validation_context"][
+            "validation_context_sds_secret_config"
+        ]["name"]
+        == "kubernetes://web-opt-cacert"
+    )
     mesh_ctx = istio_mutual["transport_socket"]["typed_config"]
     mesh_common = mesh_ctx["common_tls_context"]
     assert mesh_ctx["require_client_certificate"] is True
@@ -234,7 +255,8 @@ def _secrets(ca: LocalCA) -> tuple[Json, ...]:
 def test_the_gateway_gets_the_lessons_secrets_as_istiod_serves_them() -> None:
     names = sorted(s["name"] for s in _translate().secrets)
     assert names == [
-        "kubernetes://web-cred", "kubernetes://web-mtls", "kubernetes://web-mtls-cacert"
+        "kubernetes://web-cred", "kubernetes://web-mtls", "kubernetes://web-mtls-cacert",
+        "kubernetes://web-opt", "kubernetes://web-opt-cacert",
     ]  # fmt: skip
 
 
@@ -391,6 +413,41 @@ def test_mutual_tls_needs_a_client_certificate_its_ca_signed(
         _get(tls, "mtls.example.com", _client(tmp_path))
     with pytest.raises(failures):
         _get(tls, "mtls.example.com", _client(tmp_path, STRANGER))
+
+
+@pytest.mark.envoy
+def test_optional_mutual_takes_no_certificate_or_one_its_ca_signed(
+    gateway: tuple[int, int, LocalCA], tmp_path: Path
+) -> None:
+    _, tls, _ = gateway
+    for client in (None, CLIENT):
+        status, body, _ = _get(tls, "optional.example.com", _client(tmp_path, client))
+        assert (status, body["host"]) == (200, "optional.example.com")
+    with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+        _get(tls, "optional.example.com", _client(tmp_path, STRANGER))
+
+
+@pytest.mark.parametrize(("client", "fails"), [(None, False), (CLIENT, False), (STRANGER, True)])
+def test_the_sim_decides_an_optional_mutual_handshake_as_envoy(
+    client: Issued | None, fails: bool
+) -> None:
+    # the same three clients as on Envoy above, through the sim's handshake check on the
+    # translated chain and the secrets the gateway gets
+    proxy = _translate()
+    https = next(x for x in proxy.listeners if x["name"] == "0.0.0.0_8443")
+    (chain,) = [
+        c
+        for c in https["filter_chains"]
+        if c.get("filter_chain_match", {}).get("server_names") == ["optional.example.com"]
+    ]
+    spec = FilterChainSpec.from_envoy(chain)
+    secrets = {s["name"]: s for s in proxy.secrets}
+    hello = TlsHello(
+        "optional.example.com",
+        trusted_ca=CA.cert_pem,
+        client_cert=client.cert_pem if client is not None else None,
+    )
+    assert bool(tls_failure(spec, hello, secrets)) is fails
 
 
 @pytest.mark.envoy

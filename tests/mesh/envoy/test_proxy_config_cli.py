@@ -113,7 +113,13 @@ def test_raw_output_is_the_envoy_config(capsys: pytest.CaptureFixture[str], fmt:
     assert code == 0
     data = json.loads(out) if fmt == "json" else yaml.safe_load(out)
     # "80": the ingress gateway's http2 port, which every Istio install has
-    assert [r["name"] for r in data] == ["80", "8080", "9080", "inbound|8080||"]
+    assert [r["name"] for r in data] == [
+        "80",
+        "8080",
+        "9080",
+        "InboundPassthroughCluster",
+        "inbound|8080||",
+    ]
 
 
 def test_unknown_proxy_lists_the_proxies(capsys: pytest.CaptureFixture[str]) -> None:
