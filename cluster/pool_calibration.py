@@ -28,10 +28,10 @@ machine is (Envoy's event loops, the TLS work, the Python client all share two c
 The local runner logs these time points on every HTTP request (``cluster.local.xds.TIMING_LOG_KEYS``:
 the start in microseconds, ``US_CX_BEG``/``US_HS_END``/``US_RX_END`` after it, the downstream
 connection's id). A client is one downstream connection (the load generator's closed-loop
-clients keep theirs alive). The server sidecar's ``duration_us`` of the same requests measures the upstream's service time
-(first byte in to last byte out at the server's sidecar, microseconds: ``%DURATION%`` has only
-milliseconds), which decides how long the one connection is busy.
-"""
+clients keep theirs alive). The server sidecar's ``duration_us`` of the same requests measures
+the upstream's service time (first byte in to last byte out at the server's sidecar, in
+microseconds: ``%DURATION%`` has only milliseconds), which decides how long the one connection
+is busy."""
 
 from __future__ import annotations
 
