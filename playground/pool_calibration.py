@@ -190,7 +190,8 @@ class PoolCalibration:
     def describe(self) -> str:
         """One line for ``meshplay compare``."""
         steps = ", ".join(str(s + 1) for s in self.steps)
-        where = f"pool race of steps {steps} ({self.workload}'s sidecar)"
+        plural = "s" if len(self.steps) > 1 else ""
+        where = f"pool race of step{plural} {steps} ({self.workload}'s sidecar)"
         if self.timing is None:
             n = len(self.samples.reconnect)
             return (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,11 +26,12 @@ from cluster.pool_calibration import (
     samples,
     server_durations,
 )
-from mesh.lesson import load_lesson
+from mesh.app.model import LatencyModel
+from mesh.lesson import Lesson, load_lesson
 from mesh.records import Reporter, RequestRecord
-from mesh.runner import LessonRun, StepResult
+from mesh.runner import LessonRun, RunOptions, StepResult
 from playground.pool_calibration import calibrate_from_local, timing, with_service_times
-from sim.connpool import Delay, Paired, Sampled
+from sim.connpool import Delay, Paired, PoolTiming, Sampled
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCH_S = 1_790_000_000.0
@@ -170,12 +172,14 @@ def record(rid: str, reporter: Reporter, *, uo: bool = False) -> RequestRecord:
     )  # fmt: skip
 
 
-def local_run(tmp_path: Path, cycles: int) -> tuple[LessonRun, Path]:
+def local_run(
+    tmp_path: Path, cycles: int, *, workdir: Path | None = None
+) -> tuple[LessonRun, Path]:
     """bookinfo-05 as a local run would leave it: steps 2 and 3 raced, their logs in the
     workdir's ``access`` folder."""
     lesson = load_lesson(ROOT / "lessons" / "bookinfo-05-breakers")
-    workdir = tmp_path / "mesh"
-    (workdir / "access").mkdir(parents=True)
+    workdir = workdir or tmp_path / "mesh"
+    (workdir / "access").mkdir(parents=True, exist_ok=True)
     client: list[str] = []
     server: list[str] = []
     steps = []
@@ -240,3 +244,82 @@ def test_service_times_need_enough_requests() -> None:
     few = ServerDuration("httpbin", "GET", "/get", "v1", (9000.0,) * 5)
     same, notes = with_service_times(lesson, [few])
     assert notes == [] and same.app.behavior == lesson.app.behavior
+
+
+RAN: list[str] = []
+"""The fake runners' runs, in order."""
+
+
+@dataclass
+class FakeSim:
+    """The ``sim`` runner as ``meshplay compare`` builds it: what it was given."""
+
+    pool_timing: PoolTiming | None = None
+    step_timing: Mapping[int, PoolTiming] | None = None
+    name: str = "sim"
+    service_time: LatencyModel | None = None
+
+    def run(self, lesson: Lesson, options: RunOptions) -> LessonRun:
+        RAN.append("sim")
+        httpbin = lesson.app.behavior.service("httpbin")
+        get = httpbin.endpoint("GET", "/get") if httpbin else None
+        self.service_time = get.service_time if get else None
+        return LessonRun(lesson, "sim", 1, ())
+
+
+SIMS: list[FakeSim] = []
+
+
+def fake_sim(
+    pool_timing: PoolTiming | None = None, step_timing: Mapping[int, PoolTiming] | None = None
+) -> FakeSim:
+    SIMS.append(FakeSim(pool_timing, step_timing))
+    return SIMS[-1]
+
+
+@dataclass
+class FakeLocal:
+    """The ``local`` runner: leaves bookinfo-05's access logs in its work folder."""
+
+    workdir: Path | None
+    name: str = "local"
+
+    def run(self, lesson: Lesson, options: RunOptions) -> LessonRun:
+        RAN.append("local")
+        if self.workdir is None:  # a temporary folder of its own
+            return LessonRun(lesson, "local", 1, ())
+        run, _ = local_run(self.workdir, 30, workdir=self.workdir)
+        return run
+
+
+def fake_local(workdir: Path | None = None) -> FakeLocal:
+    return FakeLocal(workdir)
+
+
+def test_compare_runs_local_first_and_hands_the_sim_the_measured_timing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``meshplay compare L`` (sim against local): local runs first in a work folder compare
+    owns, the sim gets the timing measured from its logs and the measured service time, and
+    the output says so; ``--no-pool-calibration`` leaves the sim as it is."""
+    from playground.cli import main
+    from playground.runners import RUNNERS
+
+    monkeypatch.setitem(RUNNERS, "sim", f"{__name__}:fake_sim")
+    monkeypatch.setitem(RUNNERS, "local", f"{__name__}:fake_local")
+    monkeypatch.chdir(ROOT)
+    RAN.clear()
+    main(["compare", "lessons/bookinfo-05-breakers"])
+    out = capsys.readouterr().out
+    assert RAN == ["local", "sim"]
+    line = next(x for x in out.splitlines() if x.startswith("pool calibration:"))
+    assert "steps 2, 3 (fortio-deploy's sidecar): sim used the delays measured on local" in line
+    sim = SIMS[-1]
+    assert isinstance(sim.pool_timing, PoolTiming)
+    assert sim.step_timing is not None and set(sim.step_timing) == {1, 2}
+    assert sim.service_time is not None
+    assert math.isclose(sim.service_time.median.seconds, SERVER_US / 1e6)
+    RAN.clear()
+    main(["compare", "lessons/bookinfo-05-breakers", "--no-pool-calibration"])
+    assert "pool calibration" not in capsys.readouterr().out
+    assert RAN == ["sim", "local"] and SIMS[-1].pool_timing is None
