@@ -10,7 +10,7 @@ world per step), the local runner a new trial on the running mesh.
 
 The UO share is decided by a race whose delays move with the machine's load (docs/simulator.md),
 so the sim runs twice: with its fixed default timing, and *calibrated* - given the race's delays
-measured on this local run (``tests/cluster/local/pool_calibration.py``: reconnects paired with
+measured on this local run (``cluster.pool_calibration``: reconnects paired with
 the turnarounds they raced, ``UO`` turnarounds in and out of a handshake), cross-fitted: the
 odd trials' delays predict the even trials and the other way round, per client count.
 
@@ -36,11 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from cluster.pool_calibration import client_log  # noqa: E402
 from mesh.lesson import load_lesson  # noqa: E402
 from mesh.runner import LessonRun, RunOptions  # noqa: E402
+from playground.pool_calibration import cross_fit  # noqa: E402
 from sim import SimRunner  # noqa: E402
 from sim.connpool import DEFAULT_POOL_TIMING, PoolTiming  # noqa: E402
-from tests.cluster.local.pool_calibration import client_log, cross_fit  # noqa: E402
 from tests.cluster.local.pools_scenario import (  # noqa: E402
     Limits,
     Phase,

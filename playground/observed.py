@@ -12,9 +12,10 @@ before the run's processes stop (``meshplay query``, ``meshplay compare --promql
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mesh.engine import ExecutorWrapper, LessonRunner
 from mesh.observe.query import MetricsExecutor, QueryError, QueryResult, StepMetrics
@@ -27,6 +28,9 @@ from mesh.runner import (
     TimedChange,
 )
 
+if TYPE_CHECKING:
+    from sim.connpool import PoolTiming
+
 __all__ = ["AskingExecutor", "ObservedSimRunner", "StepAnswer", "metrics_executor"]
 
 
@@ -37,12 +41,18 @@ def metrics_executor(
     monitoring: bool | None = True,
     tracing: float | None = None,
     time_scale: float = 1.0,
+    pool_timing: PoolTiming | None = None,
+    step_timing: Mapping[int, PoolTiming] | None = None,
 ) -> Executor:
-    """A fresh executor of ``runner`` that answers PromQL."""
+    """A fresh executor of ``runner`` that answers PromQL (``pool_timing``: the simulator's
+    connection-pool race, measured by ``playground.pool_calibration``, ``step_timing`` a step's own;
+    default: its own)."""
     if runner == "sim":
         from cluster.tsdb import RecordedMetricsExecutor
         from sim.runner import SimExecutor
 
+        if pool_timing is not None:
+            return RecordedMetricsExecutor(SimExecutor(pool_timing, step_timing))
         return RecordedMetricsExecutor(SimExecutor())
     if runner == "local":
         from cluster.local.monitored import MonitoredLocalExecutor
@@ -56,8 +66,15 @@ def metrics_executor(
 class ObservedSimRunner(LessonRunner):
     """The ``sim`` runner whose steps answer PromQL (a TSDB is built only when asked)."""
 
-    def __init__(self) -> None:
-        super().__init__("sim", lambda: metrics_executor("sim"))
+    def __init__(
+        self,
+        pool_timing: PoolTiming | None = None,
+        step_timing: Mapping[int, PoolTiming] | None = None,
+    ) -> None:
+        super().__init__(
+            "sim",
+            lambda: metrics_executor("sim", pool_timing=pool_timing, step_timing=step_timing),
+        )
 
 
 @dataclass(frozen=True)

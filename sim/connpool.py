@@ -37,8 +37,8 @@ pool a DestinationRule sized (``sim.cluster.sized_pool``) the router and this po
 with a :class:`PoolTiming`: each new mTLS connection's set-up drawn from ``connect``, the request
 reaching the pool over ``request_leg``, a proxied answer and the client's next request over
 ``answer``, a 503 ``UO`` over ``overflow``. :data:`DEFAULT_POOL_TIMING` holds medians measured
-on this project's shared machine; ``tests/cluster/local/pool_calibration.py`` measures them on
-the machine at hand. Other pools keep the fixed :data:`CONNECTION_SETUP_S`.
+on this project's shared machine; ``playground.pool_calibration`` measures them on
+the machine at hand (``meshplay compare`` against a local run). Other pools keep the fixed :data:`CONNECTION_SETUP_S`.
 """
 
 from __future__ import annotations

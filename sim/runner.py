@@ -16,7 +16,7 @@ or breaks, at that simulated time.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 
 import simpy
 
@@ -65,10 +65,17 @@ class SimExecutor:
 
     name = "sim"
 
-    def __init__(self, pool_timing: PoolTiming = DEFAULT_POOL_TIMING) -> None:
+    def __init__(
+        self,
+        pool_timing: PoolTiming = DEFAULT_POOL_TIMING,
+        step_timing: Mapping[int, PoolTiming] | None = None,
+    ) -> None:
         self.pool_timing = pool_timing
-        """How sized connection pools time Envoy's reconnect race (measured on a machine by
-        ``tests/cluster/local/pool_calibration.py``; the fitted defaults otherwise)."""
+        """How sized connection pools time Envoy's reconnect race (measured on a local run by
+        ``playground.pool_calibration``; the fitted defaults otherwise)."""
+        self.step_timing: Mapping[int, PoolTiming] = step_timing or {}
+        """A step's own timing (by 0-based index), when its race was measured on its own: the
+        delays depend on what else runs during the race (a third client slows the others)."""
         self.lesson: Lesson | None = None
         self.state = MeshState()
         self.breaks: list[BreakAction] = []
@@ -101,7 +108,8 @@ class SimExecutor:
         timeline as simpy processes, the traffic."""
         assert self.lesson is not None, "open() first"
         self.events = []
-        world = build_world(self.lesson, self.state, plan.seed, self.pool_timing)
+        timing = self.step_timing.get(plan.index, self.pool_timing)
+        world = build_world(self.lesson, self.state, plan.seed, timing)
         for action in self.breaks:
             world.apply_break(action)
         world.restore_outliers(self.outliers)
@@ -175,5 +183,9 @@ def _run(world: World, driver: TrafficDriver, *, timeout_s: float, ctx: DriveCon
 class SimRunner(LessonRunner):
     """The simpy runner (``meshplay run LESSON --runner sim``)."""
 
-    def __init__(self, pool_timing: PoolTiming = DEFAULT_POOL_TIMING) -> None:
-        super().__init__("sim", lambda: SimExecutor(pool_timing))
+    def __init__(
+        self,
+        pool_timing: PoolTiming = DEFAULT_POOL_TIMING,
+        step_timing: Mapping[int, PoolTiming] | None = None,
+    ) -> None:
+        super().__init__("sim", lambda: SimExecutor(pool_timing, step_timing))

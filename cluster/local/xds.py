@@ -184,7 +184,7 @@ request's first byte in as epoch seconds with microseconds (``%START_TIME%`` alo
 milliseconds), and, in microseconds after it, when the upstream connection began connecting and
 finished its TLS handshake, when the request went upstream and when the response's last byte came
 back; and the downstream connection's id. Records ignore them; the connection-pool calibration
-(``tests/cluster/local/pool_calibration.py``) reads them from the raw log to time Envoy's
+(``cluster.pool_calibration``) reads them from the raw log to time Envoy's
 reconnect race. The translator's own format (what a cluster's istiod-like config carries) does not
 have them."""
 

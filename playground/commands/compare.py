@@ -7,20 +7,34 @@ expectation's verdict on both runners. Exit code 0 when everything agrees, 1 whe
 differs beyond its tolerance, 2 when the lesson or a runner cannot run.
 ``--calibrate`` (with a real runner as ``--b``) fits the simulator's per-hop latency and
 per-endpoint service times from the real run and writes them into the app's behavior.yaml.
+
+Pool calibration (sim against local, on unless ``--no-pool-calibration``): the local side runs
+first; when a step's client sidecar answered 503 UO (a circuit breaker overflowed: Istio's
+circuit-breaking task races a client's turnaround against Envoy's reconnect and TLS handshake,
+whose timing moves with the machine's load), the delays that decide the race are measured from
+that run's access logs, with the upstream's service time, and the sim runs the lesson with them.
+One line says what was measured and that the sim used it.
+
+A kube side takes ``--context CONTEXT``, or for a multi-cluster lesson one
+``--context CLUSTER=CONTEXT`` per cluster it declares (as ``meshplay run --runner kube``).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mesh.compare import Comparison, Tolerances, compare_runs, format_comparison
 from mesh.diagnostics import DiagnosticError, render
 from mesh.lesson import Lesson, load_lesson
 from mesh.runner import LessonRun, Runner, RunnerError, RunOptions, StepSelectionError
 from playground.runners import RUNNERS, get_runner
+
+if TYPE_CHECKING:
+    from playground.pool_calibration import PoolCalibration
 
 __all__ = ["compare", "register"]
 
@@ -48,8 +62,17 @@ def register(sub: Any) -> None:
     p.add_argument("--strict-latency", action="store_true",
                    help="latency outside --latency-ratio counts as a disagreement")  # fmt: skip
     p.add_argument("--latency-ratio", type=float, default=3.0, metavar="R")
-    p.add_argument("--context", default="", help="kubeconfig context of a kube runner")
+    p.add_argument(
+        "--context",
+        action="append",
+        default=[],
+        metavar="[CLUSTER=]CONTEXT",
+        help="kubeconfig context of a kube runner (default: the current one); a multi-cluster "
+        "lesson needs one per cluster: --context cluster1=kind-east --context cluster2=kind-west",
+    )
     p.add_argument("--namespace", default="", help="app namespace of a kube runner")
+    p.add_argument("--prometheus-url", default="", metavar="URL",
+                   help="the Prometheus of a kube runner (default: istio-system/prometheus)")  # fmt: skip
     p.add_argument(
         "--promql",
         action="append",
@@ -60,6 +83,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--calibrate", action="store_true",
                    help="fit sim latency parameters from runner b and write behavior.yaml")  # fmt: skip
+    p.add_argument("--no-pool-calibration", action="store_true",
+                   help="sim vs local: run the sim with its default connection-pool timing, not "
+                   "the delays measured on the local run")  # fmt: skip
     p.set_defaults(handler=_run)
 
 
@@ -73,33 +99,38 @@ def compare(
 
 
 def _run(args: argparse.Namespace) -> int:
-
     try:
         lesson = load_lesson(args.lesson, app=args.app)
     except DiagnosticError as exc:
         print(render(exc.diagnostics), file=sys.stderr)
         return 2
+    names = (args.runner_a, args.runner_b)
+    if "kube" not in names and (args.context or args.namespace or args.prometheus_url):
+        print(
+            "error: --context, --namespace and --prometheus-url are options of a kube runner "
+            "(--a kube or --b kube)",
+            file=sys.stderr,
+        )
+        return 2
+    tol = Tolerances(
+        share_tolerance=args.share_tolerance,
+        latency_ratio=args.latency_ratio,
+        strict_latency=args.strict_latency,
+    )
+    options = RunOptions(seed=args.seed, until_step=args.step)
     try:
-        kube = {"context": args.context, "namespace": args.namespace}
-        a, b = (
-            get_runner(name, **(kube if name == "kube" else {}))
-            for name in (args.runner_a, args.runner_b)
-        )
-        tol = Tolerances(
-            share_tolerance=args.share_tolerance,
-            latency_ratio=args.latency_ratio,
-            strict_latency=args.strict_latency,
-        )
-        options = RunOptions(seed=args.seed, until_step=args.step)
-        if args.promql:
-            result, run_b, promql = _compare_promql(lesson, args, options, tol)
-        else:
-            result, _run_a, run_b = compare(lesson, a, b, options, tol)
-            promql = []
+        if "kube" in names:  # refuse contexts that do not fit the lesson before any run
+            from playground.commands.run import kube_options
+
+            kube_options(args, lesson)
+        run_a, run_b, promql, calibration = _run_both(lesson, args, options)
     except (RunnerError, StepSelectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    result = compare_runs(run_a, run_b, tol)
     print(f"{lesson.title}: {args.runner_a} vs {args.runner_b} (seed {args.seed})")
+    if calibration is not None:
+        print(f"pool calibration: {calibration.describe()}")
     print(format_comparison(result))
     if promql:
         from mesh.observe.compare import format_rows
@@ -117,21 +148,82 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if result.agrees and all(r.agrees for r in promql) else 1
 
 
-def _compare_promql(
-    lesson: Lesson, args: argparse.Namespace, options: RunOptions, tol: Tolerances
-) -> tuple[Comparison, LessonRun, list[Any]]:
-    """Both runs with metrics, the queries answered at the end of every step of each."""
-    from mesh.engine import run_lesson
-    from mesh.observe.compare import compare_answers
-    from playground.observed import AskingExecutor, metrics_executor
+def _run_both(
+    lesson: Lesson, args: argparse.Namespace, options: RunOptions
+) -> tuple[LessonRun, LessonRun, list[Any], PoolCalibration | None]:
+    """Run a and b (the local side first when the sim side is pool-calibrated from it); the
+    PromQL rows when ``--promql`` asks; the pool calibration when one was measured."""
+    names: tuple[str, str] = (args.runner_a, args.runner_b)
+    calibrating = not args.no_pool_calibration and sorted(names) == ["local", "sim"]
+    order = sorted((0, 1), key=lambda i: names[i] != "local") if calibrating else [0, 1]
+    runs: dict[int, LessonRun] = {}
+    asked: dict[int, list[Any]] = {}
+    calibration: PoolCalibration | None = None
+    with tempfile.TemporaryDirectory(prefix="meshplay-compare-") as tmp:
+        workdir = Path(tmp) if calibrating else None
+        for i in order:
+            name, simulated, measured = names[i], lesson, None
+            if name == "sim" and calibration is not None and calibration.timing is not None:
+                simulated, measured = calibration.lesson, calibration
+            runs[i], asked[i] = _run_one(
+                name, simulated, args, options, workdir=workdir, measured=measured
+            )
+            if name == "local" and workdir is not None:
+                from playground.pool_calibration import calibrate_from_local
 
-    asking_a = AskingExecutor(metrics_executor(args.runner_a), args.promql)
-    asking_b = AskingExecutor(metrics_executor(args.runner_b), args.promql)
-    run_a = run_lesson(asking_a, lesson, options)
-    run_b = run_lesson(asking_b, lesson, options)
-    answers_b = {(x.step, x.expr): x for x in asking_b.answers}
-    rows = []
-    for x in asking_a.answers:
-        y = answers_b.get((x.step, x.expr))
-        rows += compare_answers(x.step, x.expr, x.result, y.result if y else None)
-    return compare_runs(run_a, run_b, tol), run_b, rows
+                calibration = calibrate_from_local(lesson, runs[i], workdir)
+    rows: list[Any] = []
+    if args.promql:
+        from mesh.observe.compare import compare_answers
+
+        answers_b = {(x.step, x.expr): x for x in asked[1]}
+        for x in asked[0]:
+            y = answers_b.get((x.step, x.expr))
+            rows += compare_answers(x.step, x.expr, x.result, y.result if y else None)
+    return runs[0], runs[1], rows, calibration
+
+
+def _run_one(
+    name: str,
+    lesson: Lesson,
+    args: argparse.Namespace,
+    options: RunOptions,
+    *,
+    workdir: Path | None,
+    measured: PoolCalibration | None,
+) -> tuple[LessonRun, list[Any]]:
+    """One side's run (with ``--promql``: its answers at the end of every step)."""
+    if args.promql:
+        from mesh.engine import run_lesson
+        from playground.observed import AskingExecutor, metrics_executor
+
+        executor = (
+            metrics_executor(
+                name,
+                pool_timing=measured.timing if measured else None,
+                step_timing=measured.step_timing if measured else None,
+            )
+            if name == "sim"
+            else metrics_executor(name, workdir=workdir)
+        )
+        asking = AskingExecutor(executor, args.promql)
+        return run_lesson(asking, lesson, options), list(asking.answers)
+    return _runner(name, lesson, args, workdir, measured).run(lesson, options), []
+
+
+def _runner(
+    name: str,
+    lesson: Lesson,
+    args: argparse.Namespace,
+    workdir: Path | None,
+    measured: PoolCalibration | None,
+) -> Runner:
+    if name == "kube":
+        from playground.commands.run import kube_options
+
+        return get_runner(name, **kube_options(args, lesson))
+    if name == "local" and workdir is not None:
+        return get_runner(name, workdir=workdir)
+    if name == "sim" and measured is not None:
+        return get_runner(name, pool_timing=measured.timing, step_timing=measured.step_timing)
+    return get_runner(name)

@@ -368,3 +368,47 @@ def test_break_targets_name_the_cluster_and_the_gateway() -> None:
         targets(workload="helloworld-v1", cluster="cluster2", down=True)
     with pytest.raises(RunnerError, match='no cluster "cluster3"'):
         targets(cluster="cluster3", down=True)
+
+
+def fast_kube(**options: Any) -> KubeRunner:
+    """The kube runner as ``meshplay`` builds it from its options, with short waits (what
+    ``playground.runners`` builds when a test points ``RUNNERS["kube"]`` here)."""
+    return KubeRunner(**options, timeouts=FAST, report=lambda _t: None)
+
+
+def test_compare_passes_a_context_per_cluster_to_the_kube_side(
+    fakes: dict[str, FakeKube], ready: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """``meshplay compare L --a sim --b kube --context cluster1=.. --context cluster2=..``: the
+    kube side runs on both contexts (each Deployment in its cluster) and agrees with the
+    simulator; contexts that do not fit the lesson exit 2 before anything runs."""
+    from playground.cli import main
+    from playground.runners import RUNNERS
+
+    monkeypatch.setenv("KUBECONFIG", str(ready))
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setitem(RUNNERS, "kube", f"{__name__}:fast_kube")
+    name = "24-multicluster-load-balancing"
+    plane = TwoClusterDataPlane(_lesson(name), fakes)
+    plane.attach()
+    compare = ["compare", f"lessons/{name}", "--a", "sim", "--b", "kube"]
+    args = [*compare, "--context", "cluster1=kind-east", "--context", "cluster2=kind-west"]
+    assert main(args) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "sim vs kube" in out and "AGREE" in out.splitlines()[-1]
+    assert (set(_deployments(fakes["cluster1"])), set(_deployments(fakes["cluster2"]))) == PLACED[
+        name
+    ]
+    assert {c for c, _ in plane.generators} == {"cluster1"}
+    generators = len(plane.generators)
+    for wrong, says in [
+        (["--context", "cluster1=kind-east"], "no kube context for cluster2"),
+        (["--context", "kind-east"], "give each its kube context"),
+        (["--context", "cluster1=a", "--context", "cluster3=b"], "declares no cluster cluster3"),
+    ]:
+        assert main([*compare, *wrong]) == 2
+        assert says in capsys.readouterr().err
+    assert main(["compare", f"lessons/{name}", "--context", "cluster1=kind-east"]) == 2
+    assert "options of a kube runner" in capsys.readouterr().err
+    assert len(plane.generators) == generators  # refused before any run

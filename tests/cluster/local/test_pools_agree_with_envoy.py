@@ -7,7 +7,7 @@ trial on the local runner (real sidecars, the real product service at a known la
 of 503 ``UO`` is decided by a race - a client's turnaround against Envoy's close, connect and TLS
 handshake - whose delays move with the machine's load (real two-client shares from 0.15 to 0.48
 were measured on this machine). So the simulator is calibrated from the same run: the delays are
-measured from the client sidecar's access log (``pool_calibration``) on half of the trials, and the
+measured from the client sidecar's access log (``cluster.pool_calibration``, ``playground.pool_calibration``) on half of the trials, and the
 simulator, given them, must predict the UO share of the *other* half (odd trials calibrate the
 prediction of even ones and the other way round: no trial is predicted from its own timings). The
 delays depend on what else runs during the race - with three clients a third one keeps
@@ -27,11 +27,12 @@ from pathlib import Path
 
 import pytest
 
+from cluster.pool_calibration import client_log
 from mesh.lesson import load_lesson
 from mesh.runner import LessonRun, RunOptions
+from playground.pool_calibration import cross_fit
 from sim import SimRunner
 from sim.connpool import PoolTiming
-from tests.cluster.local.pool_calibration import client_log, cross_fit
 from tests.cluster.local.pools_scenario import (
     Z_MAX,
     Limits,

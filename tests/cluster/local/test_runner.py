@@ -11,14 +11,12 @@ import pytest
 
 from cluster.local.apps import ROOT
 from cluster.local.monitored import MonitoredLocalRunner
-from cluster.tsdb import RecordedMetricsExecutor
 from mesh.compare import Comparison, Tolerances, compare_runs, format_comparison
 from mesh.engine import LessonRunner
 from mesh.lesson import find_lessons, load_lesson
 from mesh.runner import Progress, RunOptions
 from playground.observed import ObservedSimRunner
-from sim.runner import SimExecutor
-from tests.cluster.local.pool_calibration import calibrate, client_log
+from playground.pool_calibration import calibrate_from_local
 
 pytestmark = pytest.mark.envoy
 
@@ -48,14 +46,13 @@ RACES: dict[str, tuple[frozenset[int], str]] = {}
 on the machine in a way the simulator cannot be calibrated for: compared and printed, not
 asserted (the lesson's own expectations are graded on local all the same)."""
 
-CALIBRATED: dict[str, tuple[str, frozenset[int]]] = {
-    "bookinfo-05-breakers": ("fortio-deploy-*", frozenset({1, 2})),
-}
-"""Lessons whose closed-loop clients race one connection and one pending slot: real Envoy's 503
-``UO`` share depends on the machine's speed and load (two clients: 0.15-0.55 measured here), so
-the simulator they are compared with gets the race's delays measured on this local run (the
-client pod's access log, these steps: ``tests/cluster/local/pool_calibration.py``,
-docs/simulator.md, issue 13 item 4), and then must agree like any other lesson."""
+POOL_CALIBRATED = frozenset({"bookinfo-05-breakers"})
+"""Lessons whose closed-loop clients race one connection and one pending slot
+(``maxRequestsPerConnection: 1``): real Envoy's 503 ``UO`` share depends on the machine's speed and
+load (two clients: 0.15-0.55 measured here), so the simulator they are compared with runs with the
+race's delays measured on this local run, as ``meshplay compare`` does
+(``playground.pool_calibration``, docs/simulator.md, issue 13 item 4), and then must agree like
+any other lesson. Every lesson goes through the same calibration; these must get a timing."""
 
 
 def local_lessons() -> list[Path]:
@@ -88,12 +85,17 @@ def test_lesson_meets_its_expectations_on_local(folder: Path, tmp_path: Path) ->
     assert not runner.rejections
     assert seen and seen[-1].fraction == 1.0
     sim_runner: LessonRunner = ObservedSimRunner()
-    if folder.name in CALIBRATED:
-        pod, steps = CALIBRATED[folder.name]
-        timing, measured = calibrate(run, client_log(tmp_path, pod), steps)
-        print(f"pool timing from this run: {measured.describe()}")
-        sim_runner = LessonRunner("sim", lambda: RecordedMetricsExecutor(SimExecutor(timing)))
-    sim_run = sim_runner.run(lesson, RunOptions(seed=1))
+    simulated = lesson
+    calibration = calibrate_from_local(lesson, run, tmp_path)
+    if calibration is not None:
+        print(f"pool calibration: {calibration.describe()}")
+        print(f"measured: {calibration.samples.describe()}")
+        if calibration.timing is not None:
+            sim_runner = ObservedSimRunner(calibration.timing, calibration.step_timing)
+            simulated = calibration.lesson
+    if folder.name in POOL_CALIBRATED:
+        assert calibration is not None and calibration.timing is not None
+    sim_run = sim_runner.run(simulated, RunOptions(seed=1))
     comparison = compare_runs(sim_run, run, CI_TOLERANCES)
     races, why = RACES.get(folder.name, (frozenset(), ""))
     differs = differing(comparison, races)

@@ -1,5 +1,7 @@
 """Measure, on real Envoy 1.40 and on this machine now, the moments that decide the reconnect
-race of Istio's circuit-breaking task, as a :class:`sim.connpool.PoolTiming` for the simulator.
+race of Istio's circuit-breaking task, from a local run's access logs (the log side of
+``meshplay compare --a sim --b local``'s pool calibration: ``playground.pool_calibration`` turns
+these samples into the simulator's :class:`sim.connpool.PoolTiming`).
 
 With ``maxRequestsPerConnection: 1`` Envoy closes a connection after its response; the pool opens
 a new one for the request pending behind it, which holds the one pending slot until that
@@ -26,38 +28,37 @@ machine is (Envoy's event loops, the TLS work, the Python client all share two c
 The local runner logs these time points on every HTTP request (``cluster.local.xds.TIMING_LOG_KEYS``:
 the start in microseconds, ``US_CX_BEG``/``US_HS_END``/``US_RX_END`` after it, the downstream
 connection's id). A client is one downstream connection (the load generator's closed-loop
-clients keep theirs alive). The measured values are used as they are (:class:`sim.connpool.Sampled`).
-The pool decides about ``request_leg`` after a request's first byte: half a ``UO``'s own duration
-(parse, route, decide, answer); ``answer`` and ``overflow`` are measured arrival to arrival, so
-that leg cancels out of the race.
-"""
+clients keep theirs alive). The server sidecar's ``duration_us`` of the same requests measures
+the upstream's service time (first byte in to last byte out at the server's sidecar, in
+microseconds: ``%DURATION%`` has only milliseconds), which decides how long the one connection
+is busy."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import statistics
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mesh.records import Reporter
 from mesh.runner import LessonRun
-from sim.connpool import Delay, Paired, PoolTiming, Sampled
 
 __all__ = [
+    "CLIENT_POD",
     "LoggedRequest",
     "PoolSamples",
-    "calibrate",
+    "ServerDuration",
     "client_log",
-    "cross_fit",
     "logged_requests",
+    "race_steps",
     "samples",
+    "server_durations",
+    "step_samples",
 ]
 
 CLIENT_POD = "api-gateway-v1-0"
-MIN_SAMPLES = 20
-IDLE_TURNAROUND_S = 90e-6
-MIN_FRESH = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,56 +218,64 @@ def samples(trials: Iterable[list[LoggedRequest]]) -> PoolSamples:
     )
 
 
-def calibrate(run: LessonRun, log: Path, steps: Iterable[int]) -> tuple[PoolTiming, PoolSamples]:
-    """The pool timing measured on ``steps`` (indexes) of a local run of the scenario, whose
-    client sidecar logged to ``log``."""
+def step_samples(run: LessonRun, log: Path, steps: Iterable[int]) -> PoolSamples:
+    """The race's delays measured on ``steps`` (indexes) of a local run, whose client sidecar
+    logged to ``log``."""
     trials = []
     for i in steps:
         ids = [r.request_id for r in run.steps[i].records if r.request_id]
         trials.append(logged_requests(log, ids))
-    s = samples(trials)
-    if min(len(s.reconnect), len(s.answer)) < MIN_SAMPLES:
-        raise ValueError(f"too few samples to calibrate: {s.describe()}")
-    leg_us = statistics.median(s.overflow_duration) / 2 if s.overflow_duration else 30.0
-
-    def after_leg(values: tuple[float, ...]) -> Sampled | None:
-        # arrival to arrival, less the next request's leg to the pool's decision
-        return Sampled(tuple(max(x - leg_us, 1.0) / 1e6 for x in values)) if values else None
-
-    timing = PoolTiming(
-        # a fresh connection from the pool's decision (the request's first byte plus its leg)
-        connect=Sampled(tuple(max(x - leg_us, 1.0) / 1e6 for x in s.fresh))
-        if len(s.fresh) >= MIN_FRESH
-        else Sampled(tuple(x / 1e6 for x in s.reconnect)),
-        request_leg=Delay(leg_us / 1e6, 0.3),
-        answer=Sampled(tuple(max(x, 1.0) / 1e6 for x in s.answer)),
-        # a run whose every UO came during a handshake (two clients alone): the idle turnaround
-        # measured on this machine, 82-100 us, matters only as a floor there
-        overflow=after_leg(s.overflow) or Delay(IDLE_TURNAROUND_S, 0.3),
-        after_handshake=Sampled(tuple(x / 1e6 for x in s.after_handshake))
-        if s.after_handshake
-        else None,
-        reconnect=Paired(tuple((r / 1e6, max(a, 1.0) / 1e6) for r, a in s.raced))
-        if s.raced
-        else None,
-    )
-    return timing, s
+    return samples(trials)
 
 
-def cross_fit(
-    run: LessonRun, log: Path, phase: Sequence[int], every: Sequence[int]
-) -> tuple[PoolTiming, PoolTiming]:
-    """Two calibrations for predicting the trials (steps) of ``phase``: the first measured on its
-    odd trials (to predict the even ones), the second on its even trials. The delays depend on what
-    else runs during the race (a third client overflowing through every handshake slows the
-    others' turnarounds), so a phase is calibrated on its own trials - unless they serve too few
-    requests to measure reconnects (three clients serve two a trial): then on the same half of
-    ``every`` trial."""
-    out = []
-    for half in (1, 0):
-        try:
-            timing, _ = calibrate(run, log, [s for s in phase if s % 2 == half])
-        except ValueError:
-            timing, _ = calibrate(run, log, [s for s in every if s % 2 == half])
-        out.append(timing)
-    return out[0], out[1]
+def race_steps(run: LessonRun) -> dict[str, tuple[int, ...]]:
+    """The steps where a client sidecar answered 503 ``UO`` (a pool's circuit breaker
+    overflowed: the steps whose shares the reconnect race decides), per client workload."""
+    out: dict[str, list[int]] = {}
+    for i, step in enumerate(run.steps):
+        for workload in sorted(
+            {r.source_workload for r in step.records if "UO" in r.response_flags}
+        ):
+            out.setdefault(workload, []).append(i)
+    return {w: tuple(s) for w, s in out.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerDuration:
+    """Requests of one endpoint as its server sidecar logged them."""
+
+    service: str
+    """The short service name (``destination_service_name``)."""
+    method: str
+    path: str
+    version: str
+    durations_us: tuple[float, ...]
+
+
+def server_durations(workdir: Path, run: LessonRun, steps: Iterable[int]) -> list[ServerDuration]:
+    """Each endpoint's server-sidecar durations (``duration_us``: first byte in to last byte
+    out, so the app's own work plus its local legs) of the requests of ``steps``, from every
+    access log under ``workdir`` (reporter ``destination``)."""
+    wanted: dict[str, tuple[str, str, str, str]] = {}
+    for i in steps:
+        for r in run.steps[i].records:
+            if r.request_id and r.reporter is Reporter.DESTINATION:
+                wanted[r.request_id] = (
+                    r.destination_service_name, r.method, r.path, r.destination_version
+                )  # fmt: skip
+    found: dict[tuple[str, str, str, str], list[float]] = {}
+    for log in sorted(workdir.glob("**/access/*.log")):
+        for line in log.read_text(encoding="utf-8").splitlines():
+            if '"destination"' not in line:
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            key = wanted.get(str(entry.get("request_id")))
+            micros = entry.get("duration_us")
+            if key is None or entry.get("reporter") != "destination":
+                continue
+            if isinstance(micros, int | float) and not isinstance(micros, bool):
+                found.setdefault(key, []).append(float(micros))
+    return [ServerDuration(*key, tuple(v)) for key, v in sorted(found.items())]
