@@ -23,18 +23,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mesh.compare import Comparison, Tolerances, compare_runs, format_comparison
 from mesh.diagnostics import DiagnosticError, render
 from mesh.lesson import Lesson, load_lesson
 from mesh.runner import LessonRun, Runner, RunnerError, RunOptions, StepSelectionError
+from playground.compare_pair import ComparedRuns, run_pair
 from playground.runners import RUNNERS, get_runner
-
-if TYPE_CHECKING:
-    from playground.pool_calibration import PoolCalibration
 
 __all__ = ["compare", "register"]
 
@@ -123,14 +121,14 @@ def _run(args: argparse.Namespace) -> int:
             from playground.commands.run import kube_options
 
             kube_options(args, lesson)
-        run_a, run_b, promql, calibration = _run_both(lesson, args, options)
+        pair, promql = _run_both(lesson, args, options)
     except (RunnerError, StepSelectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = compare_runs(run_a, run_b, tol)
+    result = compare_runs(pair.a, pair.b, tol)
     print(f"{lesson.title}: {args.runner_a} vs {args.runner_b} (seed {args.seed})")
-    if calibration is not None:
-        print(f"pool calibration: {calibration.describe()}")
+    if pair.calibration is not None:
+        print(pair.note)
     print(format_comparison(result))
     if promql:
         from mesh.observe.compare import format_rows
@@ -140,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.calibrate:
         from cluster.calibrate import calibrate, write_calibration
 
-        fit = calibrate(run_b.records, lesson.app.behavior)
+        fit = calibrate(pair.b.records, lesson.app.behavior)
         path = lesson.app.path / "behavior.yaml"
         changed = write_calibration(path, fit)
         print(f"\ncalibrated from {args.runner_b}: {fit.describe()}")
@@ -150,28 +148,17 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_both(
     lesson: Lesson, args: argparse.Namespace, options: RunOptions
-) -> tuple[LessonRun, LessonRun, list[Any], PoolCalibration | None]:
-    """Run a and b (the local side first when the sim side is pool-calibrated from it); the
-    PromQL rows when ``--promql`` asks; the pool calibration when one was measured."""
-    names: tuple[str, str] = (args.runner_a, args.runner_b)
-    calibrating = not args.no_pool_calibration and sorted(names) == ["local", "sim"]
-    order = sorted((0, 1), key=lambda i: names[i] != "local") if calibrating else [0, 1]
-    runs: dict[int, LessonRun] = {}
+) -> tuple[ComparedRuns, list[Any]]:
+    """Run a and b through :func:`playground.compare_pair.run_pair` (the local side first when
+    the sim side is pool-calibrated from it); the PromQL rows when ``--promql`` asks."""
     asked: dict[int, list[Any]] = {}
-    calibration: PoolCalibration | None = None
-    with tempfile.TemporaryDirectory(prefix="meshplay-compare-") as tmp:
-        workdir = Path(tmp) if calibrating else None
-        for i in order:
-            name, simulated, measured = names[i], lesson, None
-            if name == "sim" and calibration is not None and calibration.timing is not None:
-                simulated, measured = calibration.lesson, calibration
-            runs[i], asked[i] = _run_one(
-                name, simulated, args, options, workdir=workdir, measured=measured
-            )
-            if name == "local" and workdir is not None:
-                from playground.pool_calibration import calibrate_from_local
 
-                calibration = calibrate_from_local(lesson, runs[i], workdir)
+    def run_side(i: int, name: str, subject: Lesson, built: Mapping[str, object]) -> LessonRun:
+        run, asked[i] = _run_one(name, subject, args, options, built)
+        return run
+
+    names: tuple[str, str] = (args.runner_a, args.runner_b)
+    pair = run_pair(lesson, names, run_side, calibrate=not args.no_pool_calibration)
     rows: list[Any] = []
     if args.promql:
         from mesh.observe.compare import compare_answers
@@ -180,7 +167,7 @@ def _run_both(
         for x in asked[0]:
             y = answers_b.get((x.step, x.expr))
             rows += compare_answers(x.step, x.expr, x.result, y.result if y else None)
-    return runs[0], runs[1], rows, calibration
+    return pair, rows
 
 
 def _run_one(
@@ -188,42 +175,21 @@ def _run_one(
     lesson: Lesson,
     args: argparse.Namespace,
     options: RunOptions,
-    *,
-    workdir: Path | None,
-    measured: PoolCalibration | None,
+    built: Mapping[str, object],
 ) -> tuple[LessonRun, list[Any]]:
-    """One side's run (with ``--promql``: its answers at the end of every step)."""
+    """One side's run on runner ``name`` built with ``built`` (local: its ``workdir``; a
+    calibrated sim: ``pool_timing``, ``step_timing``); with ``--promql``: its answers at the end
+    of every step."""
     if args.promql:
         from mesh.engine import run_lesson
         from playground.observed import AskingExecutor, metrics_executor
 
-        executor = (
-            metrics_executor(
-                name,
-                pool_timing=measured.timing if measured else None,
-                step_timing=measured.step_timing if measured else None,
-            )
-            if name == "sim"
-            else metrics_executor(name, workdir=workdir)
-        )
+        # run_pair's runner options (workdir; pool_timing, step_timing) are keywords of both
+        executor = metrics_executor(name, **built)  # type: ignore[arg-type]
         asking = AskingExecutor(executor, args.promql)
         return run_lesson(asking, lesson, options), list(asking.answers)
-    return _runner(name, lesson, args, workdir, measured).run(lesson, options), []
-
-
-def _runner(
-    name: str,
-    lesson: Lesson,
-    args: argparse.Namespace,
-    workdir: Path | None,
-    measured: PoolCalibration | None,
-) -> Runner:
     if name == "kube":
         from playground.commands.run import kube_options
 
-        return get_runner(name, **kube_options(args, lesson))
-    if name == "local" and workdir is not None:
-        return get_runner(name, workdir=workdir)
-    if name == "sim" and measured is not None:
-        return get_runner(name, pool_timing=measured.timing, step_timing=measured.step_timing)
-    return get_runner(name)
+        return get_runner(name, **kube_options(args, lesson)).run(lesson, options), []
+    return get_runner(name, **built).run(lesson, options), []
