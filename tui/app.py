@@ -33,7 +33,7 @@ from tui.lessons_view import LessonsPane
 from tui.progress import ProgressStore, default_data_dir
 from tui.proxy import ProxyConfigSource, translator_config
 from tui.run_view import RunPane
-from tui.session import BrokenLesson, RunnerFactory, Session, post, read_lessons
+from tui.session import BrokenLesson, PairRunner, RunnerFactory, Session, post, read_lessons
 from tui.topology_view import TopologyPane
 from tui.traces_view import TracesPane
 
@@ -85,6 +85,7 @@ class MeshplayApp(App[None]):
         data_dir: Path | None = None,
         *,
         proxy_config: ProxyConfigSource | None = None,
+        pair_runner: PairRunner | None = None,
         seed: int = 1,
         lesson: str = "",
         exercise: tuple[Exercise, Path] | None = None,
@@ -100,6 +101,7 @@ class MeshplayApp(App[None]):
             runner_factories=dict(runner_factories),
             progress=ProgressStore(data_dir or default_data_dir()),
             proxy_config=proxy_config or translator_config,
+            pair_runner=pair_runner,
             seed=seed,
         )
         self.wanted_lesson = lesson

@@ -4,11 +4,20 @@ Rows and verdicts are :mod:`mesh.compare`'s (via :mod:`tui.compare`), the same a
 compare`` prints: ``≈`` within tolerance, ``·`` information only (latency, small or one-sided
 samples), ``≠`` differs beyond tolerance.
 
-A completed run already in the session (same lesson, runner and seed) is reused; otherwise the
-runner runs in a background thread, one after the other (the machine's cores are shared), and
-the status line and the progress bar say every half second which runner runs, which step and
-for how long (a local run takes tens of seconds). The summary counts verdicts as they are:
-an ``info`` row is neither agreement nor disagreement.
+The two sides run as ``meshplay compare`` runs them, through the session's ``pair_runner``
+(``playground.compare_pair.run_pair``): sim against local, the local side runs first and, when a
+step's client sidecar answered 503 ``UO`` (a circuit breaker overflowed), the sim side runs with
+the connection-pool delays and service times measured from that run's access logs. A line under
+the status says what was measured and that the sim used it, or why not; the ``pool calib.``
+checkbox turns it off (``meshplay compare --no-pool-calibration``).
+
+A completed run already in the session (same lesson, runner and seed) is reused when its side
+needs nothing special (a calibrating local side needs its access logs, a calibrated sim side its
+measured timing: both run afresh); otherwise the runner runs in a background thread, one after
+the other (the machine's cores are shared), and the status line and the progress bar say every
+half second which runner runs ((1/2): the first to run), which step and for how long (a local
+run takes tens of seconds). The summary counts verdicts as they are: an ``info`` row is neither
+agreement nor disagreement.
 """
 
 from __future__ import annotations
@@ -16,21 +25,23 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Button, DataTable, Label, ProgressBar, Select, Static
+from textual.widgets import Button, Checkbox, DataTable, Label, ProgressBar, Select, Static
 from textual.widgets.data_table import ColumnKey
 
 from mesh.compare import AGREE, DIFFER, INFO
+from mesh.lesson import Lesson
 from mesh.runner import LessonRun
 from tui import fmt
 from tui.compare import CompareRow, compare_runs
 from tui.live import LiveRun
-from tui.session import Session, post
+from tui.session import Session, SideRun, post
 from tui.tables import last_column_width
 
 __all__ = ["ComparePane"]
@@ -71,6 +82,31 @@ def _verdict(row: CompareRow) -> Text:
     return verdict
 
 
+class _CancelledError(Exception):
+    """The comparison was cancelled between its two runs."""
+
+
+class _RunnerFailedError(Exception):
+    """A side's runner failed: ``name`` and the runner's error."""
+
+    def __init__(self, name: str, error: Exception) -> None:
+        super().__init__(f"{name}: {error}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    a: LessonRun
+    b: LessonRun
+    note: str = ""
+
+
+def _in_order(
+    lesson: Lesson, names: tuple[str, str], run_side: SideRun, *, calibrate: bool
+) -> _Pair:
+    """Without a pair runner: A, then B, as they are (no calibration line)."""
+    return _Pair(run_side(0, names[0], lesson, {}), run_side(1, names[1], lesson, {}))
+
+
 class ComparePane(Vertical):
     """Two runner selectors and the side-by-side table."""
 
@@ -82,11 +118,12 @@ class ComparePane(Vertical):
 
     @dataclass
     class Compared(Message):
-        """Both runs are ready (or one failed: ``error``)."""
+        """Both runs are ready (or one failed: ``error``), with the pool calibration's line."""
 
         a: LessonRun | None
         b: LessonRun | None
         error: str
+        note: str = ""
 
     def __init__(self, session: Session, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -109,7 +146,12 @@ class ComparePane(Vertical):
             yield Select([(n, n) for n in names], value=second, allow_blank=not names,
                          compact=True, id="cmp-b")  # fmt: skip
             yield Button("Compare m", id="cmp-btn", compact=True, variant="primary")
+            if self.session.pair_runner is not None:
+                yield Checkbox("pool calib.", True, compact=True, id="cmp-calibrate",
+                               tooltip="sim vs local: run the sim with the connection-pool "
+                               "timing measured on the local run")  # fmt: skip
         yield Static(id="cmp-status")
+        yield Static(id="cmp-calibration")
         yield ProgressBar(total=1.0, show_eta=False, id="cmp-progress")
         table: DataTable[str | Text] = DataTable(id="cmp-table", cursor_type="row")
         yield table
@@ -120,6 +162,7 @@ class ComparePane(Vertical):
             table.add_column(label, width=width, key=label)
         self._status("m compares the current lesson on runners A and B", "dim")
         self.query_one("#cmp-progress", ProgressBar).display = False
+        self.query_one("#cmp-calibration", Static).display = False
         self._ticker = self.set_interval(0.5, self._tick, pause=True)
 
     def on_resize(self) -> None:
@@ -179,34 +222,55 @@ class ComparePane(Vertical):
         self.query_one("#cmp-btn", Button).disabled = True
         reuse = {name: self._reusable(name) for name in (a, b)}
         session = self.session
+        pair_runner = session.pair_runner or _in_order
+        calibrate = self._calibrating()
         self._began = time.monotonic()
         bar = self.query_one("#cmp-progress", ProgressBar)
         bar.display = True
         bar.update(progress=0.0)
         self._ticker.resume()
         cancel = threading.Event()
+        started = [0]
+
+        def run_side(
+            index: int, name: str, subject: Lesson, options: Mapping[str, object]
+        ) -> LessonRun:
+            done = reuse[name] if not options and subject is lesson else None
+            if done is not None:
+                return done
+            if cancel.is_set():
+                raise _CancelledError
+            started[0] += 1
+            live = LiveRun(subject, name, session.seed, cancel=cancel)
+            self.running = (name, started[0], live)
+            try:
+                done = session.runner_factories[name](**options).run(subject, live.options())
+            except Exception as exc:
+                raise _RunnerFailedError(name, exc) from exc
+            if cancel.is_set():
+                raise _CancelledError
+            live.finish(done)
+            if subject is lesson and "pool_timing" not in options:  # what `r` would have run
+                session.runs[(lesson.id, name)] = live
+            return done
 
         def run() -> None:
-            runs: list[LessonRun] = []
-            for place, name in enumerate((a, b), 1):
-                done = reuse[name]
-                if done is None:
-                    live = LiveRun(lesson, name, session.seed, cancel=cancel)
-                    self.running = (name, place, live)
-                    try:
-                        done = session.runner_factories[name]().run(lesson, live.options())
-                    except Exception as exc:
-                        post(self, self.Compared(None, None, f"{name}: {exc}"))
-                        return
-                    if cancel.is_set():
-                        post(self, self.Compared(None, None, "cancelled"))
-                        return
-                    live.finish(done)
-                    session.runs[(lesson.id, name)] = live
-                runs.append(done)
-            post(self, self.Compared(runs[0], runs[1], ""))
+            try:
+                pair = pair_runner(lesson, (a, b), run_side, calibrate=calibrate)
+            except _CancelledError:
+                post(self, self.Compared(None, None, "cancelled"))
+                return
+            except Exception as exc:  # a runner failed, or the calibration could not read its logs
+                post(self, self.Compared(None, None, str(exc)))
+                return
+            post(self, self.Compared(pair.a, pair.b, "", pair.note))
 
         session.start(f"the comparison of {lesson.id} on {a} and {b}", run, cancel)
+
+    def _calibrating(self) -> bool:
+        """The ``pool calib.`` checkbox is on (there is none without a pair runner)."""
+        boxes = self.query("#cmp-calibrate").results(Checkbox)
+        return all(box.value for box in boxes)
 
     def on_compare_pane_status(self, message: Status) -> None:
         message.stop()
@@ -219,6 +283,9 @@ class ComparePane(Vertical):
         self._ticker.pause()
         self.query_one("#cmp-progress", ProgressBar).display = False
         self.query_one("#cmp-btn", Button).disabled = False
+        note = self.query_one("#cmp-calibration", Static)
+        note.update(Text(message.note, style="cyan"))
+        note.display = bool(message.note)
         if message.a is None or message.b is None:
             self._status(f"failed: {message.error}", "red")
             return

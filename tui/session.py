@@ -2,7 +2,10 @@
 
 The TUI never builds runners itself (``tui`` may not import ``sim`` or ``cluster``): the
 composition root (``playground``) passes ``runner_factories``, one callable per runner name, and
-the run view calls the chosen one in a background thread.
+the run view calls the chosen one in a background thread. The Compare view runs its two sides
+through ``pair_runner`` when the composition root gives one (``playground.compare_pair.run_pair``,
+the same function as ``meshplay compare``: the local side first, the simulator's connection-pool
+race calibrated from it).
 
 Long work (loading the lessons, runs, comparisons) runs in threads the session starts and tracks
 (:meth:`Session.start`), each with a cancel flag: quitting cancels them all and leaves at once,
@@ -17,13 +20,14 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from textual.message import Message
 from textual.message_pump import MessagePump
 
 from mesh.diagnostics import DiagnosticError
 from mesh.lesson import Lesson, find_lessons, load_lesson
-from mesh.runner import Runner
+from mesh.runner import LessonRun, Runner
 from mesh.state import MeshState, lesson_states
 from tui.interpreter import QuietHeap, UiTurn
 from tui.live import LiveRun
@@ -33,13 +37,52 @@ from tui.proxy import ProxyConfigSource
 __all__ = [
     "BackgroundWork",
     "BrokenLesson",
+    "ComparedPair",
+    "PairRunner",
     "RunnerFactory",
     "Session",
+    "SideRun",
     "post",
     "read_lessons",
 ]
 
-RunnerFactory = Callable[[], Runner]
+RunnerFactory = Callable[..., Runner]
+"""Builds a runner: with no arguments, or with the options a comparison hands it (the local
+runner's ``workdir``; the simulator's measured ``pool_timing`` and ``step_timing``)."""
+
+SideRun = Callable[[int, str, Lesson, Mapping[str, object]], LessonRun]
+"""Run one side of a comparison: its index (0: A, 1: B), the runner's name, the lesson to run
+and the options to build the runner with."""
+
+
+class ComparedPair(Protocol):
+    """Both sides' runs and the pool calibration's line (empty: it does not apply)."""
+
+    @property
+    def a(self) -> LessonRun:
+        """Runner A's run."""
+        ...
+
+    @property
+    def b(self) -> LessonRun:
+        """Runner B's run."""
+        ...
+
+    @property
+    def note(self) -> str:
+        """What the calibration measured and that the sim used it, or why not."""
+        ...
+
+
+class PairRunner(Protocol):
+    """Runs a lesson on two runners through ``run_side``, choosing their order and options
+    (``playground.compare_pair.run_pair``)."""
+
+    def __call__(
+        self, lesson: Lesson, names: tuple[str, str], run_side: SideRun, *, calibrate: bool
+    ) -> ComparedPair:
+        """Both runs and the calibration line (``calibrate``: calibrate sim from local)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +143,8 @@ class Session:
     runner_factories: Mapping[str, RunnerFactory]
     progress: ProgressStore
     proxy_config: ProxyConfigSource | None = None
+    pair_runner: PairRunner | None = None
+    """How the Compare view runs its two sides (``None``: A then B, no pool calibration)."""
     seed: int = 1
     lessons: list[Lesson] = field(default_factory=list)
     broken: list[BrokenLesson] = field(default_factory=list)

@@ -2,7 +2,8 @@
 
 The TUI never builds runners itself: this command hands it one factory per runner name from
 ``playground.runners``; a runner whose implementation is missing from the build fails when it is
-run, with the reason shown in the app.
+run, with the reason shown in the app. Its Compare view runs both sides through
+``playground.compare_pair.run_pair``, as ``meshplay compare`` does (pool calibration included).
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ def default_runners() -> tuple[str, ...]:
 
 
 def runner_factories(names: tuple[str, ...] = tuple(RUNNERS)) -> dict[str, Any]:
-    """``{"sim": <factory>, ...}``: each factory builds its runner when the TUI runs it."""
+    """``{"sim": <factory>, ...}``: each factory builds its runner when the TUI runs it (with
+    the options a comparison hands it: ``workdir``, ``pool_timing``, ``step_timing``)."""
 
     def factory(name: str) -> Any:
-        def build() -> Runner:
-            return get_runner(name)
+        def build(**options: object) -> Runner:
+            return get_runner(name, **options)
 
         return build
 
@@ -85,6 +87,7 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from playground.compare_pair import run_pair
     from tui.app import MeshplayApp
 
     names = tuple(n.strip() for n in args.runners.split(",") if n.strip()) or default_runners()
@@ -114,6 +117,7 @@ def _run(args: argparse.Namespace) -> int:
         args.root,
         runner_factories(names),
         args.data_dir,
+        pair_runner=run_pair,
         seed=args.seed,
         lesson=args.lesson,
         exercise=exercise,
