@@ -5,16 +5,13 @@ after the request's first byte, the downstream connection's id), turned into the
 ``duration_us`` put into the simulated lesson (``meshplay compare --a sim --b local``).
 
 The lines are those of two closed-loop clients on one connection with
-``maxRequestsPerConnection: 1``: a response closes the connection, the pool opens one for the
-pending request, and the client whose response came back either lands during that handshake (503
-``UO``, and it tries again after the handshake) or after it (it becomes the pending request)."""
+``maxRequestsPerConnection: 1`` (``tests.pool_race``)."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,94 +25,22 @@ from cluster.pool_calibration import (
 )
 from mesh.app.model import LatencyModel
 from mesh.lesson import Lesson, load_lesson
-from mesh.records import Reporter, RequestRecord
+from mesh.records import RequestRecord
 from mesh.runner import LessonRun, RunOptions, StepResult
 from playground.pool_calibration import calibrate_from_local, timing, with_service_times
 from sim.connpool import Delay, Paired, PoolTiming, Sampled
+from tests.pool_race import (
+    FRESH_US,
+    RETRY_AFTER_HS_US,
+    SERVER_US,
+    UO_US,
+    reconnect_us,
+    trial_records,
+    turnaround_us,
+    two_clients,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-EPOCH_S = 1_790_000_000.0
-SERVICE_US = 3000.0
-FRESH_US = 1200.0
-RETRY_AFTER_HS_US = 200.0
-UO_US = 60.0
-SERVER_US = 2600.0
-
-
-def reconnect_us(k: int) -> float:
-    return 700.0 + (37 * k) % 500
-
-
-def turnaround_us(k: int) -> float:
-    return 400.0 + (53 * k) % 900
-
-
-@dataclass
-class Trial:
-    """The client sidecar's log lines of one trial, written as Envoy 1.40 writes them with the
-    local runner's ``TIMING_LOG_KEYS``, and the server sidecar's of the served requests."""
-
-    prefix: str
-    client: list[str] = field(default_factory=list)
-    server: list[str] = field(default_factory=list)
-    ids: list[str] = field(default_factory=list)
-    overflowed: set[str] = field(default_factory=set)
-
-    def log(
-        self,
-        conn: int,
-        start: float,
-        *,
-        uo: bool = False,
-        cx: float = 0,
-        hs: float = 0,
-        rx: float = 0,
-    ) -> str:
-        rid = f"{self.prefix}-{len(self.ids)}"
-        entry: dict[str, object] = {
-            "reporter": "source",
-            "request_id": rid,
-            "start_us": f"{EPOCH_S + start / 1e6:.6f}",
-            "duration_us": UO_US if uo else rx + 50 - start,
-            "response_flags": "UO" if uo else "-",
-            "downstream_connection_id": conn,
-            "upstream_cx_begin_us": None if uo else cx - start,
-            "upstream_handshake_end_us": None if uo else hs - start,
-            "upstream_rx_end_us": None if uo else rx - start,
-        }
-        self.client.append(json.dumps(entry))
-        self.ids.append(rid)
-        if uo:
-            self.overflowed.add(rid)
-        else:
-            self.server.append(
-                json.dumps({"reporter": "destination", "request_id": rid, "duration_us": SERVER_US})
-            )
-        return rid
-
-
-def two_clients(prefix: str, cycles: int) -> Trial:
-    """Two clients (downstream connections 1 and 2) racing ``cycles`` reconnects."""
-    trial = Trial(prefix)
-    hs = FRESH_US
-    rx = hs + SERVICE_US
-    trial.log(1, 0.0, cx=10.0, hs=hs, rx=rx)  # the first request opens a fresh connection
-    pending_client, pending_start, served_client = 2, 100.0, 1
-    for k in range(cycles):
-        # the response of ``served_client`` came back at ``rx``: the pool reconnects for the
-        # pending request, and that client answers after its turnaround
-        hs = rx + reconnect_us(k)
-        nxt = rx + SERVICE_US + reconnect_us(k)
-        trial.log(pending_client, pending_start, cx=rx + 5, hs=hs, rx=nxt)
-        back = rx + turnaround_us(k)
-        if turnaround_us(k) < reconnect_us(k):
-            trial.log(served_client, back, uo=True)
-            back = hs + RETRY_AFTER_HS_US
-        pending_client, pending_start, served_client = served_client, back, pending_client
-        rx = nxt
-    # sorting by start is the parser's job: hand the lines over in a shuffled order
-    trial.client.reverse()
-    return trial
 
 
 def test_the_race_delays_are_measured_from_the_time_points(tmp_path: Path) -> None:
@@ -160,18 +85,6 @@ def test_too_few_reconnects_do_not_calibrate(tmp_path: Path) -> None:
         timing(samples([logged_requests(log, trial.ids)]))
 
 
-def record(rid: str, reporter: Reporter, *, uo: bool = False) -> RequestRecord:
-    return RequestRecord(
-        start_time=0.0, duration_ms=3.0, reporter=reporter,
-        source_workload="fortio-deploy", source_namespace="default", source_principal="",
-        source_app="fortio", destination_service="httpbin.default.svc.cluster.local",
-        destination_workload="httpbin", destination_namespace="default",
-        destination_version="v1", destination_app="httpbin", path="/get",
-        response_code=503 if uo else 200, response_flags=("UO",) if uo else (),
-        request_id=rid,
-    )  # fmt: skip
-
-
 def local_run(
     tmp_path: Path, cycles: int, *, workdir: Path | None = None
 ) -> tuple[LessonRun, Path]:
@@ -189,11 +102,7 @@ def local_run(
             trial = two_clients(f"s{i}", cycles)
             client += trial.client
             server += trial.server
-            for rid in trial.ids:
-                uo = rid in trial.overflowed
-                records.append(record(rid, Reporter.SOURCE, uo=uo))
-                if not uo:
-                    records.append(record(rid, Reporter.DESTINATION))
+            records = trial_records(trial)
         steps.append(StepResult(i, step, tuple(records), (), 1.0, 1.0))
     (workdir / "access" / "fortio-deploy-v1-0.log").write_text("\n".join(client), "utf-8")
     (workdir / "access" / "httpbin-v1-0.log").write_text("\n".join(server), "utf-8")
