@@ -31,7 +31,12 @@ from cluster.kube.manifests import Manifest, retarget_namespace
 from cluster.kube.telemetry import access_log_labels
 from mesh.lesson import BreakAction, Lesson
 from mesh.model import RESOURCE_KINDS
-from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
+from mesh.records import (
+    LOGGED_REQUEST_HEADERS,
+    ConnectionSecurityPolicy,
+    Reporter,
+    RequestRecord,
+)
 from mesh.runner import DriveContext
 from mesh.source import load_text
 from mesh.state import MeshState
@@ -87,6 +92,10 @@ def operator_values(r: RequestRecord, at: float, workload: str, namespace: str) 
         "%ENVIRONMENT(POD_NAMESPACE)%": namespace,
         "%PROTOCOL%": None if tcp else "HTTP/1.1",
         "%CONNECTION_TERMINATION_DETAILS%": None,
+        # the request headers every access log carries (end-user: what productpage derives
+        # from the session cookie; an absent header is Envoy's "-")
+        **{f"%REQ({h.upper()})%": (None if tcp else r.header(h) or None)
+           for h in LOGGED_REQUEST_HEADERS},  # fmt: skip
     }
 
 
