@@ -94,8 +94,10 @@ def operator_values(r: RequestRecord, at: float, workload: str, namespace: str) 
         "%CONNECTION_TERMINATION_DETAILS%": None,
         # the request headers every access log carries (end-user: what productpage derives
         # from the session cookie; an absent header is Envoy's "-")
-        **{f"%REQ({h.upper()})%": (None if tcp else r.header(h) or None)
-           for h in LOGGED_REQUEST_HEADERS},  # fmt: skip
+        **{
+            f"%REQ({h.upper()})%": None if tcp else r.header(h) or None
+            for h in LOGGED_REQUEST_HEADERS
+        },
     }
 
 

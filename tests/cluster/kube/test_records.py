@@ -129,8 +129,12 @@ def test_real_envoy_writes_lines_the_runner_reads(tmp_path: Path) -> None:
             time.sleep(0.1)
         req = urllib.request.Request(
             f"http://127.0.0.1:{http_port}/products/grinder",
-            headers={"Host": "product:8080", "x-request-id": "rid-1", "x-b3-traceid": "abc123",
-                     "end-user": "jason"},  # fmt: skip
+            headers={
+                "Host": "product:8080",
+                "x-request-id": "rid-1",
+                "x-b3-traceid": "abc123",
+                "end-user": "jason",
+            },
         )
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with pytest.raises(urllib.error.HTTPError):
