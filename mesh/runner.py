@@ -261,7 +261,8 @@ class Executor(Protocol):
 @runtime_checkable
 class ProxyMemoryExecutor(Protocol):
     """An executor that can tell each proxy's memory (the optional capability ``proxy_config``
-    ``memory_mb`` expectations ask): the real Envoy's on ``local``, the model's on ``sim``."""
+    ``memory_mb`` expectations ask): the real Envoy's on ``local`` and ``kube``, the model's on
+    ``sim``."""
 
     def proxy_memory_mb(self, pod: str, config: ProxyConfig) -> float | None:
         """Envoy's heap in use (``/memory`` ``allocated``, MiB) of ``pod``'s proxy, which runs

@@ -59,11 +59,13 @@ from cluster.kube.members import connect_fleet, plan_fleet
 from cluster.kube.metrics import PlanStepMetrics, cross_check, prometheus_client
 from cluster.kube.multicluster import cluster_contexts, declared_clusters
 from cluster.kube.plan import PlanCluster
+from cluster.kube.pods import has_proxy, opts_out_of_injection
 from cluster.kube.prometheus import CrossCheck, edge_counts
 from cluster.kube.prometheus import query as prometheus_query
 from cluster.kube.records import records_from_logs
 from cluster.kube.traffic import GeneratorWatch, step_generator
 from cluster.prometheus import PrometheusStepMetrics
+from mesh.envoy.translate import ProxyConfig
 from mesh.lesson import BreakAction, Lesson
 from mesh.model.multicluster import MultiCluster
 from mesh.observe.query import StepMetrics
@@ -242,6 +244,26 @@ class KubeExecutor:
         deployments = self._deployments(action.workload, action.cluster)
         with self._lock:
             breaks.apply(action, breaks.targets(action, deployments))
+
+    def proxy_memory_mb(self, pod: str, config: ProxyConfig) -> float | None:
+        """``proxy_config`` ``memory_mb``: the heap of the workload's first pod that runs a
+        sidecar (in the pod's cluster on a multi-cluster run), read from its Envoy's admin
+        ``/memory`` now, after the step's traffic; None when the workload has no such pod (a
+        pod with ``sidecar.istio.io/inject: "false"``, a gateway the lesson did not apply)."""
+        fleet = self._fleet()
+        cluster = config.pod.cluster if fleet.multi else ""
+        with self._lock:
+            for d in self._deployments(config.pod.workload, cluster):
+                if opts_out_of_injection(d):
+                    continue
+                for where, placed in fleet.placed(d):
+                    if cluster and where != cluster:
+                        continue
+                    member = fleet.member(where)
+                    for ref in member.workload_pods(placed):
+                        if not ref.obj or has_proxy(ref.obj):  # a plan's pod: no object
+                            return member.proxy_memory_mb(ref)
+        return None
 
     # -- traffic ---------------------------------------------------------------------------
 

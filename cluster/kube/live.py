@@ -298,6 +298,23 @@ class LiveCluster:
         )
         return [str(p["status"]["podIP"]) for p in pods if p.get("status", {}).get("podIP")]
 
+    def proxy_memory_mb(self, pod: PodRef) -> float | None:
+        """The pod's Envoy heap in use, MiB: ``allocated`` of its admin ``/memory``, read from
+        inside its ``istio-proxy`` (``pilot-agent request GET memory``: the admin port listens
+        on localhost only). None, with the reason reported, when it cannot be read (the
+        expectation grades "no data")."""
+        argv = ["pilot-agent", "request", "GET", "memory"]
+        try:
+            code, out, err = self.api.exec(pod.namespace, pod.name, PROXY, argv)
+        except KubeError as exc:
+            self.report(f"memory of {pod.namespace}/{pod.name}: {exc}")
+            return None
+        mb = envoy_allocated_mb(out) if code == 0 else None
+        if mb is None:
+            why = (err or out).strip()[:200] or f"exit {code}"
+            self.report(f"memory of {pod.namespace}/{pod.name}: {why}")
+        return mb
+
     # -- the generator ---------------------------------------------------------------------
 
     def run_generator(
@@ -417,3 +434,13 @@ class LiveCluster:
         ingress gateway's."""
         gateways = self.pods(ISTIO_NAMESPACE, {"istio": "ingressgateway"})
         return [*self.pods(self.namespace), *gateways]
+
+
+def envoy_allocated_mb(text: str) -> float | None:
+    """``allocated`` (bytes; a JSON string, as protobuf JSON prints a uint64) of Envoy's admin
+    ``/memory`` answer, in MiB; None when ``text`` is not that answer."""
+    try:
+        allocated = json.loads(text)["allocated"]
+        return int(allocated) / 2**20
+    except (ValueError, TypeError, KeyError):
+        return None

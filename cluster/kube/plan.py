@@ -18,7 +18,7 @@ from cluster.kube.convergence import ProxySync
 from cluster.kube.generator import CONTAINER, GeneratorEvent
 from cluster.kube.live import Timeouts
 from cluster.kube.manifests import KNOB_PORT, PART_LABEL, Manifest, ordered_for_apply
-from cluster.kube.pods import PodRef
+from cluster.kube.pods import PodRef, opts_out_of_injection
 from cluster.kube.records import PodFacts
 
 __all__ = ["PlanBook", "PlanCluster"]
@@ -103,8 +103,12 @@ class PlanCluster:
         if not deployments:
             return
         names = ", ".join(d.name for d in deployments)
+        bare = [d.name for d in deployments if opts_out_of_injection(d)]
+        without = (
+            f'; {", ".join(bare)} without one (sidecar.istio.io/inject: "false")' if bare else ""
+        )
         self.lines.append(
-            f"wait until ready (every pod running, istio-proxy included; at most "
+            f"wait until ready (every pod running, istio-proxy included{without}; at most "
             f"{self.timeouts.rollout_s:g}s): Deployment {deployments[0].namespace}/{names}"
         )
 
@@ -138,6 +142,15 @@ class PlanCluster:
                 f"exec {pod.namespace}/{pod.name} ({container}): python -m cluster.kube.loadgen "
                 f"knobs {KNOB_PORT} '{json.dumps(dict(body), sort_keys=True)}'"
             )
+
+    def proxy_memory_mb(self, pod: PodRef) -> float | None:
+        """Read after the step's traffic: the line ends the step's section."""
+        self.lines.append(
+            f"exec {pod.namespace}/{pod.name} (istio-proxy): pilot-agent request GET memory  "
+            "# proxy_config memory_mb: Envoy's heap in use (allocated, MiB)"
+        )
+        self.end_section()
+        return None
 
     def kill(self, deployment: Manifest, pods: Sequence[PodRef], replicas: int) -> None:
         names = ", ".join(p.name for p in pods)

@@ -15,6 +15,7 @@ __all__ = [
     "PodRef",
     "has_proxy",
     "matches",
+    "opts_out_of_injection",
     "pod_facts",
     "pod_problem",
     "pod_ready",
@@ -125,6 +126,16 @@ def pod_facts(pod: Mapping[str, Any], services: Sequence[Mapping[str, Any]]) -> 
 def template_labels(d: Manifest) -> dict[str, str]:
     labels = d.body.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
     return {str(k): str(v) for k, v in labels.items()}
+
+
+def opts_out_of_injection(d: Manifest) -> bool:
+    """The Deployment's pods ask Istio's injector for no sidecar (``sidecar.istio.io/inject:
+    "false"``, the pod label or the older annotation): they run no ``istio-proxy``."""
+    meta = d.body.get("spec", {}).get("template", {}).get("metadata", {})
+    for where in (meta.get("labels") or {}, meta.get("annotations") or {}):
+        if "sidecar.istio.io/inject" in where:
+            return str(where["sidecar.istio.io/inject"]).lower() == "false"
+    return False
 
 
 def service_container(d: Manifest) -> str:

@@ -61,9 +61,7 @@ WHY_NOT: dict[tuple[str, str], str] = {
     # (lesson, runner it does not list): why, as `meshplay run --runner R` says it
     ("15-network-policy", "local"): "NetworkPolicy needs a CNI to be enforced; local has none",
     ("16-egress-registry-only", "local"): "protocol: tcp traffic to an outside IP; local only targets 127.0.0.1",
-    ("21-sidecar-scoping", "kube"): "a gap: its kube dry-run plans, but it is not listed (left to the performance lessons' owner)",
     ("23-egress-gateway-tls-origination", "kube"): "its traffic goes to rates.partner.example, a TLS server the local runner starts; a cluster has no such host",
-    ("25-multicluster-failover", "kube"): "kept off kube for now: its cluster breaks run on the fake clusters only (docs/kube-runner.md)",
 }  # fmt: skip
 """Runners a path lesson does not list, and why. A lesson may instead say why on its own
 ``runners:`` line (``runners: [sim, local]  # kube: ...``)."""

@@ -342,7 +342,7 @@ steps:
 def test_proxy_memory_is_the_executors_reading_or_no_data(tmp_path: Path) -> None:
     """``memory_mb`` is asked of the executor (the innermost one under wrappers): the sim's
     model grows with the clusters a Sidecar would remove; an executor that cannot read memory
-    (a scripted one here, like kube today) gives no data rather than a guess."""
+    (a scripted one here) gives no data rather than a guess."""
     from mesh.engine import ExecutorWrapper
     from sim.runner import SimExecutor
 

@@ -18,6 +18,7 @@ the generator reports ``done``, as the traffic of a real generator pod takes its
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -29,13 +30,20 @@ from typing import Any
 from cluster.kube.loadgen import ENV_VAR, GeneratorJob
 from cluster.kube.manifests import Manifest, retarget_namespace
 from cluster.kube.telemetry import access_log_labels
+from mesh.envoy.memory import HEAP_MODEL
+from mesh.envoy.translate import translate_proxy
 from mesh.lesson import BreakAction, Lesson
 from mesh.model import RESOURCE_KINDS
-from mesh.records import ConnectionSecurityPolicy, Reporter, RequestRecord
+from mesh.records import (
+    LOGGED_REQUEST_HEADERS,
+    ConnectionSecurityPolicy,
+    Reporter,
+    RequestRecord,
+)
 from mesh.runner import DriveContext
 from mesh.source import load_text
 from mesh.state import MeshState
-from mesh.topology import INGRESS_GATEWAY
+from mesh.topology import INGRESS_GATEWAY, build_topology
 from sim.cluster import OutlierState
 from sim.runner import _run, configure
 from sim.traffic import TrafficDriver
@@ -87,6 +95,12 @@ def operator_values(r: RequestRecord, at: float, workload: str, namespace: str) 
         "%ENVIRONMENT(POD_NAMESPACE)%": namespace,
         "%PROTOCOL%": None if tcp else "HTTP/1.1",
         "%CONNECTION_TERMINATION_DETAILS%": None,
+        # the request headers every access log carries (end-user: what productpage derives
+        # from the session cookie; an absent header is Envoy's "-")
+        **{
+            f"%REQ({h.upper()})%": None if tcp else r.header(h) or None
+            for h in LOGGED_REQUEST_HEADERS
+        },
     }
 
 
@@ -127,8 +141,13 @@ class SimDataPlane:
         job = GeneratorJob.from_json(env[ENV_VAR])
         with self.lock:
             self.jobs.append(job)
-        t0 = kube.clock.time()
-        kube.write_log(ns, name, "loadgen", json.dumps({"event": "started", "at": t0}))
+        # the traffic starts on a whole millisecond, a fraction of one after the "started" line:
+        # Envoy's %START_TIME% keeps milliseconds, so each record then stays on its side of a
+        # warm-up's end (started + warmup_s), as in the simulator
+        now = kube.clock.time()
+        t0 = math.ceil(now * 1000 + 1) / 1000
+        kube.clock.run(t0 - now)
+        kube.write_log(ns, name, "loadgen", json.dumps({"event": "started", "at": t0 - 0.0002}))
         try:
             records = self._simulate(kube, job, ns)
         except Exception as exc:  # the generator's own error line
@@ -142,7 +161,7 @@ class SimDataPlane:
         )
         pods = _pods_by_workload(kube, ns)
         for r in records:
-            at = t0 + 0.01 + r.start_time
+            at = t0 + r.start_time
             if r.reporter is Reporter.SOURCE:
                 workload = r.source_workload
                 target = name if workload == impersonated else _first(pods, workload)
@@ -165,7 +184,7 @@ class SimDataPlane:
         if self.delay_s:
             time.sleep(self.delay_s)
         duration = max((r.start_time + r.duration_ms / 1000 for r in records), default=0.0)
-        kube.clock.run(t0 + 0.01 + duration - kube.clock.time())  # the traffic took its time
+        kube.clock.run(t0 + duration - kube.clock.time())  # the traffic took its time
         kube.write_log(
             ns,
             name,
@@ -188,17 +207,36 @@ class SimDataPlane:
         )
         kube.end_container(ns, name, "loadgen")
 
-    def _simulate(self, kube: FakeKube, job: GeneratorJob, ns: str) -> list[RequestRecord]:
-        home = (
-            self.lesson.app.behavior.namespace
-        )  # the simulator knows the app in its own namespace
+    def _state(self, kube: FakeKube, ns: str) -> MeshState:
+        """The mesh the fake cluster's objects make now, in the app's own namespace (the
+        simulator's)."""
+        home = self.lesson.app.behavior.namespace
         docs = [
             retarget_namespace(Manifest(_clean(o)), ns, home).body
             for o in kube.objects.values() if o.get("kind") in _MODELLED
         ]  # fmt: skip
         text = "\n---\n".join(json.dumps(o) for o in docs)
-        loaded = load_text(text, "<fake cluster>", home)
-        state = MeshState(loaded.resources)
+        return MeshState(load_text(text, "<fake cluster>", home).resources)
+
+    def memory(self, kube: FakeKube, ns: str, pod: str) -> int | None:
+        """The heap (bytes) of ``pod``'s Envoy, as the simulator's model gives it for the
+        configuration istiod would push it now (:data:`mesh.envoy.memory.HEAP_MODEL`): what
+        ``pilot-agent request GET memory`` answers on the fake cluster. None for a pod
+        without a sidecar."""
+        obj = next(iter(kube.find("Pod", ns, pod)), None)
+        if obj is None or not any(c["name"] == "istio-proxy" for c in obj["spec"]["containers"]):
+            return None
+        workload = next(w for w, names in _pods_by_workload(kube, ns).items() if pod in names)
+        state = self._state(kube, ns)
+        topology = build_topology(state.resources)
+        found = next((p for p in topology.pods if p.workload == workload), None)
+        if found is None:
+            return None
+        config = translate_proxy(state.resources, topology, found.name)
+        return round(HEAP_MODEL.allocated_mb(config) * 2**20)
+
+    def _simulate(self, kube: FakeKube, job: GeneratorJob, ns: str) -> list[RequestRecord]:
+        state = self._state(kube, ns)
         topology, envoy = configure(state)
         world = World(
             topology, self.lesson.app.behavior, envoy, seed=job.seed, resources=state.resources

@@ -100,6 +100,9 @@ class FakeKube:
         self.stuck_proxies: set[str] = set()
         """Pod names whose proxy never acknowledges a push."""
         self.data_plane: Callable[[FakeKube, Obj], None] | None = None
+        self.proxy_memory: Callable[[FakeKube, str, str], int | None] | None = None
+        """Envoy's heap in use (bytes) of a pod's proxy, for its admin ``/memory`` (None: that
+        pod's Envoy has no answer); unset: ``/memory`` fails like an Envoy that is not there."""
         self.prometheus: Callable[[str], list[Obj]] | None = None
         """Answers PromQL queries sent to Service istio-system/prometheus (None: no Prometheus)."""
         self.prometheus_http: Callable[[str, dict[str, list[str]]], Obj] | None = None
@@ -436,7 +439,7 @@ class FakeKube:
             if pod_name in used:
                 continue
             pods.append(self._make_pod(ns, pod_name, labels, containers, sidecar=sidecar,
-                                       owner=f"{name}-{digest[:5]}", ready=name not in self.never_ready,
+                                       owner=f"{name}-{digest}", ready=name not in self.never_ready,
                                        service_account=template["spec"].get("serviceAccountName", "default"),
                                        env={c["name"]: c.get("env") or [] for c in template["spec"]["containers"]}))  # fmt: skip
         self.nonce += 1
@@ -480,6 +483,11 @@ class FakeKube:
                 return 0, json.dumps(configs), ""
             if argv[3] == "/debug/syncz":
                 return 0, json.dumps(self._syncz()), ""
+        if argv[:4] == ["pilot-agent", "request", "GET", "memory"]:
+            allocated = self.proxy_memory(self, namespace, pod) if self.proxy_memory else None
+            if allocated is None:
+                return 1, "", "Error: dial tcp 127.0.0.1:15000: connect: connection refused"
+            return 0, json.dumps(envoy_memory(allocated)), ""
         if argv[:3] == ["pilot-agent", "request", "GET"]:
             return 0, json.dumps({"configs": []}), ""
         return 127, "", f"{argv[0]}: not found"
@@ -508,6 +516,15 @@ class FakeKube:
                 f"{t}_{w}": (sent if w == "sent" else acked) for t in ("cluster", "listener", "route", "endpoint")
                 for w in ("sent", "acked")}})  # fmt: skip
         return out
+
+
+def envoy_memory(allocated: int) -> Obj:
+    """Envoy's admin ``/memory`` answer (protobuf JSON: every uint64 a string) for a heap with
+    ``allocated`` bytes in use."""
+    heap = allocated + 2 * 2**20
+    return {"allocated": str(allocated), "heap_size": str(heap), "pageheap_unmapped": "0",
+            "pageheap_free": str(heap - allocated), "total_thread_cache": "0",
+            "total_physical_bytes": str(heap + 2**20)}  # fmt: skip
 
 
 class _Status(Exception):  # noqa: N818 - it is the API's Status object

@@ -25,14 +25,15 @@ from cluster.kube.api import KubeApi
 from cluster.kube.live import Timeouts
 from cluster.kube.loadgen import ENV_VAR, GeneratorJob
 from cluster.kube.runner import KubeRunner
-from mesh.lesson import Lesson, load_lesson
+from mesh.lesson import BreakAction, Lesson, load_lesson
 from mesh.model import RESOURCE_KINDS
-from mesh.model.multicluster import MultiCluster
+from mesh.model.multicluster import EASTWEST_GATEWAY, MultiCluster
 from mesh.records import Reporter
 from mesh.runner import DriveContext, RunnerError, RunOptions
 from mesh.source import load_text
 from mesh.state import MeshState
 from sim import SimRunner
+from sim.cluster import OutlierState
 from sim.runner import _run, configure
 from sim.traffic import TrafficDriver
 from sim.world import World
@@ -99,6 +100,13 @@ class TwoClusterDataPlane:
         self.lock = threading.Lock()
         self.generators: list[tuple[str, str]] = []
         """(cluster, pod name) of every generator pod started."""
+        self.outliers: dict[str, dict[str, OutlierState]] = {}
+        """Each proxy's outlier detectors as the last job left them, by pod and cluster: the
+        clusters' Envoys keep running between generator pods (as :class:`SimDataPlane`'s)."""
+        self.restored: list[dict[str, dict[str, OutlierState]]] = []
+        """What each job's world took over (the detectors of the job before it)."""
+        self.outliers_after: list[dict[str, dict[str, OutlierState]]] = []
+        """What each job left."""
 
     def attach(self) -> None:
         for name, fake in self.fakes.items():
@@ -114,6 +122,17 @@ class TwoClusterDataPlane:
                         (fake, o["metadata"]["name"])
                     )
         return out
+
+    def _gateways_down(self) -> list[BreakAction]:
+        """An east-west gateway scaled to 0: its pods are gone, but the other network still
+        reaches it at its Service's external address (istiod keeps listing it), so to a caller
+        it is a dead endpoint, which is how the simulator models ``down``."""
+        return [
+            BreakAction(workload=EASTWEST_GATEWAY, cluster=cluster, down=True)
+            for cluster, fake in self.fakes.items()
+            for d in fake.find("Deployment", "istio-system")
+            if d["metadata"]["name"] == EASTWEST_GATEWAY and d["spec"].get("replicas", 1) == 0
+        ]
 
     def __call__(self, cluster: str, kube: FakeKube, pod: Obj) -> None:
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
@@ -138,10 +157,16 @@ class TwoClusterDataPlane:
         topology, envoy = configure(state)
         world = World(topology, self.lesson.app.behavior, envoy, seed=job.seed,
                       resources=state.resources)  # fmt: skip
+        for action in self._gateways_down():
+            world.apply_break(action)
+        world.restore_outliers(self.outliers)
+        self.restored.append(self.outliers)
         driver = TrafficDriver(world, job.traffic)
         driver.start()
         _run(world, driver, timeout_s=job.traffic.timeout_s,
              ctx=DriveContext(lambda _f, _n: None, lambda _b: None, threading.Event()))  # fmt: skip
+        self.outliers = world.outlier_states(driver.last_time)
+        self.outliers_after.append(self.outliers)
         pods = self._pods(ns)
         impersonated = (pod["metadata"].get("annotations") or {}).get("meshplay.dev/impersonates")
         for r in world.records:
@@ -266,9 +291,13 @@ def test_breaks_naming_a_cluster_act_only_there_and_are_undone(
     fakes: dict[str, FakeKube], ready: Path
 ) -> None:
     """Lesson 25's breaks: cluster1's helloworld-v1 down scales it to 0 in cluster1 only,
-    cluster2's east-west gateway down scales only cluster2's; close scales both back."""
+    cluster2's east-west gateway down scales only cluster2's; close scales both back. Up to the
+    gateway's fall (step 4) the two clusters grade like the simulator, and the gateway the
+    caller's sidecar ejected then is still ejected when the next generator pod starts (the
+    same long-running Envoy)."""
     lesson = _lesson("25-multicluster-failover")
-    TwoClusterDataPlane(lesson, fakes).attach()
+    plane = TwoClusterDataPlane(lesson, fakes)
+    plane.attach()
     east, west = fakes["cluster1"], fakes["cluster2"]
     run = _runner(ready).run(lesson, RunOptions(until_step=4))
     assert len(run.steps) == 4
@@ -281,6 +310,41 @@ def test_breaks_naming_a_cluster_act_only_there_and_are_undone(
     assert scaled(west) == ["istio-eastwestgateway", "istio-eastwestgateway"]
     assert _deployments(east)["helloworld-v1"] == 1
     assert _deployments(west, "istio-system")["istio-eastwestgateway"] == 1
+    expected = SimRunner().run(lesson, RunOptions(until_step=4))
+    assert [[c.verdict for c in s.checks] for s in run.steps] == [
+        [c.verdict for c in s.checks] for s in expected.steps
+    ], [c.describe() for s in run.steps for c in s.checks]
+    assert all(c.passed for c in run.steps[3].checks)  # 503 UH: the gateway is down
+    ejected = [
+        host
+        for proxy, clusters in plane.outliers.items()
+        if proxy.startswith("curl")
+        for name, state in clusters.items()
+        if "helloworld" in name
+        for host, h in state.hosts
+        if h.ejected
+    ]
+    assert ejected, plane.outliers  # what step 4 left, for the next generator's world
+    assert plane.restored[3] == plane.outliers_after[2]
+
+
+def test_lesson_25_step_5_differs_on_a_cluster_where_down_deletes_the_pods(
+    fakes: dict[str, FakeKube], ready: Path
+) -> None:
+    """Why lesson 25 does not list kube: on a cluster ``down`` scales helloworld-v1 to 0, so
+    istiod drops its endpoint (the simulator keeps a dead pod listed), and ``restore`` brings a
+    new pod that curl's sidecar has never ejected: step 5 ("cluster1 comes back") is served by
+    v1 at once instead of failing with 503 UH until v1's ejection is served."""
+    lesson = _lesson("25-multicluster-failover")
+    TwoClusterDataPlane(lesson, fakes).attach()
+    run = _runner(ready).run(lesson, RunOptions(until_step=5))
+    expected = SimRunner().run(lesson, RunOptions(until_step=5))
+    assert all(c.passed for c in expected.steps[4].checks)
+    assert not any(c.passed for c in run.steps[4].checks)
+    served = {r.destination_version for r in run.steps[4].records if r.response_code == 200}
+    assert served == {"v1"}
+    to_v1 = [r for r in run.steps[2].records if r.destination_version == "v1"]
+    assert to_v1 == []  # scaled to 0: not even a failed attempt reaches v1 in step 3
 
 
 def test_a_context_that_is_not_the_declared_primary_is_refused(

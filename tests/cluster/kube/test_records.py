@@ -107,7 +107,8 @@ def _bootstrap(tmp: Path, http_port: int, tcp_port: int, admin: int) -> Path:
 def test_real_envoy_writes_lines_the_runner_reads(tmp_path: Path) -> None:
     """Envoy accepts the providers' format (its operators exist in Envoy 1.40, the
     ``ENVIRONMENT`` ones read Istio's variables) and its lines become complete records: the
-    pod's facts added, a ``tcp_proxy`` line recognised as TCP by its empty ``%PROTOCOL%``."""
+    pod's facts added, the logged request headers kept (``end-user``), a ``tcp_proxy`` line
+    recognised as TCP by its empty ``%PROTOCOL%``."""
     http_port, tcp_port, admin = _port(), _port(), _port()
     config = _bootstrap(tmp_path, http_port, tcp_port, admin)
     env = {**os.environ, "ISTIO_META_WORKLOAD_NAME": "api-gateway-v1", "POD_NAMESPACE": "shop"}
@@ -128,7 +129,12 @@ def test_real_envoy_writes_lines_the_runner_reads(tmp_path: Path) -> None:
             time.sleep(0.1)
         req = urllib.request.Request(
             f"http://127.0.0.1:{http_port}/products/grinder",
-            headers={"Host": "product:8080", "x-request-id": "rid-1", "x-b3-traceid": "abc123"},
+            headers={
+                "Host": "product:8080",
+                "x-request-id": "rid-1",
+                "x-b3-traceid": "abc123",
+                "end-user": "jason",
+            },
         )
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with pytest.raises(urllib.error.HTTPError):
@@ -168,6 +174,7 @@ def test_real_envoy_writes_lines_the_runner_reads(tmp_path: Path) -> None:
         "abc123",
     )
     assert r.source_principal == "cluster.local/ns/shop/sa/api-gateway"
+    assert r.header("end-user") == "jason"  # ``user: jason`` expectations select by it
     t = record_from_access_log(complete_entry(tcp, GATEWAY))
     assert t.is_tcp and t.response_flags == ("UH",) and t.upstream_cluster == "BlackHoleCluster"
     assert t.destination_service_name == "BlackHoleCluster"

@@ -104,6 +104,7 @@ def test_every_kube_lesson_grades_like_sim_and_leaves_only_the_app(
     lesson = _lesson(name)
     plane = SimDataPlane(lesson)
     ready.data_plane = plane
+    ready.proxy_memory = plane.memory  # each proxy's /memory, from the simulator's heap model
     if _on_metrics(name):  # a real Prometheus over what the fake proxies logged, and the sim's
         from playground.observed import ObservedSimRunner
         from tests.cluster.kube.recorded_prometheus import RecordedPrometheus
@@ -499,3 +500,17 @@ def test_a_generator_whose_image_cannot_be_pulled_is_explained(
     ):
         _run(kubeconfig, _lesson("01-request-routing"))
     assert _left(ready) == []
+
+
+def test_memory_mb_is_the_heap_each_proxy_reports(ready: FakeKube, kubeconfig: Path) -> None:
+    """Lesson 27's ``memory_mb`` is what fortioclient's Envoy answers to ``pilot-agent request
+    GET memory`` (here 40 MiB: outside the lesson's 4-10, so the check fails), not the
+    simulator's model; only the proxy the expectation names is asked, in its istio-proxy."""
+    lesson = _lesson("27-performance-tuning")
+    ready.data_plane = SimDataPlane(lesson)
+    ready.proxy_memory = lambda _k, _ns, _pod: 40 * 2**20
+    run = _run(kubeconfig, lesson, until_step=1)
+    [memory] = [c for c in run.steps[0].checks if "memory_mb" in c.describe()]
+    assert memory.verdict.value == "fail" and "40" in memory.describe()
+    asked = [(pod, container) for pod, container, argv in ready.execs if argv[-1] == "memory"]
+    assert [(p.rsplit("-", 2)[0], c) for p, c in asked] == [("fortioclient", "istio-proxy")]
