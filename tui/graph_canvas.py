@@ -13,7 +13,8 @@ workload's row on the right, turns in a channel of its own in the gap between tw
 enters the destination box on the left at a port row (the destination workload's row when it
 is free) with an arrow; its numbers are written on that last stretch.
 
-No Textual here: the same drawing is shown by the TUI, exported as SVG by ``meshplay graph``
+The layout is in :mod:`tui.graph_layout`, the character canvas in :mod:`tui.text_canvas`; this
+module draws the boxes and routes the edges. No Textual here: the same drawing is shown by the TUI, exported as SVG by ``meshplay graph``
 (Rich renders it) and timed by ``benchmarks/bench_graph.py``.
 """
 
@@ -25,26 +26,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from grandalf.graphs import Edge as GEdge
-from grandalf.graphs import Graph as GGraph
-from grandalf.graphs import Vertex as GVertex
-from grandalf.layouts import SugiyamaLayout
 from rich.cells import cell_len
 from rich.console import Console
-from rich.text import Span, Text
+from rich.text import Text
 
 from mesh.observe.graph import EdgeKey, GraphEdge, GraphNode, MeshGraph, NodeKind, edge_summary
+from tui.graph_layout import layered_layout, port_rows
+from tui.text_canvas import Canvas
 
 __all__ = ["Drawing", "draw", "to_svg"]
 
-# N, E, S, W bits of a line cell; the character joins them.
-N, E, S, W = 1, 2, 4, 8
-LINE_CHARS = {
-    0: " ",
-    N: "│", S: "│", N | S: "│", E: "─", W: "─", E | W: "─",
-    S | E: "┌", S | W: "┐", N | E: "└", N | W: "┘",
-    N | S | E: "├", N | S | W: "┤", E | W | S: "┬", E | W | N: "┴", N | E | S | W: "┼",
-}  # fmt: skip
 
 BORDERS = {  # top-left, horizontal, top-right, vertical, bottom-left, bottom-right
     NodeKind.SERVICE: "╭─╮│╰╯",
@@ -103,81 +94,6 @@ class Drawing:
     def plain(self) -> str:
         """The drawing without styles (for tests and logs)."""
         return "\n".join(line.plain for line in self.lines)
-
-
-class _Canvas:
-    """Cells written so far, row by row: a character, or line directions to join, and a style.
-    Sparse, so a drawing costs what is drawn, not its area."""
-
-    def __init__(self, width: int, height: int) -> None:
-        self.width, self.height = width, height
-        self.text: list[dict[int, str]] = [{} for _ in range(height)]
-        self.bits: list[dict[int, int]] = [{} for _ in range(height)]
-        self.styles: list[dict[int, str]] = [{} for _ in range(height)]
-
-    def free(self, x: int, y: int) -> bool:
-        """Whether no character was written at the cell (lines may be there)."""
-        return 0 <= y < self.height and x not in self.text[y]
-
-    def line(self, x: int, y: int, bits: int, style: str) -> None:
-        if 0 <= x < self.width and 0 <= y < self.height and x not in self.text[y]:
-            row = self.bits[y]
-            row[x] = row.get(x, 0) | bits
-            self.styles[y][x] = style
-
-    def hline(self, y: int, x1: int, x2: int, style: str) -> None:
-        lo, hi = min(x1, x2), max(x1, x2)
-        for x in range(lo, hi + 1):
-            bits = (W if x > lo else 0) | (E if x < hi else 0)
-            self.line(x, y, bits or (E | W), style)
-
-    def vline(self, x: int, y1: int, y2: int, style: str) -> None:
-        lo, hi = min(y1, y2), max(y1, y2)
-        for y in range(lo, hi + 1):
-            self.line(x, y, (N if y > lo else 0) | (S if y < hi else 0), style)
-
-    def put(self, x: int, y: int, text: str, style: str) -> None:
-        """Write ``text`` from ``(x, y)``; a double-width character (🔒) takes two cells, the
-        second left empty."""
-        if not 0 <= y < self.height:
-            return
-        chars, bits, styles = self.text[y], self.bits[y], self.styles[y]
-        cx = x
-        for ch in text:
-            wide = ord(ch) >= 0x2E80 and cell_len(ch) == 2  # box drawing is narrow
-            for part in (ch, "") if wide else (ch,):
-                if 0 <= cx < self.width:
-                    chars[cx] = part
-                    bits.pop(cx, None)
-                    styles[cx] = style
-                cx += 1
-
-    def render(self) -> list[Text]:
-        out = []
-        for y in range(self.height):
-            chars, bits, styles = self.text[y], self.bits[y], self.styles[y]
-            plain: list[str] = []
-            spans: list[Span] = []
-            pos = 0  # characters in plain so far
-            last = -1
-            for x in sorted(chars.keys() | bits.keys()):
-                if x > last + 1:
-                    plain.append(" " * (x - last - 1))
-                    pos += x - last - 1
-                ch = chars.get(x)
-                if ch is None:
-                    ch = LINE_CHARS.get(bits[x], "┼")
-                plain.append(ch)
-                style = styles.get(x, "")
-                if style:
-                    if spans and spans[-1].end == pos and spans[-1].style == style:
-                        spans[-1] = Span(spans[-1].start, pos + len(ch), style)
-                    else:
-                        spans.append(Span(pos, pos + len(ch), style))
-                pos += len(ch)
-                last = x
-            out.append(Text("".join(plain), spans=spans, no_wrap=True, overflow="crop", end=""))
-        return out
 
 
 def _title(node: GraphNode) -> str:
@@ -244,7 +160,7 @@ def draw(
         in_edges[e.target].append(e)
     sizes: dict[str, tuple[int, int]] = {}
     row_keys = {n.id: _row_keys(n, in_edges[n.id]) for n in graph.nodes}
-    ports = {n.id: _port_rows(row_keys[n.id], in_edges[n.id]) for n in graph.nodes}
+    ports = {n.id: port_rows(row_keys[n.id], in_edges[n.id]) for n in graph.nodes}
     for n in graph.nodes:
         rows = _rows(n, row_keys[n.id])
         inner = max(len(rows), 1, max(ports[n.id].values(), default=-1) + 1)
@@ -252,7 +168,7 @@ def draw(
         width = max(width, len(n.namespace) + 6)
         sizes[n.id] = (width, inner + 2)
 
-    layers, rows_of, dummies = _layout(graph, edges, sizes)
+    layers, rows_of, dummies = layered_layout(graph, edges, sizes)
 
     # gaps between layers: one channel per edge crossing it, room for the numbers of the edges
     # that end in the next layer
@@ -305,7 +221,7 @@ def draw(
             w, h = sizes[v]
             boxes[v] = Box(col_x[layer_of[v]], top, w, h)
     height = max((top + (sizes[v][1] if v in sizes else 1) for v, top in rows_of.items())) + 1
-    canvas = _Canvas(width, height)
+    canvas = Canvas(width, height)
 
     # ports: where each edge leaves and enters
     ports_in: dict[EdgeKey, int] = {}
@@ -398,84 +314,7 @@ def draw(
     return drawing
 
 
-def _port_rows(keys: list[str], inbound: Iterable[GraphEdge]) -> dict[EdgeKey, int]:
-    """Row (inside the box, from 0) where each edge enters: its workload's row (the service's
-    for edges that reached no workload) for the busiest edge into it, edges with traffic
-    first; the others (a second caller of the same workload, an idle declared call to a taken
-    row) on rows of their own under the workloads, those with traffic labelled with the
-    workload they reach."""
-
-    def wanted(e: GraphEdge) -> int:
-        return keys.index(e.target_version) if e.target_version in keys else 0
-
-    out: dict[EdgeKey, int] = {}
-    taken: set[int] = set()
-    extra = max(len(keys), 1)
-    for e in sorted(inbound, key=lambda e: (not e.requests, wanted(e), -e.requests, e.key)):
-        row = wanted(e)
-        if row in taken:
-            row, extra = extra, extra + 1
-        taken.add(row)
-        out[e.key] = row
-    return out
-
-
-Dummies = dict[tuple[str, str], dict[int, int]]
-
-
-def _layout(
-    graph: MeshGraph, edges: list[GraphEdge], sizes: Mapping[str, tuple[int, int]]
-) -> tuple[list[list[str]], dict[str, int], Dummies]:
-    """Layers (columns) of node ids and dummy points, the top row of each, and per long edge
-    the row of its dummy point in each layer it crosses; components are laid out one below
-    the other."""
-    pairs = sorted({(e.source, e.target) for e in edges})
-    vertices = {n.id: GVertex(n.id) for n in graph.nodes}
-    for v in vertices.values():
-        w, h = sizes[v.data]
-
-        class View:
-            pass
-
-        view = View()
-        view.w, view.h = h, w  # type: ignore[attr-defined] # transposed: a layer is a column
-        v.view = view
-    g = GGraph(list(vertices.values()), [GEdge(vertices[a], vertices[b]) for a, b in pairs])
-    entry = graph.roots()
-    layers: list[list[str]] = []
-    rows_of: dict[str, int] = {}
-    dummies: Dummies = {}
-    offset = 0
-    for component in g.C:
-        layout = SugiyamaLayout(component)
-        layout.xspace, layout.yspace = 1, 1
-        roots = [v for v in component.sV if v.data in entry] or None
-        layout.init_all(roots=roots)
-        layout.draw(N=2)
-        positions: dict[str, tuple[int, float]] = {}
-        names: dict[int, str] = {}
-        for rank, layer in enumerate(layout.layers):
-            for v in layer:
-                name = v.data if isinstance(v, GVertex) else f"·{id(v)}"
-                names[id(v)] = name
-                positions[name] = (rank, v.view.xy[0] - v.view.w / 2)
-        top = min(p for _, p in positions.values())
-        bottom = offset
-        for name, (rank, pos) in positions.items():
-            while len(layers) <= rank:
-                layers.append([])
-            layers[rank].append(name)
-            rows_of[name] = offset + round(pos - top)
-            h = sizes[name][1] if name in sizes else 1
-            bottom = max(bottom, rows_of[name] + h)
-        for ge, ctrl in layout.ctrls.items():
-            key = (ge.v[0].data, ge.v[1].data)
-            dummies[key] = {r: rows_of[names[id(d)]] for r, d in ctrl.items() if id(d) in names}
-        offset = bottom + 1
-    return layers, rows_of, dummies
-
-
-def _box(canvas: _Canvas, node: GraphNode, rows: list[str], box: Box, selected: bool) -> None:
+def _box(canvas: Canvas, node: GraphNode, rows: list[str], box: Box, selected: bool) -> None:
     tl, hz, tr, vt, bl, br = tuple(BORDERS[node.kind])
     style = node.health.value
     if selected:

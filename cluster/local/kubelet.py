@@ -9,7 +9,7 @@ sidecar died, the other container of the pod untouched. The first restart is imm
 container that keeps dying waits 10 s, 20 s, 40 s ... (capped at 5 min, ``CrashLoopBackOff``),
 and the back-off is forgotten once it has run for 10 minutes.
 
-Here a pod is an app process and an Envoy process (:class:`~cluster.local.mesh.PodProcesses`);
+Here a pod is an app process and an Envoy process (:class:`~cluster.local.pods.PodProcesses`);
 :class:`Kubelet` polls them from a background thread. A process meshplay stopped on purpose (a
 lesson's ``break: {kill: N}``, which leaves the pod down until ``restore``) is marked ``dead`` by
 the mesh before it is stopped and is left alone. Any other exit is a death: reported, then

@@ -20,12 +20,8 @@ What Kubernetes + istiod do, done by hand:
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.local.admin import AdminError
+from cluster.local.app_admin import RESET_KNOBS, app_ready, put_knobs
 from cluster.local.apps import (
     ROOT,
     app_argv,
@@ -47,44 +44,20 @@ from cluster.local.external import ExternalServers
 from cluster.local.gateway_tls import absent_credentials
 from cluster.local.identity import Identity
 from cluster.local.kubelet import EventSink, Kubelet
-from cluster.local.ports import LOOPBACK, free_ports, start_lock
+from cluster.local.pods import PodProcesses, app_proxy_port, first_container, plan_pods
+from cluster.local.ports import LOOPBACK, start_lock
 from cluster.local.procs import Supervisor
 from cluster.local.upstream_tls import origination_secrets
 from cluster.local.xds import ProxyResources
-from mesh.app import AppBehavior, Parallel, ServiceBehavior
-from mesh.envoy import PodPorts, PortMap, ProxyConfig, TranslateOptions, translate
+from mesh.app import AppBehavior
+from mesh.envoy import PortMap, ProxyConfig, TranslateOptions, translate
 from mesh.envoy.tracing import TracingOptions
 from mesh.lesson import BreakAction
-from mesh.model import FrozenMap, Resource
+from mesh.model import Resource
 from mesh.runner import RunnerError
 from mesh.topology import Pod, ProxyKind, Topology, build_topology
 
-__all__ = ["LocalMesh", "PodProcesses"]
-
-_NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-RESET_KNOBS = {"latency_ms": 0.0, "error_rate": 0.0, "refuse": False, "drop_trace_headers": False}
-"""The knobs a ``restore`` puts back."""
-
-
-@dataclass
-class PodProcesses:
-    """One pod on this machine: its ports, its app process name and its Envoy."""
-
-    pod: Pod
-    ports: PodPorts
-    admin_port: int = 0
-    knob_port: int = 0
-    app: str = ""
-    proxy: EnvoyProxy | None = None
-    skipped: str = ""
-    dead: bool = False
-
-    @property
-    def outbound_proxy_port(self) -> int | None:
-        """The sidecar listener apps use as ``HTTP_PROXY`` (the 8080 one, else the first)."""
-        if not self.ports.listeners:
-            return None
-        return self.ports.listeners.get(8080, next(iter(self.ports.listeners.values())))
+__all__ = ["RESET_KNOBS", "LocalMesh", "PodProcesses"]
 
 
 @dataclass
@@ -216,58 +189,14 @@ class LocalMesh:
         self._wait_ready(deadline)
 
     def _plan(self, topology: Topology) -> None:
-        http_ports = sorted(
-            {p.port for s in topology.services for p in s.ports if p.protocol.is_http}
-            | {
-                p.port
-                for s in topology.services
-                for p in s.ports
-                if p.protocol.value == "UNSUPPORTED"
-            }
-        )
-        needs: list[tuple[Pod, list[int], list[int], list[int]]] = []
-        for pod in topology.pods:
-            container = self._container(pod)
-            declared = declared_behavior(pod, topology, self.behavior)
-            runnable = declared is not None or not uses_behavior_server(container, pod)
-            if pod.proxy is ProxyKind.NONE and not runnable:
-                self.pods[pod.name] = PodProcesses(
-                    pod, PodPorts(), skipped="not one of the project's Python services"
-                )
-                continue
-            targets = sorted(
-                {p.target_port for s in topology.services_of(pod) for p in s.ports}
-                | set(pod.container_ports)
-            )
-            if pod.proxy is ProxyKind.ROUTER:
-                needs.append((pod, targets, [], []))
-            elif pod.proxy is ProxyKind.SIDECAR:
-                needs.append((pod, http_ports, targets, targets))
-            else:
-                needs.append((pod, [], [], targets))
-        # one allocation for the whole mesh, so no two pods can be handed the same port
-        total = sum(len(a) + len(b) + len(c) + 2 for _, a, b, c in needs)
-        ports = iter(free_ports(total))
-        plans: dict[str, PodPorts] = {}
-        for pod, listeners, inbound, app in needs:
-            plan = PodPorts(
-                listeners=FrozenMap({p: next(ports) for p in listeners}),
-                inbound=FrozenMap({p: next(ports) for p in inbound}),
-                app=FrozenMap({p: next(ports) for p in app}),
-            )
-            plans[pod.name] = plan
-            self.pods[pod.name] = PodProcesses(
-                pod, plan, admin_port=next(ports), knob_port=next(ports)
-            )
+        pods, plans = plan_pods(topology, self.behavior)
+        self.pods.update(pods)
         outside = self.outside_servers.addresses() if self.outside_servers is not None else {}
         self.port_map = PortMap.of(plans, LOOPBACK, outside)
 
     def _container(self, pod: Pod) -> Any:
         assert self.topology is not None
-        workload = self.topology.workload(pod.workload, pod.namespace)
-        if workload is None or not workload.containers:
-            return None
-        return workload.containers[0]
+        return first_container(self.topology, pod)
 
     def _translate(self) -> dict[str, ProxyConfig]:
         assert self.topology is not None
@@ -307,7 +236,7 @@ class LocalMesh:
             pp.skipped = "no code of the project's and no behaviour declared"
             return
         port = next(iter(pp.ports.app.values()))
-        proxy_port = self._proxy_port(pp, declared)
+        proxy_port = app_proxy_port(pp, declared, self.behavior)
         env = app_env(
             container,
             port=port,
@@ -327,41 +256,11 @@ class LocalMesh:
         pp.app = f"app-{pp.pod.name}"
         self.supervisor.start(pp.app, argv, env=env, cwd=ROOT)
 
-    def _proxy_port(self, pp: PodProcesses, declared: ServiceBehavior | None) -> int | None:
-        """The outbound listener the app uses as ``HTTP_PROXY``: the one of the Service port its
-        declared calls go to (Bookinfo's calls all go to 9080: the listener of port 80 would
-        route them nowhere), else :attr:`PodProcesses.outbound_proxy_port`."""
-        if declared is not None and self.behavior is not None:
-            version = pp.pod.labels.get("version", "")
-            ports = Counter(
-                dest.port
-                for e in declared.endpoints_of(version)
-                for step in e.calls
-                for c in (step.parallel if isinstance(step, Parallel) else (step,))
-                if (dest := self.behavior.service(c.service)) is not None
-                and dest.port in pp.ports.listeners
-            )
-            if ports:
-                return pp.ports.listeners[ports.most_common(1)[0][0]]
-        return pp.outbound_proxy_port
-
-    def _app_ready(self, pp: PodProcesses) -> bool:
-        proc = self.supervisor.procs[pp.app]
-        if not proc.running():
-            raise RunnerError(
-                f"app of pod {pp.pod.name} exited with code {proc.popen.returncode}:\n"
-                f"{proc.log_tail()}"
-            )
-        try:
-            url = f"http://{LOOPBACK}:{pp.knob_port}/readyz"
-            with _NO_PROXY_OPENER.open(url, timeout=1.0) as resp:
-                return int(resp.status) == 200
-        except (urllib.error.URLError, OSError):
-            return False
-
     def wait_pod_ready(self, pp: PodProcesses, app: bool, deadline: float) -> None:
         """Wait until one container of a pod (its app, else its Envoy) is ready again."""
-        while not (self._app_ready(pp) if app else pp.proxy is None or pp.proxy.poll_ready()):
+        while not (
+            app_ready(self.supervisor, pp) if app else pp.proxy is None or pp.proxy.poll_ready()
+        ):
             if time.monotonic() > deadline:
                 what = f"app of {pp.pod.name}" if app else f"Envoy of {pp.pod.name}"
                 raise RunnerError(f"{what} not ready in time")
@@ -377,7 +276,11 @@ class LocalMesh:
         while pending:
             kind, pp = pending[0]
             assert pp.proxy is not None or kind == "app"
-            ready = pp.proxy.poll_ready() if kind == "proxy" and pp.proxy else self._app_ready(pp)
+            ready = (
+                pp.proxy.poll_ready()
+                if kind == "proxy" and pp.proxy
+                else app_ready(self.supervisor, pp)
+            )
             if ready:
                 pending.pop(0)
                 continue
@@ -433,17 +336,7 @@ class LocalMesh:
 
     def set_knobs(self, pp: PodProcesses, knobs: dict[str, Any]) -> None:
         """``PUT /admin/knobs`` on one replica."""
-        req = urllib.request.Request(
-            f"http://{LOOPBACK}:{pp.knob_port}/admin/knobs",
-            data=json.dumps(knobs).encode(),
-            method="PUT",
-            headers={"content-type": "application/json"},
-        )
-        try:
-            with _NO_PROXY_OPENER.open(req, timeout=5.0) as resp:
-                resp.read()
-        except (urllib.error.URLError, OSError) as exc:
-            raise RunnerError(f"cannot set knobs of {pp.pod.name}: {exc}") from exc
+        put_knobs(pp, knobs)
 
     def break_workload(self, action: BreakAction) -> None:
         """Apply a lesson's ``break`` to every replica of ``action.workload`` (a killed replica

@@ -1,7 +1,8 @@
 """The lesson format: ``lesson.yaml`` plus plain Istio/Kubernetes YAML files.
 
 ``mesh.lesson.model`` holds the decoded values, ``mesh.lesson.load`` reads a lesson folder with
-positioned diagnostics. Documented in ``docs/lesson-format.md``.
+positioned diagnostics (finding it and its app: ``search``; the files it names: ``refs``; checks
+of its traffic and steps: ``check_traffic``, ``check_steps``). Documented in ``docs/lesson-format.md``.
 """
 
 from mesh.lesson.load import APP_PATH_ENV, app_search_path, find_app, find_lessons, load_lesson

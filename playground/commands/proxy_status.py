@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from playground.commands.proxy_tables import format_table
+
 if TYPE_CHECKING:
     from cluster.local.state import MeshStateFile, PodEntry
 
@@ -173,11 +175,7 @@ def format_rows(rows: list[SyncRow]) -> str:
     """The table, in istioctl's column order, sorted by name, then any problems."""
     headers = ["NAME", "CLUSTER", *COLUMNS, "ISTIOD", "VERSION"]
     cells = [[r.name, r.cluster, *r.states, r.istiod, r.version] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    lines = [
-        "     ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in [headers, *cells]
-    ]
+    lines = [format_table(headers, cells)]
     for r in rows:
         lines += [f"{r.name}: {p}" for p in r.problems]
     return "\n".join(lines)
