@@ -51,8 +51,8 @@ CONFIG_MEASURES = ("clusters", "listeners", "routes", "endpoints", "bytes", "pro
 ``proxies``, how many of the workload's pods run an Envoy at all (0 for a workload injection
 skipped, e.g. ``sidecar.istio.io/inject: "false"``: nothing of the mesh configures it); or
 ``memory_mb``, the proxy's heap in use (Envoy's admin ``/memory`` ``allocated``, MiB): read from
-the real Envoy on ``local``, from a model fitted on real Envoy on ``sim``
-(:mod:`mesh.envoy.memory`)."""
+the real Envoy on ``local``, through ``pilot-agent request GET memory`` on ``kube``, from a model
+fitted on real Envoy on ``sim`` (:mod:`mesh.envoy.memory`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
