@@ -37,7 +37,7 @@ from enum import StrEnum
 from mesh.envoy_api.names import parse_cluster_name
 from mesh.lesson import Expectation, PanelSelector, Selector
 from mesh.lesson.model import OUTCOMES
-from mesh.metrics import OUTSIDE, edge_key, percentile
+from mesh.metrics import OUTSIDE, bucket_quantile, edge_key, percentile
 from mesh.observe.panels import Panel, find_panel, panel_query, panel_value
 from mesh.observe.query import QueryError, StepMetrics
 from mesh.observe.rules import AlertRule, find_rule, firing
@@ -274,7 +274,7 @@ def evaluate(
         matching = sum(1 for r in base if _status_matches(sel, r, outcomes))
         value = matching / samples if samples else math.nan
     else:
-        chosen = [r for r in base if _status_matches(sel, r, outcomes) and _lands(sel, r)]
+        chosen = _chosen(sel, base, records)
         samples = len(chosen)
         if metric == "count":
             value = float(samples)
@@ -291,6 +291,18 @@ def evaluate(
             elif durations:
                 value = sum(durations) / len(durations)
     return _verdict(exp, value, samples)
+
+
+def _chosen(
+    sel: Selector, base: Sequence[RequestRecord], records: Sequence[RequestRecord]
+) -> list[RequestRecord]:
+    """The selected records (``base``) that also have the selector's outcome and version."""
+    outcomes = _outcomes(sel, base, records)
+    return [r for r in base if _status_matches(sel, r, outcomes) and _lands(sel, r)]
+
+
+_BUCKETED = {"latency_p50_ms": 0.5, "latency_p99_ms": 0.99}
+"""Latency truths a dashboard can only show from Istio's histogram buckets, and their quantile."""
 
 
 def _minus_baseline(
@@ -317,10 +329,16 @@ def _panel_check(  # noqa: PLR0917
     panels: Sequence[Panel],
 ) -> CheckResult:
     """What the panel shows at the end of the step against the truth from the records: it
-    passes within ``tolerance`` plus ``ratio`` of the truth; no data when either is missing (no
+    passes within ``tolerance`` plus ``ratio`` of the truth (a latency quantile's truth is the
+    records' quantile as ``histogram_quantile`` estimates it from Istio's buckets, since that is
+    all a Prometheus panel can show); no data when either is missing (no
     such panel, a query Prometheus refuses, not exactly one matching series, no records)."""
     measured = replace(_EMPTY, **{"count": None, panel.truth: panel.of})  # type: ignore[arg-type]
     truth = evaluate(measured, records, duration_s)
+    if panel.truth in _BUCKETED:  # what histogram_quantile makes of the records' durations
+        chosen = _chosen(panel.of, select(records, panel.of), records)
+        bucketed = bucket_quantile([r.duration_ms for r in chosen], _BUCKETED[panel.truth])
+        truth = CheckResult(exp, bucketed, len(chosen), Verdict.PASS)
     value = math.nan
     found = find_panel(panels, panel.title)
     if metrics is not None and found is not None:

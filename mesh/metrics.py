@@ -25,6 +25,7 @@ __all__ = [
     "DURATION_BUCKETS_MS",
     "TCP_METRICS",
     "EdgeStats",
+    "bucket_quantile",
     "edge_key",
     "edge_stats",
     "percentile",
@@ -53,6 +54,29 @@ def percentile(values: Sequence[float], q: float) -> float:
     low = math.floor(rank)
     high = math.ceil(rank)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def bucket_quantile(
+    values: Sequence[float], q: float, bounds: Sequence[float] = DURATION_BUCKETS_MS
+) -> float:
+    """The q-quantile (0..1) of ``values`` as Prometheus' ``histogram_quantile`` estimates it
+    from cumulative buckets with upper bounds ``bounds`` (Istio's for request durations): the
+    bucket the rank falls in, then linear interpolation inside it (0 as the first lower bound;
+    a rank beyond the last finite bound gives that bound). A dashboard's p99 panel shows this,
+    not the exact percentile: with most requests between 1 and 5 ms, an exact p99 of 2.1 ms reads
+    as 4.7 ms."""
+    if not values:
+        return math.nan
+    rank = q * len(values)
+    below = 0
+    lower = 0.0
+    for upper in bounds:
+        cumulative = sum(1 for v in values if v <= upper)
+        if cumulative >= rank and cumulative > below:
+            return lower + (upper - lower) * (rank - below) / (cumulative - below)
+        below = cumulative
+        lower = upper
+    return float(bounds[-1])
 
 
 def edge_key(record: RequestRecord) -> tuple[str, str]:

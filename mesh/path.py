@@ -124,4 +124,3 @@ def path_of(root: Path, lessons: Iterable[str]) -> LearningPath | None:
     if not file.is_file():
         return None
     return load_path(file, lessons, [p.name for p in find_exercises(root / "exercises")])
-

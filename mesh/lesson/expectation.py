@@ -117,7 +117,8 @@ class PanelSelector:
     ``series`` (``{destination_version: v1}`` for a panel split by version); ``truth`` names a
     record metric (:data:`PANEL_TRUTHS`) measured over the records ``of`` selects. The panel
     passes when it shows the truth within the expectation's ``tolerance`` plus ``ratio`` of the
-    truth (a quantile from histogram buckets is an estimate within its bucket)."""
+    truth (a latency quantile's truth is what Prometheus' ``histogram_quantile`` makes of the
+    records' durations in Istio's buckets: a panel can show nothing finer)."""
 
     YAML_KEYS: ClassVar[str] = "snake"
 

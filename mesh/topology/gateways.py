@@ -33,9 +33,7 @@ def gateway_resources(
             spec=ServiceSpec(
                 selector=labels,
                 type="LoadBalancer",
-                ports=tuple(
-                    KubeServicePort(name=n, port=p, target_port=t) for n, p, t in ports
-                ),
+                ports=tuple(KubeServicePort(name=n, port=p, target_port=t) for n, p, t in ports),
             ),
         ),
         Deployment(
@@ -53,9 +51,7 @@ def gateway_resources(
                             Container(
                                 name="istio-proxy",
                                 image="docker.io/istio/proxyv2",
-                                ports=tuple(
-                                    ContainerPort(container_port=t) for _, _, t in ports
-                                ),
+                                ports=tuple(ContainerPort(container_port=t) for _, _, t in ports),
                             ),
                         ),
                     ),
