@@ -3,10 +3,11 @@
 The server sidecar's translated ``virtualInbound`` (pod ``other-v1-0`` of the test app, which
 no Service selects: every port is a passthrough port) runs in a real Envoy under PERMISSIVE,
 STRICT and DISABLE. Four clients connect to it: plaintext HTTP, plaintext TCP (non-HTTP
-bytes), Istio mTLS offering ``istio-peer-exchange``/``istio`` (what meshplay's client sidecars
-offer, stock Envoy having no ``istio.alpn``) carrying raw bytes, and Istio mTLS offering
-``istio-http/1.1`` (what an istiod client sidecar's ``istio.alpn`` offers for HTTP) carrying an
-HTTP request. The mTLS clients present a workload certificate of the local runner's CA.
+bytes), Istio mTLS offering ``istio-peer-exchange``/``istio`` (what a client sidecar's cluster
+offers for TCP) carrying raw bytes, and Istio mTLS offering ``istio-http/1.1`` (what a client
+sidecar's ``istio.alpn`` offers for HTTP) carrying an HTTP request. The mTLS clients present a
+workload certificate of the local runner's CA. Then a real client sidecar in front of the same
+server: its HTTP request and its raw bytes over mTLS must take the HTTP and the TCP chain.
 
 Two adaptations to 127.0.0.1, neither about chain selection: the listener is bound at a free
 port (no iptables redirect: the destination port Envoy matches is that port, which no chain
