@@ -157,6 +157,9 @@ def _server_config(
     (listener,) = [x for x in static["listeners"] if x["name"] == VIRTUAL_INBOUND]
     listener["address"] = {"socket_address": {"address": "127.0.0.1", "port_value": listen}}
     listener.pop("bind_to_port", None)
+    # only virtualInbound runs: the other listeners would bind Istio's fixed ports (15001, the
+    # outbound wildcards) on 127.0.0.1's shared host, which parallel tests also use
+    static["listeners"] = [listener]
     _log_to(static["listeners"], str(tmp_path / f"{mode}.log"))
     endpoint = {"address": {"socket_address": {"address": "127.0.0.1", "port_value": upstream}}}
     static["clusters"] = [
