@@ -87,7 +87,8 @@ def alpn_override_metadata(tls_mode: str) -> dict[str, str]:
 
 
 def _decision(cluster: Json | None) -> str:
-    """ "" (the HCM's list), ``h2`` or ``off`` for a route to ``cluster``."""
+    """What a route to ``cluster`` needs: ``off``, ``h2``, or the empty string (the HCM's
+    HTTP/1.1 list, also for a cluster the proxy does not have)."""
     if cluster is None:
         return ""
     istio = ((cluster.get("metadata") or {}).get("filter_metadata") or {}).get("istio") or {}
