@@ -163,7 +163,7 @@ def deliver(
         attempt=attempt,
         mtls=mtls,
         port=port,
-        alpn=crt.spec.alpn,
+        alpn=req.upstream_alpn or crt.spec.alpn,
     )
     if server is not target:
         yield env.timeout(world.hop())

@@ -98,6 +98,10 @@ class Request:
     caller: str = ""
     """The address of the pod whose proxy opened the connection to a gateway (an egress
     gateway's downstream); "" = a client outside the mesh (or not at a gateway)."""
+    upstream_alpn: tuple[str, ...] = ()
+    """The ALPN the HCM's filters left in the request's filter state for the upstream TLS
+    handshake (``envoy.network.application_protocols``, :mod:`sim.upstream_alpn`); empty: the
+    cluster's own."""
 
 
 @dataclass(slots=True)

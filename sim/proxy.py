@@ -191,7 +191,7 @@ def outbound(world: World, proxy: ProxyRuntime, req: Request) -> Proc:
                 if trace:
                     trace.add(env.now, client.name, "no route of the virtual host matches: 404 NR")
             else:
-                action = act(world, proxy, req, route, chain.hcm.fault, address, trace)
+                action = act(world, proxy, req, route, chain.hcm, address, trace)
                 if isinstance(action, Response):
                     resp = action
                 else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Generator, Mapping
 from typing import Any
 
+from mesh.envoy_api import type_urls as tu
 from mesh.envoy_api.names import (
     BLACKHOLE_CLUSTER,
     BLOCK_ALL_VHOST,
@@ -21,8 +22,9 @@ from mesh.envoy_api.names import (
 from sim.inbound import inbound
 from sim.messages import BODY_FAULT_ABORT, BODY_UC, BODY_UF, Request, Response, Trace
 from sim.router import route_request
+from sim.upstream_alpn import upstream_alpn
 from sim.world import ProxyRuntime, World
-from sim.xds import ClusterSpec, RouteSpec, redirect_status
+from sim.xds import ClusterSpec, HcmSpec, RouteSpec, redirect_status
 from sim.xds.formatters import apply_header_ops
 from sim.xds.rewrite import redirect_uri, rewritten_host, rewritten_path, weighted_pick
 from sim.xds.values import HeaderOp
@@ -70,6 +72,7 @@ def _upstream_request(route: RouteSpec, req: Request) -> Request:
         req.trace,
         address=req.address,
         sent=req.sent or req,
+        upstream_alpn=req.upstream_alpn,
     )
 
 
@@ -92,13 +95,14 @@ def act(  # noqa: PLR0917
     proxy: ProxyRuntime,
     req: Request,
     route: RouteSpec,
-    fault_filter: bool,
+    hcm: HcmSpec,
     address: str,
     trace: Trace | None,
 ) -> Response | Proc:
     """The matched route's action: a local answer now, or the generator that forwards the
     request (run by the caller with ``yield from``: one generator level less per event).
-    ``fault_filter``: the HCM has the fault filter; ``address``: what the app dialled."""
+    ``hcm``: the connection manager (its fault filter, its upstream ALPN filter);
+    ``address``: what the app dialled."""
     env = world.env
     where = proxy.pod.name
     if trace:
@@ -131,7 +135,15 @@ def act(  # noqa: PLR0917
     if trace and len(route.clusters) > 1:
         weights = ", ".join(f"{n} ({w})" for n, w in route.clusters)
         trace.add(env.now, where, f"weighted clusters {weights}: picked {cluster}")
-    if route.fault is not None and fault_filter:
+    req.upstream_alpn = upstream_alpn(hcm, route, cluster)
+    if trace and req.upstream_alpn:
+        trace.add(
+            env.now,
+            where,
+            f"filter state {tu.FILTER_STATE_APPLICATION_PROTOCOLS}: an upstream TLS handshake "
+            f"offers ALPN {','.join(req.upstream_alpn)} (not the cluster's own)",
+        )
+    if route.fault is not None and hcm.fault:
         return _faulted(world, proxy, req, route, cluster, address, trace)
     return _forward(world, proxy, req, route, cluster, (), address, trace)
 

@@ -188,7 +188,8 @@ def upstream(
         hop.caller = proxy.pod.pod.address
         hop.tls = None
         if crt.spec.tls_sni is not None or mtls:
-            hop.tls = TlsHello(crt.spec.tls_sni or "", crt.spec.alpn, mesh_certificate=bool(mtls))
+            alpn = req.upstream_alpn or crt.spec.alpn  # the filter state's, else the cluster's
+            hop.tls = TlsHello(crt.spec.tls_sni or "", alpn, mesh_certificate=bool(mtls))
         relayed: Response = yield from world.hops.relay(world, target, hop)
         yield env.timeout(world.hop())
         _finish(attempt, crt, host, reusable=not relayed.local_failure)
@@ -212,7 +213,7 @@ def upstream(
             attempt=attempt,
             mtls=mtls,
             port=ep.port,
-            alpn=crt.spec.alpn,
+            alpn=req.upstream_alpn or crt.spec.alpn,
         )
     yield env.timeout(world.hop())
     if resp.local_failure == "connect":  # a sidecar-less app that closed its socket

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mesh.envoy.alpn import alpn_override_metadata
 from mesh.envoy.endpoints import Endpoint, Locality, load_assignment
 from mesh.envoy.multicluster import split_horizon
 from mesh.envoy.policy import (
@@ -63,7 +64,7 @@ class ClusterSet:
 
 
 def _metadata(
-    service: MeshService, port: int, subset: str, dr: DestinationRule | None
+    service: MeshService, port: int, subset: str, dr: DestinationRule | None, policy: ResolvedPolicy
 ) -> dict[str, Any]:
     istio: dict[str, Any] = {
         "default_original_port": port,
@@ -77,6 +78,8 @@ def _metadata(
         istio["config"] = (
             f"/apis/networking.istio.io/v1/namespaces/{dr.namespace}/destination-rule/{dr.name}"
         )
+        if policy.tls is not None:  # TLS origination keeps its ALPN (mesh.envoy.alpn)
+            istio.update(alpn_override_metadata(policy.tls.mode.value))
     return {"filter_metadata": {"istio": istio}}
 
 
@@ -167,7 +170,7 @@ def outbound_clusters(
                         policy.connection_pool, cfg.connect_timeout_s
                     ),
                     "circuit_breakers": circuit_breakers(policy.connection_pool),
-                    "metadata": _metadata(service, port.port, subset, dr),
+                    "metadata": _metadata(service, port.port, subset, dr, policy),
                 }
                 cluster.update(lb_fields(policy.load_balancer))
                 od = policy.outlier_detection

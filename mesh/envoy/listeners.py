@@ -27,6 +27,7 @@ from mesh.envoy.accesslog import (
     json_format,
     tcp_json_format,
 )
+from mesh.envoy.alpn import alpn_filter
 from mesh.envoy.clusters import ADS
 from mesh.envoy.ports import ListenerAddress
 from mesh.envoy_api import type_urls as tu
@@ -153,9 +154,11 @@ def _source_headers(me: LogIdentity) -> dict[str, Any]:
 
 
 def outbound_http_filters(me: LogIdentity) -> list[dict[str, Any]]:
-    """Client-side HTTP filters, in istiod's order: (peer metadata) -> fault -> cors -> router."""
+    """Client-side HTTP filters (a sidecar's outbound HCMs, a gateway's), in istiod's order:
+    (peer metadata) -> ``istio.alpn`` (:mod:`mesh.envoy.alpn`) -> fault -> cors -> router."""
     return [
         _source_headers(me),
+        alpn_filter(),
         _filter(tu.FILTER_FAULT, tu.FAULT),
         _filter(tu.FILTER_CORS, tu.CORS),
         _filter(tu.FILTER_ROUTER, tu.ROUTER),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mesh.envoy.accesslog import LogIdentity
+from mesh.envoy.alpn import with_upstream_alpn
 from mesh.envoy.clusters import (
     ClusterSet,
     PeerModes,
@@ -318,7 +319,7 @@ class _Translator:
         return _Outbound(
             clusters=sorted(cset.clusters, key=_by_name),
             endpoints=sorted(cset.endpoints, key=lambda e: e["cluster_name"]),
-            routes=sorted(routes, key=_by_name),
+            routes=sorted(with_upstream_alpn(routes, cset.clusters), key=_by_name),
             http_ports=sorted(wildcard_http),
             tcp_listeners=tcp_listeners,
             sniffed=sniffed_at,
@@ -548,6 +549,8 @@ class _Translator:
                         gport, self.index, lambda gw, port: self._context(pod, gw, port)
                     )
                 )
+            # the gateway's HCMs have istio.alpn too (istiod: every HCM but a sidecar's inbound)
+            routes = with_upstream_alpn(routes, [*outbound.clusters, *clusters])
         if self.options.tracing is not None:
             listeners, clusters = self._traced(pod, listeners, clusters, self.options.tracing)
         return ProxyConfig(

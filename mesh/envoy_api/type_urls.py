@@ -29,6 +29,7 @@ __all__ = [
     "FILTER_HCM",
     "FILTER_HEADER_MUTATION",
     "FILTER_HTTP_INSPECTOR",
+    "FILTER_ISTIO_ALPN",
     "FILTER_JWT_AUTHN",
     "FILTER_LOCAL_RATELIMIT",
     "FILTER_NETWORK_RBAC",
@@ -58,8 +59,10 @@ __all__ = [
     "RETRY_PREVIOUS_PRIORITIES",
     "ROUTER",
     "ROUTE_CONFIGURATION",
+    "ROUTE_FILTER_CONFIG",
     "SECRET",
     "SECURITY_TYPE_URLS",
+    "SET_FILTER_STATE",
     "TCP_PROXY",
     "TLS_INSPECTOR",
     "TLS_TRANSPORT_SOCKET",
@@ -105,6 +108,9 @@ URI_TEMPLATE_MATCH = _T + "envoy.extensions.path.match.uri_template.v3.UriTempla
 ZIPKIN_CONFIG = _T + "envoy.config.trace.v3.ZipkinConfig"
 OPENTELEMETRY_CONFIG = _T + "envoy.config.trace.v3.OpenTelemetryConfig"
 UUID_REQUEST_ID = _T + "envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig"
+SET_FILTER_STATE = _T + "envoy.extensions.filters.http.set_filter_state.v3.Config"
+ROUTE_FILTER_CONFIG = _T + "envoy.config.route.v3.FilterConfig"
+"""A route's ``typed_per_filter_config`` wrapper that can switch a filter off for the route."""
 
 # -- security extensions ---------------------------------------------------------------------
 RBAC = _T + "envoy.extensions.filters.http.rbac.v3.RBAC"
@@ -136,6 +142,11 @@ FILTER_TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
 FILTER_HTTP_INSPECTOR = "envoy.filters.listener.http_inspector"
 """Detects plaintext HTTP/1.x or HTTP/2 (``http/1.1`` / ``h2c`` as the connection's application
 protocol, what istiod's sniffed-port chains match on); the simulator reads it."""
+FILTER_ISTIO_ALPN = "istio.alpn"
+"""The HTTP filter name istiod gives its upstream-ALPN filter (istio-proxy's ``istio.alpn``);
+meshplay configures stock Envoy's ``set_filter_state`` under that name (:mod:`mesh.envoy.alpn`)."""
+FILTER_STATE_APPLICATION_PROTOCOLS = "envoy.network.application_protocols"
+"""The well-known filter-state key whose value replaces the upstream TLS handshake's ALPN."""
 ACCESS_LOGGER_FILE = "envoy.access_loggers.file"
 TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
 RAW_BUFFER_TRANSPORT_SOCKET = "envoy.transport_sockets.raw_buffer"
@@ -169,6 +180,8 @@ KNOWN_TYPE_URLS: frozenset[str] = frozenset(
         ZIPKIN_CONFIG,
         OPENTELEMETRY_CONFIG,
         UUID_REQUEST_ID,
+        SET_FILTER_STATE,
+        ROUTE_FILTER_CONFIG,
         LISTENER,
         CLUSTER,
         ROUTE_CONFIGURATION,

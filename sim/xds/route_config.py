@@ -143,6 +143,11 @@ def _compile_action(
         )
         for i, c in enumerate(wc.get("clusters", ())):
             issues.not_modelled("weighted_cluster", c, (*path, "weighted_clusters", "clusters", i))
+        spec.cluster_filters = {
+            str(c["name"]): c["typed_per_filter_config"]
+            for c in wc.get("clusters", ())
+            if c.get("typed_per_filter_config")
+        }
         spec.weight_header = str(wc.get("header_name", "")).lower()
     elif "cluster_header" in action:
         spec.cluster_header = str(action["cluster_header"]).lower()

@@ -206,6 +206,9 @@ class RouteSpec:
     config_source: str = ""
     per_filter: Mapping[str, Json] = field(default_factory=dict)
     """``typed_per_filter_config`` by filter name: the route's entries over its virtual host's."""
+    cluster_filters: Mapping[str, Mapping[str, Json]] = field(default_factory=dict)
+    """A weighted cluster's own ``typed_per_filter_config``, by cluster name: Envoy looks a
+    filter's per-route config up there first once the cluster is picked."""
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     def matches(

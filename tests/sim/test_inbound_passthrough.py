@@ -13,9 +13,9 @@ chosen as Envoy's FilterChainMatch chooses them, per PeerAuthentication mode:
   fails.
 
 The pod is ``other-v1-0`` of the test app (no Service selects it); its app listens on 9080.
-Stock Envoy has no ``istio.alpn`` filter, so meshplay's client sidecars offer
-``istio-peer-exchange``/``istio`` on every mTLS connection: the rows with ``istio-http/1.1``
-show what an istiod client sidecar's HTTP request would take.
+A client sidecar's mTLS offers the cluster's ``istio-peer-exchange``/``istio`` for TCP and, for
+an HTTP request, ``istio-http/1.1`` (its HCM's ``istio.alpn``, :mod:`mesh.envoy.alpn`): the
+rows below feed those ALPNs in directly.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from tests.sim.harness import dst, make_world, one_connection, one_request
 POD = "other-v1-0"
 PORT = 9080
 MESH_ALPN = ("istio-peer-exchange", "istio")
-"""What meshplay's client clusters offer for every mTLS connection (no ``istio.alpn``)."""
+"""What a client cluster's Istio mTLS socket offers (a TCP connection's handshake)."""
 HTTP_ALPN = ("istio-http/1.1",)
-"""What an istiod client sidecar offers for an HTTP/1.1 request over mTLS (``istio.alpn``)."""
+"""What a client sidecar offers for an HTTP/1.1 request over mTLS (``istio.alpn``)."""
 
 
 def _policy(mode: str) -> str:
@@ -167,8 +167,8 @@ def test_plaintext_tcp_to_a_passthrough_port_is_logged_as_a_connection(mode: str
 @pytest.mark.parametrize(
     ("mode", "alpn", "protocol"),
     [
-        ("PERMISSIVE", MESH_ALPN, "tcp"),  # meshplay's client: the TCP mTLS chain
-        ("PERMISSIVE", HTTP_ALPN, "http"),  # istiod's client (istio.alpn): the HTTP one
+        ("PERMISSIVE", MESH_ALPN, "tcp"),  # TCP over mTLS: the TCP mTLS chain
+        ("PERMISSIVE", HTTP_ALPN, "http"),  # HTTP over mTLS (istio.alpn): the HTTP one
         ("STRICT", MESH_ALPN, "tcp"),
         ("STRICT", HTTP_ALPN, "http"),
     ],

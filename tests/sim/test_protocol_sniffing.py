@@ -120,19 +120,30 @@ def test_a_sidecar_client_under_disable_reaches_the_http_chain_in_plaintext() ->
     assert any(http_chain in line for line in lines)
 
 
-def test_http_over_mtls_from_a_sidecar_lands_on_the_tcp_mtls_chain_without_istio_alpn() -> None:
-    # istiod's client sidecars run the istio.alpn HTTP filter (not in stock Envoy): it offers
-    # istio-http/1.1 over mTLS and the server takes the HTTP chain. meshplay's clusters offer
-    # istio-peer-exchange/istio, so the server's TCP mTLS chain takes the bytes: the client
-    # still routes by HTTP, the server logs a TCP connection (docs/translation.md)
+def test_http_over_mtls_from_a_sidecar_lands_on_the_http_mtls_chain_by_istio_alpn() -> None:
+    # the client sidecar's istio.alpn (set_filter_state, mesh.envoy.alpn) makes the HTTP
+    # request's handshake offer istio-http/1.1 instead of the cluster's istio-peer-exchange/
+    # istio: the server's sniffed port takes it on its HTTP mTLS chain, as istiod's would
     world = make_world(SNIFFED)
     _, lines = one_request(world, to="raw")
     (client,) = src(world.records)
     assert client.request_protocol == "http"
     (server,) = dst(world.records)
+    assert server.request_protocol == "http"
+    assert any("offers ALPN istio-http/1.1,istio" in line for line in lines)
+    http_chain = (
+        "filter chain 0.0.0.0_9080 [Trans: tls; App: istio-http/1.0,istio-http/1.1,istio-h2; "
+        "Port: 9080] -> route config 'inbound|9080||'"
+    )
+    assert any(http_chain in line for line in lines)
+
+
+def test_raw_bytes_over_mtls_keep_the_clusters_alpn_and_the_tcp_mtls_chain() -> None:
+    # tcp_proxy has no HTTP filter: the handshake offers the cluster's istio-peer-exchange/istio
+    world = make_world(SNIFFED)
+    one_connection(world, "raw")
+    (server,) = dst(world.records)
     assert server.request_protocol == "tcp"
-    tcp_chain = "filter chain 0.0.0.0_9080 [Trans: tls; App: istio-peer-exchange,istio; Port: 9080]"
-    assert any(f"{tcp_chain}: tcp_proxy" in line for line in lines)
 
 
 VIPLESS = """

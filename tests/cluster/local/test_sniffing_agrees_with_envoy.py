@@ -10,9 +10,11 @@ same requests in the simulator, on the same translation, must be decided the sam
 
 Then both sidecars, client and server, with workload certificates from the local runner's CA:
 the server's ``virtualInbound`` chains for the sniffed port take plaintext HTTP (DISABLE) on the
-HTTP chain and raw bytes on the TCP chain; over Istio mTLS (PERMISSIVE) both arrive with ALPN
-``istio-peer-exchange``/``istio`` and take the TCP mTLS chain (stock Envoy has no ``istio.alpn``;
-docs/translation.md). The simulator's server-side records must say the same.
+HTTP chain and raw bytes on the TCP chain; over Istio mTLS (PERMISSIVE) the client sidecar's
+``istio.alpn`` (``set_filter_state``, :mod:`mesh.envoy.alpn`) makes the HTTP request's handshake
+offer ``istio-http/1.1``, so it takes the HTTP mTLS chain, while the raw bytes (``tcp_proxy``,
+no HTTP filter) offer the cluster's ``istio-peer-exchange``/``istio`` and take the TCP mTLS
+chain. The simulator's server-side records must say the same.
 """
 
 from __future__ import annotations
@@ -300,7 +302,7 @@ def _simulated_server(extra: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("extra", "server_protocols"), [
-    (PLAIN_SERVICE, ["tcp", "tcp"]),  # PERMISSIVE + auto mTLS: the TCP mTLS chain takes both
+    (PLAIN_SERVICE, ["http", "tcp"]),  # PERMISSIVE + auto mTLS: the ALPN tells them apart
     (PLAIN_SERVICE + DISABLE, ["http", "tcp"]),  # plaintext: http_inspector tells them apart
 ])  # fmt: skip
 def test_the_server_sidecar_takes_the_same_sniffed_chains_on_envoy_and_in_the_sim(

@@ -3,10 +3,11 @@
 The server sidecar's translated ``virtualInbound`` (pod ``other-v1-0`` of the test app, which
 no Service selects: every port is a passthrough port) runs in a real Envoy under PERMISSIVE,
 STRICT and DISABLE. Four clients connect to it: plaintext HTTP, plaintext TCP (non-HTTP
-bytes), Istio mTLS offering ``istio-peer-exchange``/``istio`` (what meshplay's client sidecars
-offer, stock Envoy having no ``istio.alpn``) carrying raw bytes, and Istio mTLS offering
-``istio-http/1.1`` (what an istiod client sidecar's ``istio.alpn`` offers for HTTP) carrying an
-HTTP request. The mTLS clients present a workload certificate of the local runner's CA.
+bytes), Istio mTLS offering ``istio-peer-exchange``/``istio`` (what a client sidecar's cluster
+offers for TCP) carrying raw bytes, and Istio mTLS offering ``istio-http/1.1`` (what a client
+sidecar's ``istio.alpn`` offers for HTTP) carrying an HTTP request. The mTLS clients present a
+workload certificate of the local runner's CA. Then a real client sidecar in front of the same
+server: its HTTP request and its raw bytes over mTLS must take the HTTP and the TCP chain.
 
 Two adaptations to 127.0.0.1, neither about chain selection: the listener is bound at a free
 port (no iptables redirect: the destination port Envoy matches is that port, which no chain
@@ -34,7 +35,7 @@ import pytest
 import yaml
 
 from cluster.local.ca import IssuedCert, LocalCA
-from mesh.envoy import TranslateOptions, bootstrap, translate
+from mesh.envoy import MeshEnvoyConfig, TranslateOptions, bootstrap, translate
 from mesh.envoy.accesslog import record_from_access_log
 from mesh.envoy.ports import PodPorts, PortMap
 from mesh.envoy_api.names import INBOUND_PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND
@@ -49,7 +50,7 @@ from sim.messages import Request, Response
 from sim.world import World
 from tests.mesh.envoy.real_envoy import read_log, wait_ready
 from tests.mesh.envoy.test_golden import envoy_binary
-from tests.sim.harness import dst, sample_app
+from tests.sim.harness import dst, one_connection, one_request, sample_app
 
 pytestmark = pytest.mark.envoy
 
@@ -156,6 +157,9 @@ def _server_config(
     (listener,) = [x for x in static["listeners"] if x["name"] == VIRTUAL_INBOUND]
     listener["address"] = {"socket_address": {"address": "127.0.0.1", "port_value": listen}}
     listener.pop("bind_to_port", None)
+    # only virtualInbound runs: the other listeners would bind Istio's fixed ports (15001, the
+    # outbound wildcards) on 127.0.0.1's shared host, which parallel tests also use
+    static["listeners"] = [listener]
     _log_to(static["listeners"], str(tmp_path / f"{mode}.log"))
     endpoint = {"address": {"socket_address": {"address": "127.0.0.1", "port_value": upstream}}}
     static["clusters"] = [
@@ -412,3 +416,115 @@ def test_mtls_to_a_declared_disable_http_port_is_a_codec_error_on_envoy_as_in_th
     sim = [(r.response_code, r.response_flags, r.response_code_details) for r in dst(world.records)]
     assert sim[1] == (400, ("DPE",), "http1.codec_error")
     assert sim[0][1] == ()  # the sim's app behind "other" has no model: its status is its own
+
+
+CLIENT_SERVICE = """
+apiVersion: v1
+kind: Service
+metadata: {name: raw, namespace: t}
+spec:
+  selector: {app: other}
+  ports: [{name: web, port: 7070, targetPort: 9080}]
+"""
+"""What the client's registry knows: a Service to ``other``'s 9080 (auto mTLS: ``other`` has a
+sidecar). The server's translation is made without it, so on the server 9080 is a port no
+Service declares: the passthrough chains decide (as when the server's istiod does not know the
+Service the client used)."""
+
+
+def _client_side(mode: str) -> list[Any]:
+    return [*_resources(mode), *load_text(CLIENT_SERVICE, default_namespace="t").resources]
+
+
+def _through_sidecars_on_envoy(mode: str, tmp_path: Path, upstream: int) -> list[Outcome]:
+    """A client sidecar sends one HTTP request and one raw connection to the server sidecar's
+    passthrough port (both real Envoy); the server's records, in that order."""
+    listen, client_listen = free_port(), free_port()
+    admins = (free_port(), free_port())
+    ca = LocalCA(tmp_path / "ca")
+    server = _server_config(mode, tmp_path, ca, listen, upstream, admins[0])
+    resources = _client_side(mode)
+    ports = PortMap.of(
+        {
+            "client-v1-0": PodPorts(listeners=FrozenMap({7070: client_listen})),
+            "other-v1-0": PodPorts(inbound=FrozenMap({9080: listen})),
+        }
+    )
+    options = TranslateOptions(port_map=ports, access_log_path=str(tmp_path / "client.log"))
+    proxy = translate(resources, build_topology(resources), options)["client-v1-0"]
+    secrets = tuple(
+        {k: v for k, v in s.items() if k != "@type"}
+        for s in ca.issue("t", "client").secrets().values()
+    )
+    client = tmp_path / "client.yaml"
+    client.write_text(yaml.safe_dump(bootstrap(proxy, admin_port=admins[1], secrets=secrets)))
+    procs = []
+    try:
+        for config, admin in zip((server, client), admins, strict=True):
+            cmd = [str(envoy_binary()), "-c", str(config), "--concurrency", "1", "-l", "error"]
+            cmd += ["--disable-hot-restart", "--file-flush-interval-msec", "50"]
+            cmd += ["--base-id", str(admin)]
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        deadline = time.monotonic() + 30
+        for proc, admin in zip(procs, admins, strict=True):
+            wait_ready(admin, proc, deadline)
+        got = []
+        with socket.create_connection(("127.0.0.1", client_listen), timeout=5) as s:
+            s.sendall(b"GET /x HTTP/1.1\r\nhost: raw\r\nconnection: close\r\n\r\n")
+            got.append(b"200 OK" in _read_all(s))
+        with socket.create_connection(("127.0.0.1", client_listen), timeout=5) as s:
+            s.sendall(b"\x00\x01binary hello")
+            got.append(_read_all(s) == b"raw")
+        lines = read_log(tmp_path / f"{mode}.log", 2, deadline)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert got == [True, True]
+    return [_outcome("ok", [record_from_access_log(x)]) for x in lines]
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    answer = b""
+    while chunk := sock.recv(4096):
+        answer += chunk
+    return answer
+
+
+def _through_sidecars_in_the_sim(mode: str) -> list[Outcome]:
+    """The same two exchanges in the simulator: the client sidecar's config translated with the
+    Service, the server's without it (as on Envoy)."""
+    out: list[Outcome] = []
+    for tcp in (False, True):
+        resources = _client_side(mode)
+        topology = build_topology(resources)
+        server_side = _resources(mode)
+        configs = dict(translate(resources, topology))
+        configs[POD] = translate(server_side, build_topology(server_side))[POD]
+        world = World(
+            topology, sample_app("app").behavior, MeshEnvoyConfig(configs), resources=resources
+        )
+        if tcp:
+            one_connection(world, "raw")
+        else:
+            one_request(world, to="raw", path="/x")
+        out += [_outcome("ok", [r]) for r in dst(world.records)]
+    return out
+
+
+@pytest.mark.parametrize("mode", ["PERMISSIVE", "STRICT"])
+def test_http_over_mtls_from_a_client_sidecar_takes_the_passthrough_http_chain(
+    mode: str, tmp_path: Path, upstream: int
+) -> None:
+    """The client sidecar's ``istio.alpn`` (:mod:`mesh.envoy.alpn`) makes its HTTP request over
+    mTLS offer ``istio-http/1.1``: the server's passthrough port takes it on
+    ``virtualInbound-catchall-http`` (logged as HTTP over mTLS); raw bytes through the client's
+    ``tcp_proxy`` offer ``istio-peer-exchange``/``istio`` and take the TCP mTLS chain. Real
+    Envoy and the simulator alike."""
+    want = [("ok", "http", "mutual_tls"), ("ok", "tcp", "mutual_tls")]
+    assert _through_sidecars_on_envoy(mode, tmp_path, upstream) == want
+    assert _through_sidecars_in_the_sim(mode) == want
