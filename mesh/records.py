@@ -9,7 +9,7 @@ inbound), as Istio's ``reporter`` label distinguishes them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -21,6 +21,7 @@ __all__ = [
     "Reporter",
     "RequestRecord",
     "parse_response_flags",
+    "sides_by_request_id",
 ]
 
 
@@ -196,3 +197,17 @@ class RequestRecord:
         values["response_flags"] = tuple(values.get("response_flags", ()))
         values["request_headers"] = tuple(sorted(dict(values.get("request_headers") or {}).items()))
         return cls(**values)
+
+
+def sides_by_request_id(
+    records: Iterable[RequestRecord],
+) -> tuple[dict[str, RequestRecord], dict[str, RequestRecord]]:
+    """The server-side and the client-side record of each ``x-request-id`` (the last one when
+    retries tried several): what Istio's peer metadata exchange lets each sidecar know of the
+    other side of the same request. Records without a request id are left out."""
+    served: dict[str, RequestRecord] = {}
+    sent: dict[str, RequestRecord] = {}
+    for r in records:
+        if r.request_id:
+            (served if r.reporter is Reporter.DESTINATION else sent)[r.request_id] = r
+    return served, sent

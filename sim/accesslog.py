@@ -26,6 +26,7 @@ from mesh.records import (
     ConnectionSecurityPolicy,
     Reporter,
     RequestRecord,
+    sides_by_request_id,
 )
 from sim.messages import Request, Response
 from sim.records import make_record
@@ -293,11 +294,7 @@ def exchange_clusters(records: Sequence[RequestRecord]) -> list[RequestRecord]:
     a client-side record takes ``destination_cluster`` from the server-side record of the same
     request (the last one when retries tried several), a server-side record ``source_cluster``
     from the client's. A request nobody served, and a TCP connection, keep their own side only."""
-    served: dict[str, RequestRecord] = {}
-    sent: dict[str, RequestRecord] = {}
-    for r in records:
-        if r.request_id:
-            (served if r.reporter is Reporter.DESTINATION else sent)[r.request_id] = r
+    served, sent = sides_by_request_id(records)
     return [_exchanged(r, served, sent) for r in records]
 
 

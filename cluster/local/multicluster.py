@@ -43,7 +43,7 @@ from cluster.local.xds import ProxyResources
 from mesh.envoy import ProxyConfig
 from mesh.lesson import BreakAction
 from mesh.model.multicluster import EASTWEST_GATEWAY
-from mesh.records import Reporter, RequestRecord
+from mesh.records import Reporter, RequestRecord, sides_by_request_id
 from mesh.runner import RunnerError
 from mesh.topology import ProxyKind, Topology
 
@@ -95,11 +95,7 @@ def name_remote_servers(records: Sequence[RequestRecord]) -> list[RequestRecord]
     adds (and the server the client's from the request's). Here the other sidecar's record of
     the same request (same ``x-request-id``; the last one when retries tried several) supplies
     it."""
-    served: dict[str, RequestRecord] = {}
-    sent: dict[str, RequestRecord] = {}
-    for r in records:
-        if r.request_id:
-            (served if r.reporter is Reporter.DESTINATION else sent)[r.request_id] = r
+    served, sent = sides_by_request_id(records)
     return [_exchanged(r, served, sent) for r in records]
 
 
