@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ from mesh.records import ConnectionSecurityPolicy
 from mesh.source import load_text
 from mesh.topology import MeshConfig, build_topology
 from sim.world import World
-from tests.mesh.envoy.real_envoy import read_log, wait_ready
+from tests.mesh.envoy.real_envoy import free_port, http_or_raw_server, read_log, wait_ready
 from tests.mesh.envoy.test_golden import _test_secrets, envoy_binary
 from tests.sim.harness import dst, one_connection, one_request, sample_app, src
 
@@ -75,45 +74,12 @@ spec:
 CLUSTER = "outbound|7070||raw.t.svc.cluster.local"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def upstream() -> Iterator[int]:
     """Answers an HTTP request with 200 ``http`` and raw bytes with ``raw``; bounded to 20
     connections, one at a time, 127.0.0.1 only."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(15)
-
-    def serve() -> None:
-        for _ in range(20):
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                try:
-                    data = conn.recv(4096)
-                except OSError:
-                    continue
-                if data[:4] in {b"GET ", b"POST"}:
-                    conn.sendall(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nhttp"
-                    )
-                else:
-                    conn.sendall(b"raw")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        server.close()
+    with http_or_raw_server(20, 15) as port:
+        yield port
 
 
 def _resources() -> list[Any]:

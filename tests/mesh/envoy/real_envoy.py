@@ -1,15 +1,61 @@
-"""Helpers for the tests that start a real Envoy 1.40 process: wait for its admin ``/ready``,
-read its JSON access log."""
+"""Helpers for the tests that start a real Envoy 1.40 process: a free port, a bounded upstream
+server, wait for its admin ``/ready``, read its JSON access log."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+
+def free_port() -> int:
+    """A port the kernel just handed out on 127.0.0.1 (never a fixed one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def http_or_raw_server(connections: int, timeout_s: float) -> Iterator[int]:
+    """An app on 127.0.0.1 (its port is yielded) that answers an HTTP request (GET or POST) with
+    200 ``http`` and any other bytes with ``raw``: one connection at a time, at most
+    ``connections`` of them, none after ``timeout_s`` without one; closed on exit."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(timeout_s)
+
+    def serve() -> None:
+        for _ in range(connections):
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    data = conn.recv(4096)
+                except OSError:
+                    continue
+                if data[:4] in {b"GET ", b"POST"}:
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nhttp"
+                    )
+                else:
+                    conn.sendall(b"raw")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
 
 
 def wait_ready(admin: int, proc: subprocess.Popen[bytes], deadline: float) -> None:

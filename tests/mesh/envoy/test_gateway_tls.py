@@ -36,8 +36,8 @@ from mesh.topology import build_topology
 from sim.messages import TlsHello
 from sim.proxy import tls_failure
 from sim.xds import FilterChainSpec
-from tests.mesh.envoy.real_envoy import wait_ready
-from tests.mesh.security.harness import ENVOY, free_port, validate
+from tests.mesh.envoy.real_envoy import free_port, wait_ready
+from tests.mesh.security.harness import ENVOY, validate
 from tests.tls_secrets import Issued, make_ca, secret_yaml
 
 MESH = """

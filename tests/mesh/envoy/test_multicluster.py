@@ -19,7 +19,8 @@ from mesh.model import Resource
 from mesh.model.multicluster import MeshCluster, MultiCluster, WorkloadPlacement
 from mesh.source import load_text
 from mesh.topology import build_topology
-from tests.mesh.security.harness import free_port, validate
+from tests.mesh.envoy.real_envoy import free_port
+from tests.mesh.security.harness import validate
 
 ROOT = Path(__file__).resolve().parents[3]
 HOST = "helloworld.sample.svc.cluster.local"

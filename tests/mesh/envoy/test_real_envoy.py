@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -38,7 +37,7 @@ from mesh.model import FrozenMap
 from mesh.records import ConnectionSecurityPolicy, Reporter
 from mesh.source import load_text
 from mesh.topology import build_topology
-from tests.mesh.envoy.real_envoy import read_log, wait_ready
+from tests.mesh.envoy.real_envoy import free_port, read_log, wait_ready
 
 ENVOY = Path(sys.executable).parent / "envoy"
 
@@ -95,13 +94,6 @@ spec:
   - name: all
     route: [{destination: {host: product}}]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class _App(http.server.BaseHTTPRequestHandler):

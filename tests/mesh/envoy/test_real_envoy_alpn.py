@@ -34,7 +34,7 @@ from mesh.envoy.ports import PodPorts, PortMap
 from mesh.model import FrozenMap
 from mesh.source import load_text
 from mesh.topology import build_topology
-from tests.mesh.envoy.real_envoy import wait_ready
+from tests.mesh.envoy.real_envoy import free_port, wait_ready
 from tests.mesh.envoy.test_golden import envoy_binary
 from tests.sim.harness import make_world, one_request, sample_app
 
@@ -59,13 +59,6 @@ spec:
   host: raw
   trafficPolicy: {tls: {mode: SIMPLE}}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class _TlsServer:

@@ -25,7 +25,6 @@ import http.client
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,7 +47,7 @@ from sim.inbound import inbound
 from sim.inbound_tcp import serve_tcp
 from sim.messages import Request, Response
 from sim.world import World
-from tests.mesh.envoy.real_envoy import read_log, wait_ready
+from tests.mesh.envoy.real_envoy import free_port, http_or_raw_server, read_log, wait_ready
 from tests.mesh.envoy.test_golden import envoy_binary
 from tests.sim.harness import dst, one_connection, one_request, sample_app
 
@@ -102,45 +101,12 @@ def _resources(mode: str) -> list[Any]:
     ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def upstream() -> Iterator[int]:
     """The app behind the passthrough port: answers an HTTP request with 200 ``http``, other
     bytes with ``raw``; at most 30 connections, one at a time, 127.0.0.1 only."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(20)
-
-    def serve() -> None:
-        for _ in range(30):
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                try:
-                    data = conn.recv(4096)
-                except OSError:
-                    continue
-                if data[:4] == b"GET ":
-                    conn.sendall(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nhttp"
-                    )
-                else:
-                    conn.sendall(b"raw")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        server.close()
+    with http_or_raw_server(30, 20) as port:
+        yield port
 
 
 def _server_config(

@@ -21,18 +21,11 @@ from mesh.envoy.listeners import TcpChain, TcpLog, tcp_listener
 from mesh.envoy.ports import ListenerAddress
 from mesh.envoy_api.names import PASSTHROUGH_CLUSTER
 from mesh.records import Reporter
-from tests.mesh.envoy.real_envoy import read_log, wait_ready
+from tests.mesh.envoy.real_envoy import free_port, read_log, wait_ready
 
 ENVOY = Path(sys.executable).parent / "envoy"
 CLUSTER = "outbound|5432||db.shop.svc.cluster.local"
 ME = LogIdentity("client-v1", "shop", "client", "v1", "spiffe://cluster.local/ns/shop/sa/client")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ PID when the context manager exits.
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 import subprocess
 import sys
@@ -35,14 +34,6 @@ ROUTER = {
     "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
 }
 Json = dict[str, Any]
-
-
-def free_port() -> int:
-    """A port the kernel just handed out (never a fixed one)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def strip_sds(node: Any) -> Any:

@@ -25,7 +25,8 @@ from mesh.security import (
 from mesh.security.jwt import jwks_cluster
 from mesh.source import load_text
 from mesh.topology import build_topology
-from tests.mesh.security.harness import free_port, hcm, inbound_bootstrap, static_secrets, validate
+from tests.mesh.envoy.real_envoy import free_port
+from tests.mesh.security.harness import hcm, inbound_bootstrap, static_secrets, validate
 from tests.mesh.security.tokens import Signer
 
 Json = dict[str, Any]

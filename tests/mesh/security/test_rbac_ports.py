@@ -17,7 +17,8 @@ from mesh.model import AuthorizationPolicy, FrozenMap, MutualTLSMode
 from mesh.security import build_http_rbac, build_network_rbac
 from mesh.source import load_text
 from mesh.topology import build_topology
-from tests.mesh.security.harness import free_port, inbound_bootstrap, running_envoy, send
+from tests.mesh.envoy.real_envoy import free_port
+from tests.mesh.security.harness import inbound_bootstrap, running_envoy, send
 
 APP = """
 apiVersion: v1

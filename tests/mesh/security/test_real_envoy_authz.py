@@ -21,9 +21,9 @@ from mesh.security import (
 from mesh.security.selection import authorization_policies_for, request_authentications_for
 from mesh.source import load_text
 from mesh.topology import build_topology
+from tests.mesh.envoy.real_envoy import free_port
 from tests.mesh.security.harness import (
     client_context,
-    free_port,
     inbound_bootstrap,
     running_envoy,
     send,

@@ -13,10 +13,10 @@ from cluster.local.ca import LocalCA
 from mesh.model import MutualTLSMode, TLSMode
 from mesh.model.destination_rule import ClientTLSSettings
 from mesh.security import UpstreamEndpoint, client_tls, inbound_filter_chains, tls_inspector
+from tests.mesh.envoy.real_envoy import free_port
 from tests.mesh.security.harness import (
     ROUTER,
     client_context,
-    free_port,
     hcm,
     running_envoy,
     send,

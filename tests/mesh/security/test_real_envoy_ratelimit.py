@@ -14,7 +14,8 @@ from mesh.model import MutualTLSMode
 from mesh.security import LocalRateLimiter, local_ratelimit_filters
 from mesh.source import load_text
 from mesh.topology import build_topology
-from tests.mesh.security.harness import free_port, hcm, inbound_bootstrap, running_envoy, send
+from tests.mesh.envoy.real_envoy import free_port
+from tests.mesh.security.harness import hcm, inbound_bootstrap, running_envoy, send
 
 APP = """
 apiVersion: apps/v1
