@@ -19,7 +19,7 @@ What a user looks at is read from the records too, the same way on every runner:
   one of them.
 * ``outcome``: a request's end-to-end outcome at its caller. ``degraded`` is a 2xx/3xx answer
   although a call made for it failed: a client-side record of the same ``x-request-id`` that
-  started while it ran, made by a downstream app (not by the same caller: its sibling calls are
+  started while it ran (give or take ``%START_TIME%``'s millisecond), made by a downstream app (not by the same caller: its sibling calls are
   not part of it), and was not 2xx/3xx (a 5xx, a local reply, or ``DC`` with no status when the
   app itself gave up on the call). That is what the app's own "section unavailable" counter
   would count. Mirrored copies (``-shadow`` authorities) are never part of it: nobody waits for
@@ -57,6 +57,11 @@ USER_HEADER = "end-user"
 """The request header that names the user (Istio's samples: Bookinfo's productpage sets it)."""
 
 _SHADOW = "-shadow"
+
+START_TIME_RESOLUTION_S = 1e-3
+"""How coarse a record's start time may be: Envoy's ``%START_TIME%`` has whole milliseconds
+(kube's istio-proxy logs), so a parent's end computed from its truncated start can fall up to
+1 ms before a call it made."""
 
 _EMPTY = Expectation(count=Selector())
 """An expectation to replace the metric of (a ``panel``'s truth: ``count`` cleared, the truth's
@@ -135,12 +140,12 @@ def outcome(record: RequestRecord, same_request: Sequence[RequestRecord]) -> str
     if not record.ok:
         return "failed"
     caller = edge_key(record)[0]
-    end = record.start_time + record.duration_ms / 1000.0
+    end = record.start_time + record.duration_ms / 1000.0 + START_TIME_RESOLUTION_S
     for d in same_request:
         if (
             d.reporter is Reporter.SOURCE
             and not d.ok
-            and record.start_time - 1e-6 <= d.start_time <= end + 1e-6
+            and record.start_time - 1e-6 <= d.start_time <= end
             and edge_key(d)[0] != caller
             and not _shadow(d.authority)
         ):

@@ -183,10 +183,10 @@ TIMING_LOG_KEYS: dict[str, str] = {
 request's first byte in as epoch seconds with microseconds (``%START_TIME%`` alone has
 milliseconds), and, in microseconds after it, when the upstream connection began connecting and
 finished its TLS handshake, when the request went upstream and when the response's last byte came
-back; and the downstream connection's id. Records ignore them; the connection-pool calibration
-(``cluster.pool_calibration``) reads them from the raw log to time Envoy's
-reconnect race. The translator's own format (what a cluster's istiod-like config carries) does not
-have them."""
+back; and the downstream connection's id. Records take their start time from ``start_us``; the
+connection-pool calibration (``cluster.pool_calibration``) reads the rest from the raw log to time
+Envoy's reconnect race. The translator's own format (what a cluster's istiod-like config carries)
+does not have them."""
 
 
 def to_file_sources(resource: Any, root: Path) -> Any:

@@ -225,6 +225,19 @@ def _epoch(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+def _start_epoch(entry: Mapping[str, Any]) -> float:
+    """When the request's first byte came in, epoch seconds: ``start_us`` (``%START_TIME(%s.%6f)%``,
+    microseconds, which the local runner adds) when the line has it, else ``%START_TIME%``, which
+    Envoy writes with whole milliseconds."""
+    micros = _text(entry.get("start_us"))
+    if micros:
+        try:
+            return float(micros)
+        except ValueError:
+            pass
+    return _epoch(_text(entry.get("start_time")))
+
+
 def _trace_id(entry: Mapping[str, Any]) -> str:
     b3 = _text(entry.get("trace_id"))
     if b3:
@@ -271,7 +284,7 @@ def record_from_access_log(
     source_principal = _text(entry.get("source_principal")).removeprefix("spiffe://")
     dest_principal = _text(entry.get("destination_principal")).removeprefix("spiffe://")
     return RequestRecord(
-        start_time=_epoch(_text(entry.get("start_time"))) - run_started_at,
+        start_time=_start_epoch(entry) - run_started_at,
         duration_ms=_duration_ms(entry),
         reporter=reporter,
         source_workload=_text(entry.get("source_workload")) or unknown,

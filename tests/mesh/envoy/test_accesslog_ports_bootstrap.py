@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mesh.envoy import PodPorts, PortMap, TranslateOptions, translate
 from mesh.envoy.accesslog import (
     LogIdentity,
@@ -143,6 +145,18 @@ def test_durations_are_microseconds_with_whole_milliseconds_as_the_fallback() ->
     line = envoy_line(json_format(Reporter.SOURCE, ME))
     assert record_from_access_log({**line, "duration_us": 612}).duration_ms == 0.612
     assert record_from_access_log({**line, "duration_us": None}).duration_ms == 12.0
+
+
+def test_start_times_are_microseconds_when_the_line_has_start_us() -> None:
+    # %START_TIME% is whole ms; the local runner's start_us (%START_TIME(%s.%6f)%) is not, and
+    # a caller's start truncated to ms can end before the call it made.
+    line = envoy_line(json_format(Reporter.SOURCE, ME))
+    line = {**line, "start_time": "2026-12-05T08:00:00.123Z"}
+    coarse = record_from_access_log(line)
+    fine = record_from_access_log({**line, "start_us": "1796457600.123456"})
+    assert coarse.start_time == pytest.approx(1796457600.123, abs=1e-6)
+    assert fine.start_time == pytest.approx(1796457600.123456, abs=1e-6)
+    assert record_from_access_log({**line, "start_us": None}).start_time == coarse.start_time
 
 
 def test_destination_log_line_carries_the_caller_and_mtls() -> None:
