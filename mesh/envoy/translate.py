@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from mesh.envoy.accesslog import LogIdentity
@@ -24,36 +24,21 @@ from mesh.envoy.clusters import (
     special_clusters,
 )
 from mesh.envoy.endpoints import locality_of
-from mesh.envoy.gateway import GatewayPort, gateway_ports, gateway_route_config
+from mesh.envoy.gateway_listeners import GatewayInputs, gateway_part
 from mesh.envoy.gateway_tls import (
-    TlsChainSpec,
-    TlsPortBuild,
-    auto_passthrough_chains,
     gateway_credential_secrets,
-    gateway_tls_context,
-    https_route_name,
-    is_terminating,
-    passthrough_chains,
-    sni_dnat_clusters,
-    tls_port_listener,
 )
 from mesh.envoy.inbound import HTTP_LIKE, InboundContext, inbound_part
-from mesh.envoy.l4_match import static_match
 from mesh.envoy.listeners import (
-    OUTBOUND_CAPTURE_PORT,
-    HttpListenerSpec,
     TcpChain,
     TcpLog,
-    gateway_hcm,
-    gateway_listener,
-    gateway_listener_base,
-    outbound_http_filters,
-    sniffed_listener,
-    tcp_listener,
-    tcp_proxy,
-    virtual_outbound,
 )
 from mesh.envoy.multicluster import is_eastwest_gateway
+from mesh.envoy.outbound_listeners import (
+    sidecar_outbound_listeners,
+    sniffed_at_address,
+    tcp_listeners,
+)
 from mesh.envoy.ports import Addressing, PortMap
 from mesh.envoy.registry import Registry
 from mesh.envoy.route_config import (
@@ -63,17 +48,6 @@ from mesh.envoy.route_config import (
 from mesh.envoy.routes import RouteContext
 from mesh.envoy.scope import MeshIndex, ProxyScope
 from mesh.envoy.tracing import TracingOptions, collector_cluster, with_tracing
-from mesh.envoy_api.names import (
-    BLACKHOLE_CLUSTER,
-    PASSTHROUGH_CLUSTER,
-    Direction,
-    cluster_name,
-    gateway_route_name,
-    listener_name,
-    route_config_name,
-    sniffed_route_config_name,
-    stat_prefix,
-)
 from mesh.model import (
     AuthorizationPolicy,
     DestinationRule,
@@ -85,9 +59,7 @@ from mesh.model import (
     Resource,
     Secret,
     Server,
-    VirtualService,
 )
-from mesh.model.virtual_service import RouteDestination
 from mesh.records import Reporter
 from mesh.security.peer_authn import (
     MtlsPolicy,
@@ -167,18 +139,6 @@ class _Outbound:
     """(bind address, port) -> service host, for the listeners of :attr:`tcp_listeners` that are
     sniffed: an HTTP chain (RDS ``<host>:<port>``) next to the TCP chains."""
     drs: dict[str, DestinationRule | None] = field(default_factory=dict)
-
-
-def _is_cidr(address: str) -> bool:
-    _, _, bits = address.partition("/")
-    return bool(bits) and bits not in {"32", "128"}
-
-
-def _sniffed_at_address(service: MeshService) -> bool:
-    """An unknown-protocol port of this service gets its own sniffed ``<VIP>_<port>`` listener
-    (a VIP, or a headless Service's endpoint IPs), as istiod binds TCP and sniffed ports. A
-    service with no address or only CIDRs keeps its HTTP path on ``0.0.0.0_<port>``."""
-    return service.headless or any(not _is_cidr(a) for a in service.addresses)
 
 
 class _Translator:
@@ -299,7 +259,7 @@ class _Translator:
                 if p.protocol not in HTTP_LIKE:
                     continue
                 by_port.setdefault(p.port, []).append(service)
-                if p.protocol is Protocol.UNSUPPORTED and _sniffed_at_address(service):
+                if p.protocol is Protocol.UNSUPPORTED and sniffed_at_address(service):
                     sniffed.append((service, p.port))
                 else:
                     wildcard_http.add(p.port)
@@ -315,142 +275,16 @@ class _Translator:
             for service, port in sniffed:
                 ctx = self._context(pod, "mesh", port)
                 routes.append(sniffed_route_config(service, port, scope.virtual_service, ctx))
-        tcp_listeners, sniffed_at = self._tcp_listeners(pod, scope)
+        tcp, sniffed_at = tcp_listeners(self.registry, pod, scope)
         return _Outbound(
             clusters=sorted(cset.clusters, key=_by_name),
             endpoints=sorted(cset.endpoints, key=lambda e: e["cluster_name"]),
             routes=sorted(with_upstream_alpn(routes, cset.clusters), key=_by_name),
             http_ports=sorted(wildcard_http),
-            tcp_listeners=tcp_listeners,
+            tcp_listeners=tcp,
             sniffed=sniffed_at,
             drs=drs,
         )
-
-    def _tcp_listeners(
-        self, pod: Pod, scope: ProxyScope
-    ) -> tuple[dict[tuple[str, int], list[TcpChain]], dict[tuple[str, int], str]]:
-        """Where each TCP service port of the scope is listened for, as istiod binds it.
-
-        A Service with a VIP (ClusterIP, ServiceEntry address) gets ``<VIP>_<port>``; a CIDR
-        address becomes a ``prefix_ranges`` chain on ``0.0.0.0_<port>``; a headless Service gets
-        one listener per endpoint IP; a service with no address at all (a ServiceEntry without
-        ``addresses``) gets ``0.0.0.0_<port>``. Two services claiming the same listener and
-        match: the first by host name wins, as istiod's conflict handling keeps the first.
-
-        An unknown-protocol (sniffed) port is bound the same way at its VIPs or endpoint IPs;
-        those listeners are returned in the second dict, with the service whose HTTP route
-        config they use. A sniffed port without a VIP (no address, or a CIDR) has its HTTP path
-        on ``0.0.0.0_<port>`` and its TCP chain here, on the same wildcard: when the wildcard
-        port also has an HTTP listener the caller merges both into one sniffed listener, as
-        istiod does for HTTP over TCP, TCP over HTTP and sniffed over either."""
-        out: dict[tuple[str, int], list[TcpChain]] = {}
-        sniffed: dict[tuple[str, int], str] = {}
-        for service in sorted(scope.services, key=lambda s: s.hostname):
-            for p in service.ports:
-                unknown = p.protocol is Protocol.UNSUPPORTED
-                sniffs = unknown and _sniffed_at_address(service)
-                if (p.protocol in HTTP_LIKE and not unknown) or p.protocol is Protocol.UDP:
-                    continue
-                default = cluster_name(Direction.OUTBOUND, p.port, "", service.hostname)
-                weighted = tuple(self._tcp_weights(pod, scope, service, p.port))
-                binds: list[tuple[str, str]] = []
-                if service.headless:
-                    binds = [(pod.address, "") for pod in self.registry.endpoints(service)]
-                elif service.addresses:
-                    for address in service.addresses:
-                        if not _is_cidr(address):
-                            binds.append((address.partition("/")[0], ""))
-                        else:
-                            binds.append(("0.0.0.0", address))
-                else:
-                    binds = [("0.0.0.0", "")]
-                tls = p.protocol in {Protocol.TLS, Protocol.HTTPS}
-                by_sni = self._tls_routes(pod, scope, service, p.port) if tls else []
-                for address, cidr in binds:
-                    if sniffs and address != "0.0.0.0":
-                        sniffed.setdefault((address, p.port), service.hostname)
-                    chains = out.setdefault((address, p.port), [])
-                    # istiod matches SNI (the service's host) where the address cannot tell
-                    # services apart: a wildcard listener or a CIDR
-                    names = (service.hostname,) if tls and (address == "0.0.0.0") else ()
-                    for candidate in [*by_sni, TcpChain(default, weighted, cidr, names)]:
-                        chain = replace(candidate, cidr=cidr)
-                        if all((c.cidr, c.server_names) != (chain.cidr, chain.server_names)
-                               for c in chains):  # fmt: skip
-                            chains.append(chain)
-        return out, sniffed
-
-    def _tls_routes(
-        self, pod: Pod, scope: ProxyScope, service: MeshService, port: int
-    ) -> list[TcpChain]:
-        """VirtualService ``tls`` routes of a TLS/HTTPS port, for sidecars (``mesh``): a chain
-        per match that applies to this proxy (:mod:`mesh.envoy.l4_match`) on its ``sniHosts``
-        to the route's destination(s); a later match on the same SNI names is unreachable and
-        left out, as istiod does."""
-        vs = scope.virtual_service(service.hostname)
-        if vs is None:
-            return []
-        out: list[TcpChain] = []
-        handled: set[tuple[str, ...]] = set()
-        for rule in vs.tls:
-            weighted = self._destinations(vs, rule.route, port)
-            if not weighted:
-                continue
-            for m in rule.match:
-                if not m.sni_hosts or m.destination_subnets:
-                    continue  # destinationSubnets: not modelled (MPY2001)
-                if not static_match(m, labels=pod.labels, namespace=pod.namespace, port=port,
-                                    gateways=vs.gateways):  # fmt: skip
-                    continue
-                if tuple(m.sni_hosts) in handled:
-                    continue
-                handled.add(tuple(m.sni_hosts))
-                several = tuple(weighted) if len(weighted) > 1 else ()
-                out.append(TcpChain(weighted[0][0], several, "", tuple(m.sni_hosts)))
-        return out
-
-    def _tcp_weights(
-        self, pod: Pod, scope: ProxyScope, service: MeshService, port: int
-    ) -> list[tuple[str, int]]:
-        """VS ``tcp`` routes for a TCP port: the first rule without matches, or with a match
-        that applies to this proxy (port, ``sourceLabels``, ``sourceNamespace``, ``gateways``;
-        a match with ``destinationSubnets`` is not modelled and never applies)."""
-        vs = scope.virtual_service(service.hostname)
-        if vs is None:
-            return []
-        for rule in vs.tcp:
-            if not rule.route:
-                continue
-            if rule.match and not any(
-                not m.destination_subnets
-                and static_match(m, labels=pod.labels, namespace=pod.namespace, port=port,
-                                 gateways=vs.gateways)
-                for m in rule.match
-            ):  # fmt: skip
-                continue
-            return self._destinations(vs, rule.route, port)
-        return []
-
-    def _destinations(
-        self, vs: VirtualService, route: Sequence[RouteDestination], port: int
-    ) -> list[tuple[str, int]]:
-        """(cluster, weight) of a TCP/TLS rule's destinations (one: weight 100)."""
-        out = []
-        for rd in route:
-            host = self.registry.resolve_host(rd.destination.host, vs.namespace)
-            target = self.registry.service(host)
-            dport = rd.destination.port.number if rd.destination.port else 0
-            if not dport:
-                dport = target.ports[0].port if target and len(target.ports) == 1 else port
-            out.append(
-                (
-                    cluster_name(Direction.OUTBOUND, dport, rd.destination.subset, host),
-                    rd.weight or 0,
-                )
-            )
-        if len(out) == 1:
-            return [(out[0][0], 100)]
-        return [o for o in out if o[1] > 0]
 
     # -- per pod ---------------------------------------------------------------------------
     def proxy(self, pod: Pod) -> ProxyConfig:
@@ -463,61 +297,17 @@ class _Translator:
         routes: list[Json] = []
         servers: list[Server] = []  # a gateway's servers: their credentials become SDS secrets
         if pod.proxy is ProxyKind.SIDECAR:
-            allow_any = scope.outbound_policy is OutboundTrafficPolicyMode.ALLOW_ANY
-            listeners.append(
-                virtual_outbound(
-                    self.addressing.capture_listener(pod, OUTBOUND_CAPTURE_PORT),
-                    allow_any,
-                    TcpLog(log, me, Reporter.SOURCE),
+            listeners.extend(
+                sidecar_outbound_listeners(
+                    self.addressing,
+                    pod,
+                    allow_any=scope.outbound_policy is OutboundTrafficPolicyMode.ALLOW_ANY,
+                    log=TcpLog(log, me, Reporter.SOURCE),
+                    http_ports=outbound.http_ports,
+                    tcp=outbound.tcp_listeners,
+                    sniffed=outbound.sniffed,
                 )
             )
-            tcp_log = TcpLog(log, me, Reporter.SOURCE)
-            fallthrough = PASSTHROUGH_CLUSTER if allow_any else BLACKHOLE_CLUSTER
-            for port in outbound.http_ports:
-                name = listener_name("0.0.0.0", port)
-                spec = HttpListenerSpec(
-                    stat_prefix=stat_prefix(Direction.OUTBOUND, name),
-                    route_config=route_config_name(port),
-                    filters=outbound_http_filters(me),
-                    me=me,
-                    access_log_path=log,
-                )
-                where = self.addressing.outbound_listener(pod, port)
-                # istiod matches a sidecar's HTTP wildcard on http/1.1/h2c too: other bytes take
-                # the TCP chains of VIP-less services on the port, else PassthroughFilterChain
-                merged = outbound.tcp_listeners.get(("0.0.0.0", port), [])
-                listeners.append(
-                    sniffed_listener(where, merged, tcp_log, fallthrough, spec=spec, name=name)
-                )
-            wildcard_http = set(outbound.http_ports)
-            taken = set(wildcard_http)  # local runner: ports a listener already binds
-            for (address, port), chains in outbound.tcp_listeners.items():
-                if address == pod.address:
-                    continue  # a headless Service's own endpoint: the app reaches itself directly
-                if address == "0.0.0.0" and port in wildcard_http:
-                    continue  # merged into the port's HTTP wildcard above
-                host = outbound.sniffed.get((address, port))
-                if host is not None:
-                    name = listener_name(address, port)
-                    spec = HttpListenerSpec(
-                        stat_prefix=stat_prefix(Direction.OUTBOUND, name),
-                        route_config=sniffed_route_config_name(host, port),
-                        filters=outbound_http_filters(me),
-                        me=me,
-                        access_log_path=log,
-                    )
-                    where = self.addressing.sniffed_listener(pod, address, port, port not in taken)
-                    taken.add(port)
-                    listeners.append(
-                        sniffed_listener(where, chains, tcp_log, fallthrough, spec=spec, name=name)
-                    )
-                    continue
-                where = (
-                    self.addressing.outbound_listener(pod, port)
-                    if address == "0.0.0.0"
-                    else self.addressing.vip_listener(address, port)
-                )
-                listeners.append(tcp_listener(where, chains, tcp_log, fallthrough))
             inbound_listeners, inbound_clusters, inbound_routes = inbound_part(
                 self._inbound_ctx, pod, self.peer_authentication(pod), me, log
             )
@@ -525,30 +315,24 @@ class _Translator:
             clusters.extend(inbound_clusters)
             routes.extend(inbound_routes)
         elif pod.proxy is ProxyKind.ROUTER:
-            for gport in gateway_ports(pod, self.index, self.topology):
-                servers.extend(server for _, server in gport.servers)
-                if gport.tls:
-                    built = self._gateway_tls_port(pod, gport, scope, outbound, me, log)
-                    listeners.append(built.listener)
-                    routes.extend(built.routes)
-                    clusters.extend(built.clusters)
-                    continue
-                spec = HttpListenerSpec(
-                    stat_prefix=stat_prefix(
-                        Direction.OUTBOUND, listener_name("0.0.0.0", gport.target_port)
-                    ),
-                    route_config=gateway_route_name(gport.target_port),
-                    filters=outbound_http_filters(me),
-                    me=me,
-                    access_log_path=log,
-                )
-                where = self.addressing.outbound_listener(pod, gport.target_port)
-                listeners.append(gateway_listener(gport.target_port, where, spec))
-                routes.append(
-                    gateway_route_config(
-                        gport, self.index, lambda gw, port: self._context(pod, gw, port)
-                    )
-                )
+            gateway = gateway_part(
+                pod,
+                GatewayInputs(
+                    index=self.index,
+                    registry=self.registry,
+                    addressing=self.addressing,
+                    topology=self.topology,
+                    context=lambda gw, port: self._context(pod, gw, port),
+                ),
+                scope=scope,
+                outbound_clusters=outbound.clusters,
+                me=me,
+                log=log,
+            )
+            listeners.extend(gateway.listeners)
+            routes.extend(gateway.routes)
+            clusters.extend(gateway.clusters)
+            servers.extend(gateway.servers)
             # the gateway's HCMs have istio.alpn too (istiod: every HCM but a sidecar's inbound)
             routes = with_upstream_alpn(routes, [*outbound.clusters, *clusters])
         if self.options.tracing is not None:
@@ -562,73 +346,6 @@ class _Translator:
             endpoints=tuple(outbound.endpoints),
             secrets=tuple(gateway_credential_secrets(servers, pod.namespace, self._secrets)),
         )
-
-    def _gateway_tls_port(  # noqa: PLR0917
-        self,
-        pod: Pod,
-        gport: GatewayPort,
-        scope: ProxyScope,
-        outbound: _Outbound,
-        me: LogIdentity,
-        log: str,
-    ) -> TlsPortBuild:
-        """A gateway port of HTTPS/TLS servers (:mod:`mesh.envoy.gateway_tls`)."""
-        terminating = []
-        routes: list[Json] = []
-        tcp: list[TlsChainSpec] = []
-        clusters: list[Json] = []
-        taken: set[str] = set()
-
-        def rule_of(s: MeshService) -> DestinationRule | None:
-            return self.index.destination_rule(pod, s)
-
-        for gw, server in gport.servers:
-            assert server.tls is not None
-            mode = server.tls.mode.upper()
-            if is_terminating(server):
-                name = https_route_name(server, gw)
-                spec = HttpListenerSpec(
-                    stat_prefix=stat_prefix(
-                        Direction.OUTBOUND, listener_name("0.0.0.0", gport.target_port)
-                    ),
-                    route_config=name,
-                    filters=outbound_http_filters(me),
-                    me=me,
-                    access_log_path=log,
-                )
-                one = GatewayPort(gport.target_port, server.port.number, ((gw, server),))
-                routes.append(
-                    gateway_route_config(
-                        one, self.index, lambda g, p: self._context(pod, g, p), name=name
-                    )
-                )
-                terminating.append((server, gateway_hcm(spec), gateway_tls_context(server.tls)))
-            elif mode == "PASSTHROUGH":
-                tcp.extend(
-                    passthrough_chains(
-                        gw, server, self.index, self.registry.resolve_host,
-                        self.registry.service, taken=taken, pod_labels=pod.labels,
-                        pod_namespace=pod.namespace,
-                    )
-                )  # fmt: skip
-            elif mode == "AUTO_PASSTHROUGH":
-                tcp.extend(auto_passthrough_chains(server, scope.services, rule_of))
-                clusters.extend(
-                    sni_dnat_clusters(
-                        server, scope.services, rule_of,
-                        lambda n: next((c for c in outbound.clusters if c["name"] == n), None),
-                    )
-                )  # fmt: skip
-        tcp_log = TcpLog(log, me, Reporter.SOURCE)
-        listener = tls_port_listener(
-            gateway_listener_base(
-                gport.target_port, self.addressing.outbound_listener(pod, gport.target_port)
-            ),
-            terminating,
-            tcp,
-            lambda c: tcp_proxy(c.cluster, c.cluster, c.weighted, tcp_log),
-        )
-        return TlsPortBuild(listener, tuple(routes), tuple(clusters))
 
     def _traced(
         self, pod: Pod, listeners: list[Json], clusters: list[Json], options: TracingOptions
