@@ -5,39 +5,29 @@ its own circuit-breaker counters and its own outlier detector, so one sidecar ca
 that another still uses.
 
 * Circuit breakers and connection pools: :mod:`sim.connpool` (``ClusterRuntime.pool``).
-* Outlier detection: per host, consecutive 5xx (and consecutive gateway errors 502/503/504;
-  local connect failures and timeouts count as both) eject the host *immediately* when the
-  threshold is reached, unless the ejected hosts would then exceed ``max_ejection_percent`` of the
-  cluster's hosts. Envoy's "at least one host" allowance (``always_eject_one_host``) is off unless
-  set, and istiod never sets it: with the default 10 %, a cluster of fewer than 10 hosts ejects
-  nothing (verified on Envoy 1.40: two pods, one timing out, no ``maxEjectionPercent``). The
-  ejection lasts ``base_ejection_time x k``, capped at ``max_ejection_time``, and ends at the
-  first ``interval`` sweep after that. ``k`` is Envoy's ejection back-off: one more per ejection
-  (while ``k x base`` is below ``max + base``), one less per sweep that finds the host healthy
-  at least an interval after it came back. Nothing but that sweep brings a host back: a pod that
-  is up again stays ejected until its time is served (Istio configures no active health check).
-* A long-running Envoy keeps each cluster's outlier detector for as long as the cluster is
-  unchanged: :meth:`ClusterRuntime.outlier_state` and :meth:`ClusterRuntime.restore_outlier`
-  carry it from one lesson step's world into the next (``sim.runner``). A CDS update that
-  changes the cluster replaces it in Envoy, with a new detector: every host healthy again
-  (verified on Envoy 1.40, ``cluster_manager.cluster_modified``: an ejected host was healthy
-  after a push that changed ``connect_timeout``, and still ejected after a push of the same
-  cluster). An endpoint change (EDS) keeps the cluster and the state of the hosts it keeps.
+* Outlier detection: :mod:`sim.outlier` (``ClusterRuntime.detector``), Envoy's per-cluster
+  detector, carried across lesson steps while CDS leaves the cluster unchanged.
 * Panic threshold: when the healthy share falls below it, Envoy balances over all hosts; Istio
   sets it to 0 with outlier detection, so then an all-ejected cluster answers 503 ``UH``.
 """
 
 from __future__ import annotations
 
-import math
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import simpy
 
 from sim.connpool import MTLS_CONNECT, ConnPool, Delay, Paired, PoolStats, Sampled
-from sim.lb import pick_hashed
+from sim.lb import by_locality_weight, by_priority, pick_hashed, pick_weighted
+from sim.outlier import (
+    HostOutlier,
+    OutlierDetector,
+    OutlierState,
+    cluster_config,
+    forget_outlier,
+)
 from sim.xds import ClusterSpec, EndpointSpec
 
 __all__ = ["ClusterRuntime", "HostOutlier", "HostState", "OutlierState", "Pick"]
@@ -77,38 +67,6 @@ class HostState:
             self.ejections,
             None if self.last_unejection is None else self.last_unejection - at,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class HostOutlier:
-    """One host's outlier-detection state, times relative to the moment it was taken."""
-
-    consecutive_5xx: int
-    consecutive_gateway: int
-    consecutive_local: int
-    ejected: bool
-    ejected_until: float
-    ejections: int
-    last_unejection: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class OutlierState:
-    """One cluster's outlier detector in one proxy, as a long-running Envoy keeps it between
-    the steps of a lesson: which cluster config it belongs to, the phase of its ``interval``
-    sweeps and each host's state (by ``address:port``), times relative to when it was taken."""
-
-    config: ClusterSpec
-    """The cluster without its endpoints (:func:`cluster_config`): the detector carries over
-    only to the same cluster, as Envoy keeps it only while CDS leaves the cluster unchanged."""
-    created: float
-    hosts: tuple[tuple[str, HostOutlier], ...]
-
-
-def cluster_config(spec: ClusterSpec) -> ClusterSpec:
-    """``spec`` without what its endpoints (EDS) decide: equal for two versions of one Envoy
-    cluster that CDS left unchanged."""
-    return replace(spec, endpoints=(), priorities=(0,), weighted=False)
 
 
 @dataclass(slots=True)
@@ -153,9 +111,10 @@ class ClusterRuntime:
     rr_next: int = 0
     rr_credit: dict[str, int] = field(default_factory=dict)
     """Weighted round robin's running credit per host (smooth weighted round robin)."""
+    detector: OutlierDetector = field(init=False)
+    """The cluster's outlier detector (:mod:`sim.outlier`)."""
     created: float = 0.0
-    ejections_total: int = 0
-    ejected_hosts: int = 0
+    """When this cluster (this config of it) was created: its outlier sweeps count from here."""
     cx_connect_fail: int = 0
     connect: Delay | Sampled = MTLS_CONNECT
     """A new mTLS connection's set-up on a sized pool (``PoolTiming.connect``)."""
@@ -178,6 +137,17 @@ class ClusterRuntime:
     def __post_init__(self) -> None:
         self.pool = self._new_pool()
         self.locality_sizes = _locality_sizes(self.spec)
+        self.detector = OutlierDetector(self.spec.outlier, self.created)
+
+    @property
+    def ejected_hosts(self) -> int:
+        """Hosts ejected now (as of the last sweep this runtime looked at)."""
+        return self.detector.ejected_hosts
+
+    @property
+    def ejections_total(self) -> int:
+        """Envoy's ``outlier_detection.ejections_enforced_total``."""
+        return self.detector.ejections_total
 
     def _new_pool(self) -> ConnPool:
         spec = self.spec
@@ -203,132 +173,42 @@ class ClusterRuntime:
             self.spec = spec
             self.pool = self._new_pool()
             for h in old.values():
-                _forget_outlier(h)
-            self.ejected_hosts = 0
+                forget_outlier(h)
             self.created = self.env.now
+            self.detector = OutlierDetector(spec.outlier, self.created)
         self.spec = spec
         self.locality_sizes = _locality_sizes(spec)
         self.hosts = [old.get(e.host) or HostState(e) for e in spec.endpoints]
         for h, e in zip(self.hosts, spec.endpoints, strict=True):
             h.endpoint = e
-        self.ejected_hosts = sum(h.ejected for h in self.hosts)
+        self.detector.ejected_hosts = sum(h.ejected for h in self.hosts)
 
     def outlier_state(self, now: float) -> OutlierState | None:
-        """The outlier detector as it stands at ``now`` (the sweeps due by then done), times
-        relative to ``now``; None when the cluster has no outlier detection."""
+        """The outlier detector as it stands at ``now``, times relative to ``now``; None when
+        the cluster has no outlier detection."""
         if self.spec.outlier is None:
             return None
-        for h in self.hosts:
-            self.is_ejected(h, now)
-        return OutlierState(
-            cluster_config(self.spec),
-            self.created - now,
-            tuple((h.key, h.outlier(now)) for h in self.hosts),
-        )
+        return self.detector.state(self.spec, self.hosts, now)
 
     def restore_outlier(self, state: OutlierState) -> bool:
-        """Take over ``state`` (taken when this world's clock read 0) if it belongs to this
-        very cluster config; False (a fresh detector) when CDS changed the cluster."""
-        if self.spec.outlier is None or state.config != cluster_config(self.spec):
-            return False
-        now = self.env.now
-        self.created = now + state.created
-        kept = dict(state.hosts)
-        for h in self.hosts:
-            o = kept.get(h.key)
-            if o is None:
-                continue
-            h.consecutive_5xx = o.consecutive_5xx
-            h.consecutive_gateway = o.consecutive_gateway
-            h.consecutive_local = o.consecutive_local
-            h.ejected = o.ejected
-            h.ejected_until = now + o.ejected_until
-            h.ejections = o.ejections
-            h.last_unejection = None if o.last_unejection is None else now + o.last_unejection
-        self.ejected_hosts = sum(h.ejected for h in self.hosts)
-        return True
+        """Take over ``state`` if it belongs to this very cluster config (see
+        :meth:`sim.outlier.OutlierDetector.restore`)."""
+        restored = self.detector.restore(state, self.spec, self.hosts, self.env.now)
+        if restored:
+            self.created = self.detector.created
+        return restored
 
     def retry_allowed(self) -> bool:
         """``max_retries``: whether another retry may be in flight."""
         return self.retries_active < self.spec.thresholds.max_retries
 
-    # -- outlier detection ------------------------------------------------------------------
-
     def is_ejected(self, h: HostState, now: float) -> bool:
-        """Ejected until the first sweep after its ejection time has passed (that sweep brings
-        it back and resets its consecutive-error counters)."""
-        if not h.ejected:
-            return False
-        back = self._back_at(h)
-        if now < back:
-            return True
-        h.ejected = False
-        h.consecutive_5xx = h.consecutive_gateway = h.consecutive_local = 0
-        self.ejected_hosts -= 1
-        h.last_unejection = back
-        return False
-
-    def _back_at(self, h: HostState) -> float:
-        """The sweep that ends ``h``'s ejection: the first once its time is served."""
-        od = self.spec.outlier
-        interval = od.interval if od is not None else 10.0
-        sweeps = max(1, math.ceil((h.ejected_until - self.created) / interval - 1e-9))
-        return self.created + sweeps * interval
+        """Whether the outlier detector has ``h`` ejected at ``now``."""
+        return self.detector.is_ejected(h, now)
 
     def record_outcome(self, h: HostState, status: int, local_failure: bool) -> bool:
         """Feed one attempt's outcome to the outlier detector; True when it ejected the host."""
-        od = self.spec.outlier
-        if od is None:
-            return False
-        if local_failure and od.split_external_local_origin_errors:
-            h.consecutive_local += 1
-            if h.consecutive_local >= od.consecutive_local_origin_failure:
-                return self._eject(h)
-            return False
-        if local_failure or status >= 500:
-            h.consecutive_5xx += 1
-            if local_failure or status in (502, 503, 504):
-                h.consecutive_gateway += 1
-            else:
-                h.consecutive_gateway = 0
-            if od.enforcing_consecutive_5xx and h.consecutive_5xx >= od.consecutive_5xx > 0:
-                return self._eject(h)
-            if (
-                od.enforcing_consecutive_gateway_failure
-                and h.consecutive_gateway >= od.consecutive_gateway_failure > 0
-            ):
-                return self._eject(h)
-            return False
-        h.consecutive_5xx = h.consecutive_gateway = h.consecutive_local = 0
-        return False
-
-    def _eject(self, h: HostState) -> bool:
-        od = self.spec.outlier
-        assert od is not None
-        now = self.env.now
-        h.consecutive_5xx = h.consecutive_gateway = h.consecutive_local = 0
-        if self.is_ejected(h, now):
-            return False
-        ejected = sum(1 for x in self.hosts if self.is_ejected(x, now))
-        if 100.0 * (ejected + 1) / len(self.hosts) > od.max_ejection_percent:
-            return False  # Envoy's ejectHost: the share ejected after this one must fit
-        if h.ejections and h.last_unejection is not None:
-            h.ejections = max(0, h.ejections - self._healthy_sweeps(h.last_unejection, now))
-        base, most = od.base_ejection_time, od.max_ejection_time
-        if h.ejections * base < most + base:
-            h.ejections += 1
-        h.ejected = True
-        h.ejected_until = now + min(base * h.ejections, most)
-        self.ejections_total += 1
-        self.ejected_hosts += 1
-        return True
-
-    def _healthy_sweeps(self, back: float, now: float) -> int:
-        """The sweeps after ``back`` (a sweep), up to ``now``, that each take one off a
-        healthy host's back-off: every one at least an interval after it came back."""
-        od = self.spec.outlier
-        assert od is not None
-        return max(0, math.floor((now - back) / od.interval + 1e-9))
+        return self.detector.record_outcome(h, status, local_failure, self.hosts, self.env.now)
 
     # -- load balancing ---------------------------------------------------------------------
 
@@ -337,29 +217,8 @@ class ClusterRuntime:
         locality-weighted load balancing, the locality drawn by weight)."""
         hosts, panic = self._available(now)
         if self.spec.locality_weighted and hosts:
-            hosts = self._by_locality_weight(hosts)
+            hosts = by_locality_weight(hosts, self.locality_sizes, self.rng)
         return hosts, panic
-
-    def _by_locality_weight(self, usable: list[HostState]) -> list[HostState]:
-        """Envoy's locality-weighted choice: each locality's ``load_balancing_weight`` times its
-        availability (healthy share x 1.4, at most 1); then the LB policy picks inside it."""
-        groups: dict[str, list[HostState]] = {}
-        for h in usable:
-            if h.endpoint.locality_weight > 0:
-                groups.setdefault(h.endpoint.locality, []).append(h)
-        if not groups:
-            return usable
-        totals = self.locality_sizes
-        weighted = [
-            (hs[0].endpoint.locality_weight * min(1.0, 1.4 * len(hs) / totals[loc]), hs)
-            for loc, hs in sorted(groups.items())
-        ]
-        r = self.rng.random() * sum(w for w, _ in weighted)
-        for w, hs in weighted:
-            if r < w:
-                return hs
-            r -= w
-        return weighted[-1][1]
 
     def _available(self, now: float) -> tuple[list[HostState], bool]:
         hosts = self.hosts
@@ -370,7 +229,7 @@ class ClusterRuntime:
         else:
             candidates = [h for h in hosts if not self.is_ejected(h, now)]
         if len(self.spec.priorities) > 1:
-            return self._by_priority(candidates)
+            return by_priority(self.spec.priorities, self.hosts, candidates, self.rng)
         if len(candidates) == len(hosts):
             return candidates, False
         threshold = self.spec.panic_threshold
@@ -378,34 +237,13 @@ class ClusterRuntime:
             return hosts, True
         return candidates, False
 
-    def _by_priority(self, healthy: list[HostState]) -> tuple[list[HostState], bool]:
-        """Priority spill-over with Envoy's 1.4 overprovisioning factor."""
-        loads = []
-        remaining = 100.0
-        for p in self.spec.priorities:
-            total = [h for h in self.hosts if h.endpoint.priority == p]
-            ok = [h for h in healthy if h.endpoint.priority == p]
-            health = min(100.0, 140.0 * len(ok) / len(total)) if total else 0.0
-            share = min(remaining, health)
-            loads.append((share, ok))
-            remaining -= share
-        total_load = sum(s for s, _ in loads)
-        if total_load <= 0:
-            return [], False
-        r = self.rng.random() * total_load
-        for share, ok in loads:
-            if r < share:
-                return ok, False
-            r -= share
-        return loads[-1][1], False
-
     def choose(self, hash_key: int | None, avoid: set[str] | None, attempts: int) -> Pick:
         """Pick a host (``avoid`` = previous hosts, re-drawn up to ``attempts`` times)."""
         hosts, panic = self.available(self.env.now)
         if not hosts:
             if not self.hosts:
                 return Pick(None, "the cluster has no endpoints")
-            backs = [self._back_at(h) - self.env.now for h in self.hosts if h.ejected]
+            backs = [self.detector.back_at(h) - self.env.now for h in self.hosts if h.ejected]
             when = (
                 f" (the first comes back in {min(backs):.1f} s, at an outlier-detection sweep)"
                 if backs
@@ -455,7 +293,7 @@ class ClusterRuntime:
         if n == 1:
             return hosts[0]
         if self.spec.weighted and policy in _WEIGHTED:
-            return self._pick_weighted(policy, hosts)
+            return pick_weighted(policy, hosts, self.rr_credit, self.rng)
         if policy == "LEAST_REQUEST":  # lb.p2c, inlined
             rng = self.rng
             a = hosts[rng.randrange(n)]
@@ -477,34 +315,6 @@ class ClusterRuntime:
             )
             return hosts[i]
         return hosts[self.rng.randrange(n)]
-
-    def _pick_weighted(self, policy: str, hosts: list[HostState]) -> HostState:
-        """Hosts of unequal ``load_balancing_weight`` (e.g. an east-west gateway standing for
-        several remote pods): Envoy's weighted schedulers. ``ROUND_ROBIN`` is its earliest
-        deadline first over the weights (smooth: each host's share exact over a cycle);
-        ``LEAST_REQUEST`` weighs each host by ``weight / (active + 1)`` (Envoy's default
-        ``active_request_bias`` 1.0), drawn at random here; ``RANDOM`` by weight."""
-        if policy == "ROUND_ROBIN":
-            credit = self.rr_credit
-            total = 0
-            best = hosts[0]
-            for h in hosts:
-                credit[h.key] = credit.get(h.key, 0) + h.endpoint.weight
-                total += h.endpoint.weight
-                if credit[h.key] > credit[best.key]:
-                    best = h
-            credit[best.key] -= total
-            return best
-        if policy == "LEAST_REQUEST":
-            weights = [h.endpoint.weight / (h.active + 1) for h in hosts]
-        else:
-            weights = [float(h.endpoint.weight) for h in hosts]
-        r = self.rng.random() * sum(weights)
-        for h, w in zip(hosts, weights, strict=True):
-            if r < w:
-                return h
-            r -= w
-        return hosts[-1]
 
     @property
     def envoy_stats(self) -> dict[str, int]:
@@ -533,15 +343,6 @@ class ClusterRuntime:
             "overflows": self.pool_stats.rq_pending_overflow,
             "ejections": self.ejections_total,
         }
-
-
-def _forget_outlier(h: HostState) -> None:
-    """A fresh detector's view of ``h`` (Envoy replaced the cluster)."""
-    h.consecutive_5xx = h.consecutive_gateway = h.consecutive_local = 0
-    h.ejected = False
-    h.ejected_until = 0.0
-    h.ejections = 0
-    h.last_unejection = None
 
 
 def _locality_sizes(spec: ClusterSpec) -> dict[str, int]:
