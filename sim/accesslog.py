@@ -32,7 +32,7 @@ from sim.messages import Request, Response
 from sim.records import make_record
 
 if TYPE_CHECKING:
-    from sim.world import PodRuntime
+    from sim.pods import PodRuntime
 
 __all__ = [
     "TcpOutcome",

@@ -28,7 +28,8 @@ from sim.matchers import split_path
 from sim.messages import Request, Response
 
 if TYPE_CHECKING:
-    from sim.world import PodRuntime, World
+    from sim.pods import PodRuntime
+    from sim.world import World
 
 __all__ = ["AppAnswer", "serve"]
 

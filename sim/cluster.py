@@ -20,53 +20,17 @@ from typing import Any
 import simpy
 
 from sim.connpool import MTLS_CONNECT, ConnPool, Delay, Paired, PoolStats, Sampled
+from sim.hosts import HostOutlier, HostState
 from sim.lb import by_locality_weight, by_priority, pick_hashed, pick_weighted
 from sim.outlier import (
-    HostOutlier,
     OutlierDetector,
     OutlierState,
     cluster_config,
     forget_outlier,
 )
-from sim.xds import ClusterSpec, EndpointSpec
+from sim.xds import ClusterSpec
 
 __all__ = ["ClusterRuntime", "HostOutlier", "HostState", "OutlierState", "Pick"]
-
-
-@dataclass(slots=True, eq=False)
-class HostState:
-    """One upstream host as this client proxy tracks it."""
-
-    endpoint: EndpointSpec
-    active: int = 0
-    consecutive_5xx: int = 0
-    consecutive_gateway: int = 0
-    consecutive_local: int = 0
-    ejected: bool = False
-    ejected_until: float = 0.0
-    """When the ejection's time is served (the host comes back at the next sweep)."""
-    ejections: int = 0
-    """Envoy's ejection back-off ``k``: the ejection lasts ``base_ejection_time x k``."""
-    last_unejection: float | None = None
-    """The sweep that brought the host back (None: never ejected)."""
-    requests: int = 0
-    key: str = ""
-    """``address:port`` (the endpoint's ``%UPSTREAM_HOST%``)."""
-
-    def __post_init__(self) -> None:
-        self.key = self.endpoint.host
-
-    def outlier(self, at: float) -> HostOutlier:
-        """This host's detector state, times relative to ``at``."""
-        return HostOutlier(
-            self.consecutive_5xx,
-            self.consecutive_gateway,
-            self.consecutive_local,
-            self.ejected,
-            self.ejected_until - at,
-            self.ejections,
-            None if self.last_unejection is None else self.last_unejection - at,
-        )
 
 
 @dataclass(slots=True)

@@ -16,9 +16,10 @@ from typing import Any
 from mesh.topology import MeshService
 from sim.direct import connect_direct, direct
 from sim.messages import Request
+from sim.pods import PodRuntime
 from sim.proxy import outbound
 from sim.tcp import Connection, connect
-from sim.world import PodRuntime, World
+from sim.world import World
 
 __all__ = ["DATA_PLANE", "DataPlane", "wire"]
 

@@ -14,8 +14,9 @@ from sim.accesslog import TcpOutcome
 from sim.inbound import inbound
 from sim.inbound_tcp import serve_tcp
 from sim.messages import Request, Response
+from sim.pods import PodRuntime
 from sim.tcp import Connection
-from sim.world import PodRuntime, World
+from sim.world import World
 
 __all__ = ["connect_direct", "direct"]
 

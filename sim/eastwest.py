@@ -50,7 +50,8 @@ from sim.cluster import ClusterRuntime, HostState
 from sim.connpool import Connection
 from sim.inbound import inbound
 from sim.messages import Attempt, Request, Response
-from sim.world import PodRuntime, ProxyRuntime, World
+from sim.pods import PodRuntime, ProxyRuntime
+from sim.world import World
 
 __all__ = ["cross_delay", "deliver"]
 

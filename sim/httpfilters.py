@@ -45,7 +45,8 @@ from sim.tokens import SIM_EPOCH
 from sim.xds import HcmSpec, HttpFilterSpec, RouteSpec
 
 if TYPE_CHECKING:
-    from sim.world import PodRuntime, World
+    from sim.pods import PodRuntime
+    from sim.world import World
 
 __all__ = ["FilterReply", "run_http_filters"]
 

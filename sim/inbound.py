@@ -37,7 +37,8 @@ from sim.messages import BODY_UC, BODY_UF, Attempt, Request, Response
 from sim.xds import Landing, RouteSpec
 
 if TYPE_CHECKING:
-    from sim.world import PodRuntime, World
+    from sim.pods import PodRuntime
+    from sim.world import World
 
 __all__ = ["inbound"]
 

@@ -28,7 +28,8 @@ from sim.xds import FilterChainSpec
 from sim.xds.values import typed_config
 
 if TYPE_CHECKING:
-    from sim.world import PodRuntime, World
+    from sim.pods import PodRuntime
+    from sim.world import World
 
 __all__ = [
     "CONNECT_FAILED",

@@ -21,10 +21,9 @@ import functools
 import hashlib
 import random
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from sim.cluster import HostState
+from sim.hosts import HostState
 
 __all__ = [
     "Hashable",

@@ -22,27 +22,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
+from sim.hosts import HostOutlier, HostState
 from sim.xds import ClusterSpec, OutlierSpec
 
-if TYPE_CHECKING:
-    from sim.cluster import HostState
-
-__all__ = ["HostOutlier", "OutlierDetector", "OutlierState", "cluster_config", "forget_outlier"]
-
-
-@dataclass(frozen=True, slots=True)
-class HostOutlier:
-    """One host's outlier-detection state, times relative to the moment it was taken."""
-
-    consecutive_5xx: int
-    consecutive_gateway: int
-    consecutive_local: int
-    ejected: bool
-    ejected_until: float
-    ejections: int
-    last_unejection: float | None
+__all__ = ["OutlierDetector", "OutlierState", "cluster_config", "forget_outlier"]
 
 
 @dataclass(frozen=True, slots=True)

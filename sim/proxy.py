@@ -31,9 +31,10 @@ from mesh.topology import ProxyKind
 from sim.accesslog import http_source
 from sim.matchers import split_path
 from sim.messages import Request, Response, TlsHello
+from sim.pods import ProxyRuntime
 from sim.route_action import act, header_ops
 from sim.tcp import http_over_tcp
-from sim.world import ProxyRuntime, World
+from sim.world import World
 from sim.xds import FilterChainSpec, Landing, RouteSpec, VirtualHostSpec
 
 __all__ = ["outbound"]

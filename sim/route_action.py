@@ -21,9 +21,10 @@ from mesh.envoy_api.names import (
 )
 from sim.inbound import inbound
 from sim.messages import BODY_FAULT_ABORT, BODY_UC, BODY_UF, Request, Response, Trace
+from sim.pods import ProxyRuntime
 from sim.router import route_request
 from sim.upstream_alpn import upstream_alpn
-from sim.world import ProxyRuntime, World
+from sim.world import World
 from sim.xds import ClusterSpec, HcmSpec, RouteSpec, redirect_status
 from sim.xds.formatters import apply_header_ops
 from sim.xds.rewrite import redirect_uri, rewritten_host, rewritten_path, weighted_pick

@@ -39,8 +39,9 @@ from sim.messages import (
     Response,
     TlsHello,
 )
+from sim.pods import ProxyRuntime
 from sim.timeouts import detached, raced
-from sim.world import ProxyRuntime, World
+from sim.world import World
 from sim.xds import RouteSpec
 
 __all__ = ["hash_key", "route_request"]

@@ -42,7 +42,8 @@ from sim.cluster import ClusterRuntime, HostState
 from sim.inbound import inbound
 from sim.inbound_tcp import CONNECT_FAILED, serve_tcp
 from sim.messages import Request, Response, Trace
-from sim.world import PodRuntime, ProxyRuntime, World
+from sim.pods import PodRuntime, ProxyRuntime
+from sim.world import World
 from sim.xds import FilterChainSpec, Landing
 
 __all__ = ["Connection", "TcpOutcome", "connect", "http_over_tcp"]

@@ -39,8 +39,9 @@ from mesh.security.credentials import client_pair, client_trust
 from mesh.topology import INGRESS_GATEWAY, MeshService
 from sim.dataplane import wire
 from sim.messages import Request, TlsHello, Trace
+from sim.pods import PodRuntime
 from sim.tcp import Connection
-from sim.world import PodRuntime, World
+from sim.world import World
 
 __all__ = ["TrafficDriver", "drain", "run_until_quiet"]
 
