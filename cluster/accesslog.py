@@ -9,13 +9,14 @@ read and keeps a trailing half-written line for the next call.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from mesh.envoy.accesslog import record_from_access_log
 from mesh.records import RequestRecord
 
-__all__ = ["AccessLogTail", "read_records"]
+__all__ = ["AccessLogTail", "read_records", "wait_for_logs"]
 
 
 class AccessLogTail:
@@ -73,3 +74,49 @@ def read_records(paths: Iterable[Path], run_started_at: float = 0.0) -> list[Req
     for path in paths:
         records.extend(AccessLogTail(path).read(run_started_at))
     return sorted(records, key=lambda r: r.start_time)
+
+
+LOG_FLUSH_S = 0.35
+"""Envoy flushes access logs every 100 ms (``--file-flush-interval-msec``): after a step's
+traffic, wait at least three flushes and more, until the logs have stopped growing
+(:func:`wait_for_logs`)."""
+
+LOG_QUIET_S = 0.25
+"""How long every access log must stay the same size before a step's last records count as in."""
+
+LOG_SETTLE_MAX_S = 5.0
+"""The most a step waits for its logs to stop growing (a proxy that never stops logging)."""
+
+
+def wait_for_logs(
+    paths: Sequence[Path],
+    *,
+    least_s: float = LOG_FLUSH_S,
+    quiet_s: float = LOG_QUIET_S,
+    most_s: float = LOG_SETTLE_MAX_S,
+    poll_s: float = 0.05,
+) -> bool:
+    """Wait ``least_s``, then until no file of ``paths`` has grown for ``quiet_s`` (on a busy
+    machine Envoy's flush thread may write a step's last lines late). False if ``most_s``
+    passed first."""
+
+    def sizes() -> tuple[int, ...]:
+        out = []
+        for path in paths:
+            try:
+                out.append(path.stat().st_size)
+            except OSError:
+                out.append(-1)
+        return tuple(out)
+
+    began = time.monotonic()
+    time.sleep(least_s)
+    last, since = sizes(), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        if time.monotonic() - began >= most_s:
+            return False
+        time.sleep(poll_s)
+        now = sizes()
+        if now != last:
+            last, since = now, time.monotonic()
+    return True

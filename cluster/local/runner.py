@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from cluster.accesslog import AccessLogTail
+from cluster.accesslog import AccessLogTail, wait_for_logs
 from cluster.local.admin import AdminError
 from cluster.local.apps import unrunnable
 from cluster.local.envoy import ConfigRejectedError
@@ -56,9 +56,6 @@ STREAM_INTERVAL_S = 0.5
 """How often a running step's access logs are read for live views."""
 
 _POD_EVENTS = frozenset({"pod-died", "pod-restarted"})
-
-LOG_FLUSH_S = 0.35
-"""Envoy flushes access logs every 100 ms (``--file-flush-interval-msec``); wait a bit more."""
 
 
 def traffic_targets(mesh: LocalMesh, spec: TrafficSpec) -> list[Target]:
@@ -239,8 +236,9 @@ class LocalExecutor:
                 timer.cancel()
         for change in list(pending):  # due after the traffic: they still happen
             self._fire(change, pending)
-        mesh.wait_idle(SETTLE_MAX_S)
-        time.sleep(LOG_FLUSH_S)
+        if not mesh.wait_idle(SETTLE_MAX_S):
+            self.report(f"requests still in flight {SETTLE_MAX_S:.0f} s after the traffic ended")
+        wait_for_logs([tail.path for tail in tails])
         stream.stop()
         stream.read()  # what the proxies logged last
         started = traffic_started - self.run_started

@@ -198,7 +198,9 @@ def test_a_failing_call_is_retried_then_degraded(app: dict[str, Server]) -> None
 
 
 def test_the_apps_own_timeout_gives_up_on_a_slow_call(app: dict[str, Server]) -> None:
-    app["ads"].knobs(latency_ms=400)
+    # 300 ms: past web's 200 ms on ads, and 200 ms inside web's 500 ms on feed (the hops
+    # through the recorders cost tens of ms on a loaded machine)
+    app["ads"].knobs(latency_ms=300)
     try:
         _take(app)
         started = time.monotonic()
@@ -210,11 +212,11 @@ def test_the_apps_own_timeout_gives_up_on_a_slow_call(app: dict[str, Server]) ->
     assert r.status_code == 200
     assert r.headers["x-app-degraded"] == "ads", "ads missed web's 200 ms; feed (500 ms) did not"
     assert len(r.content) == 6000 - 1000
-    assert took >= 0.4, "the page waits for feed, which waits 400 ms for ads (no timeout)"
+    assert took >= 0.3, "the page waits for feed, which waits 300 ms for ads (no timeout)"
 
 
 def test_the_apps_own_timeout_then_the_propagated_status(app: dict[str, Server]) -> None:
-    app["profile"].knobs(latency_ms=1500)
+    app["profile"].knobs(latency_ms=3000)
     try:
         started = time.monotonic()
         r = httpx.get(app["web"].url + "/", headers=TRACE, trust_env=False, timeout=10)
@@ -222,7 +224,7 @@ def test_the_apps_own_timeout_then_the_propagated_status(app: dict[str, Server])
     finally:
         app["profile"].knobs(latency_ms=0)
     assert r.status_code == 502, "web's own 1 s timeout on profile, then its errorStatus"
-    assert 1.0 <= took < 1.4
+    assert 1.0 <= took < 2.5, "web gave up at its own 1 s, not after profile's 3 s"
 
 
 def test_a_propagated_error_answers_the_declared_status(app: dict[str, Server]) -> None:

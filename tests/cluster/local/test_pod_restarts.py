@@ -38,7 +38,7 @@ traffic:
   to: product
   requests: [{path: /products}]
   rate_rps: 25
-  duration_s: 14
+  duration_s: 16
 steps:
   - name: product-v1 loses its app, then its sidecar
     apply: [istio/dr.yaml, istio/vs.yaml]
