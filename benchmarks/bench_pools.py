@@ -41,7 +41,7 @@ from mesh.lesson import load_lesson  # noqa: E402
 from mesh.runner import LessonRun, RunOptions  # noqa: E402
 from playground.pool_calibration import cross_fit  # noqa: E402
 from sim import SimRunner  # noqa: E402
-from sim.connpool import DEFAULT_POOL_TIMING, PoolTiming  # noqa: E402
+from sim.pool_timing import DEFAULT_POOL_TIMING, PoolTiming  # noqa: E402
 from tests.cluster.local.pools_scenario import (  # noqa: E402
     Limits,
     Phase,

@@ -1,7 +1,7 @@
 """Measure, on real Envoy 1.40 and on this machine now, the moments that decide the reconnect
 race of Istio's circuit-breaking task, from a local run's access logs (the log side of
 ``meshplay compare --a sim --b local``'s pool calibration: ``playground.pool_calibration`` turns
-these samples into the simulator's :class:`sim.connpool.PoolTiming`).
+these samples into the simulator's :class:`sim.pool_timing.PoolTiming`).
 
 With ``maxRequestsPerConnection: 1`` Envoy closes a connection after its response; the pool opens
 a new one for the request pending behind it, which holds the one pending slot until that

@@ -29,7 +29,7 @@ from mesh.runner import (
 )
 
 if TYPE_CHECKING:
-    from sim.connpool import PoolTiming
+    from sim.pool_timing import PoolTiming
 
 __all__ = ["AskingExecutor", "ObservedSimRunner", "StepAnswer", "metrics_executor"]
 

@@ -5,7 +5,7 @@ With ``maxRequestsPerConnection: 1``, one connection and one pending request (Is
 circuit-breaking task), the share of 503 ``UO`` is a race between a client's turnaround and
 Envoy's close, connect and TLS handshake; all of them move with the machine's load. The local
 side's client sidecar logs those moments (``cluster.pool_calibration``); this module turns them
-into the :class:`sim.connpool.PoolTiming` the simulator runs the same lesson with:
+into the :class:`sim.pool_timing.PoolTiming` the simulator runs the same lesson with:
 
 * **connect**: a connection opened for a request that found none, from the pool's decision (the
   request's first byte plus ``request_leg``); with too few of them, the reconnects;
@@ -41,7 +41,7 @@ from mesh.lesson import Lesson
 from mesh.metrics import percentile
 from mesh.model.common import Duration, FrozenMap
 from mesh.runner import LessonRun
-from sim.connpool import Delay, Paired, PoolTiming, Sampled
+from sim.pool_timing import Delay, Paired, PoolTiming, Sampled
 
 __all__ = [
     "PoolCalibration",

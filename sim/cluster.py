@@ -19,7 +19,7 @@ from typing import Any
 
 import simpy
 
-from sim.connpool import MTLS_CONNECT, ConnPool, Delay, Paired, PoolStats, Sampled
+from sim.connpool import ConnPool, PoolStats
 from sim.hosts import HostOutlier, HostState
 from sim.lb import by_locality_weight, by_priority, pick_hashed, pick_weighted
 from sim.outlier import (
@@ -28,6 +28,7 @@ from sim.outlier import (
     cluster_config,
     forget_outlier,
 )
+from sim.pool_timing import MTLS_CONNECT, Delay, Paired, Sampled
 from sim.xds import ClusterSpec
 
 __all__ = ["ClusterRuntime", "HostOutlier", "HostState", "OutlierState", "Pick"]

@@ -20,8 +20,8 @@ from mesh.app import EndpointBehavior, ServiceBehavior
 from mesh.envoy_api.names import Direction, cluster_name
 from mesh.topology import Pod, ProxyKind
 from sim.cluster import ClusterRuntime
-from sim.connpool import PoolTiming
 from sim.outlier import OutlierState
+from sim.pool_timing import PoolTiming
 from sim.workers import Workers
 from sim.xds import ProxyTables
 

@@ -29,7 +29,7 @@ from mesh.state import MeshState
 from mesh.topology import Topology, build_topology
 from sim.accesslog import exchange_clusters
 from sim.cluster import OutlierState
-from sim.connpool import DEFAULT_POOL_TIMING, PoolTiming
+from sim.pool_timing import DEFAULT_POOL_TIMING, PoolTiming
 from sim.traffic import TrafficDriver, drain
 from sim.world import World
 

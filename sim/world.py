@@ -31,10 +31,10 @@ from mesh.security import LocalRateLimiter
 from mesh.topology import MeshService, ProxyKind, Topology
 from sim.cluster import OutlierState
 from sim.cni import Cni
-from sim.connpool import DEFAULT_POOL_TIMING, PoolTiming
 from sim.messages import Request
 from sim.outside import Outside, outside_of
 from sim.pods import PodRuntime, ProxyRuntime
+from sim.pool_timing import DEFAULT_POOL_TIMING, PoolTiming
 from sim.timeouts import Deadlines
 from sim.tokens import UserTokens
 from sim.workers import Workers
@@ -88,7 +88,7 @@ class World:
     ) -> None:
         self.env = env or simpy.Environment()
         self.pool_timing = pool_timing
-        """How sized connection pools time Envoy's reconnect race (:class:`sim.connpool.PoolTiming`)."""
+        """How sized connection pools time Envoy's reconnect race (:class:`sim.pool_timing.PoolTiming`)."""
         self.rng = random.Random(seed)
         self.deadlines = Deadlines(self.env)
         self.behavior = behavior

@@ -1,7 +1,7 @@
 """Pool calibration on access-log lines (no Envoy): the reconnect race of Istio's circuit-breaking
 task measured from a client sidecar's time points (``US_CX_BEG``, ``US_HS_END``, ``US_RX_END``
 after the request's first byte, the downstream connection's id), turned into the simulator's
-:class:`sim.connpool.PoolTiming`, and the upstream's service time from the server sidecar's
+:class:`sim.pool_timing.PoolTiming`, and the upstream's service time from the server sidecar's
 ``duration_us`` put into the simulated lesson (``meshplay compare --a sim --b local``).
 
 The lines are those of two closed-loop clients on one connection with
@@ -28,7 +28,7 @@ from mesh.lesson import Lesson, load_lesson
 from mesh.records import RequestRecord
 from mesh.runner import LessonRun, RunOptions, StepResult
 from playground.pool_calibration import calibrate_from_local, timing, with_service_times
-from sim.connpool import Delay, Paired, PoolTiming, Sampled
+from sim.pool_timing import Delay, Paired, PoolTiming, Sampled
 from tests.pool_race import (
     FRESH_US,
     RETRY_AFTER_HS_US,

@@ -9,7 +9,8 @@ import statistics
 
 import simpy
 
-from sim.connpool import CONNECTION_SETUP_S, ConnPool, Delay, PoolStats, Slot
+from sim.connpool import CONNECTION_SETUP_S, ConnPool, PoolStats, Slot
+from sim.pool_timing import Delay
 from sim.xds import Thresholds
 
 H1 = "10.0.0.1:8080"

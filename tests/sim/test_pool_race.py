@@ -19,7 +19,7 @@ from mesh.lesson import load_lesson
 from mesh.records import Reporter
 from mesh.runner import LessonRun, RunOptions
 from sim import SimRunner
-from sim.connpool import DEFAULT_POOL_TIMING, Delay, PoolTiming
+from sim.pool_timing import DEFAULT_POOL_TIMING, Delay, PoolTiming
 from tests.cluster.local.pools_scenario import (
     Figure,
     Limits,

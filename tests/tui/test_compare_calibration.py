@@ -21,7 +21,7 @@ from textual.widgets import Checkbox, DataTable
 
 from mesh.runner import Runner
 from playground.compare_pair import run_pair
-from sim.connpool import PoolTiming
+from sim.pool_timing import PoolTiming
 from tests.pool_race import SERVER_US, PoolRaceRunner
 from tests.tui.conftest import LESSONS
 from tests.tui.pilot_helpers import wait_compare, wait_loaded

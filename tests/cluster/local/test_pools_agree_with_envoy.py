@@ -32,7 +32,7 @@ from mesh.lesson import load_lesson
 from mesh.runner import LessonRun, RunOptions
 from playground.pool_calibration import cross_fit
 from sim import SimRunner
-from sim.connpool import PoolTiming
+from sim.pool_timing import PoolTiming
 from tests.cluster.local.pools_scenario import (
     Z_MAX,
     Limits,
