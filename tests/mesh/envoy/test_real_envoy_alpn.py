@@ -116,7 +116,9 @@ def _resources(extra: str) -> list[Any]:
     return [*sample_app("app").resources, *load_text(extra, default_namespace="t").resources]
 
 
-def _on_envoy(extra: str, tmp_path: Path, ca: LocalCA, server: _TlsServer) -> list[str]:
+def _on_envoy(
+    extra: str, tmp_path: Path, ca: LocalCA, server: _TlsServer, connections: int = 1
+) -> list[str]:
     listen, admin = free_port(), free_port()
     resources = _resources(extra)
     ports = PortMap.of(
@@ -143,7 +145,7 @@ def _on_envoy(extra: str, tmp_path: Path, ca: LocalCA, server: _TlsServer) -> li
         # an HTTP/2 cluster talks h2 to a server that answers HTTP/1.1: only the ALPN counts
         with contextlib.suppress(urllib.error.URLError, OSError):
             urllib.request.urlopen(request, timeout=5).close()
-        while not server.negotiated and time.monotonic() < deadline:
+        while len(server.negotiated) < connections and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         proc.terminate()
@@ -152,7 +154,7 @@ def _on_envoy(extra: str, tmp_path: Path, ca: LocalCA, server: _TlsServer) -> li
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return server.negotiated[:1]
+    return server.negotiated[:connections]
 
 
 def _in_the_sim(extra: str) -> str:
@@ -182,3 +184,34 @@ def test_the_upstream_handshake_offers_istio_alpn_only_for_istio_mtls(
 ) -> None:
     assert _on_envoy(extra, tmp_path, ca, server) == [negotiated]
     assert _in_the_sim(extra) == simulated
+
+
+MIRROR = """
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: raw, namespace: t}
+spec:
+  hosts: [raw]
+  http:
+  - route: [{destination: {host: raw}}]
+    mirror: {host: raw}
+    mirrorPercentage: {value: 100}
+"""
+
+
+def test_a_mirrored_copy_offers_the_clusters_own_alpn(
+    tmp_path: Path, ca: LocalCA, server: _TlsServer
+) -> None:
+    """Envoy 1.40 does not hand a shadow request the filter state: the request negotiates
+    ``istio-http/1.1``, its mirror copy the cluster's own ``istio-peer-exchange``. On a sniffed
+    port the server's sidecar then takes the copy on its TCP chain, and the sim does the same."""
+    extra = SERVICE.format(name="web") + MIRROR
+    assert sorted(_on_envoy(extra, tmp_path, ca, server, connections=2)) == [
+        "istio-http/1.1",
+        "istio-peer-exchange",
+    ]
+    world = make_world(extra)
+    one_request(world, to="raw", path="/x")
+    served = sorted(r.request_protocol for r in world.records if r.reporter.value == "destination")
+    assert served == ["http", "tcp"]
