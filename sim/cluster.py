@@ -187,7 +187,7 @@ class ClusterRuntime:
 
     def _available(self, now: float) -> tuple[list[HostState], bool]:
         hosts = self.hosts
-        if self.ejected_hosts == 0 and len(self.spec.priorities) <= 1:
+        if self.detector.ejected_hosts == 0 and len(self.spec.priorities) <= 1:
             return hosts, False
         if self.spec.outlier is None:
             candidates = hosts
@@ -234,7 +234,7 @@ class ClusterRuntime:
     ) -> HostState | None:
         """:meth:`choose` without the reasons (the router's path when nobody traces)."""
         if (
-            self.ejected_hosts == 0
+            self.detector.ejected_hosts == 0
             and len(self.spec.priorities) <= 1
             and not self.spec.locality_weighted
         ):
