@@ -76,7 +76,8 @@ def bootstrap(
 ) -> Json:
     """A static Envoy bootstrap for one proxy, everything inlined. ``secrets`` supplies the
     SDS secrets named by Istio mTLS clusters and PeerAuthentication chains (``default``,
-    ``ROOTCA``)."""
+    ``ROOTCA``), as an SDS server sends them: a static secret is a plain ``Secret``, so their
+    ``@type`` is dropped."""
     base: Json = {
         "admin": {"address": socket_address(admin_address, admin_port)},
         "node": dict(proxy.node),
@@ -89,6 +90,6 @@ def bootstrap(
     }
     all_secrets = [*proxy.secrets, *secrets]
     if all_secrets:
-        resources["secrets"] = list(all_secrets)
+        resources["secrets"] = [{k: v for k, v in x.items() if k != "@type"} for x in all_secrets]
     base["static_resources"] = resources
     return base

@@ -220,10 +220,7 @@ def _two_sidecars(tmp_path: Path, extra: str, upstream: int) -> tuple[list[Any],
         ):
             options = TranslateOptions(port_map=ports, access_log_path=str(tmp_path / f"{pod}.log"))
             proxy = translate(resources, topology, options)[pod]
-            secrets = tuple(
-                {k: v for k, v in secret.items() if k != "@type"}
-                for secret in ca.issue("t", account).secrets().values()
-            )
+            secrets = tuple(ca.issue("t", account).secrets().values())
             config = tmp_path / f"{pod}.yaml"
             config.write_text(yaml.safe_dump(bootstrap(proxy, admin_port=admin, secrets=secrets)))
             cmd = [str(envoy_binary()), "-c", str(config), "--concurrency", "1", "-l", "error"]

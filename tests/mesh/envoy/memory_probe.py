@@ -124,10 +124,7 @@ def measure(config: ProxyConfig, workdir: Path, label: str = "", settle_s: float
     ``/memory`` and VmRSS once it is ready and has settled, stop it."""
     _, ns, _, sa = config.pod.identity.removeprefix("spiffe://cluster.local/").split("/")
     ca = LocalCA(workdir / "ca")
-    secrets = tuple(
-        {k: v for k, v in secret.items() if k != "@type"}
-        for secret in ca.issue(ns, sa).secrets().values()
-    )
+    secrets = tuple(ca.issue(ns, sa).secrets().values())
     admin = _free_port()
     doc = bootstrap(config, admin_port=admin, secrets=secrets)
     used = {admin}

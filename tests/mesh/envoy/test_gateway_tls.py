@@ -249,7 +249,7 @@ def _secrets(ca: LocalCA) -> tuple[Json, ...]:
     """The gateway's own workload certificate (``default``, ``ROOTCA``), from the mesh CA; its
     credentials come with the translated config (``ProxyConfig.secrets``)."""
     own = ca.issue("istio-system", "istio-ingressgateway-service-account").secrets().values()
-    return tuple({k: v for k, v in s.items() if k != "@type"} for s in own)
+    return tuple(own)
 
 
 def test_the_gateway_gets_the_lessons_secrets_as_istiod_serves_them() -> None:

@@ -151,10 +151,7 @@ def test_two_sidecars_route_proxy_requests_and_log_records(tmp_path: Path, app_s
             _, ns, _, sa = (
                 config[pod].pod.identity.removeprefix("spiffe://cluster.local/").split("/")
             )
-            secrets = tuple(
-                {k: v for k, v in secret.items() if k != "@type"}
-                for secret in ca.issue(ns, sa).secrets().values()
-            )
+            secrets = tuple(ca.issue(ns, sa).secrets().values())
             doc = bootstrap(config[pod], admin_port=admins[pod], secrets=secrets)
             path.write_text(yaml.safe_dump(doc))
             cmd = [str(ENVOY), "-c", str(path), "--concurrency", "1", "--disable-hot-restart"]

@@ -129,10 +129,7 @@ def _on_envoy(
     )
     options = TranslateOptions(port_map=ports, access_log_path=str(tmp_path / "client.log"))
     proxy = translate(resources, build_topology(resources), options)["client-v1-0"]
-    secrets = tuple(
-        {k: v for k, v in s.items() if k != "@type"}
-        for s in ca.issue("t", "client").secrets().values()
-    )
+    secrets = tuple(ca.issue("t", "client").secrets().values())
     config = tmp_path / "client.yaml"
     config.write_text(yaml.safe_dump(bootstrap(proxy, admin_port=admin, secrets=secrets)))
     cmd = [str(envoy_binary()), "-c", str(config), "--concurrency", "1", "-l", "error"]

@@ -114,10 +114,7 @@ def _server_config(
 ) -> Path:
     resources = _resources(mode)
     proxy = translate(resources, build_topology(resources))[POD]
-    secrets = tuple(
-        {k: v for k, v in s.items() if k != "@type"}
-        for s in ca.issue("t", "other").secrets().values()
-    )
+    secrets = tuple(ca.issue("t", "other").secrets().values())
     doc = bootstrap(proxy, admin_port=admin, secrets=secrets)
     static = doc["static_resources"]
     (listener,) = [x for x in static["listeners"] if x["name"] == VIRTUAL_INBOUND]
@@ -333,10 +330,7 @@ def test_mtls_to_a_declared_disable_http_port_is_a_codec_error_on_envoy_as_in_th
         resources, topology, TranslateOptions(port_map=ports, access_log_path=str(log))
     )[POD]
     ca = LocalCA(tmp_path / "ca")
-    secrets = tuple(
-        {k: v for k, v in s.items() if k != "@type"}
-        for s in ca.issue("t", "other").secrets().values()
-    )
+    secrets = tuple(ca.issue("t", "other").secrets().values())
     config = tmp_path / "server.yaml"
     config.write_text(yaml.safe_dump(bootstrap(proxy, admin_port=admin, secrets=secrets)))
     cmd = [str(envoy_binary()), "-c", str(config), "--concurrency", "1", "-l", "error"]
@@ -418,10 +412,7 @@ def _through_sidecars_on_envoy(mode: str, tmp_path: Path, upstream: int) -> list
     )
     options = TranslateOptions(port_map=ports, access_log_path=str(tmp_path / "client.log"))
     proxy = translate(resources, build_topology(resources), options)["client-v1-0"]
-    secrets = tuple(
-        {k: v for k, v in s.items() if k != "@type"}
-        for s in ca.issue("t", "client").secrets().values()
-    )
+    secrets = tuple(ca.issue("t", "client").secrets().values())
     client = tmp_path / "client.yaml"
     client.write_text(yaml.safe_dump(bootstrap(proxy, admin_port=admins[1], secrets=secrets)))
     procs = []
