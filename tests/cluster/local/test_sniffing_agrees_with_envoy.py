@@ -20,8 +20,6 @@ chain. The simulator's server-side records must say the same.
 from __future__ import annotations
 
 import socket
-import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,8 +37,8 @@ from mesh.records import ConnectionSecurityPolicy
 from mesh.source import load_text
 from mesh.topology import MeshConfig, build_topology
 from sim.world import World
-from tests.mesh.envoy.real_envoy import free_port, http_or_raw_server, read_log, wait_ready
-from tests.mesh.envoy.test_golden import _test_secrets, envoy_binary
+from tests.mesh.envoy.real_envoy import free_port, http_or_raw_server, read_log, running_envoys
+from tests.mesh.envoy.test_golden import _test_secrets
 from tests.sim.harness import dst, one_connection, one_request, sample_app, src
 
 pytestmark = pytest.mark.envoy
@@ -92,7 +90,10 @@ def _client_envoy_config(tmp_path: Path, listen: int, upstream: int, admin: int)
     topology = build_topology(resources)
     ports = PortMap.of(
         {
-            "client-v1-0": PodPorts(listeners=FrozenMap({7070: listen})),
+            "client-v1-0": PodPorts(
+                listeners=FrozenMap({7070: listen}),
+                inbound=FrozenMap({9080: free_port()}),  # its virtualInbound
+            ),
             "other-v1-0": PodPorts(app=FrozenMap({9080: upstream})),
         }
     )
@@ -131,23 +132,11 @@ def _raw(port: int) -> bytes:
 def _real_envoy(tmp_path: Path, upstream: int) -> list[tuple[str, int, str]]:
     listen, admin = free_port(), free_port()
     config = _client_envoy_config(tmp_path, listen, upstream, admin)
-    cmd = [str(envoy_binary()), "-c", str(config), "--concurrency", "1"]
-    cmd += ["--disable-hot-restart", "--file-flush-interval-msec", "50", "-l", "error"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        wait_ready(admin, proc, deadline)
+    with running_envoys([(config, admin)]) as (_, deadline):
         assert _http(listen, "/ok") == 200
         assert _http(listen, "/teapot") == 418
         assert _raw(listen) == b"raw"
         lines = read_log(tmp_path / "client.log", 3, deadline)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     records = [record_from_access_log(line) for line in lines]
     return sorted((r.request_protocol, r.response_code, r.upstream_cluster) for r in records)
 
@@ -206,42 +195,31 @@ def _two_sidecars(tmp_path: Path, extra: str, upstream: int) -> tuple[list[Any],
     topology = build_topology(resources)
     ports = PortMap.of(
         {
-            "client-v1-0": PodPorts(listeners=FrozenMap({7070: listen})),
+            "client-v1-0": PodPorts(
+                listeners=FrozenMap({7070: listen}),
+                inbound=FrozenMap({9080: free_port()}),  # its virtualInbound
+            ),
             "other-v1-0": PodPorts(
                 inbound=FrozenMap({9080: inbound}), app=FrozenMap({9080: upstream})
             ),
         }
     )
     ca = LocalCA(tmp_path / "ca")
-    procs = []
-    try:
-        for (pod, account), admin in zip(
-            (("client-v1-0", "client"), ("other-v1-0", "other")), admins, strict=True
-        ):
-            options = TranslateOptions(port_map=ports, access_log_path=str(tmp_path / f"{pod}.log"))
-            proxy = translate(resources, topology, options)[pod]
-            secrets = tuple(ca.issue("t", account).secrets().values())
-            config = tmp_path / f"{pod}.yaml"
-            config.write_text(yaml.safe_dump(bootstrap(proxy, admin_port=admin, secrets=secrets)))
-            cmd = [str(envoy_binary()), "-c", str(config), "--concurrency", "1", "-l", "error"]
-            cmd += ["--disable-hot-restart", "--file-flush-interval-msec", "50"]
-            cmd += ["--base-id", str(admin)]
-            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-        deadline = time.monotonic() + 30
-        for proc, admin in zip(procs, admins, strict=True):
-            wait_ready(admin, proc, deadline)
+    configs: list[tuple[Path, int | None]] = []
+    for (pod, account), admin in zip(
+        (("client-v1-0", "client"), ("other-v1-0", "other")), admins, strict=True
+    ):
+        options = TranslateOptions(port_map=ports, access_log_path=str(tmp_path / f"{pod}.log"))
+        proxy = translate(resources, topology, options)[pod]
+        secrets = tuple(ca.issue("t", account).secrets().values())
+        config = tmp_path / f"{pod}.yaml"
+        config.write_text(yaml.safe_dump(bootstrap(proxy, admin_port=admin, secrets=secrets)))
+        configs.append((config, admin))
+    with running_envoys(configs) as (_, deadline):
         assert _http(listen, "/ok") == 200
         assert _raw(listen) == b"raw"
         client = read_log(tmp_path / "client-v1-0.log", 2, deadline)
         server = read_log(tmp_path / "other-v1-0.log", 2, deadline)
-    finally:
-        for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
     return (
         [record_from_access_log(x) for x in client],
         [record_from_access_log(x) for x in server],
@@ -289,31 +267,26 @@ def test_raw_bytes_to_an_http_port_are_black_holed_on_envoy_as_in_the_sim(tmp_pa
     resources = _resources()
     topology = build_topology(resources, MeshConfig(outbound_traffic_policy="REGISTRY_ONLY"))
     listen, admin = free_port(), free_port()
-    ports = PortMap.of({"client-v1-0": PodPorts(listeners=FrozenMap({9080: listen}))})
+    ports = PortMap.of(
+        {
+            "client-v1-0": PodPorts(
+                listeners=FrozenMap({9080: listen}),
+                inbound=FrozenMap({9080: free_port()}),  # its virtualInbound
+            )
+        }
+    )
     options = TranslateOptions(port_map=ports, access_log_path=str(tmp_path / "client.log"))
     proxy = translate(resources, topology, options)["client-v1-0"]
     config = tmp_path / "client.yaml"
     doc = bootstrap(proxy, admin_port=admin, secrets=_test_secrets(tmp_path))
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
-    cmd = [str(envoy_binary()), "-c", str(config), "--concurrency", "1", "-l", "error"]
-    cmd += ["--disable-hot-restart", "--file-flush-interval-msec", "50"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        wait_ready(admin, proc, deadline)
+    with running_envoys([(config, admin)]) as (_, deadline):
         try:
             answer = _raw(listen)
         except ConnectionResetError:
             answer = b""  # Envoy closed with a reset: nothing came back either way
         assert answer == b""
         (line,) = read_log(tmp_path / "client.log", 1, deadline)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     envoy = record_from_access_log(line)
     world = World(topology, sample_app("app").behavior, translate(resources, topology))
     one_connection(world, "203.0.113.9:9080")

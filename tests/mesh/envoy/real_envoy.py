@@ -1,5 +1,6 @@
 """Helpers for the tests that start a real Envoy 1.40 process: a free port, a bounded upstream
-server, wait for its admin ``/ready``, read its JSON access log."""
+server, Envoys started from bootstrap files and stopped by PID, wait for an admin ``/ready``, read
+a JSON access log."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,39 @@ def read_log(path: Path, expected: int, deadline: float) -> list[dict[str, Any]]
                 return lines
         time.sleep(0.05)
     raise AssertionError(f"{path.name}: fewer than {expected} access-log lines")
+
+
+@contextmanager
+def running_envoys(
+    configs: Sequence[tuple[Path, int | None]], *, flush_ms: int | None = 50, timeout_s: float = 30
+) -> Iterator[tuple[list[subprocess.Popen[bytes]], float]]:
+    """One Envoy per (bootstrap file, admin port) on one worker thread, errors only, each ready
+    (when its admin port is given) before the body runs; yields the processes and the deadline
+    (``timeout_s`` from the start) for the body's own waits. ``flush_ms``: how often access
+    logs are flushed (None: Envoy's default). Every process is stopped on exit, killed if it
+    does not end within 5 s."""
+    from tests.mesh.envoy.test_golden import envoy_binary  # the test module's locator
+
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for config, admin in configs:
+            cmd = [str(envoy_binary()), "-c", str(config), "--concurrency", "1", "-l", "error"]
+            cmd += ["--disable-hot-restart"]
+            if flush_ms is not None:
+                cmd += ["--file-flush-interval-msec", str(flush_ms)]
+            if admin is not None:
+                cmd += ["--base-id", str(admin)]
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        deadline = time.monotonic() + timeout_s
+        for proc, (_, admin) in zip(procs, configs, strict=True):
+            if admin is not None:
+                wait_ready(admin, proc, deadline)
+        yield procs, deadline
+    finally:
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-import subprocess
 import threading
 import time
 import urllib.error
@@ -34,8 +33,7 @@ from mesh.envoy.ports import PodPorts, PortMap
 from mesh.model import FrozenMap
 from mesh.source import load_text
 from mesh.topology import build_topology
-from tests.mesh.envoy.real_envoy import free_port, wait_ready
-from tests.mesh.envoy.test_golden import envoy_binary
+from tests.mesh.envoy.real_envoy import free_port, running_envoys
 from tests.sim.harness import make_world, one_request, sample_app
 
 pytestmark = pytest.mark.envoy
@@ -123,7 +121,10 @@ def _on_envoy(
     resources = _resources(extra)
     ports = PortMap.of(
         {
-            "client-v1-0": PodPorts(listeners=FrozenMap({7070: listen})),
+            "client-v1-0": PodPorts(
+                listeners=FrozenMap({7070: listen}),
+                inbound=FrozenMap({9080: free_port()}),  # its virtualInbound
+            ),
             "other-v1-0": PodPorts(inbound=FrozenMap({9080: server.port})),
         }
     )
@@ -132,25 +133,13 @@ def _on_envoy(
     secrets = tuple(ca.issue("t", "client").secrets().values())
     config = tmp_path / "client.yaml"
     config.write_text(yaml.safe_dump(bootstrap(proxy, admin_port=admin, secrets=secrets)))
-    cmd = [str(envoy_binary()), "-c", str(config), "--concurrency", "1", "-l", "error"]
-    cmd += ["--disable-hot-restart", "--base-id", str(admin)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        wait_ready(admin, proc, deadline)
+    with running_envoys([(config, admin)], flush_ms=None) as (_, deadline):
         request = urllib.request.Request(f"http://127.0.0.1:{listen}/x", headers={"host": "raw"})
         # an HTTP/2 cluster talks h2 to a server that answers HTTP/1.1: only the ALPN counts
         with contextlib.suppress(urllib.error.URLError, OSError):
             urllib.request.urlopen(request, timeout=5).close()
         while len(server.negotiated) < connections and time.monotonic() < deadline:
             time.sleep(0.05)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     return server.negotiated[:connections]
 
 

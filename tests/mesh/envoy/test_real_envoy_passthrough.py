@@ -24,7 +24,6 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,8 +46,7 @@ from sim.inbound import inbound
 from sim.inbound_tcp import serve_tcp
 from sim.messages import Request, Response
 from sim.world import World
-from tests.mesh.envoy.real_envoy import free_port, http_or_raw_server, read_log, wait_ready
-from tests.mesh.envoy.test_golden import envoy_binary
+from tests.mesh.envoy.real_envoy import free_port, http_or_raw_server, read_log, running_envoys
 from tests.sim.harness import dst, one_connection, one_request, sample_app
 
 pytestmark = pytest.mark.envoy
@@ -199,12 +197,8 @@ def _on_envoy(mode: str, tmp_path: Path, upstream: int) -> dict[str, Outcome]:
     config = _server_config(mode, tmp_path, ca, listen, upstream, admin)
     client = ca.issue("t", "client")
     log = tmp_path / f"{mode}.log"
-    cmd = [str(envoy_binary()), "-c", str(config), "--concurrency", "1", "-l", "error"]
-    cmd += ["--disable-hot-restart", "--file-flush-interval-msec", "50", "--base-id", str(admin)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     out: dict[str, Outcome] = {}
-    try:
-        wait_ready(admin, proc, time.monotonic() + 30)
+    with running_envoys([(config, admin)]):
         for kind in PROBES:
             before = _lines(log)
             got = _probe(kind, listen, client)
@@ -214,13 +208,6 @@ def _on_envoy(mode: str, tmp_path: Path, upstream: int) -> dict[str, Outcome]:
             lines = read_log(log, before, time.monotonic() + 5) if before or log.exists() else []
             records = [record_from_access_log(x) for x in lines[before:]]
             out[kind] = _outcome(got, records)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     return out
 
 
@@ -333,22 +320,10 @@ def test_mtls_to_a_declared_disable_http_port_is_a_codec_error_on_envoy_as_in_th
     secrets = tuple(ca.issue("t", "other").secrets().values())
     config = tmp_path / "server.yaml"
     config.write_text(yaml.safe_dump(bootstrap(proxy, admin_port=admin, secrets=secrets)))
-    cmd = [str(envoy_binary()), "-c", str(config), "--concurrency", "1", "-l", "error"]
-    cmd += ["--disable-hot-restart", "--file-flush-interval-msec", "50", "--base-id", str(admin)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     client = ca.issue("t", "client")
-    try:
-        deadline = time.monotonic() + 30
-        wait_ready(admin, proc, deadline)
+    with running_envoys([(config, admin)]) as (_, deadline):
         got = [_probe("http", listen, client), _probe("mtls-http", listen, client)]
         lines = read_log(log, 2, deadline)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     envoy = [(r.response_code, r.response_flags) for r in map(record_from_access_log, lines)]
     assert got == ["ok", "handshake-failed"]
     assert envoy == [(200, ()), (400, ("DPE",))]
@@ -406,7 +381,10 @@ def _through_sidecars_on_envoy(mode: str, tmp_path: Path, upstream: int) -> list
     resources = _client_side(mode)
     ports = PortMap.of(
         {
-            "client-v1-0": PodPorts(listeners=FrozenMap({7070: client_listen})),
+            "client-v1-0": PodPorts(
+                listeners=FrozenMap({7070: client_listen}),
+                inbound=FrozenMap({9080: free_port()}),  # its virtualInbound
+            ),
             "other-v1-0": PodPorts(inbound=FrozenMap({9080: listen})),
         }
     )
@@ -415,16 +393,7 @@ def _through_sidecars_on_envoy(mode: str, tmp_path: Path, upstream: int) -> list
     secrets = tuple(ca.issue("t", "client").secrets().values())
     client = tmp_path / "client.yaml"
     client.write_text(yaml.safe_dump(bootstrap(proxy, admin_port=admins[1], secrets=secrets)))
-    procs = []
-    try:
-        for config, admin in zip((server, client), admins, strict=True):
-            cmd = [str(envoy_binary()), "-c", str(config), "--concurrency", "1", "-l", "error"]
-            cmd += ["--disable-hot-restart", "--file-flush-interval-msec", "50"]
-            cmd += ["--base-id", str(admin)]
-            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-        deadline = time.monotonic() + 30
-        for proc, admin in zip(procs, admins, strict=True):
-            wait_ready(admin, proc, deadline)
+    with running_envoys(list(zip((server, client), admins, strict=True))) as (_, deadline):
         got = []
         with socket.create_connection(("127.0.0.1", client_listen), timeout=5) as s:
             s.sendall(b"GET /x HTTP/1.1\r\nhost: raw\r\nconnection: close\r\n\r\n")
@@ -433,14 +402,6 @@ def _through_sidecars_on_envoy(mode: str, tmp_path: Path, upstream: int) -> list
             s.sendall(b"\x00\x01binary hello")
             got.append(_read_all(s) == b"raw")
         lines = read_log(tmp_path / f"{mode}.log", 2, deadline)
-    finally:
-        for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
     assert got == [True, True]
     return [_outcome("ok", [record_from_access_log(x)]) for x in lines]
 
