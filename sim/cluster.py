@@ -78,8 +78,6 @@ class ClusterRuntime:
     """Weighted round robin's running credit per host (smooth weighted round robin)."""
     detector: OutlierDetector = field(init=False)
     """The cluster's outlier detector (:mod:`sim.outlier`)."""
-    created: float = 0.0
-    """When this cluster (this config of it) was created: its outlier sweeps count from here."""
     cx_connect_fail: int = 0
     connect: Delay | Sampled = MTLS_CONNECT
     """A new mTLS connection's set-up on a sized pool (``PoolTiming.connect``)."""
@@ -97,12 +95,12 @@ class ClusterRuntime:
     ) -> ClusterRuntime:
         """Fresh state for a cluster (no requests in flight, nothing ejected)."""
         hosts = [HostState(e) for e in spec.endpoints]
-        return cls(spec, env, rng, hosts, created=env.now, connect=connect, reconnect=reconnect)
+        return cls(spec, env, rng, hosts, connect=connect, reconnect=reconnect)
 
     def __post_init__(self) -> None:
         self.pool = self._new_pool()
         self.locality_sizes = _locality_sizes(self.spec)
-        self.detector = OutlierDetector(self.spec.outlier, self.created)
+        self.detector = OutlierDetector(self.spec.outlier, self.env.now)
 
     @property
     def ejected_hosts(self) -> int:
@@ -139,8 +137,7 @@ class ClusterRuntime:
             self.pool = self._new_pool()
             for h in old.values():
                 forget_outlier(h)
-            self.created = self.env.now
-            self.detector = OutlierDetector(spec.outlier, self.created)
+            self.detector = OutlierDetector(spec.outlier, self.env.now)
         self.spec = spec
         self.locality_sizes = _locality_sizes(spec)
         self.hosts = [old.get(e.host) or HostState(e) for e in spec.endpoints]
@@ -158,10 +155,7 @@ class ClusterRuntime:
     def restore_outlier(self, state: OutlierState) -> bool:
         """Take over ``state`` if it belongs to this very cluster config (see
         :meth:`sim.outlier.OutlierDetector.restore`)."""
-        restored = self.detector.restore(state, self.spec, self.hosts, self.env.now)
-        if restored:
-            self.created = self.detector.created
-        return restored
+        return self.detector.restore(state, self.spec, self.hosts, self.env.now)
 
     def retry_allowed(self) -> bool:
         """``max_retries``: whether another retry may be in flight."""
