@@ -3,7 +3,6 @@ Prometheus, and queries answer what the records say, per step, in well under two
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
@@ -28,9 +27,9 @@ def test_a_query_per_step_counts_exactly_that_steps_requests() -> None:
     executor = RecordedMetricsExecutor(SimExecutor())
     run = run_lesson(executor, lesson, RunOptions(seed=1))
     try:
-        started = time.perf_counter()
+        # how fast the TSDB is built, Prometheus started and answering: a benchmark, not a
+        # test (benchmarks/bench_observe.py --only tsdb); a busy machine must not fail CI
         answers = [executor.metrics_of(s.index).query(BY_VERSION) for s in run.steps]
-        first_answer_s = time.perf_counter() - started
     finally:
         executor.close()
     for step, answer in zip(run.steps, answers, strict=True):
@@ -41,7 +40,6 @@ def test_a_query_per_step_counts_exactly_that_steps_requests() -> None:
         )
         got = {v: n for v, n in answer.by("destination_version").items() if n}
         assert got == {v: float(n) for v, n in counted.items()}, f"step {step.index + 1}"
-    assert first_answer_s < 2.0  # TSDB built, Prometheus started, three queries answered
     assert executor.tsdb.client is None  # stopped with the executor
 
 
